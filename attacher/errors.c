@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+#include "errors.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static char msg[1024];
+static int exit_code = MA_EXIT_ERROR;
+
+int ma_err(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+int ma_err_prefix(int err, const char *fmt, ...)
+{
+	char old[sizeof(msg)];
+	char pre[256];
+	va_list ap;
+
+	snprintf(old, sizeof(old), "%s", msg);
+	va_start(ap, fmt);
+	vsnprintf(pre, sizeof(pre), fmt, ap);
+	va_end(ap);
+	snprintf(msg, sizeof(msg), "%s: %s", pre, old);
+	return err;
+}
+
+const char *ma_errmsg(void)
+{
+	return msg;
+}
+
+void ma_err_set_exit(int code)
+{
+	exit_code = code;
+}
+
+int ma_err_exit(void)
+{
+	return exit_code;
+}
+
+void ma_err_clear(void)
+{
+	msg[0] = '\0';
+	exit_code = MA_EXIT_ERROR;
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Filling struct ma_py_offsets for one CPython build, from one of three
+ * sources (DESIGN.md "Offsets from DWARF first"):
+ *   1. DWARF of the running binary (exact), through libdw;
+ *   2. CPython's own _Py_DebugOffsets, 3.13+, read from the target's memory;
+ *   3. the built-in table per minor version (attacher/offsets_table.c),
+ *      generated from DWARF by tools/gen-offsets-table.
+ */
+#ifndef MA_PYOFFSETS_H
+#define MA_PYOFFSETS_H
+
+#include <elfutils/libdwfl.h>
+#include <stdio.h>
+#include <stdint.h>
+
+#include "../common/ma_offsets.h"
+
+struct ma_mem;
+
+/*
+ * From the DWARF of mod (an executable or libpython with _PyRuntime).  The
+ * version decides which fields must exist.  Returns 0, -ENOENT when the module
+ * has no DWARF at all (message names what was looked for), -EPROTO when DWARF
+ * is there but a needed type/member is missing (message names it).
+ */
+int ma_pyoffsets_from_dwarf(Dwfl_Module *mod, uint32_t version_hex,
+			    struct ma_py_offsets *out);
+
+/*
+ * From _Py_DebugOffsets at the start of _PyRuntime in the target (3.13+).
+ * -ENOENT when the version has none or the cookie "xdebugpy" is absent.
+ */
+int ma_pyoffsets_from_debug_offsets(struct ma_mem *m, uint64_t runtime_addr,
+				    uint32_t version_hex,
+				    struct ma_py_offsets *out);
+
+/* From the built-in table: -ENOENT when the minor version is not in it. */
+int ma_pyoffsets_from_table(uint32_t version_hex, struct ma_py_offsets *out);
+
+/* Print offsets as a C designated initializer (used by the table generator
+ * and by `memattach offsets`), or as "name value" lines. */
+void ma_pyoffsets_print_c(FILE *f, const struct ma_py_offsets *o);
+void ma_pyoffsets_print(FILE *f, const struct ma_py_offsets *o);
+
+/* Compare two sets, ignoring source/version micro; returns the number of
+ * fields that differ and prints each to f (when f is not NULL). */
+int ma_pyoffsets_diff(FILE *f, const struct ma_py_offsets *a,
+		      const struct ma_py_offsets *b);
+
+const char *ma_offsets_source_name(enum ma_offsets_source s);
+
+#endif

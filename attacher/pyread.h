@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Read-only walk of a (stopped) CPython process: interpreters, thread states,
+ * frames, code objects, with nothing but memory reads and struct
+ * ma_py_offsets.  No Python code runs in the target, no GIL is needed.
+ */
+#ifndef MA_PYREAD_H
+#define MA_PYREAD_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../common/ma_offsets.h"
+
+struct ma_mem;
+
+struct ma_py_frame {
+	const char *func; /* co_qualname (3.11+) or co_name; owned by reader */
+	const char *file; /* co_filename */
+	int line; /* -1 when unknown */
+	/* 1 when this Python frame is the first one run by its C-level
+	 * _PyEval_EvalFrameDefault call (3.11 is_entry, the frame just below a
+	 * CSTACK shim on 3.12+, every frame on <= 3.10): used to interleave
+	 * native and Python frames. */
+	int is_entry;
+	uint64_t frame_addr;
+	uint64_t code_addr;
+};
+
+struct ma_py_thread {
+	uint64_t tstate; /* address of the PyThreadState */
+	uint64_t thread_id; /* pthread_t */
+	long native_tid; /* kernel TID, 0 when unknown */
+	long interp_id;
+	int holds_gil; /* 1: this thread holds the GIL right now */
+	int nframes;
+	struct ma_py_frame *frames; /* innermost first */
+	int truncated; /* 1: walk stopped early (cycle, bad pointer, limit) */
+};
+
+struct ma_py_snapshot {
+	int nthreads;
+	struct ma_py_thread *threads;
+};
+
+struct ma_pyreader;
+
+/* A reader caches code objects (name, file, line table) across walks, so a
+ * second snapshot of the same process reads far less memory. */
+int ma_pyreader_new(struct ma_mem *m, const struct ma_py_offsets *o,
+		    uint64_t runtime_addr, struct ma_pyreader **out);
+void ma_pyreader_free(struct ma_pyreader *r);
+
+/*
+ * Check that the offsets describe this process: the interpreter list is
+ * readable and interp->threads.head->interp == interp, and a frame's code
+ * object has type "code".  0 or -EPROTO with a message saying what failed.
+ */
+int ma_pyreader_validate(struct ma_pyreader *r);
+
+/* Walk every thread of every interpreter.  The snapshot's strings are owned
+ * by the reader and live until ma_pyreader_free(). */
+int ma_pyreader_snapshot(struct ma_pyreader *r, struct ma_py_snapshot *out);
+void ma_py_snapshot_free(struct ma_py_snapshot *s);
+
+/* Read a str object into buf (UTF-8), at most len-1 bytes; returns length */
+int ma_pyread_unicode(struct ma_mem *m, const struct ma_py_offsets *o,
+		      uint64_t addr, char *buf, size_t len);
+
+#endif
