@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: MIT */
+/* The CLI commands, one file each (attacher/cmd_<name>.c).  Each returns the
+ * process exit code (enum ma_exit) and prints its own error via ma_errmsg(). */
+#ifndef MA_COMMANDS_H
+#define MA_COMMANDS_H
+
+int ma_cmd_info(int argc, char **argv);
+int ma_cmd_stacks(int argc, char **argv);
+/* Developer command: print the offsets of a binary or process */
+int ma_cmd_offsets(int argc, char **argv);
+
+#endif
