@@ -1,10 +1,145 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * memattach: look into, and profile the memory of, a running CPython process
+ * without restarting it.  main() only dispatches to the commands (one file
+ * each) and is the only place that exits.
+ */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "errors.h"
+
+int ma_cli_verbose;
+
+int ma_cli_fail(const char *cmd)
+{
+	fprintf(stderr, "memattach: %s%s%s\n", cmd ? cmd : "", cmd ? ": " : "",
+		ma_errmsg()[0] ? ma_errmsg() : "failed");
+	return ma_err_exit();
+}
+
+int ma_cli_offsets_pref(const char *s, enum ma_offsets_pref *out)
+{
+	static const struct {
+		const char *name;
+		enum ma_offsets_pref pref;
+	} names[] = {
+		{ "auto", MA_PREF_AUTO },
+		{ "dwarf", MA_PREF_DWARF },
+		{ "debug-offsets", MA_PREF_DEBUG_OFFSETS },
+		{ "table", MA_PREF_TABLE },
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(s, names[i].name)) {
+			*out = names[i].pref;
+			return 0;
+		}
+	ma_err_set_exit(MA_EXIT_USAGE);
+	return ma_err(-EINVAL,
+		      "unknown offsets source '%s' (auto, dwarf, debug-offsets, "
+		      "table)",
+		      s);
+}
+
+const char *ma_human_bytes(double b, char *buf, size_t len)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int u = 0;
+
+	while (b >= 1024 && u < 4) {
+		b /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%.0f B", b);
+	else
+		snprintf(buf, len, "%.1f %s", b, units[u]);
+	return buf;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: memattach [-v] COMMAND [options] PID\n"
+		"\n"
+		"Commands:\n"
+		"  info PID      what memattach sees in a process: Python "
+		"version and\n"
+		"                build, where the struct offsets come from, "
+		"threads, RSS\n"
+		"  stacks PID    every thread's Python stack (--native, --json)\n"
+		"  PID           the same as 'stacks PID'\n"
+		"\n"
+		"Developer commands:\n"
+		"  offsets       struct offsets of a binary or process\n"
+		"\n"
+		"Options:\n"
+		"  -v, --verbose  timings and details on stderr\n"
+		"  -h, --help     this help;  --version  the version\n"
+		"\n"
+		"Exit codes: 0 ok, 1 internal error, 2 usage, 3 no such process "
+		"or zombie,\n"
+		"4 permission denied, 5 not CPython or unsupported version, 6 "
+		"no usable\n"
+		"debug info/offsets, 7 capture file error, 8 partial result.\n"
+		"See docs/memattach.md.\n");
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(int, char **);
+} commands[] = {
+	{ "info", ma_cmd_info },
+	{ "stacks", ma_cmd_stacks },
+	{ "offsets", ma_cmd_offsets },
+};
 
 int main(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "memattach: not yet\n");
-	return 1;
+	int i = 1;
+
+	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+	while (i < argc && argv[i][0] == '-') {
+		if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
+			ma_cli_verbose = 1;
+		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return MA_EXIT_OK;
+		} else if (!strcmp(argv[i], "--version")) {
+			printf("memattach %s\n", MA_VERSION);
+			return MA_EXIT_OK;
+		} else {
+			fprintf(stderr, "memattach: unknown option '%s'\n",
+				argv[i]);
+			usage(stderr);
+			return MA_EXIT_USAGE;
+		}
+		i++;
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return MA_EXIT_USAGE;
+	}
+	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+		if (!strcmp(argv[i], commands[k].name))
+			return commands[k].fn(argc - i, argv + i);
+
+	/* `memattach PID`: the stacks now (tracking comes with attach) */
+	if (argv[i][0] >= '0' && argv[i][0] <= '9') {
+		char *args[] = { "stacks", argv[i], NULL };
+
+		if (i + 1 != argc) {
+			usage(stderr);
+			return MA_EXIT_USAGE;
+		}
+		return ma_cmd_stacks(2, args);
+	}
+	fprintf(stderr, "memattach: unknown command '%s'\n", argv[i]);
+	usage(stderr);
+	return MA_EXIT_USAGE;
 }

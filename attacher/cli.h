@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: MIT */
+/* Helpers shared by the command files */
+#ifndef MA_CLI_H
+#define MA_CLI_H
+
+#include "discover.h"
+
+extern int ma_cli_verbose;
+
+/* Print "memattach: <cmd>: <message>" to stderr, return the exit code */
+int ma_cli_fail(const char *cmd);
+
+/* --offsets=auto|dwarf|debug-offsets|table */
+int ma_cli_offsets_pref(const char *s, enum ma_offsets_pref *out);
+
+/* "12.3 MiB" */
+const char *ma_human_bytes(double bytes, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * memattach info PID: what memattach sees in a process, without stopping it:
+ * Python version and build, where the offsets came from, threads, RSS, and
+ * whether a memattach payload is already loaded.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "discover.h"
+#include "errors.h"
+#include "pyread.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: memattach info [--json] [--offsets=SOURCE] PID\n"
+		   "  Show the Python build, the source of the struct "
+		   "offsets, threads, RSS\n"
+		   "  and whether a memattach payload is loaded.  Nothing is "
+		   "stopped.\n");
+}
+
+/* A payload loaded by an earlier attach shows as a memfd mapping */
+static int payload_loaded(const struct ma_maps *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (strstr(m->v[i].path, "memfd:memattach"))
+			return 1;
+	return 0;
+}
+
+static const char *build_kind(const struct ma_target *t, char *buf, size_t len)
+{
+	if (t->pymod_is_exe)
+		snprintf(buf, len, "%s executable, libpython linked statically",
+			 t->pie ? "PIE" : "non-PIE");
+	else
+		snprintf(buf, len, "%s executable, shared %s",
+			 t->pie ? "PIE" : "non-PIE", t->pymod_path);
+	return buf;
+}
+
+int ma_cmd_info(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "offsets", required_argument, NULL, 'O' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct ma_target_opts topts = { 0 };
+	struct ma_target *t;
+	struct ma_pyreader *r = NULL;
+	struct ma_py_snapshot snap = { 0 };
+	int json = 0, c;
+	pid_t pid, *tids = NULL;
+	size_t ntids = 0;
+	char kind[PATH_MAX + 64], rss[32], hwm[32];
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = 1;
+			break;
+		case 'O':
+			if (ma_cli_offsets_pref(optarg, &topts.offsets))
+				return ma_cli_fail("info");
+			break;
+		case 'h':
+			usage(stdout);
+			return MA_EXIT_OK;
+		default:
+			usage(stderr);
+			return MA_EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return MA_EXIT_USAGE;
+	}
+	if (ma_parse_pid(argv[optind], &pid)) {
+		ma_err_set_exit(MA_EXIT_USAGE);
+		return ma_cli_fail("info");
+	}
+	if (ma_target_open(pid, &topts, &t))
+		return ma_cli_fail("info");
+
+	/* Thread states are read without stopping the process: the list of
+	 * thread states changes rarely, and a torn read only shows as a
+	 * missing or truncated entry. */
+	if (ma_pyreader_new(t->mem, &t->off, t->runtime_addr, &r) == 0)
+		ma_pyreader_snapshot(r, &snap);
+	ma_tasks_read(pid, &tids, &ntids);
+	ma_human_bytes(t->status.vm_rss_kb * 1024.0, rss, sizeof(rss));
+	ma_human_bytes(t->status.vm_hwm_kb * 1024.0, hwm, sizeof(hwm));
+	build_kind(t, kind, sizeof(kind));
+
+	if (json) {
+		json_t *o = json_object(), *th = json_array();
+
+		json_object_set_new(o, "pid", json_integer(pid));
+		json_object_set_new(o, "command", json_string(t->cmdline));
+		json_object_set_new(o, "executable", json_string(t->exe));
+		json_object_set_new(o, "pie", json_boolean(t->pie));
+		json_object_set_new(o, "libpython",
+				    t->pymod_is_exe ? json_null() :
+						      json_string(t->pymod_path));
+		json_object_set_new(o, "python", json_string(t->version));
+		json_object_set_new(o, "version_hex", json_integer(t->version_hex));
+		json_object_set_new(o, "version_from", json_string(t->version_from));
+		json_object_set_new(o, "runtime", json_integer((json_int_t)t->runtime_addr));
+		json_object_set_new(o, "offsets", json_string(t->off_origin));
+		json_object_set_new(o, "offsets_source",
+				    json_integer(t->off.source));
+		json_object_set_new(o, "offsets_notes", json_string(t->off_notes));
+		json_object_set_new(o, "rss_kb", json_integer((json_int_t)t->status.vm_rss_kb));
+		json_object_set_new(o, "rss_peak_kb", json_integer((json_int_t)t->status.vm_hwm_kb));
+		json_object_set_new(o, "payload_loaded",
+				    json_boolean(payload_loaded(&t->maps)));
+		for (size_t i = 0; i < ntids; i++) {
+			json_t *jt = json_object();
+			char comm[64] = "";
+			int py = 0, gil = 0;
+
+			ma_proc_comm(pid, tids[i], comm, sizeof(comm));
+			for (int k = 0; k < snap.nthreads; k++)
+				if (snap.threads[k].native_tid == tids[i]) {
+					py = 1;
+					gil = snap.threads[k].holds_gil;
+				}
+			json_object_set_new(jt, "tid", json_integer(tids[i]));
+			json_object_set_new(jt, "name", json_string(comm));
+			json_object_set_new(jt, "python", json_boolean(py));
+			json_object_set_new(jt, "holds_gil", json_boolean(gil));
+			json_array_append_new(th, jt);
+		}
+		json_object_set_new(o, "threads", th);
+		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+		putchar('\n');
+		json_decref(o);
+	} else {
+		printf("process:     %d\n", (int)pid);
+		printf("command:     %s\n", t->cmdline);
+		printf("executable:  %s (%s)\n", t->exe, kind);
+		printf("python:      %s (from %s)\n", t->version, t->version_from);
+		printf("runtime:     _PyRuntime at %#lx in %s\n",
+		       (unsigned long)t->runtime_addr, t->pymod_path);
+		printf("offsets:     %s, validated against the process\n",
+		       t->off_origin);
+		if (t->off_notes[0])
+			printf("             (%s)\n", t->off_notes);
+		printf("memory:      RSS %s, peak RSS %s\n", rss, hwm);
+		printf("payload:     %s\n", payload_loaded(&t->maps) ?
+						    "a memattach payload is loaded" :
+						    "not loaded");
+		printf("threads:     %zu (%d with a Python thread state)\n",
+		       ntids, snap.nthreads);
+		for (size_t i = 0; i < ntids; i++) {
+			char comm[64] = "";
+			const char *what = "no Python thread state";
+
+			ma_proc_comm(pid, tids[i], comm, sizeof(comm));
+			for (int k = 0; k < snap.nthreads; k++)
+				if (snap.threads[k].native_tid == tids[i])
+					what = snap.threads[k].holds_gil ?
+						       "Python, holds the GIL" :
+						       "Python";
+			printf("  %-8d %-16s %s\n", (int)tids[i], comm, what);
+		}
+	}
+	free(tids);
+	ma_py_snapshot_free(&snap);
+	ma_pyreader_free(r);
+	ma_target_close(t);
+	return MA_EXIT_OK;
+}

@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * memattach stacks PID [--native] [--json]: every thread's Python stack,
+ * read while the process is frozen for as short a time as possible (all the
+ * slow work — ELF, DWARF, validation — happens before the freeze).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "discover.h"
+#include "errors.h"
+#include "native.h"
+#include "ptrace.h"
+#include "pyread.h"
+
+struct st_thread {
+	pid_t tid; /* 0 for a thread state without a live kernel thread */
+	char comm[64];
+	const struct ma_py_thread *py;
+	struct ma_native_stack nat;
+	int has_nat;
+};
+
+struct st_result {
+	struct ma_target *t;
+	struct ma_py_snapshot snap;
+	struct st_thread *th;
+	size_t n;
+	uint64_t frozen_ns, total_ns;
+	int partial;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: memattach stacks [options] PID\n"
+		"  Print the Python stack of every thread of a running CPython\n"
+		"  process, innermost frame first.\n"
+		"  -n, --native          interleave native frames (libdwfl)\n"
+		"  -j, --json            machine-readable output\n"
+		"      --offsets=SOURCE  auto (default), dwarf, debug-offsets, "
+		"table\n"
+		"  -h, --help            this help\n");
+}
+
+static void print_pyframe(FILE *f, const struct ma_py_frame *fr)
+{
+	if (fr->line >= 0)
+		fprintf(f, "    %s (%s:%d)\n", fr->func, fr->file, fr->line);
+	else
+		fprintf(f, "    %s (%s)\n", fr->func, fr->file);
+}
+
+static void print_thread_text(FILE *f, const struct st_result *r,
+			      const struct st_thread *th, int native)
+{
+	const struct ma_py_thread *py = th->py;
+	char flags[128] = "";
+
+	if (th->tid == r->t->pid)
+		strcat(flags, "main thread");
+	if (py && py->holds_gil)
+		strcat(flags, flags[0] ? ", holds the GIL" : "holds the GIL");
+	if (!py)
+		strcat(flags, flags[0] ? ", no Python thread state" :
+					 "no Python thread state");
+	if (th->tid)
+		fprintf(f, "Thread %d \"%s\"%s%s%s\n", (int)th->tid, th->comm,
+			flags[0] ? " (" : "", flags, flags[0] ? ")" : "");
+	else
+		fprintf(f, "Thread state %#lx (no live kernel thread)%s%s%s\n",
+			(unsigned long)py->tstate, flags[0] ? " (" : "", flags,
+			flags[0] ? ")" : "");
+
+	int pi = 0, npy = py ? py->nframes : 0;
+
+	if (native && th->has_nat) {
+		for (int i = 0; i < th->nat.n; i++) {
+			const struct ma_native_frame *nf = &th->nat.v[i];
+
+			if (nf->is_eval) {
+				/* The Python frames this eval call runs: up to
+				 * and including its entry frame */
+				while (pi < npy) {
+					print_pyframe(f, &py->frames[pi]);
+					if (py->frames[pi++].is_entry)
+						break;
+				}
+			}
+			fprintf(f, "    (C) %s (%s)%s\n",
+				nf->symbol ? nf->symbol : "???",
+				nf->module ? nf->module : "?",
+				nf->is_eval ? " [python]" : "");
+		}
+		if (th->nat.error)
+			fprintf(f, "    (C) ... unwinding stopped: %s\n",
+				strerror(-th->nat.error));
+	}
+	for (; pi < npy; pi++)
+		print_pyframe(f, &py->frames[pi]);
+	if (py && py->truncated)
+		fprintf(f, "    ... (stack truncated: unreadable frame)\n");
+	if (py && npy == 0)
+		fprintf(f, "    (no Python frames)\n");
+	fputc('\n', f);
+}
+
+static json_t *thread_json(const struct st_result *r,
+			   const struct st_thread *th, int native)
+{
+	json_t *o = json_object(), *frames = json_array();
+	const struct ma_py_thread *py = th->py;
+
+	json_object_set_new(o, "tid", th->tid ? json_integer(th->tid) :
+						json_null());
+	json_object_set_new(o, "name", json_string(th->comm));
+	json_object_set_new(o, "main", json_boolean(th->tid == r->t->pid));
+	json_object_set_new(o, "python", json_boolean(py != NULL));
+	json_object_set_new(o, "holds_gil", json_boolean(py && py->holds_gil));
+	if (py) {
+		json_object_set_new(o, "interpreter", json_integer(py->interp_id));
+		json_object_set_new(o, "thread_id",
+				    json_integer((json_int_t)py->thread_id));
+		json_object_set_new(o, "truncated", json_boolean(py->truncated));
+		for (int i = 0; i < py->nframes; i++) {
+			const struct ma_py_frame *fr = &py->frames[i];
+			json_t *jf = json_object();
+
+			json_object_set_new(jf, "function",
+					    json_string(fr->func));
+			json_object_set_new(jf, "file", json_string(fr->file));
+			json_object_set_new(jf, "line",
+					    fr->line >= 0 ? json_integer(fr->line) :
+							    json_null());
+			json_object_set_new(jf, "entry",
+					    json_boolean(fr->is_entry));
+			json_array_append_new(frames, jf);
+		}
+	}
+	json_object_set_new(o, "frames", frames);
+	if (native && th->has_nat) {
+		json_t *nat = json_array();
+
+		for (int i = 0; i < th->nat.n; i++) {
+			const struct ma_native_frame *nf = &th->nat.v[i];
+			json_t *jn = json_object();
+
+			json_object_set_new(jn, "pc", json_integer((json_int_t)nf->pc));
+			json_object_set_new(jn, "symbol",
+					    nf->symbol ? json_string(nf->symbol) :
+							 json_null());
+			json_object_set_new(jn, "module",
+					    nf->module ? json_string(nf->module) :
+							 json_null());
+			json_object_set_new(jn, "python", json_boolean(nf->is_eval));
+			json_array_append_new(nat, jn);
+		}
+		json_object_set_new(o, "native", nat);
+	}
+	return o;
+}
+
+static void print_json(FILE *f, const struct st_result *r, int native)
+{
+	json_t *root = json_object(), *threads = json_array();
+
+	json_object_set_new(root, "pid", json_integer(r->t->pid));
+	json_object_set_new(root, "python", json_string(r->t->version));
+	json_object_set_new(root, "executable", json_string(r->t->exe));
+	json_object_set_new(root, "offsets", json_string(r->t->off_origin));
+	json_object_set_new(root, "frozen_ns", json_integer((json_int_t)r->frozen_ns));
+	json_object_set_new(root, "total_ns", json_integer((json_int_t)r->total_ns));
+	for (size_t i = 0; i < r->n; i++)
+		json_array_append_new(threads, thread_json(r, &r->th[i], native));
+	json_object_set_new(root, "threads", threads);
+	json_dumpf(root, f, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+	fputc('\n', f);
+	json_decref(root);
+}
+
+/* Match kernel threads with Python thread states by native thread ID */
+static int build_threads(struct st_result *r, const pid_t *tids, size_t ntids)
+{
+	size_t cap = ntids + (size_t)r->snap.nthreads;
+
+	r->th = calloc(cap ? cap : 1, sizeof(*r->th));
+	if (!r->th)
+		return -ENOMEM;
+	for (size_t i = 0; i < ntids; i++)
+		r->th[r->n++].tid = tids[i];
+	for (int k = 0; k < r->snap.nthreads; k++) {
+		const struct ma_py_thread *py = &r->snap.threads[k];
+		size_t i;
+
+		for (i = 0; i < ntids; i++)
+			if (r->th[i].tid == py->native_tid && !r->th[i].py)
+				break;
+		if (i < ntids) {
+			r->th[i].py = py;
+		} else {
+			r->th[r->n].py = py;
+			r->th[r->n++].tid = 0;
+		}
+	}
+	return 0;
+}
+
+int ma_cmd_stacks(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "native", no_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "offsets", required_argument, NULL, 'O' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct ma_target_opts topts = { 0 };
+	struct st_result r = { 0 };
+	struct ma_pyreader *reader = NULL;
+	struct ma_freeze *fz = NULL;
+	int native = 0, json = 0, c, err, ret = MA_EXIT_OK;
+	pid_t pid;
+	uint64_t t0 = ma_now_ns();
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "njh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			native = 1;
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 'O':
+			if (ma_cli_offsets_pref(optarg, &topts.offsets))
+				return ma_cli_fail("stacks");
+			break;
+		case 'h':
+			usage(stdout);
+			return MA_EXIT_OK;
+		default:
+			usage(stderr);
+			return MA_EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return MA_EXIT_USAGE;
+	}
+	if (ma_parse_pid(argv[optind], &pid)) {
+		ma_err_set_exit(MA_EXIT_USAGE);
+		return ma_cli_fail("stacks");
+	}
+	err = ma_target_open(pid, &topts, &r.t);
+	if (err)
+		return ma_cli_fail("stacks");
+	err = ma_pyreader_new(r.t->mem, &r.t->off, r.t->runtime_addr, &reader);
+	if (err) {
+		ret = ma_cli_fail("stacks");
+		goto out;
+	}
+
+	/* --- frozen from here ... --- */
+	err = ma_freeze(pid, 1000, &fz);
+	if (err) {
+		ret = ma_cli_fail("stacks");
+		goto out;
+	}
+	err = ma_pyreader_snapshot(reader, &r.snap);
+	if (err)
+		r.partial = 1;
+	const pid_t *tids;
+	size_t ntids = ma_freeze_threads(fz, &tids);
+
+	if (!err)
+		err = build_threads(&r, tids, ntids);
+	if (!err && native && ma_native_attach(r.t->dwfl, pid) == 0) {
+		for (size_t i = 0; i < r.n; i++) {
+			if (!r.th[i].tid)
+				continue;
+			ma_native_unwind(r.t->dwfl, r.th[i].tid, 256,
+					 &r.th[i].nat);
+			r.th[i].has_nat = 1;
+		}
+	}
+	ma_thaw(fz, &r.frozen_ns);
+	/* --- ... to here --- */
+
+	if (err) {
+		ret = ma_cli_fail("stacks");
+		goto out;
+	}
+	for (size_t i = 0; i < r.n; i++)
+		if (r.th[i].tid)
+			ma_proc_comm(pid, r.th[i].tid, r.th[i].comm,
+				     sizeof(r.th[i].comm));
+	r.total_ns = ma_now_ns() - t0;
+	if (json) {
+		print_json(stdout, &r, native);
+	} else {
+		printf("Process %d: %s (Python %s)\n\n", (int)pid,
+		       r.t->cmdline[0] ? r.t->cmdline : r.t->exe, r.t->version);
+		for (size_t i = 0; i < r.n; i++)
+			print_thread_text(stdout, &r, &r.th[i], native);
+	}
+	if (ma_cli_verbose)
+		fprintf(stderr,
+			"memattach: %zu threads, frozen for %.3f ms, total "
+			"%.3f ms (discovery %.3f ms), offsets: %s\n",
+			r.n, r.frozen_ns / 1e6, r.total_ns / 1e6,
+			r.t->t_discover_ns / 1e6, r.t->off_origin);
+	for (size_t i = 0; i < r.n; i++) {
+		if (r.th[i].py && r.th[i].py->truncated)
+			r.partial = 1;
+	}
+out:
+	if (r.th) {
+		for (size_t i = 0; i < r.n; i++)
+			ma_native_stack_free(&r.th[i].nat);
+		free(r.th);
+	}
+	ma_py_snapshot_free(&r.snap);
+	ma_pyreader_free(reader);
+	ma_target_close(r.t);
+	return ret;
+}

@@ -1,0 +1,417 @@
+/* SPDX-License-Identifier: MIT */
+#include "discover.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "memread.h"
+#include "ptrace.h"
+#include "pyoffsets.h"
+#include "pyread.h"
+#include "pyversion.h"
+#include "symbols.h"
+
+#define MA_MIN_MINOR 8
+#define MA_MAX_MINOR 13
+
+int ma_parse_pid(const char *s, pid_t *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (!*s || *end || errno || v <= 0 || v > 0x3fffffff)
+		return ma_err(-EINVAL, "'%s' is not a process ID", s);
+	*out = (pid_t)v;
+	return 0;
+}
+
+const char *ma_debian_dbg_package(const char *path, uint32_t version_hex,
+				  char *buf, size_t len)
+{
+	int minor = ma_py_minor(version_hex);
+	char exe[64], lib[96];
+
+	snprintf(exe, sizeof(exe), "/usr/bin/python3.%d", minor);
+	snprintf(lib, sizeof(lib), "/usr/lib/x86_64-linux-gnu/libpython3.%d.so",
+		 minor);
+	if (strcmp(path, exe) && strncmp(path, lib, strlen(lib)))
+		return NULL;
+	snprintf(buf, len, "python3.%d-dbg", minor);
+	return buf;
+}
+
+static int basename_is_libpython(const char *path)
+{
+	const char *b = strrchr(path, '/');
+
+	b = b ? b + 1 : path;
+	return !strncmp(b, "libpython3.", 11) && strstr(b, ".so");
+}
+
+/* Try one mapped file as the home of _PyRuntime */
+static int try_module(struct ma_target *t, const char *path, int is_exe)
+{
+	char local[sizeof(t->pymod_local)];
+	struct ma_elf *e;
+	uint64_t rt, rtsize, first_off, first;
+	const struct ma_map *mp = NULL;
+
+	ma_proc_target_path(t->pid, path, local, sizeof(local));
+	if (access(local, R_OK))
+		snprintf(local, sizeof(local), "%s", path);
+	if (ma_elf_open(local, &e))
+		return -ENOENT;
+	if (ma_elf_symbol(e, "_PyRuntime", &rt, &rtsize)) {
+		ma_elf_close(e);
+		return -ENOENT;
+	}
+	first = ma_elf_first_load(e, &first_off);
+	for (size_t i = 0; i < t->maps.n; i++)
+		if (t->maps.v[i].offset == first_off &&
+		    !strcmp(t->maps.v[i].path, path)) {
+			mp = &t->maps.v[i];
+			break;
+		}
+	if (!mp) {
+		ma_elf_close(e);
+		return -ENOENT;
+	}
+	t->pymod_bias = mp->start - first;
+	t->runtime_addr = rt + t->pymod_bias;
+	t->pymod_is_exe = is_exe;
+	snprintf(t->pymod_path, sizeof(t->pymod_path), "%s", path);
+	snprintf(t->pymod_local, sizeof(t->pymod_local), "%s", local);
+	ma_elf_close(e);
+	return 0;
+}
+
+static int find_runtime(struct ma_target *t)
+{
+	/* libpython first: with a shared libpython the executable is a
+	 * launcher without _PyRuntime */
+	for (size_t i = 0; i < t->maps.n; i++) {
+		const char *p = t->maps.v[i].path;
+
+		if (p[0] == '/' && t->maps.v[i].offset == 0 &&
+		    basename_is_libpython(p) && try_module(t, p, 0) == 0)
+			return 0;
+	}
+	if (try_module(t, t->exe, 1) == 0)
+		return 0;
+
+	const char *b = strrchr(t->exe, '/');
+
+	b = b ? b + 1 : t->exe;
+	ma_err_set_exit(MA_EXIT_NOTPY);
+	if (strstr(b, "python") || strstr(t->cmdline, "python"))
+		return ma_err(-ENOEXEC,
+			      "process %d (%s) is not a supported CPython: "
+			      "no _PyRuntime symbol in it or a libpython "
+			      "(Python 2 and 3.6 or older are not supported)",
+			      (int)t->pid, t->exe);
+	return ma_err(-ENOEXEC,
+		      "process %d (%s) is not a CPython process: neither its "
+		      "executable nor a mapped libpython3.X.so defines "
+		      "_PyRuntime",
+		      (int)t->pid, t->exe);
+}
+
+static int find_version(struct ma_target *t)
+{
+	struct ma_elf *e;
+	uint64_t a;
+	int err = ma_pyversion_from_elf(t->pymod_local, &t->version_hex,
+					t->version, sizeof(t->version));
+
+	if (err) {
+		ma_err_set_exit(MA_EXIT_NOTPY);
+		return ma_err_prefix(err, "process %d", (int)t->pid);
+	}
+	t->version_from = "PY_VERSION string";
+	if (ma_elf_open(t->pymod_local, &e) == 0) {
+		if (ma_elf_symbol(e, "Py_Version", &a, NULL) == 0)
+			t->version_from = "Py_Version";
+		ma_elf_close(e);
+	}
+	int minor = ma_py_minor(t->version_hex);
+
+	if (ma_py_major(t->version_hex) != 3 || minor < MA_MIN_MINOR ||
+	    minor > MA_MAX_MINOR) {
+		ma_err_set_exit(MA_EXIT_NOTPY);
+		return ma_err(-ENOTSUP,
+			      "process %d runs Python %s (%s), which memattach "
+			      "does not support: supported are 3.%d to 3.%d",
+			      (int)t->pid, t->version, t->pymod_path,
+			      MA_MIN_MINOR, MA_MAX_MINOR);
+	}
+	return 0;
+}
+
+static char *debuginfo_path;
+
+static const Dwfl_Callbacks proc_callbacks = {
+	.find_elf = dwfl_linux_proc_find_elf,
+	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.debuginfo_path = &debuginfo_path,
+};
+
+static int report_modules(struct ma_target *t)
+{
+	t->dwfl = dwfl_begin(&proc_callbacks);
+	if (!t->dwfl)
+		return ma_err(-ENOMEM, "dwfl_begin: %s", dwfl_errmsg(-1));
+	dwfl_report_begin(t->dwfl);
+	int r = dwfl_linux_proc_report(t->dwfl, t->pid);
+
+	dwfl_report_end(t->dwfl, NULL, NULL);
+	if (r != 0)
+		return ma_err(r > 0 ? -r : -EIO,
+			      "dwfl_linux_proc_report(%d): %s", (int)t->pid,
+			      r > 0 ? strerror(r) : dwfl_errmsg(-1));
+	t->pymod = dwfl_addrmodule(t->dwfl, t->runtime_addr);
+	if (!t->pymod)
+		return ma_err(-ENOENT, "process %d: no module at _PyRuntime "
+				       "%#lx: %s",
+			      (int)t->pid, (unsigned long)t->runtime_addr,
+			      dwfl_errmsg(-1));
+	return 0;
+}
+
+static void note(struct ma_target *t, const char *fmt, const char *what)
+{
+	size_t l = strlen(t->off_notes);
+
+	snprintf(t->off_notes + l, sizeof(t->off_notes) - l, "%s%s: %s",
+		 l ? "; " : "", fmt, what);
+}
+
+/* Offsets that pass the checks against the live process, or an error */
+static int check_offsets(struct ma_target *t, const struct ma_target_opts *o)
+{
+	struct ma_pyreader *r;
+	int err;
+
+	if (o->no_validate)
+		return 0;
+	err = ma_pyreader_new(t->mem, &t->off, t->runtime_addr, &r);
+	if (err)
+		return err;
+	err = ma_pyreader_validate(r);
+	ma_pyreader_free(r);
+	return err;
+}
+
+static int find_offsets(struct ma_target *t, const struct ma_target_opts *o)
+{
+	enum ma_offsets_pref p = o->offsets;
+	int minor = ma_py_minor(t->version_hex);
+	int err;
+	char pkg[64];
+	const char *dbg = ma_debian_dbg_package(t->pymod_path, t->version_hex,
+						 pkg, sizeof(pkg));
+
+	if (p == MA_PREF_AUTO || p == MA_PREF_DWARF) {
+		err = ma_pyoffsets_from_dwarf(t->pymod, t->version_hex, &t->off);
+		if (!err) {
+			const char *mainfile = NULL, *debugfile = NULL;
+
+			dwfl_module_info(t->pymod, NULL, NULL, NULL, NULL, NULL,
+					 &mainfile, &debugfile);
+			snprintf(t->off_origin, sizeof(t->off_origin),
+				 "DWARF (%s)",
+				 debugfile ? debugfile :
+				 mainfile  ? mainfile :
+					     t->pymod_path);
+			err = check_offsets(t, o);
+			if (!err)
+				return 0;
+			note(t, "DWARF offsets rejected", ma_errmsg());
+		} else if (err == -ENOENT) {
+			char why[256];
+
+			snprintf(why, sizeof(why), "no DWARF for %s%s%s%s",
+				 t->pymod_path, dbg ? " (install " : "",
+				 dbg ? dbg : "", dbg ? ")" : "");
+			note(t, "DWARF", why);
+		} else {
+			note(t, "DWARF unusable", ma_errmsg());
+		}
+		if (p == MA_PREF_DWARF)
+			goto none;
+	}
+	if ((p == MA_PREF_AUTO && minor >= 13) || p == MA_PREF_DEBUG_OFFSETS) {
+		err = ma_pyoffsets_from_debug_offsets(t->mem, t->runtime_addr,
+						      t->version_hex, &t->off);
+		if (!err) {
+			snprintf(t->off_origin, sizeof(t->off_origin),
+				 "_Py_DebugOffsets (in _PyRuntime)");
+			err = check_offsets(t, o);
+			if (!err)
+				return 0;
+		}
+		note(t, "_Py_DebugOffsets", ma_errmsg());
+		if (p == MA_PREF_DEBUG_OFFSETS)
+			goto none;
+	}
+	if (p == MA_PREF_AUTO || p == MA_PREF_TABLE) {
+		err = ma_pyoffsets_from_table(t->version_hex, &t->off);
+		if (!err) {
+			snprintf(t->off_origin, sizeof(t->off_origin),
+				 "built-in table for 3.%d", minor);
+			err = check_offsets(t, o);
+			if (!err)
+				return 0;
+		}
+		note(t, "built-in table", ma_errmsg());
+	}
+none:
+	ma_err_set_exit(MA_EXIT_NODEBUG);
+	if (dbg)
+		return ma_err(-ENOENT,
+			      "process %d (Python %s, %s): no usable struct "
+			      "offsets: install the Debian package %s for "
+			      "DWARF (%s)",
+			      (int)t->pid, t->version, t->pymod_path, dbg,
+			      t->off_notes);
+	return ma_err(-ENOENT,
+		      "process %d (Python %s, %s): no usable struct offsets: "
+		      "this build has no DWARF (rebuild with -g, install its "
+		      "debug symbols, or set DEBUGINFOD_URLS) (%s)",
+		      (int)t->pid, t->version, t->pymod_path, t->off_notes);
+}
+
+int ma_target_open(pid_t pid, const struct ma_target_opts *opts,
+		   struct ma_target **out)
+{
+	static const struct ma_target_opts defaults = { 0 };
+	struct ma_target *t;
+	uint64_t t0 = ma_now_ns();
+	int err;
+
+	if (!opts)
+		opts = &defaults;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->pid = pid;
+
+	err = ma_status_read(pid, &t->status);
+	if (err) {
+		ma_err_set_exit(err == -ESRCH ? MA_EXIT_NOPROC : MA_EXIT_ERROR);
+		ma_err(err, "process %d: %s", (int)pid,
+		       err == -ESRCH ? "no such process" : strerror(-err));
+		goto fail;
+	}
+	if (t->status.tgid != pid) {
+		err = ma_err(-EINVAL,
+			     "process %d is a thread of process %d: give the "
+			     "process ID",
+			     (int)pid, (int)t->status.tgid);
+		ma_err_set_exit(MA_EXIT_USAGE);
+		goto fail;
+	}
+	if (t->status.state == 'Z' || t->status.state == 'X') {
+		err = ma_err(-ESRCH,
+			     "process %d is a zombie: it has exited and waits "
+			     "for its parent to reap it",
+			     (int)pid);
+		ma_err_set_exit(MA_EXIT_NOPROC);
+		goto fail;
+	}
+	err = ma_proc_exe(pid, t->exe, sizeof(t->exe));
+	if (err) {
+		if (err == -EACCES || err == -EPERM) {
+			char hint[512];
+
+			ma_ptrace_explain_eperm(pid, hint, sizeof(hint));
+			ma_err(err, "process %d: reading /proc/%d/exe: %s%s",
+			       (int)pid, (int)pid, strerror(-err), hint);
+			ma_err_set_exit(MA_EXIT_PERM);
+		} else {
+			ma_err(err,
+			       "process %d: reading /proc/%d/exe: %s (a kernel "
+			       "thread?)",
+			       (int)pid, (int)pid, strerror(-err));
+			ma_err_set_exit(err == -ESRCH ? MA_EXIT_NOPROC :
+							MA_EXIT_NOTPY);
+		}
+		goto fail;
+	}
+	ma_proc_cmdline(pid, t->cmdline, sizeof(t->cmdline));
+	err = ma_maps_read(pid, &t->maps);
+	if (err) {
+		ma_err(err, "process %d: reading /proc/%d/maps: %s", (int)pid,
+		       (int)pid, strerror(-err));
+		ma_err_set_exit(err == -ESRCH ? MA_EXIT_NOPROC : MA_EXIT_PERM);
+		goto fail;
+	}
+	err = find_runtime(t);
+	if (err)
+		goto fail;
+	{
+		struct ma_elf *e;
+
+		if (ma_elf_open(t->exe, &e) == 0 ||
+		    ma_elf_open(t->pymod_local, &e) == 0) {
+			t->pie = ma_elf_is_pie(e);
+			ma_elf_close(e);
+		}
+	}
+	err = find_version(t);
+	if (err)
+		goto fail;
+	err = ma_mem_open(pid, &t->mem);
+	if (err)
+		goto fail;
+	/* A first read tells whether we may read at all */
+	{
+		uint64_t probe;
+
+		err = ma_mem_read_u64(t->mem, t->runtime_addr, &probe);
+		if (err == -EPERM || err == -EACCES) {
+			char hint[512];
+
+			ma_ptrace_explain_eperm(pid, hint, sizeof(hint));
+			ma_err(err, "process %d: reading its memory: %s%s",
+			       (int)pid, strerror(-err), hint);
+			ma_err_set_exit(MA_EXIT_PERM);
+			goto fail;
+		} else if (err) {
+			ma_err(err, "process %d: reading _PyRuntime at %#lx: %s",
+			       (int)pid, (unsigned long)t->runtime_addr,
+			       strerror(-err));
+			ma_err_set_exit(err == -ESRCH ? MA_EXIT_NOPROC :
+							MA_EXIT_ERROR);
+			goto fail;
+		}
+	}
+	err = report_modules(t);
+	if (err)
+		goto fail;
+	err = find_offsets(t, opts);
+	if (err)
+		goto fail;
+	t->t_discover_ns = ma_now_ns() - t0;
+	*out = t;
+	return 0;
+fail:
+	ma_target_close(t);
+	return err;
+}
+
+void ma_target_close(struct ma_target *t)
+{
+	if (!t)
+		return;
+	if (t->dwfl)
+		dwfl_end(t->dwfl);
+	ma_mem_close(t->mem);
+	ma_maps_free(&t->maps);
+	free(t);
+}

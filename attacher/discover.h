@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Discovery: from a PID to everything the read-only views and the injector
+ * need — the module holding CPython's runtime (the executable or
+ * libpython3.X.so), its load bias, the Python version, the address of
+ * _PyRuntime, and validated struct offsets.  Nothing is stopped here.
+ */
+#ifndef MA_DISCOVER_H
+#define MA_DISCOVER_H
+
+#include <elfutils/libdwfl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../common/ma_offsets.h"
+#include "procfs.h"
+
+struct ma_mem;
+
+enum ma_offsets_pref {
+	MA_PREF_AUTO = 0, /* DWARF, then _Py_DebugOffsets, then the table */
+	MA_PREF_DWARF,
+	MA_PREF_DEBUG_OFFSETS,
+	MA_PREF_TABLE,
+};
+
+struct ma_target_opts {
+	enum ma_offsets_pref offsets;
+	int no_validate; /* developer: skip validation */
+};
+
+struct ma_target {
+	pid_t pid;
+	struct ma_status status;
+	char exe[PATH_MAX]; /* /proc/PID/exe as the target sees it */
+	char cmdline[1024];
+	char pymod_path[PATH_MAX]; /* module with _PyRuntime, target's view */
+	char pymod_local[PATH_MAX + 32]; /* the same, reachable from here */
+	int pymod_is_exe; /* libpython linked into the executable */
+	int pie; /* executable is position independent */
+	uint64_t pymod_bias; /* load bias of pymod */
+	uint64_t runtime_addr; /* _PyRuntime in the target */
+	uint32_t version_hex;
+	char version[32];
+	const char *version_from; /* "Py_Version" or "PY_VERSION string" */
+	struct ma_py_offsets off;
+	char off_origin[PATH_MAX + 64]; /* DWARF file, or what else */
+	char off_notes[1024]; /* why earlier sources were passed over */
+	struct ma_maps maps;
+	struct ma_mem *mem;
+	Dwfl *dwfl;
+	Dwfl_Module *pymod;
+	uint64_t t_discover_ns; /* time spent in ma_target_open */
+};
+
+/*
+ * Everything above for pid.  Errors carry a message and an exit code
+ * (ma_err_exit): no such process / zombie (MA_EXIT_NOPROC), not CPython or
+ * an unsupported version (MA_EXIT_NOTPY), no usable offsets
+ * (MA_EXIT_NODEBUG, naming the Debian package with the DWARF), permission
+ * (MA_EXIT_PERM).
+ */
+int ma_target_open(pid_t pid, const struct ma_target_opts *opts,
+		   struct ma_target **out);
+void ma_target_close(struct ma_target *t);
+
+/* The Debian package that carries the DWARF of a Python binary
+ * ("python3.11-dbg"), or NULL when the path is not Debian's */
+const char *ma_debian_dbg_package(const char *path, uint32_t version_hex,
+				  char *buf, size_t len);
+
+/* Parse a PID argument: -EINVAL with a message when not a positive number */
+int ma_parse_pid(const char *s, pid_t *out);
+
+#endif

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Native stacks of stopped threads, unwound by libdwfl (CFI from .eh_frame
+ * or .debug_frame), with symbol names.  The threads must already be stopped
+ * by ma_freeze(): libdwfl is told so and does not attach itself.
+ */
+#ifndef MA_NATIVE_H
+#define MA_NATIVE_H
+
+#include <elfutils/libdwfl.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct ma_native_frame {
+	uint64_t pc;
+	char *symbol; /* "read+0x12" or NULL when unknown */
+	const char *module; /* basename of the module, or NULL */
+	int is_eval; /* this frame runs CPython's eval loop */
+};
+
+struct ma_native_stack {
+	int n;
+	struct ma_native_frame *v; /* innermost first */
+	int error; /* negative errno when unwinding stopped early */
+};
+
+/* Prepare dwfl (from ma_target) for unwinding the stopped process pid */
+int ma_native_attach(Dwfl *dwfl, pid_t pid);
+int ma_native_unwind(Dwfl *dwfl, pid_t tid, int max_frames,
+		     struct ma_native_stack *out);
+void ma_native_stack_free(struct ma_native_stack *s);
+
+#endif

@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: MIT */
+#include "procfs.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int ma_proc_slurp(const char *path, char **out, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t cap = 4096, n = 0;
+	char *buf;
+
+	if (fd < 0)
+		return -errno;
+	buf = malloc(cap);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	for (;;) {
+		if (n + 1 >= cap) {
+			char *nb = realloc(buf, cap * 2);
+
+			if (!nb) {
+				free(buf);
+				close(fd);
+				return -ENOMEM;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		ssize_t r = read(fd, buf + n, cap - n - 1);
+
+		if (r < 0) {
+			int err = -errno;
+
+			if (err == -EINTR)
+				continue;
+			free(buf);
+			close(fd);
+			return err;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	buf[n] = '\0';
+	*out = buf;
+	if (len)
+		*len = n;
+	return 0;
+}
+
+/* /proc/PID gone, or never was: ENOENT from open means ESRCH here */
+static int proc_errno(int err)
+{
+	return err == -ENOENT ? -ESRCH : err;
+}
+
+int ma_maps_parse(const char *text, struct ma_maps *out)
+{
+	size_t cap = 0;
+	const char *line = text;
+
+	out->n = 0;
+	out->v = NULL;
+	while (line && *line) {
+		const char *nl = strchr(line, '\n');
+		struct ma_map mp = { 0 };
+		char dev[16];
+		int pathpos = 0;
+
+		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %4s %" SCNx64 " %15s %lu %n",
+			   &mp.start, &mp.end, mp.perms, &mp.offset, dev,
+			   &mp.inode, &pathpos) >= 6) {
+			if (pathpos > 0) {
+				const char *p = line + pathpos;
+				size_t l = nl ? (size_t)(nl - p) : strlen(p);
+
+				while (l && (*p == ' ')) {
+					p++;
+					l--;
+				}
+				if (l >= sizeof(mp.path))
+					l = sizeof(mp.path) - 1;
+				memcpy(mp.path, p, l);
+				mp.path[l] = '\0';
+			}
+			if (out->n == cap) {
+				size_t ncap = cap ? cap * 2 : 64;
+				struct ma_map *nv =
+					realloc(out->v, ncap * sizeof(*nv));
+
+				if (!nv) {
+					ma_maps_free(out);
+					return -ENOMEM;
+				}
+				out->v = nv;
+				cap = ncap;
+			}
+			out->v[out->n++] = mp;
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	return 0;
+}
+
+int ma_maps_read(pid_t pid, struct ma_maps *out)
+{
+	char path[64], *text;
+	int err;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	err = ma_proc_slurp(path, &text, NULL);
+	if (err)
+		return proc_errno(err);
+	err = ma_maps_parse(text, out);
+	free(text);
+	return err;
+}
+
+void ma_maps_free(struct ma_maps *m)
+{
+	free(m->v);
+	m->v = NULL;
+	m->n = 0;
+}
+
+const struct ma_map *ma_maps_find_file(const struct ma_maps *m,
+				       const char *path)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (m->v[i].offset == 0 && !strcmp(m->v[i].path, path))
+			return &m->v[i];
+	return NULL;
+}
+
+int ma_status_parse(const char *text, struct ma_status *out)
+{
+	const char *line = text;
+
+	memset(out, 0, sizeof(*out));
+	while (line && *line) {
+		const char *nl = strchr(line, '\n');
+		unsigned long a, b;
+
+		if (!strncmp(line, "Name:\t", 6)) {
+			size_t l = nl ? (size_t)(nl - line - 6) : strlen(line + 6);
+
+			if (l >= sizeof(out->name))
+				l = sizeof(out->name) - 1;
+			memcpy(out->name, line + 6, l);
+			out->name[l] = '\0';
+		} else if (sscanf(line, "State:\t%c", &out->state) == 1) {
+		} else if (sscanf(line, "Tgid:\t%lu", &a) == 1) {
+			out->tgid = (pid_t)a;
+		} else if (sscanf(line, "TracerPid:\t%lu", &a) == 1) {
+			out->tracer = (pid_t)a;
+		} else if (sscanf(line, "Uid:\t%lu\t%lu", &a, &b) == 2) {
+			out->uid = (uid_t)a;
+			out->euid = (uid_t)b;
+		} else if (sscanf(line, "VmRSS:\t%lu", &a) == 1) {
+			out->vm_rss_kb = a;
+		} else if (sscanf(line, "VmHWM:\t%lu", &a) == 1) {
+			out->vm_hwm_kb = a;
+		} else if (sscanf(line, "VmSize:\t%lu", &a) == 1) {
+			out->vm_size_kb = a;
+		} else if (sscanf(line, "Threads:\t%lu", &a) == 1) {
+			out->threads = (int)a;
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	return out->state ? 0 : -EINVAL;
+}
+
+int ma_status_read(pid_t pid, struct ma_status *out)
+{
+	char path[64], *text;
+	int err;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	err = ma_proc_slurp(path, &text, NULL);
+	if (err)
+		return proc_errno(err);
+	err = ma_status_parse(text, out);
+	free(text);
+	return err;
+}
+
+static int cmp_pid(const void *a, const void *b)
+{
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+int ma_tasks_read(pid_t pid, pid_t **tids, size_t *n)
+{
+	char path[64];
+	DIR *d;
+	struct dirent *de;
+	size_t cap = 16, cnt = 0;
+	pid_t *v;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return proc_errno(-errno);
+	v = malloc(cap * sizeof(*v));
+	if (!v) {
+		closedir(d);
+		return -ENOMEM;
+	}
+	while ((de = readdir(d))) {
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		if (cnt == cap) {
+			pid_t *nv = realloc(v, cap * 2 * sizeof(*v));
+
+			if (!nv) {
+				free(v);
+				closedir(d);
+				return -ENOMEM;
+			}
+			v = nv;
+			cap *= 2;
+		}
+		v[cnt++] = (pid_t)atoi(de->d_name);
+	}
+	closedir(d);
+	qsort(v, cnt, sizeof(*v), cmp_pid);
+	*tids = v;
+	*n = cnt;
+	return 0;
+}
+
+int ma_proc_exe(pid_t pid, char *buf, size_t len)
+{
+	char path[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	n = readlink(path, buf, len - 1);
+	if (n < 0)
+		return proc_errno(-errno);
+	buf[n] = '\0';
+	return 0;
+}
+
+int ma_proc_comm(pid_t pid, pid_t tid, char *buf, size_t len)
+{
+	char path[96], *text;
+	int err;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", (int)pid,
+		 (int)tid);
+	err = ma_proc_slurp(path, &text, NULL);
+	if (err)
+		return proc_errno(err);
+	text[strcspn(text, "\n")] = '\0';
+	snprintf(buf, len, "%s", text);
+	free(text);
+	return 0;
+}
+
+int ma_proc_cmdline(pid_t pid, char *buf, size_t len)
+{
+	char path[64], *text;
+	size_t n;
+	int err;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	err = ma_proc_slurp(path, &text, &n);
+	if (err)
+		return proc_errno(err);
+	while (n && text[n - 1] == '\0')
+		n--;
+	for (size_t i = 0; i < n; i++)
+		if (text[i] == '\0')
+			text[i] = ' ';
+	text[n] = '\0';
+	snprintf(buf, len, "%s", text);
+	free(text);
+	return 0;
+}
+
+void ma_proc_target_path(pid_t pid, const char *path, char *buf, size_t len)
+{
+	snprintf(buf, len, "/proc/%d/root%s", (int)pid, path);
+}

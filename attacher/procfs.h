@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+/* /proc/PID: memory maps, status, threads, executable. */
+#ifndef MA_PROCFS_H
+#define MA_PROCFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct ma_map {
+	uint64_t start, end, offset;
+	char perms[5]; /* "r-xp" */
+	unsigned long inode;
+	char path[4096]; /* "" for anonymous, "[heap]" etc. for special */
+};
+
+struct ma_maps {
+	size_t n;
+	struct ma_map *v;
+};
+
+/* Parse the text of a maps file (exposed for unit tests) */
+int ma_maps_parse(const char *text, struct ma_maps *out);
+int ma_maps_read(pid_t pid, struct ma_maps *out);
+void ma_maps_free(struct ma_maps *m);
+/* The mapping with file offset 0 of the file whose path ends with suffix,
+ * or whose basename starts with prefix (NULL to ignore) */
+const struct ma_map *ma_maps_find_file(const struct ma_maps *m,
+				       const char *path);
+
+struct ma_status {
+	char name[64]; /* Name: (comm) */
+	char state; /* 'R', 'S', 'D', 'Z', 't', ... */
+	pid_t tgid;
+	pid_t tracer; /* TracerPid: 0 when none */
+	uid_t uid, euid;
+	unsigned long vm_rss_kb, vm_hwm_kb, vm_size_kb;
+	int threads;
+};
+
+/* Parse the text of /proc/PID/status (exposed for unit tests) */
+int ma_status_parse(const char *text, struct ma_status *out);
+/* -ESRCH when the process does not exist */
+int ma_status_read(pid_t pid, struct ma_status *out);
+
+/* The thread IDs of /proc/PID/task, sorted; -ESRCH when gone */
+int ma_tasks_read(pid_t pid, pid_t **tids, size_t *n);
+
+/* readlink /proc/PID/exe; -ENOENT for kernel threads */
+int ma_proc_exe(pid_t pid, char *buf, size_t len);
+/* /proc/PID/task/TID/comm without the newline */
+int ma_proc_comm(pid_t pid, pid_t tid, char *buf, size_t len);
+/* The command line, NULs turned into spaces */
+int ma_proc_cmdline(pid_t pid, char *buf, size_t len);
+
+/* Read a whole small /proc file into a malloc'd NUL-terminated buffer */
+int ma_proc_slurp(const char *path, char **out, size_t *len);
+
+/* A path as the target sees it, reachable from here even when the target
+ * lives in another mount namespace: /proc/PID/root/<path> */
+void ma_proc_target_path(pid_t pid, const char *path, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,343 @@
+/* SPDX-License-Identifier: MIT */
+#include "ptrace.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "procfs.h"
+
+enum th_state { TH_SEIZED, TH_STOPPED, TH_GONE };
+
+struct ma_thread {
+	pid_t tid;
+	enum th_state state;
+	int pending_sig; /* a signal caught while stopping: give it back */
+};
+
+struct ma_freeze {
+	pid_t pid;
+	size_t n, cap;
+	struct ma_thread *th;
+	pid_t *tids; /* stopped ones, for ma_freeze_threads */
+	uint64_t t_start;
+	sigset_t oldmask;
+};
+
+uint64_t ma_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int read_int_file(const char *path, int *out)
+{
+	char *text;
+	int err = ma_proc_slurp(path, &text, NULL);
+
+	if (err)
+		return err;
+	*out = atoi(text);
+	free(text);
+	return 0;
+}
+
+void ma_ptrace_explain_eperm(pid_t pid, char *buf, size_t len)
+{
+	struct ma_status st;
+	int scope = -1;
+
+	buf[0] = '\0';
+	if (ma_status_read(pid, &st) == 0 && st.tracer && st.tracer != getpid()) {
+		char comm[64] = "?";
+
+		ma_proc_comm(st.tracer, st.tracer, comm, sizeof(comm));
+		snprintf(buf, len,
+			 " (process %d is already traced by %d (%s): a process "
+			 "can have one tracer only; stop or detach %s first)",
+			 (int)pid, (int)st.tracer, comm, comm);
+		return;
+	}
+	if (read_int_file("/proc/sys/kernel/yama/ptrace_scope", &scope) == 0 &&
+	    scope > 0) {
+		static const char *const what[] = {
+			"",
+			"only a parent may trace its children: run memattach as "
+			"root or with CAP_SYS_PTRACE (sudo setcap "
+			"cap_sys_ptrace+ep $(which memattach)), or set it to 0 "
+			"with 'sysctl kernel.yama.ptrace_scope=0'",
+			"only processes with CAP_SYS_PTRACE may trace: run "
+			"memattach as root",
+			"no process may trace: reboot with a lower value",
+		};
+
+		snprintf(buf, len, " (kernel.yama.ptrace_scope is %d: %s)",
+			 scope, what[scope > 3 ? 3 : scope]);
+		return;
+	}
+	if (ma_status_read(pid, &st) == 0 && st.uid != geteuid()) {
+		snprintf(buf, len,
+			 " (process %d belongs to uid %u and memattach runs as "
+			 "uid %u: run it as that user, or as root)",
+			 (int)pid, (unsigned)st.uid, (unsigned)geteuid());
+		return;
+	}
+	snprintf(buf, len, " (the process may be setuid or not dumpable, or a "
+			   "security module such as SELinux/AppArmor forbids "
+			   "ptrace; root with CAP_SYS_PTRACE is needed)");
+}
+
+static struct ma_thread *find_thread(struct ma_freeze *f, pid_t tid)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (f->th[i].tid == tid)
+			return &f->th[i];
+	return NULL;
+}
+
+static int add_thread(struct ma_freeze *f, pid_t tid)
+{
+	if (f->n == f->cap) {
+		size_t ncap = f->cap ? f->cap * 2 : 16;
+		struct ma_thread *nt = realloc(f->th, ncap * sizeof(*nt));
+
+		if (!nt)
+			return -ENOMEM;
+		f->th = nt;
+		f->cap = ncap;
+	}
+	f->th[f->n++] = (struct ma_thread){ .tid = tid, .state = TH_SEIZED };
+	return 0;
+}
+
+/* Record one waitpid() result: a stop of ours, a signal for the target, or
+ * a thread that exited meanwhile. */
+static void handle_status(struct ma_freeze *f, pid_t tid, int status)
+{
+	struct ma_thread *t = find_thread(f, tid);
+
+	if (!t)
+		return;
+	if (WIFEXITED(status) || WIFSIGNALED(status)) {
+		t->state = TH_GONE;
+		return;
+	}
+	if (!WIFSTOPPED(status))
+		return;
+	int event = status >> 16;
+	int sig = WSTOPSIG(status);
+
+	if (event == PTRACE_EVENT_STOP) {
+		/* Our interrupt (sig SIGTRAP) or a group-stop (SIGSTOP..):
+		 * either way the thread is stopped and owes nothing. */
+		t->state = TH_STOPPED;
+	} else if (event == 0) {
+		/* Signal-delivery-stop: a signal meant for the target got
+		 * here first.  Keep it, and deliver it on detach; the thread
+		 * is stopped now, which is all we need. */
+		if (sig != SIGTRAP || !t->pending_sig)
+			t->pending_sig = sig;
+		t->state = TH_STOPPED;
+	} else {
+		t->state = TH_STOPPED;
+	}
+}
+
+static void detach_all(struct ma_freeze *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		struct ma_thread *t = &f->th[i];
+
+		if (t->state == TH_GONE)
+			continue;
+		if (t->state == TH_SEIZED) {
+			/* Not stopped yet: PTRACE_DETACH needs a stopped
+			 * tracee, so interrupt and wait for it first. */
+			int st;
+
+			/* Bounded: a thread in D state may never stop; the
+			 * kernel detaches it when memattach exits. */
+			for (int k = 0; k < 100 && t->state == TH_SEIZED; k++) {
+				if (waitpid(t->tid, &st, __WALL | WNOHANG) ==
+				    t->tid)
+					handle_status(f, t->tid, st);
+				else
+					usleep(1000);
+			}
+			if (t->state != TH_STOPPED)
+				continue;
+		}
+		ptrace(PTRACE_DETACH, t->tid, NULL,
+		       (void *)(uintptr_t)t->pending_sig);
+	}
+}
+
+/* Wait until every seized thread is stopped or gone, at most timeout_ms */
+static int wait_stopped(struct ma_freeze *f, int timeout_ms)
+{
+	uint64_t deadline = ma_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	sigset_t chld;
+
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	for (;;) {
+		int status, left = 0;
+		pid_t tid;
+
+		while ((tid = waitpid(-1, &status, __WALL | WNOHANG)) > 0)
+			handle_status(f, tid, status);
+		for (size_t i = 0; i < f->n; i++)
+			left += f->th[i].state == TH_SEIZED;
+		if (!left)
+			return 0;
+		uint64_t now = ma_now_ns();
+
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		/* SIGCHLD is blocked: sleep until the next tracee event (or
+		 * 1 ms, in case the notification was coalesced). */
+		uint64_t wait_ns = deadline - now;
+		struct timespec ts = { .tv_sec = 0,
+				       .tv_nsec = wait_ns > 1000000 ?
+							  1000000 :
+							  (long)wait_ns };
+
+		sigtimedwait(&chld, NULL, &ts);
+	}
+}
+
+int ma_freeze(pid_t pid, int timeout_ms, struct ma_freeze **out)
+{
+	struct ma_freeze *f = calloc(1, sizeof(*f));
+	sigset_t chld;
+	int err = 0;
+
+	if (!f)
+		return -ENOMEM;
+	f->pid = pid;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, &f->oldmask);
+	f->t_start = ma_now_ns();
+
+	/* Rescan the task list until a scan finds nothing new: a thread
+	 * created while we were stopping the others shows up in the next
+	 * scan, and once all are stopped none can be created. */
+	for (int round = 0; round < 100; round++) {
+		pid_t *tids;
+		size_t n, added = 0;
+
+		err = ma_tasks_read(pid, &tids, &n);
+		if (err) {
+			ma_err(err, "freeze %d: reading /proc/%d/task: %s",
+			       (int)pid, (int)pid, strerror(-err));
+			goto fail;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (find_thread(f, tids[i]))
+				continue;
+			if (ptrace(PTRACE_SEIZE, tids[i], NULL, NULL) < 0) {
+				int e = errno;
+				char hint[512];
+
+				if (e == ESRCH && tids[i] != pid)
+					continue; /* thread just exited */
+				free(tids);
+				if (e == EPERM)
+					ma_ptrace_explain_eperm(pid, hint,
+								sizeof(hint));
+				else
+					hint[0] = '\0';
+				err = ma_err(-e,
+					     "attach: ptrace(PTRACE_SEIZE, %d): "
+					     "%s%s",
+					     (int)tids[i], strerror(e), hint);
+				ma_err_set_exit(e == EPERM  ? MA_EXIT_PERM :
+						e == ESRCH ? MA_EXIT_NOPROC :
+							     MA_EXIT_ERROR);
+				goto fail;
+			}
+			err = add_thread(f, tids[i]);
+			if (err) {
+				free(tids);
+				goto fail;
+			}
+			if (ptrace(PTRACE_INTERRUPT, tids[i], NULL, NULL) < 0 &&
+			    errno == ESRCH)
+				f->th[f->n - 1].state = TH_GONE;
+			added++;
+		}
+		free(tids);
+		if (!added)
+			break;
+		err = wait_stopped(f, timeout_ms);
+		if (err) {
+			ma_err(err,
+			       "freeze %d: some threads did not stop within %d "
+			       "ms (uninterruptible sleep, state D?)",
+			       (int)pid, timeout_ms);
+			goto fail;
+		}
+	}
+	if (!find_thread(f, pid) || find_thread(f, pid)->state == TH_GONE) {
+		err = ma_err(-ESRCH, "freeze %d: the process exited", (int)pid);
+		ma_err_set_exit(MA_EXIT_NOPROC);
+		goto fail;
+	}
+	f->tids = malloc((f->n ? f->n : 1) * sizeof(pid_t));
+	if (!f->tids) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	*out = f;
+	return 0;
+fail:
+	detach_all(f);
+	sigprocmask(SIG_SETMASK, &f->oldmask, NULL);
+	free(f->th);
+	free(f->tids);
+	free(f);
+	return err;
+}
+
+size_t ma_freeze_threads(const struct ma_freeze *f, const pid_t **tids)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < f->n; i++)
+		if (f->th[i].state == TH_STOPPED)
+			f->tids[k++] = f->th[i].tid;
+	*tids = f->tids;
+	return k;
+}
+
+int ma_thaw(struct ma_freeze *f, uint64_t *frozen_ns)
+{
+	detach_all(f);
+	if (frozen_ns)
+		*frozen_ns = ma_now_ns() - f->t_start;
+	/* Drain stale SIGCHLDs caused by the stops before unblocking */
+	{
+		sigset_t chld;
+		struct timespec zero = { 0, 0 };
+
+		sigemptyset(&chld);
+		sigaddset(&chld, SIGCHLD);
+		while (sigtimedwait(&chld, NULL, &zero) > 0)
+			;
+	}
+	sigprocmask(SIG_SETMASK, &f->oldmask, NULL);
+	free(f->th);
+	free(f->tids);
+	free(f);
+	return 0;
+}

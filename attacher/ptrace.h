@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Freezing a process: PTRACE_SEIZE + PTRACE_INTERRUPT on every thread of
+ * /proc/PID/task (rescanned until no new thread appears), a waitpid(__WALL)
+ * loop that keeps signals meant for the target and gives them back on
+ * resume, and a resume that detaches every thread on every path.
+ */
+#ifndef MA_PTRACE_H
+#define MA_PTRACE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct ma_freeze;
+
+/*
+ * Stop every thread of pid.  On failure nothing stays attached, and the
+ * message explains the cause (ptrace_scope, owner, another tracer).
+ * timeout_ms bounds the wait for each round of stops: a thread in
+ * uninterruptible sleep (D state) cannot stop until it wakes.
+ */
+int ma_freeze(pid_t pid, int timeout_ms, struct ma_freeze **out);
+
+/* Resume every thread (detach), delivering signals that arrived meanwhile.
+ * Returns the freeze duration in ns (first interrupt to last detach) via
+ * frozen_ns when not NULL.  Frees f. */
+int ma_thaw(struct ma_freeze *f, uint64_t *frozen_ns);
+
+/* The stopped threads (sorted) */
+size_t ma_freeze_threads(const struct ma_freeze *f, const pid_t **tids);
+
+/*
+ * Explain an EPERM from ptrace/process_vm_readv on pid: another tracer,
+ * Yama's ptrace_scope, a different owner without CAP_SYS_PTRACE.  Writes a
+ * parenthesised hint into buf ("" when nothing specific is known).
+ */
+void ma_ptrace_explain_eperm(pid_t pid, char *buf, size_t len);
+
+uint64_t ma_now_ns(void);
+
+#endif
