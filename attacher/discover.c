@@ -163,6 +163,10 @@ static const Dwfl_Callbacks proc_callbacks = {
 
 static int report_modules(struct ma_target *t)
 {
+	/* MEMATTACH_DEBUGINFO_PATH replaces libdwfl's search path for separate
+	 * debug files (default ":.debug:/usr/lib/debug"); the tests set it to
+	 * a missing directory to hide DWARF and exercise the fallbacks. */
+	debuginfo_path = getenv("MEMATTACH_DEBUGINFO_PATH");
 	t->dwfl = dwfl_begin(&proc_callbacks);
 	if (!t->dwfl)
 		return ma_err(-ENOMEM, "dwfl_begin: %s", dwfl_errmsg(-1));

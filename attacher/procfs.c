@@ -75,15 +75,22 @@ int ma_maps_parse(const char *text, struct ma_maps *out)
 	while (line && *line) {
 		const char *nl = strchr(line, '\n');
 		struct ma_map mp = { 0 };
-		char dev[16];
+		char dev[16], buf[4096 + 128];
 		int pathpos = 0;
+		size_t ll = nl ? (size_t)(nl - line) : strlen(line);
 
-		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %4s %" SCNx64 " %15s %lu %n",
+		/* One line at a time: a scanf white-space directive would run
+		 * past the newline of a mapping without a path. */
+		if (ll >= sizeof(buf))
+			ll = sizeof(buf) - 1;
+		memcpy(buf, line, ll);
+		buf[ll] = '\0';
+		if (sscanf(buf, "%" SCNx64 "-%" SCNx64 " %4s %" SCNx64 " %15s %lu %n",
 			   &mp.start, &mp.end, mp.perms, &mp.offset, dev,
 			   &mp.inode, &pathpos) >= 6) {
 			if (pathpos > 0) {
-				const char *p = line + pathpos;
-				size_t l = nl ? (size_t)(nl - p) : strlen(p);
+				const char *p = buf + pathpos;
+				size_t l = strlen(p);
 
 				while (l && (*p == ' ')) {
 					p++;

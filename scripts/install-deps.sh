@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install everything memattach needs to build and test, from Debian 12's
+# packages only.  Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+PACKAGES=(
+	# build
+	gcc make cmake pkg-config
+	libelf-dev libdw-dev # ELF and DWARF (elfutils)
+	libjansson-dev # JSON output
+	libzstd-dev # capture compression
+	# tests
+	libcriterion-dev # unit tests
+	python3 # end-to-end test drivers and targets
+	python3.11-dbg # DWARF of Debian's /usr/bin/python3.11
+	strace # "another tracer is attached" test
+	util-linux # setpriv: the "permission denied" test
+	clang-format
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing+=("$p")
+done
+if ((${#missing[@]})); then
+	echo "install-deps: installing ${missing[*]}"
+	SUDO=""
+	[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -qq
+	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+	echo "install-deps: all packages present"
+fi

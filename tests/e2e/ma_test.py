@@ -1,0 +1,210 @@
+"""Shared helpers for memattach's end-to-end tests.
+
+Each test drives real Python processes (tests/targets/*.py) by PID with the
+real memattach binary, and checks real output.  Nothing of the target is
+mocked.  A test script prints one line per check and ends with the plain
+line 'N passed, N failed, N skipped'; it exits 1 on any failure, 77 when
+everything was skipped (ctest shows it as skipped).
+"""
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+SRC = os.environ.get("MA_SOURCE_DIR",
+                     os.path.dirname(os.path.dirname(os.path.dirname(
+                         os.path.abspath(__file__)))))
+MEMATTACH = os.environ.get("MEMATTACH", os.path.join(SRC, "build", "memattach"))
+TARGETS = os.path.join(SRC, "tests", "targets")
+
+_passed = _failed = _skipped = 0
+
+
+def check(cond, what, detail=""):
+    global _passed, _failed
+    if cond:
+        _passed += 1
+        print("ok   %s" % what, flush=True)
+    else:
+        _failed += 1
+        print("FAIL %s" % what, flush=True)
+        if detail:
+            for line in str(detail).rstrip().splitlines():
+                print("     | %s" % line)
+    return cond
+
+
+def skip(what, reason):
+    global _skipped
+    _skipped += 1
+    print("skip %s: %s" % (what, reason), flush=True)
+
+
+def finish():
+    print("%d passed, %d failed, %d skipped" % (_passed, _failed, _skipped))
+    if _failed:
+        sys.exit(1)
+    if not _passed:
+        sys.exit(77)
+    sys.exit(0)
+
+
+def pyenv_root():
+    try:
+        out = subprocess.run(["pyenv", "root"], capture_output=True,
+                             text=True, timeout=10)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    home = os.path.expanduser("~/.pyenv")
+    return home if os.path.isdir(home) else None
+
+
+def interpreters(minors=range(8, 14), announce=True):
+    """[(label, path)]: Debian's /usr/bin/python3 and each pyenv 3.8-3.13.
+
+    Absent ones are reported as skipped with the reason."""
+    found = []
+    if os.path.exists("/usr/bin/python3"):
+        found.append(("debian-" + os.path.basename(
+            os.path.realpath("/usr/bin/python3")), "/usr/bin/python3"))
+    elif announce:
+        skip("/usr/bin/python3", "not installed")
+    root = pyenv_root()
+    versions = os.path.join(root, "versions") if root else None
+    for minor in minors:
+        hits = []
+        if versions and os.path.isdir(versions):
+            for v in sorted(os.listdir(versions)):
+                if re.fullmatch(r"3\.%d\.\d+" % minor, v):
+                    exe = os.path.join(versions, v, "bin", "python3")
+                    if os.access(exe, os.X_OK):
+                        hits.append(("pyenv-" + v, exe))
+        if hits:
+            found.extend(hits)
+        elif announce:
+            skip("pyenv 3.%d" % minor,
+                 "no $(pyenv root)/versions/3.%d.* interpreter here" % minor
+                 if versions else "pyenv is not installed")
+    return found
+
+
+def py_version(exe):
+    out = subprocess.run([exe, "-c", "import sys; print('%d.%d.%d' % "
+                          "sys.version_info[:3])"], capture_output=True,
+                         text=True, timeout=30)
+    return tuple(int(x) for x in out.stdout.strip().split("."))
+
+
+def marks(path):
+    """{name: line} for each '# MARK: name' comment in a source file."""
+    out = {}
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            m = re.search(r"#\s*MARK:\s*(\w+)", line)
+            if m:
+                out[m.group(1)] = n
+    return out
+
+
+def line_of(path, func, needle):
+    """Line number of the first line containing needle inside def func."""
+    with open(path) as f:
+        lines = f.readlines()
+    inside = None
+    for n, line in enumerate(lines, 1):
+        m = re.match(r"(\s*)def (\w+)\(", line)
+        if m:
+            inside = (len(m.group(1)), m.group(2)) if m.group(2) == func else (
+                None if inside and len(m.group(1)) <= inside[0] else inside)
+            continue
+        if inside and needle in line:
+            return n
+    raise LookupError("%s: no %r in %s()" % (path, needle, func))
+
+
+class Target:
+    """A target process: started, waited for its READY line, killed."""
+
+    def __init__(self, exe, script, *args, env=None, ready="READY",
+                 timeout=30):
+        self.proc = subprocess.Popen(
+            [exe, os.path.join(TARGETS, script)] + [str(a) for a in args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=env)
+        self.pid = self.proc.pid
+        self.ready_line = self.readline(timeout)
+        if not self.ready_line.startswith(ready):
+            err = self.proc.stderr.read1(65536).decode(errors="replace") \
+                if self.proc.poll() is not None else ""
+            self.kill()
+            raise RuntimeError("target %s did not get ready: %r %s" %
+                               (script, self.ready_line, err))
+
+    def readline(self, timeout=30):
+        end = time.time() + timeout
+        buf = b""
+        fd = self.proc.stdout.fileno()
+        while not buf.endswith(b"\n") and time.time() < end:
+            r, _, _ = select.select([fd], [], [], max(0, end - time.time()))
+            if not r:
+                break
+            ch = os.read(fd, 1)
+            if not ch:
+                break
+            buf += ch
+        return buf.decode(errors="replace").rstrip("\n")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+
+
+def memattach(*args, env=None, timeout=60, user=None):
+    cmd = [MEMATTACH] + [str(a) for a in args]
+    if user:
+        cmd = ["setpriv", "--reuid=%s" % user, "--regid=%s" % user,
+               "--clear-groups", "--"] + cmd
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                       env=e)
+    return p.returncode, p.stdout, p.stderr
+
+
+def stacks_json(pid, *extra, env=None):
+    rc, out, err = memattach("stacks", "--json", *extra, pid, env=env)
+    if rc != 0:
+        raise RuntimeError("memattach stacks %s: exit %d: %s" % (pid, rc, err))
+    return json.loads(out)
+
+
+def thread_by_tid(doc, tid):
+    for t in doc["threads"]:
+        if t["tid"] == tid:
+            return t
+    return None

@@ -1,0 +1,114 @@
+"""Bad input gets a clear one-line error and the documented exit code:
+wrong PID, a thread ID, a zombie, a process that is not Python, an
+unsupported Python, no permission (another owner; another tracer), missing
+debug info with no fallback."""
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+from ma_test import (Target, check, finish, interpreters, memattach,
+                     pyenv_root, skip)
+
+EXIT_USAGE, EXIT_NOPROC, EXIT_PERM, EXIT_NOTPY, EXIT_NODEBUG = 2, 3, 4, 5, 6
+
+
+def expect(args, code, pattern, what, **kw):
+    rc, out, err = memattach(*args, **kw)
+    lines = err.strip().splitlines()
+    ok = rc == code and len(lines) == 1 and pattern in err and \
+        lines[0].startswith("memattach: ")
+    check(ok, "%s: exit %d, one line naming %r" % (what, code, pattern),
+          "exit %d\nstdout: %s\nstderr: %s" % (rc, out, err))
+
+
+def main():
+    expect(["stacks", "12abc"], EXIT_USAGE, "not a process ID", "bad PID")
+    expect(["frobnicate", "1"], EXIT_USAGE, "unknown command",
+           "unknown command")
+    expect(["stacks", "--offsets=magic", "1"], EXIT_USAGE,
+           "unknown offsets source", "bad --offsets")
+
+    # A PID that surely does not exist: one of a reaped child
+    p = subprocess.Popen(["true"])
+    p.wait()
+    for cmd in ("info", "stacks"):
+        expect([cmd, p.pid], EXIT_NOPROC, "no such process",
+               "%s on a gone PID" % cmd)
+
+    # A zombie: a child that exited and is not reaped yet
+    z = subprocess.Popen(["true"])
+    for _ in range(100):
+        with open("/proc/%d/stat" % z.pid) as f:
+            if f.read().split(")")[-1].split()[0] == "Z":
+                break
+        time.sleep(0.02)
+    expect(["stacks", z.pid], EXIT_NOPROC, "zombie", "zombie")
+    z.wait()
+
+    # Not Python at all
+    s = subprocess.Popen(["sleep", "60"])
+    time.sleep(0.1)
+    expect(["stacks", s.pid], EXIT_NOTPY, "is not a CPython process",
+           "sleep(1)")
+    s.kill()
+    s.wait()
+
+    # Python too old: any pyenv 2.x/3.6/3.7 present
+    root = pyenv_root()
+    old = []
+    if root and os.path.isdir(os.path.join(root, "versions")):
+        for v in sorted(os.listdir(os.path.join(root, "versions"))):
+            if v.split(".")[:2] in (["2", "7"], ["3", "6"], ["3", "7"]):
+                old.append(os.path.join(root, "versions", v, "bin", "python"))
+    if not old:
+        skip("unsupported Python version", "no pyenv 2.7/3.6/3.7 here")
+    for exe in old:
+        o = subprocess.Popen([exe, "-c", "import time; time.sleep(60)"])
+        time.sleep(0.5)
+        expect(["stacks", o.pid], EXIT_NOTPY, "support", "old Python %s" % exe)
+        o.kill()
+        o.wait()
+
+    # A thread ID instead of the process ID
+    exe = "/usr/bin/python3"
+    with Target(exe, "stacks_target.py") as t:
+        _, tmain, tspin = t.ready_line.split()
+        expect(["stacks", tspin], EXIT_USAGE, "is a thread of process",
+               "thread ID")
+
+        # Missing debug info with no fallback allowed
+        expect(["stacks", "--offsets=dwarf", t.pid], EXIT_NODEBUG,
+               "python3.11-dbg", "no DWARF, --offsets=dwarf",
+               env={"MEMATTACH_DEBUGINFO_PATH": "/nonexistent"})
+
+        # Permission: another user may not trace a root process
+        if os.geteuid() == 0 and shutil.which("setpriv"):
+            for cmd in ("info", "stacks"):
+                expect([cmd, t.pid], EXIT_PERM, "belongs to uid 0",
+                       "%s as another user" % cmd, user="65534")
+        else:
+            skip("permission denied", "needs root and setpriv")
+
+        # Another tracer already attached (strace)
+        if shutil.which("strace"):
+            st = subprocess.Popen(["strace", "-q", "-o", "/dev/null", "-p",
+                                   str(t.pid)], stderr=subprocess.DEVNULL)
+            for _ in range(100):
+                with open("/proc/%d/status" % t.pid) as f:
+                    if "TracerPid:\t%d" % st.pid in f.read():
+                        break
+                time.sleep(0.05)
+            expect(["stacks", t.pid], EXIT_PERM, "already traced by",
+                   "strace attached")
+            st.send_signal(signal.SIGINT)
+            st.wait()
+        else:
+            skip("another tracer", "strace is not installed")
+        check(t.alive(), "target survived all of the above")
+    finish()
+
+
+if __name__ == "__main__":
+    main()

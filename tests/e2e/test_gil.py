@@ -1,0 +1,42 @@
+"""A process whose main thread holds the GIL inside a C call (catastrophic
+regex backtracking, the classic hung notebook): `memattach stacks` works
+without the GIL, shows the regex line, marks the main thread as the GIL
+holder, and shows the other thread waiting."""
+import os
+import time
+
+from ma_test import (TARGETS, Target, check, finish, interpreters, marks,
+                     stacks_json, thread_by_tid)
+
+SCRIPT = os.path.join(TARGETS, "gil_regex.py")
+M = marks(SCRIPT)
+
+
+def main():
+    for label, exe in interpreters():
+        try:
+            with Target(exe, "gil_regex.py") as t:
+                _, tmain, twait = t.ready_line.split()
+                time.sleep(0.3)  # well inside re.match by now
+                doc = stacks_json(t.pid)
+                main_t = thread_by_tid(doc, int(tmain))
+                wait_t = thread_by_tid(doc, int(twait))
+                got = [(f["function"], f["line"]) for f in main_t["frames"]]
+                check(got == [("hog", M["regex"]),
+                              ("<module>", M["module_calls_hog"])],
+                      "%s: main thread is at the regex line" % label, got)
+                check(main_t["holds_gil"],
+                      "%s: main thread holds the GIL" % label)
+                check(not wait_t["holds_gil"] and wait_t["frames"] and
+                      wait_t["frames"][0]["function"] == "waiter" and
+                      wait_t["frames"][0]["line"] == M["waiter_sleep"],
+                      "%s: waiter thread seen, not holding the GIL" % label,
+                      wait_t)
+                check(t.alive(), "%s: target still running" % label)
+        except Exception as e:
+            check(False, "%s: ran without error" % label, repr(e))
+    finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""memattach stacks on real processes of every interpreter present.
+
+A target with known nested functions in two threads (main blocked in read(),
+a second thread spinning in pure Python): function names and line numbers
+must match the target's source exactly, threading.py's frames included; the
+spinning thread holds the GIL; the blocked read() later returns its data
+intact.  Each interpreter is checked with its best offsets (DWARF) and with
+DWARF out of the picture (the built-in table; _Py_DebugOffsets on 3.13).
+"""
+import os
+import subprocess
+import time
+
+from ma_test import (TARGETS, Target, check, finish, interpreters, line_of,
+                     marks, memattach, py_version, skip, stacks_json,
+                     thread_by_tid)
+
+SCRIPT = os.path.join(TARGETS, "stacks_target.py")
+M = marks(SCRIPT)
+
+
+def threading_frames(exe, ver):
+    """Expected frames of threading.Thread's bootstrap, from the source of
+    this interpreter's own threading.py."""
+    path = subprocess.run([exe, "-c", "import threading; "
+                           "print(threading.__file__)"], capture_output=True,
+                          text=True).stdout.strip()
+    q = "Thread." if ver >= (3, 11) else ""
+    return [
+        (q + "run", path, line_of(path, "run", "self._target(")),
+        (q + "_bootstrap_inner", path,
+         line_of(path, "_bootstrap_inner", "self.run()")),
+        (q + "_bootstrap", path,
+         line_of(path, "_bootstrap", "self._bootstrap_inner()")),
+    ]
+
+
+def frames_of(thread):
+    return [(f["function"], f["file"], f["line"]) for f in thread["frames"]]
+
+
+def expected(exe, ver):
+    main = [("wait_for_quit", SCRIPT, M["blocked_read"]),
+            ("main", SCRIPT, M["main_calls_wait"]),
+            ("<module>", SCRIPT, M["module_calls_main"])]
+    spin = [("spin", SCRIPT, M["spin"]),
+            ("middle", SCRIPT, M["middle_calls_spin"]),
+            ("outer", SCRIPT, M["outer_calls_middle"])] + \
+        threading_frames(exe, ver)
+    return main, spin
+
+
+def fmt(frames):
+    return "\n".join("%s (%s:%s)" % f for f in frames)
+
+
+def check_doc(label, doc, tmain, tspin, exp_main, exp_spin):
+    main = thread_by_tid(doc, tmain)
+    spin = thread_by_tid(doc, tspin)
+    if not check(main is not None and spin is not None,
+                 "%s: both threads listed" % label, doc):
+        return
+    check(frames_of(main) == exp_main, "%s: main thread stack exact" % label,
+          "got:\n%s\nwant:\n%s" % (fmt(frames_of(main)), fmt(exp_main)))
+    check(frames_of(spin) == exp_spin, "%s: spinner stack exact" % label,
+          "got:\n%s\nwant:\n%s" % (fmt(frames_of(spin)), fmt(exp_spin)))
+    check(spin["holds_gil"] and not main["holds_gil"],
+          "%s: the spinning thread holds the GIL" % label,
+          "main %s spinner %s" % (main["holds_gil"], spin["holds_gil"]))
+    check(main["main"] and not spin["main"], "%s: main thread marked" % label)
+
+
+def check_text(label, pid, tmain, tspin, exp_main, exp_spin, ver):
+    rc, out, err = memattach("stacks", pid)
+    if not check(rc == 0, "%s: text output exit 0" % label, err):
+        return
+    comm = {}
+    for tid in (tmain, tspin):
+        with open("/proc/%d/task/%d/comm" % (pid, tid)) as f:
+            comm[tid] = f.read().strip()
+    want_main = 'Thread %d "%s" (main thread)\n' % (tmain, comm[tmain]) + \
+        "".join("    %s (%s:%d)\n" % f for f in exp_main)
+    want_spin = 'Thread %d "%s" (holds the GIL)\n' % (tspin, comm[tspin]) + \
+        "".join("    %s (%s:%d)\n" % f for f in exp_spin)
+    blocks = out.split("\n\n")
+    check(out.startswith("Process %d: " % pid) and
+          ("(Python %d.%d.%d)" % ver) in out.splitlines()[0],
+          "%s: text header names the process and version" % label, out)
+    check(want_main.rstrip("\n") in blocks,
+          "%s: text block of the main thread" % label,
+          "got:\n%s\nwant:\n%s" % (out, want_main))
+    check(want_spin.rstrip("\n") in blocks,
+          "%s: text block of the spinning thread" % label,
+          "got:\n%s\nwant:\n%s" % (out, want_spin))
+
+
+def check_native(label, pid, tmain, exp_main):
+    rc, out, err = memattach("stacks", "--native", "--json", pid)
+    if not check(rc == 0, "%s: --native exit 0" % label, err):
+        return
+    import json
+    doc = json.loads(out)
+    main = thread_by_tid(doc, tmain)
+    nat = main.get("native", [])
+    syms = [n["symbol"] or "" for n in nat]
+    check(any("read" in s for s in syms[:6]),
+          "%s: --native shows the read() the main thread is blocked in"
+          % label, "\n".join(syms))
+    check(any(n["python"] for n in nat),
+          "%s: --native marks the eval loop frames [python]" % label,
+          "\n".join(syms))
+    check(frames_of(main) == exp_main,
+          "%s: --native keeps the Python frames exact" % label)
+    # The text form interleaves: Python frames appear right before the
+    # eval-loop native frame that runs them.
+    rc, out, err = memattach("stacks", "--native", pid)
+    block = [b for b in out.split("\n\n") if b.startswith("Thread %d " % tmain)]
+    lines = block[0].splitlines()[1:] if block else []
+    first_py = next((i for i, l in enumerate(lines)
+                     if not l.strip().startswith("(C)")), None)
+    first_eval = next((i for i, l in enumerate(lines) if "[python]" in l), None)
+    check(first_py is not None and first_eval is not None and
+          0 < first_py < first_eval,
+          "%s: --native text interleaves C frames, Python frames, then the "
+          "eval frame" % label, block[0] if block else out)
+
+
+def run_one(label, exe):
+    ver = py_version(exe)
+    exp_main, exp_spin = expected(exe, ver)
+    with Target(exe, "stacks_target.py") as t:
+        _, tmain, tspin = t.ready_line.split()
+        tmain, tspin = int(tmain), int(tspin)
+        doc = stacks_json(t.pid)
+        check(doc["offsets"].startswith("DWARF"),
+              "%s: offsets from DWARF" % label, doc["offsets"])
+        check_doc(label, doc, tmain, tspin, exp_main, exp_spin)
+        check_text(label, t.pid, tmain, tspin, exp_main, exp_spin, ver)
+        check_native(label, t.pid, tmain, exp_main)
+
+        # Without DWARF: Debian's separate debug file can really be hidden;
+        # pyenv builds embed theirs, so the fallback is forced instead.
+        if label.startswith("debian"):
+            env = {"MEMATTACH_DEBUGINFO_PATH": "/nonexistent"}
+            doc = stacks_json(t.pid, env=env)
+            check(doc["offsets"].startswith("built-in table"),
+                  "%s: DWARF hidden: falls back to the built-in table" % label,
+                  doc["offsets"])
+            check_doc(label + " (DWARF hidden)", doc, tmain, tspin, exp_main,
+                      exp_spin)
+        else:
+            doc = stacks_json(t.pid, "--offsets=table")
+            check_doc(label + " (table)", doc, tmain, tspin, exp_main,
+                      exp_spin)
+        if ver >= (3, 13):
+            doc = stacks_json(t.pid, "--offsets=debug-offsets")
+            check(doc["offsets"].startswith("_Py_DebugOffsets"),
+                  "%s: offsets from _Py_DebugOffsets" % label, doc["offsets"])
+            check_doc(label + " (_Py_DebugOffsets)", doc, tmain, tspin,
+                      exp_main, exp_spin)
+
+        # The read() the main thread was blocked in during all of the above
+        # returns the data intact: no EINTR, nothing lost.
+        t.proc.stdin.write(b"hello memattach\n")
+        t.proc.stdin.flush()
+        got = t.readline(timeout=20)
+        check(got == "GOT hello memattach",
+              "%s: blocked read() returns its data after stacks" % label, got)
+        try:
+            rc = t.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            rc = None
+        check(rc == 0, "%s: target exits 0" % label, "exit %s" % rc)
+
+
+def main():
+    for label, exe in interpreters():
+        try:
+            run_one(label, exe)
+        except Exception as e:  # a crash of the harness is a failure too
+            check(False, "%s: ran without error" % label, repr(e))
+    finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""Target: the main thread holds the GIL inside a C call that never returns
+soon (catastrophic regex backtracking), as a hung notebook does; a second
+thread waits for the GIL.  Prints 'READY <main tid> <waiter tid>'."""
+import re
+import sys
+import threading
+import time
+
+
+def waiter():
+    while True:
+        time.sleep(0.001)  # MARK: waiter_sleep
+
+
+def hog():
+    print("READY", threading.get_native_id(), T.native_id, flush=True)
+    return re.match(r"(a+)+$", "a" * 64 + "b")  # MARK: regex
+
+
+T = threading.Thread(target=waiter, name="waiter", daemon=True)
+T.start()
+time.sleep(0.1)
+hog()  # MARK: module_calls_hog
+sys.exit(0)

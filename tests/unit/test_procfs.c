@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "procfs.h"
+
+Test(procfs, maps_parse_fields)
+{
+	const char *text =
+		"00400000-00420000 r--p 00000000 fe:01 1234   /usr/bin/python3.11\n"
+		"00420000-006b7000 r-xp 00020000 fe:01 1234   /usr/bin/python3.11\n"
+		"7f0000000000-7f0000021000 rw-p 00000000 00:00 0 \n"
+		"7ffc1000-7ffc2000 rw-p 00000000 00:00 0                  [stack]\n"
+		"7f1000000000-7f1000001000 r-xp 00000000 00:05 77  /memfd:memattach (deleted)\n";
+	struct ma_maps m;
+
+	cr_assert_eq(ma_maps_parse(text, &m), 0);
+	cr_assert_eq(m.n, 5);
+	cr_expect_eq(m.v[0].start, 0x400000);
+	cr_expect_eq(m.v[0].end, 0x420000);
+	cr_expect_str_eq(m.v[0].perms, "r--p");
+	cr_expect_eq(m.v[1].offset, 0x20000);
+	cr_expect_eq(m.v[1].inode, 1234);
+	cr_expect_str_eq(m.v[1].path, "/usr/bin/python3.11");
+	cr_expect_str_eq(m.v[2].path, "");
+	cr_expect_str_eq(m.v[3].path, "[stack]");
+	cr_expect_str_eq(m.v[4].path, "/memfd:memattach (deleted)");
+	cr_expect_eq(ma_maps_find_file(&m, "/usr/bin/python3.11"), &m.v[0]);
+	cr_expect_null(ma_maps_find_file(&m, "/usr/bin/python3"));
+	ma_maps_free(&m);
+}
+
+Test(procfs, maps_parse_garbage_is_skipped)
+{
+	struct ma_maps m;
+
+	cr_assert_eq(ma_maps_parse("not a maps line\n\n1-2 r\n", &m), 0);
+	cr_expect_eq(m.n, 0);
+	ma_maps_free(&m);
+}
+
+/* The parser agrees with the kernel about our own mappings: the page that
+ * holds this function is executable and belongs to this test binary. */
+Test(procfs, maps_read_self)
+{
+	struct ma_maps m;
+	char exe[4096];
+	uint64_t pc = (uint64_t)(uintptr_t)&ma_maps_parse;
+	int found = 0;
+
+	cr_assert_eq(ma_maps_read(getpid(), &m), 0);
+	cr_assert_eq(ma_proc_exe(getpid(), exe, sizeof(exe)), 0);
+	for (size_t i = 0; i < m.n; i++)
+		if (pc >= m.v[i].start && pc < m.v[i].end) {
+			found = 1;
+			cr_expect_eq(m.v[i].perms[2], 'x');
+			cr_expect_str_eq(m.v[i].path, exe);
+		}
+	cr_expect(found);
+	ma_maps_free(&m);
+}
+
+Test(procfs, status_parse)
+{
+	const char *text = "Name:\tpython3\nUmask:\t0022\nState:\tS (sleeping)\n"
+			   "Tgid:\t4242\nPid:\t4242\nTracerPid:\t77\n"
+			   "Uid:\t1000\t1001\t1000\t1000\nVmHWM:\t  20000 kB\n"
+			   "VmRSS:\t   12345 kB\nThreads:\t3\n";
+	struct ma_status st;
+
+	cr_assert_eq(ma_status_parse(text, &st), 0);
+	cr_expect_str_eq(st.name, "python3");
+	cr_expect_eq(st.state, 'S');
+	cr_expect_eq(st.tgid, 4242);
+	cr_expect_eq(st.tracer, 77);
+	cr_expect_eq(st.uid, 1000);
+	cr_expect_eq(st.euid, 1001);
+	cr_expect_eq(st.vm_rss_kb, 12345);
+	cr_expect_eq(st.vm_hwm_kb, 20000);
+	cr_expect_eq(st.threads, 3);
+	cr_expect_eq(ma_status_parse("Name:\tx\n", &st), -EINVAL);
+}
+
+static void *idle_thread(void *arg)
+{
+	pause();
+	return arg;
+}
+
+Test(procfs, tasks_lists_every_thread)
+{
+	pthread_t th[3];
+	pid_t *tids;
+	size_t n;
+
+	for (int i = 0; i < 3; i++)
+		pthread_create(&th[i], NULL, idle_thread, NULL);
+	cr_assert_eq(ma_tasks_read(getpid(), &tids, &n), 0);
+	cr_expect_geq(n, 4);
+	cr_expect_eq(tids[0], getpid()); /* sorted: the leader first */
+	for (size_t i = 1; i < n; i++)
+		cr_expect_gt(tids[i], tids[i - 1]);
+	free(tids);
+}
+
+Test(procfs, missing_process_is_esrch)
+{
+	struct ma_status st;
+	struct ma_maps m;
+	pid_t *tids;
+	size_t n;
+	char buf[64];
+
+	/* PID_MAX_LIMIT is 4194304: this PID cannot exist */
+	cr_expect_eq(ma_status_read(4194305, &st), -ESRCH);
+	cr_expect_eq(ma_maps_read(4194305, &m), -ESRCH);
+	cr_expect_eq(ma_tasks_read(4194305, &tids, &n), -ESRCH);
+	cr_expect_eq(ma_proc_exe(4194305, buf, sizeof(buf)), -ESRCH);
+}
+
+Test(procfs, comm_and_cmdline_of_child)
+{
+	char comm[64], cmd[4096];
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		execlp("sleep", "sleep", "30", (char *)NULL);
+		_exit(127);
+	}
+	usleep(100000);
+	cr_assert_eq(ma_proc_comm(pid, pid, comm, sizeof(comm)), 0);
+	cr_expect_str_eq(comm, "sleep");
+	cr_assert_eq(ma_proc_cmdline(pid, cmd, sizeof(cmd)), 0);
+	cr_expect_str_eq(cmd, "sleep 30");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}

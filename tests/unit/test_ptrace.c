@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: MIT */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "procfs.h"
+#include "ptrace.h"
+
+static volatile sig_atomic_t usr1_count;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	usr1_count++;
+}
+
+static void *spin_thread(void *arg)
+{
+	volatile unsigned long x = 0;
+
+	for (;;)
+		x++;
+	return arg;
+}
+
+static void *sleep_thread(void *arg)
+{
+	for (;;)
+		pause();
+	return arg;
+}
+
+/* A child with 3 spinning and 3 sleeping threads; on each byte it reads it
+ * writes back its SIGUSR1 count. */
+static pid_t spawn_child(int *to, int *from)
+{
+	int a[2], b[2];
+	pid_t pid;
+
+	cr_assert_eq(pipe(a), 0);
+	cr_assert_eq(pipe(b), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		pthread_t t;
+		char c;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		signal(SIGUSR1, on_usr1);
+		for (int i = 0; i < 3; i++) {
+			pthread_create(&t, NULL, spin_thread, NULL);
+			pthread_create(&t, NULL, sleep_thread, NULL);
+		}
+		write(b[1], "r", 1);
+		while (read(a[0], &c, 1) == 1) {
+			int n = usr1_count;
+
+			write(b[1], &n, sizeof(n));
+		}
+		_exit(0);
+	}
+	close(a[0]);
+	close(b[1]);
+	*to = a[1];
+	*from = b[0];
+	char c;
+
+	cr_assert_eq(read(*from, &c, 1), 1);
+	return pid;
+}
+
+static int count_state(pid_t pid, char state)
+{
+	pid_t *tids;
+	size_t n;
+	int k = 0;
+
+	cr_assert_eq(ma_tasks_read(pid, &tids, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		char path[96], *text;
+
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid,
+			 tids[i]);
+		if (ma_proc_slurp(path, &text, NULL))
+			continue;
+		char *p = strrchr(text, ')');
+
+		if (p && p[2] == state)
+			k++;
+		free(text);
+	}
+	free(tids);
+	return k;
+}
+
+Test(ptrace, freeze_stops_every_thread_and_thaw_resumes)
+{
+	int to, from;
+	pid_t pid = spawn_child(&to, &from);
+	struct ma_freeze *f;
+	const pid_t *tids;
+	uint64_t ns;
+
+	cr_assert_eq(ma_freeze(pid, 2000, &f), 0, "%s", ma_errmsg());
+	cr_expect_eq(ma_freeze_threads(f, &tids), 7);
+	cr_expect_eq(count_state(pid, 't'), 7, "all 7 threads traced-stopped");
+	cr_assert_eq(ma_thaw(f, &ns), 0);
+	cr_expect_gt(ns, 0);
+	usleep(100000);
+	cr_expect_eq(count_state(pid, 't'), 0, "none stopped after thaw");
+	cr_expect_geq(count_state(pid, 'R'), 1, "spinners run again");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/* A signal sent while the target is frozen is delivered after the thaw,
+ * exactly once (hazard 3 of DESIGN.md). */
+Test(ptrace, signals_during_freeze_are_delivered)
+{
+	int to, from, n = -1;
+	pid_t pid = spawn_child(&to, &from);
+	struct ma_freeze *f;
+
+	for (int round = 0; round < 20; round++) {
+		cr_assert_eq(ma_freeze(pid, 2000, &f), 0, "%s", ma_errmsg());
+		kill(pid, SIGUSR1);
+		usleep(2000);
+		cr_assert_eq(ma_thaw(f, NULL), 0);
+		/* Let the handler run before the next one: standard signals
+		 * pending twice coalesce, by design, and would not count */
+		usleep(20000);
+	}
+	usleep(100000);
+	cr_assert_eq(write(to, "?", 1), 1);
+	cr_assert_eq(read(from, &n, sizeof(n)), sizeof(n));
+	cr_expect_eq(n, 20, "20 SIGUSR1 sent while frozen, %d handled", n);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+Test(ptrace, freeze_of_missing_process_fails_cleanly)
+{
+	struct ma_freeze *f;
+
+	ma_err_clear();
+	cr_expect_eq(ma_freeze(4194305, 100, &f), -ESRCH);
+	cr_expect_eq(ma_err_exit(), MA_EXIT_ERROR);
+	cr_expect_neq(strstr(ma_errmsg(), "4194305"), NULL);
+}
+
+/* Two tracers cannot coexist: the second is told who holds the process */
+Test(ptrace, second_tracer_is_explained)
+{
+	int to, from;
+	pid_t pid = spawn_child(&to, &from);
+	struct ma_freeze *f, *g;
+	pid_t helper;
+	int pfd[2];
+
+	cr_assert_eq(ma_freeze(pid, 2000, &f), 0, "%s", ma_errmsg());
+	/* A second process (we cannot be a second tracer of our own tracee
+	 * from the same process: the kernel says EPERM either way) */
+	cr_assert_eq(pipe(pfd), 0);
+	helper = fork();
+	if (helper == 0) {
+		int err = ma_freeze(pid, 500, &g);
+		char msg[1024];
+
+		snprintf(msg, sizeof(msg), "%d %d %s", err, ma_err_exit(),
+			 ma_errmsg());
+		write(pfd[1], msg, strlen(msg) + 1);
+		_exit(0);
+	}
+	close(pfd[1]);
+	char msg[1024] = "";
+
+	read(pfd[0], msg, sizeof(msg) - 1);
+	waitpid(helper, NULL, 0);
+	ma_thaw(f, NULL);
+	cr_expect_neq(strstr(msg, "already traced by"), NULL, "%s", msg);
+	cr_expect_eq(atoi(strchr(msg, ' ') + 1), MA_EXIT_PERM, "%s", msg);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
