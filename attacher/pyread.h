@@ -41,6 +41,9 @@ struct ma_py_thread {
 struct ma_py_snapshot {
 	int nthreads;
 	struct ma_py_thread *threads;
+	/* 1: the interpreter or thread list could not be read to its end
+	 * (bad pointer, cycle, limit), so threads may be missing */
+	int truncated;
 };
 
 struct ma_pyreader;

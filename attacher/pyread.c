@@ -1,0 +1,1066 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Read-only walk of a stopped CPython process (see pyread.h).
+ *
+ * Cost model: the target is frozen while we walk, so what matters is the
+ * number of ma_mem_read() calls (one syscall each).  Two caches keep it low:
+ *   - a page cache, valid for one snapshot only: every struct is read through
+ *     it, so a tstate, its frames on the same data-stack page (3.11+), the
+ *     strings sitting in the same pymalloc pool, ... cost one read per 4 KiB
+ *     page instead of one per field or per object;
+ *   - a code object cache, kept across snapshots: name, file and line table
+ *     are read once; later snapshots only re-read the code object's header
+ *     (usually a page-cache hit) to check it is still the same object.
+ *
+ * Everything read is untrusted: loops are bounded, lists are checked for
+ * cycles (Brent), and a failed read stops the walk of that thread only
+ * (marked truncated), never the whole snapshot.
+ */
+#include "pyread.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+#include "linetable.h"
+#include "memread.h"
+
+#define MA_MAX_INTERPS 256
+#define MA_MAX_THREADS 4096
+#define MA_MAX_FRAMES  4096
+/* shims (3.12+) are not counted as frames, so allow for one per frame */
+#define MA_MAX_FRAME_STEPS (2 * MA_MAX_FRAMES)
+
+#define PC_PAGE	 4096u
+#define PC_SLOTS 256u /* 1 MiB of cached pages per snapshot */
+
+/* Limits on what we copy out of the target, whatever its sizes say */
+#define MA_MAX_STR	 4096 /* characters of a name or file name */
+#define MA_MAX_LINETABLE (1u << 20)
+#define MA_MAX_CODES	 65536 /* code cache entries before a flush */
+
+/* Function name of a frame whose code object could not be read */
+static const char unreadable[] = "<unreadable>";
+
+struct pc_slot {
+	uint64_t page;
+	uint32_t gen; /* valid when equal to the reader's generation */
+	int err;      /* the read of this page failed with err */
+};
+
+struct code_entry {
+	uint64_t addr; /* 0: empty slot */
+	/* The header fields this entry was built from: when any differs the
+	 * address was reused for another code object. */
+	uint64_t type, name_p, qualname_p, file_p, table_p;
+	int firstlineno;
+	uint32_t checked_gen; /* header compared during this snapshot */
+	const char *func;     /* interned */
+	const char *file;     /* interned */
+	uint8_t *table;
+	size_t table_len;
+};
+
+struct ma_pyreader {
+	struct ma_mem *m;
+	struct ma_py_offsets o;
+	uint64_t runtime;
+	int minor;
+	uint32_t gen;
+
+	/* Spans (bytes from the struct start) covering every field we read */
+	size_t tstate_span, frame_span, code_span, gil_span;
+
+	struct pc_slot slots[PC_SLOTS];
+	uint8_t *pages; /* PC_SLOTS * PC_PAGE */
+
+	struct code_entry *codes; /* open addressing, power of 2 */
+	size_t codes_cap, ncodes;
+
+	char **strs; /* interned strings, open addressing */
+	size_t strs_cap, nstrs;
+
+	uint64_t code_type; /* address of PyCode_Type once seen */
+};
+
+/* ------------------------------------------------------------------ */
+/* Reading */
+
+static int pc_page(struct ma_pyreader *r, uint64_t page, const uint8_t **out)
+{
+	size_t idx = (size_t)(page / PC_PAGE) % PC_SLOTS;
+	struct pc_slot *s = &r->slots[idx];
+	uint8_t *data = r->pages + idx * PC_PAGE;
+
+	if (s->gen != r->gen || s->page != page) {
+		s->page = page;
+		s->gen = r->gen;
+		s->err = ma_mem_read(r->m, page, data, PC_PAGE);
+	}
+	*out = data;
+	return s->err;
+}
+
+/*
+ * Read len bytes at addr through the page cache.  Large reads (line tables)
+ * go straight to the target in one call: caching them would only evict the
+ * small objects that do get re-read.
+ */
+static int rd(struct ma_pyreader *r, uint64_t addr, void *buf, size_t len)
+{
+	uint8_t *dst = buf;
+
+	if (len == 0)
+		return 0;
+	if (addr == 0 || addr + len < addr)
+		return -EFAULT;
+	if (len > 2 * PC_PAGE)
+		return ma_mem_read(r->m, addr, buf, len);
+	while (len) {
+		uint64_t page = addr & ~(uint64_t)(PC_PAGE - 1);
+		size_t in = addr - page;
+		size_t n = PC_PAGE - in < len ? PC_PAGE - in : len;
+		const uint8_t *data;
+		int err = pc_page(r, page, &data);
+
+		if (err < 0)
+			return err;
+		memcpy(dst, data + in, n);
+		dst += n;
+		addr += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* A generic reader, so that ma_pyread_unicode() works without a reader */
+struct src {
+	struct ma_pyreader *r; /* through the page cache when set */
+	struct ma_mem *m;
+};
+
+static int src_read(const struct src *s, uint64_t addr, void *buf, size_t len)
+{
+	if (s->r)
+		return rd(s->r, addr, buf, len);
+	return ma_mem_read(s->m, addr, buf, len);
+}
+
+static uint64_t get_u64(const uint8_t *b, int32_t off)
+{
+	uint64_t v;
+
+	memcpy(&v, b + off, sizeof(v));
+	return v;
+}
+
+static int32_t get_i32(const uint8_t *b, int32_t off)
+{
+	int32_t v;
+
+	memcpy(&v, b + off, sizeof(v));
+	return v;
+}
+
+/* A pointer field, or 0 when the field does not exist */
+static uint64_t get_ptr_opt(const uint8_t *b, int32_t off)
+{
+	return off == MA_OFF_NONE ? 0 : get_u64(b, off);
+}
+
+/* ------------------------------------------------------------------ */
+/* Strings */
+
+/* Append code point c as UTF-8; returns bytes written, 0 if no room */
+static size_t put_utf8(char *out, size_t room, uint32_t c)
+{
+	if (c >= 0xd800 && c <= 0xdfff) /* lone surrogate: not UTF-8 */
+		c = 0xfffd;
+	if (c < 0x80 && room >= 1) {
+		out[0] = (char)c;
+		return 1;
+	}
+	if (c < 0x800 && room >= 2) {
+		out[0] = (char)(0xc0 | c >> 6);
+		out[1] = (char)(0x80 | (c & 63));
+		return 2;
+	}
+	if (c < 0x10000 && room >= 3) {
+		out[0] = (char)(0xe0 | c >> 12);
+		out[1] = (char)(0x80 | (c >> 6 & 63));
+		out[2] = (char)(0x80 | (c & 63));
+		return 3;
+	}
+	if (c >= 0x10000 && c < 0x110000 && room >= 4) {
+		out[0] = (char)(0xf0 | c >> 18);
+		out[1] = (char)(0x80 | (c >> 12 & 63));
+		out[2] = (char)(0x80 | (c >> 6 & 63));
+		out[3] = (char)(0x80 | (c & 63));
+		return 4;
+	}
+	if (c >= 0x110000 && room >= 3)
+		return put_utf8(out, room, 0xfffd);
+	return 0;
+}
+
+/*
+ * A str object as UTF-8.  Code objects only hold compact strings (their
+ * data follows the header): ASCII ones after PyASCIIObject, the others
+ * after PyCompactUnicodeObject with 1, 2 or 4 bytes per character.
+ */
+static int read_unicode(const struct src *s, const struct ma_py_offsets *o,
+			uint64_t addr, char *buf, size_t len)
+{
+	uint8_t hdr[128];
+	size_t hlen = (size_t)o->unicode_compact_size;
+	size_t pos = 0;
+
+	if (len == 0)
+		return -EINVAL;
+	buf[0] = '\0';
+	if (hlen > sizeof(hdr) ||
+	    o->unicode_ascii_size > o->unicode_compact_size)
+		return -EINVAL;
+	/* The ASCII header is shorter: read only it first, so that a short
+	 * string at the very end of a mapping is still readable. */
+	int err = src_read(s, addr, hdr, (size_t)o->unicode_ascii_size);
+
+	if (err < 0)
+		return err;
+	int64_t length = (int64_t)get_u64(hdr, o->unicode_length);
+	uint32_t state = (uint32_t)get_i32(hdr, o->unicode_state);
+	unsigned int kind = (state >> o->unicode_kind_shift) & 7;
+	int compact = (state >> o->unicode_compact_bit) & 1;
+	int ascii = (state >> o->unicode_ascii_bit) & 1;
+
+	if (!compact || length < 0 || (kind != 1 && kind != 2 && kind != 4))
+		return -EPROTO;
+	if (length > MA_MAX_STR)
+		length = MA_MAX_STR;
+	if (ascii) {
+		size_t n = (size_t)length < len - 1 ? (size_t)length : len - 1;
+
+		err = src_read(s, addr + o->unicode_ascii_size, buf, n);
+		if (err < 0)
+			return err;
+		buf[n] = '\0';
+		/* NULs would cut the name short anyway; keep it printable */
+		for (size_t i = 0; i < n; i++)
+			if ((unsigned char)buf[i] >= 0x80 || buf[i] == '\0')
+				buf[i] = '?';
+		return (int)n;
+	}
+	size_t nbytes = (size_t)length * kind;
+	uint8_t *data = malloc(nbytes ? nbytes : 1);
+
+	if (!data)
+		return -ENOMEM;
+	err = src_read(s, addr + hlen, data, nbytes);
+	if (err < 0) {
+		free(data);
+		return err;
+	}
+	for (int64_t i = 0; i < length; i++) {
+		uint32_t c;
+
+		if (kind == 1) {
+			c = data[i];
+		} else if (kind == 2) {
+			uint16_t c16;
+
+			memcpy(&c16, data + 2 * i, 2);
+			c = c16;
+		} else {
+			memcpy(&c, data + 4 * i, 4);
+		}
+		size_t n = put_utf8(buf + pos, len - 1 - pos, c ? c : '?');
+
+		if (n == 0)
+			break;
+		pos += n;
+	}
+	free(data);
+	buf[pos] = '\0';
+	return (int)pos;
+}
+
+int ma_pyread_unicode(struct ma_mem *m, const struct ma_py_offsets *o,
+		      uint64_t addr, char *buf, size_t len)
+{
+	struct src s = { .r = NULL, .m = m };
+
+	return read_unicode(&s, o, addr, buf, len);
+}
+
+static uint64_t str_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static int strs_grow(struct ma_pyreader *r)
+{
+	size_t cap = r->strs_cap ? 2 * r->strs_cap : 1024;
+	char **n = calloc(cap, sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	for (size_t i = 0; i < r->strs_cap; i++) {
+		if (!r->strs[i])
+			continue;
+		size_t j = str_hash(r->strs[i]) & (cap - 1);
+
+		while (n[j])
+			j = (j + 1) & (cap - 1);
+		n[j] = r->strs[i];
+	}
+	free(r->strs);
+	r->strs = n;
+	r->strs_cap = cap;
+	return 0;
+}
+
+/* The reader's copy of s: snapshots hand out these pointers, so that equal
+ * names are equal pointers and nothing is freed before the reader. */
+static const char *intern(struct ma_pyreader *r, const char *s)
+{
+	if (2 * (r->nstrs + 1) > r->strs_cap && strs_grow(r) < 0)
+		return NULL;
+	size_t j = str_hash(s) & (r->strs_cap - 1);
+
+	while (r->strs[j]) {
+		if (strcmp(r->strs[j], s) == 0)
+			return r->strs[j];
+		j = (j + 1) & (r->strs_cap - 1);
+	}
+	r->strs[j] = strdup(s);
+	if (!r->strs[j])
+		return NULL;
+	r->nstrs++;
+	return r->strs[j];
+}
+
+/* ------------------------------------------------------------------ */
+/* Code objects */
+
+static void codes_flush(struct ma_pyreader *r)
+{
+	for (size_t i = 0; i < r->codes_cap; i++)
+		free(r->codes[i].table);
+	memset(r->codes, 0, r->codes_cap * sizeof(*r->codes));
+	r->ncodes = 0;
+}
+
+static size_t code_slot(uint64_t addr, size_t cap)
+{
+	return (size_t)((addr >> 4) * 0x9e3779b97f4a7c15ull >> 20) & (cap - 1);
+}
+
+static int codes_grow(struct ma_pyreader *r)
+{
+	size_t cap = r->codes_cap ? 2 * r->codes_cap : 256;
+	struct code_entry *n = calloc(cap, sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	for (size_t i = 0; i < r->codes_cap; i++) {
+		if (!r->codes[i].addr)
+			continue;
+		size_t j = code_slot(r->codes[i].addr, cap);
+
+		while (n[j].addr)
+			j = (j + 1) & (cap - 1);
+		n[j] = r->codes[i];
+	}
+	free(r->codes);
+	r->codes = n;
+	r->codes_cap = cap;
+	return 0;
+}
+
+/* The entry for addr, or a free slot for it (addr == 0); NULL on ENOMEM */
+static struct code_entry *codes_find(struct ma_pyreader *r, uint64_t addr)
+{
+	if (r->ncodes >= MA_MAX_CODES)
+		codes_flush(r);
+	if (2 * (r->ncodes + 1) > r->codes_cap && codes_grow(r) < 0)
+		return NULL;
+	size_t j = code_slot(addr, r->codes_cap);
+
+	while (r->codes[j].addr && r->codes[j].addr != addr)
+		j = (j + 1) & (r->codes_cap - 1);
+	return &r->codes[j];
+}
+
+/* Is type the code type?  Its tp_name is "code" on every version. */
+static int is_code_type(struct ma_pyreader *r, uint64_t type)
+{
+	uint64_t name_p;
+	char name[8];
+
+	if (type == 0)
+		return 0;
+	if (type == r->code_type)
+		return 1;
+	if (rd(r, type + r->o.type_name, &name_p, sizeof(name_p)) < 0)
+		return 0;
+	/* tp_name is a C string in the binary's rodata: read 5 bytes, no
+	 * need for a page-by-page string read */
+	if (rd(r, name_p, name, 5) < 0)
+		return 0;
+	if (memcmp(name, "code", 5) != 0)
+		return 0;
+	r->code_type = type;
+	return 1;
+}
+
+static int read_bytes_obj(struct ma_pyreader *r, uint64_t addr, uint8_t **out,
+			  size_t *outlen)
+{
+	uint64_t size;
+	int err = rd(r, addr + r->o.varobject_size, &size, sizeof(size));
+
+	*out = NULL;
+	*outlen = 0;
+	if (err < 0)
+		return err;
+	if ((int64_t)size < 0 || size > MA_MAX_LINETABLE)
+		return -EPROTO;
+	uint8_t *b = malloc(size ? size : 1);
+
+	if (!b)
+		return -ENOMEM;
+	err = rd(r, addr + r->o.bytes_sval, b, size);
+	if (err < 0) {
+		free(b);
+		return err;
+	}
+	*out = b;
+	*outlen = size;
+	return 0;
+}
+
+static const char *read_interned(struct ma_pyreader *r, uint64_t addr)
+{
+	struct src s = { .r = r, .m = r->m };
+	char buf[MA_MAX_STR + 1];
+
+	if (read_unicode(&s, &r->o, addr, buf, sizeof(buf)) < 0)
+		return NULL;
+	return intern(r, buf);
+}
+
+/*
+ * The cached entry for the code object at addr, (re)built when needed.
+ * -ENOEXEC when addr is not a code object (3.13 frames may run other
+ * executables), other negative errno when it cannot be read.
+ */
+static int get_code(struct ma_pyreader *r, uint64_t addr,
+		    struct code_entry **out)
+{
+	const struct ma_py_offsets *o = &r->o;
+	uint8_t hdr[512];
+	struct code_entry *e = codes_find(r, addr);
+
+	if (!e)
+		return -ENOMEM;
+	if (e->addr == addr && e->checked_gen == r->gen) {
+		*out = e;
+		return 0;
+	}
+	int err = rd(r, addr, hdr, r->code_span);
+
+	if (err < 0)
+		return err;
+	uint64_t type = get_u64(hdr, o->object_type);
+	uint64_t name_p = get_u64(hdr, o->code_name);
+	uint64_t qualname_p = get_ptr_opt(hdr, o->code_qualname);
+	uint64_t file_p = get_u64(hdr, o->code_filename);
+	uint64_t table_p = get_u64(hdr, o->code_linetable);
+	int firstlineno = get_i32(hdr, o->code_firstlineno);
+
+	if (e->addr == addr && e->type == type && e->name_p == name_p &&
+	    e->qualname_p == qualname_p && e->file_p == file_p &&
+	    e->table_p == table_p && e->firstlineno == firstlineno) {
+		e->checked_gen = r->gen;
+		*out = e;
+		return 0;
+	}
+	if (!is_code_type(r, type))
+		return -ENOEXEC;
+
+	const char *func = read_interned(r, qualname_p ? qualname_p : name_p);
+	const char *file = read_interned(r, file_p);
+	uint8_t *table;
+	size_t table_len;
+
+	if (!func || !file)
+		return -EFAULT;
+	err = read_bytes_obj(r, table_p, &table, &table_len);
+	if (err < 0)
+		return err;
+	if (e->addr != addr)
+		r->ncodes++;
+	free(e->table);
+	*e = (struct code_entry){
+		.addr = addr,
+		.type = type,
+		.name_p = name_p,
+		.qualname_p = qualname_p,
+		.file_p = file_p,
+		.table_p = table_p,
+		.firstlineno = firstlineno,
+		.checked_gen = r->gen,
+		.func = func,
+		.file = file,
+		.table = table,
+		.table_len = table_len,
+	};
+	*out = e;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Setup */
+
+/* Buffer for a struct prefix: ma_pyreader_new() checks the spans fit */
+union spanbuf {
+	uint8_t b[4096];
+	uint64_t align;
+};
+
+/*
+ * Bytes from a struct's start that cover all the given fields, each taken
+ * as 8 bytes wide (ints and chars too: the struct, or at worst the page,
+ * goes on after them, and one span is simpler than per-field sizes).
+ */
+static size_t span_of(const int32_t *offs, size_t n)
+{
+	size_t span = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (offs[i] >= 0 && (size_t)offs[i] + 8 > span)
+			span = (size_t)offs[i] + 8;
+	return span;
+}
+
+#define SPAN(...)                                                              \
+	span_of((const int32_t[]){ __VA_ARGS__ },                              \
+		sizeof((const int32_t[]){ __VA_ARGS__ }) / sizeof(int32_t))
+
+struct required {
+	const char *name;
+	int32_t off;
+	int need; /* 1: required for this version */
+};
+
+static int check_offsets(const struct ma_py_offsets *o, int minor)
+{
+	const int v310 = minor <= 10, v311_12 = minor == 11 || minor == 12;
+	const struct required req[] = {
+		{ "runtime_interpreters_head", o->runtime_interpreters_head,
+		  1 },
+		{ "interp_next", o->interp_next, 1 },
+		{ "interp_threads_head", o->interp_threads_head, 1 },
+		{ "tstate_next", o->tstate_next, 1 },
+		{ "tstate_interp", o->tstate_interp, 1 },
+		{ "tstate_thread_id", o->tstate_thread_id, 1 },
+		{ "tstate_frame", o->tstate_frame, !v311_12 },
+		{ "tstate_cframe", o->tstate_cframe, v311_12 },
+		{ "cframe_current_frame", o->cframe_current_frame, v311_12 },
+		{ "frame_previous", o->frame_previous, 1 },
+		{ "frame_code", o->frame_code, 1 },
+		{ "frame_instr", o->frame_instr, 1 },
+		{ "frame_owner", o->frame_owner, !v310 },
+		{ "frame_is_entry", o->frame_is_entry, minor == 11 },
+		{ "code_filename", o->code_filename, 1 },
+		{ "code_name", o->code_name, 1 },
+		{ "code_qualname", o->code_qualname, !v310 },
+		{ "code_firstlineno", o->code_firstlineno, 1 },
+		{ "code_linetable", o->code_linetable, 1 },
+		{ "code_code_adaptive", o->code_code_adaptive, !v310 },
+		{ "object_type", o->object_type, 1 },
+		{ "varobject_size", o->varobject_size, 1 },
+		{ "type_name", o->type_name, 1 },
+		{ "bytes_sval", o->bytes_sval, 1 },
+		{ "unicode_length", o->unicode_length, 1 },
+		{ "unicode_state", o->unicode_state, 1 },
+		{ "unicode_ascii_size", o->unicode_ascii_size, 1 },
+		{ "unicode_compact_size", o->unicode_compact_size, 1 },
+	};
+
+	for (size_t i = 0; i < sizeof(req) / sizeof(req[0]); i++)
+		if (req[i].need && (req[i].off < 0 || req[i].off > 65536))
+			return ma_err(-EINVAL,
+				      "python 3.%d offsets: %s is missing",
+				      minor, req[i].name);
+	if (o->unicode_compact_size > 128 ||
+	    o->unicode_ascii_size > o->unicode_compact_size ||
+	    o->unicode_kind_shift < 0 || o->unicode_kind_shift > 29 ||
+	    o->unicode_compact_bit < 0 || o->unicode_compact_bit > 31 ||
+	    o->unicode_ascii_bit < 0 || o->unicode_ascii_bit > 31)
+		return ma_err(-EINVAL,
+			      "python 3.%d offsets: str layout out of range",
+			      minor);
+	return 0;
+}
+
+int ma_pyreader_new(struct ma_mem *m, const struct ma_py_offsets *o,
+		    uint64_t runtime_addr, struct ma_pyreader **out)
+{
+	int minor = ma_py_minor(o->version_hex);
+	int err;
+
+	*out = NULL;
+	if (ma_py_major(o->version_hex) != 3 || minor < 8 || minor > 13)
+		return ma_err(-ENOTSUP,
+			      "read python frames: version %x not supported "
+			      "(3.8 to 3.13)",
+			      o->version_hex);
+	err = check_offsets(o, minor);
+	if (err < 0)
+		return err;
+
+	struct ma_pyreader *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return ma_err(-ENOMEM, "read python frames: out of memory");
+	r->pages = malloc((size_t)PC_SLOTS * PC_PAGE);
+	if (!r->pages) {
+		free(r);
+		return ma_err(-ENOMEM, "read python frames: out of memory");
+	}
+	r->m = m;
+	r->o = *o;
+	r->runtime = runtime_addr;
+	r->minor = minor;
+	r->gen = 1;
+	r->tstate_span = SPAN(o->tstate_next, o->tstate_interp, o->tstate_frame,
+			      o->tstate_cframe, o->tstate_thread_id,
+			      o->tstate_native_thread_id);
+	r->frame_span = SPAN(o->frame_previous, o->frame_code, o->frame_instr,
+			     o->frame_owner, o->frame_is_entry);
+	r->code_span =
+		SPAN(o->object_type, o->code_filename, o->code_name,
+		     o->code_qualname, o->code_firstlineno, o->code_linetable);
+	r->gil_span = SPAN(o->gil_last_holder, o->gil_locked);
+	/* the buffers the spans are read into: union spanbuf, 512 bytes */
+	if (r->tstate_span > sizeof(union spanbuf) || r->frame_span > 512 ||
+	    r->code_span > 512 || r->gil_span > 512) {
+		ma_pyreader_free(r);
+		return ma_err(-EINVAL,
+			      "python 3.%d offsets: struct spans out of range",
+			      minor);
+	}
+	*out = r;
+	return 0;
+}
+
+void ma_pyreader_free(struct ma_pyreader *r)
+{
+	if (!r)
+		return;
+	if (r->codes)
+		codes_flush(r);
+	free(r->codes);
+	for (size_t i = 0; i < r->strs_cap; i++)
+		free(r->strs[i]);
+	free(r->strs);
+	free(r->pages);
+	free(r);
+}
+
+/* ------------------------------------------------------------------ */
+/* Walking */
+
+/* Brent's cycle detection over a list of addresses: O(1) memory */
+struct cycle {
+	uint64_t saved;
+	unsigned long power, lam;
+};
+
+static int cycle_step(struct cycle *c, uint64_t addr)
+{
+	if (addr == c->saved)
+		return 1;
+	if (c->lam == c->power) {
+		c->saved = addr;
+		c->power = c->power ? 2 * c->power : 1;
+		c->lam = 0;
+	}
+	c->lam++;
+	return 0;
+}
+
+/* GIL state: locked and last holder, from the struct _gil_runtime_state */
+static uint64_t gil_holder(struct ma_pyreader *r, uint64_t gil)
+{
+	uint8_t b[512];
+
+	if (!gil || r->o.gil_last_holder < 0 || r->o.gil_locked < 0)
+		return 0;
+	if (rd(r, gil, b, r->gil_span) < 0)
+		return 0;
+	if (!get_i32(b, r->o.gil_locked))
+		return 0;
+	return get_u64(b, r->o.gil_last_holder);
+}
+
+static int push_frame(struct ma_py_thread *t, int *cap,
+		      const struct ma_py_frame *f)
+{
+	if (t->nframes == *cap) {
+		int ncap = *cap ? 2 * *cap : 32;
+		struct ma_py_frame *n =
+			realloc(t->frames, (size_t)ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		t->frames = n;
+		*cap = ncap;
+	}
+	t->frames[t->nframes++] = *f;
+	return 0;
+}
+
+/* First frame of a thread: tstate->frame, ->cframe->current_frame, or
+ * ->current_frame depending on the version */
+static int first_frame(struct ma_pyreader *r, const uint8_t *ts,
+		       uint64_t *frame)
+{
+	if (r->minor == 11 || r->minor == 12) {
+		uint64_t cframe = get_u64(ts, r->o.tstate_cframe);
+
+		*frame = 0;
+		if (!cframe)
+			return 0;
+		return rd(r, cframe + r->o.cframe_current_frame, frame,
+			  sizeof(*frame));
+	}
+	*frame = get_u64(ts, r->o.tstate_frame);
+	return 0;
+}
+
+/*
+ * Walk the frames of one thread into t (innermost first).  Returns 0 (the
+ * thread may be marked truncated) or -ENOMEM.
+ */
+static int walk_frames(struct ma_pyreader *r, uint64_t frame,
+		       struct ma_py_thread *t)
+{
+	const struct ma_py_offsets *o = &r->o;
+	struct cycle cyc = { 0 };
+	union spanbuf fb;
+	int cap = 0;
+	/* index of the last frame emitted and the address of its previous
+	 * frame: 3.12+ marks it entry when that previous is a shim */
+	int last = -1;
+	uint64_t last_prev = 0;
+
+	for (int steps = 0; frame; steps++) {
+		if (steps >= MA_MAX_FRAME_STEPS ||
+		    t->nframes >= MA_MAX_FRAMES || cycle_step(&cyc, frame)) {
+			t->truncated = 1;
+			break;
+		}
+		if (rd(r, frame, fb.b, r->frame_span) < 0) {
+			t->truncated = 1;
+			break;
+		}
+		uint64_t prev = get_u64(fb.b, o->frame_previous);
+		uint64_t code = get_u64(fb.b, o->frame_code);
+		int owner = o->frame_owner >= 0 ? fb.b[o->frame_owner] : 0;
+		struct ma_py_frame f = { .frame_addr = frame,
+					 .code_addr = code,
+					 .line = -1 };
+		struct code_entry *e = NULL;
+		int addr;
+
+		if (r->minor >= 12 && owner == MA_FRAME_OWNED_BY_CSTACK) {
+			if (last >= 0 && last_prev == frame)
+				t->frames[last].is_entry = 1;
+			frame = prev;
+			continue;
+		}
+		int err = get_code(r, code, &e);
+
+		if (err == -ENOMEM)
+			return err;
+		if (err == -ENOEXEC && r->minor >= 13) {
+			/* not a code object: not a Python function frame */
+			frame = prev;
+			continue;
+		}
+		if (r->minor <= 10) {
+			int lasti = get_i32(fb.b, o->frame_instr);
+
+			/* f_lasti: bytes up to 3.9, code units in 3.10;
+			 * -1 (not started) maps to the first line */
+			addr = r->minor <= 9 ? lasti : 2 * lasti;
+			if (lasti < 0)
+				addr = -1;
+			f.is_entry = 1;
+		} else {
+			uint64_t ip = get_u64(fb.b, o->frame_instr);
+			uint64_t start = code + (uint64_t)o->code_code_adaptive;
+
+			/* 3.11/3.12: prev_instr before the first instruction
+			 * means the frame is still being set up: CPython
+			 * ("incomplete frame") does not show it either */
+			if (r->minor <= 12 && ip < start) {
+				frame = prev;
+				continue;
+			}
+			/* Garbage pointers: keep the frame, without a line */
+			addr = ip - start > (1u << 30) ? -2 : (int)(ip - start);
+			if (r->minor == 11)
+				f.is_entry = fb.b[o->frame_is_entry] != 0;
+			else if (!prev)
+				f.is_entry = 1;
+		}
+		if (e) {
+			f.func = e->func;
+			f.file = e->file;
+			if (addr == -2)
+				f.line = -1;
+			else
+				f.line = ma_linetable_addr2line(
+					o->version_hex, e->table, e->table_len,
+					e->firstlineno, addr);
+		} else {
+			f.func = unreadable;
+			f.file = "";
+		}
+		if (push_frame(t, &cap, &f) < 0)
+			return -ENOMEM;
+		last = t->nframes - 1;
+		last_prev = prev;
+		frame = prev;
+	}
+	return 0;
+}
+
+static int push_thread(struct ma_py_snapshot *s, int *cap,
+		       struct ma_py_thread **out)
+{
+	if (s->nthreads == *cap) {
+		int ncap = *cap ? 2 * *cap : 16;
+		struct ma_py_thread *n =
+			realloc(s->threads, (size_t)ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		s->threads = n;
+		*cap = ncap;
+	}
+	*out = &s->threads[s->nthreads++];
+	memset(*out, 0, sizeof(**out));
+	return 0;
+}
+
+/*
+ * PyInterpreterState is large (its thread list is 7 KiB into it in 3.13):
+ * read the few fields one by one, they are page-cache hits after the first.
+ */
+struct interp_info {
+	uint64_t next, threads_head, gil;
+	long id;
+};
+
+static int read_interp(struct ma_pyreader *r, uint64_t interp,
+		       struct interp_info *ii)
+{
+	const struct ma_py_offsets *o = &r->o;
+	uint64_t id = 0;
+	int err;
+
+	memset(ii, 0, sizeof(*ii));
+	err = rd(r, interp + o->interp_next, &ii->next, 8);
+	if (!err)
+		err = rd(r, interp + o->interp_threads_head, &ii->threads_head,
+			 8);
+	if (!err && o->interp_id >= 0)
+		err = rd(r, interp + o->interp_id, &id, 8);
+	if (!err && o->interp_gil_ptr >= 0)
+		err = rd(r, interp + o->interp_gil_ptr, &ii->gil, 8);
+	ii->id = (long)id;
+	return err;
+}
+
+static int walk_threads(struct ma_pyreader *r, const struct interp_info *ii,
+			uint64_t holder, struct ma_py_snapshot *s, int *cap)
+{
+	const struct ma_py_offsets *o = &r->o;
+	struct cycle cyc = { 0 };
+	union spanbuf tb;
+	uint64_t ts = ii->threads_head;
+
+	while (ts) {
+		struct ma_py_thread *t;
+		uint64_t frame;
+
+		if (s->nthreads >= MA_MAX_THREADS || cycle_step(&cyc, ts) ||
+		    rd(r, ts, tb.b, r->tstate_span) < 0) {
+			s->truncated = 1;
+			break;
+		}
+		if (push_thread(s, cap, &t) < 0)
+			return -ENOMEM;
+		t->tstate = ts;
+		t->thread_id = get_u64(tb.b, o->tstate_thread_id);
+		t->native_tid =
+			o->tstate_native_thread_id >= 0
+				? (long)get_u64(tb.b,
+						o->tstate_native_thread_id)
+				: 0;
+		t->interp_id = ii->id;
+		t->holds_gil = holder && holder == ts;
+		if (first_frame(r, tb.b, &frame) < 0)
+			t->truncated = 1;
+		else if (walk_frames(r, frame, t) < 0)
+			return -ENOMEM;
+		ts = get_u64(tb.b, o->tstate_next);
+	}
+	return 0;
+}
+
+/* Start a new snapshot: everything read before may have changed */
+static void new_generation(struct ma_pyreader *r)
+{
+	if (++r->gen == 0) {
+		/* wrapped: make sure no slot or entry looks current */
+		memset(r->slots, 0, sizeof(r->slots));
+		for (size_t i = 0; i < r->codes_cap; i++)
+			r->codes[i].checked_gen = 0;
+		r->gen = 1;
+	}
+}
+
+static int read_interp_head(struct ma_pyreader *r, uint64_t *head)
+{
+	int err = rd(r, r->runtime + r->o.runtime_interpreters_head, head,
+		     sizeof(*head));
+
+	if (err < 0)
+		return ma_err(err,
+			      "read python threads of %d: _PyRuntime at 0x%llx "
+			      "unreadable (%s)",
+			      (int)ma_mem_pid(r->m),
+			      (unsigned long long)r->runtime, strerror(-err));
+	return 0;
+}
+
+int ma_pyreader_snapshot(struct ma_pyreader *r, struct ma_py_snapshot *out)
+{
+	const struct ma_py_offsets *o = &r->o;
+	struct cycle cyc = { 0 };
+	uint64_t interp, runtime_holder = 0;
+	int cap = 0, err, ninterps = 0;
+
+	memset(out, 0, sizeof(*out));
+	new_generation(r);
+	err = read_interp_head(r, &interp);
+	if (err < 0)
+		return err;
+	/* <= 3.11: one GIL for the whole runtime */
+	if (o->runtime_gil >= 0 && o->interp_gil_ptr < 0)
+		runtime_holder = gil_holder(r, r->runtime + o->runtime_gil);
+	while (interp) {
+		uint64_t holder = runtime_holder;
+		struct interp_info ii;
+
+		if (ninterps++ >= MA_MAX_INTERPS || cycle_step(&cyc, interp) ||
+		    read_interp(r, interp, &ii) < 0) {
+			out->truncated = 1;
+			break;
+		}
+		/* 3.12+: each interpreter points to its GIL (maybe shared) */
+		if (o->interp_gil_ptr >= 0)
+			holder = gil_holder(r, ii.gil);
+		err = walk_threads(r, &ii, holder, out, &cap);
+		if (err < 0) {
+			ma_py_snapshot_free(out);
+			return ma_err(err,
+				      "read python threads of %d: out of "
+				      "memory",
+				      (int)ma_mem_pid(r->m));
+		}
+		interp = ii.next;
+	}
+	return 0;
+}
+
+void ma_py_snapshot_free(struct ma_py_snapshot *s)
+{
+	if (!s)
+		return;
+	for (int i = 0; i < s->nthreads; i++)
+		free(s->threads[i].frames);
+	free(s->threads);
+	memset(s, 0, sizeof(*s));
+}
+
+int ma_pyreader_validate(struct ma_pyreader *r)
+{
+	const struct ma_py_offsets *o = &r->o;
+	int pid = (int)ma_mem_pid(r->m);
+	struct interp_info ii;
+	union spanbuf tb;
+	uint64_t interp, ts, ts_interp;
+	struct ma_py_snapshot s;
+	int err, nframes = 0, ncode = 0;
+
+	new_generation(r);
+	err = read_interp_head(r, &interp);
+	if (err < 0)
+		return -EPROTO;
+	if (!interp)
+		return ma_err(-EPROTO,
+			      "check python offsets of %d: no interpreter "
+			      "(interpreters.head is NULL)",
+			      pid);
+	if (read_interp(r, interp, &ii) < 0)
+		return ma_err(-EPROTO,
+			      "check python offsets of %d: interpreter at "
+			      "0x%llx unreadable",
+			      pid, (unsigned long long)interp);
+	ts = ii.threads_head;
+	if (!ts || rd(r, ts, tb.b, r->tstate_span) < 0)
+		return ma_err(-EPROTO,
+			      "check python offsets of %d: first thread state "
+			      "0x%llx of interpreter 0x%llx unreadable",
+			      pid, (unsigned long long)ts,
+			      (unsigned long long)interp);
+	ts_interp = get_u64(tb.b, o->tstate_interp);
+	if (ts_interp != interp)
+		return ma_err(-EPROTO,
+			      "check python offsets of %d: thread state 0x%llx "
+			      "points to interpreter 0x%llx, not 0x%llx",
+			      pid, (unsigned long long)ts,
+			      (unsigned long long)ts_interp,
+			      (unsigned long long)interp);
+
+	/* Frames: at least one must run a real code object */
+	err = ma_pyreader_snapshot(r, &s);
+	if (err < 0)
+		return err;
+	for (int i = 0; i < s.nthreads; i++) {
+		for (int j = 0; j < s.threads[i].nframes; j++) {
+			nframes++;
+			/* get_code() only accepts objects of type "code" */
+			if (s.threads[i].frames[j].func != unreadable)
+				ncode++;
+		}
+	}
+	ma_py_snapshot_free(&s);
+	if (nframes && !ncode)
+		return ma_err(-EPROTO,
+			      "check python offsets of %d: %d frames, none "
+			      "with a code object of type \"code\"",
+			      pid, nframes);
+	return 0;
+}
