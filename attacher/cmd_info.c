@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * memattach info PID: what memattach sees in a process, without stopping it:
+ * memattach info PID: what memattach sees in a process (stopped only for the
+ * moment it takes to read the thread states):
  * Python version and build, where the offsets came from, threads, RSS, and
  * whether a memattach payload is already loaded.
  */
@@ -16,14 +17,14 @@
 #include "discover.h"
 #include "errors.h"
 #include "pyread.h"
+#include "threads.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: memattach info [--json] [--offsets=SOURCE] PID\n"
 		   "  Show the Python build, the source of the struct "
 		   "offsets, threads, RSS\n"
-		   "  and whether a memattach payload is loaded.  Nothing is "
-		   "stopped.\n");
+		   "  and whether a memattach payload is loaded.\n");
 }
 
 /* A payload loaded by an earlier attach shows as a memfd mapping */
@@ -57,10 +58,9 @@ int ma_cmd_info(int argc, char **argv)
 	struct ma_target_opts topts = { 0 };
 	struct ma_target *t;
 	struct ma_pyreader *r = NULL;
-	struct ma_py_snapshot snap = { 0 };
-	int json = 0, c;
-	pid_t pid, *tids = NULL;
-	size_t ntids = 0;
+	struct ma_tsnap snap = { 0 };
+	int json = 0, c, npy = 0;
+	pid_t pid;
 	char kind[PATH_MAX + 64], rss[32], hwm[32];
 
 	optind = 1;
@@ -92,12 +92,15 @@ int ma_cmd_info(int argc, char **argv)
 	if (ma_target_open(pid, &topts, &t))
 		return ma_cli_fail("info");
 
-	/* Thread states are read without stopping the process: the list of
-	 * thread states changes rarely, and a torn read only shows as a
-	 * missing or truncated entry. */
-	if (ma_pyreader_new(t->mem, &t->off, t->runtime_addr, &r) == 0)
-		ma_pyreader_snapshot(r, &snap);
-	ma_tasks_read(pid, &tids, &ntids);
+	/* The process is stopped for about a millisecond, so that the list of
+	 * thread states is consistent and can be matched with kernel threads
+	 * (by their registers on Python <= 3.10).  A failure here still leaves
+	 * everything else worth showing. */
+	if (ma_pyreader_new(t->mem, &t->off, t->runtime_addr, &r) == 0 &&
+	    ma_tsnap_take(t, r, 0, &snap))
+		fprintf(stderr, "memattach: info: %s\n", ma_errmsg());
+	for (size_t i = 0; i < snap.n; i++)
+		npy += snap.th[i].py != NULL;
 	ma_human_bytes(t->status.vm_rss_kb * 1024.0, rss, sizeof(rss));
 	ma_human_bytes(t->status.vm_hwm_kb * 1024.0, hwm, sizeof(hwm));
 	build_kind(t, kind, sizeof(kind));
@@ -124,21 +127,16 @@ int ma_cmd_info(int argc, char **argv)
 		json_object_set_new(o, "rss_peak_kb", json_integer((json_int_t)t->status.vm_hwm_kb));
 		json_object_set_new(o, "payload_loaded",
 				    json_boolean(payload_loaded(&t->maps)));
-		for (size_t i = 0; i < ntids; i++) {
+		for (size_t i = 0; i < snap.n; i++) {
+			const struct ma_tview *v = &snap.th[i];
 			json_t *jt = json_object();
-			char comm[64] = "";
-			int py = 0, gil = 0;
 
-			ma_proc_comm(pid, tids[i], comm, sizeof(comm));
-			for (int k = 0; k < snap.nthreads; k++)
-				if (snap.threads[k].native_tid == tids[i]) {
-					py = 1;
-					gil = snap.threads[k].holds_gil;
-				}
-			json_object_set_new(jt, "tid", json_integer(tids[i]));
-			json_object_set_new(jt, "name", json_string(comm));
-			json_object_set_new(jt, "python", json_boolean(py));
-			json_object_set_new(jt, "holds_gil", json_boolean(gil));
+			json_object_set_new(jt, "tid", v->tid ? json_integer(v->tid) :
+								json_null());
+			json_object_set_new(jt, "name", json_string(v->comm));
+			json_object_set_new(jt, "python", json_boolean(v->py));
+			json_object_set_new(jt, "holds_gil",
+					    json_boolean(v->py && v->py->holds_gil));
 			json_array_append_new(th, jt);
 		}
 		json_object_set_new(o, "threads", th);
@@ -161,22 +159,23 @@ int ma_cmd_info(int argc, char **argv)
 						    "a memattach payload is loaded" :
 						    "not loaded");
 		printf("threads:     %zu (%d with a Python thread state)\n",
-		       ntids, snap.nthreads);
-		for (size_t i = 0; i < ntids; i++) {
-			char comm[64] = "";
-			const char *what = "no Python thread state";
+		       snap.n, npy);
+		for (size_t i = 0; i < snap.n; i++) {
+			const struct ma_tview *v = &snap.th[i];
+			const char *what = !v->py ? "no Python thread state" :
+					   v->py->holds_gil ?
+						    "Python, holds the GIL" :
+						    "Python";
 
-			ma_proc_comm(pid, tids[i], comm, sizeof(comm));
-			for (int k = 0; k < snap.nthreads; k++)
-				if (snap.threads[k].native_tid == tids[i])
-					what = snap.threads[k].holds_gil ?
-						       "Python, holds the GIL" :
-						       "Python";
-			printf("  %-8d %-16s %s\n", (int)tids[i], comm, what);
+			if (v->tid)
+				printf("  %-8d %-16s %s\n", (int)v->tid, v->comm,
+				       what);
+			else
+				printf("  %-8s %-16s %s\n", "-", "(no thread)",
+				       what);
 		}
 	}
-	free(tids);
-	ma_py_snapshot_free(&snap);
+	ma_tsnap_free(&snap);
 	ma_pyreader_free(r);
 	ma_target_close(t);
 	return MA_EXIT_OK;

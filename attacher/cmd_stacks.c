@@ -18,22 +18,12 @@
 #include "native.h"
 #include "ptrace.h"
 #include "pyread.h"
-
-struct st_thread {
-	pid_t tid; /* 0 for a thread state without a live kernel thread */
-	char comm[64];
-	const struct ma_py_thread *py;
-	struct ma_native_stack nat;
-	int has_nat;
-};
+#include "threads.h"
 
 struct st_result {
 	struct ma_target *t;
-	struct ma_py_snapshot snap;
-	struct st_thread *th;
-	size_t n;
-	uint64_t frozen_ns, total_ns;
-	int partial;
+	struct ma_tsnap snap;
+	uint64_t total_ns;
 };
 
 static void usage(FILE *f)
@@ -58,7 +48,7 @@ static void print_pyframe(FILE *f, const struct ma_py_frame *fr)
 }
 
 static void print_thread_text(FILE *f, const struct st_result *r,
-			      const struct st_thread *th, int native)
+			      const struct ma_tview *th, int native)
 {
 	const struct ma_py_thread *py = th->py;
 	char flags[128] = "";
@@ -112,7 +102,7 @@ static void print_thread_text(FILE *f, const struct st_result *r,
 }
 
 static json_t *thread_json(const struct st_result *r,
-			   const struct st_thread *th, int native)
+			   const struct ma_tview *th, int native)
 {
 	json_t *o = json_object(), *frames = json_array();
 	const struct ma_py_thread *py = th->py;
@@ -174,41 +164,14 @@ static void print_json(FILE *f, const struct st_result *r, int native)
 	json_object_set_new(root, "python", json_string(r->t->version));
 	json_object_set_new(root, "executable", json_string(r->t->exe));
 	json_object_set_new(root, "offsets", json_string(r->t->off_origin));
-	json_object_set_new(root, "frozen_ns", json_integer((json_int_t)r->frozen_ns));
+	json_object_set_new(root, "frozen_ns", json_integer((json_int_t)r->snap.frozen_ns));
 	json_object_set_new(root, "total_ns", json_integer((json_int_t)r->total_ns));
-	for (size_t i = 0; i < r->n; i++)
-		json_array_append_new(threads, thread_json(r, &r->th[i], native));
+	for (size_t i = 0; i < r->snap.n; i++)
+		json_array_append_new(threads, thread_json(r, &r->snap.th[i], native));
 	json_object_set_new(root, "threads", threads);
 	json_dumpf(root, f, JSON_INDENT(2) | JSON_ENSURE_ASCII);
 	fputc('\n', f);
 	json_decref(root);
-}
-
-/* Match kernel threads with Python thread states by native thread ID */
-static int build_threads(struct st_result *r, const pid_t *tids, size_t ntids)
-{
-	size_t cap = ntids + (size_t)r->snap.nthreads;
-
-	r->th = calloc(cap ? cap : 1, sizeof(*r->th));
-	if (!r->th)
-		return -ENOMEM;
-	for (size_t i = 0; i < ntids; i++)
-		r->th[r->n++].tid = tids[i];
-	for (int k = 0; k < r->snap.nthreads; k++) {
-		const struct ma_py_thread *py = &r->snap.threads[k];
-		size_t i;
-
-		for (i = 0; i < ntids; i++)
-			if (r->th[i].tid == py->native_tid && !r->th[i].py)
-				break;
-		if (i < ntids) {
-			r->th[i].py = py;
-		} else {
-			r->th[r->n].py = py;
-			r->th[r->n++].tid = 0;
-		}
-	}
-	return 0;
 }
 
 int ma_cmd_stacks(int argc, char **argv)
@@ -223,7 +186,6 @@ int ma_cmd_stacks(int argc, char **argv)
 	struct ma_target_opts topts = { 0 };
 	struct st_result r = { 0 };
 	struct ma_pyreader *reader = NULL;
-	struct ma_freeze *fz = NULL;
 	int native = 0, json = 0, c, err, ret = MA_EXIT_OK;
 	pid_t pid;
 	uint64_t t0 = ma_now_ns();
@@ -266,66 +228,33 @@ int ma_cmd_stacks(int argc, char **argv)
 		goto out;
 	}
 
-	/* --- frozen from here ... --- */
-	err = ma_freeze(pid, 1000, &fz);
+	err = ma_tsnap_take(r.t, reader, native, &r.snap);
 	if (err) {
 		ret = ma_cli_fail("stacks");
 		goto out;
 	}
-	err = ma_pyreader_snapshot(reader, &r.snap);
-	if (err)
-		r.partial = 1;
-	const pid_t *tids;
-	size_t ntids = ma_freeze_threads(fz, &tids);
-
-	if (!err)
-		err = build_threads(&r, tids, ntids);
-	if (!err && native && ma_native_attach(r.t->dwfl, pid) == 0) {
-		for (size_t i = 0; i < r.n; i++) {
-			if (!r.th[i].tid)
-				continue;
-			ma_native_unwind(r.t->dwfl, r.th[i].tid, 256,
-					 &r.th[i].nat);
-			r.th[i].has_nat = 1;
-		}
-	}
-	ma_thaw(fz, &r.frozen_ns);
-	/* --- ... to here --- */
-
-	if (err) {
-		ret = ma_cli_fail("stacks");
-		goto out;
-	}
-	for (size_t i = 0; i < r.n; i++)
-		if (r.th[i].tid)
-			ma_proc_comm(pid, r.th[i].tid, r.th[i].comm,
-				     sizeof(r.th[i].comm));
 	r.total_ns = ma_now_ns() - t0;
 	if (json) {
 		print_json(stdout, &r, native);
 	} else {
 		printf("Process %d: %s (Python %s)\n\n", (int)pid,
 		       r.t->cmdline[0] ? r.t->cmdline : r.t->exe, r.t->version);
-		for (size_t i = 0; i < r.n; i++)
-			print_thread_text(stdout, &r, &r.th[i], native);
+		for (size_t i = 0; i < r.snap.n; i++)
+			print_thread_text(stdout, &r, &r.snap.th[i], native);
 	}
 	if (ma_cli_verbose)
 		fprintf(stderr,
 			"memattach: %zu threads, frozen for %.3f ms, total "
 			"%.3f ms (discovery %.3f ms), offsets: %s\n",
-			r.n, r.frozen_ns / 1e6, r.total_ns / 1e6,
+			r.snap.n, r.snap.frozen_ns / 1e6, r.total_ns / 1e6,
 			r.t->t_discover_ns / 1e6, r.t->off_origin);
-	for (size_t i = 0; i < r.n; i++) {
-		if (r.th[i].py && r.th[i].py->truncated)
-			r.partial = 1;
+	if (r.snap.partial) {
+		fprintf(stderr, "memattach: stacks: some stacks could not be read "
+				"to their end (marked above)\n");
+		ret = MA_EXIT_PARTIAL;
 	}
 out:
-	if (r.th) {
-		for (size_t i = 0; i < r.n; i++)
-			ma_native_stack_free(&r.th[i].nat);
-		free(r.th);
-	}
-	ma_py_snapshot_free(&r.snap);
+	ma_tsnap_free(&r.snap);
 	ma_pyreader_free(reader);
 	ma_target_close(r.t);
 	return ret;

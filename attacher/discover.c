@@ -161,6 +161,20 @@ static const Dwfl_Callbacks proc_callbacks = {
 	.debuginfo_path = &debuginfo_path,
 };
 
+static int match_module(Dwfl_Module *mod, void **userdata, const char *name,
+			Dwarf_Addr start, void *arg)
+{
+	struct ma_target *t = arg;
+
+	(void)userdata;
+	(void)start;
+	if (name && !strcmp(name, t->pymod_path)) {
+		t->pymod = mod;
+		return DWARF_CB_ABORT;
+	}
+	return DWARF_CB_OK;
+}
+
 static int report_modules(struct ma_target *t)
 {
 	/* MEMATTACH_DEBUGINFO_PATH replaces libdwfl's search path for separate
@@ -178,7 +192,11 @@ static int report_modules(struct ma_target *t)
 		return ma_err(r > 0 ? -r : -EIO,
 			      "dwfl_linux_proc_report(%d): %s", (int)t->pid,
 			      r > 0 ? strerror(r) : dwfl_errmsg(-1));
-	t->pymod = dwfl_addrmodule(t->dwfl, t->runtime_addr);
+	/* By name: _PyRuntime may live in .bss past the file-backed mappings
+	 * (3.8, 3.9), where dwfl_addrmodule() finds no module. */
+	dwfl_getmodules(t->dwfl, match_module, t, 0);
+	if (!t->pymod)
+		t->pymod = dwfl_addrmodule(t->dwfl, t->runtime_addr);
 	if (!t->pymod)
 		return ma_err(-ENOENT, "process %d: no module at _PyRuntime "
 				       "%#lx: %s",

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/user.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -307,6 +308,19 @@ fail:
 	free(f->tids);
 	free(f);
 	return err;
+}
+
+int ma_freeze_fs_base(struct ma_freeze *f, pid_t tid, uint64_t *fs_base)
+{
+	struct ma_thread *t = find_thread(f, tid);
+	struct user_regs_struct regs;
+
+	if (!t || t->state != TH_STOPPED)
+		return -ESRCH;
+	if (ptrace(PTRACE_GETREGS, tid, NULL, &regs) < 0)
+		return -errno;
+	*fs_base = regs.fs_base;
+	return 0;
 }
 
 size_t ma_freeze_threads(const struct ma_freeze *f, const pid_t **tids)

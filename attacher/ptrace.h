@@ -26,6 +26,10 @@ int ma_freeze(pid_t pid, int timeout_ms, struct ma_freeze **out);
  * frozen_ns when not NULL.  Frees f. */
 int ma_thaw(struct ma_freeze *f, uint64_t *frozen_ns);
 
+/* fs_base of a stopped thread: glibc's pthread_self() there, which is what
+ * CPython stores in PyThreadState.thread_id.  0 or -errno. */
+int ma_freeze_fs_base(struct ma_freeze *f, pid_t tid, uint64_t *fs_base);
+
 /* The stopped threads (sorted) */
 size_t ma_freeze_threads(const struct ma_freeze *f, const pid_t **tids);
 

@@ -183,6 +183,21 @@ class Target:
         self.kill()
 
 
+def wait_in_syscall(pid, tid, nr, timeout=10):
+    """Wait until thread tid of pid sits in syscall number nr (0 = read),
+    as /proc/PID/task/TID/syscall reports."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with open("/proc/%d/task/%d/syscall" % (pid, tid)) as f:
+                if f.read().split()[0] == str(nr):
+                    return True
+        except (OSError, IndexError):
+            pass
+        time.sleep(0.01)
+    return False
+
+
 def memattach(*args, env=None, timeout=60, user=None):
     cmd = [MEMATTACH] + [str(a) for a in args]
     if user:

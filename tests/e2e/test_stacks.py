@@ -13,7 +13,7 @@ import time
 
 from ma_test import (TARGETS, Target, check, finish, interpreters, line_of,
                      marks, memattach, py_version, skip, stacks_json,
-                     thread_by_tid)
+                     thread_by_tid, wait_in_syscall)
 
 SCRIPT = os.path.join(TARGETS, "stacks_target.py")
 M = marks(SCRIPT)
@@ -131,6 +131,10 @@ def run_one(label, exe):
     with Target(exe, "stacks_target.py") as t:
         _, tmain, tspin = t.ready_line.split()
         tmain, tspin = int(tmain), int(tspin)
+        # READY is printed just before the main thread calls read(): wait
+        # until it is really there.
+        check(wait_in_syscall(t.pid, tmain, 0),
+              "%s: target's main thread blocked in read()" % label)
         doc = stacks_json(t.pid)
         check(doc["offsets"].startswith("DWARF"),
               "%s: offsets from DWARF" % label, doc["offsets"])

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+#include "threads.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "discover.h"
+#include "errors.h"
+#include "ptrace.h"
+
+/* Match kernel threads with Python thread states */
+static int build(struct ma_tsnap *s, struct ma_freeze *fz, const pid_t *tids,
+		 size_t ntids)
+{
+	size_t cap = ntids + (size_t)s->py.nthreads;
+	uint64_t *fsb;
+
+	s->th = calloc(cap ? cap : 1, sizeof(*s->th));
+	fsb = calloc(ntids ? ntids : 1, sizeof(*fsb));
+	if (!s->th || !fsb) {
+		free(fsb);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < ntids; i++) {
+		s->th[s->n++].tid = tids[i];
+		if (ma_freeze_fs_base(fz, tids[i], &fsb[i]))
+			fsb[i] = 0;
+	}
+	for (int k = 0; k < s->py.nthreads; k++) {
+		const struct ma_py_thread *py = &s->py.threads[k];
+		size_t i;
+
+		for (i = 0; i < ntids; i++) {
+			if (s->th[i].py)
+				continue;
+			if (py->native_tid ? s->th[i].tid == py->native_tid :
+					     (fsb[i] && fsb[i] == py->thread_id))
+				break;
+		}
+		if (i < ntids) {
+			s->th[i].py = py;
+		} else {
+			s->th[s->n].py = py;
+			s->th[s->n++].tid = 0;
+		}
+	}
+	free(fsb);
+	return 0;
+}
+
+int ma_tsnap_take(struct ma_target *t, struct ma_pyreader *r, int native,
+		  struct ma_tsnap *out)
+{
+	struct ma_freeze *fz;
+	const pid_t *tids;
+	size_t ntids;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	err = ma_freeze(t->pid, 1000, &fz);
+	if (err)
+		return err;
+	/* --- the process is stopped from here ... --- */
+	err = ma_pyreader_snapshot(r, &out->py);
+	ntids = ma_freeze_threads(fz, &tids);
+	if (!err)
+		err = build(out, fz, tids, ntids);
+	if (!err && native && ma_native_attach(t->dwfl, t->pid) == 0) {
+		for (size_t i = 0; i < out->n; i++) {
+			if (!out->th[i].tid)
+				continue;
+			ma_native_unwind(t->dwfl, out->th[i].tid, 256,
+					 &out->th[i].nat);
+			out->th[i].has_nat = 1;
+		}
+	}
+	ma_thaw(fz, &out->frozen_ns);
+	/* --- ... to here --- */
+	if (err) {
+		ma_tsnap_free(out);
+		return ma_err_prefix(err, "process %d: reading thread states",
+				     (int)t->pid);
+	}
+	for (size_t i = 0; i < out->n; i++) {
+		if (out->th[i].tid)
+			ma_proc_comm(t->pid, out->th[i].tid, out->th[i].comm,
+				     sizeof(out->th[i].comm));
+		if (out->th[i].py && out->th[i].py->truncated)
+			out->partial = 1;
+	}
+	if (out->py.truncated)
+		out->partial = 1;
+	return 0;
+}
+
+void ma_tsnap_free(struct ma_tsnap *s)
+{
+	if (s->th) {
+		for (size_t i = 0; i < s->n; i++)
+			ma_native_stack_free(&s->th[i].nat);
+		free(s->th);
+	}
+	ma_py_snapshot_free(&s->py);
+	memset(s, 0, sizeof(*s));
+}

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One consistent view of a process's threads: the process is frozen, every
+ * Python thread state is read and matched with its kernel thread (by
+ * native_thread_id on 3.11+, by pthread_self() == fs_base before), native
+ * stacks are unwound if asked, and the process is resumed.
+ */
+#ifndef MA_THREADS_H
+#define MA_THREADS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "native.h"
+#include "pyread.h"
+
+struct ma_target;
+
+struct ma_tview {
+	pid_t tid; /* 0: a thread state without a live kernel thread */
+	char comm[64];
+	const struct ma_py_thread *py; /* NULL: no Python thread state */
+	struct ma_native_stack nat;
+	int has_nat;
+};
+
+struct ma_tsnap {
+	struct ma_py_snapshot py;
+	struct ma_tview *th;
+	size_t n;
+	uint64_t frozen_ns; /* first interrupt to last resume */
+	int partial; /* some stack could not be read to its end */
+};
+
+int ma_tsnap_take(struct ma_target *t, struct ma_pyreader *r, int native,
+		  struct ma_tsnap *out);
+void ma_tsnap_free(struct ma_tsnap *s);
+
+#endif
