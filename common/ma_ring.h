@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shared-memory ring between the payload (many producers: every thread
+ * of the target that allocates) and the attacher (one consumer).
+ *
+ * It lives in a memfd created by the payload; the attacher maps the same
+ * file through /proc/PID/fd/N.  No socket, no port, and records already in
+ * the ring survive the target's death.
+ *
+ * Layout: one 4 KiB header page (struct ma_ring_hdr), then data_size bytes
+ * of data (a power of two).  head and tail are byte counters that only grow;
+ * position = counter & (data_size - 1).
+ *
+ * Producers reserve space with a CAS on head, write the record body, then
+ * publish its first word (struct ma_rec.type_len) with a release store.  A
+ * record never wraps: when it does not fit before the end of the data area,
+ * the producer fills the rest with a PAD record and starts at offset 0.
+ * The consumer reads the word at tail: 0 means "reserved, not yet
+ * published" (wait); after consuming a record it zeroes its bytes, then
+ * advances tail with a release store, so that the next lap starts from zero
+ * words.  A full ring (head + need - tail > data_size) makes the producer
+ * wait at most cfg.full_wait_us, then drop the record and count it in
+ * lost_records.
+ */
+#ifndef MA_RING_H
+#define MA_RING_H
+
+#include <stdint.h>
+
+#define MA_RING_MAGIC 0x31474e4952414d00ull /* "\0MARING1" little-endian */
+#define MA_RING_VERSION 1
+#define MA_RING_HDR_SIZE 4096
+
+/* Payload states (ma_ring_hdr.state) */
+enum ma_ring_state {
+	MA_STATE_STARTING = 1,
+	MA_STATE_TRACKING = 2, /* hooks installed, records flowing */
+	MA_STATE_STOPPING = 3,
+	MA_STATE_STOPPED = 4, /* hooks removed on request; final stats written */
+	MA_STATE_ORPHANED = 5, /* consumer vanished: hooks removed by itself */
+	MA_STATE_FAILED = 6, /* an internal error disabled the payload */
+};
+
+/* Commands from the attacher (ma_ring_hdr.command) */
+enum ma_ring_command {
+	MA_CMD_NONE = 0,
+	MA_CMD_STOP = 1,
+};
+
+struct ma_ring_hdr {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t hdr_size; /* MA_RING_HDR_SIZE */
+	uint64_t data_size; /* power of two */
+	uint32_t target_pid;
+	uint32_t _pad0;
+	uint64_t start_ns; /* CLOCK_MONOTONIC when tracking started */
+	uint8_t _pad1[64 - 40];
+
+	/* Producers' line */
+	uint64_t head; /* atomic: bytes reserved */
+	uint8_t _pad2[56];
+
+	/* Consumer's line */
+	uint64_t tail; /* atomic: bytes consumed */
+	uint64_t heartbeat_ns; /* atomic: consumer's CLOCK_MONOTONIC, <=100 ms old */
+	uint32_t command; /* atomic: enum ma_ring_command */
+	uint32_t _pad3;
+	uint8_t _pad4[40];
+
+	/* Payload status and counters (atomic, written by the payload) */
+	uint32_t state; /* enum ma_ring_state */
+	int32_t error; /* negative errno of the failure that disabled it */
+	uint64_t lost_records; /* dropped because the ring stayed full */
+	uint64_t lost_bytes;
+	uint64_t records; /* published */
+	uint64_t stop_ns; /* CLOCK_MONOTONIC when hooks were removed */
+	char message[128]; /* why it failed or went orphaned */
+};
+
+_Static_assert(sizeof(struct ma_ring_hdr) <= MA_RING_HDR_SIZE,
+	       "ring header fits its page");
+
+#endif
