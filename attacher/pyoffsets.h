@@ -27,16 +27,38 @@ struct ma_mem;
 int ma_pyoffsets_from_dwarf(Dwfl_Module *mod, uint32_t version_hex,
 			    struct ma_py_offsets *out);
 
+/* The same for a file on disk (an executable or libpython), opened with
+ * libdwfl offline; its DWARF may be separate (/usr/lib/debug/.build-id/).
+ * -ENOENT also when the file does not exist. */
+int ma_pyoffsets_from_file(const char *path, uint32_t version_hex,
+			   struct ma_py_offsets *out);
+
 /*
  * From _Py_DebugOffsets at the start of _PyRuntime in the target (3.13+).
- * -ENOENT when the version has none or the cookie "xdebugpy" is absent.
+ * -ENOENT when the version has none or the cookie "xdebugpy" is absent,
+ * -ENOTSUP for a layout other than 3.13's (3.14+) or a free-threaded build,
+ * -EPROTO when the values are implausible or the version disagrees.
  */
 int ma_pyoffsets_from_debug_offsets(struct ma_mem *m, uint64_t runtime_addr,
 				    uint32_t version_hex,
 				    struct ma_py_offsets *out);
 
+/* The same from bytes already read (e.g. the start of the .PyRuntime section
+ * of the file on disk, which holds the initialised struct).  len should be
+ * at least ma_pyoffsets_debug_offsets_size().  version_hex 0: take the
+ * version found in the struct.  -ENOTSUP for a layout other than 3.13's
+ * (3.14+) and for free-threaded builds. */
+int ma_pyoffsets_from_debug_offsets_buf(const void *buf, size_t len,
+					uint32_t version_hex,
+					struct ma_py_offsets *out);
+size_t ma_pyoffsets_debug_offsets_size(void);
+
 /* From the built-in table: -ENOENT when the minor version is not in it. */
 int ma_pyoffsets_from_table(uint32_t version_hex, struct ma_py_offsets *out);
+
+/* The table entry itself (its version_hex is the release it was generated
+ * from), or NULL. */
+const struct ma_py_offsets *ma_pyoffsets_table_entry(uint32_t version_hex);
 
 /* Print offsets as a C designated initializer (used by the table generator
  * and by `memattach offsets`), or as "name value" lines. */
