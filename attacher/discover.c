@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -85,6 +86,7 @@ static int try_module(struct ma_target *t, const char *path, int is_exe)
 	t->pymod_bias = mp->start - first;
 	t->runtime_addr = rt + t->pymod_bias;
 	t->pymod_is_exe = is_exe;
+	snprintf(t->build_id, sizeof(t->build_id), "%s", ma_elf_build_id(e));
 	snprintf(t->pymod_path, sizeof(t->pymod_path), "%s", path);
 	snprintf(t->pymod_local, sizeof(t->pymod_local), "%s", local);
 	ma_elf_close(e);
@@ -213,6 +215,111 @@ static void note(struct ma_target *t, const char *fmt, const char *what)
 		 l ? "; " : "", fmt, what);
 }
 
+/*
+ * Cache of DWARF offsets by build ID.  Reading the DWARF of Debian's
+ * stripped python3.11 means inflating its compressed debug file (~60 ms);
+ * the offsets of one build never change, so later runs take them from
+ * $XDG_CACHE_HOME/memattach (or ~/.cache/memattach).  An entry is used only
+ * while the debug file it came from is still there, unchanged, and is
+ * validated against the live process like any other source.  Set
+ * MEMATTACH_NO_CACHE=1 to bypass it; it is also bypassed when
+ * MEMATTACH_DEBUGINFO_PATH changes where DWARF is looked for.
+ */
+#define MA_CACHE_MAGIC 0x31434f414dull /* "MAOC1" */
+
+struct offsets_cache {
+	uint64_t magic;
+	uint32_t abi, size;
+	struct ma_py_offsets off;
+	uint64_t dbg_size, dbg_mtime;
+	char dbg_path[PATH_MAX];
+};
+
+static int cache_path(const struct ma_target *t, char *buf, size_t len)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+
+	if (getenv("MEMATTACH_NO_CACHE") || getenv("MEMATTACH_DEBUGINFO_PATH") ||
+	    !t->build_id[0])
+		return -ENOENT;
+	if (xdg && xdg[0] == '/')
+		snprintf(buf, len, "%s/memattach/offsets-%s-%08x", xdg,
+			 t->build_id, t->version_hex);
+	else if (home && home[0] == '/')
+		snprintf(buf, len, "%s/.cache/memattach/offsets-%s-%08x", home,
+			 t->build_id, t->version_hex);
+	else
+		return -ENOENT;
+	return 0;
+}
+
+static int cache_load(struct ma_target *t)
+{
+	struct offsets_cache c;
+	struct stat st;
+	char path[PATH_MAX + 128];
+	FILE *f;
+	size_t n;
+
+	if (cache_path(t, path, sizeof(path)))
+		return -ENOENT;
+	f = fopen(path, "rb");
+	if (!f)
+		return -ENOENT;
+	n = fread(&c, 1, sizeof(c), f);
+	fclose(f);
+	c.dbg_path[sizeof(c.dbg_path) - 1] = '\0';
+	if (n != sizeof(c) || c.magic != MA_CACHE_MAGIC ||
+	    c.abi != MA_OFFSETS_ABI || c.size != sizeof(c.off) ||
+	    c.off.version_hex != t->version_hex || stat(c.dbg_path, &st) ||
+	    (uint64_t)st.st_size != c.dbg_size ||
+	    (uint64_t)st.st_mtime != c.dbg_mtime)
+		return -ENOENT;
+	t->off = c.off;
+	snprintf(t->off_origin, sizeof(t->off_origin), "DWARF (%s, cached)",
+		 c.dbg_path);
+	return 0;
+}
+
+static void cache_store(const struct ma_target *t, const char *dbg_path)
+{
+	struct offsets_cache c = { .magic = MA_CACHE_MAGIC,
+				   .abi = MA_OFFSETS_ABI,
+				   .size = sizeof(c.off),
+				   .off = t->off };
+	struct stat st;
+	char path[PATH_MAX + 128], tmp[PATH_MAX + 160];
+	FILE *f;
+
+	if (cache_path(t, path, sizeof(path)) || stat(dbg_path, &st))
+		return;
+	c.dbg_size = (uint64_t)st.st_size;
+	c.dbg_mtime = (uint64_t)st.st_mtime;
+	snprintf(c.dbg_path, sizeof(c.dbg_path), "%s", dbg_path);
+	/* mkdir -p of the two last levels; failures just mean no cache */
+	char *slash = strrchr(path, '/');
+
+	*slash = '\0';
+	char *parent = strrchr(path, '/');
+
+	*parent = '\0';
+	mkdir(path, 0700);
+	*parent = '/';
+	mkdir(path, 0700);
+	*slash = '/';
+	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
+	f = fopen(tmp, "wb");
+	if (!f)
+		return;
+	if (fwrite(&c, sizeof(c), 1, f) != 1) {
+		fclose(f);
+		unlink(tmp);
+		return;
+	}
+	if (fclose(f) || rename(tmp, path))
+		unlink(tmp);
+}
+
 /* Offsets that pass the checks against the live process, or an error */
 static int check_offsets(struct ma_target *t, const struct ma_target_opts *o)
 {
@@ -239,6 +346,8 @@ static int find_offsets(struct ma_target *t, const struct ma_target_opts *o)
 						 pkg, sizeof(pkg));
 
 	if (p == MA_PREF_AUTO || p == MA_PREF_DWARF) {
+		if (cache_load(t) == 0 && check_offsets(t, o) == 0)
+			return 0;
 		err = ma_pyoffsets_from_dwarf(t->pymod, t->version_hex, &t->off);
 		if (!err) {
 			const char *mainfile = NULL, *debugfile = NULL;
@@ -251,8 +360,12 @@ static int find_offsets(struct ma_target *t, const struct ma_target_opts *o)
 				 mainfile  ? mainfile :
 					     t->pymod_path);
 			err = check_offsets(t, o);
-			if (!err)
+			if (!err) {
+				cache_store(t, debugfile ? debugfile :
+					       mainfile  ? mainfile :
+							   t->pymod_local);
 				return 0;
+			}
 			note(t, "DWARF offsets rejected", ma_errmsg());
 		} else if (err == -ENOENT) {
 			char why[256];

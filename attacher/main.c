@@ -139,7 +139,8 @@ int main(int argc, char **argv)
 		}
 		return ma_cmd_stacks(2, args);
 	}
-	fprintf(stderr, "memattach: unknown command '%s'\n", argv[i]);
-	usage(stderr);
+	fprintf(stderr,
+		"memattach: unknown command '%s' (see 'memattach --help')\n",
+		argv[i]);
 	return MA_EXIT_USAGE;
 }
