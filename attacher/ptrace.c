@@ -323,6 +323,27 @@ int ma_freeze_fs_base(struct ma_freeze *f, pid_t tid, uint64_t *fs_base)
 	return 0;
 }
 
+void ma_freeze_resume_others(struct ma_freeze *f, pid_t keep)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		struct ma_thread *t = &f->th[i];
+
+		if (t->tid == keep || t->state != TH_STOPPED)
+			continue;
+		ptrace(PTRACE_DETACH, t->tid, NULL,
+		       (void *)(uintptr_t)t->pending_sig);
+		t->state = TH_GONE;
+	}
+}
+
+void ma_freeze_forget(struct ma_freeze *f, pid_t tid)
+{
+	struct ma_thread *t = find_thread(f, tid);
+
+	if (t)
+		t->state = TH_GONE;
+}
+
 size_t ma_freeze_threads(const struct ma_freeze *f, const pid_t **tids)
 {
 	size_t k = 0;

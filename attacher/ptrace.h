@@ -30,6 +30,13 @@ int ma_thaw(struct ma_freeze *f, uint64_t *frozen_ns);
  * CPython stores in PyThreadState.thread_id.  0 or -errno. */
 int ma_freeze_fs_base(struct ma_freeze *f, pid_t tid, uint64_t *fs_base);
 
+/* Resume (detach) every thread but keep: a remote call on keep waits for
+ * a lock one of them holds.  ma_thaw() then detaches keep alone. */
+void ma_freeze_resume_others(struct ma_freeze *f, pid_t keep);
+
+/* Forget a thread that exited while we held it */
+void ma_freeze_forget(struct ma_freeze *f, pid_t tid);
+
 /* The stopped threads (sorted) */
 size_t ma_freeze_threads(const struct ma_freeze *f, const pid_t **tids);
 
