@@ -1,0 +1,551 @@
+/* SPDX-License-Identifier: MIT */
+#include "inject.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "discover.h"
+#include "errors.h"
+#include "memread.h"
+#include "native.h"
+#include "procfs.h"
+#include "ptrace.h"
+#include "rcall.h"
+#include "symbols.h"
+
+#define PAYLOAD_MEMFD_NAME "memattach-payload"
+
+/* Defined by the assembler file CMake generates around the built payload */
+extern const uint8_t ma_payload_image_start[];
+extern const uint8_t ma_payload_image_end[];
+
+const uint8_t *ma_payload_image(size_t *len)
+{
+	*len = (size_t)(ma_payload_image_end - ma_payload_image_start);
+	return ma_payload_image_start;
+}
+
+/* Link-time addresses of the payload's exports, read once from the image */
+static struct {
+	int done, err;
+	uint64_t ma_start, ma_stop, ma_ctl;
+	char build_id[64];
+} img;
+
+static int image_symbols(void)
+{
+	size_t len;
+	const uint8_t *p = ma_payload_image(&len);
+	char path[64];
+	struct ma_elf *e;
+	int fd, err;
+
+	if (img.done)
+		return img.err;
+	img.done = 1;
+	if (len < 64)
+		return img.err = ma_err(-ENOEXEC, "this memattach was built "
+						  "without its payload");
+	fd = (int)syscall(SYS_memfd_create, "memattach-image", MFD_CLOEXEC);
+	if (fd < 0)
+		return img.err = ma_err(-errno, "memfd_create: %s",
+					strerror(errno));
+	if (write(fd, p, len) != (ssize_t)len) {
+		close(fd);
+		return img.err = ma_err(-EIO, "writing the payload image");
+	}
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	err = ma_elf_open(path, &e);
+	if (!err) {
+		err = ma_elf_symbol(e, "ma_start", &img.ma_start, NULL);
+		if (!err)
+			err = ma_elf_symbol(e, "ma_stop", &img.ma_stop, NULL);
+		if (!err)
+			err = ma_elf_symbol(e, "ma_ctl", &img.ma_ctl, NULL);
+		snprintf(img.build_id, sizeof(img.build_id), "%s",
+			 ma_elf_build_id(e));
+		ma_elf_close(e);
+		if (err)
+			ma_err(err, "payload image lacks ma_start/ma_stop/ma_ctl");
+	}
+	close(fd);
+	return img.err = err;
+}
+
+/* Address of a symbol of a mapped library (basename prefix) in pid */
+static int lib_symbol(const struct ma_target *t, const char *lib,
+		      const char *name, uint64_t *addr)
+{
+	for (size_t i = 0; i < t->maps.n; i++) {
+		const struct ma_map *mp = &t->maps.v[i];
+		const char *b = strrchr(mp->path, '/');
+		struct ma_elf *e;
+		char local[PATH_MAX + 32];
+		uint64_t v, off, first;
+
+		if (!b || strncmp(b + 1, lib, strlen(lib)) || mp->offset)
+			continue;
+		ma_proc_target_path(t->pid, mp->path, local, sizeof(local));
+		if (ma_elf_open(local, &e) && ma_elf_open(mp->path, &e))
+			continue;
+		first = ma_elf_first_load(e, &off);
+		int err = ma_elf_symbol(e, name, &v, NULL);
+
+		ma_elf_close(e);
+		if (err || off != mp->offset)
+			continue;
+		*addr = v + (mp->start - first);
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* The payload's mapping in the target, if loaded: its memfd shows in maps
+ * as "/memfd:memattach-payload (deleted)" */
+static uint64_t payload_base(const struct ma_maps *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (m->v[i].offset == 0 &&
+		    strstr(m->v[i].path, "/memfd:" PAYLOAD_MEMFD_NAME))
+			return m->v[i].start;
+	return 0;
+}
+
+/* The build ID note of the loaded payload, from the target's memory (it
+ * sits in the first page of the first mapping) */
+static void loaded_build_id(struct ma_mem *m, uint64_t base, char *out,
+			    size_t len)
+{
+	uint8_t page[4096];
+
+	out[0] = '\0';
+	if (ma_mem_read(m, base, page, sizeof(page)))
+		return;
+	for (size_t i = 0; i + 16 + 20 <= sizeof(page); i += 4) {
+		uint32_t namesz, descsz, type;
+
+		memcpy(&namesz, page + i, 4);
+		memcpy(&descsz, page + i + 4, 4);
+		memcpy(&type, page + i + 8, 4);
+		if (namesz != 4 || type != 3 /* NT_GNU_BUILD_ID */ ||
+		    descsz < 8 || descsz > 32 || memcmp(page + i + 12, "GNU", 4) ||
+		    i + 16 + descsz > sizeof(page))
+			continue;
+		for (uint32_t k = 0; k < descsz && 2 * k + 2 < len; k++)
+			snprintf(out + 2 * k, 3, "%02x", page[i + 16 + k]);
+		return;
+	}
+}
+
+int ma_payload_probe(struct ma_target *t, struct ma_payload_info *pi)
+{
+	char bid[64];
+
+	memset(pi, 0, sizeof(*pi));
+	ma_maps_free(&t->maps);
+	if (ma_maps_read(t->pid, &t->maps))
+		return -ESRCH;
+	pi->base = payload_base(&t->maps);
+	if (!pi->base)
+		return 0;
+	pi->loaded = 1;
+	if (image_symbols())
+		return 0;
+	loaded_build_id(t->mem, pi->base, bid, sizeof(bid));
+	pi->same_build = bid[0] && !strcmp(bid, img.build_id);
+	if (pi->same_build)
+		ma_mem_read(t->mem, pi->base + img.ma_ctl, &pi->ctl,
+			    sizeof(pi->ctl));
+	return 0;
+}
+
+/* Functions whose frames make a thread unsafe to run dlopen() on: it may
+ * hold a malloc arena lock or the loader's lock, which dlopen needs. */
+static int unsafe_frame(const struct ma_native_frame *f)
+{
+	static const char *const exact[] = {
+		"malloc",	 "free",	  "calloc",	"realloc",
+		"cfree",	 "valloc",	  "pvalloc",	"memalign",
+		"posix_memalign", "aligned_alloc", "reallocarray", "sysmalloc",
+		"dlopen",	 "dlclose",	  "dlsym",	"dl_iterate_phdr",
+		"PyMem_SetAllocator", "PyMem_GetAllocator", "fork", "_Fork",
+	};
+	static const char *const prefix[] = {
+		"_int_",   "__libc_malloc", "__libc_free", "__libc_calloc",
+		"__libc_realloc", "__libc_memalign", "__libc_dl", "malloc_",
+		"tcache",  "arena_",	    "_dl_",	   "__GI___libc_malloc",
+		"__GI___libc_free", "__dlopen", "__libc_fork",
+	};
+	char name[256];
+
+	if (f->module && (strstr(f->module, "ld-linux") ||
+			  strstr(f->module, "ld.so") ||
+			  strstr(f->module, "memattach")))
+		return 1;
+	if (!f->symbol)
+		return 0;
+	snprintf(name, sizeof(name), "%s", f->symbol);
+	name[strcspn(name, "+@")] = '\0';
+	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+		if (!strcmp(name, exact[i]))
+			return 1;
+	for (size_t i = 0; i < sizeof(prefix) / sizeof(prefix[0]); i++)
+		if (!strncmp(name, prefix[i], strlen(prefix[i])))
+			return 1;
+	return 0;
+}
+
+/* A thread of the frozen process whose stack shows none of the above */
+static pid_t pick_thread(struct ma_target *t, struct ma_freeze *fz,
+			 char *why, size_t whylen)
+{
+	const pid_t *tids;
+	size_t n = ma_freeze_threads(fz, &tids);
+	static int attached;
+
+	if (!attached) {
+		if (ma_native_attach(t->dwfl, t->pid))
+			return -1;
+		attached = 1;
+	}
+	/* The main thread first: it exists as long as the process does */
+	for (size_t k = 0; k < n; k++) {
+		pid_t tid = tids[k];
+		struct ma_native_stack st;
+		int bad = -1;
+
+		if (ma_native_unwind(t->dwfl, tid, 64, &st))
+			continue;
+		for (int i = 0; i < st.n; i++)
+			if (unsafe_frame(&st.v[i])) {
+				bad = i;
+				break;
+			}
+		if (bad >= 0)
+			snprintf(why, whylen, "thread %d is in %s", (int)tid,
+				 st.v[bad].symbol ? st.v[bad].symbol :
+						    st.v[bad].module);
+		ma_native_stack_free(&st);
+		if (bad < 0 && st.error == 0)
+			return tid;
+	}
+	return 0;
+}
+
+static int rcall_checked(struct ma_freeze *fz, pid_t tid,
+			 const struct ma_rcall_env *env,
+			 const struct ma_rcall *c, struct ma_rcall_result *r,
+			 const char *what)
+{
+	int err = ma_rcall(fz, tid, env, c, r);
+
+	if (err)
+		return ma_err_prefix(err, "inject: %s", what);
+	return 0;
+}
+
+static int write_payload(pid_t pid, long fd)
+{
+	char path[64];
+	size_t len;
+	const uint8_t *p = ma_payload_image(&len);
+	int wfd;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)pid, fd);
+	wfd = open(path, O_WRONLY | O_CLOEXEC);
+	if (wfd < 0)
+		return ma_err(-errno, "inject: opening the payload memfd %s: %s",
+			      path, strerror(errno));
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t w = write(wfd, p + off, len - off);
+
+		if (w <= 0) {
+			int e = w < 0 ? errno : EIO;
+
+			close(wfd);
+			return ma_err(-e, "inject: writing the payload: %s",
+				      strerror(e));
+		}
+		off += (size_t)w;
+	}
+	close(wfd);
+	return 0;
+}
+
+static int map_ring(struct ma_session *s, uint64_t ring_size)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)s->pid,
+		 s->target_ring_fd);
+	s->ring_fd = open(path, O_RDWR | O_CLOEXEC);
+	if (s->ring_fd < 0)
+		return ma_err(-errno, "attach: opening the ring %s: %s", path,
+			      strerror(errno));
+	s->map_len = MA_RING_HDR_SIZE + ring_size;
+	void *p = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       s->ring_fd, 0);
+
+	if (p == MAP_FAILED)
+		return ma_err(-errno, "attach: mapping the ring: %s",
+			      strerror(errno));
+	s->ring = p;
+	s->data = (uint8_t *)p + MA_RING_HDR_SIZE;
+	if (s->ring->magic != MA_RING_MAGIC ||
+	    s->ring->data_size != ring_size)
+		return ma_err(-EPROTO, "attach: the ring has a bad header");
+	return 0;
+}
+
+int ma_inject_start(struct ma_target *t, const struct ma_inject_opts *o,
+		    struct ma_session *s)
+{
+	struct ma_rcall_env env;
+	struct ma_payload_info pi;
+	struct ma_freeze *fz = NULL;
+	struct ma_rcall_result r;
+	uint64_t dlopen_fn = 0, syscall_fn = 0, t0 = ma_now_ns();
+	int dlopen_mode = RTLD_NOW | RTLD_LOCAL, err;
+	pid_t tid = 0;
+	char why[256] = "";
+
+	memset(s, 0, sizeof(*s));
+	s->pid = t->pid;
+	s->ring_fd = -1;
+	s->target_ring_fd = -1;
+	err = image_symbols();
+	if (err)
+		return err;
+	err = ma_payload_probe(t, &pi);
+	if (err)
+		return ma_err(err, "attach: process %d is gone", (int)t->pid);
+	if (pi.loaded && !pi.same_build)
+		return ma_err(-EEXIST,
+			      "attach: process %d already holds a payload of "
+			      "another memattach build: detach it with that "
+			      "memattach ('memattach detach %d')",
+			      (int)t->pid, (int)t->pid);
+	if (pi.loaded && pi.ctl.state == MA_STATE_TRACKING)
+		return ma_err(-EBUSY,
+			      "attach: process %d is already being tracked by "
+			      "another memattach (or one that was killed less "
+			      "than a second ago)",
+			      (int)t->pid);
+	s->reused = pi.loaded;
+	err = ma_rcall_env_init(t->pid, &env);
+	if (err)
+		return err;
+	if (!pi.loaded) {
+		/* glibc 2.34+ has dlopen in libc; older ones in libdl, or
+		 * the private __libc_dlopen_mode (which wants __RTLD_DLOPEN) */
+		if (lib_symbol(t, "libc.so", "dlopen", &dlopen_fn) &&
+		    lib_symbol(t, "libdl.so", "dlopen", &dlopen_fn)) {
+			if (lib_symbol(t, "libc.so", "__libc_dlopen_mode",
+				       &dlopen_fn))
+				return ma_err(-ENOENT,
+					      "attach: no dlopen in process %d "
+					      "(not glibc?)",
+					      (int)t->pid);
+			dlopen_mode |= (int)0x80000000; /* __RTLD_DLOPEN */
+		}
+		if (lib_symbol(t, "libc.so", "syscall", &syscall_fn))
+			return ma_err(-ENOENT,
+				      "attach: no syscall() in process %d's libc",
+				      (int)t->pid);
+	}
+
+	/* Stop everything and find a thread at a safe point */
+	for (s->attempts = 1;; s->attempts++) {
+		err = ma_freeze(t->pid, 1000, &fz);
+		if (err)
+			return ma_err_prefix(err, "attach");
+		tid = pick_thread(t, fz, why, sizeof(why));
+		if (tid > 0)
+			break;
+		uint64_t fns;
+
+		ma_thaw(fz, &fns);
+		fz = NULL;
+		if (tid < 0 || s->attempts >= (o->max_attempts ?
+						       o->max_attempts : 200))
+			return ma_err(-EAGAIN,
+				      "attach: no thread of process %d reached "
+				      "a safe point after %d tries (%s)",
+				      (int)t->pid, s->attempts, why);
+		/* Let it run a little: whatever it was doing in malloc or
+		 * the loader takes microseconds */
+		struct timespec ts = { 0, 1000000L * (s->attempts % 5 + 1) };
+
+		nanosleep(&ts, NULL);
+	}
+	s->hijacked = tid;
+	uint64_t tf = ma_now_ns();
+
+	if (!pi.loaded) {
+		static const char name[] = PAYLOAD_MEMFD_NAME;
+		struct ma_rcall mfd = {
+			.fn = syscall_fn,
+			.args = { SYS_memfd_create, MA_RCALL_DATA,
+				  MFD_CLOEXEC },
+			.data = name,
+			.data_len = sizeof(name),
+			.want_syscall = SYS_memfd_create,
+			.timeout_ms = 500,
+		};
+
+		err = rcall_checked(fz, tid, &env, &mfd, &r, "memfd_create");
+		if (!err && r.syscall_ret < 0)
+			err = ma_err((int)r.syscall_ret,
+				     "inject: memfd_create in process %d: %s",
+				     (int)t->pid, strerror((int)-r.syscall_ret));
+		if (err)
+			goto fail;
+		long pfd = r.syscall_ret;
+
+		err = write_payload(t->pid, pfd);
+		if (err)
+			goto fail;
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%ld", pfd);
+		struct ma_rcall dl = {
+			.fn = dlopen_fn,
+			.args = { MA_RCALL_DATA, (uint64_t)dlopen_mode },
+			.data = path,
+			.data_len = strlen(path) + 1,
+			.timeout_ms = 1000,
+		};
+
+		err = rcall_checked(fz, tid, &env, &dl, &r, "dlopen");
+		if (err)
+			goto fail;
+		ma_maps_free(&t->maps);
+		ma_maps_read(t->pid, &t->maps);
+		pi.base = payload_base(&t->maps);
+		if (!pi.base) {
+			err = ma_err(-ENOEXEC,
+				     "inject: dlopen of the payload failed in "
+				     "process %d (its libc refused the image?)",
+				     (int)t->pid);
+			goto fail;
+		}
+		s->payload_fd_in_target = (int)pfd;
+	}
+	s->payload_base = pi.base;
+	s->ma_start_addr = pi.base + img.ma_start;
+	s->ma_stop_addr = pi.base + img.ma_stop;
+	s->ma_ctl_addr = pi.base + img.ma_ctl;
+
+	struct ma_config cfg = {
+		.magic = MA_CONFIG_MAGIC,
+		.abi = MA_CONFIG_ABI,
+		.size = sizeof(cfg),
+		.flags = o->flags,
+		.ring_size = o->ring_size,
+		.full_wait_us = o->full_wait_us,
+		.max_frames = o->max_frames,
+		.attacher_pid = (int32_t)getpid(),
+		.payload_fd = pi.loaded ? -1 : s->payload_fd_in_target,
+		.runtime_addr = t->runtime_addr,
+		.off = t->off,
+	};
+	struct ma_rcall start = {
+		.fn = s->ma_start_addr,
+		.args = { MA_RCALL_DATA },
+		.data = &cfg,
+		.data_len = sizeof(cfg),
+		.timeout_ms = 1000,
+	};
+
+	err = rcall_checked(fz, tid, &env, &start, &r, "ma_start");
+	if (err)
+		goto fail;
+	struct ma_ctl ctl;
+
+	err = ma_mem_read(t->mem, s->ma_ctl_addr, &ctl, sizeof(ctl));
+	if (err) {
+		ma_err(err, "attach: reading the payload's status");
+		goto fail;
+	}
+	ma_thaw(fz, &tf);
+	fz = NULL;
+	s->frozen_ns = tf;
+	if (ctl.magic != MA_CONFIG_MAGIC || ctl.status) {
+		ctl.message[sizeof(ctl.message) - 1] = '\0';
+		return ma_err(ctl.status ? ctl.status : -EPROTO,
+			      "attach: the payload did not start in process %d: "
+			      "%s",
+			      (int)t->pid,
+			      ctl.message[0] ? ctl.message : "no status");
+	}
+	s->target_ring_fd = ctl.ring_fd;
+	err = map_ring(s, o->ring_size);
+	if (err)
+		return err;
+	s->attach_ns = ma_now_ns() - t0;
+	return 0;
+fail:
+	if (fz)
+		ma_thaw(fz, NULL);
+	return err;
+}
+
+void ma_session_close(struct ma_session *s)
+{
+	if (s->ring)
+		munmap(s->ring, s->map_len);
+	if (s->ring_fd >= 0)
+		close(s->ring_fd);
+	s->ring = NULL;
+	s->ring_fd = -1;
+}
+
+int ma_inject_stop(struct ma_target *t, struct ma_payload_info *pi)
+{
+	struct ma_rcall_env env;
+	struct ma_freeze *fz;
+	struct ma_rcall_result r;
+	char why[256] = "";
+	pid_t tid = 0;
+	int err;
+
+	if (!pi->loaded || !pi->same_build)
+		return -ENOENT;
+	err = ma_rcall_env_init(t->pid, &env);
+	if (err)
+		return err;
+	for (int attempt = 1; attempt <= 200; attempt++) {
+		err = ma_freeze(t->pid, 1000, &fz);
+		if (err)
+			return err;
+		tid = pick_thread(t, fz, why, sizeof(why));
+		if (tid > 0)
+			break;
+		ma_thaw(fz, NULL);
+		if (tid < 0)
+			return -EAGAIN;
+		usleep(2000);
+	}
+	if (tid <= 0)
+		return ma_err(-EAGAIN, "detach: no thread at a safe point (%s)",
+			      why);
+	struct ma_rcall stop = { .fn = pi->base + img.ma_stop,
+				 .timeout_ms = 2000 };
+
+	err = rcall_checked(fz, tid, &env, &stop, &r, "ma_stop");
+	ma_thaw(fz, NULL);
+	if (!err)
+		ma_mem_read(t->mem, pi->base + img.ma_ctl, &pi->ctl,
+			    sizeof(pi->ctl));
+	return err;
+}

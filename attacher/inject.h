@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Injecting the payload and starting a tracking session (DESIGN.md part 3):
+ *   1. freeze every thread; pick one at a safe point (not inside malloc or
+ *      the dynamic loader, by its native backtrace), else let the process
+ *      run briefly and try again;
+ *   2. remote calls on that thread: memfd_create in the target, the payload
+ *      image written into it through /proc/PID/fd/N,
+ *      dlopen("/proc/self/fd/N"), then ma_start(config) — or only ma_start
+ *      when a payload from this memattach is already loaded;
+ *   3. read the payload's ma_ctl back, resume every thread;
+ *   4. map the ring the payload created, through /proc/PID/fd/RING.
+ * Every remote call returns through a sigreturn frame (rcall.h), so a
+ * memattach killed at any moment leaves the target running.
+ */
+#ifndef MA_INJECT_H
+#define MA_INJECT_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../common/ma_config.h"
+#include "../common/ma_ring.h"
+
+struct ma_target;
+
+struct ma_inject_opts {
+	uint64_t ring_size; /* data bytes, power of two */
+	uint32_t flags; /* enum ma_config_flags */
+	uint32_t max_frames;
+	uint32_t full_wait_us;
+	int max_attempts; /* tries to find a thread at a safe point */
+};
+
+struct ma_session {
+	pid_t pid;
+	struct ma_ring_hdr *ring; /* mapped header + data */
+	uint8_t *data;
+	uint64_t map_len;
+	int ring_fd; /* our descriptor of the ring memfd */
+	int target_ring_fd; /* the payload's */
+	int reused; /* the payload was already loaded */
+	uint64_t payload_base;
+	uint64_t ma_ctl_addr, ma_start_addr, ma_stop_addr;
+	/* timings */
+	uint64_t attach_ns; /* first freeze to ring mapped */
+	uint64_t frozen_ns; /* longest single freeze */
+	int attempts; /* freezes needed to find a safe thread */
+	pid_t hijacked; /* the thread that ran the calls */
+	int payload_fd_in_target; /* memfd of the image, closed by ma_start */
+};
+
+/* What `memattach detach` and `info` see of a loaded payload */
+struct ma_payload_info {
+	int loaded;
+	int same_build; /* built by this memattach: its symbols are known */
+	uint64_t base;
+	struct ma_ctl ctl; /* valid when same_build */
+};
+
+int ma_inject_start(struct ma_target *t, const struct ma_inject_opts *o,
+		    struct ma_session *s);
+/* Unmap the ring (the payload stops by itself once told, or orphaned) */
+void ma_session_close(struct ma_session *s);
+
+int ma_payload_probe(struct ma_target *t, struct ma_payload_info *pi);
+/* Remote call of ma_stop() in a loaded payload (memattach detach) */
+int ma_inject_stop(struct ma_target *t, struct ma_payload_info *pi);
+
+/* The payload image embedded in this binary */
+const uint8_t *ma_payload_image(size_t *len);
+
+#endif
