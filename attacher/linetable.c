@@ -9,6 +9,13 @@
  */
 #include "linetable.h"
 
+/* Line arithmetic on untrusted tables: wrap instead of overflowing (signed
+ * overflow is undefined); a garbage table gives a garbage line, not UB. */
+static inline int add_wrap(int a, int b)
+{
+	return (int)((unsigned int)a + (unsigned int)b);
+}
+
 #include "../common/ma_offsets.h"
 
 /*
@@ -27,7 +34,7 @@ static int lnotab_addr2line(const uint8_t *t, size_t len, int firstlineno,
 		a += t[i];
 		if (a > addr)
 			break;
-		line += (int8_t)t[i + 1];
+		line = add_wrap(line, (int8_t)t[i + 1]);
 	}
 	return line;
 }
@@ -49,7 +56,7 @@ static int linetable310_addr2line(const uint8_t *t, size_t len, int firstlineno,
 		int this_line = -1;
 
 		if (ld != -128) {
-			line += ld;
+			line = add_wrap(line, ld);
 			this_line = line;
 		}
 		if (addr < end)
@@ -132,10 +139,10 @@ static int loctable_addr2line(const uint8_t *t, size_t len, int firstlineno,
 		if (code == LOC_NONE) {
 			this_line = -1;
 		} else if (code == LOC_LONG || code == LOC_NO_COLUMNS) {
-			line += read_svarint(t, len, &pos);
+			line = add_wrap(line, read_svarint(t, len, &pos));
 			this_line = line;
 		} else if (code >= LOC_ONE_LINE0 && code <= LOC_ONE_LINE2) {
-			line += code - LOC_ONE_LINE0;
+			line = add_wrap(line, code - LOC_ONE_LINE0);
 			this_line = line;
 		} else {
 			this_line = line;

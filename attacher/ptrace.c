@@ -249,8 +249,9 @@ int ma_freeze(pid_t pid, int timeout_ms, struct ma_freeze **out)
 			if (ptrace(PTRACE_SEIZE, tids[i], NULL, NULL) < 0) {
 				int e = errno;
 				char hint[512];
+				pid_t bad = tids[i];
 
-				if (e == ESRCH && tids[i] != pid)
+				if (e == ESRCH && bad != pid)
 					continue; /* thread just exited */
 				free(tids);
 				if (e == EPERM)
@@ -261,7 +262,7 @@ int ma_freeze(pid_t pid, int timeout_ms, struct ma_freeze **out)
 				err = ma_err(-e,
 					     "attach: ptrace(PTRACE_SEIZE, %d): "
 					     "%s%s",
-					     (int)tids[i], strerror(e), hint);
+					     (int)bad, strerror(e), hint);
 				ma_err_set_exit(e == EPERM  ? MA_EXIT_PERM :
 						e == ESRCH ? MA_EXIT_NOPROC :
 							     MA_EXIT_ERROR);
