@@ -24,6 +24,10 @@ struct ma_native_stack {
 	int error; /* negative errno when unwinding stopped early */
 };
 
+/* Load every module's unwind and symbol tables now, while the process still
+ * runs, so that unwinding it while frozen only reads its stacks */
+void ma_native_preload(Dwfl *dwfl);
+
 /* Prepare dwfl (from ma_target) for unwinding the stopped process pid */
 int ma_native_attach(Dwfl *dwfl, pid_t pid);
 int ma_native_unwind(Dwfl *dwfl, pid_t tid, int max_frames,

@@ -58,6 +58,8 @@ int ma_tsnap_take(struct ma_target *t, struct ma_pyreader *r, int native,
 	int err;
 
 	memset(out, 0, sizeof(*out));
+	if (native)
+		ma_native_preload(t->dwfl);
 	err = ma_freeze(t->pid, 1000, &fz);
 	if (err)
 		return err;
