@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Accounting of a stream of events (struct ma_event, from the ring through
+ * ma_event_from_rec() or from a capture file): what is live, what was
+ * allocated, the peak, and where (by stack, line, function, file).  One
+ * implementation behind the live progress line, the summary printed after
+ * `memattach attach`, and every report, so they always agree.
+ *
+ * Definitions of the figures:
+ *   - live: blocks allocated and not freed when the stream ends (or now);
+ *   - total: everything allocated, including the new block of a realloc
+ *     (a realloc is a FREE of the old block and an ALLOC of kind REALLOC);
+ *   - peak: the blocks live at the moment the tracked live bytes were
+ *     highest (the first such moment), exact, in one pass: per-node live
+ *     counters are snapshotted lazily (see account.c), so neither the events
+ *     nor a second pass over the file are needed.
+ * Frees of pointers never seen allocated (memory from before the attach)
+ * are counted in unknown_frees and otherwise ignored.  mmap regions are
+ * tracked as ranges: munmap of part of a region keeps the rest live, and a
+ * new mapping over an old one replaces the overlap.
+ *
+ * Times: ring records carry no timestamp; the attacher's SAMPLE events do,
+ * so a moment is known as an event index and bracketed by the samples
+ * around it.
+ */
+#ifndef MA_ACCOUNT_H
+#define MA_ACCOUNT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "capture.h"
+
+struct ma_account;
+
+struct ma_account_totals {
+	uint64_t events; /* events fed (same numbering as the capture's) */
+	uint64_t allocs; /* ALLOC events, reallocs and mmaps included */
+	uint64_t alloc_bytes;
+	uint64_t frees; /* FREE events, munmaps and unknown ones included */
+	uint64_t freed_bytes; /* bytes of tracked memory freed */
+	uint64_t reallocs;    /* ALLOC of kind REALLOC */
+	uint64_t mmaps, munmaps;
+	uint64_t unknown_frees; /* FREE of memory not tracked (pre-attach) */
+	uint64_t replaced; /* ALLOC of a pointer already live: a FREE was lost;
+			      the old block is dropped */
+	uint64_t forks;
+
+	uint64_t live_bytes, live_count;
+	uint64_t peak_bytes, peak_count; /* highest live bytes, blocks then */
+	uint64_t peak_index; /* event index where the peak was first reached */
+	/* samples around the peak: peak_after_ns <= moment <= peak_before_ns;
+	 * peak_before_ns is 0 when no sample followed it */
+	uint64_t peak_after_ns, peak_before_ns;
+
+	uint64_t samples;   /* SAMPLE events */
+	uint64_t last_t_ns; /* time of the last sample */
+	uint64_t last_rss, peak_rss;
+
+	/* from the payload's STATS event (0 when none was seen) */
+	uint64_t lost_records, lost_bytes, stack_truncated, node_table_full;
+
+	uint32_t threads, codes, nodes; /* definitions seen */
+	uint64_t bad_refs; /* events naming ids beyond the limits (counted
+			      under node 0) */
+};
+
+/* A figure: bytes and number of blocks */
+struct ma_account_fig {
+	uint64_t bytes, count;
+};
+
+/* One frame of a stack */
+struct ma_frame {
+	const char *function; /* "<unknown>" when the code is not defined */
+	const char *file;
+	int line; /* -1 when unknown */
+	int firstlineno;
+	uint32_t code; /* code id, 0 = undefined */
+	uint32_t node;
+};
+
+enum ma_account_view {
+	MA_VIEW_STACK,	  /* one row per node (full stack) */
+	MA_VIEW_LINE,	  /* innermost (file, function, line) */
+	MA_VIEW_FUNCTION, /* innermost (file, function, firstlineno) */
+	MA_VIEW_FILE,	  /* innermost file */
+};
+
+enum ma_account_sort {
+	MA_SORT_LIVE_BYTES,
+	MA_SORT_TOTAL_BYTES,
+	MA_SORT_PEAK_BYTES,
+	MA_SORT_LIVE_COUNT,
+	MA_SORT_TOTAL_COUNT,
+	MA_SORT_PEAK_COUNT,
+};
+
+struct ma_account_row {
+	/* MA_VIEW_STACK: the node; other views: the group's node with the
+	 * largest sort figure, to show a representative stack */
+	uint32_t node;
+	const char *function; /* NULL in MA_VIEW_FILE */
+	const char *file;
+	/* LINE, STACK: the innermost line (-1 unknown); FUNCTION:
+	 * firstlineno; FILE: 0 */
+	int line;
+	struct ma_account_fig live, total, peak;
+};
+
+int ma_account_new(struct ma_account **out);
+void ma_account_free(struct ma_account *acc);
+
+/*
+ * Feed one event.  Never fails on odd data (unknown frees, undefined
+ * nodes, ids out of range are counted); -ENOMEM only.  Strings of CODE
+ * events are copied.
+ */
+int ma_account_feed(struct ma_account *acc, const struct ma_event *ev);
+
+/* Convenience: a raw ring record (PAD ignored); -EINVAL for a bad record */
+int ma_account_feed_rec(struct ma_account *acc, const struct ma_rec *rec);
+
+/* Running totals; valid until the next feed */
+const struct ma_account_totals *ma_account_totals(const struct ma_account *acc);
+
+/*
+ * The stack of a node, innermost frame first: fills up to max frames and
+ * returns the depth (which may exceed max).  Node 0 has depth 0.  Strings
+ * are owned by the accounting.
+ */
+int ma_account_node_frames(const struct ma_account *acc, uint32_t node,
+			   struct ma_frame *frames, int max);
+
+/* Figures of one node (zero for an unknown node) */
+void ma_account_node_figs(const struct ma_account *acc, uint32_t node,
+			  struct ma_account_fig *live,
+			  struct ma_account_fig *total,
+			  struct ma_account_fig *peak);
+
+/*
+ * Aggregate by view, rows sorted by `sort` (descending, ties broken by
+ * total bytes then name) and only those with a non-zero figure in live,
+ * total or peak.  *rows is malloc'ed: free() it.  Row strings are owned by
+ * the accounting.
+ */
+int ma_account_view(const struct ma_account *acc, enum ma_account_view view,
+		    enum ma_account_sort sort, struct ma_account_row **rows,
+		    size_t *nrows);
+
+/* Thread index -> kernel tid and name; -ENOENT when never defined */
+int ma_account_thread(const struct ma_account *acc, uint32_t index,
+		      int32_t *tid, const char **name);
+
+/* The samples seen (time, rss, live), in order */
+struct ma_account_sample {
+	uint64_t t_ns, rss, live, index;
+};
+const struct ma_account_sample *ma_account_samples(const struct ma_account *acc,
+						   size_t *n);
+
+/*
+ * What the user sees when `memattach attach` ends: totals, the peak, the
+ * top `top` Python lines by bytes still live and by bytes allocated, and the
+ * counters (events, lost records, unknown frees).  Plain text, fitted to
+ * the terminal width when f is a terminal (else $COLUMNS, else 100).
+ */
+void ma_account_print_summary(const struct ma_account *acc, FILE *f, int top);
+
+/* Same, at an explicit width (tests, reports) */
+void ma_account_print_summary_width(const struct ma_account *acc, FILE *f,
+				    int top, int width);
+
+/* "1.2 GiB", "310 MiB", "512 B" */
+void ma_fmt_bytes(uint64_t n, char *buf, size_t len);
+/* "12.4 M", "2.1 k", "812" */
+void ma_fmt_count(uint64_t n, char *buf, size_t len);
+
+#endif
