@@ -55,8 +55,8 @@ struct k_rt_sigframe {
 _Static_assert(sizeof(struct k_sigcontext) == 256, "sigcontext layout");
 _Static_assert(sizeof(struct k_rt_sigframe) == 440, "rt_sigframe layout");
 
-#define UC_FP_XSTATE 0x1
-#define UC_SIGCONTEXT_SS 0x2
+#define UC_FP_XSTATE	     0x1
+#define UC_SIGCONTEXT_SS     0x2
 #define UC_STRICT_RESTORE_SS 0x4
 #ifndef FP_XSTATE_MAGIC1
 #define FP_XSTATE_MAGIC1 0x46505853u
@@ -68,9 +68,9 @@ _Static_assert(sizeof(struct k_rt_sigframe) == 440, "rt_sigframe layout");
 
 /* Restart codes the kernel leaves in rax of a thread stopped inside a
  * system call (include/linux/errno.h, not exported to user space) */
-#define ERESTARTSYS 512
-#define ERESTARTNOINTR 513
-#define ERESTARTNOHAND 514
+#define ERESTARTSYS	      512
+#define ERESTARTNOINTR	      513
+#define ERESTARTNOHAND	      514
 #define ERESTART_RESTARTBLOCK 516
 
 struct fx_sw_bytes {
@@ -283,9 +283,9 @@ static int build_frame(struct call_state *cs, const struct ma_rcall_env *env,
 	err = write_mem(cs->tid, frame, img, total);
 	free(img);
 	if (err)
-		return ma_err(err, "thread %d: writing the call frame at %#lx: %s",
-			      (int)cs->tid, (unsigned long)frame,
-			      strerror(-err));
+		return ma_err(
+			err, "thread %d: writing the call frame at %#lx: %s",
+			(int)cs->tid, (unsigned long)frame, strerror(-err));
 	*frame_out = frame;
 	*data_out = data_addr;
 	return 0;
@@ -321,7 +321,8 @@ static int wait_tid(pid_t tid, int *status, uint64_t deadline)
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		uint64_t left = deadline - now;
-		struct timespec ts = { 0, left > 1000000 ? 1000000 : (long)left };
+		struct timespec ts = { 0,
+				       left > 1000000 ? 1000000 : (long)left };
 
 		sigtimedwait(&chld, NULL, &ts);
 	}
@@ -415,11 +416,12 @@ int ma_rcall(struct ma_freeze *fz, pid_t tid, const struct ma_rcall_env *env,
 			err = wait_tid(tid, &status, deadline);
 		}
 		if (err) {
-			err = ma_err(err,
-				     "thread %d: the remote call did not finish "
-				     "in time (%s); it will restore the thread "
-				     "by itself when it does",
-				     (int)tid, strerror(-err));
+			err = ma_err(
+				err,
+				"thread %d: the remote call did not finish "
+				"in time (%s); it will restore the thread "
+				"by itself when it does",
+				(int)tid, strerror(-err));
 			goto out;
 		}
 		if (WIFEXITED(status) || WIFSIGNALED(status)) {
@@ -441,15 +443,18 @@ int ma_rcall(struct ma_freeze *fz, pid_t tid, const struct ma_rcall_env *env,
 				continue;
 			if (si.op == PTRACE_SYSCALL_INFO_ENTRY) {
 				last_entry_nr = (long)si.entry.nr;
+				/* Ours, not the return of a signal handler that
+				 * ran during the call (same trampoline): the
+				 * stack pointer is just above our frame */
 				if (si.entry.nr == SYS_rt_sigreturn &&
 				    si.instruction_pointer ==
-					    env->restore_rt + 9)
+					    env->restore_rt + 9 &&
+				    si.stack_pointer == frame + 8)
 					phase_done = 1;
 			} else if (si.op == PTRACE_SYSCALL_INFO_EXIT) {
 				if (phase_done)
 					break; /* rt_sigreturn has run */
-				if (c->want_syscall &&
-				    last_entry_nr == c->want_syscall)
+				if (c->want && last_entry_nr == c->want_syscall)
 					res->syscall_ret = si.exit.rval;
 			}
 			continue;
@@ -467,10 +472,11 @@ int ma_rcall(struct ma_freeze *fz, pid_t tid, const struct ma_rcall_env *env,
 		    (r.rip == env->restore_rt || r.rip == env->restore_rt + 9 ||
 		     r.rip == c->fn)) {
 			restore_now(&cs);
-			err = ma_err(-EFAULT,
-				     "thread %d: the remote call faulted (signal "
-				     "%d at %#llx); thread restored",
-				     (int)tid, stopsig, r.rip);
+			err = ma_err(
+				-EFAULT,
+				"thread %d: the remote call faulted (signal "
+				"%d at %#llx); thread restored",
+				(int)tid, stopsig, r.rip);
 			goto out;
 		}
 		/* Any other signal is delivered now, as it would be during any

@@ -29,9 +29,11 @@ struct ma_rcall {
 	 * replaces any argument equal to MA_RCALL_DATA (+ offset below 4096) */
 	const void *data;
 	size_t data_len;
-	/* If nonzero: report the return value of the last system call with
-	 * this number made during the call (e.g. memfd_create through libc's
-	 * syscall()), since rax itself is restored by the sigreturn */
+	/* If want is set: report the return value of the last system call
+	 * numbered want_syscall made during the call (e.g. memfd_create
+	 * through libc's syscall()), since rax itself is restored by the
+	 * sigreturn.  A flag, because read is system call 0. */
+	int want;
 	long want_syscall;
 	int timeout_ms; /* with the other threads stopped; then they are
 			   resumed (a lock holder among them) and as long again */

@@ -35,10 +35,9 @@ static void on_usr1(int s)
 /* Keeps a known pattern in ymm8 and counts the times it changed */
 static void *avx_thread(void *arg)
 {
-	static const uint64_t pat[4] __attribute__((aligned(32))) = {
-		0x0123456789abcdefull, 0xfedcba9876543210ull,
-		0x1111222233334444ull, 0x5555666677778888ull
-	};
+	static const uint64_t pat[4] __attribute__((aligned(
+		32))) = { 0x0123456789abcdefull, 0xfedcba9876543210ull,
+			  0x1111222233334444ull, 0x5555666677778888ull };
 	long bad = 0;
 
 	avx_tid = (int)syscall(SYS_gettid);
@@ -64,6 +63,7 @@ static void *avx_thread(void *arg)
 struct child {
 	pid_t pid;
 	int to, from;
+	int child_in; /* the child's read end of `to` (same number there) */
 };
 
 /* The child echoes each line it reads back with its SIGUSR1 count, and
@@ -98,10 +98,11 @@ static struct child spawn(int with_avx)
 				_exit(1);
 			}
 			buf[n] = '\0';
-			dprintf(b[1], "got %s usr1=%d avx=%ld\n", buf, (int)usr1,
-				avx_mismatch);
+			dprintf(b[1], "got %s usr1=%d avx=%ld\n", buf,
+				(int)usr1, avx_mismatch);
 		}
 	}
+	c.child_in = a[0];
 	close(a[0]);
 	close(b[1]);
 	c.to = a[1];
@@ -170,6 +171,7 @@ Test(rcall, blocked_read_survives_calls_and_gets_its_data)
 		.args = { SYS_memfd_create, MA_RCALL_DATA, 0 },
 		.data = name,
 		.data_len = sizeof(name),
+		.want = 1,
 		.want_syscall = SYS_memfd_create,
 		.timeout_ms = 1000,
 	};
@@ -251,14 +253,28 @@ Test(rcall, signals_during_the_call_are_delivered)
 			usleep(40000);
 			kill(c.pid, SIGUSR1);
 		}
+		usleep(200000);
+		write(c.to, "Q", 1);
 		_exit(0);
 	}
-	struct ma_rcall call = { .fn = (uint64_t)(uintptr_t)&usleep,
-				 .args = { 400000 },
+	/* The hijacked thread itself read()s one byte from its pipe: the
+	 * five handlers run inside that read (SA_RESTART restarts it), and
+	 * return through the same trampoline as our call does: only the
+	 * read's own result, 1, may end the call. */
+	struct ma_rcall call = { .fn = (uint64_t)(uintptr_t)&read,
+				 .args = { (uint64_t)c.child_in, MA_RCALL_DATA,
+					   1 },
+				 .data = "........",
+				 .data_len = 8,
+				 .want = 1,
+				 .want_syscall = SYS_read,
 				 .timeout_ms = 3000 };
 
 	cr_assert_eq(ma_rcall(fz, c.pid, &env, &call, &res), 0, "%s",
 		     ma_errmsg());
+	cr_expect_eq(res.syscall_ret, 1, "read returned %ld", res.syscall_ret);
+	cr_expect_geq(res.ns, 400000000ull, "call ended after %llu ns",
+		      (unsigned long long)res.ns);
 	ma_thaw(fz, NULL);
 	waitpid(sender, NULL, 0);
 	usleep(50000);
