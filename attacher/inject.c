@@ -74,7 +74,8 @@ static int image_symbols(void)
 			 ma_elf_build_id(e));
 		ma_elf_close(e);
 		if (err)
-			ma_err(err, "payload image lacks ma_start/ma_stop/ma_ctl");
+			ma_err(err,
+			       "payload image lacks ma_start/ma_stop/ma_ctl");
 	}
 	close(fd);
 	return img.err = err;
@@ -136,7 +137,8 @@ static void loaded_build_id(struct ma_mem *m, uint64_t base, char *out,
 		memcpy(&descsz, page + i + 4, 4);
 		memcpy(&type, page + i + 8, 4);
 		if (namesz != 4 || type != 3 /* NT_GNU_BUILD_ID */ ||
-		    descsz < 8 || descsz > 32 || memcmp(page + i + 12, "GNU", 4) ||
+		    descsz < 8 || descsz > 32 ||
+		    memcmp(page + i + 12, "GNU", 4) ||
 		    i + 16 + descsz > sizeof(page))
 			continue;
 		for (uint32_t k = 0; k < descsz && 2 * k + 2 < len; k++)
@@ -172,23 +174,49 @@ int ma_payload_probe(struct ma_target *t, struct ma_payload_info *pi)
 static int unsafe_frame(const struct ma_native_frame *f)
 {
 	static const char *const exact[] = {
-		"malloc",	 "free",	  "calloc",	"realloc",
-		"cfree",	 "valloc",	  "pvalloc",	"memalign",
-		"posix_memalign", "aligned_alloc", "reallocarray", "sysmalloc",
-		"dlopen",	 "dlclose",	  "dlsym",	"dl_iterate_phdr",
-		"PyMem_SetAllocator", "PyMem_GetAllocator", "fork", "_Fork",
+		"malloc",
+		"free",
+		"calloc",
+		"realloc",
+		"cfree",
+		"valloc",
+		"pvalloc",
+		"memalign",
+		"posix_memalign",
+		"aligned_alloc",
+		"reallocarray",
+		"sysmalloc",
+		"dlopen",
+		"dlclose",
+		"dlsym",
+		"dl_iterate_phdr",
+		"PyMem_SetAllocator",
+		"PyMem_GetAllocator",
+		"fork",
+		"_Fork",
 	};
 	static const char *const prefix[] = {
-		"_int_",   "__libc_malloc", "__libc_free", "__libc_calloc",
-		"__libc_realloc", "__libc_memalign", "__libc_dl", "malloc_",
-		"tcache",  "arena_",	    "_dl_",	   "__GI___libc_malloc",
-		"__GI___libc_free", "__dlopen", "__libc_fork",
+		"_int_",
+		"__libc_malloc",
+		"__libc_free",
+		"__libc_calloc",
+		"__libc_realloc",
+		"__libc_memalign",
+		"__libc_dl",
+		"malloc_",
+		"tcache",
+		"arena_",
+		"_dl_",
+		"__GI___libc_malloc",
+		"__GI___libc_free",
+		"__dlopen",
+		"__libc_fork",
 	};
 	char name[256];
 
-	if (f->module && (strstr(f->module, "ld-linux") ||
-			  strstr(f->module, "ld.so") ||
-			  strstr(f->module, "memattach")))
+	if (f->module &&
+	    (strstr(f->module, "ld-linux") || strstr(f->module, "ld.so") ||
+	     strstr(f->module, "memattach")))
 		return 1;
 	if (!f->symbol)
 		return 0;
@@ -204,8 +232,8 @@ static int unsafe_frame(const struct ma_native_frame *f)
 }
 
 /* A thread of the frozen process whose stack shows none of the above */
-static pid_t pick_thread(struct ma_target *t, struct ma_freeze *fz,
-			 char *why, size_t whylen)
+static pid_t pick_thread(struct ma_target *t, struct ma_freeze *fz, char *why,
+			 size_t whylen)
 {
 	const pid_t *tids;
 	size_t n = ma_freeze_threads(fz, &tids);
@@ -231,8 +259,8 @@ static pid_t pick_thread(struct ma_target *t, struct ma_freeze *fz,
 			}
 		if (bad >= 0)
 			snprintf(why, whylen, "thread %d is in %s", (int)tid,
-				 st.v[bad].symbol ? st.v[bad].symbol :
-						    st.v[bad].module);
+				 st.v[bad].symbol ? st.v[bad].symbol
+						  : st.v[bad].module);
 		ma_native_stack_free(&st);
 		if (bad < 0 && st.error == 0)
 			return tid;
@@ -262,8 +290,9 @@ static int write_payload(pid_t pid, long fd)
 	snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)pid, fd);
 	wfd = open(path, O_WRONLY | O_CLOEXEC);
 	if (wfd < 0)
-		return ma_err(-errno, "inject: opening the payload memfd %s: %s",
-			      path, strerror(errno));
+		return ma_err(-errno,
+			      "inject: opening the payload memfd %s: %s", path,
+			      strerror(errno));
 	size_t off = 0;
 
 	while (off < len) {
@@ -301,8 +330,7 @@ static int map_ring(struct ma_session *s, uint64_t ring_size)
 			      strerror(errno));
 	s->ring = p;
 	s->data = (uint8_t *)p + MA_RING_HDR_SIZE;
-	if (s->ring->magic != MA_RING_MAGIC ||
-	    s->ring->data_size != ring_size)
+	if (s->ring->magic != MA_RING_MAGIC || s->ring->data_size != ring_size)
 		return ma_err(-EPROTO, "attach: the ring has a bad header");
 	return 0;
 }
@@ -359,9 +387,10 @@ int ma_inject_start(struct ma_target *t, const struct ma_inject_opts *o,
 			dlopen_mode |= (int)0x80000000; /* __RTLD_DLOPEN */
 		}
 		if (lib_symbol(t, "libc.so", "syscall", &syscall_fn))
-			return ma_err(-ENOENT,
-				      "attach: no syscall() in process %d's libc",
-				      (int)t->pid);
+			return ma_err(
+				-ENOENT,
+				"attach: no syscall() in process %d's libc",
+				(int)t->pid);
 	}
 
 	/* Stop everything and find a thread at a safe point */
@@ -376,8 +405,8 @@ int ma_inject_start(struct ma_target *t, const struct ma_inject_opts *o,
 
 		ma_thaw(fz, &fns);
 		fz = NULL;
-		if (tid < 0 || s->attempts >= (o->max_attempts ?
-						       o->max_attempts : 200))
+		if (tid < 0 ||
+		    s->attempts >= (o->max_attempts ? o->max_attempts : 200))
 			return ma_err(-EAGAIN,
 				      "attach: no thread of process %d reached "
 				      "a safe point after %d tries (%s)",
@@ -399,6 +428,7 @@ int ma_inject_start(struct ma_target *t, const struct ma_inject_opts *o,
 				  MFD_CLOEXEC },
 			.data = name,
 			.data_len = sizeof(name),
+			.want = 1,
 			.want_syscall = SYS_memfd_create,
 			.timeout_ms = 500,
 		};
@@ -407,7 +437,8 @@ int ma_inject_start(struct ma_target *t, const struct ma_inject_opts *o,
 		if (!err && r.syscall_ret < 0)
 			err = ma_err((int)r.syscall_ret,
 				     "inject: memfd_create in process %d: %s",
-				     (int)t->pid, strerror((int)-r.syscall_ret));
+				     (int)t->pid,
+				     strerror((int)-r.syscall_ret));
 		if (err)
 			goto fail;
 		long pfd = r.syscall_ret;
@@ -482,11 +513,12 @@ int ma_inject_start(struct ma_target *t, const struct ma_inject_opts *o,
 	s->frozen_ns = tf;
 	if (ctl.magic != MA_CONFIG_MAGIC || ctl.status) {
 		ctl.message[sizeof(ctl.message) - 1] = '\0';
-		return ma_err(ctl.status ? ctl.status : -EPROTO,
-			      "attach: the payload did not start in process %d: "
-			      "%s",
-			      (int)t->pid,
-			      ctl.message[0] ? ctl.message : "no status");
+		return ma_err(
+			ctl.status ? ctl.status : -EPROTO,
+			"attach: the payload did not start in process %d: "
+			"%s",
+			(int)t->pid,
+			ctl.message[0] ? ctl.message : "no status");
 	}
 	s->target_ring_fd = ctl.ring_fd;
 	err = map_ring(s, o->ring_size);
