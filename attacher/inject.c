@@ -335,8 +335,8 @@ static int map_ring(struct ma_session *s, uint64_t ring_size)
 	return 0;
 }
 
-int ma_inject_start(struct ma_target *t, const struct ma_inject_opts *o,
-		    struct ma_session *s)
+static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
+		       struct ma_session *s)
 {
 	struct ma_rcall_env env;
 	struct ma_payload_info pi;
@@ -363,7 +363,19 @@ int ma_inject_start(struct ma_target *t, const struct ma_inject_opts *o,
 			      "another memattach build: detach it with that "
 			      "memattach ('memattach detach %d')",
 			      (int)t->pid, (int)t->pid);
-	if (pi.loaded && pi.ctl.state == MA_STATE_TRACKING)
+	/* A session still running, or being stopped: after a memattach was
+	 * killed, its payload notices within a second and stops by itself */
+	for (int i = 0; i < 25 && pi.loaded &&
+			(pi.ctl.state == MA_STATE_TRACKING ||
+			 pi.ctl.state == MA_STATE_STARTING ||
+			 pi.ctl.state == MA_STATE_STOPPING);
+	     i++) {
+		usleep(100000);
+		ma_payload_probe(t, &pi);
+	}
+	if (pi.loaded && (pi.ctl.state == MA_STATE_TRACKING ||
+			  pi.ctl.state == MA_STATE_STARTING ||
+			  pi.ctl.state == MA_STATE_STOPPING))
 		return ma_err(-EBUSY,
 			      "attach: process %d is already being tracked by "
 			      "another memattach (or one that was killed less "
@@ -530,6 +542,22 @@ fail:
 	if (fz)
 		ma_thaw(fz, NULL);
 	return err;
+}
+
+int ma_inject_start(struct ma_target *t, const struct ma_inject_opts *o,
+		    struct ma_session *s)
+{
+	int err;
+
+	/* The payload's watchdog may have been frozen in the middle of
+	 * finishing the previous session (it holds the session lock for a
+	 * moment): ma_start then says -EBUSY.  Let it run and try again. */
+	for (int i = 0;; i++) {
+		err = inject_once(t, o, s);
+		if (err != -EBUSY || i == 50)
+			return err;
+		usleep(20000);
+	}
 }
 
 void ma_session_close(struct ma_session *s)

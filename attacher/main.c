@@ -73,7 +73,15 @@ static void usage(FILE *f)
 		"                build, where the struct offsets come from, "
 		"threads, RSS\n"
 		"  stacks PID    every thread's Python stack (--native, --json)\n"
-		"  PID           the same as 'stacks PID'\n"
+		"  attach PID    track every allocation with its Python stack "
+		"until Ctrl-C\n"
+		"                or --duration; write a capture file and a "
+		"summary\n"
+		"  detach PID    clean up after a memattach that was killed\n"
+		"  report FILE   what a capture says: top locations by live, "
+		"total or peak\n"
+		"                bytes (--format text|json)\n"
+		"  PID           the stacks of every thread, then 'attach PID'\n"
 		"\n"
 		"Developer commands:\n"
 		"  offsets       struct offsets of a binary or process\n"
@@ -96,6 +104,9 @@ static const struct {
 } commands[] = {
 	{ "info", ma_cmd_info },
 	{ "stacks", ma_cmd_stacks },
+	{ "attach", ma_cmd_attach },
+	{ "detach", ma_cmd_detach },
+	{ "report", ma_cmd_report },
 	{ "offsets", ma_cmd_offsets },
 };
 
@@ -129,15 +140,11 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[i], commands[k].name))
 			return commands[k].fn(argc - i, argv + i);
 
-	/* `memattach PID`: the stacks now (tracking comes with attach) */
+	/* `memattach [attach options] PID`: the user's story — every
+	 * thread's stack now, then tracking until Ctrl-C */
 	if (argv[i][0] >= '0' && argv[i][0] <= '9') {
-		char *args[] = { "stacks", argv[i], NULL };
-
-		if (i + 1 != argc) {
-			usage(stderr);
-			return MA_EXIT_USAGE;
-		}
-		return ma_cmd_stacks(2, args);
+		argv[i - 1] = "attach";
+		return ma_cmd_attach_opts(argc - i + 1, argv + i - 1, 1);
 	}
 	fprintf(stderr,
 		"memattach: unknown command '%s' (see 'memattach --help')\n",

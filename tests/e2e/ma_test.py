@@ -160,6 +160,22 @@ class Target:
             buf += ch
         return buf.decode(errors="replace").rstrip("\n")
 
+    def drain(self):
+        """Every complete line printed so far and not read yet."""
+        fd = self.proc.stdout.fileno()
+        buf = b""
+        while True:
+            r, _, _ = select.select([fd], [], [], 0)
+            if not r:
+                break
+            ch = os.read(fd, 65536)
+            if not ch:
+                break
+            buf += ch
+        while buf and not buf.endswith(b"\n"):
+            buf += os.read(fd, 1)
+        return buf.decode(errors="replace").splitlines()
+
     def alive(self):
         return self.proc.poll() is None
 
@@ -222,4 +238,68 @@ def thread_by_tid(doc, tid):
     for t in doc["threads"]:
         if t["tid"] == tid:
             return t
+    return None
+
+
+class Attach:
+    """A `memattach attach` running in the background against a target."""
+
+    def __init__(self, pid, *args, output=None):
+        self.output = output
+        cmd = [MEMATTACH, "attach", "--quiet"] + [str(a) for a in args]
+        if output:
+            cmd += ["-o", output]
+        cmd.append(str(pid))
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.stdout = self.stderr = ""
+
+    def wait_attached(self, timeout=20):
+        """Wait for the 'attached to' line on stderr; False if it exited."""
+        end = time.time() + timeout
+        fd = self.proc.stderr.fileno()
+        buf = ""
+        while time.time() < end:
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r:
+                ch = os.read(fd, 4096).decode(errors="replace")
+                if not ch:
+                    break
+                buf += ch
+                if "attached to" in buf:
+                    self.stderr += buf
+                    return True
+            if self.proc.poll() is not None and not r:
+                break
+        self.stderr += buf
+        return False
+
+    def stop(self, sig=signal.SIGINT, timeout=60):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.wait(timeout)
+
+    def wait(self, timeout=60):
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        self.stdout += out or ""
+        self.stderr += err or ""
+        return self.proc.returncode
+
+
+def report_json(capture, *args):
+    rc, out, err = memattach("report", "--format", "json", *args, capture)
+    if rc != 0:
+        raise RuntimeError("memattach report %s: exit %d: %s" %
+                           (capture, rc, err))
+    return json.loads(out)
+
+
+def row_at(doc, file, line):
+    for r in doc["rows"]:
+        if r["file"] == file and r["line"] == line:
+            return r
     return None

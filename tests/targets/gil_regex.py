@@ -1,10 +1,17 @@
 """Target: the main thread holds the GIL inside a C call that never returns
 soon (catastrophic regex backtracking), as a hung notebook does; a second
 thread waits for the GIL.  Prints 'READY <main tid> <waiter tid>'."""
+import ctypes
+import os
 import re
 import sys
 import threading
 import time
+
+# Optionally a pure C thread that allocates without the GIL (the tests that
+# check allocations are recorded while the GIL is held set this)
+if os.environ.get("MA_NATIVE_ALLOC_LIB"):
+    ctypes.CDLL(os.environ["MA_NATIVE_ALLOC_LIB"]).ma_native_alloc_start()
 
 
 def waiter():

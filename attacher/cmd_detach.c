@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * memattach detach PID: clean up what a killed memattach left behind.  The
+ * payload removes its hooks by itself within a second of losing its
+ * consumer (state ORPHANED); this command says what it finds and, if hooks
+ * are somehow still installed, stops the payload with a remote call.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "discover.h"
+#include "errors.h"
+#include "inject.h"
+#include "ptrace.h"
+
+static const char *state_name(uint32_t s)
+{
+	switch (s) {
+	case MA_STATE_STARTING:
+		return "starting";
+	case MA_STATE_TRACKING:
+		return "tracking";
+	case MA_STATE_STOPPING:
+		return "stopping";
+	case MA_STATE_STOPPED:
+		return "stopped (hooks removed)";
+	case MA_STATE_ORPHANED:
+		return "orphaned: its memattach went away, hooks removed";
+	case MA_STATE_FAILED:
+		return "failed and disabled itself, hooks removed";
+	default:
+		return "never started";
+	}
+}
+
+int ma_cmd_detach(int argc, char **argv)
+{
+	struct ma_target_opts topts = { 0 };
+	struct ma_payload_info pi;
+	struct ma_target *t;
+	pid_t pid;
+	int err;
+
+	if (argc != 2 || argv[1][0] == '-') {
+		fprintf(argc == 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
+			"usage: memattach detach PID\n"
+			"  Stop a memattach payload left tracking in PID (by a "
+			"killed memattach)\n  and say what was found.\n");
+		return argc == 2 && !strcmp(argv[1], "--help") ? MA_EXIT_OK :
+								  MA_EXIT_USAGE;
+	}
+	if (ma_parse_pid(argv[1], &pid)) {
+		ma_err_set_exit(MA_EXIT_USAGE);
+		return ma_cli_fail("detach");
+	}
+	if (ma_target_open(pid, &topts, &t))
+		return ma_cli_fail("detach");
+	err = ma_payload_probe(t, &pi);
+	if (err) {
+		ma_target_close(t);
+		return ma_cli_fail("detach");
+	}
+	if (!pi.loaded) {
+		printf("detach: process %d: no memattach payload loaded, "
+		       "nothing to do\n",
+		       (int)pid);
+		ma_target_close(t);
+		return MA_EXIT_OK;
+	}
+	if (!pi.same_build) {
+		ma_err(-EPROTO,
+		       "process %d holds a payload of another memattach build: "
+		       "run that memattach's detach",
+		       (int)pid);
+		ma_target_close(t);
+		return ma_cli_fail("detach");
+	}
+	printf("detach: process %d: payload loaded at %#lx, %u session(s), "
+	       "last one %s\n",
+	       (int)pid, (unsigned long)pi.base, pi.ctl.generation,
+	       state_name(pi.ctl.state));
+	if (pi.ctl.state == MA_STATE_TRACKING ||
+	    pi.ctl.state == MA_STATE_STARTING ||
+	    pi.ctl.state == MA_STATE_STOPPING) {
+		/* Give a payload whose consumer just died the second it
+		 * needs to notice, before stopping it by hand */
+		for (int i = 0; i < 15 && pi.ctl.state == MA_STATE_TRACKING;
+		     i++) {
+			usleep(100000);
+			ma_payload_probe(t, &pi);
+		}
+		if (pi.ctl.state == MA_STATE_TRACKING ||
+		    pi.ctl.state == MA_STATE_STARTING) {
+			err = ma_inject_stop(t, &pi);
+			if (err) {
+				ma_target_close(t);
+				return ma_cli_fail("detach");
+			}
+		}
+		printf("detach: process %d: payload now %s\n", (int)pid,
+		       state_name(pi.ctl.state));
+	}
+	printf("detach: process %d: the payload stays loaded, dormant (it "
+	       "costs nothing; a later attach reuses it)\n",
+	       (int)pid);
+	ma_target_close(t);
+	return MA_EXIT_OK;
+}

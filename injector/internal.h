@@ -1,0 +1,335 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The payload's internals, shared by its files (docs/payload.md tells the
+ * whole story).
+ *
+ * Rules every file follows, because this code runs inside a process we do
+ * not own, often inside its malloc: no malloc, no stdio, no abort/exit, no
+ * printing; memory comes from mmap; errno is preserved by every hook; every
+ * hook has a recursion guard; nothing here ever waits without a bound,
+ * except the watchdog thread, which is ours.
+ */
+#ifndef MA_INTERNAL_H
+#define MA_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../common/ma_config.h"
+#include "../common/ma_record.h"
+#include "../common/ma_ring_io.h"
+
+#define ma_likely(x)   __builtin_expect(!!(x), 1)
+#define ma_unlikely(x) __builtin_expect(!!(x), 0)
+
+/*
+ * errno as the real function left it is what the caller must see: taken
+ * after the call, put back only when recording changed it (one store less
+ * on the hot path, where stores queue behind the ring's).
+ */
+#define MA_ERRNO_SAVE(v) int *v##_p = &errno, v = *v##_p
+#define MA_ERRNO_RESTORE(v)                                                    \
+	do {                                                                   \
+		if (*v##_p != v)                                               \
+			*v##_p = v;                                            \
+	} while (0)
+
+/* ------------------------------------------------------------------ */
+/* Per-thread state */
+
+/*
+ * Kept tiny (< 64 bytes) and initial-exec: the payload is dlopen'ed into a
+ * running process, and global-dynamic TLS would make the first access from
+ * each thread call __tls_get_addr, which allocates, from inside our malloc
+ * hook.  Initial-exec uses glibc's surplus static TLS instead.
+ */
+struct ma_tls {
+	int guard; /* > 0: inside a hook or our own code: pass through */
+	int in_fork; /* inside our fork hook: it logs the fork itself */
+	struct ma_slot *slot; /* NULL: none yet; MA_SLOT_DEAD: thread ends */
+};
+
+extern __thread struct ma_tls ma_tls __attribute__((tls_model("initial-exec")));
+
+#define MA_SLOT_DEAD ((struct ma_slot *)1)
+
+struct ma_code_ent {
+	uint64_t addr, name_p, file_p;
+	int32_t firstlineno;
+	uint32_t id; /* 0: empty; release-stored after the CODE record */
+};
+
+struct ma_node_ent {
+	uint32_t parent, code;
+	int32_t addr;
+	uint32_t id; /* 0: empty; release-stored after the NODE record */
+};
+
+#define MA_MEMO 16 /* per-thread node memo entries, a power of two */
+
+/*
+ * Everything else a thread needs lives in its slot, in a table mapped once
+ * and kept for the payload's life (a second session reuses it).  A slot is
+ * taken on a thread's first event and given back by a pthread key destructor
+ * at thread exit.
+ */
+struct ma_frame_ent {
+	uint64_t frame; /* frame address */
+	uint64_t code; /* code object address */
+	int32_t addr; /* instruction byte offset */
+	uint32_t code_id;
+	uint32_t node; /* trie node of the stack down to this frame */
+	uint32_t _pad;
+};
+
+struct ma_slot {
+	/* 1 while the thread is in a recording section (see ma_section_*) */
+	uint32_t active;
+	uint32_t used; /* taken by a live thread */
+	uint32_t gen; /* session generation the fields below belong to */
+	uint32_t thread; /* thread index in that session, 0: not defined yet */
+	uint32_t depth; /* valid entries of the stack cache */
+	uint32_t _pad;
+	/* counters of this slot in session gen (summed by the stopper):
+	 * events seen, definition records written, events dropped (ring
+	 * full), stacks cut, stacks shortened (table full) */
+	uint64_t allocs, frees, defs, dropped, truncated, table_full;
+	/* recent (parent, code, addr) -> node lookups of this thread: the
+	 * innermost frame of an allocation-heavy loop cycles among a few
+	 * allocation sites, and this is cheaper than the shared table */
+	struct ma_node_ent memo[MA_MEMO];
+	/* then: struct ma_frame_ent cache[MA_MAX_FRAMES], scratch[...] */
+};
+
+#define MA_MAX_FRAMES	  256 /* cap of cfg.max_frames */
+#define MA_DEFAULT_FRAMES 128
+#define MA_MAX_SLOTS	  1024
+
+static inline struct ma_frame_ent *ma_slot_cache(struct ma_slot *s)
+{
+	return (struct ma_frame_ent *)(s + 1);
+}
+
+static inline struct ma_frame_ent *ma_slot_scratch(struct ma_slot *s)
+{
+	return ma_slot_cache(s) + MA_MAX_FRAMES;
+}
+
+#define MA_SLOT_SIZE                                                           \
+	(sizeof(struct ma_slot) + 2 * MA_MAX_FRAMES * sizeof(struct ma_frame_ent))
+
+/* ------------------------------------------------------------------ */
+/* Sessions */
+
+enum ma_phase {
+	MA_PHASE_TRACKING = 1,
+	MA_PHASE_STOPPING = 2, /* hooks gone; waiting for threads, then stats */
+	MA_PHASE_DONE = 3,
+};
+
+struct ma_session {
+	uint32_t gen; /* > 0, one per ma_start */
+	uint32_t phase; /* enum ma_phase, atomic */
+	struct ma_config cfg;
+	int minor; /* python minor version, 0 when stacks are off */
+	uint32_t max_frames;
+
+	int ring_fd;
+	void *ring_mem;
+	size_t ring_len;
+	struct ma_ring ring;
+
+	/* frame trie and code ids (pystack.c) */
+	void *tabs;
+	size_t tabs_len;
+	struct ma_code_ent *codes;
+	struct ma_node_ent *nodes;
+	uint32_t codes_cap, nodes_cap; /* powers of two */
+	uint32_t ncodes, nnodes; /* entries used (under tab_lock) */
+	uint32_t next_code, next_node;
+	int tab_lock;
+	uint32_t next_thread; /* atomic */
+
+	/* stopping */
+	uint32_t final_state; /* enum ma_ring_state to end in */
+	int32_t error;
+	uint32_t wd_word; /* futex the watchdog sleeps on */
+	uint32_t stop_req; /* atomic: ma_stop() could not stop it inline */
+	pthread_t watchdog;
+	char message[128];
+};
+
+/* ------------------------------------------------------------------ */
+/* Globals (main.c) */
+
+extern uint32_t ma_enabled; /* atomic: sessions record only while 1 */
+extern struct ma_session *ma_sess; /* current session, read after enabled */
+extern int ma_asym_fence; /* 1: membarrier() makes the hot path cheap */
+
+static inline int ma_on(void)
+{
+	return __atomic_load_n(&ma_enabled, __ATOMIC_RELAXED) != 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Recording (record.c) */
+
+struct ma_slot *ma_slot_get_slow(struct ma_tls *t);
+
+static inline struct ma_slot *ma_slot_get(struct ma_tls *t)
+{
+	if (ma_likely((uintptr_t)t->slot > (uintptr_t)MA_SLOT_DEAD))
+		return t->slot;
+	return ma_slot_get_slow(t);
+}
+
+int ma_slots_init(void);
+/* Give slots of threads that do not exist any more back (fork child) */
+void ma_slots_reset_except(struct ma_slot *keep);
+/* Wait until every slot was seen outside a recording section, at most
+ * timeout_ns: 0 when all were, -ETIMEDOUT */
+int ma_slots_quiesce(uint64_t timeout_ns);
+/* Sum of the counters of every slot in generation gen */
+void ma_slots_sum(uint32_t gen, struct ma_rec_stats *out);
+/* Records published by threads in generation gen */
+uint64_t ma_slots_records(uint32_t gen);
+
+void ma_rec_alloc(struct ma_tls *t, const void *p, size_t size, int kind);
+void ma_rec_free(struct ma_tls *t, const void *p, size_t size, int kind);
+/* The fork record, from the parent; child_pid 0 when unknown */
+void ma_rec_fork(struct ma_tls *t, pid_t child_pid);
+/* In a fork child: tracking off, the parent's ring dropped */
+void ma_after_fork_child(void);
+
+/* ------------------------------------------------------------------ */
+/* Python stacks (pystack.c) */
+
+/* Check the offsets, resolve what the walk needs, map the tables: 0 (and
+ * s->minor set), or -errno with msg filled (stacks are then off, tracking
+ * goes on) */
+int ma_stacks_setup(struct ma_session *s, char *msg, size_t len);
+/* Node of the calling thread's Python stack (0: empty or unknown) */
+uint32_t ma_stack_node(struct ma_session *s, struct ma_slot *sl);
+
+/* ------------------------------------------------------------------ */
+/* Real functions and hooks (hooks.c) */
+
+struct ma_real {
+	void *(*malloc)(size_t);
+	void *(*calloc)(size_t, size_t);
+	void *(*realloc)(void *, size_t);
+	void *(*reallocarray)(void *, size_t, size_t);
+	void (*free)(void *);
+	int (*posix_memalign)(void **, size_t, size_t);
+	void *(*aligned_alloc)(size_t, size_t);
+	void *(*memalign)(size_t, size_t);
+	void *(*valloc)(size_t);
+	void *(*pvalloc)(size_t);
+	size_t (*malloc_usable_size)(void *);
+	void *(*mmap)(void *, size_t, int, int, int, off_t);
+	void *(*mmap64)(void *, size_t, int, int, int, off_t);
+	int (*munmap)(void *, size_t);
+	void *(*mremap)(void *, size_t, size_t, int, ...);
+	void *(*dlopen)(const char *, int);
+	void *(*dlmopen)(long, const char *, int);
+	pid_t (*fork)(void);
+	pid_t (*_Fork)(void);
+};
+
+extern struct ma_real ma_real;
+
+/* Resolve the real functions once (hazard 7); 0 or -ENOENT, msg filled */
+int ma_real_resolve(char *msg, size_t len);
+
+/* Hookable names: index, name, hook, category */
+enum ma_hook_cat {
+	MA_HC_NATIVE = 1, /* MA_TRACK_NATIVE */
+	MA_HC_MMAP = 2, /* MA_TRACK_MMAP */
+	MA_HC_LOADER = 3, /* dlopen: when any GOT hook is on */
+	MA_HC_FORK = 4, /* fork: always */
+};
+
+struct ma_hook_def {
+	const char *name;
+	void *hook;
+	int cat;
+};
+
+extern const struct ma_hook_def ma_hook_defs[];
+extern const int ma_nhooks;
+/* Index in ma_hook_defs of a symbol name, or -1 */
+int ma_hook_index(const char *name);
+
+/* ------------------------------------------------------------------ */
+/* GOT patching (got.c) */
+
+/* Which categories to patch (bit 1 << cat) */
+void ma_got_set_mask(unsigned int mask);
+/* Patch every loaded module not patched yet.  pin: hold each new module
+ * with dlopen(RTLD_NOLOAD) while patching it (never with threads stopped).
+ * Returns the number of slots patched or -errno. */
+int ma_got_install(int pin);
+/* Patch modules loaded since the last scan (dlopen hook, watchdog) */
+void ma_got_rescan(void);
+/* Modules were loaded since the last scan (a hint, read without lock) */
+int ma_got_changed(void);
+/* Put every patched slot back; returns the number restored */
+int ma_got_restore(void);
+int ma_got_installed(void);
+/* Address range of the payload itself */
+int ma_in_payload(const void *p);
+int ma_self_init(void);
+
+/* ------------------------------------------------------------------ */
+/* CPython allocator domains (pyalloc.c) */
+
+/* Wrap RAW, MEM and OBJ; 0, or -ENOENT (no CPython API here) */
+int ma_pyalloc_install(char *msg, size_t len);
+/* Put the originals back where ours are still current */
+void ma_pyalloc_restore(void);
+int ma_pyalloc_installed(void);
+
+/* ------------------------------------------------------------------ */
+/* Session control (main.c) */
+
+/* Lock for sessions, GOT patches and allocator swaps.  Taken with trylock
+ * everywhere but in the watchdog, so that a call made while the attacher
+ * holds all threads stopped can never wait on a stopped thread. */
+int ma_ctl_trylock(void);
+void ma_ctl_lock(void);
+void ma_ctl_unlock(void);
+
+/* ------------------------------------------------------------------ */
+/* Small utilities (util.c) */
+
+void ma_spin_lock(int *l);
+static inline int ma_spin_trylock(int *l)
+{
+	return !__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE);
+}
+static inline void ma_spin_unlock(int *l)
+{
+	__atomic_store_n(l, 0, __ATOMIC_RELEASE);
+}
+
+/* snprintf for %s %d %u %ld %lu %lld %llu %x %lx %llx %zu %p %%, without
+ * stdio (which may allocate) */
+int ma_fmt(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int ma_vfmt(char *buf, size_t len, const char *fmt, va_list ap);
+
+/* Anonymous memory, not counted against overcommit until touched */
+void *ma_map(size_t len);
+void ma_unmap(void *p, size_t len);
+
+void ma_sleep_ns(uint64_t ns);
+/* futex wait (bounded) and wake on a private word */
+void ma_futex_wait(uint32_t *word, uint32_t val, uint64_t timeout_ns);
+void ma_futex_wake(uint32_t *word);
+pid_t ma_gettid(void);
+
+#endif

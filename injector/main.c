@@ -1,0 +1,566 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The payload's entry points (ma_start, ma_stop, the ma_ctl block), the
+ * session life cycle, the watchdog thread and fork handling.
+ *
+ * ma_start runs as a remote call on one thread of a target whose other
+ * threads are all stopped: it must be quick and must never wait on anything
+ * another thread could hold.  Hence: every lock here is taken with trylock
+ * (EBUSY tells the attacher to retry), except by the watchdog, which is our
+ * own thread; the slow parts of stopping (waiting for threads to leave
+ * their recording sections, the final record, unmapping) run on the
+ * watchdog, after the attacher has let the threads go.
+ *
+ * Life of a session:
+ *   ma_start: ring + tables, watchdog thread, GOT hooks, Python domains,
+ *             enabled = 1, state TRACKING
+ *   stop_begin (ma_stop, the watchdog on MA_CMD_STOP or a stale heartbeat,
+ *             a later ma_start, an internal failure): hooks restored,
+ *             allocator domains restored, enabled = 0, state STOPPING
+ *   stop_finish (watchdog): wait for threads, STATS record, stop_ns, final
+ *             state, unmap the ring and close its fd; the thread exits.
+ * Session structs themselves are never unmapped (one page each): a stale
+ * pointer to one stays safe to read.
+ */
+#include <errno.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define MA_EXPORT __attribute__((visibility("default")))
+
+#define TICK_NS		 (50ull * 1000000)
+#define HEARTBEAT_NS	 (1000ull * 1000000)
+/* grace for the first heartbeat: the attacher still has to resume the
+ * threads, read ma_ctl and map the ring */
+#define FIRST_HEARTBEAT_NS (5000ull * 1000000)
+#define QUIESCE_NS	 (1000ull * 1000000)
+#define WATCHDOG_STACK	 (256 * 1024)
+#define MAX_SESSIONS	 256
+
+MA_EXPORT struct ma_ctl ma_ctl = { .ring_fd = -1 };
+
+uint32_t ma_enabled;
+struct ma_session *ma_sess;
+int ma_asym_fence;
+
+static int ctl_lock_word;
+static uint32_t gen_counter;
+static int once_ok;
+static int membarrier_ok;
+/* every session ever started, for the fork child to drop their rings */
+static struct ma_session *sessions[MAX_SESSIONS];
+static uint32_t nsessions;
+
+int ma_ctl_trylock(void)
+{
+	return ma_spin_trylock(&ctl_lock_word);
+}
+
+void ma_ctl_lock(void)
+{
+	ma_spin_lock(&ctl_lock_word);
+}
+
+void ma_ctl_unlock(void)
+{
+	ma_spin_unlock(&ctl_lock_word);
+}
+
+static uint32_t phase_of(const struct ma_session *s)
+{
+	return __atomic_load_n(&s->phase, __ATOMIC_ACQUIRE);
+}
+
+static void copy_msg(char *dst, size_t len, const char *src)
+{
+	size_t n = strnlen(src, len - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+static void ctl_publish(int32_t status, uint32_t state, int32_t fd,
+			const char *msg)
+{
+	ma_ctl.abi = MA_CONFIG_ABI;
+	ma_ctl.status = status;
+	ma_ctl.ring_fd = fd;
+	ma_ctl.state = state;
+	copy_msg(ma_ctl.message, sizeof(ma_ctl.message), msg);
+	__atomic_store_n(&ma_ctl.magic, MA_CONFIG_MAGIC, __ATOMIC_RELEASE);
+}
+
+/* ------------------------------------------------------------------ */
+/* Fences (see record.c) */
+
+static void fence_setup(void)
+{
+	long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+
+	membarrier_ok =
+		q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+		syscall(SYS_membarrier,
+			MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+	ma_asym_fence = membarrier_ok;
+}
+
+/* A full barrier on every thread of the process */
+static void fence_all(void)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (membarrier_ok &&
+	    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
+		return;
+	/* no membarrier (seccomp, fork child): store buffers drain in far
+	 * less than this */
+	ma_sleep_ns(2000000);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sessions */
+
+static void session_release(struct ma_session *s, int unmap)
+{
+	if (s->ring_fd >= 0)
+		close(s->ring_fd);
+	s->ring_fd = -1;
+	if (!unmap)
+		return;
+	if (s->ring_mem)
+		munmap(s->ring_mem, s->ring_len);
+	s->ring_mem = NULL;
+	ma_unmap(s->tabs, s->tabs_len);
+	s->tabs = NULL;
+	s->codes = NULL;
+	s->nodes = NULL;
+}
+
+static struct ma_session *session_new(const struct ma_config *c, char *msg,
+				      size_t len, int *err)
+{
+	struct ma_session *s;
+	void *mem;
+	int fd;
+
+	if (nsessions >= MAX_SESSIONS) {
+		*err = -EMFILE;
+		ma_fmt(msg, len, "too many sessions in this process");
+		return NULL;
+	}
+	s = ma_map(sizeof(*s));
+	if (!s) {
+		*err = -ENOMEM;
+		ma_fmt(msg, len, "no memory for a session");
+		return NULL;
+	}
+	s->gen = ++gen_counter;
+	s->cfg = *c;
+	s->ring_fd = -1;
+	s->ring_len = MA_RING_HDR_SIZE + (size_t)c->ring_size;
+	sessions[nsessions++] = s;
+	fd = memfd_create("memattach-ring", MFD_CLOEXEC);
+	if (fd < 0) {
+		*err = -errno;
+		ma_fmt(msg, len, "memfd_create for the ring: errno %d", errno);
+		return NULL;
+	}
+	s->ring_fd = fd;
+	if (ftruncate(fd, (off_t)s->ring_len) < 0) {
+		*err = -errno;
+		ma_fmt(msg, len, "ftruncate of the ring to %zu bytes: errno %d",
+		       s->ring_len, errno);
+		session_release(s, 1);
+		return NULL;
+	}
+	mem = mmap(NULL, s->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		   0);
+	if (mem == MAP_FAILED) {
+		*err = -errno;
+		ma_fmt(msg, len, "mmap of the ring: errno %d", errno);
+		session_release(s, 1);
+		return NULL;
+	}
+	s->ring_mem = mem;
+	ma_ring_init(mem, c->ring_size, (uint32_t)getpid(), ma_ring_now_ns());
+	ma_ring_producer(&s->ring, mem, c->full_wait_us);
+	return s;
+}
+
+/*
+ * First half of a stop; the control lock is held.  Quick and non-blocking
+ * (it may run while the attacher holds the other threads stopped): hooks
+ * and allocator domains back, enabled = 0.  The watchdog does the rest.
+ */
+static void stop_begin(struct ma_session *s, uint32_t state, int err,
+		       const char *msg)
+{
+	if (phase_of(s) != MA_PHASE_TRACKING)
+		return;
+	if (s->ring.hdr)
+		__atomic_store_n(&s->ring.hdr->state, MA_STATE_STOPPING,
+				 __ATOMIC_RELEASE);
+	if (ma_sess == s) {
+		ma_got_restore();
+		ma_pyalloc_restore();
+		__atomic_store_n(&ma_enabled, 0, __ATOMIC_SEQ_CST);
+		ma_ctl.state = MA_STATE_STOPPING;
+	}
+	s->final_state = state;
+	s->error = err;
+	copy_msg(s->message, sizeof(s->message), msg);
+	__atomic_store_n(&s->phase, MA_PHASE_STOPPING, __ATOMIC_RELEASE);
+	ma_futex_wake(&s->wd_word);
+}
+
+/* Second half, on the watchdog thread, without the lock while waiting */
+static void stop_finish(struct ma_session *s)
+{
+	struct ma_ring_hdr *h = s->ring.hdr;
+	struct ma_rec_stats st;
+	struct ma_rec_stats *r;
+	int q;
+
+	fence_all();
+	q = ma_slots_quiesce(QUIESCE_NS);
+	memset(&st, 0, sizeof(st));
+	ma_slots_sum(s->gen, &st);
+	st.lost_records = __atomic_load_n(&h->lost_records, __ATOMIC_RELAXED);
+	st.lost_bytes = __atomic_load_n(&h->lost_bytes, __ATOMIC_RELAXED);
+	r = ma_ring_reserve(&s->ring, sizeof(*r));
+	if (r) {
+		r->h.thread = 0;
+		r->allocs = st.allocs;
+		r->frees = st.frees;
+		r->lost_records = st.lost_records;
+		r->lost_bytes = st.lost_bytes;
+		r->stack_truncated = st.stack_truncated;
+		r->node_table_full = st.node_table_full;
+		ma_ring_commit(r, MA_REC_STATS, sizeof(*r));
+	}
+	if (q < 0 && s->final_state == MA_STATE_STOPPED)
+		ma_fmt(s->message, sizeof(s->message),
+		       "stopped; a thread stayed in a recording section for "
+		       "1 s: ring left mapped");
+	__atomic_store_n(&h->records, ma_slots_records(s->gen) + (r ? 1 : 0),
+			 __ATOMIC_RELAXED);
+	copy_msg(h->message, sizeof(h->message), s->message);
+	h->error = s->error;
+	__atomic_store_n(&h->stop_ns, ma_ring_now_ns(), __ATOMIC_RELAXED);
+	__atomic_store_n(&h->state, s->final_state, __ATOMIC_RELEASE);
+
+	ma_ctl_lock();
+	if (ma_sess == s) {
+		__atomic_store_n(&ma_sess, NULL, __ATOMIC_RELEASE);
+		ma_ctl.state = s->final_state;
+		ma_ctl.ring_fd = -1;
+		if (s->final_state != MA_STATE_STOPPED)
+			copy_msg(ma_ctl.message, sizeof(ma_ctl.message),
+				 s->message);
+	}
+	/* a thread still inside a section may write to the ring: then it
+	 * stays mapped (leaked) rather than crash the target */
+	session_release(s, q == 0);
+	__atomic_store_n(&s->phase, MA_PHASE_DONE, __ATOMIC_RELEASE);
+	ma_ctl_unlock();
+}
+
+static void *watchdog_main(void *arg)
+{
+	struct ma_session *s = arg;
+	struct ma_ring_hdr *h = s->ring.hdr;
+	char msg[128];
+
+	ma_tls.guard = 1; /* this thread never records */
+	prctl(PR_SET_NAME, "memattach", 0, 0, 0);
+	while (phase_of(s) == MA_PHASE_TRACKING) {
+		uint32_t w = __atomic_load_n(&s->wd_word, __ATOMIC_ACQUIRE);
+		uint64_t now = ma_ring_now_ns();
+		uint64_t hb = __atomic_load_n(&h->heartbeat_ns,
+					      __ATOMIC_ACQUIRE);
+		uint32_t state = 0;
+
+		if (__atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE) ||
+		    __atomic_load_n(&h->command, __ATOMIC_ACQUIRE) ==
+			    MA_CMD_STOP) {
+			state = MA_STATE_STOPPED;
+			ma_fmt(msg, sizeof(msg), "stopped on request");
+		} else if (hb ? now > hb && now - hb > HEARTBEAT_NS
+			      : now - h->start_ns > FIRST_HEARTBEAT_NS) {
+			state = MA_STATE_ORPHANED;
+			ma_fmt(msg, sizeof(msg),
+			       "consumer gone (no heartbeat for %llu ms): "
+			       "tracking stopped, hooks removed",
+			       (unsigned long long)(now - (hb ? hb
+							       : h->start_ns)) /
+				       1000000);
+		}
+		if (state) {
+			ma_ctl_lock();
+			stop_begin(s, state, 0, msg);
+			ma_ctl_unlock();
+			break;
+		}
+		/* modules loaded behind our back (bare-name dlopen from a
+		 * caller with its own search path, libc's internal dlopen) */
+		if (ma_sess == s && ma_got_changed()) {
+			ma_ctl_lock();
+			if (ma_sess == s)
+				ma_got_rescan();
+			ma_ctl_unlock();
+		}
+		__atomic_store_n(&h->records, ma_slots_records(s->gen),
+				 __ATOMIC_RELAXED);
+		ma_futex_wait(&s->wd_word, w, TICK_NS);
+	}
+	stop_finish(s);
+	return NULL;
+}
+
+static int watchdog_start(struct ma_session *s)
+{
+	pthread_attr_t a;
+	sigset_t all, old;
+	int err;
+
+	if (pthread_attr_init(&a))
+		return -ENOMEM;
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&a, WATCHDOG_STACK);
+	/* the target's signals are not for our thread: it starts with all
+	 * of them blocked */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(&s->watchdog, &a, watchdog_main, s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&a);
+	return -err;
+}
+
+/* ------------------------------------------------------------------ */
+/* Fork */
+
+static void atfork_parent(void)
+{
+	/* a fork that did not go through our fork hook: PID unknown */
+	if (!ma_tls.in_fork && ma_on())
+		ma_rec_fork(&ma_tls, 0);
+}
+
+void ma_after_fork_child(void)
+{
+	struct ma_slot *me = ma_tls.slot;
+
+	/* the child must never write into the parent's ring */
+	__atomic_store_n(&ma_enabled, 0, __ATOMIC_SEQ_CST);
+	ma_sess = NULL;
+	ctl_lock_word = 0;
+	ma_slots_reset_except((uintptr_t)me > (uintptr_t)MA_SLOT_DEAD ? me
+								       : NULL);
+	for (uint32_t i = 0; i < nsessions; i++) {
+		struct ma_session *s = sessions[i];
+
+		if (phase_of(s) == MA_PHASE_DONE)
+			continue;
+		session_release(s, 1);
+		s->phase = MA_PHASE_DONE;
+	}
+	if (ma_ctl.state == MA_STATE_TRACKING ||
+	    ma_ctl.state == MA_STATE_STOPPING) {
+		ma_ctl.state = MA_STATE_STOPPED;
+		copy_msg(ma_ctl.message, sizeof(ma_ctl.message),
+			 "forked child: not tracked");
+	}
+	ma_ctl.ring_fd = -1;
+}
+
+static void atfork_child(void)
+{
+	ma_after_fork_child();
+}
+
+/* ------------------------------------------------------------------ */
+/* Entry points */
+
+static int once_init(char *msg, size_t len)
+{
+	int err;
+
+	if (once_ok)
+		return 0;
+	err = ma_self_init();
+	if (err < 0) {
+		ma_fmt(msg, len, "payload setup: out of memory");
+		return err;
+	}
+	err = ma_real_resolve(msg, len);
+	if (err < 0)
+		return err;
+	err = ma_slots_init();
+	if (err < 0) {
+		ma_fmt(msg, len, "payload setup: out of memory");
+		return err;
+	}
+	err = pthread_atfork(NULL, atfork_parent, atfork_child);
+	if (err) {
+		ma_fmt(msg, len, "pthread_atfork: error %d", err);
+		return -err;
+	}
+	once_ok = 1;
+	return 0;
+}
+
+/* Hooks left by an earlier life (a fork child of a tracked parent) */
+static void restore_leftovers(void)
+{
+	if (ma_got_installed())
+		ma_got_restore();
+	if (ma_pyalloc_installed())
+		ma_pyalloc_restore();
+}
+
+static void start_locked(const struct ma_config *cfg)
+{
+	char msg[128] = "", warn[128] = "";
+	struct ma_session *s, *old;
+	struct ma_config c;
+	unsigned int mask;
+	int err, n;
+
+	if (!cfg || cfg->magic != MA_CONFIG_MAGIC ||
+	    cfg->size < sizeof(struct ma_config)) {
+		ctl_publish(-EINVAL, ma_ctl.state, ma_ctl.ring_fd,
+			    "ma_start: no config, or bad magic or size");
+		return;
+	}
+	memcpy(&c, cfg, sizeof(c));
+	if (c.payload_fd >= 0)
+		close(c.payload_fd);
+	if (c.abi != MA_CONFIG_ABI) {
+		ma_fmt(msg, sizeof(msg), "ma_start: config ABI %u, payload %u",
+		       c.abi, MA_CONFIG_ABI);
+		ctl_publish(-EPROTO, ma_ctl.state, ma_ctl.ring_fd, msg);
+		return;
+	}
+	if (!c.ring_size || (c.ring_size & (c.ring_size - 1)) ||
+	    c.ring_size < MA_RING_MIN_DATA || c.ring_size > MA_RING_MAX_DATA) {
+		ma_fmt(msg, sizeof(msg),
+		       "ma_start: ring size %llu is not a power of two in "
+		       "[64 KiB, 64 GiB]",
+		       (unsigned long long)c.ring_size);
+		ctl_publish(-EINVAL, ma_ctl.state, ma_ctl.ring_fd, msg);
+		return;
+	}
+	err = once_init(msg, sizeof(msg));
+	if (err < 0) {
+		ctl_publish(err, ma_ctl.state, ma_ctl.ring_fd, msg);
+		return;
+	}
+	fence_setup();
+
+	/* an earlier session ends here; its watchdog finishes it */
+	old = ma_sess;
+	if (old && phase_of(old) == MA_PHASE_TRACKING)
+		stop_begin(old, MA_STATE_STOPPED, 0,
+			   "replaced by a new session");
+	restore_leftovers();
+
+	s = session_new(&c, msg, sizeof(msg), &err);
+	if (!s) {
+		ctl_publish(err, ma_ctl.state, -1, msg);
+		return;
+	}
+	if (c.flags & (MA_TRACK_NATIVE | MA_TRACK_MMAP | MA_TRACK_PYTHON))
+		ma_stacks_setup(s, warn, sizeof(warn));
+	s->phase = MA_PHASE_TRACKING;
+	err = watchdog_start(s);
+	if (err < 0) {
+		ma_fmt(msg, sizeof(msg), "cannot start the watchdog thread: "
+					 "error %d",
+		       -err);
+		s->phase = MA_PHASE_DONE;
+		session_release(s, 1);
+		ctl_publish(err, ma_ctl.state, -1, msg);
+		return;
+	}
+	/* hooks see enabled == 0 until the end: they pass through */
+	__atomic_store_n(&ma_sess, s, __ATOMIC_RELEASE);
+	mask = 1u << MA_HC_FORK;
+	if (c.flags & MA_TRACK_NATIVE)
+		mask |= 1u << MA_HC_NATIVE | 1u << MA_HC_LOADER;
+	if (c.flags & MA_TRACK_MMAP)
+		mask |= 1u << MA_HC_MMAP | 1u << MA_HC_LOADER;
+	ma_got_set_mask(mask);
+	n = ma_got_install(0);
+	if (n < 0) {
+		ma_fmt(msg, sizeof(msg), "GOT patching failed: error %d", -n);
+		stop_begin(s, MA_STATE_FAILED, n, msg);
+		ctl_publish(n, MA_STATE_STOPPING, s->ring_fd, msg);
+		return;
+	}
+	if (c.flags & MA_TRACK_PYTHON) {
+		char pw[128] = "";
+
+		if (ma_pyalloc_install(pw, sizeof(pw)) < 0 && !warn[0])
+			copy_msg(warn, sizeof(warn), pw);
+	}
+	__atomic_store_n(&s->ring.hdr->state, MA_STATE_TRACKING,
+			 __ATOMIC_RELEASE);
+	__atomic_store_n(&ma_enabled, 1, __ATOMIC_SEQ_CST);
+	ctl_publish(0, MA_STATE_TRACKING, s->ring_fd, warn);
+}
+
+MA_EXPORT void ma_start(const struct ma_config *cfg)
+{
+	struct ma_tls *t = &ma_tls;
+	int e = errno;
+
+	t->guard++; /* our own allocations are not the target's */
+	__atomic_add_fetch(&ma_ctl.generation, 1, __ATOMIC_RELAXED);
+	if (ma_ctl_trylock()) {
+		start_locked(cfg);
+		ma_ctl_unlock();
+	} else {
+		ctl_publish(-EBUSY, ma_ctl.state, ma_ctl.ring_fd,
+			    "busy: a session is being started or stopped; "
+			    "retry");
+	}
+	t->guard--;
+	errno = e;
+}
+
+MA_EXPORT void ma_stop(void)
+{
+	struct ma_tls *t = &ma_tls;
+	int e = errno;
+
+	t->guard++;
+	if (ma_ctl_trylock()) {
+		struct ma_session *s = ma_sess;
+
+		if (s && phase_of(s) == MA_PHASE_TRACKING)
+			stop_begin(s, MA_STATE_STOPPED, 0,
+				   "stopped by ma_stop");
+		else if (!s)
+			restore_leftovers();
+		ma_ctl_unlock();
+	} else {
+		/* the watchdog holds the lock: it acts on the request */
+		struct ma_session *s = __atomic_load_n(&ma_sess,
+						       __ATOMIC_ACQUIRE);
+
+		if (s) {
+			__atomic_store_n(&s->stop_req, 1, __ATOMIC_RELEASE);
+			ma_futex_wake(&s->wd_word);
+		}
+	}
+	t->guard--;
+	errno = e;
+}

@@ -1,0 +1,658 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Python stacks from inside the target: the calling thread's own frames,
+ * walked like attacher/pyread.c does from outside, but with plain pointer
+ * reads.  Reading one's own frames needs no GIL: only this thread links and
+ * unlinks them, and the code objects of live frames are alive.
+ *
+ * A stack becomes one number, a node of the frame trie (ma_record.h):
+ *   - code objects get ids (CODE record, once per code object),
+ *   - (parent node, code id, instruction offset) get node ids (NODE record).
+ * Both tables are open-addressing hash tables with immutable entries:
+ * lookups are lock-free (an acquire load of the id, 0 = empty), inserts
+ * take a spinlock, and the definition record is committed to the ring
+ * BEFORE the id is published, so no event can name an id the consumer has
+ * not seen.  A code object freed and another allocated at its address is a
+ * different key (name, file and first line are part of it).
+ *
+ * Each thread keeps its previous stack (slot cache): the unchanged outer
+ * part of the next stack costs no lookup at all, so an allocation in the
+ * same function as the last one costs one node lookup.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define CODE_CAP      (1u << 16)
+#define NODE_CAP      (1u << 20)
+#define MAX_STR_CHARS 4096
+#define MAX_LINETABLE (1u << 20)
+
+static void *(*get_tstate)(void);
+static uintptr_t code_type; /* &PyCode_Type */
+
+static inline uint64_t rd64(uintptr_t base, int32_t off)
+{
+	return *(const uint64_t *)(base + (intptr_t)off);
+}
+
+static inline int32_t rd32(uintptr_t base, int32_t off)
+{
+	return *(const int32_t *)(base + (intptr_t)off);
+}
+
+static inline uint8_t rd8(uintptr_t base, int32_t off)
+{
+	return *(const uint8_t *)(base + (intptr_t)off);
+}
+
+/* ------------------------------------------------------------------ */
+/* Setup */
+
+static int need(const char *what, int32_t off, char *msg, size_t len)
+{
+	if (off >= 0 && off < 65536)
+		return 0;
+	ma_fmt(msg, len, "python stacks off: offset %s is missing", what);
+	return -EPROTO;
+}
+
+int ma_stacks_setup(struct ma_session *s, char *msg, size_t len)
+{
+	const struct ma_py_offsets *o = &s->cfg.off;
+	int minor = ma_py_minor(o->version_hex);
+	int v11_12 = minor == 11 || minor == 12;
+	int err = 0;
+
+	s->minor = 0;
+	if (o->abi != MA_OFFSETS_ABI) {
+		ma_fmt(msg, len, "python stacks off: offsets ABI %u, not %u",
+		       o->abi, MA_OFFSETS_ABI);
+		return -EPROTO;
+	}
+	if (ma_py_major(o->version_hex) != 3 || minor < 8 || minor > 13) {
+		ma_fmt(msg, len,
+		       "python stacks off: version %x not supported (3.8-3.13)",
+		       o->version_hex);
+		return -ENOTSUP;
+	}
+#define NEED(f)                                                                \
+	do {                                                                   \
+		if (!err)                                                      \
+			err = need(#f, o->f, msg, len);                        \
+	} while (0)
+	if (v11_12) {
+		NEED(tstate_cframe);
+		NEED(cframe_current_frame);
+	} else {
+		NEED(tstate_frame);
+	}
+	NEED(frame_previous);
+	NEED(frame_code);
+	NEED(frame_instr);
+	if (minor >= 12)
+		NEED(frame_owner);
+	if (minor >= 11) {
+		NEED(code_qualname);
+		NEED(code_code_adaptive);
+	}
+	NEED(code_filename);
+	NEED(code_name);
+	NEED(code_firstlineno);
+	NEED(code_linetable);
+	NEED(object_type);
+	NEED(varobject_size);
+	NEED(bytes_sval);
+	NEED(unicode_length);
+	NEED(unicode_state);
+	NEED(unicode_ascii_size);
+	NEED(unicode_compact_size);
+#undef NEED
+	if (err)
+		return err;
+	if (o->unicode_kind_shift < 0 || o->unicode_kind_shift > 29 ||
+	    o->unicode_compact_bit < 0 || o->unicode_compact_bit > 31 ||
+	    o->unicode_ascii_bit < 0 || o->unicode_ascii_bit > 31) {
+		ma_fmt(msg, len, "python stacks off: str layout out of range");
+		return -EPROTO;
+	}
+	if (!get_tstate)
+		get_tstate = (void *(*)(void))dlsym(
+			RTLD_DEFAULT, "PyGILState_GetThisThreadState");
+	if (!code_type)
+		code_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyCode_Type");
+	if (!get_tstate || (minor >= 13 && !code_type)) {
+		ma_fmt(msg, len,
+		       "python stacks off: PyGILState_GetThisThreadState or "
+		       "PyCode_Type not found");
+		return -ENOENT;
+	}
+	s->codes_cap = CODE_CAP;
+	s->nodes_cap = NODE_CAP;
+	s->tabs_len = CODE_CAP * sizeof(struct ma_code_ent) +
+		      NODE_CAP * sizeof(struct ma_node_ent);
+	s->tabs = ma_map(s->tabs_len);
+	if (!s->tabs) {
+		ma_fmt(msg, len, "python stacks off: no memory for tables");
+		return -ENOMEM;
+	}
+	s->codes = s->tabs;
+	s->nodes = (struct ma_node_ent *)(s->codes + CODE_CAP);
+	s->max_frames = s->cfg.max_frames ? s->cfg.max_frames
+					  : MA_DEFAULT_FRAMES;
+	if (s->max_frames > MA_MAX_FRAMES)
+		s->max_frames = MA_MAX_FRAMES;
+	s->minor = minor;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Strings */
+
+/* A compact str: its characters follow the header (code objects hold no
+ * other kind) */
+struct ustr {
+	const uint8_t *data;
+	int64_t len;
+	int kind; /* 1, 2, 4 bytes per character; 0: unreadable */
+};
+
+static void ustr_get(const struct ma_py_offsets *o, uintptr_t str,
+		     struct ustr *u)
+{
+	u->kind = 0;
+	u->len = 0;
+	if (!str)
+		return;
+	int64_t len = (int64_t)rd64(str, o->unicode_length);
+	uint32_t state = (uint32_t)rd32(str, o->unicode_state);
+	int kind = (int)((state >> o->unicode_kind_shift) & 7);
+	int compact = (state >> o->unicode_compact_bit) & 1;
+	int ascii = (state >> o->unicode_ascii_bit) & 1;
+
+	if (!compact || len < 0 || (kind != 1 && kind != 2 && kind != 4))
+		return;
+	u->len = len > MAX_STR_CHARS ? MAX_STR_CHARS : len;
+	u->kind = kind;
+	u->data = (const uint8_t *)(str + (uintptr_t)(ascii ? o->unicode_ascii_size
+						    : o->unicode_compact_size));
+}
+
+static uint32_t ustr_char(const struct ustr *u, int64_t i)
+{
+	if (u->kind == 1)
+		return u->data[i];
+	if (u->kind == 2)
+		return ((const uint16_t *)u->data)[i];
+	return ((const uint32_t *)u->data)[i];
+}
+
+/* UTF-8 of a str into out (NULL: only count); unreadable ones are "?" */
+static size_t ustr_utf8(const struct ustr *u, char *out)
+{
+	size_t n = 0;
+
+	if (!u->kind) {
+		if (out)
+			out[0] = '?';
+		return 1;
+	}
+	for (int64_t i = 0; i < u->len; i++) {
+		uint32_t c = ustr_char(u, i);
+		char b[4];
+		size_t k;
+
+		if ((c >= 0xd800 && c <= 0xdfff) || c >= 0x110000 || c == 0)
+			c = c == 0 ? '?' : 0xfffd;
+		if (c < 0x80) {
+			b[0] = (char)c;
+			k = 1;
+		} else if (c < 0x800) {
+			b[0] = (char)(0xc0 | c >> 6);
+			b[1] = (char)(0x80 | (c & 63));
+			k = 2;
+		} else if (c < 0x10000) {
+			b[0] = (char)(0xe0 | c >> 12);
+			b[1] = (char)(0x80 | (c >> 6 & 63));
+			b[2] = (char)(0x80 | (c & 63));
+			k = 3;
+		} else {
+			b[0] = (char)(0xf0 | c >> 18);
+			b[1] = (char)(0x80 | (c >> 12 & 63));
+			b[2] = (char)(0x80 | (c >> 6 & 63));
+			b[3] = (char)(0x80 | (c & 63));
+			k = 4;
+		}
+		if (out)
+			memcpy(out + n, b, k);
+		n += k;
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Code ids */
+
+static inline uint32_t code_hash(uintptr_t code)
+{
+	return (uint32_t)(((uint64_t)code >> 4) * 0x9e3779b97f4a7c15ull >> 32);
+}
+
+static uint32_t code_find(const struct ma_session *s, uintptr_t code,
+			  uint64_t name_p, uint64_t file_p, int32_t first,
+			  struct ma_code_ent **empty)
+{
+	uint32_t mask = s->codes_cap - 1, i = code_hash(code) & mask;
+
+	for (;;) {
+		struct ma_code_ent *e = &s->codes[i];
+		uint32_t id = __atomic_load_n(&e->id, __ATOMIC_ACQUIRE);
+
+		if (!id) {
+			if (empty)
+				*empty = e;
+			return 0;
+		}
+		if (e->addr == code && e->name_p == name_p &&
+		    e->file_p == file_p && e->firstlineno == first)
+			return id;
+		i = (i + 1) & mask;
+	}
+}
+
+/* Under tab_lock: write the CODE record, then publish the entry */
+static uint32_t code_define(struct ma_session *s, struct ma_slot *sl,
+			    uintptr_t code, uint64_t name_p, uint64_t file_p,
+			    int32_t first, struct ma_code_ent *e)
+{
+	const struct ma_py_offsets *o = &s->cfg.off;
+	uintptr_t qual = s->minor >= 11 ? rd64(code, o->code_qualname) : 0;
+	struct ustr name, file;
+	uintptr_t lt = rd64(code, o->code_linetable);
+	const uint8_t *lt_data = NULL;
+	size_t nlen, flen, ltlen = 0, fixed = sizeof(struct ma_rec_code);
+	size_t limit = s->ring.size / 4, total;
+	struct ma_rec_code *r;
+	uint32_t id;
+
+	ustr_get(o, qual ? qual : name_p, &name);
+	ustr_get(o, file_p, &file);
+	nlen = ustr_utf8(&name, NULL);
+	flen = ustr_utf8(&file, NULL);
+	if (lt) {
+		int64_t n = (int64_t)rd64(lt, o->varobject_size);
+
+		if (n > 0 && n <= MAX_LINETABLE) {
+			ltlen = (size_t)n;
+			lt_data = (const uint8_t *)(lt + (uintptr_t)o->bytes_sval);
+		}
+	}
+	if (fixed + nlen + flen + 8 > limit)
+		return 0;
+	/* a cut line table still maps the first instructions right */
+	if (fixed + nlen + flen + ltlen + 7 > limit)
+		ltlen = limit - 7 - fixed - nlen - flen;
+	total = (fixed + nlen + flen + ltlen + 7) & ~(size_t)7;
+	r = ma_ring_reserve(&s->ring, (uint32_t)total);
+	if (!r)
+		return 0;
+	id = s->next_code + 1;
+	r->h.thread = sl->thread;
+	r->id = id;
+	r->firstlineno = first;
+	r->name_len = (uint32_t)nlen;
+	r->file_len = (uint32_t)flen;
+	r->linetable_len = (uint32_t)ltlen;
+	r->version_hex = o->version_hex;
+	char *p = (char *)(r + 1);
+
+	ustr_utf8(&name, p);
+	ustr_utf8(&file, p + nlen);
+	if (ltlen)
+		memcpy(p + nlen + flen, lt_data, ltlen);
+	memset(p + nlen + flen + ltlen, 0, total - fixed - nlen - flen - ltlen);
+	ma_ring_commit(r, MA_REC_CODE, (uint32_t)total);
+	__atomic_store_n(&sl->defs, sl->defs + 1, __ATOMIC_RELAXED);
+
+	e->addr = code;
+	e->name_p = name_p;
+	e->file_p = file_p;
+	e->firstlineno = first;
+	__atomic_store_n(&e->id, id, __ATOMIC_RELEASE);
+	s->next_code = id;
+	s->ncodes++;
+	return id;
+}
+
+static uint32_t code_id(struct ma_session *s, struct ma_slot *sl,
+			uintptr_t code)
+{
+	const struct ma_py_offsets *o = &s->cfg.off;
+	uint64_t name_p = rd64(code, o->code_name);
+	uint64_t file_p = rd64(code, o->code_filename);
+	int32_t first = rd32(code, o->code_firstlineno);
+	struct ma_code_ent *e = NULL;
+	uint32_t id = code_find(s, code, name_p, file_p, first, NULL);
+
+	if (ma_likely(id != 0))
+		return id;
+	ma_spin_lock(&s->tab_lock);
+	id = code_find(s, code, name_p, file_p, first, &e);
+	if (!id && s->ncodes < s->codes_cap / 4 * 3 &&
+	    (!code_type || rd64(code, o->object_type) == code_type))
+		id = code_define(s, sl, code, name_p, file_p, first, e);
+	ma_spin_unlock(&s->tab_lock);
+	return id;
+}
+
+/* ------------------------------------------------------------------ */
+/* Nodes */
+
+static inline uint32_t node_hash(uint32_t parent, uint32_t code, int32_t addr)
+{
+	uint64_t h = (uint64_t)parent * 0x9e3779b97f4a7c15ull;
+
+	h ^= ((uint64_t)code << 32 | (uint32_t)addr) * 0xc2b2ae3d27d4eb4full;
+	h ^= h >> 29;
+	return (uint32_t)(h * 0x165667b19e3779f9ull >> 32);
+}
+
+static uint32_t node_find(const struct ma_session *s, uint32_t parent,
+			  uint32_t code, int32_t addr, struct ma_node_ent **empty)
+{
+	uint32_t mask = s->nodes_cap - 1;
+	uint32_t i = node_hash(parent, code, addr) & mask;
+
+	for (;;) {
+		struct ma_node_ent *e = &s->nodes[i];
+		uint32_t id = __atomic_load_n(&e->id, __ATOMIC_ACQUIRE);
+
+		if (!id) {
+			if (empty)
+				*empty = e;
+			return 0;
+		}
+		if (e->parent == parent && e->code == code && e->addr == addr)
+			return id;
+		i = (i + 1) & mask;
+	}
+}
+
+static uint32_t node_id(struct ma_session *s, struct ma_slot *sl,
+			uint32_t parent, uint32_t code, int32_t addr)
+{
+	struct ma_node_ent *e = NULL, *mo;
+	struct ma_rec_node *r;
+	uint32_t id;
+
+	mo = &sl->memo[((uint32_t)addr ^ (uint32_t)addr >> 5 ^ parent) &
+		       (MA_MEMO - 1)];
+	if (mo->id && mo->addr == addr && mo->parent == parent &&
+	    mo->code == code)
+		return mo->id;
+	id = node_find(s, parent, code, addr, NULL);
+	if (ma_likely(id != 0))
+		goto memo;
+	ma_spin_lock(&s->tab_lock);
+	id = node_find(s, parent, code, addr, &e);
+	if (id || s->nnodes >= s->nodes_cap / 4 * 3)
+		goto out;
+	r = ma_ring_reserve(&s->ring, sizeof(*r));
+	if (!r)
+		goto out;
+	id = s->next_node + 1;
+	r->h.thread = sl->thread;
+	r->id = id;
+	r->parent = parent;
+	r->code = code;
+	r->addr = addr;
+	ma_ring_commit(r, MA_REC_NODE, sizeof(*r));
+	__atomic_store_n(&sl->defs, sl->defs + 1, __ATOMIC_RELAXED);
+	e->parent = parent;
+	e->code = code;
+	e->addr = addr;
+	__atomic_store_n(&e->id, id, __ATOMIC_RELEASE);
+	s->next_node = id;
+	s->nnodes++;
+out:
+	ma_spin_unlock(&s->tab_lock);
+	if (!id)
+		return 0;
+memo:
+	mo->parent = parent;
+	mo->code = code;
+	mo->addr = addr;
+	mo->id = id;
+	return id;
+}
+
+/* ------------------------------------------------------------------ */
+/* Walking */
+
+/*
+ * The walk is specialised per minor version (the `minor` argument is a
+ * constant at each call site, so the version tests fold away) and keeps the
+ * offsets in registers: on an allocation-heavy loop it runs for every
+ * allocation, and generic code cost more than the allocation itself.
+ */
+struct walk_off {
+	intptr_t prev, code, instr, owner, adaptive, type;
+};
+
+/*
+ * One frame: 1 and *e filled when it is a Python function frame to keep, 0
+ * when it is to be skipped (shim, incomplete, not code); *prev always.
+ */
+static inline __attribute__((always_inline)) int
+frame_read(const struct walk_off *w, const int minor, uintptr_t f,
+	   uintptr_t *prev, struct ma_frame_ent *e)
+{
+	uintptr_t code;
+
+	*prev = *(const uintptr_t *)(f + w->prev);
+	code = *(const uintptr_t *)(f + w->code);
+	if (minor >= 12 &&
+	    *(const uint8_t *)(f + w->owner) == MA_FRAME_OWNED_BY_CSTACK)
+		return 0;
+	if (ma_unlikely(!code))
+		return 0;
+	/* 3.13 frames may run other executables than code */
+	if (minor >= 13 && *(const uintptr_t *)(code + w->type) != code_type)
+		return 0;
+	e->frame = f;
+	e->code = code;
+	if (minor <= 10) {
+		int32_t lasti = *(const int32_t *)(f + w->instr);
+
+		/* f_lasti: bytes up to 3.9, code units in 3.10 */
+		e->addr = lasti < 0 ? -1 : minor <= 9 ? lasti : 2 * lasti;
+	} else {
+		uintptr_t ip = *(const uintptr_t *)(f + w->instr);
+		uintptr_t start = code + (uintptr_t)w->adaptive;
+
+		/* 3.11/3.12: not started yet ("incomplete frame") */
+		if (minor <= 12 && ip < start)
+			return 0;
+		e->addr = ip - start > (1u << 30) ? -1 : (int32_t)(ip - start);
+	}
+	return 1;
+}
+
+static inline int same_frame(const struct ma_frame_ent *c,
+			     const struct ma_frame_ent *e)
+{
+	return c->frame == e->frame && c->code == e->code && c->addr == e->addr;
+}
+
+/* shims are not counted as frames: allow one per frame */
+#define MAX_STEPS (2 * MA_MAX_FRAMES + 8)
+
+/*
+ * Innermost frame j of n sits at depth n - 1 - j of the cache (outermost
+ * first).  Returns the highest j whose frame differs from the cache entry
+ * at its depth, -1 when the whole stack is the cached one.  Loads only:
+ * stores here would queue behind the ring's cache-missing stores.
+ */
+static inline __attribute__((always_inline)) int
+compare(const struct walk_off *w, const int minor, uintptr_t f, uint32_t n,
+	const struct ma_frame_ent *cache, uint32_t old)
+{
+	struct ma_frame_ent e;
+	uintptr_t prev;
+	int m = -1;
+
+	for (uint32_t j = 0, steps = 0; f && j < n && steps < MAX_STEPS;
+	     steps++, f = prev) {
+		if (!frame_read(w, minor, f, &prev, &e))
+			continue;
+		if (n - 1 - j >= old || !same_frame(&cache[n - 1 - j], &e))
+			m = (int)j;
+		j++;
+	}
+	return m;
+}
+
+/* Frames m..0 changed: look their nodes up, outermost first */
+static __attribute__((noinline)) uint32_t
+relink(struct ma_session *s, struct ma_slot *sl, const struct walk_off *w,
+       const int minor, uintptr_t top, uint32_t n, uint32_t old, int m)
+{
+	struct ma_frame_ent *cache = ma_slot_cache(sl);
+	struct ma_frame_ent *cur = ma_slot_scratch(sl);
+	uint32_t d0 = n - 1 - (uint32_t)m, j = 0, steps = 0;
+	uint32_t parent = d0 ? cache[d0 - 1].node : 0;
+	uintptr_t f, prev;
+
+	for (f = top; f && j <= (uint32_t)m && steps < MAX_STEPS;
+	     steps++, f = prev)
+		if (frame_read(w, minor, f, &prev, &cur[j]))
+			j++;
+	if (j <= (uint32_t)m) { /* cannot be: the stack is ours */
+		sl->depth = 0;
+		return 0;
+	}
+	for (int i = m; i >= 0; i--) {
+		uint32_t d = n - 1 - (uint32_t)i;
+		struct ma_frame_ent *c = &cache[d];
+		const struct ma_frame_ent *fe = &cur[i];
+		/* same frame running the same code: same code id */
+		uint32_t cid = d < old && c->frame == fe->frame &&
+					       c->code == fe->code
+				       ? c->code_id
+				       : code_id(s, sl, fe->code);
+		uint32_t node = cid ? node_id(s, sl, parent, cid, fe->addr) : 0;
+
+		if (!node) {
+			/* table full or ring dropped the definition: the
+			 * deepest node we have stands for the stack */
+			__atomic_store_n(&sl->table_full, sl->table_full + 1,
+					 __ATOMIC_RELAXED);
+			sl->depth = d;
+			return parent;
+		}
+		c->frame = fe->frame;
+		c->code = fe->code;
+		c->addr = fe->addr;
+		c->code_id = cid;
+		c->node = node;
+		parent = node;
+	}
+	sl->depth = n;
+	return parent;
+}
+
+static inline __attribute__((always_inline)) uint32_t
+stack_node(struct ma_session *s, struct ma_slot *sl, uintptr_t ts,
+	   const int minor)
+{
+	const struct ma_py_offsets *o = &s->cfg.off;
+	const struct walk_off w = {
+		.prev = o->frame_previous,
+		.code = o->frame_code,
+		.instr = o->frame_instr,
+		.owner = o->frame_owner,
+		.adaptive = o->code_code_adaptive,
+		.type = o->object_type,
+	};
+	const struct ma_frame_ent *cache = ma_slot_cache(sl);
+	struct ma_frame_ent *cache_w = ma_slot_cache(sl);
+	const uint32_t cap = s->max_frames, old = sl->depth;
+	uint32_t n = 0, steps = 0;
+	struct ma_frame_ent e, e0 = { 0 };
+	uintptr_t top, f, prev;
+	int m = -1;
+
+	if (minor == 11 || minor == 12) {
+		uintptr_t cf = rd64(ts, o->tstate_cframe);
+
+		top = cf ? rd64(cf, o->cframe_current_frame) : 0;
+	} else {
+		top = rd64(ts, o->tstate_frame);
+	}
+	/* count the frames, comparing as if the depth had not changed */
+	for (f = top; f && n < cap && steps < MAX_STEPS; steps++, f = prev) {
+		if (!frame_read(&w, minor, f, &prev, &e))
+			continue;
+		if (n >= old || !same_frame(&cache[old - 1 - n], &e))
+			m = (int)n;
+		if (!n)
+			e0 = e;
+		n++;
+	}
+	if (ma_unlikely(f != 0))
+		__atomic_store_n(&sl->truncated, sl->truncated + 1,
+				 __ATOMIC_RELAXED);
+	if (ma_unlikely(n != old))
+		m = compare(&w, minor, top, n, cache, old);
+	if (m < 0) {
+		if (sl->depth != n)
+			sl->depth = n;
+		return n ? cache[n - 1].node : 0;
+	}
+	if (m == 0 && n == old) {
+		/* the usual change: only the innermost frame moved on */
+		struct ma_frame_ent *c = &cache_w[n - 1];
+		uint32_t parent = n >= 2 ? cache[n - 2].node : 0;
+		uint32_t cid = c->frame == e0.frame && c->code == e0.code
+				       ? c->code_id
+				       : code_id(s, sl, e0.code);
+		uint32_t node = cid ? node_id(s, sl, parent, cid, e0.addr) : 0;
+
+		if (ma_unlikely(!node)) {
+			__atomic_store_n(&sl->table_full, sl->table_full + 1,
+					 __ATOMIC_RELAXED);
+			sl->depth = n - 1;
+			return parent;
+		}
+		*c = e0;
+		c->code_id = cid;
+		c->node = node;
+		return node;
+	}
+	return relink(s, sl, &w, minor, top, n, old, m);
+}
+
+uint32_t ma_stack_node(struct ma_session *s, struct ma_slot *sl)
+{
+	uintptr_t ts = (uintptr_t)get_tstate();
+
+	if (!ts) {
+		sl->depth = 0;
+		return 0;
+	}
+	switch (s->minor) {
+	case 8:
+	case 9:
+		return stack_node(s, sl, ts, 9);
+	case 10:
+		return stack_node(s, sl, ts, 10);
+	case 11:
+		return stack_node(s, sl, ts, 11);
+	case 12:
+		return stack_node(s, sl, ts, 12);
+	default:
+		return stack_node(s, sl, ts, 13);
+	}
+}

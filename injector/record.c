@@ -1,0 +1,327 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Per-thread slots and the records of events.
+ *
+ * A recording section (everything that touches a session: ring, tables) is
+ * bracketed by the slot's `active` flag, Dekker style against the stopper:
+ *
+ *   thread:  active = 1;  if (!enabled) leave;  s = ma_sess; ...; active = 0
+ *   stopper: enabled = 0; full barrier on every thread; wait for each slot
+ *            to be seen with active == 0 once; then free the session.
+ *
+ * A thread either saw enabled == 0 (and never touches the session), or its
+ * active = 1 is visible to the stopper, which then waits for it.  The full
+ * barrier on the threads' side would cost an mfence (xchg) per event; with
+ * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) the stopper forces it on
+ * every running thread instead, and the hot path needs only a compiler
+ * barrier.  Without membarrier the hot path uses a seq_cst store.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+__thread struct ma_tls ma_tls __attribute__((tls_model("initial-exec")));
+
+static uint8_t *slots;
+static uint32_t slot_hint;
+static uint32_t slot_hw; /* slots ever used: [0, slot_hw) */
+static pthread_key_t slot_key;
+static int slot_key_ok;
+
+static inline struct ma_slot *slot_at(uint32_t i)
+{
+	return (struct ma_slot *)(slots + (size_t)i * MA_SLOT_SIZE);
+}
+
+/* Counters are written by their thread only and read by the stopper */
+#define CTR_INC(x) __atomic_store_n(&(x), (x) + 1, __ATOMIC_RELAXED)
+
+/* pthread key destructor: the thread is ending */
+static void slot_release(void *arg)
+{
+	struct ma_slot *sl = arg;
+
+	ma_tls.slot = MA_SLOT_DEAD;
+	sl->thread = 0;
+	sl->depth = 0;
+	__atomic_store_n(&sl->active, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&sl->used, 0, __ATOMIC_RELEASE);
+}
+
+int ma_slots_init(void)
+{
+	if (slots)
+		return 0;
+	slots = ma_map((size_t)MA_MAX_SLOTS * MA_SLOT_SIZE);
+	if (!slots)
+		return -ENOMEM;
+	slot_key_ok = pthread_key_create(&slot_key, slot_release) == 0;
+	return 0;
+}
+
+struct ma_slot *ma_slot_get_slow(struct ma_tls *t)
+{
+	if (t->slot == MA_SLOT_DEAD || !slots)
+		return NULL;
+	uint32_t start = __atomic_load_n(&slot_hint, __ATOMIC_RELAXED);
+
+	for (uint32_t n = 0; n < MA_MAX_SLOTS; n++) {
+		uint32_t i = (start + n) % MA_MAX_SLOTS;
+		struct ma_slot *sl = slot_at(i);
+		uint32_t zero = 0;
+
+		if (__atomic_load_n(&sl->used, __ATOMIC_RELAXED) ||
+		    !__atomic_compare_exchange_n(&sl->used, &zero, 1, 0,
+						 __ATOMIC_ACQUIRE,
+						 __ATOMIC_RELAXED))
+			continue;
+		/* a new thread: same session counters, new identity */
+		sl->thread = 0;
+		sl->depth = 0;
+		__atomic_store_n(&sl->active, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&slot_hint, i + 1, __ATOMIC_RELAXED);
+		uint32_t hw = __atomic_load_n(&slot_hw, __ATOMIC_RELAXED);
+
+		while (i + 1 > hw &&
+		       !__atomic_compare_exchange_n(&slot_hw, &hw, i + 1, 0,
+						    __ATOMIC_RELEASE,
+						    __ATOMIC_RELAXED))
+			;
+		t->slot = sl;
+		if (slot_key_ok)
+			pthread_setspecific(slot_key, sl);
+		return sl;
+	}
+	return NULL;
+}
+
+void ma_slots_reset_except(struct ma_slot *keep)
+{
+	for (uint32_t i = 0; slots && i < slot_hw; i++) {
+		struct ma_slot *sl = slot_at(i);
+
+		sl->active = 0;
+		if (sl != keep) {
+			sl->used = 0;
+			sl->thread = 0;
+			sl->depth = 0;
+		}
+	}
+}
+
+int ma_slots_quiesce(uint64_t timeout_ns)
+{
+	uint64_t deadline = ma_ring_now_ns() + timeout_ns;
+	uint32_t hw = __atomic_load_n(&slot_hw, __ATOMIC_ACQUIRE);
+
+	for (uint32_t i = 0; slots && i < hw; i++) {
+		struct ma_slot *sl = slot_at(i);
+
+		while (__atomic_load_n(&sl->active, __ATOMIC_ACQUIRE)) {
+			if (ma_ring_now_ns() > deadline)
+				return -ETIMEDOUT;
+			ma_sleep_ns(100000);
+		}
+	}
+	return 0;
+}
+
+void ma_slots_sum(uint32_t gen, struct ma_rec_stats *st)
+{
+	uint32_t hw = __atomic_load_n(&slot_hw, __ATOMIC_ACQUIRE);
+
+	for (uint32_t i = 0; slots && i < hw; i++) {
+		struct ma_slot *sl = slot_at(i);
+
+		if (__atomic_load_n(&sl->gen, __ATOMIC_ACQUIRE) != gen)
+			continue;
+		st->allocs += __atomic_load_n(&sl->allocs, __ATOMIC_RELAXED);
+		st->frees += __atomic_load_n(&sl->frees, __ATOMIC_RELAXED);
+		st->stack_truncated +=
+			__atomic_load_n(&sl->truncated, __ATOMIC_RELAXED);
+		st->node_table_full +=
+			__atomic_load_n(&sl->table_full, __ATOMIC_RELAXED);
+	}
+}
+
+uint64_t ma_slots_records(uint32_t gen)
+{
+	uint32_t hw = __atomic_load_n(&slot_hw, __ATOMIC_ACQUIRE);
+	uint64_t n = 0;
+
+	for (uint32_t i = 0; slots && i < hw; i++) {
+		struct ma_slot *sl = slot_at(i);
+
+		if (__atomic_load_n(&sl->gen, __ATOMIC_ACQUIRE) != gen)
+			continue;
+		n += __atomic_load_n(&sl->allocs, __ATOMIC_RELAXED) +
+		     __atomic_load_n(&sl->frees, __ATOMIC_RELAXED) +
+		     __atomic_load_n(&sl->defs, __ATOMIC_RELAXED) -
+		     __atomic_load_n(&sl->dropped, __ATOMIC_RELAXED);
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sections */
+
+static inline void section_enter(struct ma_slot *sl)
+{
+	if (ma_likely(ma_asym_fence)) {
+		__atomic_store_n(&sl->active, 1, __ATOMIC_RELAXED);
+		/* the compiler must not hoist the enabled load above the
+		 * store; the CPU side is the stopper's membarrier() */
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	} else {
+		__atomic_store_n(&sl->active, 1, __ATOMIC_SEQ_CST);
+	}
+}
+
+static inline struct ma_session *section_session(void)
+{
+	if (!__atomic_load_n(&ma_enabled, __ATOMIC_SEQ_CST))
+		return NULL;
+	return __atomic_load_n(&ma_sess, __ATOMIC_ACQUIRE);
+}
+
+static inline void section_leave(struct ma_slot *sl)
+{
+	__atomic_store_n(&sl->active, 0, __ATOMIC_RELEASE);
+}
+
+/* First event of this slot in session s: its counters start over */
+static void slot_adopt(struct ma_slot *sl, struct ma_session *s)
+{
+	sl->thread = 0;
+	sl->depth = 0;
+	__atomic_store_n(&sl->allocs, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&sl->frees, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&sl->defs, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&sl->dropped, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&sl->truncated, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&sl->table_full, 0, __ATOMIC_RELAXED);
+	memset(sl->memo, 0, sizeof(sl->memo)); /* node ids of another session */
+	__atomic_store_n(&sl->gen, s->gen, __ATOMIC_RELEASE);
+}
+
+/* The THREAD record defining this thread's index; 0 when it was dropped
+ * (the next event tries again; events meanwhile carry thread 0) */
+static uint32_t thread_define(struct ma_session *s, struct ma_slot *sl)
+{
+	struct ma_rec_thread *r = ma_ring_reserve(&s->ring, sizeof(*r));
+	uint32_t idx;
+
+	if (!r)
+		return 0;
+	idx = __atomic_add_fetch(&s->next_thread, 1, __ATOMIC_RELAXED);
+	r->h.thread = idx;
+	r->tid = ma_gettid();
+	r->_pad = 0;
+	r->pthread = (uint64_t)pthread_self();
+	memset(r->name, 0, sizeof(r->name));
+	prctl(PR_GET_NAME, r->name, 0, 0, 0);
+	r->name[sizeof(r->name) - 1] = '\0';
+	ma_ring_commit(r, MA_REC_THREAD, sizeof(*r));
+	CTR_INC(sl->defs);
+	sl->thread = idx;
+	return idx;
+}
+
+static inline uint32_t thread_of(struct ma_session *s, struct ma_slot *sl)
+{
+	if (ma_unlikely(sl->gen != s->gen))
+		slot_adopt(sl, s);
+	if (ma_likely(sl->thread != 0))
+		return sl->thread;
+	return thread_define(s, sl);
+}
+
+void ma_rec_alloc(struct ma_tls *t, const void *p, size_t size, int kind)
+{
+	struct ma_slot *sl = ma_slot_get(t);
+	struct ma_session *s;
+
+	if (ma_unlikely(!sl))
+		return;
+	section_enter(sl);
+	s = section_session();
+	if (ma_likely(s != NULL)) {
+		uint32_t th = thread_of(s, sl);
+		uint32_t node = s->minor ? ma_stack_node(s, sl) : 0;
+		struct ma_rec_alloc *r = ma_ring_reserve(&s->ring, sizeof(*r));
+
+		if (ma_likely(r != NULL)) {
+			r->h.thread = th;
+			r->ptr = (uintptr_t)p;
+			r->size = size;
+			r->node = node;
+			r->kind = (uint8_t)kind;
+			r->_pad[0] = r->_pad[1] = r->_pad[2] = 0;
+			ma_ring_commit(r, MA_REC_ALLOC, sizeof(*r));
+		} else {
+			CTR_INC(sl->dropped);
+		}
+		CTR_INC(sl->allocs);
+	}
+	section_leave(sl);
+}
+
+void ma_rec_free(struct ma_tls *t, const void *p, size_t size, int kind)
+{
+	struct ma_slot *sl = ma_slot_get(t);
+	struct ma_session *s;
+
+	if (ma_unlikely(!sl))
+		return;
+	section_enter(sl);
+	s = section_session();
+	if (ma_likely(s != NULL)) {
+		uint32_t th = thread_of(s, sl);
+		struct ma_rec_free *r = ma_ring_reserve(&s->ring, sizeof(*r));
+
+		if (ma_likely(r != NULL)) {
+			r->h.thread = th;
+			r->ptr = (uintptr_t)p;
+			r->size = size;
+			r->kind = (uint8_t)kind;
+			memset(r->_pad, 0, sizeof(r->_pad));
+			ma_ring_commit(r, MA_REC_FREE, sizeof(*r));
+		} else {
+			CTR_INC(sl->dropped);
+		}
+		CTR_INC(sl->frees);
+	}
+	section_leave(sl);
+}
+
+void ma_rec_fork(struct ma_tls *t, pid_t child_pid)
+{
+	struct ma_slot *sl;
+	struct ma_session *s;
+
+	t->guard++;
+	sl = ma_slot_get(t);
+	if (sl) {
+		section_enter(sl);
+		s = section_session();
+		if (s) {
+			uint32_t th = thread_of(s, sl);
+			struct ma_rec_fork *r =
+				ma_ring_reserve(&s->ring, sizeof(*r));
+
+			if (r) {
+				r->h.thread = th;
+				r->child_pid = child_pid;
+				r->_pad = 0;
+				ma_ring_commit(r, MA_REC_FORK, sizeof(*r));
+				CTR_INC(sl->defs);
+			}
+		}
+		section_leave(sl);
+	}
+	t->guard--;
+}

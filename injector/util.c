@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Small utilities for the payload: a formatter that never allocates (libc's
+ * printf family may), memory from mmap, sleeps and futexes through raw
+ * syscalls (not cancellation points: we may be inside a hook).
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+void ma_spin_lock(int *l)
+{
+	unsigned int n = 0;
+
+	while (!ma_spin_trylock(l)) {
+		if (++n < 128)
+			__builtin_ia32_pause();
+		else if (n < 256)
+			sched_yield();
+		else
+			ma_sleep_ns(50000);
+	}
+}
+
+struct out {
+	char *buf;
+	size_t len, pos;
+};
+
+static void put(struct out *o, char c)
+{
+	if (o->pos + 1 < o->len)
+		o->buf[o->pos] = c;
+	o->pos++;
+}
+
+static void put_str(struct out *o, const char *s)
+{
+	if (!s)
+		s = "(null)";
+	while (*s)
+		put(o, *s++);
+}
+
+static void put_num(struct out *o, unsigned long long v, unsigned int base,
+		    int neg)
+{
+	char tmp[24];
+	int n = 0;
+
+	if (neg)
+		put(o, '-');
+	do {
+		tmp[n++] = "0123456789abcdef"[v % base];
+		v /= base;
+	} while (v);
+	while (n)
+		put(o, tmp[--n]);
+}
+
+int ma_vfmt(char *buf, size_t len, const char *fmt, va_list ap)
+{
+	struct out o = { buf, len, 0 };
+
+	for (; *fmt; fmt++) {
+		int l = 0, z = 0;
+
+		if (*fmt != '%') {
+			put(&o, *fmt);
+			continue;
+		}
+		fmt++;
+		while (*fmt == 'l') {
+			l++;
+			fmt++;
+		}
+		if (*fmt == 'z') {
+			z = 1;
+			fmt++;
+		}
+		switch (*fmt) {
+		case 's':
+			put_str(&o, va_arg(ap, const char *));
+			break;
+		case 'd': {
+			long long v = l >= 2 ? va_arg(ap, long long)
+				      : l	? va_arg(ap, long)
+						: va_arg(ap, int);
+
+			put_num(&o, v < 0 ? -(unsigned long long)v : (unsigned long long)v, 10,
+				v < 0);
+			break;
+		}
+		case 'u':
+		case 'x': {
+			unsigned long long v =
+				z	  ? va_arg(ap, size_t)
+				: l >= 2 ? va_arg(ap, unsigned long long)
+				: l	  ? va_arg(ap, unsigned long)
+					  : va_arg(ap, unsigned int);
+
+			put_num(&o, v, *fmt == 'x' ? 16 : 10, 0);
+			break;
+		}
+		case 'p':
+			put_str(&o, "0x");
+			put_num(&o, (uintptr_t)va_arg(ap, void *), 16, 0);
+			break;
+		case '%':
+			put(&o, '%');
+			break;
+		case '\0':
+			fmt--;
+			break;
+		default:
+			put(&o, '?');
+			break;
+		}
+	}
+	if (len)
+		buf[o.pos < len ? o.pos : len - 1] = '\0';
+	return (int)o.pos;
+}
+
+int ma_fmt(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = ma_vfmt(buf, len, fmt, ap);
+	va_end(ap);
+	return n;
+}
+
+void *ma_map(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void ma_unmap(void *p, size_t len)
+{
+	if (p)
+		munmap(p, len);
+}
+
+void ma_sleep_ns(uint64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000ull),
+			       (long)(ns % 1000000000ull) };
+
+	syscall(SYS_nanosleep, &ts, NULL);
+}
+
+void ma_futex_wait(uint32_t *word, uint32_t val, uint64_t timeout_ns)
+{
+	struct timespec ts = { (time_t)(timeout_ns / 1000000000ull),
+			       (long)(timeout_ns % 1000000000ull) };
+
+	syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
+}
+
+void ma_futex_wake(uint32_t *word)
+{
+	__atomic_fetch_add(word, 1, __ATOMIC_RELEASE);
+	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+pid_t ma_gettid(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}

@@ -1,0 +1,127 @@
+"""memattach attach on real processes of every interpreter present.
+
+growth: after 10 s of tracking a process that fills a never-evicted cache
+and makes short-lived garbage, the top live location is the line that
+fills the cache, with bytes within 10% of what the script stored there
+during the window, and the garbage line holds (almost) nothing live.
+
+known sizes: two threads allocate bytearrays of 1, 7 and 100 MiB and a list
+of N objects at known lines: sizes, counts and lines exact.
+"""
+import os
+import subprocess
+import tempfile
+import time
+
+from ma_test import (TARGETS, Attach, Target, check, finish, interpreters,
+                     marks, report_json, row_at, skip)
+
+GROWTH = os.path.join(TARGETS, "growth.py")
+KNOWN = os.path.join(TARGETS, "known_sizes.py")
+MG = marks(GROWTH)
+MK = marks(KNOWN)
+MiB = 1024 * 1024
+
+
+def last_count(lines):
+    for line in reversed(lines):
+        if line.startswith("cache "):
+            return int(line.split()[1])
+    return None
+
+
+def growth(label, exe, tmp):
+    cap = os.path.join(tmp, "growth-%s.cap" % label)
+    with Target(exe, "growth.py") as t:
+        seen = [t.readline() for _ in range(3)]
+        a = Attach(t.pid, "--duration", 10, output=cap)
+        if not check(a.wait_attached(), "%s: growth: attached" % label,
+                     a.stderr):
+            a.stop()
+            return
+        # the target prints its count every 50 ms: the last line printed
+        # when tracking starts and when it ends bound the window
+        start = last_count(seen + t.drain())
+        rc = a.wait(timeout=60)
+        end = last_count(t.drain() or [t.readline()])
+        check(rc == 0, "%s: growth: attach exits 0" % label,
+              "exit %s\n%s" % (rc, a.stderr))
+        check(t.alive(), "%s: growth: target still running" % label)
+    if rc != 0:
+        return
+    doc = report_json(cap, "--view", "live", "--group", "line")
+    top = doc["rows"][0] if doc["rows"] else {}
+    check(top.get("file") == GROWTH and top.get("line") == MG["cache_fill"]
+          and top.get("function") == "fill_cache",
+          "%s: growth: top live location is the cache fill line" % label,
+          {k: top.get(k) for k in ("function", "file", "line")})
+    want = (end - start) * (64 * 1024)
+    got = top.get("live", {}).get("bytes", 0)
+    check(want > 0 and abs(got - want) <= 0.10 * want,
+          "%s: growth: live bytes at that line within 10%% of what the "
+          "script stored (%d vs %d)" % (label, got, want))
+    g = row_at(doc, GROWTH, MG["garbage"])
+    total_g = report_json(cap, "--view", "total", "--group", "line")
+    gt = row_at(total_g, GROWTH, MG["garbage"])
+    check(gt is not None and gt["total"]["bytes"] > 50 * MiB and
+          (g is None or g["live"]["bytes"] <= 512 * 1024),
+          "%s: growth: garbage allocated a lot, is not live" % label,
+          "total %s live %s" % (gt and gt["total"], g and g["live"]))
+    check(doc["complete"] and doc["totals"]["lost_records"] == 0,
+          "%s: growth: capture complete, nothing lost" % label, doc["totals"])
+
+
+def known_sizes(label, exe, tmp):
+    cap = os.path.join(tmp, "known-%s.cap" % label)
+    with Target(exe, "known_sizes.py") as t:
+        a = Attach(t.pid, output=cap)
+        if not check(a.wait_attached(), "%s: known: attached" % label,
+                     a.stderr):
+            a.stop()
+            return
+        t.proc.stdin.write(b"go\n")
+        t.proc.stdin.flush()
+        done = t.readline(timeout=60)
+        check(done == "DONE", "%s: known: target allocated" % label, done)
+        time.sleep(0.3)
+        rc = a.stop()
+        check(rc == 0, "%s: known: attach exits 0 on SIGINT" % label,
+              a.stderr)
+        t.proc.stdin.write(b"quit\n")
+        t.proc.stdin.flush()
+    if rc != 0:
+        return
+    doc = report_json(cap, "--view", "live", "--group", "line", "--top",
+                      "1000")
+    # Each bytearray(n) is two blocks: the object (its type's basic size,
+    # asked of this very interpreter) and a buffer of n + 1 bytes (the NUL)
+    basic = int(subprocess.run([exe, "-c", "print(bytearray.__basicsize__)"],
+                               capture_output=True, text=True).stdout)
+    for name, n in (("alloc_1", 1), ("alloc_7", 7), ("alloc_100", 100)):
+        r = row_at(doc, KNOWN, MK[name])
+        check(r is not None and r["live"]["count"] == 4 and
+              r["live"]["bytes"] == 2 * (n * MiB + 1 + basic) and
+              r["function"] == name,
+              "%s: known: 2 x bytearray(%d MiB) live at %s:%d" %
+              (label, n, os.path.basename(KNOWN), MK[name]),
+              r and {k: r[k] for k in ("function", "line", "live")})
+    r = row_at(doc, KNOWN, MK["objects"])
+    check(r is not None and r["live"]["count"] >= 2 * 50000 and
+          r["live"]["bytes"] >= 2 * 50000 * 16,
+          "%s: known: 2 x 50000 objects live at the list line" % label,
+          r and r["live"])
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="memattach-e2e-")
+    for label, exe in interpreters():
+        try:
+            growth(label, exe, tmp)
+            known_sizes(label, exe, tmp)
+        except Exception as e:
+            check(False, "%s: ran without error" % label, repr(e))
+    finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""The hazards of DESIGN.md, each on real processes:
+
+- a target blocked in read(): after attach and detach, the data fed to its
+  stdin arrives intact and it exits 0;
+- a main thread holding the GIL inside a regex: attach works (no GIL
+  needed) and records the allocations made meanwhile;
+- SIGALRM every 10 ms during attach: the handler's tick count keeps rising
+  at the same rate (no signal lost, no EINTR surfacing);
+- memattach SIGKILLed at random moments during attach and tracking: the
+  target survives every time, and `memattach detach` then a new attach work;
+- the target exits while tracked: the capture is complete up to its exit;
+- the target forks while tracked: the child is not tracked and exits 0,
+  the parent goes on being tracked.
+"""
+import os
+import random
+import signal
+import subprocess
+import tempfile
+import time
+
+from ma_test import (TARGETS, Attach, Target, check, finish, interpreters,
+                     marks, memattach, report_json, row_at, wait_in_syscall)
+
+random.seed(int(os.environ.get("MA_SEED", "4242")))
+
+
+def blocked_read(label, exe, tmp):
+    with Target(exe, "stacks_target.py") as t:
+        _, tmain, _ = t.ready_line.split()
+        wait_in_syscall(t.pid, int(tmain), 0)
+        a = Attach(t.pid, "--duration", 1.5,
+                   output=os.path.join(tmp, "read.cap"))
+        rc = a.wait()
+        check(rc == 0, "%s: attach/detach of a process blocked in read()" %
+              label, a.stderr)
+        t.proc.stdin.write(b"after attach\n")
+        t.proc.stdin.flush()
+        got = t.readline(timeout=20)
+        check(got == "GOT after attach",
+              "%s: its read() returns the data intact" % label, got)
+        try:
+            code = t.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            code = None
+        check(code == 0, "%s: and it exits 0" % label, code)
+
+
+def gil_regex(label, exe, tmp):
+    cap = os.path.join(tmp, "gil.cap")
+    lib = os.path.join(os.environ.get("MA_BINARY_DIR", ""), "tests",
+                       "libma_native_alloc.so")
+    env = dict(os.environ, MA_NATIVE_ALLOC_LIB=lib)
+    with Target(exe, "gil_regex.py", env=env) as t:
+        time.sleep(0.3)
+        a = Attach(t.pid, "--duration", 2, output=cap)
+        rc = a.wait(timeout=30)
+        check(rc == 0, "%s: attach works while the GIL is held in C" % label,
+              a.stderr)
+        check(t.alive(), "%s: GIL holder still running" % label)
+    if rc == 0:
+        # the C thread's blocks: 4242 bytes each, no Python stack
+        doc = report_json(cap, "--view", "total", "--group", "stack",
+                          "--top", "1000")
+        native = [r for r in doc["rows"] if not r["stack"] and
+                  r["total"]["count"] >= 100 and
+                  r["total"]["bytes"] >= 100 * 4242]
+        check(native, "%s: the C thread's allocations are recorded while "
+              "the main thread holds the GIL" % label,
+              [(r["function"], r["total"]) for r in doc["rows"][:5]])
+
+
+def sigalrm(label, exe, tmp):
+    def rate(t, n=5):
+        t.drain()
+        a = int(t.readline().split()[1])
+        t0 = time.monotonic()
+        for _ in range(n):
+            b = int(t.readline().split()[1])
+        return (b - a) / (time.monotonic() - t0)
+
+    with Target(exe, "sigalrm.py") as t:
+        before = rate(t)
+        a = Attach(t.pid, "--duration", 1, output=os.path.join(tmp, "alrm.cap"))
+        rc = a.wait()
+        check(rc == 0, "%s: attach with SIGALRM every 10 ms" % label, a.stderr)
+        after = rate(t)
+        check(t.alive() and after > 0.7 * before,
+              "%s: ticks keep rising at the same rate (%.0f/s, then %.0f/s)"
+              % (label, before, after))
+
+
+def sigkill(label, exe, tmp, rounds):
+    survived = 0
+    with Target(exe, "churn.py", 2) as t:
+        for i in range(rounds):
+            a = Attach(t.pid, output=os.path.join(tmp, "kill.cap"))
+            time.sleep(random.uniform(0, 0.4))
+            a.proc.kill()
+            a.wait()
+            time.sleep(0.02)
+            if not t.alive():
+                break
+            survived += 1
+        check(survived == rounds,
+              "%s: target survived memattach SIGKILLed at %d random moments"
+              % (label, rounds), "died in round %d" % survived)
+        rc, out, err = memattach("detach", t.pid, timeout=30)
+        check(rc == 0 and "payload" in out,
+              "%s: memattach detach afterwards" % label, out + err)
+        a = Attach(t.pid, "--duration", 1, output=os.path.join(tmp, "k2.cap"))
+        rc = a.wait()
+        check(rc == 0, "%s: and a new attach works" % label, a.stderr)
+        check(t.alive(), "%s: target alive at the end" % label)
+
+
+def target_exits(label, exe, tmp):
+    cap = os.path.join(tmp, "exits.cap")
+    m = marks(os.path.join(TARGETS, "exits.py"))
+    with Target(exe, "exits.py") as t:
+        a = Attach(t.pid, output=cap)
+        check(a.wait_attached(), "%s: exits: attached" % label, a.stderr)
+        t.proc.stdin.write(b"go\n")
+        t.proc.stdin.flush()
+        rc = a.wait(timeout=30)
+        check(rc == 0 and "target exited" in a.stderr,
+              "%s: memattach ends with the target's exit, exit 0" % label,
+              "exit %s: %s" % (rc, a.stderr))
+    if rc == 0:
+        # The interpreter frees everything on its way out, so look at what
+        # was allocated: 20 bytearrays of 1 MiB (object + buffer each)
+        doc = report_json(cap, "--view", "total", "--group", "line")
+        r = row_at(doc, os.path.join(TARGETS, "exits.py"), m["grow"])
+        check(r is not None and r["total"]["count"] >= 40 and
+              r["total"]["bytes"] >= 20 * (1024 * 1024 + 1),
+              "%s: capture holds all 20 allocations made before the exit"
+              % label, r and r["total"])
+        check(doc["complete"], "%s: capture complete up to the exit" % label)
+
+
+def forks(label, exe, tmp):
+    cap = os.path.join(tmp, "forks.cap")
+    path = os.path.join(TARGETS, "forks.py")
+    m = marks(path)
+    with Target(exe, "forks.py") as t:
+        a = Attach(t.pid, output=cap)
+        check(a.wait_attached(), "%s: forks: attached" % label, a.stderr)
+        t.proc.stdin.write(b"go\n")
+        t.proc.stdin.flush()
+        lines = [t.readline(timeout=30) for _ in range(4)]
+        check(lines[:3] == [l for l in lines[:3] if l.endswith("exited 0")]
+              and lines[3] == "DONE",
+              "%s: each forked child exits 0" % label, lines)
+        rc = a.stop()
+        check(rc == 0, "%s: forks: attach exits 0" % label, a.stderr)
+    if rc == 0:
+        doc = report_json(cap, "--view", "total", "--group", "line", "--top",
+                          "1000")
+        p = row_at(doc, path, m["parent_alloc"])
+        c = row_at(doc, path, m["child_alloc"])
+        # 30 bytearrays of 64 KiB (each an object and a buffer), plus the
+        # growth of the list that keeps them
+        check(p is not None and p["total"]["count"] >= 60 and
+              p["total"]["bytes"] >= 30 * (64 * 1024 + 1),
+              "%s: the parent's 30 allocations after the forks are tracked"
+              % label, p and p["total"])
+        check(c is None, "%s: the children's allocations are not" % label,
+              c and c["total"])
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="memattach-hazards-")
+    for label, exe in interpreters():
+        for fn in (blocked_read, gil_regex, sigalrm, target_exits, forks):
+            try:
+                fn(label, exe, tmp)
+            except Exception as e:
+                check(False, "%s: %s ran without error" % (label, fn.__name__),
+                      repr(e))
+        try:
+            sigkill(label, exe, tmp, 50 if label.startswith("debian") else 10)
+        except Exception as e:
+            check(False, "%s: sigkill ran without error" % label, repr(e))
+    finish()
+
+
+if __name__ == "__main__":
+    main()

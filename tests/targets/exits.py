@@ -1,0 +1,19 @@
+"""Target that allocates at a known line and exits by itself after the
+line 'go' arrives on stdin: 20 x 1 MiB bytearrays, then exit 0."""
+import sys
+import time
+
+KEEP = []
+
+
+def grow():
+    for _ in range(20):
+        KEEP.append(bytearray(1024 * 1024))  # MARK: grow
+        time.sleep(0.02)
+
+
+print("READY", flush=True)
+sys.stdin.readline()
+grow()
+time.sleep(0.2)
+sys.exit(0)
