@@ -380,6 +380,12 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 		goto out;
 	}
 	c.s = &s;
+	if (ma_cli_verbose)
+		fprintf(stderr,
+			"memattach: %d tries to find a safe thread (%.1f ms), "
+			"dlopen %.1f ms, ma_start %.1f ms\n",
+			s.attempts, s.t_pick_ns / 1e6, s.t_dlopen_ns / 1e6,
+			s.t_start_ns / 1e6);
 	fprintf(stderr,
 		"memattach: attached to %d (python %s, %s, offsets from %s) in "
 		"%.1f ms, target stopped %.1f ms%s\n",

@@ -9,13 +9,13 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/user.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "discover.h"
 #include "errors.h"
 #include "memread.h"
-#include "native.h"
 #include "procfs.h"
 #include "ptrace.h"
 #include "rcall.h"
@@ -169,101 +169,179 @@ int ma_payload_probe(struct ma_target *t, struct ma_payload_info *pi)
 	return 0;
 }
 
-/* Functions whose frames make a thread unsafe to run dlopen() on: it may
- * hold a malloc arena lock or the loader's lock, which dlopen needs. */
-static int unsafe_frame(const struct ma_native_frame *f)
-{
-	static const char *const exact[] = {
-		"malloc",
-		"free",
-		"calloc",
-		"realloc",
-		"cfree",
-		"valloc",
-		"pvalloc",
-		"memalign",
-		"posix_memalign",
-		"aligned_alloc",
-		"reallocarray",
-		"sysmalloc",
-		"dlopen",
-		"dlclose",
-		"dlsym",
-		"dl_iterate_phdr",
-		"PyMem_SetAllocator",
-		"PyMem_GetAllocator",
-		"fork",
-		"_Fork",
-	};
-	static const char *const prefix[] = {
-		"_int_",
-		"__libc_malloc",
-		"__libc_free",
-		"__libc_calloc",
-		"__libc_realloc",
-		"__libc_memalign",
-		"__libc_dl",
-		"malloc_",
-		"tcache",
-		"arena_",
-		"_dl_",
-		"__GI___libc_malloc",
-		"__GI___libc_free",
-		"__dlopen",
-		"__libc_fork",
-	};
-	char name[256];
+/*
+ * Where a thread must not be when it is made to run dlopen() and ma_start():
+ * inside malloc & co (it may hold an arena lock, or be half-way through
+ * changing the heap), inside the dynamic loader (its locks), inside
+ * dlopen/dl_iterate_phdr/fork (the same locks, taken from libc), inside
+ * CPython's allocator switch, or inside the payload itself.
+ *
+ * Checking this by unwinding each candidate's stack with libdwfl costs ~5 ms
+ * of freeze.  A thread that is inside one of those functions has a return
+ * address into it among the live words of its stack, near the stack
+ * pointer; so the check reads 16 KiB above the stack pointer in one
+ * process_vm_readv and looks every word up in the sorted code ranges.  A
+ * stale word that happens to look like such an address only costs a retry.
+ */
+struct code_range {
+	uint64_t lo, hi;
+	const char *what;
+};
 
-	if (f->module &&
-	    (strstr(f->module, "ld-linux") || strstr(f->module, "ld.so") ||
-	     strstr(f->module, "memattach")))
-		return 1;
-	if (!f->symbol)
-		return 0;
-	snprintf(name, sizeof(name), "%s", f->symbol);
-	name[strcspn(name, "+@")] = '\0';
-	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
-		if (!strcmp(name, exact[i]))
-			return 1;
-	for (size_t i = 0; i < sizeof(prefix) / sizeof(prefix[0]); i++)
-		if (!strncmp(name, prefix[i], strlen(prefix[i])))
-			return 1;
-	return 0;
+struct unsafe_ranges {
+	struct code_range *v;
+	size_t n, cap;
+};
+
+static void add_range(struct unsafe_ranges *u, uint64_t lo, uint64_t hi,
+		      const char *what)
+{
+	if (hi <= lo)
+		return;
+	if (u->n == u->cap) {
+		size_t ncap = u->cap ? u->cap * 2 : 64;
+		struct code_range *nv = realloc(u->v, ncap * sizeof(*nv));
+
+		if (!nv)
+			return;
+		u->v = nv;
+		u->cap = ncap;
+	}
+	u->v[u->n++] = (struct code_range){ lo, hi, what };
 }
 
-/* A thread of the frozen process whose stack shows none of the above */
-static pid_t pick_thread(struct ma_target *t, struct ma_freeze *fz, char *why,
+static int cmp_range(const void *a, const void *b)
+{
+	const struct code_range *x = a, *y = b;
+
+	return (x->lo > y->lo) - (x->lo < y->lo);
+}
+
+/* Exported functions of a mapped library, by name, as ranges */
+static void add_lib_functions(struct unsafe_ranges *u, const struct ma_target *t,
+			      const char *lib, const char *const *names,
+			      size_t nnames)
+{
+	for (size_t i = 0; i < t->maps.n; i++) {
+		const struct ma_map *mp = &t->maps.v[i];
+		const char *b = strrchr(mp->path, '/');
+		struct ma_elf *e;
+		char local[PATH_MAX + 32];
+		uint64_t off, first;
+
+		if (!b || strncmp(b + 1, lib, strlen(lib)) || mp->offset)
+			continue;
+		ma_proc_target_path(t->pid, mp->path, local, sizeof(local));
+		if (ma_elf_open(local, &e) && ma_elf_open(mp->path, &e))
+			continue;
+		first = ma_elf_first_load(e, &off);
+		if (off == mp->offset) {
+			uint64_t bias = mp->start - first;
+
+			for (size_t k = 0; k < nnames; k++) {
+				uint64_t v, sz;
+
+				if (!ma_elf_symbol(e, names[k], &v, &sz))
+					add_range(u, v + bias,
+						  v + bias + (sz ? sz : 1),
+						  names[k]);
+			}
+		}
+		ma_elf_close(e);
+		return;
+	}
+}
+
+static void build_unsafe_ranges(const struct ma_target *t,
+				struct unsafe_ranges *u)
+{
+	static const char *const libc_fns[] = {
+		"malloc",	  "free",	 "calloc",	  "realloc",
+		"reallocarray", "cfree",	 "valloc",	  "pvalloc",
+		"memalign",	  "posix_memalign", "aligned_alloc", "malloc_trim",
+		"malloc_info",  "mallinfo",	 "mallinfo2",	  "malloc_stats",
+		"dlopen",	  "dlmopen",	 "dlclose",	  "dlsym",
+		"dlvsym",	  "dladdr",	 "dladdr1",	  "dlinfo",
+		"dl_iterate_phdr", "fork",	 "_Fork",	  "vfork",
+		"__libc_dlopen_mode", "__libc_dlsym", "__libc_dlclose",
+	};
+	static const char *const py_fns[] = {
+		"PyMem_SetAllocator", "PyMem_GetAllocator",
+		"PyMem_SetupDebugHooks",
+	};
+
+	memset(u, 0, sizeof(*u));
+	for (size_t i = 0; i < t->maps.n; i++) {
+		const struct ma_map *mp = &t->maps.v[i];
+
+		if (mp->perms[2] != 'x')
+			continue;
+		if (strstr(mp->path, "/ld-linux") || strstr(mp->path, "/ld-2.") ||
+		    strstr(mp->path, "/ld.so"))
+			add_range(u, mp->start, mp->end, "the dynamic loader");
+		else if (strstr(mp->path, "memfd:" PAYLOAD_MEMFD_NAME))
+			add_range(u, mp->start, mp->end, "the memattach payload");
+	}
+	add_lib_functions(u, t, "libc.so", libc_fns,
+			  sizeof(libc_fns) / sizeof(libc_fns[0]));
+	{
+		const char *b = strrchr(t->pymod_path, '/');
+
+		add_lib_functions(u, t, b ? b + 1 : t->pymod_path, py_fns,
+				  sizeof(py_fns) / sizeof(py_fns[0]));
+	}
+	qsort(u->v, u->n, sizeof(*u->v), cmp_range);
+}
+
+static const struct code_range *in_ranges(const struct unsafe_ranges *u,
+					  uint64_t a)
+{
+	size_t lo = 0, hi = u->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (a < u->v[mid].lo)
+			hi = mid;
+		else if (a >= u->v[mid].hi)
+			lo = mid + 1;
+		else
+			return &u->v[mid];
+	}
+	return NULL;
+}
+
+#define STACK_SCAN_BYTES (16 * 1024)
+
+/* A thread of the frozen process at a safe point, the main thread first
+ * (it lives as long as the process); 0 when none is */
+static pid_t pick_thread(struct ma_target *t, struct ma_freeze *fz,
+			 const struct unsafe_ranges *u, char *why,
 			 size_t whylen)
 {
 	const pid_t *tids;
 	size_t n = ma_freeze_threads(fz, &tids);
-	static int attached;
+	static uint64_t stack[STACK_SCAN_BYTES / 8];
 
-	if (!attached) {
-		if (ma_native_attach(t->dwfl, t->pid))
-			return -1;
-		attached = 1;
-	}
-	/* The main thread first: it exists as long as the process does */
 	for (size_t k = 0; k < n; k++) {
-		pid_t tid = tids[k];
-		struct ma_native_stack st;
-		int bad = -1;
+		struct user_regs_struct r;
+		const struct code_range *bad;
+		size_t len = sizeof(stack);
 
-		if (ma_native_unwind(t->dwfl, tid, 64, &st))
+		if (ma_freeze_regs(fz, tids[k], &r))
 			continue;
-		for (int i = 0; i < st.n; i++)
-			if (unsafe_frame(&st.v[i])) {
-				bad = i;
-				break;
-			}
-		if (bad >= 0)
-			snprintf(why, whylen, "thread %d is in %s", (int)tid,
-				 st.v[bad].symbol ? st.v[bad].symbol
-						  : st.v[bad].module);
-		ma_native_stack_free(&st);
-		if (bad < 0 && st.error == 0)
-			return tid;
+		bad = in_ranges(u, r.rip);
+		/* the stack up to its end, at most 16 KiB: shorten the read
+		 * until it fits in the mapping */
+		while (!bad && len >= 512 &&
+		       ma_mem_read(t->mem, r.rsp, stack, len))
+			len /= 2;
+		for (size_t i = 0; !bad && len >= 512 && i < len / 8; i++)
+			bad = in_ranges(u, stack[i]);
+		if (!bad)
+			return tids[k];
+		snprintf(why, whylen, "thread %d is in %s", (int)tids[k],
+			 bad->what);
 	}
 	return 0;
 }
@@ -405,32 +483,42 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 				(int)t->pid);
 	}
 
+	/* What a thread at a safe point must not be in, found while the
+	 * target still runs */
+	struct unsafe_ranges unsafe;
+
+	build_unsafe_ranges(t, &unsafe);
+
 	/* Stop everything and find a thread at a safe point */
 	for (s->attempts = 1;; s->attempts++) {
 		err = ma_freeze(t->pid, 1000, &fz);
 		if (err)
 			return ma_err_prefix(err, "attach");
-		tid = pick_thread(t, fz, why, sizeof(why));
+		tid = pick_thread(t, fz, &unsafe, why, sizeof(why));
 		if (tid > 0)
 			break;
 		uint64_t fns;
 
 		ma_thaw(fz, &fns);
 		fz = NULL;
-		if (tid < 0 ||
-		    s->attempts >= (o->max_attempts ? o->max_attempts : 200))
+		if (s->attempts >= (o->max_attempts ? o->max_attempts : 200)) {
+			free(unsafe.v);
 			return ma_err(-EAGAIN,
 				      "attach: no thread of process %d reached "
 				      "a safe point after %d tries (%s)",
 				      (int)t->pid, s->attempts, why);
+		}
 		/* Let it run a little: whatever it was doing in malloc or
 		 * the loader takes microseconds */
 		struct timespec ts = { 0, 1000000L * (s->attempts % 5 + 1) };
 
 		nanosleep(&ts, NULL);
 	}
+	free(unsafe.v);
 	s->hijacked = tid;
 	uint64_t tf = ma_now_ns();
+
+	s->t_pick_ns = tf - t0;
 
 	if (!pi.loaded) {
 		static const char name[] = PAYLOAD_MEMFD_NAME;
@@ -472,6 +560,7 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 		err = rcall_checked(fz, tid, &env, &dl, &r, "dlopen");
 		if (err)
 			goto fail;
+		s->t_dlopen_ns = r.ns;
 		ma_maps_free(&t->maps);
 		ma_maps_read(t->pid, &t->maps);
 		pi.base = payload_base(&t->maps);
@@ -513,6 +602,7 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 	err = rcall_checked(fz, tid, &env, &start, &r, "ma_start");
 	if (err)
 		goto fail;
+	s->t_start_ns = r.ns;
 	struct ma_ctl ctl;
 
 	err = ma_mem_read(t->mem, s->ma_ctl_addr, &ctl, sizeof(ctl));
@@ -581,21 +671,25 @@ int ma_inject_stop(struct ma_target *t, struct ma_payload_info *pi)
 
 	if (!pi->loaded || !pi->same_build)
 		return -ENOENT;
+	struct unsafe_ranges unsafe;
+
 	err = ma_rcall_env_init(t->pid, &env);
 	if (err)
 		return err;
+	build_unsafe_ranges(t, &unsafe);
 	for (int attempt = 1; attempt <= 200; attempt++) {
 		err = ma_freeze(t->pid, 1000, &fz);
-		if (err)
+		if (err) {
+			free(unsafe.v);
 			return err;
-		tid = pick_thread(t, fz, why, sizeof(why));
+		}
+		tid = pick_thread(t, fz, &unsafe, why, sizeof(why));
 		if (tid > 0)
 			break;
 		ma_thaw(fz, NULL);
-		if (tid < 0)
-			return -EAGAIN;
 		usleep(2000);
 	}
+	free(unsafe.v);
 	if (tid <= 0)
 		return ma_err(-EAGAIN, "detach: no thread at a safe point (%s)",
 			      why);

@@ -46,6 +46,7 @@ struct ma_session {
 	uint64_t attach_ns; /* first freeze to ring mapped */
 	uint64_t frozen_ns; /* longest single freeze */
 	int attempts; /* freezes needed to find a safe thread */
+	uint64_t t_pick_ns, t_dlopen_ns, t_start_ns; /* phases, for -v */
 	pid_t hijacked; /* the thread that ran the calls */
 	int payload_fd_in_target; /* memfd of the image, closed by ma_start */
 };

@@ -311,17 +311,26 @@ fail:
 	return err;
 }
 
-int ma_freeze_fs_base(struct ma_freeze *f, pid_t tid, uint64_t *fs_base)
+int ma_freeze_regs(struct ma_freeze *f, pid_t tid,
+		   struct user_regs_struct *regs)
 {
 	struct ma_thread *t = find_thread(f, tid);
-	struct user_regs_struct regs;
 
 	if (!t || t->state != TH_STOPPED)
 		return -ESRCH;
-	if (ptrace(PTRACE_GETREGS, tid, NULL, &regs) < 0)
+	if (ptrace(PTRACE_GETREGS, tid, NULL, regs) < 0)
 		return -errno;
-	*fs_base = regs.fs_base;
 	return 0;
+}
+
+int ma_freeze_fs_base(struct ma_freeze *f, pid_t tid, uint64_t *fs_base)
+{
+	struct user_regs_struct regs;
+	int err = ma_freeze_regs(f, tid, &regs);
+
+	if (!err)
+		*fs_base = regs.fs_base;
+	return err;
 }
 
 void ma_freeze_resume_others(struct ma_freeze *f, pid_t keep)

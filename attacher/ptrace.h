@@ -30,6 +30,11 @@ int ma_thaw(struct ma_freeze *f, uint64_t *frozen_ns);
  * CPython stores in PyThreadState.thread_id.  0 or -errno. */
 int ma_freeze_fs_base(struct ma_freeze *f, pid_t tid, uint64_t *fs_base);
 
+struct user_regs_struct;
+/* The general registers of a stopped thread.  0 or -errno. */
+int ma_freeze_regs(struct ma_freeze *f, pid_t tid,
+		   struct user_regs_struct *regs);
+
 /* Resume (detach) every thread but keep: a remote call on keep waits for
  * a lock one of them holds.  ma_thaw() then detaches keep alone. */
 void ma_freeze_resume_others(struct ma_freeze *f, pid_t keep);
