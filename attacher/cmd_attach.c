@@ -48,14 +48,16 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: memattach attach [options] PID\n"
-		"  Track every allocation of a running CPython process with its "
+		"  Track every allocation of a running CPython process with "
+		"its "
 		"Python stack,\n"
 		"  until Ctrl-C, --duration or the process's exit; write a "
 		"capture file.\n"
 		"  -o, --output FILE       capture file (default "
 		"memattach-PID.cap)\n"
 		"  -d, --duration SECONDS  stop after this long\n"
-		"      --ring-size MIB     shared ring size (default 64, a power "
+		"      --ring-size MIB     shared ring size (default 64, a "
+		"power "
 		"of two)\n"
 		"      --max-frames N      Python frames kept per stack "
 		"(default 128)\n"
@@ -64,7 +66,8 @@ static void usage(FILE *f)
 		"      --native-only       only malloc/mmap hooks\n"
 		"      --top N             rows in the summary (default 10)\n"
 		"  -q, --quiet             no progress line\n"
-		"      --offsets=SOURCE    auto, dwarf, debug-offsets, table\n");
+		"      --offsets=SOURCE    auto, dwarf, debug-offsets, "
+		"table\n");
 }
 
 /* The target has exited: gone, or a zombie nobody reaped yet */
@@ -186,8 +189,8 @@ static void progress(FILE *f, int tty, double secs,
 	fprintf(f,
 		"%s%6.1f s  %llu allocations, %s allocated, %s still live, "
 		"capture %s%s%s",
-		tty ? "\r\033[K" : "", secs, (unsigned long long)tot->allocs,
-		a, l, c, lost ? ", records LOST: ring full" : "",
+		tty ? "\r\033[K" : "", secs, (unsigned long long)tot->allocs, a,
+		l, c, lost ? ", records LOST: ring full" : "",
 		tty ? "   [Ctrl-C to stop]" : "\n");
 	fflush(f);
 }
@@ -227,9 +230,10 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 			unsigned long mib = strtoul(optarg, &end, 10);
 
 			if (*end || mib < 1 || mib > 4096 || (mib & (mib - 1)))
-				return ma_err(-EINVAL,
-					      "--ring-size takes a power of two "
-					      "from 1 to 4096 (MiB)");
+				return ma_err(
+					-EINVAL,
+					"--ring-size takes a power of two "
+					"from 1 to 4096 (MiB)");
 			o->ring_size = (uint64_t)mib << 20;
 			break;
 		}
@@ -248,7 +252,8 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 		case 'T':
 			o->top = atoi(optarg);
 			if (o->top < 1)
-				return ma_err(-EINVAL, "bad --top '%s'", optarg);
+				return ma_err(-EINVAL, "bad --top '%s'",
+					      optarg);
 			break;
 		case 'q':
 			o->quiet = 1;
@@ -294,11 +299,13 @@ static void print_stacks_now(struct ma_target *t)
 				continue;
 			}
 			for (int k = 0; k < v->py->nframes && k < 4; k++) {
-				const struct ma_py_frame *fr = &v->py->frames[k];
+				const struct ma_py_frame *fr =
+					&v->py->frames[k];
 				const char *b = strrchr(fr->file, '/');
 
-				printf("%s%s (%s:%d)", k ? " <- " : "  ", fr->func,
-				       b ? b + 1 : fr->file, fr->line);
+				printf("%s%s (%s:%d)", k ? " <- " : "  ",
+				       fr->func, b ? b + 1 : fr->file,
+				       fr->line);
 			}
 			printf("%s\n", v->py->nframes > 4 ? " <- ..." : "");
 		}
@@ -435,10 +442,11 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 				break;
 			}
 		}
-		if (!o.quiet &&
-		    now - last_progress >= (tty ? 250000000ull : 1000000000ull)) {
+		if (!o.quiet && now - last_progress >=
+					(tty ? 250000000ull : 1000000000ull)) {
 			progress(stderr, tty, (now - t0) / 1e9,
-				 ma_account_totals(c.acc), ma_capture_bytes(c.w),
+				 ma_account_totals(c.acc),
+				 ma_capture_bytes(c.w),
 				 __atomic_load_n(&s.ring->lost_records,
 						 __ATOMIC_RELAXED));
 			last_progress = now;
@@ -447,8 +455,8 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 
 		if (st == MA_STATE_FAILED || st == MA_STATE_ORPHANED ||
 		    st == MA_STATE_STOPPED) {
-			why_stop = st == MA_STATE_FAILED ? "payload failed" :
-							   "payload stopped";
+			why_stop = st == MA_STATE_FAILED ? "payload failed"
+							 : "payload stopped";
 			break;
 		}
 		if (stop_requested) {
@@ -469,7 +477,8 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	/* Tell the payload to stop, then drain until it says it has (its
 	 * final STATS record is the last one) */
 	if (!target_exited) {
-		__atomic_store_n(&s.ring->command, MA_CMD_STOP, __ATOMIC_RELEASE);
+		__atomic_store_n(&s.ring->command, MA_CMD_STOP,
+				 __ATOMIC_RELEASE);
 		uint64_t deadline = ma_now_ns() + 3000000000ull;
 
 		for (;;) {
@@ -483,7 +492,8 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 
 			if (c.error)
 				break;
-			if ((st == MA_STATE_STOPPED || st == MA_STATE_ORPHANED ||
+			if ((st == MA_STATE_STOPPED ||
+			     st == MA_STATE_ORPHANED ||
 			     st == MA_STATE_FAILED) &&
 			    !got &&
 			    __atomic_load_n(&s.ring->head, __ATOMIC_ACQUIRE) ==
@@ -521,14 +531,14 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 
 	if (!o.quiet && tty)
 		fputc('\n', stderr);
-	tr.lost_records = __atomic_load_n(&s.ring->lost_records,
-					  __ATOMIC_RELAXED);
+	tr.lost_records =
+		__atomic_load_n(&s.ring->lost_records, __ATOMIC_RELAXED);
 	tr.lost_bytes = __atomic_load_n(&s.ring->lost_bytes, __ATOMIC_RELAXED);
 	tr.unknown_frees = tot->unknown_frees;
 	tr.stack_truncated = tot->stack_truncated;
 	clock_gettime(CLOCK_REALTIME, &wall);
-	tr.end_wall_ns = (uint64_t)wall.tv_sec * 1000000000ull +
-			 (uint64_t)wall.tv_nsec;
+	tr.end_wall_ns =
+		(uint64_t)wall.tv_sec * 1000000000ull + (uint64_t)wall.tv_nsec;
 	tr.duration_ns = ma_now_ns() - t0;
 	tr.complete = complete;
 	err = ma_capture_close(c.w, &tr);

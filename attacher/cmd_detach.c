@@ -47,12 +47,13 @@ int ma_cmd_detach(int argc, char **argv)
 	int err;
 
 	if (argc != 2 || argv[1][0] == '-') {
-		fprintf(argc == 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
+		fprintf(argc == 2 && !strcmp(argv[1], "--help") ? stdout
+								: stderr,
 			"usage: memattach detach PID\n"
 			"  Stop a memattach payload left tracking in PID (by a "
 			"killed memattach)\n  and say what was found.\n");
-		return argc == 2 && !strcmp(argv[1], "--help") ? MA_EXIT_OK :
-								  MA_EXIT_USAGE;
+		return argc == 2 && !strcmp(argv[1], "--help") ? MA_EXIT_OK
+							       : MA_EXIT_USAGE;
 	}
 	if (ma_parse_pid(argv[1], &pid)) {
 		ma_err_set_exit(MA_EXIT_USAGE);

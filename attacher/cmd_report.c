@@ -100,36 +100,41 @@ static void print_json(const struct report_opts *o,
 	json_object_set_new(root, "pid", json_integer(m->pid));
 	json_object_set_new(root, "python",
 			    json_string(m->py_version ? m->py_version : ""));
-	json_object_set_new(root, "complete",
-			    json_boolean(tr && tr->complete));
+	json_object_set_new(root, "complete", json_boolean(tr && tr->complete));
 	json_object_set_new(root, "truncated", json_boolean(tr == NULL));
-	json_object_set_new(jt, "allocations", json_integer((json_int_t)t->allocs));
+	json_object_set_new(jt, "allocations",
+			    json_integer((json_int_t)t->allocs));
 	json_object_set_new(jt, "allocated_bytes",
 			    json_integer((json_int_t)t->alloc_bytes));
 	json_object_set_new(jt, "frees", json_integer((json_int_t)t->frees));
-	json_object_set_new(jt, "live_bytes", json_integer((json_int_t)t->live_bytes));
-	json_object_set_new(jt, "live_count", json_integer((json_int_t)t->live_count));
-	json_object_set_new(jt, "peak_bytes", json_integer((json_int_t)t->peak_bytes));
+	json_object_set_new(jt, "live_bytes",
+			    json_integer((json_int_t)t->live_bytes));
+	json_object_set_new(jt, "live_count",
+			    json_integer((json_int_t)t->live_count));
+	json_object_set_new(jt, "peak_bytes",
+			    json_integer((json_int_t)t->peak_bytes));
 	json_object_set_new(jt, "unknown_frees",
 			    json_integer((json_int_t)t->unknown_frees));
 	json_object_set_new(jt, "lost_records",
-			    json_integer((json_int_t)(tr ? tr->lost_records :
-							    t->lost_records)));
+			    json_integer((json_int_t)(tr ? tr->lost_records
+							 : t->lost_records)));
 	json_object_set_new(jt, "threads", json_integer(t->threads));
 	json_object_set_new(root, "totals", jt);
 	for (size_t i = 0; i < n && (int)i < o->top; i++) {
 		json_t *r = json_object();
 
 		json_object_set_new(r, "function",
-				    rows[i].function ? json_string(rows[i].function) :
-						       json_null());
+				    rows[i].function
+					    ? json_string(rows[i].function)
+					    : json_null());
 		json_object_set_new(r, "file", json_string(rows[i].file));
 		json_object_set_new(r, "line", json_integer(rows[i].line));
 		json_object_set_new(r, "live", fig_json(&rows[i].live));
 		json_object_set_new(r, "total", fig_json(&rows[i].total));
 		json_object_set_new(r, "peak", fig_json(&rows[i].peak));
-		json_object_set_new(r, "stack",
-				    stack_json(acc, rows[i].node, o->stack_depth));
+		json_object_set_new(
+			r, "stack",
+			stack_json(acc, rows[i].node, o->stack_depth));
 		json_array_append_new(jr, r);
 	}
 	json_object_set_new(root, "rows", jr);
@@ -147,13 +152,13 @@ static void print_text(const struct report_opts *o,
 					     "live at the peak" };
 	const struct ma_capture_trailer *tr = ma_capture_trailer(rd);
 	const struct ma_account_totals *t = ma_account_totals(acc);
-	uint64_t all = o->view == 0 ? t->live_bytes :
-		       o->view == 1 ? t->alloc_bytes :
-				      t->peak_bytes;
+	uint64_t all = o->view == 0   ? t->live_bytes
+		       : o->view == 1 ? t->alloc_bytes
+				      : t->peak_bytes;
 	char b[32], c[32];
 
-	printf("Top %d locations by bytes %s (of %s):\n", o->top, vname[o->view],
-	       (ma_fmt_bytes(all, b, sizeof(b)), b));
+	printf("Top %d locations by bytes %s (of %s):\n", o->top,
+	       vname[o->view], (ma_fmt_bytes(all, b, sizeof(b)), b));
 	for (size_t i = 0; i < n && (int)i < o->top; i++) {
 		const struct ma_account_fig *f = pick(&rows[i], o->view);
 
@@ -173,7 +178,8 @@ static void print_text(const struct report_opts *o,
 		printf("\nThe capture is truncated (memattach was killed?): "
 		       "figures cover what was written.\n");
 	if (t->unknown_frees)
-		printf("\n%llu frees of memory allocated before the attach were "
+		printf("\n%llu frees of memory allocated before the attach "
+		       "were "
 		       "ignored.\n",
 		       (unsigned long long)t->unknown_frees);
 }
@@ -205,17 +211,19 @@ int ma_cmd_report(int argc, char **argv)
 			o.format = optarg;
 			break;
 		case 'V':
-			o.view = !strcmp(optarg, "live")  ? 0 :
-				 !strcmp(optarg, "total") ? 1 :
-				 !strcmp(optarg, "peak")  ? 2 :
-							    -1;
+			o.view = !strcmp(optarg, "live")    ? 0
+				 : !strcmp(optarg, "total") ? 1
+				 : !strcmp(optarg, "peak")  ? 2
+							    : -1;
 			break;
 		case 'G':
-			o.group = !strcmp(optarg, "stack")    ? MA_VIEW_STACK :
-				  !strcmp(optarg, "line")     ? MA_VIEW_LINE :
-				  !strcmp(optarg, "function") ? MA_VIEW_FUNCTION :
-				  !strcmp(optarg, "file")     ? MA_VIEW_FILE :
-								(enum ma_account_view)-1;
+			o.group = !strcmp(optarg, "stack")  ? MA_VIEW_STACK
+				  : !strcmp(optarg, "line") ? MA_VIEW_LINE
+				  : !strcmp(optarg, "function")
+					  ? MA_VIEW_FUNCTION
+				  : !strcmp(optarg, "file")
+					  ? MA_VIEW_FILE
+					  : (enum ma_account_view) - 1;
 			break;
 		case 'T':
 			o.top = atoi(optarg);

@@ -16,6 +16,7 @@
 #include "discover.h"
 #include "errors.h"
 #include "memread.h"
+#include "native.h"
 #include "procfs.h"
 #include "ptrace.h"
 #include "rcall.h"
@@ -186,6 +187,11 @@ int ma_payload_probe(struct ma_target *t, struct ma_payload_info *pi)
 struct code_range {
 	uint64_t lo, hi;
 	const char *what;
+	/* 1: no thread at all may be in here (it holds the loader's lock,
+	 * which the hijacked thread's dlopen() would wait for forever);
+	 * 0: only the hijacked thread may not (malloc: a lock another thread
+	 * holds is released once the others are let run) */
+	int global;
 };
 
 struct unsafe_ranges {
@@ -194,7 +200,7 @@ struct unsafe_ranges {
 };
 
 static void add_range(struct unsafe_ranges *u, uint64_t lo, uint64_t hi,
-		      const char *what)
+		      const char *what, int global)
 {
 	if (hi <= lo)
 		return;
@@ -207,7 +213,7 @@ static void add_range(struct unsafe_ranges *u, uint64_t lo, uint64_t hi,
 		u->v = nv;
 		u->cap = ncap;
 	}
-	u->v[u->n++] = (struct code_range){ lo, hi, what };
+	u->v[u->n++] = (struct code_range){ lo, hi, what, global };
 }
 
 static int cmp_range(const void *a, const void *b)
@@ -218,9 +224,10 @@ static int cmp_range(const void *a, const void *b)
 }
 
 /* Exported functions of a mapped library, by name, as ranges */
-static void add_lib_functions(struct unsafe_ranges *u, const struct ma_target *t,
-			      const char *lib, const char *const *names,
-			      size_t nnames)
+static void add_lib_functions(struct unsafe_ranges *u,
+			      const struct ma_target *t, const char *lib,
+			      const char *const *names, size_t nnames,
+			      int global)
 {
 	for (size_t i = 0; i < t->maps.n; i++) {
 		const struct ma_map *mp = &t->maps.v[i];
@@ -244,7 +251,7 @@ static void add_lib_functions(struct unsafe_ranges *u, const struct ma_target *t
 				if (!ma_elf_symbol(e, names[k], &v, &sz))
 					add_range(u, v + bias,
 						  v + bias + (sz ? sz : 1),
-						  names[k]);
+						  names[k], global);
 			}
 		}
 		ma_elf_close(e);
@@ -256,17 +263,33 @@ static void build_unsafe_ranges(const struct ma_target *t,
 				struct unsafe_ranges *u)
 {
 	static const char *const libc_fns[] = {
-		"malloc",	  "free",	 "calloc",	  "realloc",
-		"reallocarray", "cfree",	 "valloc",	  "pvalloc",
-		"memalign",	  "posix_memalign", "aligned_alloc", "malloc_trim",
-		"malloc_info",  "mallinfo",	 "mallinfo2",	  "malloc_stats",
-		"dlopen",	  "dlmopen",	 "dlclose",	  "dlsym",
-		"dlvsym",	  "dladdr",	 "dladdr1",	  "dlinfo",
-		"dl_iterate_phdr", "fork",	 "_Fork",	  "vfork",
-		"__libc_dlopen_mode", "__libc_dlsym", "__libc_dlclose",
+		"malloc",	  "free",	   "calloc",
+		"realloc",	  "reallocarray",  "cfree",
+		"valloc",	  "pvalloc",	   "memalign",
+		"posix_memalign", "aligned_alloc", "malloc_trim",
+		"malloc_info",	  "mallinfo",	   "mallinfo2",
+		"malloc_stats",
+	};
+	static const char *const loader_fns[] = {
+		"dlopen",
+		"dlmopen",
+		"dlclose",
+		"dlsym",
+		"dlvsym",
+		"dladdr",
+		"dladdr1",
+		"dlinfo",
+		"dl_iterate_phdr",
+		"fork",
+		"_Fork",
+		"vfork",
+		"__libc_dlopen_mode",
+		"__libc_dlsym",
+		"__libc_dlclose",
 	};
 	static const char *const py_fns[] = {
-		"PyMem_SetAllocator", "PyMem_GetAllocator",
+		"PyMem_SetAllocator",
+		"PyMem_GetAllocator",
 		"PyMem_SetupDebugHooks",
 	};
 
@@ -276,19 +299,23 @@ static void build_unsafe_ranges(const struct ma_target *t,
 
 		if (mp->perms[2] != 'x')
 			continue;
-		if (strstr(mp->path, "/ld-linux") || strstr(mp->path, "/ld-2.") ||
-		    strstr(mp->path, "/ld.so"))
-			add_range(u, mp->start, mp->end, "the dynamic loader");
+		if (strstr(mp->path, "/ld-linux") ||
+		    strstr(mp->path, "/ld-2.") || strstr(mp->path, "/ld.so"))
+			add_range(u, mp->start, mp->end, "the dynamic loader",
+				  1);
 		else if (strstr(mp->path, "memfd:" PAYLOAD_MEMFD_NAME))
-			add_range(u, mp->start, mp->end, "the memattach payload");
+			add_range(u, mp->start, mp->end,
+				  "the memattach payload", 0);
 	}
 	add_lib_functions(u, t, "libc.so", libc_fns,
-			  sizeof(libc_fns) / sizeof(libc_fns[0]));
+			  sizeof(libc_fns) / sizeof(libc_fns[0]), 0);
+	add_lib_functions(u, t, "libc.so", loader_fns,
+			  sizeof(loader_fns) / sizeof(loader_fns[0]), 1);
 	{
 		const char *b = strrchr(t->pymod_path, '/');
 
 		add_lib_functions(u, t, b ? b + 1 : t->pymod_path, py_fns,
-				  sizeof(py_fns) / sizeof(py_fns[0]));
+				  sizeof(py_fns) / sizeof(py_fns[0]), 0);
 	}
 	qsort(u->v, u->n, sizeof(*u->v), cmp_range);
 }
@@ -313,37 +340,93 @@ static const struct code_range *in_ranges(const struct unsafe_ranges *u,
 
 #define STACK_SCAN_BYTES (16 * 1024)
 
+/*
+ * A word of the stack that looks like a return address into unsafe code
+ * may be stale (an uninitialised local of a live frame): before refusing a
+ * thread for it, unwind that thread precisely with libdwfl (~5 ms, only
+ * when the scan hit something) and look at its real frames.
+ */
+static const struct code_range unreadable = { 0, 0, "an unreadable stack", 0 };
+
+static const struct code_range *unwound_in(struct ma_target *t, pid_t tid,
+					   const struct unsafe_ranges *u)
+{
+	static int attached;
+	struct ma_native_stack st;
+	const struct code_range *bad = NULL, *local = NULL;
+
+	if (!attached) {
+		if (ma_native_attach(t->dwfl, t->pid))
+			return &unreadable; /* cannot tell: not this one */
+		attached = 1;
+	}
+	if (ma_native_unwind(t->dwfl, tid, 128, &st))
+		return &unreadable;
+	for (int i = 0; i < st.n; i++) {
+		/* return addresses point after the call */
+		bad = in_ranges(u, i ? st.v[i].pc - 1 : st.v[i].pc);
+		if (bad && bad->global)
+			break;
+		if (bad && !local)
+			local = bad;
+		bad = NULL;
+	}
+	ma_native_stack_free(&st);
+	return bad ? bad : local;
+}
+
+/* The first unsafe code range a stopped thread is in, or NULL */
+static const struct code_range *thread_in(struct ma_target *t,
+					  struct ma_freeze *fz, pid_t tid,
+					  const struct unsafe_ranges *u)
+{
+	static uint64_t stack[STACK_SCAN_BYTES / 8];
+	struct user_regs_struct r;
+	const struct code_range *bad;
+	int hit = 0;
+	size_t len = sizeof(stack);
+
+	if (ma_freeze_regs(fz, tid, &r))
+		return NULL;
+	hit = in_ranges(u, r.rip) != NULL;
+	/* the stack up to its end, at most 16 KiB: shorten the read until it
+	 * fits in the mapping */
+	while (!hit && len >= 512 && ma_mem_read(t->mem, r.rsp, stack, len))
+		len /= 2;
+	for (size_t i = 0; !hit && len >= 512 && i < len / 8; i++)
+		hit = in_ranges(u, stack[i]) != NULL;
+	if (!hit)
+		return NULL;
+	bad = unwound_in(t, tid, u);
+	return bad;
+}
+
 /* A thread of the frozen process at a safe point, the main thread first
- * (it lives as long as the process); 0 when none is */
+ * (it lives as long as the process); 0 when none is, or when any thread
+ * holds the loader */
 static pid_t pick_thread(struct ma_target *t, struct ma_freeze *fz,
 			 const struct unsafe_ranges *u, char *why,
 			 size_t whylen)
 {
 	const pid_t *tids;
 	size_t n = ma_freeze_threads(fz, &tids);
-	static uint64_t stack[STACK_SCAN_BYTES / 8];
+	pid_t pick = 0;
 
 	for (size_t k = 0; k < n; k++) {
-		struct user_regs_struct r;
-		const struct code_range *bad;
-		size_t len = sizeof(stack);
+		const struct code_range *bad = thread_in(t, fz, tids[k], u);
 
-		if (ma_freeze_regs(fz, tids[k], &r))
-			continue;
-		bad = in_ranges(u, r.rip);
-		/* the stack up to its end, at most 16 KiB: shorten the read
-		 * until it fits in the mapping */
-		while (!bad && len >= 512 &&
-		       ma_mem_read(t->mem, r.rsp, stack, len))
-			len /= 2;
-		for (size_t i = 0; !bad && len >= 512 && i < len / 8; i++)
-			bad = in_ranges(u, stack[i]);
-		if (!bad)
-			return tids[k];
-		snprintf(why, whylen, "thread %d is in %s", (int)tids[k],
-			 bad->what);
+		if (bad && bad->global) {
+			snprintf(why, whylen, "thread %d is in %s",
+				 (int)tids[k], bad->what);
+			return 0;
+		}
+		if (!bad && !pick)
+			pick = tids[k];
+		else if (bad && !pick)
+			snprintf(why, whylen, "thread %d is in %s",
+				 (int)tids[k], bad->what);
 	}
-	return 0;
+	return pick;
 }
 
 static int rcall_checked(struct ma_freeze *fz, pid_t tid,

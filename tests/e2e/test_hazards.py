@@ -168,10 +168,56 @@ def forks(label, exe, tmp):
               c and c["total"])
 
 
+def unsafe_points(label, exe, tmp):
+    libdir = os.path.join(os.environ.get("MA_BINARY_DIR", ""), "tests")
+    env = dict(os.environ, MA_TEST_LIBDIR=libdir, MA_BLOCK_SECONDS="4")
+    # A main thread in malloc half of the time: memattach must wait for a
+    # moment it is not (or pick another thread); a wrong pick deadlocks the
+    # remote dlopen on the arena lock the thread itself holds.
+    fails = []
+    for i in range(10):
+        # a fresh process each time: the payload's dlopen is the call that
+        # needs malloc
+        with Target(exe, "unsafe_points.py", "malloc", env=env) as t:
+            a = Attach(t.pid, "--duration", 0.2,
+                       output=os.path.join(tmp, "m.cap"))
+            rc = a.wait(timeout=30)
+            if rc != 0 or not t.alive():
+                fails.append((i, rc, a.stderr.strip().splitlines()[-1:]))
+    check(not fails, "%s: 10 attaches to fresh processes spinning in malloc"
+          % label, fails)
+    # A thread inside dlopen() holds the loader's lock for 4 s: no thread
+    # may be hijacked meanwhile (its dlopen would wait forever); memattach
+    # gives up with a clear message, the target goes on, and once the
+    # constructor returns an attach works.
+    with Target(exe, "unsafe_points.py", "loader", env=env) as t:
+        t0 = time.monotonic()
+        a = Attach(t.pid, "--duration", 0.2,
+                   output=os.path.join(tmp, "l.cap"))
+        rc = a.wait(timeout=30)
+        check(rc != 0 and "dynamic loader" in a.stderr and
+              time.monotonic() - t0 < 4,
+              "%s: attach refused while a thread is inside the loader" % label,
+              "exit %s: %s" % (rc, a.stderr))
+        t.drain()
+        line = t.readline()
+        check(t.alive() and line.startswith("it "),
+              "%s: target unharmed meanwhile" % label, line)
+        while "loaded True" not in t.readline(timeout=10):
+            if time.monotonic() - t0 > 15:
+                break
+        a = Attach(t.pid, "--duration", 0.2,
+                   output=os.path.join(tmp, "l2.cap"))
+        rc = a.wait(timeout=30)
+        check(rc == 0, "%s: attach works once the loader is free" % label,
+              a.stderr)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="memattach-hazards-")
     for label, exe in interpreters():
-        for fn in (blocked_read, gil_regex, sigalrm, target_exits, forks):
+        for fn in (blocked_read, gil_regex, sigalrm, target_exits, forks,
+                   unsafe_points):
             try:
                 fn(label, exe, tmp)
             except Exception as e:
