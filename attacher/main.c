@@ -81,7 +81,8 @@ static void usage(FILE *f)
 		"  report FILE   what a capture says: top locations by live, "
 		"total or peak\n"
 		"                bytes (--format text|json)\n"
-		"  PID           the stacks of every thread, then 'attach PID'\n"
+		"  [OPTIONS] PID the stacks of every thread, then 'attach "
+		"[OPTIONS] PID'\n"
 		"\n"
 		"Developer commands:\n"
 		"  offsets       struct offsets of a binary or process\n"
@@ -125,10 +126,7 @@ int main(int argc, char **argv)
 			printf("memattach %s\n", MA_VERSION);
 			return MA_EXIT_OK;
 		} else {
-			fprintf(stderr, "memattach: unknown option '%s'\n",
-				argv[i]);
-			usage(stderr);
-			return MA_EXIT_USAGE;
+			break; /* attach options of `memattach [opts] PID` */
 		}
 		i++;
 	}
@@ -142,12 +140,14 @@ int main(int argc, char **argv)
 
 	/* `memattach [attach options] PID`: the user's story — every
 	 * thread's stack now, then tracking until Ctrl-C */
-	if (argv[i][0] >= '0' && argv[i][0] <= '9') {
+	if ((argv[i][0] >= '0' && argv[i][0] <= '9') ||
+	    (argv[i][0] == '-' && argv[argc - 1][0] >= '0' &&
+	     argv[argc - 1][0] <= '9')) {
 		argv[i - 1] = "attach";
 		return ma_cmd_attach_opts(argc - i + 1, argv + i - 1, 1);
 	}
 	fprintf(stderr,
-		"memattach: unknown command '%s' (see 'memattach --help')\n",
-		argv[i]);
+		"memattach: unknown %s '%s' (see 'memattach --help')\n",
+		argv[i][0] == '-' ? "option" : "command", argv[i]);
 	return MA_EXIT_USAGE;
 }
