@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "discover.h"
 #include "errors.h"
+#include "inject.h"
 #include "pyread.h"
 #include "threads.h"
 
@@ -27,13 +28,32 @@ static void usage(FILE *f)
 		   "  and whether a memattach payload is loaded.\n");
 }
 
-/* A payload loaded by an earlier attach shows as a memfd mapping */
-static int payload_loaded(const struct ma_maps *m)
+/* What an earlier attach left: nothing, or a payload and its last state */
+static const char *payload_state(struct ma_target *t, char *buf, size_t len)
 {
-	for (size_t i = 0; i < m->n; i++)
-		if (strstr(m->v[i].path, "memfd:memattach"))
-			return 1;
-	return 0;
+	static const char *const states[] = {
+		[MA_STATE_STARTING] = "starting",
+		[MA_STATE_TRACKING] = "tracking now",
+		[MA_STATE_STOPPING] = "stopping",
+		[MA_STATE_STOPPED] = "dormant (last session stopped)",
+		[MA_STATE_ORPHANED] = "dormant (its memattach went away)",
+		[MA_STATE_FAILED] = "dormant (disabled itself after an error)",
+	};
+	struct ma_payload_info pi;
+
+	if (ma_payload_probe(t, &pi) || !pi.loaded)
+		return "not loaded";
+	if (!pi.same_build)
+		snprintf(buf, len, "loaded at %#lx by another memattach build",
+			 (unsigned long)pi.base);
+	else
+		snprintf(buf, len, "loaded at %#lx, %u session(s), %s",
+			 (unsigned long)pi.base, pi.ctl.generation,
+			 pi.ctl.state < sizeof(states) / sizeof(states[0]) &&
+					 states[pi.ctl.state] ?
+				 states[pi.ctl.state] :
+				 "never started");
+	return buf;
 }
 
 static const char *build_kind(const struct ma_target *t, char *buf, size_t len)
@@ -61,7 +81,7 @@ int ma_cmd_info(int argc, char **argv)
 	struct ma_tsnap snap = { 0 };
 	int json = 0, c, npy = 0;
 	pid_t pid;
-	char kind[PATH_MAX + 64], rss[32], hwm[32];
+	char kind[PATH_MAX + 64], rss[32], hwm[32], pstate[160];
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
@@ -125,8 +145,9 @@ int ma_cmd_info(int argc, char **argv)
 		json_object_set_new(o, "offsets_notes", json_string(t->off_notes));
 		json_object_set_new(o, "rss_kb", json_integer((json_int_t)t->status.vm_rss_kb));
 		json_object_set_new(o, "rss_peak_kb", json_integer((json_int_t)t->status.vm_hwm_kb));
-		json_object_set_new(o, "payload_loaded",
-				    json_boolean(payload_loaded(&t->maps)));
+		json_object_set_new(o, "payload",
+				    json_string(payload_state(t, pstate,
+							      sizeof(pstate))));
 		for (size_t i = 0; i < snap.n; i++) {
 			const struct ma_tview *v = &snap.th[i];
 			json_t *jt = json_object();
@@ -155,9 +176,8 @@ int ma_cmd_info(int argc, char **argv)
 		if (t->off_notes[0])
 			printf("             (%s)\n", t->off_notes);
 		printf("memory:      RSS %s, peak RSS %s\n", rss, hwm);
-		printf("payload:     %s\n", payload_loaded(&t->maps) ?
-						    "a memattach payload is loaded" :
-						    "not loaded");
+		printf("payload:     %s\n",
+		       payload_state(t, pstate, sizeof(pstate)));
 		printf("threads:     %zu (%d with a Python thread state)\n",
 		       snap.n, npy);
 		for (size_t i = 0; i < snap.n; i++) {
