@@ -101,14 +101,9 @@ int ma_cmd_info(int argc, char **argv)
 			return MA_EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return MA_EXIT_USAGE;
-	}
-	if (ma_parse_pid(argv[optind], &pid)) {
-		ma_err_set_exit(MA_EXIT_USAGE);
-		return ma_cli_fail("info");
-	}
+	c = ma_cli_pid_arg(argc, argv, "info", usage, &pid);
+	if (c)
+		return c;
 	if (ma_target_open(pid, &topts, &t))
 		return ma_cli_fail("info");
 

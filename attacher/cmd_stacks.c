@@ -211,14 +211,9 @@ int ma_cmd_stacks(int argc, char **argv)
 			return MA_EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return MA_EXIT_USAGE;
-	}
-	if (ma_parse_pid(argv[optind], &pid)) {
-		ma_err_set_exit(MA_EXIT_USAGE);
-		return ma_cli_fail("stacks");
-	}
+	c = ma_cli_pid_arg(argc, argv, "stacks", usage, &pid);
+	if (c)
+		return c;
 	err = ma_target_open(pid, &topts, &r.t);
 	if (err)
 		return ma_cli_fail("stacks");

@@ -5,6 +5,7 @@
  * each) and is the only place that exits.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,20 @@ int ma_cli_offsets_pref(const char *s, enum ma_offsets_pref *out)
 		      "unknown offsets source '%s' (auto, dwarf, debug-offsets, "
 		      "table)",
 		      s);
+}
+
+int ma_cli_pid_arg(int argc, char **argv, const char *cmd,
+		   void (*usage)(FILE *), pid_t *pid)
+{
+	if (optind != argc - 1) {
+		usage(stderr);
+		return MA_EXIT_USAGE;
+	}
+	if (ma_parse_pid(argv[optind], pid)) {
+		ma_err_set_exit(MA_EXIT_USAGE);
+		return ma_cli_fail(cmd);
+	}
+	return 0;
 }
 
 const char *ma_human_bytes(double b, char *buf, size_t len)
