@@ -115,8 +115,8 @@ void *ma_ring_reserve(struct ma_ring *r, uint32_t len)
 			uint64_t now;
 
 			if (r->full_wait_us == 0 ||
-			    __atomic_load_n(&r->stalled_tail, __ATOMIC_RELAXED) ==
-				    tail + 1)
+			    __atomic_load_n(&r->stalled_tail,
+					    __ATOMIC_RELAXED) == tail + 1)
 				return drop(r, len);
 			now = ma_ring_now_ns();
 			if (!deadline) {
@@ -133,10 +133,9 @@ void *ma_ring_reserve(struct ma_ring *r, uint32_t len)
 			head = __atomic_load_n(&h->head, __ATOMIC_RELAXED);
 			continue;
 		}
-		if (__atomic_compare_exchange_n(&h->head, &head,
-						head + pad + len, 0,
-						__ATOMIC_ACQUIRE,
-						__ATOMIC_RELAXED))
+		if (__atomic_compare_exchange_n(
+			    &h->head, &head, head + pad + len, 0,
+			    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
 			break;
 	}
 	/* ask for the lines a few records ahead now: each new line is a cache
@@ -190,9 +189,14 @@ int ma_ring_next(struct ma_ring_reader *r, const struct ma_rec **out)
 	for (;;) {
 		uint64_t pos = r->tail & r->mask;
 		const struct ma_rec *rec = (const void *)(r->data + pos);
-		uint32_t w = __atomic_load_n(&rec->type_len, __ATOMIC_ACQUIRE);
-		uint32_t len = ma_rec_len(w);
+		uint32_t w, len;
 
+		/* a whole lap read and not released: what follows is this
+		 * lap's records again, not new ones */
+		if (r->tail - r->released >= r->size)
+			return 0;
+		w = __atomic_load_n(&rec->type_len, __ATOMIC_ACQUIRE);
+		len = ma_rec_len(w);
 		if (!w)
 			return 0;
 		if (len < sizeof(struct ma_rec) || (len & 7) ||

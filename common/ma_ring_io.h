@@ -34,7 +34,7 @@ uint64_t ma_ring_now_ns(void);
 struct ma_ring {
 	struct ma_ring_hdr *hdr;
 	uint8_t *data;
-	uint64_t size; /* data_size */
+	uint64_t size;	       /* data_size */
 	uint32_t full_wait_us; /* bounded wait on a full ring */
 	uint32_t _pad;
 	/*
@@ -75,7 +75,7 @@ struct ma_ring_reader {
 	struct ma_ring_hdr *hdr;
 	uint8_t *data;
 	uint64_t size, mask;
-	uint64_t tail; /* next record to read (local) */
+	uint64_t tail;	   /* next record to read (local) */
 	uint64_t released; /* bytes zeroed and handed back (hdr->tail) */
 };
 
@@ -87,7 +87,8 @@ int ma_ring_reader_init(struct ma_ring_reader *r, void *map, size_t map_len);
 
 /*
  * Next published record: 1 and *out set (valid until ma_ring_release), 0 when
- * the record at the tail is not published yet (or the ring is empty),
+ * the record at the tail is not published yet (or the ring is empty, or a
+ * whole ring's worth was read without a release: release, then go on),
  * -EPROTO when the ring holds a malformed length.  PAD records are skipped
  * here.
  */

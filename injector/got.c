@@ -51,7 +51,7 @@ struct mod {
 /* A module found by a scan, copied out of dl_iterate_phdr's callback */
 struct cand {
 	uintptr_t base;
-	const ElfW(Phdr) *phdr;
+	const ElfW(Phdr) * phdr;
 	int phnum;
 	int first; /* first module listed: the main executable */
 	char name[480];
@@ -77,7 +77,7 @@ static uint32_t scan_idx; /* modules listed so far by the current scan */
 /* ------------------------------------------------------------------ */
 
 /* Range of a module's PT_LOAD segments */
-static void load_range(uintptr_t base, const ElfW(Phdr) *ph, int n,
+static void load_range(uintptr_t base, const ElfW(Phdr) * ph, int n,
 		       uintptr_t *lo, uintptr_t *hi)
 {
 	*lo = UINTPTR_MAX;
@@ -92,7 +92,7 @@ static void load_range(uintptr_t base, const ElfW(Phdr) *ph, int n,
 	}
 }
 
-static int in_module(uintptr_t base, const ElfW(Phdr) *ph, int n, uintptr_t a)
+static int in_module(uintptr_t base, const ElfW(Phdr) * ph, int n, uintptr_t a)
 {
 	for (int i = 0; i < n; i++)
 		if (ph[i].p_type == PT_LOAD && a >= base + ph[i].p_vaddr &&
@@ -107,8 +107,8 @@ static int self_cb(struct dl_phdr_info *info, size_t size, void *arg)
 
 	if (!in_module(info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum, me))
 		return 0;
-	load_range(info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum,
-		   &self_lo, &self_hi);
+	load_range(info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum, &self_lo,
+		   &self_hi);
 	return 1;
 }
 
@@ -175,12 +175,12 @@ static int write_slot(uint64_t *slot, uint64_t v, int ro)
 struct modinfo {
 	uintptr_t base, lo, hi, relro_lo, relro_hi;
 	const void *phdr;
-	const ElfW(Sym) *symtab;
+	const ElfW(Sym) * symtab;
 	const char *strtab;
 	size_t strsz;
 };
 
-static int patch_relocs(const struct modinfo *m, const ElfW(Rela) *rel,
+static int patch_relocs(const struct modinfo *m, const ElfW(Rela) * rel,
 			size_t bytes, unsigned int want)
 {
 	int n = 0;
@@ -229,22 +229,31 @@ static int patch_relocs(const struct modinfo *m, const ElfW(Rela) *rel,
 	return n;
 }
 
-/*
- * Patch one module from its dynamic section.  ld.so relocates the d_ptr
- * entries in place when .dynamic is writable (and leaves them as link-time
- * offsets otherwise, as in the vdso), so each pointer is taken as is when it
- * lies inside the module, else the load bias is added.
- */
-static int patch_module(uintptr_t base, const ElfW(Phdr) *ph, int phnum)
-{
-	struct modinfo m = { .base = base, .phdr = ph };
-	const ElfW(Dyn) *dyn = NULL;
-	uintptr_t jmprel = 0, rela = 0;
-	size_t pltrelsz = 0, relasz = 0;
-	long pltrel = DT_RELA;
-	int n, total = 0;
+/* What a module's dynamic section says about its relocations */
+struct dyninfo {
+	uintptr_t jmprel, rela;
+	size_t pltrelsz, relasz;
+	long pltrel;
+};
 
-	load_range(base, ph, phnum, &m.lo, &m.hi);
+/*
+ * Read one module's dynamic section.  ld.so relocates the d_ptr entries in
+ * place when .dynamic is writable (and leaves them as link-time offsets
+ * otherwise, as in the vdso), so each pointer is taken as is when it lies
+ * inside the module, else the load bias is added.  0, or -ENOENT when the
+ * module has nothing to patch.
+ */
+static int parse_module(uintptr_t base, const ElfW(Phdr) * ph, int phnum,
+			struct modinfo *m, struct dyninfo *di)
+{
+	const ElfW(Dyn) *dyn = NULL;
+
+	memset(m, 0, sizeof(*m));
+	memset(di, 0, sizeof(*di));
+	m->base = base;
+	m->phdr = ph;
+	di->pltrel = DT_RELA;
+	load_range(base, ph, phnum, &m->lo, &m->hi);
 	for (int i = 0; i < phnum; i++) {
 		if (ph[i].p_type == PT_DYNAMIC)
 			dyn = (const void *)(base + ph[i].p_vaddr);
@@ -253,55 +262,128 @@ static int patch_module(uintptr_t base, const ElfW(Phdr) *ph, int phnum)
 			uintptr_t e = s + ph[i].p_memsz;
 
 			/* what ld.so protects: whole pages only */
-			m.relro_lo = s & ~(uintptr_t)(page_size - 1);
-			m.relro_hi = e & ~(uintptr_t)(page_size - 1);
+			m->relro_lo = s & ~(uintptr_t)(page_size - 1);
+			m->relro_hi = e & ~(uintptr_t)(page_size - 1);
 		}
 	}
 	if (!dyn)
-		return 0;
-#define FIX(v) ((uintptr_t)(v) >= m.lo && (uintptr_t)(v) < m.hi ? (uintptr_t)(v) : (uintptr_t)(v) + base)
+		return -ENOENT;
+#define FIX(v)                                                                 \
+	((uintptr_t)(v) >= m->lo && (uintptr_t)(v) < m->hi                     \
+		 ? (uintptr_t)(v)                                              \
+		 : (uintptr_t)(v) + base)
 	for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++) {
 		switch (d->d_tag) {
 		case DT_SYMTAB:
-			m.symtab = (const void *)FIX(d->d_un.d_ptr);
+			m->symtab = (const void *)FIX(d->d_un.d_ptr);
 			break;
 		case DT_STRTAB:
-			m.strtab = (const void *)FIX(d->d_un.d_ptr);
+			m->strtab = (const void *)FIX(d->d_un.d_ptr);
 			break;
 		case DT_STRSZ:
-			m.strsz = d->d_un.d_val;
+			m->strsz = d->d_un.d_val;
 			break;
 		case DT_JMPREL:
-			jmprel = FIX(d->d_un.d_ptr);
+			di->jmprel = FIX(d->d_un.d_ptr);
 			break;
 		case DT_PLTRELSZ:
-			pltrelsz = d->d_un.d_val;
+			di->pltrelsz = d->d_un.d_val;
 			break;
 		case DT_PLTREL:
-			pltrel = (long)d->d_un.d_val;
+			di->pltrel = (long)d->d_un.d_val;
 			break;
 		case DT_RELA:
-			rela = FIX(d->d_un.d_ptr);
+			di->rela = FIX(d->d_un.d_ptr);
 			break;
 		case DT_RELASZ:
-			relasz = d->d_un.d_val;
+			di->relasz = d->d_un.d_val;
 			break;
 		}
 	}
 #undef FIX
-	if (!m.symtab || !m.strtab || !m.strsz)
+	if (!m->symtab || !m->strtab || !m->strsz)
+		return -ENOENT;
+	if (di->pltrel != DT_RELA)
+		di->jmprel = 0;
+	return 0;
+}
+
+/* Patch one module; the number of slots patched or -errno */
+static int patch_module(uintptr_t base, const ElfW(Phdr) * ph, int phnum)
+{
+	struct modinfo m;
+	struct dyninfo di;
+	int n, total;
+
+	if (parse_module(base, ph, phnum, &m, &di) < 0)
 		return 0;
-	if (pltrel == DT_RELA) {
-		n = patch_relocs(&m, (const void *)jmprel, pltrelsz,
-				 R_X86_64_JUMP_SLOT);
-		if (n < 0)
-			return n;
-		total += n;
-	}
-	n = patch_relocs(&m, (const void *)rela, relasz, R_X86_64_GLOB_DAT);
+	total = patch_relocs(&m, (const void *)di.jmprel, di.pltrelsz,
+			     R_X86_64_JUMP_SLOT);
+	if (total < 0)
+		return total;
+	n = patch_relocs(&m, (const void *)di.rela, di.relasz,
+			 R_X86_64_GLOB_DAT);
 	if (n < 0)
 		return n;
 	return total + n;
+}
+
+/* ------------------------------------------------------------------ */
+/* What the main executable's own GOT says (hazard 7 with a preload) */
+
+struct exe_find {
+	const char *name;
+	uintptr_t value;
+};
+
+static uintptr_t find_slot(const struct modinfo *m, const ElfW(Rela) * rel,
+			   size_t bytes, unsigned int want, const char *name)
+{
+	for (size_t i = 0; rel && i < bytes / sizeof(*rel); i++) {
+		uint32_t symi = ELF64_R_SYM(rel[i].r_info);
+		uintptr_t a = m->base + rel[i].r_offset;
+
+		if (ELF64_R_TYPE(rel[i].r_info) != want || !symi ||
+		    m->symtab[symi].st_name >= m->strsz ||
+		    strcmp(m->strtab + m->symtab[symi].st_name, name) != 0 ||
+		    a < m->lo || a + 8 > m->hi || (a & 7))
+			continue;
+		return __atomic_load_n((const uintptr_t *)a, __ATOMIC_ACQUIRE);
+	}
+	return 0;
+}
+
+static int exe_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct exe_find *f = arg;
+	struct modinfo m;
+	struct dyninfo di;
+	uintptr_t v;
+
+	/* the first module listed is the main executable */
+	if (parse_module(info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum, &m,
+			 &di) < 0)
+		return 1;
+	v = find_slot(&m, (const void *)di.jmprel, di.pltrelsz,
+		      R_X86_64_JUMP_SLOT, f->name);
+	if (!v)
+		v = find_slot(&m, (const void *)di.rela, di.relasz,
+			      R_X86_64_GLOB_DAT, f->name);
+	/* a value inside the executable is its own lazy-binding stub: not
+	 * resolved yet, so it says nothing */
+	if (v && (v < m.lo || v >= m.hi))
+		f->value = v;
+	return 1;
+}
+
+void *ma_exe_got_target(const char *name)
+{
+	struct exe_find f = { name, 0 };
+
+	if (!page_size)
+		page_size = sysconf(_SC_PAGESIZE);
+	dl_iterate_phdr(exe_cb, &f);
+	return (void *)f.value;
 }
 
 /* ------------------------------------------------------------------ */
@@ -397,7 +479,8 @@ static void *pin(const struct cand *c)
 int ma_got_install(int pin_modules)
 {
 	static uint8_t seen[MAX_MODS];
-	int total = 0, err = 0;
+	static unsigned int retries;
+	int total = 0, err = 0, unpinned = 0;
 
 	memset(seen, 0, sizeof(seen));
 	ncands = 0;
@@ -422,8 +505,10 @@ int ma_got_install(int pin_modules)
 		 * unloaded nor be half loaded: it needs no pin */
 		if (pin_modules && !c->first) {
 			h = pin(c);
-			if (!h)
+			if (!h) {
+				unpinned++;
 				continue;
+			}
 		}
 		n = patch_module(c->base, c->phdr, c->phnum);
 		if (h)
@@ -438,6 +523,13 @@ int ma_got_install(int pin_modules)
 			break;
 		}
 	}
+	/* a module that could not be pinned (still loading, or going) is
+	 * tried again at the watchdog's next ticks, a bounded number of
+	 * times, even though no other module was added */
+	if (unpinned && retries++ < 20)
+		last_adds = 0;
+	else if (!unpinned)
+		retries = 0;
 	return err < 0 ? err : total;
 }
 
@@ -460,8 +552,8 @@ void ma_got_rescan(void)
 	struct ma_session *s = ma_sess;
 	unsigned long long adds = 0;
 
-	if (!s || __atomic_load_n(&s->phase, __ATOMIC_ACQUIRE) !=
-			  MA_PHASE_TRACKING ||
+	if (!s ||
+	    __atomic_load_n(&s->phase, __ATOMIC_ACQUIRE) != MA_PHASE_TRACKING ||
 	    !ma_on())
 		return;
 	dl_iterate_phdr(adds_cb, &adds);

@@ -6,11 +6,14 @@
  * the address of malloc and free, so it exports them with the address of
  * its own PLT stubs ("canonical PLT entries"), and every reference to
  * malloc by address, dlsym(RTLD_DEFAULT, "malloc") included, lands on that
- * stub, which jumps through the very GOT slot we patch.  Calling what the
- * slot held, or malloc by name, from a hook would recurse forever.  So the
+ * stub, which jumps through the very GOT slot we patch.  Calling that stub
+ * (what the libraries' slots held, or malloc by name) from a hook would
+ * recurse forever.  So the
  * hooks only call functions resolved here: the global scope's definition
  * when it is a real one (an LD_PRELOADed jemalloc must keep serving its own
- * blocks), else libc's own, from libc's handle.
+ * blocks); when it is the executable's stub, what the executable's own GOT
+ * slot resolved to (the same jemalloc, or libc); else libc's own, from
+ * libc's handle.
  *
  * Every hook: pass straight through when nested (guard) or idle; else set
  * the guard, call the real function, record with errno preserved.  Frees are
@@ -50,6 +53,15 @@ static void *resolve_one(void *libc, const char *name)
 
 	if (p && !ma_in_payload(p) && !is_plt_stub(p))
 		return p;
+	/* the executable's stub jumps through its GOT slot: what that slot
+	 * holds (before we patch it) is what the whole process calls,
+	 * e.g. an LD_PRELOADed jemalloc's malloc, not necessarily libc's */
+	if (p && !ma_in_payload(p)) {
+		void *q = ma_exe_got_target(name);
+
+		if (q && !ma_in_payload(q) && !is_plt_stub(q))
+			return q;
+	}
 	p = dlsym(libc, name);
 	if (p && ma_in_payload(p))
 		return NULL;
@@ -220,6 +232,8 @@ static int hk_posix_memalign(void **out, size_t align, size_t n)
 	struct ma_tls *t = &ma_tls;
 	int r;
 
+	if (!ma_real.posix_memalign)
+		return ENOSYS;
 	if (t->guard || !ma_on())
 		return ma_real.posix_memalign(out, align, n);
 	t->guard = 1;
@@ -240,6 +254,10 @@ static void *aligned2(void *(*f)(size_t, size_t), size_t a, size_t n)
 	struct ma_tls *t = &ma_tls;
 	void *p;
 
+	if (!f) { /* not in this libc: nothing could have bound to it */
+		errno = ENOSYS;
+		return NULL;
+	}
 	if (t->guard || !ma_on())
 		return f(a, n);
 	t->guard = 1;
@@ -260,6 +278,10 @@ static void *aligned1(void *(*f)(size_t), size_t n)
 	struct ma_tls *t = &ma_tls;
 	void *p;
 
+	if (!f) {
+		errno = ENOSYS;
+		return NULL;
+	}
 	if (t->guard || !ma_on())
 		return f(n);
 	t->guard = 1;
@@ -332,7 +354,7 @@ static int hk_munmap(void *a, size_t n)
 	struct ma_tls *t = &ma_tls;
 	int r, e;
 
-	if (t->guard || !ma_on())
+	if (!a || t->guard || !ma_on())
 		return ma_real.munmap(a, n);
 	t->guard = 1;
 	e = errno;

@@ -48,7 +48,7 @@
  * hook.  Initial-exec uses glibc's surplus static TLS instead.
  */
 struct ma_tls {
-	int guard; /* > 0: inside a hook or our own code: pass through */
+	int guard;   /* > 0: inside a hook or our own code: pass through */
 	int in_fork; /* inside our fork hook: it logs the fork itself */
 	struct ma_slot *slot; /* NULL: none yet; MA_SLOT_DEAD: thread ends */
 };
@@ -79,8 +79,8 @@ struct ma_node_ent {
  */
 struct ma_frame_ent {
 	uint64_t frame; /* frame address */
-	uint64_t code; /* code object address */
-	int32_t addr; /* instruction byte offset */
+	uint64_t code;	/* code object address */
+	int32_t addr;	/* instruction byte offset */
 	uint32_t code_id;
 	uint32_t node; /* trie node of the stack down to this frame */
 	uint32_t _pad;
@@ -89,10 +89,10 @@ struct ma_frame_ent {
 struct ma_slot {
 	/* 1 while the thread is in a recording section (see ma_section_*) */
 	uint32_t active;
-	uint32_t used; /* taken by a live thread */
-	uint32_t gen; /* session generation the fields below belong to */
+	uint32_t used;	 /* taken by a live thread */
+	uint32_t gen;	 /* session generation the fields below belong to */
 	uint32_t thread; /* thread index in that session, 0: not defined yet */
-	uint32_t depth; /* valid entries of the stack cache */
+	uint32_t depth;	 /* valid entries of the stack cache */
 	uint32_t _pad;
 	/* counters of this slot in session gen (summed by the stopper):
 	 * events seen, definition records written, events dropped (ring
@@ -120,7 +120,8 @@ static inline struct ma_frame_ent *ma_slot_scratch(struct ma_slot *s)
 }
 
 #define MA_SLOT_SIZE                                                           \
-	(sizeof(struct ma_slot) + 2 * MA_MAX_FRAMES * sizeof(struct ma_frame_ent))
+	(sizeof(struct ma_slot) +                                              \
+	 2 * MA_MAX_FRAMES * sizeof(struct ma_frame_ent))
 
 /* ------------------------------------------------------------------ */
 /* Sessions */
@@ -132,7 +133,7 @@ enum ma_phase {
 };
 
 struct ma_session {
-	uint32_t gen; /* > 0, one per ma_start */
+	uint32_t gen;	/* > 0, one per ma_start */
 	uint32_t phase; /* enum ma_phase, atomic */
 	struct ma_config cfg;
 	int minor; /* python minor version, 0 when stacks are off */
@@ -149,7 +150,7 @@ struct ma_session {
 	struct ma_code_ent *codes;
 	struct ma_node_ent *nodes;
 	uint32_t codes_cap, nodes_cap; /* powers of two */
-	uint32_t ncodes, nnodes; /* entries used (under tab_lock) */
+	uint32_t ncodes, nnodes;       /* entries used (under tab_lock) */
 	uint32_t next_code, next_node;
 	int tab_lock;
 	uint32_t next_thread; /* atomic */
@@ -157,7 +158,7 @@ struct ma_session {
 	/* stopping */
 	uint32_t final_state; /* enum ma_ring_state to end in */
 	int32_t error;
-	uint32_t wd_word; /* futex the watchdog sleeps on */
+	uint32_t wd_word;  /* futex the watchdog sleeps on */
 	uint32_t stop_req; /* atomic: ma_stop() could not stop it inline */
 	pthread_t watchdog;
 	char message[128];
@@ -166,7 +167,7 @@ struct ma_session {
 /* ------------------------------------------------------------------ */
 /* Globals (main.c) */
 
-extern uint32_t ma_enabled; /* atomic: sessions record only while 1 */
+extern uint32_t ma_enabled;	   /* atomic: sessions record only while 1 */
 extern struct ma_session *ma_sess; /* current session, read after enabled */
 extern int ma_asym_fence; /* 1: membarrier() makes the hot path cheap */
 
@@ -248,9 +249,9 @@ int ma_real_resolve(char *msg, size_t len);
 /* Hookable names: index, name, hook, category */
 enum ma_hook_cat {
 	MA_HC_NATIVE = 1, /* MA_TRACK_NATIVE */
-	MA_HC_MMAP = 2, /* MA_TRACK_MMAP */
+	MA_HC_MMAP = 2,	  /* MA_TRACK_MMAP */
 	MA_HC_LOADER = 3, /* dlopen: when any GOT hook is on */
-	MA_HC_FORK = 4, /* fork: always */
+	MA_HC_FORK = 4,	  /* fork: always */
 };
 
 struct ma_hook_def {
@@ -280,6 +281,9 @@ int ma_got_changed(void);
 /* Put every patched slot back; returns the number restored */
 int ma_got_restore(void);
 int ma_got_installed(void);
+/* Where the main executable's own GOT slot for name points (its resolved
+ * target), NULL when it has none or it is not bound yet */
+void *ma_exe_got_target(const char *name);
 /* Address range of the payload itself */
 int ma_in_payload(const void *p);
 int ma_self_init(void);

@@ -36,14 +36,14 @@
 
 #define MA_EXPORT __attribute__((visibility("default")))
 
-#define TICK_NS		 (50ull * 1000000)
-#define HEARTBEAT_NS	 (1000ull * 1000000)
+#define TICK_NS	     (50ull * 1000000)
+#define HEARTBEAT_NS (1000ull * 1000000)
 /* grace for the first heartbeat: the attacher still has to resume the
  * threads, read ma_ctl and map the ring */
 #define FIRST_HEARTBEAT_NS (5000ull * 1000000)
-#define QUIESCE_NS	 (1000ull * 1000000)
-#define WATCHDOG_STACK	 (256 * 1024)
-#define MAX_SESSIONS	 256
+#define QUIESCE_NS	   (1000ull * 1000000)
+#define WATCHDOG_STACK	   (256 * 1024)
+#define MAX_SESSIONS	   256
 
 MA_EXPORT struct ma_ctl ma_ctl = { .ring_fd = -1 };
 
@@ -117,7 +117,8 @@ static void fence_all(void)
 {
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (membarrier_ok &&
-	    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
+	    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) ==
+		    0)
 		return;
 	/* no membarrier (seccomp, fork child): store buffers drain in far
 	 * less than this */
@@ -234,7 +235,13 @@ static void stop_finish(struct ma_session *s)
 	ma_slots_sum(s->gen, &st);
 	st.lost_records = __atomic_load_n(&h->lost_records, __ATOMIC_RELAXED);
 	st.lost_bytes = __atomic_load_n(&h->lost_bytes, __ATOMIC_RELAXED);
-	r = ma_ring_reserve(&s->ring, sizeof(*r));
+	/* the last record matters more than any other: give the consumer a
+	 * full second to make room, whatever the stalls before */
+	struct ma_ring last = s->ring;
+
+	last.full_wait_us = 1000000;
+	last.stalled_tail = 0;
+	r = ma_ring_reserve(&last, sizeof(*r));
 	if (r) {
 		r->h.thread = 0;
 		r->allocs = st.allocs;
@@ -283,8 +290,8 @@ static void *watchdog_main(void *arg)
 	while (phase_of(s) == MA_PHASE_TRACKING) {
 		uint32_t w = __atomic_load_n(&s->wd_word, __ATOMIC_ACQUIRE);
 		uint64_t now = ma_ring_now_ns();
-		uint64_t hb = __atomic_load_n(&h->heartbeat_ns,
-					      __ATOMIC_ACQUIRE);
+		uint64_t hb =
+			__atomic_load_n(&h->heartbeat_ns, __ATOMIC_ACQUIRE);
 		uint32_t state = 0;
 
 		if (__atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE) ||
@@ -298,8 +305,8 @@ static void *watchdog_main(void *arg)
 			ma_fmt(msg, sizeof(msg),
 			       "consumer gone (no heartbeat for %llu ms): "
 			       "tracking stopped, hooks removed",
-			       (unsigned long long)(now - (hb ? hb
-							       : h->start_ns)) /
+			       (unsigned long long)(now -
+						    (hb ? hb : h->start_ns)) /
 				       1000000);
 		}
 		if (state) {
@@ -363,7 +370,7 @@ void ma_after_fork_child(void)
 	ma_sess = NULL;
 	ctl_lock_word = 0;
 	ma_slots_reset_except((uintptr_t)me > (uintptr_t)MA_SLOT_DEAD ? me
-								       : NULL);
+								      : NULL);
 	for (uint32_t i = 0; i < nsessions; i++) {
 		struct ma_session *s = sessions[i];
 
@@ -482,8 +489,9 @@ static void start_locked(const struct ma_config *cfg)
 	s->phase = MA_PHASE_TRACKING;
 	err = watchdog_start(s);
 	if (err < 0) {
-		ma_fmt(msg, sizeof(msg), "cannot start the watchdog thread: "
-					 "error %d",
+		ma_fmt(msg, sizeof(msg),
+		       "cannot start the watchdog thread: "
+		       "error %d",
 		       -err);
 		s->phase = MA_PHASE_DONE;
 		session_release(s, 1);
@@ -553,8 +561,8 @@ MA_EXPORT void ma_stop(void)
 		ma_ctl_unlock();
 	} else {
 		/* the watchdog holds the lock: it acts on the request */
-		struct ma_session *s = __atomic_load_n(&ma_sess,
-						       __ATOMIC_ACQUIRE);
+		struct ma_session *s =
+			__atomic_load_n(&ma_sess, __ATOMIC_ACQUIRE);
 
 		if (s) {
 			__atomic_store_n(&s->stop_req, 1, __ATOMIC_RELEASE);

@@ -68,7 +68,7 @@ static inline __attribute__((always_inline)) void *w_malloc(int d, size_t n)
 }
 
 static inline __attribute__((always_inline)) void *w_calloc(int d, size_t n,
-							     size_t m)
+							    size_t m)
 {
 	struct ma_tls *t = &ma_tls;
 	void *p;
@@ -87,8 +87,8 @@ static inline __attribute__((always_inline)) void *w_calloc(int d, size_t n,
 	return p;
 }
 
-static inline __attribute__((always_inline)) void *
-w_realloc(int d, void *p, size_t n)
+static inline __attribute__((always_inline)) void *w_realloc(int d, void *p,
+							     size_t n)
 {
 	struct ma_tls *t = &ma_tls;
 	void *q;
@@ -133,19 +133,19 @@ static inline __attribute__((always_inline)) void w_free(int d, void *p)
 }
 
 #define DOMAIN(D, sfx)                                                         \
-	static void *sfx##_malloc(void *ctx, size_t n)                        \
+	static void *sfx##_malloc(void *ctx, size_t n)                         \
 	{                                                                      \
 		return w_malloc(D, n);                                         \
 	}                                                                      \
-	static void *sfx##_calloc(void *ctx, size_t n, size_t m)              \
+	static void *sfx##_calloc(void *ctx, size_t n, size_t m)               \
 	{                                                                      \
 		return w_calloc(D, n, m);                                      \
 	}                                                                      \
-	static void *sfx##_realloc(void *ctx, void *p, size_t n)              \
+	static void *sfx##_realloc(void *ctx, void *p, size_t n)               \
 	{                                                                      \
 		return w_realloc(D, p, n);                                     \
 	}                                                                      \
-	static void sfx##_free(void *ctx, void *p)                            \
+	static void sfx##_free(void *ctx, void *p)                             \
 	{                                                                      \
 		w_free(D, p);                                                  \
 	}

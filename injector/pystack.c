@@ -140,8 +140,8 @@ int ma_stacks_setup(struct ma_session *s, char *msg, size_t len)
 	}
 	s->codes = s->tabs;
 	s->nodes = (struct ma_node_ent *)(s->codes + CODE_CAP);
-	s->max_frames = s->cfg.max_frames ? s->cfg.max_frames
-					  : MA_DEFAULT_FRAMES;
+	s->max_frames =
+		s->cfg.max_frames ? s->cfg.max_frames : MA_DEFAULT_FRAMES;
 	if (s->max_frames > MA_MAX_FRAMES)
 		s->max_frames = MA_MAX_FRAMES;
 	s->minor = minor;
@@ -176,7 +176,9 @@ static void ustr_get(const struct ma_py_offsets *o, uintptr_t str,
 		return;
 	u->len = len > MAX_STR_CHARS ? MAX_STR_CHARS : len;
 	u->kind = kind;
-	u->data = (const uint8_t *)(str + (uintptr_t)(ascii ? o->unicode_ascii_size
+	u->data =
+		(const uint8_t *)(str +
+				  (uintptr_t)(ascii ? o->unicode_ascii_size
 						    : o->unicode_compact_size));
 }
 
@@ -286,7 +288,8 @@ static uint32_t code_define(struct ma_session *s, struct ma_slot *sl,
 
 		if (n > 0 && n <= MAX_LINETABLE) {
 			ltlen = (size_t)n;
-			lt_data = (const uint8_t *)(lt + (uintptr_t)o->bytes_sval);
+			lt_data = (const uint8_t *)(lt +
+						    (uintptr_t)o->bytes_sval);
 		}
 	}
 	if (fixed + nlen + flen + 8 > limit)
@@ -360,7 +363,8 @@ static inline uint32_t node_hash(uint32_t parent, uint32_t code, int32_t addr)
 }
 
 static uint32_t node_find(const struct ma_session *s, uint32_t parent,
-			  uint32_t code, int32_t addr, struct ma_node_ent **empty)
+			  uint32_t code, int32_t addr,
+			  struct ma_node_ent **empty)
 {
 	uint32_t mask = s->nodes_cap - 1;
 	uint32_t i = node_hash(parent, code, addr) & mask;
@@ -538,10 +542,10 @@ relink(struct ma_session *s, struct ma_slot *sl, const struct walk_off *w,
 		struct ma_frame_ent *c = &cache[d];
 		const struct ma_frame_ent *fe = &cur[i];
 		/* same frame running the same code: same code id */
-		uint32_t cid = d < old && c->frame == fe->frame &&
-					       c->code == fe->code
-				       ? c->code_id
-				       : code_id(s, sl, fe->code);
+		uint32_t cid =
+			d < old && c->frame == fe->frame && c->code == fe->code
+				? c->code_id
+				: code_id(s, sl, fe->code);
 		uint32_t node = cid ? node_id(s, sl, parent, cid, fe->addr) : 0;
 
 		if (!node) {

@@ -92,20 +92,22 @@ int ma_vfmt(char *buf, size_t len, const char *fmt, va_list ap)
 			break;
 		case 'd': {
 			long long v = l >= 2 ? va_arg(ap, long long)
-				      : l	? va_arg(ap, long)
-						: va_arg(ap, int);
+				      : l    ? va_arg(ap, long)
+					     : va_arg(ap, int);
 
-			put_num(&o, v < 0 ? -(unsigned long long)v : (unsigned long long)v, 10,
-				v < 0);
+			put_num(&o,
+				v < 0 ? -(unsigned long long)v
+				      : (unsigned long long)v,
+				10, v < 0);
 			break;
 		}
 		case 'u':
 		case 'x': {
 			unsigned long long v =
-				z	  ? va_arg(ap, size_t)
+				z	 ? va_arg(ap, size_t)
 				: l >= 2 ? va_arg(ap, unsigned long long)
-				: l	  ? va_arg(ap, unsigned long)
-					  : va_arg(ap, unsigned int);
+				: l	 ? va_arg(ap, unsigned long)
+					 : va_arg(ap, unsigned int);
 
 			put_num(&o, v, *fmt == 'x' ? 16 : 10, 0);
 			break;

@@ -9,13 +9,21 @@ PACKAGES=(
 	libelf-dev libdw-dev # ELF and DWARF (elfutils)
 	libjansson-dev # JSON output
 	libzstd-dev # capture compression
+	# reports: pprof output (profile.proto compiled by protoc-c, gzip)
+	libprotobuf-c-dev protobuf-c-compiler zlib1g-dev
+	golang-github-google-pprof-dev # profile.proto itself
 	# tests
 	libcriterion-dev # unit tests
 	python3 # end-to-end test drivers and targets
 	python3.11-dbg # DWARF of Debian's /usr/bin/python3.11
 	strace # "another tracer is attached" test
+	libjemalloc2 # payload test: malloc replaced by LD_PRELOAD
 	util-linux # setpriv: the "permission denied" test
 	clang-format
+	# report tests: pprof decoded by protoc and read by go tool pprof, the
+	# HTML report opened in headless Chromium, the capture fuzzer
+	protobuf-compiler golang-go chromium
+	clang libclang-rt-14-dev
 )
 
 missing=()

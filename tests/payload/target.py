@@ -13,6 +13,11 @@ import os
 import sys
 import threading
 import time
+import warnings
+
+# 3.12+ warns on fork() in a process with several threads: the payload's
+# watchdog is one, on purpose; the warning is not what these tests check
+warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 PAYLOAD = os.environ["MA_PAYLOAD"]
 ALLOCDIR = os.environ["MA_TESTALLOC_DIR"]
@@ -114,12 +119,13 @@ def loop2(seconds):
 
 churners = []
 churn_ops = []
+churn_stop = threading.Event()
 
 
 def py_churn(ms):
     end = time.perf_counter() + ms / 1000.0
     n = 0
-    while time.perf_counter() < end:
+    while time.perf_counter() < end and not churn_stop.is_set():
         x = [bytearray(n % 3000), str(n), {n: n}]  # MARK: churn
         del x
         n += 1
@@ -127,7 +133,11 @@ def py_churn(ms):
 
 
 def native_churn(lib, ms):
-    churn_ops.append(lib.ma_test_churn(ms))
+    end = time.perf_counter() + ms / 1000.0
+    n = 0
+    while time.perf_counter() < end and not churn_stop.is_set():
+        n += lib.ma_test_churn(50)
+    churn_ops.append(n)
 
 
 def short_threads(count):
@@ -148,8 +158,10 @@ def cmd(words):
             payload = ctypes.CDLL(PAYLOAD)
         cfg = bytes.fromhex(words[1])
         buf = ctypes.create_string_buffer(cfg, len(cfg))
+        t0 = time.perf_counter()
         payload.ma_start(buf)
-        reply("started", *ctl_line())
+        took = time.perf_counter() - t0
+        reply("started", *(ctl_line() + ("%.3fms" % (took * 1e3),)))
     elif op == "ctl":
         reply("ctl", *ctl_line())
     elif op == "stop":
@@ -212,6 +224,7 @@ def cmd(words):
     elif op == "churn":
         lib = libs[words[1]]
         nnative, npy, ms = int(words[2]), int(words[3]), int(words[4])
+        churn_stop.clear()
         for i in range(nnative):
             churners.append(threading.Thread(target=native_churn,
                                              args=(lib, ms)))
@@ -221,6 +234,7 @@ def cmd(words):
             t.start()
         reply("churning", len(churners))
     elif op == "join":
+        churn_stop.set()
         for t in churners:
             t.join()
         del churners[:]

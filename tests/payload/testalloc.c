@@ -73,7 +73,8 @@ unsigned long ma_test_churn(unsigned int ms)
 
 			if (keep[k]) {
 				if (n % 3 == 0)
-					keep[k] = realloc(keep[k], 64 + n % 4000);
+					keep[k] =
+						realloc(keep[k], 64 + n % 4000);
 				else {
 					free(keep[k]);
 					keep[k] = NULL;
@@ -83,8 +84,9 @@ unsigned long ma_test_churn(unsigned int ms)
 						: calloc(4, 16 + n % 500);
 			}
 			if (n % 997 == 0) {
-				void *p = mmap(NULL, 65536, PROT_READ | PROT_WRITE,
-					       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+				void *p = mmap(
+					NULL, 65536, PROT_READ | PROT_WRITE,
+					MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 				if (p != MAP_FAILED)
 					munmap(p, 65536);

@@ -1,0 +1,406 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The ring (common/ma_ring_io.c): header checks, wrap-around with PAD
+ * records, many producers against one consumer (every record arrives intact
+ * and in its producer's order), and a full ring (a bounded wait, then drops
+ * that are counted, and no second wait while the consumer stays stalled).
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "../../common/ma_ring_io.h"
+
+#define RECTYPE 2 /* any non-PAD type */
+
+static void *ring_mem(uint64_t data)
+{
+	void *p = mmap(NULL, MA_RING_HDR_SIZE + data, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	cr_assert(p != MAP_FAILED);
+	cr_assert(ma_ring_init(p, data, 42, 1) == 0);
+	return p;
+}
+
+/* A test record: producer, sequence number, then a fill pattern */
+struct trec {
+	struct ma_rec h;
+	uint32_t producer, len;
+	uint64_t seq;
+};
+
+static uint8_t fill(uint32_t producer, uint64_t seq, size_t i)
+{
+	return (uint8_t)(producer * 31 + seq * 7 + i);
+}
+
+static int put(struct ma_ring *r, uint32_t producer, uint64_t seq, uint32_t len)
+{
+	struct trec *t = ma_ring_reserve(r, len);
+
+	if (!t)
+		return 0;
+	t->h.thread = producer;
+	t->producer = producer;
+	t->len = len;
+	t->seq = seq;
+	for (size_t i = sizeof(*t); i < len; i++)
+		((uint8_t *)t)[i] = fill(producer, seq, i);
+	ma_ring_commit(t, RECTYPE, len);
+	return 1;
+}
+
+/* 0 when rec is a well-formed test record */
+static int check(const struct ma_rec *rec, uint32_t *producer, uint64_t *seq)
+{
+	const struct trec *t = (const void *)rec;
+	uint32_t len = ma_rec_len(rec->type_len);
+
+	if (ma_rec_type(rec->type_len) != RECTYPE || t->len != len ||
+	    t->h.thread != t->producer)
+		return -1;
+	for (size_t i = sizeof(*t); i < len; i++)
+		if (((const uint8_t *)t)[i] != fill(t->producer, t->seq, i))
+			return -1;
+	*producer = t->producer;
+	*seq = t->seq;
+	return 0;
+}
+
+static uint32_t len_of(uint64_t seq)
+{
+	return (uint32_t)(sizeof(struct trec) + (seq * 40503u % 33) * 8);
+}
+
+Test(ring, header_checks)
+{
+	uint8_t *mem = ring_mem(MA_RING_MIN_DATA);
+	struct ma_ring_reader r;
+
+	cr_expect(ma_ring_init(mem, 65536 + 8, 1, 1) == -EINVAL);
+	cr_expect(ma_ring_init(mem, 4096, 1, 1) == -EINVAL);
+	cr_expect(ma_ring_reader_init(&r, mem, 4096) == -EPROTO,
+		  "a map shorter than the data area");
+	cr_assert(ma_ring_reader_init(
+			  &r, mem, MA_RING_HDR_SIZE + MA_RING_MIN_DATA) == 0);
+	cr_expect(r.hdr->target_pid == 42 && r.hdr->state == MA_STATE_STARTING);
+	((struct ma_ring_hdr *)mem)->version = 99;
+	cr_expect(ma_ring_reader_init(&r, mem,
+				      MA_RING_HDR_SIZE + MA_RING_MIN_DATA) ==
+		  -EPROTO);
+	munmap(mem, MA_RING_HDR_SIZE + MA_RING_MIN_DATA);
+}
+
+Test(ring, reserve_rejects_bad_lengths)
+{
+	uint8_t *mem = ring_mem(MA_RING_MIN_DATA);
+	struct ma_ring p;
+
+	ma_ring_producer(&p, mem, 0);
+	cr_expect(ma_ring_reserve(&p, 0) == NULL);
+	cr_expect(ma_ring_reserve(&p, 12) == NULL);
+	cr_expect(ma_ring_reserve(&p, MA_RING_MIN_DATA / 2) == NULL);
+	cr_expect(p.hdr->head == 0);
+	munmap(mem, MA_RING_HDR_SIZE + MA_RING_MIN_DATA);
+}
+
+/* One thread, many laps: PAD records at the end of each lap are skipped,
+ * records come back in order, and released space is zero again */
+Test(ring, laps_and_padding)
+{
+	uint8_t *mem = ring_mem(MA_RING_MIN_DATA);
+	struct ma_ring p;
+	struct ma_ring_reader r;
+	uint64_t next = 0;
+
+	ma_ring_producer(&p, mem, 0);
+	cr_assert(ma_ring_reader_init(
+			  &r, mem, MA_RING_HDR_SIZE + MA_RING_MIN_DATA) == 0);
+	for (uint64_t seq = 0; seq < 50000; seq++) {
+		const struct ma_rec *rec;
+		uint32_t prod;
+		uint64_t s;
+
+		cr_assert(put(&p, 7, seq, len_of(seq)), "reserve %lu",
+			  (unsigned long)seq);
+		if (seq % 17 != 16)
+			continue;
+		while (ma_ring_next(&r, &rec) == 1) {
+			cr_assert(check(rec, &prod, &s) == 0);
+			cr_assert(prod == 7 && s == next, "got %lu, want %lu",
+				  (unsigned long)s, (unsigned long)next);
+			next++;
+		}
+		ma_ring_release(&r);
+	}
+	cr_expect(p.hdr->head > 10 * MA_RING_MIN_DATA, "several laps");
+	cr_expect(p.hdr->lost_records == 0);
+	/* everything handed back is zero */
+	for (size_t i = 0; i < MA_RING_MIN_DATA; i += 8) {
+		uint64_t pos = (p.hdr->tail + i) & (MA_RING_MIN_DATA - 1);
+
+		if (p.hdr->tail + i >= p.hdr->head + MA_RING_MIN_DATA - 8)
+			break;
+		if (p.hdr->tail + i < p.hdr->head)
+			continue;
+		cr_assert(*(uint64_t *)(mem + MA_RING_HDR_SIZE + pos) == 0);
+	}
+	munmap(mem, MA_RING_HDR_SIZE + MA_RING_MIN_DATA);
+}
+
+/* ------------------------------------------------------------------ */
+
+#define NPROD	 4
+#define PER_PROD 200000
+
+struct stress {
+	struct ma_ring p;
+	struct ma_ring_reader r;
+	uint8_t *mem;
+	volatile int done;
+	uint64_t received[NPROD], sent[NPROD], gaps, bad, order;
+	uint64_t next[NPROD]; /* sequence number after the last received */
+	int id;
+};
+
+struct prod_arg {
+	struct stress *st;
+	uint32_t id;
+};
+
+static void *producer_main(void *arg)
+{
+	struct prod_arg *a = arg;
+
+	for (uint64_t seq = 0; seq < PER_PROD; seq++)
+		a->st->sent[a->id] +=
+			put(&a->st->p, a->id + 1, seq, len_of(seq + a->id));
+	return NULL;
+}
+
+static void *consumer_main(void *arg)
+{
+	struct stress *st = arg;
+	uint64_t expect[NPROD] = { 0 };
+	unsigned int n = 0;
+
+	for (;;) {
+		const struct ma_rec *rec;
+		int got = ma_ring_next(&st->r, &rec);
+
+		if (got < 0) {
+			st->bad++;
+			break;
+		}
+		if (got == 0) {
+			ma_ring_release(&st->r);
+			if (st->done && ma_ring_backlog(&st->r) == 0)
+				break;
+			/* a slow consumer, now and then */
+			if (++n % 64 == 0)
+				usleep(200);
+			continue;
+		}
+		uint32_t prod;
+		uint64_t seq;
+
+		if (check(rec, &prod, &seq) || prod < 1 || prod > NPROD) {
+			st->bad++;
+			continue;
+		}
+		/* in order per producer; drops leave gaps, never reorder */
+		if (seq < expect[prod - 1])
+			st->order++;
+		else if (seq > expect[prod - 1])
+			st->gaps += seq - expect[prod - 1];
+		expect[prod - 1] = seq + 1;
+		st->received[prod - 1]++;
+		if (++n % 8 == 0)
+			ma_ring_release(&st->r);
+	}
+	memcpy(st->next, expect, sizeof(expect));
+	return NULL;
+}
+
+static void run_stress(struct stress *st, uint32_t wait_us)
+{
+	pthread_t prod[NPROD], cons;
+	struct prod_arg args[NPROD];
+
+	st->mem = ring_mem(MA_RING_MIN_DATA);
+	ma_ring_producer(&st->p, st->mem, wait_us);
+	cr_assert(ma_ring_reader_init(&st->r, st->mem,
+				      MA_RING_HDR_SIZE + MA_RING_MIN_DATA) ==
+		  0);
+	pthread_create(&cons, NULL, consumer_main, st);
+	for (uint32_t i = 0; i < NPROD; i++) {
+		args[i] = (struct prod_arg){ st, i };
+		pthread_create(&prod[i], NULL, producer_main, &args[i]);
+	}
+	for (int i = 0; i < NPROD; i++)
+		pthread_join(prod[i], NULL);
+	st->done = 1;
+	pthread_join(cons, NULL);
+}
+
+/* Many producers, a bounded wait long enough for the consumer: nothing may
+ * be lost, reordered or torn */
+Test(ring, producers_stress, .timeout = 120)
+{
+	struct stress *st = calloc(1, sizeof(*st));
+
+	run_stress(st, 2000000);
+	cr_expect(st->bad == 0, "%lu torn or malformed records",
+		  (unsigned long)st->bad);
+	cr_expect(st->order == 0, "%lu out of order", (unsigned long)st->order);
+	cr_expect(st->p.hdr->lost_records == 0, "%lu lost",
+		  (unsigned long)st->p.hdr->lost_records);
+	for (int i = 0; i < NPROD; i++)
+		cr_expect(st->received[i] == PER_PROD, "producer %d: %lu of %d",
+			  i, (unsigned long)st->received[i], PER_PROD);
+	cr_expect(st->p.hdr->head == st->p.hdr->tail);
+	munmap(st->mem, MA_RING_HDR_SIZE + MA_RING_MIN_DATA);
+	free(st);
+}
+
+/* No wait at all: records are dropped whenever the ring is full, and what
+ * arrives is still intact and in order; sent + lost adds up */
+Test(ring, producers_with_drops, .timeout = 120)
+{
+	struct stress *st = calloc(1, sizeof(*st));
+	uint64_t sent = 0, received = 0;
+
+	run_stress(st, 0);
+	for (int i = 0; i < NPROD; i++) {
+		sent += st->sent[i];
+		received += st->received[i];
+	}
+	cr_expect(st->bad == 0 && st->order == 0);
+	cr_expect(received == sent, "received %lu, sent %lu",
+		  (unsigned long)received, (unsigned long)sent);
+	cr_expect(sent + st->p.hdr->lost_records == (uint64_t)NPROD * PER_PROD,
+		  "sent %lu + lost %lu", (unsigned long)sent,
+		  (unsigned long)st->p.hdr->lost_records);
+	/* every lost record is a gap, or among the last ones */
+	for (int i = 0; i < NPROD; i++)
+		st->gaps += PER_PROD - st->next[i];
+	cr_expect(st->gaps == st->p.hdr->lost_records, "gaps %lu, lost %lu",
+		  (unsigned long)st->gaps,
+		  (unsigned long)st->p.hdr->lost_records);
+	munmap(st->mem, MA_RING_HDR_SIZE + MA_RING_MIN_DATA);
+	free(st);
+}
+
+/* A ring nobody reads: one bounded wait, then drops without waiting until
+ * the consumer moves again */
+Test(ring, full_ring_bounded_wait)
+{
+	uint8_t *mem = ring_mem(MA_RING_MIN_DATA);
+	struct ma_ring p;
+	struct ma_ring_reader r;
+	const struct ma_rec *rec;
+	uint64_t seq = 0, t0, t1, t2;
+
+	ma_ring_producer(&p, mem, 50000); /* 50 ms */
+	cr_assert(ma_ring_reader_init(
+			  &r, mem, MA_RING_HDR_SIZE + MA_RING_MIN_DATA) == 0);
+	while (p.hdr->head + 64 <= MA_RING_MIN_DATA)
+		cr_assert(put(&p, 1, seq++, 64));
+	t0 = ma_ring_now_ns();
+	cr_expect(!put(&p, 1, seq, 64), "a full ring took a record");
+	t1 = ma_ring_now_ns();
+	cr_expect(t1 - t0 >= 45000000 && t1 - t0 < 1000000000, "waited %lu ns",
+		  (unsigned long)(t1 - t0));
+	cr_expect(p.hdr->lost_records == 1 && p.hdr->lost_bytes == 64);
+	cr_expect(!put(&p, 1, seq, 64));
+	t2 = ma_ring_now_ns();
+	cr_expect(t2 - t1 < 10000000, "second drop waited %lu ns",
+		  (unsigned long)(t2 - t1));
+	cr_expect(p.hdr->lost_records == 2 && p.hdr->lost_bytes == 128);
+	/* the consumer catches up: records go in again */
+	for (int i = 0; i < 10; i++)
+		cr_assert(ma_ring_next(&r, &rec) == 1);
+	ma_ring_release(&r);
+	cr_expect(put(&p, 1, seq, 64));
+	munmap(mem, MA_RING_HDR_SIZE + MA_RING_MIN_DATA);
+}
+
+/* A producer waiting on a full ring gets in as soon as space is released */
+static void *release_later(void *arg)
+{
+	struct ma_ring_reader *r = arg;
+	const struct ma_rec *rec;
+
+	usleep(20000);
+	while (ma_ring_next(r, &rec) == 1)
+		;
+	ma_ring_release(r);
+	return NULL;
+}
+
+Test(ring, full_ring_waits_for_space)
+{
+	uint8_t *mem = ring_mem(MA_RING_MIN_DATA);
+	struct ma_ring p;
+	struct ma_ring_reader r;
+	pthread_t th;
+	uint64_t seq = 0;
+
+	ma_ring_producer(&p, mem, 2000000);
+	cr_assert(ma_ring_reader_init(
+			  &r, mem, MA_RING_HDR_SIZE + MA_RING_MIN_DATA) == 0);
+	while (p.hdr->head + 64 <= MA_RING_MIN_DATA)
+		cr_assert(put(&p, 1, seq++, 64));
+	pthread_create(&th, NULL, release_later, &r);
+	cr_expect(put(&p, 1, seq, 64), "the waiting producer was dropped");
+	pthread_join(th, NULL);
+	cr_expect(p.hdr->lost_records == 0);
+	munmap(mem, MA_RING_HDR_SIZE + MA_RING_MIN_DATA);
+}
+
+Test(ring, malformed_length)
+{
+	uint8_t *mem = ring_mem(MA_RING_MIN_DATA);
+	struct ma_ring_reader r;
+	const struct ma_rec *rec;
+
+	cr_assert(ma_ring_reader_init(
+			  &r, mem, MA_RING_HDR_SIZE + MA_RING_MIN_DATA) == 0);
+	((struct ma_rec *)(mem + MA_RING_HDR_SIZE))->type_len =
+		ma_rec_make(RECTYPE, 12);
+	cr_expect(ma_ring_next(&r, &rec) == -EPROTO);
+	((struct ma_rec *)(mem + MA_RING_HDR_SIZE))->type_len =
+		ma_rec_make(RECTYPE, MA_RING_MIN_DATA + 8);
+	cr_expect(ma_ring_next(&r, &rec) == -EPROTO);
+	munmap(mem, MA_RING_HDR_SIZE + MA_RING_MIN_DATA);
+}
+
+Test(ring, map_fd)
+{
+	int fd = memfd_create("ring-test", MFD_CLOEXEC);
+	size_t len = MA_RING_HDR_SIZE + MA_RING_MIN_DATA, mlen;
+	struct ma_ring_reader r;
+	void *mem, *map;
+
+	cr_assert(fd >= 0 && ftruncate(fd, (off_t)len) == 0);
+	mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	cr_assert(mem != MAP_FAILED);
+	cr_assert(ma_ring_map_fd(fd, &map, &mlen) == -EPROTO, "no header yet");
+	cr_assert(ma_ring_init(mem, MA_RING_MIN_DATA, 1, 1) == 0);
+	cr_assert(ma_ring_map_fd(fd, &map, &mlen) == 0);
+	cr_expect(mlen == len);
+	cr_assert(ma_ring_reader_init(&r, map, mlen) == 0);
+	ma_ring_heartbeat(r.hdr, 1234);
+	ma_ring_request_stop(r.hdr);
+	cr_expect(((struct ma_ring_hdr *)mem)->heartbeat_ns == 1234);
+	cr_expect(((struct ma_ring_hdr *)mem)->command == MA_CMD_STOP);
+	munmap(map, mlen);
+	munmap(mem, len);
+	close(fd);
+}
