@@ -38,7 +38,12 @@ def rate(proc, seconds):
     t_end = time.monotonic() + seconds
     while True:
         line = proc.stdout.readline()
-        n = int(line.split()[1])
+        if not line:
+            sys.exit("the target exited")
+        m = re.match(r"it (\d+)$", line.strip())
+        if not m:
+            continue  # the rest of a line cut by the drain above
+        n = int(m.group(1))
         now = time.monotonic()
         if first is None:
             first = (now, n)
