@@ -814,6 +814,24 @@ int ma_account_feed(struct ma_account *acc, const struct ma_event *ev)
 	return 0;
 }
 
+void ma_account_prefetch(const struct ma_account *acc,
+			 const struct ma_event *ev)
+{
+	uint64_t ptr;
+
+	if (ev->type == MA_EV_ALLOC) {
+		ptr = ev->alloc.ptr;
+		if (ev->alloc.node < acc->nodes_cap)
+			__builtin_prefetch(&acc->nodes[ev->alloc.node], 1);
+	} else if (ev->type == MA_EV_FREE) {
+		ptr = ev->free.ptr;
+	} else {
+		return;
+	}
+	if (acc->live.cap)
+		__builtin_prefetch(&acc->live.t[live_slot(&acc->live, ptr)], 1);
+}
+
 int ma_account_feed_rec(struct ma_account *acc, const struct ma_rec *rec)
 {
 	struct ma_event ev;

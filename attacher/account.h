@@ -118,6 +118,17 @@ void ma_account_free(struct ma_account *acc);
  */
 int ma_account_feed(struct ma_account *acc, const struct ma_event *ev);
 
+/*
+ * A hint, for readers that see events ahead (memattach report decodes a
+ * block at a time): this event comes soon, so start loading what feeding
+ * it will touch (the pointer's slot of the live map, an ALLOC's node).
+ * With millions of live blocks the map is far larger than the caches and
+ * each event would otherwise wait for memory; issued a few events ahead,
+ * the loads overlap.  No effect on figures.
+ */
+void ma_account_prefetch(const struct ma_account *acc,
+			 const struct ma_event *ev);
+
 /* Convenience: a raw ring record (PAD ignored); -EINVAL for a bad record */
 int ma_account_feed_rec(struct ma_account *acc, const struct ma_rec *rec);
 

@@ -1,232 +1,262 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * memattach report FILE: turn a capture into answers.  The reader streams
- * the capture through the accounting (memory bounded by distinct stacks and
- * live blocks, not by events), then prints one view.
+ * memattach report FILE: turn a capture into answers.  The capture is
+ * streamed once into the report model (report.h: live, peak, total and
+ * temporary figures per stack, memory bounded by distinct stacks and live
+ * blocks), then rendered in one format.  docs/reports.md has the details.
  */
 #include <errno.h>
 #include <getopt.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
-#include "account.h"
-#include "capture.h"
 #include "cli.h"
 #include "commands.h"
 #include "errors.h"
-
-struct report_opts {
-	const char *file;
-	const char *format; /* text, json */
-	enum ma_account_view group;
-	int view; /* 0 live, 1 total, 2 peak */
-	int top;
-	int stack_depth;
-};
+#include "report.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: memattach report [options] FILE\n"
-		"  -f, --format text|json   output format (default text)\n"
-		"      --view live|total|peak  what to rank by (default live)\n"
-		"      --group stack|line|function|file  (default line)\n"
-		"      --top N              rows (default 20)\n");
+		"  -f, --format FMT         text (default), html, pprof, "
+		"speedscope,\n"
+		"                           collapsed, csv, json\n"
+		"  -o, --output OUT         write to OUT (html and pprof "
+		"default to\n"
+		"                           FILE.html / FILE.pb.gz on a "
+		"terminal)\n"
+		"      --view VIEW          live (default), peak, total, "
+		"temporary\n"
+		"      --group G            line (default), stack, function, "
+		"file\n"
+		"      --top N              rows (default 20; 0 = all)\n"
+		"      --thread TID|NAME    only allocations of this thread "
+		"(repeatable)\n"
+		"      --filter TEXT        only stacks with a frame whose "
+		"function or\n"
+		"                           file contains TEXT\n"
+		"      --temporary-window N temporary = freed by its thread "
+		"within N\n"
+		"                           further allocations (default %d)\n"
+		"      --diff B.cap         what grew from FILE to B.cap "
+		"(text, json, csv,\n"
+		"                           collapsed)\n"
+		"      --callers N          text: caller trees of the top N "
+		"rows (default 3)\n"
+		"      --width N            text: columns (default: terminal, "
+		"$COLUMNS, 100)\n"
+		"      --color WHEN         text: auto (default), always, "
+		"never\n",
+		MA_REPORT_DEF_WINDOW);
 }
 
-static int load(const char *file, struct ma_account **acc,
-		struct ma_capture_reader **rd)
+static int parse_uint(const char *s, long max, long *out)
 {
-	struct ma_event ev;
-	int err, r;
+	char *end;
+	long v;
 
-	err = ma_capture_open(file, rd);
-	if (err)
-		return err;
-	err = ma_account_new(acc);
-	if (err)
-		return err;
-	while ((r = ma_capture_next(*rd, &ev)) > 0)
-		ma_account_feed(*acc, &ev);
-	return r < 0 ? r : 0;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 0 || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
 }
 
-static const struct ma_account_fig *pick(const struct ma_account_row *row,
-					 int view)
+static const char *fmt_name(enum ma_rformat f)
 {
-	return view == 0 ? &row->live : view == 1 ? &row->total : &row->peak;
+	static const char *const names[] = { "text",	  "json",	"csv",
+					     "collapsed", "speedscope", "pprof",
+					     "html" };
+
+	return (unsigned)f < sizeof(names) / sizeof(names[0]) ? names[f] : "?";
 }
 
-static json_t *stack_json(const struct ma_account *acc, uint32_t node,
-			  int depth)
+static const char *format_ext(enum ma_rformat f)
 {
-	struct ma_frame fr[128];
-	json_t *a = json_array();
-	int n = ma_account_node_frames(acc, node, fr,
-				       depth < 128 ? depth : 128);
+	return f == MA_RF_HTML ? ".html" : ".pb.gz";
+}
 
-	for (int i = 0; i < n; i++) {
-		json_t *o = json_object();
+/* FILE.cap -> FILE.html in the current directory */
+static char *default_output(const char *capture, enum ma_rformat f)
+{
+	const char *base = strrchr(capture, '/');
+	size_t len;
+	char *out;
 
-		json_object_set_new(o, "function", json_string(fr[i].function));
-		json_object_set_new(o, "file", json_string(fr[i].file));
-		json_object_set_new(o, "line", json_integer(fr[i].line));
-		json_array_append_new(a, o);
+	base = base ? base + 1 : capture;
+	len = strlen(base);
+	if (len > 4 && !strcmp(base + len - 4, ".cap"))
+		len -= 4;
+	out = malloc(len + 8);
+	if (out)
+		snprintf(out, len + 8, "%.*s%s", (int)len, base, format_ext(f));
+	return out;
+}
+
+static int render(const struct ma_report *a, const struct ma_report *b,
+		  enum ma_rformat fmt, FILE *f)
+{
+	if (b)
+		return ma_report_diff(a, b, fmt, f);
+	switch (fmt) {
+	case MA_RF_TEXT:
+		return ma_report_text(a, f);
+	case MA_RF_JSON:
+		return ma_report_json(a, f);
+	case MA_RF_CSV:
+		return ma_report_csv(a, f);
+	case MA_RF_COLLAPSED:
+		return ma_report_collapsed(a, f);
+	case MA_RF_SPEEDSCOPE:
+		return ma_report_speedscope(a, f);
+	case MA_RF_PPROF:
+		return ma_report_pprof(a, f);
+	case MA_RF_HTML:
+		return ma_report_html(a, f);
 	}
-	return a;
+	return -EINVAL;
 }
 
-static json_t *fig_json(const struct ma_account_fig *f)
+/*
+ * Write through OUT.tmp and rename, so that a failed report never leaves
+ * half a file under the name asked for.
+ */
+static int write_file(const char *out, const struct ma_report *a,
+		      const struct ma_report *b, enum ma_rformat fmt)
 {
-	json_t *o = json_object();
+	size_t len = strlen(out) + 16;
+	char *tmp = malloc(len);
+	FILE *f;
+	int ret;
 
-	json_object_set_new(o, "bytes", json_integer((json_int_t)f->bytes));
-	json_object_set_new(o, "count", json_integer((json_int_t)f->count));
-	return o;
-}
-
-static void print_json(const struct report_opts *o,
-		       const struct ma_account *acc,
-		       const struct ma_capture_reader *rd,
-		       const struct ma_account_row *rows, size_t n)
-{
-	const struct ma_capture_meta *m = ma_capture_meta(rd);
-	const struct ma_capture_trailer *tr = ma_capture_trailer(rd);
-	const struct ma_account_totals *t = ma_account_totals(acc);
-	json_t *root = json_object(), *jt = json_object(), *jr = json_array();
-
-	json_object_set_new(root, "pid", json_integer(m->pid));
-	json_object_set_new(root, "python",
-			    json_string(m->py_version ? m->py_version : ""));
-	json_object_set_new(root, "complete", json_boolean(tr && tr->complete));
-	json_object_set_new(root, "truncated", json_boolean(tr == NULL));
-	json_object_set_new(jt, "allocations",
-			    json_integer((json_int_t)t->allocs));
-	json_object_set_new(jt, "allocated_bytes",
-			    json_integer((json_int_t)t->alloc_bytes));
-	json_object_set_new(jt, "frees", json_integer((json_int_t)t->frees));
-	json_object_set_new(jt, "live_bytes",
-			    json_integer((json_int_t)t->live_bytes));
-	json_object_set_new(jt, "live_count",
-			    json_integer((json_int_t)t->live_count));
-	json_object_set_new(jt, "peak_bytes",
-			    json_integer((json_int_t)t->peak_bytes));
-	json_object_set_new(jt, "unknown_frees",
-			    json_integer((json_int_t)t->unknown_frees));
-	json_object_set_new(jt, "lost_records",
-			    json_integer((json_int_t)(tr ? tr->lost_records
-							 : t->lost_records)));
-	json_object_set_new(jt, "threads", json_integer(t->threads));
-	json_object_set_new(root, "totals", jt);
-	for (size_t i = 0; i < n && (int)i < o->top; i++) {
-		json_t *r = json_object();
-
-		json_object_set_new(r, "function",
-				    rows[i].function
-					    ? json_string(rows[i].function)
-					    : json_null());
-		json_object_set_new(r, "file", json_string(rows[i].file));
-		json_object_set_new(r, "line", json_integer(rows[i].line));
-		json_object_set_new(r, "live", fig_json(&rows[i].live));
-		json_object_set_new(r, "total", fig_json(&rows[i].total));
-		json_object_set_new(r, "peak", fig_json(&rows[i].peak));
-		json_object_set_new(
-			r, "stack",
-			stack_json(acc, rows[i].node, o->stack_depth));
-		json_array_append_new(jr, r);
+	if (!tmp)
+		return ma_err(-ENOMEM, "out of memory");
+	snprintf(tmp, len, "%s.tmp%d", out, (int)getpid());
+	f = fopen(tmp, "wb");
+	if (!f) {
+		ret = ma_err(-errno, "cannot write %s: %s", out,
+			     strerror(errno));
+		free(tmp);
+		return ret;
 	}
-	json_object_set_new(root, "rows", jr);
-	json_dumpf(root, stdout, JSON_INDENT(1) | JSON_ENSURE_ASCII);
-	putchar('\n');
-	json_decref(root);
-}
-
-static void print_text(const struct report_opts *o,
-		       const struct ma_account *acc,
-		       const struct ma_capture_reader *rd,
-		       const struct ma_account_row *rows, size_t n)
-{
-	static const char *const vname[] = { "still live", "allocated",
-					     "live at the peak" };
-	const struct ma_capture_trailer *tr = ma_capture_trailer(rd);
-	const struct ma_account_totals *t = ma_account_totals(acc);
-	uint64_t all = o->view == 0   ? t->live_bytes
-		       : o->view == 1 ? t->alloc_bytes
-				      : t->peak_bytes;
-	char b[32], c[32];
-
-	printf("Top %d locations by bytes %s (of %s):\n", o->top,
-	       vname[o->view], (ma_fmt_bytes(all, b, sizeof(b)), b));
-	for (size_t i = 0; i < n && (int)i < o->top; i++) {
-		const struct ma_account_fig *f = pick(&rows[i], o->view);
-
-		if (!f->bytes)
-			break;
-		ma_fmt_bytes(f->bytes, b, sizeof(b));
-		ma_fmt_count(f->count, c, sizeof(c));
-		printf("%10s %8s %5.1f%%  ", b, c,
-		       all ? 100.0 * (double)f->bytes / (double)all : 0.0);
-		if (o->group == MA_VIEW_FILE)
-			printf("%s\n", rows[i].file);
-		else
-			printf("%s (%s:%d)\n", rows[i].function, rows[i].file,
-			       rows[i].line);
+	ret = render(a, b, fmt, f);
+	if (fflush(f) != 0 || ferror(f)) {
+		if (ret == 0)
+			ret = ma_err(-EIO, "writing %s: %s", out,
+				     strerror(errno));
 	}
-	if (!tr)
-		printf("\nThe capture is truncated (memattach was killed?): "
-		       "figures cover what was written.\n");
-	if (t->unknown_frees)
-		printf("\n%llu frees of memory allocated before the attach "
-		       "were "
-		       "ignored.\n",
-		       (unsigned long long)t->unknown_frees);
+	if (fclose(f) != 0 && ret == 0)
+		ret = ma_err(-errno, "writing %s: %s", out, strerror(errno));
+	if (ret == 0 && rename(tmp, out) < 0)
+		ret = ma_err(-errno, "cannot write %s: %s", out,
+			     strerror(errno));
+	if (ret < 0)
+		unlink(tmp);
+	free(tmp);
+	return ret;
 }
 
 int ma_cmd_report(int argc, char **argv)
 {
+	enum {
+		OPT_VIEW = 256,
+		OPT_GROUP,
+		OPT_TOP,
+		OPT_THREAD,
+		OPT_FILTER,
+		OPT_WINDOW,
+		OPT_DIFF,
+		OPT_CALLERS,
+		OPT_WIDTH,
+		OPT_COLOR,
+		OPT_NOCOLOR,
+	};
 	static const struct option longopts[] = {
 		{ "format", required_argument, NULL, 'f' },
-		{ "view", required_argument, NULL, 'V' },
-		{ "group", required_argument, NULL, 'G' },
-		{ "top", required_argument, NULL, 'T' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "view", required_argument, NULL, OPT_VIEW },
+		{ "group", required_argument, NULL, OPT_GROUP },
+		{ "top", required_argument, NULL, OPT_TOP },
+		{ "thread", required_argument, NULL, OPT_THREAD },
+		{ "filter", required_argument, NULL, OPT_FILTER },
+		{ "temporary-window", required_argument, NULL, OPT_WINDOW },
+		{ "diff", required_argument, NULL, OPT_DIFF },
+		{ "callers", required_argument, NULL, OPT_CALLERS },
+		{ "width", required_argument, NULL, OPT_WIDTH },
+		{ "color", required_argument, NULL, OPT_COLOR },
+		{ "no-color", no_argument, NULL, OPT_NOCOLOR },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct report_opts o = { .format = "text",
-				 .group = MA_VIEW_LINE,
-				 .top = 20,
-				 .stack_depth = 64 };
-	struct ma_account *acc = NULL;
-	struct ma_capture_reader *rd = NULL;
-	struct ma_account_row *rows = NULL;
-	size_t n = 0;
+	struct ma_report_opts o;
+	enum ma_rformat fmt = MA_RF_TEXT;
+	const char *out = NULL, *diff = NULL;
+	char *out_alloc = NULL;
+	struct ma_report *a = NULL, *b = NULL;
+	struct timespec t0, t1;
 	int c, err, ret = MA_EXIT_OK;
+	long v;
 
+	ma_report_opts_init(&o);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "f:o:h", longopts, NULL)) != -1) {
+		err = 0;
 		switch (c) {
 		case 'f':
-			o.format = optarg;
+			err = ma_rformat_parse(optarg, &fmt);
 			break;
-		case 'V':
-			o.view = !strcmp(optarg, "live")    ? 0
-				 : !strcmp(optarg, "total") ? 1
-				 : !strcmp(optarg, "peak")  ? 2
-							    : -1;
+		case 'o':
+			out = optarg;
 			break;
-		case 'G':
-			o.group = !strcmp(optarg, "stack")  ? MA_VIEW_STACK
-				  : !strcmp(optarg, "line") ? MA_VIEW_LINE
-				  : !strcmp(optarg, "function")
-					  ? MA_VIEW_FUNCTION
-				  : !strcmp(optarg, "file")
-					  ? MA_VIEW_FILE
-					  : (enum ma_account_view) - 1;
+		case OPT_VIEW:
+			err = ma_rview_parse(optarg, &o.view);
 			break;
-		case 'T':
-			o.top = atoi(optarg);
+		case OPT_GROUP:
+			err = ma_rgroup_parse(optarg, &o.group);
+			break;
+		case OPT_TOP:
+			err = parse_uint(optarg, 1 << 30, &v);
+			o.top = (int)v;
+			break;
+		case OPT_THREAD:
+			if (o.nthreads == MA_REPORT_MAX_THREADS || !*optarg)
+				err = -EINVAL;
+			else
+				o.threads[o.nthreads++] = optarg;
+			break;
+		case OPT_FILTER:
+			o.filter = optarg;
+			err = *optarg ? 0 : -EINVAL;
+			break;
+		case OPT_WINDOW:
+			err = parse_uint(optarg, MA_REPORT_MAX_WINDOW, &v);
+			o.window = (uint32_t)v;
+			break;
+		case OPT_DIFF:
+			diff = optarg;
+			break;
+		case OPT_CALLERS:
+			err = parse_uint(optarg, 1000, &v);
+			o.callers = (int)v;
+			break;
+		case OPT_WIDTH:
+			err = parse_uint(optarg, 10000, &v);
+			o.width = (int)v;
+			break;
+		case OPT_COLOR:
+			o.color = !strcmp(optarg, "auto")     ? -1
+				  : !strcmp(optarg, "always") ? 1
+				  : !strcmp(optarg, "never")  ? 0
+							      : -2;
+			err = o.color == -2 ? -EINVAL : 0;
+			break;
+		case OPT_NOCOLOR:
+			o.color = 0;
 			break;
 		case 'h':
 			usage(stdout);
@@ -235,35 +265,76 @@ int ma_cmd_report(int argc, char **argv)
 			usage(stderr);
 			return MA_EXIT_USAGE;
 		}
+		if (err) {
+			fprintf(stderr,
+				"memattach: report: bad value for %s: '%s'\n",
+				c == 'f' ? "--format" : argv[optind - 1],
+				optarg);
+			usage(stderr);
+			return MA_EXIT_USAGE;
+		}
 	}
-	if (optind != argc - 1 || o.view < 0 || (int)o.group < 0 || o.top < 1 ||
-	    (strcmp(o.format, "text") && strcmp(o.format, "json"))) {
+	if (optind != argc - 1) {
 		usage(stderr);
 		return MA_EXIT_USAGE;
 	}
-	o.file = argv[optind];
-	err = load(o.file, &acc, &rd);
-	if (err) {
-		ret = ma_cli_fail("report");
-		goto out;
+	if (diff && (fmt == MA_RF_HTML || fmt == MA_RF_PPROF ||
+		     fmt == MA_RF_SPEEDSCOPE)) {
+		fprintf(stderr,
+			"memattach: report: --diff writes text, json, csv or "
+			"collapsed\n");
+		return MA_EXIT_USAGE;
 	}
-	static const enum ma_account_sort sorts[] = { MA_SORT_LIVE_BYTES,
-						      MA_SORT_TOTAL_BYTES,
-						      MA_SORT_PEAK_BYTES };
+	if (!out && (fmt == MA_RF_HTML || fmt == MA_RF_PPROF) &&
+	    isatty(STDOUT_FILENO)) {
+		out = out_alloc = default_output(argv[optind], fmt);
+		if (!out)
+			return MA_EXIT_ERROR;
+	}
+	if (out && !strcmp(out, "-"))
+		out = NULL;
+	if (out)
+		o.color = 0;
 
-	err = ma_account_view(acc, o.group, sorts[o.view], &rows, &n);
+	err = ma_report_load(argv[optind], &o, &a);
+	if (err == 0 && diff)
+		err = ma_report_load(diff, &o, &b);
 	if (err) {
 		ret = ma_cli_fail("report");
-		goto out;
+		goto done;
 	}
-	if (!strcmp(o.format, "json"))
-		print_json(&o, acc, rd, rows, n);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (out)
+		err = write_file(out, a, b, fmt);
 	else
-		print_text(&o, acc, rd, rows, n);
-out:
-	free(rows);
-	ma_account_free(acc);
-	if (rd)
-		ma_capture_reader_close(rd);
+		err = render(a, b, fmt, stdout);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (ma_cli_verbose)
+		fprintf(stderr,
+			"memattach: report: %llu events read in %.2f s (CPU: "
+			"reader %.2f s, accounting %.2f s, temporary %.2f s), "
+			"%zu stacks in %.3f s, %s written in %.3f s\n",
+			(unsigned long long)a->t.events,
+			(double)a->wall_stream_ns / 1e9,
+			(double)a->cpu_read_ns / 1e9,
+			(double)a->cpu_account_ns / 1e9,
+			(double)a->cpu_temp_ns / 1e9, a->nnodes - 1,
+			(double)a->wall_model_ns / 1e9, fmt_name(fmt),
+			(double)(t1.tv_sec - t0.tv_sec) +
+				(double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	if (err == 0 && !out && (fflush(stdout) != 0 || ferror(stdout)))
+		err = ma_err(-EIO, "writing the report: %s", strerror(errno));
+	if (err) {
+		ret = ma_cli_fail("report");
+		goto done;
+	}
+	if (out_alloc)
+		fprintf(stderr, "memattach: report written to %s\n", out);
+	if (a->warning && fmt != MA_RF_TEXT)
+		fprintf(stderr, "memattach: report: warning: %s\n", a->warning);
+done:
+	ma_report_free(a);
+	ma_report_free(b);
+	free(out_alloc);
 	return ret;
 }

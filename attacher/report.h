@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * memattach report: the model every output format renders.
+ *
+ * ma_report_load() streams a capture once (a reader thread decodes blocks
+ * while the calling thread accounts, so the two halves overlap on two
+ * cores) through the accounting (account.h: live, total, peak) and the
+ * temporary-allocation tracker (report_temporary.c), then folds the
+ * accounting's nodes into a canonical frame tree: nodes with the same
+ * (parent, function, file, line) are one tree node, whatever bytecode
+ * offset they came from.  Every format reads that tree and the rows
+ * grouped from it, so they all agree.  Memory: the accounting's (live
+ * blocks, nodes) plus a few words per tree node; never per event.
+ */
+#ifndef MA_REPORT_H
+#define MA_REPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "account.h"
+#include "capture.h"
+
+/* The four views: what question the figures answer */
+enum ma_rview {
+	MA_RV_LIVE,  /* allocated while tracked, not freed at the end */
+	MA_RV_PEAK,  /* live at the first moment tracked bytes were highest */
+	MA_RV_TOTAL, /* everything allocated */
+	MA_RV_TEMP,  /* freed by its thread within N further allocations */
+	MA_RV_N,
+};
+
+enum ma_rformat {
+	MA_RF_TEXT,
+	MA_RF_JSON,
+	MA_RF_CSV,
+	MA_RF_COLLAPSED,
+	MA_RF_SPEEDSCOPE,
+	MA_RF_PPROF,
+	MA_RF_HTML,
+};
+
+#define MA_REPORT_MAX_THREADS 64   /* --thread options */
+#define MA_REPORT_MAX_DEPTH   4096 /* deeper chains (corrupt) restart */
+#define MA_REPORT_DEF_WINDOW  1
+#define MA_REPORT_MAX_WINDOW  (1u << 20)
+
+struct ma_report_opts {
+	enum ma_rview view;
+	enum ma_account_view group;
+	int top;	 /* rows shown; 0 = all */
+	int callers;	 /* text: caller trees for this many top rows */
+	int stack_depth; /* json: frames per row's stack */
+	uint32_t window; /* temporary: further allocations allowed */
+	const char *threads[MA_REPORT_MAX_THREADS]; /* TID or name */
+	int nthreads;
+	const char *filter; /* substring of a frame's function or file */
+	int width;	    /* text: 0 = terminal, $COLUMNS, or 100 */
+	int color;	    /* text: -1 auto (terminal, no NO_COLOR), 0, 1 */
+};
+
+void ma_report_opts_init(struct ma_report_opts *o);
+
+/* A node of the canonical frame tree; index 0 is the root (no frame) */
+struct ma_rnode {
+	uint32_t parent;
+	uint32_t depth;		     /* root 0, outermost frames 1 */
+	const char *function, *file; /* interned: equal strings, equal ptrs */
+	int line, firstlineno;
+	bool match;   /* --filter: some frame of this stack matches */
+	uint32_t row; /* index + 1 of its row, 0 = none */
+	/* allocations whose innermost frame is this node */
+	struct ma_account_fig self[MA_RV_N];
+};
+
+/* A row: one group of the chosen grouping */
+struct ma_rrow {
+	const char *function; /* NULL when grouped by file */
+	const char *file;
+	int line;     /* line; firstlineno by function; 0 by file */
+	uint32_t rep; /* tree node with the largest figure in the view */
+	struct ma_account_fig fig[MA_RV_N];
+};
+
+/* Memory over time.  With samples: one point per sample (x = time);
+ * without: one point every so many events (x = event index). */
+struct ma_rpoint {
+	uint64_t index, t_ns, rss;
+	uint64_t live;	   /* accounted live bytes at the point */
+	uint64_t live_max; /* highest live bytes since the previous point */
+};
+
+struct ma_rseries {
+	struct ma_rpoint *p;
+	size_t n, cap;
+	uint64_t every; /* index series: events between points */
+};
+
+struct ma_report {
+	const char *path;
+	struct ma_report_opts opts;
+	struct ma_capture_reader *rd;
+	struct ma_account *acc;
+	struct ma_temporary *temp;
+	const struct ma_capture_meta *meta;
+	const struct ma_capture_trailer *trailer; /* NULL: truncated */
+	const char *warning; /* reader's note on a truncated file */
+	struct ma_account_totals t;
+
+	/* thread filter */
+	bool thread_filtered;
+	char thread_desc[256]; /* "4242, worker-1" as matched */
+	uint32_t threads_selected;
+
+	/* ids beyond what a payload can write (damage): see report_model.c */
+	uint64_t bad_ids;
+
+	/* frees of memory not allocated while tracked (the footnote) */
+	uint64_t unknown_frees;
+	bool unknown_from_trailer; /* thread filter: whole-capture figure */
+
+	struct ma_rnode *nodes;
+	size_t nnodes;
+	struct ma_rrow *rows; /* sorted by the view, descending */
+	size_t nrows;
+	/* sums over matching tree nodes; and over all of them */
+	struct ma_account_fig sum[MA_RV_N], all[MA_RV_N];
+
+	struct ma_rseries by_time, by_index;
+
+	/* where the time went (memattach -v report): CPU of each thread of
+	 * the streaming pass, wall time of the pass and of the tree */
+	uint64_t cpu_read_ns, cpu_account_ns, cpu_temp_ns;
+	uint64_t wall_stream_ns, wall_model_ns;
+};
+
+/*
+ * Read a capture and build the model.  Errors: -errno with a message
+ * (ma_errmsg), exit class MA_EXIT_CAPTURE for a missing, empty, damaged or
+ * newer capture.  A truncated capture is not an error (rep->trailer is
+ * NULL, rep->warning says what was lost).
+ */
+int ma_report_load(const char *path, const struct ma_report_opts *o,
+		   struct ma_report **out);
+void ma_report_free(struct ma_report *r);
+
+/* Names */
+const char *ma_rview_name(enum ma_rview v);
+const char *ma_rview_desc(enum ma_rview v);
+const char *ma_rgroup_name(enum ma_account_view g);
+int ma_rview_parse(const char *s, enum ma_rview *v);
+int ma_rgroup_parse(const char *s, enum ma_account_view *g);
+int ma_rformat_parse(const char *s, enum ma_rformat *f);
+
+/* The figure a row or node shows in view v (bytes) */
+static inline uint64_t ma_rrow_bytes(const struct ma_rrow *r, enum ma_rview v)
+{
+	return r->fig[v].bytes;
+}
+
+/*
+ * Frames of tree node n, innermost first, up to max; returns the depth.
+ * For n = 0 (root) returns 0.
+ */
+int ma_report_stack(const struct ma_report *r, uint32_t n, uint32_t *out,
+		    int max);
+
+/* "function (file:line)", or "file" for an empty function; ';' and
+ * control characters replaced (collapsed stacks and CSV rely on it) */
+void ma_report_frame_name(const struct ma_rnode *n, char *buf, size_t len);
+
+/* Rows shown: min(top, rows with a figure in the view) */
+size_t ma_report_shown(const struct ma_report *r);
+
+/* Peak moment as text: "at 12.3 s", "between 1.0 s and 2.0 s", "" */
+void ma_report_peak_when(const struct ma_report *r, char *buf, size_t len);
+
+/* Outputs: 0 or -errno with a message */
+int ma_report_text(const struct ma_report *r, FILE *f);
+int ma_report_json(const struct ma_report *r, FILE *f);
+int ma_report_csv(const struct ma_report *r, FILE *f);
+int ma_report_collapsed(const struct ma_report *r, FILE *f);
+int ma_report_speedscope(const struct ma_report *r, FILE *f);
+int ma_report_pprof(const struct ma_report *r, FILE *f);
+int ma_report_html(const struct ma_report *r, FILE *f);
+
+/*
+ * --diff: what grew from capture a (before) to capture b (after), rows
+ * matched by the grouping's key (full stack: the frames' names).  Formats:
+ * text, json, csv, collapsed (growth only).
+ */
+int ma_report_diff(const struct ma_report *a, const struct ma_report *b,
+		   enum ma_rformat fmt, FILE *f);
+
+/* Helpers shared by the formats */
+/* Strings numbered by pointer (the accounting interns names, so equal
+ * pointers are equal strings): pprof's string table, the HTML's */
+struct ma_strtab {
+	const char **s;
+	size_t n, cap;
+	struct ma_strtab_slot {
+		const char *p;
+		int64_t idx;
+	} * h;
+	size_t hcap;
+};
+int64_t ma_strtab_idx(struct ma_strtab *t, const char *s); /* <0 ENOMEM */
+void ma_strtab_free(struct ma_strtab *t);
+/* frames of node n, outermost first, joined by ';' */
+void ma_collapsed_stack(const struct ma_report *r, FILE *f, uint32_t n);
+/* a CSV field, quoted when needed */
+void ma_csv_field(FILE *f, const char *s);
+int ma_report_term_width(FILE *f);
+/* JSON string body (no quotes) escaped for embedding in a <script> too */
+void ma_json_str(FILE *f, const char *s);
+
+/* ------------------------------------------------------------------ */
+/* Temporary allocations (report_temporary.c) */
+
+struct ma_temporary;
+
+int ma_temporary_new(uint32_t window, struct ma_temporary **out);
+void ma_temporary_free(struct ma_temporary *t);
+/* ALLOC and FREE of the malloc family; other events ignored.  -ENOMEM. */
+int ma_temporary_feed(struct ma_temporary *t, const struct ma_event *ev);
+/* Figures of an accounting node id */
+void ma_temporary_node(const struct ma_temporary *t, uint32_t node,
+		       struct ma_account_fig *fig);
+/* Sum over all nodes */
+void ma_temporary_total(const struct ma_temporary *t,
+			struct ma_account_fig *fig);
+
+#endif

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * -f csv: one line per row of the chosen grouping, every figure of every
+ * view, RFC 4180 quoting; the stack (outermost first, frames joined by
+ * " > ") of the row's representative.  For spreadsheets and scripts.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+#include "report.h"
+
+void ma_csv_field(FILE *f, const char *s)
+{
+	if (!strpbrk(s, ",\"\r\n")) {
+		fputs(s, f);
+		return;
+	}
+	putc('"', f);
+	for (; *s; s++) {
+		if (*s == '"')
+			putc('"', f);
+		putc(*s, f);
+	}
+	putc('"', f);
+}
+
+static void csv_stack(const struct ma_report *r, FILE *f, uint32_t node)
+{
+	uint32_t st[256];
+	int d = ma_report_stack(r, node, st, 256);
+	size_t cap = 256, len = 0;
+	char *buf = malloc(cap), name[1024];
+
+	if (!buf)
+		return;
+	buf[0] = '\0';
+	if (d > 256)
+		d = 256;
+	for (int i = d - 1; i >= 0; i--) {
+		size_t l;
+
+		ma_report_frame_name(&r->nodes[st[i]], name, sizeof(name));
+		l = strlen(name);
+		if (len + l + 4 >= cap) {
+			char *p;
+
+			while (len + l + 4 >= cap)
+				cap *= 2;
+			p = realloc(buf, cap);
+			if (!p)
+				break;
+			buf = p;
+		}
+		len += (size_t)snprintf(buf + len, cap - len, "%s%s",
+					i == d - 1 ? "" : " > ", name);
+	}
+	ma_csv_field(f, buf);
+	free(buf);
+}
+
+int ma_report_csv(const struct ma_report *r, FILE *f)
+{
+	enum ma_rview v = r->opts.view;
+	uint64_t all = r->all[v].bytes;
+	char line[16];
+
+	fputs("rank,function,file,line,bytes,count,share,live_bytes,"
+	      "live_count,peak_bytes,peak_count,total_bytes,total_count,"
+	      "temporary_bytes,temporary_count,stack\n",
+	      f);
+	for (size_t i = 0;
+	     i < r->nrows && (r->opts.top <= 0 || i < (size_t)r->opts.top);
+	     i++) {
+		const struct ma_rrow *row = &r->rows[i];
+
+		fprintf(f, "%zu,", i + 1);
+		ma_csv_field(f, row->function ? row->function : "");
+		putc(',', f);
+		ma_csv_field(f, row->file);
+		snprintf(line, sizeof(line), "%d", row->line);
+		fprintf(f, ",%s,%llu,%llu,%.6f", line,
+			(unsigned long long)row->fig[v].bytes,
+			(unsigned long long)row->fig[v].count,
+			all ? (double)row->fig[v].bytes / (double)all : 0.0);
+		for (int k = 0; k < MA_RV_N; k++)
+			fprintf(f, ",%llu,%llu",
+				(unsigned long long)row->fig[k].bytes,
+				(unsigned long long)row->fig[k].count);
+		putc(',', f);
+		csv_stack(r, f, row->rep);
+		putc('\n', f);
+	}
+	return ferror(f) ? ma_err(-EIO, "report: write error") : 0;
+}

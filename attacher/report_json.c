@@ -1,0 +1,251 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * -f json: the totals, the peak, the footnotes and the top rows with their
+ * four figures and a representative stack.  The shape of the first version
+ * (pid, python, complete, truncated, totals{...}, rows[{function, file,
+ * line, live, total, peak, stack}]) is kept: the e2e tests and scripts read
+ * it; fields were only added.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+#include "report.h"
+
+/*
+ * A JSON string's body, ASCII only, and with '<', '>' and '&' escaped too,
+ * so that the text can sit inside an HTML <script> element as it is.
+ */
+void ma_json_str(FILE *f, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s;
+
+	for (; *p; p++) {
+		unsigned c = *p;
+
+		if (c == '"' || c == '\\') {
+			putc('\\', f);
+			putc((int)c, f);
+		} else if (c >= 0x20 && c < 0x7f && c != '<' && c != '>' &&
+			   c != '&') {
+			putc((int)c, f);
+		} else if (c < 0x80) {
+			fprintf(f, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
+		} else {
+			/* UTF-8 sequence to \u escapes; invalid bytes become
+			 * U+FFFD so the output is always valid JSON */
+			unsigned cp, need;
+
+			if ((c & 0xe0) == 0xc0) {
+				cp = c & 0x1f;
+				need = 1;
+			} else if ((c & 0xf0) == 0xe0) {
+				cp = c & 0x0f;
+				need = 2;
+			} else if ((c & 0xf8) == 0xf0) {
+				cp = c & 0x07;
+				need = 3;
+			} else {
+				fputs("\\ufffd", f);
+				continue;
+			}
+			for (unsigned i = 1; i <= need; i++) {
+				if ((p[i] & 0xc0) != 0x80) {
+					need = 0;
+					break;
+				}
+				cp = cp << 6 | (p[i] & 0x3f);
+			}
+			if (!need || cp > 0x10ffff) {
+				fputs("\\ufffd", f);
+				continue;
+			}
+			p += need;
+			if (cp >= 0x10000) {
+				cp -= 0x10000;
+				fprintf(f, "\\u%04x\\u%04x",
+					0xd800 + (cp >> 10),
+					0xdc00 + (cp & 0x3ff));
+			} else {
+				fprintf(f, "\\u%04x", cp);
+			}
+		}
+	}
+}
+
+static json_t *jint(uint64_t v)
+{
+	return json_integer((json_int_t)v);
+}
+
+static json_t *fig_json(const struct ma_account_fig *f)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "bytes", jint(f->bytes));
+	json_object_set_new(o, "count", jint(f->count));
+	return o;
+}
+
+/* jansson rejects invalid UTF-8, and names from a capture are only
+ * bytes: such a name is shown with '?' for its non-ASCII bytes */
+static json_t *jstr(const char *s)
+{
+	json_t *j = json_string(s);
+	char *c;
+
+	if (j)
+		return j;
+	c = strdup(s);
+	if (!c)
+		return json_null();
+	for (char *p = c; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	j = json_string(c);
+	free(c);
+	return j ? j : json_null();
+}
+
+static json_t *stack_json(const struct ma_report *r, uint32_t node)
+{
+	json_t *a = json_array();
+	int max = r->opts.stack_depth > 0 ? r->opts.stack_depth : 64;
+	uint32_t *st = malloc(sizeof(*st) * (size_t)max);
+	int d = st ? ma_report_stack(r, node, st, max) : 0;
+
+	for (int i = 0; i < d && i < max; i++) {
+		const struct ma_rnode *n = &r->nodes[st[i]];
+		json_t *o = json_object();
+
+		json_object_set_new(o, "function", jstr(n->function));
+		json_object_set_new(o, "file", jstr(n->file));
+		json_object_set_new(o, "line", json_integer(n->line));
+		json_array_append_new(a, o);
+	}
+	free(st);
+	return a;
+}
+
+static json_t *totals_json(const struct ma_report *r)
+{
+	const struct ma_account_totals *t = &r->t;
+	const struct ma_capture_trailer *tr = r->trailer;
+	json_t *jt = json_object();
+
+	json_object_set_new(jt, "allocations", jint(t->allocs));
+	json_object_set_new(jt, "allocated_bytes", jint(t->alloc_bytes));
+	json_object_set_new(jt, "frees", jint(t->frees));
+	json_object_set_new(jt, "live_bytes", jint(t->live_bytes));
+	json_object_set_new(jt, "live_count", jint(t->live_count));
+	json_object_set_new(jt, "peak_bytes", jint(t->peak_bytes));
+	json_object_set_new(jt, "peak_count", jint(t->peak_count));
+	json_object_set_new(jt, "temporary_bytes",
+			    jint(r->all[MA_RV_TEMP].bytes));
+	json_object_set_new(jt, "temporary_count",
+			    jint(r->all[MA_RV_TEMP].count));
+	json_object_set_new(jt, "unknown_frees", jint(r->unknown_frees));
+	json_object_set_new(jt, "lost_records",
+			    jint(tr ? tr->lost_records : t->lost_records));
+	json_object_set_new(jt, "threads", json_integer(t->threads));
+	json_object_set_new(jt, "events", jint(t->events));
+	json_object_set_new(jt, "reallocs", jint(t->reallocs));
+	json_object_set_new(jt, "mmaps", jint(t->mmaps));
+	json_object_set_new(jt, "stacks", jint(r->nnodes - 1));
+	json_object_set_new(jt, "damaged_ids", jint(r->bad_ids));
+	json_object_set_new(jt, "duration_ns",
+			    jint(tr ? tr->duration_ns : t->last_t_ns));
+	return jt;
+}
+
+int ma_report_json(const struct ma_report *r, FILE *f)
+{
+	const struct ma_capture_meta *m = r->meta;
+	const struct ma_capture_trailer *tr = r->trailer;
+	const struct ma_account_totals *t = &r->t;
+	json_t *root = json_object(), *jr = json_array(), *p, *flt;
+	int ret = 0;
+
+	json_object_set_new(root, "pid", json_integer(m->pid));
+	json_object_set_new(root, "python",
+			    jstr(m->py_version ? m->py_version : ""));
+	json_object_set_new(root, "exe", jstr(m->exe ? m->exe : ""));
+	json_object_set_new(root, "cmdline",
+			    jstr(m->cmdline ? m->cmdline : ""));
+	json_object_set_new(root, "complete", json_boolean(tr && tr->complete));
+	json_object_set_new(root, "truncated", json_boolean(tr == NULL));
+	if (r->warning)
+		json_object_set_new(root, "warning", jstr(r->warning));
+	json_object_set_new(root, "view",
+			    json_string(ma_rview_name(r->opts.view)));
+	json_object_set_new(root, "group",
+			    json_string(ma_rgroup_name(r->opts.group)));
+	json_object_set_new(root, "temporary_window",
+			    json_integer(r->opts.window));
+	json_object_set_new(root, "totals", totals_json(r));
+
+	p = json_object();
+	json_object_set_new(p, "bytes", jint(t->peak_bytes));
+	json_object_set_new(p, "count", jint(t->peak_count));
+	json_object_set_new(p, "event", jint(t->peak_index));
+	json_object_set_new(p, "after_ns", jint(t->peak_after_ns));
+	json_object_set_new(p, "before_ns",
+			    t->peak_before_ns ? jint(t->peak_before_ns)
+					      : json_null());
+	json_object_set_new(root, "peak", p);
+
+	flt = json_object();
+	json_object_set_new(flt, "thread",
+			    r->thread_filtered ? jstr(r->thread_desc)
+					       : json_null());
+	json_object_set_new(flt, "threads_matched",
+			    json_integer(r->threads_selected));
+	json_object_set_new(flt, "filter",
+			    r->opts.filter ? jstr(r->opts.filter)
+					   : json_null());
+	json_object_set_new(root, "filters", flt);
+	p = json_object();
+	for (int v = 0; v < MA_RV_N; v++)
+		json_object_set_new(p, ma_rview_name((enum ma_rview)v),
+				    fig_json(&r->sum[v]));
+	json_object_set_new(root, "sums", p);
+	json_object_set_new(root, "unknown_frees_whole_capture",
+			    json_boolean(r->unknown_from_trailer));
+
+	for (size_t i = 0;
+	     i < r->nrows && (r->opts.top <= 0 || i < (size_t)r->opts.top);
+	     i++) {
+		const struct ma_rrow *row = &r->rows[i];
+		json_t *o = json_object();
+		uint64_t all = r->all[r->opts.view].bytes;
+
+		json_object_set_new(o, "function",
+				    row->function ? jstr(row->function)
+						  : json_null());
+		json_object_set_new(o, "file", jstr(row->file));
+		json_object_set_new(o, "line", json_integer(row->line));
+		json_object_set_new(o, "live", fig_json(&row->fig[MA_RV_LIVE]));
+		json_object_set_new(o, "total",
+				    fig_json(&row->fig[MA_RV_TOTAL]));
+		json_object_set_new(o, "peak", fig_json(&row->fig[MA_RV_PEAK]));
+		json_object_set_new(o, "temporary",
+				    fig_json(&row->fig[MA_RV_TEMP]));
+		json_object_set_new(
+			o, "share",
+			json_real(all ? (double)row->fig[r->opts.view].bytes /
+						  (double)all
+				      : 0.0));
+		json_object_set_new(o, "stack", stack_json(r, row->rep));
+		json_array_append_new(jr, o);
+	}
+	json_object_set_new(root, "rows", jr);
+	if (json_dumpf(root, f, JSON_INDENT(1) | JSON_ENSURE_ASCII) < 0)
+		ret = ma_err(-EIO, "report: writing JSON failed");
+	else
+		fputc('\n', f);
+	json_decref(root);
+	return ret;
+}

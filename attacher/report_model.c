@@ -1,0 +1,1201 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The report model: one streaming pass over a capture, then the canonical
+ * frame tree and the rows.  See report.h.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "errors.h"
+#include "report.h"
+
+static uint64_t clock_ns(clockid_t c)
+{
+	struct timespec ts;
+
+	clock_gettime(c, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#define MAX_NODE_ID (1u << 26) /* as the accounting */
+/*
+ * The payload numbers nodes and code objects from 1 up and has room for
+ * 2^20 and 2^16 of them (injector/pystack.c).  The accounting accepts ids
+ * up to 2^26 and 2^24, and sizes its tables by the highest id seen: one
+ * damaged-but-checksummed id would cost gigabytes (found by the fuzzer).
+ * A report takes ids beyond twice the payload's room as damage: such an
+ * ALLOC counts under "no Python frame", such a definition is dropped, and
+ * the report says how many there were.
+ */
+#define REPORT_MAX_NODE (1u << 21)
+#define REPORT_MAX_CODE (1u << 17)
+
+void ma_report_opts_init(struct ma_report_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->view = MA_RV_LIVE;
+	o->group = MA_VIEW_LINE;
+	o->top = 20;
+	o->callers = 3;
+	o->stack_depth = 64;
+	o->window = MA_REPORT_DEF_WINDOW;
+	o->color = -1;
+}
+
+static const char *const view_names[MA_RV_N] = { "live", "peak", "total",
+						 "temporary" };
+
+const char *ma_rview_name(enum ma_rview v)
+{
+	return v < MA_RV_N ? view_names[v] : "?";
+}
+
+const char *ma_rview_desc(enum ma_rview v)
+{
+	switch (v) {
+	case MA_RV_LIVE:
+		return "allocated while tracked and still live at the end";
+	case MA_RV_PEAK:
+		return "live at the moment tracked memory was highest";
+	case MA_RV_TOTAL:
+		return "everything allocated while tracked";
+	case MA_RV_TEMP:
+		return "freed by the allocating thread almost at once";
+	default:
+		return "";
+	}
+}
+
+int ma_rview_parse(const char *s, enum ma_rview *v)
+{
+	for (int i = 0; i < MA_RV_N; i++)
+		if (!strcmp(s, view_names[i])) {
+			*v = (enum ma_rview)i;
+			return 0;
+		}
+	if (!strcmp(s, "temp")) {
+		*v = MA_RV_TEMP;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+const char *ma_rgroup_name(enum ma_account_view g)
+{
+	switch (g) {
+	case MA_VIEW_STACK:
+		return "stack";
+	case MA_VIEW_LINE:
+		return "line";
+	case MA_VIEW_FUNCTION:
+		return "function";
+	case MA_VIEW_FILE:
+		return "file";
+	}
+	return "?";
+}
+
+int ma_rgroup_parse(const char *s, enum ma_account_view *g)
+{
+	static const enum ma_account_view all[] = { MA_VIEW_STACK, MA_VIEW_LINE,
+						    MA_VIEW_FUNCTION,
+						    MA_VIEW_FILE };
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (!strcmp(s, ma_rgroup_name(all[i]))) {
+			*g = all[i];
+			return 0;
+		}
+	return -EINVAL;
+}
+
+int ma_rformat_parse(const char *s, enum ma_rformat *f)
+{
+	static const struct {
+		const char *name;
+		enum ma_rformat f;
+	} names[] = {
+		{ "text", MA_RF_TEXT },
+		{ "json", MA_RF_JSON },
+		{ "csv", MA_RF_CSV },
+		{ "collapsed", MA_RF_COLLAPSED },
+		{ "speedscope", MA_RF_SPEEDSCOPE },
+		{ "pprof", MA_RF_PPROF },
+		{ "html", MA_RF_HTML },
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(s, names[i].name)) {
+			*f = names[i].f;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+/* ------------------------------------------------------------------ */
+/*
+ * Streaming, on three threads: a reader decodes blocks into batches of
+ * events (and applies the thread filter and the id checks, which depend
+ * on the stream alone), the caller feeds each batch to the accounting,
+ * and a third thread feeds it to the temporary tracker.  The accounting is
+ * the longest of the three; the other two share the second core.  A batch
+ * is reused once both consumers are done with it.
+ */
+
+#define BATCH_EVENTS 4096
+#define BATCH_COPIES 64 /* CODE events per batch (their strings copied) */
+#define NBATCH	     8
+
+struct batch {
+	struct ma_event ev[BATCH_EVENTS];
+	size_t n;
+	char *copies[BATCH_COPIES];
+	int ncopies;
+};
+
+/* What the reader thread keeps */
+struct prep {
+	struct ma_report *r;
+	uint8_t *sel; /* thread index -> selected (thread filter) */
+	size_t sel_cap;
+	uint32_t max_node;
+};
+
+struct pipe {
+	struct ma_capture_reader *rd;
+	struct prep *prep;
+	struct batch *b[NBATCH];
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t cpu_read_ns; /* the reader thread's CPU time */
+	size_t head;	      /* batches produced */
+	size_t tail[2];	      /* consumed by: 0 accounting, 1 temporary */
+	bool done, stop;
+	int status;	   /* reader's last result, or a consumer's error */
+	char errmsg[1024]; /* its message (ma_errmsg is one buffer) */
+};
+
+static void batch_reset(struct batch *b)
+{
+	for (int i = 0; i < b->ncopies; i++)
+		free(b->copies[i]);
+	b->ncopies = 0;
+	b->n = 0;
+}
+
+/* CODE strings point into the reader's block: keep a copy with the batch */
+static int batch_keep_code(struct batch *b, struct ma_event *ev)
+{
+	size_t len = (size_t)ev->code.name_len + ev->code.file_len +
+		     ev->code.linetable_len;
+	char *c = malloc(len ? len : 1);
+
+	if (!c)
+		return -ENOMEM;
+	memcpy(c, ev->code.name, ev->code.name_len);
+	memcpy(c + ev->code.name_len, ev->code.file, ev->code.file_len);
+	memcpy(c + ev->code.name_len + ev->code.file_len, ev->code.linetable,
+	       ev->code.linetable_len);
+	ev->code.name = c;
+	ev->code.file = c + ev->code.name_len;
+	ev->code.linetable =
+		(const uint8_t *)c + ev->code.name_len + ev->code.file_len;
+	b->copies[b->ncopies++] = c;
+	return 0;
+}
+
+static bool name_selected(const struct ma_report_opts *o, int32_t tid,
+			  const char *name)
+{
+	char buf[16];
+
+	snprintf(buf, sizeof(buf), "%d", tid);
+	for (int i = 0; i < o->nthreads; i++)
+		if (!strcmp(o->threads[i], buf) || !strcmp(o->threads[i], name))
+			return true;
+	return false;
+}
+
+/*
+ * What depends on the stream alone, done by the reader: the thread filter
+ * (an ALLOC of another thread becomes an event that counts, to keep the
+ * capture's numbering, but changes nothing), ids beyond what a payload
+ * writes, the highest node id.
+ */
+static int prep_one(struct prep *pp, struct ma_event *ev)
+{
+	struct ma_report *r = pp->r;
+
+	switch (ev->type) {
+	case MA_EV_THREAD:
+		if (r->thread_filtered && ev->thread < (1u << 20)) {
+			bool on = name_selected(&r->opts, ev->thr.tid,
+						ev->thr.name);
+
+			if (ev->thread >= pp->sel_cap) {
+				size_t n = pp->sel_cap ? pp->sel_cap : 64;
+				uint8_t *p;
+
+				while (n <= ev->thread)
+					n *= 2;
+				p = realloc(pp->sel, n);
+				if (!p)
+					return -ENOMEM;
+				memset(p + pp->sel_cap, 0, n - pp->sel_cap);
+				pp->sel = p;
+				pp->sel_cap = n;
+			}
+			if (on && !pp->sel[ev->thread]) {
+				size_t l = strlen(r->thread_desc);
+
+				r->threads_selected++;
+				snprintf(r->thread_desc + l,
+					 sizeof(r->thread_desc) - l,
+					 "%s%d \"%s\"", l ? ", " : "",
+					 ev->thr.tid, ev->thr.name);
+			}
+			pp->sel[ev->thread] = on;
+		}
+		break;
+	case MA_EV_CODE:
+		if (ev->code.id >= REPORT_MAX_CODE) {
+			r->bad_ids++;
+			ev->type = 0;
+		}
+		break;
+	case MA_EV_ALLOC:
+		if (ev->alloc.node >= REPORT_MAX_NODE) {
+			r->bad_ids++;
+			ev->alloc.node = 0;
+		}
+		if (r->thread_filtered &&
+		    (ev->thread >= pp->sel_cap || !pp->sel[ev->thread])) {
+			ev->type = 0;
+			break;
+		}
+		if (ev->alloc.node > pp->max_node)
+			pp->max_node = ev->alloc.node;
+		break;
+	case MA_EV_NODE:
+		if (ev->node.id >= REPORT_MAX_NODE ||
+		    ev->node.code >= REPORT_MAX_CODE) {
+			r->bad_ids++;
+			ev->type = 0;
+			break;
+		}
+		if (ev->node.parent >= REPORT_MAX_NODE) {
+			r->bad_ids++;
+			ev->node.parent = 0;
+		}
+		if (ev->node.id > pp->max_node)
+			pp->max_node = ev->node.id;
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+/* Fill one batch; returns the reader's status (1 more, 0 end, <0) */
+static int batch_fill(struct ma_capture_reader *rd, struct prep *pp,
+		      struct batch *b)
+{
+	int ret = 1;
+
+	batch_reset(b);
+	while (b->n < BATCH_EVENTS && b->ncopies < BATCH_COPIES) {
+		struct ma_event *ev = &b->ev[b->n];
+
+		ret = ma_capture_next(rd, ev);
+		if (ret <= 0)
+			break;
+		if ((ev->type == MA_EV_CODE && batch_keep_code(b, ev) < 0) ||
+		    prep_one(pp, ev) < 0)
+			return ma_err(-ENOMEM, "report: out of memory");
+		b->n++;
+	}
+	return ret;
+}
+
+static void pipe_fail(struct pipe *p, int err)
+{
+	/* under p->mu */
+	if (!p->stop) {
+		p->stop = true;
+		p->status = err;
+		snprintf(p->errmsg, sizeof(p->errmsg), "%s", ma_errmsg());
+	}
+}
+
+static void *producer(void *arg)
+{
+	struct pipe *p = arg;
+	int ret = 1;
+
+	while (ret > 0) {
+		struct batch *b;
+		size_t low;
+
+		pthread_mutex_lock(&p->mu);
+		for (;;) {
+			low = p->tail[0] < p->tail[1] ? p->tail[0] : p->tail[1];
+			if (p->stop || p->head - low < NBATCH)
+				break;
+			pthread_cond_wait(&p->cv, &p->mu);
+		}
+		if (p->stop) {
+			pthread_mutex_unlock(&p->mu);
+			break;
+		}
+		b = p->b[p->head % NBATCH];
+		pthread_mutex_unlock(&p->mu);
+
+		ret = batch_fill(p->rd, p->prep, b);
+
+		pthread_mutex_lock(&p->mu);
+		p->head++;
+		if (ret < 0)
+			pipe_fail(p, ret);
+		else if (ret == 0)
+			p->done = true;
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+	}
+	p->cpu_read_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+	return NULL;
+}
+
+/* What the accounting consumer keeps */
+struct feeder {
+	struct ma_report *r;
+	uint64_t live_max; /* highest live bytes since the last point */
+	uint64_t last_t, last_rss;
+	uint64_t countdown; /* events to the next index point */
+	bool have_sample;
+};
+
+static int series_push(struct ma_rseries *s, const struct ma_rpoint *pt)
+{
+	if (s->n == s->cap) {
+		if (s->cap >= 4096) {
+			/* Bounded: merge pairs, keeping the later point and
+			 * the higher of the two maxima, and take points half
+			 * as often from now on */
+			size_t j = 0;
+
+			for (size_t i = 0; i + 1 < s->n; i += 2) {
+				struct ma_rpoint m = s->p[i + 1];
+
+				if (s->p[i].live_max > m.live_max)
+					m.live_max = s->p[i].live_max;
+				s->p[j++] = m;
+			}
+			if (s->n % 2)
+				s->p[j++] = s->p[s->n - 1];
+			s->n = j;
+			s->every *= 2;
+		} else {
+			size_t cap = s->cap ? s->cap * 2 : 256;
+			struct ma_rpoint *p = realloc(s->p, cap * sizeof(*p));
+
+			if (!p)
+				return -ENOMEM;
+			s->p = p;
+			s->cap = cap;
+		}
+	}
+	s->p[s->n++] = *pt;
+	return 0;
+}
+
+static int feed_one(struct feeder *fd, const struct ma_event *ev)
+{
+	struct ma_report *r = fd->r;
+	const struct ma_account_totals *t;
+	int ret;
+
+	ret = ma_account_feed(r->acc, ev);
+	if (ret < 0)
+		return ret;
+	t = ma_account_totals(r->acc);
+	if (t->live_bytes > fd->live_max)
+		fd->live_max = t->live_bytes;
+	if (ev->type == MA_EV_SAMPLE) {
+		struct ma_rpoint pt = { .index = ev->index,
+					.t_ns = ev->sample.t_ns,
+					.rss = ev->sample.rss,
+					.live = t->live_bytes,
+					.live_max = fd->live_max };
+
+		fd->last_t = ev->sample.t_ns;
+		fd->last_rss = ev->sample.rss;
+		fd->have_sample = true;
+		fd->live_max = t->live_bytes;
+		if (series_push(&r->by_time, &pt) < 0)
+			return ma_err(-ENOMEM, "report: out of memory");
+	}
+	if (--fd->countdown == 0) {
+		struct ma_rpoint pt = { .index = t->events,
+					.t_ns = fd->last_t,
+					.rss = fd->last_rss,
+					.live = t->live_bytes,
+					.live_max = fd->live_max };
+
+		if (!fd->have_sample)
+			fd->live_max = t->live_bytes;
+		if (series_push(&r->by_index, &pt) < 0)
+			return ma_err(-ENOMEM, "report: out of memory");
+		fd->countdown = r->by_index.every;
+	}
+	return 0;
+}
+
+/*
+ * Account a batch.  The live map's slot of each pointer (and an ALLOC's
+ * node) is prefetched a few events ahead: with millions of live blocks
+ * nearly every ALLOC and FREE would otherwise stall on a cache miss.
+ */
+#ifndef PREFETCH_AHEAD
+#define PREFETCH_AHEAD 12
+#endif
+
+static int account_batch(struct feeder *fd, const struct batch *b)
+{
+	struct ma_account *acc = fd->r->acc;
+	size_t n = b->n;
+	int ret = 0;
+
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		if (i + PREFETCH_AHEAD < n)
+			ma_account_prefetch(acc, &b->ev[i + PREFETCH_AHEAD]);
+		ret = feed_one(fd, &b->ev[i]);
+	}
+	return ret;
+}
+
+static int temporary_batch(struct ma_temporary *t, const struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		const struct ma_event *ev = &b->ev[i];
+
+		if ((ev->type == MA_EV_ALLOC || ev->type == MA_EV_FREE) &&
+		    ma_temporary_feed(t, ev) < 0)
+			return ma_err(-ENOMEM, "report: out of memory");
+	}
+	return 0;
+}
+
+struct consumer {
+	struct pipe *p;
+	int role; /* 0 accounting, 1 temporary */
+	struct feeder *fd;
+	struct ma_temporary *temp;
+	uint64_t cpu_ns; /* CPU time of this consumer */
+};
+
+static void *consume(void *arg)
+{
+	struct consumer *c = arg;
+	struct pipe *p = c->p;
+	uint64_t cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+
+	for (;;) {
+		struct batch *b;
+		int ret;
+
+		pthread_mutex_lock(&p->mu);
+		while (!p->stop && p->tail[c->role] == p->head && !p->done)
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->stop || p->tail[c->role] == p->head) {
+			pthread_mutex_unlock(&p->mu);
+			break;
+		}
+		b = p->b[p->tail[c->role] % NBATCH];
+		pthread_mutex_unlock(&p->mu);
+
+		ret = c->role ? temporary_batch(c->temp, b)
+			      : account_batch(c->fd, b);
+
+		pthread_mutex_lock(&p->mu);
+		p->tail[c->role]++;
+		if (ret < 0)
+			pipe_fail(p, ret);
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+		if (ret < 0)
+			break;
+	}
+	c->cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+	return NULL;
+}
+
+static int stream(struct ma_report *r, struct prep *pp, struct feeder *fd)
+{
+	struct pipe p = { .rd = r->rd, .prep = pp };
+	struct consumer acc = { .p = &p, .role = 0, .fd = fd };
+	struct consumer tmp = { .p = &p, .role = 1, .temp = r->temp };
+	pthread_t th_read, th_temp;
+	int ret = 0;
+
+	for (int i = 0; i < NBATCH; i++) {
+		p.b[i] = calloc(1, sizeof(struct batch));
+		if (!p.b[i]) {
+			ret = ma_err(-ENOMEM, "report: out of memory");
+			goto out;
+		}
+	}
+	pthread_mutex_init(&p.mu, NULL);
+	pthread_cond_init(&p.cv, NULL);
+	if (pthread_create(&th_read, NULL, producer, &p)) {
+		/* No threads: decode, account and track in turn */
+		int s;
+
+		do {
+			s = batch_fill(r->rd, pp, p.b[0]);
+			ret = account_batch(fd, p.b[0]);
+			if (ret == 0)
+				ret = temporary_batch(r->temp, p.b[0]);
+		} while (s > 0 && ret == 0);
+		if (ret == 0 && s < 0)
+			ret = s;
+		goto destroy;
+	}
+	if (pthread_create(&th_temp, NULL, consume, &tmp)) {
+		/* the temporary tracker in turn with the accounting */
+		pthread_mutex_lock(&p.mu);
+		pipe_fail(&p, ma_err(-EAGAIN, "report: cannot start a "
+					      "thread"));
+		pthread_cond_broadcast(&p.cv);
+		pthread_mutex_unlock(&p.mu);
+		pthread_join(th_read, NULL);
+		ret = p.status;
+		goto destroy;
+	}
+	consume(&acc);
+	pthread_join(th_temp, NULL);
+	pthread_join(th_read, NULL);
+	r->cpu_read_ns = p.cpu_read_ns;
+	r->cpu_account_ns = acc.cpu_ns;
+	r->cpu_temp_ns = tmp.cpu_ns;
+	if (p.status < 0) {
+		ma_err(p.status, "%s", p.errmsg);
+		ret = p.status;
+	}
+destroy:
+	pthread_mutex_destroy(&p.mu);
+	pthread_cond_destroy(&p.cv);
+out:
+	for (int i = 0; i < NBATCH; i++) {
+		if (p.b[i])
+			batch_reset(p.b[i]);
+		free(p.b[i]);
+	}
+	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* The canonical frame tree */
+
+struct tkey {
+	uint32_t parent;
+	int line;
+	const char *function, *file;
+	uint32_t node; /* index + 1, 0 = empty */
+};
+
+struct tree_build {
+	struct ma_report *r;
+	size_t cap;
+	struct tkey *h;
+	size_t h_cap, h_n;
+	uint32_t *canon; /* accounting node id -> tree node, 0 = not yet */
+	uint8_t *state;	 /* 0 new, 1 on the walk, 2 done */
+	uint32_t max_node;
+};
+
+static uint64_t tkey_hash(uint32_t parent, const char *fn, const char *file,
+			  int line)
+{
+	uint64_t h = (uint64_t)parent * 0x9e3779b97f4a7c15ull;
+
+	h ^= (uint64_t)(uintptr_t)fn * 0xff51afd7ed558ccdull;
+	h ^= (uint64_t)(uintptr_t)file * 0xc4ceb9fe1a85ec53ull;
+	h ^= (uint64_t)(uint32_t)line * 0x2545f4914f6cdd1dull;
+	return h ^ (h >> 29);
+}
+
+static int tree_rehash(struct tree_build *b, size_t cap)
+{
+	struct tkey *h = calloc(cap, sizeof(*h));
+
+	if (!h)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->h_cap; i++) {
+		const struct tkey *k = &b->h[i];
+		size_t j;
+
+		if (!k->node)
+			continue;
+		for (j = tkey_hash(k->parent, k->function, k->file, k->line) &
+			 (cap - 1);
+		     h[j].node; j = (j + 1) & (cap - 1))
+			;
+		h[j] = *k;
+	}
+	free(b->h);
+	b->h = h;
+	b->h_cap = cap;
+	return 0;
+}
+
+/* The child of parent for this frame, created on demand; 0 on ENOMEM */
+static uint32_t tree_child(struct tree_build *b, uint32_t parent,
+			   const struct ma_frame *f)
+{
+	struct ma_report *r = b->r;
+	struct ma_rnode *n;
+	size_t j;
+
+	if ((b->h_n + 1) * 2 > b->h_cap &&
+	    tree_rehash(b, b->h_cap ? b->h_cap * 2 : 1024) < 0)
+		return 0;
+	for (j = tkey_hash(parent, f->function, f->file, f->line) &
+		 (b->h_cap - 1);
+	     b->h[j].node; j = (j + 1) & (b->h_cap - 1)) {
+		const struct tkey *k = &b->h[j];
+
+		if (k->parent == parent && k->function == f->function &&
+		    k->file == f->file && k->line == f->line)
+			return k->node - 1;
+	}
+	if (r->nnodes == b->cap) {
+		size_t cap = b->cap * 2;
+		struct ma_rnode *p = realloc(r->nodes, cap * sizeof(*p));
+
+		if (!p)
+			return 0;
+		r->nodes = p;
+		b->cap = cap;
+	}
+	n = &r->nodes[r->nnodes];
+	memset(n, 0, sizeof(*n));
+	n->parent = parent;
+	n->depth = r->nodes[parent].depth + 1;
+	n->function = f->function;
+	n->file = f->file;
+	n->line = f->line;
+	n->firstlineno = f->firstlineno;
+	n->match = r->nodes[parent].match ||
+		   (r->opts.filter && (strstr(f->function, r->opts.filter) ||
+				       strstr(f->file, r->opts.filter)));
+	b->h[j] = (struct tkey){ .parent = parent,
+				 .line = f->line,
+				 .function = f->function,
+				 .file = f->file,
+				 .node = (uint32_t)r->nnodes + 1 };
+	b->h_n++;
+	return (uint32_t)r->nnodes++;
+}
+
+/* Tree node of accounting node id: walk up to a resolved ancestor (or the
+ * root), then create the chain top-down.  A cycle (corrupt capture) or an
+ * absurd depth ends the walk at the root. */
+static int tree_resolve(struct tree_build *b, uint32_t id, uint32_t **walk,
+			size_t *walk_cap)
+{
+	struct ma_frame fr[2];
+	size_t n = 0;
+	uint32_t cur = id, parent_tree = 0;
+
+	while (cur && !b->state[cur]) {
+		int d;
+
+		if (n == *walk_cap) {
+			size_t cap = *walk_cap ? *walk_cap * 2 : 256;
+			uint32_t *p = realloc(*walk, cap * sizeof(*p));
+
+			if (!p)
+				return -ENOMEM;
+			*walk = p;
+			*walk_cap = cap;
+		}
+		(*walk)[n++] = cur;
+		b->state[cur] = 1;
+		d = ma_account_node_frames(b->r->acc, cur, fr, 2);
+		cur = d >= 2 ? fr[1].node : 0;
+		if (cur > b->max_node) /* cannot happen: defensive */
+			cur = 0;
+		if (n >= MA_REPORT_MAX_DEPTH)
+			cur = 0;
+	}
+	if (cur && b->state[cur] == 2)
+		parent_tree = b->canon[cur];
+	/* cur on the walk (state 1) is a cycle: start from the root */
+	while (n) {
+		uint32_t c = (*walk)[--n];
+		struct ma_frame f;
+
+		ma_account_node_frames(b->r->acc, c, &f, 1);
+		if (b->r->nodes[parent_tree].depth >= MA_REPORT_MAX_DEPTH)
+			parent_tree = 0;
+		parent_tree = tree_child(b, parent_tree, &f);
+		if (!parent_tree)
+			return -ENOMEM;
+		b->canon[c] = parent_tree;
+		b->state[c] = 2;
+	}
+	return 0;
+}
+
+static int fig_nonzero(const struct ma_account_fig *f)
+{
+	for (int v = 0; v < MA_RV_N; v++)
+		if (f[v].bytes || f[v].count)
+			return 1;
+	return 0;
+}
+
+static int build_tree(struct ma_report *r, uint32_t max_node)
+{
+	struct tree_build b = { .r = r, .cap = 1024, .max_node = max_node };
+	uint32_t *walk = NULL;
+	size_t walk_cap = 0;
+	int ret = 0;
+
+	r->nodes = calloc(b.cap, sizeof(*r->nodes));
+	b.canon = calloc((size_t)max_node + 1, sizeof(*b.canon));
+	b.state = calloc((size_t)max_node + 1, 1);
+	if (!r->nodes || !b.canon || !b.state) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	r->nnodes = 1; /* the root */
+	r->nodes[0].function = "";
+	r->nodes[0].file = "";
+	r->nodes[0].match = !r->opts.filter;
+
+	for (uint32_t id = 0; id <= max_node; id++) {
+		struct ma_account_fig f[MA_RV_N];
+		struct ma_rnode *n;
+		uint32_t tn;
+
+		ma_account_node_figs(r->acc, id, &f[MA_RV_LIVE],
+				     &f[MA_RV_TOTAL], &f[MA_RV_PEAK]);
+		ma_temporary_node(r->temp, id, &f[MA_RV_TEMP]);
+		if (!fig_nonzero(f))
+			continue;
+		if (id == 0) {
+			/* Allocations with no Python frame at all */
+			struct ma_frame nopy = { .function =
+							 "<no Python frame>",
+						 .file = "",
+						 .line = -1 };
+
+			tn = tree_child(&b, 0, &nopy);
+			if (!tn) {
+				ret = -ENOMEM;
+				goto out;
+			}
+		} else {
+			if (!b.state[id]) {
+				ret = tree_resolve(&b, id, &walk, &walk_cap);
+				if (ret < 0)
+					goto out;
+			}
+			tn = b.canon[id];
+		}
+		n = &r->nodes[tn];
+		for (int v = 0; v < MA_RV_N; v++) {
+			n->self[v].bytes += f[v].bytes;
+			n->self[v].count += f[v].count;
+			r->all[v].bytes += f[v].bytes;
+			r->all[v].count += f[v].count;
+			if (n->match) {
+				r->sum[v].bytes += f[v].bytes;
+				r->sum[v].count += f[v].count;
+			}
+		}
+	}
+out:
+	free(walk);
+	free(b.canon);
+	free(b.state);
+	free(b.h);
+	if (ret < 0)
+		return ma_err(ret, "report: out of memory");
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Rows */
+
+struct rkey {
+	const char *function, *file;
+	int line;
+	uint32_t row; /* index + 1 */
+};
+
+static uint64_t rkey_hash(const char *fn, const char *file, int line)
+{
+	return tkey_hash(0, fn, file, line);
+}
+
+static enum ma_rview sort_view;
+
+static int row_cmp(const void *pa, const void *pb)
+{
+	const struct ma_rrow *a = pa, *b = pb;
+	enum ma_rview v = sort_view;
+	int c;
+
+	if (a->fig[v].bytes != b->fig[v].bytes)
+		return a->fig[v].bytes > b->fig[v].bytes ? -1 : 1;
+	if (a->fig[v].count != b->fig[v].count)
+		return a->fig[v].count > b->fig[v].count ? -1 : 1;
+	if (a->fig[MA_RV_TOTAL].bytes != b->fig[MA_RV_TOTAL].bytes)
+		return a->fig[MA_RV_TOTAL].bytes > b->fig[MA_RV_TOTAL].bytes
+			       ? -1
+			       : 1;
+	c = strcmp(a->file, b->file);
+	if (c)
+		return c;
+	c = strcmp(a->function ? a->function : "",
+		   b->function ? b->function : "");
+	if (c)
+		return c;
+	if (a->line != b->line)
+		return a->line < b->line ? -1 : 1;
+	return a->rep < b->rep ? -1 : a->rep > b->rep;
+}
+
+static int build_rows(struct ma_report *r)
+{
+	enum ma_account_view g = r->opts.group;
+	enum ma_rview v = r->opts.view;
+	struct rkey *h = NULL;
+	size_t hcap = 64, cap = 0;
+	uint32_t *order;
+
+	if (g != MA_VIEW_STACK) {
+		while (hcap < r->nnodes * 2)
+			hcap *= 2;
+		h = calloc(hcap, sizeof(*h));
+		if (!h)
+			return ma_err(-ENOMEM, "report: out of memory");
+	}
+	for (size_t i = 1; i < r->nnodes; i++) {
+		struct ma_rnode *n = &r->nodes[i];
+		struct ma_rrow *row = NULL;
+		const char *fn = g == MA_VIEW_FILE ? NULL : n->function;
+		int line = g == MA_VIEW_LINE || g == MA_VIEW_STACK ? n->line
+			   : g == MA_VIEW_FUNCTION ? n->firstlineno
+						   : 0;
+		size_t j = 0;
+
+		if (!n->match || !fig_nonzero(n->self))
+			continue;
+		if (h) {
+			for (j = rkey_hash(fn, n->file, line) & (hcap - 1);
+			     h[j].row; j = (j + 1) & (hcap - 1))
+				if (h[j].function == fn &&
+				    h[j].file == n->file && h[j].line == line) {
+					row = &r->rows[h[j].row - 1];
+					break;
+				}
+		}
+		if (!row) {
+			if (r->nrows == cap) {
+				size_t c = cap ? cap * 2 : 64;
+				struct ma_rrow *p =
+					realloc(r->rows, c * sizeof(*p));
+
+				if (!p) {
+					free(h);
+					return ma_err(-ENOMEM,
+						      "report: out of memory");
+				}
+				r->rows = p;
+				cap = c;
+			}
+			row = &r->rows[r->nrows++];
+			memset(row, 0, sizeof(*row));
+			row->function = fn;
+			row->file = n->file;
+			row->line = line;
+			row->rep = (uint32_t)i;
+			if (h)
+				h[j] = (struct rkey){
+					.function = fn,
+					.file = n->file,
+					.line = line,
+					.row = (uint32_t)r->nrows
+				};
+		} else {
+			const struct ma_rnode *rep = &r->nodes[row->rep];
+
+			if (n->self[v].bytes > rep->self[v].bytes ||
+			    (n->self[v].bytes == rep->self[v].bytes &&
+			     n->self[v].count > rep->self[v].count))
+				row->rep = (uint32_t)i;
+		}
+		for (int k = 0; k < MA_RV_N; k++) {
+			row->fig[k].bytes += n->self[k].bytes;
+			row->fig[k].count += n->self[k].count;
+		}
+	}
+	free(h);
+	sort_view = v;
+	if (r->nrows)
+		qsort(r->rows, r->nrows, sizeof(*r->rows), row_cmp);
+	/* node -> row, after sorting (the text caller trees use it) */
+	order = calloc(r->nrows + 1, sizeof(*order));
+	if (!order)
+		return ma_err(-ENOMEM, "report: out of memory");
+	for (size_t i = 0; i < r->nrows; i++)
+		order[i] = r->rows[i].rep;
+	for (size_t i = 0; i < r->nrows; i++)
+		r->nodes[order[i]].row = (uint32_t)i + 1;
+	free(order);
+	return 0;
+}
+
+/* Row of each member node: matched by key against the row table with a
+ * hash of the rows (the representatives already know theirs) */
+static int link_rows(struct ma_report *r)
+{
+	enum ma_account_view g = r->opts.group;
+	struct rkey *h;
+	size_t hcap = 64;
+
+	if (g == MA_VIEW_STACK)
+		return 0;
+	while (hcap < r->nrows * 2)
+		hcap *= 2;
+	h = calloc(hcap, sizeof(*h));
+	if (!h)
+		return ma_err(-ENOMEM, "report: out of memory");
+	for (size_t i = 0; i < r->nrows; i++) {
+		const struct ma_rrow *row = &r->rows[i];
+		size_t j;
+
+		for (j = rkey_hash(row->function, row->file, row->line) &
+			 (hcap - 1);
+		     h[j].row; j = (j + 1) & (hcap - 1))
+			;
+		h[j] = (struct rkey){ .function = row->function,
+				      .file = row->file,
+				      .line = row->line,
+				      .row = (uint32_t)i + 1 };
+	}
+	for (size_t i = 1; i < r->nnodes; i++) {
+		struct ma_rnode *n = &r->nodes[i];
+		const char *fn = g == MA_VIEW_FILE ? NULL : n->function;
+		int line = g == MA_VIEW_LINE	   ? n->line
+			   : g == MA_VIEW_FUNCTION ? n->firstlineno
+						   : 0;
+
+		if (n->row || !n->match || !fig_nonzero(n->self))
+			continue;
+		for (size_t j = rkey_hash(fn, n->file, line) & (hcap - 1);
+		     h[j].row; j = (j + 1) & (hcap - 1))
+			if (h[j].function == fn && h[j].file == n->file &&
+			    h[j].line == line) {
+				n->row = h[j].row;
+				break;
+			}
+	}
+	free(h);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+
+int ma_report_load(const char *path, const struct ma_report_opts *o,
+		   struct ma_report **out)
+{
+	struct ma_report *r = calloc(1, sizeof(*r));
+	struct feeder fd = { 0 };
+	struct prep pp = { 0 };
+	uint64_t t0;
+	int ret;
+
+	*out = NULL;
+	if (!r)
+		return ma_err(-ENOMEM, "report: out of memory");
+	r->path = path;
+	r->opts = *o;
+	r->thread_filtered = o->nthreads > 0;
+	r->by_index.every = 1 << 12;
+	fd.countdown = r->by_index.every;
+	fd.r = r;
+	pp.r = r;
+	ret = ma_capture_open(path, &r->rd);
+	if (ret < 0)
+		goto fail;
+	ret = ma_account_new(&r->acc);
+	if (ret == 0)
+		ret = ma_temporary_new(o->window, &r->temp);
+	if (ret < 0) {
+		ma_err(ret, "report: out of memory");
+		goto fail;
+	}
+	t0 = clock_ns(CLOCK_MONOTONIC);
+	ret = stream(r, &pp, &fd);
+	free(pp.sel);
+	r->wall_stream_ns = clock_ns(CLOCK_MONOTONIC) - t0;
+	if (ret < 0)
+		goto fail;
+	r->meta = ma_capture_meta(r->rd);
+	r->trailer = ma_capture_trailer(r->rd);
+	r->warning = ma_capture_warning(r->rd);
+	r->t = *ma_account_totals(r->acc);
+	r->unknown_frees = r->t.unknown_frees;
+	if (r->thread_filtered && r->trailer) {
+		/* Frees of other threads' blocks look unknown to a filtered
+		 * accounting: the whole capture's figure is the honest one */
+		r->unknown_frees = r->trailer->unknown_frees;
+		r->unknown_from_trailer = true;
+	}
+	t0 = clock_ns(CLOCK_MONOTONIC);
+	ret = build_tree(r, pp.max_node);
+	if (ret == 0)
+		ret = build_rows(r);
+	if (ret == 0)
+		ret = link_rows(r);
+	r->wall_model_ns = clock_ns(CLOCK_MONOTONIC) - t0;
+	if (ret < 0)
+		goto fail;
+	*out = r;
+	return 0;
+fail:
+	if (!ma_err_exit() || ma_err_exit() == MA_EXIT_ERROR)
+		if (ret != -ENOMEM)
+			ma_err_set_exit(MA_EXIT_CAPTURE);
+	ma_report_free(r);
+	return ret;
+}
+
+void ma_report_free(struct ma_report *r)
+{
+	if (!r)
+		return;
+	ma_account_free(r->acc);
+	ma_temporary_free(r->temp);
+	if (r->rd)
+		ma_capture_reader_close(r->rd);
+	free(r->nodes);
+	free(r->rows);
+	free(r->by_time.p);
+	free(r->by_index.p);
+	free(r);
+}
+
+int ma_report_stack(const struct ma_report *r, uint32_t n, uint32_t *out,
+		    int max)
+{
+	int d = 0;
+
+	while (n && n < r->nnodes) {
+		if (d < max)
+			out[d] = n;
+		d++;
+		n = r->nodes[n].parent;
+	}
+	return d;
+}
+
+void ma_report_frame_name(const struct ma_rnode *n, char *buf, size_t len)
+{
+	if (n->file[0] && n->line >= 0)
+		snprintf(buf, len, "%s (%s:%d)", n->function, n->file, n->line);
+	else if (n->file[0])
+		snprintf(buf, len, "%s (%s)", n->function, n->file);
+	else
+		snprintf(buf, len, "%s", n->function);
+	for (char *p = buf; *p; p++)
+		if (*p == ';' || (unsigned char)*p < 0x20)
+			*p = *p == ';' ? ':' : ' ';
+}
+
+size_t ma_report_shown(const struct ma_report *r)
+{
+	size_t n = 0;
+
+	while (n < r->nrows && (r->opts.top <= 0 || n < (size_t)r->opts.top) &&
+	       (r->rows[n].fig[r->opts.view].bytes ||
+		r->rows[n].fig[r->opts.view].count))
+		n++;
+	return n;
+}
+
+void ma_report_peak_when(const struct ma_report *r, char *buf, size_t len)
+{
+	const struct ma_account_totals *t = &r->t;
+
+	buf[0] = '\0';
+	if (!t->peak_bytes || !t->samples)
+		return;
+	if (!t->peak_before_ns)
+		snprintf(buf, len, "after %.1f s",
+			 (double)t->peak_after_ns / 1e9);
+	else if ((t->peak_before_ns - t->peak_after_ns) < 50000000ull)
+		snprintf(buf, len, "at %.1f s",
+			 (double)(t->peak_after_ns + t->peak_before_ns) / 2e9);
+	else
+		snprintf(buf, len, "between %.1f s and %.1f s",
+			 (double)t->peak_after_ns / 1e9,
+			 (double)t->peak_before_ns / 1e9);
+}
+
+int64_t ma_strtab_idx(struct ma_strtab *t, const char *s)
+{
+	size_t j;
+
+	if ((t->n + 1) * 2 > t->hcap) {
+		size_t cap = t->hcap ? t->hcap * 2 : 1024;
+		struct ma_strtab_slot *h = calloc(cap, sizeof(*h));
+
+		if (!h)
+			return -1;
+		for (size_t i = 0; i < t->hcap; i++) {
+			if (!t->h[i].p)
+				continue;
+			for (j = ((uintptr_t)t->h[i].p >> 3) *
+					 0x9e3779b97f4a7c15ull &
+				 (cap - 1);
+			     h[j].p; j = (j + 1) & (cap - 1))
+				;
+			h[j] = t->h[i];
+		}
+		free(t->h);
+		t->h = h;
+		t->hcap = cap;
+	}
+	for (j = ((uintptr_t)s >> 3) * 0x9e3779b97f4a7c15ull & (t->hcap - 1);
+	     t->h[j].p; j = (j + 1) & (t->hcap - 1))
+		if (t->h[j].p == s)
+			return t->h[j].idx;
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 256;
+		const char **p = realloc(t->s, cap * sizeof(*p));
+
+		if (!p)
+			return -1;
+		t->s = p;
+		t->cap = cap;
+	}
+	t->s[t->n] = s;
+	t->h[j].p = s;
+	t->h[j].idx = (int64_t)t->n;
+	return (int64_t)t->n++;
+}
+
+void ma_strtab_free(struct ma_strtab *t)
+{
+	free(t->s);
+	free(t->h);
+	memset(t, 0, sizeof(*t));
+}

@@ -1,0 +1,574 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * -f text: what a person reads in a terminal.  A header (what was tracked,
+ * the totals, the peak), a table of the top rows (bytes in human units,
+ * count, share of the view, location), the tree of callers of the top few
+ * rows, and footnotes (memory from before the attach, lost records, a
+ * truncated capture).  Fitted to the width of the terminal, $COLUMNS or
+ * 100 columns; colour only on a terminal, never when piped or with
+ * NO_COLOR set.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "report.h"
+
+#define TREE_DEPTH    12 /* caller levels shown */
+#define TREE_CHILDREN 3	 /* callers shown per level */
+#define TREE_LINES    24 /* lines per tree */
+
+struct out {
+	FILE *f;
+	int width;
+	bool color;
+};
+
+static const char *c_on(const struct out *o, const char *code)
+{
+	return o->color ? code : "";
+}
+
+static const char *c_off(const struct out *o)
+{
+	return o->color ? "\033[0m" : "";
+}
+
+#define BOLD "\033[1m"
+#define DIM  "\033[2m"
+#define CYAN "\033[36m"
+#define YEL  "\033[33m"
+
+int ma_report_term_width(FILE *f)
+{
+	struct winsize ws;
+	const char *cols;
+
+	if (isatty(fileno(f)) && ioctl(fileno(f), TIOCGWINSZ, &ws) == 0 &&
+	    ws.ws_col > 0)
+		return ws.ws_col;
+	cols = getenv("COLUMNS");
+	if (cols && atoi(cols) > 0)
+		return atoi(cols);
+	return 100;
+}
+
+/*
+ * "function (file:line)" in at most width columns: a long file is cut on
+ * the left (its end tells files apart), then a long function on the right.
+ */
+static void fmt_loc(const char *fn, const char *file, int line, char *buf,
+		    int width)
+{
+	char ln[16] = "";
+	int fl, fnl, avail;
+
+	if (width < 8)
+		width = 8;
+	if (!fn) { /* grouped by file */
+		fl = (int)strlen(file);
+		if (fl <= width)
+			snprintf(buf, (size_t)width + 1, "%s", file);
+		else
+			snprintf(buf, (size_t)width + 1, "...%s",
+				 file + fl - (width - 3));
+		return;
+	}
+	if (!file[0]) {
+		snprintf(buf, (size_t)width + 1, "%s", fn);
+		return;
+	}
+	if (line >= 0)
+		snprintf(ln, sizeof(ln), ":%d", line);
+	fl = (int)strlen(file);
+	fnl = (int)strlen(fn);
+	avail = width - 3 - (int)strlen(ln); /* " (" and ")" */
+	if (fnl + fl <= avail) {
+		snprintf(buf, (size_t)width + 1, "%s (%s%s)", fn, file, ln);
+		return;
+	}
+	/* The function whole if it leaves 16 columns for the file's end
+	 * ("..." and its last characters), else cut too */
+	{
+		int ftail = avail - fnl, fcut = fnl;
+
+		if (ftail < 16) {
+			ftail = 16;
+			fcut = avail - 16 - 3;
+			if (fcut < 1)
+				fcut = 1;
+		}
+		if (ftail >= fl)
+			ftail = fl;
+		snprintf(buf, (size_t)width + 1, "%.*s%s (%s%s%s)", fcut, fn,
+			 fcut < fnl ? "..." : "", ftail < fl ? "..." : "",
+			 file + fl - (ftail < fl ? ftail - 3 : fl), ln);
+	}
+}
+
+static void fmt_share(uint64_t part, uint64_t all, char *buf, size_t len)
+{
+	double s = all ? 100.0 * (double)part / (double)all : 0.0;
+
+	snprintf(buf, len, "%.1f%%", s);
+}
+
+/*
+ * Lines made of pieces: a piece that would cross the width starts a new
+ * line, indented.  Colour codes are not counted (they take no columns).
+ */
+struct para {
+	const struct out *o;
+	int col, indent;
+};
+
+static void piece(struct para *p, const char *sep, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void piece(struct para *p, const char *sep, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if (n >= (int)sizeof(buf))
+		n = (int)sizeof(buf) - 1;
+	if (p->col > p->indent && p->col + (int)strlen(sep) + n > p->o->width) {
+		/* the separator's punctuation ends the line */
+		fprintf(p->o->f, "%.*s\n%*s", (int)strcspn(sep, " "), sep,
+			p->indent + 2, "");
+		p->col = p->indent + 2;
+	} else if (p->col) {
+		fputs(sep, p->o->f);
+		p->col += (int)strlen(sep);
+	}
+	/* a piece longer than the line is cut */
+	if (p->col + n > p->o->width) {
+		int keep = p->o->width - p->col - 3;
+
+		if (keep < 0)
+			keep = 0;
+		fprintf(p->o->f, "%.*s...", keep, buf);
+		p->col = p->o->width;
+		return;
+	}
+	fputs(buf, p->o->f);
+	p->col += n;
+}
+
+static void end_line(struct para *p)
+{
+	fputc('\n', p->o->f);
+	p->col = 0;
+}
+
+static void header(const struct ma_report *r, const struct out *o)
+{
+	const struct ma_capture_meta *m = r->meta;
+	const struct ma_capture_trailer *tr = r->trailer;
+	const struct ma_account_totals *t = &r->t;
+	const char *name = strrchr(r->path, '/');
+	char a[32], b[32], c[32], when[64];
+	uint64_t dur = tr ? tr->duration_ns : t->last_t_ns;
+	struct para p = { .o = o };
+
+	name = name ? name + 1 : r->path;
+	fprintf(o->f, "%s", c_on(o, BOLD));
+	piece(&p, "", "%s", name);
+	fprintf(o->f, "%s", c_off(o));
+	piece(&p, ": ", "pid %d", m->pid);
+	piece(&p, ", ", "Python %s",
+	      m->py_version && m->py_version[0] ? m->py_version : "?");
+	piece(&p, ", ", "%.1f s tracked", (double)dur / 1e9);
+	piece(&p, ", ", "%s",
+	      !tr	     ? "TRUNCATED"
+	      : tr->complete ? "complete"
+			     : "incomplete");
+	end_line(&p);
+	p.indent = 2;
+	if (m->cmdline && m->cmdline[0]) {
+		fputs("  ", o->f);
+		p.col = 2;
+		piece(&p, "", "command: %s", m->cmdline);
+		end_line(&p);
+	}
+	fputs("  ", o->f);
+	p.col = 2;
+	ma_fmt_count(t->allocs, a, sizeof(a));
+	ma_fmt_bytes(t->alloc_bytes, b, sizeof(b));
+	ma_fmt_count(t->frees, c, sizeof(c));
+	piece(&p, "", "allocated %s in %s allocations", b, a);
+	piece(&p, ", ", "%s frees", c);
+	ma_fmt_bytes(t->live_bytes, a, sizeof(a));
+	ma_fmt_count(t->live_count, b, sizeof(b));
+	piece(&p, "; ", "still live %s in %s blocks", a, b);
+	end_line(&p);
+	fputs("  ", o->f);
+	p.col = 2;
+	ma_fmt_bytes(t->peak_bytes, a, sizeof(a));
+	ma_fmt_count(t->peak_count, b, sizeof(b));
+	ma_report_peak_when(r, when, sizeof(when));
+	piece(&p, "", "peak %s in %s blocks", a, b);
+	if (when[0])
+		piece(&p, " ", "%s", when);
+	piece(&p, " ", "(event %llu)", (unsigned long long)t->peak_index);
+	ma_fmt_bytes(r->all[MA_RV_TEMP].bytes, a, sizeof(a));
+	ma_fmt_count(r->all[MA_RV_TEMP].count, b, sizeof(b));
+	piece(&p, "; ", "temporary %s in %s allocations", a, b);
+	piece(&p, " ", "(window %u)", r->opts.window);
+	end_line(&p);
+	if (r->thread_filtered) {
+		fputs("  ", o->f);
+		p.col = 2;
+		piece(&p, "", "only thread%s",
+		      r->threads_selected == 1 ? "" : "s");
+		piece(&p, " ", "%s",
+		      r->threads_selected ? r->thread_desc
+					  : "(none matched --thread)");
+		end_line(&p);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Caller trees */
+
+struct cnode {
+	uint32_t frame; /* tree node naming the frame (function, file, line) */
+	uint32_t parent, first, next; /* index + 1 links */
+	uint64_t bytes, count;
+};
+
+struct ctree {
+	struct cnode *n;
+	size_t len, cap;
+};
+
+static const struct ma_rnode *frame_of(const struct ma_report *r, uint32_t i)
+{
+	return &r->nodes[i];
+}
+
+static bool same_frame(const struct ma_report *r, uint32_t a, uint32_t b)
+{
+	const struct ma_rnode *x = frame_of(r, a), *y = frame_of(r, b);
+
+	return x->function == y->function && x->file == y->file &&
+	       x->line == y->line;
+}
+
+/* Child of c (index) for frame, created on demand; 0 on ENOMEM */
+static size_t ctree_child(struct ctree *t, const struct ma_report *r, size_t c,
+			  uint32_t frame)
+{
+	size_t k;
+
+	for (k = t->n[c].first; k; k = t->n[k - 1].next)
+		if (same_frame(r, t->n[k - 1].frame, frame))
+			return k - 1;
+	if (t->len == t->cap) {
+		size_t cap = t->cap * 2;
+		struct cnode *p = realloc(t->n, cap * sizeof(*p));
+
+		if (!p)
+			return 0;
+		t->n = p;
+		t->cap = cap;
+	}
+	t->n[t->len] = (struct cnode){ .frame = frame,
+				       .parent = (uint32_t)c + 1,
+				       .next = t->n[c].first };
+	t->n[c].first = (uint32_t)t->len + 1;
+	return t->len++;
+}
+
+static int cnode_cmp(const void *pa, const void *pb, void *arg)
+{
+	const struct cnode *n = arg;
+	const struct cnode *a = &n[*(const uint32_t *)pa];
+	const struct cnode *b = &n[*(const uint32_t *)pb];
+
+	if (a->bytes != b->bytes)
+		return a->bytes > b->bytes ? -1 : 1;
+	return a->count > b->count ? -1 : a->count < b->count;
+}
+
+static void print_cnode(const struct ma_report *r, const struct out *o,
+			const struct ctree *t, size_t c, int depth,
+			uint64_t all, int *lines)
+{
+	uint32_t kids[64];
+	size_t nk = 0, shown;
+	uint64_t rest_b = 0, rest_n = 0;
+	int indent = 2 * depth, locw;
+	char b[32], s[16], loc[512];
+
+	for (uint32_t k = t->n[c].first; k && nk < 64; k = t->n[k - 1].next)
+		kids[nk++] = k - 1;
+	qsort_r(kids, nk, sizeof(kids[0]), cnode_cmp, t->n);
+	shown = nk < TREE_CHILDREN ? nk : TREE_CHILDREN;
+	for (size_t i = 0; i < nk; i++) {
+		const struct cnode *k = &t->n[kids[i]];
+		const struct ma_rnode *fr = frame_of(r, k->frame);
+
+		if (i >= shown || *lines >= TREE_LINES) {
+			rest_b += k->bytes;
+			rest_n++;
+			continue;
+		}
+		ma_fmt_bytes(k->bytes, b, sizeof(b));
+		fmt_share(k->bytes, all, s, sizeof(s));
+		locw = o->width - 26 - indent;
+		if (locw > (int)sizeof(loc) - 1)
+			locw = sizeof(loc) - 1;
+		fmt_loc(fr->function, fr->file, fr->line, loc,
+			locw < 20 ? 20 : locw);
+		fprintf(o->f, "    %10s %6s  %*s<- %s\n", b, s, indent, "",
+			loc);
+		(*lines)++;
+		if (depth + 1 >= TREE_DEPTH) {
+			if (k->first) {
+				fprintf(o->f, "    %17s  %*s   ...\n", "",
+					indent, "");
+				(*lines)++;
+			}
+			continue;
+		}
+		print_cnode(r, o, t, kids[i], depth + 1, all, lines);
+	}
+	if (rest_n) {
+		ma_fmt_bytes(rest_b, b, sizeof(b));
+		fmt_share(rest_b, all, s, sizeof(s));
+		fprintf(o->f, "    %10s %6s  %*s<- %zu other caller%s\n", b, s,
+			indent, "", rest_n, rest_n == 1 ? "" : "s");
+		(*lines)++;
+	}
+}
+
+static int callers(const struct ma_report *r, const struct out *o, size_t row)
+{
+	enum ma_rview v = r->opts.view;
+	struct ctree t = { .cap = 64 };
+	int lines = 0;
+	uint64_t no_caller = 0;
+	const struct ma_rrow *rw = &r->rows[row];
+	char loc[512], b[32];
+	int locw = o->width - 20;
+
+	t.n = calloc(t.cap, sizeof(*t.n));
+	if (!t.n)
+		return -ENOMEM;
+	t.len = 1;
+	for (size_t i = 1; i < r->nnodes; i++) {
+		const struct ma_rnode *m = &r->nodes[i];
+		uint64_t bytes = m->self[v].bytes, count = m->self[v].count;
+		size_t c = 0;
+		int d = 0;
+
+		if (m->row != row + 1 || (!bytes && !count))
+			continue;
+		t.n[0].bytes += bytes;
+		t.n[0].count += count;
+		if (!m->parent)
+			no_caller += bytes;
+		for (uint32_t p = m->parent; p && d < TREE_DEPTH; d++) {
+			c = ctree_child(&t, r, c, p);
+			if (!c) { /* children are never index 0 */
+				free(t.n);
+				return -ENOMEM;
+			}
+			t.n[c].bytes += bytes;
+			t.n[c].count += count;
+			p = r->nodes[p].parent;
+		}
+	}
+	if (locw > (int)sizeof(loc) - 1)
+		locw = sizeof(loc) - 1;
+	fmt_loc(rw->function, rw->file, rw->line, loc, locw < 20 ? 20 : locw);
+	ma_fmt_bytes(rw->fig[v].bytes, b, sizeof(b));
+	fprintf(o->f, "%s#%zu %s%s  %s\n", c_on(o, BOLD), row + 1, loc,
+		c_off(o), b);
+	if (t.n[0].first)
+		print_cnode(r, o, &t, 0, 0, t.n[0].bytes, &lines);
+	if (no_caller && t.n[0].first) {
+		char s[16];
+
+		ma_fmt_bytes(no_caller, b, sizeof(b));
+		fmt_share(no_caller, t.n[0].bytes, s, sizeof(s));
+		fprintf(o->f, "    %10s %6s  (no caller: outermost frame)\n", b,
+			s);
+	}
+	free(t.n);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+
+/* Text wrapped at spaces to the width (footnotes) */
+static void wrap(const struct out *o, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void wrap(const struct out *o, const char *fmt, ...)
+{
+	char buf[2048], *w, *save = NULL;
+	struct para p = { .o = o };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	for (w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save))
+		piece(&p, " ", "%s", w);
+	end_line(&p);
+}
+
+static void footnotes(const struct ma_report *r, const struct out *o)
+{
+	const struct ma_account_totals *t = &r->t;
+	char a[32];
+	bool any = false;
+
+	if (r->opts.filter) {
+		char b[32], c[32];
+
+		ma_fmt_bytes(r->sum[r->opts.view].bytes, b, sizeof(b));
+		ma_fmt_bytes(r->all[r->opts.view].bytes, c, sizeof(c));
+		fputc('\n', o->f);
+		wrap(o,
+		     "Only stacks with a frame matching '%s': %s of %s in "
+		     "this view.",
+		     r->opts.filter, b, c);
+		any = true;
+	}
+	if (r->unknown_frees) {
+		ma_fmt_count(r->unknown_frees, a, sizeof(a));
+		if (!any)
+			fputc('\n', o->f);
+		wrap(o,
+		     "%s free%s of memory allocated before the attach (not "
+		     "tracked) %s not in these figures%s.",
+		     a, r->unknown_frees == 1 ? "" : "s",
+		     r->unknown_frees == 1 ? "is" : "are",
+		     r->unknown_from_trailer ? " (whole capture)" : "");
+		any = true;
+	}
+	if (t->lost_records || (r->trailer && r->trailer->lost_records)) {
+		uint64_t n =
+			r->trailer ? r->trailer->lost_records : t->lost_records;
+
+		if (!any)
+			fputc('\n', o->f);
+		wrap(o,
+		     "warning: %llu records were lost (ring full): the "
+		     "figures are incomplete.",
+		     (unsigned long long)n);
+		any = true;
+	}
+	if (r->bad_ids) {
+		if (!any)
+			fputc('\n', o->f);
+		wrap(o,
+		     "warning: %llu events named stacks or code objects beyond "
+		     "any a payload writes (damaged capture): their "
+		     "allocations are counted under <no Python frame>.",
+		     (unsigned long long)r->bad_ids);
+		any = true;
+	}
+	if (!any && (!r->trailer || !r->trailer->complete))
+		fputc('\n', o->f);
+	if (!r->trailer)
+		wrap(o, "warning: %s",
+		     r->warning ? r->warning
+				: "the capture is truncated: figures cover "
+				  "what was written");
+	else if (!r->trailer->complete)
+		wrap(o, "note: tracking did not end normally (the target "
+			"exited, or records were not drained).");
+}
+
+int ma_report_text(const struct ma_report *r, FILE *f)
+{
+	struct out o = { .f = f, .width = r->opts.width };
+	enum ma_rview v = r->opts.view;
+	size_t shown = ma_report_shown(r), with_fig = 0;
+	uint64_t all = r->all[v].bytes;
+	char b[32], c[32], s[16], loc[1024];
+	int locw;
+
+	if (!o.width)
+		o.width = ma_report_term_width(f);
+	if (o.width < 60)
+		o.width = 60;
+	if (r->opts.color < 0) {
+		const char *term = getenv("TERM");
+
+		o.color = isatty(fileno(f)) && !getenv("NO_COLOR") &&
+			  !(term && !strcmp(term, "dumb"));
+	} else {
+		o.color = r->opts.color > 0;
+	}
+	header(r, &o);
+	for (size_t i = 0; i < r->nrows; i++)
+		if (r->rows[i].fig[v].bytes || r->rows[i].fig[v].count)
+			with_fig++;
+	ma_fmt_bytes(all, b, sizeof(b));
+	ma_fmt_count(r->all[v].count, c, sizeof(c));
+	{
+		struct para p = { .o = &o };
+
+		fprintf(f, "\n%s", c_on(&o, BOLD));
+		piece(&p, "", "%s", ma_rview_name(v));
+		fprintf(f, "%s", c_off(&o));
+		piece(&p, ": ", "%s", ma_rview_desc(v));
+		piece(&p, " ", "(%s in %s %s)", b, c,
+		      v == MA_RV_LIVE || v == MA_RV_PEAK ? "blocks"
+							 : "allocations");
+		piece(&p, ", ", "by %s", ma_rgroup_name(r->opts.group));
+		if (v == MA_RV_TEMP)
+			piece(&p, ", ", "window %u", r->opts.window);
+		piece(&p, "; ", "top %zu of %zu", shown, with_fig);
+		end_line(&p);
+	}
+	fprintf(f, "%s%10s %8s %6s  %s%s\n", c_on(&o, DIM), "BYTES", "COUNT",
+		"SHARE", "LOCATION", c_off(&o));
+	locw = o.width - 28;
+	if (locw > (int)sizeof(loc) - 1)
+		locw = sizeof(loc) - 1;
+	for (size_t i = 0; i < shown; i++) {
+		const struct ma_rrow *row = &r->rows[i];
+
+		ma_fmt_bytes(row->fig[v].bytes, b, sizeof(b));
+		ma_fmt_count(row->fig[v].count, c, sizeof(c));
+		fmt_share(row->fig[v].bytes, all, s, sizeof(s));
+		fmt_loc(row->function, row->file, row->line, loc,
+			locw < 24 ? 24 : locw);
+		fprintf(f, "%s%10s%s %8s %6s  %s%s%s\n", c_on(&o, YEL), b,
+			c_off(&o), c, s, i < 3 ? c_on(&o, CYAN) : "", loc,
+			i < 3 ? c_off(&o) : "");
+	}
+	if (!shown)
+		fprintf(f, "%10s\n", "(none)");
+	if (shown && r->opts.callers > 0) {
+		size_t n = shown < (size_t)r->opts.callers
+				   ? shown
+				   : (size_t)r->opts.callers;
+
+		fprintf(f,
+			"\n%sCallers of the top %zu%s (bytes in this "
+			"view, share of the row):\n",
+			c_on(&o, BOLD), n, c_off(&o));
+		for (size_t i = 0; i < n; i++)
+			if (callers(r, &o, i) < 0)
+				return ma_err(-ENOMEM, "report: out of memory");
+	}
+	footnotes(r, &o);
+	return ferror(f) ? ma_err(-EIO, "report: write error") : 0;
+}

@@ -1,0 +1,347 @@
+"""memattach report on real captures of a tracked script.
+
+Tracks tests/targets/growth.py (a cache that is never evicted, plus
+short-lived garbage) twice with `memattach attach --duration N`, then checks
+every view, grouping and filter against what the script did, every format
+with a reader of its own (json, csv, collapsed stacks, speedscope JSON,
+pprof decoded by `protoc --decode` against Debian's profile.proto and read
+by `go tool pprof` when Go is installed, the HTML report opened in headless
+Chromium), --diff between the two captures, and damaged captures: empty,
+cut short, corrupt, newer format, missing.
+"""
+import csv
+import glob
+import gzip
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+from ma_test import (TARGETS, Attach, Target, check, finish, interpreters,
+                     marks, memattach, skip)
+
+GROWTH = os.path.join(TARGETS, "growth.py")
+MG = marks(GROWTH)
+ENTRY = 64 * 1024
+PROTO_DIRS = ["/usr/share/gocode/src/github.com/google/pprof/proto"]
+
+
+def last_count(lines):
+    for line in reversed(lines):
+        if line.startswith("cache "):
+            return int(line.split()[1])
+    return None
+
+
+def report(cap, *args, fmt="json", ok=True):
+    rc, out, err = memattach("report", "-f", fmt, *args, cap, timeout=120)
+    if ok and rc != 0:
+        raise RuntimeError("memattach report %s %s: exit %d: %s" %
+                           (cap, " ".join(map(str, args)), rc, err))
+    return (json.loads(out) if fmt == "json" and rc == 0 else out), rc, err
+
+
+def track(exe, tmp):
+    """Two captures of one growth.py process: 3 s, then 4 s; the cache
+    entries stored during the first window."""
+    caps = [os.path.join(tmp, "a.cap"), os.path.join(tmp, "b.cap")]
+    stored = None
+    with Target(exe, "growth.py") as t:
+        seen = [t.readline() for _ in range(3)]
+        for i, (cap, secs) in enumerate(zip(caps, (3, 4))):
+            a = Attach(t.pid, "--duration", secs, output=cap)
+            if not check(a.wait_attached(), "attach %d" % (i + 1), a.stderr):
+                a.stop()
+                return None, None
+            start = last_count(seen + t.drain())
+            rc = a.wait(timeout=60)
+            seen = t.drain() or [t.readline()]
+            end = last_count(seen)
+            if not check(rc == 0, "attach %d exits 0" % (i + 1),
+                         "exit %s\n%s" % (rc, a.stderr)):
+                return None, None
+            if i == 0:
+                stored = (end - start) * ENTRY
+        check(t.alive(), "target still running after two captures")
+    return caps, stored
+
+
+def views(cap, stored):
+    doc, _, _ = report(cap, "--top", "0")
+    top = doc["rows"][0] if doc["rows"] else {}
+    check(top.get("file") == GROWTH and top.get("line") == MG["cache_fill"]
+          and top.get("function") == "fill_cache",
+          "live: top location is the cache fill line",
+          {k: top.get(k) for k in ("function", "file", "line")})
+    got = top.get("live", {}).get("bytes", 0)
+    check(stored and abs(got - stored) <= 0.10 * stored,
+          "live: bytes at that line within 10%% of what the script stored "
+          "(%d vs %d)" % (got, stored or 0))
+    sums = doc["sums"]
+    check(sums["live"]["bytes"] == doc["totals"]["live_bytes"],
+          "live: rows add up to the live total")
+    check(doc["totals"]["unknown_frees"] >= 0 and
+          all(r["live"]["bytes"] >= 0 for r in doc["rows"]),
+          "unknown frees are a footnote, not a figure")
+    stack = [f["function"] for f in top.get("stack", [])]
+    check(stack[:2] == ["fill_cache", "main"],
+          "live: representative stack fill_cache <- main", stack)
+
+    peak, _, _ = report(cap, "--view", "peak")
+    p = peak["peak"]
+    check(p["bytes"] >= doc["totals"]["live_bytes"] and
+          peak["sums"]["peak"]["bytes"] == p["bytes"],
+          "peak: the peak is at least the end's live bytes, and its rows "
+          "add up to it (%d)" % p["bytes"])
+    check(peak["rows"] and peak["rows"][0]["function"] == "fill_cache",
+          "peak: top location is the cache fill line")
+
+    total, _, _ = report(cap, "--view", "total")
+    g = [r for r in total["rows"] if r["line"] == MG["garbage"]]
+    check(g and g[0]["total"]["bytes"] >= 2 * got and
+          g[0]["live"]["bytes"] <= 512 * 1024,
+          "total: the garbage line allocated the most, keeps nothing",
+          g and g[0])
+    check(total["rows"][0]["line"] == MG["garbage"],
+          "total: top location is the garbage line")
+
+    # make_garbage's 256 KiB bytearray dies after ~100 further allocations
+    # (the list of strings): temporary with a window of 1000, not of 1
+    t1000, _, _ = report(cap, "--view", "temporary",
+                         "--temporary-window", "1000")
+    g1000 = [r for r in t1000["rows"] if r["line"] == MG["garbage"]]
+    check(t1000["rows"] and t1000["rows"][0]["line"] == MG["garbage"] and
+          g1000[0]["temporary"]["bytes"] >= 0.9 * g[0]["total"]["bytes"],
+          "temporary (window 1000): the garbage line, nearly all of its "
+          "bytes", g1000 and g1000[0])
+    t1, _, _ = report(cap, "--view", "temporary")
+    g1 = [r for r in t1["rows"] if r["line"] == MG["garbage"]]
+    check(not g1 or g1[0]["temporary"]["bytes"] <=
+          0.1 * g[0]["total"]["bytes"],
+          "temporary (window 1): the bytearray is not freed at once",
+          g1 and g1[0])
+
+    fn, _, _ = report(cap, "--group", "function")
+    check(fn["rows"][0]["function"] == "fill_cache" and
+          fn["rows"][0]["live"]["bytes"] >= got,
+          "group by function: fill_cache first")
+    fl, _, _ = report(cap, "--group", "file")
+    check(fl["rows"][0]["file"] == GROWTH and fl["rows"][0]["function"]
+          is None and fl["rows"][0]["live"]["bytes"] >= got,
+          "group by file: growth.py first")
+    st, _, _ = report(cap, "--group", "stack")
+    check([f["function"] for f in st["rows"][0]["stack"]][:3] ==
+          ["fill_cache", "main", "<module>"],
+          "group by stack: the full stack of the top row")
+
+    pid = doc["pid"]
+    th, _, _ = report(cap, "--thread", str(pid))
+    check(th["sums"]["live"]["bytes"] == sums["live"]["bytes"] and
+          th["filters"]["threads_matched"] == 1,
+          "--thread PID: the main thread holds everything")
+    none, _, _ = report(cap, "--thread", "no-such-thread")
+    check(none["rows"] == [] and none["filters"]["threads_matched"] == 0,
+          "--thread NAME that matches nothing: no rows")
+    mg, _, _ = report(cap, "--filter", "make_garbage", "--view", "total")
+    check(mg["rows"] and all(any(f["function"].startswith("make_garbage")
+                                 for f in r["stack"]) for r in mg["rows"])
+          and mg["sums"]["total"]["bytes"] < total["sums"]["total"]["bytes"],
+          "--filter: only stacks through make_garbage")
+    return doc
+
+
+def formats(cap, doc, tmp):
+    live = doc["sums"]["live"]["bytes"]
+
+    out, rc, _ = report(cap, fmt="text")
+    check(rc == 0 and "fill_cache" in out and "\x1b" not in out,
+          "text: top location shown, no colour when piped")
+    rc, out, _ = memattach("report", "--width", "70", cap)
+    long = [line for line in out.splitlines() if len(line) > 70]
+    check(rc == 0 and not long, "text: fits 70 columns", long)
+    rc, out, _ = memattach("report", "--color", "always", cap)
+    check(rc == 0 and "\x1b[" in out, "text: --color always colours")
+
+    out, rc, _ = report(cap, "--top", "0", fmt="csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    check(rows and rows[0]["function"] == "fill_cache" and
+          int(rows[0]["live_bytes"]) == doc["rows"][0]["live"]["bytes"] and
+          sum(int(r["live_bytes"]) for r in rows) == live,
+          "csv: rows parse, figures match json")
+
+    out, rc, _ = report(cap, fmt="collapsed")
+    lines = out.splitlines()
+    parsed = [re.fullmatch(r"(.+) (\d+)", line) for line in lines]
+    check(lines and all(parsed) and
+          sum(int(m.group(2)) for m in parsed) == live and
+          any(m.group(1).split(";")[-1].startswith("fill_cache (")
+              and m.group(1).split(";")[0].startswith("<module>")
+              for m in parsed),
+          "collapsed: 'outer;...;inner bytes' lines adding up to live")
+
+    out, rc, _ = report(cap, fmt="speedscope")
+    try:
+        ss = json.loads(out)
+        prof = ss["profiles"][ss["activeProfileIndex"]]
+        frames = ss["shared"]["frames"]
+        ok = (len(ss["profiles"]) == 4 and sum(prof["weights"]) == live and
+              len(prof["samples"]) == len(prof["weights"]) and
+              all(0 <= i < len(frames) for s in prof["samples"] for i in s))
+    except (ValueError, KeyError, IndexError) as e:
+        ok, ss = False, e
+    check(ok, "speedscope: four profiles, live weights add up", str(ss)[:300])
+
+    pb = os.path.join(tmp, "a.pb.gz")
+    _, rc, err = report(cap, "-o", pb, fmt="pprof")
+    check(rc == 0 and os.path.getsize(pb) > 0, "pprof: written with -o", err)
+    raw = gzip.open(pb).read()
+    proto = [d for d in PROTO_DIRS
+             if os.path.exists(os.path.join(d, "profile.proto"))]
+    if not shutil.which("protoc") or not proto:
+        skip("pprof: protoc --decode", "protoc or Debian's profile.proto "
+             "(golang-github-google-pprof-dev) not installed")
+    else:
+        p = subprocess.run(["protoc", "--decode=perftools.profiles.Profile",
+                            "-I", proto[0], "profile.proto"], input=raw,
+                           capture_output=True, timeout=60)
+        text = p.stdout.decode(errors="replace")
+        values = re.findall(r"^sample \{\n((?:  .*\n)*?)\}", text, re.M)
+        inuse = 0
+        for body in values:
+            v = [int(x) for x in re.findall(r"value: (-?\d+)", body)]
+            inuse += v[3] if len(v) == 4 else 0
+        strings = re.findall(r'string_table: "(.*)"', text)
+        check(p.returncode == 0 and values and inuse == live and
+              "inuse_space" in strings and "fill_cache" in strings,
+              "pprof: protoc decodes it; inuse_space adds up to live "
+              "(%d vs %d)" % (inuse, live), p.stderr.decode()[:300])
+    if shutil.which("go"):
+        p = subprocess.run(["go", "tool", "pprof", "-top", pb],
+                           capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, HOME=tmp,
+                                    GOCACHE=os.path.join(tmp, "gocache"),
+                                    PPROF_TMPDIR=tmp))
+        top = [line for line in p.stdout.splitlines()
+               if line.strip().endswith("fill_cache")]
+        check(p.returncode == 0 and top, "pprof: go tool pprof -top reads "
+              "it and shows fill_cache", p.stdout[-500:] + p.stderr[-500:])
+    else:
+        skip("pprof: go tool pprof", "Go (golang-go) not installed")
+
+    html = os.path.join(tmp, "a.html")
+    _, rc, err = report(cap, "-o", html, fmt="html")
+    page = open(html, encoding="utf-8").read() if rc == 0 else ""
+    check(rc == 0 and "@@" not in page and
+          not re.search(r'(src|href)="(https?:)?//', page),
+          "html: one file, nothing fetched", err)
+    chromium(html, tmp)
+
+
+def chromium(html, tmp):
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe:
+        skip("html: headless Chromium", "chromium is not installed")
+        return
+    prof = tempfile.mkdtemp(dir=tmp)
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu",
+           "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", "--no-first-run", "--user-data-dir=" + prof,
+           "--virtual-time-budget=10000", "--dump-dom",
+           "file://" + html + "#selftest"]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        check(False, "html: headless Chromium finishes")
+        return
+    dom = p.stdout
+    st = re.search(r'data-selftest="([^"]*)"', dom)
+    errs = re.search(r'<div id="ma-errors">(.*?)</div>', dom, re.S)
+    first = re.search(r'<td class="fn">([^<]*)</td>', dom)
+    check('data-ready="1"' in dom and errs and not errs.group(1).strip(),
+          "html: loads in Chromium without errors",
+          (errs and errs.group(1)) or dom[-500:] or p.stderr[-500:])
+    check(st and "top=fill_cache" in st.group(1) and
+          "zoom=ok" in st.group(1) and "search=matched" in st.group(1),
+          "html: top function fill_cache; zoom, search and the four views "
+          "work", st and st.group(1))
+    check(first and first.group(1) == "fill_cache",
+          "html: the top table starts with fill_cache")
+
+
+def diff(caps):
+    a, b = caps
+    d, rc, _ = report(a, "--diff", b)
+    rows = d["rows"] if rc == 0 else []
+    check(rows and rows[0]["function"] == "fill_cache" and
+          rows[0]["delta"]["bytes"] > 0 and
+          d["after"]["bytes"] > d["before"]["bytes"],
+          "diff: the cache fill line grew most", rows[:2])
+    out, rc, _ = report(a, "--diff", b, fmt="text")
+    check(rc == 0 and "fill_cache" in out.split("LOCATION", 1)[-1][:400],
+          "diff: text names it")
+    _, rc, err = report(a, "--diff", b, fmt="html", ok=False)
+    check(rc == 2 and "--diff" in err, "diff: html refused (usage)")
+
+
+def damaged(cap, tmp):
+    data = open(cap, "rb").read()
+
+    def run(name, blob):
+        path = os.path.join(tmp, name)
+        with open(path, "wb") as f:
+            f.write(blob)
+        return memattach("report", "-f", "json", path)
+
+    rc, out, err = run("empty.cap", b"")
+    check(rc == 7 and "empty" in err, "empty capture: exit 7, says empty",
+          err)
+    rc, out, err = run("cut.cap", data[:len(data) * 2 // 3])
+    ok = rc == 0 and json.loads(out)["truncated"] and "truncated" in err
+    check(ok, "capture cut short: a report of what was written, flagged "
+          "truncated", err)
+    blob = bytearray(data)
+    for k in range(200, min(len(blob), 4000), 97):
+        blob[k] ^= 0x5a
+    rc, out, err = run("corrupt.cap", bytes(blob))
+    check(rc == 7 and ("damaged" in err or "block" in err) and
+          "Traceback" not in err, "corrupt capture: exit 7, names the "
+          "damage", err)
+    blob = bytearray(data)
+    blob[8:12] = (2).to_bytes(4, "little")
+    rc, out, err = run("newer.cap", bytes(blob))
+    check(rc == 7 and "newer" in err, "newer format: exit 7, says newer",
+          err)
+    rc, out, err = memattach("report", os.path.join(tmp, "missing.cap"))
+    check(rc == 7 and "missing.cap" in err, "missing capture: exit 7", err)
+    rc, out, err = memattach("report", "-f", "bogus", cap)
+    check(rc == 2, "unknown format: usage error", err)
+
+
+def main():
+    found = interpreters(announce=False)
+    if not found:
+        skip("report", "no Python interpreter")
+        finish()
+    label, exe = found[0]
+    print("# interpreter: %s (%s)" % (label, exe))
+    tmp = tempfile.mkdtemp(prefix="ma-report-e2e-")
+    try:
+        caps, stored = track(exe, tmp)
+        if caps:
+            doc = views(caps[0], stored)
+            formats(caps[0], doc, tmp)
+            diff(caps)
+            damaged(caps[0], tmp)
+    finally:
+        for f in glob.glob(os.path.join(tmp, "*")):
+            if os.path.isdir(f):
+                shutil.rmtree(f, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    finish()
+
+
+if __name__ == "__main__":
+    main()
