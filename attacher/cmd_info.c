@@ -50,9 +50,9 @@ static const char *payload_state(struct ma_target *t, char *buf, size_t len)
 		snprintf(buf, len, "loaded at %#lx, %u session(s), %s",
 			 (unsigned long)pi.base, pi.ctl.generation,
 			 pi.ctl.state < sizeof(states) / sizeof(states[0]) &&
-					 states[pi.ctl.state] ?
-				 states[pi.ctl.state] :
-				 "never started");
+					 states[pi.ctl.state]
+				 ? states[pi.ctl.state]
+				 : "never started");
 	return buf;
 }
 
@@ -128,31 +128,42 @@ int ma_cmd_info(int argc, char **argv)
 		json_object_set_new(o, "executable", json_string(t->exe));
 		json_object_set_new(o, "pie", json_boolean(t->pie));
 		json_object_set_new(o, "libpython",
-				    t->pymod_is_exe ? json_null() :
-						      json_string(t->pymod_path));
+				    t->pymod_is_exe
+					    ? json_null()
+					    : json_string(t->pymod_path));
 		json_object_set_new(o, "python", json_string(t->version));
-		json_object_set_new(o, "version_hex", json_integer(t->version_hex));
-		json_object_set_new(o, "version_from", json_string(t->version_from));
-		json_object_set_new(o, "runtime", json_integer((json_int_t)t->runtime_addr));
+		json_object_set_new(o, "version_hex",
+				    json_integer(t->version_hex));
+		json_object_set_new(o, "version_from",
+				    json_string(t->version_from));
+		json_object_set_new(o, "runtime",
+				    json_integer((json_int_t)t->runtime_addr));
 		json_object_set_new(o, "offsets", json_string(t->off_origin));
 		json_object_set_new(o, "offsets_source",
 				    json_integer(t->off.source));
-		json_object_set_new(o, "offsets_notes", json_string(t->off_notes));
-		json_object_set_new(o, "rss_kb", json_integer((json_int_t)t->status.vm_rss_kb));
-		json_object_set_new(o, "rss_peak_kb", json_integer((json_int_t)t->status.vm_hwm_kb));
-		json_object_set_new(o, "payload",
-				    json_string(payload_state(t, pstate,
-							      sizeof(pstate))));
+		json_object_set_new(o, "offsets_notes",
+				    json_string(t->off_notes));
+		json_object_set_new(
+			o, "rss_kb",
+			json_integer((json_int_t)t->status.vm_rss_kb));
+		json_object_set_new(
+			o, "rss_peak_kb",
+			json_integer((json_int_t)t->status.vm_hwm_kb));
+		json_object_set_new(
+			o, "payload",
+			json_string(payload_state(t, pstate, sizeof(pstate))));
 		for (size_t i = 0; i < snap.n; i++) {
 			const struct ma_tview *v = &snap.th[i];
 			json_t *jt = json_object();
 
-			json_object_set_new(jt, "tid", v->tid ? json_integer(v->tid) :
-								json_null());
+			json_object_set_new(jt, "tid",
+					    v->tid ? json_integer(v->tid)
+						   : json_null());
 			json_object_set_new(jt, "name", json_string(v->comm));
 			json_object_set_new(jt, "python", json_boolean(v->py));
-			json_object_set_new(jt, "holds_gil",
-					    json_boolean(v->py && v->py->holds_gil));
+			json_object_set_new(
+				jt, "holds_gil",
+				json_boolean(v->py && v->py->holds_gil));
 			json_array_append_new(th, jt);
 		}
 		json_object_set_new(o, "threads", th);
@@ -163,7 +174,8 @@ int ma_cmd_info(int argc, char **argv)
 		printf("process:     %d\n", (int)pid);
 		printf("command:     %s\n", t->cmdline);
 		printf("executable:  %s (%s)\n", t->exe, kind);
-		printf("python:      %s (from %s)\n", t->version, t->version_from);
+		printf("python:      %s (from %s)\n", t->version,
+		       t->version_from);
 		printf("runtime:     _PyRuntime at %#lx in %s\n",
 		       (unsigned long)t->runtime_addr, t->pymod_path);
 		printf("offsets:     %s, validated against the process\n",
@@ -177,14 +189,14 @@ int ma_cmd_info(int argc, char **argv)
 		       snap.n, npy);
 		for (size_t i = 0; i < snap.n; i++) {
 			const struct ma_tview *v = &snap.th[i];
-			const char *what = !v->py ? "no Python thread state" :
-					   v->py->holds_gil ?
-						    "Python, holds the GIL" :
-						    "Python";
+			const char *what = !v->py ? "no Python thread state"
+					   : v->py->holds_gil
+						   ? "Python, holds the GIL"
+						   : "Python";
 
 			if (v->tid)
-				printf("  %-8d %-16s %s\n", (int)v->tid, v->comm,
-				       what);
+				printf("  %-8d %-16s %s\n", (int)v->tid,
+				       v->comm, what);
 			else
 				printf("  %-8s %-16s %s\n", "-", "(no thread)",
 				       what);

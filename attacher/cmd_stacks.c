@@ -30,7 +30,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: memattach stacks [options] PID\n"
-		"  Print the Python stack of every thread of a running CPython\n"
+		"  Print the Python stack of every thread of a running "
+		"CPython\n"
 		"  process, innermost frame first.\n"
 		"  -n, --native          interleave native frames (libdwfl)\n"
 		"  -j, --json            machine-readable output\n"
@@ -58,8 +59,8 @@ static void print_thread_text(FILE *f, const struct st_result *r,
 	if (py && py->holds_gil)
 		strcat(flags, flags[0] ? ", holds the GIL" : "holds the GIL");
 	if (!py)
-		strcat(flags, flags[0] ? ", no Python thread state" :
-					 "no Python thread state");
+		strcat(flags, flags[0] ? ", no Python thread state"
+				       : "no Python thread state");
 	if (th->tid)
 		fprintf(f, "Thread %d \"%s\"%s%s%s\n", (int)th->tid, th->comm,
 			flags[0] ? " (" : "", flags, flags[0] ? ")" : "");
@@ -101,23 +102,25 @@ static void print_thread_text(FILE *f, const struct st_result *r,
 	fputc('\n', f);
 }
 
-static json_t *thread_json(const struct st_result *r,
-			   const struct ma_tview *th, int native)
+static json_t *thread_json(const struct st_result *r, const struct ma_tview *th,
+			   int native)
 {
 	json_t *o = json_object(), *frames = json_array();
 	const struct ma_py_thread *py = th->py;
 
-	json_object_set_new(o, "tid", th->tid ? json_integer(th->tid) :
-						json_null());
+	json_object_set_new(o, "tid",
+			    th->tid ? json_integer(th->tid) : json_null());
 	json_object_set_new(o, "name", json_string(th->comm));
 	json_object_set_new(o, "main", json_boolean(th->tid == r->t->pid));
 	json_object_set_new(o, "python", json_boolean(py != NULL));
 	json_object_set_new(o, "holds_gil", json_boolean(py && py->holds_gil));
 	if (py) {
-		json_object_set_new(o, "interpreter", json_integer(py->interp_id));
+		json_object_set_new(o, "interpreter",
+				    json_integer(py->interp_id));
 		json_object_set_new(o, "thread_id",
 				    json_integer((json_int_t)py->thread_id));
-		json_object_set_new(o, "truncated", json_boolean(py->truncated));
+		json_object_set_new(o, "truncated",
+				    json_boolean(py->truncated));
 		for (int i = 0; i < py->nframes; i++) {
 			const struct ma_py_frame *fr = &py->frames[i];
 			json_t *jf = json_object();
@@ -126,8 +129,9 @@ static json_t *thread_json(const struct st_result *r,
 					    json_string(fr->func));
 			json_object_set_new(jf, "file", json_string(fr->file));
 			json_object_set_new(jf, "line",
-					    fr->line >= 0 ? json_integer(fr->line) :
-							    json_null());
+					    fr->line >= 0
+						    ? json_integer(fr->line)
+						    : json_null());
 			json_object_set_new(jf, "entry",
 					    json_boolean(fr->is_entry));
 			json_array_append_new(frames, jf);
@@ -141,14 +145,16 @@ static json_t *thread_json(const struct st_result *r,
 			const struct ma_native_frame *nf = &th->nat.v[i];
 			json_t *jn = json_object();
 
-			json_object_set_new(jn, "pc", json_integer((json_int_t)nf->pc));
+			json_object_set_new(jn, "pc",
+					    json_integer((json_int_t)nf->pc));
 			json_object_set_new(jn, "symbol",
-					    nf->symbol ? json_string(nf->symbol) :
-							 json_null());
+					    nf->symbol ? json_string(nf->symbol)
+						       : json_null());
 			json_object_set_new(jn, "module",
-					    nf->module ? json_string(nf->module) :
-							 json_null());
-			json_object_set_new(jn, "python", json_boolean(nf->is_eval));
+					    nf->module ? json_string(nf->module)
+						       : json_null());
+			json_object_set_new(jn, "python",
+					    json_boolean(nf->is_eval));
 			json_array_append_new(nat, jn);
 		}
 		json_object_set_new(o, "native", nat);
@@ -164,10 +170,13 @@ static void print_json(FILE *f, const struct st_result *r, int native)
 	json_object_set_new(root, "python", json_string(r->t->version));
 	json_object_set_new(root, "executable", json_string(r->t->exe));
 	json_object_set_new(root, "offsets", json_string(r->t->off_origin));
-	json_object_set_new(root, "frozen_ns", json_integer((json_int_t)r->snap.frozen_ns));
-	json_object_set_new(root, "total_ns", json_integer((json_int_t)r->total_ns));
+	json_object_set_new(root, "frozen_ns",
+			    json_integer((json_int_t)r->snap.frozen_ns));
+	json_object_set_new(root, "total_ns",
+			    json_integer((json_int_t)r->total_ns));
 	for (size_t i = 0; i < r->snap.n; i++)
-		json_array_append_new(threads, thread_json(r, &r->snap.th[i], native));
+		json_array_append_new(threads,
+				      thread_json(r, &r->snap.th[i], native));
 	json_object_set_new(root, "threads", threads);
 	json_dumpf(root, f, JSON_INDENT(2) | JSON_ENSURE_ASCII);
 	fputc('\n', f);
@@ -244,8 +253,9 @@ int ma_cmd_stacks(int argc, char **argv)
 			r.snap.n, r.snap.frozen_ns / 1e6, r.total_ns / 1e6,
 			r.t->t_discover_ns / 1e6, r.t->off_origin);
 	if (r.snap.partial) {
-		fprintf(stderr, "memattach: stacks: some stacks could not be read "
-				"to their end (marked above)\n");
+		fprintf(stderr,
+			"memattach: stacks: some stacks could not be read "
+			"to their end (marked above)\n");
 		ret = MA_EXIT_PARTIAL;
 	}
 out:

@@ -200,8 +200,9 @@ static int report_modules(struct ma_target *t)
 	if (!t->pymod)
 		t->pymod = dwfl_addrmodule(t->dwfl, t->runtime_addr);
 	if (!t->pymod)
-		return ma_err(-ENOENT, "process %d: no module at _PyRuntime "
-				       "%#lx: %s",
+		return ma_err(-ENOENT,
+			      "process %d: no module at _PyRuntime "
+			      "%#lx: %s",
 			      (int)t->pid, (unsigned long)t->runtime_addr,
 			      dwfl_errmsg(-1));
 	return 0;
@@ -239,8 +240,8 @@ static int cache_path(const struct ma_target *t, char *buf, size_t len)
 {
 	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
 
-	if (getenv("MEMATTACH_NO_CACHE") || getenv("MEMATTACH_DEBUGINFO_PATH") ||
-	    !t->build_id[0])
+	if (getenv("MEMATTACH_NO_CACHE") ||
+	    getenv("MEMATTACH_DEBUGINFO_PATH") || !t->build_id[0])
 		return -ENOENT;
 	if (xdg && xdg[0] == '/')
 		snprintf(buf, len, "%s/memattach/offsets-%s-%08x", xdg,
@@ -343,12 +344,13 @@ static int find_offsets(struct ma_target *t, const struct ma_target_opts *o)
 	int err;
 	char pkg[64];
 	const char *dbg = ma_debian_dbg_package(t->pymod_path, t->version_hex,
-						 pkg, sizeof(pkg));
+						pkg, sizeof(pkg));
 
 	if (p == MA_PREF_AUTO || p == MA_PREF_DWARF) {
 		if (cache_load(t) == 0 && check_offsets(t, o) == 0)
 			return 0;
-		err = ma_pyoffsets_from_dwarf(t->pymod, t->version_hex, &t->off);
+		err = ma_pyoffsets_from_dwarf(t->pymod, t->version_hex,
+					      &t->off);
 		if (!err) {
 			const char *mainfile = NULL, *debugfile = NULL;
 
@@ -356,14 +358,14 @@ static int find_offsets(struct ma_target *t, const struct ma_target_opts *o)
 					 &mainfile, &debugfile);
 			snprintf(t->off_origin, sizeof(t->off_origin),
 				 "DWARF (%s)",
-				 debugfile ? debugfile :
-				 mainfile  ? mainfile :
-					     t->pymod_path);
+				 debugfile  ? debugfile
+				 : mainfile ? mainfile
+					    : t->pymod_path);
 			err = check_offsets(t, o);
 			if (!err) {
-				cache_store(t, debugfile ? debugfile :
-					       mainfile  ? mainfile :
-							   t->pymod_local);
+				cache_store(t, debugfile  ? debugfile
+					       : mainfile ? mainfile
+							  : t->pymod_local);
 				return 0;
 			}
 			note(t, "DWARF offsets rejected", ma_errmsg());
@@ -473,8 +475,8 @@ int ma_target_open(pid_t pid, const struct ma_target_opts *opts,
 			       "process %d: reading /proc/%d/exe: %s (a kernel "
 			       "thread?)",
 			       (int)pid, (int)pid, strerror(-err));
-			ma_err_set_exit(err == -ESRCH ? MA_EXIT_NOPROC :
-							MA_EXIT_NOTPY);
+			ma_err_set_exit(err == -ESRCH ? MA_EXIT_NOPROC
+						      : MA_EXIT_NOTPY);
 		}
 		goto fail;
 	}
@@ -518,11 +520,12 @@ int ma_target_open(pid_t pid, const struct ma_target_opts *opts,
 			ma_err_set_exit(MA_EXIT_PERM);
 			goto fail;
 		} else if (err) {
-			ma_err(err, "process %d: reading _PyRuntime at %#lx: %s",
+			ma_err(err,
+			       "process %d: reading _PyRuntime at %#lx: %s",
 			       (int)pid, (unsigned long)t->runtime_addr,
 			       strerror(-err));
-			ma_err_set_exit(err == -ESRCH ? MA_EXIT_NOPROC :
-							MA_EXIT_ERROR);
+			ma_err_set_exit(err == -ESRCH ? MA_EXIT_NOPROC
+						      : MA_EXIT_ERROR);
 			goto fail;
 		}
 	}

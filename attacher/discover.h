@@ -37,10 +37,10 @@ struct ma_target {
 	char cmdline[1024];
 	char pymod_path[PATH_MAX]; /* module with _PyRuntime, target's view */
 	char pymod_local[PATH_MAX + 32]; /* the same, reachable from here */
-	int pymod_is_exe; /* libpython linked into the executable */
-	char build_id[64]; /* of pymod, hex */
-	int pie; /* executable is position independent */
-	uint64_t pymod_bias; /* load bias of pymod */
+	int pymod_is_exe;      /* libpython linked into the executable */
+	char build_id[64];     /* of pymod, hex */
+	int pie;	       /* executable is position independent */
+	uint64_t pymod_bias;   /* load bias of pymod */
 	uint64_t runtime_addr; /* _PyRuntime in the target */
 	uint32_t version_hex;
 	char version[32];

@@ -26,7 +26,7 @@ struct ma_target;
 
 struct ma_inject_opts {
 	uint64_t ring_size; /* data bytes, power of two */
-	uint32_t flags; /* enum ma_config_flags */
+	uint32_t flags;	    /* enum ma_config_flags */
 	uint32_t max_frames;
 	uint32_t full_wait_us;
 	int max_attempts; /* tries to find a thread at a safe point */
@@ -37,17 +37,17 @@ struct ma_session {
 	struct ma_ring_hdr *ring; /* mapped header + data */
 	uint8_t *data;
 	uint64_t map_len;
-	int ring_fd; /* our descriptor of the ring memfd */
+	int ring_fd;	    /* our descriptor of the ring memfd */
 	int target_ring_fd; /* the payload's */
-	int reused; /* the payload was already loaded */
+	int reused;	    /* the payload was already loaded */
 	uint64_t payload_base;
 	uint64_t ma_ctl_addr, ma_start_addr, ma_stop_addr;
 	/* timings */
 	uint64_t attach_ns; /* first freeze to ring mapped */
 	uint64_t frozen_ns; /* longest single freeze */
-	int attempts; /* freezes needed to find a safe thread */
+	int attempts;	    /* freezes needed to find a safe thread */
 	uint64_t t_pick_ns, t_dlopen_ns, t_start_ns; /* phases, for -v */
-	pid_t hijacked; /* the thread that ran the calls */
+	pid_t hijacked;		  /* the thread that ran the calls */
 	int payload_fd_in_target; /* memfd of the image, closed by ma_start */
 };
 
