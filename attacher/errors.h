@@ -10,10 +10,10 @@
 /* Documented exit codes (docs/memattach.md) */
 enum ma_exit {
 	MA_EXIT_OK = 0,
-	MA_EXIT_ERROR = 1, /* internal or unexpected error */
-	MA_EXIT_USAGE = 2, /* bad command line */
+	MA_EXIT_ERROR = 1,  /* internal or unexpected error */
+	MA_EXIT_USAGE = 2,  /* bad command line */
 	MA_EXIT_NOPROC = 3, /* no such process, or it exited / is a zombie */
-	MA_EXIT_PERM = 4, /* permission denied (ptrace_scope, owner, tracer) */
+	MA_EXIT_PERM = 4,  /* permission denied (ptrace_scope, owner, tracer) */
 	MA_EXIT_NOTPY = 5, /* not a CPython process, or unsupported version */
 	MA_EXIT_NODEBUG = 6, /* no DWARF and no fallback for this build */
 	MA_EXIT_CAPTURE = 7, /* capture file missing, truncated or corrupt */

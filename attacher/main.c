@@ -41,10 +41,11 @@ int ma_cli_offsets_pref(const char *s, enum ma_offsets_pref *out)
 			return 0;
 		}
 	ma_err_set_exit(MA_EXIT_USAGE);
-	return ma_err(-EINVAL,
-		      "unknown offsets source '%s' (auto, dwarf, debug-offsets, "
-		      "table)",
-		      s);
+	return ma_err(
+		-EINVAL,
+		"unknown offsets source '%s' (auto, dwarf, debug-offsets, "
+		"table)",
+		s);
 }
 
 int ma_cli_pid_arg(int argc, char **argv, const char *cmd,
@@ -87,7 +88,8 @@ static void usage(FILE *f)
 		"version and\n"
 		"                build, where the struct offsets come from, "
 		"threads, RSS\n"
-		"  stacks PID    every thread's Python stack (--native, --json)\n"
+		"  stacks PID    every thread's Python stack (--native, "
+		"--json)\n"
 		"  attach PID    track every allocation with its Python stack "
 		"until Ctrl-C\n"
 		"                or --duration; write a capture file and a "
@@ -106,7 +108,8 @@ static void usage(FILE *f)
 		"  -v, --verbose  timings and details on stderr\n"
 		"  -h, --help     this help;  --version  the version\n"
 		"\n"
-		"Exit codes: 0 ok, 1 internal error, 2 usage, 3 no such process "
+		"Exit codes: 0 ok, 1 internal error, 2 usage, 3 no such "
+		"process "
 		"or zombie,\n"
 		"4 permission denied, 5 not CPython or unsupported version, 6 "
 		"no usable\n"
@@ -118,12 +121,9 @@ static const struct {
 	const char *name;
 	int (*fn)(int, char **);
 } commands[] = {
-	{ "info", ma_cmd_info },
-	{ "stacks", ma_cmd_stacks },
-	{ "attach", ma_cmd_attach },
-	{ "detach", ma_cmd_detach },
-	{ "report", ma_cmd_report },
-	{ "offsets", ma_cmd_offsets },
+	{ "info", ma_cmd_info },     { "stacks", ma_cmd_stacks },
+	{ "attach", ma_cmd_attach }, { "detach", ma_cmd_detach },
+	{ "report", ma_cmd_report }, { "offsets", ma_cmd_offsets },
 };
 
 int main(int argc, char **argv)
@@ -134,7 +134,8 @@ int main(int argc, char **argv)
 	while (i < argc && argv[i][0] == '-') {
 		if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
 			ma_cli_verbose = 1;
-		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+		} else if (!strcmp(argv[i], "-h") ||
+			   !strcmp(argv[i], "--help")) {
 			usage(stdout);
 			return MA_EXIT_OK;
 		} else if (!strcmp(argv[i], "--version")) {
@@ -161,8 +162,7 @@ int main(int argc, char **argv)
 		argv[i - 1] = "attach";
 		return ma_cmd_attach_opts(argc - i + 1, argv + i - 1, 1);
 	}
-	fprintf(stderr,
-		"memattach: unknown %s '%s' (see 'memattach --help')\n",
+	fprintf(stderr, "memattach: unknown %s '%s' (see 'memattach --help')\n",
 		argv[i][0] == '-' ? "option" : "command", argv[i]);
 	return MA_EXIT_USAGE;
 }

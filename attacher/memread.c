@@ -11,7 +11,7 @@
 
 struct ma_mem {
 	pid_t pid;
-	int memfd; /* /proc/PID/mem, opened lazily on first fallback */
+	int memfd;	 /* /proc/PID/mem, opened lazily on first fallback */
 	int use_procmem; /* process_vm_readv refused once: stop trying */
 	uint64_t nreads;
 };

@@ -13,9 +13,9 @@
 
 struct ma_native_frame {
 	uint64_t pc;
-	char *symbol; /* "read+0x12" or NULL when unknown */
+	char *symbol;	    /* "read+0x12" or NULL when unknown */
 	const char *module; /* basename of the module, or NULL */
-	int is_eval; /* this frame runs CPython's eval loop */
+	int is_eval;	    /* this frame runs CPython's eval loop */
 };
 
 struct ma_native_stack {

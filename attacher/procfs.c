@@ -85,7 +85,9 @@ int ma_maps_parse(const char *text, struct ma_maps *out)
 			ll = sizeof(buf) - 1;
 		memcpy(buf, line, ll);
 		buf[ll] = '\0';
-		if (sscanf(buf, "%" SCNx64 "-%" SCNx64 " %4s %" SCNx64 " %15s %lu %n",
+		if (sscanf(buf,
+			   "%" SCNx64 "-%" SCNx64 " %4s %" SCNx64
+			   " %15s %lu %n",
 			   &mp.start, &mp.end, mp.perms, &mp.offset, dev,
 			   &mp.inode, &pathpos) >= 6) {
 			if (pathpos > 0) {
@@ -160,7 +162,8 @@ int ma_status_parse(const char *text, struct ma_status *out)
 		unsigned long a, b;
 
 		if (!strncmp(line, "Name:\t", 6)) {
-			size_t l = nl ? (size_t)(nl - line - 6) : strlen(line + 6);
+			size_t l =
+				nl ? (size_t)(nl - line - 6) : strlen(line + 6);
 
 			if (l >= sizeof(out->name))
 				l = sizeof(out->name) - 1;

@@ -30,7 +30,7 @@ const struct ma_map *ma_maps_find_file(const struct ma_maps *m,
 
 struct ma_status {
 	char name[64]; /* Name: (comm) */
-	char state; /* 'R', 'S', 'D', 'Z', 't', ... */
+	char state;    /* 'R', 'S', 'D', 'Z', 't', ... */
 	pid_t tgid;
 	pid_t tracer; /* TracerPid: 0 when none */
 	uid_t uid, euid;

@@ -58,7 +58,8 @@ void ma_ptrace_explain_eperm(pid_t pid, char *buf, size_t len)
 	int scope = -1;
 
 	buf[0] = '\0';
-	if (ma_status_read(pid, &st) == 0 && st.tracer && st.tracer != getpid()) {
+	if (ma_status_read(pid, &st) == 0 && st.tracer &&
+	    st.tracer != getpid()) {
 		char comm[64] = "?";
 
 		ma_proc_comm(st.tracer, st.tracer, comm, sizeof(comm));
@@ -72,7 +73,8 @@ void ma_ptrace_explain_eperm(pid_t pid, char *buf, size_t len)
 	    scope > 0) {
 		static const char *const what[] = {
 			"",
-			"only a parent may trace its children: run memattach as "
+			"only a parent may trace its children: run memattach "
+			"as "
 			"root or with CAP_SYS_PTRACE (sudo setcap "
 			"cap_sys_ptrace+ep $(which memattach)), or set it to 0 "
 			"with 'sysctl kernel.yama.ptrace_scope=0'",
@@ -92,9 +94,10 @@ void ma_ptrace_explain_eperm(pid_t pid, char *buf, size_t len)
 			 (int)pid, (unsigned)st.uid, (unsigned)geteuid());
 		return;
 	}
-	snprintf(buf, len, " (the process may be setuid or not dumpable, or a "
-			   "security module such as SELinux/AppArmor forbids "
-			   "ptrace; root with CAP_SYS_PTRACE is needed)");
+	snprintf(buf, len,
+		 " (the process may be setuid or not dumpable, or a "
+		 "security module such as SELinux/AppArmor forbids "
+		 "ptrace; root with CAP_SYS_PTRACE is needed)");
 }
 
 static struct ma_thread *find_thread(struct ma_freeze *f, pid_t tid)
@@ -208,9 +211,9 @@ static int wait_stopped(struct ma_freeze *f, int timeout_ms)
 		 * 1 ms, in case the notification was coalesced). */
 		uint64_t wait_ns = deadline - now;
 		struct timespec ts = { .tv_sec = 0,
-				       .tv_nsec = wait_ns > 1000000 ?
-							  1000000 :
-							  (long)wait_ns };
+				       .tv_nsec = wait_ns > 1000000
+							  ? 1000000
+							  : (long)wait_ns };
 
 		sigtimedwait(&chld, NULL, &ts);
 	}
@@ -259,13 +262,14 @@ int ma_freeze(pid_t pid, int timeout_ms, struct ma_freeze **out)
 								sizeof(hint));
 				else
 					hint[0] = '\0';
-				err = ma_err(-e,
-					     "attach: ptrace(PTRACE_SEIZE, %d): "
-					     "%s%s",
-					     (int)bad, strerror(e), hint);
-				ma_err_set_exit(e == EPERM  ? MA_EXIT_PERM :
-						e == ESRCH ? MA_EXIT_NOPROC :
-							     MA_EXIT_ERROR);
+				err = ma_err(
+					-e,
+					"attach: ptrace(PTRACE_SEIZE, %d): "
+					"%s%s",
+					(int)bad, strerror(e), hint);
+				ma_err_set_exit(e == EPERM   ? MA_EXIT_PERM
+						: e == ESRCH ? MA_EXIT_NOPROC
+							     : MA_EXIT_ERROR);
 				goto fail;
 			}
 			err = add_thread(f, tids[i]);

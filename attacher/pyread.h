@@ -17,7 +17,7 @@ struct ma_mem;
 struct ma_py_frame {
 	const char *func; /* co_qualname (3.11+) or co_name; owned by reader */
 	const char *file; /* co_filename */
-	int line; /* -1 when unknown */
+	int line;	  /* -1 when unknown */
 	/* 1 when this Python frame is the first one run by its C-level
 	 * _PyEval_EvalFrameDefault call (3.11 is_entry, the frame just below a
 	 * CSTACK shim on 3.12+, every frame on <= 3.10): used to interleave
@@ -28,9 +28,9 @@ struct ma_py_frame {
 };
 
 struct ma_py_thread {
-	uint64_t tstate; /* address of the PyThreadState */
+	uint64_t tstate;    /* address of the PyThreadState */
 	uint64_t thread_id; /* pthread_t */
-	long native_tid; /* kernel TID, 0 when unknown */
+	long native_tid;    /* kernel TID, 0 when unknown */
 	long interp_id;
 	int holds_gil; /* 1: this thread holds the GIL right now */
 	int nframes;

@@ -45,10 +45,10 @@ int ma_pyversion_parse(const char *s, uint32_t *hex)
 static void format_hex(uint32_t hex, char *str, size_t len)
 {
 	unsigned level = (hex >> 4) & 0xf, serial = hex & 0xf;
-	const char *lv = level == 0xa ? "a" :
-			 level == 0xb ? "b" :
-			 level == 0xc ? "rc" :
-					"";
+	const char *lv = level == 0xa	? "a"
+			 : level == 0xb ? "b"
+			 : level == 0xc ? "rc"
+					: "";
 
 	if (level == 0xf)
 		snprintf(str, len, "%u.%u.%u", hex >> 24, (hex >> 16) & 0xff,
@@ -85,15 +85,15 @@ static int looks_like_version(const char *s, size_t max)
 
 		if (c == '.')
 			dots++;
-		else if (!isdigit((unsigned char)c) && !islower((unsigned char)c) &&
-			 c != '+')
+		else if (!isdigit((unsigned char)c) &&
+			 !islower((unsigned char)c) && c != '+')
 			return 0;
 		if (i > 16)
 			return 0;
 	}
-	return i < max && dots == 2 && isdigit((unsigned char)s[i - 1]) ?
-		       1 :
-		       (i < max && dots == 2 && s[i - 1] == '+');
+	return i < max && dots == 2 && isdigit((unsigned char)s[i - 1])
+		       ? 1
+		       : (i < max && dots == 2 && s[i - 1] == '+');
 }
 
 int ma_pyversion_from_elf(const char *path, uint32_t *hex, char *str,
@@ -133,8 +133,8 @@ int ma_pyversion_from_elf(const char *path, uint32_t *hex, char *str,
 	uint32_t first = 0;
 
 	for (size_t i = 0; ro && i + 5 < sz; i++) {
-		if (i && (isalnum((unsigned char)ro[i - 1]) || ro[i - 1] == '.' ||
-			  ro[i - 1] == '_'))
+		if (i && (isalnum((unsigned char)ro[i - 1]) ||
+			  ro[i - 1] == '.' || ro[i - 1] == '_'))
 			continue;
 		if (!looks_like_version(ro + i, sz - i))
 			continue;
@@ -161,7 +161,8 @@ int ma_pyversion_from_elf(const char *path, uint32_t *hex, char *str,
 		return 0;
 	}
 	ma_elf_close(e);
-	return ma_err(-ENOENT, "%s: no CPython version found (no Py_Version "
-			       "symbol, no PY_VERSION string)",
+	return ma_err(-ENOENT,
+		      "%s: no CPython version found (no Py_Version "
+		      "symbol, no PY_VERSION string)",
 		      path);
 }

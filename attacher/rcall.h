@@ -23,7 +23,7 @@
 struct ma_freeze;
 
 struct ma_rcall {
-	uint64_t fn; /* address of the function in the target */
+	uint64_t fn;	  /* address of the function in the target */
 	uint64_t args[6]; /* integer arguments (rdi, rsi, rdx, rcx, r8, r9) */
 	/* Bytes copied onto the target's stack for the call; their address
 	 * replaces any argument equal to MA_RCALL_DATA (+ offset below 4096) */
@@ -42,9 +42,9 @@ struct ma_rcall {
 #define MA_RCALL_DATA 0xda7a000000000000ull
 
 struct ma_rcall_result {
-	long syscall_ret; /* return of want_syscall, or -ENOENT if not seen */
+	long syscall_ret;   /* return of want_syscall, or -ENOENT if not seen */
 	int others_resumed; /* the other threads had to be resumed */
-	uint64_t ns; /* duration */
+	uint64_t ns;	    /* duration */
 };
 
 /* Where the payload of a call returns: found once per target */

@@ -130,8 +130,8 @@ static int lookup_in(struct ma_elf *e, Elf64_Word type, const char *name,
 			if (!gelf_getsym(d, (int)i, &sym) ||
 			    sym.st_shndx == SHN_UNDEF)
 				continue;
-			const char *s = elf_strptr(e->elf, sh.sh_link,
-						   sym.st_name);
+			const char *s =
+				elf_strptr(e->elf, sh.sh_link, sym.st_name);
 
 			if (!s || strncmp(s, name, nlen) ||
 			    (s[nlen] != '\0' && s[nlen] != '@'))
@@ -153,8 +153,7 @@ int ma_elf_symbol(struct ma_elf *e, const char *name, uint64_t *value,
 	return lookup_in(e, SHT_SYMTAB, name, value, size);
 }
 
-int ma_elf_read_vaddr(struct ma_elf *e, uint64_t vaddr, void *buf,
-		      size_t len)
+int ma_elf_read_vaddr(struct ma_elf *e, uint64_t vaddr, void *buf, size_t len)
 {
 	size_t nph;
 
@@ -165,7 +164,8 @@ int ma_elf_read_vaddr(struct ma_elf *e, uint64_t vaddr, void *buf,
 
 		if (!gelf_getphdr(e->elf, (int)i, &ph) || ph.p_type != PT_LOAD)
 			continue;
-		if (vaddr < ph.p_vaddr || vaddr + len > ph.p_vaddr + ph.p_filesz)
+		if (vaddr < ph.p_vaddr ||
+		    vaddr + len > ph.p_vaddr + ph.p_filesz)
 			continue;
 		ssize_t n = pread(e->fd, buf, len,
 				  (off_t)(ph.p_offset + (vaddr - ph.p_vaddr)));

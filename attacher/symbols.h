@@ -24,8 +24,7 @@ int ma_elf_symbol(struct ma_elf *e, const char *name, uint64_t *value,
 
 /* Copy len bytes at link-time address vaddr out of the file (from the
  * PT_LOAD segment holding it); -EFAULT when not backed by file bytes. */
-int ma_elf_read_vaddr(struct ma_elf *e, uint64_t vaddr, void *buf,
-		      size_t len);
+int ma_elf_read_vaddr(struct ma_elf *e, uint64_t vaddr, void *buf, size_t len);
 
 /* The raw bytes of a section, or NULL (size 0) when absent */
 const void *ma_elf_section(struct ma_elf *e, const char *name, size_t *size,

@@ -34,8 +34,9 @@ static int build(struct ma_tsnap *s, struct ma_freeze *fz, const pid_t *tids,
 		for (i = 0; i < ntids; i++) {
 			if (s->th[i].py)
 				continue;
-			if (py->native_tid ? s->th[i].tid == py->native_tid :
-					     (fsb[i] && fsb[i] == py->thread_id))
+			if (py->native_tid
+				    ? s->th[i].tid == py->native_tid
+				    : (fsb[i] && fsb[i] == py->thread_id))
 				break;
 		}
 		if (i < ntids) {

@@ -29,7 +29,7 @@ struct ma_tsnap {
 	struct ma_tview *th;
 	size_t n;
 	uint64_t frozen_ns; /* first interrupt to last resume */
-	int partial; /* some stack could not be read to its end */
+	int partial;	    /* some stack could not be read to its end */
 };
 
 int ma_tsnap_take(struct ma_target *t, struct ma_pyreader *r, int native,

@@ -13,24 +13,24 @@
 #include "ma_offsets.h"
 
 #define MA_CONFIG_MAGIC 0x4746434d /* "MCFG" */
-#define MA_CONFIG_ABI 1
+#define MA_CONFIG_ABI	1
 
 enum ma_config_flags {
 	MA_TRACK_NATIVE = 1 << 0, /* GOT hooks: malloc & co */
-	MA_TRACK_MMAP = 1 << 1, /* GOT hooks: mmap, munmap, mremap */
+	MA_TRACK_MMAP = 1 << 1,	  /* GOT hooks: mmap, munmap, mremap */
 	MA_TRACK_PYTHON = 1 << 2, /* CPython allocator domains */
 };
 
 struct ma_config {
-	uint32_t magic; /* MA_CONFIG_MAGIC */
-	uint32_t abi; /* MA_CONFIG_ABI */
-	uint32_t size; /* sizeof(struct ma_config) */
-	uint32_t flags; /* enum ma_config_flags */
-	uint64_t ring_size; /* data bytes, a power of two */
+	uint32_t magic;	       /* MA_CONFIG_MAGIC */
+	uint32_t abi;	       /* MA_CONFIG_ABI */
+	uint32_t size;	       /* sizeof(struct ma_config) */
+	uint32_t flags;	       /* enum ma_config_flags */
+	uint64_t ring_size;    /* data bytes, a power of two */
 	uint32_t full_wait_us; /* bounded wait on a full ring, then drop */
-	uint32_t max_frames; /* Python frames kept per stack */
+	uint32_t max_frames;   /* Python frames kept per stack */
 	int32_t attacher_pid;
-	int32_t payload_fd; /* memfd holding the payload image: closed by
+	int32_t payload_fd;    /* memfd holding the payload image: closed by
 			       ma_start, -1 if none */
 	uint64_t runtime_addr; /* _PyRuntime */
 	struct ma_py_offsets off;
@@ -41,10 +41,10 @@ struct ma_ctl {
 	uint32_t magic; /* MA_CONFIG_MAGIC once the payload is initialised */
 	uint32_t abi;
 	uint32_t generation; /* number of ma_start calls so far */
-	int32_t status; /* result of the last ma_start: 0 or -errno */
-	int32_t ring_fd; /* memfd of the ring in the target, -1 when none */
-	uint32_t state; /* enum ma_ring_state of the current session */
-	char message[128]; /* why ma_start failed */
+	int32_t status;	     /* result of the last ma_start: 0 or -errno */
+	int32_t ring_fd;     /* memfd of the ring in the target, -1 when none */
+	uint32_t state;	     /* enum ma_ring_state of the current session */
+	char message[128];   /* why ma_start failed */
 };
 
 #endif

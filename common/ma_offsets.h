@@ -25,14 +25,15 @@
 enum ma_offsets_source {
 	MA_OFFSETS_SRC_NONE = 0,
 	MA_OFFSETS_SRC_DWARF = 1, /* DWARF of the running binary: exact */
-	MA_OFFSETS_SRC_DEBUG_OFFSETS = 2, /* CPython's own _Py_DebugOffsets (3.13+) */
+	MA_OFFSETS_SRC_DEBUG_OFFSETS =
+		2,		  /* CPython's own _Py_DebugOffsets (3.13+) */
 	MA_OFFSETS_SRC_TABLE = 3, /* built-in table for the minor version */
 };
 
 struct ma_py_offsets {
-	uint32_t abi; /* MA_OFFSETS_ABI */
+	uint32_t abi;	      /* MA_OFFSETS_ABI */
 	uint32_t version_hex; /* PY_VERSION_HEX these offsets were made for */
-	uint32_t source; /* enum ma_offsets_source */
+	uint32_t source;      /* enum ma_offsets_source */
 	uint32_t _pad;
 
 	/* _PyRuntimeState (the object at symbol _PyRuntime) */
@@ -42,8 +43,8 @@ struct ma_py_offsets {
 	int32_t runtime_gil; /* offset of struct _gil_runtime_state in runtime, or NONE */
 
 	/* PyInterpreterState */
-	int32_t interp_next; /* .next */
-	int32_t interp_id; /* .id */
+	int32_t interp_next;	     /* .next */
+	int32_t interp_id;	     /* .id */
 	int32_t interp_threads_head; /* .tstate_head (<= 3.10) / .threads.head */
 	int32_t interp_gil_ptr; /* 3.12+: .ceval.gil (struct _gil_runtime_state *) */
 
@@ -52,36 +53,36 @@ struct ma_py_offsets {
 	int32_t gil_locked; /* .locked (_Py_atomic_int / int) */
 
 	/* PyThreadState */
-	int32_t tstate_next; /* .next */
-	int32_t tstate_interp; /* .interp */
-	int32_t tstate_frame; /* <= 3.10: .frame (PyFrameObject *);
+	int32_t tstate_next;	      /* .next */
+	int32_t tstate_interp;	      /* .interp */
+	int32_t tstate_frame;	      /* <= 3.10: .frame (PyFrameObject *);
 				 3.13+: .current_frame (_PyInterpreterFrame *) */
-	int32_t tstate_cframe; /* 3.11-3.12: .cframe (_PyCFrame *) */
+	int32_t tstate_cframe;	      /* 3.11-3.12: .cframe (_PyCFrame *) */
 	int32_t cframe_current_frame; /* 3.11-3.12: _PyCFrame.current_frame */
-	int32_t tstate_thread_id; /* .thread_id (pthread_t) */
+	int32_t tstate_thread_id;     /* .thread_id (pthread_t) */
 	int32_t tstate_native_thread_id; /* .native_thread_id (kernel TID) */
 
 	/* Frames: PyFrameObject (<= 3.10) or _PyInterpreterFrame (3.11+) */
 	int32_t frame_previous; /* .f_back / .previous */
-	int32_t frame_code; /* .f_code / .f_executable (3.13+) */
+	int32_t frame_code;	/* .f_code / .f_executable (3.13+) */
 	int32_t frame_instr; /* .f_lasti (int, <= 3.10) / .prev_instr (3.11-3.12) /
 				.instr_ptr (3.13+): pointers to _Py_CODEUNIT */
-	int32_t frame_owner; /* 3.11+: .owner (char) */
+	int32_t frame_owner;	/* 3.11+: .owner (char) */
 	int32_t frame_is_entry; /* 3.11 only: .is_entry (bool) */
 
 	/* PyCodeObject */
-	int32_t code_filename; /* .co_filename (str) */
-	int32_t code_name; /* .co_name (str) */
-	int32_t code_qualname; /* 3.11+: .co_qualname (str) */
+	int32_t code_filename;	  /* .co_filename (str) */
+	int32_t code_name;	  /* .co_name (str) */
+	int32_t code_qualname;	  /* 3.11+: .co_qualname (str) */
 	int32_t code_firstlineno; /* .co_firstlineno (int) */
 	int32_t code_linetable; /* .co_lnotab (<= 3.9) / .co_linetable (bytes) */
-	int32_t code_code; /* <= 3.10: .co_code (bytes) */
+	int32_t code_code;	/* <= 3.10: .co_code (bytes) */
 	int32_t code_code_adaptive; /* 3.11+: offsetof(PyCodeObject, co_code_adaptive) */
 
 	/* PyObject / PyVarObject / PyTypeObject */
-	int32_t object_type; /* PyObject.ob_type */
+	int32_t object_type;	/* PyObject.ob_type */
 	int32_t varobject_size; /* PyVarObject.ob_size */
-	int32_t type_name; /* PyTypeObject.tp_name (const char *) */
+	int32_t type_name;	/* PyTypeObject.tp_name (const char *) */
 
 	/* PyBytesObject */
 	int32_t bytes_sval; /* .ob_sval */
@@ -92,9 +93,9 @@ struct ma_py_offsets {
 	int32_t unicode_ascii_size; /* sizeof(PyASCIIObject): ascii data follows */
 	int32_t unicode_compact_size; /* sizeof(PyCompactUnicodeObject) */
 	/* bit positions inside the state word */
-	int8_t unicode_kind_shift; /* kind:3 */
+	int8_t unicode_kind_shift;  /* kind:3 */
 	int8_t unicode_compact_bit; /* compact:1 */
-	int8_t unicode_ascii_bit; /* ascii:1 */
+	int8_t unicode_ascii_bit;   /* ascii:1 */
 	int8_t _pad2;
 };
 

@@ -21,27 +21,27 @@
 #include <stdint.h>
 
 enum ma_rec_type {
-	MA_REC_PAD = 1, /* filler up to the end of the data area */
-	MA_REC_ALLOC = 2, /* struct ma_rec_alloc */
-	MA_REC_FREE = 3, /* struct ma_rec_free */
+	MA_REC_PAD = 1,	   /* filler up to the end of the data area */
+	MA_REC_ALLOC = 2,  /* struct ma_rec_alloc */
+	MA_REC_FREE = 3,   /* struct ma_rec_free */
 	MA_REC_THREAD = 4, /* struct ma_rec_thread */
-	MA_REC_CODE = 5, /* struct ma_rec_code + strings */
-	MA_REC_NODE = 6, /* struct ma_rec_node */
-	MA_REC_STATS = 7, /* struct ma_rec_stats: final counters */
-	MA_REC_FORK = 8, /* the process forked: child untracked */
+	MA_REC_CODE = 5,   /* struct ma_rec_code + strings */
+	MA_REC_NODE = 6,   /* struct ma_rec_node */
+	MA_REC_STATS = 7,  /* struct ma_rec_stats: final counters */
+	MA_REC_FORK = 8,   /* the process forked: child untracked */
 };
 
 /* What allocated: the hook that saw the call */
 enum ma_alloc_kind {
 	MA_KIND_MALLOC = 1,
 	MA_KIND_CALLOC = 2,
-	MA_KIND_REALLOC = 3, /* new block of a realloc (its FREE precedes) */
-	MA_KIND_ALIGNED = 4, /* posix_memalign, aligned_alloc, memalign,
+	MA_KIND_REALLOC = 3,   /* new block of a realloc (its FREE precedes) */
+	MA_KIND_ALIGNED = 4,   /* posix_memalign, aligned_alloc, memalign,
 				valloc, pvalloc */
-	MA_KIND_MMAP = 5, /* mmap; FREE of kind MMAP is munmap */
+	MA_KIND_MMAP = 5,      /* mmap; FREE of kind MMAP is munmap */
 	MA_KIND_PYMEM_RAW = 6, /* PyMem_RawMalloc & co */
-	MA_KIND_PYMEM = 7, /* PyMem_Malloc & co */
-	MA_KIND_PYOBJ = 8, /* PyObject_Malloc & co (pymalloc arenas) */
+	MA_KIND_PYMEM = 7,     /* PyMem_Malloc & co */
+	MA_KIND_PYOBJ = 8,     /* PyObject_Malloc & co (pymalloc arenas) */
 };
 
 struct ma_rec {
@@ -71,7 +71,7 @@ struct ma_rec_alloc {
 	uint64_t ptr;
 	uint64_t size;
 	uint32_t node; /* innermost Python frame node, 0 = none */
-	uint8_t kind; /* enum ma_alloc_kind */
+	uint8_t kind;  /* enum ma_alloc_kind */
 	uint8_t _pad[3];
 }; /* 32 bytes */
 
@@ -85,11 +85,11 @@ struct ma_rec_free {
 
 struct ma_rec_thread {
 	struct ma_rec h; /* h.thread: the index being defined */
-	int32_t tid; /* kernel thread ID */
+	int32_t tid;	 /* kernel thread ID */
 	uint32_t _pad;
 	uint64_t pthread; /* pthread_self() */
-	char name[16]; /* comm at first sight */
-}; /* 40 bytes */
+	char name[16];	  /* comm at first sight */
+};			  /* 40 bytes */
 
 struct ma_rec_code {
 	struct ma_rec h;
@@ -98,26 +98,26 @@ struct ma_rec_code {
 	uint32_t name_len; /* bytes of UTF-8, no NUL */
 	uint32_t file_len;
 	uint32_t linetable_len; /* co_lnotab / co_linetable bytes */
-	uint32_t version_hex; /* selects the line table format */
-	/* then name, file, linetable; padded to 8 */
+	uint32_t version_hex;	/* selects the line table format */
+				/* then name, file, linetable; padded to 8 */
 };
 
 struct ma_rec_node {
 	struct ma_rec h;
 	uint32_t id;
 	uint32_t parent; /* 0 = outermost frame */
-	uint32_t code; /* MA_REC_CODE id */
-	int32_t addr; /* byte offset of the instruction, -1 = not started */
-}; /* 24 bytes */
+	uint32_t code;	 /* MA_REC_CODE id */
+	int32_t addr;	 /* byte offset of the instruction, -1 = not started */
+};			 /* 24 bytes */
 
 struct ma_rec_stats {
 	struct ma_rec h;
 	uint64_t allocs, frees; /* events seen by the hooks */
-	uint64_t lost_records; /* copy of the header's counters */
+	uint64_t lost_records;	/* copy of the header's counters */
 	uint64_t lost_bytes;
 	uint64_t stack_truncated; /* stacks cut at max_frames */
 	uint64_t node_table_full; /* events recorded with a shorter stack */
-}; /* 56 bytes */
+};				  /* 56 bytes */
 
 struct ma_rec_fork {
 	struct ma_rec h;

@@ -27,8 +27,8 @@
 
 #include <stdint.h>
 
-#define MA_RING_MAGIC 0x31474e4952414d00ull /* "\0MARING1" little-endian */
-#define MA_RING_VERSION 1
+#define MA_RING_MAGIC	 0x31474e4952414d00ull /* "\0MARING1" little-endian */
+#define MA_RING_VERSION	 1
 #define MA_RING_HDR_SIZE 4096
 
 /* Payload states (ma_ring_hdr.state) */
@@ -36,9 +36,10 @@ enum ma_ring_state {
 	MA_STATE_STARTING = 1,
 	MA_STATE_TRACKING = 2, /* hooks installed, records flowing */
 	MA_STATE_STOPPING = 3,
-	MA_STATE_STOPPED = 4, /* hooks removed on request; final stats written */
+	MA_STATE_STOPPED =
+		4, /* hooks removed on request; final stats written */
 	MA_STATE_ORPHANED = 5, /* consumer vanished: hooks removed by itself */
-	MA_STATE_FAILED = 6, /* an internal error disabled the payload */
+	MA_STATE_FAILED = 6,   /* an internal error disabled the payload */
 };
 
 /* Commands from the attacher (ma_ring_hdr.command) */
@@ -50,7 +51,7 @@ enum ma_ring_command {
 struct ma_ring_hdr {
 	uint64_t magic;
 	uint32_t version;
-	uint32_t hdr_size; /* MA_RING_HDR_SIZE */
+	uint32_t hdr_size;  /* MA_RING_HDR_SIZE */
 	uint64_t data_size; /* power of two */
 	uint32_t target_pid;
 	uint32_t _pad0;
@@ -63,18 +64,19 @@ struct ma_ring_hdr {
 
 	/* Consumer's line */
 	uint64_t tail; /* atomic: bytes consumed */
-	uint64_t heartbeat_ns; /* atomic: consumer's CLOCK_MONOTONIC, <=100 ms old */
-	uint32_t command; /* atomic: enum ma_ring_command */
+	uint64_t
+		heartbeat_ns; /* atomic: consumer's CLOCK_MONOTONIC, <=100 ms old */
+	uint32_t command;     /* atomic: enum ma_ring_command */
 	uint32_t _pad3;
 	uint8_t _pad4[40];
 
 	/* Payload status and counters (atomic, written by the payload) */
 	uint32_t state; /* enum ma_ring_state */
-	int32_t error; /* negative errno of the failure that disabled it */
+	int32_t error;	/* negative errno of the failure that disabled it */
 	uint64_t lost_records; /* dropped because the ring stayed full */
 	uint64_t lost_bytes;
-	uint64_t records; /* published */
-	uint64_t stop_ns; /* CLOCK_MONOTONIC when hooks were removed */
+	uint64_t records;  /* published */
+	uint64_t stop_ns;  /* CLOCK_MONOTONIC when hooks were removed */
 	char message[128]; /* why it failed or went orphaned */
 };
 

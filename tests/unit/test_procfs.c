@@ -13,12 +13,15 @@
 
 Test(procfs, maps_parse_fields)
 {
-	const char *text =
-		"00400000-00420000 r--p 00000000 fe:01 1234   /usr/bin/python3.11\n"
-		"00420000-006b7000 r-xp 00020000 fe:01 1234   /usr/bin/python3.11\n"
-		"7f0000000000-7f0000021000 rw-p 00000000 00:00 0 \n"
-		"7ffc1000-7ffc2000 rw-p 00000000 00:00 0                  [stack]\n"
-		"7f1000000000-7f1000001000 r-xp 00000000 00:05 77  /memfd:memattach (deleted)\n";
+	const char *text = "00400000-00420000 r--p 00000000 fe:01 1234   "
+			   "/usr/bin/python3.11\n"
+			   "00420000-006b7000 r-xp 00020000 fe:01 1234   "
+			   "/usr/bin/python3.11\n"
+			   "7f0000000000-7f0000021000 rw-p 00000000 00:00 0 \n"
+			   "7ffc1000-7ffc2000 rw-p 00000000 00:00 0            "
+			   "      [stack]\n"
+			   "7f1000000000-7f1000001000 r-xp 00000000 00:05 77  "
+			   "/memfd:memattach (deleted)\n";
 	struct ma_maps m;
 
 	cr_assert_eq(ma_maps_parse(text, &m), 0);
@@ -69,10 +72,11 @@ Test(procfs, maps_read_self)
 
 Test(procfs, status_parse)
 {
-	const char *text = "Name:\tpython3\nUmask:\t0022\nState:\tS (sleeping)\n"
-			   "Tgid:\t4242\nPid:\t4242\nTracerPid:\t77\n"
-			   "Uid:\t1000\t1001\t1000\t1000\nVmHWM:\t  20000 kB\n"
-			   "VmRSS:\t   12345 kB\nThreads:\t3\n";
+	const char *text =
+		"Name:\tpython3\nUmask:\t0022\nState:\tS (sleeping)\n"
+		"Tgid:\t4242\nPid:\t4242\nTracerPid:\t77\n"
+		"Uid:\t1000\t1001\t1000\t1000\nVmHWM:\t  20000 kB\n"
+		"VmRSS:\t   12345 kB\nThreads:\t3\n";
 	struct ma_status st;
 
 	cr_assert_eq(ma_status_parse(text, &st), 0);

@@ -73,7 +73,8 @@ Test(pyversion, pyenv_libpythons)
 			continue;
 		snprintf(lib, sizeof(lib), "%s/%s/lib/libpython%d.%d.so.1.0",
 			 dir, de->d_name, maj, min);
-		snprintf(exe, sizeof(exe), "%s/%s/bin/python3", dir, de->d_name);
+		snprintf(exe, sizeof(exe), "%s/%s/bin/python3", dir,
+			 de->d_name);
 		if (access(lib, R_OK) || access(exe, X_OK))
 			continue;
 		check_against_interpreter(lib, exe);
@@ -81,7 +82,8 @@ Test(pyversion, pyenv_libpythons)
 	}
 	closedir(d);
 	if (!n)
-		cr_skip_test("no pyenv 3.8+ with a shared libpython in %s", dir);
+		cr_skip_test("no pyenv 3.8+ with a shared libpython in %s",
+			     dir);
 }
 
 Test(pyversion, not_python)
