@@ -83,15 +83,17 @@ static int image_symbols(void)
 }
 
 /* Address of a symbol of a mapped library (basename prefix) in pid */
-static int lib_symbol(const struct ma_target *t, const char *lib,
-		      const char *name, uint64_t *addr)
+/* The ELF file of the first mapped library whose basename starts with lib
+ * (opened as the target sees it), and its load bias; NULL when none */
+static struct ma_elf *open_lib(const struct ma_target *t, const char *lib,
+			       uint64_t *bias)
 {
 	for (size_t i = 0; i < t->maps.n; i++) {
 		const struct ma_map *mp = &t->maps.v[i];
 		const char *b = strrchr(mp->path, '/');
 		struct ma_elf *e;
 		char local[PATH_MAX + 32];
-		uint64_t v, off, first;
+		uint64_t off, first;
 
 		if (!b || strncmp(b + 1, lib, strlen(lib)) || mp->offset)
 			continue;
@@ -99,15 +101,31 @@ static int lib_symbol(const struct ma_target *t, const char *lib,
 		if (ma_elf_open(local, &e) && ma_elf_open(mp->path, &e))
 			continue;
 		first = ma_elf_first_load(e, &off);
-		int err = ma_elf_symbol(e, name, &v, NULL);
-
-		ma_elf_close(e);
-		if (err || off != mp->offset)
+		if (off != mp->offset) {
+			ma_elf_close(e);
 			continue;
-		*addr = v + (mp->start - first);
-		return 0;
+		}
+		*bias = mp->start - first;
+		return e;
 	}
-	return -ENOENT;
+	return NULL;
+}
+
+/* Address of a symbol of a mapped library (basename prefix) in pid */
+static int lib_symbol(const struct ma_target *t, const char *lib,
+		      const char *name, uint64_t *addr)
+{
+	uint64_t bias, v;
+	struct ma_elf *e = open_lib(t, lib, &bias);
+	int err;
+
+	if (!e)
+		return -ENOENT;
+	err = ma_elf_symbol(e, name, &v, NULL);
+	ma_elf_close(e);
+	if (!err)
+		*addr = v + bias;
+	return err;
 }
 
 /* The payload's mapping in the target, if loaded: its memfd shows in maps
@@ -229,34 +247,16 @@ static void add_lib_functions(struct unsafe_ranges *u,
 			      const char *const *names, size_t nnames,
 			      int global)
 {
-	for (size_t i = 0; i < t->maps.n; i++) {
-		const struct ma_map *mp = &t->maps.v[i];
-		const char *b = strrchr(mp->path, '/');
-		struct ma_elf *e;
-		char local[PATH_MAX + 32];
-		uint64_t off, first;
+	uint64_t bias, v, sz;
+	struct ma_elf *e = open_lib(t, lib, &bias);
 
-		if (!b || strncmp(b + 1, lib, strlen(lib)) || mp->offset)
-			continue;
-		ma_proc_target_path(t->pid, mp->path, local, sizeof(local));
-		if (ma_elf_open(local, &e) && ma_elf_open(mp->path, &e))
-			continue;
-		first = ma_elf_first_load(e, &off);
-		if (off == mp->offset) {
-			uint64_t bias = mp->start - first;
-
-			for (size_t k = 0; k < nnames; k++) {
-				uint64_t v, sz;
-
-				if (!ma_elf_symbol(e, names[k], &v, &sz))
-					add_range(u, v + bias,
-						  v + bias + (sz ? sz : 1),
-						  names[k], global);
-			}
-		}
-		ma_elf_close(e);
+	if (!e)
 		return;
-	}
+	for (size_t k = 0; k < nnames; k++)
+		if (!ma_elf_symbol(e, names[k], &v, &sz))
+			add_range(u, v + bias, v + bias + (sz ? sz : 1),
+				  names[k], global);
+	ma_elf_close(e);
 }
 
 static void build_unsafe_ranges(const struct ma_target *t,
