@@ -100,6 +100,23 @@ void ma_ptrace_explain_eperm(pid_t pid, char *buf, size_t len)
 		 "ptrace; root with CAP_SYS_PTRACE is needed)");
 }
 
+/* A thread that is gone, or dying (state Z or X), in /proc */
+static int thread_exiting(pid_t pid, pid_t tid)
+{
+	char path[96], *text;
+	int dying;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid,
+		 (int)tid);
+	if (ma_proc_slurp(path, &text, NULL))
+		return 1;
+	const char *p = strrchr(text, ')');
+
+	dying = !p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X';
+	free(text);
+	return dying;
+}
+
 static struct ma_thread *find_thread(struct ma_freeze *f, pid_t tid)
 {
 	for (size_t i = 0; i < f->n; i++)
@@ -254,8 +271,13 @@ int ma_freeze(pid_t pid, int timeout_ms, struct ma_freeze **out)
 				char hint[512];
 				pid_t bad = tids[i];
 
-				if (e == ESRCH && bad != pid)
-					continue; /* thread just exited */
+				/* A thread that just exited (ESRCH), or is
+				 * exiting right now (the kernel refuses to
+				 * attach to it with EPERM) */
+				if (bad != pid &&
+				    (e == ESRCH ||
+				     (e == EPERM && thread_exiting(pid, bad))))
+					continue;
 				free(tids);
 				if (e == EPERM)
 					ma_ptrace_explain_eperm(pid, hint,
