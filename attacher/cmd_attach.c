@@ -132,17 +132,19 @@ static size_t drain(struct consumer *c, size_t max)
 	size_t n = 0;
 
 	while (n < max) {
-		uint64_t head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
-
-		if (tail == head)
-			break;
 		uint8_t *p = c->s->data + (tail & mask);
 		uint32_t tl = __atomic_load_n((uint32_t *)p, __ATOMIC_ACQUIRE);
 
+		/* The producers' head is read only when the next word is
+		 * still zero: reading it for every record would pull the
+		 * producers' line into this core's cache at each event and
+		 * make their next reservation a cross-core miss. */
 		if (tl == 0) {
-			/* reserved, not yet published: a producer is
-			 * writing it right now */
-			if (!c->stuck_since)
+			if (tail != __atomic_load_n(&h->head,
+						    __ATOMIC_ACQUIRE) &&
+			    !c->stuck_since)
+				/* reserved, not yet published: a producer
+				 * is writing it right now */
 				c->stuck_since = ma_now_ns();
 			break;
 		}

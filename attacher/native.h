@@ -16,6 +16,7 @@ struct ma_native_frame {
 	char *symbol;	    /* "read+0x12" or NULL when unknown */
 	const char *module; /* basename of the module, or NULL */
 	int is_eval;	    /* this frame runs CPython's eval loop */
+	int activation;	    /* pc is where it stopped, not a return address */
 };
 
 struct ma_native_stack {
@@ -32,6 +33,9 @@ void ma_native_preload(Dwfl *dwfl);
 int ma_native_attach(Dwfl *dwfl, pid_t pid);
 int ma_native_unwind(Dwfl *dwfl, pid_t tid, int max_frames,
 		     struct ma_native_stack *out);
+/* Name the frames of an unwound stack (module, symbol+offset, is_eval):
+ * slow, do it once the process runs again */
+void ma_native_symbolize(Dwfl *dwfl, struct ma_native_stack *st);
 void ma_native_stack_free(struct ma_native_stack *s);
 
 #endif

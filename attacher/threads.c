@@ -80,6 +80,9 @@ int ma_tsnap_take(struct ma_target *t, struct ma_pyreader *r, int native,
 	}
 	ma_thaw(fz, &out->frozen_ns);
 	/* --- ... to here --- */
+	for (size_t i = 0; i < out->n; i++)
+		if (out->th[i].has_nat)
+			ma_native_symbolize(t->dwfl, &out->th[i].nat);
 	if (err) {
 		ma_tsnap_free(out);
 		return ma_err_prefix(err, "process %d: reading thread states",

@@ -101,27 +101,55 @@ static void ctl_publish(int32_t status, uint32_t state, int32_t fd,
 /* ------------------------------------------------------------------ */
 /* Fences (see record.c) */
 
+/*
+ * MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED waits for a grace period: 16 ms
+ * measured on the project's machine, the largest part of the first
+ * attach's freeze when it ran in ma_start.  So ma_start only reuses an
+ * earlier registration of this process; otherwise the hot path starts with
+ * the seq_cst store, and the watchdog registers with the threads running,
+ * then switches the hot path to the cheap fence.  ma_asym_fence is only
+ * ever 1 while this process is registered, so a stopper that reads 1 can
+ * rely on membarrier(); one that reads 0 knows every section was entered
+ * with a full barrier, except across a switch it cannot see, for which
+ * the 2 ms sleep of fence_all() is the (ample) fallback.
+ */
+static pid_t membarrier_pid; /* the process registered, 0: none */
+
+/* In ma_start, threads stopped: never slow */
 static void fence_setup(void)
 {
-	long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+	__atomic_store_n(&ma_asym_fence,
+			 membarrier_ok && membarrier_pid == getpid(),
+			 __ATOMIC_RELEASE);
+}
 
-	membarrier_ok =
-		q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
-		syscall(SYS_membarrier,
-			MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
-	ma_asym_fence = membarrier_ok;
+/* On the watchdog, threads running */
+static void fence_register(void)
+{
+	long q;
+
+	if (__atomic_load_n(&ma_asym_fence, __ATOMIC_ACQUIRE))
+		return;
+	q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+	if (q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+	    syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+		    0, 0) == 0) {
+		membarrier_pid = getpid();
+		membarrier_ok = 1;
+		__atomic_store_n(&ma_asym_fence, 1, __ATOMIC_RELEASE);
+	}
 }
 
 /* A full barrier on every thread of the process */
 static void fence_all(void)
 {
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (membarrier_ok &&
+	if (__atomic_load_n(&ma_asym_fence, __ATOMIC_ACQUIRE) &&
 	    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) ==
 		    0)
 		return;
-	/* no membarrier (seccomp, fork child): store buffers drain in far
-	 * less than this */
+	/* no membarrier (seccomp, not registered yet, fork child): store
+	 * buffers drain in far less than this */
 	ma_sleep_ns(2000000);
 }
 
@@ -287,6 +315,7 @@ static void *watchdog_main(void *arg)
 
 	ma_tls.guard = 1; /* this thread never records */
 	prctl(PR_SET_NAME, "memattach", 0, 0, 0);
+	fence_register();
 	while (phase_of(s) == MA_PHASE_TRACKING) {
 		uint32_t w = __atomic_load_n(&s->wd_word, __ATOMIC_ACQUIRE);
 		uint64_t now = ma_ring_now_ns();

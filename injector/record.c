@@ -171,7 +171,7 @@ uint64_t ma_slots_records(uint32_t gen)
 
 static inline void section_enter(struct ma_slot *sl)
 {
-	if (ma_likely(ma_asym_fence)) {
+	if (ma_likely(__atomic_load_n(&ma_asym_fence, __ATOMIC_RELAXED))) {
 		__atomic_store_n(&sl->active, 1, __ATOMIC_RELAXED);
 		/* the compiler must not hoist the enabled load above the
 		 * store; the CPU side is the stopper's membarrier() */
