@@ -19,6 +19,8 @@ enum ma_config_flags {
 	MA_TRACK_NATIVE = 1 << 0, /* GOT hooks: malloc & co */
 	MA_TRACK_MMAP = 1 << 1,	  /* GOT hooks: mmap, munmap, mremap */
 	MA_TRACK_PYTHON = 1 << 2, /* CPython allocator domains */
+	MA_TRACK_EVERY = 1 << 3,  /* an ALLOC and a FREE record for every
+				     block, short-lived ones too (no TEMP) */
 };
 
 struct ma_config {

@@ -29,6 +29,7 @@ enum ma_rec_type {
 	MA_REC_NODE = 6,   /* struct ma_rec_node */
 	MA_REC_STATS = 7,  /* struct ma_rec_stats: final counters */
 	MA_REC_FORK = 8,   /* the process forked: child untracked */
+	MA_REC_TEMP = 9,   /* struct ma_rec_temp: short-lived blocks */
 };
 
 /* What allocated: the hook that saw the call */
@@ -118,6 +119,25 @@ struct ma_rec_stats {
 	uint64_t stack_truncated; /* stacks cut at max_frames */
 	uint64_t node_table_full; /* events recorded with a shorter stack */
 };				  /* 56 bytes */
+
+/*
+ * `count` small blocks (Python's MEM and OBJ domains, at most 512 bytes),
+ * each allocated by thread h.thread at stack `node` with `size` bytes and
+ * freed again before the payload published its allocation (see "Short-lived
+ * blocks" in docs/payload.md).  The consumer replays it as count ALLOC +
+ * FREE pairs at MA_TEMP_ADDR, an address no allocator returns, so they
+ * count in every total and never in what is live.
+ */
+struct ma_rec_temp {
+	struct ma_rec h;
+	uint32_t node;
+	uint8_t kind;
+	uint8_t _pad[3];
+	uint64_t size;
+	uint64_t count;
+}; /* 32 bytes */
+
+#define MA_TEMP_ADDR 0x10u
 
 struct ma_rec_fork {
 	struct ma_rec h;

@@ -80,6 +80,7 @@ struct ma_node_ent {
 struct ma_frame_ent {
 	uint64_t frame; /* frame address */
 	uint64_t code;	/* code object address */
+	uint64_t ip;	/* raw instruction word: pointer (3.11+), f_lasti */
 	int32_t addr;	/* instruction byte offset */
 	uint32_t code_id;
 	uint32_t node; /* trie node of the stack down to this frame */
@@ -132,6 +133,32 @@ enum ma_phase {
 	MA_PHASE_DONE = 3,
 };
 
+/*
+ * Short-lived small blocks of Python's MEM and OBJ domains (record.c): a
+ * small allocation waits in `gw` (hashed by address) instead of going to
+ * the ring; freed while still there, it only adds one to a count in `gp`
+ * (by thread, stack, size, kind), published as a TEMP record.  Both tables
+ * are touched only by the thread holding the GIL, which serialises these
+ * domains, and by the watchdog once every recording section is over.
+ */
+#define MA_GW_SLOTS 128 /* a power of two */
+#define MA_GP_SLOTS 256 /* a power of two */
+#define MA_GW_MAX   512 /* pymalloc's small-block limit */
+
+struct ma_gw_ent {
+	uint64_t ptr; /* 0: empty */
+	uint32_t size, node, thread;
+	uint8_t kind;
+	uint8_t _pad[3];
+};
+
+struct ma_gp_ent {
+	uint64_t count; /* 0: empty */
+	uint32_t size, node, thread;
+	uint8_t kind;
+	uint8_t _pad[3];
+};
+
 struct ma_session {
 	uint32_t gen;	/* > 0, one per ma_start */
 	uint32_t phase; /* enum ma_phase, atomic */
@@ -154,6 +181,18 @@ struct ma_session {
 	uint32_t next_code, next_node;
 	int tab_lock;
 	uint32_t next_thread; /* atomic */
+
+	/* short-lived blocks: 0 off, 1 on, 2 on while only one interpreter
+	 * exists (3.12+: another one may have a GIL of its own) */
+	int gil_serial;
+	uintptr_t interp_head; /* &_PyRuntime.interpreters.head */
+	int32_t interp_next;   /* offsetof(PyInterpreterState, next) */
+	uint32_t gflush;       /* atomic: the watchdog asks for a flush */
+	uint64_t gflush_ns;    /* watchdog: last request */
+	uint64_t g_elided;     /* events not published one by one */
+	uint64_t g_temps;      /* TEMP records published */
+	struct ma_gw_ent gw[MA_GW_SLOTS];
+	struct ma_gp_ent gp[MA_GP_SLOTS];
 
 	/* stopping */
 	uint32_t final_state; /* enum ma_ring_state to end in */
@@ -194,6 +233,12 @@ void ma_slots_reset_except(struct ma_slot *keep);
 /* Wait until every slot was seen outside a recording section, at most
  * timeout_ns: 0 when all were, -ETIMEDOUT */
 int ma_slots_quiesce(uint64_t timeout_ns);
+/* Python's MEM and OBJ domains, called with the GIL held */
+void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind);
+void ma_rec_free_gil(struct ma_tls *t, const void *p, int kind);
+/* Publish what waits in the short-lived block tables: the watchdog, once no
+ * thread is in a recording section */
+void ma_rec_gil_flush(struct ma_session *s);
 /* Sum of the counters of every slot in generation gen */
 void ma_slots_sum(uint32_t gen, struct ma_rec_stats *out);
 /* Records published by threads in generation gen */
@@ -215,6 +260,8 @@ void ma_after_fork_child(void);
 int ma_stacks_setup(struct ma_session *s, char *msg, size_t len);
 /* Node of the calling thread's Python stack (0: empty or unknown) */
 uint32_t ma_stack_node(struct ma_session *s, struct ma_slot *sl);
+/* The same for a caller holding the GIL: a cheaper way to its thread state */
+uint32_t ma_stack_node_gil(struct ma_session *s, struct ma_slot *sl);
 
 /* ------------------------------------------------------------------ */
 /* Real functions and hooks (hooks.c) */

@@ -36,7 +36,9 @@
 
 #define MA_EXPORT __attribute__((visibility("default")))
 
-#define TICK_NS	     (50ull * 1000000)
+#define TICK_NS (50ull * 1000000)
+/* short-lived block tables published at least this often (record.c) */
+#define GFLUSH_NS    (100ull * 1000000)
 #define HEARTBEAT_NS (1000ull * 1000000)
 /* grace for the first heartbeat: the attacher still has to resume the
  * threads, read ma_ctl and map the ring */
@@ -249,6 +251,15 @@ static void stop_begin(struct ma_session *s, uint32_t state, int err,
 	ma_futex_wake(&s->wd_word);
 }
 
+/* Records published so far: short-lived blocks make fewer records than
+ * events */
+static uint64_t session_records(struct ma_session *s)
+{
+	return ma_slots_records(s->gen) -
+	       __atomic_load_n(&s->g_elided, __ATOMIC_RELAXED) +
+	       __atomic_load_n(&s->g_temps, __ATOMIC_RELAXED);
+}
+
 /* Second half, on the watchdog thread, without the lock while waiting */
 static void stop_finish(struct ma_session *s)
 {
@@ -259,6 +270,11 @@ static void stop_finish(struct ma_session *s)
 
 	fence_all();
 	q = ma_slots_quiesce(QUIESCE_NS);
+	/* no thread records any more: what waits in the short-lived block
+	 * tables goes out now, before the STATS record that ends the
+	 * session */
+	if (q == 0 && s->gil_serial)
+		ma_rec_gil_flush(s);
 	memset(&st, 0, sizeof(st));
 	ma_slots_sum(s->gen, &st);
 	st.lost_records = __atomic_load_n(&h->lost_records, __ATOMIC_RELAXED);
@@ -284,7 +300,7 @@ static void stop_finish(struct ma_session *s)
 		ma_fmt(s->message, sizeof(s->message),
 		       "stopped; a thread stayed in a recording section for "
 		       "1 s: ring left mapped");
-	__atomic_store_n(&h->records, ma_slots_records(s->gen) + (r ? 1 : 0),
+	__atomic_store_n(&h->records, session_records(s) + (r ? 1 : 0),
 			 __ATOMIC_RELAXED);
 	copy_msg(h->message, sizeof(h->message), s->message);
 	h->error = s->error;
@@ -352,8 +368,14 @@ static void *watchdog_main(void *arg)
 				ma_got_rescan();
 			ma_ctl_unlock();
 		}
-		__atomic_store_n(&h->records, ma_slots_records(s->gen),
+		__atomic_store_n(&h->records, session_records(s),
 				 __ATOMIC_RELAXED);
+		/* the thread holding the GIL publishes what waits in the
+		 * short-lived block tables at its next event */
+		if (s->gil_serial && now - s->gflush_ns >= GFLUSH_NS) {
+			__atomic_store_n(&s->gflush, 1, __ATOMIC_RELAXED);
+			s->gflush_ns = now;
+		}
 		ma_futex_wait(&s->wd_word, w, TICK_NS);
 	}
 	stop_finish(s);

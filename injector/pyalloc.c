@@ -48,6 +48,26 @@ static void (*set_alloc)(int, struct py_alloc *);
 static const uint8_t kinds[NDOM] = { MA_KIND_PYMEM_RAW, MA_KIND_PYMEM,
 				     MA_KIND_PYOBJ };
 
+/* MEM and OBJ are called with the GIL held: their short-lived small blocks
+ * are counted rather than recorded one by one (record.c) */
+static inline __attribute__((always_inline)) void
+rec_alloc(int d, struct ma_tls *t, const void *p, size_t n)
+{
+	if (d == DOM_RAW)
+		ma_rec_alloc(t, p, n, kinds[d]);
+	else
+		ma_rec_alloc_gil(t, p, n, kinds[d]);
+}
+
+static inline __attribute__((always_inline)) void
+rec_free(int d, struct ma_tls *t, const void *p)
+{
+	if (d == DOM_RAW)
+		ma_rec_free(t, p, 0, kinds[d]);
+	else
+		ma_rec_free_gil(t, p, kinds[d]);
+}
+
 static inline __attribute__((always_inline)) void *w_malloc(int d, size_t n)
 {
 	struct ma_tls *t = &ma_tls;
@@ -60,7 +80,7 @@ static inline __attribute__((always_inline)) void *w_malloc(int d, size_t n)
 	if (ma_likely(p != NULL)) {
 		MA_ERRNO_SAVE(e);
 
-		ma_rec_alloc(t, p, n, kinds[d]);
+		rec_alloc(d, t, p, n);
 		MA_ERRNO_RESTORE(e);
 	}
 	t->guard = 0;
@@ -80,7 +100,7 @@ static inline __attribute__((always_inline)) void *w_calloc(int d, size_t n,
 	if (p) {
 		MA_ERRNO_SAVE(e);
 
-		ma_rec_alloc(t, p, n * m, kinds[d]);
+		rec_alloc(d, t, p, n * m);
 		MA_ERRNO_RESTORE(e);
 	}
 	t->guard = 0;
@@ -99,15 +119,15 @@ static inline __attribute__((always_inline)) void *w_realloc(int d, void *p,
 	t->guard = 1;
 	e = errno;
 	if (p)
-		ma_rec_free(t, p, 0, kinds[d]);
+		rec_free(d, t, p);
 	errno = e;
 	q = orig[d].realloc(orig[d].ctx, p, n);
 	e = errno;
 	if (q)
-		ma_rec_alloc(t, q, n, kinds[d]);
+		rec_alloc(d, t, q, n);
 	else if (p)
 		/* failed: the old block lives on (size unknown here) */
-		ma_rec_alloc(t, p, 0, kinds[d]);
+		rec_alloc(d, t, p, 0);
 	errno = e;
 	t->guard = 0;
 	return q;
@@ -125,7 +145,7 @@ static inline __attribute__((always_inline)) void w_free(int d, void *p)
 	{
 		MA_ERRNO_SAVE(e);
 
-		ma_rec_free(t, p, 0, kinds[d]);
+		rec_free(d, t, p);
 		MA_ERRNO_RESTORE(e);
 	}
 	orig[d].free(orig[d].ctx, p);

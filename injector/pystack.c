@@ -31,6 +31,11 @@
 #define MAX_LINETABLE (1u << 20)
 
 static void *(*get_tstate)(void);
+/* The thread state of the thread holding the GIL (<= 3.11) or of the calling
+ * thread if attached (3.12+): one call and one load, where
+ * PyGILState_GetThisThreadState goes through pthread_getspecific.  Right only
+ * for a caller holding the GIL, which the MEM and OBJ domains' callers do. */
+static void *(*cur_tstate)(void);
 static uintptr_t code_type; /* &PyCode_Type */
 
 static inline uint64_t rd64(uintptr_t base, int32_t off)
@@ -123,6 +128,11 @@ int ma_stacks_setup(struct ma_session *s, char *msg, size_t len)
 			RTLD_DEFAULT, "PyGILState_GetThisThreadState");
 	if (!code_type)
 		code_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyCode_Type");
+	if (!cur_tstate)
+		cur_tstate = (void *(*)(void))dlsym(
+			RTLD_DEFAULT, minor >= 13
+					      ? "PyThreadState_GetUnchecked"
+					      : "_PyThreadState_UncheckedGet");
 	if (!get_tstate || (minor >= 13 && !code_type)) {
 		ma_fmt(msg, len,
 		       "python stacks off: PyGILState_GetThisThreadState or "
@@ -145,6 +155,20 @@ int ma_stacks_setup(struct ma_session *s, char *msg, size_t len)
 	if (s->max_frames > MA_MAX_FRAMES)
 		s->max_frames = MA_MAX_FRAMES;
 	s->minor = minor;
+	/* short-lived blocks (record.c) rely on one GIL serialising the
+	 * Python domains: always so up to 3.11; from 3.12 only while a
+	 * single interpreter exists, which needs these two offsets */
+	if (s->cfg.flags & MA_TRACK_EVERY) {
+		s->gil_serial = 0;
+	} else if (minor <= 11) {
+		s->gil_serial = 1;
+	} else if (s->cfg.runtime_addr && o->runtime_interpreters_head >= 0 &&
+		   o->interp_next >= 0) {
+		s->interp_head = (uintptr_t)s->cfg.runtime_addr +
+				 (uintptr_t)o->runtime_interpreters_head;
+		s->interp_next = o->interp_next;
+		s->gil_serial = 2;
+	}
 	return 0;
 }
 
@@ -472,9 +496,12 @@ frame_read(const struct walk_off *w, const int minor, uintptr_t f,
 
 		/* f_lasti: bytes up to 3.9, code units in 3.10 */
 		e->addr = lasti < 0 ? -1 : minor <= 9 ? lasti : 2 * lasti;
+		e->ip = (uint32_t)lasti;
 	} else {
 		uintptr_t ip = *(const uintptr_t *)(f + w->instr);
 		uintptr_t start = code + (uintptr_t)w->adaptive;
+
+		e->ip = ip;
 
 		/* 3.11/3.12: not started yet ("incomplete frame") */
 		if (minor <= 12 && ip < start)
@@ -558,6 +585,7 @@ relink(struct ma_session *s, struct ma_slot *sl, const struct walk_off *w,
 		}
 		c->frame = fe->frame;
 		c->code = fe->code;
+		c->ip = fe->ip;
 		c->addr = fe->addr;
 		c->code_id = cid;
 		c->node = node;
@@ -595,8 +623,25 @@ stack_node(struct ma_session *s, struct ma_slot *sl, uintptr_t ts,
 	} else {
 		top = rd64(ts, o->tstate_frame);
 	}
-	/* count the frames, comparing as if the depth had not changed */
+	/* count the frames, comparing as if the depth had not changed.  A
+	 * frame at the cached address whose raw instruction word is the
+	 * cached one is taken as the cached frame without reading more: from
+	 * 3.11 that word points into the code object's own bytecode, so the
+	 * code is the same too; up to 3.10 (a frame object and its f_lasti)
+	 * the code pointer is compared as well. */
 	for (f = top; f && n < cap && steps < MAX_STEPS; steps++, f = prev) {
+		if (n < old) {
+			const struct ma_frame_ent *c = &cache[old - 1 - n];
+			uintptr_t ip = minor <= 10 ? (uint32_t)rd32(f, w.instr)
+						   : rd64(f, w.instr);
+
+			if (c->frame == f && c->ip == ip &&
+			    (minor > 10 || c->code == rd64(f, w.code))) {
+				prev = rd64(f, w.prev);
+				n++;
+				continue;
+			}
+		}
 		if (!frame_read(&w, minor, f, &prev, &e))
 			continue;
 		if (n >= old || !same_frame(&cache[old - 1 - n], &e))
@@ -638,10 +683,9 @@ stack_node(struct ma_session *s, struct ma_slot *sl, uintptr_t ts,
 	return relink(s, sl, &w, minor, top, n, old, m);
 }
 
-uint32_t ma_stack_node(struct ma_session *s, struct ma_slot *sl)
+static inline __attribute__((always_inline)) uint32_t
+stack_of(struct ma_session *s, struct ma_slot *sl, uintptr_t ts)
 {
-	uintptr_t ts = (uintptr_t)get_tstate();
-
 	if (!ts) {
 		sl->depth = 0;
 		return 0;
@@ -659,4 +703,15 @@ uint32_t ma_stack_node(struct ma_session *s, struct ma_slot *sl)
 	default:
 		return stack_node(s, sl, ts, 13);
 	}
+}
+
+uint32_t ma_stack_node(struct ma_session *s, struct ma_slot *sl)
+{
+	return stack_of(s, sl, (uintptr_t)get_tstate());
+}
+
+uint32_t ma_stack_node_gil(struct ma_session *s, struct ma_slot *sl)
+{
+	return stack_of(s, sl,
+			(uintptr_t)(cur_tstate ? cur_tstate() : get_tstate()));
 }

@@ -240,6 +240,41 @@ static inline uint32_t thread_of(struct ma_session *s, struct ma_slot *sl)
 	return thread_define(s, sl);
 }
 
+static void put_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
+		      uint64_t p, uint64_t size, uint32_t node, int kind)
+{
+	struct ma_rec_alloc *r = ma_ring_reserve(&s->ring, sizeof(*r));
+
+	if (ma_likely(r != NULL)) {
+		r->h.thread = th;
+		r->ptr = p;
+		r->size = size;
+		r->node = node;
+		r->kind = (uint8_t)kind;
+		r->_pad[0] = r->_pad[1] = r->_pad[2] = 0;
+		ma_ring_commit(r, MA_REC_ALLOC, sizeof(*r));
+	} else if (sl) {
+		CTR_INC(sl->dropped);
+	}
+}
+
+static void put_free(struct ma_session *s, struct ma_slot *sl, uint32_t th,
+		     uint64_t p, uint64_t size, int kind)
+{
+	struct ma_rec_free *r = ma_ring_reserve(&s->ring, sizeof(*r));
+
+	if (ma_likely(r != NULL)) {
+		r->h.thread = th;
+		r->ptr = p;
+		r->size = size;
+		r->kind = (uint8_t)kind;
+		memset(r->_pad, 0, sizeof(r->_pad));
+		ma_ring_commit(r, MA_REC_FREE, sizeof(*r));
+	} else if (sl) {
+		CTR_INC(sl->dropped);
+	}
+}
+
 void ma_rec_alloc(struct ma_tls *t, const void *p, size_t size, int kind)
 {
 	struct ma_slot *sl = ma_slot_get(t);
@@ -252,19 +287,8 @@ void ma_rec_alloc(struct ma_tls *t, const void *p, size_t size, int kind)
 	if (ma_likely(s != NULL)) {
 		uint32_t th = thread_of(s, sl);
 		uint32_t node = s->minor ? ma_stack_node(s, sl) : 0;
-		struct ma_rec_alloc *r = ma_ring_reserve(&s->ring, sizeof(*r));
 
-		if (ma_likely(r != NULL)) {
-			r->h.thread = th;
-			r->ptr = (uintptr_t)p;
-			r->size = size;
-			r->node = node;
-			r->kind = (uint8_t)kind;
-			r->_pad[0] = r->_pad[1] = r->_pad[2] = 0;
-			ma_ring_commit(r, MA_REC_ALLOC, sizeof(*r));
-		} else {
-			CTR_INC(sl->dropped);
-		}
+		put_alloc(s, sl, th, (uintptr_t)p, size, node, kind);
 		CTR_INC(sl->allocs);
 	}
 	section_leave(sl);
@@ -280,18 +304,226 @@ void ma_rec_free(struct ma_tls *t, const void *p, size_t size, int kind)
 	section_enter(sl);
 	s = section_session();
 	if (ma_likely(s != NULL)) {
-		uint32_t th = thread_of(s, sl);
-		struct ma_rec_free *r = ma_ring_reserve(&s->ring, sizeof(*r));
+		put_free(s, sl, thread_of(s, sl), (uintptr_t)p, size, kind);
+		CTR_INC(sl->frees);
+	}
+	section_leave(sl);
+}
 
-		if (ma_likely(r != NULL)) {
-			r->h.thread = th;
-			r->ptr = (uintptr_t)p;
-			r->size = size;
-			r->kind = (uint8_t)kind;
-			memset(r->_pad, 0, sizeof(r->_pad));
-			ma_ring_commit(r, MA_REC_FREE, sizeof(*r));
+/* ------------------------------------------------------------------ */
+/* Short-lived blocks of the Python domains
+ *
+ * Most objects a Python program creates die within a few allocations of
+ * their birth (temporaries, loop variables, intermediate results).  Their
+ * ALLOC and FREE records were three quarters of the tracking cost on an
+ * allocation-heavy loop (docs/performance.md).  So a small block (at most
+ * MA_GW_MAX bytes) of the MEM or OBJ domain waits in s->gw, hashed by its
+ * address, with its stack already resolved; it is published as a normal
+ * ALLOC when another block needs its entry, or at the watchdog's next
+ * flush request (every 100 ms), or at the stop.  Freed while waiting, it
+ * becomes one more in s->gp's count for (thread, stack, size, kind), which
+ * is published as one TEMP record: the consumer replays it as that many
+ * ALLOC + FREE pairs.
+ *
+ * What this keeps exact: every allocation's count, size, thread and stack;
+ * what is live at any moment, except at most MA_GW_SLOTS small blocks
+ * (32 KiB) still waiting; which blocks were short-lived.  What it moves: a
+ * waiting ALLOC reaches the ring after events that followed it, and a TEMP
+ * pair after its real moment; so the peak may miss up to 32 KiB, and the
+ * FREE of a short-lived block is attributed to the allocating thread.
+ *
+ * Why no lock: CPython calls the MEM and OBJ domains only with the GIL
+ * held, and one GIL serialises all of them up to 3.11; from 3.12 an
+ * interpreter may have a GIL of its own, so this is used only while one
+ * interpreter exists (gil_serial 2, checked at every event).  Order: a
+ * block waiting here can only be freed through these domains (freeing a
+ * PyObject_Malloc block with free() is undefined behaviour in CPython
+ * already), so its FREE always finds it, and a block never appears in the
+ * ring before its ALLOC.  A block published with its TEMP pair never
+ * appears in the ring at its real address at all.
+ */
+
+static inline int gil_serial(const struct ma_session *s)
+{
+	if (ma_likely(s->gil_serial == 1))
+		return 1;
+	if (s->gil_serial != 2)
+		return 0;
+	uintptr_t head = *(const uintptr_t *)s->interp_head;
+
+	return head && !*(const uintptr_t *)(head + (intptr_t)s->interp_next);
+}
+
+/* Both tables are two-way: an entry may sit at the even index its key hashes
+ * to or the odd one after it, the older one first */
+static inline uint32_t gw_slot(uint64_t p)
+{
+	return (uint32_t)((p * 0x9e3779b97f4a7c15ull) >> 48) &
+	       (MA_GW_SLOTS - 2);
+}
+
+static void put_temp(struct ma_session *s, struct ma_slot *sl,
+		     const struct ma_gp_ent *g)
+{
+	struct ma_rec_temp *r = ma_ring_reserve(&s->ring, sizeof(*r));
+
+	if (ma_likely(r != NULL)) {
+		r->h.thread = g->thread;
+		r->node = g->node;
+		r->kind = g->kind;
+		r->_pad[0] = r->_pad[1] = r->_pad[2] = 0;
+		r->size = g->size;
+		r->count = g->count;
+		ma_ring_commit(r, MA_REC_TEMP, sizeof(*r));
+		__atomic_store_n(&s->g_temps, s->g_temps + 1, __ATOMIC_RELAXED);
+	} else if (sl) {
+		CTR_INC(sl->dropped);
+	}
+}
+
+static void gil_flush(struct ma_session *s, struct ma_slot *sl)
+{
+	for (uint32_t i = 0; i < MA_GW_SLOTS; i++) {
+		struct ma_gw_ent *e = &s->gw[i];
+
+		if (e->ptr) {
+			put_alloc(s, sl, e->thread, e->ptr, e->size, e->node,
+				  e->kind);
+			e->ptr = 0;
+		}
+	}
+	for (uint32_t i = 0; i < MA_GP_SLOTS; i++) {
+		struct ma_gp_ent *g = &s->gp[i];
+
+		if (g->count) {
+			put_temp(s, sl, g);
+			g->count = 0;
+		}
+	}
+}
+
+void ma_rec_gil_flush(struct ma_session *s)
+{
+	gil_flush(s, NULL);
+}
+
+static inline void gil_flush_if_asked(struct ma_session *s, struct ma_slot *sl)
+{
+	if (ma_unlikely(__atomic_load_n(&s->gflush, __ATOMIC_RELAXED))) {
+		__atomic_store_n(&s->gflush, 0, __ATOMIC_RELAXED);
+		gil_flush(s, sl);
+	}
+}
+
+void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
+{
+	struct ma_slot *sl = ma_slot_get(t);
+	struct ma_session *s;
+
+	if (ma_unlikely(!sl))
+		return;
+	section_enter(sl);
+	s = section_session();
+	if (ma_likely(s != NULL)) {
+		uint32_t th = thread_of(s, sl);
+		uint32_t node = s->minor ? ma_stack_node_gil(s, sl) : 0;
+
+		if (size <= MA_GW_MAX && gil_serial(s)) {
+			struct ma_gw_ent *e = &s->gw[gw_slot((uintptr_t)p)];
+
+			gil_flush_if_asked(s, sl);
+			if (e->ptr) {
+				if (e[1].ptr) {
+					/* both taken: the older one goes */
+					put_alloc(s, sl, e->thread, e->ptr,
+						  e->size, e->node, e->kind);
+					e[0] = e[1];
+				}
+				e++;
+			}
+			e->ptr = (uintptr_t)p;
+			e->size = (uint32_t)size;
+			e->node = node;
+			e->thread = th;
+			e->kind = (uint8_t)kind;
 		} else {
-			CTR_INC(sl->dropped);
+			put_alloc(s, sl, th, (uintptr_t)p, size, node, kind);
+		}
+		CTR_INC(sl->allocs);
+	}
+	section_leave(sl);
+}
+
+static inline uint32_t gp_slot(const struct ma_gw_ent *e)
+{
+	uint64_t x =
+		((uint64_t)e->size << 32 | e->node) * 0x9e3779b97f4a7c15ull;
+
+	x = (x ^ ((uint64_t)e->thread << 8 | e->kind)) * 0xc2b2ae3d27d4eb4full;
+	return (uint32_t)(x >> 48) & (MA_GP_SLOTS - 2);
+}
+
+static inline int gp_same(const struct ma_gp_ent *g, const struct ma_gw_ent *e)
+{
+	return g->node == e->node && g->size == e->size &&
+	       g->thread == e->thread && g->kind == e->kind;
+}
+
+/* One more short-lived block like e */
+static inline void gp_count(struct ma_session *s, struct ma_slot *sl,
+			    const struct ma_gw_ent *e)
+{
+	struct ma_gp_ent *g = &s->gp[gp_slot(e)];
+
+	if (g->count && !gp_same(g, e)) {
+		if (g[1].count && !gp_same(&g[1], e)) {
+			put_temp(s, sl, g);
+			g[0] = g[1];
+			g[1].count = 0;
+		}
+		g++;
+	}
+	if (!g->count) {
+		g->size = e->size;
+		g->node = e->node;
+		g->thread = e->thread;
+		g->kind = e->kind;
+	}
+	g->count++;
+}
+
+void ma_rec_free_gil(struct ma_tls *t, const void *p, int kind)
+{
+	struct ma_slot *sl = ma_slot_get(t);
+	struct ma_session *s;
+
+	if (ma_unlikely(!sl))
+		return;
+	section_enter(sl);
+	s = section_session();
+	if (ma_likely(s != NULL)) {
+		uint32_t th = thread_of(s, sl);
+		struct ma_gw_ent *e = &s->gw[gw_slot((uintptr_t)p)];
+
+		if (e->ptr != (uintptr_t)p)
+			e++;
+		if (e->ptr == (uintptr_t)p && gil_serial(s)) {
+			gp_count(s, sl, e);
+			e->ptr = 0;
+			__atomic_store_n(&s->g_elided, s->g_elided + 2,
+					 __ATOMIC_RELAXED);
+		} else {
+			uint64_t want = (uintptr_t)p;
+
+			/* a block left waiting when a second interpreter
+			 * turned the tables off: its ALLOC goes first */
+			if (ma_unlikely(e->ptr == want) &&
+			    __atomic_compare_exchange_n(&e->ptr, &want, 0, 0,
+							__ATOMIC_RELAXED,
+							__ATOMIC_RELAXED))
+				put_alloc(s, sl, e->thread, want, e->size,
+					  e->node, e->kind);
+			put_free(s, sl, th, (uintptr_t)p, 0, kind);
 		}
 		CTR_INC(sl->frees);
 	}
