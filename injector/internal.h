@@ -31,7 +31,7 @@
  * after the call, put back only when recording changed it (one store less
  * on the hot path, where stores queue behind the ring's).
  */
-#define MA_ERRNO_SAVE(v) int *v##_p = &errno, v = *v##_p
+#define MA_ERRNO_SAVE(v) int *v##_p = ma_errno_loc(), v = *v##_p
 #define MA_ERRNO_RESTORE(v)                                                    \
 	do {                                                                   \
 		if (*v##_p != v)                                               \
@@ -51,9 +51,20 @@ struct ma_tls {
 	int guard;   /* > 0: inside a hook or our own code: pass through */
 	int in_fork; /* inside our fork hook: it logs the fork itself */
 	struct ma_slot *slot; /* NULL: none yet; MA_SLOT_DEAD: thread ends */
+	int *errp; /* &errno of this thread: no __errno_location() call per
+		      event */
 };
 
 extern __thread struct ma_tls ma_tls __attribute__((tls_model("initial-exec")));
+
+static inline int *ma_errno_loc(void)
+{
+	struct ma_tls *t = &ma_tls;
+
+	if (__builtin_expect(!t->errp, 0))
+		t->errp = &errno;
+	return t->errp;
+}
 
 #define MA_SLOT_DEAD ((struct ma_slot *)1)
 
@@ -103,7 +114,21 @@ struct ma_slot {
 	 * innermost frame of an allocation-heavy loop cycles among a few
 	 * allocation sites, and this is cheaper than the shared table */
 	struct ma_node_ent memo[MA_MEMO];
-	/* then: struct ma_frame_ent cache[MA_MAX_FRAMES], scratch[...] */
+	/* the raw frame chain of the last stack walk (pystack.c): raw_n
+	 * frames, kept ones and skipped ones, valid while raw_depth equals
+	 * depth */
+	uint32_t raw_n, raw_depth;
+	uint8_t raw_top_kept; /* raw[0] is the innermost kept frame */
+	uint8_t raw_trunc;    /* the walk stopped at max_frames */
+	uint8_t _pad2[6];
+	/* then: struct ma_frame_ent cache[MA_MAX_FRAMES], scratch[...];
+	 * struct ma_raw_ent raw[MA_RAW_MAX] */
+};
+
+/* One frame of a thread's chain as last seen: its address, the link to its
+ * caller and its raw instruction word */
+struct ma_raw_ent {
+	uint64_t frame, prev, ip;
 };
 
 #define MA_MAX_FRAMES	  256 /* cap of cfg.max_frames */
@@ -120,9 +145,19 @@ static inline struct ma_frame_ent *ma_slot_scratch(struct ma_slot *s)
 	return ma_slot_cache(s) + MA_MAX_FRAMES;
 }
 
+/* frames walked at most: shims are not counted as frames, allow one per
+ * frame */
+#define MA_RAW_MAX (2 * MA_MAX_FRAMES + 8)
+
+static inline struct ma_raw_ent *ma_slot_raw(struct ma_slot *s)
+{
+	return (struct ma_raw_ent *)(ma_slot_scratch(s) + MA_MAX_FRAMES);
+}
+
 #define MA_SLOT_SIZE                                                           \
 	(sizeof(struct ma_slot) +                                              \
-	 2 * MA_MAX_FRAMES * sizeof(struct ma_frame_ent))
+	 2 * MA_MAX_FRAMES * sizeof(struct ma_frame_ent) +                     \
+	 MA_RAW_MAX * sizeof(struct ma_raw_ent))
 
 /* ------------------------------------------------------------------ */
 /* Sessions */

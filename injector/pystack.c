@@ -595,34 +595,32 @@ relink(struct ma_session *s, struct ma_slot *sl, const struct walk_off *w,
 	return parent;
 }
 
-static inline __attribute__((always_inline)) uint32_t
-stack_node(struct ma_session *s, struct ma_slot *sl, uintptr_t ts,
-	   const int minor)
+static inline __attribute__((always_inline)) uintptr_t
+rd_ip(const struct walk_off *w, const int minor, uintptr_t f)
 {
-	const struct ma_py_offsets *o = &s->cfg.off;
-	const struct walk_off w = {
-		.prev = o->frame_previous,
-		.code = o->frame_code,
-		.instr = o->frame_instr,
-		.owner = o->frame_owner,
-		.adaptive = o->code_code_adaptive,
-		.type = o->object_type,
-	};
+	return minor <= 10 ? (uint32_t)rd32(f, (int32_t)w->instr)
+			   : rd64(f, (int32_t)w->instr);
+}
+
+/*
+ * The whole walk: compare every frame with the cache, look up what changed,
+ * and keep the raw chain for stack_node's quick check.  *walked: kept
+ * frames seen (the cache is complete when sl->depth ends equal to it).
+ */
+static inline __attribute__((always_inline)) uint32_t
+stack_walk(struct ma_session *s, struct ma_slot *sl, const struct walk_off *wp,
+	   const int minor, uintptr_t top, uint32_t *walked)
+{
+	const struct walk_off w = *wp;
 	const struct ma_frame_ent *cache = ma_slot_cache(sl);
 	struct ma_frame_ent *cache_w = ma_slot_cache(sl);
+	struct ma_raw_ent *raw = ma_slot_raw(sl);
 	const uint32_t cap = s->max_frames, old = sl->depth;
 	uint32_t n = 0, steps = 0;
 	struct ma_frame_ent e, e0 = { 0 };
-	uintptr_t top, f, prev;
+	uintptr_t f, prev;
 	int m = -1;
 
-	if (minor == 11 || minor == 12) {
-		uintptr_t cf = rd64(ts, o->tstate_cframe);
-
-		top = cf ? rd64(cf, o->cframe_current_frame) : 0;
-	} else {
-		top = rd64(ts, o->tstate_frame);
-	}
 	/* count the frames, comparing as if the depth had not changed.  A
 	 * frame at the cached address whose raw instruction word is the
 	 * cached one is taken as the cached frame without reading more: from
@@ -630,26 +628,32 @@ stack_node(struct ma_session *s, struct ma_slot *sl, uintptr_t ts,
 	 * code is the same too; up to 3.10 (a frame object and its f_lasti)
 	 * the code pointer is compared as well. */
 	for (f = top; f && n < cap && steps < MAX_STEPS; steps++, f = prev) {
-		if (n < old) {
-			const struct ma_frame_ent *c = &cache[old - 1 - n];
-			uintptr_t ip = minor <= 10 ? (uint32_t)rd32(f, w.instr)
-						   : rd64(f, w.instr);
+		uintptr_t ip = rd_ip(&w, minor, f);
+		const struct ma_frame_ent *c =
+			n < old ? &cache[old - 1 - n] : NULL;
+		int kept = 1;
 
-			if (c->frame == f && c->ip == ip &&
-			    (minor > 10 || c->code == rd64(f, w.code))) {
-				prev = rd64(f, w.prev);
-				n++;
-				continue;
-			}
+		if (c && c->frame == f && c->ip == ip &&
+		    (minor > 10 || c->code == rd64(f, (int32_t)w.code))) {
+			prev = rd64(f, (int32_t)w.prev);
+		} else if (frame_read(&w, minor, f, &prev, &e)) {
+			if (!c || !same_frame(c, &e))
+				m = (int)n;
+			if (!n)
+				e0 = e;
+		} else {
+			kept = 0;
 		}
-		if (!frame_read(&w, minor, f, &prev, &e))
-			continue;
-		if (n >= old || !same_frame(&cache[old - 1 - n], &e))
-			m = (int)n;
-		if (!n)
-			e0 = e;
-		n++;
+		raw[steps].frame = f;
+		raw[steps].prev = prev;
+		raw[steps].ip = ip;
+		if (!steps)
+			sl->raw_top_kept = (uint8_t)kept;
+		n += (uint32_t)kept;
 	}
+	sl->raw_n = steps;
+	sl->raw_trunc = f != 0;
+	*walked = n;
 	if (ma_unlikely(f != 0))
 		__atomic_store_n(&sl->truncated, sl->truncated + 1,
 				 __ATOMIC_RELAXED);
@@ -681,6 +685,86 @@ stack_node(struct ma_session *s, struct ma_slot *sl, uintptr_t ts,
 		return node;
 	}
 	return relink(s, sl, &w, minor, top, n, old, m);
+}
+
+static inline __attribute__((always_inline)) uint32_t
+stack_node(struct ma_session *s, struct ma_slot *sl, uintptr_t ts,
+	   const int minor)
+{
+	const struct ma_py_offsets *o = &s->cfg.off;
+	const struct walk_off w = {
+		.prev = o->frame_previous,
+		.code = o->frame_code,
+		.instr = o->frame_instr,
+		.owner = o->frame_owner,
+		.adaptive = o->code_code_adaptive,
+		.type = o->object_type,
+	};
+	const uint32_t old = sl->depth;
+	struct ma_raw_ent *r = ma_slot_raw(sl);
+	uintptr_t top;
+	uint32_t node, walked;
+
+	if (minor == 11 || minor == 12) {
+		uintptr_t cf = rd64(ts, o->tstate_cframe);
+
+		top = cf ? rd64(cf, o->cframe_current_frame) : 0;
+	} else {
+		top = rd64(ts, o->tstate_frame);
+	}
+	/*
+	 * Quick check: the same chain of frames as at the last walk, the
+	 * innermost one maybe further on.  Each frame's link to its caller
+	 * and (but for the innermost) its instruction word are compared with
+	 * the raw chain kept then.  A frame read here is always live: its
+	 * address is the link just found equal in its callee, which is live.
+	 * The loads use the addresses kept in the slot, not the ones just
+	 * loaded, so the CPU issues them all at once rather than one after
+	 * the other (a walk is otherwise a chain of dependent loads), and a
+	 * load past a failed comparison is never executed for real.
+	 */
+	if (old && sl->raw_n && sl->raw_depth == old && top == r[0].frame &&
+	    rd64(top, (int32_t)w.prev) == r[0].prev) {
+		uint32_t k, rn = sl->raw_n;
+
+		for (k = 1; k < rn; k++)
+			if (rd64(r[k].frame, (int32_t)w.prev) != r[k].prev ||
+			    rd_ip(&w, minor, r[k].frame) != r[k].ip)
+				break;
+		if (k == rn) {
+			const struct ma_frame_ent *cache = ma_slot_cache(sl);
+			struct ma_frame_ent *c = ma_slot_cache(sl) + old - 1;
+			uintptr_t ip = rd_ip(&w, minor, top), pv;
+			struct ma_frame_ent e;
+
+			if (ma_unlikely(sl->raw_trunc))
+				__atomic_store_n(&sl->truncated,
+						 sl->truncated + 1,
+						 __ATOMIC_RELAXED);
+			if (ip == r[0].ip)
+				return c->node;
+			/* the innermost frame moved on: same frame, same
+			 * code, another instruction */
+			if (sl->raw_top_kept &&
+			    frame_read(&w, minor, top, &pv, &e) &&
+			    e.code == c->code) {
+				node = node_id(s, sl,
+					       old >= 2 ? cache[old - 2].node
+							: 0,
+					       c->code_id, e.addr);
+				if (ma_likely(node != 0)) {
+					c->ip = e.ip;
+					c->addr = e.addr;
+					c->node = node;
+					r[0].ip = e.ip;
+					return node;
+				}
+			}
+		}
+	}
+	node = stack_walk(s, sl, &w, minor, top, &walked);
+	sl->raw_depth = sl->depth == walked ? walked : UINT32_MAX;
+	return node;
 }
 
 static inline __attribute__((always_inline)) uint32_t

@@ -502,9 +502,10 @@ void ma_rec_free_gil(struct ma_tls *t, const void *p, int kind)
 	section_enter(sl);
 	s = section_session();
 	if (ma_likely(s != NULL)) {
-		uint32_t th = thread_of(s, sl);
 		struct ma_gw_ent *e = &s->gw[gw_slot((uintptr_t)p)];
 
+		if (ma_unlikely(sl->gen != s->gen))
+			slot_adopt(sl, s);
 		if (e->ptr != (uintptr_t)p)
 			e++;
 		if (e->ptr == (uintptr_t)p && gil_serial(s)) {
@@ -523,7 +524,8 @@ void ma_rec_free_gil(struct ma_tls *t, const void *p, int kind)
 							__ATOMIC_RELAXED))
 				put_alloc(s, sl, e->thread, want, e->size,
 					  e->node, e->kind);
-			put_free(s, sl, th, (uintptr_t)p, 0, kind);
+			put_free(s, sl, thread_of(s, sl), (uintptr_t)p, 0,
+				 kind);
 		}
 		CTR_INC(sl->frees);
 	}
