@@ -814,6 +814,40 @@ int ma_account_feed(struct ma_account *acc, const struct ma_event *ev)
 	return 0;
 }
 
+int ma_account_feed_pairs(struct ma_account *acc, const struct ma_event *alloc,
+			  const struct ma_event *free, uint64_t count)
+{
+	struct node_ent *n;
+	uint64_t c, bytes;
+	int ret;
+
+	if (!count)
+		return 0;
+	/* the first pair as it comes: the live map, the peak */
+	ret = ma_account_feed(acc, alloc);
+	if (!ret)
+		ret = ma_account_feed(acc, free);
+	if (ret || count == 1)
+		return ret;
+	/* the others change nothing but the totals */
+	n = node_get(acc, alloc->alloc.node);
+	if (!n)
+		return ma_err(-ENOMEM, "accounting: out of memory");
+	c = count - 1;
+	bytes = c * alloc->alloc.size;
+	acc->t.allocs += c;
+	acc->t.alloc_bytes += bytes;
+	if (alloc->alloc.kind == MA_KIND_REALLOC)
+		acc->t.reallocs += c;
+	node_touch(acc, n);
+	n->total_bytes += bytes;
+	n->total_count += c;
+	acc->t.frees += c;
+	acc->t.freed_bytes += bytes;
+	acc->t.events += 2 * c;
+	return 0;
+}
+
 void ma_account_prefetch(const struct ma_account *acc,
 			 const struct ma_event *ev)
 {

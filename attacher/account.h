@@ -119,6 +119,14 @@ void ma_account_free(struct ma_account *acc);
 int ma_account_feed(struct ma_account *acc, const struct ma_event *ev);
 
 /*
+ * Feed `count` times the pair (alloc, free): an ALLOC and the FREE of the
+ * same block right after it (a TEMP record of the payload).  The same
+ * result as feeding them one by one, in constant time.
+ */
+int ma_account_feed_pairs(struct ma_account *acc, const struct ma_event *alloc,
+			  const struct ma_event *free, uint64_t count);
+
+/*
  * A hint, for readers that see events ahead (memattach report decodes a
  * block at a time): this event comes soon, so start loading what feeding
  * it will touch (the pointer's slot of the live map, an ALLOC's node).

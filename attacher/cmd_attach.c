@@ -149,9 +149,8 @@ static int replay_temp(struct consumer *c, const struct ma_rec *rec)
 		err = ma_capture_write_event(c->w, &a);
 		if (!err)
 			err = ma_capture_write_event(c->w, &f);
-		ma_account_feed(c->acc, &a);
-		ma_account_feed(c->acc, &f);
 	}
+	ma_account_feed_pairs(c->acc, &a, &f, t->count);
 	return err;
 }
 

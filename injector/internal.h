@@ -176,15 +176,16 @@ enum ma_phase {
  * are touched only by the thread holding the GIL, which serialises these
  * domains, and by the watchdog once every recording section is over.
  */
-#define MA_GW_SLOTS 128 /* a power of two */
-#define MA_GP_SLOTS 256 /* a power of two */
+#define MA_GW_SLOTS 64	/* a power of two */
+#define MA_GP_SLOTS 128 /* a power of two */
 #define MA_GW_MAX   512 /* pymalloc's small-block limit */
 
 struct ma_gw_ent {
 	uint64_t ptr; /* 0: empty */
 	uint32_t size, node, thread;
 	uint8_t kind;
-	uint8_t _pad[3];
+	uint8_t _pad;
+	uint16_t gp; /* its entry pair in gp, found at the allocation */
 };
 
 struct ma_gp_ent {

@@ -36,6 +36,10 @@ static void *(*get_tstate)(void);
  * PyGILState_GetThisThreadState goes through pthread_getspecific.  Right only
  * for a caller holding the GIL, which the MEM and OBJ domains' callers do. */
 static void *(*cur_tstate)(void);
+/* ... and when that function is a single load of a global (`mov X(%rip),
+ * %rax; ret`: _PyRuntime.gilstate.tstate_current up to 3.11 in a static
+ * build such as Debian's python3.11), that global, read directly */
+static const uintptr_t *cur_tstate_var;
 static uintptr_t code_type; /* &PyCode_Type */
 
 static inline uint64_t rd64(uintptr_t base, int32_t off)
@@ -133,6 +137,17 @@ int ma_stacks_setup(struct ma_session *s, char *msg, size_t len)
 			RTLD_DEFAULT, minor >= 13
 					      ? "PyThreadState_GetUnchecked"
 					      : "_PyThreadState_UncheckedGet");
+	if (cur_tstate && !cur_tstate_var) {
+		const uint8_t *c = (const uint8_t *)(uintptr_t)cur_tstate;
+
+		if (c[0] == 0x48 && c[1] == 0x8b && c[2] == 0x05 &&
+		    c[7] == 0xc3) {
+			int32_t d;
+
+			memcpy(&d, c + 3, sizeof(d));
+			cur_tstate_var = (const uintptr_t *)(c + 7 + d);
+		}
+	}
 	if (!get_tstate || (minor >= 13 && !code_type)) {
 		ma_fmt(msg, len,
 		       "python stacks off: PyGILState_GetThisThreadState or "
@@ -470,6 +485,29 @@ struct walk_off {
 };
 
 /*
+ * The byte offset of a frame's instruction from its raw instruction word:
+ * 0 when the frame has not started yet (3.11/3.12 "incomplete frame")
+ */
+static inline __attribute__((always_inline)) int
+instr_addr(const struct walk_off *w, const int minor, uintptr_t code,
+	   uintptr_t ip, int32_t *addr)
+{
+	if (minor <= 10) {
+		int32_t lasti = (int32_t)(uint32_t)ip;
+
+		/* f_lasti: bytes up to 3.9, code units in 3.10 */
+		*addr = lasti < 0 ? -1 : minor <= 9 ? lasti : 2 * lasti;
+	} else {
+		uintptr_t start = code + (uintptr_t)w->adaptive;
+
+		if (minor <= 12 && ip < start)
+			return 0;
+		*addr = ip - start > (1u << 30) ? -1 : (int32_t)(ip - start);
+	}
+	return 1;
+}
+
+/*
  * One frame: 1 and *e filled when it is a Python function frame to keep, 0
  * when it is to be skipped (shim, incomplete, not code); *prev always.
  */
@@ -491,24 +529,9 @@ frame_read(const struct walk_off *w, const int minor, uintptr_t f,
 		return 0;
 	e->frame = f;
 	e->code = code;
-	if (minor <= 10) {
-		int32_t lasti = *(const int32_t *)(f + w->instr);
-
-		/* f_lasti: bytes up to 3.9, code units in 3.10 */
-		e->addr = lasti < 0 ? -1 : minor <= 9 ? lasti : 2 * lasti;
-		e->ip = (uint32_t)lasti;
-	} else {
-		uintptr_t ip = *(const uintptr_t *)(f + w->instr);
-		uintptr_t start = code + (uintptr_t)w->adaptive;
-
-		e->ip = ip;
-
-		/* 3.11/3.12: not started yet ("incomplete frame") */
-		if (minor <= 12 && ip < start)
-			return 0;
-		e->addr = ip - start > (1u << 30) ? -1 : (int32_t)(ip - start);
-	}
-	return 1;
+	e->ip = minor <= 10 ? (uint32_t) * (const int32_t *)(f + w->instr)
+			    : *(const uintptr_t *)(f + w->instr);
+	return instr_addr(w, minor, code, e->ip, &e->addr);
 }
 
 static inline int same_frame(const struct ma_frame_ent *c,
@@ -734,8 +757,8 @@ stack_node(struct ma_session *s, struct ma_slot *sl, uintptr_t ts,
 		if (k == rn) {
 			const struct ma_frame_ent *cache = ma_slot_cache(sl);
 			struct ma_frame_ent *c = ma_slot_cache(sl) + old - 1;
-			uintptr_t ip = rd_ip(&w, minor, top), pv;
-			struct ma_frame_ent e;
+			uintptr_t ip = rd_ip(&w, minor, top);
+			int32_t addr;
 
 			if (ma_unlikely(sl->raw_trunc))
 				__atomic_store_n(&sl->truncated,
@@ -744,19 +767,20 @@ stack_node(struct ma_session *s, struct ma_slot *sl, uintptr_t ts,
 			if (ip == r[0].ip)
 				return c->node;
 			/* the innermost frame moved on: same frame, same
-			 * code, another instruction */
+			 * code (so a code object, kept before), another
+			 * instruction */
 			if (sl->raw_top_kept &&
-			    frame_read(&w, minor, top, &pv, &e) &&
-			    e.code == c->code) {
+			    rd64(top, (int32_t)w.code) == c->code &&
+			    instr_addr(&w, minor, c->code, ip, &addr)) {
 				node = node_id(s, sl,
 					       old >= 2 ? cache[old - 2].node
 							: 0,
-					       c->code_id, e.addr);
+					       c->code_id, addr);
 				if (ma_likely(node != 0)) {
-					c->ip = e.ip;
-					c->addr = e.addr;
+					c->ip = ip;
+					c->addr = addr;
 					c->node = node;
-					r[0].ip = e.ip;
+					r[0].ip = ip;
 					return node;
 				}
 			}
@@ -796,6 +820,10 @@ uint32_t ma_stack_node(struct ma_session *s, struct ma_slot *sl)
 
 uint32_t ma_stack_node_gil(struct ma_session *s, struct ma_slot *sl)
 {
-	return stack_of(s, sl,
-			(uintptr_t)(cur_tstate ? cur_tstate() : get_tstate()));
+	uintptr_t ts = cur_tstate_var ? __atomic_load_n(cur_tstate_var,
+							__ATOMIC_RELAXED)
+		       : cur_tstate   ? (uintptr_t)cur_tstate()
+				      : (uintptr_t)get_tstate();
+
+	return stack_of(s, sl, ts);
 }

@@ -415,6 +415,15 @@ static inline void gil_flush_if_asked(struct ma_session *s, struct ma_slot *sl)
 	}
 }
 
+static inline uint32_t gp_slot(const struct ma_gw_ent *e)
+{
+	uint64_t x =
+		((uint64_t)e->size << 32 | e->node) * 0x9e3779b97f4a7c15ull;
+
+	x = (x ^ ((uint64_t)e->thread << 8 | e->kind)) * 0xc2b2ae3d27d4eb4full;
+	return (uint32_t)(x >> 48) & (MA_GP_SLOTS - 2);
+}
+
 void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 {
 	struct ma_slot *sl = ma_slot_get(t);
@@ -446,21 +455,13 @@ void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 			e->node = node;
 			e->thread = th;
 			e->kind = (uint8_t)kind;
+			e->gp = (uint16_t)gp_slot(e);
 		} else {
 			put_alloc(s, sl, th, (uintptr_t)p, size, node, kind);
 		}
 		CTR_INC(sl->allocs);
 	}
 	section_leave(sl);
-}
-
-static inline uint32_t gp_slot(const struct ma_gw_ent *e)
-{
-	uint64_t x =
-		((uint64_t)e->size << 32 | e->node) * 0x9e3779b97f4a7c15ull;
-
-	x = (x ^ ((uint64_t)e->thread << 8 | e->kind)) * 0xc2b2ae3d27d4eb4full;
-	return (uint32_t)(x >> 48) & (MA_GP_SLOTS - 2);
 }
 
 static inline int gp_same(const struct ma_gp_ent *g, const struct ma_gw_ent *e)
@@ -473,7 +474,7 @@ static inline int gp_same(const struct ma_gp_ent *g, const struct ma_gw_ent *e)
 static inline void gp_count(struct ma_session *s, struct ma_slot *sl,
 			    const struct ma_gw_ent *e)
 {
-	struct ma_gp_ent *g = &s->gp[gp_slot(e)];
+	struct ma_gp_ent *g = &s->gp[e->gp];
 
 	if (g->count && !gp_same(g, e)) {
 		if (g[1].count && !gp_same(&g[1], e)) {
