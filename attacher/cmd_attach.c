@@ -65,6 +65,10 @@ static void usage(FILE *f)
 		"      --python-only       only CPython's allocators, no "
 		"malloc/mmap hooks\n"
 		"      --native-only       only malloc/mmap hooks\n"
+		"      --every-event       an ALLOC and a FREE for every small "
+		"Python block,\n"
+		"                          short-lived ones too (slower; "
+		"exact peak)\n"
 		"      --top N             rows in the summary (default 10)\n"
 		"  -q, --quiet             no progress line\n"
 		"      --offsets=SOURCE    auto, dwarf, debug-offsets, "
@@ -126,7 +130,8 @@ struct consumer {
 
 /* A TEMP record (short-lived small blocks the payload counted instead of
  * recording, see ma_record.h) becomes that many ALLOC + FREE pairs in the
- * capture and the accounting, at an address no allocator returns */
+ * capture and the accounting, at an address no allocator returns and that
+ * tells the report how many allocations of the thread each one lived */
 static int replay_temp(struct consumer *c, const struct ma_rec *rec)
 {
 	const struct ma_rec_temp *t = (const void *)rec;
@@ -134,14 +139,15 @@ static int replay_temp(struct consumer *c, const struct ma_rec *rec)
 	struct ma_event f = { .type = MA_EV_FREE, .thread = rec->thread };
 	int err = 0;
 
-	if (ma_rec_len(rec->type_len) < sizeof(*t) || t->count > 1ull << 40)
+	if (ma_rec_len(rec->type_len) < sizeof(*t) || t->count > 1ull << 40 ||
+	    t->dist > MA_TEMP_DMAX)
 		return ma_err(-EPROTO,
 			      "attach: corrupt TEMP record in the ring");
-	a.alloc.ptr = MA_TEMP_ADDR;
+	a.alloc.ptr = MA_TEMP_ADDR(t->dist);
 	a.alloc.size = t->size;
 	a.alloc.node = t->node;
 	a.alloc.kind = t->kind;
-	f.free.ptr = MA_TEMP_ADDR;
+	f.free.ptr = MA_TEMP_ADDR(t->dist);
 	f.free.kind = t->kind;
 	c->temps++;
 	c->temp_pairs += t->count;
@@ -230,6 +236,7 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 		{ "max-frames", required_argument, NULL, 'F' },
 		{ "python-only", no_argument, NULL, 'P' },
 		{ "native-only", no_argument, NULL, 'N' },
+		{ "every-event", no_argument, NULL, 'E' },
 		{ "top", required_argument, NULL, 'T' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "offsets", required_argument, NULL, 'O' },
@@ -269,10 +276,15 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 					      "--max-frames takes 1 to 4096");
 			break;
 		case 'P':
-			o->flags = MA_TRACK_PYTHON;
+			o->flags =
+				(o->flags & MA_TRACK_EVERY) | MA_TRACK_PYTHON;
 			break;
 		case 'N':
-			o->flags = MA_TRACK_NATIVE | MA_TRACK_MMAP;
+			o->flags = (o->flags & MA_TRACK_EVERY) |
+				   MA_TRACK_NATIVE | MA_TRACK_MMAP;
+			break;
+		case 'E':
+			o->flags |= MA_TRACK_EVERY;
 			break;
 		case 'T':
 			o->top = atoi(optarg);

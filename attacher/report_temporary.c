@@ -223,6 +223,28 @@ int ma_temporary_feed(struct ma_temporary *t, const struct ma_event *ev)
 		if (!th)
 			return -ENOMEM;
 		th->seq++;
+		/* A pair the payload counted (a TEMP record): its FREE comes
+		 * next, and its address says after how many allocations of
+		 * its thread */
+		if (MA_IS_TEMP_ADDR(ev->alloc.ptr)) {
+			struct ma_account_fig *f;
+
+			if (MA_TEMP_DIST_OF(ev->alloc.ptr) > t->window)
+				return 0;
+			f = fig_get(t, ev->alloc.node < MAX_NODE_ID
+					       ? ev->alloc.node
+					       : 0);
+			if (!f)
+				return -ENOMEM;
+			f->bytes += ev->alloc.size;
+			f->count++;
+			t->sum.bytes += ev->alloc.size;
+			t->sum.count++;
+			return 0;
+		}
+		/* published by the payload once too old to be temporary */
+		if (ev->alloc.kind & MA_KIND_LATE)
+			return 0;
 		slot = th->pos;
 		s = &th->ring[slot];
 		th->pos = th->pos == t->window ? 0 : th->pos + 1;
@@ -250,7 +272,7 @@ int ma_temporary_feed(struct ma_temporary *t, const struct ma_event *ev)
 			       });
 	}
 	if (ev->type != MA_EV_FREE || ev->free.kind == MA_KIND_MMAP ||
-	    !ev->free.ptr)
+	    !ev->free.ptr || MA_IS_TEMP_ADDR(ev->free.ptr))
 		return 0;
 	e = hfind(t, ev->free.ptr);
 	if (!e)

@@ -45,6 +45,15 @@ enum ma_alloc_kind {
 	MA_KIND_PYOBJ = 8,     /* PyObject_Malloc & co (pymalloc arenas) */
 };
 
+/*
+ * Flag on an ALLOC's kind: the payload published it after more than
+ * MA_TEMP_DMAX further allocations of its thread (it waited in the
+ * short-lived block table), so its place in the ring is later than its
+ * moment; it can never be temporary for a window up to MA_TEMP_DMAX.
+ */
+#define MA_KIND_LATE 0x80u
+#define MA_KIND_MASK 0x7fu
+
 struct ma_rec {
 	/* (length in bytes, header included) << 8 | type.  Written last,
 	 * with a release store: 0 means not published yet. */
@@ -123,21 +132,28 @@ struct ma_rec_stats {
 /*
  * `count` small blocks (Python's MEM and OBJ domains, at most 512 bytes),
  * each allocated by thread h.thread at stack `node` with `size` bytes and
- * freed again before the payload published its allocation (see "Short-lived
- * blocks" in docs/payload.md).  The consumer replays it as count ALLOC +
- * FREE pairs at MA_TEMP_ADDR, an address no allocator returns, so they
- * count in every total and never in what is live.
+ * freed by the same thread after exactly `dist` (<= MA_TEMP_DMAX) further
+ * allocations of that thread, before the payload published its allocation
+ * (see "Short-lived blocks" in docs/payload.md).  The consumer replays it
+ * as count ALLOC + FREE pairs at MA_TEMP_ADDR(dist), addresses no
+ * allocator returns: they count in every total, never in what is live,
+ * and a report's temporary view takes their distance from the address.
  */
 struct ma_rec_temp {
 	struct ma_rec h;
 	uint32_t node;
 	uint8_t kind;
-	uint8_t _pad[3];
+	uint8_t dist;
+	uint8_t _pad[2];
 	uint64_t size;
 	uint64_t count;
 }; /* 32 bytes */
 
-#define MA_TEMP_ADDR 0x10u
+#define MA_TEMP_DMAX	   15
+#define MA_TEMP_ADDR(dist) (0x100u + 16u * (dist))
+#define MA_IS_TEMP_ADDR(p)                                                     \
+	((p) >= 0x100u && (p) < 0x100u + 16u * (MA_TEMP_DMAX + 1u))
+#define MA_TEMP_DIST_OF(p) ((uint32_t)(((p)-0x100u) / 16u))
 
 struct ma_rec_fork {
 	struct ma_rec h;

@@ -177,22 +177,23 @@ enum ma_phase {
  * domains, and by the watchdog once every recording section is over.
  */
 #define MA_GW_SLOTS 64	/* a power of two */
-#define MA_GP_SLOTS 128 /* a power of two */
+#define MA_GP_SLOTS 256 /* a power of two */
 #define MA_GW_MAX   512 /* pymalloc's small-block limit */
 
 struct ma_gw_ent {
-	uint64_t ptr; /* 0: empty */
+	uint64_t ptr;	       /* 0: empty */
+	struct ma_slot *owner; /* the allocating thread's slot */
 	uint32_t size, node, thread;
+	uint32_t seq; /* owner's allocations before this one */
 	uint8_t kind;
-	uint8_t _pad;
-	uint16_t gp; /* its entry pair in gp, found at the allocation */
+	uint8_t _pad[7];
 };
 
 struct ma_gp_ent {
-	uint64_t count; /* 0: empty */
+	uint32_t count; /* 0: empty */
 	uint32_t size, node, thread;
-	uint8_t kind;
-	uint8_t _pad[3];
+	uint8_t kind, dist;
+	uint8_t _pad[2];
 };
 
 struct ma_session {

@@ -318,19 +318,27 @@ void ma_rec_free(struct ma_tls *t, const void *p, size_t size, int kind)
  * ALLOC and FREE records were three quarters of the tracking cost on an
  * allocation-heavy loop (docs/performance.md).  So a small block (at most
  * MA_GW_MAX bytes) of the MEM or OBJ domain waits in s->gw, hashed by its
- * address, with its stack already resolved; it is published as a normal
- * ALLOC when another block needs its entry, or at the watchdog's next
- * flush request (every 100 ms), or at the stop.  Freed while waiting, it
- * becomes one more in s->gp's count for (thread, stack, size, kind), which
- * is published as one TEMP record: the consumer replays it as that many
- * ALLOC + FREE pairs.
+ * address, with its stack already resolved.  Freed by its own thread after
+ * at most MA_TEMP_DMAX further allocations of that thread, it only adds
+ * one to a count in s->gp for (thread, stack, size, kind, that distance),
+ * published as one TEMP record and replayed by the consumer as ALLOC +
+ * FREE pairs whose address tells the distance.
+ *
+ * Every other block is published as a normal ALLOC, and never out of
+ * place for the temporary view: either right away (when both its table
+ * entries hold blocks younger than MA_TEMP_DMAX allocations of their
+ * threads), or once it is older than that (flagged MA_KIND_LATE: it cannot
+ * be temporary any more), when its entry is needed, at the watchdog's
+ * flush request (every 100 ms), when it is freed too late or by another
+ * thread, or at the stop.
  *
  * What this keeps exact: every allocation's count, size, thread and stack;
- * what is live at any moment, except at most MA_GW_SLOTS small blocks
- * (32 KiB) still waiting; which blocks were short-lived.  What it moves: a
- * waiting ALLOC reaches the ring after events that followed it, and a TEMP
- * pair after its real moment; so the peak may miss up to 32 KiB, and the
- * FREE of a short-lived block is attributed to the allocating thread.
+ * which blocks are temporary for any window up to MA_TEMP_DMAX (reports
+ * default to 1); what is live, except blocks younger than MA_TEMP_DMAX
+ * allocations of their thread (at most MA_GW_SLOTS blocks, 32 KiB).  What
+ * it moves: a waiting ALLOC reaches the ring after events that followed
+ * it, and a TEMP pair after its real moment; so the peak may miss up to
+ * 32 KiB.
  *
  * Why no lock: CPython calls the MEM and OBJ domains only with the GIL
  * held, and one GIL serialises all of them up to 3.11; from 3.12 an
@@ -339,8 +347,8 @@ void ma_rec_free(struct ma_tls *t, const void *p, size_t size, int kind)
  * block waiting here can only be freed through these domains (freeing a
  * PyObject_Malloc block with free() is undefined behaviour in CPython
  * already), so its FREE always finds it, and a block never appears in the
- * ring before its ALLOC.  A block published with its TEMP pair never
- * appears in the ring at its real address at all.
+ * ring before its ALLOC.  A block published as a TEMP pair never appears
+ * in the ring at its real address at all.
  */
 
 static inline int gil_serial(const struct ma_session *s)
@@ -355,11 +363,18 @@ static inline int gil_serial(const struct ma_session *s)
 }
 
 /* Both tables are two-way: an entry may sit at the even index its key hashes
- * to or the odd one after it, the older one first */
+ * to or at the odd one after it */
 static inline uint32_t gw_slot(uint64_t p)
 {
 	return (uint32_t)((p * 0x9e3779b97f4a7c15ull) >> 48) &
 	       (MA_GW_SLOTS - 2);
+}
+
+/* Allocations of its thread since the block's */
+static inline uint32_t gw_age(const struct ma_gw_ent *e)
+{
+	return (uint32_t)__atomic_load_n(&e->owner->allocs, __ATOMIC_RELAXED) -
+	       e->seq;
 }
 
 static void put_temp(struct ma_session *s, struct ma_slot *sl,
@@ -371,7 +386,8 @@ static void put_temp(struct ma_session *s, struct ma_slot *sl,
 		r->h.thread = g->thread;
 		r->node = g->node;
 		r->kind = g->kind;
-		r->_pad[0] = r->_pad[1] = r->_pad[2] = 0;
+		r->dist = g->dist;
+		r->_pad[0] = r->_pad[1] = 0;
 		r->size = g->size;
 		r->count = g->count;
 		ma_ring_commit(r, MA_REC_TEMP, sizeof(*r));
@@ -381,16 +397,26 @@ static void put_temp(struct ma_session *s, struct ma_slot *sl,
 	}
 }
 
-static void gil_flush(struct ma_session *s, struct ma_slot *sl)
+/* A waiting block's ALLOC, now: flagged late when it is */
+static void gw_publish(struct ma_session *s, struct ma_slot *sl,
+		       struct ma_gw_ent *e)
+{
+	unsigned kind = e->kind;
+
+	if (gw_age(e) > MA_TEMP_DMAX)
+		kind |= MA_KIND_LATE;
+	put_alloc(s, sl, e->thread, e->ptr, e->size, e->node, (int)kind);
+	e->ptr = 0;
+}
+
+static void gil_flush(struct ma_session *s, struct ma_slot *sl, int all)
 {
 	for (uint32_t i = 0; i < MA_GW_SLOTS; i++) {
 		struct ma_gw_ent *e = &s->gw[i];
 
-		if (e->ptr) {
-			put_alloc(s, sl, e->thread, e->ptr, e->size, e->node,
-				  e->kind);
-			e->ptr = 0;
-		}
+		/* a young block stays: it may still turn out temporary */
+		if (e->ptr && (all || gw_age(e) > MA_TEMP_DMAX))
+			gw_publish(s, sl, e);
 	}
 	for (uint32_t i = 0; i < MA_GP_SLOTS; i++) {
 		struct ma_gp_ent *g = &s->gp[i];
@@ -404,24 +430,15 @@ static void gil_flush(struct ma_session *s, struct ma_slot *sl)
 
 void ma_rec_gil_flush(struct ma_session *s)
 {
-	gil_flush(s, NULL);
+	gil_flush(s, NULL, 1);
 }
 
 static inline void gil_flush_if_asked(struct ma_session *s, struct ma_slot *sl)
 {
 	if (ma_unlikely(__atomic_load_n(&s->gflush, __ATOMIC_RELAXED))) {
 		__atomic_store_n(&s->gflush, 0, __ATOMIC_RELAXED);
-		gil_flush(s, sl);
+		gil_flush(s, sl, 0);
 	}
-}
-
-static inline uint32_t gp_slot(const struct ma_gw_ent *e)
-{
-	uint64_t x =
-		((uint64_t)e->size << 32 | e->node) * 0x9e3779b97f4a7c15ull;
-
-	x = (x ^ ((uint64_t)e->thread << 8 | e->kind)) * 0xc2b2ae3d27d4eb4full;
-	return (uint32_t)(x >> 48) & (MA_GP_SLOTS - 2);
 }
 
 void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
@@ -436,26 +453,33 @@ void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 	if (ma_likely(s != NULL)) {
 		uint32_t th = thread_of(s, sl);
 		uint32_t node = s->minor ? ma_stack_node_gil(s, sl) : 0;
+		struct ma_gw_ent *e = NULL;
 
 		if (size <= MA_GW_MAX && gil_serial(s)) {
-			struct ma_gw_ent *e = &s->gw[gw_slot((uintptr_t)p)];
-
+			e = &s->gw[gw_slot((uintptr_t)p)];
 			gil_flush_if_asked(s, sl);
-			if (e->ptr) {
-				if (e[1].ptr) {
-					/* both taken: the older one goes */
-					put_alloc(s, sl, e->thread, e->ptr,
-						  e->size, e->node, e->kind);
-					e[0] = e[1];
-				}
+			if (e->ptr && e[1].ptr) {
+				/* both taken: the older goes if it cannot be
+				 * temporary any more, else this one is not
+				 * kept */
+				struct ma_gw_ent *o =
+					gw_age(e) >= gw_age(&e[1]) ? e : &e[1];
+
+				if (gw_age(o) > MA_TEMP_DMAX)
+					gw_publish(s, sl, o);
+				e = o->ptr ? NULL : o;
+			} else if (e->ptr) {
 				e++;
 			}
+		}
+		if (e) {
 			e->ptr = (uintptr_t)p;
+			e->owner = sl;
 			e->size = (uint32_t)size;
 			e->node = node;
 			e->thread = th;
+			e->seq = (uint32_t)sl->allocs;
 			e->kind = (uint8_t)kind;
-			e->gp = (uint16_t)gp_slot(e);
 		} else {
 			put_alloc(s, sl, th, (uintptr_t)p, size, node, kind);
 		}
@@ -464,20 +488,31 @@ void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 	section_leave(sl);
 }
 
-static inline int gp_same(const struct ma_gp_ent *g, const struct ma_gw_ent *e)
+static inline uint32_t gp_slot(const struct ma_gw_ent *e, uint32_t dist)
 {
-	return g->node == e->node && g->size == e->size &&
-	       g->thread == e->thread && g->kind == e->kind;
+	uint64_t x =
+		((uint64_t)e->size << 32 | e->node) * 0x9e3779b97f4a7c15ull;
+
+	x = (x ^ ((uint64_t)e->thread << 16 | (uint64_t)e->kind << 8 | dist)) *
+	    0xc2b2ae3d27d4eb4full;
+	return (uint32_t)(x >> 48) & (MA_GP_SLOTS - 2);
 }
 
-/* One more short-lived block like e */
-static inline void gp_count(struct ma_session *s, struct ma_slot *sl,
-			    const struct ma_gw_ent *e)
+static inline int gp_same(const struct ma_gp_ent *g, const struct ma_gw_ent *e,
+			  uint32_t dist)
 {
-	struct ma_gp_ent *g = &s->gp[e->gp];
+	return g->node == e->node && g->size == e->size &&
+	       g->thread == e->thread && g->kind == e->kind && g->dist == dist;
+}
 
-	if (g->count && !gp_same(g, e)) {
-		if (g[1].count && !gp_same(&g[1], e)) {
+/* One more short-lived block like e, freed `dist` allocations later */
+static inline void gp_count(struct ma_session *s, struct ma_slot *sl,
+			    const struct ma_gw_ent *e, uint32_t dist)
+{
+	struct ma_gp_ent *g = &s->gp[gp_slot(e, dist)];
+
+	if (g->count && !gp_same(g, e, dist)) {
+		if (g[1].count && !gp_same(&g[1], e, dist)) {
 			put_temp(s, sl, g);
 			g[0] = g[1];
 			g[1].count = 0;
@@ -489,6 +524,10 @@ static inline void gp_count(struct ma_session *s, struct ma_slot *sl,
 		g->node = e->node;
 		g->thread = e->thread;
 		g->kind = e->kind;
+		g->dist = (uint8_t)dist;
+	} else if (ma_unlikely(g->count == UINT32_MAX)) {
+		put_temp(s, sl, g);
+		g->count = 0;
 	}
 	g->count++;
 }
@@ -510,10 +549,19 @@ void ma_rec_free_gil(struct ma_tls *t, const void *p, int kind)
 		if (e->ptr != (uintptr_t)p)
 			e++;
 		if (e->ptr == (uintptr_t)p && gil_serial(s)) {
-			gp_count(s, sl, e);
-			e->ptr = 0;
-			__atomic_store_n(&s->g_elided, s->g_elided + 2,
-					 __ATOMIC_RELAXED);
+			/* further allocations of its thread since */
+			uint32_t dist = (uint32_t)sl->allocs - e->seq - 1;
+
+			if (e->owner == sl && dist <= MA_TEMP_DMAX) {
+				gp_count(s, sl, e, dist);
+				e->ptr = 0;
+				__atomic_store_n(&s->g_elided, s->g_elided + 2,
+						 __ATOMIC_RELAXED);
+			} else {
+				gw_publish(s, sl, e);
+				put_free(s, sl, thread_of(s, sl), (uintptr_t)p,
+					 0, kind);
+			}
 		} else {
 			uint64_t want = (uintptr_t)p;
 
@@ -524,7 +572,7 @@ void ma_rec_free_gil(struct ma_tls *t, const void *p, int kind)
 							__ATOMIC_RELAXED,
 							__ATOMIC_RELAXED))
 				put_alloc(s, sl, e->thread, want, e->size,
-					  e->node, e->kind);
+					  e->node, e->kind | MA_KIND_LATE);
 			put_free(s, sl, thread_of(s, sl), (uintptr_t)p, 0,
 				 kind);
 		}

@@ -244,9 +244,10 @@ def thread_by_tid(doc, tid):
 class Attach:
     """A `memattach attach` running in the background against a target."""
 
-    def __init__(self, pid, *args, output=None):
+    def __init__(self, pid, *args, output=None, verbose=False):
         self.output = output
-        cmd = [MEMATTACH, "attach", "--quiet"] + [str(a) for a in args]
+        cmd = [MEMATTACH] + (["-v"] if verbose else []) + \
+            ["attach", "--quiet"] + [str(a) for a in args]
         if output:
             cmd += ["-o", output]
         cmd.append(str(pid))

@@ -7,7 +7,14 @@ during the window, and the garbage line holds (almost) nothing live.
 
 known sizes: two threads allocate bytearrays of 1, 7 and 100 MiB and a list
 of N objects at known lines: sizes, counts and lines exact.
+
+short-lived: N strings that die at once and M kept ones, tracked as the
+payload does by default (short-lived small blocks counted, not recorded
+one by one) and with --every-event: the same counts at the same lines
+either way, all temporaries seen as temporary, the kept ones live, and
+the default run really counted them (memattach -v says how many).
 """
+import re
 import os
 import subprocess
 import tempfile
@@ -18,8 +25,11 @@ from ma_test import (TARGETS, Attach, Target, check, finish, interpreters,
 
 GROWTH = os.path.join(TARGETS, "growth.py")
 KNOWN = os.path.join(TARGETS, "known_sizes.py")
+SHORT = os.path.join(TARGETS, "short_lived.py")
 MG = marks(GROWTH)
 MK = marks(KNOWN)
+MS = marks(SHORT)
+SEEN = {}
 MiB = 1024 * 1024
 
 
@@ -112,12 +122,83 @@ def known_sizes(label, exe, tmp):
           r and r["live"])
 
 
+def short_lived(label, exe, tmp, every):
+    mode = "every-event" if every else "default"
+    cap = os.path.join(tmp, "short-%s-%s.cap" % (label, mode))
+    n, m = 200000, 30000
+    with Target(exe, "short_lived.py") as t:
+        a = Attach(t.pid, *(["--every-event"] if every else []),
+                   output=cap, verbose=True)
+        if not check(a.wait_attached(), "%s: short (%s): attached" %
+                     (label, mode), a.stderr):
+            a.stop()
+            return
+        t.proc.stdin.write(b"go\n")
+        t.proc.stdin.flush()
+        done = t.readline(timeout=60)
+        check(done == "DONE", "%s: short (%s): target ran" % (label, mode),
+              done)
+        rc = a.stop()
+        check(rc == 0, "%s: short (%s): attach exits 0" % (label, mode),
+              a.stderr)
+        t.proc.stdin.write(b"quit\n")
+        t.proc.stdin.flush()
+    if rc != 0:
+        return
+    got = re.search(r"(\d+) of them TEMP holding (\d+) short-lived",
+                    a.stderr)
+    pairs = int(got.group(2)) if got else -1
+    if every:
+        check(pairs == 0, "%s: short (%s): no block counted as a TEMP "
+              "pair" % (label, mode), a.stderr[-400:])
+    else:
+        check(pairs >= n, "%s: short (%s): the temporaries were counted "
+              "in TEMP pairs (%d)" % (label, mode, pairs), a.stderr[-400:])
+    doc = report_json(cap, "--view", "total", "--group", "line", "--top",
+                      "1000")
+    r = row_at(doc, SHORT, MS["temp"])
+    check(r is not None and r["total"]["count"] >= n and
+          r["temporary"]["count"] >= n and
+          r["live"]["bytes"] <= 64 * 1024,
+          "%s: short (%s): %d temporaries allocated at their line, "
+          "temporary, none live" % (label, mode, n),
+          r and {k: r[k] for k in ("total", "temporary", "live")})
+    # the same program, the same figures whichever way the payload sent
+    # them: totals exactly, temporaries (window 1 and 3) within 1%
+    key = (label, "temp")
+    figs = [r and r["total"]["count"], r and r["total"]["bytes"],
+            r and r["temporary"]["count"]]
+    w3 = row_at(report_json(cap, "--view", "temporary", "--group", "line",
+                            "--temporary-window", "3", "--top", "1000"),
+                SHORT, MS["temp"])
+    figs.append(w3 and w3["temporary"]["count"])
+    if not every:
+        SEEN[key] = figs
+    elif key in SEEN:
+        d = SEEN[key]
+        check(d[0] == figs[0] and d[1] == figs[1] and
+              all(abs(d[i] - figs[i]) <= 0.01 * max(figs[i], 1)
+                  for i in (2, 3)),
+              "%s: short: totals and temporaries agree with and without "
+              "--every-event" % label, {"default": d, "every": figs})
+    r = row_at(doc, SHORT, MS["kept"])
+    check(r is not None and m <= r["live"]["count"] <= m + 4 and
+          r["live"]["bytes"] >= m * 40,
+          "%s: short (%s): %d kept strings live at their line" %
+          (label, mode, m), r and {k: r[k] for k in ("total", "live")})
+    check(doc["complete"] and doc["totals"]["lost_records"] == 0,
+          "%s: short (%s): capture complete, nothing lost" % (label, mode),
+          doc["totals"])
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="memattach-e2e-")
     for label, exe in interpreters():
         try:
             growth(label, exe, tmp)
             known_sizes(label, exe, tmp)
+            short_lived(label, exe, tmp, every=False)
+            short_lived(label, exe, tmp, every=True)
         except Exception as e:
             check(False, "%s: ran without error" % label, repr(e))
     finish()

@@ -302,13 +302,14 @@ static void apply(struct model *m, const struct ma_rec *rec)
 		const struct ma_rec_temp *t = (const void *)rec;
 
 		if (len < sizeof(*t) || t->count == 0 || t->size > 512 ||
+		    t->dist > MA_TEMP_DMAX ||
 		    (t->kind != MA_KIND_PYMEM && t->kind != MA_KIND_PYOBJ)) {
 			m->bad_record++;
 			break;
 		}
 		if (t->node > m->nnodes)
 			m->bad_order++;
-		e.ptr = MA_TEMP_ADDR;
+		e.ptr = MA_TEMP_ADDR(t->dist);
 		e.size = t->size;
 		e.node = t->node;
 		e.kind = t->kind;
