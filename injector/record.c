@@ -193,6 +193,27 @@ static inline void section_leave(struct ma_slot *sl)
 	__atomic_store_n(&sl->active, 0, __ATOMIC_RELEASE);
 }
 
+/* Enter this thread's recording section: the session to record in, or NULL.
+ * *slp is the slot, or NULL when the thread has none (then there is no
+ * section to leave). */
+static inline struct ma_session *rec_begin(struct ma_tls *t,
+					   struct ma_slot **slp)
+{
+	struct ma_slot *sl = ma_slot_get(t);
+
+	*slp = sl;
+	if (ma_unlikely(!sl))
+		return NULL;
+	section_enter(sl);
+	return section_session();
+}
+
+static inline void rec_end(struct ma_slot *sl)
+{
+	if (ma_likely(sl != NULL))
+		section_leave(sl);
+}
+
 /* First event of this slot in session s: its counters start over */
 static void slot_adopt(struct ma_slot *sl, struct ma_session *s)
 {
@@ -277,13 +298,9 @@ static void put_free(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 
 void ma_rec_alloc(struct ma_tls *t, const void *p, size_t size, int kind)
 {
-	struct ma_slot *sl = ma_slot_get(t);
-	struct ma_session *s;
+	struct ma_slot *sl;
+	struct ma_session *s = rec_begin(t, &sl);
 
-	if (ma_unlikely(!sl))
-		return;
-	section_enter(sl);
-	s = section_session();
 	if (ma_likely(s != NULL)) {
 		uint32_t th = thread_of(s, sl);
 		uint32_t node = s->minor ? ma_stack_node(s, sl) : 0;
@@ -291,23 +308,19 @@ void ma_rec_alloc(struct ma_tls *t, const void *p, size_t size, int kind)
 		put_alloc(s, sl, th, (uintptr_t)p, size, node, kind);
 		CTR_INC(sl->allocs);
 	}
-	section_leave(sl);
+	rec_end(sl);
 }
 
 void ma_rec_free(struct ma_tls *t, const void *p, size_t size, int kind)
 {
-	struct ma_slot *sl = ma_slot_get(t);
-	struct ma_session *s;
+	struct ma_slot *sl;
+	struct ma_session *s = rec_begin(t, &sl);
 
-	if (ma_unlikely(!sl))
-		return;
-	section_enter(sl);
-	s = section_session();
 	if (ma_likely(s != NULL)) {
 		put_free(s, sl, thread_of(s, sl), (uintptr_t)p, size, kind);
 		CTR_INC(sl->frees);
 	}
-	section_leave(sl);
+	rec_end(sl);
 }
 
 /* ------------------------------------------------------------------ */
@@ -443,13 +456,9 @@ static inline void gil_flush_if_asked(struct ma_session *s, struct ma_slot *sl)
 
 void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 {
-	struct ma_slot *sl = ma_slot_get(t);
-	struct ma_session *s;
+	struct ma_slot *sl;
+	struct ma_session *s = rec_begin(t, &sl);
 
-	if (ma_unlikely(!sl))
-		return;
-	section_enter(sl);
-	s = section_session();
 	if (ma_likely(s != NULL)) {
 		uint32_t th = thread_of(s, sl);
 		uint32_t node = s->minor ? ma_stack_node_gil(s, sl) : 0;
@@ -485,7 +494,7 @@ void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 		}
 		CTR_INC(sl->allocs);
 	}
-	section_leave(sl);
+	rec_end(sl);
 }
 
 static inline uint32_t gp_slot(const struct ma_gw_ent *e, uint32_t dist)
@@ -534,13 +543,9 @@ static inline void gp_count(struct ma_session *s, struct ma_slot *sl,
 
 void ma_rec_free_gil(struct ma_tls *t, const void *p, int kind)
 {
-	struct ma_slot *sl = ma_slot_get(t);
-	struct ma_session *s;
+	struct ma_slot *sl;
+	struct ma_session *s = rec_begin(t, &sl);
 
-	if (ma_unlikely(!sl))
-		return;
-	section_enter(sl);
-	s = section_session();
 	if (ma_likely(s != NULL)) {
 		struct ma_gw_ent *e = &s->gw[gw_slot((uintptr_t)p)];
 
@@ -578,7 +583,7 @@ void ma_rec_free_gil(struct ma_tls *t, const void *p, int kind)
 		}
 		CTR_INC(sl->frees);
 	}
-	section_leave(sl);
+	rec_end(sl);
 }
 
 void ma_rec_fork(struct ma_tls *t, pid_t child_pid)
