@@ -180,20 +180,38 @@ enum ma_phase {
 #define MA_GP_SLOTS 256 /* a power of two */
 #define MA_GW_MAX   512 /* pymalloc's small-block limit */
 
+/* (stack, size) and (distance, kind, thread) as two words, compared at once */
+union ma_gkey1 {
+	struct {
+		uint32_t node, size;
+	};
+	uint64_t w;
+};
+
+union ma_gkey2 {
+	struct {
+		uint8_t dist; /* 0 in a gw entry */
+		uint8_t kind;
+		uint16_t _zero;
+		uint32_t thread;
+	};
+	uint64_t w;
+};
+
 struct ma_gw_ent {
 	uint64_t ptr;	       /* 0: empty */
 	struct ma_slot *owner; /* the allocating thread's slot */
-	uint32_t size, node, thread;
+	union ma_gkey1 k1;
+	union ma_gkey2 k2;
 	uint32_t seq; /* owner's allocations before this one */
-	uint8_t kind;
-	uint8_t _pad[7];
+	uint16_t gh;  /* hash of k1 and k2, for gp */
+	uint16_t _pad;
 };
 
 struct ma_gp_ent {
-	uint32_t count; /* 0: empty */
-	uint32_t size, node, thread;
-	uint8_t kind, dist;
-	uint8_t _pad[2];
+	union ma_gkey1 k1;
+	union ma_gkey2 k2;
+	uint64_t count; /* 0: empty */
 };
 
 struct ma_session {

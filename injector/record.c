@@ -396,12 +396,12 @@ static void put_temp(struct ma_session *s, struct ma_slot *sl,
 	struct ma_rec_temp *r = ma_ring_reserve(&s->ring, sizeof(*r));
 
 	if (ma_likely(r != NULL)) {
-		r->h.thread = g->thread;
-		r->node = g->node;
-		r->kind = g->kind;
-		r->dist = g->dist;
+		r->h.thread = g->k2.thread;
+		r->node = g->k1.node;
+		r->kind = g->k2.kind;
+		r->dist = g->k2.dist;
 		r->_pad[0] = r->_pad[1] = 0;
-		r->size = g->size;
+		r->size = g->k1.size;
 		r->count = g->count;
 		ma_ring_commit(r, MA_REC_TEMP, sizeof(*r));
 		__atomic_store_n(&s->g_temps, s->g_temps + 1, __ATOMIC_RELAXED);
@@ -414,11 +414,12 @@ static void put_temp(struct ma_session *s, struct ma_slot *sl,
 static void gw_publish(struct ma_session *s, struct ma_slot *sl,
 		       struct ma_gw_ent *e)
 {
-	unsigned kind = e->kind;
+	unsigned kind = e->k2.kind;
 
 	if (gw_age(e) > MA_TEMP_DMAX)
 		kind |= MA_KIND_LATE;
-	put_alloc(s, sl, e->thread, e->ptr, e->size, e->node, (int)kind);
+	put_alloc(s, sl, e->k2.thread, e->ptr, e->k1.size, e->k1.node,
+		  (int)kind);
 	e->ptr = 0;
 }
 
@@ -454,6 +455,15 @@ static inline void gil_flush_if_asked(struct ma_session *s, struct ma_slot *sl)
 	}
 }
 
+/* A 16-bit hash of a block's key (stack, size, thread, kind) */
+static inline uint16_t gh_of(const struct ma_gw_ent *e)
+{
+	uint64_t x = e->k1.w * 0x9e3779b97f4a7c15ull;
+
+	x = (x ^ e->k2.w) * 0xc2b2ae3d27d4eb4full;
+	return (uint16_t)(x >> 48);
+}
+
 void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 {
 	struct ma_slot *sl;
@@ -484,11 +494,12 @@ void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 		if (e) {
 			e->ptr = (uintptr_t)p;
 			e->owner = sl;
-			e->size = (uint32_t)size;
-			e->node = node;
-			e->thread = th;
+			e->k1.size = (uint32_t)size;
+			e->k1.node = node;
+			e->k2.w = (uint64_t)th << 32 | (uint64_t)(kind & 0xff)
+							       << 8;
+			e->gh = gh_of(e);
 			e->seq = (uint32_t)sl->allocs;
-			e->kind = (uint8_t)kind;
 		} else {
 			put_alloc(s, sl, th, (uintptr_t)p, size, node, kind);
 		}
@@ -499,19 +510,7 @@ void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 
 static inline uint32_t gp_slot(const struct ma_gw_ent *e, uint32_t dist)
 {
-	uint64_t x =
-		((uint64_t)e->size << 32 | e->node) * 0x9e3779b97f4a7c15ull;
-
-	x = (x ^ ((uint64_t)e->thread << 16 | (uint64_t)e->kind << 8 | dist)) *
-	    0xc2b2ae3d27d4eb4full;
-	return (uint32_t)(x >> 48) & (MA_GP_SLOTS - 2);
-}
-
-static inline int gp_same(const struct ma_gp_ent *g, const struct ma_gw_ent *e,
-			  uint32_t dist)
-{
-	return g->node == e->node && g->size == e->size &&
-	       g->thread == e->thread && g->kind == e->kind && g->dist == dist;
+	return (uint32_t)(e->gh ^ (dist * 0x9e37u)) & (MA_GP_SLOTS - 2);
 }
 
 /* One more short-lived block like e, freed `dist` allocations later */
@@ -519,9 +518,10 @@ static inline void gp_count(struct ma_session *s, struct ma_slot *sl,
 			    const struct ma_gw_ent *e, uint32_t dist)
 {
 	struct ma_gp_ent *g = &s->gp[gp_slot(e, dist)];
+	uint64_t k2 = e->k2.w | dist;
 
-	if (g->count && !gp_same(g, e, dist)) {
-		if (g[1].count && !gp_same(&g[1], e, dist)) {
+	if (g->count && (g->k1.w != e->k1.w || g->k2.w != k2)) {
+		if (g[1].count && (g[1].k1.w != e->k1.w || g[1].k2.w != k2)) {
 			put_temp(s, sl, g);
 			g[0] = g[1];
 			g[1].count = 0;
@@ -529,14 +529,8 @@ static inline void gp_count(struct ma_session *s, struct ma_slot *sl,
 		g++;
 	}
 	if (!g->count) {
-		g->size = e->size;
-		g->node = e->node;
-		g->thread = e->thread;
-		g->kind = e->kind;
-		g->dist = (uint8_t)dist;
-	} else if (ma_unlikely(g->count == UINT32_MAX)) {
-		put_temp(s, sl, g);
-		g->count = 0;
+		g->k1.w = e->k1.w;
+		g->k2.w = k2;
 	}
 	g->count++;
 }
@@ -576,8 +570,9 @@ void ma_rec_free_gil(struct ma_tls *t, const void *p, int kind)
 			    __atomic_compare_exchange_n(&e->ptr, &want, 0, 0,
 							__ATOMIC_RELAXED,
 							__ATOMIC_RELAXED))
-				put_alloc(s, sl, e->thread, want, e->size,
-					  e->node, e->kind | MA_KIND_LATE);
+				put_alloc(s, sl, e->k2.thread, want, e->k1.size,
+					  e->k1.node,
+					  e->k2.kind | MA_KIND_LATE);
 			put_free(s, sl, thread_of(s, sl), (uintptr_t)p, 0,
 				 kind);
 		}
