@@ -108,6 +108,10 @@ static int64_t strtab_intern(struct strtab *t, const char *s, size_t len)
 	size_t j;
 	char *c;
 
+	/* Stored as C strings: a NUL inside (a corrupt or hostile capture)
+	 * ends the name.  Without this, strncmp() below stops at that NUL and
+	 * o[len] reads past a shorter stored string (found by fuzz/capture). */
+	len = strnlen(s, len);
 	if ((t->n + 1) * 2 > t->nslots &&
 	    strtab_rehash(t, t->nslots ? t->nslots * 2 : 256) < 0)
 		return -ENOMEM;
