@@ -936,3 +936,49 @@ Test(account, random_stream_against_a_naive_model, .timeout = 120)
 	free(m->blocks);
 	free(m);
 }
+
+/* A TEMP record's pairs fed in one call give exactly what feeding them one
+ * by one gives: totals, the node's figures, the peak and its event index */
+Test(account, pairs_in_one_call_as_one_by_one)
+{
+	struct ma_account *one;
+	const struct ma_account_totals *a, *b;
+	struct ma_event al = { .type = MA_EV_ALLOC, .thread = 1 };
+	struct ma_event fr = { .type = MA_EV_FREE, .thread = 1 };
+
+	cr_assert_eq(ma_account_new(&one), 0);
+	/* something live first, so that the pairs ride on top of it */
+	alloc_ev(1, 0x5000, 1000, 1, MA_KIND_MALLOC);
+	al.alloc = (__typeof__(al.alloc)){
+		.ptr = 0x5000, .size = 1000, .node = 1, .kind = MA_KIND_MALLOC
+	};
+	cr_assert_eq(ma_account_feed(one, &al), 0);
+
+	al.alloc = (__typeof__(al.alloc)){ .ptr = MA_TEMP_ADDR(3),
+					   .size = 48,
+					   .node = 1,
+					   .kind = MA_KIND_PYOBJ };
+	fr.free = (__typeof__(fr.free)){ .ptr = MA_TEMP_ADDR(3),
+					 .kind = MA_KIND_PYOBJ };
+	cr_assert_eq(ma_account_feed_pairs(acc, &al, &fr, 1000), 0);
+	for (int i = 0; i < 1000; i++) {
+		cr_assert_eq(ma_account_feed(one, &al), 0);
+		cr_assert_eq(ma_account_feed(one, &fr), 0);
+	}
+	a = ma_account_totals(acc);
+	b = ma_account_totals(one);
+	cr_expect_eq(a->events, b->events);
+	cr_expect_eq(a->allocs, b->allocs);
+	cr_expect_eq(a->alloc_bytes, b->alloc_bytes);
+	cr_expect_eq(a->frees, b->frees);
+	cr_expect_eq(a->freed_bytes, b->freed_bytes);
+	cr_expect_eq(a->live_bytes, b->live_bytes);
+	cr_expect_eq(a->live_count, b->live_count);
+	cr_expect_eq(a->peak_bytes, b->peak_bytes);
+	cr_expect_eq(a->peak_index, b->peak_index);
+	cr_expect_eq(a->unknown_frees, 0);
+	cr_expect_eq(a->allocs, 1001);
+	cr_expect_eq(a->peak_bytes, 1048);
+	expect_fig(1, 1000, 1, 1000 + 48 * 1000, 1001, 1048, 2);
+	ma_account_free(one);
+}
