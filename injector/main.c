@@ -56,7 +56,6 @@ int ma_asym_fence;
 static int ctl_lock_word;
 static uint32_t gen_counter;
 static int once_ok;
-static int membarrier_ok;
 /* every session ever started, for the fork child to drop their rings */
 static struct ma_session *sessions[MAX_SESSIONS];
 static uint32_t nsessions;
@@ -120,8 +119,7 @@ static pid_t membarrier_pid; /* the process registered, 0: none */
 /* In ma_start, threads stopped: never slow */
 static void fence_setup(void)
 {
-	__atomic_store_n(&ma_asym_fence,
-			 membarrier_ok && membarrier_pid == getpid(),
+	__atomic_store_n(&ma_asym_fence, membarrier_pid == getpid(),
 			 __ATOMIC_RELEASE);
 }
 
@@ -137,7 +135,6 @@ static void fence_register(void)
 	    syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
 		    0, 0) == 0) {
 		membarrier_pid = getpid();
-		membarrier_ok = 1;
 		__atomic_store_n(&ma_asym_fence, 1, __ATOMIC_RELEASE);
 	}
 }
