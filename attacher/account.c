@@ -1028,16 +1028,24 @@ static int row_cmp(const void *pa, const void *pb, void *arg)
 		return x > y ? -1 : 1;
 	if (a->total.bytes != b->total.bytes)
 		return a->total.bytes > b->total.bytes ? -1 : 1;
-	c = strcmp(a->file, b->file);
+	c = ma_location_cmp(a->file, a->function, a->line, b->file, b->function,
+			    b->line);
 	if (c)
 		return c;
-	c = strcmp(a->function ? a->function : "",
-		   b->function ? b->function : "");
-	if (c)
-		return c;
-	if (a->line != b->line)
-		return a->line < b->line ? -1 : 1;
 	return a->node < b->node ? -1 : a->node > b->node;
+}
+
+int ma_location_cmp(const char *file_a, const char *fn_a, int line_a,
+		    const char *file_b, const char *fn_b, int line_b)
+{
+	int c = strcmp(file_a, file_b);
+
+	if (c)
+		return c;
+	c = strcmp(fn_a ? fn_a : "", fn_b ? fn_b : "");
+	if (c)
+		return c;
+	return line_a < line_b ? -1 : line_a > line_b;
 }
 
 static void fig_add(struct ma_account_fig *a, const struct ma_account_fig *b)

@@ -109,6 +109,12 @@ struct ma_account_row {
 };
 
 int ma_account_new(struct ma_account **out);
+
+/* The order of rows that tie on their figures, shared by the summary and
+ * the reports so that both list them alike: file, then function (none
+ * first), then line */
+int ma_location_cmp(const char *file_a, const char *fn_a, int line_a,
+		    const char *file_b, const char *fn_b, int line_b);
 void ma_account_free(struct ma_account *acc);
 
 /*

@@ -859,15 +859,10 @@ static int row_cmp(const void *pa, const void *pb)
 		return a->fig[MA_RV_TOTAL].bytes > b->fig[MA_RV_TOTAL].bytes
 			       ? -1
 			       : 1;
-	c = strcmp(a->file, b->file);
+	c = ma_location_cmp(a->file, a->function, a->line, b->file, b->function,
+			    b->line);
 	if (c)
 		return c;
-	c = strcmp(a->function ? a->function : "",
-		   b->function ? b->function : "");
-	if (c)
-		return c;
-	if (a->line != b->line)
-		return a->line < b->line ? -1 : 1;
 	return a->rep < b->rep ? -1 : a->rep > b->rep;
 }
 
