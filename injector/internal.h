@@ -80,7 +80,15 @@ struct ma_node_ent {
 	uint32_t id; /* 0: empty; release-stored after the NODE record */
 };
 
-#define MA_MEMO 16 /* per-thread node memo entries, a power of two */
+#define MA_MEMO	 16 /* per-thread node memo entries, a power of two */
+#define MA_SITES 16 /* per-thread innermost-frame sites, a power of two */
+
+struct ma_site_ent {
+	uint64_t ip;   /* raw instruction word of the innermost frame */
+	uint64_t code; /* its code object (up to 3.10, where ip is f_lasti) */
+	uint32_t gen;  /* site_gen when made */
+	uint32_t node;
+};
 
 /*
  * Everything else a thread needs lives in its slot, in a table mapped once
@@ -120,7 +128,13 @@ struct ma_slot {
 	uint32_t raw_n, raw_depth;
 	uint8_t raw_top_kept; /* raw[0] is the innermost kept frame */
 	uint8_t raw_trunc;    /* the walk stopped at max_frames */
-	uint8_t _pad2[6];
+	uint8_t _pad2[2];
+	/* the innermost frame's recent instructions under the chain of
+	 * callers checked by the quick check: their nodes, by instruction
+	 * word.  An entry holds while site_gen is the one it was made in:
+	 * every full walk and every new session starts a generation. */
+	uint32_t site_gen;
+	struct ma_site_ent site[MA_SITES];
 	/* then: struct ma_frame_ent cache[MA_MAX_FRAMES], scratch[...];
 	 * struct ma_raw_ent raw[MA_RAW_MAX] */
 };

@@ -710,8 +710,61 @@ stack_walk(struct ma_session *s, struct ma_slot *sl, const struct walk_off *wp,
 	return relink(s, sl, &w, minor, top, n, old, m);
 }
 
+/* The thread's innermost frame (0: none) */
+static inline __attribute__((always_inline)) uintptr_t
+top_frame(const struct ma_py_offsets *o, uintptr_t ts, const int minor)
+{
+	if (minor == 11 || minor == 12) {
+		uintptr_t cf = rd64(ts, o->tstate_cframe);
+
+		return cf ? rd64(cf, o->cframe_current_frame) : 0;
+	}
+	return rd64(ts, o->tstate_frame);
+}
+
+/*
+ * Quick check: the same chain of frames as at the last walk, the innermost
+ * one maybe further on.  Each frame's link to its caller and (but for the
+ * innermost) its instruction word are compared with the raw chain kept
+ * then.  A frame read here is always live: its address is the link just
+ * found equal in its callee, which is live.  The loads use the addresses
+ * kept in the slot, not the ones just loaded, so the CPU issues them all at
+ * once rather than one after the other (a walk is otherwise a chain of
+ * dependent loads), and a load past a failed comparison is never executed
+ * for real.  1 and *ip set when the chain holds.
+ */
+static inline __attribute__((always_inline)) int
+chain_same(const struct ma_py_offsets *o, struct ma_slot *sl, uintptr_t top,
+	   const int minor, uintptr_t *ip)
+{
+	const struct ma_raw_ent *r = ma_slot_raw(sl);
+	const int32_t prev = o->frame_previous, instr = o->frame_instr;
+	uint32_t k, rn = sl->raw_n;
+
+	if (!sl->depth || !rn || sl->raw_depth != sl->depth ||
+	    top != r[0].frame || rd64(top, prev) != r[0].prev)
+		return 0;
+	for (k = 1; k < rn; k++)
+		if (rd64(r[k].frame, prev) != r[k].prev ||
+		    (minor <= 10 ? (uint32_t)rd32(r[k].frame, instr)
+				 : rd64(r[k].frame, instr)) != r[k].ip)
+			return 0;
+	*ip = minor <= 10 ? (uint32_t)rd32(top, instr) : rd64(top, instr);
+	return 1;
+}
+
+/* The innermost frame's site cache: the node of instruction word ip under
+ * the callers checked by chain_same, 0 when not known */
+static inline struct ma_site_ent *site_of(struct ma_slot *sl, uintptr_t ip)
+{
+	return &sl->site[(uint32_t)((ip * 0x9e3779b97f4a7c15ull) >> 58) &
+			 (MA_SITES - 1)];
+}
+
+/* What chain_same's hit cannot answer: a new instruction of the innermost
+ * frame, or a changed chain (then a walk) */
 static inline __attribute__((always_inline)) uint32_t
-stack_node(struct ma_session *s, struct ma_slot *sl, uintptr_t ts,
+stack_slow(struct ma_session *s, struct ma_slot *sl, uintptr_t top,
 	   const int minor)
 {
 	const struct ma_py_offsets *o = &s->cfg.off;
@@ -725,70 +778,96 @@ stack_node(struct ma_session *s, struct ma_slot *sl, uintptr_t ts,
 	};
 	const uint32_t old = sl->depth;
 	struct ma_raw_ent *r = ma_slot_raw(sl);
-	uintptr_t top;
 	uint32_t node, walked;
+	uintptr_t ip;
 
-	if (minor == 11 || minor == 12) {
-		uintptr_t cf = rd64(ts, o->tstate_cframe);
+	if (sl->raw_top_kept && chain_same(o, sl, top, minor, &ip)) {
+		struct ma_frame_ent *cache = ma_slot_cache(sl);
+		struct ma_frame_ent *c = cache + old - 1;
+		int32_t addr;
 
-		top = cf ? rd64(cf, o->cframe_current_frame) : 0;
-	} else {
-		top = rd64(ts, o->tstate_frame);
-	}
-	/*
-	 * Quick check: the same chain of frames as at the last walk, the
-	 * innermost one maybe further on.  Each frame's link to its caller
-	 * and (but for the innermost) its instruction word are compared with
-	 * the raw chain kept then.  A frame read here is always live: its
-	 * address is the link just found equal in its callee, which is live.
-	 * The loads use the addresses kept in the slot, not the ones just
-	 * loaded, so the CPU issues them all at once rather than one after
-	 * the other (a walk is otherwise a chain of dependent loads), and a
-	 * load past a failed comparison is never executed for real.
-	 */
-	if (old && sl->raw_n && sl->raw_depth == old && top == r[0].frame &&
-	    rd64(top, (int32_t)w.prev) == r[0].prev) {
-		uint32_t k, rn = sl->raw_n;
+		/* the innermost frame moved on: same frame, same code (so a
+		 * code object, kept before), another instruction */
+		if (rd64(top, (int32_t)w.code) == c->code &&
+		    instr_addr(&w, minor, c->code, ip, &addr)) {
+			node = node_id(s, sl,
+				       old >= 2 ? cache[old - 2].node : 0,
+				       c->code_id, addr);
+			if (ma_likely(node != 0)) {
+				struct ma_site_ent *se = site_of(sl, ip);
 
-		for (k = 1; k < rn; k++)
-			if (rd64(r[k].frame, (int32_t)w.prev) != r[k].prev ||
-			    rd_ip(&w, minor, r[k].frame) != r[k].ip)
-				break;
-		if (k == rn) {
-			const struct ma_frame_ent *cache = ma_slot_cache(sl);
-			struct ma_frame_ent *c = ma_slot_cache(sl) + old - 1;
-			uintptr_t ip = rd_ip(&w, minor, top);
-			int32_t addr;
-
-			if (ma_unlikely(sl->raw_trunc))
-				__atomic_store_n(&sl->truncated,
-						 sl->truncated + 1,
-						 __ATOMIC_RELAXED);
-			if (ip == r[0].ip)
-				return c->node;
-			/* the innermost frame moved on: same frame, same
-			 * code (so a code object, kept before), another
-			 * instruction */
-			if (sl->raw_top_kept &&
-			    rd64(top, (int32_t)w.code) == c->code &&
-			    instr_addr(&w, minor, c->code, ip, &addr)) {
-				node = node_id(s, sl,
-					       old >= 2 ? cache[old - 2].node
-							: 0,
-					       c->code_id, addr);
-				if (ma_likely(node != 0)) {
-					c->ip = ip;
-					c->addr = addr;
-					c->node = node;
-					r[0].ip = ip;
-					return node;
-				}
+				if (ma_unlikely(sl->raw_trunc))
+					__atomic_store_n(&sl->truncated,
+							 sl->truncated + 1,
+							 __ATOMIC_RELAXED);
+				c->ip = ip;
+				c->addr = addr;
+				c->node = node;
+				r[0].ip = ip;
+				se->ip = ip;
+				se->code = c->code;
+				se->gen = sl->site_gen;
+				se->node = node;
+				return node;
 			}
 		}
 	}
 	node = stack_walk(s, sl, &w, minor, top, &walked);
 	sl->raw_depth = sl->depth == walked ? walked : UINT32_MAX;
+	sl->site_gen++;
 	return node;
+}
+
+static __attribute__((noinline)) uint32_t
+stack_slow_any(struct ma_session *s, struct ma_slot *sl, uintptr_t top)
+{
+	switch (s->minor) {
+	case 8:
+	case 9:
+		return stack_slow(s, sl, top, 9);
+	case 10:
+		return stack_slow(s, sl, top, 10);
+	case 11:
+		return stack_slow(s, sl, top, 11);
+	case 12:
+		return stack_slow(s, sl, top, 12);
+	default:
+		return stack_slow(s, sl, top, 13);
+	}
+}
+
+/*
+ * The node of the thread's stack.  What an allocation-heavy loop meets
+ * nearly every time is answered here, in a few independent loads: the
+ * chain of callers as last walked, and the innermost frame at the
+ * instruction it was at last time, or at one it was seen at since the
+ * callers last changed (from 3.11 the instruction word points into the
+ * code object, which the frame holds, so it names the code too; up to 3.10
+ * the code is compared as well).
+ */
+static inline __attribute__((always_inline)) uint32_t
+stack_node(struct ma_session *s, struct ma_slot *sl, uintptr_t ts,
+	   const int minor)
+{
+	const struct ma_py_offsets *o = &s->cfg.off;
+	uintptr_t top = top_frame(o, ts, minor), ip;
+
+	if (ma_likely(chain_same(o, sl, top, minor, &ip))) {
+		const struct ma_raw_ent *r = ma_slot_raw(sl);
+		const struct ma_site_ent *se;
+
+		if (ma_unlikely(sl->raw_trunc))
+			__atomic_store_n(&sl->truncated, sl->truncated + 1,
+					 __ATOMIC_RELAXED);
+		if (ip == r[0].ip)
+			return ma_slot_cache(sl)[sl->depth - 1].node;
+		se = site_of(sl, ip);
+		if (se->ip == ip && se->gen == sl->site_gen &&
+		    (minor > 10 ||
+		     se->code == rd64(top, (int32_t)o->frame_code)))
+			return se->node;
+	}
+	return stack_slow_any(s, sl, top);
 }
 
 static inline __attribute__((always_inline)) uint32_t

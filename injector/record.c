@@ -225,7 +225,9 @@ static void slot_adopt(struct ma_slot *sl, struct ma_session *s)
 	__atomic_store_n(&sl->dropped, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&sl->truncated, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&sl->table_full, 0, __ATOMIC_RELAXED);
-	memset(sl->memo, 0, sizeof(sl->memo)); /* node ids of another session */
+	/* node ids of another session */
+	memset(sl->memo, 0, sizeof(sl->memo));
+	sl->site_gen++;
 	__atomic_store_n(&sl->gen, s->gen, __ATOMIC_RELEASE);
 }
 
@@ -456,11 +458,11 @@ static inline void gil_flush_if_asked(struct ma_session *s, struct ma_slot *sl)
 }
 
 /* A 16-bit hash of a block's key (stack, size, thread, kind) */
-static inline uint16_t gh_of(const struct ma_gw_ent *e)
+static inline uint16_t gh_of(uint64_t k1, uint64_t k2)
 {
-	uint64_t x = e->k1.w * 0x9e3779b97f4a7c15ull;
+	uint64_t x = k1 * 0x9e3779b97f4a7c15ull;
 
-	x = (x ^ e->k2.w) * 0xc2b2ae3d27d4eb4full;
+	x = (x ^ k2) * 0xc2b2ae3d27d4eb4full;
 	return (uint16_t)(x >> 48);
 }
 
@@ -492,13 +494,20 @@ void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 			}
 		}
 		if (e) {
+			/* the keys are built in registers and stored whole:
+			 * reading back a word just stored as two halves
+			 * stalls the load until both stores leave the store
+			 * buffer (a free a few events later reads it) */
+			union ma_gkey1 k1 = { .node = node,
+					      .size = (uint32_t)size };
+			union ma_gkey2 k2 = { .kind = (uint8_t)kind,
+					      .thread = th };
+
 			e->ptr = (uintptr_t)p;
 			e->owner = sl;
-			e->k1.size = (uint32_t)size;
-			e->k1.node = node;
-			e->k2.w = (uint64_t)th << 32 | (uint64_t)(kind & 0xff)
-							       << 8;
-			e->gh = gh_of(e);
+			e->k1.w = k1.w;
+			e->k2.w = k2.w;
+			e->gh = gh_of(k1.w, k2.w);
 			e->seq = (uint32_t)sl->allocs;
 		} else {
 			put_alloc(s, sl, th, (uintptr_t)p, size, node, kind);
