@@ -258,7 +258,7 @@ struct ma_session {
 	int32_t interp_next;   /* offsetof(PyInterpreterState, next) */
 	uint32_t gflush;       /* atomic: the watchdog asks for a flush */
 	uint64_t gflush_ns;    /* watchdog: last request */
-	uint64_t g_elided;     /* events not published one by one */
+	uint64_t g_elided;     /* events published in TEMP records */
 	uint64_t g_temps;      /* TEMP records published */
 	struct ma_gw_ent gw[MA_GW_SLOTS];
 	struct ma_gp_ent gp[MA_GP_SLOTS];

@@ -249,7 +249,8 @@ static void stop_begin(struct ma_session *s, uint32_t state, int err,
 }
 
 /* Records published so far: short-lived blocks make fewer records than
- * events */
+ * events (while tracking, those still counted in the short-lived table are
+ * taken as records; exact once the table is flushed at the stop) */
 static uint64_t session_records(struct ma_session *s)
 {
 	return ma_slots_records(s->gen) -

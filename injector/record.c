@@ -397,6 +397,10 @@ static void put_temp(struct ma_session *s, struct ma_slot *sl,
 {
 	struct ma_rec_temp *r = ma_ring_reserve(&s->ring, sizeof(*r));
 
+	/* counted here, not at each free: the count is only read by the
+	 * watchdog, and is exact once everything waiting was published */
+	__atomic_store_n(&s->g_elided, s->g_elided + 2 * g->count,
+			 __ATOMIC_RELAXED);
 	if (ma_likely(r != NULL)) {
 		r->h.thread = g->k2.thread;
 		r->node = g->k1.node;
@@ -479,7 +483,11 @@ void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 		if (size <= MA_GW_MAX && gil_serial(s)) {
 			e = &s->gw[gw_slot((uintptr_t)p)];
 			gil_flush_if_asked(s, sl);
-			if (e->ptr && e[1].ptr) {
+			/* the tests are combined so that the way taken is
+			 * data, not a branch: which way a block lands in is
+			 * random, and a mispredicted branch there costs more
+			 * than the rest of the event */
+			if (ma_unlikely((e->ptr != 0) & (e[1].ptr != 0))) {
 				/* both taken: the older goes if it cannot be
 				 * temporary any more, else this one is not
 				 * kept */
@@ -489,8 +497,8 @@ void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 				if (gw_age(o) > MA_TEMP_DMAX)
 					gw_publish(s, sl, o);
 				e = o->ptr ? NULL : o;
-			} else if (e->ptr) {
-				e++;
+			} else {
+				e += e->ptr != 0;
 			}
 		}
 		if (e) {
@@ -522,26 +530,42 @@ static inline uint32_t gp_slot(const struct ma_gw_ent *e, uint32_t dist)
 	return (uint32_t)(e->gh ^ (dist * 0x9e37u)) & (MA_GP_SLOTS - 2);
 }
 
-/* One more short-lived block like e, freed `dist` allocations later */
+/* A key not in its two ways: into an empty one, or in place of the older */
+static __attribute__((noinline)) void gp_insert(struct ma_session *s,
+						struct ma_slot *sl,
+						struct ma_gp_ent *g,
+						uint64_t k1, uint64_t k2)
+{
+	if (g->count) {
+		if (g[1].count) {
+			put_temp(s, sl, g);
+			g[0] = g[1];
+		}
+		g++;
+	}
+	g->k1.w = k1;
+	g->k2.w = k2;
+	g->count = 1;
+}
+
+/*
+ * One more short-lived block like e, freed `dist` allocations later.  An
+ * entry whose key matches is counted in whatever its count (an emptied
+ * entry keeps its key: counting from 0 makes it that key's again), and
+ * the two ways are compared without a branch each (see ma_rec_alloc_gil).
+ */
 static inline void gp_count(struct ma_session *s, struct ma_slot *sl,
 			    const struct ma_gw_ent *e, uint32_t dist)
 {
 	struct ma_gp_ent *g = &s->gp[gp_slot(e, dist)];
-	uint64_t k2 = e->k2.w | dist;
+	uint64_t k1 = e->k1.w, k2 = e->k2.w | dist;
+	uint64_t d0 = (g[0].k1.w ^ k1) | (g[0].k2.w ^ k2);
+	uint64_t d1 = (g[1].k1.w ^ k1) | (g[1].k2.w ^ k2);
 
-	if (g->count && (g->k1.w != e->k1.w || g->k2.w != k2)) {
-		if (g[1].count && (g[1].k1.w != e->k1.w || g[1].k2.w != k2)) {
-			put_temp(s, sl, g);
-			g[0] = g[1];
-			g[1].count = 0;
-		}
-		g++;
-	}
-	if (!g->count) {
-		g->k1.w = e->k1.w;
-		g->k2.w = k2;
-	}
-	g->count++;
+	if (ma_likely((d0 == 0) | (d1 == 0)))
+		g[d0 != 0].count++;
+	else
+		gp_insert(s, sl, g, k1, k2);
 }
 
 void ma_rec_free_gil(struct ma_tls *t, const void *p, int kind)
@@ -554,8 +578,7 @@ void ma_rec_free_gil(struct ma_tls *t, const void *p, int kind)
 
 		if (ma_unlikely(sl->gen != s->gen))
 			slot_adopt(sl, s);
-		if (e->ptr != (uintptr_t)p)
-			e++;
+		e += e->ptr != (uintptr_t)p;
 		if (e->ptr == (uintptr_t)p && gil_serial(s)) {
 			/* further allocations of its thread since */
 			uint32_t dist = (uint32_t)sl->allocs - e->seq - 1;
@@ -563,8 +586,6 @@ void ma_rec_free_gil(struct ma_tls *t, const void *p, int kind)
 			if (e->owner == sl && dist <= MA_TEMP_DMAX) {
 				gp_count(s, sl, e, dist);
 				e->ptr = 0;
-				__atomic_store_n(&s->g_elided, s->g_elided + 2,
-						 __ATOMIC_RELAXED);
 			} else {
 				gw_publish(s, sl, e);
 				put_free(s, sl, thread_of(s, sl), (uintptr_t)p,
