@@ -818,22 +818,27 @@ stack_slow(struct ma_session *s, struct ma_slot *sl, uintptr_t top,
 	return node;
 }
 
+/* return fn(args..., minor) with minor a constant: a copy of fn specialised
+ * for each layout (3.8 and 3.9 share one, 3.13 stands for 3.13+) */
+#define RETURN_BY_MINOR(m, fn, ...)                                            \
+	switch (m) {                                                           \
+	case 8:                                                                \
+	case 9:                                                                \
+		return fn(__VA_ARGS__, 9);                                     \
+	case 10:                                                               \
+		return fn(__VA_ARGS__, 10);                                    \
+	case 11:                                                               \
+		return fn(__VA_ARGS__, 11);                                    \
+	case 12:                                                               \
+		return fn(__VA_ARGS__, 12);                                    \
+	default:                                                               \
+		return fn(__VA_ARGS__, 13);                                    \
+	}
+
 static __attribute__((noinline)) uint32_t
 stack_slow_any(struct ma_session *s, struct ma_slot *sl, uintptr_t top)
 {
-	switch (s->minor) {
-	case 8:
-	case 9:
-		return stack_slow(s, sl, top, 9);
-	case 10:
-		return stack_slow(s, sl, top, 10);
-	case 11:
-		return stack_slow(s, sl, top, 11);
-	case 12:
-		return stack_slow(s, sl, top, 12);
-	default:
-		return stack_slow(s, sl, top, 13);
-	}
+	RETURN_BY_MINOR(s->minor, stack_slow, s, sl, top)
 }
 
 /*
@@ -877,19 +882,7 @@ stack_of(struct ma_session *s, struct ma_slot *sl, uintptr_t ts)
 		sl->depth = 0;
 		return 0;
 	}
-	switch (s->minor) {
-	case 8:
-	case 9:
-		return stack_node(s, sl, ts, 9);
-	case 10:
-		return stack_node(s, sl, ts, 10);
-	case 11:
-		return stack_node(s, sl, ts, 11);
-	case 12:
-		return stack_node(s, sl, ts, 12);
-	default:
-		return stack_node(s, sl, ts, 13);
-	}
+	RETURN_BY_MINOR(s->minor, stack_node, s, sl, ts)
 }
 
 uint32_t ma_stack_node(struct ma_session *s, struct ma_slot *sl)
