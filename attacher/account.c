@@ -21,6 +21,7 @@
  * event, O(nodes) memory, and no second pass over the capture.
  */
 #include "account.h"
+#include "textfit.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -1222,43 +1223,6 @@ static void fmt_secs(uint64_t ns, char *buf, size_t len)
 	snprintf(buf, len, "%.1f s", (double)ns / 1e9);
 }
 
-/*
- * "function (file:line)" within width: a long file is shortened from the
- * left, as its end is what tells files apart, keeping at least its last
- * 20 characters; then a long function name is cut on the right.
- */
-static void fmt_location(const struct ma_account_row *r, char *buf, int width)
-{
-	const char *file = r->file, *func = r->function ? r->function : "";
-	int avail, fl, fn, keep;
-	char line[16] = "";
-	bool cut_file;
-
-	if (!file[0]) {
-		snprintf(buf, (size_t)width + 1, "%s", func);
-		return;
-	}
-	if (r->line >= 0)
-		snprintf(line, sizeof(line), ":%d", r->line);
-	avail = width - 3 - (int)strlen(line);
-	fl = (int)strlen(file);
-	fn = (int)strlen(func);
-	if (fn + fl <= avail) {
-		snprintf(buf, (size_t)width + 1, "%s (%s%s)", func, file, line);
-		return;
-	}
-	keep = avail - fn > 20 ? avail - fn : 20;
-	cut_file = fl > keep;
-	if (cut_file)
-		file += fl - (keep - 3);
-	fl = cut_file ? keep : fl;
-	fn = fn < avail - fl ? fn : avail - fl;
-	if (fn < 0)
-		fn = 0;
-	snprintf(buf, (size_t)width + 1, "%.*s (%s%s%s)", fn, func,
-		 cut_file ? "..." : "", file, line);
-}
-
 static void print_top(const struct ma_account *acc, FILE *f, int top, int width,
 		      bool live)
 {
@@ -1291,7 +1255,8 @@ static void print_top(const struct ma_account *acc, FILE *f, int top, int width,
 		ma_fmt_count(fig->count, c, sizeof(c));
 		snprintf(s, sizeof(s), "%.1f%%",
 			 all ? 100.0 * (double)fig->bytes / (double)all : 0.0);
-		fmt_location(&rows[i], loc, loc_width);
+		ma_fit_location(rows[i].function ? rows[i].function : "",
+				rows[i].file, rows[i].line, loc, loc_width);
 		fprintf(f, "%10s %6s %8s  %s\n", b, s, c, loc);
 		shown++;
 	}
@@ -1301,115 +1266,62 @@ static void print_top(const struct ma_account *acc, FILE *f, int top, int width,
 	free(rows);
 }
 
-static int terminal_width(FILE *f)
-{
-	struct winsize ws;
-	const char *cols;
-
-	if (isatty(fileno(f)) && ioctl(fileno(f), TIOCGWINSZ, &ws) == 0 &&
-	    ws.ws_col > 0)
-		return ws.ws_col;
-	cols = getenv("COLUMNS");
-	if (cols && atoi(cols) > 0)
-		return atoi(cols);
-	return 100;
-}
-
-/* Lines made of pieces: a piece that would cross the width goes on the
- * next line, indented */
-struct para {
-	FILE *f;
-	int width, col;
-};
-
-static void piece(struct para *p, const char *sep, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void piece(struct para *p, const char *sep, const char *fmt, ...)
-{
-	char buf[256];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if (n >= (int)sizeof(buf))
-		n = (int)sizeof(buf) - 1;
-	if (p->col && p->col + (int)strlen(sep) + n > p->width) {
-		fputs("\n  ", p->f);
-		p->col = 2;
-	} else if (p->col) {
-		fputs(sep, p->f);
-		p->col += (int)strlen(sep);
-	}
-	fputs(buf, p->f);
-	p->col += n;
-}
-
-static void end_line(struct para *p)
-{
-	fputc('\n', p->f);
-	p->col = 0;
-}
-
 void ma_account_print_summary_width(const struct ma_account *acc, FILE *f,
 				    int top, int width)
 {
 	const struct ma_account_totals *t = &acc->t;
-	struct para p = { f, width < 60 ? 60 : width, 0 };
+	struct ma_para p = { .f = f, .width = width < 60 ? 60 : width };
 	char a[32], b[32], d[32], e[32];
 
 	ma_fmt_count(t->allocs, a, sizeof(a));
 	ma_fmt_bytes(t->alloc_bytes, b, sizeof(b));
-	piece(&p, "", "Allocations: %s (%s)", a, b);
+	ma_para_piece(&p, "", "Allocations: %s (%s)", a, b);
 	if (t->samples) {
 		fmt_secs(t->last_t_ns, d, sizeof(d));
-		piece(&p, " ", "in %s", d);
+		ma_para_piece(&p, " ", "in %s", d);
 	}
 	ma_fmt_count(t->frees, a, sizeof(a));
-	piece(&p, "; ", "frees: %s", a);
-	end_line(&p);
+	ma_para_piece(&p, "; ", "frees: %s", a);
+	ma_para_end(&p);
 
 	ma_fmt_bytes(t->live_bytes, a, sizeof(a));
 	ma_fmt_count(t->live_count, b, sizeof(b));
-	piece(&p, "", "Still live: %s in %s blocks", a, b);
-	end_line(&p);
+	ma_para_piece(&p, "", "Still live: %s in %s blocks", a, b);
+	ma_para_end(&p);
 
 	ma_fmt_bytes(t->peak_bytes, a, sizeof(a));
 	ma_fmt_count(t->peak_count, b, sizeof(b));
-	piece(&p, "", "Peak: %s in %s blocks", a, b);
+	ma_para_piece(&p, "", "Peak: %s in %s blocks", a, b);
 	if (t->peak_bytes && t->samples) {
 		fmt_secs(t->peak_after_ns, d, sizeof(d));
 		fmt_secs(t->peak_before_ns, e, sizeof(e));
 		if (!t->peak_before_ns)
-			piece(&p, ", ", "after %s", d);
+			ma_para_piece(&p, ", ", "after %s", d);
 		else if (strcmp(d, e) == 0)
-			piece(&p, ", ", "at %s", d);
+			ma_para_piece(&p, ", ", "at %s", d);
 		else
-			piece(&p, ", ", "between %s and %s", d, e);
+			ma_para_piece(&p, ", ", "between %s and %s", d, e);
 	}
 	if (t->peak_bytes)
-		piece(&p, " ", "(event %llu)",
-		      (unsigned long long)t->peak_index);
-	end_line(&p);
+		ma_para_piece(&p, " ", "(event %llu)",
+			      (unsigned long long)t->peak_index);
+	ma_para_end(&p);
 
 	ma_fmt_count(t->events, a, sizeof(a));
-	piece(&p, "", "Events: %s", a);
+	ma_para_piece(&p, "", "Events: %s", a);
 	ma_fmt_count(t->lost_records, a, sizeof(a));
-	piece(&p, "; ", "lost records: %s", a);
+	ma_para_piece(&p, "; ", "lost records: %s", a);
 	ma_fmt_count(t->unknown_frees, a, sizeof(a));
-	piece(&p, "; ", "frees of memory allocated before attach: %s", a);
+	ma_para_piece(&p, "; ", "frees of memory allocated before attach: %s",
+		      a);
 	ma_fmt_count(t->stack_truncated, a, sizeof(a));
-	piece(&p, "; ", "truncated stacks: %s", a);
-	end_line(&p);
+	ma_para_piece(&p, "; ", "truncated stacks: %s", a);
+	ma_para_end(&p);
 	if (t->lost_records) {
-		piece(&p, "", "warning: %llu records lost (ring full):",
-		      (unsigned long long)t->lost_records);
-		piece(&p, " ", "the figures are incomplete");
-		end_line(&p);
+		ma_para_piece(&p, "", "warning: %llu records lost (ring full):",
+			      (unsigned long long)t->lost_records);
+		ma_para_piece(&p, " ", "the figures are incomplete");
+		ma_para_end(&p);
 	}
 	if (top > 0) {
 		print_top(acc, f, top, p.width, true);
@@ -1419,5 +1331,5 @@ void ma_account_print_summary_width(const struct ma_account *acc, FILE *f,
 
 void ma_account_print_summary(const struct ma_account *acc, FILE *f, int top)
 {
-	ma_account_print_summary_width(acc, f, top, terminal_width(f));
+	ma_account_print_summary_width(acc, f, top, ma_term_width(f));
 }

@@ -211,7 +211,6 @@ void ma_strtab_free(struct ma_strtab *t);
 void ma_collapsed_stack(const struct ma_report *r, FILE *f, uint32_t n);
 /* a CSV field, quoted when needed */
 void ma_csv_field(FILE *f, const char *s);
-int ma_report_term_width(FILE *f);
 /* JSON string body (no quotes) escaped for embedding in a <script> too */
 void ma_json_str(FILE *f, const char *s);
 

@@ -13,6 +13,7 @@
 
 #include "errors.h"
 #include "report.h"
+#include "textfit.h"
 
 struct dent {
 	char *key;
@@ -199,7 +200,7 @@ static void text(const struct ma_report *a, const struct ma_report *b,
 	enum ma_rview v = a->opts.view;
 	char x[32], y[32], d[32], l[1024];
 	size_t grew = 0, shrank = 0, shown = 0;
-	int width = a->opts.width ? a->opts.width : ma_report_term_width(f);
+	int width = a->opts.width ? a->opts.width : ma_term_width(f);
 	int locw = width - 40 < 30 ? 30 : width - 40;
 
 	ma_fmt_bytes(a->sum[v].bytes, x, sizeof(x));

@@ -17,6 +17,7 @@
 
 #include "errors.h"
 #include "report.h"
+#include "textfit.h"
 
 #define TREE_DEPTH    12 /* caller levels shown */
 #define TREE_CHILDREN 3	 /* callers shown per level */
@@ -43,132 +44,11 @@ static const char *c_off(const struct out *o)
 #define CYAN "\033[36m"
 #define YEL  "\033[33m"
 
-int ma_report_term_width(FILE *f)
-{
-	struct winsize ws;
-	const char *cols;
-
-	if (isatty(fileno(f)) && ioctl(fileno(f), TIOCGWINSZ, &ws) == 0 &&
-	    ws.ws_col > 0)
-		return ws.ws_col;
-	cols = getenv("COLUMNS");
-	if (cols && atoi(cols) > 0)
-		return atoi(cols);
-	return 100;
-}
-
-/*
- * "function (file:line)" in at most width columns: a long file is cut on
- * the left (its end tells files apart), then a long function on the right.
- */
-static void fmt_loc(const char *fn, const char *file, int line, char *buf,
-		    int width)
-{
-	char ln[16] = "";
-	int fl, fnl, avail;
-
-	if (width < 8)
-		width = 8;
-	if (!fn) { /* grouped by file */
-		fl = (int)strlen(file);
-		if (fl <= width)
-			snprintf(buf, (size_t)width + 1, "%s", file);
-		else
-			snprintf(buf, (size_t)width + 1, "...%s",
-				 file + fl - (width - 3));
-		return;
-	}
-	if (!file[0]) {
-		snprintf(buf, (size_t)width + 1, "%s", fn);
-		return;
-	}
-	if (line >= 0)
-		snprintf(ln, sizeof(ln), ":%d", line);
-	fl = (int)strlen(file);
-	fnl = (int)strlen(fn);
-	avail = width - 3 - (int)strlen(ln); /* " (" and ")" */
-	if (fnl + fl <= avail) {
-		snprintf(buf, (size_t)width + 1, "%s (%s%s)", fn, file, ln);
-		return;
-	}
-	/* The function whole if it leaves 16 columns for the file's end
-	 * ("..." and its last characters), else cut too */
-	{
-		int ftail = avail - fnl, fcut = fnl;
-
-		if (ftail < 16) {
-			ftail = 16;
-			fcut = avail - 16 - 3;
-			if (fcut < 1)
-				fcut = 1;
-		}
-		if (ftail >= fl)
-			ftail = fl;
-		snprintf(buf, (size_t)width + 1, "%.*s%s (%s%s%s)", fcut, fn,
-			 fcut < fnl ? "..." : "", ftail < fl ? "..." : "",
-			 file + fl - (ftail < fl ? ftail - 3 : fl), ln);
-	}
-}
-
 static void fmt_share(uint64_t part, uint64_t all, char *buf, size_t len)
 {
 	double s = all ? 100.0 * (double)part / (double)all : 0.0;
 
 	snprintf(buf, len, "%.1f%%", s);
-}
-
-/*
- * Lines made of pieces: a piece that would cross the width starts a new
- * line, indented.  Colour codes are not counted (they take no columns).
- */
-struct para {
-	const struct out *o;
-	int col, indent;
-};
-
-static void piece(struct para *p, const char *sep, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void piece(struct para *p, const char *sep, const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if (n >= (int)sizeof(buf))
-		n = (int)sizeof(buf) - 1;
-	if (p->col > p->indent && p->col + (int)strlen(sep) + n > p->o->width) {
-		/* the separator's punctuation ends the line */
-		fprintf(p->o->f, "%.*s\n%*s", (int)strcspn(sep, " "), sep,
-			p->indent + 2, "");
-		p->col = p->indent + 2;
-	} else if (p->col) {
-		fputs(sep, p->o->f);
-		p->col += (int)strlen(sep);
-	}
-	/* a piece longer than the line is cut */
-	if (p->col + n > p->o->width) {
-		int keep = p->o->width - p->col - 3;
-
-		if (keep < 0)
-			keep = 0;
-		fprintf(p->o->f, "%.*s...", keep, buf);
-		p->col = p->o->width;
-		return;
-	}
-	fputs(buf, p->o->f);
-	p->col += n;
-}
-
-static void end_line(struct para *p)
-{
-	fputc('\n', p->o->f);
-	p->col = 0;
 }
 
 static void header(const struct ma_report *r, const struct out *o)
@@ -179,62 +59,63 @@ static void header(const struct ma_report *r, const struct out *o)
 	const char *name = strrchr(r->path, '/');
 	char a[32], b[32], c[32], when[64];
 	uint64_t dur = tr ? tr->duration_ns : t->last_t_ns;
-	struct para p = { .o = o };
+	struct ma_para p = { .f = o->f, .width = o->width };
 
 	name = name ? name + 1 : r->path;
 	fprintf(o->f, "%s", c_on(o, BOLD));
-	piece(&p, "", "%s", name);
+	ma_para_piece(&p, "", "%s", name);
 	fprintf(o->f, "%s", c_off(o));
-	piece(&p, ": ", "pid %d", m->pid);
-	piece(&p, ", ", "Python %s",
-	      m->py_version && m->py_version[0] ? m->py_version : "?");
-	piece(&p, ", ", "%.1f s tracked", (double)dur / 1e9);
-	piece(&p, ", ", "%s",
-	      !tr	     ? "TRUNCATED"
-	      : tr->complete ? "complete"
-			     : "incomplete");
-	end_line(&p);
+	ma_para_piece(&p, ": ", "pid %d", m->pid);
+	ma_para_piece(&p, ", ", "Python %s",
+		      m->py_version && m->py_version[0] ? m->py_version : "?");
+	ma_para_piece(&p, ", ", "%.1f s tracked", (double)dur / 1e9);
+	ma_para_piece(&p, ", ", "%s",
+		      !tr	     ? "TRUNCATED"
+		      : tr->complete ? "complete"
+				     : "incomplete");
+	ma_para_end(&p);
 	p.indent = 2;
 	if (m->cmdline && m->cmdline[0]) {
 		fputs("  ", o->f);
 		p.col = 2;
-		piece(&p, "", "command: %s", m->cmdline);
-		end_line(&p);
+		ma_para_piece(&p, "", "command: %s", m->cmdline);
+		ma_para_end(&p);
 	}
 	fputs("  ", o->f);
 	p.col = 2;
 	ma_fmt_count(t->allocs, a, sizeof(a));
 	ma_fmt_bytes(t->alloc_bytes, b, sizeof(b));
 	ma_fmt_count(t->frees, c, sizeof(c));
-	piece(&p, "", "allocated %s in %s allocations", b, a);
-	piece(&p, ", ", "%s frees", c);
+	ma_para_piece(&p, "", "allocated %s in %s allocations", b, a);
+	ma_para_piece(&p, ", ", "%s frees", c);
 	ma_fmt_bytes(t->live_bytes, a, sizeof(a));
 	ma_fmt_count(t->live_count, b, sizeof(b));
-	piece(&p, "; ", "still live %s in %s blocks", a, b);
-	end_line(&p);
+	ma_para_piece(&p, "; ", "still live %s in %s blocks", a, b);
+	ma_para_end(&p);
 	fputs("  ", o->f);
 	p.col = 2;
 	ma_fmt_bytes(t->peak_bytes, a, sizeof(a));
 	ma_fmt_count(t->peak_count, b, sizeof(b));
 	ma_report_peak_when(r, when, sizeof(when));
-	piece(&p, "", "peak %s in %s blocks", a, b);
+	ma_para_piece(&p, "", "peak %s in %s blocks", a, b);
 	if (when[0])
-		piece(&p, " ", "%s", when);
-	piece(&p, " ", "(event %llu)", (unsigned long long)t->peak_index);
+		ma_para_piece(&p, " ", "%s", when);
+	ma_para_piece(&p, " ", "(event %llu)",
+		      (unsigned long long)t->peak_index);
 	ma_fmt_bytes(r->all[MA_RV_TEMP].bytes, a, sizeof(a));
 	ma_fmt_count(r->all[MA_RV_TEMP].count, b, sizeof(b));
-	piece(&p, "; ", "temporary %s in %s allocations", a, b);
-	piece(&p, " ", "(window %u)", r->opts.window);
-	end_line(&p);
+	ma_para_piece(&p, "; ", "temporary %s in %s allocations", a, b);
+	ma_para_piece(&p, " ", "(window %u)", r->opts.window);
+	ma_para_end(&p);
 	if (r->thread_filtered) {
 		fputs("  ", o->f);
 		p.col = 2;
-		piece(&p, "", "only thread%s",
-		      r->threads_selected == 1 ? "" : "s");
-		piece(&p, " ", "%s",
-		      r->threads_selected ? r->thread_desc
-					  : "(none matched --thread)");
-		end_line(&p);
+		ma_para_piece(&p, "", "only thread%s",
+			      r->threads_selected == 1 ? "" : "s");
+		ma_para_piece(&p, " ", "%s",
+			      r->threads_selected ? r->thread_desc
+						  : "(none matched --thread)");
+		ma_para_end(&p);
 	}
 }
 
@@ -329,8 +210,8 @@ static void print_cnode(const struct ma_report *r, const struct out *o,
 		locw = o->width - 26 - indent;
 		if (locw > (int)sizeof(loc) - 1)
 			locw = sizeof(loc) - 1;
-		fmt_loc(fr->function, fr->file, fr->line, loc,
-			locw < 20 ? 20 : locw);
+		ma_fit_location(fr->function, fr->file, fr->line, loc,
+				locw < 20 ? 20 : locw);
 		fprintf(o->f, "    %10s %6s  %*s<- %s\n", b, s, indent, "",
 			loc);
 		(*lines)++;
@@ -392,7 +273,8 @@ static int callers(const struct ma_report *r, const struct out *o, size_t row)
 	}
 	if (locw > (int)sizeof(loc) - 1)
 		locw = sizeof(loc) - 1;
-	fmt_loc(rw->function, rw->file, rw->line, loc, locw < 20 ? 20 : locw);
+	ma_fit_location(rw->function, rw->file, rw->line, loc,
+			locw < 20 ? 20 : locw);
 	ma_fmt_bytes(rw->fig[v].bytes, b, sizeof(b));
 	fprintf(o->f, "%s#%zu %s%s  %s\n", c_on(o, BOLD), row + 1, loc,
 		c_off(o), b);
@@ -419,15 +301,15 @@ static void wrap(const struct out *o, const char *fmt, ...)
 static void wrap(const struct out *o, const char *fmt, ...)
 {
 	char buf[2048], *w, *save = NULL;
-	struct para p = { .o = o };
+	struct ma_para p = { .f = o->f, .width = o->width };
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	for (w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save))
-		piece(&p, " ", "%s", w);
-	end_line(&p);
+		ma_para_piece(&p, " ", "%s", w);
+	ma_para_end(&p);
 }
 
 static void footnotes(const struct ma_report *r, const struct out *o)
@@ -504,7 +386,7 @@ int ma_report_text(const struct ma_report *r, FILE *f)
 	int locw;
 
 	if (!o.width)
-		o.width = ma_report_term_width(f);
+		o.width = ma_term_width(f);
 	if (o.width < 60)
 		o.width = 60;
 	if (r->opts.color < 0) {
@@ -522,20 +404,21 @@ int ma_report_text(const struct ma_report *r, FILE *f)
 	ma_fmt_bytes(all, b, sizeof(b));
 	ma_fmt_count(r->all[v].count, c, sizeof(c));
 	{
-		struct para p = { .o = &o };
+		struct ma_para p = { .f = o.f, .width = o.width };
 
 		fprintf(f, "\n%s", c_on(&o, BOLD));
-		piece(&p, "", "%s", ma_rview_name(v));
+		ma_para_piece(&p, "", "%s", ma_rview_name(v));
 		fprintf(f, "%s", c_off(&o));
-		piece(&p, ": ", "%s", ma_rview_desc(v));
-		piece(&p, " ", "(%s in %s %s)", b, c,
-		      v == MA_RV_LIVE || v == MA_RV_PEAK ? "blocks"
-							 : "allocations");
-		piece(&p, ", ", "by %s", ma_rgroup_name(r->opts.group));
+		ma_para_piece(&p, ": ", "%s", ma_rview_desc(v));
+		ma_para_piece(&p, " ", "(%s in %s %s)", b, c,
+			      v == MA_RV_LIVE || v == MA_RV_PEAK
+				      ? "blocks"
+				      : "allocations");
+		ma_para_piece(&p, ", ", "by %s", ma_rgroup_name(r->opts.group));
 		if (v == MA_RV_TEMP)
-			piece(&p, ", ", "window %u", r->opts.window);
-		piece(&p, "; ", "top %zu of %zu", shown, with_fig);
-		end_line(&p);
+			ma_para_piece(&p, ", ", "window %u", r->opts.window);
+		ma_para_piece(&p, "; ", "top %zu of %zu", shown, with_fig);
+		ma_para_end(&p);
 	}
 	fprintf(f, "%s%10s %8s %6s  %s%s\n", c_on(&o, DIM), "BYTES", "COUNT",
 		"SHARE", "LOCATION", c_off(&o));
@@ -548,8 +431,8 @@ int ma_report_text(const struct ma_report *r, FILE *f)
 		ma_fmt_bytes(row->fig[v].bytes, b, sizeof(b));
 		ma_fmt_count(row->fig[v].count, c, sizeof(c));
 		fmt_share(row->fig[v].bytes, all, s, sizeof(s));
-		fmt_loc(row->function, row->file, row->line, loc,
-			locw < 24 ? 24 : locw);
+		ma_fit_location(row->function, row->file, row->line, loc,
+				locw < 24 ? 24 : locw);
 		fprintf(f, "%s%10s%s %8s %6s  %s%s%s\n", c_on(&o, YEL), b,
 			c_off(&o), c, s, i < 3 ? c_on(&o, CYAN) : "", loc,
 			i < 3 ? c_off(&o) : "");

@@ -552,11 +552,12 @@ Test(account, summary_text)
 	expect_width(s, 100);
 	free(s);
 
-	/* narrow: long locations shortened from the left, every line fits */
+	/* narrow: a long file shortened from the left, then the function
+	 * cut on the right; every line fits */
 	s = summary(60, 5);
 	cr_log_info("%s", s);
 	expect_width(s, 60);
-	cr_expect(strstr(s, "a_funct (...with_long_name.py:2)") != NULL, "%s",
+	cr_expect(strstr(s, "a_functi... (..._long_name.py:2)") != NULL, "%s",
 		  s);
 	cr_expect(strstr(s, "clean_rows (/srv/app/etl.py:83)") != NULL, "%s",
 		  s);

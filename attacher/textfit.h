@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Text fitted to a terminal's width, shared by the attach summary
+ * (account.c) and the text reports (report_text.c): the width to use, a
+ * "function (file:line)" location cut to fit, and lines made of pieces
+ * that wrap where a piece would cross the width.
+ */
+#ifndef MA_TEXTFIT_H
+#define MA_TEXTFIT_H
+
+#include <stdio.h>
+
+/* The terminal's columns when f is one, else $COLUMNS, else 100 */
+int ma_term_width(FILE *f);
+
+/*
+ * "function (file:line)" in at most width columns (buf holds width + 1):
+ * a long file is cut on the left (its end tells files apart), then a long
+ * function on the right.  fn NULL: the file alone (rows grouped by file);
+ * file "": the function alone; line < 0: no line.
+ */
+void ma_fit_location(const char *fn, const char *file, int line, char *buf,
+		     int width);
+
+/*
+ * A line made of pieces: a piece that would cross the width starts a new
+ * line indented by indent + 2, the punctuation of its separator ending the
+ * previous one; a piece longer than a line is cut.  col counts what the
+ * caller printed itself on the current line (colour codes take none).
+ */
+struct ma_para {
+	FILE *f;
+	int width;
+	int col, indent;
+};
+
+void ma_para_piece(struct ma_para *p, const char *sep, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* End the current line */
+void ma_para_end(struct ma_para *p);
+
+#endif
