@@ -13,6 +13,11 @@ payload does by default (short-lived small blocks counted, not recorded
 one by one) and with --every-event: the same counts at the same lines
 either way, all temporaries seen as temporary, the kept ones live, and
 the default run really counted them (memattach -v says how many).
+
+callers: a helper called from two call sites of one loop, and two helpers
+taking turns at a third: every allocation is counted under the call site
+it came through (the same count through both sites of the same calls), and
+none under a site its helper was never called from.
 """
 import re
 import os
@@ -26,9 +31,11 @@ from ma_test import (TARGETS, Attach, Target, check, finish, interpreters,
 GROWTH = os.path.join(TARGETS, "growth.py")
 KNOWN = os.path.join(TARGETS, "known_sizes.py")
 SHORT = os.path.join(TARGETS, "short_lived.py")
+CALLERS = os.path.join(TARGETS, "callers.py")
 MG = marks(GROWTH)
 MK = marks(KNOWN)
 MS = marks(SHORT)
+MC = marks(CALLERS)
 SEEN = {}
 MiB = 1024 * 1024
 
@@ -122,28 +129,33 @@ def known_sizes(label, exe, tmp):
           r and r["live"])
 
 
+def run_to_done(label, exe, script, what, cap, *opts, verbose=False):
+    """Attach, let the script run ('go' ... 'DONE'), stop: the Attach, or
+    None when a step failed (reported)"""
+    with Target(exe, script) as t:
+        a = Attach(t.pid, *opts, output=cap, verbose=verbose)
+        if not check(a.wait_attached(), "%s: %s: attached" % (label, what),
+                     a.stderr):
+            a.stop()
+            return None
+        t.proc.stdin.write(b"go\n")
+        t.proc.stdin.flush()
+        done = t.readline(timeout=60)
+        check(done == "DONE", "%s: %s: target ran" % (label, what), done)
+        rc = a.stop()
+        check(rc == 0, "%s: %s: attach exits 0" % (label, what), a.stderr)
+        t.proc.stdin.write(b"quit\n")
+        t.proc.stdin.flush()
+    return a if rc == 0 else None
+
+
 def short_lived(label, exe, tmp, every):
     mode = "every-event" if every else "default"
     cap = os.path.join(tmp, "short-%s-%s.cap" % (label, mode))
     n, m = 200000, 30000
-    with Target(exe, "short_lived.py") as t:
-        a = Attach(t.pid, *(["--every-event"] if every else []),
-                   output=cap, verbose=True)
-        if not check(a.wait_attached(), "%s: short (%s): attached" %
-                     (label, mode), a.stderr):
-            a.stop()
-            return
-        t.proc.stdin.write(b"go\n")
-        t.proc.stdin.flush()
-        done = t.readline(timeout=60)
-        check(done == "DONE", "%s: short (%s): target ran" % (label, mode),
-              done)
-        rc = a.stop()
-        check(rc == 0, "%s: short (%s): attach exits 0" % (label, mode),
-              a.stderr)
-        t.proc.stdin.write(b"quit\n")
-        t.proc.stdin.flush()
-    if rc != 0:
+    a = run_to_done(label, exe, "short_lived.py", "short (%s)" % mode, cap,
+                    *(["--every-event"] if every else []), verbose=True)
+    if not a:
         return
     got = re.search(r"(\d+) of them TEMP holding (\d+) short-lived",
                     a.stderr)
@@ -191,6 +203,47 @@ def short_lived(label, exe, tmp, every):
           doc["totals"])
 
 
+def callers(label, exe, tmp):
+    cap = os.path.join(tmp, "callers-%s.cap" % label)
+    if not run_to_done(label, exe, "callers.py", "callers", cap):
+        return
+    doc = report_json(cap, "--view", "total", "--group", "stack", "--top",
+                      "100000")
+    n = 20000
+    counts = {}  # (helper line, call site line) -> allocations
+    for r in doc["rows"]:
+        st = r["stack"]
+        if not st or st[0]["file"] != CALLERS or st[0]["function"] not in (
+                "make_a", "make_b"):
+            continue
+        site = (st[1]["line"] if len(st) > 1 and st[1]["file"] == CALLERS
+                and st[1]["function"] == "loop" else None)
+        key = (st[0]["line"], site)
+        counts[key] = counts.get(key, 0) + r["total"]["count"]
+
+    def c(helper, site):
+        return counts.get((MC[helper], MC[site] if site else None), 0)
+
+    check(c("a_temp", "site1") >= n and
+          c("a_temp", "site1") == c("a_temp", "site2"),
+          "%s: callers: the same calls through two sites count the same "
+          "(%d, %d)" % (label, c("a_temp", "site1"), c("a_temp", "site2")))
+    check(0.4 * c("a_temp", "site1") <= c("a_temp", "site3") <=
+          0.6 * c("a_temp", "site1") and c("b_temp", "site3") >= n // 2,
+          "%s: callers: the two helpers taking turns at one site each get "
+          "their half (%d, %d)" % (label, c("a_temp", "site3"),
+                                   c("b_temp", "site3")))
+    check(c("a_kept", "site1") >= n and c("a_kept", "site2") >= n and
+          c("b_kept", "site3") >= n // 2,
+          "%s: callers: the kept blocks under their sites" % label,
+          {"%s@%s" % k: v for k, v in counts.items()})
+    wrong = {k: v for k, v in counts.items()
+             if k[1] not in (MC["site1"], MC["site2"], MC["site3"]) or
+             (k[0] in (MC["b_temp"], MC["b_kept"]) and k[1] != MC["site3"])}
+    check(not wrong, "%s: callers: nothing under a site its helper was "
+          "never called from" % label, wrong)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="memattach-e2e-")
     for label, exe in interpreters():
@@ -198,6 +251,7 @@ def main():
             growth(label, exe, tmp)
             known_sizes(label, exe, tmp)
             short_lived(label, exe, tmp, every=False)
+            callers(label, exe, tmp)
             short_lived(label, exe, tmp, every=True)
         except Exception as e:
             check(False, "%s: ran without error" % label, repr(e))
