@@ -10,6 +10,8 @@ and waits for 'quit'.
 """
 import sys
 
+from gate import gated
+
 N = 20000
 KEEP = []
 
@@ -34,15 +36,5 @@ def loop():
         helpers[i & 1](i)  # MARK: site3
 
 
-def main():
-    print("READY", flush=True)
-    if sys.stdin.readline().strip() != "go":
-        return 1
-    loop()
-    print("DONE", flush=True)
-    sys.stdin.readline()
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(gated(loop))

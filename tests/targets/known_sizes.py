@@ -8,6 +8,8 @@ Then it waits for 'quit'.
 import sys
 import threading
 
+from gate import gated
+
 MiB = 1024 * 1024
 N = 50000
 KEEP = []
@@ -33,19 +35,13 @@ def worker():
     KEEP.append((alloc_1(), alloc_7(), alloc_100(), make_objects()))
 
 
-def main():
-    print("READY", flush=True)
-    if sys.stdin.readline().strip() != "go":
-        return 1
+def work():
     threads = [threading.Thread(target=worker) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    print("DONE", flush=True)
-    sys.stdin.readline()
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(gated(work))

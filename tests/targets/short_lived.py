@@ -7,6 +7,8 @@ list, prints 'DONE', and waits for 'quit'.
 """
 import sys
 
+from gate import gated
+
 N = 200000
 M = 30000
 KEEP = []
@@ -23,16 +25,10 @@ def kept():
     KEEP.append(["k%d-%d" % (i, i) for i in range(M)])  # MARK: kept
 
 
-def main():
-    print("READY", flush=True)
-    if sys.stdin.readline().strip() != "go":
-        return 1
+def work():
     temporaries()
     kept()
-    print("DONE", flush=True)
-    sys.stdin.readline()
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(gated(work))
