@@ -149,6 +149,19 @@ struct ma_raw_ent {
 #define MA_DEFAULT_FRAMES 128
 #define MA_MAX_SLOTS	  1024
 
+/* Forget the slot's innermost-frame sites: a new generation.  Generation 0
+ * is never current (fresh entries hold it), and when the counter wraps
+ * every entry goes back to 0, so that none made 2^32 generations ago
+ * holds again */
+static inline void ma_slot_sites_reset(struct ma_slot *s)
+{
+	if (__builtin_expect(++s->site_gen == 0, 0)) {
+		s->site_gen = 1;
+		for (unsigned i = 0; i < MA_SITES; i++)
+			s->site[i].gen = 0;
+	}
+}
+
 static inline struct ma_frame_ent *ma_slot_cache(struct ma_slot *s)
 {
 	return (struct ma_frame_ent *)(s + 1);

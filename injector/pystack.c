@@ -753,8 +753,9 @@ chain_same(const struct ma_py_offsets *o, struct ma_slot *sl, uintptr_t top,
 	return 1;
 }
 
-/* The innermost frame's site cache: the node of instruction word ip under
- * the callers checked by chain_same, 0 when not known */
+/* The site table's entry for the innermost frame's instruction word ip (an
+ * entry holds the node of that instruction under the callers chain_same
+ * checked, while its gen is the slot's site_gen) */
 static inline struct ma_site_ent *site_of(struct ma_slot *sl, uintptr_t ip)
 {
 	return &sl->site[(uint32_t)((ip * 0x9e3779b97f4a7c15ull) >> 58) &
@@ -814,7 +815,7 @@ stack_slow(struct ma_session *s, struct ma_slot *sl, uintptr_t top,
 	}
 	node = stack_walk(s, sl, &w, minor, top, &walked);
 	sl->raw_depth = sl->depth == walked ? walked : UINT32_MAX;
-	sl->site_gen++;
+	ma_slot_sites_reset(sl);
 	return node;
 }
 
