@@ -302,6 +302,9 @@ static inline int ma_on(void)
 
 struct ma_slot *ma_slot_get_slow(struct ma_tls *t);
 
+/* A slot counter: written by the slot's thread only, read by the stopper */
+#define MA_CTR_INC(x) __atomic_store_n(&(x), (x) + 1, __ATOMIC_RELAXED)
+
 static inline struct ma_slot *ma_slot_get(struct ma_tls *t)
 {
 	if (ma_likely((uintptr_t)t->slot > (uintptr_t)MA_SLOT_DEAD))

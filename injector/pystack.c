@@ -356,7 +356,7 @@ static uint32_t code_define(struct ma_session *s, struct ma_slot *sl,
 		memcpy(p + nlen + flen, lt_data, ltlen);
 	memset(p + nlen + flen + ltlen, 0, total - fixed - nlen - flen - ltlen);
 	ma_ring_commit(r, MA_REC_CODE, (uint32_t)total);
-	__atomic_store_n(&sl->defs, sl->defs + 1, __ATOMIC_RELAXED);
+	MA_CTR_INC(sl->defs);
 
 	e->addr = code;
 	e->name_p = name_p;
@@ -452,7 +452,7 @@ static uint32_t node_id(struct ma_session *s, struct ma_slot *sl,
 	r->code = code;
 	r->addr = addr;
 	ma_ring_commit(r, MA_REC_NODE, sizeof(*r));
-	__atomic_store_n(&sl->defs, sl->defs + 1, __ATOMIC_RELAXED);
+	MA_CTR_INC(sl->defs);
 	e->parent = parent;
 	e->code = code;
 	e->addr = addr;
@@ -601,8 +601,7 @@ relink(struct ma_session *s, struct ma_slot *sl, const struct walk_off *w,
 		if (!node) {
 			/* table full or ring dropped the definition: the
 			 * deepest node we have stands for the stack */
-			__atomic_store_n(&sl->table_full, sl->table_full + 1,
-					 __ATOMIC_RELAXED);
+			MA_CTR_INC(sl->table_full);
 			sl->depth = d;
 			return parent;
 		}
@@ -678,8 +677,7 @@ stack_walk(struct ma_session *s, struct ma_slot *sl, const struct walk_off *wp,
 	sl->raw_trunc = f != 0;
 	*walked = n;
 	if (ma_unlikely(f != 0))
-		__atomic_store_n(&sl->truncated, sl->truncated + 1,
-				 __ATOMIC_RELAXED);
+		MA_CTR_INC(sl->truncated);
 	if (ma_unlikely(n != old))
 		m = compare(&w, minor, top, n, cache, old);
 	if (m < 0) {
@@ -697,8 +695,7 @@ stack_walk(struct ma_session *s, struct ma_slot *sl, const struct walk_off *wp,
 		uint32_t node = cid ? node_id(s, sl, parent, cid, e0.addr) : 0;
 
 		if (ma_unlikely(!node)) {
-			__atomic_store_n(&sl->table_full, sl->table_full + 1,
-					 __ATOMIC_RELAXED);
+			MA_CTR_INC(sl->table_full);
 			sl->depth = n - 1;
 			return parent;
 		}
@@ -798,9 +795,7 @@ stack_slow(struct ma_session *s, struct ma_slot *sl, uintptr_t top,
 				struct ma_site_ent *se = site_of(sl, ip);
 
 				if (ma_unlikely(sl->raw_trunc))
-					__atomic_store_n(&sl->truncated,
-							 sl->truncated + 1,
-							 __ATOMIC_RELAXED);
+					MA_CTR_INC(sl->truncated);
 				c->ip = ip;
 				c->addr = addr;
 				c->node = node;
@@ -863,8 +858,7 @@ stack_node(struct ma_session *s, struct ma_slot *sl, uintptr_t ts,
 		const struct ma_site_ent *se;
 
 		if (ma_unlikely(sl->raw_trunc))
-			__atomic_store_n(&sl->truncated, sl->truncated + 1,
-					 __ATOMIC_RELAXED);
+			MA_CTR_INC(sl->truncated);
 		if (ip == r[0].ip)
 			return ma_slot_cache(sl)[sl->depth - 1].node;
 		se = site_of(sl, ip);

@@ -37,9 +37,6 @@ static inline struct ma_slot *slot_at(uint32_t i)
 	return (struct ma_slot *)(slots + (size_t)i * MA_SLOT_SIZE);
 }
 
-/* Counters are written by their thread only and read by the stopper */
-#define CTR_INC(x) __atomic_store_n(&(x), (x) + 1, __ATOMIC_RELAXED)
-
 /* pthread key destructor: the thread is ending */
 static void slot_release(void *arg)
 {
@@ -249,7 +246,7 @@ static uint32_t thread_define(struct ma_session *s, struct ma_slot *sl)
 	prctl(PR_GET_NAME, r->name, 0, 0, 0);
 	r->name[sizeof(r->name) - 1] = '\0';
 	ma_ring_commit(r, MA_REC_THREAD, sizeof(*r));
-	CTR_INC(sl->defs);
+	MA_CTR_INC(sl->defs);
 	sl->thread = idx;
 	return idx;
 }
@@ -277,7 +274,7 @@ static void put_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		r->_pad[0] = r->_pad[1] = r->_pad[2] = 0;
 		ma_ring_commit(r, MA_REC_ALLOC, sizeof(*r));
 	} else if (sl) {
-		CTR_INC(sl->dropped);
+		MA_CTR_INC(sl->dropped);
 	}
 }
 
@@ -294,7 +291,7 @@ static void put_free(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		memset(r->_pad, 0, sizeof(r->_pad));
 		ma_ring_commit(r, MA_REC_FREE, sizeof(*r));
 	} else if (sl) {
-		CTR_INC(sl->dropped);
+		MA_CTR_INC(sl->dropped);
 	}
 }
 
@@ -308,7 +305,7 @@ void ma_rec_alloc(struct ma_tls *t, const void *p, size_t size, int kind)
 		uint32_t node = s->minor ? ma_stack_node(s, sl) : 0;
 
 		put_alloc(s, sl, th, (uintptr_t)p, size, node, kind);
-		CTR_INC(sl->allocs);
+		MA_CTR_INC(sl->allocs);
 	}
 	rec_end(sl);
 }
@@ -320,7 +317,7 @@ void ma_rec_free(struct ma_tls *t, const void *p, size_t size, int kind)
 
 	if (ma_likely(s != NULL)) {
 		put_free(s, sl, thread_of(s, sl), (uintptr_t)p, size, kind);
-		CTR_INC(sl->frees);
+		MA_CTR_INC(sl->frees);
 	}
 	rec_end(sl);
 }
@@ -412,7 +409,7 @@ static void put_temp(struct ma_session *s, struct ma_slot *sl,
 		ma_ring_commit(r, MA_REC_TEMP, sizeof(*r));
 		__atomic_store_n(&s->g_temps, s->g_temps + 1, __ATOMIC_RELAXED);
 	} else if (sl) {
-		CTR_INC(sl->dropped);
+		MA_CTR_INC(sl->dropped);
 	}
 }
 
@@ -520,7 +517,7 @@ void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 		} else {
 			put_alloc(s, sl, th, (uintptr_t)p, size, node, kind);
 		}
-		CTR_INC(sl->allocs);
+		MA_CTR_INC(sl->allocs);
 	}
 	rec_end(sl);
 }
@@ -606,7 +603,7 @@ void ma_rec_free_gil(struct ma_tls *t, const void *p, int kind)
 			put_free(s, sl, thread_of(s, sl), (uintptr_t)p, 0,
 				 kind);
 		}
-		CTR_INC(sl->frees);
+		MA_CTR_INC(sl->frees);
 	}
 	rec_end(sl);
 }
@@ -631,7 +628,7 @@ void ma_rec_fork(struct ma_tls *t, pid_t child_pid)
 				r->child_pid = child_pid;
 				r->_pad = 0;
 				ma_ring_commit(r, MA_REC_FORK, sizeof(*r));
-				CTR_INC(sl->defs);
+				MA_CTR_INC(sl->defs);
 			}
 		}
 		section_leave(sl);
