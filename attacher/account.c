@@ -24,12 +24,9 @@
 #include "textfit.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
 
 #include "errors.h"
 #include "linetable.h"
