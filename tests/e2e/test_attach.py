@@ -90,23 +90,8 @@ def growth(label, exe, tmp):
 
 def known_sizes(label, exe, tmp):
     cap = os.path.join(tmp, "known-%s.cap" % label)
-    with Target(exe, "known_sizes.py") as t:
-        a = Attach(t.pid, output=cap)
-        if not check(a.wait_attached(), "%s: known: attached" % label,
-                     a.stderr):
-            a.stop()
-            return
-        t.proc.stdin.write(b"go\n")
-        t.proc.stdin.flush()
-        done = t.readline(timeout=60)
-        check(done == "DONE", "%s: known: target allocated" % label, done)
-        time.sleep(0.3)
-        rc = a.stop()
-        check(rc == 0, "%s: known: attach exits 0 on SIGINT" % label,
-              a.stderr)
-        t.proc.stdin.write(b"quit\n")
-        t.proc.stdin.flush()
-    if rc != 0:
+    if not run_to_done(label, exe, "known_sizes.py", "known", cap,
+                       settle=0.3):
         return
     doc = report_json(cap, "--view", "live", "--group", "line", "--top",
                       "1000")
@@ -129,9 +114,11 @@ def known_sizes(label, exe, tmp):
           r and r["live"])
 
 
-def run_to_done(label, exe, script, what, cap, *opts, verbose=False):
-    """Attach, let the script run ('go' ... 'DONE'), stop: the Attach, or
-    None when a step failed (reported)"""
+def run_to_done(label, exe, script, what, cap, *opts, verbose=False,
+                settle=0.0):
+    """Attach, let the script run ('go' ... 'DONE'), wait `settle` seconds,
+    stop tracking (SIGINT): the Attach, or None when a step failed
+    (reported)"""
     with Target(exe, script) as t:
         a = Attach(t.pid, *opts, output=cap, verbose=verbose)
         if not check(a.wait_attached(), "%s: %s: attached" % (label, what),
@@ -142,6 +129,7 @@ def run_to_done(label, exe, script, what, cap, *opts, verbose=False):
         t.proc.stdin.flush()
         done = t.readline(timeout=60)
         check(done == "DONE", "%s: %s: target ran" % (label, what), done)
+        time.sleep(settle)
         rc = a.stop()
         check(rc == 0, "%s: %s: attach exits 0" % (label, what), a.stderr)
         t.proc.stdin.write(b"quit\n")
