@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -131,15 +132,24 @@ Test(procfs, missing_process_is_esrch)
 
 Test(procfs, comm_and_cmdline_of_child)
 {
-	char comm[64], cmd[4096];
-	pid_t pid = fork();
+	char comm[64], cmd[4096], c;
+	int gate[2];
+	pid_t pid;
 
+	/* the write end closes on exec: EOF on the read end says the child
+	 * is sleep now (a fixed delay lost the race on a loaded machine) */
+	cr_assert_eq(pipe2(gate, O_CLOEXEC), 0);
+	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
+		close(gate[0]);
 		execlp("sleep", "sleep", "30", (char *)NULL);
 		_exit(127);
 	}
-	usleep(100000);
+	close(gate[1]);
+	while (read(gate[0], &c, 1) < 0 && errno == EINTR)
+		;
+	close(gate[0]);
 	cr_assert_eq(ma_proc_comm(pid, pid, comm, sizeof(comm)), 0);
 	cr_expect_str_eq(comm, "sleep");
 	cr_assert_eq(ma_proc_cmdline(pid, cmd, sizeof(cmd)), 0);
