@@ -24,6 +24,7 @@
 #include "inject.h"
 #include "ma_ring_io.h"
 #include "ptrace.h"
+#include "teststep.h"
 #include "threads.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -457,6 +458,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 
 	uint64_t last_drain = 0;
 
+	ma_step("track.started");
 	for (;;) {
 		uint64_t now = ma_now_ns();
 		size_t got = 0;
@@ -488,6 +490,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 			ma_capture_write_event(c.w, &ev);
 			ma_account_feed(c.acc, &ev);
 			last_sample = now;
+			ma_step("track.sample");
 			if (!rss && target_gone(pid)) {
 				target_exited = 1;
 				why_stop = "target exited";
@@ -536,6 +539,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	if (!target_exited) {
 		__atomic_store_n(&s.ring->command, MA_CMD_STOP,
 				 __ATOMIC_RELEASE);
+		ma_step("stop.requested");
 		uint64_t deadline = ma_now_ns() + 3000000000ull;
 
 		for (;;) {
@@ -546,6 +550,8 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 			size_t got = drain(&c, 65536);
 			uint32_t st = __atomic_load_n(&s.ring->state,
 						      __ATOMIC_ACQUIRE);
+
+			ma_step("stop.drain");
 
 			if (c.error)
 				break;
@@ -575,6 +581,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 		/* The target is gone: what it published is in the ring */
 		drain(&c, SIZE_MAX);
 	}
+	ma_step("stop.confirmed");
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
 	if (c.error)
@@ -597,6 +604,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	tr.complete = complete;
 	err = ma_capture_close(c.w, &tr);
 	c.w = NULL;
+	ma_step("stop.capture-closed");
 	if (err) {
 		complete = 0;
 		fprintf(stderr, "memattach: attach: %s\n", ma_errmsg());

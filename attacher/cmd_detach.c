@@ -17,6 +17,7 @@
 #include "errors.h"
 #include "inject.h"
 #include "ptrace.h"
+#include "teststep.h"
 
 static const char *state_name(uint32_t s)
 {
@@ -36,6 +37,22 @@ static const char *state_name(uint32_t s)
 	default:
 		return "never started";
 	}
+}
+
+/* Descriptors a killed attach left in the target; closes t */
+static int cleanup(struct ma_target *t)
+{
+	int closed = 0, err = ma_inject_cleanup(t, &closed);
+	pid_t pid = t->pid;
+
+	ma_target_close(t);
+	if (err)
+		return ma_cli_fail("detach");
+	if (closed)
+		printf("detach: process %d: closed %d payload image "
+		       "descriptor(s) left by an attach that was killed\n",
+		       (int)pid, closed);
+	return MA_EXIT_OK;
 }
 
 int ma_cmd_detach(int argc, char **argv)
@@ -67,11 +84,9 @@ int ma_cmd_detach(int argc, char **argv)
 		return ma_cli_fail("detach");
 	}
 	if (!pi.loaded) {
-		printf("detach: process %d: no memattach payload loaded, "
-		       "nothing to do\n",
+		printf("detach: process %d: no memattach payload loaded\n",
 		       (int)pid);
-		ma_target_close(t);
-		return MA_EXIT_OK;
+		return cleanup(t);
 	}
 	if (!pi.same_build) {
 		ma_err(-EPROTO,
@@ -102,6 +117,15 @@ int ma_cmd_detach(int argc, char **argv)
 				ma_target_close(t);
 				return ma_cli_fail("detach");
 			}
+			ma_step("detach.stopped");
+		}
+		/* The payload's watchdog finishes the stop (the last record,
+		 * the ring unmapped and its descriptor closed) with the
+		 * threads running: wait for it, a little */
+		for (int i = 0; i < 30 && pi.ctl.state == MA_STATE_STOPPING;
+		     i++) {
+			usleep(100000);
+			ma_payload_probe(t, &pi);
 		}
 		printf("detach: process %d: payload now %s\n", (int)pid,
 		       state_name(pi.ctl.state));
@@ -109,6 +133,5 @@ int ma_cmd_detach(int argc, char **argv)
 	printf("detach: process %d: the payload stays loaded, dormant (it "
 	       "costs nothing; a later attach reuses it)\n",
 	       (int)pid);
-	ma_target_close(t);
-	return MA_EXIT_OK;
+	return cleanup(t);
 }

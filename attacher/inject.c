@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "inject.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 #include "ptrace.h"
 #include "rcall.h"
 #include "symbols.h"
+#include "teststep.h"
 
 #define PAYLOAD_MEMFD_NAME "memattach-payload"
 
@@ -429,6 +431,42 @@ static pid_t pick_thread(struct ma_target *t, struct ma_freeze *fz,
 	return pick;
 }
 
+/*
+ * Freeze the process with one thread at a safe point (*tid), trying up to
+ * max_attempts times (0: 200) and letting it run a little in between:
+ * whatever it was doing in malloc or the loader takes microseconds.
+ */
+static int freeze_safe(struct ma_target *t, const struct unsafe_ranges *u,
+		       int max_attempts, struct ma_freeze **fz, pid_t *tid,
+		       int *attempts)
+{
+	char why[256] = "";
+	int err, n;
+
+	if (max_attempts <= 0)
+		max_attempts = 200;
+	for (n = 1;; n++) {
+		if (attempts)
+			*attempts = n;
+		err = ma_freeze(t->pid, 1000, fz);
+		if (err)
+			return err;
+		*tid = pick_thread(t, *fz, u, why, sizeof(why));
+		if (*tid > 0)
+			return 0;
+		ma_thaw(*fz, NULL);
+		*fz = NULL;
+		if (n >= max_attempts)
+			return ma_err(-EAGAIN,
+				      "no thread of process %d reached a safe "
+				      "point after %d tries (%s)",
+				      (int)t->pid, n, why);
+		struct timespec ts = { 0, 1000000L * (n % 5 + 1) };
+
+		nanosleep(&ts, NULL);
+	}
+}
+
 static int rcall_checked(struct ma_freeze *fz, pid_t tid,
 			 const struct ma_rcall_env *env,
 			 const struct ma_rcall *c, struct ma_rcall_result *r,
@@ -456,8 +494,11 @@ static int write_payload(pid_t pid, long fd)
 			      strerror(errno));
 	size_t off = 0;
 
+	/* In pieces of 64 KiB: a memattach killed in the middle leaves a
+	 * partial image that nothing loads (test step inject.memfd-write) */
 	while (off < len) {
-		ssize_t w = write(wfd, p + off, len - off);
+		size_t piece = len - off < 65536 ? len - off : 65536;
+		ssize_t w = write(wfd, p + off, piece);
 
 		if (w <= 0) {
 			int e = w < 0 ? errno : EIO;
@@ -467,6 +508,7 @@ static int write_payload(pid_t pid, long fd)
 				      strerror(e));
 		}
 		off += (size_t)w;
+		ma_step("inject.memfd-write");
 	}
 	close(wfd);
 	return 0;
@@ -506,7 +548,6 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 	uint64_t dlopen_fn = 0, syscall_fn = 0, t0 = ma_now_ns();
 	int dlopen_mode = RTLD_NOW | RTLD_LOCAL, err;
 	pid_t tid = 0;
-	char why[256] = "";
 
 	memset(s, 0, sizeof(*s));
 	s->pid = t->pid;
@@ -573,31 +614,10 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 	build_unsafe_ranges(t, &unsafe);
 
 	/* Stop everything and find a thread at a safe point */
-	for (s->attempts = 1;; s->attempts++) {
-		err = ma_freeze(t->pid, 1000, &fz);
-		if (err)
-			return ma_err_prefix(err, "attach");
-		tid = pick_thread(t, fz, &unsafe, why, sizeof(why));
-		if (tid > 0)
-			break;
-		uint64_t fns;
-
-		ma_thaw(fz, &fns);
-		fz = NULL;
-		if (s->attempts >= (o->max_attempts ? o->max_attempts : 200)) {
-			free(unsafe.v);
-			return ma_err(-EAGAIN,
-				      "attach: no thread of process %d reached "
-				      "a safe point after %d tries (%s)",
-				      (int)t->pid, s->attempts, why);
-		}
-		/* Let it run a little: whatever it was doing in malloc or
-		 * the loader takes microseconds */
-		struct timespec ts = { 0, 1000000L * (s->attempts % 5 + 1) };
-
-		nanosleep(&ts, NULL);
-	}
+	err = freeze_safe(t, &unsafe, o->max_attempts, &fz, &tid, &s->attempts);
 	free(unsafe.v);
+	if (err)
+		return ma_err_prefix(err, "attach");
 	s->hijacked = tid;
 	uint64_t tf = ma_now_ns();
 
@@ -606,6 +626,7 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 	if (!pi.loaded) {
 		static const char name[] = PAYLOAD_MEMFD_NAME;
 		struct ma_rcall mfd = {
+			.name = "memfd_create",
 			.fn = syscall_fn,
 			.args = { SYS_memfd_create, MA_RCALL_DATA,
 				  MFD_CLOEXEC },
@@ -633,6 +654,7 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 
 		snprintf(path, sizeof(path), "/proc/self/fd/%ld", pfd);
 		struct ma_rcall dl = {
+			.name = "dlopen",
 			.fn = dlopen_fn,
 			.args = { MA_RCALL_DATA, (uint64_t)dlopen_mode },
 			.data = path,
@@ -655,6 +677,7 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 			goto fail;
 		}
 		s->payload_fd_in_target = (int)pfd;
+		ma_step("inject.dlopened");
 	}
 	s->payload_base = pi.base;
 	s->ma_start_addr = pi.base + img.ma_start;
@@ -669,12 +692,15 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 		.ring_size = o->ring_size,
 		.full_wait_us = o->full_wait_us,
 		.max_frames = o->max_frames,
-		.attacher_pid = (int32_t)getpid(),
+		/* the payload watches for our death with a pidfd */
+		.attacher_pid =
+			ma_proc_same_pidns(t->pid) ? (int32_t)getpid() : 0,
 		.payload_fd = pi.loaded ? -1 : s->payload_fd_in_target,
 		.runtime_addr = t->runtime_addr,
 		.off = t->off,
 	};
 	struct ma_rcall start = {
+		.name = "ma_start",
 		.fn = s->ma_start_addr,
 		.args = { MA_RCALL_DATA },
 		.data = &cfg,
@@ -693,9 +719,11 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 		ma_err(err, "attach: reading the payload's status");
 		goto fail;
 	}
+	ma_step("inject.started");
 	ma_thaw(fz, &tf);
 	fz = NULL;
 	s->frozen_ns = tf;
+	ma_step("inject.thawed");
 	if (ctl.magic != MA_CONFIG_MAGIC || ctl.status) {
 		ctl.message[sizeof(ctl.message) - 1] = '\0';
 		return ma_err(
@@ -709,6 +737,7 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 	err = map_ring(s, o->ring_size);
 	if (err)
 		return err;
+	ma_step("inject.ring-mapped");
 	s->attach_ns = ma_now_ns() - t0;
 	return 0;
 fail:
@@ -746,37 +775,24 @@ void ma_session_close(struct ma_session *s)
 int ma_inject_stop(struct ma_target *t, struct ma_payload_info *pi)
 {
 	struct ma_rcall_env env;
-	struct ma_freeze *fz;
+	struct ma_freeze *fz = NULL;
 	struct ma_rcall_result r;
-	char why[256] = "";
+	struct unsafe_ranges unsafe;
 	pid_t tid = 0;
 	int err;
 
 	if (!pi->loaded || !pi->same_build)
 		return -ENOENT;
-	struct unsafe_ranges unsafe;
-
 	err = ma_rcall_env_init(t->pid, &env);
 	if (err)
 		return err;
 	build_unsafe_ranges(t, &unsafe);
-	for (int attempt = 1; attempt <= 200; attempt++) {
-		err = ma_freeze(t->pid, 1000, &fz);
-		if (err) {
-			free(unsafe.v);
-			return err;
-		}
-		tid = pick_thread(t, fz, &unsafe, why, sizeof(why));
-		if (tid > 0)
-			break;
-		ma_thaw(fz, NULL);
-		usleep(2000);
-	}
+	err = freeze_safe(t, &unsafe, 0, &fz, &tid, NULL);
 	free(unsafe.v);
-	if (tid <= 0)
-		return ma_err(-EAGAIN, "detach: no thread at a safe point (%s)",
-			      why);
-	struct ma_rcall stop = { .fn = pi->base + img.ma_stop,
+	if (err)
+		return ma_err_prefix(err, "detach");
+	struct ma_rcall stop = { .name = "ma_stop",
+				 .fn = pi->base + img.ma_stop,
 				 .timeout_ms = 2000 };
 
 	err = rcall_checked(fz, tid, &env, &stop, &r, "ma_stop");
@@ -784,5 +800,84 @@ int ma_inject_stop(struct ma_target *t, struct ma_payload_info *pi)
 	if (!err)
 		ma_mem_read(t->mem, pi->base + img.ma_ctl, &pi->ctl,
 			    sizeof(pi->ctl));
+	return err;
+}
+
+/* The target's descriptors of payload images (memfds named
+ * PAYLOAD_MEMFD_NAME), at most max; their number */
+static int leftover_fds(pid_t pid, int *fds, int max)
+{
+	char dir[64], link[256], path[128];
+	struct dirent *d;
+	DIR *dp;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	dp = opendir(dir);
+	if (!dp)
+		return -errno;
+	while ((d = readdir(dp)) && n < max) {
+		ssize_t len;
+
+		if (d->d_name[0] < '0' || d->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len <= 0)
+			continue;
+		link[len] = '\0';
+		if (strstr(link, "/memfd:" PAYLOAD_MEMFD_NAME))
+			fds[n++] = atoi(d->d_name);
+	}
+	closedir(dp);
+	return n;
+}
+
+int ma_inject_cleanup(struct ma_target *t, int *closed)
+{
+	struct ma_rcall_env env;
+	struct ma_freeze *fz = NULL;
+	struct ma_rcall_result r;
+	struct unsafe_ranges unsafe;
+	uint64_t syscall_fn;
+	int fds[64], n, err;
+	pid_t tid = 0;
+
+	*closed = 0;
+	n = leftover_fds(t->pid, fds, 64);
+	if (n <= 0)
+		return n < 0 ? ma_err(n, "detach: reading /proc/%d/fd: %s",
+				      (int)t->pid, strerror(-n))
+			     : 0;
+	if (lib_symbol(t, "libc.so", "syscall", &syscall_fn))
+		return ma_err(-ENOENT,
+			      "detach: no syscall() in process %d's libc",
+			      (int)t->pid);
+	err = ma_rcall_env_init(t->pid, &env);
+	if (err)
+		return err;
+	build_unsafe_ranges(t, &unsafe);
+	err = freeze_safe(t, &unsafe, 0, &fz, &tid, NULL);
+	free(unsafe.v);
+	if (err)
+		return ma_err_prefix(err, "detach");
+	/* Read again with every thread stopped: no descriptor can change
+	 * under the close now */
+	n = leftover_fds(t->pid, fds, 64);
+	for (int i = 0; i < n && !err; i++) {
+		struct ma_rcall c = {
+			.name = "close",
+			.fn = syscall_fn,
+			.args = { SYS_close, (uint64_t)fds[i] },
+			.want = 1,
+			.want_syscall = SYS_close,
+			.timeout_ms = 500,
+		};
+
+		err = rcall_checked(fz, tid, &env, &c, &r, "close");
+		if (!err && r.syscall_ret == 0)
+			(*closed)++;
+	}
+	ma_thaw(fz, NULL);
 	return err;
 }

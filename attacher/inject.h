@@ -68,6 +68,11 @@ int ma_payload_probe(struct ma_target *t, struct ma_payload_info *pi);
 /* Remote call of ma_stop() in a loaded payload (memattach detach) */
 int ma_inject_stop(struct ma_target *t, struct ma_payload_info *pi);
 
+/* Close what a memattach killed during an attach left in the target: the
+ * descriptors of payload images it created (a remote close() each, every
+ * thread stopped).  *closed: how many. */
+int ma_inject_cleanup(struct ma_target *t, int *closed);
+
 /* The payload image embedded in this binary */
 const uint8_t *ma_payload_image(size_t *len);
 

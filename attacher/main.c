@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "errors.h"
+#include "teststep.h"
 
 int ma_cli_verbose;
 
@@ -131,6 +132,7 @@ int main(int argc, char **argv)
 	int i = 1;
 
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+	ma_step_init();
 	while (i < argc && argv[i][0] == '-') {
 		if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
 			ma_cli_verbose = 1;

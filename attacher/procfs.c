@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -305,4 +306,15 @@ int ma_proc_cmdline(pid_t pid, char *buf, size_t len)
 void ma_proc_target_path(pid_t pid, const char *path, char *buf, size_t len)
 {
 	snprintf(buf, len, "/proc/%d/root%s", (int)pid, path);
+}
+
+int ma_proc_same_pidns(pid_t pid)
+{
+	char path[64];
+	struct stat a, b;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
+	if (stat("/proc/self/ns/pid", &a) || stat(path, &b))
+		return 0;
+	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }

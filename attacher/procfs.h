@@ -60,4 +60,8 @@ int ma_proc_slurp(const char *path, char **out, size_t *len);
  * lives in another mount namespace: /proc/PID/root/<path> */
 void ma_proc_target_path(pid_t pid, const char *path, char *buf, size_t len);
 
+/* 1 when pid lives in memattach's own PID namespace (a PID we pass it means
+ * the same process there), 0 when not or unknown */
+int ma_proc_same_pidns(pid_t pid);
+
 #endif

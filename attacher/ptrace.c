@@ -14,6 +14,7 @@
 
 #include "errors.h"
 #include "procfs.h"
+#include "teststep.h"
 
 enum th_state { TH_SEIZED, TH_STOPPED, TH_GONE };
 
@@ -199,6 +200,7 @@ static void detach_all(struct ma_freeze *f)
 		}
 		ptrace(PTRACE_DETACH, t->tid, NULL,
 		       (void *)(uintptr_t)t->pending_sig);
+		ma_step("thaw.detached");
 	}
 }
 
@@ -303,6 +305,7 @@ int ma_freeze(pid_t pid, int timeout_ms, struct ma_freeze **out)
 			    errno == ESRCH)
 				f->th[f->n - 1].state = TH_GONE;
 			added++;
+			ma_step("freeze.seized");
 		}
 		free(tids);
 		if (!added)
@@ -315,6 +318,7 @@ int ma_freeze(pid_t pid, int timeout_ms, struct ma_freeze **out)
 			       (int)pid, timeout_ms);
 			goto fail;
 		}
+		ma_step("freeze.stopped");
 	}
 	if (!find_thread(f, pid) || find_thread(f, pid)->state == TH_GONE) {
 		err = ma_err(-ESRCH, "freeze %d: the process exited", (int)pid);
@@ -369,6 +373,7 @@ void ma_freeze_resume_others(struct ma_freeze *f, pid_t keep)
 		ptrace(PTRACE_DETACH, t->tid, NULL,
 		       (void *)(uintptr_t)t->pending_sig);
 		t->state = TH_GONE;
+		ma_step("freeze.resumed-other");
 	}
 }
 

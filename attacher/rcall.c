@@ -19,6 +19,7 @@
 #include "procfs.h"
 #include "ptrace.h"
 #include "symbols.h"
+#include "teststep.h"
 
 /* The kernel's x86_64 signal frame (arch/x86/include/uapi/asm/sigcontext.h,
  * include/uapi/asm-generic/ucontext.h), not glibc's larger ucontext_t. */
@@ -328,6 +329,18 @@ static int wait_tid(pid_t tid, int *status, uint64_t deadline)
 	}
 }
 
+/* Test step "rcall.NAME.WHAT" (teststep.h) */
+static void step(const struct ma_rcall *c, const char *what)
+{
+	char name[96];
+
+	if (!ma_step_on)
+		return;
+	snprintf(name, sizeof(name), "rcall.%s.%s", c->name ? c->name : "call",
+		 what);
+	ma_step_slow(name);
+}
+
 int ma_rcall(struct ma_freeze *fz, pid_t tid, const struct ma_rcall_env *env,
 	     const struct ma_rcall *c, struct ma_rcall_result *res)
 {
@@ -364,9 +377,11 @@ int ma_rcall(struct ma_freeze *fz, pid_t tid, const struct ma_rcall_env *env,
 			     (int)tid, strerror(errno));
 		goto out;
 	}
+	step(c, "regs-saved");
 	err = build_frame(&cs, env, c, &frame, &data_addr);
 	if (err)
 		goto out;
+	step(c, "frame-written");
 
 	r = cs.saved;
 	r.rip = c->fn;
@@ -392,6 +407,7 @@ int ma_rcall(struct ma_freeze *fz, pid_t tid, const struct ma_rcall_env *env,
 			     strerror(errno));
 		goto out;
 	}
+	step(c, "committed");
 
 	deadline = ma_now_ns() + (uint64_t)c->timeout_ms * 1000000ull;
 	int sig = 0;
@@ -451,11 +467,14 @@ int ma_rcall(struct ma_freeze *fz, pid_t tid, const struct ma_rcall_env *env,
 					    env->restore_rt + 9 &&
 				    si.stack_pointer == frame + 8)
 					phase_done = 1;
+				step(c, phase_done ? "sigreturn"
+						   : "syscall-entry");
 			} else if (si.op == PTRACE_SYSCALL_INFO_EXIT) {
 				if (phase_done)
 					break; /* rt_sigreturn has run */
 				if (c->want && last_entry_nr == c->want_syscall)
 					res->syscall_ret = si.exit.rval;
+				step(c, "syscall-exit");
 			}
 			continue;
 		}
@@ -483,7 +502,9 @@ int ma_rcall(struct ma_freeze *fz, pid_t tid, const struct ma_rcall_env *env,
 		 * call the thread makes itself: its handler runs on the stack
 		 * below our frame and returns into the call. */
 		sig = stopsig;
+		step(c, "signal");
 	}
+	step(c, "returned");
 	err = 0;
 out:
 	res->ns = ma_now_ns() - t0;

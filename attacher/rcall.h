@@ -23,6 +23,7 @@
 struct ma_freeze;
 
 struct ma_rcall {
+	const char *name; /* for messages and test steps: "dlopen" */
 	uint64_t fn;	  /* address of the function in the target */
 	uint64_t args[6]; /* integer arguments (rdi, rsi, rdx, rcx, r8, r9) */
 	/* Bytes copied onto the target's stack for the call; their address

@@ -24,6 +24,7 @@
  */
 #include <errno.h>
 #include <linux/membarrier.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -321,14 +322,41 @@ static void stop_finish(struct ma_session *s)
 	ma_ctl_unlock();
 }
 
+/*
+ * A descriptor that becomes readable when the attacher exits, or -1.  The
+ * heartbeat alone lets a killed memattach's hooks run on for a second (each
+ * event a full ring's bounded wait); with a pidfd the watchdog sees the
+ * death within a tick.  The attacher passes its PID only when both share a
+ * PID namespace (else the number would name another process here); without
+ * pidfd_open (Linux < 5.3, a seccomp filter) the heartbeat is all there is.
+ */
+static int attacher_pidfd(const struct ma_session *s)
+{
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+	if (s->cfg.attacher_pid <= 0)
+		return -1;
+	return (int)syscall(SYS_pidfd_open, s->cfg.attacher_pid, 0);
+}
+
+static int attacher_gone(int pidfd)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+	return pidfd >= 0 && poll(&p, 1, 0) > 0;
+}
+
 static void *watchdog_main(void *arg)
 {
 	struct ma_session *s = arg;
 	struct ma_ring_hdr *h = s->ring.hdr;
 	char msg[128];
+	int pidfd;
 
 	ma_tls.guard = 1; /* this thread never records */
 	prctl(PR_SET_NAME, "memattach", 0, 0, 0);
+	pidfd = attacher_pidfd(s);
 	fence_register();
 	while (phase_of(s) == MA_PHASE_TRACKING) {
 		uint32_t w = __atomic_load_n(&s->wd_word, __ATOMIC_ACQUIRE);
@@ -342,6 +370,12 @@ static void *watchdog_main(void *arg)
 			    MA_CMD_STOP) {
 			state = MA_STATE_STOPPED;
 			ma_fmt(msg, sizeof(msg), "stopped on request");
+		} else if (attacher_gone(pidfd)) {
+			state = MA_STATE_ORPHANED;
+			ma_fmt(msg, sizeof(msg),
+			       "consumer gone (memattach %d exited): tracking "
+			       "stopped, hooks removed",
+			       (int)s->cfg.attacher_pid);
 		} else if (hb ? now > hb && now - hb > HEARTBEAT_NS
 			      : now - h->start_ns > FIRST_HEARTBEAT_NS) {
 			state = MA_STATE_ORPHANED;
@@ -376,6 +410,8 @@ static void *watchdog_main(void *arg)
 		}
 		ma_futex_wait(&s->wd_word, w, TICK_NS);
 	}
+	if (pidfd >= 0)
+		close(pidfd);
 	stop_finish(s);
 	return NULL;
 }
