@@ -403,16 +403,33 @@ static const struct code_range *thread_in(struct ma_target *t,
 	return bad;
 }
 
+/*
+ * A thread stopped in a system call that the kernel resumes through
+ * restart_syscall (nanosleep, poll or a futex wait with a timeout: they
+ * return -ERESTART_RESTARTBLOCK).  The rt_sigreturn that ends a remote call
+ * resets the thread's restart block, as after any signal handler, so such a
+ * sleep returns EINTR instead of going on: correct code retries, as it must
+ * for any signal, but a thread in read(), select() or in user code is the
+ * better pick.
+ */
+static int in_restart_block(struct ma_freeze *fz, pid_t tid)
+{
+	struct user_regs_struct r;
+
+	return ma_freeze_regs(fz, tid, &r) == 0 && (long)r.orig_rax >= 0 &&
+	       (long)r.rax == -516 /* -ERESTART_RESTARTBLOCK */;
+}
+
 /* A thread of the frozen process at a safe point, the main thread first
- * (it lives as long as the process); 0 when none is, or when any thread
- * holds the loader */
+ * (it lives as long as the process) unless it sleeps in a restart block;
+ * 0 when none is, or when any thread holds the loader */
 static pid_t pick_thread(struct ma_target *t, struct ma_freeze *fz,
 			 const struct unsafe_ranges *u, char *why,
 			 size_t whylen)
 {
 	const pid_t *tids;
 	size_t n = ma_freeze_threads(fz, &tids);
-	pid_t pick = 0;
+	pid_t pick = 0, fallback = 0;
 
 	for (size_t k = 0; k < n; k++) {
 		const struct code_range *bad = thread_in(t, fz, tids[k], u);
@@ -422,13 +439,19 @@ static pid_t pick_thread(struct ma_target *t, struct ma_freeze *fz,
 				 (int)tids[k], bad->what);
 			return 0;
 		}
-		if (!bad && !pick)
-			pick = tids[k];
-		else if (bad && !pick)
+		if (!bad && !pick) {
+			if (in_restart_block(fz, tids[k])) {
+				if (!fallback)
+					fallback = tids[k];
+			} else {
+				pick = tids[k];
+			}
+		} else if (bad && !pick && !fallback) {
 			snprintf(why, whylen, "thread %d is in %s",
 				 (int)tids[k], bad->what);
+		}
 	}
-	return pick;
+	return pick ? pick : fallback;
 }
 
 /*

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "rcall.h"
 
+#include <cpuid.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -221,6 +222,25 @@ struct call_state {
 	uint64_t sigmask;
 };
 
+/* Bytes of a standard-format XSAVE image that holds the state components
+ * in mask: the end of the furthest one (CPUID leaf 0xD gives each
+ * component's offset and size), at least the legacy area and header */
+static uint32_t xsave_extent(uint64_t mask)
+{
+	uint32_t size = 576;
+
+	for (unsigned int i = 2; i < 63; i++) {
+		unsigned int eax, ebx, ecx, edx;
+
+		if (!(mask >> i & 1) ||
+		    !__get_cpuid_count(0xd, i, &eax, &ebx, &ecx, &edx))
+			continue;
+		if (eax && ebx + eax > size)
+			size = ebx + eax;
+	}
+	return size;
+}
+
 /* Build the frame: [data][xstate, 64-aligned][rt_sigframe] below the red
  * zone; returns the frame address (16n + 8, as after a call) */
 static int build_frame(struct call_state *cs, const struct ma_rcall_env *env,
@@ -234,24 +254,29 @@ static int build_frame(struct call_state *cs, const struct ma_rcall_env *env,
 	int err;
 
 	restart_adjust(&r);
-	/* The extended state as ptrace gave it is the XSAVE image with the
-	 * software bytes a signal frame needs in sw_reserved; make sure they
-	 * are there, and end the image with MAGIC2, or the kernel would
-	 * restore only the legacy x87/SSE part on sigreturn. */
-	memcpy(&sw, cs->xstate + SW_RESERVED_OFF, sizeof(sw));
-	if (sw.magic1 != FP_XSTATE_MAGIC1 || sw.xstate_size > cs->xsize ||
-	    sw.xstate_size < 576) {
-		uint64_t bv;
+	/* ptrace gives the XSAVE image in the standard format, with XCR0 in
+	 * sw_reserved; a signal frame needs the software bytes there instead,
+	 * and MAGIC2 right after the image, or the kernel restores only the
+	 * legacy x87/SSE part on sigreturn and the upper halves of the vector
+	 * registers are lost.  The image's size must not exceed what the
+	 * kernel takes from this thread's signal frames: ptrace's buffer
+	 * holds every feature of XCR0, AMX tile data included (8 KiB more
+	 * than a thread without AMX permission may give back), so the size
+	 * is that of the features the image holds. */
+	uint64_t bv;
+	uint32_t xs;
 
-		memcpy(&bv, cs->xstate + 512, sizeof(bv));
-		sw = (struct fx_sw_bytes){
-			.magic1 = FP_XSTATE_MAGIC1,
-			.extended_size = (uint32_t)cs->xsize + 4,
-			.xfeatures = bv | 3,
-			.xstate_size = (uint32_t)cs->xsize,
-		};
-		memcpy(cs->xstate + SW_RESERVED_OFF, &sw, sizeof(sw));
-	}
+	memcpy(&bv, cs->xstate + 512, sizeof(bv));
+	xs = xsave_extent(bv | 3);
+	if (xs > cs->xsize)
+		xs = (uint32_t)cs->xsize;
+	sw = (struct fx_sw_bytes){
+		.magic1 = FP_XSTATE_MAGIC1,
+		.extended_size = xs + 4,
+		.xfeatures = bv | 3,
+		.xstate_size = xs,
+	};
+	memcpy(cs->xstate + SW_RESERVED_OFF, &sw, sizeof(sw));
 	fp_len = sw.xstate_size + 4;
 
 	sp = cs->saved.rsp - 128 - 256; /* red zone, and some slack */

@@ -20,7 +20,8 @@
  *   stop_finish (watchdog): wait for threads, STATS record, stop_ns, final
  *             state, unmap the ring and close its fd; the thread exits.
  * Session structs themselves are never unmapped (one page each): a stale
- * pointer to one stays safe to read.
+ * pointer to one stays safe to read; a finished one is reused by a later
+ * session (session_recycled).
  */
 #include <errno.h>
 #include <linux/membarrier.h>
@@ -57,7 +58,8 @@ int ma_asym_fence;
 static int ctl_lock_word;
 static uint32_t gen_counter;
 static int once_ok;
-/* every session ever started, for the fork child to drop their rings */
+/* every session struct (reused once finished: session_recycled), for the
+ * fork child to drop their rings */
 static struct ma_session *sessions[MAX_SESSIONS];
 static uint32_t nsessions;
 
@@ -172,6 +174,28 @@ static void session_release(struct ma_session *s, int unmap)
 	s->nodes = NULL;
 }
 
+/*
+ * A finished session's struct, cleared for a new one, or NULL.  A process
+ * takes any number of sessions over its life (a worker attached every few
+ * minutes by a scheduled job); only a session whose ring and tables are
+ * unmapped is recycled: one that stayed mapped because a thread was still
+ * in a recording section (stop_finish) may still be written to.  Under the
+ * control lock: a watchdog marks its session DONE under it, as its last
+ * access.
+ */
+static struct ma_session *session_recycled(void)
+{
+	for (uint32_t i = 0; i < nsessions; i++) {
+		struct ma_session *s = sessions[i];
+
+		if (phase_of(s) == MA_PHASE_DONE && !s->ring_mem && !s->tabs) {
+			memset(s, 0, sizeof(*s));
+			return s;
+		}
+	}
+	return NULL;
+}
+
 static struct ma_session *session_new(const struct ma_config *c, char *msg,
 				      size_t len, int *err)
 {
@@ -179,22 +203,30 @@ static struct ma_session *session_new(const struct ma_config *c, char *msg,
 	void *mem;
 	int fd;
 
-	if (nsessions >= MAX_SESSIONS) {
+	s = session_recycled();
+	if (!s && nsessions >= MAX_SESSIONS) {
 		*err = -EMFILE;
-		ma_fmt(msg, len, "too many sessions in this process");
+		ma_fmt(msg, len,
+		       "too many sessions in this process whose rings "
+		       "could not be unmapped");
 		return NULL;
 	}
-	s = ma_map(sizeof(*s));
 	if (!s) {
-		*err = -ENOMEM;
-		ma_fmt(msg, len, "no memory for a session");
-		return NULL;
+		s = ma_map(sizeof(*s));
+		if (!s) {
+			*err = -ENOMEM;
+			ma_fmt(msg, len, "no memory for a session");
+			return NULL;
+		}
+		sessions[nsessions++] = s;
 	}
+	/* DONE until start_locked() sets it tracking: a failed start leaves
+	 * it recyclable */
+	s->phase = MA_PHASE_DONE;
 	s->gen = ++gen_counter;
 	s->cfg = *c;
 	s->ring_fd = -1;
 	s->ring_len = MA_RING_HDR_SIZE + (size_t)c->ring_size;
-	sessions[nsessions++] = s;
 	fd = memfd_create("memattach-ring", MFD_CLOEXEC);
 	if (fd < 0) {
 		*err = -errno;
