@@ -120,7 +120,7 @@ static uint64_t read_rss(pid_t pid)
 }
 
 struct consumer {
-	struct ma_session *s;
+	struct ma_injection *s;
 	struct ma_ring_reader rd;
 	struct ma_capture_writer *w;
 	struct ma_account *acc;
@@ -364,7 +364,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 				 .show_stacks = show_stacks };
 	struct ma_target_opts topts = { 0 };
 	struct ma_target *t = NULL;
-	struct ma_session s = { .ring_fd = -1 };
+	struct ma_injection s = { .ring_fd = -1 };
 	struct consumer c = { 0 };
 	struct ma_capture_meta meta = { 0 };
 	struct ma_capture_trailer tr = { 0 };
@@ -641,7 +641,7 @@ out:
 	if (c.w)
 		ma_capture_close(c.w, &tr);
 	ma_account_free(c.acc);
-	ma_session_close(&s);
+	ma_injection_close(&s);
 	ma_target_close(t);
 	return ret;
 }

@@ -537,7 +537,7 @@ static int write_payload(pid_t pid, long fd)
 	return 0;
 }
 
-static int map_ring(struct ma_session *s, uint64_t ring_size)
+static int map_ring(struct ma_injection *s, uint64_t ring_size)
 {
 	char path[64];
 
@@ -562,7 +562,7 @@ static int map_ring(struct ma_session *s, uint64_t ring_size)
 }
 
 static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
-		       struct ma_session *s)
+		       struct ma_injection *s)
 {
 	struct ma_rcall_env env;
 	struct ma_payload_info pi;
@@ -770,7 +770,7 @@ fail:
 }
 
 int ma_inject_start(struct ma_target *t, const struct ma_inject_opts *o,
-		    struct ma_session *s)
+		    struct ma_injection *s)
 {
 	int err;
 
@@ -785,7 +785,7 @@ int ma_inject_start(struct ma_target *t, const struct ma_inject_opts *o,
 	}
 }
 
-void ma_session_close(struct ma_session *s)
+void ma_injection_close(struct ma_injection *s)
 {
 	if (s->ring)
 		munmap(s->ring, s->map_len);

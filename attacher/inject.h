@@ -32,7 +32,10 @@ struct ma_inject_opts {
 	int max_attempts; /* tries to find a thread at a safe point */
 };
 
-struct ma_session {
+/* What an injection gives the attacher: the payload in the target and the
+ * ring it created, mapped here (not the payload's own session struct,
+ * injector/internal.h) */
+struct ma_injection {
 	pid_t pid;
 	struct ma_ring_hdr *ring; /* mapped header + data */
 	uint8_t *data;
@@ -60,9 +63,9 @@ struct ma_payload_info {
 };
 
 int ma_inject_start(struct ma_target *t, const struct ma_inject_opts *o,
-		    struct ma_session *s);
+		    struct ma_injection *s);
 /* Unmap the ring (the payload stops by itself once told, or orphaned) */
-void ma_session_close(struct ma_session *s);
+void ma_injection_close(struct ma_injection *s);
 
 int ma_payload_probe(struct ma_target *t, struct ma_payload_info *pi);
 /* Remote call of ma_stop() in a loaded payload (memattach detach) */
