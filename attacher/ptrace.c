@@ -377,6 +377,16 @@ void ma_freeze_resume_others(struct ma_freeze *f, pid_t keep)
 	}
 }
 
+int ma_freeze_take_signal(struct ma_freeze *f, pid_t tid)
+{
+	struct ma_thread *t = find_thread(f, tid);
+	int sig = t ? t->pending_sig : 0;
+
+	if (t)
+		t->pending_sig = 0;
+	return sig;
+}
+
 void ma_freeze_forget(struct ma_freeze *f, pid_t tid)
 {
 	struct ma_thread *t = find_thread(f, tid);

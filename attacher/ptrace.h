@@ -39,6 +39,12 @@ int ma_freeze_regs(struct ma_freeze *f, pid_t tid,
  * a lock one of them holds.  ma_thaw() then detaches keep alone. */
 void ma_freeze_resume_others(struct ma_freeze *f, pid_t keep);
 
+/* The signal a stopped thread was about to take when it stopped (0: none),
+ * handed over to the caller, who must deliver it: a remote call passes it
+ * on its first resume, so that no signal of that thread waits in memattach
+ * while the call runs (killed then, memattach would lose it) */
+int ma_freeze_take_signal(struct ma_freeze *f, pid_t tid);
+
 /* Forget a thread that exited while we held it */
 void ma_freeze_forget(struct ma_freeze *f, pid_t tid);
 

@@ -435,7 +435,12 @@ int ma_rcall(struct ma_freeze *fz, pid_t tid, const struct ma_rcall_env *env,
 	step(c, "committed");
 
 	deadline = ma_now_ns() + (uint64_t)c->timeout_ms * 1000000ull;
-	int sig = 0;
+	/* A signal the thread was about to take when the freeze stopped it
+	 * goes in with the first resume: its handler runs first, on the stack
+	 * below our frame, and returns into the call.  Held until the thaw
+	 * instead, it would be lost if memattach died after the call (the
+	 * thread then stops at a system call, where nothing is pending). */
+	int sig = ma_freeze_take_signal(fz, tid);
 
 	for (;;) {
 		if (ptrace(PTRACE_SYSCALL, tid, NULL, (void *)(uintptr_t)sig) <
