@@ -15,8 +15,9 @@ Each round starts `memattach attach` and kills it:
 Every --check rounds, and after the last: the target's blocked read(),
 select() and epoll_wait() must get their data and its threads must make
 progress (tests/e2e/kill_lib.py); every --detach rounds `memattach detach`
-runs and the allocation rate is measured against the rate before the
-first round (--window seconds each).  --cycles N adds N plain attach
+runs and the allocation rate (loops per CPU second of the target, which
+other work on the machine does not move) is measured against the rate
+before the first round (--window seconds each).  --cycles N adds N plain attach
 (-d 0.05)/detach cycles at the end.  Core dumps are enabled for the
 target: a crash leaves a core where kernel.core_pattern says.
 
@@ -43,14 +44,22 @@ from kill_lib import KillTarget, memattach_env  # noqa: E402
 from ma_test import MEMATTACH, memattach  # noqa: E402
 
 
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def alloc_rate(t, seconds):
-    a = t.stat()
-    t0 = time.monotonic()
+    """Allocation loops per CPU second of the target: on a machine that
+    does other work meanwhile, wall-clock rates move by tens of percent;
+    the work done per CPU second does not."""
+    a, ca = t.stat(), cpu_seconds(t.pid)
     time.sleep(seconds)
-    b = t.stat()
-    if a is None or b is None:
+    b, cb = t.stat(), cpu_seconds(t.pid)
+    if a is None or b is None or cb <= ca:
         return 0.0
-    return (b[0] - a[0]) / (time.monotonic() - t0)
+    return (b[0] - a[0]) / (cb - ca)
 
 
 def core_files(since):
