@@ -9,7 +9,7 @@
  * state and signal mask, with an interrupted system call already rewound
  * the way the kernel would restart it.  So whatever happens to memattach —
  * SIGKILL at any instant — the thread finishes the call and continues
- * exactly where it was (DESIGN.md hazard 5; CRIU's compel returns through a
+ * exactly where it was (hazard 5, docs/architecture.md; CRIU's compel returns through a
  * sigreturn frame for the same reason).  While memattach lives, it follows
  * the call with PTRACE_SYSCALL stops until the rt_sigreturn has run.
  */

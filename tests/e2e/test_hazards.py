@@ -1,4 +1,4 @@
-"""The hazards of DESIGN.md, each on real processes:
+"""The hazards of docs/architecture.md, each on real processes:
 
 - a target blocked in read(): after attach and detach, the data fed to its
   stdin arrives intact and it exits 0;

@@ -1,5 +1,5 @@
 """memattach SIGKILLed at every step of attach, tracking and stop, on
-purpose (DESIGN.md hazard 5, issue "Never hurt the target").
+purpose (hazard 5 of docs/architecture.md).
 
 For each interpreter, a step log of a first attach (payload injected) and of
 a second one (payload reused) lists the steps memattach passes

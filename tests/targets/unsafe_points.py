@@ -1,4 +1,4 @@
-"""Target for DESIGN.md hazard 1: threads where a remote dlopen() would
+"""Target for hazard 1 (docs/architecture.md): threads where a remote dlopen() would
 deadlock.  argv[1]:
   malloc  - the main thread runs malloc/free in a tight C loop (ctypes, GIL
             released); a Python thread allocates too

@@ -122,7 +122,7 @@ Test(ptrace, freeze_stops_every_thread_and_thaw_resumes)
 }
 
 /* A signal sent while the target is frozen is delivered after the thaw,
- * exactly once (hazard 3 of DESIGN.md). */
+ * exactly once (hazard 3, docs/architecture.md). */
 Test(ptrace, signals_during_freeze_are_delivered)
 {
 	int to, from, n = -1;
