@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Injecting the payload and starting a tracking session (docs/architecture.md, "Injection"):
+ * Injecting the payload and starting a tracking session
+ * (docs/architecture.md, "Injection"):
  *   1. freeze every thread; pick one at a safe point (not inside malloc or
  *      the dynamic loader, by its native backtrace), else let the process
  *      run briefly and try again;
