@@ -122,6 +122,7 @@ def main():
             why = t.health()
             if why:
                 bad.append((i, kind, why))
+                print("%6d: %s kill: %s" % (i, kind, why), flush=True)
                 if not t.alive():
                     died = (i, kind, t.proc.returncode)
                     break
@@ -129,6 +130,7 @@ def main():
             rc, out, err = memattach("detach", t.pid, timeout=60)
             if rc != 0:
                 bad.append((i, "detach", err.strip()))
+                print("%6d: detach: %s" % (i, err.strip()), flush=True)
             ratios.append(alloc_rate(t, args.window) / base)
             print("%6d kills (%.0f s): target alive, rate after detach %.3f"
                   " of before, %d bad" % (i, time.monotonic() - t_run,
