@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include "../common/ma_config.h"
+#include "../common/ma_pyver.h"
 #include "../common/ma_record.h"
 #include "../common/ma_ring_io.h"
 
