@@ -246,7 +246,8 @@ struct ma_session {
 	uint32_t gen;	/* > 0, one per ma_start */
 	uint32_t phase; /* enum ma_phase, atomic */
 	struct ma_config cfg;
-	int minor; /* python minor version, 0 when stacks are off */
+	int minor;  /* python minor version, 0 when stacks are off */
+	int layout; /* enum ma_py_layout_id (ma_pyver.h) of that version */
 	uint32_t max_frames;
 
 	int ring_fd;
