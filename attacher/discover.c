@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/ma_pyver.h"
 #include "errors.h"
 #include "memread.h"
 #include "ptrace.h"
@@ -15,9 +16,6 @@
 #include "pyread.h"
 #include "pyversion.h"
 #include "symbols.h"
-
-#define MA_MIN_MINOR 8
-#define MA_MAX_MINOR 13
 
 int ma_parse_pid(const char *s, pid_t *out)
 {
@@ -141,16 +139,13 @@ static int find_version(struct ma_target *t)
 			t->version_from = "Py_Version";
 		ma_elf_close(e);
 	}
-	int minor = ma_py_minor(t->version_hex);
-
-	if (ma_py_major(t->version_hex) != 3 || minor < MA_MIN_MINOR ||
-	    minor > MA_MAX_MINOR) {
+	if (!ma_pyver_supported(t->version_hex)) {
 		ma_err_set_exit(MA_EXIT_NOTPY);
 		return ma_err(-ENOTSUP,
 			      "process %d runs Python %s (%s), which memattach "
 			      "does not support: supported are 3.%d to 3.%d",
 			      (int)t->pid, t->version, t->pymod_path,
-			      MA_MIN_MINOR, MA_MAX_MINOR);
+			      MA_PY_MIN_MINOR, MA_PY_MAX_MINOR);
 	}
 	return 0;
 }
