@@ -5,19 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/ma_pyver.h"
 #include "errors.h"
 #include "memread.h"
 #include "ptrace.h"
 #include "pyoffsets.h"
-#include "pyread.h"
 #include "pyversion.h"
 #include "symbols.h"
-
-#define MA_MIN_MINOR 8
-#define MA_MAX_MINOR 13
 
 int ma_parse_pid(const char *s, pid_t *out)
 {
@@ -30,21 +26,6 @@ int ma_parse_pid(const char *s, pid_t *out)
 		return ma_err(-EINVAL, "'%s' is not a process ID", s);
 	*out = (pid_t)v;
 	return 0;
-}
-
-const char *ma_debian_dbg_package(const char *path, uint32_t version_hex,
-				  char *buf, size_t len)
-{
-	int minor = ma_py_minor(version_hex);
-	char exe[64], lib[96];
-
-	snprintf(exe, sizeof(exe), "/usr/bin/python3.%d", minor);
-	snprintf(lib, sizeof(lib), "/usr/lib/x86_64-linux-gnu/libpython3.%d.so",
-		 minor);
-	if (strcmp(path, exe) && strncmp(path, lib, strlen(lib)))
-		return NULL;
-	snprintf(buf, len, "python3.%d-dbg", minor);
-	return buf;
 }
 
 static int basename_is_libpython(const char *path)
@@ -141,16 +122,13 @@ static int find_version(struct ma_target *t)
 			t->version_from = "Py_Version";
 		ma_elf_close(e);
 	}
-	int minor = ma_py_minor(t->version_hex);
-
-	if (ma_py_major(t->version_hex) != 3 || minor < MA_MIN_MINOR ||
-	    minor > MA_MAX_MINOR) {
+	if (!ma_pyver_supported(t->version_hex)) {
 		ma_err_set_exit(MA_EXIT_NOTPY);
 		return ma_err(-ENOTSUP,
 			      "process %d runs Python %s (%s), which memattach "
 			      "does not support: supported are 3.%d to 3.%d",
 			      (int)t->pid, t->version, t->pymod_path,
-			      MA_MIN_MINOR, MA_MAX_MINOR);
+			      MA_PY_MIN_MINOR, MA_PY_MAX_MINOR);
 	}
 	return 0;
 }
@@ -208,219 +186,25 @@ static int report_modules(struct ma_target *t)
 	return 0;
 }
 
-static void note(struct ma_target *t, const char *fmt, const char *what)
-{
-	size_t l = strlen(t->off_notes);
-
-	snprintf(t->off_notes + l, sizeof(t->off_notes) - l, "%s%s: %s",
-		 l ? "; " : "", fmt, what);
-}
-
-/*
- * Cache of DWARF offsets by build ID.  Reading the DWARF of Debian's
- * stripped python3.11 means inflating its compressed debug file (~60 ms);
- * the offsets of one build never change, so later runs take them from
- * $XDG_CACHE_HOME/memattach (or ~/.cache/memattach).  An entry is used only
- * while the debug file it came from is still there, unchanged, and is
- * validated against the live process like any other source.  Set
- * MEMATTACH_NO_CACHE=1 to bypass it; it is also bypassed when
- * MEMATTACH_DEBUGINFO_PATH changes where DWARF is looked for.
- */
-#define MA_CACHE_MAGIC 0x31434f414dull /* "MAOC1" */
-
-struct offsets_cache {
-	uint64_t magic;
-	uint32_t abi, size;
-	struct ma_py_offsets off;
-	uint64_t dbg_size, dbg_mtime;
-	char dbg_path[PATH_MAX];
-};
-
-static int cache_path(const struct ma_target *t, char *buf, size_t len)
-{
-	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-
-	if (getenv("MEMATTACH_NO_CACHE") ||
-	    getenv("MEMATTACH_DEBUGINFO_PATH") || !t->build_id[0])
-		return -ENOENT;
-	if (xdg && xdg[0] == '/')
-		snprintf(buf, len, "%s/memattach/offsets-%s-%08x", xdg,
-			 t->build_id, t->version_hex);
-	else if (home && home[0] == '/')
-		snprintf(buf, len, "%s/.cache/memattach/offsets-%s-%08x", home,
-			 t->build_id, t->version_hex);
-	else
-		return -ENOENT;
-	return 0;
-}
-
-static int cache_load(struct ma_target *t)
-{
-	struct offsets_cache c;
-	struct stat st;
-	char path[PATH_MAX + 128];
-	FILE *f;
-	size_t n;
-
-	if (cache_path(t, path, sizeof(path)))
-		return -ENOENT;
-	f = fopen(path, "rb");
-	if (!f)
-		return -ENOENT;
-	n = fread(&c, 1, sizeof(c), f);
-	fclose(f);
-	c.dbg_path[sizeof(c.dbg_path) - 1] = '\0';
-	if (n != sizeof(c) || c.magic != MA_CACHE_MAGIC ||
-	    c.abi != MA_OFFSETS_ABI || c.size != sizeof(c.off) ||
-	    c.off.version_hex != t->version_hex || stat(c.dbg_path, &st) ||
-	    (uint64_t)st.st_size != c.dbg_size ||
-	    (uint64_t)st.st_mtime != c.dbg_mtime)
-		return -ENOENT;
-	t->off = c.off;
-	snprintf(t->off_origin, sizeof(t->off_origin), "DWARF (%s, cached)",
-		 c.dbg_path);
-	return 0;
-}
-
-static void cache_store(const struct ma_target *t, const char *dbg_path)
-{
-	struct offsets_cache c = { .magic = MA_CACHE_MAGIC,
-				   .abi = MA_OFFSETS_ABI,
-				   .size = sizeof(c.off),
-				   .off = t->off };
-	struct stat st;
-	char path[PATH_MAX + 128], tmp[PATH_MAX + 160];
-	FILE *f;
-
-	if (cache_path(t, path, sizeof(path)) || stat(dbg_path, &st))
-		return;
-	c.dbg_size = (uint64_t)st.st_size;
-	c.dbg_mtime = (uint64_t)st.st_mtime;
-	snprintf(c.dbg_path, sizeof(c.dbg_path), "%s", dbg_path);
-	/* mkdir -p of the two last levels; failures just mean no cache */
-	char *slash = strrchr(path, '/');
-
-	*slash = '\0';
-	char *parent = strrchr(path, '/');
-
-	*parent = '\0';
-	mkdir(path, 0700);
-	*parent = '/';
-	mkdir(path, 0700);
-	*slash = '/';
-	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
-	f = fopen(tmp, "wb");
-	if (!f)
-		return;
-	if (fwrite(&c, sizeof(c), 1, f) != 1) {
-		fclose(f);
-		unlink(tmp);
-		return;
-	}
-	if (fclose(f) || rename(tmp, path))
-		unlink(tmp);
-}
-
-/* Offsets that pass the checks against the live process, or an error */
-static int check_offsets(struct ma_target *t, const struct ma_target_opts *o)
-{
-	struct ma_pyreader *r;
-	int err;
-
-	if (o->no_validate)
-		return 0;
-	err = ma_pyreader_new(t->mem, &t->off, t->runtime_addr, &r);
-	if (err)
-		return err;
-	err = ma_pyreader_validate(r);
-	ma_pyreader_free(r);
-	return err;
-}
-
 static int find_offsets(struct ma_target *t, const struct ma_target_opts *o)
 {
-	enum ma_offsets_pref p = o->offsets;
-	int minor = ma_py_minor(t->version_hex);
-	int err;
-	char pkg[64];
-	const char *dbg = ma_debian_dbg_package(t->pymod_path, t->version_hex,
-						pkg, sizeof(pkg));
+	const struct ma_offsets_query q = {
+		.pid = t->pid,
+		.version = t->version,
+		.version_hex = t->version_hex,
+		.mod_path = t->pymod_path,
+		.mod_local = t->pymod_local,
+		.build_id = t->build_id,
+		.mod = t->pymod,
+		.mem = t->mem,
+		.runtime_addr = t->runtime_addr,
+		.pref = o->offsets,
+		.no_validate = o->no_validate,
+	};
 
-	if (p == MA_PREF_AUTO || p == MA_PREF_DWARF) {
-		if (cache_load(t) == 0 && check_offsets(t, o) == 0)
-			return 0;
-		err = ma_pyoffsets_from_dwarf(t->pymod, t->version_hex,
-					      &t->off);
-		if (!err) {
-			const char *mainfile = NULL, *debugfile = NULL;
-
-			dwfl_module_info(t->pymod, NULL, NULL, NULL, NULL, NULL,
-					 &mainfile, &debugfile);
-			snprintf(t->off_origin, sizeof(t->off_origin),
-				 "DWARF (%s)",
-				 debugfile  ? debugfile
-				 : mainfile ? mainfile
-					    : t->pymod_path);
-			err = check_offsets(t, o);
-			if (!err) {
-				cache_store(t, debugfile  ? debugfile
-					       : mainfile ? mainfile
-							  : t->pymod_local);
-				return 0;
-			}
-			note(t, "DWARF offsets rejected", ma_errmsg());
-		} else if (err == -ENOENT) {
-			char why[256];
-
-			snprintf(why, sizeof(why), "no DWARF for %s%s%s%s",
-				 t->pymod_path, dbg ? " (install " : "",
-				 dbg ? dbg : "", dbg ? ")" : "");
-			note(t, "DWARF", why);
-		} else {
-			note(t, "DWARF unusable", ma_errmsg());
-		}
-		if (p == MA_PREF_DWARF)
-			goto none;
-	}
-	if ((p == MA_PREF_AUTO && minor >= 13) || p == MA_PREF_DEBUG_OFFSETS) {
-		err = ma_pyoffsets_from_debug_offsets(t->mem, t->runtime_addr,
-						      t->version_hex, &t->off);
-		if (!err) {
-			snprintf(t->off_origin, sizeof(t->off_origin),
-				 "_Py_DebugOffsets (in _PyRuntime)");
-			err = check_offsets(t, o);
-			if (!err)
-				return 0;
-		}
-		note(t, "_Py_DebugOffsets", ma_errmsg());
-		if (p == MA_PREF_DEBUG_OFFSETS)
-			goto none;
-	}
-	if (p == MA_PREF_AUTO || p == MA_PREF_TABLE) {
-		err = ma_pyoffsets_from_table(t->version_hex, &t->off);
-		if (!err) {
-			snprintf(t->off_origin, sizeof(t->off_origin),
-				 "built-in table for 3.%d", minor);
-			err = check_offsets(t, o);
-			if (!err)
-				return 0;
-		}
-		note(t, "built-in table", ma_errmsg());
-	}
-none:
-	ma_err_set_exit(MA_EXIT_NODEBUG);
-	if (dbg)
-		return ma_err(-ENOENT,
-			      "process %d (Python %s, %s): no usable struct "
-			      "offsets: install the Debian package %s for "
-			      "DWARF (%s)",
-			      (int)t->pid, t->version, t->pymod_path, dbg,
-			      t->off_notes);
-	return ma_err(-ENOENT,
-		      "process %d (Python %s, %s): no usable struct offsets: "
-		      "this build has no DWARF (rebuild with -g, install its "
-		      "debug symbols, or set DEBUGINFOD_URLS) (%s)",
-		      (int)t->pid, t->version, t->pymod_path, t->off_notes);
+	return ma_offsets_find(&q, &t->off, t->off_origin,
+			       sizeof(t->off_origin), t->off_notes,
+			       sizeof(t->off_notes));
 }
 
 int ma_target_open(pid_t pid, const struct ma_target_opts *opts,

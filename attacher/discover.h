@@ -15,15 +15,9 @@
 
 #include "../common/ma_offsets.h"
 #include "procfs.h"
+#include "pyoffsets.h"
 
 struct ma_mem;
-
-enum ma_offsets_pref {
-	MA_PREF_AUTO = 0, /* DWARF, then _Py_DebugOffsets, then the table */
-	MA_PREF_DWARF,
-	MA_PREF_DEBUG_OFFSETS,
-	MA_PREF_TABLE,
-};
 
 struct ma_target_opts {
 	enum ma_offsets_pref offsets;
@@ -65,11 +59,6 @@ struct ma_target {
 int ma_target_open(pid_t pid, const struct ma_target_opts *opts,
 		   struct ma_target **out);
 void ma_target_close(struct ma_target *t);
-
-/* The Debian package that carries the DWARF of a Python binary
- * ("python3.11-dbg"), or NULL when the path is not Debian's */
-const char *ma_debian_dbg_package(const char *path, uint32_t version_hex,
-				  char *buf, size_t len);
 
 /* Parse a PID argument: -EINVAL with a message when not a positive number */
 int ma_parse_pid(const char *s, pid_t *out);

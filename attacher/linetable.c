@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Bytecode offset -> source line for CPython 3.8 to 3.13.
+ * Bytecode offset -> source line, in each line table format of the
+ * versions in common/ma_pyver.h (a version's row names its format).
  *
  * The tables come from a target's memory, so they may be truncated or
  * garbage: every decoder stops at `len` and never trusts a length byte to
@@ -16,7 +17,7 @@ static inline int add_wrap(int a, int b)
 	return (int)((unsigned int)a + (unsigned int)b);
 }
 
-#include "../common/ma_offsets.h"
+#include "../common/ma_pyver.h"
 
 /*
  * 3.8/3.9 co_lnotab: pairs (unsigned byte offset increment, signed line
@@ -162,14 +163,15 @@ static int loctable_addr2line(const uint8_t *t, size_t len, int firstlineno,
 int ma_linetable_addr2line(uint32_t version_hex, const uint8_t *table,
 			   size_t len, int firstlineno, int addr)
 {
-	int minor = ma_py_minor(version_hex);
-
 	/* CPython answers firstlineno for "not started yet" (f_lasti -1) */
 	if (addr < 0 || !table)
 		return firstlineno;
-	if (minor <= 9)
+	switch (ma_pyver_nearest(version_hex)->linetable) {
+	case MA_LT_LNOTAB:
 		return lnotab_addr2line(table, len, firstlineno, addr);
-	if (minor == 10)
+	case MA_LT_LINES310:
 		return linetable310_addr2line(table, len, firstlineno, addr);
-	return loctable_addr2line(table, len, firstlineno, addr);
+	default:
+		return loctable_addr2line(table, len, firstlineno, addr);
+	}
 }

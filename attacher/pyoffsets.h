@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Filling struct ma_py_offsets for one CPython build, from one of three
- * sources (DESIGN.md "Offsets from DWARF first"):
- *   1. DWARF of the running binary (exact), through libdw;
- *   2. CPython's own _Py_DebugOffsets, 3.13+, read from the target's memory;
- *   3. the built-in table per minor version (attacher/offsets_table.c),
- *      generated from DWARF by tools/gen-offsets-table.
+ * sources (docs/offsets.md), one file each:
+ *   1. DWARF of the running binary (exact), through libdw: offsets_dwarf.c;
+ *   2. CPython's own _Py_DebugOffsets, 3.13+, read from the target's memory:
+ *      offsets_debugoffsets.c;
+ *   3. the built-in table per minor version (offsets_table.c, generated from
+ *      DWARF by tools/gen-offsets-table), looked up in offsets.c;
+ * and the chain that tries them in turn, validating each result against the
+ * live process (offsets_source.c), with DWARF results cached by build ID
+ * (offsets_cache.c).  Which fields a version has: common/ma_pyver.h.
  */
 #ifndef MA_PYOFFSETS_H
 #define MA_PYOFFSETS_H
@@ -13,10 +17,52 @@
 #include <elfutils/libdwfl.h>
 #include <stdio.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "../common/ma_offsets.h"
 
 struct ma_mem;
+
+/* Which sources the chain may use */
+enum ma_offsets_pref {
+	MA_PREF_AUTO = 0, /* DWARF, then _Py_DebugOffsets, then the table */
+	MA_PREF_DWARF,
+	MA_PREF_DEBUG_OFFSETS,
+	MA_PREF_TABLE,
+};
+
+/* What the source chain needs to know of the target */
+struct ma_offsets_query {
+	pid_t pid;
+	const char *version; /* "3.11.2", for messages */
+	uint32_t version_hex;
+	const char
+		*mod_path; /* module with _PyRuntime, as the target sees it */
+	const char *mod_local; /* the same file, reachable from here */
+	const char *build_id;  /* of that module, hex ("": none): cache key */
+	Dwfl_Module *mod;
+	struct ma_mem *mem;
+	uint64_t runtime_addr;
+	enum ma_offsets_pref pref;
+	int no_validate; /* developer: take the first result unchecked */
+};
+
+/*
+ * The source chain: DWARF (cached by build ID), _Py_DebugOffsets, the
+ * table, as far as q->pref allows, each result validated against the live
+ * process.  0 with *off, origin (where they came from) and notes (why
+ * earlier sources were passed over) filled; else an error with exit code
+ * MA_EXIT_NODEBUG whose message names the Debian package with the DWARF
+ * when there is one.
+ */
+int ma_offsets_find(const struct ma_offsets_query *q, struct ma_py_offsets *off,
+		    char *origin, size_t origin_len, char *notes,
+		    size_t notes_len);
+
+/* The Debian package that carries the DWARF of a Python binary
+ * ("python3.11-dbg"), or NULL when the path is not Debian's */
+const char *ma_debian_dbg_package(const char *path, uint32_t version_hex,
+				  char *buf, size_t len);
 
 /*
  * From the DWARF of mod (an executable or libpython with _PyRuntime).  The

@@ -67,6 +67,8 @@ struct ma_pyreader {
 	struct ma_py_offsets o;
 	uint64_t runtime;
 	int minor;
+	const struct ma_py_layout *L; /* the frame rules of this version */
+	struct ma_py_walk_off w;
 	uint32_t gen;
 
 	/* Spans (bytes from the struct start) covering every field we read */
@@ -552,76 +554,37 @@ static size_t span_of(const int32_t *offs, size_t n)
 	span_of((const int32_t[]){ __VA_ARGS__ },                              \
 		sizeof((const int32_t[]){ __VA_ARGS__ }) / sizeof(int32_t))
 
-struct required {
-	const char *name;
-	int32_t off;
-	int need; /* 1: required for this version */
-};
-
-static int check_offsets(const struct ma_py_offsets *o, int minor)
+static int check_offsets(const struct ma_py_offsets *o,
+			 const struct ma_pyver *v)
 {
-	const int v310 = minor <= 10, v311_12 = minor == 11 || minor == 12;
-	const struct required req[] = {
-		{ "runtime_interpreters_head", o->runtime_interpreters_head,
-		  1 },
-		{ "interp_next", o->interp_next, 1 },
-		{ "interp_threads_head", o->interp_threads_head, 1 },
-		{ "tstate_next", o->tstate_next, 1 },
-		{ "tstate_interp", o->tstate_interp, 1 },
-		{ "tstate_thread_id", o->tstate_thread_id, 1 },
-		{ "tstate_frame", o->tstate_frame, !v311_12 },
-		{ "tstate_cframe", o->tstate_cframe, v311_12 },
-		{ "cframe_current_frame", o->cframe_current_frame, v311_12 },
-		{ "frame_previous", o->frame_previous, 1 },
-		{ "frame_code", o->frame_code, 1 },
-		{ "frame_instr", o->frame_instr, 1 },
-		{ "frame_owner", o->frame_owner, !v310 },
-		{ "frame_is_entry", o->frame_is_entry, minor == 11 },
-		{ "code_filename", o->code_filename, 1 },
-		{ "code_name", o->code_name, 1 },
-		{ "code_qualname", o->code_qualname, !v310 },
-		{ "code_firstlineno", o->code_firstlineno, 1 },
-		{ "code_linetable", o->code_linetable, 1 },
-		{ "code_code_adaptive", o->code_code_adaptive, !v310 },
-		{ "object_type", o->object_type, 1 },
-		{ "varobject_size", o->varobject_size, 1 },
-		{ "type_name", o->type_name, 1 },
-		{ "bytes_sval", o->bytes_sval, 1 },
-		{ "unicode_length", o->unicode_length, 1 },
-		{ "unicode_state", o->unicode_state, 1 },
-		{ "unicode_ascii_size", o->unicode_ascii_size, 1 },
-		{ "unicode_compact_size", o->unicode_compact_size, 1 },
-	};
+	const char *missing = ma_pyver_missing(o, ma_pyver_reader_fields(v));
 
-	for (size_t i = 0; i < sizeof(req) / sizeof(req[0]); i++)
-		if (req[i].need && (req[i].off < 0 || req[i].off > 65536))
-			return ma_err(-EINVAL,
-				      "python 3.%d offsets: %s is missing",
-				      minor, req[i].name);
+	if (missing)
+		return ma_err(-EINVAL, "python 3.%d offsets: %s is missing",
+			      v->minor, missing);
 	if (o->unicode_compact_size > 128 ||
 	    o->unicode_ascii_size > o->unicode_compact_size ||
-	    o->unicode_kind_shift < 0 || o->unicode_kind_shift > 29 ||
-	    o->unicode_compact_bit < 0 || o->unicode_compact_bit > 31 ||
-	    o->unicode_ascii_bit < 0 || o->unicode_ascii_bit > 31)
+	    !ma_py_str_bits_ok(o))
 		return ma_err(-EINVAL,
 			      "python 3.%d offsets: str layout out of range",
-			      minor);
+			      v->minor);
 	return 0;
 }
 
 int ma_pyreader_new(struct ma_mem *m, const struct ma_py_offsets *o,
 		    uint64_t runtime_addr, struct ma_pyreader **out)
 {
+	const struct ma_pyver *v = ma_pyver_of(o->version_hex);
 	int minor = ma_py_minor(o->version_hex);
 	int err;
 
 	*out = NULL;
-	if (ma_py_major(o->version_hex) != 3 || minor < 8 || minor > 13)
+	if (!v)
 		return ma_err(-ENOTSUP,
 			      "read python frames: version %x not supported "
-			      "(3.8 to 3.13)",
-			      o->version_hex);
-	err = check_offsets(o, minor);
+			      "(3.%d to 3.%d)",
+			      o->version_hex, MA_PY_MIN_MINOR, MA_PY_MAX_MINOR);
+	err = check_offsets(o, v);
 	if (err < 0)
 		return err;
 
@@ -638,6 +601,8 @@ int ma_pyreader_new(struct ma_mem *m, const struct ma_py_offsets *o,
 	r->o = *o;
 	r->runtime = runtime_addr;
 	r->minor = minor;
+	r->L = &ma_py_layouts[v->layout];
+	ma_py_walk_off_init(&r->w, o);
 	r->gen = 1;
 	r->tstate_span = SPAN(o->tstate_next, o->tstate_interp, o->tstate_frame,
 			      o->tstate_cframe, o->tstate_thread_id,
@@ -732,7 +697,7 @@ static int push_frame(struct ma_py_thread *t, int *cap,
 static int first_frame(struct ma_pyreader *r, const uint8_t *ts,
 		       uint64_t *frame)
 {
-	if (r->minor == 11 || r->minor == 12) {
+	if (r->L->top_in_cframe) {
 		uint64_t cframe = get_u64(ts, r->o.tstate_cframe);
 
 		*frame = 0;
@@ -753,6 +718,7 @@ static int walk_frames(struct ma_pyreader *r, uint64_t frame,
 		       struct ma_py_thread *t)
 {
 	const struct ma_py_offsets *o = &r->o;
+	const struct ma_py_layout *L = r->L;
 	struct cycle cyc = { 0 };
 	union spanbuf fb;
 	int cap = 0;
@@ -771,16 +737,16 @@ static int walk_frames(struct ma_pyreader *r, uint64_t frame,
 			t->truncated = 1;
 			break;
 		}
+		uintptr_t fp = (uintptr_t)fb.b;
 		uint64_t prev = get_u64(fb.b, o->frame_previous);
 		uint64_t code = get_u64(fb.b, o->frame_code);
-		int owner = o->frame_owner >= 0 ? fb.b[o->frame_owner] : 0;
 		struct ma_py_frame f = { .frame_addr = frame,
 					 .code_addr = code,
 					 .line = -1 };
 		struct code_entry *e = NULL;
-		int addr;
+		int32_t addr;
 
-		if (r->minor >= 12 && owner == MA_FRAME_OWNED_BY_CSTACK) {
+		if (ma_py_frame_is_shim(L, &r->w, fp)) {
 			if (last >= 0 && last_prev == frame)
 				t->frames[last].is_entry = 1;
 			frame = prev;
@@ -790,38 +756,26 @@ static int walk_frames(struct ma_pyreader *r, uint64_t frame,
 
 		if (err == -ENOMEM)
 			return err;
-		if (err == -ENOEXEC && r->minor >= 13) {
+		if (err == -ENOEXEC && L->other_executables) {
 			/* not a code object: not a Python function frame */
 			frame = prev;
 			continue;
 		}
-		if (r->minor <= 10) {
-			int lasti = get_i32(fb.b, o->frame_instr);
-
-			/* f_lasti: bytes up to 3.9, code units in 3.10;
-			 * -1 (not started) maps to the first line */
-			addr = r->minor <= 9 ? lasti : 2 * lasti;
-			if (lasti < 0)
-				addr = -1;
-			f.is_entry = 1;
-		} else {
-			uint64_t ip = get_u64(fb.b, o->frame_instr);
-			uint64_t start = code + (uint64_t)o->code_code_adaptive;
-
-			/* 3.11/3.12: prev_instr before the first instruction
-			 * means the frame is still being set up: CPython
-			 * ("incomplete frame") does not show it either */
-			if (r->minor <= 12 && ip < start) {
-				frame = prev;
-				continue;
-			}
-			/* Garbage pointers: keep the frame, without a line */
-			addr = ip - start > (1u << 30) ? -2 : (int)(ip - start);
-			if (r->minor == 11)
-				f.is_entry = fb.b[o->frame_is_entry] != 0;
-			else if (!prev)
-				f.is_entry = 1;
+		/* Garbage instruction pointers: keep the frame, without a
+		 * line (-2) */
+		if (!ma_py_instr_addr(L, &r->w, code,
+				      ma_py_frame_ip(L, fp, r->w.instr), -2,
+				      &addr)) {
+			/* incomplete: CPython does not show it either */
+			frame = prev;
+			continue;
 		}
+		if (L->entry == MA_ENTRY_EVERY)
+			f.is_entry = 1;
+		else if (L->entry == MA_ENTRY_FLAG)
+			f.is_entry = fb.b[o->frame_is_entry] != 0;
+		else if (!prev)
+			f.is_entry = 1;
 		if (e) {
 			f.func = e->func;
 			f.file = e->file;

@@ -14,6 +14,7 @@
 #ifndef MA_OFFSETS_H
 #define MA_OFFSETS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define MA_OFF_NONE (-1)
@@ -99,8 +100,102 @@ struct ma_py_offsets {
 	int8_t _pad2;
 };
 
-/* Values of _PyInterpreterFrame.owner that matter to a stack walk */
-#define MA_FRAME_OWNED_BY_CSTACK 3 /* 3.12+: shim frame at each C entry */
+/*
+ * Every field of struct ma_py_offsets after the header, in order, with its
+ * width in bits: X(name, 32) for an int32_t offset, X(name, 8) for an int8_t
+ * bit position.  Field sets (common/ma_pyver.h) are bit masks over this
+ * order, and the attacher prints and compares through it.
+ */
+#define MA_PY_OFFSETS_FIELDS(X)                                                \
+	X(runtime_interpreters_head, 32)                                       \
+	X(runtime_interpreters_main, 32)                                       \
+	X(runtime_gil, 32)                                                     \
+	X(interp_next, 32)                                                     \
+	X(interp_id, 32)                                                       \
+	X(interp_threads_head, 32)                                             \
+	X(interp_gil_ptr, 32)                                                  \
+	X(gil_last_holder, 32)                                                 \
+	X(gil_locked, 32)                                                      \
+	X(tstate_next, 32)                                                     \
+	X(tstate_interp, 32)                                                   \
+	X(tstate_frame, 32)                                                    \
+	X(tstate_cframe, 32)                                                   \
+	X(cframe_current_frame, 32)                                            \
+	X(tstate_thread_id, 32)                                                \
+	X(tstate_native_thread_id, 32)                                         \
+	X(frame_previous, 32)                                                  \
+	X(frame_code, 32)                                                      \
+	X(frame_instr, 32)                                                     \
+	X(frame_owner, 32)                                                     \
+	X(frame_is_entry, 32)                                                  \
+	X(code_filename, 32)                                                   \
+	X(code_name, 32)                                                       \
+	X(code_qualname, 32)                                                   \
+	X(code_firstlineno, 32)                                                \
+	X(code_linetable, 32)                                                  \
+	X(code_code, 32)                                                       \
+	X(code_code_adaptive, 32)                                              \
+	X(object_type, 32)                                                     \
+	X(varobject_size, 32)                                                  \
+	X(type_name, 32)                                                       \
+	X(bytes_sval, 32)                                                      \
+	X(unicode_length, 32)                                                  \
+	X(unicode_state, 32)                                                   \
+	X(unicode_ascii_size, 32)                                              \
+	X(unicode_compact_size, 32)                                            \
+	X(unicode_kind_shift, 8)                                               \
+	X(unicode_compact_bit, 8)                                              \
+	X(unicode_ascii_bit, 8)
+
+enum ma_py_field {
+#define MA_PY_FIELD_ENUM_(n, w) MA_FI_##n,
+	MA_PY_OFFSETS_FIELDS(MA_PY_FIELD_ENUM_)
+#undef MA_PY_FIELD_ENUM_
+		MA_FI_COUNT
+};
+
+/* The bit of one field in a field set */
+#define MA_F(n) (1ull << MA_FI_##n)
+
+_Static_assert(MA_FI_COUNT <= 64, "a field set is a uint64_t");
+
+#define MA_PY_FIELD_BYTES_(n, w) +(w) / 8
+_Static_assert(sizeof(struct ma_py_offsets) ==
+		       16 MA_PY_OFFSETS_FIELDS(MA_PY_FIELD_BYTES_) + 1,
+	       "MA_PY_OFFSETS_FIELDS lists every field of ma_py_offsets");
+#undef MA_PY_FIELD_BYTES_
+
+struct ma_py_field_desc {
+	const char *name;
+	uint16_t off; /* offsetof(struct ma_py_offsets, name) */
+	uint8_t is8;  /* int8_t (a bit position), else int32_t */
+};
+
+static const struct ma_py_field_desc ma_py_fields[MA_FI_COUNT] = {
+#define MA_PY_FIELD_DESC_(n, w)                                                \
+	[MA_FI_##n] = { #n, offsetof(struct ma_py_offsets, n), (w) == 8 },
+	MA_PY_OFFSETS_FIELDS(MA_PY_FIELD_DESC_)
+#undef MA_PY_FIELD_DESC_
+};
+
+static inline int ma_py_field_get(const struct ma_py_offsets *o, int i)
+{
+	const char *p = (const char *)o + ma_py_fields[i].off;
+
+	if (ma_py_fields[i].is8)
+		return *(const int8_t *)p;
+	return *(const int32_t *)p;
+}
+
+static inline void ma_py_field_set(struct ma_py_offsets *o, int i, int v)
+{
+	char *p = (char *)o + ma_py_fields[i].off;
+
+	if (ma_py_fields[i].is8)
+		*(int8_t *)p = (int8_t)v;
+	else
+		*(int32_t *)p = v;
+}
 
 static inline int ma_py_minor(uint32_t version_hex)
 {

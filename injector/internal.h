@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include "../common/ma_config.h"
+#include "../common/ma_pyver.h"
 #include "../common/ma_record.h"
 #include "../common/ma_ring_io.h"
 
@@ -245,7 +246,8 @@ struct ma_session {
 	uint32_t gen;	/* > 0, one per ma_start */
 	uint32_t phase; /* enum ma_phase, atomic */
 	struct ma_config cfg;
-	int minor; /* python minor version, 0 when stacks are off */
+	int minor;  /* python minor version, 0 when stacks are off */
+	int layout; /* enum ma_py_layout_id (ma_pyver.h) of that version */
 	uint32_t max_frames;
 
 	int ring_fd;

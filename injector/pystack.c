@@ -60,20 +60,11 @@ static inline uint8_t rd8(uintptr_t base, int32_t off)
 /* ------------------------------------------------------------------ */
 /* Setup */
 
-static int need(const char *what, int32_t off, char *msg, size_t len)
-{
-	if (off >= 0 && off < 65536)
-		return 0;
-	ma_fmt(msg, len, "python stacks off: offset %s is missing", what);
-	return -EPROTO;
-}
-
 int ma_stacks_setup(struct ma_session *s, char *msg, size_t len)
 {
 	const struct ma_py_offsets *o = &s->cfg.off;
-	int minor = ma_py_minor(o->version_hex);
-	int v11_12 = minor == 11 || minor == 12;
-	int err = 0;
+	const struct ma_pyver *v = ma_pyver_of(o->version_hex);
+	const char *missing;
 
 	s->minor = 0;
 	if (o->abi != MA_OFFSETS_ABI) {
@@ -81,49 +72,20 @@ int ma_stacks_setup(struct ma_session *s, char *msg, size_t len)
 		       o->abi, MA_OFFSETS_ABI);
 		return -EPROTO;
 	}
-	if (ma_py_major(o->version_hex) != 3 || minor < 8 || minor > 13) {
+	if (!v) {
 		ma_fmt(msg, len,
-		       "python stacks off: version %x not supported (3.8-3.13)",
-		       o->version_hex);
+		       "python stacks off: version %x not supported "
+		       "(3.%d-3.%d)",
+		       o->version_hex, MA_PY_MIN_MINOR, MA_PY_MAX_MINOR);
 		return -ENOTSUP;
 	}
-#define NEED(f)                                                                \
-	do {                                                                   \
-		if (!err)                                                      \
-			err = need(#f, o->f, msg, len);                        \
-	} while (0)
-	if (v11_12) {
-		NEED(tstate_cframe);
-		NEED(cframe_current_frame);
-	} else {
-		NEED(tstate_frame);
+	missing = ma_pyver_missing(o, ma_pyver_stack_fields(v));
+	if (missing) {
+		ma_fmt(msg, len, "python stacks off: offset %s is missing",
+		       missing);
+		return -EPROTO;
 	}
-	NEED(frame_previous);
-	NEED(frame_code);
-	NEED(frame_instr);
-	if (minor >= 12)
-		NEED(frame_owner);
-	if (minor >= 11) {
-		NEED(code_qualname);
-		NEED(code_code_adaptive);
-	}
-	NEED(code_filename);
-	NEED(code_name);
-	NEED(code_firstlineno);
-	NEED(code_linetable);
-	NEED(object_type);
-	NEED(varobject_size);
-	NEED(bytes_sval);
-	NEED(unicode_length);
-	NEED(unicode_state);
-	NEED(unicode_ascii_size);
-	NEED(unicode_compact_size);
-#undef NEED
-	if (err)
-		return err;
-	if (o->unicode_kind_shift < 0 || o->unicode_kind_shift > 29 ||
-	    o->unicode_compact_bit < 0 || o->unicode_compact_bit > 31 ||
-	    o->unicode_ascii_bit < 0 || o->unicode_ascii_bit > 31) {
+	if (!ma_py_str_bits_ok(o)) {
 		ma_fmt(msg, len, "python stacks off: str layout out of range");
 		return -EPROTO;
 	}
@@ -133,10 +95,8 @@ int ma_stacks_setup(struct ma_session *s, char *msg, size_t len)
 	if (!code_type)
 		code_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyCode_Type");
 	if (!cur_tstate)
-		cur_tstate = (void *(*)(void))dlsym(
-			RTLD_DEFAULT, minor >= 13
-					      ? "PyThreadState_GetUnchecked"
-					      : "_PyThreadState_UncheckedGet");
+		cur_tstate =
+			(void *(*)(void))dlsym(RTLD_DEFAULT, v->tstate_get);
 	if (cur_tstate && !cur_tstate_var) {
 		const uint8_t *c = (const uint8_t *)(uintptr_t)cur_tstate;
 
@@ -148,7 +108,8 @@ int ma_stacks_setup(struct ma_session *s, char *msg, size_t len)
 			cur_tstate_var = (const uintptr_t *)(c + 7 + d);
 		}
 	}
-	if (!get_tstate || (minor >= 13 && !code_type)) {
+	if (!get_tstate ||
+	    (ma_py_layouts[v->layout].other_executables && !code_type)) {
 		ma_fmt(msg, len,
 		       "python stacks off: PyGILState_GetThisThreadState or "
 		       "PyCode_Type not found");
@@ -169,13 +130,14 @@ int ma_stacks_setup(struct ma_session *s, char *msg, size_t len)
 		s->cfg.max_frames ? s->cfg.max_frames : MA_DEFAULT_FRAMES;
 	if (s->max_frames > MA_MAX_FRAMES)
 		s->max_frames = MA_MAX_FRAMES;
-	s->minor = minor;
+	s->layout = v->layout;
+	s->minor = v->minor;
 	/* short-lived blocks (record.c) rely on one GIL serialising the
 	 * Python domains: always so up to 3.11; from 3.12 only while a
 	 * single interpreter exists, which needs these two offsets */
 	if (s->cfg.flags & MA_TRACK_EVERY) {
 		s->gil_serial = 0;
-	} else if (minor <= 11) {
+	} else if (!v->gil_per_interp) {
 		s->gil_serial = 1;
 	} else if (s->cfg.runtime_addr && o->runtime_interpreters_head >= 0 &&
 		   o->interp_next >= 0) {
@@ -309,7 +271,10 @@ static uint32_t code_define(struct ma_session *s, struct ma_slot *sl,
 			    int32_t first, struct ma_code_ent *e)
 {
 	const struct ma_py_offsets *o = &s->cfg.off;
-	uintptr_t qual = s->minor >= 11 ? rd64(code, o->code_qualname) : 0;
+	const struct ma_pyver *v = ma_pyver_of(o->version_hex);
+	uintptr_t qual = v->fields & MA_F(code_qualname)
+				 ? rd64(code, o->code_qualname)
+				 : 0;
 	struct ustr name, file;
 	uintptr_t lt = rd64(code, o->code_linetable);
 	const uint8_t *lt_data = NULL;
@@ -475,63 +440,38 @@ memo:
 /* Walking */
 
 /*
- * The walk is specialised per minor version (the `minor` argument is a
- * constant at each call site, so the version tests fold away) and keeps the
- * offsets in registers: on an allocation-heavy loop it runs for every
- * allocation, and generic code cost more than the allocation itself.
+ * The walk is specialised per frame layout (common/ma_pyver.h: the layout
+ * `L` is a constant at each call site, so the tests of its facts fold away)
+ * and keeps the offsets in registers: on an allocation-heavy loop it runs
+ * for every allocation, and generic code cost more than the allocation
+ * itself.  The frame rules themselves (f_lasti units, incomplete frames,
+ * shims, other executables) are ma_pyver.h's, shared with the attacher.
  */
-struct walk_off {
-	intptr_t prev, code, instr, owner, adaptive, type;
-};
-
-/*
- * The byte offset of a frame's instruction from its raw instruction word:
- * 0 when the frame has not started yet (3.11/3.12 "incomplete frame")
- */
-static inline __attribute__((always_inline)) int
-instr_addr(const struct walk_off *w, const int minor, uintptr_t code,
-	   uintptr_t ip, int32_t *addr)
-{
-	if (minor <= 10) {
-		int32_t lasti = (int32_t)(uint32_t)ip;
-
-		/* f_lasti: bytes up to 3.9, code units in 3.10 */
-		*addr = lasti < 0 ? -1 : minor <= 9 ? lasti : 2 * lasti;
-	} else {
-		uintptr_t start = code + (uintptr_t)w->adaptive;
-
-		if (minor <= 12 && ip < start)
-			return 0;
-		*addr = ip - start > (1u << 30) ? -1 : (int32_t)(ip - start);
-	}
-	return 1;
-}
 
 /*
  * One frame: 1 and *e filled when it is a Python function frame to keep, 0
  * when it is to be skipped (shim, incomplete, not code); *prev always.
  */
 static inline __attribute__((always_inline)) int
-frame_read(const struct walk_off *w, const int minor, uintptr_t f,
-	   uintptr_t *prev, struct ma_frame_ent *e)
+frame_read(const struct ma_py_walk_off *w, const struct ma_py_layout *L,
+	   uintptr_t f, uintptr_t *prev, struct ma_frame_ent *e)
 {
 	uintptr_t code;
 
 	*prev = *(const uintptr_t *)(f + w->prev);
 	code = *(const uintptr_t *)(f + w->code);
-	if (minor >= 12 &&
-	    *(const uint8_t *)(f + w->owner) == MA_FRAME_OWNED_BY_CSTACK)
+	if (ma_py_frame_is_shim(L, w, f))
 		return 0;
 	if (ma_unlikely(!code))
 		return 0;
 	/* 3.13 frames may run other executables than code */
-	if (minor >= 13 && *(const uintptr_t *)(code + w->type) != code_type)
+	if (L->other_executables &&
+	    *(const uintptr_t *)(code + w->type) != code_type)
 		return 0;
 	e->frame = f;
 	e->code = code;
-	e->ip = minor <= 10 ? (uint32_t) * (const int32_t *)(f + w->instr)
-			    : *(const uintptr_t *)(f + w->instr);
-	return instr_addr(w, minor, code, e->ip, &e->addr);
+	e->ip = ma_py_frame_ip(L, f, w->instr);
+	return ma_py_instr_addr(L, w, code, e->ip, -1, &e->addr);
 }
 
 static inline int same_frame(const struct ma_frame_ent *c,
@@ -550,8 +490,8 @@ static inline int same_frame(const struct ma_frame_ent *c,
  * stores here would queue behind the ring's cache-missing stores.
  */
 static inline __attribute__((always_inline)) int
-compare(const struct walk_off *w, const int minor, uintptr_t f, uint32_t n,
-	const struct ma_frame_ent *cache, uint32_t old)
+compare(const struct ma_py_walk_off *w, const struct ma_py_layout *L,
+	uintptr_t f, uint32_t n, const struct ma_frame_ent *cache, uint32_t old)
 {
 	struct ma_frame_ent e;
 	uintptr_t prev;
@@ -559,7 +499,7 @@ compare(const struct walk_off *w, const int minor, uintptr_t f, uint32_t n,
 
 	for (uint32_t j = 0, steps = 0; f && j < n && steps < MAX_STEPS;
 	     steps++, f = prev) {
-		if (!frame_read(w, minor, f, &prev, &e))
+		if (!frame_read(w, L, f, &prev, &e))
 			continue;
 		if (n - 1 - j >= old || !same_frame(&cache[n - 1 - j], &e))
 			m = (int)j;
@@ -570,8 +510,9 @@ compare(const struct walk_off *w, const int minor, uintptr_t f, uint32_t n,
 
 /* Frames m..0 changed: look their nodes up, outermost first */
 static __attribute__((noinline)) uint32_t
-relink(struct ma_session *s, struct ma_slot *sl, const struct walk_off *w,
-       const int minor, uintptr_t top, uint32_t n, uint32_t old, int m)
+relink(struct ma_session *s, struct ma_slot *sl, const struct ma_py_walk_off *w,
+       const struct ma_py_layout *L, uintptr_t top, uint32_t n, uint32_t old,
+       int m)
 {
 	struct ma_frame_ent *cache = ma_slot_cache(sl);
 	struct ma_frame_ent *cur = ma_slot_scratch(sl);
@@ -581,7 +522,7 @@ relink(struct ma_session *s, struct ma_slot *sl, const struct walk_off *w,
 
 	for (f = top; f && j <= (uint32_t)m && steps < MAX_STEPS;
 	     steps++, f = prev)
-		if (frame_read(w, minor, f, &prev, &cur[j]))
+		if (frame_read(w, L, f, &prev, &cur[j]))
 			j++;
 	if (j <= (uint32_t)m) { /* cannot be: the stack is ours */
 		sl->depth = 0;
@@ -617,23 +558,17 @@ relink(struct ma_session *s, struct ma_slot *sl, const struct walk_off *w,
 	return parent;
 }
 
-static inline __attribute__((always_inline)) uintptr_t
-rd_ip(const struct walk_off *w, const int minor, uintptr_t f)
-{
-	return minor <= 10 ? (uint32_t)rd32(f, (int32_t)w->instr)
-			   : rd64(f, (int32_t)w->instr);
-}
-
 /*
  * The whole walk: compare every frame with the cache, look up what changed,
  * and keep the raw chain for stack_node's quick check.  *walked: kept
  * frames seen (the cache is complete when sl->depth ends equal to it).
  */
 static inline __attribute__((always_inline)) uint32_t
-stack_walk(struct ma_session *s, struct ma_slot *sl, const struct walk_off *wp,
-	   const int minor, uintptr_t top, uint32_t *walked)
+stack_walk(struct ma_session *s, struct ma_slot *sl,
+	   const struct ma_py_walk_off *wp, const struct ma_py_layout *L,
+	   uintptr_t top, uint32_t *walked)
 {
-	const struct walk_off w = *wp;
+	const struct ma_py_walk_off w = *wp;
 	const struct ma_frame_ent *cache = ma_slot_cache(sl);
 	struct ma_frame_ent *cache_w = ma_slot_cache(sl);
 	struct ma_raw_ent *raw = ma_slot_raw(sl);
@@ -650,15 +585,16 @@ stack_walk(struct ma_session *s, struct ma_slot *sl, const struct walk_off *wp,
 	 * code is the same too; up to 3.10 (a frame object and its f_lasti)
 	 * the code pointer is compared as well. */
 	for (f = top; f && n < cap && steps < MAX_STEPS; steps++, f = prev) {
-		uintptr_t ip = rd_ip(&w, minor, f);
+		uintptr_t ip = ma_py_frame_ip(L, f, w.instr);
 		const struct ma_frame_ent *c =
 			n < old ? &cache[old - 1 - n] : NULL;
 		int kept = 1;
 
 		if (c && c->frame == f && c->ip == ip &&
-		    (minor > 10 || c->code == rd64(f, (int32_t)w.code))) {
+		    (ma_py_ip_names_code(L) ||
+		     c->code == rd64(f, (int32_t)w.code))) {
 			prev = rd64(f, (int32_t)w.prev);
-		} else if (frame_read(&w, minor, f, &prev, &e)) {
+		} else if (frame_read(&w, L, f, &prev, &e)) {
 			if (!c || !same_frame(c, &e))
 				m = (int)n;
 			if (!n)
@@ -679,7 +615,7 @@ stack_walk(struct ma_session *s, struct ma_slot *sl, const struct walk_off *wp,
 	if (ma_unlikely(f != 0))
 		MA_CTR_INC(sl->truncated);
 	if (ma_unlikely(n != old))
-		m = compare(&w, minor, top, n, cache, old);
+		m = compare(&w, L, top, n, cache, old);
 	if (m < 0) {
 		if (sl->depth != n)
 			sl->depth = n;
@@ -704,14 +640,15 @@ stack_walk(struct ma_session *s, struct ma_slot *sl, const struct walk_off *wp,
 		c->node = node;
 		return node;
 	}
-	return relink(s, sl, &w, minor, top, n, old, m);
+	return relink(s, sl, &w, L, top, n, old, m);
 }
 
 /* The thread's innermost frame (0: none) */
 static inline __attribute__((always_inline)) uintptr_t
-top_frame(const struct ma_py_offsets *o, uintptr_t ts, const int minor)
+top_frame(const struct ma_py_offsets *o, uintptr_t ts,
+	  const struct ma_py_layout *L)
 {
-	if (minor == 11 || minor == 12) {
+	if (L->top_in_cframe) {
 		uintptr_t cf = rd64(ts, o->tstate_cframe);
 
 		return cf ? rd64(cf, o->cframe_current_frame) : 0;
@@ -732,7 +669,7 @@ top_frame(const struct ma_py_offsets *o, uintptr_t ts, const int minor)
  */
 static inline __attribute__((always_inline)) int
 chain_same(const struct ma_py_offsets *o, struct ma_slot *sl, uintptr_t top,
-	   const int minor, uintptr_t *ip)
+	   const struct ma_py_layout *L, uintptr_t *ip)
 {
 	const struct ma_raw_ent *r = ma_slot_raw(sl);
 	const int32_t prev = o->frame_previous, instr = o->frame_instr;
@@ -743,10 +680,9 @@ chain_same(const struct ma_py_offsets *o, struct ma_slot *sl, uintptr_t top,
 		return 0;
 	for (k = 1; k < rn; k++)
 		if (rd64(r[k].frame, prev) != r[k].prev ||
-		    (minor <= 10 ? (uint32_t)rd32(r[k].frame, instr)
-				 : rd64(r[k].frame, instr)) != r[k].ip)
+		    ma_py_frame_ip(L, r[k].frame, instr) != r[k].ip)
 			return 0;
-	*ip = minor <= 10 ? (uint32_t)rd32(top, instr) : rd64(top, instr);
+	*ip = ma_py_frame_ip(L, top, instr);
 	return 1;
 }
 
@@ -763,23 +699,17 @@ static inline struct ma_site_ent *site_of(struct ma_slot *sl, uintptr_t ip)
  * frame, or a changed chain (then a walk) */
 static inline __attribute__((always_inline)) uint32_t
 stack_slow(struct ma_session *s, struct ma_slot *sl, uintptr_t top,
-	   const int minor)
+	   const struct ma_py_layout *L)
 {
 	const struct ma_py_offsets *o = &s->cfg.off;
-	const struct walk_off w = {
-		.prev = o->frame_previous,
-		.code = o->frame_code,
-		.instr = o->frame_instr,
-		.owner = o->frame_owner,
-		.adaptive = o->code_code_adaptive,
-		.type = o->object_type,
-	};
+	struct ma_py_walk_off w;
 	const uint32_t old = sl->depth;
 	struct ma_raw_ent *r = ma_slot_raw(sl);
 	uint32_t node, walked;
 	uintptr_t ip;
 
-	if (sl->raw_top_kept && chain_same(o, sl, top, minor, &ip)) {
+	ma_py_walk_off_init(&w, o);
+	if (sl->raw_top_kept && chain_same(o, sl, top, L, &ip)) {
 		struct ma_frame_ent *cache = ma_slot_cache(sl);
 		struct ma_frame_ent *c = cache + old - 1;
 		int32_t addr;
@@ -787,7 +717,7 @@ stack_slow(struct ma_session *s, struct ma_slot *sl, uintptr_t top,
 		/* the innermost frame moved on: same frame, same code (so a
 		 * code object, kept before), another instruction */
 		if (rd64(top, (int32_t)w.code) == c->code &&
-		    instr_addr(&w, minor, c->code, ip, &addr)) {
+		    ma_py_instr_addr(L, &w, c->code, ip, -1, &addr)) {
 			node = node_id(s, sl,
 				       old >= 2 ? cache[old - 2].node : 0,
 				       c->code_id, addr);
@@ -808,33 +738,32 @@ stack_slow(struct ma_session *s, struct ma_slot *sl, uintptr_t top,
 			}
 		}
 	}
-	node = stack_walk(s, sl, &w, minor, top, &walked);
+	node = stack_walk(s, sl, &w, L, top, &walked);
 	sl->raw_depth = sl->depth == walked ? walked : UINT32_MAX;
 	ma_slot_sites_reset(sl);
 	return node;
 }
 
-/* return fn(args..., minor) with minor a constant: a copy of fn specialised
- * for each layout (3.8 and 3.9 share one, 3.13 stands for 3.13+) */
-#define RETURN_BY_MINOR(m, fn, ...)                                            \
-	switch (m) {                                                           \
-	case 8:                                                                \
-	case 9:                                                                \
-		return fn(__VA_ARGS__, 9);                                     \
-	case 10:                                                               \
-		return fn(__VA_ARGS__, 10);                                    \
-	case 11:                                                               \
-		return fn(__VA_ARGS__, 11);                                    \
-	case 12:                                                               \
-		return fn(__VA_ARGS__, 12);                                    \
+/* return fn(args..., L) with L a constant layout: a copy of fn specialised
+ * for each layout of ma_pyver.h (3.8 and 3.9 share one) */
+#define LAYOUT_CASE(l, fn, ...)                                                \
+	case l:                                                                \
+		return fn(__VA_ARGS__, &ma_py_layouts[l])
+#define RETURN_BY_LAYOUT(l, fn, ...)                                           \
+	switch (l) {                                                           \
+		LAYOUT_CASE(MA_LAYOUT_38, fn, __VA_ARGS__);                    \
+		LAYOUT_CASE(MA_LAYOUT_310, fn, __VA_ARGS__);                   \
+		LAYOUT_CASE(MA_LAYOUT_311, fn, __VA_ARGS__);                   \
+		LAYOUT_CASE(MA_LAYOUT_312, fn, __VA_ARGS__);                   \
 	default:                                                               \
-		return fn(__VA_ARGS__, 13);                                    \
+		return fn(__VA_ARGS__, &ma_py_layouts[MA_LAYOUT_313]);         \
 	}
+_Static_assert(MA_LAYOUT_COUNT == 5, "RETURN_BY_LAYOUT has a case per layout");
 
 static __attribute__((noinline)) uint32_t
 stack_slow_any(struct ma_session *s, struct ma_slot *sl, uintptr_t top)
 {
-	RETURN_BY_MINOR(s->minor, stack_slow, s, sl, top)
+	RETURN_BY_LAYOUT(s->layout, stack_slow, s, sl, top)
 }
 
 /*
@@ -848,12 +777,12 @@ stack_slow_any(struct ma_session *s, struct ma_slot *sl, uintptr_t top)
  */
 static inline __attribute__((always_inline)) uint32_t
 stack_node(struct ma_session *s, struct ma_slot *sl, uintptr_t ts,
-	   const int minor)
+	   const struct ma_py_layout *L)
 {
 	const struct ma_py_offsets *o = &s->cfg.off;
-	uintptr_t top = top_frame(o, ts, minor), ip;
+	uintptr_t top = top_frame(o, ts, L), ip;
 
-	if (ma_likely(chain_same(o, sl, top, minor, &ip))) {
+	if (ma_likely(chain_same(o, sl, top, L, &ip))) {
 		const struct ma_raw_ent *r = ma_slot_raw(sl);
 		const struct ma_site_ent *se;
 
@@ -863,7 +792,7 @@ stack_node(struct ma_session *s, struct ma_slot *sl, uintptr_t ts,
 			return ma_slot_cache(sl)[sl->depth - 1].node;
 		se = site_of(sl, ip);
 		if (se->ip == ip && se->gen == sl->site_gen &&
-		    (minor > 10 ||
+		    (ma_py_ip_names_code(L) ||
 		     se->code == rd64(top, (int32_t)o->frame_code)))
 			return se->node;
 	}
@@ -877,7 +806,7 @@ stack_of(struct ma_session *s, struct ma_slot *sl, uintptr_t ts)
 		sl->depth = 0;
 		return 0;
 	}
-	RETURN_BY_MINOR(s->minor, stack_node, s, sl, ts)
+	RETURN_BY_LAYOUT(s->layout, stack_node, s, sl, ts)
 }
 
 uint32_t ma_stack_node(struct ma_session *s, struct ma_slot *sl)

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * struct ma_py_offsets from DWARF, from _Py_DebugOffsets and from the
- * built-in table (see docs/offsets.md).
+ * struct ma_py_offsets from DWARF (see docs/offsets.md, "1. DWARF").
  *
  * DWARF lookups are by name, and must be fast: `memattach stacks` has a
  * budget of ~50 ms end to end, while walking every DIE of a libpython costs
@@ -21,207 +20,16 @@
 #include <libelf.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/ma_pyver.h"
 #include "errors.h"
-#include "memread.h"
-#include "offsets_table.h"
+#include "offsets_internal.h"
 
 /* ---------------------------------------------------------------------- */
-/* Field descriptors: names for printing, comparing and reporting          */
-
-struct ma_off_field {
-	const char *name;
-	size_t off;
-	int is8; /* int8_t field (bit positions), else int32_t */
-};
-
-#define F32(n)                                                                 \
-	{                                                                      \
-#n, offsetof(struct ma_py_offsets, n), 0                       \
-	}
-#define F8(n)                                                                  \
-	{                                                                      \
-#n, offsetof(struct ma_py_offsets, n), 1                       \
-	}
-
-static const struct ma_off_field fields[] = {
-	F32(runtime_interpreters_head),
-	F32(runtime_interpreters_main),
-	F32(runtime_gil),
-	F32(interp_next),
-	F32(interp_id),
-	F32(interp_threads_head),
-	F32(interp_gil_ptr),
-	F32(gil_last_holder),
-	F32(gil_locked),
-	F32(tstate_next),
-	F32(tstate_interp),
-	F32(tstate_frame),
-	F32(tstate_cframe),
-	F32(cframe_current_frame),
-	F32(tstate_thread_id),
-	F32(tstate_native_thread_id),
-	F32(frame_previous),
-	F32(frame_code),
-	F32(frame_instr),
-	F32(frame_owner),
-	F32(frame_is_entry),
-	F32(code_filename),
-	F32(code_name),
-	F32(code_qualname),
-	F32(code_firstlineno),
-	F32(code_linetable),
-	F32(code_code),
-	F32(code_code_adaptive),
-	F32(object_type),
-	F32(varobject_size),
-	F32(type_name),
-	F32(bytes_sval),
-	F32(unicode_length),
-	F32(unicode_state),
-	F32(unicode_ascii_size),
-	F32(unicode_compact_size),
-	F8(unicode_kind_shift),
-	F8(unicode_compact_bit),
-	F8(unicode_ascii_bit),
-};
-
-#define NFIELDS (sizeof(fields) / sizeof(fields[0]))
-
-static int field_get(const struct ma_py_offsets *o,
-		     const struct ma_off_field *f)
-{
-	const char *p = (const char *)o + f->off;
-
-	if (f->is8)
-		return *(const int8_t *)p;
-	return *(const int32_t *)p;
-}
-
-static void field_set(struct ma_py_offsets *o, const struct ma_off_field *f,
-		      int v)
-{
-	char *p = (char *)o + f->off;
-
-	if (f->is8)
-		*(int8_t *)p = (int8_t)v;
-	else
-		*(int32_t *)p = v;
-}
-
-/* Every field MA_OFF_NONE, header set: the starting point of each source, so
- * that a field nobody fills can never read as offset 0. */
-static void init_offsets(struct ma_py_offsets *o, uint32_t version_hex,
-			 enum ma_offsets_source src)
-{
-	memset(o, 0, sizeof(*o));
-	o->abi = MA_OFFSETS_ABI;
-	o->version_hex = version_hex;
-	o->source = src;
-	for (size_t i = 0; i < NFIELDS; i++)
-		field_set(o, &fields[i], MA_OFF_NONE);
-}
-
-const char *ma_offsets_source_name(enum ma_offsets_source s)
-{
-	switch (s) {
-	case MA_OFFSETS_SRC_DWARF:
-		return "dwarf";
-	case MA_OFFSETS_SRC_DEBUG_OFFSETS:
-		return "debug-offsets";
-	case MA_OFFSETS_SRC_TABLE:
-		return "table";
-	case MA_OFFSETS_SRC_NONE:
-		break;
-	}
-	return "none";
-}
-
-static void print_version(FILE *f, uint32_t hex)
-{
-	fprintf(f, "%d.%d.%d", ma_py_major(hex), ma_py_minor(hex),
-		(int)((hex >> 8) & 0xff));
-}
-
-void ma_pyoffsets_print(FILE *f, const struct ma_py_offsets *o)
-{
-	fprintf(f, "%-28s ", "version");
-	print_version(f, o->version_hex);
-	fprintf(f, " (0x%08x)\n", o->version_hex);
-	fprintf(f, "%-28s %s\n", "source",
-		ma_offsets_source_name((enum ma_offsets_source)o->source));
-	for (size_t i = 0; i < NFIELDS; i++) {
-		int v = field_get(o, &fields[i]);
-
-		if (v == MA_OFF_NONE)
-			fprintf(f, "%-28s -\n", fields[i].name);
-		else
-			fprintf(f, "%-28s %d\n", fields[i].name, v);
-	}
-}
-
-/* The source is left out on purpose: the table generator pastes this output
- * into offsets_table.c, and a table entry's source is always "table". */
-void ma_pyoffsets_print_c(FILE *f, const struct ma_py_offsets *o)
-{
-	fprintf(f, "{\n\t/* ");
-	print_version(f, o->version_hex);
-	fprintf(f, ", from %s */\n",
-		ma_offsets_source_name((enum ma_offsets_source)o->source));
-	fprintf(f, "\t.abi = MA_OFFSETS_ABI,\n");
-	fprintf(f, "\t.version_hex = 0x%08x,\n", o->version_hex);
-	for (size_t i = 0; i < NFIELDS; i++) {
-		int v = field_get(o, &fields[i]);
-
-		if (v == MA_OFF_NONE)
-			fprintf(f, "\t.%s = MA_OFF_NONE,\n", fields[i].name);
-		else
-			fprintf(f, "\t.%s = %d,\n", fields[i].name, v);
-	}
-	fprintf(f, "},\n");
-}
-
-int ma_pyoffsets_diff(FILE *f, const struct ma_py_offsets *a,
-		      const struct ma_py_offsets *b)
-{
-	int n = 0;
-
-	if (a->abi != b->abi) {
-		n++;
-		if (f)
-			fprintf(f, "%-28s %u != %u\n", "abi", a->abi, b->abi);
-	}
-	/* Same minor is what matters: one table entry serves every micro
-	 * release (which is exactly the assumption --check verifies). */
-	if ((a->version_hex >> 16) != (b->version_hex >> 16)) {
-		n++;
-		if (f) {
-			fprintf(f, "%-28s ", "version");
-			print_version(f, a->version_hex);
-			fprintf(f, " != ");
-			print_version(f, b->version_hex);
-			fprintf(f, "\n");
-		}
-	}
-	for (size_t i = 0; i < NFIELDS; i++) {
-		int va = field_get(a, &fields[i]);
-		int vb = field_get(b, &fields[i]);
-
-		if (va == vb)
-			continue;
-		n++;
-		if (f)
-			fprintf(f, "%-28s %d != %d\n", fields[i].name, va, vb);
-	}
-	return n;
-}
-
-/* ---------------------------------------------------------------------- */
-/* DWARF: a lazy name index over compile units                            */
+/* A lazy name index over compile units                                    */
 
 enum { NS_TYPEDEF = 0, NS_TAG = 1 };
 
@@ -492,6 +300,18 @@ static int anchor_cu(struct dwx *x, size_t k, Dwarf_Die *out)
 	return 0;
 }
 
+/* Index cu: 0 when that indexed a CU not indexed before, 1 when not
+ * (done already), or -errno */
+static int index_new(struct dwx *x, Dwarf_Die *cu)
+{
+	size_t before = x->ncu_indexed;
+	int r = index_unit(x, cu, 0);
+
+	if (r)
+		return r;
+	return x->ncu_indexed != before ? 0 : 1;
+}
+
 /* Index one more CU: the next anchor's, else the next one in file order.
  * Returns 0 when something was indexed, 1 when there is nothing left. */
 static int index_more(struct dwx *x)
@@ -501,22 +321,18 @@ static int index_more(struct dwx *x)
 	while (x->next_anchor < NANCHORS) {
 		size_t k = x->next_anchor++;
 		Dwarf_Die cu;
-		size_t before = x->ncu_indexed;
 		int r;
 
 		if (!x->anchor_addr[k] || anchor_cu(x, k, &cu))
 			continue;
-		r = index_unit(x, &cu, 0);
-		if (r)
+		r = index_new(x, &cu);
+		if (r <= 0)
 			return r;
-		if (x->ncu_indexed != before)
-			return 0;
 	}
 	while (!x->scan_over) {
 		Dwarf_Off off = x->scan_off, next;
 		size_t hsize;
 		Dwarf_Die cu;
-		size_t before = x->ncu_indexed;
 		int r;
 
 		if (dwarf_nextcu(x->dw, off, &next, &hsize, NULL, NULL, NULL)) {
@@ -526,11 +342,9 @@ static int index_more(struct dwx *x)
 		x->scan_off = next;
 		if (!dwarf_offdie(x->dw, off + hsize, &cu))
 			continue;
-		r = index_unit(x, &cu, 0);
-		if (r)
+		r = index_new(x, &cu);
+		if (r <= 0)
 			return r;
-		if (x->ncu_indexed != before)
-			return 0;
 	}
 	return 1;
 }
@@ -778,91 +592,97 @@ static const struct {
 
 enum { K_MEMBER, K_SIZEOF, K_BIT };
 
-/* One way to get one field, for the minor versions [lo, hi]. */
+/*
+ * Where one field is in DWARF from minor version `from` on (0: from the
+ * first version that has it), until a later row for the same field.  Which
+ * fields a version has is not said here but in its row of
+ * common/ma_pyver.h: a field is looked up when that row has it, with the
+ * last of its rows here that applies.
+ */
 struct spec {
-	size_t field; /* offsetof(struct ma_py_offsets, ...) */
-	int lo, hi;
+	int field; /* enum ma_py_field */
+	int from;
 	int type;
 	const char *path;
 	int kind;
 };
 
-#define S(f, lo, hi, t, p)                                                     \
+#define S(f, from, t, p)                                                       \
 	{                                                                      \
-		offsetof(struct ma_py_offsets, f), lo, hi, t, p, K_MEMBER      \
+		MA_FI_##f, from, t, p, K_MEMBER                                \
 	}
 
 static const struct spec specs[] = {
-	S(runtime_interpreters_head, 8, 99, T_RUNTIME, "interpreters.head"),
-	S(runtime_interpreters_main, 8, 99, T_RUNTIME, "interpreters.main"),
-	S(runtime_gil, 8, 11, T_RUNTIME, "ceval.gil"),
+	S(runtime_interpreters_head, 0, T_RUNTIME, "interpreters.head"),
+	S(runtime_interpreters_main, 0, T_RUNTIME, "interpreters.main"),
+	S(runtime_gil, 0, T_RUNTIME, "ceval.gil"),
 
-	S(interp_next, 8, 99, T_INTERP, "next"),
-	S(interp_id, 8, 99, T_INTERP, "id"),
-	S(interp_threads_head, 8, 10, T_INTERP, "tstate_head"),
-	S(interp_threads_head, 11, 99, T_INTERP, "threads.head"),
-	S(interp_gil_ptr, 12, 99, T_INTERP, "ceval.gil"),
+	S(interp_next, 0, T_INTERP, "next"),
+	S(interp_id, 0, T_INTERP, "id"),
+	S(interp_threads_head, 0, T_INTERP, "tstate_head"),
+	S(interp_threads_head, 11, T_INTERP, "threads.head"),
+	S(interp_gil_ptr, 0, T_INTERP, "ceval.gil"),
 
-	S(gil_last_holder, 8, 99, T_GIL, "last_holder"),
-	S(gil_locked, 8, 99, T_GIL, "locked"),
+	S(gil_last_holder, 0, T_GIL, "last_holder"),
+	S(gil_locked, 0, T_GIL, "locked"),
 
-	S(tstate_next, 8, 99, T_TSTATE, "next"),
-	S(tstate_interp, 8, 99, T_TSTATE, "interp"),
-	S(tstate_frame, 8, 10, T_TSTATE, "frame"),
-	S(tstate_frame, 13, 99, T_TSTATE, "current_frame"),
-	S(tstate_cframe, 11, 12, T_TSTATE, "cframe"),
-	S(cframe_current_frame, 11, 12, T_CFRAME, "current_frame"),
-	S(tstate_thread_id, 8, 99, T_TSTATE, "thread_id"),
-	S(tstate_native_thread_id, 11, 99, T_TSTATE, "native_thread_id"),
+	S(tstate_next, 0, T_TSTATE, "next"),
+	S(tstate_interp, 0, T_TSTATE, "interp"),
+	S(tstate_frame, 0, T_TSTATE, "frame"),
+	S(tstate_frame, 13, T_TSTATE, "current_frame"),
+	S(tstate_cframe, 0, T_TSTATE, "cframe"),
+	S(cframe_current_frame, 0, T_CFRAME, "current_frame"),
+	S(tstate_thread_id, 0, T_TSTATE, "thread_id"),
+	S(tstate_native_thread_id, 0, T_TSTATE, "native_thread_id"),
 
-	S(frame_previous, 8, 10, T_FRAMEOBJ, "f_back"),
-	S(frame_previous, 11, 99, T_IFRAME, "previous"),
-	S(frame_code, 8, 10, T_FRAMEOBJ, "f_code"),
-	S(frame_code, 11, 12, T_IFRAME, "f_code"),
-	S(frame_code, 13, 99, T_IFRAME, "f_executable"),
-	S(frame_instr, 8, 10, T_FRAMEOBJ, "f_lasti"),
-	S(frame_instr, 11, 12, T_IFRAME, "prev_instr"),
-	S(frame_instr, 13, 99, T_IFRAME, "instr_ptr"),
-	S(frame_owner, 11, 99, T_IFRAME, "owner"),
-	S(frame_is_entry, 11, 11, T_IFRAME, "is_entry"),
+	S(frame_previous, 0, T_FRAMEOBJ, "f_back"),
+	S(frame_previous, 11, T_IFRAME, "previous"),
+	S(frame_code, 0, T_FRAMEOBJ, "f_code"),
+	S(frame_code, 11, T_IFRAME, "f_code"),
+	S(frame_code, 13, T_IFRAME, "f_executable"),
+	S(frame_instr, 0, T_FRAMEOBJ, "f_lasti"),
+	S(frame_instr, 11, T_IFRAME, "prev_instr"),
+	S(frame_instr, 13, T_IFRAME, "instr_ptr"),
+	S(frame_owner, 0, T_IFRAME, "owner"),
+	S(frame_is_entry, 0, T_IFRAME, "is_entry"),
 
-	S(code_filename, 8, 99, T_CODE, "co_filename"),
-	S(code_name, 8, 99, T_CODE, "co_name"),
-	S(code_qualname, 11, 99, T_CODE, "co_qualname"),
-	S(code_firstlineno, 8, 99, T_CODE, "co_firstlineno"),
-	S(code_linetable, 8, 9, T_CODE, "co_lnotab"),
-	S(code_linetable, 10, 99, T_CODE, "co_linetable"),
-	S(code_code, 8, 10, T_CODE, "co_code"),
-	S(code_code_adaptive, 11, 99, T_CODE, "co_code_adaptive"),
+	S(code_filename, 0, T_CODE, "co_filename"),
+	S(code_name, 0, T_CODE, "co_name"),
+	S(code_qualname, 0, T_CODE, "co_qualname"),
+	S(code_firstlineno, 0, T_CODE, "co_firstlineno"),
+	S(code_linetable, 0, T_CODE, "co_lnotab"),
+	S(code_linetable, 10, T_CODE, "co_linetable"),
+	S(code_code, 0, T_CODE, "co_code"),
+	S(code_code_adaptive, 0, T_CODE, "co_code_adaptive"),
 
-	S(object_type, 8, 99, T_OBJECT, "ob_type"),
-	S(varobject_size, 8, 99, T_VAROBJECT, "ob_size"),
-	S(type_name, 8, 99, T_TYPE, "tp_name"),
+	S(object_type, 0, T_OBJECT, "ob_type"),
+	S(varobject_size, 0, T_VAROBJECT, "ob_size"),
+	S(type_name, 0, T_TYPE, "tp_name"),
 
-	S(bytes_sval, 8, 99, T_BYTES, "ob_sval"),
+	S(bytes_sval, 0, T_BYTES, "ob_sval"),
 
-	S(unicode_length, 8, 99, T_ASCII, "length"),
-	S(unicode_state, 8, 99, T_ASCII, "state"),
-	{ offsetof(struct ma_py_offsets, unicode_ascii_size), 8, 99, T_ASCII,
-	  NULL, K_SIZEOF },
-	{ offsetof(struct ma_py_offsets, unicode_compact_size), 8, 99,
-	  T_COMPACT, NULL, K_SIZEOF },
-	{ offsetof(struct ma_py_offsets, unicode_kind_shift), 8, 99, T_ASCII,
-	  "state.kind", K_BIT },
-	{ offsetof(struct ma_py_offsets, unicode_compact_bit), 8, 99, T_ASCII,
-	  "state.compact", K_BIT },
-	{ offsetof(struct ma_py_offsets, unicode_ascii_bit), 8, 99, T_ASCII,
-	  "state.ascii", K_BIT },
+	S(unicode_length, 0, T_ASCII, "length"),
+	S(unicode_state, 0, T_ASCII, "state"),
+	{ MA_FI_unicode_ascii_size, 0, T_ASCII, NULL, K_SIZEOF },
+	{ MA_FI_unicode_compact_size, 0, T_COMPACT, NULL, K_SIZEOF },
+	{ MA_FI_unicode_kind_shift, 0, T_ASCII, "state.kind", K_BIT },
+	{ MA_FI_unicode_compact_bit, 0, T_ASCII, "state.compact", K_BIT },
+	{ MA_FI_unicode_ascii_bit, 0, T_ASCII, "state.ascii", K_BIT },
 };
 
 #undef S
 
-static const struct ma_off_field *field_at(size_t off)
+#define NSPECS (sizeof(specs) / sizeof(specs[0]))
+
+/* The spec of field for minor: the last of its rows from <= minor */
+static const struct spec *spec_of(int field, int minor)
 {
-	for (size_t i = 0; i < NFIELDS; i++)
-		if (fields[i].off == off)
-			return &fields[i];
-	return NULL;
+	const struct spec *s = NULL;
+
+	for (size_t i = 0; i < NSPECS; i++)
+		if (specs[i].field == field && specs[i].from <= minor)
+			s = &specs[i];
+	return s;
 }
 
 static const char *type_label(int t)
@@ -891,22 +711,29 @@ static int resolve_type(struct dwx *x, int t, Dwarf_Die *out)
 	return -ENOENT;
 }
 
-static int fill_from_dwarf(struct dwx *x, int minor, struct ma_py_offsets *out)
+static int fill_from_dwarf(struct dwx *x, int minor, uint64_t fields,
+			   struct ma_py_offsets *out)
 {
 	const char *mname = dwfl_module_info(x->mod, NULL, NULL, NULL, NULL,
 					     NULL, NULL, NULL);
 	Dwarf_Die tdie[T_COUNT];
 	int tstate[T_COUNT] = { 0 }; /* 0 unresolved, 1 ok, -1 missing */
 
-	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+	for (int i = 0; i < MA_FI_COUNT; i++)
+		if ((fields >> i & 1) && !spec_of(i, minor))
+			return ma_err(-EPROTO,
+				      "DWARF: no member name known for %s "
+				      "(Python 3.%d)",
+				      ma_py_fields[i].name, minor);
+	for (size_t i = 0; i < NSPECS; i++) {
 		const struct spec *s = &specs[i];
-		const struct ma_off_field *f = field_at(s->field);
+		const struct ma_py_field_desc *f = &ma_py_fields[s->field];
 		Dwarf_Die m, *st = &tdie[s->type];
 		const char *tl = type_label(s->type);
 		Dwarf_Word off, size;
 		int pos;
 
-		if (minor < s->lo || minor > s->hi)
+		if (!(fields >> s->field & 1) || spec_of(s->field, minor) != s)
 			continue;
 		if (!tstate[s->type])
 			tstate[s->type] = resolve_type(x, s->type, st) ? -1 : 1;
@@ -920,7 +747,7 @@ static int fill_from_dwarf(struct dwx *x, int minor, struct ma_py_offsets *out)
 				return ma_err(-EPROTO,
 					      "DWARF of %s: no size for %s: %s",
 					      mname, tl, dwarf_errmsg(-1));
-			field_set(out, f, (int)size);
+			ma_py_field_set(out, s->field, (int)size);
 			continue;
 		}
 		if (member_path(x, *st, s->path, &m, &off))
@@ -929,7 +756,7 @@ static int fill_from_dwarf(struct dwx *x, int minor, struct ma_py_offsets *out)
 				      "(needed for %s, Python 3.%d)",
 				      mname, tl, s->path, f->name, minor);
 		if (s->kind == K_MEMBER) {
-			field_set(out, f, (int)off);
+			ma_py_field_set(out, s->field, (int)off);
 			continue;
 		}
 		/* A bit field: its position within the state word.  The
@@ -944,7 +771,7 @@ static int fill_from_dwarf(struct dwx *x, int minor, struct ma_py_offsets *out)
 				      "DWARF of %s: %s.%s at bit %d, outside "
 				      "the 32-bit state word",
 				      mname, tl, s->path, pos);
-		field_set(out, f, pos);
+		ma_py_field_set(out, s->field, pos);
 	}
 	return 0;
 }
@@ -1099,11 +926,12 @@ int ma_pyoffsets_from_dwarf(Dwfl_Module *mod, uint32_t version_hex,
 	struct lean l = { .fd = -1 };
 	int r;
 
-	if (ma_py_major(version_hex) != 3 || minor < 8)
+	/* 3.14+: the newest row's fields, under their newest names */
+	if (ma_py_major(version_hex) != 3 || minor < MA_PY_MIN_MINOR)
 		return ma_err(-ENOTSUP,
 			      "offsets from DWARF: Python %d.%d is not "
-			      "supported (3.8 or later)",
-			      ma_py_major(version_hex), minor);
+			      "supported (3.%d or later)",
+			      ma_py_major(version_hex), minor, MA_PY_MIN_MINOR);
 	if (lean_open(&x, &l)) {
 		x.dw = dwfl_module_getdwarf(mod, &x.bias);
 		if (!x.dw)
@@ -1113,8 +941,9 @@ int ma_pyoffsets_from_dwarf(Dwfl_Module *mod, uint32_t version_hex,
 				      ".gnu_debuglink): %s",
 				      name ? name : "?", dwfl_errmsg(-1));
 	}
-	init_offsets(out, version_hex, MA_OFFSETS_SRC_DWARF);
-	r = fill_from_dwarf(&x, minor, out);
+	ma_pyoffsets_init(out, version_hex, MA_OFFSETS_SRC_DWARF);
+	r = fill_from_dwarf(&x, minor, ma_pyver_nearest(version_hex)->fields,
+			    out);
 	free(x.tab);
 	free(x.done);
 	lean_close(&l);
@@ -1156,284 +985,4 @@ int ma_pyoffsets_from_file(const char *path, uint32_t version_hex,
 	r = ma_pyoffsets_from_dwarf(mod, version_hex, out);
 	dwfl_end(dwfl);
 	return r;
-}
-
-/* ---------------------------------------------------------------------- */
-/* _Py_DebugOffsets (3.13)                                                 */
-
-/*
- * CPython 3.13's struct _Py_DebugOffsets (Include/internal/pycore_runtime.h),
- * every field a uint64_t after the 8-byte cookie.  3.14 reorganised it, so
- * this layout is only trusted when the version inside says 3.13.
- */
-struct ma_dbgoff313 {
-	char cookie[8];
-	uint64_t version;
-	uint64_t free_threaded;
-	struct {
-		uint64_t size, finalizing, interpreters_head;
-	} runtime_state;
-	struct {
-		uint64_t size, id, next, threads_head, gc, imports_modules,
-			sysdict, builtins, ceval_gil, gil_runtime_state,
-			gil_runtime_state_enabled, gil_runtime_state_locked,
-			gil_runtime_state_holder;
-	} interpreter_state;
-	struct {
-		uint64_t size, prev, next, interp, current_frame, thread_id,
-			native_thread_id, datastack_chunk, status;
-	} thread_state;
-	struct {
-		uint64_t size, previous, executable, instr_ptr, localsplus,
-			owner;
-	} interpreter_frame;
-	struct {
-		uint64_t size, filename, name, qualname, linetable, firstlineno,
-			argcount, localsplusnames, localspluskinds,
-			co_code_adaptive;
-	} code_object;
-	struct {
-		uint64_t size, ob_type;
-	} pyobject;
-	struct {
-		uint64_t size, tp_name, tp_repr, tp_flags;
-	} type_object;
-	struct {
-		uint64_t size, ob_item, ob_size;
-	} tuple_object;
-	struct {
-		uint64_t size, ob_item, ob_size;
-	} list_object;
-	struct {
-		uint64_t size, ma_keys, ma_values;
-	} dict_object;
-	struct {
-		uint64_t size, ob_fval;
-	} float_object;
-	struct {
-		uint64_t size, lv_tag, ob_digit;
-	} long_object;
-	struct {
-		uint64_t size, ob_size, ob_sval;
-	} bytes_object;
-	struct {
-		uint64_t size, state, length, asciiobject_size;
-	} unicode_object;
-	struct {
-		uint64_t size, collecting;
-	} gc;
-};
-
-_Static_assert(sizeof(struct ma_dbgoff313) == 584,
-	       "_Py_DebugOffsets 3.13 is 584 bytes");
-
-size_t ma_pyoffsets_debug_offsets_size(void)
-{
-	return sizeof(struct ma_dbgoff313);
-}
-
-/* An offset that must lie inside a struct of the given size */
-static int in(uint64_t off, uint64_t size, int32_t *dst)
-{
-	if (size == 0 || size > (1u << 20) || off >= size)
-		return -1;
-	*dst = (int32_t)off;
-	return 0;
-}
-
-int ma_pyoffsets_from_debug_offsets_buf(const void *buf, size_t len,
-					uint32_t version_hex,
-					struct ma_py_offsets *out)
-{
-	struct ma_dbgoff313 d;
-	uint32_t v;
-	int bad = 0;
-
-	if (version_hex &&
-	    (ma_py_major(version_hex) != 3 || ma_py_minor(version_hex) < 13))
-		return ma_err(-ENOENT,
-			      "no _Py_DebugOffsets before Python 3.13 (this "
-			      "is %d.%d)",
-			      ma_py_major(version_hex),
-			      ma_py_minor(version_hex));
-	if (len < 16 || memcmp(buf, "xdebugpy", 8))
-		return ma_err(-ENOENT, "no _Py_DebugOffsets: cookie "
-				       "\"xdebugpy\" not found at _PyRuntime");
-	memcpy(&v, (const char *)buf + 8, sizeof(v));
-	if (version_hex && (v >> 16) != (version_hex >> 16))
-		return ma_err(-EPROTO,
-			      "_Py_DebugOffsets says version 0x%08x, the "
-			      "binary 0x%08x",
-			      v, version_hex);
-	if (ma_py_major(v) != 3 || ma_py_minor(v) != 13)
-		return ma_err(-ENOTSUP,
-			      "_Py_DebugOffsets of Python %d.%d: layout not "
-			      "known (only 3.13 is)",
-			      ma_py_major(v), ma_py_minor(v));
-	if (len < sizeof(d))
-		return ma_err(-EPROTO, "_Py_DebugOffsets: short read");
-	memcpy(&d, buf, sizeof(d));
-	if (d.free_threaded)
-		return ma_err(-ENOTSUP, "_Py_DebugOffsets: free-threaded "
-					"(3.13t) builds are not supported");
-
-	init_offsets(out, version_hex ? version_hex : v,
-		     MA_OFFSETS_SRC_DEBUG_OFFSETS);
-	bad |= in(d.runtime_state.interpreters_head, d.runtime_state.size,
-		  &out->runtime_interpreters_head);
-	/* Not in _Py_DebugOffsets: 3.13's struct pyinterpreters is
-	 * { PyMutex mutex; PyInterpreterState *head, *main; ... }, so main
-	 * is the pointer after head. */
-	bad |= in(d.runtime_state.interpreters_head + 8, d.runtime_state.size,
-		  &out->runtime_interpreters_main);
-
-	bad |= in(d.interpreter_state.next, d.interpreter_state.size,
-		  &out->interp_next);
-	bad |= in(d.interpreter_state.id, d.interpreter_state.size,
-		  &out->interp_id);
-	bad |= in(d.interpreter_state.threads_head, d.interpreter_state.size,
-		  &out->interp_threads_head);
-	bad |= in(d.interpreter_state.ceval_gil, d.interpreter_state.size,
-		  &out->interp_gil_ptr);
-	/* locked/holder are given from the start of PyInterpreterState (via
-	 * its embedded _gil); we want them within struct _gil_runtime_state */
-	if (d.interpreter_state.gil_runtime_state_holder <
-		    d.interpreter_state.gil_runtime_state ||
-	    d.interpreter_state.gil_runtime_state_locked <
-		    d.interpreter_state.gil_runtime_state)
-		bad = 1;
-	else {
-		uint64_t g = d.interpreter_state.gil_runtime_state;
-
-		bad |= in(d.interpreter_state.gil_runtime_state_holder - g,
-			  4096, &out->gil_last_holder);
-		bad |= in(d.interpreter_state.gil_runtime_state_locked - g,
-			  4096, &out->gil_locked);
-	}
-
-	bad |= in(d.thread_state.next, d.thread_state.size, &out->tstate_next);
-	bad |= in(d.thread_state.interp, d.thread_state.size,
-		  &out->tstate_interp);
-	bad |= in(d.thread_state.current_frame, d.thread_state.size,
-		  &out->tstate_frame);
-	bad |= in(d.thread_state.thread_id, d.thread_state.size,
-		  &out->tstate_thread_id);
-	bad |= in(d.thread_state.native_thread_id, d.thread_state.size,
-		  &out->tstate_native_thread_id);
-
-	bad |= in(d.interpreter_frame.previous, d.interpreter_frame.size,
-		  &out->frame_previous);
-	bad |= in(d.interpreter_frame.executable, d.interpreter_frame.size,
-		  &out->frame_code);
-	bad |= in(d.interpreter_frame.instr_ptr, d.interpreter_frame.size,
-		  &out->frame_instr);
-	bad |= in(d.interpreter_frame.owner, d.interpreter_frame.size,
-		  &out->frame_owner);
-
-	bad |= in(d.code_object.filename, d.code_object.size,
-		  &out->code_filename);
-	bad |= in(d.code_object.name, d.code_object.size, &out->code_name);
-	bad |= in(d.code_object.qualname, d.code_object.size,
-		  &out->code_qualname);
-	bad |= in(d.code_object.firstlineno, d.code_object.size,
-		  &out->code_firstlineno);
-	bad |= in(d.code_object.linetable, d.code_object.size,
-		  &out->code_linetable);
-	/* co_code_adaptive is a trailing array: its offset is the size */
-	bad |= in(d.code_object.co_code_adaptive, d.code_object.size + 1,
-		  &out->code_code_adaptive);
-
-	bad |= in(d.pyobject.ob_type, d.pyobject.size, &out->object_type);
-	/* PyTupleObject starts with its PyVarObject, so this is
-	 * offsetof(PyVarObject, ob_size) */
-	bad |= in(d.tuple_object.ob_size, d.tuple_object.size,
-		  &out->varobject_size);
-	bad |= in(d.type_object.tp_name, d.type_object.size, &out->type_name);
-	bad |= in(d.bytes_object.ob_sval, d.bytes_object.size,
-		  &out->bytes_sval);
-
-	bad |= in(d.unicode_object.length, d.unicode_object.size,
-		  &out->unicode_length);
-	bad |= in(d.unicode_object.state, d.unicode_object.size,
-		  &out->unicode_state);
-	bad |= in(d.unicode_object.asciiobject_size, d.unicode_object.size,
-		  &out->unicode_ascii_size);
-	/* Not in _Py_DebugOffsets: PyCompactUnicodeObject is PyASCIIObject
-	 * plus Py_ssize_t utf8_length and char *utf8; and the state bits are
-	 * interned:2, kind:3, compact:1, ascii:1 (3.13). */
-	out->unicode_compact_size = out->unicode_ascii_size + 16;
-	out->unicode_kind_shift = 2;
-	out->unicode_compact_bit = 5;
-	out->unicode_ascii_bit = 6;
-
-	if (bad || d.pyobject.ob_type != 8)
-		return ma_err(-EPROTO, "_Py_DebugOffsets: implausible values "
-				       "(an offset outside its struct)");
-	return 0;
-}
-
-int ma_pyoffsets_from_debug_offsets(struct ma_mem *m, uint64_t runtime_addr,
-				    uint32_t version_hex,
-				    struct ma_py_offsets *out)
-{
-	struct ma_dbgoff313 d;
-	int r;
-
-	if (version_hex &&
-	    (ma_py_major(version_hex) != 3 || ma_py_minor(version_hex) < 13))
-		return ma_err(-ENOENT,
-			      "no _Py_DebugOffsets before Python 3.13 (this "
-			      "is %d.%d)",
-			      ma_py_major(version_hex),
-			      ma_py_minor(version_hex));
-	/* The header first: a 3.14+ struct may be laid out differently but
-	 * always starts with cookie and version. */
-	r = ma_mem_read(m, runtime_addr, &d, 16);
-	if (r)
-		return ma_err(r, "reading _Py_DebugOffsets at 0x%llx in %d: %s",
-			      (unsigned long long)runtime_addr,
-			      (int)ma_mem_pid(m), strerror(-r));
-	if (memcmp(d.cookie, "xdebugpy", 8) || ma_py_minor(d.version) != 13)
-		return ma_pyoffsets_from_debug_offsets_buf(&d, 16, version_hex,
-							   out);
-	r = ma_mem_read(m, runtime_addr, &d, sizeof(d));
-	if (r)
-		return ma_err(r, "reading _Py_DebugOffsets at 0x%llx in %d: %s",
-			      (unsigned long long)runtime_addr,
-			      (int)ma_mem_pid(m), strerror(-r));
-	return ma_pyoffsets_from_debug_offsets_buf(&d, sizeof(d), version_hex,
-						   out);
-}
-
-/* ---------------------------------------------------------------------- */
-/* The built-in table                                                      */
-
-int ma_pyoffsets_from_table(uint32_t version_hex, struct ma_py_offsets *out)
-{
-	for (size_t i = 0; i < ma_offsets_table_len; i++) {
-		const struct ma_py_offsets *e = &ma_offsets_table[i];
-
-		if ((e->version_hex >> 16) != (version_hex >> 16))
-			continue;
-		*out = *e;
-		out->source = MA_OFFSETS_SRC_TABLE;
-		/* The entry was generated from one micro release and is
-		 * assumed to hold for all of them: report the version it is
-		 * being used for. */
-		out->version_hex = version_hex;
-		return 0;
-	}
-	return ma_err(-ENOENT,
-		      "no built-in offsets for Python %d.%d (the table has "
-		      "3.8 to 3.13)",
-		      ma_py_major(version_hex), ma_py_minor(version_hex));
-}
-
-const struct ma_py_offsets *ma_pyoffsets_table_entry(uint32_t version_hex)
-{
-	for (size_t i = 0; i < ma_offsets_table_len; i++)
-		if ((ma_offsets_table[i].version_hex >> 16) ==
-		    (version_hex >> 16))
-			return &ma_offsets_table[i];
-	return NULL;
 }
