@@ -135,12 +135,13 @@ def step_log(pid, out, *args, timeout=60):
 
 
 class StoppedAttach:
-    """An attach that stops itself at a step; then kill() it there."""
+    """An attach (or another command: cmd) that stops itself at a step;
+    then kill() it there."""
 
-    def __init__(self, pid, out, step, *args):
+    def __init__(self, pid, out, step, *args, cmd=None):
+        cmd = cmd or ["attach", "--quiet", "-o", out]
         self.proc = subprocess.Popen(
-            [MEMATTACH, "attach", "--quiet", "-o", out] +
-            [str(a) for a in args] + [str(pid)],
+            [MEMATTACH] + cmd + [str(a) for a in args] + [str(pid)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             env=memattach_env(MEMATTACH_TEST_STOP_AT=step))
 

@@ -16,6 +16,8 @@ happened to it:
   memattach descriptor behind;
 - the next attach reaches its step (it works), and a last full attach
   records allocations; the target then exits 0 when asked.
+`memattach detach` itself is killed at each step of the remote close()
+with which it removes the payload image an attach killed early left.
 """
 import os
 import shutil
@@ -100,6 +102,42 @@ def kill_round(label, exe, t, tmp, name, k, failures):
         failures.append("%s: after detach: %s" % (step, bad))
 
 
+def detach_kills(label, exe, tmp):
+    """detach killed while it closes a leftover payload memfd: each round
+    first leaves one (an attach killed while writing the image)."""
+    failures = []
+    steps = ("rcall.close.regs-saved", "rcall.close.frame-written",
+             "rcall.close.committed", "rcall.close.syscall-entry",
+             "rcall.close.syscall-exit", "rcall.close.sigreturn",
+             "rcall.close.returned", "thaw.detached")
+    with KillTarget(exe, tmp) as t:
+        for step in steps:
+            a = StoppedAttach(t.pid, os.path.join(tmp, "d.cap"),
+                              "inject.memfd-write#1")
+            ok = a.wait_stopped()
+            a.kill()
+            if not ok or not memattach_fds(t.pid):
+                failures.append("%s: no leftover memfd to close" % step)
+                continue
+            d = StoppedAttach(t.pid, None, step + "#1", cmd=["detach"])
+            ok = d.wait_stopped()
+            err = d.kill()
+            if not ok:
+                failures.append("%s: detach never reached it: %s" % (
+                    step, err.strip()[-300:]))
+                continue
+            bad = t.health()
+            if bad:
+                failures.append("%s: after the kill: %s" % (step, bad))
+                break
+        rc, out, err = memattach("detach", t.pid, timeout=60)
+        left = memattach_fds(t.pid)
+        check(not failures and rc == 0 and not left and not t.echo(),
+              "%s: detach killed at each of %d steps of its remote close(); "
+              "a last detach cleans up" % (label, len(steps)),
+              "\n".join(failures) + "\n%s %s %s" % (rc, left, err))
+
+
 def run(label, exe, tmp):
     cap = os.path.join(tmp, "log.cap")
     with KillTarget(exe, tmp) as t:
@@ -172,6 +210,7 @@ def main():
         tmp = tempfile.mkdtemp(prefix="memattach-kill-")
         try:
             run(label, exe, tmp)
+            detach_kills(label, exe, tmp)
         except Exception as e:
             check(False, "%s: ran without error" % label, repr(e))
         finally:
