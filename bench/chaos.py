@@ -15,9 +15,11 @@ Each round starts `memattach attach` and kills it:
 Every --check rounds, and after the last: the target's blocked read(),
 select() and epoll_wait() must get their data and its threads must make
 progress (tests/e2e/kill_lib.py); every --detach rounds `memattach detach`
-runs and the allocation rate (loops per CPU second of the target, which
-other work on the machine does not move) is measured against the rate
-before the first round (--window seconds each).  --cycles N adds N plain attach
+runs and the allocation rate (loops per CPU second) is measured, relative
+to an identical twin process that memattach never touches, and compared
+with the same relative rate before the first round: the target's own rate
+drifts, and the machine's other work moves it, but both move the twin's
+alike.  --cycles N adds N plain attach
 (-d 0.05)/detach cycles at the end.  Core dumps are enabled for the
 target: a crash leaves a core where kernel.core_pattern says.
 
@@ -94,8 +96,22 @@ def main():
                                                   resource.RLIM_INFINITY))
 
     t = KillTarget(args.python, tmp, preexec_fn=unlimited_core)
+    # A twin that memattach never touches: the target's own rate drifts
+    # (and the machine's load moves it), so the rate after a detach is
+    # compared with the twin's at the same moment
+    twin_dir = os.path.join(tmp, "twin")
+    os.mkdir(twin_dir)
+    twin = KillTarget(args.python, twin_dir)
     time.sleep(0.5)
-    base = statistics.median(alloc_rate(t, args.window) for _ in range(3))
+
+    def relative_rate():
+        """Target's rate over the twin's, median of three pairs of
+        windows taken in turn."""
+        return statistics.median(alloc_rate(t, args.window / 2) /
+                                 max(alloc_rate(twin, args.window / 2), 1)
+                                 for _ in range(3))
+
+    base = relative_rate()
     kinds = {"attach": 0, "anywhere": 0, "stop": 0}
     ratios, bad, t_run = [], [], time.monotonic()
     died = None
@@ -131,7 +147,7 @@ def main():
             if rc != 0:
                 bad.append((i, "detach", err.strip()))
                 print("%6d: detach: %s" % (i, err.strip()), flush=True)
-            ratios.append(alloc_rate(t, args.window) / base)
+            ratios.append(relative_rate() / base)
             print("%6d kills (%.0f s): target alive, rate after detach %.3f"
                   " of before, %d bad" % (i, time.monotonic() - t_run,
                                           ratios[-1], len(bad)), flush=True)
@@ -147,7 +163,7 @@ def main():
         why = t.health() if not died else "dead"
         if why:
             bad.append(("cycles", "cycles", why))
-        ratios.append(alloc_rate(t, args.window) / base)
+        ratios.append(relative_rate() / base)
     print("python %s, seed %d: %d kills (attach %d, anywhere %d, stop %d) "
           "in %.0f s" % (args.python, args.seed, sum(kinds.values()),
                          kinds["attach"], kinds["anywhere"], kinds["stop"],
@@ -158,12 +174,14 @@ def main():
         print("attach/detach cycles: %d, failed %d" % (args.cycles,
                                                        cycle_fail))
     if ratios:
-        print("allocation rate after detach / before: min %.3f median %.3f "
-              "(%d windows of %.0f s)" % (min(ratios),
-                                          statistics.median(ratios),
-                                          len(ratios), args.window))
+        print("allocation rate after detach / before, relative to the "
+              "twin: min %.3f median %.3f (%d measures, each the median "
+              "of three pairs of %.1f s windows)" % (
+                  min(ratios), statistics.median(ratios), len(ratios),
+                  args.window / 2))
     print("core files: %s" % (core_files(started) if died else "none needed"))
     t.kill()
+    twin.kill()
     shutil.rmtree(tmp, ignore_errors=True)
     return 1 if died or bad else 0
 

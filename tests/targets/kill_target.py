@@ -37,7 +37,10 @@ def allocate(seed):
     keep = collections.deque(maxlen=2000 + 1000 * seed)
     n = 0
     while True:
-        keep.append({"n": n, "s": str(n) * 3, "l": [n] * 5})
+        # the same work at every turn: str() of a growing n would slow
+        # the loop down as n gains digits
+        m = 1000000 + n % 1000000
+        keep.append({"n": m, "s": str(m) * 3, "l": [m] * 5})
         if n % 5000 == seed:
             keep.append(bytearray(256 * 1024))
         n += 1
