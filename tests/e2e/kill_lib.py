@@ -96,16 +96,21 @@ class KillTarget(Target):
                         "select()" if tag == "SEL" else "epoll_wait()", got)
         finally:
             s.close()
-        time.sleep(0.15)
-        after = self.stat(timeout)
-        if after is None:
-            return "no answer to the second STAT"
+        # Progress, within a few seconds: on a loaded machine a thread may
+        # wait a while for the GIL, but one that is stuck never advances
         names = ("allocating threads", "SIGALRM handler", "sleeping thread")
-        for i, what in enumerate(names):
-            if after[i] <= before[i]:
-                return "the %s made no progress (%s -> %s)" % (
-                    what, before, after)
-        return ""
+        end = time.time() + 5
+        while True:
+            time.sleep(0.1)
+            after = self.stat(timeout)
+            if after is None:
+                return "no answer to the second STAT"
+            stuck = [w for i, w in enumerate(names) if after[i] <= before[i]]
+            if not stuck:
+                return ""
+            if time.time() > end:
+                return "the %s made no progress in 5 s (%s -> %s)" % (
+                    " and ".join(stuck), before, after)
 
     def quit(self, timeout=20):
         self.send("QUIT")

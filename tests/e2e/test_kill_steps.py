@@ -37,6 +37,13 @@ def spread(ks):
     return sorted({ks[0], ks[1], ks[n // 2], ks[-2], ks[-1]})
 
 
+def variable(name):
+    """A step passed a number of times that varies from run to run."""
+    return name.endswith((".signal", ".syscall-entry", ".syscall-exit")) \
+        or name in ("stop.drain", "track.sample", "freeze.seized",
+                    "thaw.detached")
+
+
 def plan(log):
     """[(name, k)] to kill at, in the order memattach passes them."""
     by = {}
@@ -75,12 +82,13 @@ def kill_round(label, exe, t, tmp, name, k, failures):
     stopped = a.wait_stopped()
     err = a.kill()
     if not stopped:
-        # How often a step is passed can vary from run to run (signals
+        # How often some steps are passed varies from run to run (signals
         # during a remote call add system calls and signal steps, the
         # drain takes as many turns as the backlog needs): a later passage
-        # that this run did not reach, or a signal that did not come, in
-        # an attach that ended well, is not a failure
-        if (k > 1 or name.endswith(".signal")) and a.proc.returncode == 0:
+        # of such a step that this run did not reach, or a signal that did
+        # not come, in an attach that ended well, is not a failure
+        if variable(name) and (k > 1 or name.endswith(".signal")) and \
+                a.proc.returncode == 0:
             return "unreached"
         failures.append("%s: memattach never reached the step: %s" %
                         (step, err.strip().splitlines()[-1:]))
@@ -184,9 +192,8 @@ def run(label, exe, tmp):
         for name, k in reuse_steps:
             if kill_round(label, exe, t, tmp, name, k, failures):
                 unreached.append("%s#%d" % (name, k))
-        check(len(unreached) * 10 <= len(fresh_steps) + len(reuse_steps),
-              "%s: at most a tenth of the passages planned were not reached "
-              "in the killing run" % label, unreached)
+        print("     (%s: %d passages of variable steps not reached this "
+              "time: %s)" % (label, len(unreached), " ".join(unreached)))
         check(not failures, "%s: memattach killed at each of %d steps of "
               "an attach that reuses the payload" % (label,
                                                      len(reuse_steps)),
