@@ -20,7 +20,4 @@ int ma_cli_offsets_pref(const char *s, enum ma_offsets_pref *out);
 int ma_cli_pid_arg(int argc, char **argv, const char *cmd,
 		   void (*usage)(FILE *), pid_t *pid);
 
-/* "12.3 MiB" */
-const char *ma_human_bytes(double bytes, char *buf, size_t len);
-
 #endif

@@ -26,6 +26,7 @@
 #include "ptrace.h"
 #include "teststep.h"
 #include "threads.h"
+#include "units.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -216,9 +217,9 @@ static void progress(FILE *f, int tty, double secs,
 {
 	char a[32], l[32], c[32];
 
-	ma_human_bytes((double)tot->alloc_bytes, a, sizeof(a));
-	ma_human_bytes((double)tot->live_bytes, l, sizeof(l));
-	ma_human_bytes((double)cap_bytes, c, sizeof(c));
+	ma_fmt_bytes(tot->alloc_bytes, a, sizeof(a));
+	ma_fmt_bytes(tot->live_bytes, l, sizeof(l));
+	ma_fmt_bytes(cap_bytes, c, sizeof(c));
 	fprintf(f,
 		"%s%6.1f s  %llu allocations, %s allocated, %s still live, "
 		"capture %s%s%s",
@@ -611,8 +612,8 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	}
 	struct stat st;
 
-	ma_human_bytes(stat(o.output, &st) ? 0 : (double)st.st_size, sz,
-		       sizeof(sz));
+	ma_fmt_bytes(stat(o.output, &st) ? 0 : (uint64_t)st.st_size, sz,
+		     sizeof(sz));
 	fprintf(stderr,
 		"memattach: %s after %.1f s (%s); %s; capture written to %s "
 		"(%s)%s\n",

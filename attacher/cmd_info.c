@@ -19,6 +19,7 @@
 #include "inject.h"
 #include "pyread.h"
 #include "threads.h"
+#include "units.h"
 
 static void usage(FILE *f)
 {
@@ -116,8 +117,8 @@ int ma_cmd_info(int argc, char **argv)
 		fprintf(stderr, "memattach: info: %s\n", ma_errmsg());
 	for (size_t i = 0; i < snap.n; i++)
 		npy += snap.th[i].py != NULL;
-	ma_human_bytes(t->status.vm_rss_kb * 1024.0, rss, sizeof(rss));
-	ma_human_bytes(t->status.vm_hwm_kb * 1024.0, hwm, sizeof(hwm));
+	ma_fmt_bytes((uint64_t)t->status.vm_rss_kb * 1024, rss, sizeof(rss));
+	ma_fmt_bytes((uint64_t)t->status.vm_hwm_kb * 1024, hwm, sizeof(hwm));
 	build_kind(t, kind, sizeof(kind));
 
 	if (json) {

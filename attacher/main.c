@@ -63,22 +63,6 @@ int ma_cli_pid_arg(int argc, char **argv, const char *cmd,
 	return 0;
 }
 
-const char *ma_human_bytes(double b, char *buf, size_t len)
-{
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	int u = 0;
-
-	while (b >= 1024 && u < 4) {
-		b /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, len, "%.0f B", b);
-	else
-		snprintf(buf, len, "%.1f %s", b, units[u]);
-	return buf;
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f,

@@ -14,6 +14,7 @@
 #include "errors.h"
 #include "report.h"
 #include "textfit.h"
+#include "units.h"
 
 struct dent {
 	char *key;

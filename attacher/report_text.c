@@ -17,6 +17,7 @@
 #include "errors.h"
 #include "report.h"
 #include "textfit.h"
+#include "units.h"
 
 #define TREE_DEPTH    12 /* caller levels shown */
 #define TREE_CHILDREN 3	 /* callers shown per level */
