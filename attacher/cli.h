@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Helpers shared by the command files */
+/* The CLI layer the command files share (attacher/cli.c): the command line
+ * and the one way errors reach the user */
 #ifndef MA_CLI_H
 #define MA_CLI_H
 
@@ -9,7 +10,11 @@
 
 extern int ma_cli_verbose;
 
-/* Print "memattach: <cmd>: <message>" to stderr, return the exit code */
+/* Print "memattach: <cmd>: <message>" to stderr (the command named once:
+ * not again when the message already starts with it) */
+void ma_cli_error(const char *cmd);
+
+/* ma_cli_error(cmd), then return the exit code of the failure */
 int ma_cli_fail(const char *cmd);
 
 /* --offsets=auto|dwarf|debug-offsets|table */

@@ -143,8 +143,7 @@ static int replay_temp(struct consumer *c, const struct ma_rec *rec)
 
 	if (ma_rec_len(rec->type_len) < sizeof(*t) || t->count > 1ull << 40 ||
 	    t->dist > MA_TEMP_DMAX)
-		return ma_err(-EPROTO,
-			      "attach: corrupt TEMP record in the ring");
+		return ma_err(-EPROTO, "corrupt TEMP record in the ring");
 	a.alloc.ptr = MA_TEMP_ADDR(t->dist);
 	a.alloc.size = t->size;
 	a.alloc.node = t->node;
@@ -193,8 +192,7 @@ static size_t drain(struct consumer *c, size_t max)
 		n++;
 	}
 	if (rc < 0 && !c->error)
-		c->error = ma_err(-EPROTO,
-				  "attach: corrupt record in the ring at %#lx",
+		c->error = ma_err(-EPROTO, "corrupt record in the ring at %#lx",
 				  (unsigned long)c->rd.tail);
 	ma_ring_release(&c->rd);
 	return n;
@@ -431,7 +429,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	 * below stops the payload at once */
 	if (ma_ring_reader_init(&c.rd, s.ring, s.map_len) < 0)
 		c.error = ma_err(-EPROTO,
-				 "attach: the ring of process %d has a bad "
+				 "the ring of process %d has a bad "
 				 "header",
 				 (int)pid);
 	if (ma_cli_verbose)
@@ -608,7 +606,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	ma_step("stop.capture-closed");
 	if (err) {
 		complete = 0;
-		fprintf(stderr, "memattach: attach: %s\n", ma_errmsg());
+		ma_cli_error("attach");
 	}
 	struct stat st;
 
@@ -635,7 +633,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	ma_account_print_summary(c.acc, stdout, o.top);
 	if (!complete) {
 		if (ma_errmsg()[0])
-			fprintf(stderr, "memattach: attach: %s\n", ma_errmsg());
+			ma_cli_error("attach");
 		ret = MA_EXIT_PARTIAL;
 	}
 out:

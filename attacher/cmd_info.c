@@ -114,7 +114,7 @@ int ma_cmd_info(int argc, char **argv)
 	 * everything else worth showing. */
 	if (ma_pyreader_new(t->mem, &t->off, t->runtime_addr, &r) == 0 &&
 	    ma_tsnap_take(t, r, 0, &snap))
-		fprintf(stderr, "memattach: info: %s\n", ma_errmsg());
+		ma_cli_error("info");
 	for (size_t i = 0; i < snap.n; i++)
 		npy += snap.th[i].py != NULL;
 	ma_fmt_bytes((uint64_t)t->status.vm_rss_kb * 1024, rss, sizeof(rss));

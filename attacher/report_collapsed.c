@@ -42,5 +42,5 @@ int ma_report_collapsed(const struct ma_report *r, FILE *f)
 		ma_collapsed_stack(r, f, (uint32_t)i);
 		fprintf(f, " %llu\n", (unsigned long long)n->self[v].bytes);
 	}
-	return ferror(f) ? ma_err(-EIO, "report: write error") : 0;
+	return ferror(f) ? ma_err(-EIO, "write error") : 0;
 }

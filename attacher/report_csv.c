@@ -92,5 +92,5 @@ int ma_report_csv(const struct ma_report *r, FILE *f)
 		csv_stack(r, f, row->rep);
 		putc('\n', f);
 	}
-	return ferror(f) ? ma_err(-EIO, "report: write error") : 0;
+	return ferror(f) ? ma_err(-EIO, "write error") : 0;
 }

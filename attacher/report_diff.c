@@ -350,7 +350,7 @@ int ma_report_diff(const struct ma_report *a, const struct ma_report *b,
 	}
 	if (ret < 0) {
 		dmap_free(&m);
-		return ma_err(-ENOMEM, "report: out of memory");
+		return ma_err(-ENOMEM, "out of memory");
 	}
 	if (m.n)
 		qsort(m.e, m.n, sizeof(*m.e), dent_cmp);
@@ -370,12 +370,12 @@ int ma_report_diff(const struct ma_report *a, const struct ma_report *b,
 		text(a, b, m.e, m.n, f);
 		break;
 	default:
-		ret = ma_err(-EINVAL, "report: --diff writes text, json, csv "
+		ret = ma_err(-EINVAL, "--diff writes text, json, csv "
 				      "or collapsed");
 		ma_err_set_exit(MA_EXIT_USAGE);
 	}
 	dmap_free(&m);
 	if (ret == 0 && ferror(f))
-		ret = ma_err(-EIO, "report: write error");
+		ret = ma_err(-EIO, "write error");
 	return ret;
 }

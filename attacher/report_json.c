@@ -243,7 +243,7 @@ int ma_report_json(const struct ma_report *r, FILE *f)
 	}
 	json_object_set_new(root, "rows", jr);
 	if (json_dumpf(root, f, JSON_INDENT(1) | JSON_ENSURE_ASCII) < 0)
-		ret = ma_err(-EIO, "report: writing JSON failed");
+		ret = ma_err(-EIO, "writing JSON failed");
 	else
 		fputc('\n', f);
 	json_decref(root);
