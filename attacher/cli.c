@@ -3,7 +3,6 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <string.h>
 
 #include "errors.h"
@@ -51,16 +50,48 @@ int ma_cli_offsets_pref(const char *s, enum ma_offsets_pref *out)
 		s);
 }
 
-int ma_cli_pid_arg(int argc, char **argv, const char *cmd,
-		   void (*usage)(FILE *), pid_t *pid)
+/* Stop the option loop with this exit code */
+static int opt_end(struct ma_cli_args *a, int code)
 {
-	if (optind != argc - 1) {
-		usage(stderr);
-		return MA_EXIT_USAGE;
-	}
-	if (ma_parse_pid(argv[optind], pid)) {
-		ma_err_set_exit(MA_EXIT_USAGE);
-		return ma_cli_fail(cmd);
-	}
+	a->exit = code;
 	return 0;
+}
+
+int ma_cli_opt(struct ma_cli_args *a)
+{
+	int c;
+
+	if (!a->started) {
+		optind = 1;
+		a->started = 1;
+		a->exit = -1;
+	}
+	c = getopt_long(a->argc, a->argv, a->shortopts, a->longopts, NULL);
+	switch (c) {
+	case -1:
+		if (optind != a->argc - 1) {
+			a->usage(stderr);
+			return opt_end(a, MA_EXIT_USAGE);
+		}
+		if (a->pid && ma_parse_pid(a->argv[optind], a->pid)) {
+			ma_err_set_exit(MA_EXIT_USAGE);
+			return opt_end(a, ma_cli_fail(a->cmd));
+		}
+		return 0;
+	case 'h':
+		a->usage(stdout);
+		return opt_end(a, MA_EXIT_OK);
+	case '?':
+	case ':':
+		a->usage(stderr);
+		return opt_end(a, MA_EXIT_USAGE);
+	case 'O':
+		if (!a->offsets)
+			return c;
+		if (ma_cli_offsets_pref(optarg, a->offsets))
+			return opt_end(a, ma_cli_fail(a->cmd));
+		return ma_cli_opt(a);
+	default:
+		return c;
+	}
 }

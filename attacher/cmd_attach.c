@@ -244,11 +244,12 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
+	struct ma_cli_args args =
+		MA_CLI_ARGS("attach", argc, argv, "o:d:qh", longopts, usage);
 	char *end;
 	int c;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:d:qh", longopts, NULL)) != -1) {
+	while ((c = ma_cli_opt(&args)) > 0) {
 		switch (c) {
 		case 'o':
 			o->output = optarg;
@@ -300,18 +301,10 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 			if (ma_cli_offsets_pref(optarg, &topts->offsets))
 				return -EINVAL;
 			break;
-		case 'h':
-			usage(stdout);
-			return 1;
-		default:
-			usage(stderr);
-			return -EINVAL;
 		}
 	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return -EINVAL;
-	}
+	if (args.exit >= 0)
+		return args.exit == MA_EXIT_OK ? 1 : -EINVAL;
 	return ma_parse_pid(argv[optind], pid);
 }
 

@@ -83,28 +83,16 @@ int ma_cmd_info(int argc, char **argv)
 	int json = 0, c, npy = 0;
 	pid_t pid;
 	char kind[PATH_MAX + 64], rss[32], hwm[32], pstate[160];
+	struct ma_cli_args args =
+		MA_CLI_ARGS("info", argc, argv, "jh", longopts, usage);
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
+	args.offsets = &topts.offsets;
+	args.pid = &pid;
+	while ((c = ma_cli_opt(&args)) > 0)
+		if (c == 'j')
 			json = 1;
-			break;
-		case 'O':
-			if (ma_cli_offsets_pref(optarg, &topts.offsets))
-				return ma_cli_fail("info");
-			break;
-		case 'h':
-			usage(stdout);
-			return MA_EXIT_OK;
-		default:
-			usage(stderr);
-			return MA_EXIT_USAGE;
-		}
-	}
-	c = ma_cli_pid_arg(argc, argv, "info", usage, &pid);
-	if (c)
-		return c;
+	if (args.exit >= 0)
+		return args.exit;
 	if (ma_target_open(pid, &topts, &t))
 		return ma_cli_fail("info");
 

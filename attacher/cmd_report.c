@@ -201,10 +201,11 @@ int ma_cmd_report(int argc, char **argv)
 	struct timespec t0, t1;
 	int c, err, ret = MA_EXIT_OK;
 	long v;
+	struct ma_cli_args args =
+		MA_CLI_ARGS("report", argc, argv, "f:o:h", longopts, usage);
 
 	ma_report_opts_init(&o);
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:o:h", longopts, NULL)) != -1) {
+	while ((c = ma_cli_opt(&args)) > 0) {
 		err = 0;
 		switch (c) {
 		case 'f':
@@ -258,12 +259,6 @@ int ma_cmd_report(int argc, char **argv)
 		case OPT_NOCOLOR:
 			o.color = 0;
 			break;
-		case 'h':
-			usage(stdout);
-			return MA_EXIT_OK;
-		default:
-			usage(stderr);
-			return MA_EXIT_USAGE;
 		}
 		if (err) {
 			fprintf(stderr,
@@ -274,10 +269,8 @@ int ma_cmd_report(int argc, char **argv)
 			return MA_EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return MA_EXIT_USAGE;
-	}
+	if (args.exit >= 0)
+		return args.exit;
 	if (diff && (fmt == MA_RF_HTML || fmt == MA_RF_PPROF ||
 		     fmt == MA_RF_SPEEDSCOPE)) {
 		fprintf(stderr,
