@@ -25,6 +25,25 @@ int ma_cli_fail(const char *cmd)
 	return ma_err_exit();
 }
 
+void ma_cli_wrap(FILE *f, const char *head, int indent, const char *text)
+{
+	enum { WIDTH = 75 };
+	int col = fprintf(f, "%-*s", indent, head);
+
+	while (*text) {
+		int w = (int)strcspn(text, " ");
+
+		if (col > indent && col + 1 + w > WIDTH)
+			col = fprintf(f, "\n%*s", indent, "") - 1;
+		else if (col > indent)
+			col += fprintf(f, " ");
+		col += fprintf(f, "%.*s", w, text);
+		text += w;
+		text += strspn(text, " ");
+	}
+	putc('\n', f);
+}
+
 int ma_cli_offsets_pref(const char *s, enum ma_offsets_pref *out)
 {
 	static const struct {

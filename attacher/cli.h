@@ -18,6 +18,13 @@ void ma_cli_error(const char *cmd);
 /* ma_cli_error(cmd), then return the exit code of the failure */
 int ma_cli_fail(const char *cmd);
 
+/*
+ * A usage entry: head (say "  -f, --format FMT"), padded to column indent,
+ * then text broken between words so that no line is longer than 75
+ * columns, the next lines indented to the same column.
+ */
+void ma_cli_wrap(FILE *f, const char *head, int indent, const char *text);
+
 /* --offsets=auto|dwarf|debug-offsets|table */
 int ma_cli_offsets_pref(const char *s, enum ma_offsets_pref *out);
 

@@ -22,6 +22,7 @@
 
 #include "errors.h"
 #include "report.h"
+#include "report_util.h"
 
 extern const char ma_asset_html_start[], ma_asset_html_end[];
 extern const char ma_asset_css_start[], ma_asset_css_end[];

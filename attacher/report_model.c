@@ -112,29 +112,6 @@ int ma_rgroup_parse(const char *s, enum ma_account_view *g)
 	return -EINVAL;
 }
 
-int ma_rformat_parse(const char *s, enum ma_rformat *f)
-{
-	static const struct {
-		const char *name;
-		enum ma_rformat f;
-	} names[] = {
-		{ "text", MA_RF_TEXT },
-		{ "json", MA_RF_JSON },
-		{ "csv", MA_RF_CSV },
-		{ "collapsed", MA_RF_COLLAPSED },
-		{ "speedscope", MA_RF_SPEEDSCOPE },
-		{ "pprof", MA_RF_PPROF },
-		{ "html", MA_RF_HTML },
-	};
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (!strcmp(s, names[i].name)) {
-			*f = names[i].f;
-			return 0;
-		}
-	return -EINVAL;
-}
-
 /* ------------------------------------------------------------------ */
 /*
  * Streaming, on three threads: a reader decodes blocks into batches of
@@ -1142,54 +1119,4 @@ void ma_report_peak_when(const struct ma_report *r, char *buf, size_t len)
 		snprintf(buf, len, "between %.1f s and %.1f s",
 			 (double)t->peak_after_ns / 1e9,
 			 (double)t->peak_before_ns / 1e9);
-}
-
-int64_t ma_strtab_idx(struct ma_strtab *t, const char *s)
-{
-	size_t j;
-
-	if ((t->n + 1) * 2 > t->hcap) {
-		size_t cap = t->hcap ? t->hcap * 2 : 1024;
-		struct ma_strtab_slot *h = calloc(cap, sizeof(*h));
-
-		if (!h)
-			return -1;
-		for (size_t i = 0; i < t->hcap; i++) {
-			if (!t->h[i].p)
-				continue;
-			for (j = ((uintptr_t)t->h[i].p >> 3) *
-					 0x9e3779b97f4a7c15ull &
-				 (cap - 1);
-			     h[j].p; j = (j + 1) & (cap - 1))
-				;
-			h[j] = t->h[i];
-		}
-		free(t->h);
-		t->h = h;
-		t->hcap = cap;
-	}
-	for (j = ((uintptr_t)s >> 3) * 0x9e3779b97f4a7c15ull & (t->hcap - 1);
-	     t->h[j].p; j = (j + 1) & (t->hcap - 1))
-		if (t->h[j].p == s)
-			return t->h[j].idx;
-	if (t->n == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 256;
-		const char **p = realloc(t->s, cap * sizeof(*p));
-
-		if (!p)
-			return -1;
-		t->s = p;
-		t->cap = cap;
-	}
-	t->s[t->n] = s;
-	t->h[j].p = s;
-	t->h[j].idx = (int64_t)t->n;
-	return (int64_t)t->n++;
-}
-
-void ma_strtab_free(struct ma_strtab *t)
-{
-	free(t->s);
-	free(t->h);
-	memset(t, 0, sizeof(*t));
 }

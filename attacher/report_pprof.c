@@ -21,6 +21,7 @@
 #include "errors.h"
 #include "profile.pb-c.h"
 #include "report.h"
+#include "report_util.h"
 
 typedef Perftools__Profiles__Profile Profile;
 typedef Perftools__Profiles__ValueType ValueType;

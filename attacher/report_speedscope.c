@@ -12,6 +12,7 @@
 
 #include "errors.h"
 #include "report.h"
+#include "report_util.h"
 
 struct fkey {
 	const char *function, *file;
