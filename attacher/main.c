@@ -11,10 +11,14 @@
 #include "cli.h"
 #include "commands.h"
 #include "errors.h"
+#include "report.h"
 #include "teststep.h"
 
 static void usage(FILE *f)
 {
+	char report[512] = "what a capture says: top locations by live, peak, "
+			   "total or temporary bytes (--format ";
+
 	fprintf(f,
 		"usage: memattach [-v] COMMAND [options] PID\n"
 		"\n"
@@ -29,10 +33,11 @@ static void usage(FILE *f)
 		"until Ctrl-C\n"
 		"                or --duration; write a capture file and a "
 		"summary\n"
-		"  detach PID    clean up after a memattach that was killed\n"
-		"  report FILE   what a capture says: top locations by live, "
-		"total or peak\n"
-		"                bytes (--format text|json)\n"
+		"  detach PID    clean up after a memattach that was killed\n");
+	ma_report_format_names(report, sizeof(report), NULL, ", ");
+	strcat(report, ")");
+	ma_cli_wrap(f, "  report FILE", 16, report);
+	fprintf(f,
 		"  [OPTIONS] PID the stacks of every thread, then 'attach "
 		"[OPTIONS] PID'\n"
 		"\n"
