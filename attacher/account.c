@@ -22,6 +22,7 @@
  */
 #include "account.h"
 #include "textfit.h"
+#include "units.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -1167,53 +1168,7 @@ int ma_account_view(const struct ma_account *acc, enum ma_account_view view,
 }
 
 /* ------------------------------------------------------------------ */
-/* Human units and the summary */
-
-void ma_fmt_bytes(uint64_t n, char *buf, size_t len)
-{
-	static const char *const units[] = { "KiB", "MiB", "GiB",
-					     "TiB", "PiB", "EiB" };
-	double v = (double)n;
-	int u = -1;
-
-	if (n < 1024) {
-		snprintf(buf, len, "%llu B", (unsigned long long)n);
-		return;
-	}
-	while (v >= 1024 && u < 5) {
-		v /= 1024;
-		u++;
-	}
-	/* Three significant digits: 1.23 GiB, 12.3 MiB, 123 KiB */
-	if (v < 9.995)
-		snprintf(buf, len, "%.2f %s", v, units[u]);
-	else if (v < 99.95)
-		snprintf(buf, len, "%.1f %s", v, units[u]);
-	else
-		snprintf(buf, len, "%.0f %s", v, units[u]);
-}
-
-void ma_fmt_count(uint64_t n, char *buf, size_t len)
-{
-	static const char *const units[] = { "k", "M", "G", "T", "P", "E" };
-	double v = (double)n;
-	int u = -1;
-
-	if (n < 1000) {
-		snprintf(buf, len, "%llu", (unsigned long long)n);
-		return;
-	}
-	while (v >= 1000 && u < 5) {
-		v /= 1000;
-		u++;
-	}
-	if (v < 9.995)
-		snprintf(buf, len, "%.2f %s", v, units[u]);
-	else if (v < 99.95)
-		snprintf(buf, len, "%.1f %s", v, units[u]);
-	else
-		snprintf(buf, len, "%.0f %s", v, units[u]);
-}
+/* The summary */
 
 static void fmt_secs(uint64_t ns, char *buf, size_t len)
 {

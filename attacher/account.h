@@ -196,9 +196,4 @@ void ma_account_print_summary(const struct ma_account *acc, FILE *f, int top);
 void ma_account_print_summary_width(const struct ma_account *acc, FILE *f,
 				    int top, int width);
 
-/* "1.2 GiB", "310 MiB", "512 B" */
-void ma_fmt_bytes(uint64_t n, char *buf, size_t len);
-/* "12.4 M", "2.1 k", "812" */
-void ma_fmt_count(uint64_t n, char *buf, size_t len);
-
 #endif

@@ -26,6 +26,7 @@
 #include "ptrace.h"
 #include "teststep.h"
 #include "threads.h"
+#include "units.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -142,8 +143,7 @@ static int replay_temp(struct consumer *c, const struct ma_rec *rec)
 
 	if (ma_rec_len(rec->type_len) < sizeof(*t) || t->count > 1ull << 40 ||
 	    t->dist > MA_TEMP_DMAX)
-		return ma_err(-EPROTO,
-			      "attach: corrupt TEMP record in the ring");
+		return ma_err(-EPROTO, "corrupt TEMP record in the ring");
 	a.alloc.ptr = MA_TEMP_ADDR(t->dist);
 	a.alloc.size = t->size;
 	a.alloc.node = t->node;
@@ -192,8 +192,7 @@ static size_t drain(struct consumer *c, size_t max)
 		n++;
 	}
 	if (rc < 0 && !c->error)
-		c->error = ma_err(-EPROTO,
-				  "attach: corrupt record in the ring at %#lx",
+		c->error = ma_err(-EPROTO, "corrupt record in the ring at %#lx",
 				  (unsigned long)c->rd.tail);
 	ma_ring_release(&c->rd);
 	return n;
@@ -216,9 +215,9 @@ static void progress(FILE *f, int tty, double secs,
 {
 	char a[32], l[32], c[32];
 
-	ma_human_bytes((double)tot->alloc_bytes, a, sizeof(a));
-	ma_human_bytes((double)tot->live_bytes, l, sizeof(l));
-	ma_human_bytes((double)cap_bytes, c, sizeof(c));
+	ma_fmt_bytes(tot->alloc_bytes, a, sizeof(a));
+	ma_fmt_bytes(tot->live_bytes, l, sizeof(l));
+	ma_fmt_bytes(cap_bytes, c, sizeof(c));
 	fprintf(f,
 		"%s%6.1f s  %llu allocations, %s allocated, %s still live, "
 		"capture %s%s%s",
@@ -245,11 +244,12 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
+	struct ma_cli_args args =
+		MA_CLI_ARGS("attach", argc, argv, "o:d:qh", longopts, usage);
 	char *end;
 	int c;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:d:qh", longopts, NULL)) != -1) {
+	while ((c = ma_cli_opt(&args)) > 0) {
 		switch (c) {
 		case 'o':
 			o->output = optarg;
@@ -301,18 +301,10 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 			if (ma_cli_offsets_pref(optarg, &topts->offsets))
 				return -EINVAL;
 			break;
-		case 'h':
-			usage(stdout);
-			return 1;
-		default:
-			usage(stderr);
-			return -EINVAL;
 		}
 	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return -EINVAL;
-	}
+	if (args.exit >= 0)
+		return args.exit == MA_EXIT_OK ? 1 : -EINVAL;
 	return ma_parse_pid(argv[optind], pid);
 }
 
@@ -430,7 +422,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	 * below stops the payload at once */
 	if (ma_ring_reader_init(&c.rd, s.ring, s.map_len) < 0)
 		c.error = ma_err(-EPROTO,
-				 "attach: the ring of process %d has a bad "
+				 "the ring of process %d has a bad "
 				 "header",
 				 (int)pid);
 	if (ma_cli_verbose)
@@ -607,12 +599,12 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	ma_step("stop.capture-closed");
 	if (err) {
 		complete = 0;
-		fprintf(stderr, "memattach: attach: %s\n", ma_errmsg());
+		ma_cli_error("attach");
 	}
 	struct stat st;
 
-	ma_human_bytes(stat(o.output, &st) ? 0 : (double)st.st_size, sz,
-		       sizeof(sz));
+	ma_fmt_bytes(stat(o.output, &st) ? 0 : (uint64_t)st.st_size, sz,
+		     sizeof(sz));
 	fprintf(stderr,
 		"memattach: %s after %.1f s (%s); %s; capture written to %s "
 		"(%s)%s\n",
@@ -634,7 +626,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	ma_account_print_summary(c.acc, stdout, o.top);
 	if (!complete) {
 		if (ma_errmsg()[0])
-			fprintf(stderr, "memattach: attach: %s\n", ma_errmsg());
+			ma_cli_error("attach");
 		ret = MA_EXIT_PARTIAL;
 	}
 out:

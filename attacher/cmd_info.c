@@ -19,6 +19,7 @@
 #include "inject.h"
 #include "pyread.h"
 #include "threads.h"
+#include "units.h"
 
 static void usage(FILE *f)
 {
@@ -82,28 +83,16 @@ int ma_cmd_info(int argc, char **argv)
 	int json = 0, c, npy = 0;
 	pid_t pid;
 	char kind[PATH_MAX + 64], rss[32], hwm[32], pstate[160];
+	struct ma_cli_args args =
+		MA_CLI_ARGS("info", argc, argv, "jh", longopts, usage);
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
+	args.offsets = &topts.offsets;
+	args.pid = &pid;
+	while ((c = ma_cli_opt(&args)) > 0)
+		if (c == 'j')
 			json = 1;
-			break;
-		case 'O':
-			if (ma_cli_offsets_pref(optarg, &topts.offsets))
-				return ma_cli_fail("info");
-			break;
-		case 'h':
-			usage(stdout);
-			return MA_EXIT_OK;
-		default:
-			usage(stderr);
-			return MA_EXIT_USAGE;
-		}
-	}
-	c = ma_cli_pid_arg(argc, argv, "info", usage, &pid);
-	if (c)
-		return c;
+	if (args.exit >= 0)
+		return args.exit;
 	if (ma_target_open(pid, &topts, &t))
 		return ma_cli_fail("info");
 
@@ -113,11 +102,11 @@ int ma_cmd_info(int argc, char **argv)
 	 * everything else worth showing. */
 	if (ma_pyreader_new(t->mem, &t->off, t->runtime_addr, &r) == 0 &&
 	    ma_tsnap_take(t, r, 0, &snap))
-		fprintf(stderr, "memattach: info: %s\n", ma_errmsg());
+		ma_cli_error("info");
 	for (size_t i = 0; i < snap.n; i++)
 		npy += snap.th[i].py != NULL;
-	ma_human_bytes(t->status.vm_rss_kb * 1024.0, rss, sizeof(rss));
-	ma_human_bytes(t->status.vm_hwm_kb * 1024.0, hwm, sizeof(hwm));
+	ma_fmt_bytes((uint64_t)t->status.vm_rss_kb * 1024, rss, sizeof(rss));
+	ma_fmt_bytes((uint64_t)t->status.vm_hwm_kb * 1024, hwm, sizeof(hwm));
 	build_kind(t, kind, sizeof(kind));
 
 	if (json) {

@@ -195,9 +195,10 @@ int ma_cmd_offsets(int argc, char **argv)
 	char vstr[32];
 	double t0;
 	int c, r;
+	struct ma_cli_args args =
+		MA_CLI_ARGS("offsets", argc, argv, "s:f:V:cth", opts, usage);
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:f:V:cth", opts, NULL)) != -1) {
+	while ((c = ma_cli_opt(&args)) > 0) {
 		switch (c) {
 		case 's':
 			if (!strcmp(optarg, "dwarf"))
@@ -238,18 +239,10 @@ int ma_cmd_offsets(int argc, char **argv)
 		case 't':
 			do_time = 1;
 			break;
-		case 'h':
-			usage(stdout);
-			return MA_EXIT_OK;
-		default:
-			usage(stderr);
-			return MA_EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return MA_EXIT_USAGE;
-	}
+	if (args.exit >= 0)
+		return args.exit;
 	path = argv[optind];
 	if (path[0] && strspn(path, "0123456789") == strlen(path)) {
 		if (do_check || vopt) {

@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,17 +20,52 @@
 #include "errors.h"
 #include "report.h"
 
+/* Append to the string in buf (printf-style), cut at len */
+static void __attribute__((format(printf, 3, 4)))
+cat(char *buf, size_t len, const char *fmt, ...)
+{
+	size_t n = strlen(buf);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf + n, len - n, fmt, ap);
+	va_end(ap);
+}
+
+static bool file_format(const struct ma_report_format *r)
+{
+	return !r->terminal;
+}
+
+static bool diff_format(const struct ma_report_format *r)
+{
+	return r->diff != NULL;
+}
+
 static void usage(FILE *f)
 {
+	char fmt[256] = "", out[256] = "write to OUT (", diff[256] = "";
+	size_t k = 0;
+
+	for (const struct ma_report_format *r = ma_report_formats; r->name;
+	     r++) /* the first is the default */
+		cat(fmt, sizeof(fmt),
+		    r == ma_report_formats ? "%s (default)" : ", %s", r->name);
+	ma_report_format_names(out, sizeof(out), file_format, " and ");
+	cat(out, sizeof(out), " default to");
+	for (const struct ma_report_format *r = ma_report_formats; r->name; r++)
+		if (!r->terminal)
+			cat(out, sizeof(out), "%sFILE%s", k++ ? " / " : " ",
+			    r->ext);
+	cat(out, sizeof(out), " on a terminal)");
+	cat(diff, sizeof(diff), "what grew from FILE to B.cap (");
+	ma_report_format_names(diff, sizeof(diff), diff_format, ", ");
+	cat(diff, sizeof(diff), ")");
+
+	fprintf(f, "usage: memattach report [options] FILE\n");
+	ma_cli_wrap(f, "  -f, --format FMT", 27, fmt);
+	ma_cli_wrap(f, "  -o, --output OUT", 27, out);
 	fprintf(f,
-		"usage: memattach report [options] FILE\n"
-		"  -f, --format FMT         text (default), html, pprof, "
-		"speedscope,\n"
-		"                           collapsed, csv, json\n"
-		"  -o, --output OUT         write to OUT (html and pprof "
-		"default to\n"
-		"                           FILE.html / FILE.pb.gz on a "
-		"terminal)\n"
 		"      --view VIEW          live (default), peak, total, "
 		"temporary\n"
 		"      --group G            line (default), stack, function, "
@@ -41,17 +78,16 @@ static void usage(FILE *f)
 		"                           file contains TEXT\n"
 		"      --temporary-window N temporary = freed by its thread "
 		"within N\n"
-		"                           further allocations (default %d)\n"
-		"      --diff B.cap         what grew from FILE to B.cap "
-		"(text, json, csv,\n"
-		"                           collapsed)\n"
+		"                           further allocations (default %d)\n",
+		MA_REPORT_DEF_WINDOW);
+	ma_cli_wrap(f, "      --diff B.cap", 27, diff);
+	fprintf(f,
 		"      --callers N          text: caller trees of the top N "
 		"rows (default 3)\n"
 		"      --width N            text: columns (default: terminal, "
 		"$COLUMNS, 100)\n"
 		"      --color WHEN         text: auto (default), always, "
-		"never\n",
-		MA_REPORT_DEF_WINDOW);
+		"never\n");
 }
 
 static int parse_uint(const char *s, long max, long *out)
@@ -67,22 +103,9 @@ static int parse_uint(const char *s, long max, long *out)
 	return 0;
 }
 
-static const char *fmt_name(enum ma_rformat f)
-{
-	static const char *const names[] = { "text",	  "json",	"csv",
-					     "collapsed", "speedscope", "pprof",
-					     "html" };
-
-	return (unsigned)f < sizeof(names) / sizeof(names[0]) ? names[f] : "?";
-}
-
-static const char *format_ext(enum ma_rformat f)
-{
-	return f == MA_RF_HTML ? ".html" : ".pb.gz";
-}
-
-/* FILE.cap -> FILE.html in the current directory */
-static char *default_output(const char *capture, enum ma_rformat f)
+/* FILE.cap -> FILE<ext> in the current directory */
+static char *default_output(const char *capture,
+			    const struct ma_report_format *fmt)
 {
 	const char *base = strrchr(capture, '/');
 	size_t len;
@@ -92,34 +115,15 @@ static char *default_output(const char *capture, enum ma_rformat f)
 	len = strlen(base);
 	if (len > 4 && !strcmp(base + len - 4, ".cap"))
 		len -= 4;
-	out = malloc(len + 8);
-	if (out)
-		snprintf(out, len + 8, "%.*s%s", (int)len, base, format_ext(f));
+	if (asprintf(&out, "%.*s%s", (int)len, base, fmt->ext) < 0)
+		return NULL;
 	return out;
 }
 
 static int render(const struct ma_report *a, const struct ma_report *b,
-		  enum ma_rformat fmt, FILE *f)
+		  const struct ma_report_format *fmt, FILE *f)
 {
-	if (b)
-		return ma_report_diff(a, b, fmt, f);
-	switch (fmt) {
-	case MA_RF_TEXT:
-		return ma_report_text(a, f);
-	case MA_RF_JSON:
-		return ma_report_json(a, f);
-	case MA_RF_CSV:
-		return ma_report_csv(a, f);
-	case MA_RF_COLLAPSED:
-		return ma_report_collapsed(a, f);
-	case MA_RF_SPEEDSCOPE:
-		return ma_report_speedscope(a, f);
-	case MA_RF_PPROF:
-		return ma_report_pprof(a, f);
-	case MA_RF_HTML:
-		return ma_report_html(a, f);
-	}
-	return -EINVAL;
+	return b ? fmt->diff(a, b, f) : fmt->render(a, f);
 }
 
 /*
@@ -127,7 +131,8 @@ static int render(const struct ma_report *a, const struct ma_report *b,
  * half a file under the name asked for.
  */
 static int write_file(const char *out, const struct ma_report *a,
-		      const struct ma_report *b, enum ma_rformat fmt)
+		      const struct ma_report *b,
+		      const struct ma_report_format *fmt)
 {
 	size_t len = strlen(out) + 16;
 	char *tmp = malloc(len);
@@ -194,21 +199,23 @@ int ma_cmd_report(int argc, char **argv)
 		{ 0 },
 	};
 	struct ma_report_opts o;
-	enum ma_rformat fmt = MA_RF_TEXT;
+	const struct ma_report_format *fmt = &ma_report_formats[0];
 	const char *out = NULL, *diff = NULL;
 	char *out_alloc = NULL;
 	struct ma_report *a = NULL, *b = NULL;
 	struct timespec t0, t1;
 	int c, err, ret = MA_EXIT_OK;
 	long v;
+	struct ma_cli_args args =
+		MA_CLI_ARGS("report", argc, argv, "f:o:h", longopts, usage);
 
 	ma_report_opts_init(&o);
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:o:h", longopts, NULL)) != -1) {
+	while ((c = ma_cli_opt(&args)) > 0) {
 		err = 0;
 		switch (c) {
 		case 'f':
-			err = ma_rformat_parse(optarg, &fmt);
+			fmt = ma_report_format_find(optarg);
+			err = fmt ? 0 : -EINVAL;
 			break;
 		case 'o':
 			out = optarg;
@@ -258,12 +265,6 @@ int ma_cmd_report(int argc, char **argv)
 		case OPT_NOCOLOR:
 			o.color = 0;
 			break;
-		case 'h':
-			usage(stdout);
-			return MA_EXIT_OK;
-		default:
-			usage(stderr);
-			return MA_EXIT_USAGE;
 		}
 		if (err) {
 			fprintf(stderr,
@@ -274,19 +275,16 @@ int ma_cmd_report(int argc, char **argv)
 			return MA_EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 1) {
-		usage(stderr);
+	if (args.exit >= 0)
+		return args.exit;
+	if (diff && !fmt->diff) {
+		char with[256] = "";
+
+		ma_report_format_names(with, sizeof(with), diff_format, " or ");
+		fprintf(stderr, "memattach: report: --diff writes %s\n", with);
 		return MA_EXIT_USAGE;
 	}
-	if (diff && (fmt == MA_RF_HTML || fmt == MA_RF_PPROF ||
-		     fmt == MA_RF_SPEEDSCOPE)) {
-		fprintf(stderr,
-			"memattach: report: --diff writes text, json, csv or "
-			"collapsed\n");
-		return MA_EXIT_USAGE;
-	}
-	if (!out && (fmt == MA_RF_HTML || fmt == MA_RF_PPROF) &&
-	    isatty(STDOUT_FILENO)) {
+	if (!out && !fmt->terminal && isatty(STDOUT_FILENO)) {
 		out = out_alloc = default_output(argv[optind], fmt);
 		if (!out)
 			return MA_EXIT_ERROR;
@@ -319,7 +317,7 @@ int ma_cmd_report(int argc, char **argv)
 			(double)a->cpu_read_ns / 1e9,
 			(double)a->cpu_account_ns / 1e9,
 			(double)a->cpu_temp_ns / 1e9, a->nnodes - 1,
-			(double)a->wall_model_ns / 1e9, fmt_name(fmt),
+			(double)a->wall_model_ns / 1e9, fmt->name,
 			(double)(t1.tv_sec - t0.tv_sec) +
 				(double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	if (err == 0 && !out && (fflush(stdout) != 0 || ferror(stdout)))
@@ -330,7 +328,7 @@ int ma_cmd_report(int argc, char **argv)
 	}
 	if (out_alloc)
 		fprintf(stderr, "memattach: report written to %s\n", out);
-	if (a->warning && fmt != MA_RF_TEXT)
+	if (a->warning && !fmt->shows_warning)
 		fprintf(stderr, "memattach: report: warning: %s\n", a->warning);
 done:
 	ma_report_free(a);

@@ -198,31 +198,19 @@ int ma_cmd_stacks(int argc, char **argv)
 	int native = 0, json = 0, c, err, ret = MA_EXIT_OK;
 	pid_t pid;
 	uint64_t t0 = ma_now_ns();
+	struct ma_cli_args args =
+		MA_CLI_ARGS("stacks", argc, argv, "njh", longopts, usage);
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "njh", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'n':
+	args.offsets = &topts.offsets;
+	args.pid = &pid;
+	while ((c = ma_cli_opt(&args)) > 0) {
+		if (c == 'n')
 			native = 1;
-			break;
-		case 'j':
+		else if (c == 'j')
 			json = 1;
-			break;
-		case 'O':
-			if (ma_cli_offsets_pref(optarg, &topts.offsets))
-				return ma_cli_fail("stacks");
-			break;
-		case 'h':
-			usage(stdout);
-			return MA_EXIT_OK;
-		default:
-			usage(stderr);
-			return MA_EXIT_USAGE;
-		}
 	}
-	c = ma_cli_pid_arg(argc, argv, "stacks", usage, &pid);
-	if (c)
-		return c;
+	if (args.exit >= 0)
+		return args.exit;
 	err = ma_target_open(pid, &topts, &r.t);
 	if (err)
 		return ma_cli_fail("stacks");

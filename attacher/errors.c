@@ -18,16 +18,30 @@ int ma_err(int err, const char *fmt, ...)
 	return err;
 }
 
+bool ma_err_has_context(const char *context)
+{
+	size_t n = strlen(context);
+
+	return n && !strncmp(msg, context, n) &&
+	       (msg[n] == '\0' || (msg[n] == ':' && msg[n + 1] == ' '));
+}
+
 int ma_err_prefix(int err, const char *fmt, ...)
 {
 	char old[sizeof(msg)];
 	char pre[256];
 	va_list ap;
 
-	snprintf(old, sizeof(old), "%s", msg);
 	va_start(ap, fmt);
 	vsnprintf(pre, sizeof(pre), fmt, ap);
 	va_end(ap);
+	if (ma_err_has_context(pre))
+		return err;
+	if (!msg[0]) {
+		snprintf(msg, sizeof(msg), "%s", pre);
+		return err;
+	}
+	snprintf(old, sizeof(old), "%s", msg);
 	snprintf(msg, sizeof(msg), "%s: %s", pre, old);
 	return err;
 }

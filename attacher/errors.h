@@ -2,10 +2,14 @@
 /*
  * Error reporting below the CLI: functions return a negative errno and record
  * a one-line message naming the operation, the PID and the cause with
- * ma_err().  Only main() prints it (and exits).
+ * ma_err(); a caller adds its context with ma_err_prefix().  Only the CLI
+ * prints it (ma_cli_fail: "memattach: <command>: <message>"), and only
+ * main() exits.
  */
 #ifndef MA_ERRORS_H
 #define MA_ERRORS_H
+
+#include <stdbool.h>
 
 /* Documented exit codes (docs/memattach.md) */
 enum ma_exit {
@@ -22,15 +26,25 @@ enum ma_exit {
 
 /*
  * Record the error message (printf-style) and return err unchanged, so that
- * callers can write `return ma_err(-ESRCH, "...")`.  A message already set
- * by a deeper layer is kept as the cause when the new one ends in ": %m"-free
- * text; see ma_err_prefix() to add context instead.
+ * callers can write `return ma_err(-ESRCH, "...")`.  A new failure: the
+ * message replaces any earlier one, so it says everything itself (the
+ * operation, the PID, the cause).
  */
 int ma_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Prefix the current message with more context: "attach 1234: <old>" */
+/*
+ * Add context to the message a deeper layer recorded, which is kept as the
+ * cause: "<context>: <cause>" ("inject: dlopen: <cause>", then
+ * "attach: inject: dlopen: <cause>" a layer higher).  A context the message
+ * already starts with is not written twice; with no message recorded, the
+ * context alone.  Returns err unchanged.
+ */
 int ma_err_prefix(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* Whether the message starts with this context: "<context>" or
+ * "<context>: ..." (the CLI names the command only where it does not) */
+bool ma_err_has_context(const char *context);
 
 /* The last message recorded, or "" */
 const char *ma_errmsg(void);

@@ -4,8 +4,6 @@
  * without restarting it.  main() only dispatches to the commands (one file
  * each) and is the only place that exits.
  */
-#include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,74 +11,14 @@
 #include "cli.h"
 #include "commands.h"
 #include "errors.h"
+#include "report.h"
 #include "teststep.h"
-
-int ma_cli_verbose;
-
-int ma_cli_fail(const char *cmd)
-{
-	fprintf(stderr, "memattach: %s%s%s\n", cmd ? cmd : "", cmd ? ": " : "",
-		ma_errmsg()[0] ? ma_errmsg() : "failed");
-	return ma_err_exit();
-}
-
-int ma_cli_offsets_pref(const char *s, enum ma_offsets_pref *out)
-{
-	static const struct {
-		const char *name;
-		enum ma_offsets_pref pref;
-	} names[] = {
-		{ "auto", MA_PREF_AUTO },
-		{ "dwarf", MA_PREF_DWARF },
-		{ "debug-offsets", MA_PREF_DEBUG_OFFSETS },
-		{ "table", MA_PREF_TABLE },
-	};
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (!strcmp(s, names[i].name)) {
-			*out = names[i].pref;
-			return 0;
-		}
-	ma_err_set_exit(MA_EXIT_USAGE);
-	return ma_err(
-		-EINVAL,
-		"unknown offsets source '%s' (auto, dwarf, debug-offsets, "
-		"table)",
-		s);
-}
-
-int ma_cli_pid_arg(int argc, char **argv, const char *cmd,
-		   void (*usage)(FILE *), pid_t *pid)
-{
-	if (optind != argc - 1) {
-		usage(stderr);
-		return MA_EXIT_USAGE;
-	}
-	if (ma_parse_pid(argv[optind], pid)) {
-		ma_err_set_exit(MA_EXIT_USAGE);
-		return ma_cli_fail(cmd);
-	}
-	return 0;
-}
-
-const char *ma_human_bytes(double b, char *buf, size_t len)
-{
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	int u = 0;
-
-	while (b >= 1024 && u < 4) {
-		b /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, len, "%.0f B", b);
-	else
-		snprintf(buf, len, "%.1f %s", b, units[u]);
-	return buf;
-}
 
 static void usage(FILE *f)
 {
+	char report[512] = "what a capture says: top locations by live, peak, "
+			   "total or temporary bytes (--format ";
+
 	fprintf(f,
 		"usage: memattach [-v] COMMAND [options] PID\n"
 		"\n"
@@ -95,10 +33,11 @@ static void usage(FILE *f)
 		"until Ctrl-C\n"
 		"                or --duration; write a capture file and a "
 		"summary\n"
-		"  detach PID    clean up after a memattach that was killed\n"
-		"  report FILE   what a capture says: top locations by live, "
-		"total or peak\n"
-		"                bytes (--format text|json)\n"
+		"  detach PID    clean up after a memattach that was killed\n");
+	ma_report_format_names(report, sizeof(report), NULL, ", ");
+	strcat(report, ")");
+	ma_cli_wrap(f, "  report FILE", 16, report);
+	fprintf(f,
 		"  [OPTIONS] PID the stacks of every thread, then 'attach "
 		"[OPTIONS] PID'\n"
 		"\n"

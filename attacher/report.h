@@ -31,16 +31,6 @@ enum ma_rview {
 	MA_RV_N,
 };
 
-enum ma_rformat {
-	MA_RF_TEXT,
-	MA_RF_JSON,
-	MA_RF_CSV,
-	MA_RF_COLLAPSED,
-	MA_RF_SPEEDSCOPE,
-	MA_RF_PPROF,
-	MA_RF_HTML,
-};
-
 #define MA_REPORT_MAX_THREADS 64   /* --thread options */
 #define MA_REPORT_MAX_DEPTH   4096 /* deeper chains (corrupt) restart */
 #define MA_REPORT_DEF_WINDOW  1
@@ -151,7 +141,6 @@ const char *ma_rview_desc(enum ma_rview v);
 const char *ma_rgroup_name(enum ma_account_view g);
 int ma_rview_parse(const char *s, enum ma_rview *v);
 int ma_rgroup_parse(const char *s, enum ma_account_view *g);
-int ma_rformat_parse(const char *s, enum ma_rformat *f);
 
 /* The figure a row or node shows in view v (bytes) */
 static inline uint64_t ma_rrow_bytes(const struct ma_rrow *r, enum ma_rview v)
@@ -176,7 +165,43 @@ size_t ma_report_shown(const struct ma_report *r);
 /* Peak moment as text: "at 12.3 s", "between 1.0 s and 2.0 s", "" */
 void ma_report_peak_when(const struct ma_report *r, char *buf, size_t len);
 
-/* Outputs: 0 or -errno with a message */
+/*
+ * The output formats.  Each is one file (report_<name>.c) and one row of
+ * ma_report_formats[] (report_formats.c): all that `memattach report`
+ * knows of a format is in its row.
+ */
+struct ma_report_format {
+	const char *name; /* -f NAME */
+	const char *ext;  /* its file name extension: FILE.cap -> FILE<ext> */
+	/* false: never written to a terminal; asked for on one without -o,
+	 * the report goes to FILE<ext> in the current directory */
+	bool terminal;
+	/* the output itself says a capture was cut short; for the other
+	 * formats the warning goes to stderr too */
+	bool shows_warning;
+	/* 0 or -errno with a message */
+	int (*render)(const struct ma_report *r, FILE *f);
+	/* --diff: what grew from capture a (before) to b (after); NULL: the
+	 * format has no diff */
+	int (*diff)(const struct ma_report *a, const struct ma_report *b,
+		    FILE *f);
+};
+
+/* In the order the help lists them, the default first; ends with a row
+ * whose name is NULL */
+extern const struct ma_report_format ma_report_formats[];
+
+/* The format named s, or NULL */
+const struct ma_report_format *ma_report_format_find(const char *s);
+
+/* The names of the formats keep() selects (NULL: all), in the table's
+ * order, appended to the string in buf: "a, b, c", with last (" or ")
+ * before the last one */
+void ma_report_format_names(char *buf, size_t len,
+			    bool (*keep)(const struct ma_report_format *),
+			    const char *last);
+
+/* Renderers (the rows' render) */
 int ma_report_text(const struct ma_report *r, FILE *f);
 int ma_report_json(const struct ma_report *r, FILE *f);
 int ma_report_csv(const struct ma_report *r, FILE *f);
@@ -186,33 +211,18 @@ int ma_report_pprof(const struct ma_report *r, FILE *f);
 int ma_report_html(const struct ma_report *r, FILE *f);
 
 /*
- * --diff: what grew from capture a (before) to capture b (after), rows
- * matched by the grouping's key (full stack: the frames' names).  Formats:
- * text, json, csv, collapsed (growth only).
+ * --diff (report_diff.c, the rows' diff): what grew from capture a
+ * (before) to capture b (after), rows matched by the grouping's key (full
+ * stack: the frames' names); collapsed: per stack, the bytes it grew.
  */
-int ma_report_diff(const struct ma_report *a, const struct ma_report *b,
-		   enum ma_rformat fmt, FILE *f);
-
-/* Helpers shared by the formats */
-/* Strings numbered by pointer (the accounting interns names, so equal
- * pointers are equal strings): pprof's string table, the HTML's */
-struct ma_strtab {
-	const char **s;
-	size_t n, cap;
-	struct ma_strtab_slot {
-		const char *p;
-		int64_t idx;
-	} * h;
-	size_t hcap;
-};
-int64_t ma_strtab_idx(struct ma_strtab *t, const char *s); /* <0 ENOMEM */
-void ma_strtab_free(struct ma_strtab *t);
-/* frames of node n, outermost first, joined by ';' */
-void ma_collapsed_stack(const struct ma_report *r, FILE *f, uint32_t n);
-/* a CSV field, quoted when needed */
-void ma_csv_field(FILE *f, const char *s);
-/* JSON string body (no quotes) escaped for embedding in a <script> too */
-void ma_json_str(FILE *f, const char *s);
+int ma_report_diff_text(const struct ma_report *a, const struct ma_report *b,
+			FILE *f);
+int ma_report_diff_json(const struct ma_report *a, const struct ma_report *b,
+			FILE *f);
+int ma_report_diff_csv(const struct ma_report *a, const struct ma_report *b,
+		       FILE *f);
+int ma_report_diff_collapsed(const struct ma_report *a,
+			     const struct ma_report *b, FILE *f);
 
 /* ------------------------------------------------------------------ */
 /* Temporary allocations (report_temporary.c) */

@@ -12,23 +12,7 @@
 
 #include "errors.h"
 #include "report.h"
-
-/* Write the frames of node n, outermost first, joined by ';' */
-void ma_collapsed_stack(const struct ma_report *r, FILE *f, uint32_t n)
-{
-	uint32_t st[MA_REPORT_MAX_DEPTH];
-	int d = ma_report_stack(r, n, st, MA_REPORT_MAX_DEPTH);
-	char name[1024];
-
-	if (d > MA_REPORT_MAX_DEPTH)
-		d = MA_REPORT_MAX_DEPTH;
-	for (int i = d - 1; i >= 0; i--) {
-		ma_report_frame_name(&r->nodes[st[i]], name, sizeof(name));
-		fputs(name, f);
-		if (i)
-			putc(';', f);
-	}
-}
+#include "report_util.h"
 
 int ma_report_collapsed(const struct ma_report *r, FILE *f)
 {
@@ -42,5 +26,5 @@ int ma_report_collapsed(const struct ma_report *r, FILE *f)
 		ma_collapsed_stack(r, f, (uint32_t)i);
 		fprintf(f, " %llu\n", (unsigned long long)n->self[v].bytes);
 	}
-	return ferror(f) ? ma_err(-EIO, "report: write error") : 0;
+	return ferror(f) ? ma_err(-EIO, "write error") : 0;
 }

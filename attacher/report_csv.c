@@ -10,21 +10,7 @@
 
 #include "errors.h"
 #include "report.h"
-
-void ma_csv_field(FILE *f, const char *s)
-{
-	if (!strpbrk(s, ",\"\r\n")) {
-		fputs(s, f);
-		return;
-	}
-	putc('"', f);
-	for (; *s; s++) {
-		if (*s == '"')
-			putc('"', f);
-		putc(*s, f);
-	}
-	putc('"', f);
-}
+#include "report_util.h"
 
 static void csv_stack(const struct ma_report *r, FILE *f, uint32_t node)
 {
@@ -92,5 +78,5 @@ int ma_report_csv(const struct ma_report *r, FILE *f)
 		csv_stack(r, f, row->rep);
 		putc('\n', f);
 	}
-	return ferror(f) ? ma_err(-EIO, "report: write error") : 0;
+	return ferror(f) ? ma_err(-EIO, "write error") : 0;
 }

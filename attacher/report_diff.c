@@ -13,7 +13,9 @@
 
 #include "errors.h"
 #include "report.h"
+#include "report_util.h"
 #include "textfit.h"
+#include "units.h"
 
 struct dent {
 	char *key;
@@ -293,7 +295,8 @@ static void json(const struct ma_report *a, const struct ma_report *b,
 	fputs("\n]}\n", f);
 }
 
-static void csv(const struct ma_report *a, struct dent *e, size_t n, FILE *f)
+static void csv(const struct ma_report *a, const struct ma_report *b,
+		struct dent *e, size_t n, FILE *f)
 {
 	size_t shown = 0;
 
@@ -320,14 +323,27 @@ static void csv(const struct ma_report *a, struct dent *e, size_t n, FILE *f)
 	}
 }
 
-int ma_report_diff(const struct ma_report *a, const struct ma_report *b,
-		   enum ma_rformat fmt, FILE *f)
+/* The collapsed stacks that grew, with the bytes they grew */
+static void collapsed(const struct ma_report *a, const struct ma_report *b,
+		      struct dent *e, size_t n, FILE *f)
+{
+	for (size_t i = 0; i < n && delta(&e[i]) > 0; i++)
+		fprintf(f, "%s %lld\n", e[i].key, (long long)delta(&e[i]));
+}
+
+typedef void emit_fn(const struct ma_report *a, const struct ma_report *b,
+		     struct dent *e, size_t n, FILE *f);
+
+/* Match a's and b's rows (by_stack: every stack, whatever the grouping),
+ * rank them by growth and write them with emit */
+static int diff(const struct ma_report *a, const struct ma_report *b,
+		bool by_stack, emit_fn *emit, FILE *f)
 {
 	enum ma_rview v = a->opts.view;
 	struct dmap m = { 0 };
 	int ret = 0;
 
-	if (fmt == MA_RF_COLLAPSED) {
+	if (by_stack) {
 		/* per stack, whatever the grouping: a flame graph of growth */
 		for (int side = 0; side < 2 && ret == 0; side++) {
 			const struct ma_report *r = side ? b : a;
@@ -349,32 +365,37 @@ int ma_report_diff(const struct ma_report *a, const struct ma_report *b,
 	}
 	if (ret < 0) {
 		dmap_free(&m);
-		return ma_err(-ENOMEM, "report: out of memory");
+		return ma_err(-ENOMEM, "out of memory");
 	}
 	if (m.n)
 		qsort(m.e, m.n, sizeof(*m.e), dent_cmp);
-	switch (fmt) {
-	case MA_RF_COLLAPSED:
-		for (size_t i = 0; i < m.n && delta(&m.e[i]) > 0; i++)
-			fprintf(f, "%s %lld\n", m.e[i].key,
-				(long long)delta(&m.e[i]));
-		break;
-	case MA_RF_JSON:
-		json(a, b, m.e, m.n, f);
-		break;
-	case MA_RF_CSV:
-		csv(a, m.e, m.n, f);
-		break;
-	case MA_RF_TEXT:
-		text(a, b, m.e, m.n, f);
-		break;
-	default:
-		ret = ma_err(-EINVAL, "report: --diff writes text, json, csv "
-				      "or collapsed");
-		ma_err_set_exit(MA_EXIT_USAGE);
-	}
+	emit(a, b, m.e, m.n, f);
 	dmap_free(&m);
-	if (ret == 0 && ferror(f))
-		ret = ma_err(-EIO, "report: write error");
-	return ret;
+	if (ferror(f))
+		return ma_err(-EIO, "write error");
+	return 0;
+}
+
+int ma_report_diff_text(const struct ma_report *a, const struct ma_report *b,
+			FILE *f)
+{
+	return diff(a, b, false, text, f);
+}
+
+int ma_report_diff_json(const struct ma_report *a, const struct ma_report *b,
+			FILE *f)
+{
+	return diff(a, b, false, json, f);
+}
+
+int ma_report_diff_csv(const struct ma_report *a, const struct ma_report *b,
+		       FILE *f)
+{
+	return diff(a, b, false, csv, f);
+}
+
+int ma_report_diff_collapsed(const struct ma_report *a,
+			     const struct ma_report *b, FILE *f)
+{
+	return diff(a, b, true, collapsed, f);
 }

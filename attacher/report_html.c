@@ -22,6 +22,7 @@
 
 #include "errors.h"
 #include "report.h"
+#include "report_util.h"
 
 extern const char ma_asset_html_start[], ma_asset_html_end[];
 extern const char ma_asset_css_start[], ma_asset_css_end[];
@@ -213,7 +214,7 @@ out:
 	free(map);
 	free(keep);
 	ma_strtab_free(&st);
-	return ret < 0 ? ma_err(ret, "report: out of memory") : 0;
+	return ret < 0 ? ma_err(ret, "out of memory") : 0;
 }
 
 /* Copy the template, replacing @@CSS@@, @@DATA@@ and @@JS@@ */
@@ -253,6 +254,6 @@ int ma_report_html(const struct ma_report *r, FILE *f)
 		p = close + 2;
 	}
 	if (ret == 0 && ferror(f))
-		ret = ma_err(-EIO, "report: write error");
+		ret = ma_err(-EIO, "write error");
 	return ret;
 }

@@ -14,68 +14,6 @@
 #include "errors.h"
 #include "report.h"
 
-/*
- * A JSON string's body, ASCII only, and with '<', '>' and '&' escaped too,
- * so that the text can sit inside an HTML <script> element as it is.
- */
-void ma_json_str(FILE *f, const char *s)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = (const unsigned char *)s;
-
-	for (; *p; p++) {
-		unsigned c = *p;
-
-		if (c == '"' || c == '\\') {
-			putc('\\', f);
-			putc((int)c, f);
-		} else if (c >= 0x20 && c < 0x7f && c != '<' && c != '>' &&
-			   c != '&') {
-			putc((int)c, f);
-		} else if (c < 0x80) {
-			fprintf(f, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
-		} else {
-			/* UTF-8 sequence to \u escapes; invalid bytes become
-			 * U+FFFD so the output is always valid JSON */
-			unsigned cp, need;
-
-			if ((c & 0xe0) == 0xc0) {
-				cp = c & 0x1f;
-				need = 1;
-			} else if ((c & 0xf0) == 0xe0) {
-				cp = c & 0x0f;
-				need = 2;
-			} else if ((c & 0xf8) == 0xf0) {
-				cp = c & 0x07;
-				need = 3;
-			} else {
-				fputs("\\ufffd", f);
-				continue;
-			}
-			for (unsigned i = 1; i <= need; i++) {
-				if ((p[i] & 0xc0) != 0x80) {
-					need = 0;
-					break;
-				}
-				cp = cp << 6 | (p[i] & 0x3f);
-			}
-			if (!need || cp > 0x10ffff) {
-				fputs("\\ufffd", f);
-				continue;
-			}
-			p += need;
-			if (cp >= 0x10000) {
-				cp -= 0x10000;
-				fprintf(f, "\\u%04x\\u%04x",
-					0xd800 + (cp >> 10),
-					0xdc00 + (cp & 0x3ff));
-			} else {
-				fprintf(f, "\\u%04x", cp);
-			}
-		}
-	}
-}
-
 static json_t *jint(uint64_t v)
 {
 	return json_integer((json_int_t)v);
@@ -243,7 +181,7 @@ int ma_report_json(const struct ma_report *r, FILE *f)
 	}
 	json_object_set_new(root, "rows", jr);
 	if (json_dumpf(root, f, JSON_INDENT(1) | JSON_ENSURE_ASCII) < 0)
-		ret = ma_err(-EIO, "report: writing JSON failed");
+		ret = ma_err(-EIO, "writing JSON failed");
 	else
 		fputc('\n', f);
 	json_decref(root);

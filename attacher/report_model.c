@@ -112,29 +112,6 @@ int ma_rgroup_parse(const char *s, enum ma_account_view *g)
 	return -EINVAL;
 }
 
-int ma_rformat_parse(const char *s, enum ma_rformat *f)
-{
-	static const struct {
-		const char *name;
-		enum ma_rformat f;
-	} names[] = {
-		{ "text", MA_RF_TEXT },
-		{ "json", MA_RF_JSON },
-		{ "csv", MA_RF_CSV },
-		{ "collapsed", MA_RF_COLLAPSED },
-		{ "speedscope", MA_RF_SPEEDSCOPE },
-		{ "pprof", MA_RF_PPROF },
-		{ "html", MA_RF_HTML },
-	};
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (!strcmp(s, names[i].name)) {
-			*f = names[i].f;
-			return 0;
-		}
-	return -EINVAL;
-}
-
 /* ------------------------------------------------------------------ */
 /*
  * Streaming, on three threads: a reader decodes blocks into batches of
@@ -314,7 +291,7 @@ static int batch_fill(struct ma_capture_reader *rd, struct prep *pp,
 			break;
 		if ((ev->type == MA_EV_CODE && batch_keep_code(b, ev) < 0) ||
 		    prep_one(pp, ev) < 0)
-			return ma_err(-ENOMEM, "report: out of memory");
+			return ma_err(-ENOMEM, "out of memory");
 		b->n++;
 	}
 	return ret;
@@ -435,7 +412,7 @@ static int feed_one(struct feeder *fd, const struct ma_event *ev)
 		fd->have_sample = true;
 		fd->live_max = t->live_bytes;
 		if (series_push(&r->by_time, &pt) < 0)
-			return ma_err(-ENOMEM, "report: out of memory");
+			return ma_err(-ENOMEM, "out of memory");
 	}
 	if (--fd->countdown == 0) {
 		struct ma_rpoint pt = { .index = t->events,
@@ -447,7 +424,7 @@ static int feed_one(struct feeder *fd, const struct ma_event *ev)
 		if (!fd->have_sample)
 			fd->live_max = t->live_bytes;
 		if (series_push(&r->by_index, &pt) < 0)
-			return ma_err(-ENOMEM, "report: out of memory");
+			return ma_err(-ENOMEM, "out of memory");
 		fd->countdown = r->by_index.every;
 	}
 	return 0;
@@ -483,7 +460,7 @@ static int temporary_batch(struct ma_temporary *t, const struct batch *b)
 
 		if ((ev->type == MA_EV_ALLOC || ev->type == MA_EV_FREE) &&
 		    ma_temporary_feed(t, ev) < 0)
-			return ma_err(-ENOMEM, "report: out of memory");
+			return ma_err(-ENOMEM, "out of memory");
 	}
 	return 0;
 }
@@ -543,7 +520,7 @@ static int stream(struct ma_report *r, struct prep *pp, struct feeder *fd)
 	for (int i = 0; i < NBATCH; i++) {
 		p.b[i] = calloc(1, sizeof(struct batch));
 		if (!p.b[i]) {
-			ret = ma_err(-ENOMEM, "report: out of memory");
+			ret = ma_err(-ENOMEM, "out of memory");
 			goto out;
 		}
 	}
@@ -566,7 +543,7 @@ static int stream(struct ma_report *r, struct prep *pp, struct feeder *fd)
 	if (pthread_create(&th_temp, NULL, consume, &tmp)) {
 		/* the temporary tracker in turn with the accounting */
 		pthread_mutex_lock(&p.mu);
-		pipe_fail(&p, ma_err(-EAGAIN, "report: cannot start a "
+		pipe_fail(&p, ma_err(-EAGAIN, "cannot start a "
 					      "thread"));
 		pthread_cond_broadcast(&p.cv);
 		pthread_mutex_unlock(&p.mu);
@@ -825,7 +802,7 @@ out:
 	free(b.state);
 	free(b.h);
 	if (ret < 0)
-		return ma_err(ret, "report: out of memory");
+		return ma_err(ret, "out of memory");
 	return 0;
 }
 
@@ -879,7 +856,7 @@ static int build_rows(struct ma_report *r)
 			hcap *= 2;
 		h = calloc(hcap, sizeof(*h));
 		if (!h)
-			return ma_err(-ENOMEM, "report: out of memory");
+			return ma_err(-ENOMEM, "out of memory");
 	}
 	for (size_t i = 1; i < r->nnodes; i++) {
 		struct ma_rnode *n = &r->nodes[i];
@@ -909,8 +886,7 @@ static int build_rows(struct ma_report *r)
 
 				if (!p) {
 					free(h);
-					return ma_err(-ENOMEM,
-						      "report: out of memory");
+					return ma_err(-ENOMEM, "out of memory");
 				}
 				r->rows = p;
 				cap = c;
@@ -948,7 +924,7 @@ static int build_rows(struct ma_report *r)
 	/* node -> row, after sorting (the text caller trees use it) */
 	order = calloc(r->nrows + 1, sizeof(*order));
 	if (!order)
-		return ma_err(-ENOMEM, "report: out of memory");
+		return ma_err(-ENOMEM, "out of memory");
 	for (size_t i = 0; i < r->nrows; i++)
 		order[i] = r->rows[i].rep;
 	for (size_t i = 0; i < r->nrows; i++)
@@ -971,7 +947,7 @@ static int link_rows(struct ma_report *r)
 		hcap *= 2;
 	h = calloc(hcap, sizeof(*h));
 	if (!h)
-		return ma_err(-ENOMEM, "report: out of memory");
+		return ma_err(-ENOMEM, "out of memory");
 	for (size_t i = 0; i < r->nrows; i++) {
 		const struct ma_rrow *row = &r->rows[i];
 		size_t j;
@@ -1019,7 +995,7 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 
 	*out = NULL;
 	if (!r)
-		return ma_err(-ENOMEM, "report: out of memory");
+		return ma_err(-ENOMEM, "out of memory");
 	r->path = path;
 	r->opts = *o;
 	r->thread_filtered = o->nthreads > 0;
@@ -1034,7 +1010,7 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	if (ret == 0)
 		ret = ma_temporary_new(o->window, &r->temp);
 	if (ret < 0) {
-		ma_err(ret, "report: out of memory");
+		ma_err(ret, "out of memory");
 		goto fail;
 	}
 	t0 = clock_ns(CLOCK_MONOTONIC);
@@ -1143,54 +1119,4 @@ void ma_report_peak_when(const struct ma_report *r, char *buf, size_t len)
 		snprintf(buf, len, "between %.1f s and %.1f s",
 			 (double)t->peak_after_ns / 1e9,
 			 (double)t->peak_before_ns / 1e9);
-}
-
-int64_t ma_strtab_idx(struct ma_strtab *t, const char *s)
-{
-	size_t j;
-
-	if ((t->n + 1) * 2 > t->hcap) {
-		size_t cap = t->hcap ? t->hcap * 2 : 1024;
-		struct ma_strtab_slot *h = calloc(cap, sizeof(*h));
-
-		if (!h)
-			return -1;
-		for (size_t i = 0; i < t->hcap; i++) {
-			if (!t->h[i].p)
-				continue;
-			for (j = ((uintptr_t)t->h[i].p >> 3) *
-					 0x9e3779b97f4a7c15ull &
-				 (cap - 1);
-			     h[j].p; j = (j + 1) & (cap - 1))
-				;
-			h[j] = t->h[i];
-		}
-		free(t->h);
-		t->h = h;
-		t->hcap = cap;
-	}
-	for (j = ((uintptr_t)s >> 3) * 0x9e3779b97f4a7c15ull & (t->hcap - 1);
-	     t->h[j].p; j = (j + 1) & (t->hcap - 1))
-		if (t->h[j].p == s)
-			return t->h[j].idx;
-	if (t->n == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 256;
-		const char **p = realloc(t->s, cap * sizeof(*p));
-
-		if (!p)
-			return -1;
-		t->s = p;
-		t->cap = cap;
-	}
-	t->s[t->n] = s;
-	t->h[j].p = s;
-	t->h[j].idx = (int64_t)t->n;
-	return (int64_t)t->n++;
-}
-
-void ma_strtab_free(struct ma_strtab *t)
-{
-	free(t->s);
-	free(t->h);
-	memset(t, 0, sizeof(*t));
 }

@@ -21,6 +21,7 @@
 #include "errors.h"
 #include "profile.pb-c.h"
 #include "report.h"
+#include "report_util.h"
 
 typedef Perftools__Profiles__Profile Profile;
 typedef Perftools__Profiles__ValueType ValueType;
@@ -52,7 +53,7 @@ static int gzip_write(const uint8_t *buf, size_t len, FILE *f)
 
 	if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
 	    Z_OK)
-		return ma_err(-ENOMEM, "report: zlib: cannot start deflate");
+		return ma_err(-ENOMEM, "zlib: cannot start deflate");
 	z.next_in = (uint8_t *)buf;
 	z.avail_in = (uInt)len; /* < 4 GiB: checked by the caller */
 	do {
@@ -61,12 +62,12 @@ static int gzip_write(const uint8_t *buf, size_t len, FILE *f)
 		zr = deflate(&z, Z_FINISH);
 		if (zr == Z_STREAM_ERROR) {
 			deflateEnd(&z);
-			return ma_err(-EIO, "report: zlib: deflate failed");
+			return ma_err(-EIO, "zlib: deflate failed");
 		}
 		if (fwrite(out, 1, sizeof(out) - z.avail_out, f) !=
 		    sizeof(out) - z.avail_out) {
 			deflateEnd(&z);
-			return ma_err(-EIO, "report: write error");
+			return ma_err(-EIO, "write error");
 		}
 	} while (zr != Z_STREAM_END);
 	deflateEnd(&z);
@@ -243,7 +244,7 @@ int ma_report_pprof(const struct ma_report *r, FILE *f)
 	len = perftools__profiles__profile__get_packed_size(&prof);
 	if (len >= (1ull << 32)) {
 		ret = ma_err(-EFBIG,
-			     "report: pprof profile too large (%zu "
+			     "pprof profile too large (%zu "
 			     "bytes)",
 			     len);
 		goto out;
@@ -255,7 +256,7 @@ int ma_report_pprof(const struct ma_report *r, FILE *f)
 	ret = gzip_write(buf, len, f);
 	goto out;
 nomem:
-	ret = ma_err(-ENOMEM, "report: out of memory");
+	ret = ma_err(-ENOMEM, "out of memory");
 out:
 	free(buf);
 	free(ids);

@@ -12,6 +12,7 @@
 
 #include "errors.h"
 #include "report.h"
+#include "report_util.h"
 
 struct fkey {
 	const char *function, *file;
@@ -82,7 +83,7 @@ int ma_report_speedscope(const struct ma_report *r, FILE *f)
 
 	name = name ? name + 1 : r->path;
 	if (!fidx || !st) {
-		ret = ma_err(-ENOMEM, "report: out of memory");
+		ret = ma_err(-ENOMEM, "out of memory");
 		goto out;
 	}
 	fputs("{\"$schema\":\"https://www.speedscope.app/"
@@ -93,7 +94,7 @@ int ma_report_speedscope(const struct ma_report *r, FILE *f)
 	fprintf(f, "\",\"activeProfileIndex\":%d,\"shared\":{",
 		(int)r->opts.view);
 	if (frame_table(r, f, fidx) < 0) {
-		ret = ma_err(-ENOMEM, "report: out of memory");
+		ret = ma_err(-ENOMEM, "out of memory");
 		goto out;
 	}
 	fputs("},\"profiles\":[", f);
@@ -139,7 +140,7 @@ int ma_report_speedscope(const struct ma_report *r, FILE *f)
 	}
 	fputs("]}\n", f);
 	if (ferror(f))
-		ret = ma_err(-EIO, "report: write error");
+		ret = ma_err(-EIO, "write error");
 out:
 	free(fidx);
 	free(st);

@@ -17,6 +17,7 @@
 #include "errors.h"
 #include "report.h"
 #include "textfit.h"
+#include "units.h"
 
 #define TREE_DEPTH    12 /* caller levels shown */
 #define TREE_CHILDREN 3	 /* callers shown per level */
@@ -449,8 +450,8 @@ int ma_report_text(const struct ma_report *r, FILE *f)
 			c_on(&o, BOLD), n, c_off(&o));
 		for (size_t i = 0; i < n; i++)
 			if (callers(r, &o, i) < 0)
-				return ma_err(-ENOMEM, "report: out of memory");
+				return ma_err(-ENOMEM, "out of memory");
 	}
 	footnotes(r, &o);
-	return ferror(f) ? ma_err(-EIO, "report: write error") : 0;
+	return ferror(f) ? ma_err(-EIO, "write error") : 0;
 }

@@ -18,6 +18,7 @@
 #ifndef MA_RECORD_H
 #define MA_RECORD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum ma_rec_type {
@@ -60,6 +61,9 @@ struct ma_rec {
 	uint32_t type_len;
 	uint32_t thread; /* thread index (MA_REC_THREAD), 0 = unknown */
 };
+_Static_assert(sizeof(struct ma_rec) == 8, "ma_rec: 8 bytes");
+_Static_assert(offsetof(struct ma_rec, type_len) == 0,
+	       "type_len is the first word, published last");
 
 static inline uint32_t ma_rec_type(uint32_t type_len)
 {
@@ -84,6 +88,7 @@ struct ma_rec_alloc {
 	uint8_t kind;  /* enum ma_alloc_kind */
 	uint8_t _pad[3];
 }; /* 32 bytes */
+_Static_assert(sizeof(struct ma_rec_alloc) == 32, "ma_rec_alloc: 32 bytes");
 
 struct ma_rec_free {
 	struct ma_rec h;
@@ -92,6 +97,7 @@ struct ma_rec_free {
 	uint8_t kind;
 	uint8_t _pad[7];
 }; /* 32 bytes */
+_Static_assert(sizeof(struct ma_rec_free) == 32, "ma_rec_free: 32 bytes");
 
 struct ma_rec_thread {
 	struct ma_rec h; /* h.thread: the index being defined */
@@ -100,6 +106,7 @@ struct ma_rec_thread {
 	uint64_t pthread; /* pthread_self() */
 	char name[16];	  /* comm at first sight */
 };			  /* 40 bytes */
+_Static_assert(sizeof(struct ma_rec_thread) == 40, "ma_rec_thread: 40 bytes");
 
 struct ma_rec_code {
 	struct ma_rec h;
@@ -111,6 +118,8 @@ struct ma_rec_code {
 	uint32_t version_hex;	/* selects the line table format */
 				/* then name, file, linetable; padded to 8 */
 };
+_Static_assert(sizeof(struct ma_rec_code) == 32,
+	       "ma_rec_code: 32 bytes, strings follow");
 
 struct ma_rec_node {
 	struct ma_rec h;
@@ -119,6 +128,7 @@ struct ma_rec_node {
 	uint32_t code;	 /* MA_REC_CODE id */
 	int32_t addr;	 /* byte offset of the instruction, -1 = not started */
 };			 /* 24 bytes */
+_Static_assert(sizeof(struct ma_rec_node) == 24, "ma_rec_node: 24 bytes");
 
 struct ma_rec_stats {
 	struct ma_rec h;
@@ -128,6 +138,7 @@ struct ma_rec_stats {
 	uint64_t stack_truncated; /* stacks cut at max_frames */
 	uint64_t node_table_full; /* events recorded with a shorter stack */
 };				  /* 56 bytes */
+_Static_assert(sizeof(struct ma_rec_stats) == 56, "ma_rec_stats: 56 bytes");
 
 /*
  * `count` small blocks (Python's MEM and OBJ domains, at most 512 bytes),
@@ -148,6 +159,7 @@ struct ma_rec_temp {
 	uint64_t size;
 	uint64_t count;
 }; /* 32 bytes */
+_Static_assert(sizeof(struct ma_rec_temp) == 32, "ma_rec_temp: 32 bytes");
 
 #define MA_TEMP_DMAX	   15
 #define MA_TEMP_ADDR(dist) (0x100u + 16u * (dist))
@@ -160,5 +172,6 @@ struct ma_rec_fork {
 	int32_t child_pid;
 	uint32_t _pad;
 };
+_Static_assert(sizeof(struct ma_rec_fork) == 16, "ma_rec_fork: 16 bytes");
 
 #endif

@@ -25,6 +25,7 @@
 #ifndef MA_RING_H
 #define MA_RING_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define MA_RING_MAGIC	 0x31474e4952414d00ull /* "\0MARING1" little-endian */
@@ -82,5 +83,14 @@ struct ma_ring_hdr {
 
 _Static_assert(sizeof(struct ma_ring_hdr) <= MA_RING_HDR_SIZE,
 	       "ring header fits its page");
+/* Each line of 64 bytes starts where the padding above says */
+_Static_assert(offsetof(struct ma_ring_hdr, _pad1) == 40,
+	       "the fixed fields take 40 bytes");
+_Static_assert(offsetof(struct ma_ring_hdr, head) == 64,
+	       "the producers' line starts at byte 64");
+_Static_assert(offsetof(struct ma_ring_hdr, tail) == 128,
+	       "the consumer's line starts at byte 128");
+_Static_assert(offsetof(struct ma_ring_hdr, state) == 192,
+	       "the payload's status starts at byte 192");
 
 #endif

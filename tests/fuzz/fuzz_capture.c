@@ -152,13 +152,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	o.width = 80;
 	o.color = 0;
 	if (ma_report_load(path, &o, &r) == 0) {
-		ma_report_text(r, devnull);
-		ma_report_json(r, devnull);
-		ma_report_csv(r, devnull);
-		ma_report_collapsed(r, devnull);
-		ma_report_speedscope(r, devnull);
-		ma_report_pprof(r, devnull);
-		ma_report_html(r, devnull);
+		/* every format of the table, and its diff (with itself) */
+		for (const struct ma_report_format *rf = ma_report_formats;
+		     rf->name; rf++) {
+			rf->render(r, devnull);
+			if (rf->diff)
+				rf->diff(r, r, devnull);
+		}
 		ma_report_free(r);
 	} else if (!ma_errmsg()[0]) {
 		/* every failure explains itself */

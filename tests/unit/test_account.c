@@ -16,6 +16,7 @@
 
 #include "account.h"
 #include "errors.h"
+#include "units.h"
 
 #define PY38 0x030800f0u
 

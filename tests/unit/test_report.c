@@ -721,7 +721,7 @@ Test(report, diff_shows_growth)
 	a = load(pa, &o);
 	b = load(pb, &o);
 	f = open_memstream(&buf, &len);
-	cr_assert_eq(ma_report_diff(a, b, MA_RF_JSON, f), 0, "%s", ma_errmsg());
+	cr_assert_eq(ma_report_diff_json(a, b, f), 0, "%s", ma_errmsg());
 	fclose(f);
 	doc = json_loads(buf, 0, &e);
 	cr_assert_not_null(doc, "%s: %s", e.text, buf);
@@ -736,7 +736,7 @@ Test(report, diff_shows_growth)
 	free(buf);
 	buf = NULL;
 	f = open_memstream(&buf, &len);
-	cr_assert_eq(ma_report_diff(a, b, MA_RF_COLLAPSED, f), 0);
+	cr_assert_eq(ma_report_diff_collapsed(a, b, f), 0);
 	fclose(f);
 	cr_expect_str_eq(buf,
 			 "<module> (/app/main.py:3);alloc_b (/app/b.py:22) "
