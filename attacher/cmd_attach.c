@@ -161,6 +161,20 @@ static int replay_temp(struct consumer *c, const struct ma_rec *rec)
 	return err;
 }
 
+/* Any other record: decoded once, the same event to the capture and to the
+ * accounting (PAD is no event) */
+static int feed_rec(struct consumer *c, const struct ma_rec *rec)
+{
+	struct ma_event ev;
+	int ret = ma_event_from_rec(rec, &ev);
+
+	if (ret <= 0)
+		return ret;
+	ret = ma_capture_write_event(c->w, &ev);
+	ma_account_feed(c->acc, &ev);
+	return ret;
+}
+
 /* Take every published record out of the ring, in order: write it to the
  * capture and account for it, then hand the space back (ma_ring_release
  * zeroes it).  The reader looks at the producers' head only for the
@@ -182,12 +196,10 @@ static size_t drain(struct consumer *c, size_t max)
 	       (rc = ma_ring_next(&c->rd, &rec)) > 0) {
 		int err = ma_rec_type(rec->type_len) == MA_REC_TEMP
 				  ? replay_temp(c, rec)
-				  : ma_capture_write(c->w, rec);
+				  : feed_rec(c, rec);
 
 		if (err && !c->error)
 			c->error = err;
-		if (ma_rec_type(rec->type_len) != MA_REC_TEMP)
-			ma_account_feed_rec(c->acc, rec);
 		c->records++;
 		n++;
 	}
