@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Accounting of a stream of events (struct ma_event, from the ring through
- * ma_event_from_rec() or from a capture file): what is live, what was
- * allocated, the peak, and where (by stack, line, function, file).  One
+ * Accounting of a stream of events (struct ma_event, event.h: from the ring
+ * through ma_event_from_rec() or from a capture file): what is live, what
+ * was allocated, the peak, and where (by stack, line, function, file).  One
  * implementation behind the live progress line, the summary printed after
  * `memattach attach`, and every report, so they always agree.
  *
@@ -29,7 +29,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "capture.h"
+#include "event.h"
 
 struct ma_account;
 

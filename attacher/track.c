@@ -1,0 +1,427 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The tracking session (track.h): the consumer of the ring, from the
+ * injection to the capture's trailer.
+ */
+#include "track.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "capture.h"
+#include "discover.h"
+#include "errors.h"
+#include "ma_ring_io.h"
+#include "ptrace.h"
+#include "teststep.h"
+
+/*
+ * The consumer lets records pile up a little (DRAIN_BATCH bytes, or
+ * DRAIN_EVERY_NS) before reading them: right behind the producers it would
+ * read lines they are still filling, and each such line would then travel
+ * between the two cores several times (a one-producer loop measured 15 ns
+ * per record when the consumer chased it, 2.5 when it read in batches; on
+ * bench/attach_bench.py the difference is within the noise).
+ */
+#define DRAIN_BATCH	(256u << 10)
+#define DRAIN_EVERY_NS	10000000ull
+#define DRAIN_MAX	65536 /* records per drain */
+#define SAMPLE_EVERY_NS 100000000ull
+#define STOP_TIMEOUT_NS 3000000000ull
+
+struct ma_track {
+	pid_t pid;
+	struct ma_injection s;
+	struct ma_ring_reader rd;
+	struct ma_capture_writer *w;
+	struct ma_account *acc;
+	uint64_t records;
+	uint64_t temps, temp_pairs; /* TEMP records and the pairs they held */
+	int error; /* negative errno: capture write failed, ring corrupt */
+	int complete;
+	int target_exited;
+	int started; /* t0 set, track.started passed */
+	uint64_t t0;
+	uint64_t last_sample, last_progress, last_drain;
+};
+
+/* The target has exited: gone, or a zombie nobody reaped yet */
+static int target_gone(pid_t pid)
+{
+	char path[64], buf[512];
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 1;
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')');
+
+	return !p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X';
+}
+
+/* RSS from /proc/PID/statm (pages), cheap enough to sample every 100 ms */
+static uint64_t read_rss(pid_t pid)
+{
+	char path[64], buf[128];
+	unsigned long size, resident;
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	if (sscanf(buf, "%lu %lu", &size, &resident) != 2)
+		return 0;
+	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
+		   struct ma_track **out)
+{
+	struct ma_track *tr = calloc(1, sizeof(*tr));
+	struct timespec wall;
+	int err;
+
+	*out = tr;
+	if (!tr)
+		return ma_err(-ENOMEM, "out of memory");
+	tr->pid = t->pid;
+	tr->s.ring_fd = -1;
+	tr->complete = 1;
+
+	/* The capture file first: failing to create it must not cost the
+	 * target anything */
+	clock_gettime(CLOCK_REALTIME, &wall);
+	struct ma_capture_meta meta = {
+		.pid = t->pid,
+		.py_version_hex = t->version_hex,
+		.flags = o->flags,
+		.start_wall_ns = (uint64_t)wall.tv_sec * 1000000000ull +
+				 (uint64_t)wall.tv_nsec,
+		.py_version = t->version,
+		.exe = t->exe,
+		.cmdline = t->cmdline,
+	};
+
+	err = ma_capture_create(o->output, &meta, &tr->w);
+	if (err)
+		return err;
+	err = ma_account_new(&tr->acc);
+	if (err)
+		return err;
+	struct ma_inject_opts io = { .ring_size = o->ring_size,
+				     .flags = o->flags,
+				     .max_frames = o->max_frames,
+				     .full_wait_us = 20000 };
+
+	err = ma_inject_start(t, &io, &tr->s);
+	if (err)
+		return err;
+	/* cannot fail after ma_inject_start's checks; if it did, the run
+	 * stops the payload at once */
+	if (ma_ring_reader_init(&tr->rd, tr->s.ring, tr->s.map_len) < 0)
+		tr->error = ma_err(-EPROTO,
+				   "the ring of process %d has a bad "
+				   "header",
+				   (int)t->pid);
+	tr->t0 = ma_now_ns(); /* ma_track_run() starts it again */
+	return 0;
+}
+
+const struct ma_injection *ma_track_injection(const struct ma_track *tr)
+{
+	return &tr->s;
+}
+
+const struct ma_account *ma_track_account(const struct ma_track *tr)
+{
+	return tr->acc;
+}
+
+/* A TEMP record (short-lived small blocks the payload counted instead of
+ * recording, see ma_record.h) becomes that many ALLOC + FREE pairs in the
+ * capture and the accounting, at an address no allocator returns and that
+ * tells the report how many allocations of the thread each one lived */
+static int replay_temp(struct ma_track *tr, const struct ma_rec *rec)
+{
+	const struct ma_rec_temp *t = (const void *)rec;
+	struct ma_event a = { .type = MA_EV_ALLOC, .thread = rec->thread };
+	struct ma_event f = { .type = MA_EV_FREE, .thread = rec->thread };
+	int err = 0;
+
+	if (ma_rec_len(rec->type_len) < sizeof(*t) || t->count > 1ull << 40 ||
+	    t->dist > MA_TEMP_DMAX)
+		return ma_err(-EPROTO, "corrupt TEMP record in the ring");
+	a.alloc.ptr = MA_TEMP_ADDR(t->dist);
+	a.alloc.size = t->size;
+	a.alloc.node = t->node;
+	a.alloc.kind = t->kind;
+	f.free.ptr = MA_TEMP_ADDR(t->dist);
+	f.free.kind = t->kind;
+	tr->temps++;
+	tr->temp_pairs += t->count;
+	for (uint64_t i = 0; i < t->count && !err; i++) {
+		err = ma_capture_write_event(tr->w, &a);
+		if (!err)
+			err = ma_capture_write_event(tr->w, &f);
+	}
+	ma_account_feed_pairs(tr->acc, &a, &f, t->count);
+	return err;
+}
+
+/* Any other record: decoded once, the same event to the capture and to the
+ * accounting (PAD is no event) */
+static int feed_rec(struct ma_track *tr, const struct ma_rec *rec)
+{
+	struct ma_event ev;
+	int ret = ma_event_from_rec(rec, &ev);
+
+	if (ret <= 0)
+		return ret;
+	ret = ma_capture_write_event(tr->w, &ev);
+	ma_account_feed(tr->acc, &ev);
+	return ret;
+}
+
+/* Take every published record out of the ring, in order: write it to the
+ * capture and account for it, then hand the space back (ma_ring_release
+ * zeroes it).  The reader looks at the producers' head only for the
+ * backlog: reading it for every record would pull the producers' line into
+ * this core's cache at each event and make their next reservation a
+ * cross-core miss. */
+static size_t drain(struct ma_track *tr, size_t max)
+{
+	const struct ma_rec *rec;
+	size_t n = 0;
+	int rc = 0;
+
+	if (!tr->rd.hdr)
+		return 0;
+	/* up to the head seen now, not after the producers: see DRAIN_* */
+	uint64_t end = tr->rd.tail + ma_ring_backlog(&tr->rd);
+
+	while (n < max && tr->rd.tail < end &&
+	       (rc = ma_ring_next(&tr->rd, &rec)) > 0) {
+		int err = ma_rec_type(rec->type_len) == MA_REC_TEMP
+				  ? replay_temp(tr, rec)
+				  : feed_rec(tr, rec);
+
+		if (err && !tr->error)
+			tr->error = err;
+		tr->records++;
+		n++;
+	}
+	if (rc < 0 && !tr->error)
+		tr->error =
+			ma_err(-EPROTO, "corrupt record in the ring at %#lx",
+			       (unsigned long)tr->rd.tail);
+	ma_ring_release(&tr->rd);
+	return n;
+}
+
+/* An RSS sample; 1 when it found the target gone */
+static int sample(struct ma_track *tr, uint64_t now)
+{
+	uint64_t rss = read_rss(tr->pid);
+	/* The same event to both, so that the summary knows when the peak
+	 * was and event numbers agree */
+	struct ma_event ev = {
+		.type = MA_EV_SAMPLE,
+		.sample = { .t_ns = now - tr->t0,
+			    .rss = rss,
+			    .live = ma_account_totals(tr->acc)->live_bytes },
+	};
+
+	ma_capture_write_event(tr->w, &ev);
+	ma_account_feed(tr->acc, &ev);
+	tr->last_sample = now;
+	ma_step("track.sample");
+	return !rss && target_gone(tr->pid);
+}
+
+int ma_track_run(struct ma_track *tr, const struct ma_track_run *run)
+{
+	if (!tr->started) {
+		tr->started = 1;
+		tr->t0 = ma_now_ns();
+		ma_step("track.started");
+	}
+	for (;;) {
+		uint64_t now = ma_now_ns();
+		size_t got = 0;
+
+		ma_ring_heartbeat(tr->s.ring, now);
+		if (ma_ring_backlog(&tr->rd) >= DRAIN_BATCH ||
+		    now - tr->last_drain >= DRAIN_EVERY_NS) {
+			got = drain(tr, DRAIN_MAX);
+			tr->last_drain = now;
+		}
+
+		if (tr->error) {
+			tr->complete = 0;
+			return MA_TRACK_END_ERROR;
+		}
+		if (now - tr->last_sample >= SAMPLE_EVERY_NS &&
+		    sample(tr, now)) {
+			tr->target_exited = 1;
+			return MA_TRACK_END_TARGET_EXITED;
+		}
+		if (run->progress &&
+		    now - tr->last_progress >= run->progress_ns) {
+			struct ma_track_status st = {
+				.elapsed_ns = now - tr->t0,
+				.totals = ma_account_totals(tr->acc),
+				.capture_bytes = ma_capture_bytes(tr->w),
+				.lost_records = __atomic_load_n(
+					&tr->s.ring->lost_records,
+					__ATOMIC_RELAXED),
+			};
+
+			run->progress(run->arg, &st);
+			tr->last_progress = now;
+		}
+		uint32_t st = ma_ring_state(tr->s.ring);
+
+		if (st == MA_STATE_FAILED)
+			return MA_TRACK_END_PAYLOAD_FAILED;
+		if (st == MA_STATE_ORPHANED || st == MA_STATE_STOPPED)
+			return MA_TRACK_END_PAYLOAD_STOPPED;
+		if (run->stop_requested && run->stop_requested(run->arg))
+			return MA_TRACK_END_STOP_REQUESTED;
+		if (run->duration_ns && now - tr->t0 >= run->duration_ns)
+			return MA_TRACK_END_DURATION;
+		if (!got) {
+			/* 2 ms: the backlog grows by at most a few MiB of
+			 * the ring meanwhile, and a busier consumer costs
+			 * the target's threads a core when they hand the
+			 * GIL over (4 churn threads: ~+0.015 tracked/untracked
+			 * against 0.5 ms) */
+			struct timespec ts = { 0, 2000000 };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+/* Tell the payload to stop, then drain until it says it has (its final
+ * STATS record is the last one) */
+int ma_track_stop(struct ma_track *tr)
+{
+	int err = 0;
+
+	if (tr->target_exited) {
+		/* The target is gone: what it published is in the ring */
+		drain(tr, SIZE_MAX);
+		goto out;
+	}
+	ma_ring_request_stop(tr->s.ring);
+	ma_step("stop.requested");
+	uint64_t deadline = ma_now_ns() + STOP_TIMEOUT_NS;
+
+	for (;;) {
+		uint64_t now = ma_now_ns();
+
+		ma_ring_heartbeat(tr->s.ring, now);
+		size_t got = drain(tr, DRAIN_MAX);
+		uint32_t st = ma_ring_state(tr->s.ring);
+
+		ma_step("stop.drain");
+
+		if (tr->error)
+			break;
+		if ((st == MA_STATE_STOPPED || st == MA_STATE_ORPHANED ||
+		     st == MA_STATE_FAILED) &&
+		    !got && ma_ring_backlog(&tr->rd) == 0)
+			break;
+		if (now > deadline) {
+			if (target_gone(tr->pid)) {
+				tr->target_exited = 1;
+				break;
+			}
+			tr->complete = 0;
+			err = ma_err(-ETIMEDOUT,
+				     "the payload did not confirm its stop "
+				     "within 3 s");
+			break;
+		}
+		if (!got) {
+			struct timespec ts = { 0, 1000000 };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+out:
+	ma_step("stop.confirmed");
+	if (tr->error) {
+		tr->complete = 0;
+		if (!err)
+			err = tr->error;
+	}
+	return err;
+}
+
+int ma_track_finish(struct ma_track *tr, struct ma_track_result *res)
+{
+	const struct ma_account_totals *tot = ma_account_totals(tr->acc);
+	struct ma_capture_trailer trl = { 0 };
+	struct timespec wall;
+	int err;
+
+	trl.lost_records =
+		__atomic_load_n(&tr->s.ring->lost_records, __ATOMIC_RELAXED);
+	trl.lost_bytes =
+		__atomic_load_n(&tr->s.ring->lost_bytes, __ATOMIC_RELAXED);
+	trl.unknown_frees = tot->unknown_frees;
+	trl.stack_truncated = tot->stack_truncated;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	trl.end_wall_ns =
+		(uint64_t)wall.tv_sec * 1000000000ull + (uint64_t)wall.tv_nsec;
+	trl.duration_ns = ma_now_ns() - tr->t0;
+	trl.complete = tr->complete;
+	err = ma_capture_close(tr->w, &trl);
+	tr->w = NULL;
+	ma_step("stop.capture-closed");
+	if (err)
+		tr->complete = 0;
+	*res = (struct ma_track_result){
+		.complete = tr->complete,
+		.target_exited = tr->target_exited,
+		.duration_ns = trl.duration_ns,
+		.lost_records = trl.lost_records,
+		.records = tr->records,
+		.temps = tr->temps,
+		.temp_pairs = tr->temp_pairs,
+	};
+	return err;
+}
+
+void ma_track_free(struct ma_track *tr)
+{
+	struct ma_capture_trailer none = { 0 };
+
+	if (!tr)
+		return;
+	if (tr->w)
+		ma_capture_close(tr->w, &none);
+	ma_account_free(tr->acc);
+	ma_injection_close(&tr->s);
+	free(tr);
+}

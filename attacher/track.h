@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A tracking session: the consumer side of an attach.  It injects the
+ * payload (inject.h), drains the shared ring (common/ma_ring.h) in order,
+ * decodes each record once into a struct ma_event (event.h) and feeds that
+ * event to the capture writer (capture.h) and to the accounting
+ * (account.h); a TEMP record is replayed as that many ALLOC + FREE pairs.
+ * While it runs it writes the heartbeat the payload's watchdog checks and
+ * an RSS sample every 100 ms; to end, it tells the payload to stop and
+ * drains until the payload confirms, then closes the capture with its
+ * trailer.  docs/architecture.md, "Tracking: the consumer".
+ *
+ * What a command does around it (options, messages, the progress line, the
+ * summary, signals) stays in the command: `memattach attach`
+ * (cmd_attach.c) is
+ *
+ *	ma_track_start(target, &opts, &tr);  // then print "attached"
+ *	ma_track_run(tr, &run);              // until Ctrl-C, duration, exit
+ *	ma_track_stop(tr);                   // the stop handshake
+ *	ma_track_finish(tr, &result);        // trailer, capture closed
+ *	... ma_account_print_summary(ma_track_account(tr), ...);
+ *	ma_track_free(tr);
+ *
+ * Single-threaded; errors are negative errno with the message set
+ * (errors.h).
+ */
+#ifndef MA_TRACK_H
+#define MA_TRACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "account.h"
+#include "inject.h"
+
+struct ma_target; /* discover.h */
+struct ma_track;
+
+struct ma_track_opts {
+	const char *output;  /* capture file, created (truncated) */
+	uint64_t ring_size;  /* bytes of the shared ring, a power of two */
+	uint32_t max_frames; /* Python frames kept per stack */
+	uint32_t flags;	     /* enum ma_config_flags */
+};
+
+/*
+ * Create the capture file (its header says who is tracked), the accounting,
+ * inject the payload and map its ring.  The capture file comes first:
+ * failing to create it costs the target nothing.  Returns 0 or -errno with
+ * the message set.  *out is set even when the start failed (unless nothing
+ * could be allocated: then NULL): report the error first, then
+ * ma_track_free() it, which closes the capture file it created as an
+ * incomplete one.
+ */
+int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
+		   struct ma_track **out);
+
+/* What the injection did (timings, reused payload), for messages */
+const struct ma_injection *ma_track_injection(const struct ma_track *tr);
+
+/* The accounting of every event so far: the progress line, the summary */
+const struct ma_account *ma_track_account(const struct ma_track *tr);
+
+/* Why ma_track_run() returned */
+enum ma_track_end {
+	MA_TRACK_END_ERROR = 1,	      /* capture write failed, ring corrupt */
+	MA_TRACK_END_TARGET_EXITED,   /* gone, or a zombie */
+	MA_TRACK_END_PAYLOAD_FAILED,  /* the payload's state: FAILED */
+	MA_TRACK_END_PAYLOAD_STOPPED, /* STOPPED or ORPHANED by itself */
+	MA_TRACK_END_STOP_REQUESTED,  /* run->stop_requested() said so */
+	MA_TRACK_END_DURATION,	      /* run->duration_ns reached */
+};
+
+/* Where a session is, for a progress line */
+struct ma_track_status {
+	uint64_t elapsed_ns; /* since tracking started */
+	const struct ma_account_totals *totals;
+	uint64_t capture_bytes; /* written to the capture file so far */
+	uint64_t lost_records;	/* dropped by the payload: the ring was full */
+};
+
+struct ma_track_run {
+	uint64_t duration_ns; /* stop after this long; 0 = no limit */
+	/* progress() every progress_ns (first at once); NULL = never */
+	void (*progress)(void *arg, const struct ma_track_status *st);
+	uint64_t progress_ns;
+	/* asked once per turn (about every 2 ms); nonzero ends the run.  A
+	 * command that stops on a signal reads its handler's flag here.
+	 * NULL = never. */
+	int (*stop_requested)(void *arg);
+	void *arg;
+};
+
+/*
+ * Track until something ends the session; returns an enum ma_track_end.
+ * Every turn writes the heartbeat, drains the ring when 256 KiB are waiting
+ * or 10 ms have passed, samples RSS every 100 ms (a SAMPLE event to the
+ * capture and the accounting), and sleeps 2 ms when it found nothing.  The
+ * first call starts the session's clock.
+ */
+int ma_track_run(struct ma_track *tr, const struct ma_track_run *run);
+
+/*
+ * The stop handshake: unless the target exited, set MA_CMD_STOP and drain
+ * until the payload reports it stopped and the ring is empty (3 s at most:
+ * then -ETIMEDOUT, with the message set, and the capture is incomplete);
+ * a target that exited meanwhile ends it with what it published.  Returns
+ * 0 or a negative errno.
+ */
+int ma_track_stop(struct ma_track *tr);
+
+struct ma_track_result {
+	int complete;	      /* ended normally, ring drained, capture closed */
+	int target_exited;    /* tracking ended with the target */
+	uint64_t duration_ns; /* tracked time, as in the capture's trailer */
+	uint64_t lost_records; /* dropped by the payload: the ring was full */
+	uint64_t records;      /* ring records read */
+	uint64_t temps, temp_pairs; /* TEMP records, short-lived blocks held */
+};
+
+/*
+ * Write the capture's trailer and close it; fill *res.  Returns 0 or the
+ * capture's error (message set; res->complete is then 0).
+ */
+int ma_track_finish(struct ma_track *tr, struct ma_track_result *res);
+
+/* Close what is still open (the capture, as incomplete; the ring) and
+ * free; NULL is fine.  The payload, unless told to stop, stops by itself
+ * once the heartbeat ends. */
+void ma_track_free(struct ma_track *tr);
+
+#endif
