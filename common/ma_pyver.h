@@ -7,7 +7,7 @@
  *   - one row per minor version (ma_pyvers[]): its layout, its line table
  *     format, and which fields of struct ma_py_offsets exist in it;
  *   - the frame rules, as inline functions over a layout, that the
- *     attacher's reader (attacher/pyread.c) and the payload's stack walk
+ *     attacher's reader (attacher/cpython/pyread.c) and the payload's stack walk
  *     (injector/pystack.c) both call.  The payload calls them with a
  *     constant layout (one copy of its walk per layout), so every test of a
  *     layout's facts folds away there.

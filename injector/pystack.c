@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Python stacks from inside the target: the calling thread's own frames,
- * walked like attacher/pyread.c does from outside, but with plain pointer
+ * walked like attacher/cpython/pyread.c does from outside, but with plain pointer
  * reads.  Reading one's own frames needs no GIL: only this thread links and
  * unlinks them, and the code objects of live frames are alive.
  *

@@ -3,7 +3,7 @@ notice: shared by tests/e2e/test_kill_steps.py and bench/chaos.py.
 
 memattach stops itself (SIGSTOP) at a named step when
 MEMATTACH_TEST_STOP_AT=NAME#K is set, and lists the steps it passes when
-MEMATTACH_TEST_STEP_LOG=1 (attacher/teststep.h)."""
+MEMATTACH_TEST_STEP_LOG=1 (attacher/base/teststep.h)."""
 import os
 import re
 import socket

@@ -3,7 +3,7 @@ purpose (hazard 5 of docs/architecture.md).
 
 For each interpreter, a step log of a first attach (payload injected) and of
 a second one (payload reused) lists the steps memattach passes
-(attacher/teststep.h); then, for every step (and a spread of the passages
+(attacher/base/teststep.h); then, for every step (and a spread of the passages
 of steps passed many times: each system call of a remote call, each
 thread seized or detached), an attach stops itself there, is SIGKILLed,
 and the target (tests/targets/kill_target.py) must show that nothing

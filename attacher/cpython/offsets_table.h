@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "../common/ma_offsets.h"
+#include "ma_offsets.h"
 
 extern const struct ma_py_offsets ma_offsets_table[];
 extern const size_t ma_offsets_table_len;

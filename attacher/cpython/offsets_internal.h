@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../common/ma_offsets.h"
+#include "ma_offsets.h"
 
 /* Every field MA_OFF_NONE, header set: the starting point of each source,
  * so that a field nobody fills can never read as offset 0 (offsets.c) */

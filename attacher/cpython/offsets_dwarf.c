@@ -24,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../common/ma_pyver.h"
+#include "ma_pyver.h"
 #include "errors.h"
 #include "offsets_internal.h"
 

@@ -17,7 +17,7 @@ static inline int add_wrap(int a, int b)
 	return (int)((unsigned int)a + (unsigned int)b);
 }
 
-#include "../common/ma_pyver.h"
+#include "ma_pyver.h"
 
 /*
  * 3.8/3.9 co_lnotab: pairs (unsigned byte offset increment, signed line

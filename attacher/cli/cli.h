@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The CLI layer the command files share (attacher/cli.c): the command line
+/* The CLI layer the command files share (attacher/cli/cli.c): the command line
  * and the one way errors reach the user */
 #ifndef MA_CLI_H
 #define MA_CLI_H

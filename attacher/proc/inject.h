@@ -20,8 +20,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../common/ma_config.h"
-#include "../common/ma_ring.h"
+#include "ma_config.h"
+#include "ma_ring.h"
 
 struct ma_target;
 

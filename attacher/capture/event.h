@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#include "../common/ma_record.h"
+#include "ma_record.h"
 
 enum ma_event_type {
 	MA_EV_ALLOC = 1,

@@ -10,7 +10,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "../common/ma_pyver.h"
+#include "ma_pyver.h"
 #include "errors.h"
 #include "memread.h"
 #include "offsets_internal.h"

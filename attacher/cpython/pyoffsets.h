@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../common/ma_offsets.h"
+#include "ma_offsets.h"
 
 struct ma_mem;
 

@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../common/ma_offsets.h"
+#include "ma_offsets.h"
 #include "procfs.h"
 #include "pyoffsets.h"
 

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../common/ma_record.h"
+#include "ma_record.h"
 #include "event.h"
 
 #define MA_CAPTURE_VERSION 1 /* format version written; newest read */

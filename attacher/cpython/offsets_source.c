@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../common/ma_pyver.h"
+#include "ma_pyver.h"
 #include "errors.h"
 #include "offsets_internal.h"
 #include "pyread.h"

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * -f html: one self-contained file, nothing fetched when it is opened.
- * The page (attacher/report_assets/report.{html,css,js}, embedded in the
+ * The page (attacher/report/assets/report.{html,css,js}, embedded in the
  * binary at build time) shows an interactive flame graph (zoom, search,
  * hover details), a switch between the live, peak, total and temporary
  * views, the top locations and a memory-over-time plot (RSS and tracked

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../common/ma_pyver.h"
+#include "ma_pyver.h"
 #include "errors.h"
 #include "memread.h"
 #include "ptrace.h"

@@ -11,7 +11,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "../common/ma_pyver.h"
+#include "ma_pyver.h"
 #include "errors.h"
 #include "offsets_internal.h"
 #include "offsets_table.h"

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../common/ma_pyver.h"
+#include "ma_pyver.h"
 
 struct ma_mem;
 
