@@ -795,25 +795,35 @@ void ma_injection_close(struct ma_injection *s)
 	s->ring_fd = -1;
 }
 
+/* For detach: the remote call environment, and the process frozen with a
+ * thread at a safe point */
+static int freeze_for_detach(struct ma_target *t, struct ma_rcall_env *env,
+			     struct ma_freeze **fz, pid_t *tid)
+{
+	struct unsafe_ranges unsafe;
+	int err = ma_rcall_env_init(t->pid, env);
+
+	if (err)
+		return err;
+	build_unsafe_ranges(t, &unsafe);
+	err = freeze_safe(t, &unsafe, 0, fz, tid, NULL);
+	free(unsafe.v);
+	return err ? ma_err_prefix(err, "detach") : 0;
+}
+
 int ma_inject_stop(struct ma_target *t, struct ma_payload_info *pi)
 {
 	struct ma_rcall_env env;
 	struct ma_freeze *fz = NULL;
 	struct ma_rcall_result r;
-	struct unsafe_ranges unsafe;
 	pid_t tid = 0;
 	int err;
 
 	if (!pi->loaded || !pi->same_build)
 		return -ENOENT;
-	err = ma_rcall_env_init(t->pid, &env);
+	err = freeze_for_detach(t, &env, &fz, &tid);
 	if (err)
 		return err;
-	build_unsafe_ranges(t, &unsafe);
-	err = freeze_safe(t, &unsafe, 0, &fz, &tid, NULL);
-	free(unsafe.v);
-	if (err)
-		return ma_err_prefix(err, "detach");
 	struct ma_rcall stop = { .name = "ma_stop",
 				 .fn = pi->base + img.ma_stop,
 				 .timeout_ms = 2000 };
@@ -861,7 +871,6 @@ int ma_inject_cleanup(struct ma_target *t, int *closed)
 	struct ma_rcall_env env;
 	struct ma_freeze *fz = NULL;
 	struct ma_rcall_result r;
-	struct unsafe_ranges unsafe;
 	uint64_t syscall_fn;
 	int fds[64], n, err;
 	pid_t tid = 0;
@@ -876,14 +885,9 @@ int ma_inject_cleanup(struct ma_target *t, int *closed)
 		return ma_err(-ENOENT,
 			      "detach: no syscall() in process %d's libc",
 			      (int)t->pid);
-	err = ma_rcall_env_init(t->pid, &env);
+	err = freeze_for_detach(t, &env, &fz, &tid);
 	if (err)
 		return err;
-	build_unsafe_ranges(t, &unsafe);
-	err = freeze_safe(t, &unsafe, 0, &fz, &tid, NULL);
-	free(unsafe.v);
-	if (err)
-		return ma_err_prefix(err, "detach");
 	/* Read again with every thread stopped: no descriptor can change
 	 * under the close now */
 	n = leftover_fds(t->pid, fds, 64);
