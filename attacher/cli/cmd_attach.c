@@ -100,26 +100,15 @@ static void progress(void *arg, const struct ma_track_status *st)
 	fflush(stderr);
 }
 
-/* Why the tracking ended, in the final message */
-static const char *why_text(int end)
-{
-	switch (end) {
-	case MA_TRACK_END_ERROR:
-		return "error";
-	case MA_TRACK_END_TARGET_EXITED:
-		return "target exited";
-	case MA_TRACK_END_PAYLOAD_FAILED:
-		return "payload failed";
-	case MA_TRACK_END_PAYLOAD_STOPPED:
-		return "payload stopped";
-	case MA_TRACK_END_STOP_REQUESTED:
-		return "interrupted";
-	case MA_TRACK_END_DURATION:
-		return "duration reached";
-	default:
-		return "stopped";
-	}
-}
+/* Why the tracking ended (enum ma_track_end), in the final message */
+static const char *const why_text[] = {
+	[MA_TRACK_END_ERROR] = "error",
+	[MA_TRACK_END_TARGET_EXITED] = "target exited",
+	[MA_TRACK_END_PAYLOAD_FAILED] = "payload failed",
+	[MA_TRACK_END_PAYLOAD_STOPPED] = "payload stopped",
+	[MA_TRACK_END_STOP_REQUESTED] = "interrupted",
+	[MA_TRACK_END_DURATION] = "duration reached",
+};
 
 static int parse_opts(int argc, char **argv, struct attach_opts *o,
 		      struct ma_target_opts *topts, pid_t *pid)
@@ -311,7 +300,8 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 		.stop_requested = stop_was_requested,
 		.arg = &tty,
 	};
-	const char *why_stop = why_text(ma_track_run(tr, &run));
+	const char *why_stop =
+		why_text[ma_track_run(tr, &run) - MA_TRACK_END_ERROR];
 
 	ma_track_stop(tr);
 	sigaction(SIGINT, &old_int, NULL);
