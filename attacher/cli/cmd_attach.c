@@ -300,8 +300,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 		.stop_requested = stop_was_requested,
 		.arg = &tty,
 	};
-	const char *why_stop =
-		why_text[ma_track_run(tr, &run) - MA_TRACK_END_ERROR];
+	const char *why_stop = why_text[ma_track_run(tr, &run)];
 
 	ma_track_stop(tr);
 	sigaction(SIGINT, &old_int, NULL);
