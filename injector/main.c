@@ -37,6 +37,9 @@
 #include "internal.h"
 
 #define MA_EXPORT __attribute__((visibility("default")))
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434 /* Linux 5.3; older headers lack it */
+#endif
 
 #define TICK_NS (50ull * 1000000)
 /* short-lived block tables published at least this often (record.c) */
@@ -364,9 +367,6 @@ static void stop_finish(struct ma_session *s)
  */
 static int attacher_pidfd(const struct ma_session *s)
 {
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
 	if (s->cfg.attacher_pid <= 0)
 		return -1;
 	return (int)syscall(SYS_pidfd_open, s->cfg.attacher_pid, 0);

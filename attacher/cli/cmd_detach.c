@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * memattach detach PID: clean up what a killed memattach left behind.  The
- * payload removes its hooks by itself within a second of losing its
- * consumer (state ORPHANED); this command says what it finds and, if hooks
- * are somehow still installed, stops the payload with a remote call.
+ * payload removes its hooks by itself when it loses its consumer (state
+ * ORPHANED: within a tick by the attacher's pidfd, a second by the
+ * heartbeat); this command says what it finds, stops the payload with a
+ * remote call if hooks are somehow still installed, waits for the stop to
+ * finish, and closes payload images an attach killed early left open.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -100,18 +102,15 @@ int ma_cmd_detach(int argc, char **argv)
 	       "last one %s\n",
 	       (int)pid, (unsigned long)pi.base, pi.ctl.generation,
 	       state_name(pi.ctl.state));
-	if (pi.ctl.state == MA_STATE_TRACKING ||
-	    pi.ctl.state == MA_STATE_STARTING ||
-	    pi.ctl.state == MA_STATE_STOPPING) {
-		/* Give a payload whose consumer just died the second it
-		 * needs to notice, before stopping it by hand */
-		for (int i = 0; i < 15 && pi.ctl.state == MA_STATE_TRACKING;
-		     i++) {
-			usleep(100000);
-			ma_payload_probe(t, &pi);
-		}
-		if (pi.ctl.state == MA_STATE_TRACKING ||
-		    pi.ctl.state == MA_STATE_STARTING) {
+	if (ma_payload_in(&pi, MA_PAYLOAD_BUSY)) {
+		/* Give a payload whose consumer just died the second the
+		 * heartbeat needs (another PID namespace: no pidfd) to
+		 * notice, before stopping it by hand */
+		ma_payload_wait(t, &pi, MA_PAYLOAD_STATE(MA_STATE_TRACKING),
+				15);
+		if (ma_payload_in(
+			    &pi, MA_PAYLOAD_STATE(MA_STATE_TRACKING) |
+					 MA_PAYLOAD_STATE(MA_STATE_STARTING))) {
 			err = ma_inject_stop(t, &pi);
 			if (err) {
 				ma_target_close(t);
@@ -122,11 +121,8 @@ int ma_cmd_detach(int argc, char **argv)
 		/* The payload's watchdog finishes the stop (the last record,
 		 * the ring unmapped and its descriptor closed) with the
 		 * threads running: wait for it, a little */
-		for (int i = 0; i < 30 && pi.ctl.state == MA_STATE_STOPPING;
-		     i++) {
-			usleep(100000);
-			ma_payload_probe(t, &pi);
-		}
+		ma_payload_wait(t, &pi, MA_PAYLOAD_STATE(MA_STATE_STOPPING),
+				30);
 		printf("detach: process %d: payload now %s\n", (int)pid,
 		       state_name(pi.ctl.state));
 	}

@@ -168,6 +168,20 @@ static void loaded_build_id(struct ma_mem *m, uint64_t base, char *out,
 	}
 }
 
+int ma_payload_in(const struct ma_payload_info *pi, unsigned int states)
+{
+	return pi->loaded && (states >> pi->ctl.state & 1);
+}
+
+void ma_payload_wait(struct ma_target *t, struct ma_payload_info *pi,
+		     unsigned int states, int tries)
+{
+	for (int i = 0; i < tries && ma_payload_in(pi, states); i++) {
+		usleep(100000);
+		ma_payload_probe(t, pi);
+	}
+}
+
 int ma_payload_probe(struct ma_target *t, struct ma_payload_info *pi)
 {
 	char bid[64];
@@ -590,17 +604,8 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 			      (int)t->pid, (int)t->pid);
 	/* A session still running, or being stopped: after a memattach was
 	 * killed, its payload notices within a second and stops by itself */
-	for (int i = 0; i < 25 && pi.loaded &&
-			(pi.ctl.state == MA_STATE_TRACKING ||
-			 pi.ctl.state == MA_STATE_STARTING ||
-			 pi.ctl.state == MA_STATE_STOPPING);
-	     i++) {
-		usleep(100000);
-		ma_payload_probe(t, &pi);
-	}
-	if (pi.loaded && (pi.ctl.state == MA_STATE_TRACKING ||
-			  pi.ctl.state == MA_STATE_STARTING ||
-			  pi.ctl.state == MA_STATE_STOPPING))
+	ma_payload_wait(t, &pi, MA_PAYLOAD_BUSY, 25);
+	if (ma_payload_in(&pi, MA_PAYLOAD_BUSY))
 		return ma_err(-EBUSY,
 			      "attach: process %d is already being tracked by "
 			      "another memattach (or one that was killed less "

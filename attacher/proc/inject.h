@@ -69,6 +69,19 @@ int ma_inject_start(struct ma_target *t, const struct ma_inject_opts *o,
 void ma_injection_close(struct ma_injection *s);
 
 int ma_payload_probe(struct ma_target *t, struct ma_payload_info *pi);
+
+/* Sets of payload states (enum ma_state), for the two calls below */
+#define MA_PAYLOAD_STATE(s) (1u << (s))
+#define MA_PAYLOAD_BUSY                                                        \
+	(MA_PAYLOAD_STATE(MA_STATE_STARTING) |                                 \
+	 MA_PAYLOAD_STATE(MA_STATE_TRACKING) |                                 \
+	 MA_PAYLOAD_STATE(MA_STATE_STOPPING))
+
+/* A payload is loaded and in one of the states */
+int ma_payload_in(const struct ma_payload_info *pi, unsigned int states);
+/* Probe again every 100 ms, at most tries times, while it is */
+void ma_payload_wait(struct ma_target *t, struct ma_payload_info *pi,
+		     unsigned int states, int tries);
 /* Remote call of ma_stop() in a loaded payload (memattach detach) */
 int ma_inject_stop(struct ma_target *t, struct ma_payload_info *pi);
 
