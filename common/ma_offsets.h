@@ -21,7 +21,7 @@
 
 /* Bumped whenever the layout of struct ma_py_offsets changes, so that a payload
  * already loaded by an older memattach can refuse a config it cannot read. */
-#define MA_OFFSETS_ABI 1
+#define MA_OFFSETS_ABI 2
 
 enum ma_offsets_source {
 	MA_OFFSETS_SRC_NONE = 0,
@@ -98,6 +98,34 @@ struct ma_py_offsets {
 	int8_t unicode_compact_bit; /* compact:1 */
 	int8_t unicode_ascii_bit;   /* ascii:1 */
 	int8_t _pad2;
+
+	/* What the heap census reads (memattach heap, docs/heap.md); none of
+	 * it is needed by stacks or tracking, so a build whose DWARF lacks
+	 * one of these still attaches */
+	int32_t runtime_gc;	    /* 3.8: _PyRuntimeState.gc */
+	int32_t interp_gc;	    /* 3.9+: PyInterpreterState.gc */
+	int32_t gc_generations;	    /* struct _gc_runtime_state.generations */
+	int32_t gc_generation_size; /* sizeof(struct gc_generation) */
+	int32_t gc_permanent;	    /* .permanent_generation */
+	int32_t gc_collecting;	    /* .collecting (int) */
+	int32_t frame_localsplus;   /* .f_localsplus / .localsplus */
+	int32_t code_nlocals;	    /* .co_nlocals / .co_nlocalsplus (int) */
+	int32_t code_varnames;	    /* .co_varnames / .co_localsplusnames */
+	int32_t type_basicsize;	    /* PyTypeObject.tp_basicsize */
+	int32_t type_itemsize;	    /* .tp_itemsize */
+	int32_t type_flags;	    /* .tp_flags (unsigned long) */
+	int32_t type_traverse;	    /* .tp_traverse */
+	int32_t type_base;	    /* .tp_base */
+	int32_t list_items;	    /* PyListObject.ob_item */
+	int32_t list_allocated;	    /* PyListObject.allocated */
+	int32_t set_mask;	    /* PySetObject.mask */
+	int32_t set_table;	    /* PySetObject.table */
+	int32_t bytearray_alloc;    /* PyByteArrayObject.ob_alloc */
+	int32_t unicode_utf8;	    /* PyCompactUnicodeObject.utf8 */
+	int32_t unicode_utf8_length; /* PyCompactUnicodeObject.utf8_length */
+	int32_t module_dict;	     /* PyModuleObject.md_dict */
+	int32_t module_name;	     /* PyModuleObject.md_name */
+	int32_t _pad3;
 };
 
 /*
@@ -145,7 +173,30 @@ struct ma_py_offsets {
 	X(unicode_compact_size, 32)                                            \
 	X(unicode_kind_shift, 8)                                               \
 	X(unicode_compact_bit, 8)                                              \
-	X(unicode_ascii_bit, 8)
+	X(unicode_ascii_bit, 8)                                                \
+	X(runtime_gc, 32)                                                      \
+	X(interp_gc, 32)                                                       \
+	X(gc_generations, 32)                                                  \
+	X(gc_generation_size, 32)                                              \
+	X(gc_permanent, 32)                                                    \
+	X(gc_collecting, 32)                                                   \
+	X(frame_localsplus, 32)                                                \
+	X(code_nlocals, 32)                                                    \
+	X(code_varnames, 32)                                                   \
+	X(type_basicsize, 32)                                                  \
+	X(type_itemsize, 32)                                                   \
+	X(type_flags, 32)                                                      \
+	X(type_traverse, 32)                                                   \
+	X(type_base, 32)                                                       \
+	X(list_items, 32)                                                      \
+	X(list_allocated, 32)                                                  \
+	X(set_mask, 32)                                                        \
+	X(set_table, 32)                                                       \
+	X(bytearray_alloc, 32)                                                 \
+	X(unicode_utf8, 32)                                                    \
+	X(unicode_utf8_length, 32)                                             \
+	X(module_dict, 32)                                                     \
+	X(module_name, 32)
 
 enum ma_py_field {
 #define MA_PY_FIELD_ENUM_(n, w) MA_FI_##n,
@@ -161,7 +212,7 @@ _Static_assert(MA_FI_COUNT <= 64, "a field set is a uint64_t");
 
 #define MA_PY_FIELD_BYTES_(n, w) +(w) / 8
 _Static_assert(sizeof(struct ma_py_offsets) ==
-		       16 MA_PY_OFFSETS_FIELDS(MA_PY_FIELD_BYTES_) + 1,
+		       16 MA_PY_OFFSETS_FIELDS(MA_PY_FIELD_BYTES_) + 1 + 4,
 	       "MA_PY_OFFSETS_FIELDS lists every field of ma_py_offsets");
 #undef MA_PY_FIELD_BYTES_
 

@@ -20,6 +20,7 @@
 
 #include <stdint.h>
 
+#include "ma_heap.h"
 #include "ma_offsets.h"
 
 #define MA_PY_MIN_MINOR 8
@@ -121,26 +122,38 @@ struct ma_pyver {
 	/* the fields of struct ma_py_offsets this version has (MA_F bits);
 	 * the others are MA_OFF_NONE */
 	uint64_t fields;
+	/* The heap census (docs/heap.md): enum ma_heap_flags, and pymalloc's
+	 * pool size in KiB (16 from 3.10, where the radix tree came) */
+	uint32_t heap_flags;
+	uint32_t pool_kib;
 };
 
 static const struct ma_pyver ma_pyvers[] = {
 	/* clang-format off */
 	/* minor layout         line table       dbg gil  thread state getter            fields */
 	{ 8,  MA_LAYOUT_38,  MA_LT_LNOTAB,    0,  0,  "_PyThreadState_UncheckedGet",
-	  MA_F_EVERY_VERSION | MA_F_FRAMEOBJ },
+	  MA_F_EVERY_VERSION | MA_F_FRAMEOBJ,
+	  0, 4 },
 	{ 9,  MA_LAYOUT_38,  MA_LT_LNOTAB,    0,  0,  "_PyThreadState_UncheckedGet",
-	  MA_F_EVERY_VERSION | MA_F_FRAMEOBJ },
+	  MA_F_EVERY_VERSION | MA_F_FRAMEOBJ,
+	  MA_HEAP_GC_PER_INTERP, 4 },
 	{ 10, MA_LAYOUT_310, MA_LT_LINES310,  0,  0,  "_PyThreadState_UncheckedGet",
-	  MA_F_EVERY_VERSION | MA_F_FRAMEOBJ },
+	  MA_F_EVERY_VERSION | MA_F_FRAMEOBJ,
+	  MA_HEAP_GC_PER_INTERP, 16 },
 	{ 11, MA_LAYOUT_311, MA_LT_LOCATIONS, 0,  0,  "_PyThreadState_UncheckedGet",
 	  MA_F_EVERY_VERSION | MA_F_IFRAME | MA_F(runtime_gil) |
-	  MA_F(tstate_cframe) | MA_F(cframe_current_frame) | MA_F(frame_is_entry) },
+	  MA_F(tstate_cframe) | MA_F(cframe_current_frame) | MA_F(frame_is_entry),
+	  MA_HEAP_GC_PER_INTERP | MA_HEAP_GC_ON_TYPE | MA_HEAP_PRE_DICT, 16 },
 	{ 12, MA_LAYOUT_312, MA_LT_LOCATIONS, 0,  1,  "_PyThreadState_UncheckedGet",
 	  MA_F_EVERY_VERSION | MA_F_IFRAME | MA_F(interp_gil_ptr) |
-	  MA_F(tstate_cframe) | MA_F(cframe_current_frame) },
+	  MA_F(tstate_cframe) | MA_F(cframe_current_frame),
+	  MA_HEAP_GC_PER_INTERP | MA_HEAP_GC_ON_TYPE | MA_HEAP_PRE_DICT |
+	  MA_HEAP_PRE_WEAKREF | MA_HEAP_INT_TAG, 16 },
 	{ 13, MA_LAYOUT_313, MA_LT_LOCATIONS, 1,  1,  "PyThreadState_GetUnchecked",
 	  MA_F_EVERY_VERSION | MA_F_IFRAME | MA_F(interp_gil_ptr) |
-	  MA_F(tstate_frame) },
+	  MA_F(tstate_frame),
+	  MA_HEAP_GC_PER_INTERP | MA_HEAP_GC_ON_TYPE | MA_HEAP_PRE_DICT |
+	  MA_HEAP_PRE_WEAKREF | MA_HEAP_INT_TAG, 16 },
 	/* clang-format on */
 };
 
@@ -200,6 +213,27 @@ static inline const struct ma_pyver *ma_pyver_nearest(uint32_t version_hex)
 	(MA_F(runtime_interpreters_head) | MA_F(interp_next) |                 \
 	 MA_F(interp_threads_head) | MA_F(tstate_next) | MA_F(tstate_interp) | \
 	 MA_F(tstate_thread_id) | MA_F(frame_is_entry) | MA_F(type_name))
+
+/* What the heap census reads besides the thread walk: the collector's
+ * lists, frames' locals, type objects and the builtin containers' sizes */
+#define MA_F_HEAP_COMMON                                                       \
+	(MA_F(gc_generations) | MA_F(gc_generation_size) |                     \
+	 MA_F(gc_permanent) | MA_F(gc_collecting) | MA_F(frame_localsplus) |   \
+	 MA_F(code_nlocals) | MA_F(code_varnames) | MA_F(type_basicsize) |     \
+	 MA_F(type_itemsize) | MA_F(type_flags) | MA_F(type_traverse) |        \
+	 MA_F(type_base) | MA_F(list_items) | MA_F(list_allocated) |           \
+	 MA_F(set_mask) | MA_F(set_table) | MA_F(bytearray_alloc) |            \
+	 MA_F(unicode_utf8) | MA_F(unicode_utf8_length) | MA_F(module_dict) |  \
+	 MA_F(module_name))
+
+/* The fields the heap census needs in version v: optional for every other
+ * command (a build whose DWARF lacks them still attaches) */
+static inline uint64_t ma_pyver_heap_fields(const struct ma_pyver *v)
+{
+	return MA_F_HEAP_COMMON | (v->heap_flags & MA_HEAP_GC_PER_INTERP
+					   ? MA_F(interp_gc)
+					   : MA_F(runtime_gc));
+}
 
 /* The fields the payload's stack walk needs in version v: frame_owner
  * only serves to skip shim frames */

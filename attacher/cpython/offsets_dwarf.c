@@ -50,6 +50,11 @@ static const char *const anchor_syms[] = {
 	"PyBytes_FromStringAndSize", /* Objects/bytesobject.c */
 	"PyUnicode_New",	     /* Objects/unicodeobject.c */
 	"PyThreadState_Get",	     /* Python/pystate.c */
+	/* for the heap census' optional fields */
+	"PyModule_GetDict", /* Objects/moduleobject.c: PyModuleObject */
+	"PySet_Size",	    /* Objects/setobject.c */
+	"PyByteArray_Size", /* Objects/bytearrayobject.c */
+	"PyGC_Collect",	    /* the collector: _gc_runtime_state */
 };
 
 #define NANCHORS (sizeof(anchor_syms) / sizeof(anchor_syms[0]))
@@ -568,6 +573,12 @@ enum {
 	T_BYTES,
 	T_ASCII,
 	T_COMPACT,
+	T_GCSTATE,
+	T_GCGEN,
+	T_LIST,
+	T_SET,
+	T_BYTEARRAY,
+	T_MODULE,
 	T_COUNT
 };
 
@@ -588,6 +599,12 @@ static const struct {
 	[T_BYTES] = { "PyBytesObject", NULL },
 	[T_ASCII] = { "PyASCIIObject", NULL },
 	[T_COMPACT] = { "PyCompactUnicodeObject", NULL },
+	[T_GCSTATE] = { NULL, "_gc_runtime_state" },
+	[T_GCGEN] = { NULL, "gc_generation" },
+	[T_LIST] = { "PyListObject", NULL },
+	[T_SET] = { "PySetObject", NULL },
+	[T_BYTEARRAY] = { "PyByteArrayObject", NULL },
+	[T_MODULE] = { "PyModuleObject", NULL },
 };
 
 enum { K_MEMBER, K_SIZEOF, K_BIT };
@@ -668,6 +685,34 @@ static const struct spec specs[] = {
 	{ MA_FI_unicode_kind_shift, 0, T_ASCII, "state.kind", K_BIT },
 	{ MA_FI_unicode_compact_bit, 0, T_ASCII, "state.compact", K_BIT },
 	{ MA_FI_unicode_ascii_bit, 0, T_ASCII, "state.ascii", K_BIT },
+
+	/* The heap census (optional fields: ma_pyver_heap_fields) */
+	S(runtime_gc, 0, T_RUNTIME, "gc"),
+	S(interp_gc, 0, T_INTERP, "gc"),
+	S(gc_generations, 0, T_GCSTATE, "generations"),
+	{ MA_FI_gc_generation_size, 0, T_GCGEN, NULL, K_SIZEOF },
+	S(gc_permanent, 0, T_GCSTATE, "permanent_generation"),
+	S(gc_collecting, 0, T_GCSTATE, "collecting"),
+	S(frame_localsplus, 0, T_FRAMEOBJ, "f_localsplus"),
+	S(frame_localsplus, 11, T_IFRAME, "localsplus"),
+	S(code_nlocals, 0, T_CODE, "co_nlocals"),
+	S(code_nlocals, 11, T_CODE, "co_nlocalsplus"),
+	S(code_varnames, 0, T_CODE, "co_varnames"),
+	S(code_varnames, 11, T_CODE, "co_localsplusnames"),
+	S(type_basicsize, 0, T_TYPE, "tp_basicsize"),
+	S(type_itemsize, 0, T_TYPE, "tp_itemsize"),
+	S(type_flags, 0, T_TYPE, "tp_flags"),
+	S(type_traverse, 0, T_TYPE, "tp_traverse"),
+	S(type_base, 0, T_TYPE, "tp_base"),
+	S(list_items, 0, T_LIST, "ob_item"),
+	S(list_allocated, 0, T_LIST, "allocated"),
+	S(set_mask, 0, T_SET, "mask"),
+	S(set_table, 0, T_SET, "table"),
+	S(bytearray_alloc, 0, T_BYTEARRAY, "ob_alloc"),
+	S(unicode_utf8, 0, T_COMPACT, "utf8"),
+	S(unicode_utf8_length, 0, T_COMPACT, "utf8_length"),
+	S(module_dict, 0, T_MODULE, "md_dict"),
+	S(module_name, 0, T_MODULE, "md_name"),
 };
 
 #undef S
@@ -711,8 +756,10 @@ static int resolve_type(struct dwx *x, int t, Dwarf_Die *out)
 	return -ENOENT;
 }
 
+/* fields: what must be found; optional: what is looked up too, and left
+ * MA_OFF_NONE when the DWARF does not have it */
 static int fill_from_dwarf(struct dwx *x, int minor, uint64_t fields,
-			   struct ma_py_offsets *out)
+			   uint64_t optional, struct ma_py_offsets *out)
 {
 	const char *mname = dwfl_module_info(x->mod, NULL, NULL, NULL, NULL,
 					     NULL, NULL, NULL);
@@ -733,16 +780,23 @@ static int fill_from_dwarf(struct dwx *x, int minor, uint64_t fields,
 		Dwarf_Word off, size;
 		int pos;
 
-		if (!(fields >> s->field & 1) || spec_of(s->field, minor) != s)
+		int opt = !(fields >> s->field & 1);
+
+		if ((opt && !(optional >> s->field & 1)) ||
+		    spec_of(s->field, minor) != s)
 			continue;
 		if (!tstate[s->type])
 			tstate[s->type] = resolve_type(x, s->type, st) ? -1 : 1;
+		if (tstate[s->type] < 0 && opt)
+			continue;
 		if (tstate[s->type] < 0)
 			return ma_err(-EPROTO,
 				      "DWARF of %s: no definition of type %s "
 				      "(needed for %s)",
 				      mname, tl, f->name);
 		if (s->kind == K_SIZEOF) {
+			if (dwarf_aggregate_size(st, &size) && opt)
+				continue;
 			if (dwarf_aggregate_size(st, &size))
 				return ma_err(-EPROTO,
 					      "DWARF of %s: no size for %s: %s",
@@ -750,6 +804,8 @@ static int fill_from_dwarf(struct dwx *x, int minor, uint64_t fields,
 			ma_py_field_set(out, s->field, (int)size);
 			continue;
 		}
+		if (member_path(x, *st, s->path, &m, &off) && opt)
+			continue;
 		if (member_path(x, *st, s->path, &m, &off))
 			return ma_err(-EPROTO,
 				      "DWARF of %s: type %s has no member %s "
@@ -943,6 +999,7 @@ int ma_pyoffsets_from_dwarf(Dwfl_Module *mod, uint32_t version_hex,
 	}
 	ma_pyoffsets_init(out, version_hex, MA_OFFSETS_SRC_DWARF);
 	r = fill_from_dwarf(&x, minor, ma_pyver_nearest(version_hex)->fields,
+			    ma_pyver_heap_fields(ma_pyver_nearest(version_hex)),
 			    out);
 	free(x.tab);
 	free(x.done);

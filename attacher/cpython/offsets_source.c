@@ -61,6 +61,23 @@ static int check_offsets(const struct chain *c)
 	return err;
 }
 
+/* _Py_DebugOffsets says nothing of the collector, frames' locals or the
+ * containers the heap census sizes: those come from the built-in table of
+ * the same minor, whose layouts hold for every build of it */
+static void heap_fields_from_table(struct ma_py_offsets *off)
+{
+	const struct ma_py_offsets *t =
+		ma_pyoffsets_table_entry(off->version_hex);
+	const struct ma_pyver *v = ma_pyver_of(off->version_hex);
+
+	if (!t || !v)
+		return;
+	for (int i = 0; i < MA_FI_COUNT; i++)
+		if ((ma_pyver_heap_fields(v) >> i & 1) &&
+		    ma_py_field_get(off, i) == MA_OFF_NONE)
+			ma_py_field_set(off, i, ma_py_field_get(t, i));
+}
+
 int ma_offsets_find(const struct ma_offsets_query *q, struct ma_py_offsets *off,
 		    char *origin, size_t origin_len, char *notes,
 		    size_t notes_len)
@@ -117,6 +134,7 @@ int ma_offsets_find(const struct ma_offsets_query *q, struct ma_py_offsets *off,
 		err = ma_pyoffsets_from_debug_offsets(q->mem, q->runtime_addr,
 						      q->version_hex, off);
 		if (!err) {
+			heap_fields_from_table(off);
 			snprintf(origin, origin_len,
 				 "_Py_DebugOffsets (in _PyRuntime)");
 			err = check_offsets(&c);

@@ -2,6 +2,9 @@
 #include "inject.h"
 
 #include <dirent.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -39,7 +42,7 @@ const uint8_t *ma_payload_image(size_t *len)
 /* Link-time addresses of the payload's exports, read once from the image */
 static struct {
 	int done, err;
-	uint64_t ma_start, ma_stop, ma_ctl;
+	uint64_t ma_start, ma_stop, ma_ctl, ma_heap_fork, ma_heap_box;
 	char build_id[64];
 } img;
 
@@ -73,12 +76,18 @@ static int image_symbols(void)
 			err = ma_elf_symbol(e, "ma_stop", &img.ma_stop, NULL);
 		if (!err)
 			err = ma_elf_symbol(e, "ma_ctl", &img.ma_ctl, NULL);
+		if (!err)
+			err = ma_elf_symbol(e, "ma_heap_fork", &img.ma_heap_fork,
+					    NULL);
+		if (!err)
+			err = ma_elf_symbol(e, "ma_heap_box", &img.ma_heap_box,
+					    NULL);
 		snprintf(img.build_id, sizeof(img.build_id), "%s",
 			 ma_elf_build_id(e));
 		ma_elf_close(e);
 		if (err)
 			ma_err(err,
-			       "payload image lacks ma_start/ma_stop/ma_ctl");
+			       "payload image lacks one of its exports");
 	}
 	close(fd);
 	return img.err = err;
@@ -575,6 +584,95 @@ static int map_ring(struct ma_injection *s, uint64_t ring_size)
 	return 0;
 }
 
+/* What loading the payload takes in the target: dlopen, and syscall() */
+struct loader {
+	uint64_t dlopen_fn, syscall_fn;
+	int dlopen_mode;
+};
+
+static int find_loader(const struct ma_target *t, struct loader *ld,
+		       const char *op)
+{
+	ld->dlopen_mode = RTLD_NOW | RTLD_LOCAL;
+	/* glibc 2.34+ has dlopen in libc; older ones in libdl, or the private
+	 * __libc_dlopen_mode (which wants __RTLD_DLOPEN) */
+	if (lib_symbol(t, "libc.so", "dlopen", &ld->dlopen_fn) &&
+	    lib_symbol(t, "libdl.so", "dlopen", &ld->dlopen_fn)) {
+		if (lib_symbol(t, "libc.so", "__libc_dlopen_mode",
+			       &ld->dlopen_fn))
+			return ma_err(-ENOENT,
+				      "%s: no dlopen in process %d (not glibc?)",
+				      op, (int)t->pid);
+		ld->dlopen_mode |= (int)0x80000000; /* __RTLD_DLOPEN */
+	}
+	if (lib_symbol(t, "libc.so", "syscall", &ld->syscall_fn))
+		return ma_err(-ENOENT, "%s: no syscall() in process %d's libc",
+			      op, (int)t->pid);
+	return 0;
+}
+
+/*
+ * Load the payload into the frozen target: a memfd created there, the image
+ * written into it, dlopen of /proc/self/fd/N.  *pfd: the memfd in the
+ * target (closed by ma_start, or by the caller).
+ */
+static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
+			const struct ma_rcall_env *env, const struct loader *ld,
+			struct ma_payload_info *pi, long *pfd,
+			uint64_t *dlopen_ns)
+{
+	static const char name[] = PAYLOAD_MEMFD_NAME;
+	struct ma_rcall_result r;
+	struct ma_rcall mfd = {
+		.name = "memfd_create",
+		.fn = ld->syscall_fn,
+		.args = { SYS_memfd_create, MA_RCALL_DATA, MFD_CLOEXEC },
+		.data = name,
+		.data_len = sizeof(name),
+		.want = 1,
+		.want_syscall = SYS_memfd_create,
+		.timeout_ms = 500,
+	};
+	char path[64];
+	int err;
+
+	err = rcall_checked(fz, tid, env, &mfd, &r, "memfd_create");
+	if (!err && r.syscall_ret < 0)
+		err = ma_err((int)r.syscall_ret,
+			     "inject: memfd_create in process %d: %s",
+			     (int)t->pid, strerror((int)-r.syscall_ret));
+	if (err)
+		return err;
+	*pfd = r.syscall_ret;
+	err = write_payload(t->pid, *pfd);
+	if (err)
+		return err;
+	snprintf(path, sizeof(path), "/proc/self/fd/%ld", *pfd);
+	struct ma_rcall dl = {
+		.name = "dlopen",
+		.fn = ld->dlopen_fn,
+		.args = { MA_RCALL_DATA, (uint64_t)ld->dlopen_mode },
+		.data = path,
+		.data_len = strlen(path) + 1,
+		.timeout_ms = 1000,
+	};
+
+	err = rcall_checked(fz, tid, env, &dl, &r, "dlopen");
+	if (err)
+		return err;
+	*dlopen_ns = r.ns;
+	ma_maps_free(&t->maps);
+	ma_maps_read(t->pid, &t->maps);
+	pi->base = payload_base(&t->maps);
+	if (!pi->base)
+		return ma_err(-ENOEXEC,
+			      "inject: dlopen of the payload failed in process "
+			      "%d (its libc refused the image?)",
+			      (int)t->pid);
+	ma_step("inject.dlopened");
+	return 0;
+}
+
 static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 		       struct ma_injection *s)
 {
@@ -582,8 +680,9 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 	struct ma_payload_info pi;
 	struct ma_freeze *fz = NULL;
 	struct ma_rcall_result r;
-	uint64_t dlopen_fn = 0, syscall_fn = 0, t0 = ma_now_ns();
-	int dlopen_mode = RTLD_NOW | RTLD_LOCAL, err;
+	struct loader ld = { 0 };
+	uint64_t t0 = ma_now_ns();
+	int err;
 	pid_t tid = 0;
 
 	memset(s, 0, sizeof(*s));
@@ -616,23 +715,9 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 	if (err)
 		return err;
 	if (!pi.loaded) {
-		/* glibc 2.34+ has dlopen in libc; older ones in libdl, or
-		 * the private __libc_dlopen_mode (which wants __RTLD_DLOPEN) */
-		if (lib_symbol(t, "libc.so", "dlopen", &dlopen_fn) &&
-		    lib_symbol(t, "libdl.so", "dlopen", &dlopen_fn)) {
-			if (lib_symbol(t, "libc.so", "__libc_dlopen_mode",
-				       &dlopen_fn))
-				return ma_err(-ENOENT,
-					      "attach: no dlopen in process %d "
-					      "(not glibc?)",
-					      (int)t->pid);
-			dlopen_mode |= (int)0x80000000; /* __RTLD_DLOPEN */
-		}
-		if (lib_symbol(t, "libc.so", "syscall", &syscall_fn))
-			return ma_err(
-				-ENOENT,
-				"attach: no syscall() in process %d's libc",
-				(int)t->pid);
+		err = find_loader(t, &ld, "attach");
+		if (err)
+			return err;
 	}
 
 	/* What a thread at a safe point must not be in, found while the
@@ -652,60 +737,14 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 	s->t_pick_ns = tf - t0;
 
 	if (!pi.loaded) {
-		static const char name[] = PAYLOAD_MEMFD_NAME;
-		struct ma_rcall mfd = {
-			.name = "memfd_create",
-			.fn = syscall_fn,
-			.args = { SYS_memfd_create, MA_RCALL_DATA,
-				  MFD_CLOEXEC },
-			.data = name,
-			.data_len = sizeof(name),
-			.want = 1,
-			.want_syscall = SYS_memfd_create,
-			.timeout_ms = 500,
-		};
+		long pfd = -1;
 
-		err = rcall_checked(fz, tid, &env, &mfd, &r, "memfd_create");
-		if (!err && r.syscall_ret < 0)
-			err = ma_err((int)r.syscall_ret,
-				     "inject: memfd_create in process %d: %s",
-				     (int)t->pid,
-				     strerror((int)-r.syscall_ret));
+		err = load_payload(t, fz, tid, &env, &ld, &pi, &pfd,
+				   &s->t_dlopen_ns);
+		if (pfd >= 0)
+			s->payload_fd_in_target = (int)pfd;
 		if (err)
 			goto fail;
-		long pfd = r.syscall_ret;
-
-		err = write_payload(t->pid, pfd);
-		if (err)
-			goto fail;
-		char path[64];
-
-		snprintf(path, sizeof(path), "/proc/self/fd/%ld", pfd);
-		struct ma_rcall dl = {
-			.name = "dlopen",
-			.fn = dlopen_fn,
-			.args = { MA_RCALL_DATA, (uint64_t)dlopen_mode },
-			.data = path,
-			.data_len = strlen(path) + 1,
-			.timeout_ms = 1000,
-		};
-
-		err = rcall_checked(fz, tid, &env, &dl, &r, "dlopen");
-		if (err)
-			goto fail;
-		s->t_dlopen_ns = r.ns;
-		ma_maps_free(&t->maps);
-		ma_maps_read(t->pid, &t->maps);
-		pi.base = payload_base(&t->maps);
-		if (!pi.base) {
-			err = ma_err(-ENOEXEC,
-				     "inject: dlopen of the payload failed in "
-				     "process %d (its libc refused the image?)",
-				     (int)t->pid);
-			goto fail;
-		}
-		s->payload_fd_in_target = (int)pfd;
-		ma_step("inject.dlopened");
 	}
 	s->payload_base = pi.base;
 	s->ma_start_addr = pi.base + img.ma_start;
@@ -909,6 +948,234 @@ int ma_inject_cleanup(struct ma_target *t, int *closed)
 		err = rcall_checked(fz, tid, &env, &c, &r, "close");
 		if (!err && r.syscall_ret == 0)
 			(*closed)++;
+	}
+	ma_thaw(fz, NULL);
+	return err;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The heap census' copy (docs/heap.md)                                     */
+
+#define HEAP_COPY_COMM "memattach-heap"
+
+int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
+			struct ma_heap_copy *out)
+{
+	struct ma_rcall_env env;
+	struct ma_payload_info pi;
+	struct ma_freeze *fz = NULL;
+	struct ma_rcall_result r;
+	struct loader ld = { 0 };
+	uint64_t t0 = ma_now_ns(), tf = 0;
+	long pfd = -1;
+	int err, status;
+	pid_t tid = 0;
+
+	memset(out, 0, sizeof(*out));
+	err = image_symbols();
+	if (err)
+		return err;
+	err = ma_payload_probe(t, &pi);
+	if (err)
+		return ma_err(err, "heap: process %d is gone", (int)t->pid);
+	if (pi.loaded && !pi.same_build)
+		return ma_err(-EEXIST,
+			      "heap: process %d holds a payload of another "
+			      "memattach build: detach it with that memattach "
+			      "('memattach detach %d')",
+			      (int)t->pid, (int)t->pid);
+	err = ma_rcall_env_init(t->pid, &env);
+	if (err)
+		return err;
+	if (!pi.loaded) {
+		err = find_loader(t, &ld, "heap");
+		if (err)
+			return err;
+	}
+	struct unsafe_ranges unsafe;
+
+	build_unsafe_ranges(t, &unsafe);
+	err = freeze_safe(t, &unsafe, 0, &fz, &tid, NULL);
+	free(unsafe.v);
+	if (err)
+		return ma_err_prefix(err, "heap");
+	out->hijacked = tid;
+	/* Which pthread each thread is, while they are all stopped: the
+	 * roots of 3.8-3.10 name threads by pthread_self() */
+	{
+		const pid_t *tids;
+		size_t n = ma_freeze_threads(fz, &tids);
+
+		out->threads = calloc(n ? n : 1, sizeof(*out->threads));
+		for (size_t i = 0; out->threads && i < n; i++) {
+			out->threads[i].tid = tids[i];
+			ma_freeze_fs_base(fz, tids[i],
+					  &out->threads[i].fs_base);
+		}
+		out->nthreads = out->threads ? n : 0;
+	}
+	if (!pi.loaded) {
+		uint64_t dl_ns = 0;
+
+		err = load_payload(t, fz, tid, &env, &ld, &pi, &pfd, &dl_ns);
+		if (pfd >= 0) {
+			/* ma_start closes it for attach; here nothing would */
+			struct ma_rcall c = {
+				.name = "close",
+				.fn = ld.syscall_fn,
+				.args = { SYS_close, (uint64_t)pfd },
+				.timeout_ms = 500,
+			};
+
+			if (rcall_checked(fz, tid, &env, &c, &r, "close") &&
+			    !err)
+				err = -EIO;
+		}
+		if (err)
+			goto fail;
+		out->loaded_now = 1;
+	}
+	out->box_addr = pi.base + img.ma_heap_box;
+	struct ma_rcall fork = {
+		.name = "ma_heap_fork",
+		.fn = pi.base + img.ma_heap_fork,
+		.args = { MA_RCALL_DATA },
+		.data = cfg,
+		.data_len = sizeof(*cfg),
+		.want = 1,
+		.want_syscall = SYS_clone,
+		.timeout_ms = 2000,
+		.options = PTRACE_O_TRACECLONE,
+	};
+
+	err = rcall_checked(fz, tid, &env, &fork, &r, "ma_heap_fork");
+	if (err)
+		goto fail;
+	out->clone_ns = r.ns;
+	if (r.syscall_ret < 0 || !r.child) {
+		err = ma_err(r.syscall_ret < 0 ? (int)r.syscall_ret : -ECHILD,
+			     "heap: clone in process %d: %s", (int)t->pid,
+			     r.syscall_ret < 0
+				     ? strerror((int)-r.syscall_ret)
+				     : "no copy seen");
+		goto fail;
+	}
+	out->copy = r.child;
+	ma_step("heap.cloned");
+	/* The copy starts stopped, traced by us: make it die with us, then
+	 * let the target go */
+	for (int i = 0; i < 2000; i++) {
+		pid_t w = waitpid(out->copy, &status, __WALL | WNOHANG);
+
+		if (w == out->copy)
+			break;
+		usleep(500);
+	}
+	if (ptrace(PTRACE_SETOPTIONS, out->copy, NULL,
+		   (void *)(uintptr_t)PTRACE_O_EXITKILL) < 0) {
+		err = ma_err(-errno, "heap: PTRACE_SETOPTIONS on the copy %d: %s",
+			     (int)out->copy, strerror(errno));
+		goto fail;
+	}
+	ma_thaw(fz, &tf);
+	fz = NULL;
+	out->frozen_ns = tf;
+	ma_step("heap.thawed");
+	if (ptrace(PTRACE_CONT, out->copy, NULL, NULL) < 0)
+		return ma_err(-errno, "heap: PTRACE_CONT on the copy %d: %s",
+			      (int)out->copy, strerror(errno));
+	out->total_ns = ma_now_ns() - t0;
+	return 0;
+fail:
+	if (fz)
+		ma_thaw(fz, NULL);
+	if (out->copy > 0) {
+		kill(out->copy, SIGKILL);
+		waitpid(out->copy, &status, __WALL);
+	}
+	return err;
+}
+
+/* Copies of pid (children named HEAP_COPY_COMM), at most max: their PIDs
+ * and whether each is a zombie */
+static int heap_copies(pid_t pid, pid_t *copies, int *zombie, int max)
+{
+	char dir[64], path[128], buf[4096];
+	struct dirent *d;
+	DIR *dp;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+	dp = opendir(dir);
+	if (!dp)
+		return -errno;
+	while ((d = readdir(dp))) {
+		FILE *f;
+
+		if (d->d_name[0] < '0' || d->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/children", dir, d->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		while (n < max && fscanf(f, "%d", &copies[n]) == 1) {
+			struct ma_status st;
+
+			if (ma_status_read(copies[n], &st) == 0 &&
+			    !strcmp(st.name, HEAP_COPY_COMM)) {
+				zombie[n] = st.state == 'Z';
+				n++;
+			}
+		}
+		fclose(f);
+	}
+	closedir(dp);
+	(void)buf;
+	return n;
+}
+
+int ma_inject_reap(struct ma_target *t, pid_t only, int *reaped)
+{
+	struct ma_rcall_env env;
+	struct ma_freeze *fz = NULL;
+	struct ma_rcall_result r;
+	uint64_t syscall_fn;
+	pid_t copies[64];
+	int zombie[64], n, err;
+	pid_t tid = 0;
+
+	*reaped = 0;
+	n = heap_copies(t->pid, copies, zombie, 64);
+	if (only > 0) {
+		/* Ours has just died: it is a zombie now, or soon */
+		n = 1;
+		copies[0] = only;
+	}
+	if (n <= 0)
+		return 0;
+	if (lib_symbol(t, "libc.so", "syscall", &syscall_fn))
+		return ma_err(-ENOENT, "heap: no syscall() in process %d's libc",
+			      (int)t->pid);
+	err = freeze_for_detach(t, &env, &fz, &tid);
+	if (err)
+		return err;
+	for (int i = 0; i < n && !err; i++) {
+		/* wait4(copy, NULL, __WALL | WNOHANG, NULL): only that PID,
+		 * only if it is dead (a copy still walking, of another
+		 * memattach, is left alone) */
+		struct ma_rcall c = {
+			.name = "wait4",
+			.fn = syscall_fn,
+			.args = { SYS_wait4, (uint64_t)copies[i], 0,
+				  (uint64_t)(__WALL | WNOHANG), 0 },
+			.want = 1,
+			.want_syscall = SYS_wait4,
+			.timeout_ms = 500,
+		};
+
+		err = rcall_checked(fz, tid, &env, &c, &r, "wait4");
+		if (!err && r.syscall_ret == copies[i])
+			(*reaped)++;
 	}
 	ma_thaw(fz, NULL);
 	return err;

@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include "ma_config.h"
+#include "ma_heap.h"
 #include "ma_ring.h"
 
 struct ma_target;
@@ -90,6 +91,29 @@ int ma_inject_stop(struct ma_target *t, struct ma_payload_info *pi);
  * thread stopped).  *closed: how many. */
 int ma_inject_cleanup(struct ma_target *t, int *closed);
 
+/* The heap census' copy of a process (docs/heap.md) */
+struct ma_heap_copy {
+	pid_t copy;	 /* stopped under our ptrace, dies with us */
+	pid_t hijacked;	 /* the thread that made it */
+	uint64_t box_addr; /* struct ma_heap_box, in the copy */
+	int loaded_now;	 /* the payload was loaded for this */
+	uint64_t frozen_ns, clone_ns, total_ns;
+	/* each thread's pthread_self() (fs_base), taken while stopped */
+	struct {
+		pid_t tid;
+		uint64_t fs_base;
+	} *threads;
+	size_t nthreads;
+};
+/* Freeze the target, load the payload if needed, make the copy with
+ * ma_heap_fork(cfg), resume the target; the copy is running the walk when
+ * this returns.  out->threads is malloc'ed. */
+int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
+			struct ma_heap_copy *out);
+/* Reap dead copies of t (a second short freeze: wait4 in the target, which
+ * alone may reap them): `only` if > 0, else every zombie named
+ * memattach-heap among its children.  *reaped: how many. */
+int ma_inject_reap(struct ma_target *t, pid_t only, int *reaped);
 /* The payload image embedded in this binary */
 const uint8_t *ma_payload_image(size_t *len);
 

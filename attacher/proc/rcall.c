@@ -379,7 +379,7 @@ int ma_rcall(struct ma_freeze *fz, pid_t tid, const struct ma_rcall_env *env,
 	memset(res, 0, sizeof(*res));
 	res->syscall_ret = -ENOENT;
 	if (ptrace(PTRACE_SETOPTIONS, tid, NULL,
-		   (void *)(PTRACE_O_TRACESYSGOOD)) < 0)
+		   (void *)(uintptr_t)(PTRACE_O_TRACESYSGOOD | c->options)) < 0)
 		return ma_err(-errno, "thread %d: PTRACE_SETOPTIONS: %s",
 			      (int)tid, strerror(errno));
 	if (ptrace(PTRACE_GETREGS, tid, NULL, &cs.saved) < 0)
@@ -512,6 +512,15 @@ int ma_rcall(struct ma_freeze *fz, pid_t tid, const struct ma_rcall_env *env,
 			/* group-stop or a stray interrupt: keep going */
 			continue;
 		}
+		if (event == PTRACE_EVENT_CLONE || event == PTRACE_EVENT_FORK ||
+		    event == PTRACE_EVENT_VFORK) {
+			unsigned long msg = 0;
+
+			if (ptrace(PTRACE_GETEVENTMSG, tid, NULL, &msg) == 0)
+				res->child = (pid_t)msg;
+			step(c, "cloned");
+			continue;
+		}
 		/* A signal for the thread.  A fault inside our own trampoline
 		 * means the frame is wrong: put the thread back by hand and
 		 * swallow the signal rather than crash the target. */
@@ -537,6 +546,10 @@ int ma_rcall(struct ma_freeze *fz, pid_t tid, const struct ma_rcall_env *env,
 	step(c, "returned");
 	err = 0;
 out:
+	/* The options were for this call only */
+	if (c->options)
+		ptrace(PTRACE_SETOPTIONS, tid, NULL,
+		       (void *)(uintptr_t)PTRACE_O_TRACESYSGOOD);
 	res->ns = ma_now_ns() - t0;
 	free(cs.xstate);
 	return err;

@@ -38,6 +38,10 @@ struct ma_rcall {
 	long want_syscall;
 	int timeout_ms; /* with the other threads stopped; then they are
 			   resumed (a lock holder among them) and as long again */
+	/* ptrace options besides PTRACE_O_TRACESYSGOOD for the call, e.g.
+	 * PTRACE_O_TRACECLONE: a process the call clones then starts
+	 * stopped and traced by us (ma_rcall_result.child) */
+	unsigned int options;
 };
 
 #define MA_RCALL_DATA 0xda7a000000000000ull
@@ -46,6 +50,7 @@ struct ma_rcall_result {
 	long syscall_ret;   /* return of want_syscall, or -ENOENT if not seen */
 	int others_resumed; /* the other threads had to be resumed */
 	uint64_t ns;	    /* duration */
+	pid_t child;	    /* a clone traced through options, else 0 */
 };
 
 /* Where the payload of a call returns: found once per target */
