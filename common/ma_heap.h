@@ -81,6 +81,7 @@ enum ma_heap_obj_flags {
 	MA_HEAP_O_UNREADABLE = 1 << 1, /* faulted or failed a check */
 	MA_HEAP_O_PYMALLOC = 1 << 2,   /* the object's block is pymalloc's */
 	MA_HEAP_O_EDGES_CUT = 1 << 3,  /* more referents than recorded */
+	MA_HEAP_O_TYPE = 1 << 4,       /* a type object (a class) */
 };
 
 struct ma_heap_obj {

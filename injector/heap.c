@@ -584,7 +584,10 @@ static uint64_t size_of(uintptr_t o, uintptr_t tp, uint8_t kind)
 		sz = basic + ndarray_data(o);
 		break;
 	default:
-		if (item)
+		/* A size that would run past the object's mapping is not a
+		 * count of items (generators keep their frame there) */
+		if (item && ipow_size(o) < (1ull << 40) &&
+		    readable(o, basic + item * ipow_size(o)))
 			sz = basic + item * ipow_size(o);
 		break;
 	}
@@ -723,6 +726,8 @@ static int visit(uintptr_t child, void *arg)
 	return 0;
 }
 
+typedef int (*dict_next_t)(uintptr_t, intptr_t *, uintptr_t *, uintptr_t *);
+
 typedef int (*visitproc_t)(uintptr_t, void *);
 typedef int (*traverse_t)(uintptr_t, visitproc_t, void *);
 
@@ -792,12 +797,36 @@ static void emit_object(uintptr_t o, int gc)
 		if (ip && items)
 			pool_add(ip, items);
 	}
+	/* A static type object is not the collector's (type_is_gc): its
+	 * type_traverse is a fatal error there */
+	if (fl & TPF_TYPE) {
+		flags |= MA_HEAP_O_TYPE;
+		if (!(ld(o + (uintptr_t)hc.off.type_flags) & TPF_HEAPTYPE))
+			fl &= ~TPF_HAVE_GC;
+	}
 	if ((fl & TPF_HAVE_GC) && hc.off.type_traverse >= 0) {
 		traverse_t tr =
 			(traverse_t)ld(tp + (uintptr_t)hc.off.type_traverse);
 
 		if (tr && readable((uintptr_t)tr, 1))
 			tr(o, visit, NULL);
+	}
+	/* A dict whose keys are all str does not visit them (a str cannot
+	 * make a cycle): they are referents all the same.  Its traverse
+	 * visited one edge per entry then, two when it visited the keys. */
+	if (kind == K_DICT && hc.dict_next) {
+		intptr_t pos = 0;
+		uintptr_t k, v;
+		size_t n = 0;
+
+		while (n < MAX_EDGES &&
+		       ((dict_next_t)hc.dict_next)(o, &pos, &k, &v))
+			n++;
+		if (nedges < 2 * n) {
+			pos = 0;
+			while (((dict_next_t)hc.dict_next)(o, &pos, &k, &v))
+				visit(k, NULL);
+		}
 	}
 disarm:
 	fault_armed = 0;
@@ -1069,8 +1098,6 @@ static int walk(void)
 
 /* ------------------------------------------------------------------ */
 /* After the walk: names of dict entries, on request */
-
-typedef int (*dict_next_t)(uintptr_t, intptr_t *, uintptr_t *, uintptr_t *);
 
 static uint64_t dict_key_of(uintptr_t d, uintptr_t v)
 {

@@ -11,6 +11,7 @@ int ma_cmd_attach(int argc, char **argv);
 int ma_cmd_attach_opts(int argc, char **argv, int show_stacks);
 int ma_cmd_detach(int argc, char **argv);
 int ma_cmd_report(int argc, char **argv);
+int ma_cmd_heap(int argc, char **argv);
 /* Developer command: print the offsets of a binary or process */
 int ma_cmd_offsets(int argc, char **argv);
 

@@ -33,6 +33,10 @@ static void usage(FILE *f)
 		"until Ctrl-C\n"
 		"                or --duration; write a capture file and a "
 		"summary\n"
+		"  heap PID      what holds the memory now: a census of every "
+		"Python\n"
+		"                object by type, the largest and what keeps "
+		"them alive\n"
 		"  detach PID    clean up after a memattach that was killed\n");
 	ma_report_format_names(report, sizeof(report), NULL, ", ");
 	strcat(report, ")");
@@ -64,6 +68,7 @@ static const struct {
 	{ "info", ma_cmd_info },     { "stacks", ma_cmd_stacks },
 	{ "attach", ma_cmd_attach }, { "detach", ma_cmd_detach },
 	{ "report", ma_cmd_report }, { "offsets", ma_cmd_offsets },
+	{ "heap", ma_cmd_heap },
 };
 
 int main(int argc, char **argv)

@@ -1009,8 +1009,12 @@ int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 		out->threads = calloc(n ? n : 1, sizeof(*out->threads));
 		for (size_t i = 0; out->threads && i < n; i++) {
 			out->threads[i].tid = tids[i];
+			struct user_regs_struct regs;
+
 			ma_freeze_fs_base(fz, tids[i],
 					  &out->threads[i].fs_base);
+			if (ma_freeze_regs(fz, tids[i], &regs) == 0)
+				out->threads[i].sp = regs.rsp;
 		}
 		out->nthreads = out->threads ? n : 0;
 	}

@@ -101,7 +101,7 @@ struct ma_heap_copy {
 	/* each thread's pthread_self() (fs_base), taken while stopped */
 	struct {
 		pid_t tid;
-		uint64_t fs_base;
+		uint64_t fs_base, sp;
 	} *threads;
 	size_t nthreads;
 };

@@ -1,0 +1,671 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the object graph means (docs/heap.md, "The analysis"):
+ *   - by type: count and bytes;
+ *   - what is alive and why: as CPython's collector decides it, an object
+ *     is held from outside the objects found when its reference count
+ *     exceeds the references the found objects make to it (a C global, a
+ *     running frame, an extension's cache); everything reachable from such
+ *     objects, from modules or from frames' locals is alive; the rest is
+ *     kept only by reference cycles: garbage waiting for the collector;
+ *   - retained sizes: what freeing an object would free, the sizes of its
+ *     subtree in the dominator tree (Cooper, Harvey and Kennedy's iterative
+ *     algorithm over a reverse postorder);
+ *   - paths from roots: breadth first from modules and frames' locals, then
+ *     from what C holds, so that a path names a variable when one exists.
+ */
+#include "heap.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ptrace.h" /* ma_now_ns */
+
+#define NONE UINT32_MAX
+#define FROM_ROOT 0x80000000u /* parent: a root (index in low bits) */
+#define FROM_C (NONE - 1)     /* parent: held from outside */
+
+static const char *tname(const struct ma_heap_graph *g, uint32_t obj)
+{
+	return g->types[g->type[obj]].name;
+}
+
+static int is_type(const struct ma_heap_graph *g, uint32_t obj,
+		   const char *name)
+{
+	return !strcmp(tname(g, obj), name);
+}
+
+/* ------------------------------------------------------------------ */
+/* By type */
+
+static int cmp_type(const void *a, const void *b)
+{
+	const struct ma_hcensus_type *x = a, *y = b;
+
+	if (x->bytes != y->bytes)
+		return x->bytes < y->bytes ? 1 : -1;
+	return x->count < y->count ? 1 : x->count > y->count ? -1 : 0;
+}
+
+static int by_type(const struct ma_heap_graph *g, struct ma_heap_census *c)
+{
+	c->by_type = calloc(g->ntypes ? g->ntypes : 1, sizeof(*c->by_type));
+	if (!c->by_type)
+		return -ENOMEM;
+	for (size_t i = 0; i < g->ntypes; i++)
+		c->by_type[i].type = (uint32_t)i;
+	for (size_t i = 0; i < g->n; i++) {
+		struct ma_hcensus_type *t = &c->by_type[g->type[i]];
+
+		t->count++;
+		t->bytes += g->size[i];
+		c->objects++;
+		c->bytes += g->size[i];
+		if (g->flags[i] & MA_HEAP_O_PYMALLOC) {
+			c->pymalloc_objects++;
+			c->pymalloc_bytes += g->size[i];
+		}
+	}
+	c->ntypes = g->ntypes;
+	qsort(c->by_type, c->ntypes, sizeof(*c->by_type), cmp_type);
+	while (c->ntypes && !c->by_type[c->ntypes - 1].count)
+		c->ntypes--;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Liveness and paths: breadth first, roots first, then what C holds */
+
+struct work {
+	uint32_t *parent; /* n: NONE, FROM_ROOT|root, FROM_C, or an object */
+	uint32_t *queue;
+	uint8_t *seed;	  /* n: a successor of the virtual root */
+	uint8_t *garbage; /* n */
+};
+
+static void bfs(const struct ma_heap_graph *g, struct work *w, size_t head,
+		size_t tail)
+{
+	while (head < tail) {
+		uint32_t u = w->queue[head++];
+
+		for (uint64_t e = g->eoff[u]; e < g->eoff[u + 1]; e++) {
+			uint32_t v = g->edges[e];
+
+			if (w->parent[v] != NONE)
+				continue;
+			w->parent[v] = u;
+			w->queue[tail++] = v;
+		}
+	}
+}
+
+static int cmp_root(const void *a, const void *b, void *arg)
+{
+	const struct ma_heap_graph *g = arg;
+	const struct ma_hroot *x = &g->roots[*(const uint32_t *)a],
+			      *y = &g->roots[*(const uint32_t *)b];
+	int xm = x->kind == MA_HEAP_R_MODULE && !strcmp(x->name, "__main__"),
+	    ym = y->kind == MA_HEAP_R_MODULE && !strcmp(y->name, "__main__");
+
+	/* __main__ first, then frames' locals (innermost first), then the
+	 * other modules: a path names the user's own variable when it can */
+	if (xm != ym)
+		return ym - xm;
+	if (x->kind != y->kind)
+		return x->kind == MA_HEAP_R_LOCAL ? -1 : 1;
+	if (x->kind == MA_HEAP_R_LOCAL && x->depth != y->depth)
+		return x->depth < y->depth ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+static int liveness(const struct ma_heap_graph *g, struct work *w,
+		    struct ma_heap_census *c)
+{
+	size_t n = g->n, tail = 0;
+	uint32_t *inref = calloc(n ? n : 1, sizeof(*inref));
+	uint32_t *rorder = malloc((g->nroots ? g->nroots : 1) * 4);
+
+	if (!inref || !rorder) {
+		free(inref);
+		free(rorder);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < g->nedges; i++)
+		if (inref[g->edges[i]] < UINT32_MAX)
+			inref[g->edges[i]]++;
+	for (size_t i = 0; i < n; i++)
+		w->parent[i] = NONE;
+	for (size_t i = 0; i < g->nroots; i++)
+		rorder[i] = (uint32_t)i;
+	qsort_r(rorder, g->nroots, 4, cmp_root, (void *)g);
+	for (size_t k = 0; k < g->nroots; k++) {
+		uint32_t o = g->roots[rorder[k]].obj;
+
+		w->seed[o] = 1;
+		if (w->parent[o] != NONE)
+			continue;
+		w->parent[o] = FROM_ROOT | rorder[k];
+		w->queue[tail++] = o;
+	}
+	bfs(g, w, 0, tail);
+	/* Held from outside: more references than the objects found make */
+	size_t head = tail;
+
+	for (size_t i = 0; i < n; i++) {
+		if (g->refcnt[i] <= inref[i])
+			continue;
+		w->seed[i] = 1;
+		if (w->parent[i] != NONE)
+			continue;
+		w->parent[i] = FROM_C;
+		w->queue[tail++] = (uint32_t)i;
+		c->held_by_c_objects++;
+	}
+	/* ... also the unreadable, whose references are unknown */
+	for (size_t i = 0; i < n; i++)
+		if ((g->flags[i] & MA_HEAP_O_UNREADABLE) &&
+		    w->parent[i] == NONE) {
+			w->seed[i] = 1;
+			w->parent[i] = FROM_C;
+			w->queue[tail++] = (uint32_t)i;
+		}
+	bfs(g, w, head, tail);
+	for (size_t i = 0; i < n; i++)
+		if (w->parent[i] == NONE) {
+			w->garbage[i] = 1;
+			c->garbage_objects++;
+			c->garbage_bytes += g->size[i];
+		}
+	/* The garbage's entries (2): what no other garbage refers to, then
+	 * one object of each cycle left, so that a cycle's entry retains the
+	 * cycle (breaking it frees all of it) */
+	for (size_t i = 0; i < n; i++)
+		for (uint64_t e = g->eoff[i]; e < g->eoff[i + 1]; e++)
+			if (w->garbage[i] && w->garbage[g->edges[e]])
+				w->seed[g->edges[e]] |= 2;
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < n; i++) {
+			if (!w->garbage[i] || w->parent[i] != NONE ||
+			    (pass == 0 && (w->seed[i] & 2)))
+				continue;
+			w->garbage[i] = 2;
+			w->parent[i] = FROM_C - 1; /* garbage */
+			w->queue[tail] = (uint32_t)i;
+			bfs(g, w, tail, tail + 1);
+			tail = head; /* the queue is scratch now */
+		}
+	for (size_t i = 0; i < n; i++)
+		w->seed[i] &= 1;
+	free(inref);
+	free(rorder);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Dominators.  Nodes 0..n-1 are objects, n the virtual root (successors:
+ * the seeds), n+1 the garbage node (successor of the root; successors: the
+ * garbage). */
+
+struct dom {
+	size_t N;	/* n + 2 */
+	uint32_t *rpo;	/* reverse postorder: node at position */
+	uint32_t *pos;	/* position of node */
+	uint32_t *idom; /* by node */
+	uint64_t *poff; /* predecessors, CSR by node */
+	uint32_t *pred;
+};
+
+static size_t succ_count(const struct ma_heap_graph *g, const struct work *w,
+			 uint32_t u)
+{
+	(void)w;
+	if (u < g->n)
+		return (size_t)(g->eoff[u + 1] - g->eoff[u]);
+	return g->n; /* scanned with a filter */
+}
+
+/* The k-th successor of u, or NONE when it is filtered out */
+static uint32_t succ(const struct ma_heap_graph *g, const struct work *w,
+		     uint32_t u, size_t k)
+{
+	if (u < g->n)
+		return g->edges[g->eoff[u] + k];
+	if (u == g->n) { /* the root: seeds, and the garbage node last */
+		if (k == g->n)
+			return (uint32_t)(g->n + 1);
+		return w->seed[k] ? (uint32_t)k : NONE;
+	}
+	return w->garbage[k] == 2 ? (uint32_t)k : NONE;
+}
+
+static int postorder(const struct ma_heap_graph *g, const struct work *w,
+		     struct dom *d)
+{
+	size_t N = d->N, np = 0, sp = 0;
+	uint32_t *stack = malloc(N * 4);
+	uint64_t *next = calloc(N, 8);
+	uint8_t *vis = calloc(N, 1);
+
+	if (!stack || !next || !vis) {
+		free(stack);
+		free(next);
+		free(vis);
+		return -ENOMEM;
+	}
+	stack[sp++] = (uint32_t)g->n;
+	vis[g->n] = 1;
+	while (sp) {
+		uint32_t u = stack[sp - 1];
+		size_t cnt = succ_count(g, w, u) + (u == g->n);
+		uint32_t v = NONE;
+
+		while (next[u] < cnt && v == NONE) {
+			v = succ(g, w, u, next[u]++);
+			if (v != NONE && vis[v])
+				v = NONE;
+		}
+		if (v == NONE) {
+			d->rpo[np++] = u; /* postorder for now */
+			sp--;
+			continue;
+		}
+		vis[v] = 1;
+		stack[sp++] = v;
+	}
+	/* reverse it */
+	for (size_t i = 0; i < np / 2; i++) {
+		uint32_t t = d->rpo[i];
+
+		d->rpo[i] = d->rpo[np - 1 - i];
+		d->rpo[np - 1 - i] = t;
+	}
+	for (size_t i = 0; i < N; i++)
+		d->pos[i] = NONE;
+	for (size_t i = 0; i < np; i++)
+		d->pos[d->rpo[i]] = (uint32_t)i;
+	free(stack);
+	free(next);
+	free(vis);
+	return np == N ? 0 : -EPROTO;
+}
+
+static int predecessors(const struct ma_heap_graph *g, const struct work *w,
+			struct dom *d)
+{
+	size_t N = d->N, n = g->n, total = 0;
+
+	d->poff = calloc(N + 1, 8);
+	if (!d->poff)
+		return -ENOMEM;
+	for (size_t i = 0; i < g->nedges; i++)
+		d->poff[g->edges[i] + 1]++;
+	for (size_t i = 0; i < n; i++) {
+		if (w->seed[i])
+			d->poff[i + 1]++;
+		if (w->garbage[i] == 2)
+			d->poff[i + 1]++;
+	}
+	d->poff[n + 1 + 1]++; /* garbage node <- root */
+	for (size_t i = 0; i < N; i++)
+		d->poff[i + 1] += d->poff[i];
+	total = d->poff[N];
+	d->pred = malloc((total ? total : 1) * 4);
+	uint64_t *fill = malloc(N * 8);
+
+	if (!d->pred || !fill) {
+		free(fill);
+		return -ENOMEM;
+	}
+	memcpy(fill, d->poff, N * 8);
+	for (size_t u = 0; u < n; u++)
+		for (uint64_t e = g->eoff[u]; e < g->eoff[u + 1]; e++)
+			d->pred[fill[g->edges[e]]++] = (uint32_t)u;
+	for (size_t i = 0; i < n; i++) {
+		if (w->seed[i])
+			d->pred[fill[i]++] = (uint32_t)n;
+		if (w->garbage[i] == 2)
+			d->pred[fill[i]++] = (uint32_t)(n + 1);
+	}
+	d->pred[fill[n + 1]++] = (uint32_t)n;
+	free(fill);
+	return 0;
+}
+
+static uint32_t intersect(const struct dom *d, uint32_t a, uint32_t b)
+{
+	while (a != b) {
+		while (d->pos[a] > d->pos[b])
+			a = d->idom[a];
+		while (d->pos[b] > d->pos[a])
+			b = d->idom[b];
+	}
+	return a;
+}
+
+static int dominators(const struct ma_heap_graph *g, const struct work *w,
+		      struct dom *d)
+{
+	int err;
+
+	d->N = g->n + 2;
+	d->rpo = malloc(d->N * 4);
+	d->pos = malloc(d->N * 4);
+	d->idom = malloc(d->N * 4);
+	if (!d->rpo || !d->pos || !d->idom)
+		return -ENOMEM;
+	err = postorder(g, w, d);
+	if (!err)
+		err = predecessors(g, w, d);
+	if (err)
+		return err;
+	for (size_t i = 0; i < d->N; i++)
+		d->idom[i] = NONE;
+	d->idom[g->n] = (uint32_t)g->n;
+	for (int changed = 1, rounds = 0; changed && rounds < 1000; rounds++) {
+		changed = 0;
+		for (size_t i = 1; i < d->N; i++) {
+			uint32_t b = d->rpo[i], nd = NONE;
+
+			for (uint64_t e = d->poff[b]; e < d->poff[b + 1]; e++) {
+				uint32_t p = d->pred[e];
+
+				if (d->idom[p] == NONE)
+					continue;
+				nd = nd == NONE ? p : intersect(d, p, nd);
+			}
+			if (nd != d->idom[b]) {
+				d->idom[b] = nd;
+				changed = 1;
+			}
+		}
+	}
+	return 0;
+}
+
+static void dom_free(struct dom *d)
+{
+	free(d->rpo);
+	free(d->pos);
+	free(d->idom);
+	free(d->poff);
+	free(d->pred);
+}
+
+/* ------------------------------------------------------------------ */
+/* Paths */
+
+static const char *label_cached(const struct ma_heap_graph *g, uint32_t from,
+				uint32_t to)
+{
+	for (size_t i = 0; i < g->nlabels; i++)
+		if (g->labels[i].from == from && g->labels[i].to == to)
+			return g->labels[i].text;
+	return NULL;
+}
+
+static void label_store(struct ma_heap_graph *g, uint32_t from, uint32_t to,
+			const char *text)
+{
+	struct ma_hlabel *l = realloc(g->labels,
+				      (g->nlabels + 1) * sizeof(*g->labels));
+
+	if (!l)
+		return;
+	g->labels = l;
+	l[g->nlabels++] = (struct ma_hlabel){ from, to, strdup(text) };
+}
+
+/* An object whose dict holds its attributes (an instance, a class, a
+ * module): not a container */
+static int has_attr_dict(const struct ma_heap_graph *g, uint32_t u)
+{
+	return !is_type(g, u, "dict") && !is_type(g, u, "list") &&
+	       !is_type(g, u, "tuple") && !is_type(g, u, "set") &&
+	       !is_type(g, u, "frozenset");
+}
+
+/* How u holds v, written as an accessor: ".name", "['key']", "[3]", "" */
+static void edge_label(struct ma_heap_graph *g, struct ma_heap_live *live,
+		       uint32_t prev, uint32_t u, uint32_t v, char *out,
+		       size_t len)
+{
+	const char *cached = label_cached(g, u, v);
+	char key[96];
+
+	out[0] = '\0';
+	if (cached) {
+		snprintf(out, len, "%s", cached);
+		return;
+	}
+	if (is_type(g, u, "list") || is_type(g, u, "tuple")) {
+		for (uint64_t e = g->eoff[u]; e < g->eoff[u + 1]; e++)
+			if (g->edges[e] == v) {
+				snprintf(out, len, "[%llu]",
+					 (unsigned long long)(e - g->eoff[u]));
+				break;
+			}
+	} else if (is_type(g, u, "dict")) {
+		int attr = prev != NONE && (is_type(g, prev, "module") ||
+					    has_attr_dict(g, prev));
+
+		if (live &&
+		    ma_heap_live_key(live, g->addr[u], g->addr[v], key,
+				     sizeof(key)) == 0)
+			snprintf(out, len, attr ? ".%s" : "['%s']", key);
+		else
+			snprintf(out, len, "%s", attr ? ".?" : "[?]");
+	}
+	label_store(g, u, v, out);
+}
+
+static int obj_path(struct ma_heap_graph *g, const struct work *w,
+		    struct ma_heap_live *live, uint32_t obj,
+		    struct ma_hobj_report *r)
+{
+	uint32_t chain[4096];
+	size_t k = 0;
+	uint32_t u = obj;
+
+	r->garbage = w->garbage[obj];
+	/* up to the root */
+	while (k < 4096) {
+		chain[k++] = u;
+		uint32_t p = w->parent[u];
+
+		if (p == NONE || p == FROM_C || (p & FROM_ROOT))
+			break;
+		u = p;
+	}
+	uint32_t top = chain[k - 1], p = w->parent[top];
+
+	if (r->garbage) {
+		snprintf(r->root, sizeof(r->root),
+			 "unreachable: kept only by a reference cycle "
+			 "(garbage the collector has not freed yet)");
+		k = 1;
+		chain[0] = obj;
+	} else if (p == FROM_C || p == NONE) {
+		r->held_by_c = 1;
+		snprintf(r->root, sizeof(r->root),
+			 "held from outside the objects found (C code, an "
+			 "extension, the interpreter)");
+	} else {
+		const struct ma_hroot *ro = &g->roots[p & ~FROM_ROOT];
+
+		r->root_kind = (int)ro->kind;
+		if (ro->kind == MA_HEAP_R_MODULE)
+			snprintf(r->root, sizeof(r->root), "%s", ro->name);
+		else
+			snprintf(r->root, sizeof(r->root), "%s", ro->name);
+	}
+	r->path = calloc(k, sizeof(*r->path));
+	if (!r->path)
+		return -ENOMEM;
+	r->npath = k;
+	for (size_t i = 0; i < k; i++) {
+		uint32_t cur = chain[k - 1 - i];
+
+		r->path[i].obj = cur;
+		if (i == 0)
+			continue;
+		uint32_t prev = chain[k - i],
+			 pprev = i >= 2 ? chain[k - i + 1] : NONE;
+
+		/* the first object of a module root is the module itself */
+		if (i == 1 && r->root_kind == MA_HEAP_R_MODULE)
+			pprev = prev;
+		edge_label(g, live, pprev, prev, cur, r->path[i].label,
+			   sizeof(r->path[i].label));
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+
+struct topk {
+	uint32_t *v;
+	size_t n, cap;
+	const uint64_t *key;
+};
+
+static void topk_add(struct topk *t, uint32_t obj)
+{
+	size_t i;
+
+	if (t->n == t->cap && t->key[obj] <= t->key[t->v[t->n - 1]])
+		return;
+	if (t->n < t->cap)
+		t->n++;
+	for (i = t->n - 1; i > 0 && t->key[t->v[i - 1]] < t->key[obj]; i--)
+		t->v[i] = t->v[i - 1];
+	t->v[i] = obj;
+}
+
+/* Containers of everything (modules, their dicts, sys.modules, the
+ * interpreter's own tables) would head every retainers list: leave them out */
+static int is_namespace(const struct ma_heap_graph *g, const struct work *w,
+			uint32_t obj)
+{
+	if (is_type(g, obj, "module") || is_type(g, obj, "type"))
+		return 1;
+	if (is_type(g, obj, "dict")) {
+		/* a module's dict: its referrer on the path is the module */
+		uint32_t p = w->parent[obj];
+
+		return p == FROM_C || (p != NONE && !(p & FROM_ROOT) &&
+				       (is_type(g, p, "module") ||
+					is_type(g, p, "type")));
+	}
+	return w->parent[obj] == FROM_C && w->seed[obj] &&
+	       is_type(g, obj, "dict");
+}
+
+int ma_heap_census(struct ma_heap_graph *g, const struct ma_hcensus_opts *o,
+		   struct ma_heap_live *live, struct ma_heap_census *c)
+{
+	size_t n = g->n, top = o->top > 0 ? (size_t)o->top : 20;
+	struct work w = { 0 };
+	struct dom d = { 0 };
+	uint64_t *retained = NULL, t0 = ma_now_ns();
+	int err;
+
+	memset(c, 0, sizeof(*c));
+	err = by_type(g, c);
+	if (err)
+		return err;
+	w.parent = malloc((n ? n : 1) * 4);
+	w.queue = malloc((n ? n : 1) * 4);
+	w.seed = calloc(n ? n : 1, 1);
+	w.garbage = calloc(n ? n : 1, 1);
+	if (!w.parent || !w.queue || !w.seed || !w.garbage) {
+		err = -ENOMEM;
+		goto out;
+	}
+	err = liveness(g, &w, c);
+	if (err)
+		goto out;
+	free(w.queue);
+	w.queue = NULL;
+	err = dominators(g, &w, &d);
+	if (err)
+		goto out;
+	retained = malloc((n + 2) * 8);
+	if (!retained) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		retained[i] = g->size[i];
+	retained[n] = retained[n + 1] = 0;
+	for (size_t i = d.N; i-- > 1;) {
+		uint32_t v = d.rpo[i];
+
+		if (d.idom[v] != NONE && d.idom[v] != v)
+			retained[d.idom[v]] += retained[v];
+	}
+	c->dom_ns = ma_now_ns() - t0;
+
+	/* the tables */
+	uint32_t *lv = calloc(top, 4), *rv = calloc(top, 4);
+	struct topk tl = { lv, 0, top, g->size }, tr = { rv, 0, top, retained };
+
+	if (!lv || !rv) {
+		free(lv);
+		free(rv);
+		err = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		topk_add(&tl, (uint32_t)i);
+		if (!is_namespace(g, &w, (uint32_t)i))
+			topk_add(&tr, (uint32_t)i);
+	}
+	uint64_t p0 = ma_now_ns();
+
+	c->largest = calloc(top, sizeof(*c->largest));
+	c->retainers = calloc(top, sizeof(*c->retainers));
+	if (!c->largest || !c->retainers) {
+		free(lv);
+		free(rv);
+		err = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < tl.n; i++) {
+		c->largest[i].obj = lv[i];
+		c->largest[i].retained = retained[lv[i]];
+		obj_path(g, &w, live, lv[i], &c->largest[i]);
+	}
+	c->nlargest = tl.n;
+	for (size_t i = 0; i < tr.n; i++) {
+		c->retainers[i].obj = rv[i];
+		c->retainers[i].retained = retained[rv[i]];
+		obj_path(g, &w, live, rv[i], &c->retainers[i]);
+	}
+	c->nretainers = tr.n;
+	c->paths_ns = ma_now_ns() - p0;
+	free(lv);
+	free(rv);
+out:
+	free(retained);
+	dom_free(&d);
+	free(w.parent);
+	free(w.queue);
+	free(w.seed);
+	free(w.garbage);
+	return err;
+}
+
+void ma_heap_census_free(struct ma_heap_census *c)
+{
+	for (size_t i = 0; i < c->nlargest; i++)
+		free(c->largest[i].path);
+	for (size_t i = 0; i < c->nretainers; i++)
+		free(c->retainers[i].path);
+	free(c->largest);
+	free(c->retainers);
+	free(c->by_type);
+	memset(c, 0, sizeof(*c));
+}

@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The heap census (`memattach heap`, docs/heap.md): the object graph read
+ * from a copy-on-write copy of the target (heapwalk.c), what it means
+ * (census.c: by type, retained sizes by dominators, paths from roots,
+ * cyclic garbage, where the RSS goes), and its outputs (heap_report.c,
+ * heap_snap.c for the snapshot file).
+ */
+#ifndef MA_HEAPCENSUS_H
+#define MA_HEAPCENSUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "ma_heap.h"
+
+struct ma_target;
+
+/* A root: a module, or a frame's local variable */
+struct ma_hroot {
+	uint32_t kind; /* enum ma_heap_root_kind */
+	uint32_t obj;  /* object index */
+	char *name;    /* module name, or local variable name */
+	/* locals: where */
+	char *func, *file;
+	int line;
+	pid_t tid;	 /* kernel thread id, 0 unknown */
+	char *thread;	 /* thread name */
+	uint32_t depth;	 /* frame index, 0 innermost */
+};
+
+struct ma_htype {
+	uint64_t addr;
+	char *name;
+};
+
+/* Where the RSS goes, from /proc/PID/smaps and status */
+struct ma_hrss {
+	uint64_t rss, hwm;		      /* VmRSS, VmHWM */
+	uint64_t heap, anon, stacks, files, other; /* resident, by mapping */
+	uint64_t swap;
+};
+
+struct ma_heap_graph {
+	size_t n;	     /* objects */
+	uint64_t *addr;	     /* sorted ascending */
+	uint64_t *size;	     /* sys.getsizeof */
+	uint32_t *type;	     /* index into types */
+	uint32_t *refcnt;    /* clamped */
+	uint8_t *flags;	     /* enum ma_heap_obj_flags */
+	uint64_t *eoff;	     /* n + 1 edge offsets */
+	uint32_t *edges;     /* object indexes */
+	size_t nedges, unresolved_edges;
+
+	struct ma_htype *types;
+	size_t ntypes;
+	struct ma_hroot *roots;
+	size_t nroots;
+
+	/* names of the edges on the paths shown (dict keys), kept so that a
+	 * snapshot file renders the same paths without the copy */
+	struct ma_hlabel {
+		uint32_t from, to;
+		char *text;
+	} *labels;
+	size_t nlabels;
+
+	struct ma_heap_pools pools;
+	struct ma_heap_end end;
+	struct ma_hrss rss;
+
+	/* how it was taken */
+	int pyminor;
+	uint64_t frozen_ns, clone_ns, walk_ns, read_ns, total_ns;
+	uint64_t copy_peak_kb; /* the copy's own memory at the end (VmRSS
+				  minus what it shares: its private pages) */
+	uint64_t stream_bytes;
+	int partial; /* the copy or the target went away mid-walk */
+	char partial_why[128];
+	pid_t pid;
+	char cmdline[256];
+	char version[32];
+	uint64_t time; /* unix seconds */
+};
+
+struct ma_heap_opts {
+	uint32_t chunk_size; /* 0: 4 MiB */
+	int quiet;	     /* no progress on stderr */
+	int max_frames;	     /* frames per thread for roots (0: 256) */
+	int label_paths;     /* paths to label (0: none) */
+};
+
+struct ma_heap_live;
+
+/* Take a census of t: freeze, clone, walk the copy.  *live: the copy, kept
+ * to name dict keys along paths (ma_heap_live_end reaps it).  A copy or
+ * target that went away mid-walk gives a partial graph (g->partial). */
+int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
+		 struct ma_heap_graph *g, struct ma_heap_live **live);
+void ma_heap_graph_free(struct ma_heap_graph *g);
+
+/* The copy stays alive after the walk to name dict keys along paths; these
+ * talk to it, then end it */
+/* The key under which dict d holds value v: a str written into buf, or
+ * -ENOENT */
+int ma_heap_live_key(struct ma_heap_live *l, uint64_t d, uint64_t v,
+		     char *buf, size_t len);
+/* Read len bytes of the copy's memory */
+int ma_heap_live_read(struct ma_heap_live *l, uint64_t addr, void *buf,
+		      size_t len);
+/* End the copy and reap it in the target (a short freeze); frees l */
+int ma_heap_live_end(struct ma_heap_live *l, struct ma_target *t);
+
+/* ------------------------------------------------------------------ */
+/* The analysis */
+
+struct ma_hcensus_type {
+	uint32_t type;
+	uint64_t count, bytes;
+};
+
+struct ma_hpath_step {
+	uint32_t obj;
+	char label[96]; /* how the previous object holds this one, e.g.
+			   ".frames", "[3]", "['key']"; "" when unknown */
+};
+
+struct ma_hobj_report {
+	uint32_t obj;
+	uint64_t retained;
+	char root[256]; /* the root the path starts at */
+	int root_kind;	/* 0 none (garbage or C), else ma_heap_root_kind */
+	int garbage;	/* kept only by a reference cycle */
+	int held_by_c;	/* referenced from outside the objects found */
+	struct ma_hpath_step *path;
+	size_t npath;
+};
+
+struct ma_heap_census {
+	uint64_t objects, bytes;
+	uint64_t pymalloc_objects, pymalloc_bytes;
+	uint64_t garbage_objects, garbage_bytes;
+	uint64_t held_by_c_objects; /* roots outside modules and frames */
+	struct ma_hcensus_type *by_type; /* sorted by bytes, descending */
+	size_t ntypes;
+	struct ma_hobj_report *largest; /* by own size */
+	size_t nlargest;
+	struct ma_hobj_report *retainers; /* by retained size */
+	size_t nretainers;
+	uint64_t dom_ns, paths_ns;
+};
+
+struct ma_hcensus_opts {
+	int top;   /* rows per table (0: 20) */
+	int depth; /* path steps shown at most (0: 12) */
+};
+
+/* live may be NULL (a snapshot read from a file: keys from the file) */
+int ma_heap_census(struct ma_heap_graph *g,
+		   const struct ma_hcensus_opts *o, struct ma_heap_live *live,
+		   struct ma_heap_census *c);
+void ma_heap_census_free(struct ma_heap_census *c);
+
+/* Read /proc/PID/status and smaps into r */
+int ma_heap_rss(pid_t pid, struct ma_hrss *r, const uint64_t *stack_sps,
+		size_t nsps);
+
+/* ------------------------------------------------------------------ */
+/* Outputs */
+
+int ma_heap_print_text(FILE *out, const struct ma_heap_graph *g,
+		       const struct ma_heap_census *c, int width);
+int ma_heap_print_json(FILE *out, const struct ma_heap_graph *g,
+		       const struct ma_heap_census *c);
+
+#endif

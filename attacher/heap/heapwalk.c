@@ -1,0 +1,787 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Taking the census: the copy made (inject.c), its stream of objects read
+ * chunk by chunk through its box, and turned into an indexed graph.
+ */
+#include "heap.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ma_pyver.h"
+#include "discover.h"
+#include "errors.h"
+#include "inject.h"
+#include "memread.h"
+#include "procfs.h"
+#include "ptrace.h"
+#include "pyread.h"
+#include "symbols.h"
+#include "teststep.h"
+
+struct ma_heap_live {
+	pid_t copy;
+	uint64_t box;
+	struct ma_mem *mem;
+	const struct ma_py_offsets *off;
+	int ended;
+};
+
+/* ------------------------------------------------------------------ */
+/* The stream, as it arrives */
+
+struct raw_obj {
+	uint64_t addr, type, size, refcnt;
+	uint64_t eoff; /* into raw edges */
+	uint32_t nedges, flags;
+};
+
+struct rawroot {
+	struct ma_heap_root r;
+};
+
+struct parse {
+	uint8_t *carry; /* bytes of a record cut by a chunk boundary */
+	size_t ncarry, carry_cap;
+	struct raw_obj *objs;
+	size_t nobjs, objs_cap;
+	uint64_t *edges;
+	size_t nedges, edges_cap;
+	struct ma_heap_root *roots;
+	size_t nroots, roots_cap;
+	struct ma_heap_pools pools;
+	struct ma_heap_end end;
+	int ended, bad;
+};
+
+static int grow(void **p, size_t *cap, size_t want, size_t elem)
+{
+	size_t n = *cap ? *cap : 1024;
+	void *q;
+
+	if (want <= *cap)
+		return 0;
+	while (n < want)
+		n *= 2;
+	q = realloc(*p, n * elem);
+	if (!q)
+		return -ENOMEM;
+	*p = q;
+	*cap = n;
+	return 0;
+}
+
+/* Consume whole records from buf; returns bytes used */
+static size_t parse_records(struct parse *ps, const uint8_t *buf, size_t len)
+{
+	size_t pos = 0;
+
+	while (pos + 8 <= len && !ps->bad) {
+		uint32_t tag;
+
+		memcpy(&tag, buf + pos, 4);
+		if (tag == MA_HEAP_T_OBJ) {
+			struct ma_heap_obj o;
+			size_t need;
+
+			if (pos + sizeof(o) > len)
+				break;
+			memcpy(&o, buf + pos, sizeof(o));
+			need = sizeof(o) + (size_t)o.nedges * 8;
+			if (pos + need > len)
+				break;
+			if (grow((void **)&ps->objs, &ps->objs_cap,
+				 ps->nobjs + 1, sizeof(*ps->objs)) ||
+			    grow((void **)&ps->edges, &ps->edges_cap,
+				 ps->nedges + o.nedges, 8)) {
+				ps->bad = -ENOMEM;
+				break;
+			}
+			ps->objs[ps->nobjs++] = (struct raw_obj){
+				.addr = o.addr,
+				.type = o.type,
+				.size = o.size + o.owned,
+				.refcnt = o.refcnt,
+				.eoff = ps->nedges,
+				.nedges = o.nedges,
+				.flags = o.flags,
+			};
+			memcpy(ps->edges + ps->nedges, buf + pos + sizeof(o),
+			       (size_t)o.nedges * 8);
+			ps->nedges += o.nedges;
+			pos += need;
+		} else if (tag == MA_HEAP_T_ROOT) {
+			if (pos + sizeof(struct ma_heap_root) > len)
+				break;
+			if (grow((void **)&ps->roots, &ps->roots_cap,
+				 ps->nroots + 1, sizeof(*ps->roots))) {
+				ps->bad = -ENOMEM;
+				break;
+			}
+			memcpy(&ps->roots[ps->nroots++], buf + pos,
+			       sizeof(struct ma_heap_root));
+			pos += sizeof(struct ma_heap_root);
+		} else if (tag == MA_HEAP_T_POOLS) {
+			if (pos + sizeof(ps->pools) > len)
+				break;
+			memcpy(&ps->pools, buf + pos, sizeof(ps->pools));
+			pos += sizeof(ps->pools);
+		} else if (tag == MA_HEAP_T_END) {
+			if (pos + sizeof(ps->end) > len)
+				break;
+			memcpy(&ps->end, buf + pos, sizeof(ps->end));
+			pos += sizeof(ps->end);
+			ps->ended = 1;
+		} else {
+			ps->bad = -EPROTO;
+		}
+	}
+	return pos;
+}
+
+static int parse_chunk(struct parse *ps, const uint8_t *buf, size_t len)
+{
+	size_t used;
+
+	if (ps->ncarry) {
+		if (grow((void **)&ps->carry, &ps->carry_cap,
+			 ps->ncarry + len, 1))
+			return -ENOMEM;
+		memcpy(ps->carry + ps->ncarry, buf, len);
+		ps->ncarry += len;
+		used = parse_records(ps, ps->carry, ps->ncarry);
+		memmove(ps->carry, ps->carry + used, ps->ncarry - used);
+		ps->ncarry -= used;
+	} else {
+		used = parse_records(ps, buf, len);
+		if (used < len) {
+			if (grow((void **)&ps->carry, &ps->carry_cap,
+				 len - used, 1))
+				return -ENOMEM;
+			memcpy(ps->carry, buf + used, len - used);
+			ps->ncarry = len - used;
+		}
+	}
+	return ps->bad;
+}
+
+/* ------------------------------------------------------------------ */
+/* Talking to the copy */
+
+static int copy_write(pid_t pid, uint64_t addr, const void *buf, size_t len)
+{
+	struct iovec l = { (void *)buf, len },
+		     r = { (void *)(uintptr_t)addr, len };
+
+	return process_vm_writev(pid, &l, 1, &r, 1, 0) == (ssize_t)len
+		       ? 0
+		       : -errno;
+}
+
+/* Let the copy run on through its own stops: a fault it recovers from (its
+ * handler must see the signal), anything else swallowed.  -ESRCH when it
+ * is gone. */
+static int tend_copy(pid_t copy, char *why, size_t len)
+{
+	int status;
+	pid_t w;
+
+	while ((w = waitpid(copy, &status, __WALL | WNOHANG)) == copy) {
+		if (WIFEXITED(status) || WIFSIGNALED(status)) {
+			snprintf(why, len,
+				 WIFSIGNALED(status)
+					 ? "the copy was killed by signal %d"
+					 : "the copy exited with status %d",
+				 WIFSIGNALED(status) ? WTERMSIG(status)
+						     : WEXITSTATUS(status));
+			return -ESRCH;
+		}
+		if (!WIFSTOPPED(status))
+			continue;
+		int sig = WSTOPSIG(status), event = status >> 16;
+
+
+		/* a fault goes to the copy's handler, an abort (a fatal
+		 * error of the interpreter's) ends it; the rest is dropped */
+		if (event || (sig != SIGSEGV && sig != SIGBUS && sig != SIGABRT))
+			sig = 0;
+		ptrace(PTRACE_CONT, copy, NULL, (void *)(uintptr_t)sig);
+	}
+	return 0;
+}
+
+static void nap_us(long us)
+{
+	struct timespec ts = { 0, us * 1000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* From the stream to the graph */
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Index of addr in the sorted addresses, or -1 */
+static int64_t find_addr(const uint64_t *v, size_t n, uint64_t addr)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (v[mid] < addr)
+			lo = mid + 1;
+		else if (v[mid] > addr)
+			hi = mid;
+		else
+			return (int64_t)mid;
+	}
+	return -1;
+}
+
+struct order {
+	uint64_t addr;
+	uint32_t raw; /* index in stream order */
+};
+
+static int cmp_order(const void *a, const void *b)
+{
+	const struct order *x = a, *y = b;
+
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+static char *dupstr(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+static int build_graph(struct parse *ps, struct ma_mem *cm,
+		       const struct ma_py_offsets *off, struct ma_heap_graph *g)
+{
+	size_t n = ps->nobjs;
+	struct order *ord = malloc((n ? n : 1) * sizeof(*ord));
+	uint64_t *taddr = NULL;
+	size_t nt = 0;
+
+	if (!ord)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		ord[i] = (struct order){ ps->objs[i].addr, (uint32_t)i };
+	qsort(ord, n, sizeof(*ord), cmp_order);
+	/* An object found twice (it moved lists mid-walk) counts once */
+	size_t m = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (!m || ord[m - 1].addr != ord[i].addr)
+			ord[m++] = ord[i];
+	n = m;
+	g->n = n;
+	g->addr = malloc((n ? n : 1) * 8);
+	g->size = malloc((n ? n : 1) * 8);
+	g->type = malloc((n ? n : 1) * 4);
+	g->refcnt = malloc((n ? n : 1) * 4);
+	g->flags = malloc(n ? n : 1);
+	g->eoff = malloc((n + 1) * 8);
+	if (!g->addr || !g->size || !g->type || !g->refcnt || !g->flags ||
+	    !g->eoff) {
+		free(ord);
+		return -ENOMEM;
+	}
+	/* types: distinct type addresses */
+	taddr = malloc((n ? n : 1) * 8);
+	if (!taddr) {
+		free(ord);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		taddr[i] = ps->objs[ord[i].raw].type;
+	qsort(taddr, n, 8, cmp_u64);
+	for (size_t i = 0; i < n; i++)
+		if (!nt || taddr[nt - 1] != taddr[i])
+			taddr[nt++] = taddr[i];
+	g->ntypes = nt;
+	g->types = calloc(nt ? nt : 1, sizeof(*g->types));
+	if (!g->types) {
+		free(ord);
+		free(taddr);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < nt; i++) {
+		char name[256] = "?";
+		uint64_t np = 0;
+
+		g->types[i].addr = taddr[i];
+		if (taddr[i] &&
+		    ma_mem_read_u64(cm, taddr[i] + (uint64_t)off->type_name,
+				    &np) == 0 &&
+		    np)
+			ma_mem_read_cstr(cm, np, name, sizeof(name));
+		if (!taddr[i])
+			snprintf(name, sizeof(name), "(unreadable)");
+		g->types[i].name = dupstr(name);
+	}
+	/* objects, in address order; edges resolved to indexes */
+	size_t ne = 0;
+
+	for (size_t i = 0; i < n; i++)
+		ne += ps->objs[ord[i].raw].nedges;
+	g->edges = malloc((ne ? ne : 1) * 4);
+	if (!g->edges) {
+		free(ord);
+		free(taddr);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct raw_obj *o = &ps->objs[ord[i].raw];
+
+		g->addr[i] = o->addr;
+	}
+	ne = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct raw_obj *o = &ps->objs[ord[i].raw];
+		int64_t ti = find_addr(taddr, nt, o->type);
+
+		g->size[i] = o->size;
+		g->type[i] = ti < 0 ? 0 : (uint32_t)ti;
+		g->refcnt[i] = o->refcnt > 0xffffffffull
+				       ? 0xffffffffu
+				       : (uint32_t)o->refcnt;
+		g->flags[i] = (uint8_t)o->flags;
+		g->eoff[i] = ne;
+		for (uint32_t k = 0; k < o->nedges; k++) {
+			int64_t j = find_addr(g->addr, n,
+					      ps->edges[o->eoff + k]);
+
+			if (j < 0)
+				g->unresolved_edges++;
+			else
+				g->edges[ne++] = (uint32_t)j;
+		}
+	}
+	g->eoff[n] = ne;
+	g->nedges = ne;
+	/* A developer's view of every object (docs/heap.md, "Debugging") */
+	if (getenv("MEMATTACH_HEAP_DUMP")) {
+		FILE *df = fopen(getenv("MEMATTACH_HEAP_DUMP"), "w");
+
+		for (size_t i = 0; df && i < n; i++) {
+			fprintf(df, "%#llx %s %llu %u %llu",
+				(unsigned long long)g->addr[i],
+				g->types[g->type[i]].name,
+				(unsigned long long)g->size[i], g->flags[i],
+				(unsigned long long)(g->eoff[i + 1] - g->eoff[i]));
+			for (uint64_t e = g->eoff[i]; e < g->eoff[i + 1]; e++)
+				fprintf(df, " %#llx",
+					(unsigned long long)g->addr[g->edges[e]]);
+			fputc('\n', df);
+		}
+		if (df)
+			fclose(df);
+	}
+	free(ord);
+	free(taddr);
+	return 0;
+}
+
+/* Roots: names of modules and locals, frames placed in their threads */
+static void build_roots(struct parse *ps, struct ma_mem *cm,
+			const struct ma_target *t,
+			const struct ma_heap_copy *hcopy,
+			struct ma_heap_graph *g)
+{
+	struct ma_pyreader *r = NULL;
+	struct ma_py_snapshot snap = { 0 };
+	int have_snap = 0;
+
+	if (ma_pyreader_new(cm, &t->off, t->runtime_addr, &r) == 0 &&
+	    ma_pyreader_snapshot(r, &snap) == 0)
+		have_snap = 1;
+	g->roots = calloc(ps->nroots ? ps->nroots : 1, sizeof(*g->roots));
+	if (!g->roots)
+		goto out;
+	for (size_t i = 0; i < ps->nroots; i++) {
+		const struct ma_heap_root *pr = &ps->roots[i];
+		struct ma_hroot *hr = &g->roots[g->nroots];
+		int64_t j = find_addr(g->addr, g->n, pr->obj);
+		char buf[256] = "";
+
+		if (j < 0)
+			continue;
+		hr->kind = pr->kind;
+		hr->obj = (uint32_t)j;
+		if (pr->name)
+			ma_pyread_unicode(cm, &t->off, pr->name, buf,
+					  sizeof(buf));
+		hr->name = dupstr(buf);
+		hr->line = -1;
+		hr->depth = pr->depth;
+		if (pr->kind == MA_HEAP_R_LOCAL && have_snap) {
+			for (int a = 0; a < snap.nthreads; a++) {
+				const struct ma_py_thread *th = &snap.threads[a];
+
+				for (int b = 0; b < th->nframes; b++) {
+					const struct ma_py_frame *fr =
+						&th->frames[b];
+
+					if (fr->frame_addr != pr->frame)
+						continue;
+					hr->func = dupstr(fr->func);
+					hr->file = dupstr(fr->file);
+					hr->line = fr->line;
+					hr->tid = (pid_t)th->native_tid;
+					for (size_t k = 0;
+					     !hr->tid && k < hcopy->nthreads;
+					     k++)
+						if (hcopy->threads[k].fs_base ==
+						    th->thread_id)
+							hr->tid = hcopy->threads[k]
+									  .tid;
+				}
+			}
+			char comm[64] = "";
+
+			if (hr->tid)
+				ma_proc_comm(t->pid, hr->tid, comm,
+					     sizeof(comm));
+			hr->thread = dupstr(comm);
+		}
+		if (!hr->func)
+			hr->func = dupstr("");
+		if (!hr->file)
+			hr->file = dupstr("");
+		if (!hr->thread)
+			hr->thread = dupstr("");
+		g->nroots++;
+	}
+out:
+	if (have_snap)
+		ma_py_snapshot_free(&snap);
+	if (r)
+		ma_pyreader_free(r);
+}
+
+/* ------------------------------------------------------------------ */
+
+static int py_symbol(const struct ma_target *t, const char *name,
+		     uint64_t *addr)
+{
+	struct ma_elf *e;
+	uint64_t v = 0;
+	int err = ma_elf_open(t->pymod_local, &e);
+
+	*addr = 0;
+	if (err)
+		return err;
+	err = ma_elf_symbol(e, name, &v, NULL);
+	ma_elf_close(e);
+	if (!err && v)
+		*addr = v + t->pymod_bias;
+	return err;
+}
+
+static void progress(const struct ma_heap_opts *o, uint64_t objs,
+		     uint64_t bytes, int done)
+{
+	if (o->quiet || !isatty(2))
+		return;
+	fprintf(stderr, "\rheap: %llu objects, %llu MiB read%s",
+		(unsigned long long)objs,
+		(unsigned long long)(bytes >> 20), done ? "\n" : "");
+}
+
+int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
+		 struct ma_heap_graph *g, struct ma_heap_live **livep)
+{
+	const struct ma_pyver *v = ma_pyver_of(t->version_hex);
+	struct ma_heap_cfg cfg = { 0 };
+	struct ma_heap_copy hc;
+	struct ma_heap_box box;
+	struct parse ps = { 0 };
+	struct ma_mem *cm = NULL;
+	struct ma_heap_live *live = NULL;
+	uint8_t *buf = NULL;
+	uint64_t t0 = ma_now_ns(), last_prog = 0;
+	const char *missing;
+	char why[128] = "";
+	int err;
+
+	memset(g, 0, sizeof(*g));
+	*livep = NULL;
+	g->pid = t->pid;
+	g->time = (uint64_t)time(NULL);
+	g->pyminor = ma_py_minor(t->version_hex);
+	snprintf(g->version, sizeof(g->version), "%s", t->version);
+	snprintf(g->cmdline, sizeof(g->cmdline), "%s", t->cmdline);
+	if (!v)
+		return ma_err(-ENOTSUP, "heap: Python %s is not supported",
+			      t->version);
+	missing = ma_pyver_missing(&t->off, ma_pyver_heap_fields(v));
+	if (missing) {
+		ma_err_set_exit(MA_EXIT_NODEBUG);
+		return ma_err(-ENOENT,
+			      "heap: process %d: no offset for %s in %s (the "
+			      "census needs the collector's and the "
+			      "containers' layouts)",
+			      (int)t->pid, missing, t->off_origin);
+	}
+	cfg = (struct ma_heap_cfg){
+		.magic = MA_HEAP_MAGIC,
+		.abi = MA_HEAP_ABI,
+		.attacher_pid = ma_proc_same_pidns(t->pid) ? (int32_t)getpid()
+							   : 0,
+		.chunk_size = o->chunk_size ? o->chunk_size : 4u << 20,
+		.runtime_addr = t->runtime_addr,
+		.pool_size = v->pool_kib * 1024,
+		.flags = v->heap_flags,
+		.max_frames = o->max_frames > 0 ? (uint32_t)o->max_frames : 256,
+		.off = t->off,
+	};
+	py_symbol(t, "_PyDict_SizeOf", &cfg.dict_sizeof);
+	py_symbol(t, "PyDict_Next", &cfg.dict_next);
+
+	/* Reap what an earlier memattach killed mid-census left */
+	{
+		int reaped = 0;
+
+		ma_inject_reap(t, 0, &reaped);
+	}
+	err = ma_inject_heap_fork(t, &cfg, &hc);
+	if (err)
+		return err;
+	{
+		uint64_t sps[4096];
+		size_t nsp = 0;
+
+		for (size_t i = 0; i < hc.nthreads && nsp < 4096; i++)
+			sps[nsp++] = hc.threads[i].sp;
+		ma_heap_rss(t->pid, &g->rss, sps, nsp);
+	}
+	g->frozen_ns = hc.frozen_ns;
+	g->clone_ns = hc.clone_ns;
+	err = ma_mem_open(hc.copy, &cm);
+	if (err) {
+		err = ma_err(err, "heap: opening the copy's memory (%d)",
+			     (int)hc.copy);
+		goto end;
+	}
+	buf = malloc(cfg.chunk_size);
+	if (!buf) {
+		err = -ENOMEM;
+		goto end;
+	}
+	uint64_t walk0 = ma_now_ns();
+
+	for (uint32_t idle = 0;;) {
+		err = tend_copy(hc.copy, why, sizeof(why));
+		if (err)
+			break;
+		err = ma_mem_read(cm, hc.box_addr, &box, sizeof(box));
+		if (err) {
+			snprintf(why, sizeof(why), "the copy's box is unreadable");
+			break;
+		}
+		if (box.state == MA_HEAP_ST_FAILED) {
+			box.message[sizeof(box.message) - 1] = '\0';
+			err = ma_err(box.error ? box.error : -EIO,
+				     "heap: the walk failed in the copy of "
+				     "process %d: %s",
+				     (int)t->pid, box.message);
+			goto end;
+		}
+		if (box.state == MA_HEAP_ST_CHUNK) {
+			uint32_t st = MA_HEAP_ST_WALKING;
+
+			if (box.chunk_len > cfg.chunk_size ||
+			    ma_mem_read(cm, box.chunk, buf, box.chunk_len)) {
+				err = -EIO;
+				snprintf(why, sizeof(why),
+					 "a chunk of the copy is unreadable");
+				break;
+			}
+			g->stream_bytes += box.chunk_len;
+			err = parse_chunk(&ps, buf, box.chunk_len);
+			if (err) {
+				snprintf(why, sizeof(why),
+					 "the copy's stream is corrupt");
+				break;
+			}
+			copy_write(hc.copy,
+				   hc.box_addr +
+					   offsetof(struct ma_heap_box, state),
+				   &st, sizeof(st));
+			ma_step("heap.chunk");
+			idle = 0;
+			continue;
+		}
+		if (box.state == MA_HEAP_ST_DONE && ps.ended)
+			break;
+		if (ma_now_ns() - last_prog > 250000000ull) {
+			last_prog = ma_now_ns();
+			progress(o, box.progress, g->stream_bytes, 0);
+		}
+		nap_us(idle++ < 100 ? 50 : 500);
+	}
+	g->walk_ns = ma_now_ns() - walk0;
+	progress(o, ps.end.objects, g->stream_bytes, 1);
+	if (err) {
+		/* What arrived is kept: a partial census */
+		g->partial = 1;
+		snprintf(g->partial_why, sizeof(g->partial_why), "%s", why);
+		err = 0;
+	}
+	{
+		char status[64];
+		struct ma_status st;
+
+		if (ma_status_read(hc.copy, &st) == 0)
+			g->copy_peak_kb = st.vm_rss_kb;
+		(void)status;
+	}
+	uint64_t r0 = ma_now_ns();
+
+
+	g->pools = ps.pools;
+	g->end = ps.end;
+	err = build_graph(&ps, cm, &t->off, g);
+	if (!err)
+		build_roots(&ps, cm, t, &hc, g);
+	g->read_ns = ma_now_ns() - r0;
+	if (err)
+		goto end;
+	live = calloc(1, sizeof(*live));
+	if (live && !g->partial) {
+		live->copy = hc.copy;
+		live->box = hc.box_addr;
+		live->mem = cm;
+		live->off = &t->off;
+		cm = NULL;
+		*livep = live;
+		live = NULL;
+	}
+end:
+	free(live);
+	free(buf);
+	free(ps.carry);
+	free(ps.objs);
+	free(ps.edges);
+	free(ps.roots);
+	free(hc.threads);
+	if (cm)
+		ma_mem_close(cm);
+	if (!*livep && hc.copy > 0) {
+		struct ma_heap_live *l = calloc(1, sizeof(*l));
+
+		if (l) {
+			l->copy = hc.copy;
+			ma_heap_live_end(l, t);
+		} else {
+			kill(hc.copy, SIGKILL);
+		}
+	}
+	g->total_ns = ma_now_ns() - t0;
+	return err;
+}
+
+int ma_heap_live_read(struct ma_heap_live *l, uint64_t addr, void *buf,
+		      size_t len)
+{
+	return ma_mem_read(l->mem, addr, buf, len);
+}
+
+int ma_heap_live_key(struct ma_heap_live *l, uint64_t d, uint64_t v,
+		     char *buf, size_t len)
+{
+	struct ma_heap_box box;
+	uint32_t req = MA_HEAP_REQ_LABEL, done0;
+	char why[128];
+
+	if (!l || l->ended)
+		return -ENOENT;
+	if (ma_mem_read(l->mem, l->box, &box, sizeof(box)))
+		return -EIO;
+	done0 = box.req_done;
+	if (copy_write(l->copy, l->box + offsetof(struct ma_heap_box, req_a),
+		       &d, 8) ||
+	    copy_write(l->copy, l->box + offsetof(struct ma_heap_box, req_b),
+		       &v, 8) ||
+	    copy_write(l->copy, l->box + offsetof(struct ma_heap_box, req),
+		       &req, 4))
+		return -EIO;
+	for (int i = 0; i < 20000; i++) {
+		if (tend_copy(l->copy, why, sizeof(why)))
+			return -ESRCH;
+		if (ma_mem_read(l->mem, l->box, &box, sizeof(box)))
+			return -EIO;
+		if (box.req_done != done0)
+			break;
+		nap_us(i < 100 ? 20 : 200);
+	}
+	if (box.req_done == done0 || !box.req_result)
+		return -ENOENT;
+	return ma_pyread_unicode(l->mem, l->off, box.req_result, buf, len) < 0
+		       ? -ENOENT
+		       : 0;
+}
+
+int ma_heap_live_end(struct ma_heap_live *l, struct ma_target *t)
+{
+	int status, reaped = 0, err;
+
+	if (!l)
+		return 0;
+	kill(l->copy, SIGKILL);
+	while (waitpid(l->copy, &status, __WALL) == l->copy &&
+	       !WIFEXITED(status) && !WIFSIGNALED(status))
+		;
+	if (l->mem)
+		ma_mem_close(l->mem);
+	l->mem = NULL;
+	ma_step("heap.copy-killed");
+	/* The zombie is the target's child: only the target can reap it */
+	err = ma_inject_reap(t, l->copy, &reaped);
+	ma_step("heap.reaped");
+	free(l);
+	return err;
+}
+
+void ma_heap_graph_free(struct ma_heap_graph *g)
+{
+	for (size_t i = 0; i < g->ntypes; i++)
+		free(g->types[i].name);
+	for (size_t i = 0; i < g->nlabels; i++)
+		free(g->labels[i].text);
+	free(g->labels);
+	for (size_t i = 0; i < g->nroots; i++) {
+		free(g->roots[i].name);
+		free(g->roots[i].func);
+		free(g->roots[i].file);
+		free(g->roots[i].thread);
+	}
+	free(g->types);
+	free(g->roots);
+	free(g->addr);
+	free(g->size);
+	free(g->type);
+	free(g->refcnt);
+	free(g->flags);
+	free(g->eoff);
+	free(g->edges);
+	memset(g, 0, sizeof(*g));
+}

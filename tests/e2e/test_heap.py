@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""memattach heap: the census of a known heap (tests/targets/heap_target.py)
+against the target's own ground truth, on Debian's python3 and each pyenv
+3.8-3.13: counts and bytes per builtin type within 1 %, each planted object
+found with its root path and retained size, the cycle seen as garbage, the
+thread blocked in read() still served, no copy left behind, the target
+unharmed."""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ma_test import (Target, check, finish, interpreters, memattach,  # noqa
+                     skip, TARGETS, marks)
+
+MIB = 1 << 20
+BUILTINS = ("dict", "list", "str", "bytes", "bytearray", "tuple", "int")
+SRC = os.path.join(TARGETS, "heap_target.py")
+
+
+def within(a, b, frac):
+    return abs(a - b) <= frac * max(abs(b), 1)
+
+
+def children(pid):
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+            out += f.read().split()
+    return out
+
+
+def find(rows, pred):
+    return next((r for r in rows if pred(r)), None)
+
+
+def run(label, exe):
+    t = Target(exe, "heap_target.py", ready="{")
+    try:
+        truth = json.loads(t.ready_line)
+        t.readline()  # READY
+        rc, out, err = memattach("heap", "-f", "json", "-q", "--top", "30",
+                                 t.pid, timeout=300)
+        if not check(rc == 0, "%s: heap exits 0" % label, err):
+            return
+        doc = json.loads(out)
+        by = {r["type"]: r for r in doc["by_type"]}
+        for name in BUILTINS:
+            want = truth["by_type"].get(name)
+            got = by.get(name)
+            if not want or want[0] < 50:
+                continue
+            check(got is not None and within(got["count"], want[0], 0.01)
+                  and within(got["bytes"], want[1], 0.01),
+                  "%s: %s: count and bytes within 1%% of the target's own"
+                  % (label, name),
+                  "memattach %s, target %s" % (
+                      got and (got["count"], got["bytes"]), want))
+        rows = doc["largest"] + doc["retainers"]
+        r = find(rows, lambda r: r["type"] == "bytearray")
+        check(r is not None and r["path"] == "__main__.big -> bytearray"
+              and r["size"] >= 48 * MIB and r["retained"] >= 48 * MIB,
+              "%s: the bytearray: __main__.big, 48 MiB" % label, r)
+        r = find(doc["retainers"], lambda r: r["path"].startswith(
+            "__main__.Holder.items"))
+        n_dicts = truth["by_type"]["dict"][0]
+        check(r is not None and r["type"] == "list"
+              and r["retained"] > 200000 * 64,
+              "%s: the list of dicts: __main__.Holder.items retains its "
+              "dicts (%d dicts in the process)" % (label, n_dicts), r)
+        r = find(doc["retainers"], lambda r: r["path"] == "names -> list")
+        check(r is not None and "keeper()" in r["root"]
+              and ":%d," % marks(SRC)["read"] not in r["root"]
+              and r["retained"] >= truth["names"] * 0.99,
+              "%s: the local: names of keeper(), retains its strings"
+              % label, r)
+        check(doc["garbage_bytes"] >= 16 * MIB and any(
+            r["garbage"] and r["retained"] >= 8 * MIB
+            for r in doc["retainers"]),
+              "%s: the unrooted cycle is garbage (%d bytes)"
+              % (label, doc["garbage_bytes"]))
+        if truth["numpy"]:
+            r = find(rows, lambda r: r["type"] == "numpy.ndarray")
+            check(r is not None and r["path"] ==
+                  "__main__.arr -> numpy.ndarray" and r["size"] >= 32 * MIB,
+                  "%s: the numpy array: __main__.arr, 32 MiB" % label, r)
+        else:
+            skip("%s: numpy array" % label, "numpy does not import here")
+        check(not children(t.pid), "%s: no copy left behind" % label,
+              children(t.pid))
+        t.proc.stdin.write(b"after the census\n")
+        t.proc.stdin.flush()
+        check(t.readline(20) == "GOT after the census",
+              "%s: the thread blocked in read() gets its line" % label)
+        check(t.alive(), "%s: the target runs on" % label)
+    finally:
+        t.kill()
+
+
+def main():
+    for label, exe in interpreters():
+        run(label, exe)
+    finish()
+
+
+if __name__ == "__main__":
+    main()
