@@ -24,6 +24,9 @@
 #define MA_HEAP_MAGIC 0x6d616870u /* "mahp" */
 #define MA_HEAP_ABI 1
 
+/* Copies a target remembers until they are reaped (ma_heap_copies) */
+#define MA_HEAP_MAX_COPIES 16
+
 /* What the attacher tells ma_heap_fork (copied into the payload first) */
 struct ma_heap_cfg {
 	uint32_t magic, abi;

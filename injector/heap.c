@@ -28,6 +28,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +43,11 @@
 #endif
 
 __attribute__((visibility("default"))) struct ma_heap_box ma_heap_box;
+
+/* The copies this target made, until reaped (in the target's memory: a
+ * memattach killed before it reaped its copy leaves its PID here for the
+ * next one, which reaps exactly these and nothing else) */
+__attribute__((visibility("default"))) int32_t ma_heap_copies[MA_HEAP_MAX_COPIES];
 
 /* The configuration, copied from the attacher's call (its stack copy is
  * gone once ma_heap_fork returns in the target) */
@@ -1226,5 +1232,40 @@ ma_heap_fork(const struct ma_heap_cfg *c)
 	pid = rsys(SYS_clone, 0, 0, 0, 0, 0);
 	if (pid == 0)
 		copy_main();
+	if (pid > 0) {
+		int slot = 0;
+
+		for (int i = 0; i < MA_HEAP_MAX_COPIES; i++)
+			if (!ma_heap_copies[i]) {
+				slot = i;
+				break;
+			}
+		ma_heap_copies[slot] = (int32_t)pid;
+	}
 	return pid;
+}
+
+/*
+ * Called in the target (remote call): reap the copies that have ended.
+ * Only they: wait4 on each recorded PID, never on any child.  Returns how
+ * many were reaped.
+ */
+__attribute__((visibility("default"), noinline)) int ma_heap_reap(void)
+{
+	int n = 0;
+
+	for (int i = 0; i < MA_HEAP_MAX_COPIES; i++) {
+		long r;
+
+		if (!ma_heap_copies[i])
+			continue;
+		r = rsys(SYS_wait4, ma_heap_copies[i], 0, __WALL | WNOHANG, 0,
+			 0);
+		/* reaped, or not our child any more (ECHILD): forget it */
+		if (r == ma_heap_copies[i] || r == -ECHILD) {
+			ma_heap_copies[i] = 0;
+			n += r > 0;
+		}
+	}
+	return n;
 }

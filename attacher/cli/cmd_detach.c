@@ -44,12 +44,20 @@ static const char *state_name(uint32_t s)
 /* Descriptors a killed attach left in the target; closes t */
 static int cleanup(struct ma_target *t)
 {
-	int closed = 0, err = ma_inject_cleanup(t, &closed);
+	int closed = 0, reaped = 0, err = ma_inject_cleanup(t, &closed);
 	pid_t pid = t->pid;
 
+	/* and the copies of a census that was killed: zombies the target
+	 * never sees (no exit signal), which only it can reap */
+	if (!err)
+		err = ma_inject_reap(t, &reaped);
 	ma_target_close(t);
 	if (err)
 		return ma_cli_fail("detach");
+	if (reaped)
+		printf("detach: process %d: reaped %d copy(ies) left by a "
+		       "'memattach heap' that was killed\n",
+		       (int)pid, reaped);
 	if (closed)
 		printf("detach: process %d: closed %d payload image "
 		       "descriptor(s) left by an attach that was killed\n",

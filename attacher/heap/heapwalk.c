@@ -560,7 +560,7 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 	{
 		int reaped = 0;
 
-		ma_inject_reap(t, 0, &reaped);
+		ma_inject_reap(t, &reaped);
 	}
 	err = ma_inject_heap_fork(t, &cfg, &hc);
 	if (err)
@@ -755,7 +755,7 @@ int ma_heap_live_end(struct ma_heap_live *l, struct ma_target *t)
 	l->mem = NULL;
 	ma_step("heap.copy-killed");
 	/* The zombie is the target's child: only the target can reap it */
-	err = ma_inject_reap(t, l->copy, &reaped);
+	err = ma_inject_reap(t, &reaped);
 	ma_step("heap.reaped");
 	free(l);
 	return err;

@@ -42,7 +42,8 @@ const uint8_t *ma_payload_image(size_t *len)
 /* Link-time addresses of the payload's exports, read once from the image */
 static struct {
 	int done, err;
-	uint64_t ma_start, ma_stop, ma_ctl, ma_heap_fork, ma_heap_box;
+	uint64_t ma_start, ma_stop, ma_ctl, ma_heap_fork, ma_heap_box,
+		ma_heap_copies, ma_heap_reap;
 	char build_id[64];
 } img;
 
@@ -81,6 +82,12 @@ static int image_symbols(void)
 					    NULL);
 		if (!err)
 			err = ma_elf_symbol(e, "ma_heap_box", &img.ma_heap_box,
+					    NULL);
+		if (!err)
+			err = ma_elf_symbol(e, "ma_heap_copies",
+					    &img.ma_heap_copies, NULL);
+		if (!err)
+			err = ma_elf_symbol(e, "ma_heap_reap", &img.ma_heap_reap,
 					    NULL);
 		snprintf(img.build_id, sizeof(img.build_id), "%s",
 			 ma_elf_build_id(e));
@@ -956,7 +963,6 @@ int ma_inject_cleanup(struct ma_target *t, int *closed)
 /* ---------------------------------------------------------------------- */
 /* The heap census' copy (docs/heap.md)                                     */
 
-#define HEAP_COPY_COMM "memattach-heap"
 
 int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 			struct ma_heap_copy *out)
@@ -1100,87 +1106,53 @@ fail:
 	return err;
 }
 
-/* Copies of pid (children named HEAP_COPY_COMM), at most max: their PIDs
- * and whether each is a zombie */
-static int heap_copies(pid_t pid, pid_t *copies, int *zombie, int max)
+/* The copies the target's payload recorded (ma_heap_copies) that have
+ * ended: zombies only the target can reap */
+static int dead_copies(struct ma_target *t, const struct ma_payload_info *pi)
 {
-	char dir[64], path[128], buf[4096];
-	struct dirent *d;
-	DIR *dp;
+	int32_t pids[MA_HEAP_MAX_COPIES];
 	int n = 0;
 
-	snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
-	dp = opendir(dir);
-	if (!dp)
-		return -errno;
-	while ((d = readdir(dp))) {
-		FILE *f;
+	if (ma_mem_read(t->mem, pi->base + img.ma_heap_copies, pids,
+			sizeof(pids)))
+		return 0;
+	for (int i = 0; i < MA_HEAP_MAX_COPIES; i++) {
+		struct ma_status st;
 
-		if (d->d_name[0] < '0' || d->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s/children", dir, d->d_name);
-		f = fopen(path, "re");
-		if (!f)
-			continue;
-		while (n < max && fscanf(f, "%d", &copies[n]) == 1) {
-			struct ma_status st;
-
-			if (ma_status_read(copies[n], &st) == 0 &&
-			    !strcmp(st.name, HEAP_COPY_COMM)) {
-				zombie[n] = st.state == 'Z';
-				n++;
-			}
-		}
-		fclose(f);
+		if (pids[i] > 0 &&
+		    (ma_status_read(pids[i], &st) || st.state == 'Z'))
+			n++;
 	}
-	closedir(dp);
-	(void)buf;
 	return n;
 }
 
-int ma_inject_reap(struct ma_target *t, pid_t only, int *reaped)
+int ma_inject_reap(struct ma_target *t, int *reaped)
 {
 	struct ma_rcall_env env;
+	struct ma_payload_info pi;
 	struct ma_freeze *fz = NULL;
 	struct ma_rcall_result r;
-	uint64_t syscall_fn;
-	pid_t copies[64];
-	int zombie[64], n, err;
 	pid_t tid = 0;
+	int before, err;
 
 	*reaped = 0;
-	n = heap_copies(t->pid, copies, zombie, 64);
-	if (only > 0) {
-		/* Ours has just died: it is a zombie now, or soon */
-		n = 1;
-		copies[0] = only;
-	}
-	if (n <= 0)
+	if (image_symbols() || ma_payload_probe(t, &pi) || !pi.loaded ||
+	    !pi.same_build)
 		return 0;
-	if (lib_symbol(t, "libc.so", "syscall", &syscall_fn))
-		return ma_err(-ENOENT, "heap: no syscall() in process %d's libc",
-			      (int)t->pid);
+	before = dead_copies(t, &pi);
+	if (!before)
+		return 0;
 	err = freeze_for_detach(t, &env, &fz, &tid);
 	if (err)
-		return err;
-	for (int i = 0; i < n && !err; i++) {
-		/* wait4(copy, NULL, __WALL | WNOHANG, NULL): only that PID,
-		 * only if it is dead (a copy still walking, of another
-		 * memattach, is left alone) */
-		struct ma_rcall c = {
-			.name = "wait4",
-			.fn = syscall_fn,
-			.args = { SYS_wait4, (uint64_t)copies[i], 0,
-				  (uint64_t)(__WALL | WNOHANG), 0 },
-			.want = 1,
-			.want_syscall = SYS_wait4,
-			.timeout_ms = 500,
-		};
+		return ma_err_prefix(err, "heap: reaping its copy");
+	struct ma_rcall c = {
+		.name = "ma_heap_reap",
+		.fn = pi.base + img.ma_heap_reap,
+		.timeout_ms = 500,
+	};
 
-		err = rcall_checked(fz, tid, &env, &c, &r, "wait4");
-		if (!err && r.syscall_ret == copies[i])
-			(*reaped)++;
-	}
+	err = rcall_checked(fz, tid, &env, &c, &r, "ma_heap_reap");
 	ma_thaw(fz, NULL);
+	*reaped = before - dead_copies(t, &pi);
 	return err;
 }

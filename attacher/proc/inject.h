@@ -110,10 +110,11 @@ struct ma_heap_copy {
  * this returns.  out->threads is malloc'ed. */
 int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 			struct ma_heap_copy *out);
-/* Reap dead copies of t (a second short freeze: wait4 in the target, which
- * alone may reap them): `only` if > 0, else every zombie named
- * memattach-heap among its children.  *reaped: how many. */
-int ma_inject_reap(struct ma_target *t, pid_t only, int *reaped);
+/* Reap the census copies of t that have ended (zombies only the target can
+ * reap): a short freeze and a remote ma_heap_reap(), which waits for the
+ * PIDs its ma_heap_fork() recorded and nothing else; nothing when none has
+ * ended.  *reaped: how many. */
+int ma_inject_reap(struct ma_target *t, int *reaped);
 /* The payload image embedded in this binary */
 const uint8_t *ma_payload_image(size_t *len);
 

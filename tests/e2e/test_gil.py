@@ -2,13 +2,15 @@
 regex backtracking, the classic hung notebook): `memattach stacks` works
 without the GIL, shows the regex line, marks the main thread as the GIL
 holder, and shows the other thread waiting."""
+import json
 import os
 import time
 
 import subprocess
 
 from ma_test import (TARGETS, Target, check, finish, interpreters, line_of,
-                     marks, py_version, stacks_json, thread_by_tid)
+                     marks, memattach, py_version, stacks_json,
+                     thread_by_tid)
 
 SCRIPT = os.path.join(TARGETS, "gil_regex.py")
 M = marks(SCRIPT)
@@ -42,6 +44,18 @@ def main():
                       "%s: waiter thread seen, not holding the GIL" % label,
                       wait_t)
                 check(t.alive(), "%s: target still running" % label)
+                # The census needs no GIL either: it reads a copy
+                rc, out, err = memattach("heap", "-f", "json", "-q", t.pid,
+                                         timeout=120)
+                doc = json.loads(out) if rc == 0 else {}
+                big = [r for r in doc.get("largest", [])
+                       if r["path"] == "__main__.BALLAST -> bytearray"]
+                check(rc == 0 and doc["objects"] > 1000 and big and
+                      big[0]["size"] >= 16 << 20,
+                      "%s: heap census with the GIL held in C finds "
+                      "__main__.BALLAST" % label, err[-300:])
+                check(t.alive() and stacks_json(t.pid)["threads"],
+                      "%s: target still running after the census" % label)
         except Exception as e:
             check(False, "%s: ran without error" % label, repr(e))
     finish()

@@ -24,6 +24,9 @@ def hog():
     return re.match(r"(a+)+$", "a" * 64 + "b")  # MARK: regex
 
 
+# What `memattach heap` must find while the GIL is held (test_gil.py)
+BALLAST = bytearray(16 << 20)
+
 T = threading.Thread(target=waiter, name="waiter", daemon=True)
 T.start()
 time.sleep(0.1)
