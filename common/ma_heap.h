@@ -56,12 +56,14 @@ enum ma_heap_flags {
 enum ma_heap_state {
 	MA_HEAP_ST_NONE = 0,
 	MA_HEAP_ST_WALKING = 1, /* producing chunks */
-	MA_HEAP_ST_CHUNK = 2,	/* a chunk is ready: the attacher takes it
-				   and writes MA_HEAP_ST_WALKING back */
-	MA_HEAP_ST_DONE = 3,	/* the last chunk was taken; now serving
-				   label requests */
+	MA_HEAP_ST_DONE = 3,	/* every chunk produced; now serving label
+				   requests */
 	MA_HEAP_ST_FAILED = 4,	/* see box.error, box.message */
 };
+
+/* Chunks go through MA_HEAP_NBUFS buffers in turn: the copy fills one
+ * while the attacher reads the other (the walk and the reading overlap) */
+#define MA_HEAP_NBUFS 2
 
 /* Label requests, once DONE: what is the child of parent called there */
 enum ma_heap_req {
@@ -142,11 +144,14 @@ struct ma_heap_box {
 	uint32_t magic; /* MA_HEAP_MAGIC once the copy is set up */
 	volatile uint32_t state; /* enum ma_heap_state */
 	int32_t error;		 /* -errno when FAILED */
-	uint32_t seq;		 /* chunk number */
-	uint64_t chunk;		 /* address of the chunk buffer */
-	uint64_t chunk_len;	 /* bytes in it */
-	uint64_t progress;	 /* objects so far */
-	volatile uint32_t req;	 /* enum ma_heap_req, written by the attacher */
+	uint32_t _pad;
+	uint64_t buf[MA_HEAP_NBUFS]; /* addresses of the chunk buffers */
+	volatile uint64_t len[MA_HEAP_NBUFS]; /* bytes in each */
+	/* chunk k is in buf[k % NBUFS]; produced: by the copy, consumed:
+	 * by the attacher (it writes this word only) */
+	volatile uint32_t produced, consumed;
+	uint64_t progress; /* objects so far */
+	volatile uint32_t req; /* enum ma_heap_req, written by the attacher */
 	volatile uint32_t req_done;
 	uint64_t req_a, req_b;
 	uint64_t req_result;

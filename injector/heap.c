@@ -302,8 +302,9 @@ static void on_fault(int sig)
 /* ------------------------------------------------------------------ */
 /* The stream to the attacher */
 
-static uint8_t *chunk;
+static uint8_t *bufs[MA_HEAP_NBUFS], *chunk;
 static size_t chunk_pos;
+static uint32_t cur; /* the chunk being filled: its number */
 static int attacher_fd = -1;
 static uint64_t last_alive_check;
 
@@ -323,19 +324,20 @@ static void check_attacher(void)
 		copy_exit();
 }
 
+/* Hand the chunk over, and wait for a free buffer for the next one */
 static void flush_chunk(void)
 {
-	ma_heap_box.chunk_len = chunk_pos;
-	__atomic_store_n(&ma_heap_box.state, MA_HEAP_ST_CHUNK,
-			 __ATOMIC_RELEASE);
+	ma_heap_box.len[cur % MA_HEAP_NBUFS] = chunk_pos;
+	__atomic_store_n(&ma_heap_box.produced, cur + 1, __ATOMIC_RELEASE);
+	cur++;
 	for (uint32_t n = 0;
-	     __atomic_load_n(&ma_heap_box.state, __ATOMIC_ACQUIRE) ==
-	     MA_HEAP_ST_CHUNK;
+	     cur - __atomic_load_n(&ma_heap_box.consumed, __ATOMIC_ACQUIRE) >=
+	     MA_HEAP_NBUFS;
 	     n++) {
 		nap_us(n < 100 ? 20 : 200);
 		check_attacher();
 	}
-	ma_heap_box.seq++;
+	chunk = bufs[cur % MA_HEAP_NBUFS];
 	chunk_pos = 0;
 }
 
@@ -1093,7 +1095,7 @@ static int walk(void)
 		.unreadable = n_unreadable,
 		.faults = faults,
 		.walk_ns = now_ns() - t0,
-		.copy_bytes = mapped_bytes + hc.chunk_size,
+		.copy_bytes = mapped_bytes + MA_HEAP_NBUFS * hc.chunk_size,
 	};
 
 	emit(&end, sizeof(end));
@@ -1188,12 +1190,15 @@ static __attribute__((noreturn)) void copy_main(void)
 	unblock = (1ull << (SIGSEGV - 1)) | (1ull << (SIGBUS - 1));
 	rsys(SYS_rt_sigprocmask, SIG_UNBLOCK, (long)&unblock, 0, 8, 0);
 
-	chunk = rmap(hc.chunk_size);
-	if (!chunk) {
-		fail(-ENOMEM, "no memory for the chunk buffer");
-		serve();
+	for (int i = 0; i < MA_HEAP_NBUFS; i++) {
+		bufs[i] = rmap(hc.chunk_size);
+		if (!bufs[i]) {
+			fail(-ENOMEM, "no memory for the chunk buffers");
+			serve();
+		}
+		ma_heap_box.buf[i] = (uint64_t)(uintptr_t)bufs[i];
 	}
-	ma_heap_box.chunk = (uint64_t)(uintptr_t)chunk;
+	chunk = bufs[0];
 	err = read_maps();
 	if (err) {
 		fail(err, "cannot read /proc/self/maps");

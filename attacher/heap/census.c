@@ -91,7 +91,7 @@ static void bfs(const struct ma_heap_graph *g, struct work *w, size_t head,
 	while (head < tail) {
 		uint32_t u = w->queue[head++];
 
-		for (uint64_t e = g->eoff[u]; e < g->eoff[u + 1]; e++) {
+		for (uint32_t e = g->eoff[u]; e < g->eoff[u + 1]; e++) {
 			uint32_t v = g->edges[e];
 
 			if (w->parent[v] != NONE)
@@ -183,7 +183,7 @@ static int liveness(const struct ma_heap_graph *g, struct work *w,
 	 * one object of each cycle left, so that a cycle's entry retains the
 	 * cycle (breaking it frees all of it) */
 	for (size_t i = 0; i < n; i++)
-		for (uint64_t e = g->eoff[i]; e < g->eoff[i + 1]; e++)
+		for (uint32_t e = g->eoff[i]; e < g->eoff[i + 1]; e++)
 			if (w->garbage[i] && w->garbage[g->edges[e]])
 				w->seed[g->edges[e]] |= 2;
 	for (int pass = 0; pass < 2; pass++)
@@ -214,7 +214,7 @@ struct dom {
 	uint32_t *rpo;	/* reverse postorder: node at position */
 	uint32_t *pos;	/* position of node */
 	uint32_t *idom; /* by node */
-	uint64_t *poff; /* predecessors, CSR by node */
+	uint32_t *poff; /* predecessors, CSR by node */
 	uint32_t *pred;
 };
 
@@ -246,7 +246,7 @@ static int postorder(const struct ma_heap_graph *g, const struct work *w,
 {
 	size_t N = d->N, np = 0, sp = 0;
 	uint32_t *stack = malloc(N * 4);
-	uint64_t *next = calloc(N, 8);
+	uint32_t *next = calloc(N, 4);
 	uint8_t *vis = calloc(N, 1);
 
 	if (!stack || !next || !vis) {
@@ -297,7 +297,9 @@ static int predecessors(const struct ma_heap_graph *g, const struct work *w,
 {
 	size_t N = d->N, n = g->n, total = 0;
 
-	d->poff = calloc(N + 1, 8);
+	if (g->nedges + 2 * g->n + 1 > UINT32_MAX)
+		return -E2BIG;
+	d->poff = calloc(N + 1, 4);
 	if (!d->poff)
 		return -ENOMEM;
 	for (size_t i = 0; i < g->nedges; i++)
@@ -313,15 +315,15 @@ static int predecessors(const struct ma_heap_graph *g, const struct work *w,
 		d->poff[i + 1] += d->poff[i];
 	total = d->poff[N];
 	d->pred = malloc((total ? total : 1) * 4);
-	uint64_t *fill = malloc(N * 8);
+	uint32_t *fill = malloc(N * 4);
 
 	if (!d->pred || !fill) {
 		free(fill);
 		return -ENOMEM;
 	}
-	memcpy(fill, d->poff, N * 8);
+	memcpy(fill, d->poff, N * 4);
 	for (size_t u = 0; u < n; u++)
-		for (uint64_t e = g->eoff[u]; e < g->eoff[u + 1]; e++)
+		for (uint32_t e = g->eoff[u]; e < g->eoff[u + 1]; e++)
 			d->pred[fill[g->edges[e]]++] = (uint32_t)u;
 	for (size_t i = 0; i < n; i++) {
 		if (w->seed[i])
@@ -369,7 +371,7 @@ static int dominators(const struct ma_heap_graph *g, const struct work *w,
 		for (size_t i = 1; i < d->N; i++) {
 			uint32_t b = d->rpo[i], nd = NONE;
 
-			for (uint64_t e = d->poff[b]; e < d->poff[b + 1]; e++) {
+			for (uint32_t e = d->poff[b]; e < d->poff[b + 1]; e++) {
 				uint32_t p = d->pred[e];
 
 				if (d->idom[p] == NONE)
@@ -441,7 +443,7 @@ static void edge_label(struct ma_heap_graph *g, struct ma_heap_live *live,
 		return;
 	}
 	if (is_type(g, u, "list") || is_type(g, u, "tuple")) {
-		for (uint64_t e = g->eoff[u]; e < g->eoff[u + 1]; e++)
+		for (uint32_t e = g->eoff[u]; e < g->eoff[u + 1]; e++)
 			if (g->edges[e] == v) {
 				snprintf(out, len, "[%llu]",
 					 (unsigned long long)(e - g->eoff[u]));

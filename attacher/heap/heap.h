@@ -50,7 +50,7 @@ struct ma_heap_graph {
 	uint32_t *type;	     /* index into types */
 	uint32_t *refcnt;    /* clamped */
 	uint8_t *flags;	     /* enum ma_heap_obj_flags */
-	uint64_t *eoff;	     /* n + 1 edge offsets */
+	uint32_t *eoff;	     /* n + 1 edge offsets */
 	uint32_t *edges;     /* object indexes */
 	size_t nedges, unresolved_edges;
 

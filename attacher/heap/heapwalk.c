@@ -38,30 +38,29 @@ struct ma_heap_live {
 };
 
 /* ------------------------------------------------------------------ */
-/* The stream, as it arrives */
-
-struct raw_obj {
-	uint64_t addr, type, size, refcnt;
-	uint64_t eoff; /* into raw edges */
-	uint32_t nedges, flags;
-};
-
-struct rawroot {
-	struct ma_heap_root r;
-};
+/* The stream, as it arrives, straight into the graph's arrays: objects in
+ * the order found, an index by address (open addressing over the object
+ * numbers: 8 bytes an object), edges as addresses until the end, then
+ * resolved in place to object numbers. */
 
 struct parse {
+	struct ma_heap_graph *g;
 	uint8_t *carry; /* bytes of a record cut by a chunk boundary */
 	size_t ncarry, carry_cap;
-	struct raw_obj *objs;
-	size_t nobjs, objs_cap;
-	uint64_t *edges;
-	size_t nedges, edges_cap;
+	size_t cap;	/* of the per-object arrays */
+	uint64_t *raw;	/* edges, as addresses */
+	size_t nraw, raw_cap;
+	uint32_t *idx; /* object number + 1, by hash of its address */
+	size_t idx_cap;
+	uint64_t *taddr; /* type addresses, in g->types order */
+	uint32_t *tidx;	 /* type number + 1, by hash */
+	size_t tidx_cap, types_cap;
 	struct ma_heap_root *roots;
 	size_t nroots, roots_cap;
 	struct ma_heap_pools pools;
 	struct ma_heap_end end;
 	int ended, bad;
+	uint64_t dups;
 };
 
 static int grow(void **p, size_t *cap, size_t want, size_t elem)
@@ -78,6 +77,148 @@ static int grow(void **p, size_t *cap, size_t want, size_t elem)
 		return -ENOMEM;
 	*p = q;
 	*cap = n;
+	return 0;
+}
+
+static inline size_t hash64(uint64_t a)
+{
+	a ^= a >> 33;
+	a *= 0xff51afd7ed558ccdull;
+	a ^= a >> 33;
+	return (size_t)a;
+}
+
+/* The slot of addr in the object index: its number + 1, or an empty one */
+static uint32_t *idx_slot(const struct parse *ps, uint64_t addr)
+{
+	size_t mask = ps->idx_cap - 1, i = hash64(addr) & mask;
+
+	for (;; i = (i + 1) & mask) {
+		uint32_t *s = &ps->idx[i];
+
+		if (!*s || ps->g->addr[*s - 1] == addr)
+			return s;
+	}
+}
+
+static int idx_grow(struct parse *ps)
+{
+	uint32_t *old = ps->idx;
+	size_t oldcap = ps->idx_cap;
+
+	ps->idx_cap = oldcap ? oldcap * 2 : 1 << 16;
+	ps->idx = calloc(ps->idx_cap, sizeof(*ps->idx));
+	if (!ps->idx) {
+		ps->idx = old;
+		ps->idx_cap = oldcap;
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < oldcap; i++)
+		if (old[i])
+			*idx_slot(ps, ps->g->addr[old[i] - 1]) = old[i];
+	free(old);
+	return 0;
+}
+
+static int64_t find_obj(const struct parse *ps, uint64_t addr)
+{
+	uint32_t s = *idx_slot(ps, addr);
+
+	return s ? (int64_t)s - 1 : -1;
+}
+
+/* The number of a type, by its address (a new one gets the next) */
+static int type_of(struct parse *ps, uint64_t addr, uint32_t *out)
+{
+	struct ma_heap_graph *g = ps->g;
+	size_t mask, i;
+
+	if ((g->ntypes + 1) * 2 > ps->tidx_cap) {
+		uint32_t *old = ps->tidx;
+		size_t oldcap = ps->tidx_cap, cap = oldcap ? oldcap * 2 : 1024;
+
+		ps->tidx = calloc(cap, sizeof(*ps->tidx));
+		if (!ps->tidx) {
+			ps->tidx = old;
+			return -ENOMEM;
+		}
+		ps->tidx_cap = cap;
+		for (size_t k = 0; k < oldcap; k++) {
+			if (!old[k])
+				continue;
+			for (i = hash64(ps->taddr[old[k] - 1]) & (cap - 1);
+			     ps->tidx[i]; i = (i + 1) & (cap - 1))
+				;
+			ps->tidx[i] = old[k];
+		}
+		free(old);
+	}
+	mask = ps->tidx_cap - 1;
+	for (i = hash64(addr) & mask; ps->tidx[i]; i = (i + 1) & mask)
+		if (ps->taddr[ps->tidx[i] - 1] == addr) {
+			*out = ps->tidx[i] - 1;
+			return 0;
+		}
+	if (grow((void **)&ps->taddr, &ps->types_cap, g->ntypes + 1, 8))
+		return -ENOMEM;
+	ps->taddr[g->ntypes] = addr;
+	ps->tidx[i] = (uint32_t)(g->ntypes + 1);
+	*out = (uint32_t)g->ntypes++;
+	return 0;
+}
+
+static int add_object(struct parse *ps, const struct ma_heap_obj *o,
+		      const uint8_t *edges)
+{
+	struct ma_heap_graph *g = ps->g;
+	size_t n = g->n;
+	uint32_t *slot, t;
+
+	if ((n + 1) * 2 > ps->idx_cap && idx_grow(ps))
+		return -ENOMEM;
+	slot = idx_slot(ps, o->addr);
+	if (*slot) { /* found twice (a torn list): counted once */
+		ps->dups++;
+		return 0;
+	}
+	if (n + 1 >= ps->cap) {
+		size_t c = ps->cap ? ps->cap * 2 : 1 << 16;
+		void *a = realloc(g->addr, c * 8), *b = realloc(g->size, c * 8),
+		     *d = realloc(g->type, c * 4), *e = realloc(g->refcnt, c * 4),
+		     *f = realloc(g->flags, c), *h = realloc(g->eoff, (c + 1) * 4);
+
+		if (a)
+			g->addr = a;
+		if (b)
+			g->size = b;
+		if (d)
+			g->type = d;
+		if (e)
+			g->refcnt = e;
+		if (f)
+			g->flags = f;
+		if (h)
+			g->eoff = h;
+		if (!a || !b || !d || !e || !f || !h)
+			return -ENOMEM;
+		ps->cap = c;
+	}
+	if (type_of(ps, o->type, &t) ||
+	    grow((void **)&ps->raw, &ps->raw_cap, ps->nraw + o->nedges, 8))
+		return -ENOMEM;
+	if (ps->nraw + o->nedges > UINT32_MAX)
+		return -E2BIG;
+	g->addr[n] = o->addr;
+	g->size[n] = o->size + o->owned;
+	g->type[n] = t;
+	g->refcnt[n] = o->refcnt > 0xffffffffull ? 0xffffffffu
+						 : (uint32_t)o->refcnt;
+	g->flags[n] = (uint8_t)o->flags;
+	g->eoff[n] = (uint32_t)ps->nraw;
+	memcpy(ps->raw + ps->nraw, edges, (size_t)o->nedges * 8);
+	ps->nraw += o->nedges;
+	g->n = n + 1;
+	*slot = (uint32_t)(n + 1);
 	return 0;
 }
 
@@ -100,25 +241,7 @@ static size_t parse_records(struct parse *ps, const uint8_t *buf, size_t len)
 			need = sizeof(o) + (size_t)o.nedges * 8;
 			if (pos + need > len)
 				break;
-			if (grow((void **)&ps->objs, &ps->objs_cap,
-				 ps->nobjs + 1, sizeof(*ps->objs)) ||
-			    grow((void **)&ps->edges, &ps->edges_cap,
-				 ps->nedges + o.nedges, 8)) {
-				ps->bad = -ENOMEM;
-				break;
-			}
-			ps->objs[ps->nobjs++] = (struct raw_obj){
-				.addr = o.addr,
-				.type = o.type,
-				.size = o.size + o.owned,
-				.refcnt = o.refcnt,
-				.eoff = ps->nedges,
-				.nedges = o.nedges,
-				.flags = o.flags,
-			};
-			memcpy(ps->edges + ps->nedges, buf + pos + sizeof(o),
-			       (size_t)o.nedges * 8);
-			ps->nedges += o.nedges;
+			ps->bad = add_object(ps, &o, buf + pos + sizeof(o));
 			pos += need;
 		} else if (tag == MA_HEAP_T_ROOT) {
 			if (pos + sizeof(struct ma_heap_root) > len)
@@ -210,7 +333,6 @@ static int tend_copy(pid_t copy, char *why, size_t len)
 			continue;
 		int sig = WSTOPSIG(status), event = status >> 16;
 
-
 		/* a fault goes to the copy's handler, an abort (a fatal
 		 * error of the interpreter's) ends it; the rest is dropped */
 		if (event || (sig != SIGSEGV && sig != SIGBUS && sig != SIGABRT))
@@ -230,164 +352,71 @@ static void nap_us(long us)
 /* ------------------------------------------------------------------ */
 /* From the stream to the graph */
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Index of addr in the sorted addresses, or -1 */
-static int64_t find_addr(const uint64_t *v, size_t n, uint64_t addr)
-{
-	size_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-
-		if (v[mid] < addr)
-			lo = mid + 1;
-		else if (v[mid] > addr)
-			hi = mid;
-		else
-			return (int64_t)mid;
-	}
-	return -1;
-}
-
-struct order {
-	uint64_t addr;
-	uint32_t raw; /* index in stream order */
-};
-
-static int cmp_order(const void *a, const void *b)
-{
-	const struct order *x = a, *y = b;
-
-	return x->addr < y->addr ? -1 : x->addr > y->addr;
-}
-
 static char *dupstr(const char *s)
 {
 	return strdup(s ? s : "");
 }
 
-static int build_graph(struct parse *ps, struct ma_mem *cm,
-		       const struct ma_py_offsets *off, struct ma_heap_graph *g)
+/* Edges to object numbers, in place (a u32 written never passes the u64
+ * still to read); edges to what was not found are dropped */
+static int finish_graph(struct parse *ps, struct ma_mem *cm,
+			const struct ma_py_offsets *off)
 {
-	size_t n = ps->nobjs;
-	struct order *ord = malloc((n ? n : 1) * sizeof(*ord));
-	uint64_t *taddr = NULL;
-	size_t nt = 0;
+	struct ma_heap_graph *g = ps->g;
+	uint32_t *e32 = (uint32_t *)ps->raw;
+	size_t w = 0;
 
-	if (!ord)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++)
-		ord[i] = (struct order){ ps->objs[i].addr, (uint32_t)i };
-	qsort(ord, n, sizeof(*ord), cmp_order);
-	/* An object found twice (it moved lists mid-walk) counts once */
-	size_t m = 0;
+	if (!g->n)
+		return 0;
+	g->eoff[g->n] = (uint32_t)ps->nraw;
+	for (size_t i = 0; i < g->n; i++) {
+		uint32_t start = g->eoff[i], end = g->eoff[i + 1];
 
-	for (size_t i = 0; i < n; i++)
-		if (!m || ord[m - 1].addr != ord[i].addr)
-			ord[m++] = ord[i];
-	n = m;
-	g->n = n;
-	g->addr = malloc((n ? n : 1) * 8);
-	g->size = malloc((n ? n : 1) * 8);
-	g->type = malloc((n ? n : 1) * 4);
-	g->refcnt = malloc((n ? n : 1) * 4);
-	g->flags = malloc(n ? n : 1);
-	g->eoff = malloc((n + 1) * 8);
-	if (!g->addr || !g->size || !g->type || !g->refcnt || !g->flags ||
-	    !g->eoff) {
-		free(ord);
-		return -ENOMEM;
-	}
-	/* types: distinct type addresses */
-	taddr = malloc((n ? n : 1) * 8);
-	if (!taddr) {
-		free(ord);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < n; i++)
-		taddr[i] = ps->objs[ord[i].raw].type;
-	qsort(taddr, n, 8, cmp_u64);
-	for (size_t i = 0; i < n; i++)
-		if (!nt || taddr[nt - 1] != taddr[i])
-			taddr[nt++] = taddr[i];
-	g->ntypes = nt;
-	g->types = calloc(nt ? nt : 1, sizeof(*g->types));
-	if (!g->types) {
-		free(ord);
-		free(taddr);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < nt; i++) {
-		char name[256] = "?";
-		uint64_t np = 0;
-
-		g->types[i].addr = taddr[i];
-		if (taddr[i] &&
-		    ma_mem_read_u64(cm, taddr[i] + (uint64_t)off->type_name,
-				    &np) == 0 &&
-		    np)
-			ma_mem_read_cstr(cm, np, name, sizeof(name));
-		if (!taddr[i])
-			snprintf(name, sizeof(name), "(unreadable)");
-		g->types[i].name = dupstr(name);
-	}
-	/* objects, in address order; edges resolved to indexes */
-	size_t ne = 0;
-
-	for (size_t i = 0; i < n; i++)
-		ne += ps->objs[ord[i].raw].nedges;
-	g->edges = malloc((ne ? ne : 1) * 4);
-	if (!g->edges) {
-		free(ord);
-		free(taddr);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < n; i++) {
-		const struct raw_obj *o = &ps->objs[ord[i].raw];
-
-		g->addr[i] = o->addr;
-	}
-	ne = 0;
-	for (size_t i = 0; i < n; i++) {
-		const struct raw_obj *o = &ps->objs[ord[i].raw];
-		int64_t ti = find_addr(taddr, nt, o->type);
-
-		g->size[i] = o->size;
-		g->type[i] = ti < 0 ? 0 : (uint32_t)ti;
-		g->refcnt[i] = o->refcnt > 0xffffffffull
-				       ? 0xffffffffu
-				       : (uint32_t)o->refcnt;
-		g->flags[i] = (uint8_t)o->flags;
-		g->eoff[i] = ne;
-		for (uint32_t k = 0; k < o->nedges; k++) {
-			int64_t j = find_addr(g->addr, n,
-					      ps->edges[o->eoff + k]);
+		g->eoff[i] = (uint32_t)w;
+		for (uint32_t e = start; e < end; e++) {
+			int64_t j = find_obj(ps, ps->raw[e]);
 
 			if (j < 0)
 				g->unresolved_edges++;
 			else
-				g->edges[ne++] = (uint32_t)j;
+				e32[w++] = (uint32_t)j;
 		}
 	}
-	g->eoff[n] = ne;
-	g->nedges = ne;
+	g->eoff[g->n] = (uint32_t)w;
+	g->nedges = w;
+	g->edges = realloc(ps->raw, (w ? w : 1) * 4);
+	if (!g->edges)
+		g->edges = e32;
+	ps->raw = NULL;
+	/* type names */
+	g->types = calloc(g->ntypes ? g->ntypes : 1, sizeof(*g->types));
+	if (!g->types)
+		return -ENOMEM;
+	for (size_t i = 0; i < g->ntypes; i++) {
+		char name[256] = "?";
+		uint64_t np = 0;
+
+		g->types[i].addr = ps->taddr[i];
+		if (!ps->taddr[i])
+			snprintf(name, sizeof(name), "(unreadable)");
+		else if (ma_mem_read_u64(cm,
+					 ps->taddr[i] + (uint64_t)off->type_name,
+					 &np) == 0 &&
+			 np)
+			ma_mem_read_cstr(cm, np, name, sizeof(name));
+		g->types[i].name = dupstr(name);
+	}
 	/* A developer's view of every object (docs/heap.md, "Debugging") */
 	if (getenv("MEMATTACH_HEAP_DUMP")) {
 		FILE *df = fopen(getenv("MEMATTACH_HEAP_DUMP"), "w");
 
-		for (size_t i = 0; df && i < n; i++) {
-			fprintf(df, "%#llx %s %llu %u %llu",
+		for (size_t i = 0; df && i < g->n; i++) {
+			fprintf(df, "%#llx %s %llu %u %u",
 				(unsigned long long)g->addr[i],
 				g->types[g->type[i]].name,
 				(unsigned long long)g->size[i], g->flags[i],
-				(unsigned long long)(g->eoff[i + 1] - g->eoff[i]));
-			for (uint64_t e = g->eoff[i]; e < g->eoff[i + 1]; e++)
+				g->eoff[i + 1] - g->eoff[i]);
+			for (uint32_t e = g->eoff[i]; e < g->eoff[i + 1]; e++)
 				fprintf(df, " %#llx",
 					(unsigned long long)g->addr[g->edges[e]]);
 			fputc('\n', df);
@@ -395,8 +424,6 @@ static int build_graph(struct parse *ps, struct ma_mem *cm,
 		if (df)
 			fclose(df);
 	}
-	free(ord);
-	free(taddr);
 	return 0;
 }
 
@@ -419,7 +446,7 @@ static void build_roots(struct parse *ps, struct ma_mem *cm,
 	for (size_t i = 0; i < ps->nroots; i++) {
 		const struct ma_heap_root *pr = &ps->roots[i];
 		struct ma_hroot *hr = &g->roots[g->nroots];
-		int64_t j = find_addr(g->addr, g->n, pr->obj);
+		int64_t j = find_obj(ps, pr->obj);
 		char buf[256] = "";
 
 		if (j < 0)
@@ -513,7 +540,7 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 	struct ma_heap_cfg cfg = { 0 };
 	struct ma_heap_copy hc;
 	struct ma_heap_box box;
-	struct parse ps = { 0 };
+	struct parse ps = { .g = g };
 	struct ma_mem *cm = NULL;
 	struct ma_heap_live *live = NULL;
 	uint8_t *buf = NULL;
@@ -605,27 +632,32 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 				     (int)t->pid, box.message);
 			goto end;
 		}
-		if (box.state == MA_HEAP_ST_CHUNK) {
-			uint32_t st = MA_HEAP_ST_WALKING;
+		if (box.produced != box.consumed) {
+			uint32_t c = box.consumed, b = c % MA_HEAP_NBUFS;
+			uint64_t len = box.len[b];
 
-			if (box.chunk_len > cfg.chunk_size ||
-			    ma_mem_read(cm, box.chunk, buf, box.chunk_len)) {
+			if (len > cfg.chunk_size ||
+			    ma_mem_read(cm, box.buf[b], buf, len)) {
 				err = -EIO;
 				snprintf(why, sizeof(why),
 					 "a chunk of the copy is unreadable");
 				break;
 			}
-			g->stream_bytes += box.chunk_len;
-			err = parse_chunk(&ps, buf, box.chunk_len);
-			if (err) {
-				snprintf(why, sizeof(why),
-					 "the copy's stream is corrupt");
-				break;
-			}
+			c++;
+			/* the buffer is the copy's again */
 			copy_write(hc.copy,
 				   hc.box_addr +
-					   offsetof(struct ma_heap_box, state),
-				   &st, sizeof(st));
+					   offsetof(struct ma_heap_box, consumed),
+				   &c, sizeof(c));
+			g->stream_bytes += len;
+			err = parse_chunk(&ps, buf, len);
+			if (err) {
+				snprintf(why, sizeof(why),
+					 err == -ENOMEM
+						 ? "out of memory"
+						 : "the copy's stream is corrupt");
+				break;
+			}
 			ma_step("heap.chunk");
 			idle = 0;
 			continue;
@@ -659,9 +691,11 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 
 	g->pools = ps.pools;
 	g->end = ps.end;
-	err = build_graph(&ps, cm, &t->off, g);
+	err = finish_graph(&ps, cm, &t->off);
 	if (!err)
 		build_roots(&ps, cm, t, &hc, g);
+	free(ps.idx);
+	ps.idx = NULL;
 	g->read_ns = ma_now_ns() - r0;
 	if (err)
 		goto end;
@@ -679,8 +713,10 @@ end:
 	free(live);
 	free(buf);
 	free(ps.carry);
-	free(ps.objs);
-	free(ps.edges);
+	free(ps.raw);
+	free(ps.idx);
+	free(ps.taddr);
+	free(ps.tidx);
 	free(ps.roots);
 	free(hc.threads);
 	if (cm)
