@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <jansson.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -16,6 +18,15 @@
 #include "errors.h"
 #include "heap.h"
 #include "ptrace.h"
+
+static const char *dirname_of(const char *path, char *buf, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+
+	snprintf(buf, len, "%.*s", slash == path ? 1 : (int)(slash - path),
+		 path);
+	return buf;
+}
 
 static void usage(FILE *f)
 {
@@ -30,9 +41,13 @@ static void usage(FILE *f)
 	ma_cli_wrap(f, "  -n, --top N", 24, "rows per table (default 20)");
 	ma_cli_wrap(f, "  -d, --depth N", 24,
 		    "steps shown per path (default 12; the middle is elided)");
-	ma_cli_wrap(f, "  -f, --format FMT", 24, "text (default) or json");
-	ma_cli_wrap(f, "  -o, --output FILE", 24,
-		    "write the report there instead of stdout");
+	ma_cli_wrap(f, "  -f, --format FMT", 24,
+		    "text (default), json, or html (a treemap of the top "
+		    "retainers; to a file on a terminal)");
+	ma_cli_wrap(f, "  -o, --output SNAPSHOT", 24,
+		    "also keep the census in a snapshot file: 'memattach "
+		    "report SNAPSHOT' renders it again, 'memattach report "
+		    "--diff A B' shows what grew between two");
 	ma_cli_wrap(f, "  -q, --quiet", 24, "no progress line on stderr");
 	ma_cli_wrap(f, "      --offsets=SOURCE", 24,
 		    "auto (default), dwarf, debug-offsets, table");
@@ -58,8 +73,11 @@ int ma_cmd_heap(int argc, char **argv)
 	struct ma_heap_graph g;
 	struct ma_heap_census c = { 0 };
 	struct ma_heap_live *live = NULL;
+	char dir[4096];
 	const char *format = "text", *output = NULL;
+	char html_path[64] = "";
 	FILE *out = stdout;
+	json_t *doc = NULL;
 	int ch, err, ret = MA_EXIT_OK;
 	pid_t pid;
 	struct ma_cli_args args =
@@ -92,10 +110,11 @@ int ma_cmd_heap(int argc, char **argv)
 			break;
 		case 'f':
 			format = optarg;
-			if (strcmp(format, "text") && strcmp(format, "json")) {
+			if (strcmp(format, "text") && strcmp(format, "json") &&
+			    strcmp(format, "html")) {
 				fprintf(stderr,
 					"memattach: heap: --format: '%s' is "
-					"not text or json\n",
+					"not text, json or html\n",
 					optarg);
 				return MA_EXIT_USAGE;
 			}
@@ -110,11 +129,22 @@ int ma_cmd_heap(int argc, char **argv)
 	}
 	if (args.exit >= 0)
 		return args.exit;
-	if (output) {
-		out = fopen(output, "w");
+	/* Where the snapshot goes must be writable before the census */
+	if (output && access(*output && strrchr(output, '/')
+				     ? dirname_of(output, dir, sizeof(dir))
+				     : ".",
+			     W_OK)) {
+		fprintf(stderr, "memattach: heap: -o %s: %s\n", output,
+			strerror(errno));
+		return MA_EXIT_CAPTURE;
+	}
+	if (!strcmp(format, "html") && isatty(STDOUT_FILENO)) {
+		snprintf(html_path, sizeof(html_path),
+			 "memattach-heap-%d.html", (int)pid);
+		out = fopen(html_path, "w");
 		if (!out) {
-			fprintf(stderr, "memattach: heap: %s: %s\n", output,
-				strerror(errno));
+			fprintf(stderr, "memattach: heap: %s: %s\n",
+				html_path, strerror(errno));
 			return MA_EXIT_ERROR;
 		}
 	}
@@ -136,10 +166,22 @@ int ma_cmd_heap(int argc, char **argv)
 		ret = ma_cli_fail("heap");
 		goto done;
 	}
-	if (!strcmp(format, "json"))
-		ma_heap_print_json(out, &g, &c);
-	else
-		ma_heap_print_text(out, &g, &c, 0);
+	doc = ma_heap_doc(&g, &c);
+	if (!doc) {
+		ret = MA_EXIT_ERROR;
+		goto done;
+	}
+	if (output && ma_heap_snap_write(output, doc)) {
+		ret = ma_cli_fail("heap");
+		goto done;
+	}
+	ma_heap_render(out, doc, format, co.top, co.depth);
+	if (html_path[0])
+		fprintf(stderr, "memattach: heap: report written to %s\n",
+			html_path);
+	if (output && !ho.quiet)
+		fprintf(stderr, "memattach: heap: snapshot written to %s\n",
+			output);
 	if (ma_cli_verbose)
 		fprintf(stderr,
 			"memattach: heap: stopped %.3f ms (clone %.3f ms), walk "
@@ -156,6 +198,7 @@ int ma_cmd_heap(int argc, char **argv)
 		ret = MA_EXIT_PARTIAL;
 	}
 done:
+	json_decref(doc);
 	if (live)
 		ma_heap_live_end(live, t);
 	ma_heap_census_free(&c);
@@ -163,7 +206,7 @@ done:
 	if (t)
 		ma_target_close(t);
 	if (out != stdout && fclose(out) && ret == MA_EXIT_OK) {
-		fprintf(stderr, "memattach: heap: writing %s: %s\n", output,
+		fprintf(stderr, "memattach: heap: writing %s: %s\n", html_path,
 			strerror(errno));
 		ret = MA_EXIT_ERROR;
 	}

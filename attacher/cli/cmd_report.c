@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "heap.h"
 #include "commands.h"
 #include "errors.h"
 #include "report.h"
@@ -277,6 +278,12 @@ int ma_cmd_report(int argc, char **argv)
 	}
 	if (args.exit >= 0)
 		return args.exit;
+	/* A heap snapshot (memattach heap -o) has renderers of its own */
+	if (ma_heap_snap_is(argv[optind])) {
+		if (ma_heap_report(argv[optind], diff, fmt->name, out, o.top))
+			return ma_cli_fail("report");
+		return MA_EXIT_OK;
+	}
 	if (diff && !fmt->diff) {
 		char with[256] = "";
 

@@ -168,11 +168,25 @@ int ma_heap_rss(pid_t pid, struct ma_hrss *r, const uint64_t *stack_sps,
 		size_t nsps);
 
 /* ------------------------------------------------------------------ */
-/* Outputs */
+/* Outputs (heap_report.c): the census as a document (a JSON tree, which is
+ * also the snapshot file's content, docs/heap.md), rendered */
 
-int ma_heap_print_text(FILE *out, const struct ma_heap_graph *g,
-		       const struct ma_heap_census *c, int width);
-int ma_heap_print_json(FILE *out, const struct ma_heap_graph *g,
-		       const struct ma_heap_census *c);
+typedef struct json_t json_t;
+
+json_t *ma_heap_doc(const struct ma_heap_graph *g,
+		    const struct ma_heap_census *c);
+/* format: text, json or html */
+int ma_heap_render(FILE *f, const json_t *doc, const char *format, int top,
+		   int depth);
+int ma_heap_render_diff(FILE *f, const json_t *a, const json_t *b,
+			const char *format, int top);
+int ma_heap_snap_write(const char *path, const json_t *doc);
+/* 1 when path holds a heap snapshot (by its first bytes) */
+int ma_heap_snap_is(const char *path);
+/* NULL with a message (exit code MA_EXIT_CAPTURE) when unreadable */
+json_t *ma_heap_snap_read(const char *path);
+/* memattach report on a snapshot (or two, with diff) */
+int ma_heap_report(const char *path, const char *diff, const char *format,
+		   const char *out, int top);
 
 #endif

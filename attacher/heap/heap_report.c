@@ -1,15 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The census, printed: where the RSS goes, by type, the largest objects and
- * the top retainers with their paths from a root (docs/heap.md shows an
+ * The census as a document (a JSON tree: what `heap -f json` prints and
+ * what a snapshot file holds), and the document printed: where the RSS
+ * goes, by type, the largest objects and the top retainers with their paths
+ * from a root, and the difference of two snapshots (docs/heap.md shows an
  * example and explains each line).
  */
 #include "heap.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "errors.h"
 #include "units.h"
 
 static const char *tname(const struct ma_heap_graph *g, uint32_t obj)
@@ -149,31 +156,153 @@ static void root_where(const struct ma_heap_graph *g,
 }
 
 /* ------------------------------------------------------------------ */
+/* The document */
+
+#define SNAP_FORMAT "memattach-heap-snapshot"
+#define SNAP_VERSION 1
+
+static void seti(json_t *o, const char *k, uint64_t v)
+{
+	json_object_set_new(o, k, json_integer((json_int_t)v));
+}
+
+static json_t *obj_json(const struct ma_heap_graph *g,
+			const struct ma_hobj_report *r)
+{
+	json_t *o = json_object(), *p = json_array();
+	char path[2048], where[512];
+
+	ma_heap_path_render(g, r, 1000, path, sizeof(path));
+	root_where(g, r, where, sizeof(where));
+	json_object_set_new(o, "type", json_string(tname(g, r->obj)));
+	seti(o, "size", g->size[r->obj]);
+	seti(o, "retained", r->retained);
+	seti(o, "address", g->addr[r->obj]);
+	json_object_set_new(o, "path", json_string(path));
+	json_object_set_new(o, "root", json_string(where));
+	json_object_set_new(o, "garbage", json_boolean(r->garbage));
+	json_object_set_new(o, "held_by_c", json_boolean(r->held_by_c));
+	for (size_t i = 0; i < r->npath; i++) {
+		json_t *st = json_object();
+
+		json_object_set_new(st, "type",
+				    json_string(tname(g, r->path[i].obj)));
+		json_object_set_new(st, "label",
+				    json_string(r->path[i].label));
+		json_array_append_new(p, st);
+	}
+	json_object_set_new(o, "steps", p);
+	return o;
+}
+
+json_t *ma_heap_doc(const struct ma_heap_graph *g,
+		    const struct ma_heap_census *c)
+{
+	json_t *root = json_object(), *types = json_array(),
+	       *largest = json_array(), *ret = json_array(),
+	       *rss = json_object(), *pm = json_object(),
+	       *notes = json_object();
+
+	json_object_set_new(root, "format", json_string(SNAP_FORMAT));
+	seti(root, "version", SNAP_VERSION);
+	seti(root, "time", g->time);
+	seti(root, "pid", (uint64_t)g->pid);
+	json_object_set_new(root, "command", json_string(g->cmdline));
+	json_object_set_new(root, "python", json_string(g->version));
+	seti(root, "objects", c->objects);
+	seti(root, "bytes", c->bytes);
+	seti(root, "pymalloc_bytes", c->pymalloc_bytes);
+	seti(root, "garbage_objects", c->garbage_objects);
+	seti(root, "garbage_bytes", c->garbage_bytes);
+	seti(root, "held_by_c_objects", c->held_by_c_objects);
+	json_object_set_new(root, "frozen_ms", json_real(g->frozen_ns / 1e6));
+	json_object_set_new(root, "walk_s", json_real(g->walk_ns / 1e9));
+	json_object_set_new(root, "partial", json_boolean(g->partial));
+	seti(rss, "rss", g->rss.rss);
+	seti(rss, "peak", g->rss.hwm);
+	seti(rss, "heap", g->rss.heap);
+	seti(rss, "anonymous", g->rss.anon);
+	seti(rss, "stacks", g->rss.stacks);
+	seti(rss, "files", g->rss.files);
+	seti(rss, "other", g->rss.other);
+	seti(rss, "swap", g->rss.swap);
+	json_object_set_new(root, "rss", rss);
+	seti(pm, "pool_size", g->pools.pool_size);
+	seti(pm, "pools", g->pools.pools);
+	seti(pm, "arenas", g->pools.arenas);
+	seti(pm, "used_bytes", g->pools.used_bytes);
+	json_object_set_new(root, "pymalloc", pm);
+	json_object_set_new(notes, "gc_collecting",
+			    json_boolean(g->end.gc_collecting));
+	seti(notes, "unreadable", g->end.unreadable);
+	seti(notes, "unresolved_edges", g->unresolved_edges);
+	json_object_set_new(notes, "partial_why", json_string(g->partial_why));
+	json_object_set_new(root, "notes", notes);
+	for (size_t i = 0; i < c->ntypes; i++) {
+		json_t *t = json_object();
+
+		json_object_set_new(
+			t, "type", json_string(g->types[c->by_type[i].type].name));
+		seti(t, "count", c->by_type[i].count);
+		seti(t, "bytes", c->by_type[i].bytes);
+		json_array_append_new(types, t);
+	}
+	json_object_set_new(root, "by_type", types);
+	for (size_t i = 0; i < c->nlargest; i++)
+		json_array_append_new(largest, obj_json(g, &c->largest[i]));
+	json_object_set_new(root, "largest", largest);
+	for (size_t i = 0; i < c->nretainers; i++)
+		json_array_append_new(ret, obj_json(g, &c->retainers[i]));
+	json_object_set_new(root, "retainers", ret);
+	return root;
+}
+
+/* ------------------------------------------------------------------ */
 /* Text */
 
-static void rss_section(FILE *f, const struct ma_heap_graph *g,
-			const struct ma_heap_census *c)
+static uint64_t ju(const json_t *o, const char *k)
 {
-	const struct ma_hrss *r = &g->rss;
+	json_t *v = json_object_get(o, k);
+
+	return json_is_integer(v) ? (uint64_t)json_integer_value(v) : 0;
+}
+
+static const char *js(const json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+
+	return v ? v : "";
+}
+
+static double jr(const json_t *o, const char *k)
+{
+	return json_number_value(json_object_get(o, k));
+}
+
+static void rss_section(FILE *f, const json_t *d)
+{
+	const json_t *r = json_object_get(d, "rss"),
+		     *pm = json_object_get(d, "pymalloc");
 	char a[32], b[32];
-	uint64_t mem = r->heap + r->anon;
-	uint64_t pool_bytes = g->pools.pools * g->pools.pool_size;
-	uint64_t pool_free = pool_bytes > g->pools.used_bytes
-				     ? pool_bytes - g->pools.used_bytes
-				     : 0;
-	int64_t rest = (int64_t)mem - (int64_t)c->bytes - (int64_t)pool_free;
+	uint64_t mem = ju(r, "heap") + ju(r, "anonymous"),
+		 objs = ju(d, "bytes"), pyb = ju(d, "pymalloc_bytes");
+	uint64_t pool_bytes = ju(pm, "pools") * ju(pm, "pool_size");
+	uint64_t used = ju(pm, "used_bytes");
+	uint64_t pool_free = pool_bytes > used ? pool_bytes - used : 0;
+	int64_t rest = (int64_t)mem - (int64_t)objs - (int64_t)pool_free;
 
 	fprintf(f, "Where the RSS goes (RSS %s, peak %s)\n",
-		bytes(r->rss, a, sizeof(a)), bytes(r->hwm, b, sizeof(b)));
+		bytes(ju(r, "rss"), a, sizeof(a)),
+		bytes(ju(r, "peak"), b, sizeof(b)));
 	fprintf(f, "  %-52s %12s\n", "heap and anonymous memory",
 		bytes(mem, a, sizeof(a)));
 	fprintf(f, "    %-50s %12s\n", "Python objects (as sys.getsizeof)",
-		bytes(c->bytes, a, sizeof(a)));
+		bytes(objs, a, sizeof(a)));
 	fprintf(f, "      %-48s %12s\n", "in pymalloc blocks (<= 512 bytes)",
-		bytes(c->pymalloc_bytes, a, sizeof(a)));
+		bytes(pyb, a, sizeof(a)));
 	fprintf(f, "      %-48s %12s\n",
 		"in malloc blocks (large objects, item tables)",
-		bytes(c->bytes - c->pymalloc_bytes, a, sizeof(a)));
+		bytes(objs - pyb, a, sizeof(a)));
 	fprintf(f, "    %-50s %12s\n", "free space inside pymalloc's pools",
 		bytes(pool_free, a, sizeof(a)));
 	if (rest >= 0)
@@ -185,202 +314,563 @@ static void rss_section(FILE *f, const struct ma_heap_graph *g,
 			"objects not resident (swapped, or never touched)",
 			bytes((uint64_t)-rest, a, sizeof(a)));
 	fprintf(f, "  %-52s %12s\n", "thread stacks",
-		bytes(r->stacks, a, sizeof(a)));
+		bytes(ju(r, "stacks"), a, sizeof(a)));
 	fprintf(f, "  %-52s %12s\n", "files (code, libraries, mapped files)",
-		bytes(r->files, a, sizeof(a)));
+		bytes(ju(r, "files"), a, sizeof(a)));
 	fprintf(f, "  %-52s %12s\n", "other (shared memory, vdso)",
-		bytes(r->other, a, sizeof(a)));
-	if (r->swap)
+		bytes(ju(r, "other"), a, sizeof(a)));
+	if (ju(r, "swap"))
 		fprintf(f, "  (and %s swapped out)\n",
-			bytes(r->swap, a, sizeof(a)));
-	if (g->pools.pool_size)
+			bytes(ju(r, "swap"), a, sizeof(a)));
+	if (ju(pm, "pool_size"))
 		fprintf(f,
-			"  pymalloc: %llu pools of %u KiB in use in %llu "
+			"  pymalloc: %llu pools of %llu KiB in use in %llu "
 			"arenas, %s of blocks in use in them\n",
-			(unsigned long long)g->pools.pools,
-			g->pools.pool_size / 1024,
-			(unsigned long long)g->pools.arenas,
-			bytes(g->pools.used_bytes, a, sizeof(a)));
+			(unsigned long long)ju(pm, "pools"),
+			(unsigned long long)ju(pm, "pool_size") / 1024,
+			(unsigned long long)ju(pm, "arenas"),
+			bytes(used, a, sizeof(a)));
 	fputc('\n', f);
 }
 
-static void obj_table(FILE *f, const struct ma_heap_graph *g,
-		      const struct ma_hobj_report *v, size_t n, int width,
-		      int retained_first)
+/* A path of more than depth steps, its middle elided */
+static void print_path(FILE *f, const char *path, int depth)
 {
-	char a[32], b[32], path[2048], where[512];
+	const char *sep = " -> ", *p = path;
+	int n = 1, k = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		const struct ma_hobj_report *r = &v[i];
-		uint32_t o = r->obj;
-
-		ma_heap_path_render(g, r, 12, path, sizeof(path));
-		root_where(g, r, where, sizeof(where));
-		fprintf(f, "  %10s %10s  %s\n",
-			bytes(retained_first ? r->retained : g->size[o], a,
-			      sizeof(a)),
-			bytes(retained_first ? g->size[o] : r->retained, b,
-			      sizeof(b)),
-			tname(g, o));
+	for (const char *q = path; (q = strstr(q, sep)); q += 4)
+		n++;
+	if (depth < 2 || n <= depth) {
 		fprintf(f, "      %s\n", path);
-		if (where[0])
-			fprintf(f, "      (%s)\n", where);
+		return;
 	}
-	(void)width;
+	fputs("      ", f);
+	for (; k < n; k++) {
+		const char *e = strstr(p, sep);
+		int len = e ? (int)(e - p) : (int)strlen(p);
+
+		if (k < depth / 2 || k >= n - depth / 2)
+			fprintf(f, "%s%.*s", k ? sep : "", len, p);
+		else if (k == depth / 2)
+			fprintf(f, "%s...", sep);
+		p = e ? e + 4 : p + len;
+	}
+	fputc('\n', f);
 }
 
-int ma_heap_print_text(FILE *f, const struct ma_heap_graph *g,
-		       const struct ma_heap_census *c, int width)
+static void obj_table(FILE *f, const json_t *rows, int retained_first,
+		      int top, int depth)
 {
 	char a[32], b[32];
-	size_t top = c->nlargest > c->nretainers ? c->nlargest : c->nretainers;
+	size_t i;
+	json_t *r;
 
-	fprintf(f, "Process %d: %s (Python %s)\n", (int)g->pid, g->cmdline,
-		g->version);
+	json_array_foreach(rows, i, r)
+	{
+		if ((int)i >= top)
+			break;
+		fprintf(f, "  %10s %10s  %s\n",
+			bytes(ju(r, retained_first ? "retained" : "size"), a,
+			      sizeof(a)),
+			bytes(ju(r, retained_first ? "size" : "retained"), b,
+			      sizeof(b)),
+			js(r, "type"));
+		print_path(f, js(r, "path"), depth);
+		if (*js(r, "root"))
+			fprintf(f, "      (%s)\n", js(r, "root"));
+	}
+}
+
+static int print_text(FILE *f, const json_t *d, int top, int depth)
+{
+	const json_t *types = json_object_get(d, "by_type"),
+		     *notes = json_object_get(d, "notes");
+	char a[32];
+	size_t i, nt = json_array_size(types);
+	json_t *t;
+
+	fprintf(f, "Process %llu: %s (Python %s)\n",
+		(unsigned long long)ju(d, "pid"), js(d, "command"),
+		js(d, "python"));
 	fprintf(f,
 		"Census of %llu objects (%s), target stopped %.1f ms, "
 		"walked in %.2f s\n\n",
-		(unsigned long long)c->objects, bytes(c->bytes, a, sizeof(a)),
-		g->frozen_ns / 1e6, g->walk_ns / 1e9);
-	rss_section(f, g, c);
-
-	fprintf(f, "By type (top %zu of %zu)\n", top < c->ntypes ? top : c->ntypes,
-		c->ntypes);
+		(unsigned long long)ju(d, "objects"),
+		bytes(ju(d, "bytes"), a, sizeof(a)), jr(d, "frozen_ms"),
+		jr(d, "walk_s"));
+	rss_section(f, d);
+	fprintf(f, "By type (top %zu of %zu)\n",
+		(size_t)top < nt ? (size_t)top : nt, nt);
 	fprintf(f, "  %12s %12s %7s  %s\n", "count", "bytes", "share", "type");
-	for (size_t i = 0; i < c->ntypes && i < top; i++) {
-		const struct ma_hcensus_type *t = &c->by_type[i];
-
+	json_array_foreach(types, i, t)
+	{
+		if ((int)i >= top)
+			break;
 		fprintf(f, "  %12llu %12s %6.1f%%  %s\n",
-			(unsigned long long)t->count,
-			bytes(t->bytes, a, sizeof(a)),
-			c->bytes ? 100.0 * (double)t->bytes / (double)c->bytes
-				 : 0.0,
-			g->types[t->type].name);
+			(unsigned long long)ju(t, "count"),
+			bytes(ju(t, "bytes"), a, sizeof(a)),
+			ju(d, "bytes") ? 100.0 * (double)ju(t, "bytes") /
+						 (double)ju(d, "bytes")
+				       : 0.0,
+			js(t, "type"));
 	}
 	fputc('\n', f);
 	fprintf(f, "Largest objects (own size, retained size, type, path)\n");
-	obj_table(f, g, c->largest, c->nlargest, width, 0);
+	obj_table(f, json_object_get(d, "largest"), 0, top, depth);
 	fputc('\n', f);
 	fprintf(f, "Top retainers (retained size: freed with it; own size; "
 		   "type, path)\n");
-	obj_table(f, g, c->retainers, c->nretainers, width, 1);
+	obj_table(f, json_object_get(d, "retainers"), 1, top, depth);
 	fputc('\n', f);
-	if (c->garbage_objects)
+	if (ju(d, "garbage_objects"))
 		fprintf(f,
 			"Cyclic garbage: %llu objects, %s, kept only by "
 			"reference cycles until the collector runs "
 			"(gc.collect() frees them)\n",
-			(unsigned long long)c->garbage_objects,
-			bytes(c->garbage_bytes, b, sizeof(b)));
+			(unsigned long long)ju(d, "garbage_objects"),
+			bytes(ju(d, "garbage_bytes"), a, sizeof(a)));
 	else
 		fprintf(f, "Cyclic garbage: none\n");
-	if (g->end.gc_collecting)
+	if (json_is_true(json_object_get(notes, "gc_collecting")))
 		fprintf(f, "Note: the collector was running when the copy was "
 			   "made: some objects may be missing\n");
-	if (g->end.unreadable)
+	if (ju(notes, "unreadable"))
 		fprintf(f,
 			"Note: %llu objects could not be read (being "
 			"changed when the copy was made)\n",
-			(unsigned long long)g->end.unreadable);
-	if (g->partial)
-		fprintf(f, "Note: partial census: %s\n", g->partial_why);
-	return 0;
+			(unsigned long long)ju(notes, "unreadable"));
+	if (json_is_true(json_object_get(d, "partial")))
+		fprintf(f, "Note: partial census: %s\n",
+			js(notes, "partial_why"));
+	return ferror(f) ? -EIO : 0;
 }
 
 /* ------------------------------------------------------------------ */
-/* JSON */
+/* HTML: the tables, and a treemap of the top retainers by retained size
+ * (self-contained: no script from elsewhere) */
 
-static json_t *obj_json(const struct ma_heap_graph *g,
-			const struct ma_hobj_report *r)
+static void html_esc(FILE *f, const char *s)
 {
-	json_t *o = json_object(), *p = json_array();
-	char path[2048], where[512];
-
-	ma_heap_path_render(g, r, 1000, path, sizeof(path));
-	root_where(g, r, where, sizeof(where));
-	json_object_set_new(o, "type", json_string(tname(g, r->obj)));
-	json_object_set_new(o, "size", json_integer((json_int_t)g->size[r->obj]));
-	json_object_set_new(o, "retained", json_integer((json_int_t)r->retained));
-	json_object_set_new(o, "address",
-			    json_integer((json_int_t)g->addr[r->obj]));
-	json_object_set_new(o, "path", json_string(path));
-	json_object_set_new(o, "root", json_string(where));
-	json_object_set_new(o, "garbage", json_boolean(r->garbage));
-	json_object_set_new(o, "held_by_c", json_boolean(r->held_by_c));
-	for (size_t i = 0; i < r->npath; i++) {
-		json_t *s = json_object();
-
-		json_object_set_new(s, "type",
-				    json_string(tname(g, r->path[i].obj)));
-		json_object_set_new(s, "label", json_string(r->path[i].label));
-		json_array_append_new(p, s);
+	for (; *s; s++) {
+		if (*s == '<')
+			fputs("&lt;", f);
+		else if (*s == '>')
+			fputs("&gt;", f);
+		else if (*s == '&')
+			fputs("&amp;", f);
+		else if (*s == '"')
+			fputs("&quot;", f);
+		else
+			fputc(*s, f);
 	}
-	json_object_set_new(o, "steps", p);
-	return o;
 }
 
-int ma_heap_print_json(FILE *f, const struct ma_heap_graph *g,
-		       const struct ma_heap_census *c)
+static int print_html(FILE *f, const json_t *d, int top, int depth)
 {
-	json_t *root = json_object(), *types = json_array(),
-	       *largest = json_array(), *ret = json_array(),
-	       *rss = json_object(), *pm = json_object();
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mf = open_memstream(&text, &len);
+	char *js_doc;
 
-	json_object_set_new(root, "pid", json_integer(g->pid));
-	json_object_set_new(root, "command", json_string(g->cmdline));
-	json_object_set_new(root, "python", json_string(g->version));
-	json_object_set_new(root, "objects", json_integer((json_int_t)c->objects));
-	json_object_set_new(root, "bytes", json_integer((json_int_t)c->bytes));
-	json_object_set_new(root, "pymalloc_bytes",
-			    json_integer((json_int_t)c->pymalloc_bytes));
-	json_object_set_new(root, "garbage_objects",
-			    json_integer((json_int_t)c->garbage_objects));
-	json_object_set_new(root, "garbage_bytes",
-			    json_integer((json_int_t)c->garbage_bytes));
-	json_object_set_new(root, "frozen_ms", json_real(g->frozen_ns / 1e6));
-	json_object_set_new(root, "walk_s", json_real(g->walk_ns / 1e9));
-	json_object_set_new(root, "partial", json_boolean(g->partial));
-	json_object_set_new(root, "unreadable",
-			    json_integer((json_int_t)g->end.unreadable));
-	json_object_set_new(rss, "rss", json_integer((json_int_t)g->rss.rss));
-	json_object_set_new(rss, "peak", json_integer((json_int_t)g->rss.hwm));
-	json_object_set_new(rss, "heap", json_integer((json_int_t)g->rss.heap));
-	json_object_set_new(rss, "anonymous",
-			    json_integer((json_int_t)g->rss.anon));
-	json_object_set_new(rss, "stacks",
-			    json_integer((json_int_t)g->rss.stacks));
-	json_object_set_new(rss, "files", json_integer((json_int_t)g->rss.files));
-	json_object_set_new(rss, "other", json_integer((json_int_t)g->rss.other));
-	json_object_set_new(rss, "swap", json_integer((json_int_t)g->rss.swap));
-	json_object_set_new(root, "rss", rss);
-	json_object_set_new(pm, "pool_size",
-			    json_integer(g->pools.pool_size));
-	json_object_set_new(pm, "pools", json_integer((json_int_t)g->pools.pools));
-	json_object_set_new(pm, "arenas",
-			    json_integer((json_int_t)g->pools.arenas));
-	json_object_set_new(pm, "used_bytes",
-			    json_integer((json_int_t)g->pools.used_bytes));
-	json_object_set_new(root, "pymalloc", pm);
-	for (size_t i = 0; i < c->ntypes; i++) {
-		json_t *t = json_object();
-
-		json_object_set_new(t, "type",
-				    json_string(g->types[c->by_type[i].type].name));
-		json_object_set_new(t, "count",
-				    json_integer((json_int_t)c->by_type[i].count));
-		json_object_set_new(t, "bytes",
-				    json_integer((json_int_t)c->by_type[i].bytes));
-		json_array_append_new(types, t);
+	if (!mf)
+		return -ENOMEM;
+	print_text(mf, d, top, depth);
+	fclose(mf);
+	js_doc = json_dumps(d, JSON_COMPACT);
+	fputs("<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+	      "<title>memattach heap</title><style>"
+	      "body{font:14px sans-serif;margin:1em}"
+	      "pre{font:12px monospace;background:#f6f6f6;padding:1em}"
+	      "#map{position:relative;width:100%;height:420px;"
+	      "border:1px solid #888}"
+	      "#map div{position:absolute;overflow:hidden;font:11px "
+	      "sans-serif;border:1px solid #fff;box-sizing:border-box;"
+	      "padding:2px;color:#000}"
+	      "</style></head><body><h1>memattach heap</h1>"
+	      "<h2>Top retainers by retained size</h2><div id=\"map\"></div>"
+	      "<h2>Report</h2><pre>",
+	      f);
+	html_esc(f, text ? text : "");
+	fputs("</pre><script>const D=", f);
+	/* the document, safe inside a script element */
+	for (const char *p = js_doc ? js_doc : "{}"; *p; p++) {
+		if (*p == '<')
+			fputs("\\u003c", f);
+		else
+			fputc(*p, f);
 	}
-	json_object_set_new(root, "by_type", types);
-	for (size_t i = 0; i < c->nlargest; i++)
-		json_array_append_new(largest, obj_json(g, &c->largest[i]));
-	json_object_set_new(root, "largest", largest);
-	for (size_t i = 0; i < c->nretainers; i++)
-		json_array_append_new(ret, obj_json(g, &c->retainers[i]));
-	json_object_set_new(root, "retainers", ret);
-	json_dumpf(root, f, JSON_INDENT(2));
-	fputc('\n', f);
-	json_decref(root);
+	fputs(";\n"
+	      "function fmt(n){const u=['B','KiB','MiB','GiB','TiB'];let i=0;"
+	      "while(n>=1024&&i<4){n/=1024;i++}return n.toFixed(i?1:0)+' '+"
+	      "u[i]}\n"
+	      /* squarified-ish: slice the rectangle along its longer side */
+	      "function lay(items,x,y,w,h,out){if(!items.length)return;"
+	      "if(items.length==1){out.push([items[0],x,y,w,h]);return}"
+	      "const tot=items.reduce((s,r)=>s+r.retained,0);let acc=0,k=0;"
+	      "while(k<items.length-1&&acc+items[k].retained<tot/2)"
+	      "acc+=items[k++].retained;if(!k){acc=items[0].retained;k=1}"
+	      "const f=acc/tot;if(w>=h){lay(items.slice(0,k),x,y,w*f,h,out);"
+	      "lay(items.slice(k),x+w*f,y,w*(1-f),h,out)}else{"
+	      "lay(items.slice(0,k),x,y,w,h*f,out);"
+	      "lay(items.slice(k),x,y+h*f,w,h*(1-f),out)}}\n"
+	      "const m=document.getElementById('map'),W=m.clientWidth,"
+	      "H=m.clientHeight,out=[];"
+	      "const rs=(D.retainers||[]).filter(r=>r.retained>0);"
+	      "lay(rs,0,0,W,H,out);out.forEach(([r,x,y,w,h],i)=>{"
+	      "const e=document.createElement('div');e.style.left=x+'px';"
+	      "e.style.top=y+'px';e.style.width=w+'px';e.style.height=h+'px';"
+	      "e.style.background='hsl('+(i*47%360)+',60%,80%)';"
+	      "e.title=r.path+'\\n'+fmt(r.retained)+' retained\\n'+r.root;"
+	      "e.textContent=r.path+' '+fmt(r.retained);m.appendChild(e)});"
+	      "</script></body></html>\n",
+	      f);
+	free(js_doc);
+	free(text);
+	return ferror(f) ? -EIO : 0;
+}
+
+int ma_heap_render(FILE *f, const json_t *doc, const char *format, int top,
+		   int depth)
+{
+	if (top <= 0)
+		top = 20;
+	if (depth <= 0)
+		depth = 12;
+	if (!strcmp(format, "json")) {
+		json_dumpf(doc, f, JSON_INDENT(2));
+		fputc('\n', f);
+		return ferror(f) ? -EIO : 0;
+	}
+	if (!strcmp(format, "html"))
+		return print_html(f, doc, top, depth);
+	return print_text(f, doc, top, depth);
+}
+
+/* ------------------------------------------------------------------ */
+/* Snapshots */
+
+int ma_heap_snap_write(const char *path, const json_t *doc)
+{
+	char tmp[4096];
+	int fd, err = 0;
+	FILE *f;
+
+	/* a fresh file under a temporary name, renamed over the path: never
+	 * through a symlink or into a file someone else opened */
+	snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path, (int)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		  0600);
+	if (fd < 0)
+		return ma_err(-errno, "heap: creating %s: %s", tmp,
+			      strerror(errno));
+	f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		unlink(tmp);
+		return ma_err(-ENOMEM, "heap: writing %s", path);
+	}
+	if (json_dumpf(doc, f, JSON_COMPACT) || fputc('\n', f) == EOF)
+		err = -EIO;
+	if (fclose(f) && !err)
+		err = -errno;
+	if (!err && rename(tmp, path))
+		err = -errno;
+	if (err) {
+		unlink(tmp);
+		return ma_err(err, "heap: writing %s: %s", path,
+			      strerror(-err));
+	}
 	return 0;
+}
+
+int ma_heap_snap_is(const char *path)
+{
+	char head[64] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, head, sizeof(head) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	head[n] = '\0';
+	return strstr(head, "\"format\":\"" SNAP_FORMAT "\"") != NULL ||
+	       strstr(head, "\"format\": \"" SNAP_FORMAT "\"") != NULL;
+}
+
+json_t *ma_heap_snap_read(const char *path)
+{
+	json_error_t je;
+	json_t *d = json_load_file(path, 0, &je);
+
+	ma_err_set_exit(MA_EXIT_CAPTURE);
+	if (!d) {
+		ma_err(-EPROTO,
+		       "%s: not a readable heap snapshot (truncated or "
+		       "corrupt?): %s at line %d",
+		       path, je.text, je.line);
+		return NULL;
+	}
+	if (strcmp(js(d, "format"), SNAP_FORMAT) ||
+	    ju(d, "version") != SNAP_VERSION ||
+	    !json_is_array(json_object_get(d, "by_type"))) {
+		ma_err(-EPROTO,
+		       "%s: a heap snapshot of another version (%llu; this "
+		       "memattach reads %d) or an incomplete one",
+		       path, (unsigned long long)ju(d, "version"),
+		       SNAP_VERSION);
+		json_decref(d);
+		return NULL;
+	}
+	ma_err_set_exit(MA_EXIT_OK);
+	return d;
+}
+
+/* ------------------------------------------------------------------ */
+/* What changed between two snapshots */
+
+struct drow {
+	const char *key;
+	int64_t dcount, dbytes;
+	uint64_t bytes_a, bytes_b;
+	const char *extra; /* root of a retainer */
+};
+
+static int cmp_drow(const void *x, const void *y)
+{
+	const struct drow *a = x, *b = y;
+	int64_t ma = a->dbytes < 0 ? -a->dbytes : a->dbytes,
+		mb = b->dbytes < 0 ? -b->dbytes : b->dbytes;
+
+	return ma < mb ? 1 : ma > mb ? -1 : strcmp(a->key, b->key);
+}
+
+/* Rows keyed by `key` in array `arr` of a and b, with their value field */
+static struct drow *diff_rows(const json_t *ra, const json_t *rb,
+			      const char *key, const char *val,
+			      const char *cnt, size_t *n)
+{
+	size_t na = json_array_size(ra), nb = json_array_size(rb), m = 0;
+	struct drow *v = calloc(na + nb + 1, sizeof(*v));
+	size_t i;
+	json_t *r;
+
+	if (!v)
+		return NULL;
+	/* rows of the same key (two classes of one name) are summed */
+	json_array_foreach(ra, i, r)
+	{
+		size_t k;
+
+		for (k = 0; k < m; k++)
+			if (!strcmp(v[k].key, js(r, key)))
+				break;
+		if (k == m)
+			v[m++] = (struct drow){ .key = js(r, key),
+						.extra = js(r, "root") };
+		v[k].bytes_a += ju(r, val);
+		v[k].dbytes -= (int64_t)ju(r, val);
+		if (cnt)
+			v[k].dcount -= (int64_t)ju(r, cnt);
+	}
+	json_array_foreach(rb, i, r)
+	{
+		size_t k;
+
+		for (k = 0; k < m; k++)
+			if (!strcmp(v[k].key, js(r, key)))
+				break;
+		if (k == m)
+			v[m++] = (struct drow){ .key = js(r, key),
+						.extra = js(r, "root") };
+		v[k].bytes_b += ju(r, val);
+		v[k].dbytes += (int64_t)ju(r, val);
+		if (cnt)
+			v[k].dcount += (int64_t)ju(r, cnt);
+	}
+	qsort(v, m, sizeof(*v), cmp_drow);
+	*n = m;
+	return v;
+}
+
+static void sbytes(int64_t d, char *buf, size_t len)
+{
+	char b[32];
+
+	ma_fmt_bytes((uint64_t)(d < 0 ? -d : d), b, sizeof(b));
+	snprintf(buf, len, "%s%s", d < 0 ? "-" : "+", b);
+}
+
+static json_t *drows_json(const struct drow *v, size_t n, int shrank,
+			  int counts)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++) {
+		json_t *o;
+
+		if ((shrank && v[i].dbytes >= 0) || (!shrank && v[i].dbytes <= 0))
+			continue;
+		o = json_object();
+		json_object_set_new(o, "key", json_string(v[i].key));
+		json_object_set_new(o, "bytes_delta", json_integer(v[i].dbytes));
+		if (counts)
+			json_object_set_new(o, "count_delta",
+					    json_integer(v[i].dcount));
+		seti(o, "bytes_a", v[i].bytes_a);
+		seti(o, "bytes_b", v[i].bytes_b);
+		json_array_append_new(a, o);
+	}
+	return a;
+}
+
+int ma_heap_render_diff(FILE *f, const json_t *a, const json_t *b,
+			const char *format, int top)
+{
+	size_t nt, nr;
+	struct drow *t = diff_rows(json_object_get(a, "by_type"),
+				   json_object_get(b, "by_type"), "type",
+				   "bytes", "count", &nt);
+	struct drow *r = diff_rows(json_object_get(a, "retainers"),
+				   json_object_get(b, "retainers"), "path",
+				   "retained", NULL, &nr);
+	char x[32], y[32], z[32];
+	int err = 0;
+
+	if (top <= 0)
+		top = 20;
+	if (!t || !r) {
+		free(t);
+		free(r);
+		return -ENOMEM;
+	}
+	if (!strcmp(format, "json")) {
+		json_t *o = json_object();
+
+		seti(o, "seconds_between", ju(b, "time") - ju(a, "time"));
+		json_object_set_new(o, "rss_delta",
+				    json_integer((json_int_t)(
+					    ju(json_object_get(b, "rss"), "rss") -
+					    ju(json_object_get(a, "rss"), "rss"))));
+		json_object_set_new(o, "bytes_delta",
+				    json_integer((json_int_t)(ju(b, "bytes") -
+							      ju(a, "bytes"))));
+		json_object_set_new(o, "types_grew", drows_json(t, nt, 0, 1));
+		json_object_set_new(o, "types_shrank", drows_json(t, nt, 1, 1));
+		json_object_set_new(o, "retainers_grew",
+				    drows_json(r, nr, 0, 0));
+		json_object_set_new(o, "retainers_shrank",
+				    drows_json(r, nr, 1, 0));
+		json_dumpf(o, f, JSON_INDENT(2));
+		fputc('\n', f);
+		json_decref(o);
+	} else {
+		int64_t drss = (int64_t)(ju(json_object_get(b, "rss"), "rss") -
+					 ju(json_object_get(a, "rss"), "rss"));
+
+		sbytes(drss, x, sizeof(x));
+		sbytes((int64_t)(ju(b, "bytes") - ju(a, "bytes")), y,
+		       sizeof(y));
+		fprintf(f,
+			"From the census of %llu objects to the one of %llu, "
+			"%llu s later (process %llu, then %llu)\n"
+			"  RSS %s, Python objects %s\n\n",
+			(unsigned long long)ju(a, "objects"),
+			(unsigned long long)ju(b, "objects"),
+			(unsigned long long)(ju(b, "time") - ju(a, "time")),
+			(unsigned long long)ju(a, "pid"),
+			(unsigned long long)ju(b, "pid"), x, y);
+		for (int pass = 0; pass < 2; pass++) {
+			int shown = 0;
+
+			fprintf(f, "By type, %s\n", pass ? "shrank" : "grew");
+			for (size_t i = 0; i < nt && shown < top; i++) {
+				if (pass ? t[i].dbytes >= 0 : t[i].dbytes <= 0)
+					continue;
+				sbytes(t[i].dbytes, x, sizeof(x));
+				fprintf(f, "  %12s %+12lld  %s\n", x,
+					(long long)t[i].dcount, t[i].key);
+				shown++;
+			}
+			if (!shown)
+				fprintf(f, "  (none)\n");
+			fputc('\n', f);
+		}
+		for (int pass = 0; pass < 2; pass++) {
+			int shown = 0;
+
+			fprintf(f, "Retainers (by path), %s\n",
+				pass ? "shrank or gone" : "grew or new");
+			for (size_t i = 0; i < nr && shown < top; i++) {
+				if (pass ? r[i].dbytes >= 0 : r[i].dbytes <= 0)
+					continue;
+				sbytes(r[i].dbytes, x, sizeof(x));
+				ma_fmt_bytes(r[i].bytes_a, y, sizeof(y));
+				ma_fmt_bytes(r[i].bytes_b, z, sizeof(z));
+				fprintf(f, "  %12s  (%s -> %s)  %s\n", x, y, z,
+					r[i].key);
+				shown++;
+			}
+			if (!shown)
+				fprintf(f, "  (none)\n");
+			fputc('\n', f);
+		}
+		fprintf(f, "Retainers are the top ones of each census: one "
+			   "that fell out of a top list shows as gone.\n");
+	}
+	if (ferror(f))
+		err = -EIO;
+	free(t);
+	free(r);
+	return err;
+}
+
+int ma_heap_report(const char *path, const char *diff, const char *format,
+		   const char *out, int top)
+{
+	json_t *a, *b = NULL;
+	FILE *f = stdout;
+	int err;
+
+	if (strcmp(format, "text") && strcmp(format, "json") &&
+	    (strcmp(format, "html") || diff)) {
+		ma_err_set_exit(MA_EXIT_USAGE);
+		return ma_err(-EINVAL,
+			      "a heap snapshot renders as text, json or html "
+			      "(--diff: text or json), not %s",
+			      format);
+	}
+	a = ma_heap_snap_read(path);
+	if (!a)
+		return -EPROTO;
+	if (diff) {
+		b = ma_heap_snap_read(diff);
+		if (!b) {
+			json_decref(a);
+			return -EPROTO;
+		}
+	}
+	if (out) {
+		f = fopen(out, "w");
+		if (!f) {
+			err = ma_err(-errno, "writing %s: %s", out,
+				     strerror(errno));
+			ma_err_set_exit(MA_EXIT_CAPTURE);
+			json_decref(a);
+			json_decref(b);
+			return err;
+		}
+	}
+	err = b ? ma_heap_render_diff(f, a, b, format, top)
+		: ma_heap_render(f, a, format, top, 0);
+	if (f != stdout && fclose(f) && !err)
+		err = -errno;
+	if (err)
+		ma_err(err, "writing the report: %s", strerror(-err));
+	json_decref(a);
+	json_decref(b);
+	return err;
 }

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""memattach heap -o SNAPSHOT, then memattach report on it: the snapshot
+renders again as text, json and html, `report A --diff B` shows what grew
+between two censuses of a process that grew on purpose
+(tests/targets/heap_grow.py), by type and by retainer path, and says what
+shrank; a truncated or corrupt snapshot, or -o into a missing directory, is
+refused with exit code 7."""
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ma_test import Target, check, finish, interpreters, memattach  # noqa
+
+MIB = 1 << 20
+
+
+def run(label, exe, tmp):
+    a = os.path.join(tmp, "a.snap")
+    b = os.path.join(tmp, "b.snap")
+    with Target(exe, "heap_grow.py") as t:
+        rc, out, err = memattach("heap", "-q", "-o", a, t.pid)
+        check(rc == 0 and "Census of" in out and os.path.exists(a) and
+              os.stat(a).st_mode & 0o777 == 0o600,
+              "%s: heap -o writes a snapshot (mode 0600)" % label, err)
+        t.proc.stdin.write(b"GROW\n")
+        t.proc.stdin.flush()
+        grew = t.readline(60)
+        size = int(grew.split()[1])
+        rc, out, err = memattach("heap", "-q", "-f", "json", "-o", b, t.pid)
+        check(rc == 0 and json.loads(out)["objects"] > 20000,
+              "%s: a second census" % label, err)
+    rc, out, err = memattach("report", a)
+    check(rc == 0 and out.startswith("Process ") and "Census of" in out and
+          "By type" in out, "%s: report renders the snapshot as text"
+          % label, err)
+    rc, out, err = memattach("report", "-f", "json", b)
+    doc = json.loads(out) if rc == 0 else {}
+    check(rc == 0 and doc.get("format") == "memattach-heap-snapshot",
+          "%s: ... and as json" % label, err)
+    rc, out, err = memattach("report", "-f", "html", "-o",
+                             os.path.join(tmp, "b.html"), b)
+    with open(os.path.join(tmp, "b.html")) as f:
+        html = f.read()
+    check(rc == 0 and html.startswith("<!DOCTYPE html>") and
+          "__main__.leak" in html, "%s: ... and as html" % label, err)
+    rc, out, err = memattach("report", "-f", "json", a, "--diff", b)
+    d = json.loads(out) if rc == 0 else {}
+    s = [r for r in d.get("types_grew", []) if r["key"] == "str"]
+    check(s and abs(s[0]["count_delta"] - 20000) <= 200 and
+          abs(s[0]["bytes_delta"] - 20000 * size) <= 0.01 * 20000 * size,
+          "%s: --diff: str grew by 20 000 strings of %d bytes" % (label,
+                                                                 size), s)
+    r = [r for r in d.get("retainers_grew", [])
+         if r["key"] == "__main__.leak -> list"]
+    check(r and r[0]["bytes_delta"] >= 0.99 * 20000 * size,
+          "%s: --diff: the retainer __main__.leak grew by as much" % label,
+          r)
+    check(not [x for x in d.get("types_shrank", []) if x["key"] == "str"],
+          "%s: --diff: str is not among what shrank" % label)
+    rc, out, err = memattach("report", b, "--diff", a)
+    check(rc == 0 and "shrank" in out and "__main__.leak -> list" in
+          out.split("shrank or gone")[1],
+          "%s: --diff the other way: the retainer shrank" % label, out)
+
+
+def errors(tmp):
+    good = os.path.join(tmp, "a.snap")
+    cut = os.path.join(tmp, "cut.snap")
+    with open(good) as f, open(cut, "w") as g:
+        g.write(f.read()[:400])
+    rc, out, err = memattach("report", cut)
+    check(rc == 7 and "truncated or corrupt" in err,
+          "a truncated snapshot: exit 7 with a clear message", err)
+    with open(cut, "w") as g:
+        g.write('{"format":"memattach-heap-snapshot","version":99}\n')
+    rc, out, err = memattach("report", cut)
+    check(rc == 7 and "version" in err,
+          "a snapshot of another version: exit 7", err)
+    with Target(sys.executable, "heap_grow.py") as t:
+        rc, out, err = memattach("heap", "-q", "-o",
+                                 os.path.join(tmp, "no", "such", "x.snap"),
+                                 t.pid)
+        check(rc == 7 and not out and "no/such" in err,
+              "-o into a missing directory: exit 7 before any census", err)
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="memattach-snap-")
+    try:
+        for label, exe in interpreters(minors=(12,)):
+            run(label, exe, tmp)
+        errors(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    finish()
+
+
+if __name__ == "__main__":
+    main()
