@@ -523,6 +523,26 @@ static int py_symbol(const struct ma_target *t, const char *name,
 	return err;
 }
 
+/* MemAvailable, in bytes (0: unknown) */
+static uint64_t mem_available(void)
+{
+	char line[256];
+	unsigned long long kb = 0;
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return (uint64_t)kb << 10;
+}
+
+/* The census needs memory of its own (about 80 bytes an object here, a
+ * few MiB in the copy): it does not start, and stops, below this */
+#define HEAP_MIN_AVAILABLE (256ull << 20)
+
 static void progress(const struct ma_heap_opts *o, uint64_t objs,
 		     uint64_t bytes, int done)
 {
@@ -583,6 +603,15 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 	py_symbol(t, "_PyDict_SizeOf", &cfg.dict_sizeof);
 	py_symbol(t, "PyDict_Next", &cfg.dict_next);
 
+	uint64_t avail = mem_available();
+
+	if (avail && avail < HEAP_MIN_AVAILABLE)
+		return ma_err(-ENOMEM,
+			      "heap: not enough free memory for a census: the "
+			      "machine has %llu MiB available, a census needs "
+			      "%llu MiB and about 80 bytes per object",
+			      (unsigned long long)(avail >> 20),
+			      (unsigned long long)(HEAP_MIN_AVAILABLE >> 20));
 	/* Reap what an earlier memattach killed mid-census left */
 	{
 		int reaped = 0;
@@ -667,6 +696,16 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 		if (ma_now_ns() - last_prog > 250000000ull) {
 			last_prog = ma_now_ns();
 			progress(o, box.progress, g->stream_bytes, 0);
+			avail = mem_available();
+			if (avail && avail < HEAP_MIN_AVAILABLE / 2) {
+				err = ma_err(-ENOMEM,
+					     "heap: stopped after %llu objects: "
+					     "the machine is short of memory "
+					     "(%llu MiB available)",
+					     (unsigned long long)g->n,
+					     (unsigned long long)(avail >> 20));
+				goto end;
+			}
 		}
 		nap_us(idle++ < 100 ? 50 : 500);
 	}
