@@ -19,6 +19,7 @@
 #include "commands.h"
 #include "errors.h"
 #include "report.h"
+#include "units.h"
 
 /* Append to the string in buf (printf-style), cut at len */
 static void __attribute__((format(printf, 3, 4)))
@@ -90,6 +91,60 @@ static void usage(FILE *f)
 		"never\n");
 }
 
+/*
+ * The option a getopt value stands for, as the user may have typed it
+ * ("--group"), to name it in a message: argv[optind - 1] is the value
+ * when it came as a separate argument.
+ */
+static void opt_name(const struct option *longopts, int c, char *buf,
+		     size_t len)
+{
+	for (const struct option *o = longopts; o->name; o++)
+		if (o->val == c) {
+			snprintf(buf, len, "--%s", o->name);
+			return;
+		}
+	snprintf(buf, len, "-%c", c);
+}
+
+/* getopt values of the long options without a short one */
+enum report_opt {
+	OPT_VIEW = 256,
+	OPT_GROUP,
+	OPT_TOP,
+	OPT_THREAD,
+	OPT_FILTER,
+	OPT_WINDOW,
+	OPT_DIFF,
+	OPT_CALLERS,
+	OPT_WIDTH,
+	OPT_COLOR,
+	OPT_NOCOLOR,
+};
+
+/* What an option takes, for its error message */
+static const char *allowed(int c, char *buf, size_t len)
+{
+	switch (c) {
+	case 'f':
+		snprintf(buf, len, " (");
+		ma_report_format_names(buf, len, NULL, " or ");
+		cat(buf, len, ")");
+		return buf;
+	case OPT_VIEW:
+		return " (live, peak, total or temporary)";
+	case OPT_GROUP:
+		return " (line, stack, function or file)";
+	case OPT_COLOR:
+		return " (auto, always or never)";
+	case OPT_THREAD:
+	case OPT_FILTER:
+		return " (must not be empty)";
+	default:
+		return " (a whole number)";
+	}
+}
+
 static int parse_uint(const char *s, long max, long *out)
 {
 	char *end;
@@ -120,67 +175,138 @@ static char *default_output(const char *capture,
 	return out;
 }
 
-static int render(const struct ma_report *a, const struct ma_report *b,
-		  const struct ma_report_format *fmt, FILE *f)
+/*
+ * The output file, written through OUT.tmpPID and renamed at the end, so
+ * that a failed report never leaves half a file under the name asked
+ * for.  It is created before the capture is read: a report of a large
+ * capture into a directory that does not exist fails at once.
+ */
+struct output {
+	const char *path; /* NULL: stdout */
+	char *tmp;
+	FILE *f;
+};
+
+static int output_open(struct output *o, const char *path)
 {
-	return b ? fmt->diff(a, b, f) : fmt->render(a, f);
+	memset(o, 0, sizeof(*o));
+	o->path = path;
+	if (!path) {
+		o->f = stdout;
+		return 0;
+	}
+	if (asprintf(&o->tmp, "%s.tmp%d", path, (int)getpid()) < 0) {
+		o->tmp = NULL;
+		return ma_err(-ENOMEM, "out of memory");
+	}
+	o->f = fopen(o->tmp, "wb");
+	if (!o->f) {
+		int err = -errno;
+
+		free(o->tmp);
+		o->tmp = NULL;
+		ma_err(err, "cannot write %s: %s", path, strerror(-err));
+		ma_err_set_exit(MA_EXIT_CAPTURE);
+		return err;
+	}
+	return 0;
+}
+
+/* Close; rename into place when ok, else remove.  Returns ret or the
+ * first write error. */
+static int output_close(struct output *o, int ret)
+{
+	if (!o->f)
+		return ret;
+	if (fflush(o->f) != 0 || ferror(o->f)) {
+		if (ret == 0)
+			ret = ma_err(-EIO, "writing %s: %s",
+				     o->path ? o->path : "the report",
+				     strerror(errno));
+	}
+	if (o->path) {
+		if (fclose(o->f) != 0 && ret == 0)
+			ret = ma_err(-errno, "writing %s: %s", o->path,
+				     strerror(errno));
+		if (ret == 0 && rename(o->tmp, o->path) < 0)
+			ret = ma_err(-errno, "cannot write %s: %s", o->path,
+				     strerror(errno));
+		if (ret < 0)
+			unlink(o->tmp);
+		if (ret < 0 && ma_err_exit() <= MA_EXIT_ERROR)
+			ma_err_set_exit(MA_EXIT_CAPTURE);
+	}
+	free(o->tmp);
+	o->f = NULL;
+	o->tmp = NULL;
+	return ret;
 }
 
 /*
- * Write through OUT.tmp and rename, so that a failed report never leaves
- * half a file under the name asked for.
+ * Progress while a capture is read, on a terminal only: one line on
+ * stderr, rewritten in place at most 10 times a second and erased when
+ * the capture is read (a 100 M-event capture takes seconds).
  */
-static int write_file(const char *out, const struct ma_report *a,
-		      const struct ma_report *b,
-		      const struct ma_report_format *fmt)
+struct progress {
+	const char *name;
+	uint64_t last_ns;
+	bool shown;
+};
+
+static uint64_t now_ns(void)
 {
-	size_t len = strlen(out) + 16;
-	char *tmp = malloc(len);
-	FILE *f;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void progress(void *arg, uint64_t read, uint64_t size, uint64_t events)
+{
+	struct progress *p = arg;
+	uint64_t now = now_ns();
+	char ev[32];
+
+	if (p->shown && now - p->last_ns < 100000000ull)
+		return;
+	p->last_ns = now;
+	p->shown = true;
+	ma_fmt_count(events, ev, sizeof(ev));
+	fprintf(stderr, "\r\033[Kmemattach: reading %s: %3d%% (%s events)",
+		p->name, size ? (int)(100 * read / size) : 0, ev);
+	fflush(stderr);
+}
+
+static void progress_end(struct progress *p)
+{
+	if (p->shown) {
+		fputs("\r\033[K", stderr);
+		fflush(stderr);
+		p->shown = false;
+	}
+}
+
+static int load(const char *path, struct ma_report_opts *o, struct progress *pr,
+		struct ma_report **out)
+{
 	int ret;
 
-	if (!tmp)
-		return ma_err(-ENOMEM, "out of memory");
-	snprintf(tmp, len, "%s.tmp%d", out, (int)getpid());
-	f = fopen(tmp, "wb");
-	if (!f) {
-		ret = ma_err(-errno, "cannot write %s: %s", out,
-			     strerror(errno));
-		free(tmp);
-		return ret;
+	if (pr) {
+		const char *base = strrchr(path, '/');
+
+		pr->name = base ? base + 1 : path;
+		o->progress = progress;
+		o->progress_arg = pr;
 	}
-	ret = render(a, b, fmt, f);
-	if (fflush(f) != 0 || ferror(f)) {
-		if (ret == 0)
-			ret = ma_err(-EIO, "writing %s: %s", out,
-				     strerror(errno));
-	}
-	if (fclose(f) != 0 && ret == 0)
-		ret = ma_err(-errno, "writing %s: %s", out, strerror(errno));
-	if (ret == 0 && rename(tmp, out) < 0)
-		ret = ma_err(-errno, "cannot write %s: %s", out,
-			     strerror(errno));
-	if (ret < 0)
-		unlink(tmp);
-	free(tmp);
+	ret = ma_report_load(path, o, out);
+	if (pr)
+		progress_end(pr);
+	o->progress = NULL;
 	return ret;
 }
 
 int ma_cmd_report(int argc, char **argv)
 {
-	enum {
-		OPT_VIEW = 256,
-		OPT_GROUP,
-		OPT_TOP,
-		OPT_THREAD,
-		OPT_FILTER,
-		OPT_WINDOW,
-		OPT_DIFF,
-		OPT_CALLERS,
-		OPT_WIDTH,
-		OPT_COLOR,
-		OPT_NOCOLOR,
-	};
 	static const struct option longopts[] = {
 		{ "format", required_argument, NULL, 'f' },
 		{ "output", required_argument, NULL, 'o' },
@@ -203,7 +329,9 @@ int ma_cmd_report(int argc, char **argv)
 	const char *out = NULL, *diff = NULL;
 	char *out_alloc = NULL;
 	struct ma_report *a = NULL, *b = NULL;
-	struct timespec t0, t1;
+	struct output dest = { 0 };
+	struct progress pr = { 0 }, *prp = NULL;
+	uint64_t t0, t1;
 	int c, err, ret = MA_EXIT_OK;
 	long v;
 	struct ma_cli_args args =
@@ -267,10 +395,12 @@ int ma_cmd_report(int argc, char **argv)
 			break;
 		}
 		if (err) {
+			char name[32], buf[256];
+
+			opt_name(longopts, c, name, sizeof(name));
 			fprintf(stderr,
-				"memattach: report: bad value for %s: '%s'\n",
-				c == 'f' ? "--format" : argv[optind - 1],
-				optarg);
+				"memattach: report: bad value for %s: '%s'%s\n",
+				name, optarg, allowed(c, buf, sizeof(buf)));
 			usage(stderr);
 			return MA_EXIT_USAGE;
 		}
@@ -293,20 +423,23 @@ int ma_cmd_report(int argc, char **argv)
 		out = NULL;
 	if (out)
 		o.color = 0;
+	if (isatty(STDERR_FILENO))
+		prp = &pr;
 
-	err = ma_report_load(argv[optind], &o, &a);
+	err = output_open(&dest, out);
+	if (err == 0)
+		err = load(argv[optind], &o, prp, &a);
 	if (err == 0 && diff)
-		err = ma_report_load(diff, &o, &b);
+		err = load(diff, &o, prp, &b);
 	if (err) {
+		output_close(&dest, err);
 		ret = ma_cli_fail("report");
 		goto done;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (out)
-		err = write_file(out, a, b, fmt);
-	else
-		err = render(a, b, fmt, stdout);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	t0 = now_ns();
+	err = b ? fmt->diff(a, b, dest.f) : fmt->render(a, dest.f);
+	err = output_close(&dest, err);
+	t1 = now_ns();
 	if (ma_cli_verbose)
 		fprintf(stderr,
 			"memattach: report: %llu events read in %.2f s (CPU: "
@@ -318,18 +451,26 @@ int ma_cmd_report(int argc, char **argv)
 			(double)a->cpu_account_ns / 1e9,
 			(double)a->cpu_temp_ns / 1e9, a->nnodes - 1,
 			(double)a->wall_model_ns / 1e9, fmt->name,
-			(double)(t1.tv_sec - t0.tv_sec) +
-				(double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-	if (err == 0 && !out && (fflush(stdout) != 0 || ferror(stdout)))
-		err = ma_err(-EIO, "writing the report: %s", strerror(errno));
+			(double)(t1 - t0) / 1e9);
 	if (err) {
 		ret = ma_cli_fail("report");
 		goto done;
 	}
 	if (out_alloc)
 		fprintf(stderr, "memattach: report written to %s\n", out);
-	if (a->warning && !fmt->shows_warning)
-		fprintf(stderr, "memattach: report: warning: %s\n", a->warning);
+	/* A report of a capture cut short is a partial result (exit 8):
+	 * scripts that only look at the exit code learn it too */
+	for (int k = 0; k < 2; k++) {
+		const struct ma_report *r = k ? b : a;
+
+		if (!r || r->trailer)
+			continue;
+		if (!fmt->shows_warning)
+			fprintf(stderr, "memattach: report: warning: %s\n",
+				r->warning ? r->warning
+					   : "the capture is truncated");
+		ret = MA_EXIT_PARTIAL;
+	}
 done:
 	ma_report_free(a);
 	ma_report_free(b);

@@ -48,6 +48,12 @@ struct ma_report_opts {
 	const char *filter; /* substring of a frame's function or file */
 	int width;	    /* text: 0 = terminal, $COLUMNS, or 100 */
 	int color;	    /* text: -1 auto (terminal, no NO_COLOR), 0, 1 */
+	/* called as the capture is read (first with 0 bytes read, then about
+	 * every 64 k events, from the thread that called ma_report_load);
+	 * NULL = never */
+	void (*progress)(void *arg, uint64_t read, uint64_t size,
+			 uint64_t events);
+	void *progress_arg;
 };
 
 void ma_report_opts_init(struct ma_report_opts *o);

@@ -33,7 +33,6 @@ const struct ma_report_format ma_report_formats[] = {
 	{
 		.name = "speedscope",
 		.ext = ".speedscope.json",
-		.terminal = true,
 		.render = ma_report_speedscope,
 	},
 	{

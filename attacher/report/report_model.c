@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "errors.h"
@@ -129,6 +130,7 @@ int ma_rgroup_parse(const char *s, enum ma_account_view *g)
 struct batch {
 	struct ma_event ev[BATCH_EVENTS];
 	size_t n;
+	uint64_t offset; /* bytes of the file read when it was filled */
 	char *copies[BATCH_COPIES];
 	int ncopies;
 };
@@ -294,6 +296,7 @@ static int batch_fill(struct ma_capture_reader *rd, struct prep *pp,
 			return ma_err(-ENOMEM, "out of memory");
 		b->n++;
 	}
+	b->offset = ma_capture_offset(rd);
 	return ret;
 }
 
@@ -348,6 +351,7 @@ static void *producer(void *arg)
 /* What the accounting consumer keeps */
 struct feeder {
 	struct ma_report *r;
+	uint64_t file_size, batches; /* for the progress callback */
 	uint64_t live_max; /* highest live bytes since the last point */
 	uint64_t last_t, last_rss;
 	uint64_t countdown; /* events to the next index point */
@@ -450,6 +454,10 @@ static int account_batch(struct feeder *fd, const struct batch *b)
 			ma_account_prefetch(acc, &b->ev[i + PREFETCH_AHEAD]);
 		ret = feed_one(fd, &b->ev[i]);
 	}
+	if (fd->r->opts.progress && ++fd->batches % 16 == 0)
+		fd->r->opts.progress(fd->r->opts.progress_arg, b->offset,
+				     fd->file_size,
+				     ma_account_totals(acc)->events);
 	return ret;
 }
 
@@ -1013,6 +1021,12 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 		ma_err(ret, "out of memory");
 		goto fail;
 	}
+	if (o->progress) {
+		struct stat st;
+
+		fd.file_size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+		o->progress(o->progress_arg, 0, fd.file_size, 0);
+	}
 	t0 = clock_ns(CLOCK_MONOTONIC);
 	ret = stream(r, &pp, &fd);
 	free(pp.sel);
@@ -1023,6 +1037,16 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	r->trailer = ma_capture_trailer(r->rd);
 	r->warning = ma_capture_warning(r->rd);
 	r->t = *ma_account_totals(r->acc);
+	if (!r->trailer && !r->t.events) {
+		/* Cut before its first block: there is nothing to report, and
+		 * an empty report would read as "nothing was allocated" */
+		ret = ma_err(-ENODATA,
+			     "%s has no events: it was cut before its first "
+			     "block (memattach killed right after the start?); "
+			     "nothing to report",
+			     path);
+		goto fail;
+	}
 	r->unknown_frees = r->t.unknown_frees;
 	if (r->thread_filtered && r->trailer) {
 		/* Frees of other threads' blocks look unknown to a filtered

@@ -175,6 +175,7 @@ static void ev_sample(struct wr *w, uint64_t t_ns, uint64_t rss)
  * window 0: 370 (3); window 2: 1080 (5).  One unknown free.
  */
 static uint64_t peak_event;
+static int try_load(const char *path, struct ma_report **out);
 
 static void write_scenario(const char *path, bool grow_more)
 {
@@ -459,6 +460,144 @@ Test(report, substring_filter)
 	r = load(path, &o);
 	FIG(r->sum[MA_RV_TOTAL], 4300, 2);
 	ma_report_free(r);
+}
+
+/*
+ * A deep stack: Thread._bootstrap <- ... <- worker <- rec x45 (recursion
+ * on one line) allocating 1 MiB on thread 1; and a chain of 16 distinct
+ * functions f0 .. f15 allocating 64 KiB on thread 2.  The text report must
+ * still name worker and Thread.run, and mark where a tree is cut.
+ */
+static void write_deep(const char *path)
+{
+	struct wr w;
+	uint32_t id;
+	char name[16];
+
+	cr_assert_eq(ma_capture_create(path, &meta, &w.w), 0, "%s",
+		     ma_errmsg());
+	def_thread(&w, 1, 200, "python3");
+	def_thread(&w, 2, 201, "chain");
+	def_code(&w, 1, "Thread._bootstrap", "/usr/lib/threading.py", 990);
+	def_code(&w, 2, "Thread._bootstrap_inner", "/usr/lib/threading.py",
+		 1030);
+	def_code(&w, 3, "Thread.run", "/usr/lib/threading.py", 970);
+	def_code(&w, 4, "worker", "/app/deep.py", 10);
+	def_code(&w, 5, "rec", "/app/deep.py", 20);
+	def_node(&w, 1, 0, 1, 0);
+	def_node(&w, 2, 1, 2, 0);
+	def_node(&w, 3, 2, 3, 0);
+	def_node(&w, 4, 3, 4, 2);
+	for (id = 5; id < 49; id++)
+		def_node(&w, id, id - 1, 5, 2); /* rec (deep.py:21) */
+	def_node(&w, 49, 48, 5, 4);		/* rec (deep.py:22) */
+	for (int i = 0; i < 16; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		def_code(&w, 10 + (uint32_t)i, name, "/app/chain.py",
+			 100 + 10 * i);
+		def_node(&w, 100 + (uint32_t)i, i ? 99 + (uint32_t)i : 0,
+			 10 + (uint32_t)i, 2);
+	}
+	ev_alloc(&w, 1, 0x10000, 1 << 20, 49, MA_KIND_MALLOC);
+	ev_alloc(&w, 2, 0x20000, 64 << 10, 115, MA_KIND_MALLOC);
+	ev_sample(&w, 1000000000ull, 20 << 20);
+	cr_assert_eq(ma_capture_close(w.w,
+				      &(struct ma_capture_trailer){
+					      .duration_ns = 1000000000ull,
+					      .complete = 1 }),
+		     0, "%s", ma_errmsg());
+}
+
+/* The scenario's first events, a complete block, then a cut: no trailer */
+static void write_truncated(const char *path, bool no_events)
+{
+	struct wr w;
+
+	cr_assert_eq(ma_capture_create(path, &meta, &w.w), 0, "%s",
+		     ma_errmsg());
+	if (!no_events) {
+		def_thread(&w, 1, 100, "main");
+		def_code(&w, 1, "<module>", "/app/main.py", 1);
+		def_code(&w, 2, "alloc_a", "/app/a.py", 10);
+		def_node(&w, 1, 0, 1, 4);
+		def_node(&w, 2, 1, 2, 2);
+		ev_alloc(&w, 1, 0x1000, 1000, 2, MA_KIND_MALLOC);
+		ev_sample(&w, 1000000000ull, 10 << 20);
+		cr_assert_eq(ma_capture_flush(w.w), 0);
+		ev_alloc(&w, 1, 0x2000, 2000, 2, MA_KIND_MALLOC); /* lost */
+	}
+	ma_capture_abort(w.w);
+}
+
+/* The scenario as another program wrote it */
+static void write_other(const char *path)
+{
+	struct ma_capture_meta m = meta;
+	struct wr w;
+
+	m.pid = 888;
+	m.cmdline = "python3 other.py";
+	cr_assert_eq(ma_capture_create(path, &m, &w.w), 0, "%s", ma_errmsg());
+	def_thread(&w, 1, 300, "main");
+	def_code(&w, 1, "<module>", "/app/other.py", 1);
+	def_node(&w, 1, 0, 1, 0);
+	ev_alloc(&w, 1, 0x1000, 100, 1, MA_KIND_MALLOC);
+	ev_sample(&w, 1000000000ull, 10 << 20);
+	cr_assert_eq(ma_capture_close(w.w,
+				      &(struct ma_capture_trailer){
+					      .duration_ns = 1000000000ull,
+					      .complete = 1 }),
+		     0, "%s", ma_errmsg());
+}
+
+/*
+ * The captures the CLI test (tests/e2e/test_report_cli.py) runs memattach
+ * on, written into $MA_REPORT_FIXTURES (else a temporary directory, to
+ * check that they load): scenario.cap, scenario-b.cap (alloc_b keeps 5000
+ * more), deep.cap, truncated.cap, empty-truncated.cap, other.cap.
+ */
+Test(report, write_fixtures)
+{
+	const char *dir = getenv("MA_REPORT_FIXTURES");
+	static const char *const names[] = {
+		"scenario.cap",	 "scenario-b.cap",	"deep.cap",
+		"truncated.cap", "empty-truncated.cap", "other.cap"
+	};
+	char path[512];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct ma_report *r = NULL;
+		int ret;
+
+		if (dir)
+			snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		else
+			tmp_path(path, sizeof(path), names[i]);
+		switch (i) {
+		case 0:
+		case 1:
+			write_scenario(path, i == 1);
+			break;
+		case 2:
+			write_deep(path);
+			break;
+		case 3:
+		case 4:
+			write_truncated(path, i == 4);
+			break;
+		default:
+			write_other(path);
+		}
+		ret = try_load(path, &r);
+		if (i == 4) {
+			cr_expect_eq(ret, -ENODATA, "%s: %s", names[i],
+				     ma_errmsg());
+			cr_expect_eq(ma_err_exit(), MA_EXIT_CAPTURE);
+		} else {
+			cr_expect_eq(ret, 0, "%s: %s", names[i], ma_errmsg());
+		}
+		ma_report_free(r);
+	}
 }
 
 /* ------------------------------------------------------------------ */

