@@ -122,10 +122,20 @@ static void header(const struct ma_report *r, const struct out *o)
 /* ------------------------------------------------------------------ */
 /* Caller trees */
 
+/*
+ * A node of a row's caller tree.  A run of identical frames (recursion on
+ * one line) is one node, with the run's length (the lowest and highest of
+ * the stacks that pass through it): a 45-deep recursion would otherwise
+ * fill the TREE_DEPTH levels and hide the callers that say where it came
+ * from.  A stack cut at TREE_DEPTH levels leaves its last node the number
+ * of levels not shown, so that the cut is marked.
+ */
 struct cnode {
 	uint32_t frame; /* tree node naming the frame (function, file, line) */
 	uint32_t parent, first, next; /* index + 1 links */
 	uint64_t bytes, count;
+	uint32_t run_min, run_max; /* identical frames folded into this one */
+	uint32_t hidden;	   /* most caller levels cut below it */
 };
 
 struct ctree {
@@ -166,7 +176,8 @@ static size_t ctree_child(struct ctree *t, const struct ma_report *r, size_t c,
 	}
 	t->n[t->len] = (struct cnode){ .frame = frame,
 				       .parent = (uint32_t)c + 1,
-				       .next = t->n[c].first };
+				       .next = t->n[c].first,
+				       .run_min = UINT32_MAX };
 	t->n[c].first = (uint32_t)t->len + 1;
 	return t->len++;
 }
@@ -190,7 +201,7 @@ static void print_cnode(const struct ma_report *r, const struct out *o,
 	size_t nk = 0, shown;
 	uint64_t rest_b = 0, rest_n = 0;
 	int indent = 2 * depth, locw;
-	char b[32], s[16], loc[512];
+	char b[32], s[16], loc[512], run[48];
 
 	for (uint32_t k = t->n[c].first; k && nk < 64; k = t->n[k - 1].next)
 		kids[nk++] = k - 1;
@@ -207,21 +218,29 @@ static void print_cnode(const struct ma_report *r, const struct out *o,
 		}
 		ma_fmt_bytes(k->bytes, b, sizeof(b));
 		fmt_share(k->bytes, all, s, sizeof(s));
-		locw = o->width - 26 - indent;
+		run[0] = '\0';
+		if (k->run_max > 1 && k->run_min == k->run_max)
+			snprintf(run, sizeof(run), "  x%u (recursion)",
+				 k->run_max);
+		else if (k->run_max > 1)
+			snprintf(run, sizeof(run), "  x%u-%u (recursion)",
+				 k->run_min, k->run_max);
+		locw = o->width - 26 - indent - (int)strlen(run);
 		if (locw > (int)sizeof(loc) - 1)
 			locw = sizeof(loc) - 1;
 		ma_fit_location(fr->function, fr->file, fr->line, loc,
 				locw < 20 ? 20 : locw);
-		fprintf(o->f, "    %10s %6s  %*s<- %s\n", b, s, indent, "",
-			loc);
+		fprintf(o->f, "    %10s %6s  %*s<- %s%s\n", b, s, indent, "",
+			loc, run);
 		(*lines)++;
-		if (depth + 1 >= TREE_DEPTH) {
-			if (k->first) {
-				fprintf(o->f, "    %17s  %*s   ...\n", "",
-					indent, "");
-				(*lines)++;
-			}
-			continue;
+		if (k->hidden) {
+			/* the walk stopped here (TREE_DEPTH): say so */
+			fprintf(o->f,
+				"    %17s  %*s   ... %u more caller "
+				"frame%s\n",
+				"", indent, "", k->hidden,
+				k->hidden == 1 ? "" : "s");
+			(*lines)++;
 		}
 		print_cnode(r, o, t, kids[i], depth + 1, all, lines);
 	}
@@ -252,6 +271,7 @@ static int callers(const struct ma_report *r, const struct out *o, size_t row)
 		const struct ma_rnode *m = &r->nodes[i];
 		uint64_t bytes = m->self[v].bytes, count = m->self[v].count;
 		size_t c = 0;
+		uint32_t p;
 		int d = 0;
 
 		if (m->row != row + 1 || (!bytes && !count))
@@ -260,7 +280,9 @@ static int callers(const struct ma_report *r, const struct out *o, size_t row)
 		t.n[0].count += count;
 		if (!m->parent)
 			no_caller += bytes;
-		for (uint32_t p = m->parent; p && d < TREE_DEPTH; d++) {
+		for (p = m->parent; p && d < TREE_DEPTH; d++) {
+			uint32_t run = 1;
+
 			c = ctree_child(&t, r, c, p);
 			if (!c) { /* children are never index 0 */
 				free(t.n);
@@ -268,7 +290,23 @@ static int callers(const struct ma_report *r, const struct out *o, size_t row)
 			}
 			t.n[c].bytes += bytes;
 			t.n[c].count += count;
-			p = r->nodes[p].parent;
+			/* fold the identical callers of a recursion */
+			for (p = r->nodes[p].parent;
+			     p && same_frame(r, p, t.n[c].frame);
+			     p = r->nodes[p].parent)
+				run++;
+			if (run < t.n[c].run_min)
+				t.n[c].run_min = run;
+			if (run > t.n[c].run_max)
+				t.n[c].run_max = run;
+		}
+		if (p) { /* cut at TREE_DEPTH: how many frames are left */
+			uint32_t left = 0;
+
+			for (; p; p = r->nodes[p].parent)
+				left++;
+			if (left > t.n[c].hidden)
+				t.n[c].hidden = left;
 		}
 	}
 	if (locw > (int)sizeof(loc) - 1)

@@ -719,6 +719,36 @@ Test(report, collapsed_csv_text)
 	ma_report_free(r);
 }
 
+/* issue 11, defect 1: caller trees were cut at 12 levels without a mark,
+ * and a recursion filled them all */
+Test(report, caller_trees_fold_recursion_and_mark_cuts)
+{
+	struct ma_report_opts o;
+	struct ma_report *r;
+	char path[128], *out;
+
+	tmp_path(path, sizeof(path), "deep.cap");
+	write_deep(path);
+	ma_report_opts_init(&o);
+	o.width = 100;
+	o.color = 0;
+	r = load(path, &o);
+	out = render(r, ma_report_text, NULL);
+	cr_expect(strstr(out, "<- rec (/app/deep.py:21)  x44 (recursion)\n"),
+		  "%s", out);
+	cr_expect(strstr(out, "<- worker (/app/deep.py:11)"), "%s", out);
+	cr_expect(strstr(out, "<- Thread.run (/usr/lib/threading.py:970)"),
+		  "%s", out);
+	cr_expect(strstr(out, "<- Thread._bootstrap (/usr/lib/threading.py"),
+		  "%s", out);
+	/* f15 <- f14 ... <- f3 shown (12 levels), f2, f1, f0 cut */
+	cr_expect(strstr(out, "<- f3 (/app/chain.py:131)\n"), "%s", out);
+	cr_expect_null(strstr(out, "<- f2 "), "%s", out);
+	cr_expect(strstr(out, "   ... 3 more caller frames\n"), "%s", out);
+	free(out);
+	ma_report_free(r);
+}
+
 Test(report, speedscope_profiles)
 {
 	struct ma_report_opts o;
