@@ -70,6 +70,30 @@ struct ma_rnode {
 	struct ma_account_fig self[MA_RV_N];
 };
 
+/*
+ * A thread of the capture: one per THREAD event, except that a slot the
+ * payload defines again with the same tid and name stays one thread.
+ * Thread 0 stands for allocations of a thread the capture never defined.
+ */
+struct ma_rthread {
+	uint32_t index; /* the capture's thread index; UINT32_MAX: thread 0 */
+	int32_t tid;
+	/* the kernel's name (comm) as the capture recorded it; a plain
+	 * string, so that a Python thread name can take its place */
+	char *name;
+	bool selected; /* --thread: its allocations are counted */
+	/* its figures in the matching stacks (--filter) */
+	struct ma_account_fig fig[MA_RV_N];
+};
+
+/* The figures of one thread in one stack (tree node): what pprof's
+ * thread label and --threads are made of */
+struct ma_rsample {
+	uint32_t node;	 /* tree node */
+	uint32_t thread; /* index into ma_report.threads */
+	struct ma_account_fig fig[MA_RV_N];
+};
+
 /* A row: one group of the chosen grouping */
 struct ma_rrow {
 	const char *function; /* NULL when grouped by file */
@@ -108,6 +132,13 @@ struct ma_report {
 	bool thread_filtered;
 	char thread_desc[256]; /* "4242, worker-1" as matched */
 	uint32_t threads_selected;
+
+	/* the threads, in the order the capture defined them (0: unknown),
+	 * and each thread's figures per stack, by tree node */
+	struct ma_rthread *threads;
+	size_t nthreads;
+	struct ma_rsample *samples;
+	size_t nsamples;
 
 	/* ids beyond what a payload can write (damage): see report_model.c */
 	uint64_t bad_ids;

@@ -135,12 +135,37 @@ struct batch {
 	int ncopies;
 };
 
+/*
+ * Threads as a dimension.  The accounting keeps figures per node id; the
+ * reader gives each ALLOC, in place of its node, the id of its (thread,
+ * node) pair, numbered from 1 as pairs appear (a "vid").  The accounting's
+ * figures of a vid are then those of one thread in one stack, exactly
+ * (live, peak, total; the temporary tracker's too), and its node table
+ * serves both: definitions under the capture's node ids, figures under
+ * vids, never the same fields (report.h has no other user of either).
+ */
+#define MAX_VIDS     (1u << 22) /* beyond: counted under vid 1 (damage) */
+#define MAX_RTHREADS (1u << 16) /* beyond: thread 0 (damage) */
+
+struct vslot {
+	uint64_t key; /* thread << 32 | node, + 1; 0 = empty */
+	uint32_t vid;
+};
+
 /* What the reader thread keeps */
 struct prep {
 	struct ma_report *r;
 	uint8_t *sel; /* thread index -> selected (thread filter) */
 	size_t sel_cap;
-	uint32_t max_node;
+	uint32_t max_node; /* highest node id (definitions, ALLOCs) */
+	uint32_t *cur;	   /* thread index -> ma_report.threads */
+	size_t cur_cap, threads_cap;
+	struct vslot *vh; /* (thread, node) -> vid */
+	size_t vh_cap;
+	uint32_t *vid_node, *vid_thread; /* vid -> node, thread */
+	uint32_t nvid, vid_cap;
+	uint64_t last_key;
+	uint32_t last_vid;
 };
 
 struct pipe {
@@ -198,6 +223,123 @@ static bool name_selected(const struct ma_report_opts *o, int32_t tid,
 	return false;
 }
 
+static int grow_u32(uint32_t **p, size_t *cap, size_t need)
+{
+	size_t n = *cap ? *cap : 64;
+	uint32_t *q;
+
+	if (need < *cap)
+		return 0;
+	while (n <= need)
+		n *= 2;
+	q = realloc(*p, n * sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	memset(q + *cap, 0, (n - *cap) * sizeof(*q));
+	*p = q;
+	*cap = n;
+	return 0;
+}
+
+/* A THREAD event: a new thread, unless its slot holds the same one */
+static int thread_define(struct prep *pp, const struct ma_event *ev, bool on)
+{
+	struct ma_report *r = pp->r;
+	struct ma_rthread *t;
+	uint32_t k;
+
+	if (grow_u32(&pp->cur, &pp->cur_cap, ev->thread) < 0)
+		return -ENOMEM;
+	k = pp->cur[ev->thread];
+	if (k && r->threads[k].tid == ev->thr.tid &&
+	    !strcmp(r->threads[k].name, ev->thr.name)) {
+		r->threads[k].selected = on;
+		return 0;
+	}
+	if (r->nthreads >= MAX_RTHREADS) {
+		pp->cur[ev->thread] = 0;
+		return 0;
+	}
+	if (r->nthreads == pp->threads_cap) {
+		size_t cap = pp->threads_cap * 2;
+		struct ma_rthread *p = realloc(r->threads, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		r->threads = p;
+		pp->threads_cap = cap;
+	}
+	t = &r->threads[r->nthreads];
+	memset(t, 0, sizeof(*t));
+	t->index = ev->thread;
+	t->tid = ev->thr.tid;
+	t->name = strdup(ev->thr.name);
+	t->selected = on;
+	if (!t->name)
+		return -ENOMEM;
+	pp->cur[ev->thread] = (uint32_t)r->nthreads++;
+	return 0;
+}
+
+/* The vid of (thread, node); 0 on ENOMEM */
+static uint32_t vid_get(struct prep *pp, uint32_t thread, uint32_t node)
+{
+	uint64_t key = ((uint64_t)thread << 32 | node) + 1;
+	size_t j;
+
+	if (key == pp->last_key)
+		return pp->last_vid;
+	if ((size_t)(pp->nvid + 1) * 2 > pp->vh_cap) {
+		size_t cap = pp->vh_cap ? pp->vh_cap * 2 : 1024;
+		struct vslot *h = calloc(cap, sizeof(*h));
+
+		if (!h)
+			return 0;
+		for (size_t i = 0; i < pp->vh_cap; i++) {
+			if (!pp->vh[i].key)
+				continue;
+			for (j = (pp->vh[i].key * 0x9e3779b97f4a7c15ull) >> 20 &
+				 (cap - 1);
+			     h[j].key; j = (j + 1) & (cap - 1))
+				;
+			h[j] = pp->vh[i];
+		}
+		free(pp->vh);
+		pp->vh = h;
+		pp->vh_cap = cap;
+	}
+	for (j = (key * 0x9e3779b97f4a7c15ull) >> 20 & (pp->vh_cap - 1);
+	     pp->vh[j].key; j = (j + 1) & (pp->vh_cap - 1))
+		if (pp->vh[j].key == key)
+			goto found;
+	if (pp->nvid + 1 >= MAX_VIDS) {
+		pp->r->bad_ids++;
+		return 1; /* the first pair: counted, not lost */
+	}
+	if (pp->nvid + 1 >= pp->vid_cap) {
+		uint32_t cap = pp->vid_cap ? pp->vid_cap * 2 : 1024;
+		uint32_t *a = realloc(pp->vid_node, cap * sizeof(*a));
+		uint32_t *b;
+
+		if (!a)
+			return 0;
+		pp->vid_node = a;
+		b = realloc(pp->vid_thread, cap * sizeof(*b));
+		if (!b)
+			return 0;
+		pp->vid_thread = b;
+		pp->vid_cap = cap;
+	}
+	pp->nvid++;
+	pp->vid_node[pp->nvid] = node;
+	pp->vid_thread[pp->nvid] = thread;
+	pp->vh[j] = (struct vslot){ .key = key, .vid = pp->nvid };
+found:
+	pp->last_key = key;
+	pp->last_vid = pp->vh[j].vid;
+	return pp->last_vid;
+}
+
 /*
  * What depends on the stream alone, done by the reader: the thread filter
  * (an ALLOC of another thread becomes an event that counts, to keep the
@@ -238,6 +380,11 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 			}
 			pp->sel[ev->thread] = on;
 		}
+		if (ev->thread < (1u << 20) &&
+		    thread_define(pp, ev,
+				  !r->thread_filtered || pp->sel[ev->thread]) <
+			    0)
+			return -ENOMEM;
 		break;
 	case MA_EV_CODE:
 		if (ev->code.id >= REPORT_MAX_CODE) {
@@ -257,6 +404,11 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 		}
 		if (ev->alloc.node > pp->max_node)
 			pp->max_node = ev->alloc.node;
+		ev->alloc.node = vid_get(
+			pp, ev->thread < pp->cur_cap ? pp->cur[ev->thread] : 0,
+			ev->alloc.node);
+		if (!ev->alloc.node)
+			return -ENOMEM;
 		break;
 	case MA_EV_NODE:
 		if (ev->node.id >= REPORT_MAX_NODE ||
@@ -743,17 +895,51 @@ static int fig_nonzero(const struct ma_account_fig *f)
 	return 0;
 }
 
-static int build_tree(struct ma_report *r, uint32_t max_node)
+static int sample_cmp(const void *pa, const void *pb)
 {
-	struct tree_build b = { .r = r, .cap = 1024, .max_node = max_node };
-	uint32_t *walk = NULL;
+	const struct ma_rsample *a = pa, *b = pb;
+
+	if (a->node != b->node)
+		return a->node < b->node ? -1 : 1;
+	return a->thread < b->thread ? -1 : a->thread > b->thread;
+}
+
+/* Samples of one (tree node, thread) merged: vids whose nodes differ only
+ * in their bytecode offset are one tree node */
+static void merge_samples(struct ma_report *r)
+{
+	size_t j = 0;
+
+	if (!r->nsamples)
+		return;
+	qsort(r->samples, r->nsamples, sizeof(*r->samples), sample_cmp);
+	for (size_t i = 1; i < r->nsamples; i++) {
+		struct ma_rsample *a = &r->samples[j], *b = &r->samples[i];
+
+		if (a->node == b->node && a->thread == b->thread) {
+			for (int v = 0; v < MA_RV_N; v++) {
+				a->fig[v].bytes += b->fig[v].bytes;
+				a->fig[v].count += b->fig[v].count;
+			}
+		} else {
+			r->samples[++j] = *b;
+		}
+	}
+	r->nsamples = j + 1;
+}
+
+static int build_tree(struct ma_report *r, const struct prep *pp)
+{
+	struct tree_build b = { .r = r, .cap = 1024, .max_node = pp->max_node };
+	uint32_t *walk = NULL, nopy = 0;
 	size_t walk_cap = 0;
 	int ret = 0;
 
 	r->nodes = calloc(b.cap, sizeof(*r->nodes));
-	b.canon = calloc((size_t)max_node + 1, sizeof(*b.canon));
-	b.state = calloc((size_t)max_node + 1, 1);
-	if (!r->nodes || !b.canon || !b.state) {
+	b.canon = calloc((size_t)pp->max_node + 1, sizeof(*b.canon));
+	b.state = calloc((size_t)pp->max_node + 1, 1);
+	r->samples = calloc((size_t)pp->nvid + 1, sizeof(*r->samples));
+	if (!r->nodes || !b.canon || !b.state || !r->samples) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -762,28 +948,31 @@ static int build_tree(struct ma_report *r, uint32_t max_node)
 	r->nodes[0].file = "";
 	r->nodes[0].match = !r->opts.filter;
 
-	for (uint32_t id = 0; id <= max_node; id++) {
+	for (uint32_t vid = 1; vid <= pp->nvid; vid++) {
 		struct ma_account_fig f[MA_RV_N];
+		uint32_t id = pp->vid_node[vid], th = pp->vid_thread[vid];
+		struct ma_rthread *t = &r->threads[th];
 		struct ma_rnode *n;
 		uint32_t tn;
 
-		ma_account_node_figs(r->acc, id, &f[MA_RV_LIVE],
+		ma_account_node_figs(r->acc, vid, &f[MA_RV_LIVE],
 				     &f[MA_RV_TOTAL], &f[MA_RV_PEAK]);
-		ma_temporary_node(r->temp, id, &f[MA_RV_TEMP]);
+		ma_temporary_node(r->temp, vid, &f[MA_RV_TEMP]);
 		if (!fig_nonzero(f))
 			continue;
 		if (id == 0) {
 			/* Allocations with no Python frame at all */
-			struct ma_frame nopy = { .function =
-							 "<no Python frame>",
-						 .file = "",
-						 .line = -1 };
+			struct ma_frame np = { .function = "<no Python frame>",
+					       .file = "",
+					       .line = -1 };
 
-			tn = tree_child(&b, 0, &nopy);
-			if (!tn) {
+			if (!nopy)
+				nopy = tree_child(&b, 0, &np);
+			if (!nopy) {
 				ret = -ENOMEM;
 				goto out;
 			}
+			tn = nopy;
 		} else {
 			if (!b.state[id]) {
 				ret = tree_resolve(&b, id, &walk, &walk_cap);
@@ -793,7 +982,10 @@ static int build_tree(struct ma_report *r, uint32_t max_node)
 			tn = b.canon[id];
 		}
 		n = &r->nodes[tn];
+		r->samples[r->nsamples].node = tn;
+		r->samples[r->nsamples].thread = th;
 		for (int v = 0; v < MA_RV_N; v++) {
+			r->samples[r->nsamples].fig[v] = f[v];
 			n->self[v].bytes += f[v].bytes;
 			n->self[v].count += f[v].count;
 			r->all[v].bytes += f[v].bytes;
@@ -801,9 +993,13 @@ static int build_tree(struct ma_report *r, uint32_t max_node)
 			if (n->match) {
 				r->sum[v].bytes += f[v].bytes;
 				r->sum[v].count += f[v].count;
+				t->fig[v].bytes += f[v].bytes;
+				t->fig[v].count += f[v].count;
 			}
 		}
+		r->nsamples++;
 	}
+	merge_samples(r);
 out:
 	free(walk);
 	free(b.canon);
@@ -992,6 +1188,45 @@ static int link_rows(struct ma_report *r)
 
 /* ------------------------------------------------------------------ */
 
+/* --thread named no thread of the capture: say which there are */
+static int no_thread_matched(const struct ma_report *r)
+{
+	char asked[256] = "", have[768] = "";
+	size_t n = 0;
+
+	for (int i = 0; i < r->opts.nthreads; i++) {
+		n = strlen(asked);
+		snprintf(asked + n, sizeof(asked) - n, "%s'%s'",
+			 !i			     ? ""
+			 : i + 1 == r->opts.nthreads ? " or "
+						     : ", ",
+			 r->opts.threads[i]);
+	}
+	for (size_t i = 1; i < r->nthreads; i++) {
+		n = strlen(have);
+		snprintf(have + n, sizeof(have) - n, "%s%d \"%s\"",
+			 i > 1 ? ", " : "", r->threads[i].tid,
+			 r->threads[i].name);
+	}
+	ma_err(-ESRCH,
+	       "no thread of %s is %s (a kernel thread id or name); its "
+	       "threads: %s (memattach report --threads lists them with their "
+	       "figures)",
+	       r->path, asked, have[0] ? have : "none");
+	ma_err_set_exit(MA_EXIT_USAGE);
+	return -ESRCH;
+}
+
+static void prep_free(struct prep *pp)
+{
+	free(pp->sel);
+	free(pp->cur);
+	free(pp->vh);
+	free(pp->vid_node);
+	free(pp->vid_thread);
+	memset(pp, 0, sizeof(*pp));
+}
+
 int ma_report_load(const char *path, const struct ma_report_opts *o,
 		   struct ma_report **out)
 {
@@ -1011,6 +1246,16 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	fd.countdown = r->by_index.every;
 	fd.r = r;
 	pp.r = r;
+	/* thread 0: allocations of threads the capture never defined */
+	pp.threads_cap = 16;
+	r->threads = calloc(pp.threads_cap, sizeof(*r->threads));
+	if (!r->threads || !(r->threads[0].name = strdup("?"))) {
+		ma_report_free(r);
+		return ma_err(-ENOMEM, "out of memory");
+	}
+	r->threads[0].index = UINT32_MAX;
+	r->threads[0].selected = !r->thread_filtered;
+	r->nthreads = 1;
 	ret = ma_capture_open(path, &r->rd);
 	if (ret < 0)
 		goto fail;
@@ -1029,7 +1274,6 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	}
 	t0 = clock_ns(CLOCK_MONOTONIC);
 	ret = stream(r, &pp, &fd);
-	free(pp.sel);
 	r->wall_stream_ns = clock_ns(CLOCK_MONOTONIC) - t0;
 	if (ret < 0)
 		goto fail;
@@ -1047,6 +1291,15 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 			     path);
 		goto fail;
 	}
+	if (r->thread_filtered && !r->threads_selected) {
+		ret = no_thread_matched(r);
+		goto fail;
+	}
+	if (r->thread_filtered) {
+		/* The header's frees are those of the selected threads'
+		 * blocks (by any thread); the others looked unknown */
+		r->t.frees -= r->t.unknown_frees;
+	}
 	r->unknown_frees = r->t.unknown_frees;
 	if (r->thread_filtered && r->trailer) {
 		/* Frees of other threads' blocks look unknown to a filtered
@@ -1055,7 +1308,7 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 		r->unknown_from_trailer = true;
 	}
 	t0 = clock_ns(CLOCK_MONOTONIC);
-	ret = build_tree(r, pp.max_node);
+	ret = build_tree(r, &pp);
 	if (ret == 0)
 		ret = build_rows(r);
 	if (ret == 0)
@@ -1063,9 +1316,11 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	r->wall_model_ns = clock_ns(CLOCK_MONOTONIC) - t0;
 	if (ret < 0)
 		goto fail;
+	prep_free(&pp);
 	*out = r;
 	return 0;
 fail:
+	prep_free(&pp);
 	if (!ma_err_exit() || ma_err_exit() == MA_EXIT_ERROR)
 		if (ret != -ENOMEM)
 			ma_err_set_exit(MA_EXIT_CAPTURE);
@@ -1081,6 +1336,10 @@ void ma_report_free(struct ma_report *r)
 	ma_temporary_free(r->temp);
 	if (r->rd)
 		ma_capture_reader_close(r->rd);
+	for (size_t i = 0; i < r->nthreads; i++)
+		free(r->threads[i].name);
+	free(r->threads);
+	free(r->samples);
 	free(r->nodes);
 	free(r->rows);
 	free(r->by_time.p);

@@ -87,7 +87,8 @@ static void header(const struct ma_report *r, const struct out *o)
 	ma_fmt_bytes(t->alloc_bytes, b, sizeof(b));
 	ma_fmt_count(t->frees, c, sizeof(c));
 	ma_para_piece(&p, "", "allocated %s in %s allocations", b, a);
-	ma_para_piece(&p, ", ", "%s frees", c);
+	ma_para_piece(&p, ", ", "%s frees%s", c,
+		      r->thread_filtered ? " of their blocks" : "");
 	ma_fmt_bytes(t->live_bytes, a, sizeof(a));
 	ma_fmt_count(t->live_count, b, sizeof(b));
 	ma_para_piece(&p, "; ", "still live %s in %s blocks", a, b);

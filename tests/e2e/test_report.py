@@ -142,9 +142,10 @@ def views(cap, stored):
     check(th["sums"]["live"]["bytes"] == sums["live"]["bytes"] and
           th["filters"]["threads_matched"] == 1,
           "--thread PID: the main thread holds everything")
-    none, _, _ = report(cap, "--thread", "no-such-thread")
-    check(none["rows"] == [] and none["filters"]["threads_matched"] == 0,
-          "--thread NAME that matches nothing: no rows")
+    _, rc, err = report(cap, "--thread", "no-such-thread", ok=False)
+    check(rc == 2 and "no-such-thread" in err and str(pid) in err,
+          "--thread NAME that matches nothing: usage error naming the "
+          "capture's threads", err)
     mg, _, _ = report(cap, "--filter", "make_garbage", "--view", "total")
     check(mg["rows"] and all(any(f["function"].startswith("make_garbage")
                                  for f in r["stack"]) for r in mg["rows"])

@@ -428,14 +428,76 @@ Test(report, thread_filter)
 	/* T1's own live bytes peak at the very end */
 	FIG(r->sum[MA_RV_PEAK], 3000, 2);
 	FIG(r->sum[MA_RV_TEMP], 80, 3);
+
+	/* issue 11, defect 3: the header's frees are those of the thread's
+	 * blocks (4 of main's: 0x2000, 0x5000, 0x6000, 0x7000), not the
+	 * whole capture's 7 */
+	cr_expect_eq(r->t.frees, 4);
+	ma_report_free(r);
+	ma_report_opts_init(&o);
+	o.threads[o.nthreads++] = "worker";
+	r = load(path, &o);
+	cr_expect_eq(r->t.frees, 2, "0x3000 (by main) and 0x4000");
 	ma_report_free(r);
 
+	/* defect 3: a --thread that matches nothing is an error naming the
+	 * capture's threads, not an empty report */
 	ma_report_opts_init(&o);
 	o.threads[o.nthreads++] = "nobody";
+	ma_err_clear();
+	r = NULL;
+	cr_expect_eq(ma_report_load(path, &o, &r), -ESRCH);
+	cr_expect_null(r);
+	cr_expect_eq(ma_err_exit(), MA_EXIT_USAGE);
+	cr_expect(strstr(ma_errmsg(), "'nobody'") &&
+			  strstr(ma_errmsg(), "100 \"main\", 101 \"worker\""),
+		  "%s", ma_errmsg());
+}
+
+/* Threads as a dimension: each thread's figures, and per stack */
+Test(report, threads_figures)
+{
+	struct ma_report_opts o;
+	struct ma_report *r;
+	char path[128];
+	struct ma_account_fig sum[MA_RV_N] = { 0 };
+
+	scenario(path, sizeof(path));
+	ma_report_opts_init(&o);
 	r = load(path, &o);
-	cr_expect_eq(r->threads_selected, 0);
-	FIG(r->sum[MA_RV_TOTAL], 0, 0);
-	cr_expect_eq(r->nrows, 0);
+	cr_assert_eq(r->nthreads, 3, "thread 0 (unknown), main, worker");
+	cr_expect_eq(r->threads[1].tid, 100);
+	cr_expect_str_eq(r->threads[1].name, "main");
+	cr_expect_str_eq(r->threads[2].name, "worker");
+	/* main: live 0x1000 + 0x8000; at the peak 0x1000, 0x5000; total
+	 * 1000 + 50 + 700 + 10 + 20 + 2000; temporary (window 1) 50, 10, 20 */
+	FIG(r->threads[1].fig[MA_RV_LIVE], 3000, 2);
+	FIG(r->threads[1].fig[MA_RV_PEAK], 1700, 2);
+	FIG(r->threads[1].fig[MA_RV_TOTAL], 3780, 6);
+	FIG(r->threads[1].fig[MA_RV_TEMP], 80, 3);
+	/* worker: 0x3000 and 0x4000, both live at the peak */
+	FIG(r->threads[2].fig[MA_RV_LIVE], 0, 0);
+	FIG(r->threads[2].fig[MA_RV_PEAK], 4300, 2);
+	FIG(r->threads[2].fig[MA_RV_TOTAL], 4300, 2);
+	FIG(r->threads[2].fig[MA_RV_TEMP], 300, 1);
+	FIG(r->threads[0].fig[MA_RV_TOTAL], 0, 0);
+	/* the samples add up to the stacks' figures, one per (stack,
+	 * thread): helper is allocated by both threads (under different
+	 * callers), alloc_a by main only */
+	for (size_t i = 0; i < r->nsamples; i++) {
+		const struct ma_rsample *a = &r->samples[i];
+
+		for (int v = 0; v < MA_RV_N; v++) {
+			sum[v].bytes += a->fig[v].bytes;
+			sum[v].count += a->fig[v].count;
+		}
+		cr_expect(i == 0 || a->node != r->samples[i - 1].node ||
+				  a->thread != r->samples[i - 1].thread,
+			  "one sample per (stack, thread)");
+	}
+	cr_expect_eq(r->nsamples, 4);
+	for (int v = 0; v < MA_RV_N; v++)
+		FIG(sum[v], r->all[v].bytes, r->all[v].count);
 	ma_report_free(r);
 }
 
@@ -684,9 +746,9 @@ Test(report, collapsed_csv_text)
 	out = render(r, ma_report_collapsed, NULL);
 	cr_expect_str_eq(
 		out, "<module> (/app/main.py:3);alloc_a (/app/a.py:11) 3720\n"
-		     "<module> (/app/main.py:3);alloc_b (/app/b.py:22) 300\n"
 		     "<module> (/app/main.py:3);alloc_a (/app/a.py:11);"
 		     "helper (/app/a.py:30) 60\n"
+		     "<module> (/app/main.py:3);alloc_b (/app/b.py:22) 300\n"
 		     "<module> (/app/main.py:3);alloc_b (/app/b.py:22);"
 		     "helper (/app/a.py:30) 4000\n");
 	free(out);
