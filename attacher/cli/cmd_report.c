@@ -425,6 +425,7 @@ int ma_cmd_report(int argc, char **argv)
 		o.color = 0;
 	if (isatty(STDERR_FILENO))
 		prp = &pr;
+	o.by_thread = fmt->by_thread && !diff;
 
 	err = output_open(&dest, out);
 	if (err == 0)

@@ -54,6 +54,10 @@ struct ma_report_opts {
 	void (*progress)(void *arg, uint64_t read, uint64_t size,
 			 uint64_t events);
 	void *progress_arg;
+	/* figures per thread (ma_report.threads, .samples): each ALLOC is
+	 * accounted under its (thread, stack) pair, which costs about a
+	 * third more time; without it, every figure is thread 0's */
+	bool by_thread;
 };
 
 void ma_report_opts_init(struct ma_report_opts *o);
@@ -87,7 +91,7 @@ struct ma_rthread {
 };
 
 /* The figures of one thread in one stack (tree node): what pprof's
- * thread label and --threads are made of */
+ * thread label and --threads are made of (opts.by_thread) */
 struct ma_rsample {
 	uint32_t node;	 /* tree node */
 	uint32_t thread; /* index into ma_report.threads */
@@ -216,6 +220,8 @@ struct ma_report_format {
 	/* the output itself says a capture was cut short; for the other
 	 * formats the warning goes to stderr too */
 	bool shows_warning;
+	/* it shows figures per thread (ma_report_opts.by_thread) */
+	bool by_thread;
 	/* 0 or -errno with a message */
 	int (*render)(const struct ma_report *r, FILE *f);
 	/* --diff: what grew from capture a (before) to b (after); NULL: the

@@ -28,6 +28,7 @@ const struct ma_report_format ma_report_formats[] = {
 	{
 		.name = "pprof",
 		.ext = ".pb.gz",
+		.by_thread = true,
 		.render = ma_report_pprof,
 	},
 	{
@@ -52,6 +53,7 @@ const struct ma_report_format ma_report_formats[] = {
 	{
 		.name = "json",
 		.ext = ".json",
+		.by_thread = true,
 		.terminal = true,
 		.render = ma_report_json,
 		.diff = ma_report_diff_json,

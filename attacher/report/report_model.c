@@ -166,7 +166,16 @@ struct prep {
 	uint32_t nvid, vid_cap;
 	uint64_t last_key;
 	uint32_t last_vid;
+	/* the fast path: per thread, node -> vid in an array, while the
+	 * arrays stay within ARRAY_BUDGET entries in all (the hash beyond) */
+	struct vmap {
+		uint32_t *vid;
+		size_t cap;
+	} * map;
+	size_t map_cap, map_used;
 };
+
+#define ARRAY_BUDGET (16u << 20) /* entries: 64 MiB */
 
 struct pipe {
 	struct ma_capture_reader *rd;
@@ -281,8 +290,63 @@ static int thread_define(struct prep *pp, const struct ma_event *ev, bool on)
 	return 0;
 }
 
+/* The array of thread's vids, grown to hold node; NULL: over budget or
+ * ENOMEM (the hash then serves) */
+static struct vmap *vmap_for(struct prep *pp, uint32_t thread, uint32_t node)
+{
+	struct vmap *m;
+	size_t cap;
+	uint32_t *p;
+
+	if (thread >= pp->map_cap) {
+		size_t n = pp->map_cap ? pp->map_cap : 16;
+		struct vmap *q;
+
+		while (n <= thread)
+			n *= 2;
+		q = realloc(pp->map, n * sizeof(*q));
+		if (!q)
+			return NULL;
+		memset(q + pp->map_cap, 0, (n - pp->map_cap) * sizeof(*q));
+		pp->map = q;
+		pp->map_cap = n;
+	}
+	m = &pp->map[thread];
+	if (node < m->cap)
+		return m;
+	cap = m->cap ? m->cap : 1024;
+	while (cap <= node)
+		cap *= 2;
+	if (pp->map_used + cap - m->cap > ARRAY_BUDGET)
+		return NULL;
+	p = realloc(m->vid, cap * sizeof(*p));
+	if (!p)
+		return NULL;
+	memset(p + m->cap, 0, (cap - m->cap) * sizeof(*p));
+	pp->map_used += cap - m->cap;
+	m->vid = p;
+	m->cap = cap;
+	return m;
+}
+
+static uint32_t vid_hashed(struct prep *pp, uint32_t thread, uint32_t node);
+
 /* The vid of (thread, node); 0 on ENOMEM */
 static uint32_t vid_get(struct prep *pp, uint32_t thread, uint32_t node)
+{
+	struct vmap *m = thread < pp->map_cap ? &pp->map[thread] : NULL;
+	uint32_t v;
+
+	if (m && node < m->cap && m->vid[node])
+		return m->vid[node];
+	m = vmap_for(pp, thread, node);
+	v = vid_hashed(pp, thread, node);
+	if (m && v)
+		m->vid[node] = v;
+	return v;
+}
+
+static uint32_t vid_hashed(struct prep *pp, uint32_t thread, uint32_t node)
 {
 	uint64_t key = ((uint64_t)thread << 32 | node) + 1;
 	size_t j;
@@ -404,6 +468,8 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 		}
 		if (ev->alloc.node > pp->max_node)
 			pp->max_node = ev->alloc.node;
+		if (!r->opts.by_thread)
+			break;
 		ev->alloc.node = vid_get(
 			pp, ev->thread < pp->cur_cap ? pp->cur[ev->thread] : 0,
 			ev->alloc.node);
@@ -931,14 +997,17 @@ static void merge_samples(struct ma_report *r)
 static int build_tree(struct ma_report *r, const struct prep *pp)
 {
 	struct tree_build b = { .r = r, .cap = 1024, .max_node = pp->max_node };
-	uint32_t *walk = NULL, nopy = 0;
+	uint32_t *walk = NULL, nopy = 0, nvid;
 	size_t walk_cap = 0;
 	int ret = 0;
 
 	r->nodes = calloc(b.cap, sizeof(*r->nodes));
 	b.canon = calloc((size_t)pp->max_node + 1, sizeof(*b.canon));
 	b.state = calloc((size_t)pp->max_node + 1, 1);
-	r->samples = calloc((size_t)pp->nvid + 1, sizeof(*r->samples));
+	/* without by_thread, ALLOCs kept their node ids: vid = node, and
+	 * every figure is thread 0's */
+	nvid = r->opts.by_thread ? pp->nvid : pp->max_node;
+	r->samples = calloc((size_t)nvid + 1, sizeof(*r->samples));
 	if (!r->nodes || !b.canon || !b.state || !r->samples) {
 		ret = -ENOMEM;
 		goto out;
@@ -948,9 +1017,10 @@ static int build_tree(struct ma_report *r, const struct prep *pp)
 	r->nodes[0].file = "";
 	r->nodes[0].match = !r->opts.filter;
 
-	for (uint32_t vid = 1; vid <= pp->nvid; vid++) {
+	for (uint32_t vid = !r->opts.by_thread; vid <= nvid; vid++) {
 		struct ma_account_fig f[MA_RV_N];
-		uint32_t id = pp->vid_node[vid], th = pp->vid_thread[vid];
+		uint32_t id = r->opts.by_thread ? pp->vid_node[vid] : vid;
+		uint32_t th = r->opts.by_thread ? pp->vid_thread[vid] : 0;
 		struct ma_rthread *t = &r->threads[th];
 		struct ma_rnode *n;
 		uint32_t tn;
@@ -1224,6 +1294,9 @@ static void prep_free(struct prep *pp)
 	free(pp->vh);
 	free(pp->vid_node);
 	free(pp->vid_thread);
+	for (size_t i = 0; i < pp->map_cap; i++)
+		free(pp->map[i].vid);
+	free(pp->map);
 	memset(pp, 0, sizeof(*pp));
 }
 

@@ -464,6 +464,7 @@ Test(report, threads_figures)
 
 	scenario(path, sizeof(path));
 	ma_report_opts_init(&o);
+	o.by_thread = true;
 	r = load(path, &o);
 	cr_assert_eq(r->nthreads, 3, "thread 0 (unknown), main, worker");
 	cr_expect_eq(r->threads[1].tid, 100);
@@ -746,9 +747,9 @@ Test(report, collapsed_csv_text)
 	out = render(r, ma_report_collapsed, NULL);
 	cr_expect_str_eq(
 		out, "<module> (/app/main.py:3);alloc_a (/app/a.py:11) 3720\n"
+		     "<module> (/app/main.py:3);alloc_b (/app/b.py:22) 300\n"
 		     "<module> (/app/main.py:3);alloc_a (/app/a.py:11);"
 		     "helper (/app/a.py:30) 60\n"
-		     "<module> (/app/main.py:3);alloc_b (/app/b.py:22) 300\n"
 		     "<module> (/app/main.py:3);alloc_b (/app/b.py:22);"
 		     "helper (/app/a.py:30) 4000\n");
 	free(out);
