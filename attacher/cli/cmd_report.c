@@ -74,6 +74,10 @@ static void usage(FILE *f)
 		"      --top N              rows (default 20; 0 = all)\n"
 		"      --thread TID|NAME    only allocations of this thread "
 		"(repeatable)\n"
+		"      --threads            list the threads with their "
+		"figures "
+		"(text, csv,\n"
+		"                           json)\n"
 		"      --filter TEXT        only stacks with a frame whose "
 		"function or\n"
 		"                           file contains TEXT\n"
@@ -120,6 +124,7 @@ enum report_opt {
 	OPT_WIDTH,
 	OPT_COLOR,
 	OPT_NOCOLOR,
+	OPT_THREADS,
 };
 
 /* What an option takes, for its error message */
@@ -321,6 +326,7 @@ int ma_cmd_report(int argc, char **argv)
 		{ "width", required_argument, NULL, OPT_WIDTH },
 		{ "color", required_argument, NULL, OPT_COLOR },
 		{ "no-color", no_argument, NULL, OPT_NOCOLOR },
+		{ "threads", no_argument, NULL, OPT_THREADS },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -393,6 +399,9 @@ int ma_cmd_report(int argc, char **argv)
 		case OPT_NOCOLOR:
 			o.color = 0;
 			break;
+		case OPT_THREADS:
+			o.thread_table = true;
+			break;
 		}
 		if (err) {
 			char name[32], buf[256];
@@ -414,6 +423,13 @@ int ma_cmd_report(int argc, char **argv)
 		fprintf(stderr, "memattach: report: --diff writes %s\n", with);
 		return MA_EXIT_USAGE;
 	}
+	if (o.thread_table &&
+	    (diff || (strcmp(fmt->name, "text") && strcmp(fmt->name, "csv") &&
+		      strcmp(fmt->name, "json")))) {
+		fprintf(stderr, "memattach: report: --threads writes text, csv "
+				"or json, and no --diff\n");
+		return MA_EXIT_USAGE;
+	}
 	if (!out && !fmt->terminal && isatty(STDOUT_FILENO)) {
 		out = out_alloc = default_output(argv[optind], fmt);
 		if (!out)
@@ -425,7 +441,7 @@ int ma_cmd_report(int argc, char **argv)
 		o.color = 0;
 	if (isatty(STDERR_FILENO))
 		prp = &pr;
-	o.by_thread = fmt->by_thread && !diff;
+	o.by_thread = (fmt->by_thread || o.thread_table) && !diff;
 
 	err = output_open(&dest, out);
 	if (err == 0)

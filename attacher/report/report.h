@@ -48,6 +48,7 @@ struct ma_report_opts {
 	const char *filter; /* substring of a frame's function or file */
 	int width;	    /* text: 0 = terminal, $COLUMNS, or 100 */
 	int color;	    /* text: -1 auto (terminal, no NO_COLOR), 0, 1 */
+	bool thread_table;  /* --threads: text and csv list the threads */
 	/* called as the capture is read (first with 0 bytes read, then about
 	 * every 64 k events, from the thread that called ma_report_load);
 	 * NULL = never */
@@ -199,6 +200,14 @@ int ma_report_stack(const struct ma_report *r, uint32_t n, uint32_t *out,
 /* "function (file:line)", or "file" for an empty function; ';' and
  * control characters replaced (collapsed stacks and CSV rely on it) */
 void ma_report_frame_name(const struct ma_rnode *n, char *buf, size_t len);
+
+/*
+ * The threads to list (--threads, JSON): every thread the capture defined
+ * and thread 0 if it has figures, as indices into r->threads, sorted by
+ * the view's bytes, then total bytes, then tid.  out holds r->nthreads;
+ * returns how many.
+ */
+size_t ma_report_thread_order(const struct ma_report *r, uint32_t *out);
 
 /* Rows shown: min(top, rows with a figure in the view) */
 size_t ma_report_shown(const struct ma_report *r);

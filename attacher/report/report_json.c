@@ -99,6 +99,40 @@ static json_t *totals_json(const struct ma_report *r)
 	return jt;
 }
 
+/* Each thread with its figures (by_thread; else only tid and name) */
+static json_t *threads_json(const struct ma_report *r)
+{
+	json_t *a = json_array();
+	uint32_t *ord = malloc((r->nthreads + 1) * sizeof(*ord));
+	size_t n = ord ? ma_report_thread_order(r, ord) : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct ma_rthread *t = &r->threads[ord[i]];
+		json_t *o = json_object();
+
+		json_object_set_new(o, "tid", json_integer(t->tid));
+		json_object_set_new(o, "name", jstr(t->name));
+		json_object_set_new(o, "index",
+				    t->index == UINT32_MAX
+					    ? json_null()
+					    : json_integer(t->index));
+		json_object_set_new(o, "selected", json_boolean(t->selected));
+		if (r->opts.by_thread) {
+			json_object_set_new(o, "live",
+					    fig_json(&t->fig[MA_RV_LIVE]));
+			json_object_set_new(o, "peak",
+					    fig_json(&t->fig[MA_RV_PEAK]));
+			json_object_set_new(o, "total",
+					    fig_json(&t->fig[MA_RV_TOTAL]));
+			json_object_set_new(o, "temporary",
+					    fig_json(&t->fig[MA_RV_TEMP]));
+		}
+		json_array_append_new(a, o);
+	}
+	free(ord);
+	return a;
+}
+
 int ma_report_json(const struct ma_report *r, FILE *f)
 {
 	const struct ma_capture_meta *m = r->meta;
@@ -152,6 +186,7 @@ int ma_report_json(const struct ma_report *r, FILE *f)
 	json_object_set_new(root, "sums", p);
 	json_object_set_new(root, "unknown_frees_whole_capture",
 			    json_boolean(r->unknown_from_trailer));
+	json_object_set_new(root, "threads", threads_json(r));
 
 	for (size_t i = 0;
 	     i < r->nrows && (r->opts.top <= 0 || i < (size_t)r->opts.top);

@@ -1447,6 +1447,39 @@ void ma_report_frame_name(const struct ma_rnode *n, char *buf, size_t len)
 			*p = *p == ';' ? ':' : ' ';
 }
 
+static const struct ma_report *thread_sort_r;
+
+static int thread_cmp(const void *pa, const void *pb)
+{
+	const struct ma_report *r = thread_sort_r;
+	const struct ma_rthread *a = &r->threads[*(const uint32_t *)pa];
+	const struct ma_rthread *b = &r->threads[*(const uint32_t *)pb];
+	enum ma_rview v = r->opts.view;
+
+	if (a->fig[v].bytes != b->fig[v].bytes)
+		return a->fig[v].bytes > b->fig[v].bytes ? -1 : 1;
+	if (a->fig[MA_RV_TOTAL].bytes != b->fig[MA_RV_TOTAL].bytes)
+		return a->fig[MA_RV_TOTAL].bytes > b->fig[MA_RV_TOTAL].bytes
+			       ? -1
+			       : 1;
+	if (a->tid != b->tid)
+		return a->tid < b->tid ? -1 : 1;
+	return *(const uint32_t *)pa < *(const uint32_t *)pb ? -1 : 1;
+}
+
+size_t ma_report_thread_order(const struct ma_report *r, uint32_t *out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->nthreads; i++)
+		if (i || fig_nonzero(r->threads[i].fig))
+			out[n++] = (uint32_t)i;
+	thread_sort_r = r; /* reports are rendered one at a time */
+	if (n)
+		qsort(out, n, sizeof(*out), thread_cmp);
+	return n;
+}
+
 size_t ma_report_shown(const struct ma_report *r)
 {
 	size_t n = 0;

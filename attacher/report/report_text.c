@@ -415,6 +415,50 @@ static void footnotes(const struct ma_report *r, const struct out *o)
 			"exited, or records were not drained).");
 }
 
+/* --threads: a line per thread, every view's bytes, the chosen one first */
+static int thread_table(const struct ma_report *r, const struct out *o)
+{
+	static const char *const head[MA_RV_N] = { "LIVE", "PEAK", "TOTAL",
+						   "TEMPORARY" };
+	enum ma_rview v = r->opts.view;
+	uint32_t *ord = malloc((r->nthreads + 1) * sizeof(*ord));
+	size_t n;
+	char b[32], c[32], s[16];
+	int namew = 16;
+
+	if (!ord)
+		return ma_err(-ENOMEM, "out of memory");
+	n = ma_report_thread_order(r, ord);
+	fprintf(o->f, "\n%sThreads%s by %s bytes; every view's bytes:\n",
+		c_on(o, BOLD), c_off(o), ma_rview_name(v));
+	fprintf(o->f, "%s%8s  %-*s %10s %8s %6s", c_on(o, DIM), "TID", namew,
+		"NAME", head[v], "COUNT", "SHARE");
+	for (int k = 0; k < MA_RV_N; k++)
+		if (k != (int)v)
+			fprintf(o->f, " %10s", head[k]);
+	fprintf(o->f, "%s\n", c_off(o));
+	for (size_t i = 0; i < n; i++) {
+		const struct ma_rthread *t = &r->threads[ord[i]];
+
+		ma_fmt_bytes(t->fig[v].bytes, b, sizeof(b));
+		ma_fmt_count(t->fig[v].count, c, sizeof(c));
+		fmt_share(t->fig[v].bytes, r->sum[v].bytes, s, sizeof(s));
+		fprintf(o->f, "%8d  %-*.*s %s%10s%s %8s %6s", t->tid, namew,
+			namew, t->name, c_on(o, YEL), b, c_off(o), c, s);
+		for (int k = 0; k < MA_RV_N; k++) {
+			if (k == (int)v)
+				continue;
+			ma_fmt_bytes(t->fig[k].bytes, b, sizeof(b));
+			fprintf(o->f, " %10s", b);
+		}
+		fputc('\n', o->f);
+	}
+	if (!n)
+		fprintf(o->f, "%10s\n", "(none)");
+	free(ord);
+	return 0;
+}
+
 int ma_report_text(const struct ma_report *r, FILE *f)
 {
 	struct out o = { .f = f, .width = r->opts.width };
@@ -437,6 +481,12 @@ int ma_report_text(const struct ma_report *r, FILE *f)
 		o.color = r->opts.color > 0;
 	}
 	header(r, &o);
+	if (r->opts.thread_table) {
+		if (thread_table(r, &o) < 0)
+			return -ENOMEM;
+		footnotes(r, &o);
+		return ferror(f) ? ma_err(-EIO, "write error") : 0;
+	}
 	for (size_t i = 0; i < r->nrows; i++)
 		if (r->rows[i].fig[v].bytes || r->rows[i].fig[v].count)
 			with_fig++;

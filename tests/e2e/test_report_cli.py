@@ -137,6 +137,48 @@ def terminal(fx, tmp):
           "no progress line when stderr is not a terminal", err)
 
 
+def threads(fx):
+    # threads as a dimension: --threads lists each thread with its
+    # figures (scenario: main 100 keeps 3000 B live in 2 blocks, peak
+    # 1700, total 3780, temporary 80; worker 101: 0, 4300, 4300, 300)
+    rc, out, err = memattach("report", "--threads", "--width", "100",
+                             fx["scenario"])
+    rows = {m.group(2): m.group(0) for m in re.finditer(
+        r"^ +(\d+)  (\w+) +(.*)$", out, re.M)}
+    check(rc == 0 and re.search(r"100 +main +2\.93 KiB +2 +100\.0% +"
+                                r"1\.66 KiB +3\.69 KiB +80 B", out) and
+          re.search(r"101 +worker +0 B +0 +0\.0% +4\.20 KiB +4\.20 KiB "
+                    r"+300 B", out),
+          "--threads: a line per thread with every view's bytes", out)
+    rc, out, err = memattach("report", "--threads", "-f", "csv", "--view",
+                             "peak", fx["scenario"])
+    check(rc == 0 and out.splitlines()[1:] ==
+          ["101,worker,0,0,4300,2,4300,2,300,1",
+           "100,main,3000,2,1700,2,3780,6,80,3"],
+          "--threads -f csv: exact figures, by the view (peak)", out)
+    rc, out, err = memattach("report", "-f", "json", fx["scenario"])
+    doc = json.loads(out) if rc == 0 else {}
+    th = {t["name"]: t for t in doc.get("threads", [])}
+    check(th.get("main", {}).get("tid") == 100 and
+          th["main"]["live"] == {"bytes": 3000, "count": 2} and
+          th.get("worker", {}).get("peak") == {"bytes": 4300, "count": 2},
+          "json lists the threads with their figures", doc.get("threads"))
+    rc, out, err = memattach("report", "--threads", "-f", "html",
+                             fx["scenario"])
+    check(rc == EXIT_USAGE and "--threads" in err,
+          "--threads with another format: usage error", err)
+    # defect 3: a --thread that matches nothing is an error that lists
+    # the capture's threads, not an empty report with exit 0
+    rc, out, err = memattach("report", "--thread", "nobody", fx["scenario"])
+    check(rc == EXIT_USAGE and not out and '100 "main"' in err and
+          '101 "worker"' in err, "--thread matching nothing: exit 2, names "
+          "the capture's threads", "exit %d: %s" % (rc, err))
+    rc, out, err = memattach("report", "--thread", "worker", fx["scenario"])
+    check(rc == 0 and "2 frees of their blocks" in out,
+          "--thread: the header's frees are the thread's blocks' (2, not "
+          "the capture's 7)", out)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="ma-report-cli-")
     try:
@@ -144,6 +186,7 @@ def main():
         option_errors(fx)
         output_and_exit_codes(fx, tmp)
         terminal(fx, tmp)
+        threads(fx)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     finish()
