@@ -179,6 +179,51 @@ def threads(fx):
           "the capture's 7)", out)
 
 
+def go_pprof(args, tmp):
+    p = subprocess.run(["go", "tool", "pprof"] + args, capture_output=True,
+                       text=True, timeout=120,
+                       env=dict(os.environ, HOME=tmp,
+                                GOCACHE=os.path.join(tmp, "gocache"),
+                                PPROF_TMPDIR=tmp))
+    return p.returncode, p.stdout + p.stderr
+
+
+def pprof(fx, tmp):
+    # defect 6, and threads: read by pprof itself
+    if not shutil.which("go"):
+        skip("pprof through go tool pprof", "Go (golang-go) not installed")
+        return
+    pb = os.path.join(tmp, "s.pb.gz")
+    rc, out, err = memattach("report", "-f", "pprof", "-o", pb,
+                             fx["scenario"])
+    rc, out = go_pprof(["-tags", pb], tmp)
+    # live view (inuse_space): main holds all 3000 B, worker none
+    check(rc == 0 and re.search(r"thread: Total 2\.9kB\s+2\.9kB \(\s*100%\)"
+                                r": main", out) and
+          re.search(r"tid: Total 2\.9kB\s+2\.9kB \(\s*100%\): 100", out)
+          and "bytes:" in out,
+          "go tool pprof -tags: thread, tid and bytes labels", out)
+    check("Main binary filename not available" not in out,
+          "pprof knows the main binary (a mapping)", out)
+    rc, out = go_pprof(["-sample_index=alloc_space", "-tagfocus=thread=worker",
+                        "-top", pb], tmp)
+    check(rc == 0 and "Showing nodes accounting for 4300B" in out and
+          re.search(r"4000B .* helper$", out, re.M),
+          "go tool pprof -sample_index=alloc_space -tagfocus=thread=worker: "
+          "the worker's 4300 B", out)
+    rc, out, err = memattach("report", "-f", "pprof", "--view", "temporary",
+                             "-o", pb, fx["scenario"])
+    rc, out = go_pprof(["-sample_index=temporary_space", "-top", pb], tmp)
+    check(rc == 0 and "Type: temporary_space" in out and
+          "Total samples = 380B" in out,
+          "--view temporary: temporary_space, not alloc_space (380 B)", out)
+    rc, out, err = memattach("report", "-f", "pprof", "-o", pb,
+                             fx["truncated"])
+    rc2, txt = go_pprof(["-raw", pb], tmp)
+    check(rc == EXIT_PARTIAL and "TRUNCATED" in txt,
+          "truncated capture: the profile says so, exit 8", txt[:600])
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="ma-report-cli-")
     try:
@@ -187,6 +232,7 @@ def main():
         output_and_exit_codes(fx, tmp)
         terminal(fx, tmp)
         threads(fx)
+        pprof(fx, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     finish()

@@ -881,6 +881,7 @@ Test(report, pprof_decodes)
 
 	scenario(path, sizeof(path));
 	ma_report_opts_init(&o);
+	o.by_thread = true;
 	r = load(path, &o);
 	out = render(r, ma_report_pprof, &len);
 	raw = gunzip(out, len, &rlen);
@@ -903,6 +904,37 @@ Test(report, pprof_decodes)
 	cr_expect_eq(sums[3], 3000);
 	cr_expect_eq(p->n_location, r->nnodes - 1);
 	cr_expect_eq(p->n_function, 4);
+	/* issue 11, defect 6: a mapping (the executable), so that pprof
+	 * knows the main binary; thread, tid and bytes labels */
+	cr_assert_eq(p->n_mapping, 1);
+	cr_expect_str_eq(p->string_table[p->mapping[0]->filename],
+			 "/usr/bin/python3.11");
+	cr_expect(p->mapping[0]->has_functions &&
+		  p->mapping[0]->has_line_numbers);
+	cr_expect_eq(p->n_sample, 4, "one per (stack, thread)");
+	for (size_t i = 0; i < p->n_sample; i++) {
+		Perftools__Profiles__Sample *s = p->sample[i];
+		const char *th = NULL;
+		int64_t tid = 0, bytes = 0;
+
+		cr_expect_eq(p->location[s->location_id[0] - 1]->mapping_id, 1);
+		cr_assert_eq(s->n_label, 3);
+		for (size_t k = 0; k < s->n_label; k++) {
+			const char *key = p->string_table[s->label[k]->key];
+
+			if (!strcmp(key, "thread"))
+				th = p->string_table[s->label[k]->str];
+			else if (!strcmp(key, "tid"))
+				tid = s->label[k]->num;
+			else if (!strcmp(key, "bytes"))
+				bytes = s->label[k]->num;
+		}
+		cr_assert_not_null(th);
+		cr_expect(tid == (strcmp(th, "main") ? 101 : 100), "%s %lld",
+			  th, (long long)tid);
+		/* the mean size of the sample's blocks (total view) */
+		cr_expect_eq(bytes, s->value[1] / s->value[0]);
+	}
 	/* the first location of each sample is its innermost frame */
 	for (size_t i = 0; i < p->n_sample; i++) {
 		uint64_t id = p->sample[i]->location_id[0];
@@ -913,6 +945,60 @@ Test(report, pprof_decodes)
 	free(raw);
 	free(out);
 	ma_report_free(r);
+}
+
+static Perftools__Profiles__Profile *pprof_of(const char *path,
+					      struct ma_report_opts *o)
+{
+	struct ma_report *r = load(path, o);
+	Perftools__Profiles__Profile *p;
+	size_t len, rlen;
+	char *out = render(r, ma_report_pprof, &len);
+	uint8_t *raw = gunzip(out, len, &rlen);
+
+	p = perftools__profiles__profile__unpack(NULL, rlen, raw);
+	cr_assert_not_null(p);
+	free(raw);
+	free(out);
+	ma_report_free(r);
+	return p;
+}
+
+/* defects 5 and 6: the temporary view is never alloc_* (Pyroscope and
+ * Parca read that as every allocation); a cut capture says so in the
+ * profile */
+Test(report, pprof_temporary_names_and_truncation)
+{
+	struct ma_report_opts o;
+	Perftools__Profiles__Profile *p;
+	char path[128];
+	bool cut = false;
+
+	scenario(path, sizeof(path));
+	ma_report_opts_init(&o);
+	o.view = MA_RV_TEMP;
+	p = pprof_of(path, &o);
+	cr_expect_str_eq(p->string_table[p->sample_type[0]->type],
+			 "temporary_objects");
+	cr_expect_str_eq(p->string_table[p->sample_type[1]->type],
+			 "temporary_space");
+	cr_expect_str_eq(p->string_table[p->default_sample_type],
+			 "temporary_space");
+	for (size_t i = 0; i < p->n_string_table; i++)
+		cr_expect(strcmp(p->string_table[i], "alloc_objects") &&
+				  strcmp(p->string_table[i], "alloc_space"),
+			  "%s", p->string_table[i]);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+
+	tmp_path(path, sizeof(path), "cut.cap");
+	write_truncated(path, false);
+	ma_report_opts_init(&o);
+	p = pprof_of(path, &o);
+	for (size_t i = 0; i < p->n_comment; i++)
+		cut |= !strncmp(p->string_table[p->comment[i]],
+				"TRUNCATED: ", 11);
+	cr_expect(cut, "a comment says the capture was cut short");
+	perftools__profiles__profile__free_unpacked(p, NULL);
 }
 
 Test(report, html_is_self_contained)
