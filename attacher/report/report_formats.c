@@ -34,6 +34,7 @@ const struct ma_report_format ma_report_formats[] = {
 	{
 		.name = "speedscope",
 		.ext = ".speedscope.json",
+		.by_thread = true,
 		.render = ma_report_speedscope,
 	},
 	{

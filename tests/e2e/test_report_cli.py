@@ -224,6 +224,92 @@ def pprof(fx, tmp):
           "truncated capture: the profile says so, exit 8", txt[:600])
 
 
+# What speedscope's file format requires (its documented schema, the
+# parts a sampled profile uses), as a JSON schema of our own
+SPEEDSCOPE = {
+    "type": "object",
+    "required": ["$schema", "profiles", "shared"],
+    "properties": {
+        "$schema": {"enum": [
+            "https://www.speedscope.app/file-format-schema.json"]},
+        "name": {"type": "string"},
+        "exporter": {"type": "string"},
+        "activeProfileIndex": {"type": "number"},
+        "shared": {
+            "type": "object", "required": ["frames"],
+            "properties": {"frames": {"type": "array", "items": {
+                "type": "object", "required": ["name"],
+                "properties": {"name": {"type": "string"},
+                               "file": {"type": "string"},
+                               "line": {"type": "number"},
+                               "col": {"type": "number"}}}}}},
+        "profiles": {"type": "array", "items": {
+            "type": "object",
+            "required": ["type", "name", "unit", "startValue", "endValue",
+                         "samples", "weights"],
+            "properties": {
+                "type": {"enum": ["sampled"]},
+                "name": {"type": "string"},
+                "unit": {"enum": ["bytes", "microseconds", "milliseconds",
+                                  "nanoseconds", "none", "seconds"]},
+                "startValue": {"type": "number"},
+                "endValue": {"type": "number"},
+                "samples": {"type": "array", "items": {
+                    "type": "array", "items": {"type": "number"}}},
+                "weights": {"type": "array",
+                            "items": {"type": "number"}}}}},
+    },
+}
+
+
+def speedscope(fx):
+    try:
+        import jsonschema
+    except ImportError:
+        jsonschema = None
+    docs = {}
+    for name in ("scenario", "deep", "truncated"):
+        rc, out, err = memattach("report", "-f", "speedscope", "-o", "-",
+                                 fx[name])
+        docs[name] = json.loads(out) if out else {}
+        if jsonschema:
+            try:
+                jsonschema.validate(docs[name], SPEEDSCOPE)
+                err = None
+            except jsonschema.ValidationError as e:
+                err = str(e)[:500]
+            check(err is None, "speedscope (%s): valid against the file "
+                  "format's schema" % name, err)
+        d = docs[name]
+        frames = d.get("shared", {}).get("frames", [])
+        check(d and all(0 <= i < len(frames) for p in d["profiles"]
+                        for smp in p["samples"] for i in smp) and
+              all(len(p["samples"]) == len(p["weights"]) and
+                  sum(p["weights"]) == p["endValue"] for p in d["profiles"]),
+              "speedscope (%s): frame indices in range, weights add up to "
+              "endValue" % name)
+    if not jsonschema:
+        skip("speedscope schema", "python3-jsonschema not installed")
+    # defect 7: a frame per function: rec, called on line 21 and
+    # allocating on line 22, is one frame, named with its def line
+    names = [f["name"] for f in docs["deep"]["shared"]["frames"]]
+    check(names.count("rec (/app/deep.py:20)") == 1 and
+          not [n for n in names if n.startswith("rec ") and
+               n != "rec (/app/deep.py:20)"],
+          "speedscope: one frame per function, keyed by its def line", names)
+    # threads: after the four views, one profile per thread
+    profs = [p["name"] for p in docs["scenario"]["profiles"]]
+    check(len(profs) == 5 and profs[4] == "live bytes of thread main (100)"
+          and docs["scenario"]["profiles"][4]["endValue"] == 3000,
+          "speedscope: a profile per thread with bytes in the view", profs)
+    # defect 5: a cut capture says so in the file itself
+    t = docs["truncated"]
+    check("TRUNCATED" in t.get("name", "") and
+          all("TRUNCATED" in p["name"] for p in t.get("profiles", [])),
+          "speedscope: a truncated capture says so in its names",
+          t.get("name"))
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="ma-report-cli-")
     try:
@@ -233,6 +319,7 @@ def main():
         terminal(fx, tmp)
         threads(fx)
         pprof(fx, tmp)
+        speedscope(fx)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     finish()
