@@ -86,6 +86,8 @@ static void usage(FILE *f)
 		"                           further allocations (default %d)\n",
 		MA_REPORT_DEF_WINDOW);
 	ma_cli_wrap(f, "      --diff B.cap", 27, diff);
+	fprintf(f, "      --force              --diff: also captures of "
+		   "different programs\n");
 	fprintf(f,
 		"      --callers N          text: caller trees of the top N "
 		"rows (default 3)\n"
@@ -125,6 +127,7 @@ enum report_opt {
 	OPT_COLOR,
 	OPT_NOCOLOR,
 	OPT_THREADS,
+	OPT_FORCE,
 };
 
 /* What an option takes, for its error message */
@@ -310,6 +313,30 @@ static int load(const char *path, struct ma_report_opts *o, struct progress *pr,
 	return ret;
 }
 
+static const char *nz(const char *s)
+{
+	return s ? s : "";
+}
+
+/*
+ * --diff compares two captures of one program: of two different ones
+ * (another executable or command line) every row would "grow" from
+ * nothing.  Refused unless --force.
+ */
+static int same_program(const struct ma_report *a, const struct ma_report *b)
+{
+	if (!strcmp(nz(a->meta->exe), nz(b->meta->exe)) &&
+	    !strcmp(nz(a->meta->cmdline), nz(b->meta->cmdline)))
+		return 0;
+	ma_err(-EINVAL,
+	       "--diff: %s and %s come from different programs (pid %d: "
+	       "'%s'; pid %d: '%s'); --force compares them anyway",
+	       a->path, b->path, a->meta->pid, nz(a->meta->cmdline),
+	       b->meta->pid, nz(b->meta->cmdline));
+	ma_err_set_exit(MA_EXIT_USAGE);
+	return -EINVAL;
+}
+
 int ma_cmd_report(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -327,6 +354,7 @@ int ma_cmd_report(int argc, char **argv)
 		{ "color", required_argument, NULL, OPT_COLOR },
 		{ "no-color", no_argument, NULL, OPT_NOCOLOR },
 		{ "threads", no_argument, NULL, OPT_THREADS },
+		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -339,6 +367,7 @@ int ma_cmd_report(int argc, char **argv)
 	struct progress pr = { 0 }, *prp = NULL;
 	uint64_t t0, t1;
 	int c, err, ret = MA_EXIT_OK;
+	bool force = false;
 	long v;
 	struct ma_cli_args args =
 		MA_CLI_ARGS("report", argc, argv, "f:o:h", longopts, usage);
@@ -402,6 +431,9 @@ int ma_cmd_report(int argc, char **argv)
 		case OPT_THREADS:
 			o.thread_table = true;
 			break;
+		case OPT_FORCE:
+			force = true;
+			break;
 		}
 		if (err) {
 			char name[32], buf[256];
@@ -448,6 +480,8 @@ int ma_cmd_report(int argc, char **argv)
 		err = load(argv[optind], &o, prp, &a);
 	if (err == 0 && diff)
 		err = load(diff, &o, prp, &b);
+	if (err == 0 && b && !force)
+		err = same_program(a, b);
 	if (err) {
 		output_close(&dest, err);
 		ret = ma_cli_fail("report");

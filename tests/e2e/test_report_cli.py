@@ -310,6 +310,51 @@ def speedscope(fx):
           t.get("name"))
 
 
+def diff(fx):
+    # defect 4: --diff says what shrank, that it compares two windows
+    # (with their lengths and rates), refuses captures of different
+    # programs and captures with no events; its CSV key is readable
+    a, b = fx["scenario"], fx["scenario-b"]
+    rc, out, err = memattach("report", b, "--diff", a, "--width", "100")
+    check(rc == 0 and "SHRANK" in out and
+          re.search(r"-4\.88 KiB +4\.88 KiB +0 B  alloc_b \(/app/b\.py:22\)",
+                    out) and "0 of 3 locations grew; 1 shrank" in out,
+          "--diff text: lists what shrank (alloc_b, -5000 B)", out)
+    check("3.0 s tracked" in out and "compares the two windows" in out and
+          "/s)" in out, "--diff text: says it compares two windows, with "
+          "their lengths and rates", out)
+    rc, out, err = memattach("report", "-f", "json", b, "--diff", a)
+    d = json.loads(out) if rc == 0 else {}
+    check(d.get("compares") == "windows" and d.get("rows") == [] and
+          len(d.get("shrank_rows", [])) == 1 and
+          d["shrank_rows"][0]["delta"]["bytes"] == -5000 and
+          d["before"]["duration_ns"] == 3000000000,
+          "--diff json: shrank_rows, each window's length", out)
+    rc, out, err = memattach("report", "-f", "csv", b, "--diff", a)
+    check(rc == 0 and "\x1f" not in out and
+          out.splitlines()[1:] == ["alloc_b,/app/b.py,22,5000,1,0,0,-5000,"
+                                   "-1,alloc_b (/app/b.py:22)"],
+          "--diff csv: the row that shrank, a readable key", repr(out))
+    rc, out, err = memattach("report", a, "--diff", fx["other"])
+    check(rc == EXIT_USAGE and "different programs" in err and
+          "python3 other.py" in err and not out,
+          "--diff of two programs: refused, exit 2", err)
+    rc, out, err = memattach("report", a, "--diff", fx["other"], "--force")
+    check(rc == 0 and "different programs" in out,
+          "--diff --force: compared, with a note", out + err)
+    rc, out, err = memattach("report", a, "--diff", fx["empty-truncated"])
+    check(rc == EXIT_CAPTURE and "no events" in err,
+          "--diff with a capture of no events: exit 7", err)
+    rc, out, err = memattach("report", a, "--diff", fx["truncated"],
+                             "--force")
+    check(rc == EXIT_PARTIAL and "warning: TRUNCATED" in out,
+          "--diff with a cut capture: exit 8, the text says so", out + err)
+    rc, out, err = memattach("report", "-f", "csv", a, "--diff",
+                             fx["truncated"], "--force")
+    check(rc == EXIT_PARTIAL and "truncated" in err,
+          "--diff -f csv with a cut capture: exit 8, warned on stderr", err)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="ma-report-cli-")
     try:
@@ -320,6 +365,7 @@ def main():
         threads(fx)
         pprof(fx, tmp)
         speedscope(fx)
+        diff(fx)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     finish()
