@@ -302,6 +302,13 @@ static void text(const struct ma_report *a, const struct ma_report *b,
 			"  note: the captures come from different programs "
 			"(%s; %s)\n",
 			a->meta->cmdline, b->meta->cmdline);
+	for (int k = 0; k < 2; k++) {
+		const struct ma_report *r = k ? b : a;
+
+		if (!r->trailer)
+			fprintf(f, "  warning: TRUNCATED: %s\n",
+				r->warning ? r->warning : r->path);
+	}
 	count(e, n, &grew, &shrank);
 	fprintf(f, "\n%11s %10s %10s  %s\n", "GROWTH", "BEFORE", "AFTER",
 		"LOCATION");
@@ -366,10 +373,11 @@ static void json_side(const struct ma_report *r, FILE *f)
 	ma_json_str(f, r->path);
 	fprintf(f,
 		"\",\"bytes\":%llu,\"count\":%llu,\"duration_ns\":%llu,"
-		"\"complete\":%s}",
+		"\"complete\":%s,\"truncated\":%s}",
 		(unsigned long long)r->sum[v].bytes,
 		(unsigned long long)r->sum[v].count, (unsigned long long)dur(r),
-		r->trailer && r->trailer->complete ? "true" : "false");
+		r->trailer && r->trailer->complete ? "true" : "false",
+		r->trailer ? "false" : "true");
 }
 
 static void json(const struct ma_report *a, const struct ma_report *b,
