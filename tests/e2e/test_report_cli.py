@@ -11,14 +11,13 @@ files, so the whole script takes a few seconds.
 import gzip
 import json
 import os
-import pty
 import re
-import select
 import shutil
 import subprocess
 import tempfile
 
-from ma_test import MEMATTACH, check, finish, memattach, skip
+from ma_test import (MEMATTACH, check, finish, memattach, on_terminal,
+                     skip)
 
 BUILD = os.environ.get("MA_BINARY_DIR",
                        os.path.join(os.path.dirname(MEMATTACH)))
@@ -39,31 +38,6 @@ def fixtures(tmp):
         raise RuntimeError("writing the fixtures: %s%s" % (p.stdout,
                                                            p.stderr))
     return fx
-
-
-def on_terminal(args, cwd, timeout=60):
-    """Run memattach with stdout and stderr on a pseudo-terminal; returns
-    (exit code, everything it wrote there)."""
-    master, slave = pty.openpty()
-    p = subprocess.Popen([MEMATTACH] + [str(a) for a in args], cwd=cwd,
-                         stdin=subprocess.DEVNULL, stdout=slave,
-                         stderr=slave, close_fds=True)
-    os.close(slave)
-    out = b""
-    while True:
-        r, _, _ = select.select([master], [], [], timeout)
-        if not r:
-            p.kill()
-            break
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the other end is closed
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
-    return p.wait(timeout=timeout), out.decode(errors="replace")
 
 
 def option_errors(fx):
