@@ -99,6 +99,44 @@ struct ma_rsample {
 	struct ma_account_fig fig[MA_RV_N];
 };
 
+/*
+ * Statistics (-f stats, and JSON's "stats"): every allocation of the
+ * capture (after --thread), by size and by allocator, and the largest
+ * single ones.  Collected by the reader as it goes: a few words, whatever
+ * the capture's size.
+ */
+enum ma_ralloc {
+	MA_RA_PYMALLOC, /* PyObject_Malloc & co (pymalloc, its arenas) */
+	MA_RA_PYMEM,	/* PyMem_Malloc & co */
+	MA_RA_RAW,	/* PyMem_RawMalloc & co */
+	MA_RA_MALLOC,	/* malloc, calloc, realloc, aligned allocations */
+	MA_RA_MMAP,	/* mmap */
+	MA_RA_N,
+};
+#define MA_RSTATS_BUCKETS 48 /* bucket b: sizes in (2^(b-1), 2^b]; 0: 0-1 */
+#define MA_RSTATS_BIG	  10 /* largest single allocations kept */
+
+struct ma_rbig {
+	uint64_t size;
+	uint64_t index;	 /* event index in the capture */
+	uint64_t t_ns;	 /* time of the last sample before it */
+	uint32_t node;	 /* tree node (0: none) */
+	uint32_t thread; /* index into ma_report.threads */
+	enum ma_ralloc alloc;
+	uint32_t capnode; /* the capture's node id (the model's business) */
+};
+
+struct ma_rstats {
+	struct ma_account_fig hist[MA_RA_N][MA_RSTATS_BUCKETS];
+	struct ma_account_fig by_alloc[MA_RA_N];
+	struct ma_rbig big[MA_RSTATS_BIG]; /* largest first */
+	size_t nbig;
+};
+
+const char *ma_ralloc_name(enum ma_ralloc a);
+/* The bucket of a size: 0 for 0 and 1, else b with 2^(b-1) < size <= 2^b */
+unsigned ma_rstats_bucket(uint64_t size);
+
 /* A row: one group of the chosen grouping */
 struct ma_rrow {
 	const char *function; /* NULL when grouped by file */
@@ -137,6 +175,8 @@ struct ma_report {
 	bool thread_filtered;
 	char thread_desc[256]; /* "4242, worker-1" as matched */
 	uint32_t threads_selected;
+
+	struct ma_rstats stats;
 
 	/* the threads, in the order the capture defined them (0: unknown),
 	 * and each thread's figures per stack, by tree node */
@@ -261,6 +301,7 @@ int ma_report_collapsed(const struct ma_report *r, FILE *f);
 int ma_report_speedscope(const struct ma_report *r, FILE *f);
 int ma_report_pprof(const struct ma_report *r, FILE *f);
 int ma_report_html(const struct ma_report *r, FILE *f);
+int ma_report_stats(const struct ma_report *r, FILE *f);
 
 /*
  * --diff (report_diff.c, the rows' diff): what grew from capture a

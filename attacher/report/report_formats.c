@@ -59,6 +59,13 @@ const struct ma_report_format ma_report_formats[] = {
 		.render = ma_report_json,
 		.diff = ma_report_diff_json,
 	},
+	{
+		.name = "stats",
+		.ext = ".stats.txt",
+		.terminal = true,
+		.shows_warning = true,
+		.render = ma_report_stats,
+	},
 	{ 0 },
 };
 

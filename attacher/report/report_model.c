@@ -166,6 +166,7 @@ struct prep {
 	uint32_t nvid, vid_cap;
 	uint64_t last_key;
 	uint32_t last_vid;
+	uint64_t last_t_ns; /* the last sample's time (stats) */
 	/* the fast path: per thread, node -> vid in an array, while the
 	 * arrays stay within ARRAY_BUDGET entries in all (the hash beyond) */
 	struct vmap {
@@ -404,6 +405,72 @@ found:
 	return pp->last_vid;
 }
 
+const char *ma_ralloc_name(enum ma_ralloc a)
+{
+	static const char *const names[MA_RA_N] = { "pymalloc", "PyMem",
+						    "PyMem_Raw", "malloc",
+						    "mmap" };
+
+	return a < MA_RA_N ? names[a] : "?";
+}
+
+unsigned ma_rstats_bucket(uint64_t size)
+{
+	unsigned b;
+
+	if (size <= 1)
+		return 0;
+	b = 64 - (unsigned)__builtin_clzll(size - 1);
+	return b < MA_RSTATS_BUCKETS ? b : MA_RSTATS_BUCKETS - 1;
+}
+
+static enum ma_ralloc ralloc_of(uint8_t kind)
+{
+	switch (kind & MA_KIND_MASK) {
+	case MA_KIND_PYOBJ:
+		return MA_RA_PYMALLOC;
+	case MA_KIND_PYMEM:
+		return MA_RA_PYMEM;
+	case MA_KIND_PYMEM_RAW:
+		return MA_RA_RAW;
+	case MA_KIND_MMAP:
+		return MA_RA_MMAP;
+	default:
+		return MA_RA_MALLOC;
+	}
+}
+
+/* One allocation into the statistics (the reader's thread) */
+static void stats_add(struct prep *pp, const struct ma_event *ev,
+		      uint32_t thread)
+{
+	struct ma_rstats *st = &pp->r->stats;
+	enum ma_ralloc a = ralloc_of(ev->alloc.kind);
+	struct ma_account_fig *h =
+		&st->hist[a][ma_rstats_bucket(ev->alloc.size)];
+	size_t k;
+
+	h->bytes += ev->alloc.size;
+	h->count++;
+	st->by_alloc[a].bytes += ev->alloc.size;
+	st->by_alloc[a].count++;
+	/* the largest, first come first kept among equals */
+	if (st->nbig == MA_RSTATS_BIG &&
+	    ev->alloc.size <= st->big[MA_RSTATS_BIG - 1].size)
+		return;
+	k = st->nbig < MA_RSTATS_BIG ? st->nbig++ : MA_RSTATS_BIG - 1;
+	while (k && st->big[k - 1].size < ev->alloc.size) {
+		st->big[k] = st->big[k - 1];
+		k--;
+	}
+	st->big[k] = (struct ma_rbig){ .size = ev->alloc.size,
+				       .index = ev->index,
+				       .t_ns = pp->last_t_ns,
+				       .capnode = ev->alloc.node,
+				       .thread = thread,
+				       .alloc = a };
+}
+
 /*
  * What depends on the stream alone, done by the reader: the thread filter
  * (an ALLOC of another thread becomes an event that counts, to keep the
@@ -468,6 +535,8 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 		}
 		if (ev->alloc.node > pp->max_node)
 			pp->max_node = ev->alloc.node;
+		stats_add(pp, ev,
+			  ev->thread < pp->cur_cap ? pp->cur[ev->thread] : 0);
 		if (!r->opts.by_thread)
 			break;
 		ev->alloc.node = vid_get(
@@ -475,6 +544,9 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 			ev->alloc.node);
 		if (!ev->alloc.node)
 			return -ENOMEM;
+		break;
+	case MA_EV_SAMPLE:
+		pp->last_t_ns = ev->sample.t_ns;
 		break;
 	case MA_EV_NODE:
 		if (ev->node.id >= REPORT_MAX_NODE ||
@@ -1068,6 +1140,22 @@ static int build_tree(struct ma_report *r, const struct prep *pp)
 			}
 		}
 		r->nsamples++;
+	}
+	/* the tree nodes of the largest allocations */
+	for (size_t i = 0; i < r->stats.nbig; i++) {
+		struct ma_rbig *g = &r->stats.big[i];
+		uint32_t id = g->capnode;
+
+		if (!id || id > pp->max_node) {
+			g->node = nopy;
+			continue;
+		}
+		if (!b.state[id]) {
+			ret = tree_resolve(&b, id, &walk, &walk_cap);
+			if (ret < 0)
+				goto out;
+		}
+		g->node = b.canon[id];
 	}
 	merge_samples(r);
 out:

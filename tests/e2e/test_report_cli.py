@@ -329,6 +329,31 @@ def diff(fx):
           "--diff -f csv with a cut capture: exit 8, warned on stderr", err)
 
 
+def stats(fx):
+    # -f stats on the scenario: 2 pymalloc blocks (4300 B), 6 malloc ones
+    # (3780 B); alloc_a allocates most often (4 times); the largest block
+    # is the worker's 4000 B in helper
+    rc, out, err = memattach("report", "-f", "stats", "--width", "100",
+                             fx["scenario"])
+    check(rc == 0 and re.search(r"pymalloc +2 +4\.20 KiB +53\.2%", out) and
+          re.search(r"malloc +6 +3\.69 KiB +46\.8%", out) and
+          re.search(r"Locations by number of allocations.*\n.*\n +4 +"
+                    r"3\.63 KiB  alloc_a \(/app/a\.py:11\)", out) and
+          re.search(r"Largest single allocations:\n.*\n +3\.91 KiB "
+                    r"pymalloc +worker \(101\) +1\.0 s  helper", out),
+          "-f stats: by allocator, by count, the largest", out)
+    rc, out, err = memattach("report", "-f", "json", fx["scenario"])
+    st = json.loads(out)["stats"] if rc == 0 else {}
+    check(st.get("by_allocator", {}).get("malloc") ==
+          {"bytes": 3780, "count": 6} and
+          [b["size"] for b in st.get("largest", [])] ==
+          [4000, 2000, 1000, 700, 300, 50, 20, 10] and
+          st["largest"][0]["tid"] == 101 and
+          sum(v["count"] for h in st["histogram"] for k, v in h.items()
+              if k != "le") == 8,
+          "json: the same statistics", st)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="ma-report-cli-")
     try:
@@ -340,6 +365,7 @@ def main():
         pprof(fx, tmp)
         speedscope(fx)
         diff(fx)
+        stats(fx)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     finish()

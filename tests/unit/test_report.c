@@ -176,6 +176,8 @@ static void ev_sample(struct wr *w, uint64_t t_ns, uint64_t rss)
  */
 static uint64_t peak_event;
 static int try_load(const char *path, struct ma_report **out);
+static char *render(struct ma_report *r,
+		    int (*fn)(const struct ma_report *, FILE *), size_t *len);
 
 static void write_scenario(const char *path, bool grow_more)
 {
@@ -611,6 +613,115 @@ static void write_other(const char *path)
 					      .duration_ns = 1000000000ull,
 					      .complete = 1 }),
 		     0, "%s", ma_errmsg());
+}
+
+/*
+ * Every allocator, sizes at the edges of the histogram's buckets (bucket
+ * b holds sizes in (2^(b-1), 2^b], bucket 0 sizes 0 and 1):
+ *   pymalloc 16 x3 (b4), 24 (b5)       PyMem 100 x2 (b7)
+ *   PyMem_Raw 5000 (b13)               malloc 1 (b0), 0 (b0), LATE 17 (b5)
+ *   calloc 64 (b6)   sample 1 s        aligned 4096 (b12, thread io)
+ *   mmap 1 MiB (b20), 3 MiB (b22), both thread io, after the 2 s sample
+ */
+static void write_mixed(const char *path)
+{
+	struct wr w;
+	uint64_t p = 0x100000;
+
+	cr_assert_eq(ma_capture_create(path, &meta, &w.w), 0, "%s",
+		     ma_errmsg());
+	def_thread(&w, 1, 300, "main");
+	def_thread(&w, 2, 301, "io");
+	def_code(&w, 1, "<module>", "/app/mixed.py", 1);
+	def_code(&w, 2, "load", "/app/mixed.py", 10);
+	def_node(&w, 1, 0, 1, 0);
+	def_node(&w, 2, 1, 2, 4);
+	for (int i = 0; i < 3; i++)
+		ev_alloc(&w, 1, p += 0x100, 16, 1, MA_KIND_PYOBJ);
+	ev_alloc(&w, 1, p += 0x100, 24, 1, MA_KIND_PYOBJ);
+	ev_alloc(&w, 1, p += 0x100, 100, 1, MA_KIND_PYMEM);
+	ev_alloc(&w, 1, p += 0x100, 100, 1, MA_KIND_PYMEM);
+	ev_alloc(&w, 1, p += 0x10000, 5000, 1, MA_KIND_PYMEM_RAW);
+	ev_alloc(&w, 1, p += 0x100, 1, 1, MA_KIND_MALLOC);
+	ev_alloc(&w, 1, p += 0x100, 0, 1, MA_KIND_MALLOC);
+	ev_alloc(&w, 1, p += 0x100, 17, 1, MA_KIND_MALLOC | MA_KIND_LATE);
+	ev_alloc(&w, 1, p += 0x100, 64, 1, MA_KIND_CALLOC);
+	ev_sample(&w, 1000000000ull, 30 << 20);
+	ev_alloc(&w, 2, p += 0x10000, 4096, 2, MA_KIND_ALIGNED);
+	ev_sample(&w, 2000000000ull, 31 << 20);
+	ev_alloc(&w, 2, 0x7f0000000000ull, 1 << 20, 2, MA_KIND_MMAP);
+	ev_alloc(&w, 2, 0x7f0010000000ull, 3 << 20, 2, MA_KIND_MMAP);
+	ev_sample(&w, 3000000000ull, 35 << 20);
+	cr_assert_eq(ma_capture_close(w.w,
+				      &(struct ma_capture_trailer){
+					      .duration_ns = 3000000000ull,
+					      .complete = 1 }),
+		     0, "%s", ma_errmsg());
+}
+
+/* -f stats: the figures, exactly */
+Test(report, stats_exact)
+{
+	static const struct {
+		enum ma_ralloc a;
+		unsigned bucket;
+		uint64_t count, bytes;
+	} hist[] = {
+		{ MA_RA_PYMALLOC, 4, 3, 48 },	{ MA_RA_PYMALLOC, 5, 1, 24 },
+		{ MA_RA_PYMEM, 7, 2, 200 },	{ MA_RA_RAW, 13, 1, 5000 },
+		{ MA_RA_MALLOC, 0, 2, 1 },	{ MA_RA_MALLOC, 5, 1, 17 },
+		{ MA_RA_MALLOC, 6, 1, 64 },	{ MA_RA_MALLOC, 12, 1, 4096 },
+		{ MA_RA_MMAP, 20, 1, 1 << 20 }, { MA_RA_MMAP, 22, 1, 3 << 20 },
+	};
+	static const uint64_t big[] = { 3 << 20, 1 << 20, 5000, 4096, 100,
+					100,	 64,	  24,	17,   16 };
+	struct ma_report_opts o;
+	struct ma_report *r;
+	const struct ma_rstats *st;
+	char path[128], *out;
+	uint64_t n = 0;
+
+	cr_expect_eq(ma_rstats_bucket(0), 0);
+	cr_expect_eq(ma_rstats_bucket(1), 0);
+	cr_expect_eq(ma_rstats_bucket(2), 1);
+	cr_expect_eq(ma_rstats_bucket(16), 4);
+	cr_expect_eq(ma_rstats_bucket(17), 5);
+	cr_expect_eq(ma_rstats_bucket(UINT64_MAX), MA_RSTATS_BUCKETS - 1);
+	tmp_path(path, sizeof(path), "mixed.cap");
+	write_mixed(path);
+	ma_report_opts_init(&o);
+	r = load(path, &o);
+	st = &r->stats;
+	FIG(st->by_alloc[MA_RA_PYMALLOC], 72, 4);
+	FIG(st->by_alloc[MA_RA_PYMEM], 200, 2);
+	FIG(st->by_alloc[MA_RA_RAW], 5000, 1);
+	FIG(st->by_alloc[MA_RA_MALLOC], 4178, 5);
+	FIG(st->by_alloc[MA_RA_MMAP], 4 << 20, 2);
+	for (size_t i = 0; i < sizeof(hist) / sizeof(hist[0]); i++) {
+		FIG(st->hist[hist[i].a][hist[i].bucket], hist[i].bytes,
+		    hist[i].count);
+		n += hist[i].count;
+	}
+	cr_expect_eq(n, r->t.allocs, "every allocation in one bucket");
+	cr_assert_eq(st->nbig, MA_RSTATS_BIG);
+	for (size_t i = 0; i < MA_RSTATS_BIG; i++)
+		cr_expect_eq(st->big[i].size, big[i], "largest #%zu", i);
+	cr_expect_eq(st->big[0].alloc, MA_RA_MMAP);
+	cr_expect_eq(r->threads[st->big[0].thread].tid, 301);
+	cr_expect_eq(st->big[0].t_ns, 2000000000ull, "after the 2 s sample");
+	cr_expect_str_eq(r->nodes[st->big[0].node].function, "load");
+	cr_expect_eq(r->nodes[st->big[0].node].line, 12);
+	cr_expect_eq(st->big[3].alloc, MA_RA_MALLOC, "aligned is malloc's");
+	cr_expect_eq(st->big[9].index, 6, "of three 16s, the first (event 6)");
+	r->opts.width = 100;
+	out = render(r, ma_report_stats, NULL);
+	cr_expect(strstr(out, "  mmap                2   4.00 MiB"), "%s", out);
+	cr_expect(strstr(out, "     <= 16 B          3          -          -"
+			      "          -          -       48 B\n"),
+		  "%s", out);
+	cr_expect(strstr(out, "    3.00 MiB mmap      io (301)"), "%s", out);
+	free(out);
+	ma_report_free(r);
 }
 
 /*
