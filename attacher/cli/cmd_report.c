@@ -78,6 +78,10 @@ static void usage(FILE *f)
 		"figures "
 		"(text, csv,\n"
 		"                           json)\n"
+		"      --from S, --to S     only what was allocated from S "
+		"seconds, figures\n"
+		"                           as of S seconds (since the capture "
+		"started)\n"
 		"      --filter TEXT        only stacks with a frame whose "
 		"function or\n"
 		"                           file contains TEXT\n"
@@ -87,7 +91,9 @@ static void usage(FILE *f)
 		MA_REPORT_DEF_WINDOW);
 	ma_cli_wrap(f, "      --diff B.cap", 27, diff);
 	fprintf(f, "      --force              --diff: also captures of "
-		   "different programs\n");
+		   "different programs\n"
+		   "      --diff-to T2         with --to T1: what grew in FILE "
+		   "from T1 to T2\n");
 	fprintf(f,
 		"      --callers N          text: caller trees of the top N "
 		"rows (default 3)\n"
@@ -128,6 +134,9 @@ enum report_opt {
 	OPT_NOCOLOR,
 	OPT_THREADS,
 	OPT_FORCE,
+	OPT_FROM,
+	OPT_TO,
+	OPT_DIFF_TO,
 };
 
 /* What an option takes, for its error message */
@@ -148,9 +157,28 @@ static const char *allowed(int c, char *buf, size_t len)
 	case OPT_THREAD:
 	case OPT_FILTER:
 		return " (must not be empty)";
+	case OPT_FROM:
+		return " (seconds since the capture started)";
+	case OPT_TO:
+	case OPT_DIFF_TO:
+		return " (seconds since the capture started, more than 0)";
 	default:
 		return " (a whole number)";
 	}
+}
+
+/* Seconds (a decimal number >= 0) to ns */
+static int parse_secs(const char *s, uint64_t *ns)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= 0) || v > 1e9)
+		return -EINVAL;
+	*ns = (uint64_t)(v * 1e9 + 0.5);
+	return 0;
 }
 
 static int parse_uint(const char *s, long max, long *out)
@@ -355,6 +383,9 @@ int ma_cmd_report(int argc, char **argv)
 		{ "no-color", no_argument, NULL, OPT_NOCOLOR },
 		{ "threads", no_argument, NULL, OPT_THREADS },
 		{ "force", no_argument, NULL, OPT_FORCE },
+		{ "from", required_argument, NULL, OPT_FROM },
+		{ "to", required_argument, NULL, OPT_TO },
+		{ "diff-to", required_argument, NULL, OPT_DIFF_TO },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -368,6 +399,7 @@ int ma_cmd_report(int argc, char **argv)
 	uint64_t t0, t1;
 	int c, err, ret = MA_EXIT_OK;
 	bool force = false;
+	uint64_t diff_to = 0;
 	long v;
 	struct ma_cli_args args =
 		MA_CLI_ARGS("report", argc, argv, "f:o:h", longopts, usage);
@@ -434,6 +466,17 @@ int ma_cmd_report(int argc, char **argv)
 		case OPT_FORCE:
 			force = true;
 			break;
+		case OPT_FROM:
+			err = parse_secs(optarg, &o.from_ns);
+			break;
+		case OPT_TO:
+			err = parse_secs(optarg, &o.to_ns);
+			err = err ? err : o.to_ns ? 0 : -EINVAL;
+			break;
+		case OPT_DIFF_TO:
+			err = parse_secs(optarg, &diff_to);
+			err = err ? err : diff_to ? 0 : -EINVAL;
+			break;
 		}
 		if (err) {
 			char name[32], buf[256];
@@ -448,11 +491,27 @@ int ma_cmd_report(int argc, char **argv)
 	}
 	if (args.exit >= 0)
 		return args.exit;
+	if (diff_to) {
+		/* two moments of one capture: FILE as of --to, and as of
+		 * --diff-to */
+		if (diff || !o.to_ns || o.from_ns || diff_to <= o.to_ns) {
+			fprintf(stderr,
+				"memattach: report: --diff-to T2 needs --to T1 "
+				"(T1 < T2), and no --diff or --from\n");
+			return MA_EXIT_USAGE;
+		}
+		diff = argv[optind];
+	}
 	if (diff && !fmt->diff) {
 		char with[256] = "";
 
 		ma_report_format_names(with, sizeof(with), diff_format, " or ");
 		fprintf(stderr, "memattach: report: --diff writes %s\n", with);
+		return MA_EXIT_USAGE;
+	}
+	if (o.to_ns && o.from_ns >= o.to_ns) {
+		fprintf(stderr, "memattach: report: --from must be before "
+				"--to\n");
 		return MA_EXIT_USAGE;
 	}
 	if (o.thread_table &&
@@ -478,8 +537,13 @@ int ma_cmd_report(int argc, char **argv)
 	err = output_open(&dest, out);
 	if (err == 0)
 		err = load(argv[optind], &o, prp, &a);
-	if (err == 0 && diff)
-		err = load(diff, &o, prp, &b);
+	if (err == 0 && diff) {
+		struct ma_report_opts ob = o;
+
+		if (diff_to)
+			ob.to_ns = diff_to;
+		err = load(diff, &ob, prp, &b);
+	}
 	if (err == 0 && b && !force)
 		err = same_program(a, b);
 	if (err) {

@@ -49,6 +49,12 @@ struct ma_report_opts {
 	int width;	    /* text: 0 = terminal, $COLUMNS, or 100 */
 	int color;	    /* text: -1 auto (terminal, no NO_COLOR), 0, 1 */
 	bool thread_table;  /* --threads: text and csv list the threads */
+	/* --from, --to: a time range of the capture, ns since it started
+	 * (to = 0: the end).  Events from the first sample at or past `to`
+	 * on are not counted (figures as of that sample); allocations before
+	 * the first sample at or past `from` are in no figure (their frees
+	 * still find them).  Known to the samples, every 100 ms. */
+	uint64_t from_ns, to_ns;
 	/* called as the capture is read (first with 0 bytes read, then about
 	 * every 64 k events, from the thread that called ma_report_load);
 	 * NULL = never */
@@ -177,6 +183,11 @@ struct ma_report {
 	uint32_t threads_selected;
 
 	struct ma_rstats stats;
+
+	/* --from/--to: the range asked for, and the samples' times that
+	 * bound what was counted (range_end_ns 0: the capture's end) */
+	bool ranged;
+	uint64_t range_start_ns, range_end_ns;
 
 	/* the threads, in the order the capture defined them (0: unknown),
 	 * and each thread's figures per stack, by tree node */

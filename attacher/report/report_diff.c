@@ -210,10 +210,19 @@ static void loc(const struct dent *e, char *buf, size_t len)
 	}
 }
 
-/* Tracked time of a capture, ns */
+/* Tracked time of a capture, ns (--to: up to the end of the range) */
 static uint64_t dur(const struct ma_report *r)
 {
+	if (r->range_end_ns)
+		return r->range_end_ns;
 	return r->trailer ? r->trailer->duration_ns : r->t.last_t_ns;
+}
+
+/* --to T1 --diff-to T2: one capture from its start to two moments */
+static bool moments(const struct ma_report *a, const struct ma_report *b)
+{
+	return !strcmp(a->path, b->path) && !a->opts.from_ns &&
+	       !b->opts.from_ns && a->opts.to_ns && b->opts.to_ns;
 }
 
 /* Bytes per second of a window, as text ("1.20 MiB/s", "?" for no time) */
@@ -287,13 +296,21 @@ static void text(const struct ma_report *a, const struct ma_report *b,
 		"  before: %.1f s tracked, %s (%s); after: %.1f s tracked, %s "
 		"(%s)\n",
 		(double)dur(a) / 1e9, x, ra, (double)dur(b) / 1e9, y, rb);
-	fprintf(f,
-		"  note: each capture counts only what was allocated while it "
-		"tracked, so\n"
-		"  this compares the two windows, not the process's memory: a "
-		"steady leak\n"
-		"  leaves as much in each window and shows no growth here; "
-		"compare the rates.\n");
+	if (moments(a, b))
+		fprintf(f,
+			"  note: two moments of one capture (its samples at "
+			"%.1f s and %.1f s): what was\n"
+			"  tracked and still live at each, so the growth "
+			"between them.\n",
+			(double)dur(a) / 1e9, (double)dur(b) / 1e9);
+	else
+		fprintf(f,
+			"  note: each capture counts only what was allocated "
+			"while it tracked, so\n"
+			"  this compares the two windows, not the process's "
+			"memory: a steady leak\n"
+			"  leaves as much in each window and shows no growth "
+			"here; compare the rates.\n");
 	if (strcmp(a->meta->exe ? a->meta->exe : "",
 		   b->meta->exe ? b->meta->exe : "") ||
 	    strcmp(a->meta->cmdline ? a->meta->cmdline : "",
@@ -393,8 +410,9 @@ static void json(const struct ma_report *a, const struct ma_report *b,
 	ma_json_str(f, b->path);
 	fprintf(f,
 		"\",\"view\":\"%s\",\"group\":\"%s\",\"compares\":"
-		"\"windows\",\"before\":",
-		ma_rview_name(v), ma_rgroup_name(a->opts.group));
+		"\"%s\",\"before\":",
+		ma_rview_name(v), ma_rgroup_name(a->opts.group),
+		moments(a, b) ? "moments" : "windows");
 	json_side(a, f);
 	fputs(",\"after\":", f);
 	json_side(b, f);

@@ -244,6 +244,20 @@ int ma_report_json(const struct ma_report *r, FILE *f)
 	json_object_set_new(root, "sums", p);
 	json_object_set_new(root, "unknown_frees_whole_capture",
 			    json_boolean(r->unknown_from_trailer));
+	if (r->ranged) {
+		p = json_object();
+		json_object_set_new(p, "from_ns", jint(r->opts.from_ns));
+		json_object_set_new(p, "to_ns",
+				    r->opts.to_ns ? jint(r->opts.to_ns)
+						  : json_null());
+		json_object_set_new(p, "start_ns", jint(r->range_start_ns));
+		json_object_set_new(p, "end_ns",
+				    r->range_end_ns ? jint(r->range_end_ns)
+						    : json_null());
+		json_object_set_new(root, "range", p);
+	} else {
+		json_object_set_new(root, "range", json_null());
+	}
 	json_object_set_new(root, "threads", threads_json(r));
 	json_object_set_new(root, "stats", stats_json(r));
 

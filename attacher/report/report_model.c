@@ -166,7 +166,8 @@ struct prep {
 	uint32_t nvid, vid_cap;
 	uint64_t last_key;
 	uint32_t last_vid;
-	uint64_t last_t_ns; /* the last sample's time (stats) */
+	uint64_t last_t_ns;	   /* the last sample's time (stats) */
+	bool in_range, past_range; /* --from, --to */
 	/* the fast path: per thread, node -> vid in an array, while the
 	 * arrays stay within ARRAY_BUDGET entries in all (the hash beyond) */
 	struct vmap {
@@ -477,10 +478,34 @@ static void stats_add(struct prep *pp, const struct ma_event *ev,
  * capture's numbering, but changes nothing), ids beyond what a payload
  * writes, the highest node id.
  */
+/* The thread record that stands for allocations before --from: its
+ * vids are left out of every figure */
+#define BEFORE_RANGE (MAX_RTHREADS + 1)
+
 static int prep_one(struct prep *pp, struct ma_event *ev)
 {
 	struct ma_report *r = pp->r;
 
+	if (pp->past_range) {
+		/* after --to: counted as events (the capture's numbering),
+		 * nothing else */
+		ev->type = 0;
+		return 0;
+	}
+	if (ev->type == MA_EV_SAMPLE && r->opts.to_ns &&
+	    ev->sample.t_ns >= r->opts.to_ns) {
+		/* the first sample at or past --to: what came before it is
+		 * counted, and happened before its time */
+		pp->past_range = true;
+		r->range_end_ns = ev->sample.t_ns;
+		ev->type = 0;
+		return 0;
+	}
+	if (ev->type == MA_EV_SAMPLE && !pp->in_range &&
+	    ev->sample.t_ns >= r->opts.from_ns) {
+		pp->in_range = true;
+		r->range_start_ns = ev->sample.t_ns;
+	}
 	switch (ev->type) {
 	case MA_EV_THREAD:
 		if (r->thread_filtered && ev->thread < (1u << 20)) {
@@ -535,6 +560,14 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 		}
 		if (ev->alloc.node > pp->max_node)
 			pp->max_node = ev->alloc.node;
+		if (!pp->in_range) {
+			/* before --from: accounted (so that its free finds
+			 * it) under a vid no figure includes */
+			ev->alloc.node = vid_get(pp, BEFORE_RANGE, 0);
+			if (!ev->alloc.node)
+				return -ENOMEM;
+			break;
+		}
 		stats_add(pp, ev,
 			  ev->thread < pp->cur_cap ? pp->cur[ev->thread] : 0);
 		if (!r->opts.by_thread)
@@ -1093,9 +1126,13 @@ static int build_tree(struct ma_report *r, const struct prep *pp)
 		struct ma_account_fig f[MA_RV_N];
 		uint32_t id = r->opts.by_thread ? pp->vid_node[vid] : vid;
 		uint32_t th = r->opts.by_thread ? pp->vid_thread[vid] : 0;
-		struct ma_rthread *t = &r->threads[th];
+		struct ma_rthread *t;
 		struct ma_rnode *n;
 		uint32_t tn;
+
+		if (th == BEFORE_RANGE)
+			continue; /* before --from */
+		t = &r->threads[th];
 
 		ma_account_node_figs(r->acc, vid, &f[MA_RV_LIVE],
 				     &f[MA_RV_TOTAL], &f[MA_RV_PEAK]);
@@ -1346,6 +1383,35 @@ static int link_rows(struct ma_report *r)
 
 /* ------------------------------------------------------------------ */
 
+/*
+ * --from/--to: the header's figures are the range's.  The accounting's
+ * totals include the blocks from before --from (so that their frees find
+ * them): its allocations, frees, live and peak figures are replaced by
+ * those of the blocks allocated in the range (frees: of those blocks, by
+ * --to); the peak is the range's blocks at the moment tracked memory was
+ * highest up to --to, a moment that may lie before --from.
+ */
+static void range_totals(struct ma_report *r, const struct prep *pp)
+{
+	struct ma_account_totals *t = &r->t;
+
+	if (!pp->in_range) { /* --from beyond the last sample */
+		r->range_start_ns = r->opts.from_ns;
+		r->range_end_ns = r->opts.from_ns;
+	}
+	if (!pp->past_range)
+		r->range_end_ns = 0;
+	if (!r->opts.from_ns)
+		return;
+	t->allocs = r->all[MA_RV_TOTAL].count;
+	t->alloc_bytes = r->all[MA_RV_TOTAL].bytes;
+	t->frees = r->all[MA_RV_TOTAL].count - r->all[MA_RV_LIVE].count;
+	t->live_bytes = r->all[MA_RV_LIVE].bytes;
+	t->live_count = r->all[MA_RV_LIVE].count;
+	t->peak_bytes = r->all[MA_RV_PEAK].bytes;
+	t->peak_count = r->all[MA_RV_PEAK].count;
+}
+
 /* --thread named no thread of the capture: say which there are */
 static int no_thread_matched(const struct ma_report *r)
 {
@@ -1403,6 +1469,12 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	r->path = path;
 	r->opts = *o;
 	r->thread_filtered = o->nthreads > 0;
+	/* --from needs the (thread, stack) split: allocations before it go
+	 * to a thread of their own, left out of every figure */
+	r->ranged = o->from_ns || o->to_ns;
+	if (o->from_ns)
+		r->opts.by_thread = true;
+	pp.in_range = !o->from_ns;
 	r->by_index.every = 1 << 12;
 	fd.countdown = r->by_index.every;
 	fd.r = r;
@@ -1477,6 +1549,8 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	r->wall_model_ns = clock_ns(CLOCK_MONOTONIC) - t0;
 	if (ret < 0)
 		goto fail;
+	if (r->ranged)
+		range_totals(r, &pp);
 	prep_free(&pp);
 	*out = r;
 	return 0;

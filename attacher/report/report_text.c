@@ -108,6 +108,20 @@ static void header(const struct ma_report *r, const struct out *o)
 	ma_para_piece(&p, "; ", "temporary %s in %s allocations", a, b);
 	ma_para_piece(&p, " ", "(window %u)", r->opts.window);
 	ma_para_end(&p);
+	if (r->ranged) {
+		fputs("  ", o->f);
+		p.col = 2;
+		ma_para_piece(
+			&p, "", "only the range %.1f s - %.1f s",
+			(double)r->range_start_ns / 1e9,
+			(double)(r->range_end_ns ? r->range_end_ns : dur) /
+				1e9);
+		ma_para_piece(&p, " ", "(%s%s)",
+			      r->opts.from_ns ? "allocated from its start"
+					      : "from the capture's start",
+			      r->opts.to_ns ? ", figures as of its end" : "");
+		ma_para_end(&p);
+	}
 	if (r->thread_filtered) {
 		fputs("  ", o->f);
 		p.col = 2;
