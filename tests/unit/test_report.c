@@ -456,6 +456,59 @@ Test(report, thread_filter)
 		  "%s", ma_errmsg());
 }
 
+/* --from/--to, on the scenario (samples at 1, 2 and 3 s) */
+Test(report, time_ranges)
+{
+	struct ma_report_opts o;
+	struct ma_report *r;
+	char path[128];
+
+	scenario(path, sizeof(path));
+	/* --to 1.5: events 1-7, before the 2 s sample: allocated 1000, 50,
+	 * 4000, 300, 700; 0x2000 and 0x3000 freed */
+	ma_report_opts_init(&o);
+	o.to_ns = 1500000000ull;
+	r = load(path, &o);
+	cr_expect(r->ranged);
+	cr_expect_eq(r->range_end_ns, 2000000000ull);
+	FIG(r->sum[MA_RV_TOTAL], 6050, 5);
+	FIG(r->sum[MA_RV_LIVE], 2000, 3);
+	FIG(r->sum[MA_RV_PEAK], 6000, 4);
+	FIG(r->sum[MA_RV_TEMP], 50, 1);
+	cr_expect_eq(r->t.frees, 2);
+	cr_expect_not_null(r->trailer, "read to its end: not truncated");
+	ma_report_free(r);
+
+	/* --from 1.5: allocated after the 2 s sample: 10, 20 and the 2000
+	 * of the realloc; 0x6000, 0x7000 freed (temporary, window 1); the
+	 * peak (event 6) held none of them */
+	ma_report_opts_init(&o);
+	o.from_ns = 1500000000ull;
+	r = load(path, &o);
+	cr_expect_eq(r->range_start_ns, 2000000000ull);
+	FIG(r->sum[MA_RV_TOTAL], 2030, 3);
+	FIG(r->sum[MA_RV_LIVE], 2000, 1);
+	FIG(r->sum[MA_RV_PEAK], 0, 0);
+	FIG(r->sum[MA_RV_TEMP], 30, 2);
+	cr_expect_eq(r->t.allocs, 3);
+	cr_expect_eq(r->t.frees, 2);
+	cr_expect_eq(r->t.live_bytes, 2000);
+	cr_expect_eq(r->unknown_frees, 1, "blocks before --from are known");
+	FIG(r->threads[1].fig[MA_RV_TOTAL], 2030, 3);
+	FIG(r->threads[2].fig[MA_RV_TOTAL], 0, 0);
+	cr_expect_eq(r->stats.by_alloc[MA_RA_MALLOC].count, 3);
+	ma_report_free(r);
+
+	/* both: from the 2 s sample to the 3 s one */
+	ma_report_opts_init(&o);
+	o.from_ns = 1500000000ull;
+	o.to_ns = 2500000000ull;
+	r = load(path, &o);
+	FIG(r->sum[MA_RV_TOTAL], 2030, 3);
+	cr_expect_eq(r->range_end_ns, 3000000000ull);
+	ma_report_free(r);
+}
+
 /* Threads as a dimension: each thread's figures, and per stack */
 Test(report, threads_figures)
 {
