@@ -24,6 +24,7 @@ PACKAGES=(
 	# report tests: pprof decoded by protoc and read by go tool pprof, the
 	# HTML report opened in headless Chromium, the capture fuzzer
 	protobuf-compiler golang-go chromium
+	python3-jsonschema # the speedscope file checked against its schema
 	clang libclang-rt-14-dev
 )
 

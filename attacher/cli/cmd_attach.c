@@ -79,24 +79,75 @@ static void usage(FILE *f)
 		"table\n");
 }
 
-/* The progress line: on a terminal one line rewritten in place, else one
- * line each time (arg: the tty flag) */
+/*
+ * The progress line: on a terminal one line rewritten in place, else one
+ * line each time.  Counts in the units of the summary; the live bytes'
+ * growth over the last few seconds (a leak shows as a steady rate); the
+ * RSS the tracking samples; on a terminal, how to stop and, under
+ * --duration, the time left.
+ */
+#define RATE_POINTS 8
+
+struct progress_state {
+	int tty;
+	uint64_t duration_ns; /* 0: until Ctrl-C or exit */
+	/* (time, live bytes) at most RATE_POINTS back, 0.5 s apart */
+	uint64_t t[RATE_POINTS], live[RATE_POINTS];
+	unsigned n, head;
+};
+
 static void progress(void *arg, const struct ma_track_status *st)
 {
-	int tty = *(const int *)arg;
+	struct progress_state *ps = arg;
 	const struct ma_account_totals *tot = st->totals;
-	char a[32], l[32], c[32];
+	char n[32], a[32], l[32], c[32], rate[48] = "", rss[48] = "",
+					 left[48] = "";
+	unsigned last = (ps->head + RATE_POINTS - 1) % RATE_POINTS;
 
+	if (!ps->n || st->elapsed_ns - ps->t[last] >= 500000000ull) {
+		ps->t[ps->head] = st->elapsed_ns;
+		ps->live[ps->head] = tot->live_bytes;
+		ps->head = (ps->head + 1) % RATE_POINTS;
+		if (ps->n < RATE_POINTS)
+			ps->n++;
+	}
+	if (ps->n >= 2) {
+		unsigned old = (ps->head + RATE_POINTS - ps->n) % RATE_POINTS;
+		uint64_t dt = st->elapsed_ns - ps->t[old];
+		int64_t dl = (int64_t)(tot->live_bytes - ps->live[old]);
+		char r[32];
+
+		if (dt >= 500000000ull) {
+			ma_fmt_bytes((uint64_t)((double)(dl < 0 ? -dl : dl) *
+						1e9 / (double)dt),
+				     r, sizeof(r));
+			snprintf(rate, sizeof(rate), " (%s%s/s)",
+				 dl < 0 ? "-" : "+", r);
+		}
+	}
+	if (tot->last_rss) {
+		ma_fmt_bytes(tot->last_rss, c, sizeof(c));
+		snprintf(rss, sizeof(rss), ", RSS %s", c);
+	}
+	if (ps->tty && ps->duration_ns)
+		snprintf(left, sizeof(left), ", %.0f s left",
+			 st->elapsed_ns < ps->duration_ns
+				 ? (double)(ps->duration_ns - st->elapsed_ns) /
+					   1e9
+				 : 0.0);
+	ma_fmt_count(tot->allocs, n, sizeof(n));
 	ma_fmt_bytes(tot->alloc_bytes, a, sizeof(a));
 	ma_fmt_bytes(tot->live_bytes, l, sizeof(l));
 	ma_fmt_bytes(st->capture_bytes, c, sizeof(c));
 	fprintf(stderr,
-		"%s%6.1f s  %llu allocations, %s allocated, %s still live, "
-		"capture %s%s%s",
-		tty ? "\r\033[K" : "", st->elapsed_ns / 1e9,
-		(unsigned long long)tot->allocs, a, l, c,
-		st->lost_records ? ", records LOST: ring full" : "",
-		tty ? "   [Ctrl-C to stop]" : "\n");
+		"%s%6.1f s  %s allocations, %s allocated, %s still live%s%s, "
+		"capture %s%s",
+		ps->tty ? "\r\033[K" : "", st->elapsed_ns / 1e9, n, a, l, rate,
+		rss, c, st->lost_records ? ", records LOST: ring full" : "");
+	if (ps->tty)
+		fprintf(stderr, "   [Ctrl-C to stop%s]", left);
+	else
+		fputc('\n', stderr);
 	fflush(stderr);
 }
 
@@ -292,13 +343,17 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	sigaction(SIGINT, &sa, &old_int);
 	sigaction(SIGTERM, &sa, &old_term);
 
-	struct ma_track_run run = {
+	struct progress_state ps = {
+		.tty = tty,
 		.duration_ns =
 			o.duration > 0 ? (uint64_t)(o.duration * 1e9) : 0,
+	};
+	struct ma_track_run run = {
+		.duration_ns = ps.duration_ns,
 		.progress = o.quiet ? NULL : progress,
 		.progress_ns = tty ? 250000000ull : 1000000000ull,
 		.stop_requested = stop_was_requested,
-		.arg = &tty,
+		.arg = &ps,
 	};
 	const char *why_stop = why_text[ma_track_run(tr, &run)];
 

@@ -20,6 +20,7 @@
 #include "commands.h"
 #include "errors.h"
 #include "report.h"
+#include "units.h"
 
 /* Append to the string in buf (printf-style), cut at len */
 static void __attribute__((format(printf, 3, 4)))
@@ -74,6 +75,14 @@ static void usage(FILE *f)
 		"      --top N              rows (default 20; 0 = all)\n"
 		"      --thread TID|NAME    only allocations of this thread "
 		"(repeatable)\n"
+		"      --threads            list the threads with their "
+		"figures "
+		"(text, csv,\n"
+		"                           json)\n"
+		"      --from S, --to S     only what was allocated from S "
+		"seconds, figures\n"
+		"                           as of S seconds (since the capture "
+		"started)\n"
 		"      --filter TEXT        only stacks with a frame whose "
 		"function or\n"
 		"                           file contains TEXT\n"
@@ -82,6 +91,10 @@ static void usage(FILE *f)
 		"                           further allocations (default %d)\n",
 		MA_REPORT_DEF_WINDOW);
 	ma_cli_wrap(f, "      --diff B.cap", 27, diff);
+	fprintf(f, "      --force              --diff: also captures of "
+		   "different programs\n"
+		   "      --diff-to T2         with --to T1: what grew in FILE "
+		   "from T1 to T2\n");
 	fprintf(f,
 		"      --callers N          text: caller trees of the top N "
 		"rows (default 3)\n"
@@ -89,6 +102,84 @@ static void usage(FILE *f)
 		"$COLUMNS, 100)\n"
 		"      --color WHEN         text: auto (default), always, "
 		"never\n");
+}
+
+/*
+ * The option a getopt value stands for, as the user may have typed it
+ * ("--group"), to name it in a message: argv[optind - 1] is the value
+ * when it came as a separate argument.
+ */
+static void opt_name(const struct option *longopts, int c, char *buf,
+		     size_t len)
+{
+	for (const struct option *o = longopts; o->name; o++)
+		if (o->val == c) {
+			snprintf(buf, len, "--%s", o->name);
+			return;
+		}
+	snprintf(buf, len, "-%c", c);
+}
+
+/* getopt values of the long options without a short one */
+enum report_opt {
+	OPT_VIEW = 256,
+	OPT_GROUP,
+	OPT_TOP,
+	OPT_THREAD,
+	OPT_FILTER,
+	OPT_WINDOW,
+	OPT_DIFF,
+	OPT_CALLERS,
+	OPT_WIDTH,
+	OPT_COLOR,
+	OPT_NOCOLOR,
+	OPT_THREADS,
+	OPT_FORCE,
+	OPT_FROM,
+	OPT_TO,
+	OPT_DIFF_TO,
+};
+
+/* What an option takes, for its error message */
+static const char *allowed(int c, char *buf, size_t len)
+{
+	switch (c) {
+	case 'f':
+		snprintf(buf, len, " (");
+		ma_report_format_names(buf, len, NULL, " or ");
+		cat(buf, len, ")");
+		return buf;
+	case OPT_VIEW:
+		return " (live, peak, total or temporary)";
+	case OPT_GROUP:
+		return " (line, stack, function or file)";
+	case OPT_COLOR:
+		return " (auto, always or never)";
+	case OPT_THREAD:
+	case OPT_FILTER:
+		return " (must not be empty)";
+	case OPT_FROM:
+		return " (seconds since the capture started)";
+	case OPT_TO:
+	case OPT_DIFF_TO:
+		return " (seconds since the capture started, more than 0)";
+	default:
+		return " (a whole number)";
+	}
+}
+
+/* Seconds (a decimal number >= 0) to ns */
+static int parse_secs(const char *s, uint64_t *ns)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= 0) || v > 1e9)
+		return -EINVAL;
+	*ns = (uint64_t)(v * 1e9 + 0.5);
+	return 0;
 }
 
 static int parse_uint(const char *s, long max, long *out)
@@ -121,67 +212,162 @@ static char *default_output(const char *capture,
 	return out;
 }
 
-static int render(const struct ma_report *a, const struct ma_report *b,
-		  const struct ma_report_format *fmt, FILE *f)
+/*
+ * The output file, written through OUT.tmpPID and renamed at the end, so
+ * that a failed report never leaves half a file under the name asked
+ * for.  It is created before the capture is read: a report of a large
+ * capture into a directory that does not exist fails at once.
+ */
+struct output {
+	const char *path; /* NULL: stdout */
+	char *tmp;
+	FILE *f;
+};
+
+static int output_open(struct output *o, const char *path)
 {
-	return b ? fmt->diff(a, b, f) : fmt->render(a, f);
+	memset(o, 0, sizeof(*o));
+	o->path = path;
+	if (!path) {
+		o->f = stdout;
+		return 0;
+	}
+	if (asprintf(&o->tmp, "%s.tmp%d", path, (int)getpid()) < 0) {
+		o->tmp = NULL;
+		return ma_err(-ENOMEM, "out of memory");
+	}
+	o->f = fopen(o->tmp, "wb");
+	if (!o->f) {
+		int err = -errno;
+
+		free(o->tmp);
+		o->tmp = NULL;
+		ma_err(err, "cannot write %s: %s", path, strerror(-err));
+		ma_err_set_exit(MA_EXIT_CAPTURE);
+		return err;
+	}
+	return 0;
+}
+
+/* Close; rename into place when ok, else remove.  Returns ret or the
+ * first write error. */
+static int output_close(struct output *o, int ret)
+{
+	if (!o->f)
+		return ret;
+	if (fflush(o->f) != 0 || ferror(o->f)) {
+		if (ret == 0)
+			ret = ma_err(-EIO, "writing %s: %s",
+				     o->path ? o->path : "the report",
+				     strerror(errno));
+	}
+	if (o->path) {
+		if (fclose(o->f) != 0 && ret == 0)
+			ret = ma_err(-errno, "writing %s: %s", o->path,
+				     strerror(errno));
+		if (ret == 0 && rename(o->tmp, o->path) < 0)
+			ret = ma_err(-errno, "cannot write %s: %s", o->path,
+				     strerror(errno));
+		if (ret < 0)
+			unlink(o->tmp);
+		if (ret < 0 && ma_err_exit() <= MA_EXIT_ERROR)
+			ma_err_set_exit(MA_EXIT_CAPTURE);
+	}
+	free(o->tmp);
+	o->f = NULL;
+	o->tmp = NULL;
+	return ret;
 }
 
 /*
- * Write through OUT.tmp and rename, so that a failed report never leaves
- * half a file under the name asked for.
+ * Progress while a capture is read, on a terminal only: one line on
+ * stderr, rewritten in place at most 10 times a second and erased when
+ * the capture is read (a 100 M-event capture takes seconds).
  */
-static int write_file(const char *out, const struct ma_report *a,
-		      const struct ma_report *b,
-		      const struct ma_report_format *fmt)
+struct progress {
+	const char *name;
+	uint64_t last_ns;
+	bool shown;
+};
+
+static uint64_t now_ns(void)
 {
-	size_t len = strlen(out) + 16;
-	char *tmp = malloc(len);
-	FILE *f;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void progress(void *arg, uint64_t read, uint64_t size, uint64_t events)
+{
+	struct progress *p = arg;
+	uint64_t now = now_ns();
+	char ev[32];
+
+	if (p->shown && now - p->last_ns < 100000000ull)
+		return;
+	p->last_ns = now;
+	p->shown = true;
+	ma_fmt_count(events, ev, sizeof(ev));
+	fprintf(stderr, "\r\033[Kmemattach: reading %s: %3d%% (%s events)",
+		p->name, size ? (int)(100 * read / size) : 0, ev);
+	fflush(stderr);
+}
+
+static void progress_end(struct progress *p)
+{
+	if (p->shown) {
+		fputs("\r\033[K", stderr);
+		fflush(stderr);
+		p->shown = false;
+	}
+}
+
+static int load(const char *path, struct ma_report_opts *o, struct progress *pr,
+		struct ma_report **out)
+{
 	int ret;
 
-	if (!tmp)
-		return ma_err(-ENOMEM, "out of memory");
-	snprintf(tmp, len, "%s.tmp%d", out, (int)getpid());
-	f = fopen(tmp, "wb");
-	if (!f) {
-		ret = ma_err(-errno, "cannot write %s: %s", out,
-			     strerror(errno));
-		free(tmp);
-		return ret;
+	if (pr) {
+		const char *base = strrchr(path, '/');
+
+		pr->name = base ? base + 1 : path;
+		o->progress = progress;
+		o->progress_arg = pr;
 	}
-	ret = render(a, b, fmt, f);
-	if (fflush(f) != 0 || ferror(f)) {
-		if (ret == 0)
-			ret = ma_err(-EIO, "writing %s: %s", out,
-				     strerror(errno));
-	}
-	if (fclose(f) != 0 && ret == 0)
-		ret = ma_err(-errno, "writing %s: %s", out, strerror(errno));
-	if (ret == 0 && rename(tmp, out) < 0)
-		ret = ma_err(-errno, "cannot write %s: %s", out,
-			     strerror(errno));
-	if (ret < 0)
-		unlink(tmp);
-	free(tmp);
+	ret = ma_report_load(path, o, out);
+	if (pr)
+		progress_end(pr);
+	o->progress = NULL;
 	return ret;
+}
+
+static const char *nz(const char *s)
+{
+	return s ? s : "";
+}
+
+/*
+ * --diff compares two captures of one program: of two different ones
+ * (another executable or command line) every row would "grow" from
+ * nothing.  Refused unless --force.
+ */
+static int same_program(const struct ma_report *a, const struct ma_report *b)
+{
+	if (!strcmp(nz(a->meta->exe), nz(b->meta->exe)) &&
+	    !strcmp(nz(a->meta->cmdline), nz(b->meta->cmdline)))
+		return 0;
+	ma_err(-EINVAL,
+	       "--diff: %s and %s come from different programs (pid %d: "
+	       "'%s'; pid %d: '%s'); --force compares them anyway",
+	       a->path, b->path, a->meta->pid, nz(a->meta->cmdline),
+	       b->meta->pid, nz(b->meta->cmdline));
+	ma_err_set_exit(MA_EXIT_USAGE);
+	return -EINVAL;
 }
 
 int ma_cmd_report(int argc, char **argv)
 {
-	enum {
-		OPT_VIEW = 256,
-		OPT_GROUP,
-		OPT_TOP,
-		OPT_THREAD,
-		OPT_FILTER,
-		OPT_WINDOW,
-		OPT_DIFF,
-		OPT_CALLERS,
-		OPT_WIDTH,
-		OPT_COLOR,
-		OPT_NOCOLOR,
-	};
 	static const struct option longopts[] = {
 		{ "format", required_argument, NULL, 'f' },
 		{ "output", required_argument, NULL, 'o' },
@@ -196,6 +382,11 @@ int ma_cmd_report(int argc, char **argv)
 		{ "width", required_argument, NULL, OPT_WIDTH },
 		{ "color", required_argument, NULL, OPT_COLOR },
 		{ "no-color", no_argument, NULL, OPT_NOCOLOR },
+		{ "threads", no_argument, NULL, OPT_THREADS },
+		{ "force", no_argument, NULL, OPT_FORCE },
+		{ "from", required_argument, NULL, OPT_FROM },
+		{ "to", required_argument, NULL, OPT_TO },
+		{ "diff-to", required_argument, NULL, OPT_DIFF_TO },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -204,8 +395,12 @@ int ma_cmd_report(int argc, char **argv)
 	const char *out = NULL, *diff = NULL;
 	char *out_alloc = NULL;
 	struct ma_report *a = NULL, *b = NULL;
-	struct timespec t0, t1;
+	struct output dest = { 0 };
+	struct progress pr = { 0 }, *prp = NULL;
+	uint64_t t0, t1;
 	int c, err, ret = MA_EXIT_OK;
+	bool force = false;
+	uint64_t diff_to = 0;
 	long v;
 	struct ma_cli_args args =
 		MA_CLI_ARGS("report", argc, argv, "f:o:h", longopts, usage);
@@ -266,12 +461,31 @@ int ma_cmd_report(int argc, char **argv)
 		case OPT_NOCOLOR:
 			o.color = 0;
 			break;
+		case OPT_THREADS:
+			o.thread_table = true;
+			break;
+		case OPT_FORCE:
+			force = true;
+			break;
+		case OPT_FROM:
+			err = parse_secs(optarg, &o.from_ns);
+			break;
+		case OPT_TO:
+			err = parse_secs(optarg, &o.to_ns);
+			err = err ? err : o.to_ns ? 0 : -EINVAL;
+			break;
+		case OPT_DIFF_TO:
+			err = parse_secs(optarg, &diff_to);
+			err = err ? err : diff_to ? 0 : -EINVAL;
+			break;
 		}
 		if (err) {
+			char name[32], buf[256];
+
+			opt_name(longopts, c, name, sizeof(name));
 			fprintf(stderr,
-				"memattach: report: bad value for %s: '%s'\n",
-				c == 'f' ? "--format" : argv[optind - 1],
-				optarg);
+				"memattach: report: bad value for %s: '%s'%s\n",
+				name, optarg, allowed(c, buf, sizeof(buf)));
 			usage(stderr);
 			return MA_EXIT_USAGE;
 		}
@@ -284,11 +498,34 @@ int ma_cmd_report(int argc, char **argv)
 			return ma_cli_fail("report");
 		return MA_EXIT_OK;
 	}
+	if (diff_to) {
+		/* two moments of one capture: FILE as of --to, and as of
+		 * --diff-to */
+		if (diff || !o.to_ns || o.from_ns || diff_to <= o.to_ns) {
+			fprintf(stderr,
+				"memattach: report: --diff-to T2 needs --to T1 "
+				"(T1 < T2), and no --diff or --from\n");
+			return MA_EXIT_USAGE;
+		}
+		diff = argv[optind];
+	}
 	if (diff && !fmt->diff) {
 		char with[256] = "";
 
 		ma_report_format_names(with, sizeof(with), diff_format, " or ");
 		fprintf(stderr, "memattach: report: --diff writes %s\n", with);
+		return MA_EXIT_USAGE;
+	}
+	if (o.to_ns && o.from_ns >= o.to_ns) {
+		fprintf(stderr, "memattach: report: --from must be before "
+				"--to\n");
+		return MA_EXIT_USAGE;
+	}
+	if (o.thread_table &&
+	    (diff || (strcmp(fmt->name, "text") && strcmp(fmt->name, "csv") &&
+		      strcmp(fmt->name, "json")))) {
+		fprintf(stderr, "memattach: report: --threads writes text, csv "
+				"or json, and no --diff\n");
 		return MA_EXIT_USAGE;
 	}
 	if (!out && !fmt->terminal && isatty(STDOUT_FILENO)) {
@@ -300,20 +537,31 @@ int ma_cmd_report(int argc, char **argv)
 		out = NULL;
 	if (out)
 		o.color = 0;
+	if (isatty(STDERR_FILENO))
+		prp = &pr;
+	o.by_thread = (fmt->by_thread || o.thread_table) && !diff;
 
-	err = ma_report_load(argv[optind], &o, &a);
-	if (err == 0 && diff)
-		err = ma_report_load(diff, &o, &b);
+	err = output_open(&dest, out);
+	if (err == 0)
+		err = load(argv[optind], &o, prp, &a);
+	if (err == 0 && diff) {
+		struct ma_report_opts ob = o;
+
+		if (diff_to)
+			ob.to_ns = diff_to;
+		err = load(diff, &ob, prp, &b);
+	}
+	if (err == 0 && b && !force)
+		err = same_program(a, b);
 	if (err) {
+		output_close(&dest, err);
 		ret = ma_cli_fail("report");
 		goto done;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (out)
-		err = write_file(out, a, b, fmt);
-	else
-		err = render(a, b, fmt, stdout);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	t0 = now_ns();
+	err = b ? fmt->diff(a, b, dest.f) : fmt->render(a, dest.f);
+	err = output_close(&dest, err);
+	t1 = now_ns();
 	if (ma_cli_verbose)
 		fprintf(stderr,
 			"memattach: report: %llu events read in %.2f s (CPU: "
@@ -325,18 +573,26 @@ int ma_cmd_report(int argc, char **argv)
 			(double)a->cpu_account_ns / 1e9,
 			(double)a->cpu_temp_ns / 1e9, a->nnodes - 1,
 			(double)a->wall_model_ns / 1e9, fmt->name,
-			(double)(t1.tv_sec - t0.tv_sec) +
-				(double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-	if (err == 0 && !out && (fflush(stdout) != 0 || ferror(stdout)))
-		err = ma_err(-EIO, "writing the report: %s", strerror(errno));
+			(double)(t1 - t0) / 1e9);
 	if (err) {
 		ret = ma_cli_fail("report");
 		goto done;
 	}
 	if (out_alloc)
 		fprintf(stderr, "memattach: report written to %s\n", out);
-	if (a->warning && !fmt->shows_warning)
-		fprintf(stderr, "memattach: report: warning: %s\n", a->warning);
+	/* A report of a capture cut short is a partial result (exit 8):
+	 * scripts that only look at the exit code learn it too */
+	for (int k = 0; k < 2; k++) {
+		const struct ma_report *r = k ? b : a;
+
+		if (!r || r->trailer)
+			continue;
+		if (!fmt->shows_warning)
+			fprintf(stderr, "memattach: report: warning: %s\n",
+				r->warning ? r->warning
+					   : "the capture is truncated");
+		ret = MA_EXIT_PARTIAL;
+	}
 done:
 	ma_report_free(a);
 	ma_report_free(b);

@@ -48,6 +48,23 @@ struct ma_report_opts {
 	const char *filter; /* substring of a frame's function or file */
 	int width;	    /* text: 0 = terminal, $COLUMNS, or 100 */
 	int color;	    /* text: -1 auto (terminal, no NO_COLOR), 0, 1 */
+	bool thread_table;  /* --threads: text and csv list the threads */
+	/* --from, --to: a time range of the capture, ns since it started
+	 * (to = 0: the end).  Events from the first sample at or past `to`
+	 * on are not counted (figures as of that sample); allocations before
+	 * the first sample at or past `from` are in no figure (their frees
+	 * still find them).  Known to the samples, every 100 ms. */
+	uint64_t from_ns, to_ns;
+	/* called as the capture is read (first with 0 bytes read, then about
+	 * every 64 k events, from the thread that called ma_report_load);
+	 * NULL = never */
+	void (*progress)(void *arg, uint64_t read, uint64_t size,
+			 uint64_t events);
+	void *progress_arg;
+	/* figures per thread (ma_report.threads, .samples): each ALLOC is
+	 * accounted under its (thread, stack) pair, which costs about a
+	 * third more time; without it, every figure is thread 0's */
+	bool by_thread;
 };
 
 void ma_report_opts_init(struct ma_report_opts *o);
@@ -63,6 +80,68 @@ struct ma_rnode {
 	/* allocations whose innermost frame is this node */
 	struct ma_account_fig self[MA_RV_N];
 };
+
+/*
+ * A thread of the capture: one per THREAD event, except that a slot the
+ * payload defines again with the same tid and name stays one thread.
+ * Thread 0 stands for allocations of a thread the capture never defined.
+ */
+struct ma_rthread {
+	uint32_t index; /* the capture's thread index; UINT32_MAX: thread 0 */
+	int32_t tid;
+	/* the kernel's name (comm) as the capture recorded it; a plain
+	 * string, so that a Python thread name can take its place */
+	char *name;
+	bool selected; /* --thread: its allocations are counted */
+	/* its figures in the matching stacks (--filter) */
+	struct ma_account_fig fig[MA_RV_N];
+};
+
+/* The figures of one thread in one stack (tree node): what pprof's
+ * thread label and --threads are made of (opts.by_thread) */
+struct ma_rsample {
+	uint32_t node;	 /* tree node */
+	uint32_t thread; /* index into ma_report.threads */
+	struct ma_account_fig fig[MA_RV_N];
+};
+
+/*
+ * Statistics (-f stats, and JSON's "stats"): every allocation of the
+ * capture (after --thread), by size and by allocator, and the largest
+ * single ones.  Collected by the reader as it goes: a few words, whatever
+ * the capture's size.
+ */
+enum ma_ralloc {
+	MA_RA_PYMALLOC, /* PyObject_Malloc & co (pymalloc, its arenas) */
+	MA_RA_PYMEM,	/* PyMem_Malloc & co */
+	MA_RA_RAW,	/* PyMem_RawMalloc & co */
+	MA_RA_MALLOC,	/* malloc, calloc, realloc, aligned allocations */
+	MA_RA_MMAP,	/* mmap */
+	MA_RA_N,
+};
+#define MA_RSTATS_BUCKETS 48 /* bucket b: sizes in (2^(b-1), 2^b]; 0: 0-1 */
+#define MA_RSTATS_BIG	  10 /* largest single allocations kept */
+
+struct ma_rbig {
+	uint64_t size;
+	uint64_t index;	 /* event index in the capture */
+	uint64_t t_ns;	 /* time of the last sample before it */
+	uint32_t node;	 /* tree node (0: none) */
+	uint32_t thread; /* index into ma_report.threads */
+	enum ma_ralloc alloc;
+	uint32_t capnode; /* the capture's node id (the model's business) */
+};
+
+struct ma_rstats {
+	struct ma_account_fig hist[MA_RA_N][MA_RSTATS_BUCKETS];
+	struct ma_account_fig by_alloc[MA_RA_N];
+	struct ma_rbig big[MA_RSTATS_BIG]; /* largest first */
+	size_t nbig;
+};
+
+const char *ma_ralloc_name(enum ma_ralloc a);
+/* The bucket of a size: 0 for 0 and 1, else b with 2^(b-1) < size <= 2^b */
+unsigned ma_rstats_bucket(uint64_t size);
 
 /* A row: one group of the chosen grouping */
 struct ma_rrow {
@@ -102,6 +181,20 @@ struct ma_report {
 	bool thread_filtered;
 	char thread_desc[256]; /* "4242, worker-1" as matched */
 	uint32_t threads_selected;
+
+	struct ma_rstats stats;
+
+	/* --from/--to: the range asked for, and the samples' times that
+	 * bound what was counted (range_end_ns 0: the capture's end) */
+	bool ranged;
+	uint64_t range_start_ns, range_end_ns;
+
+	/* the threads, in the order the capture defined them (0: unknown),
+	 * and each thread's figures per stack, by tree node */
+	struct ma_rthread *threads;
+	size_t nthreads;
+	struct ma_rsample *samples;
+	size_t nsamples;
 
 	/* ids beyond what a payload can write (damage): see report_model.c */
 	uint64_t bad_ids;
@@ -159,6 +252,14 @@ int ma_report_stack(const struct ma_report *r, uint32_t n, uint32_t *out,
  * control characters replaced (collapsed stacks and CSV rely on it) */
 void ma_report_frame_name(const struct ma_rnode *n, char *buf, size_t len);
 
+/*
+ * The threads to list (--threads, JSON): every thread the capture defined
+ * and thread 0 if it has figures, as indices into r->threads, sorted by
+ * the view's bytes, then total bytes, then tid.  out holds r->nthreads;
+ * returns how many.
+ */
+size_t ma_report_thread_order(const struct ma_report *r, uint32_t *out);
+
 /* Rows shown: min(top, rows with a figure in the view) */
 size_t ma_report_shown(const struct ma_report *r);
 
@@ -179,6 +280,8 @@ struct ma_report_format {
 	/* the output itself says a capture was cut short; for the other
 	 * formats the warning goes to stderr too */
 	bool shows_warning;
+	/* it shows figures per thread (ma_report_opts.by_thread) */
+	bool by_thread;
 	/* 0 or -errno with a message */
 	int (*render)(const struct ma_report *r, FILE *f);
 	/* --diff: what grew from capture a (before) to b (after); NULL: the
@@ -209,6 +312,7 @@ int ma_report_collapsed(const struct ma_report *r, FILE *f);
 int ma_report_speedscope(const struct ma_report *r, FILE *f);
 int ma_report_pprof(const struct ma_report *r, FILE *f);
 int ma_report_html(const struct ma_report *r, FILE *f);
+int ma_report_stats(const struct ma_report *r, FILE *f);
 
 /*
  * --diff (report_diff.c, the rows' diff): what grew from capture a

@@ -46,11 +46,41 @@ static void csv_stack(const struct ma_report *r, FILE *f, uint32_t node)
 	free(buf);
 }
 
+/* --threads: one line per thread */
+static int csv_threads(const struct ma_report *r, FILE *f)
+{
+	uint32_t *ord = malloc((r->nthreads + 1) * sizeof(*ord));
+	size_t n;
+
+	if (!ord)
+		return ma_err(-ENOMEM, "out of memory");
+	n = ma_report_thread_order(r, ord);
+	fputs("tid,name,live_bytes,live_count,peak_bytes,peak_count,"
+	      "total_bytes,total_count,temporary_bytes,temporary_count\n",
+	      f);
+	for (size_t i = 0; i < n; i++) {
+		const struct ma_rthread *t = &r->threads[ord[i]];
+
+		fprintf(f, "%d,", t->tid);
+		ma_csv_field(f, t->name);
+		for (int k = 0; k < MA_RV_N; k++)
+			fprintf(f, ",%llu,%llu",
+				(unsigned long long)t->fig[k].bytes,
+				(unsigned long long)t->fig[k].count);
+		putc('\n', f);
+	}
+	free(ord);
+	return ferror(f) ? ma_err(-EIO, "write error") : 0;
+}
+
 int ma_report_csv(const struct ma_report *r, FILE *f)
 {
 	enum ma_rview v = r->opts.view;
 	uint64_t all = r->all[v].bytes;
 	char line[16];
+
+	if (r->opts.thread_table)
+		return csv_threads(r, f);
 
 	fputs("rank,function,file,line,bytes,count,share,live_bytes,"
 	      "live_count,peak_bytes,peak_count,total_bytes,total_count,"

@@ -4,8 +4,14 @@
  * Node ids, code ids and addresses differ from one capture to the next,
  * so rows are matched by what a person sees: by line, function or file
  * their names, by full stack the frames' names joined.  Growth = figure in
- * B minus figure in A, in the chosen view; rows are ranked by growth and
- * only rows that grew are listed (the totals say how much shrank).
+ * B minus figure in A, in the chosen view; rows that grew are ranked by
+ * growth, then those that shrank by how much (text, json, csv; collapsed
+ * only has growth: a flame graph has no negative widths).
+ *
+ * Each capture counts only what was allocated while it tracked: two
+ * windows of a process that leaks steadily each leave the same bytes live
+ * and show no growth.  The output says so, with each window's length and
+ * its rate, every time.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -128,6 +134,10 @@ static char *row_key(const struct ma_report *r, const struct ma_rrow *row)
 	return k;
 }
 
+/* The key as a person reads it: "function (file:line)", "file", or the
+ * collapsed stack */
+static void key_text(const struct dent *e, char *buf, size_t len);
+
 static int add(struct dmap *m, const struct ma_report *r, bool after,
 	       const struct ma_rrow *row, uint32_t node,
 	       const struct ma_account_fig *fig)
@@ -164,9 +174,13 @@ static int dent_cmp(const void *pa, const void *pb)
 {
 	const struct dent *a = pa, *b = pb;
 	int64_t x = delta(a), y = delta(b);
+	int sx = (x > 0) - (x < 0), sy = (y > 0) - (y < 0);
 
+	/* grew (most first), unchanged, shrank (most first) */
+	if (sx != sy)
+		return sx > sy ? -1 : 1;
 	if (x != y)
-		return x > y ? -1 : 1;
+		return (x > y) == (sx > 0) ? -1 : 1;
 	return strcmp(a->key, b->key);
 }
 
@@ -196,75 +210,147 @@ static void loc(const struct dent *e, char *buf, size_t len)
 	}
 }
 
+/* Tracked time of a capture, ns (--to: up to the end of the range) */
+static uint64_t dur(const struct ma_report *r)
+{
+	if (r->range_end_ns)
+		return r->range_end_ns;
+	return r->trailer ? r->trailer->duration_ns : r->t.last_t_ns;
+}
+
+/* --to T1 --diff-to T2: one capture from its start to two moments */
+static bool moments(const struct ma_report *a, const struct ma_report *b)
+{
+	return !strcmp(a->path, b->path) && !a->opts.from_ns &&
+	       !b->opts.from_ns && a->opts.to_ns && b->opts.to_ns;
+}
+
+/* Bytes per second of a window, as text ("1.20 MiB/s", "?" for no time) */
+static void fmt_rate(uint64_t bytes, uint64_t ns, char *buf, size_t len)
+{
+	char b[32];
+
+	if (ns < 1000000) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	ma_fmt_bytes((uint64_t)((double)bytes * 1e9 / (double)ns), b,
+		     sizeof(b));
+	snprintf(buf, len, "%s/s", b);
+}
+
+/* Rows that grew come first (by growth), then those that shrank (most
+ * first); n_grew, n_shrank say how many */
+static void count(const struct dent *e, size_t n, size_t *grew, size_t *shrank)
+{
+	*grew = *shrank = 0;
+	for (size_t i = 0; i < n; i++) {
+		*grew += delta(&e[i]) > 0;
+		*shrank += delta(&e[i]) < 0;
+	}
+}
+
+static void text_rows(const struct ma_report *a, const struct dent *e,
+		      size_t from, size_t n, int locw, FILE *f)
+{
+	char x[32], y[32], d[32], l[1024];
+
+	for (size_t i = 0; i < n; i++) {
+		const struct dent *k = &e[from + i];
+
+		fmt_delta(delta(k), d, sizeof(d));
+		ma_fmt_bytes(k->a.bytes, x, sizeof(x));
+		ma_fmt_bytes(k->b.bytes, y, sizeof(y));
+		loc(k, l, sizeof(l));
+		fprintf(f, "%11s %10s %10s  %.*s\n", d, x, y, locw, l);
+	}
+	(void)a;
+}
+
+static void key_text(const struct dent *e, char *buf, size_t len)
+{
+	if (e->row && e->r->opts.group != MA_VIEW_STACK)
+		loc(e, buf, len);
+	else
+		snprintf(buf, len, "%s", e->key);
+}
+
 static void text(const struct ma_report *a, const struct ma_report *b,
 		 struct dent *e, size_t n, FILE *f)
 {
 	enum ma_rview v = a->opts.view;
-	char x[32], y[32], d[32], l[1024];
-	size_t grew = 0, shrank = 0, shown = 0;
+	char x[32], y[32], d[32], ra[32], rb[32];
+	size_t grew, shrank, top = a->opts.top > 0 ? (size_t)a->opts.top : n;
 	int width = a->opts.width ? a->opts.width : ma_term_width(f);
 	int locw = width - 40 < 30 ? 30 : width - 40;
 
 	ma_fmt_bytes(a->sum[v].bytes, x, sizeof(x));
 	ma_fmt_bytes(b->sum[v].bytes, y, sizeof(y));
 	fmt_delta((int64_t)(b->sum[v].bytes - a->sum[v].bytes), d, sizeof(d));
+	fmt_rate(a->sum[v].bytes, dur(a), ra, sizeof(ra));
+	fmt_rate(b->sum[v].bytes, dur(b), rb, sizeof(rb));
 	fprintf(f, "Diff of %s bytes, by %s: %s -> %s\n", ma_rview_name(v),
 		ma_rgroup_name(a->opts.group), a->path, b->path);
 	fprintf(f, "  %s: %s -> %s (%s)\n", ma_rview_name(v), x, y, d);
-	if (strcmp(a->meta->exe ? a->meta->exe : "",
-		   b->meta->exe ? b->meta->exe : ""))
+	fprintf(f,
+		"  before: %.1f s tracked, %s (%s); after: %.1f s tracked, %s "
+		"(%s)\n",
+		(double)dur(a) / 1e9, x, ra, (double)dur(b) / 1e9, y, rb);
+	if (moments(a, b))
 		fprintf(f,
-			"  note: the captures come from different "
-			"executables (%s, %s)\n",
-			a->meta->exe, b->meta->exe);
-	for (size_t i = 0; i < n; i++) {
-		grew += delta(&e[i]) > 0;
-		shrank += delta(&e[i]) < 0;
+			"  note: two moments of one capture (its samples at "
+			"%.1f s and %.1f s): what was\n"
+			"  tracked and still live at each, so the growth "
+			"between them.\n",
+			(double)dur(a) / 1e9, (double)dur(b) / 1e9);
+	else
+		fprintf(f,
+			"  note: each capture counts only what was allocated "
+			"while it tracked, so\n"
+			"  this compares the two windows, not the process's "
+			"memory: a steady leak\n"
+			"  leaves as much in each window and shows no growth "
+			"here; compare the rates.\n");
+	if (strcmp(a->meta->exe ? a->meta->exe : "",
+		   b->meta->exe ? b->meta->exe : "") ||
+	    strcmp(a->meta->cmdline ? a->meta->cmdline : "",
+		   b->meta->cmdline ? b->meta->cmdline : ""))
+		fprintf(f,
+			"  note: the captures come from different programs "
+			"(%s; %s)\n",
+			a->meta->cmdline, b->meta->cmdline);
+	for (int k = 0; k < 2; k++) {
+		const struct ma_report *r = k ? b : a;
+
+		if (!r->trailer)
+			fprintf(f, "  warning: TRUNCATED: %s\n",
+				r->warning ? r->warning : r->path);
 	}
+	count(e, n, &grew, &shrank);
 	fprintf(f, "\n%11s %10s %10s  %s\n", "GROWTH", "BEFORE", "AFTER",
 		"LOCATION");
-	for (size_t i = 0; i < n && delta(&e[i]) > 0; i++) {
-		if (a->opts.top > 0 && shown >= (size_t)a->opts.top)
-			break;
-		fmt_delta(delta(&e[i]), d, sizeof(d));
-		ma_fmt_bytes(e[i].a.bytes, x, sizeof(x));
-		ma_fmt_bytes(e[i].b.bytes, y, sizeof(y));
-		loc(&e[i], l, sizeof(l));
-		fprintf(f, "%11s %10s %10s  %.*s\n", d, x, y, locw, l);
-		shown++;
-	}
+	text_rows(a, e, 0, grew < top ? grew : top, locw, f);
 	if (!grew)
 		fprintf(f, "%11s\n", "(nothing grew)");
+	if (shrank) {
+		fprintf(f, "\n%11s %10s %10s  %s\n", "SHRANK", "BEFORE",
+			"AFTER", "LOCATION");
+		text_rows(a, e, n - shrank, shrank < top ? shrank : top, locw,
+			  f);
+	}
 	fprintf(f, "\n%zu of %zu locations grew; %zu shrank or are gone.\n",
 		grew, n, shrank);
 }
 
-static void json(const struct ma_report *a, const struct ma_report *b,
-		 struct dent *e, size_t n, FILE *f)
+static void json_rows(const struct ma_report *a, struct dent *e, size_t from,
+		      size_t n, FILE *f)
 {
-	enum ma_rview v = a->opts.view;
 	bool first = true;
-	size_t shown = 0;
+	char key[4096];
 
-	fputs("{\"a\":\"", f);
-	ma_json_str(f, a->path);
-	fputs("\",\"b\":\"", f);
-	ma_json_str(f, b->path);
-	fprintf(f,
-		"\",\"view\":\"%s\",\"group\":\"%s\",\"before\":{\"bytes\":%"
-		"llu,"
-		"\"count\":%llu},\"after\":{\"bytes\":%llu,\"count\":%llu},"
-		"\"rows\":[",
-		ma_rview_name(v), ma_rgroup_name(a->opts.group),
-		(unsigned long long)a->sum[v].bytes,
-		(unsigned long long)a->sum[v].count,
-		(unsigned long long)b->sum[v].bytes,
-		(unsigned long long)b->sum[v].count);
-	for (size_t i = 0; i < n && delta(&e[i]) > 0; i++) {
+	for (size_t i = from; i < from + n; i++) {
 		const struct ma_rrow *w = e[i].row;
 
-		if (a->opts.top > 0 && shown++ >= (size_t)a->opts.top)
-			break;
 		fputs(first ? "\n {" : ",\n {", f);
 		first = false;
 		if (w && w->function) {
@@ -279,8 +365,9 @@ static void json(const struct ma_report *a, const struct ma_report *b,
 			ma_json_str(f, w->file);
 			fprintf(f, "\",\"line\":%d,", w->line);
 		}
+		key_text(&e[i], key, sizeof(key));
 		fputs("\"key\":\"", f);
-		ma_json_str(f, e[i].key);
+		ma_json_str(f, key);
 		fprintf(f,
 			"\",\"before\":{\"bytes\":%llu,\"count\":%llu},"
 			"\"after\":{\"bytes\":%llu,\"count\":%llu},"
@@ -292,22 +379,67 @@ static void json(const struct ma_report *a, const struct ma_report *b,
 			(long long)delta(&e[i]),
 			(long long)(e[i].b.count - e[i].a.count));
 	}
+	(void)a;
+}
+
+static void json_side(const struct ma_report *r, FILE *f)
+{
+	enum ma_rview v = r->opts.view;
+
+	fputs("{\"path\":\"", f);
+	ma_json_str(f, r->path);
+	fprintf(f,
+		"\",\"bytes\":%llu,\"count\":%llu,\"duration_ns\":%llu,"
+		"\"complete\":%s,\"truncated\":%s}",
+		(unsigned long long)r->sum[v].bytes,
+		(unsigned long long)r->sum[v].count, (unsigned long long)dur(r),
+		r->trailer && r->trailer->complete ? "true" : "false",
+		r->trailer ? "false" : "true");
+}
+
+static void json(const struct ma_report *a, const struct ma_report *b,
+		 struct dent *e, size_t n, FILE *f)
+{
+	enum ma_rview v = a->opts.view;
+	size_t grew, shrank, top = a->opts.top > 0 ? (size_t)a->opts.top : n;
+
+	count(e, n, &grew, &shrank);
+	fputs("{\"a\":\"", f);
+	ma_json_str(f, a->path);
+	fputs("\",\"b\":\"", f);
+	ma_json_str(f, b->path);
+	fprintf(f,
+		"\",\"view\":\"%s\",\"group\":\"%s\",\"compares\":"
+		"\"%s\",\"before\":",
+		ma_rview_name(v), ma_rgroup_name(a->opts.group),
+		moments(a, b) ? "moments" : "windows");
+	json_side(a, f);
+	fputs(",\"after\":", f);
+	json_side(b, f);
+	fprintf(f, ",\"grew\":%zu,\"shrank\":%zu,\"rows\":[", grew, shrank);
+	json_rows(a, e, 0, grew < top ? grew : top, f);
+	fputs("\n],\"shrank_rows\":[", f);
+	json_rows(a, e, n - shrank, shrank < top ? shrank : top, f);
 	fputs("\n]}\n", f);
 }
 
 static void csv(const struct ma_report *a, const struct ma_report *b,
 		struct dent *e, size_t n, FILE *f)
 {
-	size_t shown = 0;
+	size_t grew, shrank, top = a->opts.top > 0 ? (size_t)a->opts.top : n;
+	char key[4096];
 
+	count(e, n, &grew, &shrank);
 	fputs("function,file,line,before_bytes,before_count,after_bytes,"
 	      "after_count,delta_bytes,delta_count,key\n",
 	      f);
-	for (size_t i = 0; i < n && delta(&e[i]) > 0; i++) {
+	for (size_t i = 0; i < n; i++) {
 		const struct ma_rrow *w = e[i].row;
 
-		if (a->opts.top > 0 && shown++ >= (size_t)a->opts.top)
-			break;
+		/* the top that grew, then the top that shrank */
+		if (!delta(&e[i]) || (i < grew && i >= top) ||
+		    (i >= n - shrank && i - (n - shrank) >= top))
+			continue;
 		ma_csv_field(f, w && w->function ? w->function : "");
 		putc(',', f);
 		ma_csv_field(f, w ? w->file : "");
@@ -318,9 +450,11 @@ static void csv(const struct ma_report *a, const struct ma_report *b,
 			(unsigned long long)e[i].b.count,
 			(long long)delta(&e[i]),
 			(long long)(e[i].b.count - e[i].a.count));
-		ma_csv_field(f, e[i].key);
+		key_text(&e[i], key, sizeof(key));
+		ma_csv_field(f, key);
 		putc('\n', f);
 	}
+	(void)b;
 }
 
 /* The collapsed stacks that grew, with the bytes they grew */

@@ -28,12 +28,13 @@ const struct ma_report_format ma_report_formats[] = {
 	{
 		.name = "pprof",
 		.ext = ".pb.gz",
+		.by_thread = true,
 		.render = ma_report_pprof,
 	},
 	{
 		.name = "speedscope",
 		.ext = ".speedscope.json",
-		.terminal = true,
+		.by_thread = true,
 		.render = ma_report_speedscope,
 	},
 	{
@@ -53,9 +54,17 @@ const struct ma_report_format ma_report_formats[] = {
 	{
 		.name = "json",
 		.ext = ".json",
+		.by_thread = true,
 		.terminal = true,
 		.render = ma_report_json,
 		.diff = ma_report_diff_json,
+	},
+	{
+		.name = "stats",
+		.ext = ".stats.txt",
+		.terminal = true,
+		.shows_warning = true,
+		.render = ma_report_stats,
 	},
 	{ 0 },
 };

@@ -99,6 +99,98 @@ static json_t *totals_json(const struct ma_report *r)
 	return jt;
 }
 
+/* The statistics (report_stats.c): by allocator, sizes, the largest */
+static json_t *stats_json(const struct ma_report *r)
+{
+	const struct ma_rstats *st = &r->stats;
+	json_t *o = json_object(), *by = json_object(), *h = json_array();
+	json_t *big = json_array();
+
+	for (int a = 0; a < MA_RA_N; a++)
+		json_object_set_new(by, ma_ralloc_name((enum ma_ralloc)a),
+				    fig_json(&st->by_alloc[a]));
+	for (int k = 0; k < MA_RSTATS_BUCKETS; k++) {
+		json_t *b = NULL;
+
+		for (int a = 0; a < MA_RA_N; a++) {
+			if (!st->hist[a][k].count)
+				continue;
+			if (!b) {
+				b = json_object();
+				/* the bucket's largest size (none for the
+				 * last: everything above) */
+				json_object_set_new(
+					b, "le",
+					k == MA_RSTATS_BUCKETS - 1
+						? json_null()
+						: jint(k ? 1ull << k : 1));
+			}
+			json_object_set_new(b,
+					    ma_ralloc_name((enum ma_ralloc)a),
+					    fig_json(&st->hist[a][k]));
+		}
+		if (b)
+			json_array_append_new(h, b);
+	}
+	for (size_t i = 0; i < st->nbig; i++) {
+		const struct ma_rbig *g = &st->big[i];
+		const struct ma_rnode *n = &r->nodes[g->node];
+		json_t *e = json_object();
+
+		json_object_set_new(e, "size", jint(g->size));
+		json_object_set_new(e, "allocator",
+				    json_string(ma_ralloc_name(g->alloc)));
+		json_object_set_new(e, "tid",
+				    json_integer(r->threads[g->thread].tid));
+		json_object_set_new(e, "thread",
+				    jstr(r->threads[g->thread].name));
+		json_object_set_new(e, "event", jint(g->index));
+		json_object_set_new(e, "after_ns", jint(g->t_ns));
+		json_object_set_new(e, "function", jstr(n->function));
+		json_object_set_new(e, "file", jstr(n->file));
+		json_object_set_new(e, "line", json_integer(n->line));
+		json_array_append_new(big, e);
+	}
+	json_object_set_new(o, "by_allocator", by);
+	json_object_set_new(o, "histogram", h);
+	json_object_set_new(o, "largest", big);
+	return o;
+}
+
+/* Each thread with its figures (by_thread; else only tid and name) */
+static json_t *threads_json(const struct ma_report *r)
+{
+	json_t *a = json_array();
+	uint32_t *ord = malloc((r->nthreads + 1) * sizeof(*ord));
+	size_t n = ord ? ma_report_thread_order(r, ord) : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct ma_rthread *t = &r->threads[ord[i]];
+		json_t *o = json_object();
+
+		json_object_set_new(o, "tid", json_integer(t->tid));
+		json_object_set_new(o, "name", jstr(t->name));
+		json_object_set_new(o, "index",
+				    t->index == UINT32_MAX
+					    ? json_null()
+					    : json_integer(t->index));
+		json_object_set_new(o, "selected", json_boolean(t->selected));
+		if (r->opts.by_thread) {
+			json_object_set_new(o, "live",
+					    fig_json(&t->fig[MA_RV_LIVE]));
+			json_object_set_new(o, "peak",
+					    fig_json(&t->fig[MA_RV_PEAK]));
+			json_object_set_new(o, "total",
+					    fig_json(&t->fig[MA_RV_TOTAL]));
+			json_object_set_new(o, "temporary",
+					    fig_json(&t->fig[MA_RV_TEMP]));
+		}
+		json_array_append_new(a, o);
+	}
+	free(ord);
+	return a;
+}
+
 int ma_report_json(const struct ma_report *r, FILE *f)
 {
 	const struct ma_capture_meta *m = r->meta;
@@ -152,6 +244,22 @@ int ma_report_json(const struct ma_report *r, FILE *f)
 	json_object_set_new(root, "sums", p);
 	json_object_set_new(root, "unknown_frees_whole_capture",
 			    json_boolean(r->unknown_from_trailer));
+	if (r->ranged) {
+		p = json_object();
+		json_object_set_new(p, "from_ns", jint(r->opts.from_ns));
+		json_object_set_new(p, "to_ns",
+				    r->opts.to_ns ? jint(r->opts.to_ns)
+						  : json_null());
+		json_object_set_new(p, "start_ns", jint(r->range_start_ns));
+		json_object_set_new(p, "end_ns",
+				    r->range_end_ns ? jint(r->range_end_ns)
+						    : json_null());
+		json_object_set_new(root, "range", p);
+	} else {
+		json_object_set_new(root, "range", json_null());
+	}
+	json_object_set_new(root, "threads", threads_json(r));
+	json_object_set_new(root, "stats", stats_json(r));
 
 	for (size_t i = 0;
 	     i < r->nrows && (r->opts.top <= 0 || i < (size_t)r->opts.top);

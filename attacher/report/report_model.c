@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "errors.h"
@@ -129,8 +130,26 @@ int ma_rgroup_parse(const char *s, enum ma_account_view *g)
 struct batch {
 	struct ma_event ev[BATCH_EVENTS];
 	size_t n;
+	uint64_t offset; /* bytes of the file read when it was filled */
 	char *copies[BATCH_COPIES];
 	int ncopies;
+};
+
+/*
+ * Threads as a dimension.  The accounting keeps figures per node id; the
+ * reader gives each ALLOC, in place of its node, the id of its (thread,
+ * node) pair, numbered from 1 as pairs appear (a "vid").  The accounting's
+ * figures of a vid are then those of one thread in one stack, exactly
+ * (live, peak, total; the temporary tracker's too), and its node table
+ * serves both: definitions under the capture's node ids, figures under
+ * vids, never the same fields (report.h has no other user of either).
+ */
+#define MAX_VIDS     (1u << 22) /* beyond: counted under vid 1 (damage) */
+#define MAX_RTHREADS (1u << 16) /* beyond: thread 0 (damage) */
+
+struct vslot {
+	uint64_t key; /* thread << 32 | node, + 1; 0 = empty */
+	uint32_t vid;
 };
 
 /* What the reader thread keeps */
@@ -138,8 +157,27 @@ struct prep {
 	struct ma_report *r;
 	uint8_t *sel; /* thread index -> selected (thread filter) */
 	size_t sel_cap;
-	uint32_t max_node;
+	uint32_t max_node; /* highest node id (definitions, ALLOCs) */
+	uint32_t *cur;	   /* thread index -> ma_report.threads */
+	size_t cur_cap, threads_cap;
+	struct vslot *vh; /* (thread, node) -> vid */
+	size_t vh_cap;
+	uint32_t *vid_node, *vid_thread; /* vid -> node, thread */
+	uint32_t nvid, vid_cap;
+	uint64_t last_key;
+	uint32_t last_vid;
+	uint64_t last_t_ns;	   /* the last sample's time (stats) */
+	bool in_range, past_range; /* --from, --to */
+	/* the fast path: per thread, node -> vid in an array, while the
+	 * arrays stay within ARRAY_BUDGET entries in all (the hash beyond) */
+	struct vmap {
+		uint32_t *vid;
+		size_t cap;
+	} * map;
+	size_t map_cap, map_used;
 };
+
+#define ARRAY_BUDGET (16u << 20) /* entries: 64 MiB */
 
 struct pipe {
 	struct ma_capture_reader *rd;
@@ -196,16 +234,278 @@ static bool name_selected(const struct ma_report_opts *o, int32_t tid,
 	return false;
 }
 
+static int grow_u32(uint32_t **p, size_t *cap, size_t need)
+{
+	size_t n = *cap ? *cap : 64;
+	uint32_t *q;
+
+	if (need < *cap)
+		return 0;
+	while (n <= need)
+		n *= 2;
+	q = realloc(*p, n * sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	memset(q + *cap, 0, (n - *cap) * sizeof(*q));
+	*p = q;
+	*cap = n;
+	return 0;
+}
+
+/* A THREAD event: a new thread, unless its slot holds the same one */
+static int thread_define(struct prep *pp, const struct ma_event *ev, bool on)
+{
+	struct ma_report *r = pp->r;
+	struct ma_rthread *t;
+	uint32_t k;
+
+	if (grow_u32(&pp->cur, &pp->cur_cap, ev->thread) < 0)
+		return -ENOMEM;
+	k = pp->cur[ev->thread];
+	if (k && r->threads[k].tid == ev->thr.tid &&
+	    !strcmp(r->threads[k].name, ev->thr.name)) {
+		r->threads[k].selected = on;
+		return 0;
+	}
+	if (r->nthreads >= MAX_RTHREADS) {
+		pp->cur[ev->thread] = 0;
+		return 0;
+	}
+	if (r->nthreads == pp->threads_cap) {
+		size_t cap = pp->threads_cap * 2;
+		struct ma_rthread *p = realloc(r->threads, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		r->threads = p;
+		pp->threads_cap = cap;
+	}
+	t = &r->threads[r->nthreads];
+	memset(t, 0, sizeof(*t));
+	t->index = ev->thread;
+	t->tid = ev->thr.tid;
+	t->name = strdup(ev->thr.name);
+	t->selected = on;
+	if (!t->name)
+		return -ENOMEM;
+	pp->cur[ev->thread] = (uint32_t)r->nthreads++;
+	return 0;
+}
+
+/* The array of thread's vids, grown to hold node; NULL: over budget or
+ * ENOMEM (the hash then serves) */
+static struct vmap *vmap_for(struct prep *pp, uint32_t thread, uint32_t node)
+{
+	struct vmap *m;
+	size_t cap;
+	uint32_t *p;
+
+	if (thread >= pp->map_cap) {
+		size_t n = pp->map_cap ? pp->map_cap : 16;
+		struct vmap *q;
+
+		while (n <= thread)
+			n *= 2;
+		q = realloc(pp->map, n * sizeof(*q));
+		if (!q)
+			return NULL;
+		memset(q + pp->map_cap, 0, (n - pp->map_cap) * sizeof(*q));
+		pp->map = q;
+		pp->map_cap = n;
+	}
+	m = &pp->map[thread];
+	if (node < m->cap)
+		return m;
+	cap = m->cap ? m->cap : 1024;
+	while (cap <= node)
+		cap *= 2;
+	if (pp->map_used + cap - m->cap > ARRAY_BUDGET)
+		return NULL;
+	p = realloc(m->vid, cap * sizeof(*p));
+	if (!p)
+		return NULL;
+	memset(p + m->cap, 0, (cap - m->cap) * sizeof(*p));
+	pp->map_used += cap - m->cap;
+	m->vid = p;
+	m->cap = cap;
+	return m;
+}
+
+static uint32_t vid_hashed(struct prep *pp, uint32_t thread, uint32_t node);
+
+/* The vid of (thread, node); 0 on ENOMEM */
+static uint32_t vid_get(struct prep *pp, uint32_t thread, uint32_t node)
+{
+	struct vmap *m = thread < pp->map_cap ? &pp->map[thread] : NULL;
+	uint32_t v;
+
+	if (m && node < m->cap && m->vid[node])
+		return m->vid[node];
+	m = vmap_for(pp, thread, node);
+	v = vid_hashed(pp, thread, node);
+	if (m && v)
+		m->vid[node] = v;
+	return v;
+}
+
+static uint32_t vid_hashed(struct prep *pp, uint32_t thread, uint32_t node)
+{
+	uint64_t key = ((uint64_t)thread << 32 | node) + 1;
+	size_t j;
+
+	if (key == pp->last_key)
+		return pp->last_vid;
+	if ((size_t)(pp->nvid + 1) * 2 > pp->vh_cap) {
+		size_t cap = pp->vh_cap ? pp->vh_cap * 2 : 1024;
+		struct vslot *h = calloc(cap, sizeof(*h));
+
+		if (!h)
+			return 0;
+		for (size_t i = 0; i < pp->vh_cap; i++) {
+			if (!pp->vh[i].key)
+				continue;
+			for (j = (pp->vh[i].key * 0x9e3779b97f4a7c15ull) >> 20 &
+				 (cap - 1);
+			     h[j].key; j = (j + 1) & (cap - 1))
+				;
+			h[j] = pp->vh[i];
+		}
+		free(pp->vh);
+		pp->vh = h;
+		pp->vh_cap = cap;
+	}
+	for (j = (key * 0x9e3779b97f4a7c15ull) >> 20 & (pp->vh_cap - 1);
+	     pp->vh[j].key; j = (j + 1) & (pp->vh_cap - 1))
+		if (pp->vh[j].key == key)
+			goto found;
+	if (pp->nvid + 1 >= MAX_VIDS) {
+		pp->r->bad_ids++;
+		return 1; /* the first pair: counted, not lost */
+	}
+	if (pp->nvid + 1 >= pp->vid_cap) {
+		uint32_t cap = pp->vid_cap ? pp->vid_cap * 2 : 1024;
+		uint32_t *a = realloc(pp->vid_node, cap * sizeof(*a));
+		uint32_t *b;
+
+		if (!a)
+			return 0;
+		pp->vid_node = a;
+		b = realloc(pp->vid_thread, cap * sizeof(*b));
+		if (!b)
+			return 0;
+		pp->vid_thread = b;
+		pp->vid_cap = cap;
+	}
+	pp->nvid++;
+	pp->vid_node[pp->nvid] = node;
+	pp->vid_thread[pp->nvid] = thread;
+	pp->vh[j] = (struct vslot){ .key = key, .vid = pp->nvid };
+found:
+	pp->last_key = key;
+	pp->last_vid = pp->vh[j].vid;
+	return pp->last_vid;
+}
+
+const char *ma_ralloc_name(enum ma_ralloc a)
+{
+	static const char *const names[MA_RA_N] = { "pymalloc", "PyMem",
+						    "PyMem_Raw", "malloc",
+						    "mmap" };
+
+	return a < MA_RA_N ? names[a] : "?";
+}
+
+unsigned ma_rstats_bucket(uint64_t size)
+{
+	unsigned b;
+
+	if (size <= 1)
+		return 0;
+	b = 64 - (unsigned)__builtin_clzll(size - 1);
+	return b < MA_RSTATS_BUCKETS ? b : MA_RSTATS_BUCKETS - 1;
+}
+
+static enum ma_ralloc ralloc_of(uint8_t kind)
+{
+	switch (kind & MA_KIND_MASK) {
+	case MA_KIND_PYOBJ:
+		return MA_RA_PYMALLOC;
+	case MA_KIND_PYMEM:
+		return MA_RA_PYMEM;
+	case MA_KIND_PYMEM_RAW:
+		return MA_RA_RAW;
+	case MA_KIND_MMAP:
+		return MA_RA_MMAP;
+	default:
+		return MA_RA_MALLOC;
+	}
+}
+
+/* One allocation into the statistics (the reader's thread) */
+static void stats_add(struct prep *pp, const struct ma_event *ev,
+		      uint32_t thread)
+{
+	struct ma_rstats *st = &pp->r->stats;
+	enum ma_ralloc a = ralloc_of(ev->alloc.kind);
+	struct ma_account_fig *h =
+		&st->hist[a][ma_rstats_bucket(ev->alloc.size)];
+	size_t k;
+
+	h->bytes += ev->alloc.size;
+	h->count++;
+	st->by_alloc[a].bytes += ev->alloc.size;
+	st->by_alloc[a].count++;
+	/* the largest, first come first kept among equals */
+	if (st->nbig == MA_RSTATS_BIG &&
+	    ev->alloc.size <= st->big[MA_RSTATS_BIG - 1].size)
+		return;
+	k = st->nbig < MA_RSTATS_BIG ? st->nbig++ : MA_RSTATS_BIG - 1;
+	while (k && st->big[k - 1].size < ev->alloc.size) {
+		st->big[k] = st->big[k - 1];
+		k--;
+	}
+	st->big[k] = (struct ma_rbig){ .size = ev->alloc.size,
+				       .index = ev->index,
+				       .t_ns = pp->last_t_ns,
+				       .capnode = ev->alloc.node,
+				       .thread = thread,
+				       .alloc = a };
+}
+
 /*
  * What depends on the stream alone, done by the reader: the thread filter
  * (an ALLOC of another thread becomes an event that counts, to keep the
  * capture's numbering, but changes nothing), ids beyond what a payload
  * writes, the highest node id.
  */
+/* The thread record that stands for allocations before --from: its
+ * vids are left out of every figure */
+#define BEFORE_RANGE (MAX_RTHREADS + 1)
+
 static int prep_one(struct prep *pp, struct ma_event *ev)
 {
 	struct ma_report *r = pp->r;
 
+	if (pp->past_range) {
+		/* after --to: counted as events (the capture's numbering),
+		 * nothing else */
+		ev->type = 0;
+		return 0;
+	}
+	if (ev->type == MA_EV_SAMPLE && r->opts.to_ns &&
+	    ev->sample.t_ns >= r->opts.to_ns) {
+		/* the first sample at or past --to: what came before it is
+		 * counted, and happened before its time */
+		pp->past_range = true;
+		r->range_end_ns = ev->sample.t_ns;
+		ev->type = 0;
+		return 0;
+	}
+	if (ev->type == MA_EV_SAMPLE && !pp->in_range &&
+	    ev->sample.t_ns >= r->opts.from_ns) {
+		pp->in_range = true;
+		r->range_start_ns = ev->sample.t_ns;
+	}
 	switch (ev->type) {
 	case MA_EV_THREAD:
 		if (r->thread_filtered && ev->thread < (1u << 20)) {
@@ -236,6 +536,11 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 			}
 			pp->sel[ev->thread] = on;
 		}
+		if (ev->thread < (1u << 20) &&
+		    thread_define(pp, ev,
+				  !r->thread_filtered || pp->sel[ev->thread]) <
+			    0)
+			return -ENOMEM;
 		break;
 	case MA_EV_CODE:
 		if (ev->code.id >= REPORT_MAX_CODE) {
@@ -255,6 +560,26 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 		}
 		if (ev->alloc.node > pp->max_node)
 			pp->max_node = ev->alloc.node;
+		if (!pp->in_range) {
+			/* before --from: accounted (so that its free finds
+			 * it) under a vid no figure includes */
+			ev->alloc.node = vid_get(pp, BEFORE_RANGE, 0);
+			if (!ev->alloc.node)
+				return -ENOMEM;
+			break;
+		}
+		stats_add(pp, ev,
+			  ev->thread < pp->cur_cap ? pp->cur[ev->thread] : 0);
+		if (!r->opts.by_thread)
+			break;
+		ev->alloc.node = vid_get(
+			pp, ev->thread < pp->cur_cap ? pp->cur[ev->thread] : 0,
+			ev->alloc.node);
+		if (!ev->alloc.node)
+			return -ENOMEM;
+		break;
+	case MA_EV_SAMPLE:
+		pp->last_t_ns = ev->sample.t_ns;
 		break;
 	case MA_EV_NODE:
 		if (ev->node.id >= REPORT_MAX_NODE ||
@@ -294,6 +619,7 @@ static int batch_fill(struct ma_capture_reader *rd, struct prep *pp,
 			return ma_err(-ENOMEM, "out of memory");
 		b->n++;
 	}
+	b->offset = ma_capture_offset(rd);
 	return ret;
 }
 
@@ -348,6 +674,7 @@ static void *producer(void *arg)
 /* What the accounting consumer keeps */
 struct feeder {
 	struct ma_report *r;
+	uint64_t file_size, batches; /* for the progress callback */
 	uint64_t live_max; /* highest live bytes since the last point */
 	uint64_t last_t, last_rss;
 	uint64_t countdown; /* events to the next index point */
@@ -450,6 +777,10 @@ static int account_batch(struct feeder *fd, const struct batch *b)
 			ma_account_prefetch(acc, &b->ev[i + PREFETCH_AHEAD]);
 		ret = feed_one(fd, &b->ev[i]);
 	}
+	if (fd->r->opts.progress && ++fd->batches % 16 == 0)
+		fd->r->opts.progress(fd->r->opts.progress_arg, b->offset,
+				     fd->file_size,
+				     ma_account_totals(acc)->events);
 	return ret;
 }
 
@@ -735,17 +1066,54 @@ static int fig_nonzero(const struct ma_account_fig *f)
 	return 0;
 }
 
-static int build_tree(struct ma_report *r, uint32_t max_node)
+static int sample_cmp(const void *pa, const void *pb)
 {
-	struct tree_build b = { .r = r, .cap = 1024, .max_node = max_node };
-	uint32_t *walk = NULL;
+	const struct ma_rsample *a = pa, *b = pb;
+
+	if (a->node != b->node)
+		return a->node < b->node ? -1 : 1;
+	return a->thread < b->thread ? -1 : a->thread > b->thread;
+}
+
+/* Samples of one (tree node, thread) merged: vids whose nodes differ only
+ * in their bytecode offset are one tree node */
+static void merge_samples(struct ma_report *r)
+{
+	size_t j = 0;
+
+	if (!r->nsamples)
+		return;
+	qsort(r->samples, r->nsamples, sizeof(*r->samples), sample_cmp);
+	for (size_t i = 1; i < r->nsamples; i++) {
+		struct ma_rsample *a = &r->samples[j], *b = &r->samples[i];
+
+		if (a->node == b->node && a->thread == b->thread) {
+			for (int v = 0; v < MA_RV_N; v++) {
+				a->fig[v].bytes += b->fig[v].bytes;
+				a->fig[v].count += b->fig[v].count;
+			}
+		} else {
+			r->samples[++j] = *b;
+		}
+	}
+	r->nsamples = j + 1;
+}
+
+static int build_tree(struct ma_report *r, const struct prep *pp)
+{
+	struct tree_build b = { .r = r, .cap = 1024, .max_node = pp->max_node };
+	uint32_t *walk = NULL, nopy = 0, nvid;
 	size_t walk_cap = 0;
 	int ret = 0;
 
 	r->nodes = calloc(b.cap, sizeof(*r->nodes));
-	b.canon = calloc((size_t)max_node + 1, sizeof(*b.canon));
-	b.state = calloc((size_t)max_node + 1, 1);
-	if (!r->nodes || !b.canon || !b.state) {
+	b.canon = calloc((size_t)pp->max_node + 1, sizeof(*b.canon));
+	b.state = calloc((size_t)pp->max_node + 1, 1);
+	/* without by_thread, ALLOCs kept their node ids: vid = node, and
+	 * every figure is thread 0's */
+	nvid = r->opts.by_thread ? pp->nvid : pp->max_node;
+	r->samples = calloc((size_t)nvid + 1, sizeof(*r->samples));
+	if (!r->nodes || !b.canon || !b.state || !r->samples) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -754,28 +1122,36 @@ static int build_tree(struct ma_report *r, uint32_t max_node)
 	r->nodes[0].file = "";
 	r->nodes[0].match = !r->opts.filter;
 
-	for (uint32_t id = 0; id <= max_node; id++) {
+	for (uint32_t vid = !r->opts.by_thread; vid <= nvid; vid++) {
 		struct ma_account_fig f[MA_RV_N];
+		uint32_t id = r->opts.by_thread ? pp->vid_node[vid] : vid;
+		uint32_t th = r->opts.by_thread ? pp->vid_thread[vid] : 0;
+		struct ma_rthread *t;
 		struct ma_rnode *n;
 		uint32_t tn;
 
-		ma_account_node_figs(r->acc, id, &f[MA_RV_LIVE],
+		if (th == BEFORE_RANGE)
+			continue; /* before --from */
+		t = &r->threads[th];
+
+		ma_account_node_figs(r->acc, vid, &f[MA_RV_LIVE],
 				     &f[MA_RV_TOTAL], &f[MA_RV_PEAK]);
-		ma_temporary_node(r->temp, id, &f[MA_RV_TEMP]);
+		ma_temporary_node(r->temp, vid, &f[MA_RV_TEMP]);
 		if (!fig_nonzero(f))
 			continue;
 		if (id == 0) {
 			/* Allocations with no Python frame at all */
-			struct ma_frame nopy = { .function =
-							 "<no Python frame>",
-						 .file = "",
-						 .line = -1 };
+			struct ma_frame np = { .function = "<no Python frame>",
+					       .file = "",
+					       .line = -1 };
 
-			tn = tree_child(&b, 0, &nopy);
-			if (!tn) {
+			if (!nopy)
+				nopy = tree_child(&b, 0, &np);
+			if (!nopy) {
 				ret = -ENOMEM;
 				goto out;
 			}
+			tn = nopy;
 		} else {
 			if (!b.state[id]) {
 				ret = tree_resolve(&b, id, &walk, &walk_cap);
@@ -785,7 +1161,10 @@ static int build_tree(struct ma_report *r, uint32_t max_node)
 			tn = b.canon[id];
 		}
 		n = &r->nodes[tn];
+		r->samples[r->nsamples].node = tn;
+		r->samples[r->nsamples].thread = th;
 		for (int v = 0; v < MA_RV_N; v++) {
+			r->samples[r->nsamples].fig[v] = f[v];
 			n->self[v].bytes += f[v].bytes;
 			n->self[v].count += f[v].count;
 			r->all[v].bytes += f[v].bytes;
@@ -793,9 +1172,29 @@ static int build_tree(struct ma_report *r, uint32_t max_node)
 			if (n->match) {
 				r->sum[v].bytes += f[v].bytes;
 				r->sum[v].count += f[v].count;
+				t->fig[v].bytes += f[v].bytes;
+				t->fig[v].count += f[v].count;
 			}
 		}
+		r->nsamples++;
 	}
+	/* the tree nodes of the largest allocations */
+	for (size_t i = 0; i < r->stats.nbig; i++) {
+		struct ma_rbig *g = &r->stats.big[i];
+		uint32_t id = g->capnode;
+
+		if (!id || id > pp->max_node) {
+			g->node = nopy;
+			continue;
+		}
+		if (!b.state[id]) {
+			ret = tree_resolve(&b, id, &walk, &walk_cap);
+			if (ret < 0)
+				goto out;
+		}
+		g->node = b.canon[id];
+	}
+	merge_samples(r);
 out:
 	free(walk);
 	free(b.canon);
@@ -984,6 +1383,77 @@ static int link_rows(struct ma_report *r)
 
 /* ------------------------------------------------------------------ */
 
+/*
+ * --from/--to: the header's figures are the range's.  The accounting's
+ * totals include the blocks from before --from (so that their frees find
+ * them): its allocations, frees, live and peak figures are replaced by
+ * those of the blocks allocated in the range (frees: of those blocks, by
+ * --to); the peak is the range's blocks at the moment tracked memory was
+ * highest up to --to, a moment that may lie before --from.
+ */
+static void range_totals(struct ma_report *r, const struct prep *pp)
+{
+	struct ma_account_totals *t = &r->t;
+
+	if (!pp->in_range) { /* --from beyond the last sample */
+		r->range_start_ns = r->opts.from_ns;
+		r->range_end_ns = r->opts.from_ns;
+	}
+	if (!pp->past_range)
+		r->range_end_ns = 0;
+	if (!r->opts.from_ns)
+		return;
+	t->allocs = r->all[MA_RV_TOTAL].count;
+	t->alloc_bytes = r->all[MA_RV_TOTAL].bytes;
+	t->frees = r->all[MA_RV_TOTAL].count - r->all[MA_RV_LIVE].count;
+	t->live_bytes = r->all[MA_RV_LIVE].bytes;
+	t->live_count = r->all[MA_RV_LIVE].count;
+	t->peak_bytes = r->all[MA_RV_PEAK].bytes;
+	t->peak_count = r->all[MA_RV_PEAK].count;
+}
+
+/* --thread named no thread of the capture: say which there are */
+static int no_thread_matched(const struct ma_report *r)
+{
+	char asked[256] = "", have[768] = "";
+	size_t n = 0;
+
+	for (int i = 0; i < r->opts.nthreads; i++) {
+		n = strlen(asked);
+		snprintf(asked + n, sizeof(asked) - n, "%s'%s'",
+			 !i			     ? ""
+			 : i + 1 == r->opts.nthreads ? " or "
+						     : ", ",
+			 r->opts.threads[i]);
+	}
+	for (size_t i = 1; i < r->nthreads; i++) {
+		n = strlen(have);
+		snprintf(have + n, sizeof(have) - n, "%s%d \"%s\"",
+			 i > 1 ? ", " : "", r->threads[i].tid,
+			 r->threads[i].name);
+	}
+	ma_err(-ESRCH,
+	       "no thread of %s is %s (a kernel thread id or name); its "
+	       "threads: %s (memattach report --threads lists them with their "
+	       "figures)",
+	       r->path, asked, have[0] ? have : "none");
+	ma_err_set_exit(MA_EXIT_USAGE);
+	return -ESRCH;
+}
+
+static void prep_free(struct prep *pp)
+{
+	free(pp->sel);
+	free(pp->cur);
+	free(pp->vh);
+	free(pp->vid_node);
+	free(pp->vid_thread);
+	for (size_t i = 0; i < pp->map_cap; i++)
+		free(pp->map[i].vid);
+	free(pp->map);
+	memset(pp, 0, sizeof(*pp));
+}
+
 int ma_report_load(const char *path, const struct ma_report_opts *o,
 		   struct ma_report **out)
 {
@@ -999,10 +1469,26 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	r->path = path;
 	r->opts = *o;
 	r->thread_filtered = o->nthreads > 0;
+	/* --from needs the (thread, stack) split: allocations before it go
+	 * to a thread of their own, left out of every figure */
+	r->ranged = o->from_ns || o->to_ns;
+	if (o->from_ns)
+		r->opts.by_thread = true;
+	pp.in_range = !o->from_ns;
 	r->by_index.every = 1 << 12;
 	fd.countdown = r->by_index.every;
 	fd.r = r;
 	pp.r = r;
+	/* thread 0: allocations of threads the capture never defined */
+	pp.threads_cap = 16;
+	r->threads = calloc(pp.threads_cap, sizeof(*r->threads));
+	if (!r->threads || !(r->threads[0].name = strdup("?"))) {
+		ma_report_free(r);
+		return ma_err(-ENOMEM, "out of memory");
+	}
+	r->threads[0].index = UINT32_MAX;
+	r->threads[0].selected = !r->thread_filtered;
+	r->nthreads = 1;
 	ret = ma_capture_open(path, &r->rd);
 	if (ret < 0)
 		goto fail;
@@ -1013,9 +1499,14 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 		ma_err(ret, "out of memory");
 		goto fail;
 	}
+	if (o->progress) {
+		struct stat st;
+
+		fd.file_size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+		o->progress(o->progress_arg, 0, fd.file_size, 0);
+	}
 	t0 = clock_ns(CLOCK_MONOTONIC);
 	ret = stream(r, &pp, &fd);
-	free(pp.sel);
 	r->wall_stream_ns = clock_ns(CLOCK_MONOTONIC) - t0;
 	if (ret < 0)
 		goto fail;
@@ -1023,6 +1514,25 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	r->trailer = ma_capture_trailer(r->rd);
 	r->warning = ma_capture_warning(r->rd);
 	r->t = *ma_account_totals(r->acc);
+	if (!r->trailer && !r->t.events) {
+		/* Cut before its first block: there is nothing to report, and
+		 * an empty report would read as "nothing was allocated" */
+		ret = ma_err(-ENODATA,
+			     "%s has no events: it was cut before its first "
+			     "block (memattach killed right after the start?); "
+			     "nothing to report",
+			     path);
+		goto fail;
+	}
+	if (r->thread_filtered && !r->threads_selected) {
+		ret = no_thread_matched(r);
+		goto fail;
+	}
+	if (r->thread_filtered) {
+		/* The header's frees are those of the selected threads'
+		 * blocks (by any thread); the others looked unknown */
+		r->t.frees -= r->t.unknown_frees;
+	}
 	r->unknown_frees = r->t.unknown_frees;
 	if (r->thread_filtered && r->trailer) {
 		/* Frees of other threads' blocks look unknown to a filtered
@@ -1031,7 +1541,7 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 		r->unknown_from_trailer = true;
 	}
 	t0 = clock_ns(CLOCK_MONOTONIC);
-	ret = build_tree(r, pp.max_node);
+	ret = build_tree(r, &pp);
 	if (ret == 0)
 		ret = build_rows(r);
 	if (ret == 0)
@@ -1039,9 +1549,13 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	r->wall_model_ns = clock_ns(CLOCK_MONOTONIC) - t0;
 	if (ret < 0)
 		goto fail;
+	if (r->ranged)
+		range_totals(r, &pp);
+	prep_free(&pp);
 	*out = r;
 	return 0;
 fail:
+	prep_free(&pp);
 	if (!ma_err_exit() || ma_err_exit() == MA_EXIT_ERROR)
 		if (ret != -ENOMEM)
 			ma_err_set_exit(MA_EXIT_CAPTURE);
@@ -1057,6 +1571,10 @@ void ma_report_free(struct ma_report *r)
 	ma_temporary_free(r->temp);
 	if (r->rd)
 		ma_capture_reader_close(r->rd);
+	for (size_t i = 0; i < r->nthreads; i++)
+		free(r->threads[i].name);
+	free(r->threads);
+	free(r->samples);
 	free(r->nodes);
 	free(r->rows);
 	free(r->by_time.p);
@@ -1089,6 +1607,39 @@ void ma_report_frame_name(const struct ma_rnode *n, char *buf, size_t len)
 	for (char *p = buf; *p; p++)
 		if (*p == ';' || (unsigned char)*p < 0x20)
 			*p = *p == ';' ? ':' : ' ';
+}
+
+static const struct ma_report *thread_sort_r;
+
+static int thread_cmp(const void *pa, const void *pb)
+{
+	const struct ma_report *r = thread_sort_r;
+	const struct ma_rthread *a = &r->threads[*(const uint32_t *)pa];
+	const struct ma_rthread *b = &r->threads[*(const uint32_t *)pb];
+	enum ma_rview v = r->opts.view;
+
+	if (a->fig[v].bytes != b->fig[v].bytes)
+		return a->fig[v].bytes > b->fig[v].bytes ? -1 : 1;
+	if (a->fig[MA_RV_TOTAL].bytes != b->fig[MA_RV_TOTAL].bytes)
+		return a->fig[MA_RV_TOTAL].bytes > b->fig[MA_RV_TOTAL].bytes
+			       ? -1
+			       : 1;
+	if (a->tid != b->tid)
+		return a->tid < b->tid ? -1 : 1;
+	return *(const uint32_t *)pa < *(const uint32_t *)pb ? -1 : 1;
+}
+
+size_t ma_report_thread_order(const struct ma_report *r, uint32_t *out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->nthreads; i++)
+		if (i || fig_nonzero(r->threads[i].fig))
+			out[n++] = (uint32_t)i;
+	thread_sort_r = r; /* reports are rendered one at a time */
+	if (n)
+		qsort(out, n, sizeof(*out), thread_cmp);
+	return n;
 }
 
 size_t ma_report_shown(const struct ma_report *r)

@@ -7,11 +7,19 @@
  * Sample types, as Go heap profiles name them so that tools pick the
  * right defaults: alloc_objects/count, alloc_space/bytes,
  * inuse_objects/count, inuse_space/bytes.  "inuse" is the live view (the
- * peak figures with --view peak), "alloc" the total view (the temporary
- * figures with --view temporary); a comment in the profile says which.
- * One location per frame tree node (one line: function and line), one
- * function per (name, file, first line), one sample per stack with a
- * figure, its location ids innermost first as pprof expects.
+ * peak figures with --view peak), "alloc" the total view.  With --view
+ * temporary the first two are temporary_objects/temporary_space, never
+ * alloc_*: Pyroscope and Parca read alloc_* as every allocation.  A
+ * comment in the profile says which view each pair is, and another one
+ * that the capture was cut short, when it was.
+ *
+ * One mapping, the Python executable, with functions, file names and
+ * lines resolved (else pprof says "Main binary filename not available");
+ * one location per frame tree node (one line: function and line), one
+ * function per (name, file, first line); one sample per stack and thread
+ * with a figure, its location ids innermost first as pprof expects, and
+ * labels as Go's heap profiles have them: "thread" (the thread's name),
+ * "tid", and "bytes", the mean size of the sample's blocks.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -29,6 +37,8 @@ typedef Perftools__Profiles__Sample Sample;
 typedef Perftools__Profiles__Location Location;
 typedef Perftools__Profiles__Line Line;
 typedef Perftools__Profiles__Function Function;
+typedef Perftools__Profiles__Label Label;
+typedef Perftools__Profiles__Mapping Mapping;
 
 struct fnkey {
 	const char *name, *file;
@@ -42,6 +52,14 @@ static uint64_t fn_hash(const struct ma_rnode *n)
 
 	h ^= (uint64_t)(uintptr_t)n->file * 0xff51afd7ed558ccdull;
 	return h ^ (uint64_t)(uint32_t)n->firstlineno * 0xc4ceb9fe1a85ec53ull;
+}
+
+/* Whether a sample has a figure in the two views pprof shows */
+static bool fig_any(const struct ma_rsample *a, enum ma_rview va,
+		    enum ma_rview vi)
+{
+	return a->fig[va].count || a->fig[vi].count || a->fig[va].bytes ||
+	       a->fig[vi].bytes;
 }
 
 /* gzip buf to f */
@@ -88,6 +106,12 @@ int ma_report_pprof(const struct ma_report *r, FILE *f)
 		{ "inuse_objects", "count" },
 		{ "inuse_space", "bytes" }
 	};
+	static const char *const vt_temp[2] = { "temporary_objects",
+						"temporary_space" };
+	Mapping map = PERFTOOLS__PROFILES__MAPPING__INIT, *mapp = &map;
+	size_t nsmp_all = r->nsamples ? r->nsamples : 1;
+	Label *lab = NULL, **labp = NULL;
+	int64_t k_thread, k_tid, k_bytes, u_bytes;
 	struct ma_strtab st = { 0 };
 	size_t nloc = r->nnodes ? r->nnodes - 1 : 0, nsamp = 0, nfn = 0;
 	Location *loc = calloc(nloc + 1, sizeof(*loc));
@@ -96,14 +120,14 @@ int ma_report_pprof(const struct ma_report *r, FILE *f)
 	Line **linep = calloc(nloc + 1, sizeof(*linep));
 	Function *fn = calloc(nloc + 1, sizeof(*fn));
 	Function **fnp = calloc(nloc + 1, sizeof(*fnp));
-	Sample *smp = calloc(nloc + 1, sizeof(*smp));
-	Sample **smpp = calloc(nloc + 1, sizeof(*smpp));
-	int64_t *vals = calloc((nloc + 1) * 4, sizeof(*vals));
+	Sample *smp = calloc(nsmp_all, sizeof(*smp));
+	Sample **smpp = calloc(nsmp_all, sizeof(*smpp));
+	int64_t *vals = calloc(nsmp_all * 4, sizeof(*vals));
 	uint64_t *ids = NULL;
 	size_t nids = 0, fcap = 64;
 	struct fnkey *fh = NULL;
-	int64_t comment[2];
-	char note[256];
+	int64_t comment[3] = { 0 };
+	char note[256], trunc[640];
 	uint8_t *buf = NULL;
 	size_t len;
 	int ret = 0;
@@ -115,8 +139,14 @@ int ma_report_pprof(const struct ma_report *r, FILE *f)
 	    !vals || !fh || ma_strtab_idx(&st, "") != 0)
 		goto nomem;
 
+	lab = calloc(nsmp_all * 3, sizeof(*lab));
+	labp = calloc(nsmp_all * 3, sizeof(*labp));
+	if (!lab || !labp)
+		goto nomem;
 	for (int i = 0; i < 4; i++) {
-		int64_t a = ma_strtab_idx(&st, vt_names[i][0]);
+		int64_t a = ma_strtab_idx(&st, va == MA_RV_TEMP && i < 2
+						       ? vt_temp[i]
+						       : vt_names[i][0]);
 		int64_t b = ma_strtab_idx(&st, vt_names[i][1]);
 
 		if (a < 0 || b < 0)
@@ -134,6 +164,23 @@ int ma_report_pprof(const struct ma_report *r, FILE *f)
 	prof.period = 1;
 	prof.default_sample_type =
 		v == MA_RV_LIVE || v == MA_RV_PEAK ? vt[3].type : vt[1].type;
+
+	/* The one mapping: the executable, everything already resolved */
+	map.id = 1;
+	map.filename = ma_strtab_idx(
+		&st, r->meta && r->meta->exe && r->meta->exe[0] ? r->meta->exe
+								: "python");
+	map.has_functions = 1;
+	map.has_filenames = 1;
+	map.has_line_numbers = 1;
+	prof.n_mapping = 1;
+	prof.mapping = &mapp;
+	k_thread = ma_strtab_idx(&st, "thread");
+	k_tid = ma_strtab_idx(&st, "tid");
+	k_bytes = ma_strtab_idx(&st, "bytes");
+	u_bytes = vt[1].unit;
+	if (map.filename < 0 || k_thread < 0 || k_tid < 0 || k_bytes < 0)
+		goto nomem;
 
 	/* Functions and locations: location id = tree node index */
 	for (size_t i = 1; i < r->nnodes; i++) {
@@ -174,6 +221,7 @@ int ma_report_pprof(const struct ma_report *r, FILE *f)
 		linep[i - 1] = ln;
 		perftools__profiles__location__init(l);
 		l->id = i;
+		l->mapping_id = 1;
 		l->n_line = 1;
 		l->line = &linep[i - 1];
 		locp[i - 1] = l;
@@ -183,40 +231,64 @@ int ma_report_pprof(const struct ma_report *r, FILE *f)
 	prof.n_function = nfn;
 	prof.function = fnp;
 
-	/* Samples: location ids of every stack, in one array */
-	for (size_t i = 1; i < r->nnodes; i++) {
-		const struct ma_rnode *n = &r->nodes[i];
+	/* Samples, one per (stack, thread): location ids of every stack, in
+	 * one array */
+	for (size_t i = 0; i < r->nsamples; i++) {
+		const struct ma_rsample *a = &r->samples[i];
+		const struct ma_rnode *n = &r->nodes[a->node];
 
-		if (n->match && (n->self[va].count || n->self[vi].count ||
-				 n->self[va].bytes || n->self[vi].bytes))
+		if (n->match && fig_any(a, va, vi))
 			nids += n->depth;
 	}
 	ids = malloc((nids + 1) * sizeof(*ids));
 	if (!ids)
 		goto nomem;
 	nids = 0;
-	for (size_t i = 1; i < r->nnodes; i++) {
-		const struct ma_rnode *n = &r->nodes[i];
+	for (size_t i = 0; i < r->nsamples; i++) {
+		const struct ma_rsample *a = &r->samples[i];
+		const struct ma_rnode *n = &r->nodes[a->node];
+		const struct ma_rthread *t = &r->threads[a->thread];
 		Sample *s = &smp[nsamp];
 		int64_t *val = &vals[nsamp * 4];
+		Label *lb = &lab[nsamp * 3];
+		const struct ma_account_fig *mf;
 		size_t d = 0;
 
-		if (!n->match || !(n->self[va].count || n->self[vi].count ||
-				   n->self[va].bytes || n->self[vi].bytes))
+		if (!n->match || !fig_any(a, va, vi))
 			continue;
 		perftools__profiles__sample__init(s);
 		s->location_id = &ids[nids];
-		for (uint32_t k = (uint32_t)i; k && d < n->depth;
+		for (uint32_t k = a->node; k && d < n->depth;
 		     k = r->nodes[k].parent)
 			ids[nids + d++] = k;
 		nids += d;
 		s->n_location_id = d;
-		val[0] = (int64_t)n->self[va].count;
-		val[1] = (int64_t)n->self[va].bytes;
-		val[2] = (int64_t)n->self[vi].count;
-		val[3] = (int64_t)n->self[vi].bytes;
+		val[0] = (int64_t)a->fig[va].count;
+		val[1] = (int64_t)a->fig[va].bytes;
+		val[2] = (int64_t)a->fig[vi].count;
+		val[3] = (int64_t)a->fig[vi].bytes;
 		s->n_value = 4;
 		s->value = val;
+		for (int k = 0; k < 3; k++) {
+			perftools__profiles__label__init(&lb[k]);
+			labp[nsamp * 3 + (size_t)k] = &lb[k];
+		}
+		lb[0].key = k_thread;
+		lb[0].str = ma_strtab_idx(&st, t->name);
+		if (lb[0].str < 0)
+			goto nomem;
+		lb[1].key = k_tid;
+		lb[1].num = t->tid;
+		/* Go's heap profiles give each sample its object size; ours
+		 * are many blocks: their mean size */
+		mf = a->fig[va].count ? &a->fig[va] : &a->fig[vi];
+		lb[2].key = k_bytes;
+		lb[2].num = mf->count ? (int64_t)(mf->bytes / mf->count) : 0;
+		lb[2].num_unit = u_bytes;
+		/* without figures per thread, every sample is thread 0's:
+		 * no thread labels then */
+		s->n_label = r->opts.by_thread ? 3 : 1;
+		s->label = &labp[nsamp * 3 + (r->opts.by_thread ? 0 : 2)];
 		smpp[nsamp++] = s;
 	}
 	prof.n_sample = nsamp;
@@ -226,17 +298,27 @@ int ma_report_pprof(const struct ma_report *r, FILE *f)
 		prof.time_nanos = (int64_t)r->meta->start_wall_ns;
 	prof.duration_nanos = (int64_t)(r->trailer ? r->trailer->duration_ns
 						   : r->t.last_t_ns);
-	snprintf(note, sizeof(note),
-		 "memattach %s: inuse_* = %s view, alloc_* = %s view%s%s",
-		 MA_VERSION, ma_rview_name(vi), ma_rview_name(va),
-		 va == MA_RV_TEMP ? " (temporary window " : "",
-		 va == MA_RV_TEMP ? "see --temporary-window)" : "");
+	if (va == MA_RV_TEMP)
+		snprintf(note, sizeof(note),
+			 "memattach %s: inuse_* = %s view, temporary_* = "
+			 "temporary view (window %u)",
+			 MA_VERSION, ma_rview_name(vi), r->opts.window);
+	else
+		snprintf(note, sizeof(note),
+			 "memattach %s: inuse_* = %s view, alloc_* = %s view",
+			 MA_VERSION, ma_rview_name(vi), ma_rview_name(va));
 	comment[0] = ma_strtab_idx(&st, note);
 	comment[1] = ma_strtab_idx(
 		&st, r->meta && r->meta->cmdline ? r->meta->cmdline : "");
-	if (comment[0] < 0 || comment[1] < 0 || period.type < 0)
+	if (!r->trailer) {
+		snprintf(trunc, sizeof(trunc), "TRUNCATED: %s",
+			 r->warning ? r->warning : "the capture was cut short");
+		comment[2] = ma_strtab_idx(&st, trunc);
+	}
+	if (comment[0] < 0 || comment[1] < 0 || comment[2] < 0 ||
+	    period.type < 0)
 		goto nomem;
-	prof.n_comment = 2;
+	prof.n_comment = r->trailer ? 2 : 3;
 	prof.comment = comment;
 	prof.n_string_table = st.n;
 	prof.string_table = (char **)st.s;
@@ -270,6 +352,8 @@ out:
 	free(smp);
 	free(smpp);
 	free(vals);
+	free(lab);
+	free(labp);
 	ma_strtab_free(&st);
 	return ret;
 }

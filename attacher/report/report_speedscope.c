@@ -3,8 +3,15 @@
  * -f speedscope: speedscope's file format (a JSON document with a shared
  * frame table and "sampled" profiles whose samples are stacks, outermost
  * frame first, with weights).  One profile per view (live, peak, total,
- * temporary), in bytes; the chosen view is the one speedscope opens.  One
- * sample per distinct stack with a figure in that view.
+ * temporary), in bytes; the chosen view is the one speedscope opens; then
+ * one profile per thread in the chosen view.  One sample per distinct
+ * stack with a figure in that view.
+ *
+ * A frame is a function, (name, file, first line), whatever line of it
+ * the stack was at: speedscope's sandwich view lists frames, and keyed by
+ * line it listed one function once per call site.  The name carries the
+ * file and the def line, so that two functions of one name stay apart.
+ * A capture cut short says so in the file's and the profiles' names.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -25,7 +32,7 @@ static uint64_t fhash(const struct ma_rnode *n)
 	uint64_t h = (uint64_t)(uintptr_t)n->function * 0x9e3779b97f4a7c15ull;
 
 	h ^= (uint64_t)(uintptr_t)n->file * 0xff51afd7ed558ccdull;
-	h ^= (uint64_t)(uint32_t)n->line * 0xc4ceb9fe1a85ec53ull;
+	h ^= (uint64_t)(uint32_t)n->firstlineno * 0xc4ceb9fe1a85ec53ull;
 	return h ^ (h >> 31);
 }
 
@@ -48,13 +55,18 @@ static int frame_table(const struct ma_report *r, FILE *f, uint32_t *fidx)
 		for (j = fhash(n) & (cap - 1); h[j].idx;
 		     j = (j + 1) & (cap - 1))
 			if (h[j].function == n->function &&
-			    h[j].file == n->file && h[j].line == n->line)
+			    h[j].file == n->file && h[j].line == n->firstlineno)
 				break;
 		if (!h[j].idx) {
-			h[j] = (struct fkey){ n->function, n->file, n->line,
-					      (uint32_t)++nf };
+			h[j] = (struct fkey){ n->function, n->file,
+					      n->firstlineno, (uint32_t)++nf };
 			fputs(nf > 1 ? ",{\"name\":\"" : "{\"name\":\"", f);
 			ma_json_str(f, n->function);
+			if (n->file[0] && n->line >= 0) {
+				fputs(" (", f);
+				ma_json_str(f, n->file);
+				fprintf(f, ":%d)", n->firstlineno);
+			}
 			fputs("\"", f);
 			if (n->file[0]) {
 				fputs(",\"file\":\"", f);
@@ -62,7 +74,7 @@ static int frame_table(const struct ma_report *r, FILE *f, uint32_t *fidx)
 				fputs("\"", f);
 			}
 			if (n->line >= 0)
-				fprintf(f, ",\"line\":%d", n->line);
+				fprintf(f, ",\"line\":%d", n->firstlineno);
 			fputs("}", f);
 		}
 		fidx[i] = h[j].idx - 1;
@@ -72,50 +84,46 @@ static int frame_table(const struct ma_report *r, FILE *f, uint32_t *fidx)
 	return 0;
 }
 
-int ma_report_speedscope(const struct ma_report *r, FILE *f)
+/* One sampled profile: the stacks with bytes in view v, of thread th
+ * (every thread: th < 0) */
+static void profile(const struct ma_report *r, FILE *f, enum ma_rview v,
+		    long th, const uint32_t *fidx, uint32_t *st, bool comma)
 {
-	static const int order[MA_RV_N] = { MA_RV_LIVE, MA_RV_PEAK, MA_RV_TOTAL,
-					    MA_RV_TEMP };
-	uint32_t *fidx = calloc(r->nnodes, sizeof(*fidx));
-	uint32_t *st = malloc(MA_REPORT_MAX_DEPTH * sizeof(*st));
-	const char *name = strrchr(r->path, '/');
-	int ret = 0;
+	const char *cut = r->trailer ? "" : " (TRUNCATED)";
+	uint64_t sum = 0;
+	bool first = true;
+	size_t n = th < 0 ? r->nnodes : r->nsamples;
 
-	name = name ? name + 1 : r->path;
-	if (!fidx || !st) {
-		ret = ma_err(-ENOMEM, "out of memory");
-		goto out;
+	fprintf(f, "%s{\"type\":\"sampled\",\"name\":\"", comma ? "," : "");
+	if (th < 0) {
+		fprintf(f, "%s bytes: %s%s", ma_rview_name(v), ma_rview_desc(v),
+			cut);
+	} else {
+		fprintf(f, "%s bytes of thread ", ma_rview_name(v));
+		ma_json_str(f, r->threads[th].name);
+		fprintf(f, " (%d)%s", r->threads[th].tid, cut);
 	}
-	fputs("{\"$schema\":\"https://www.speedscope.app/"
-	      "file-format-schema.json\",\"exporter\":\"memattach " MA_VERSION
-	      "\",\"name\":\"",
-	      f);
-	ma_json_str(f, name);
-	fprintf(f, "\",\"activeProfileIndex\":%d,\"shared\":{",
-		(int)r->opts.view);
-	if (frame_table(r, f, fidx) < 0) {
-		ret = ma_err(-ENOMEM, "out of memory");
-		goto out;
-	}
-	fputs("},\"profiles\":[", f);
-	for (int k = 0; k < MA_RV_N; k++) {
-		enum ma_rview v = (enum ma_rview)order[k];
-		bool first = true;
-
-		fprintf(f,
-			"%s{\"type\":\"sampled\",\"name\":\"%s bytes: %s\","
-			"\"unit\":\"bytes\",\"startValue\":0,\"endValue\":%llu,"
-			"\"samples\":[",
-			k ? "," : "", ma_rview_name(v), ma_rview_desc(v),
-			(unsigned long long)r->sum[v].bytes);
-		for (size_t i = 1; i < r->nnodes; i++) {
-			const struct ma_rnode *n = &r->nodes[i];
+	fputs("\",\"unit\":\"bytes\",\"startValue\":0,\"samples\":[", f);
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < n; i++) {
+			uint32_t node =
+				th < 0 ? (uint32_t)i : r->samples[i].node;
+			const struct ma_rnode *nd = &r->nodes[node];
+			uint64_t w = th < 0 ? nd->self[v].bytes
+					    : r->samples[i].fig[v].bytes;
 			int d;
 
-			if (!n->match || !n->self[v].bytes)
+			if (node == 0 || !nd->match || !w ||
+			    (th >= 0 && r->samples[i].thread != (uint32_t)th))
 				continue;
-			d = ma_report_stack(r, (uint32_t)i, st,
-					    MA_REPORT_MAX_DEPTH);
+			if (pass) {
+				fprintf(f, first ? "%llu" : ",%llu",
+					(unsigned long long)w);
+				first = false;
+				sum += w;
+				continue;
+			}
+			d = ma_report_stack(r, node, st, MA_REPORT_MAX_DEPTH);
 			if (d > MA_REPORT_MAX_DEPTH)
 				d = MA_REPORT_MAX_DEPTH;
 			fputs(first ? "[" : ",[", f);
@@ -125,24 +133,62 @@ int ma_report_speedscope(const struct ma_report *r, FILE *f)
 					fidx[st[j]]);
 			fputs("]", f);
 		}
-		fputs("],\"weights\":[", f);
+		if (!pass)
+			fputs("],\"weights\":[", f);
 		first = true;
-		for (size_t i = 1; i < r->nnodes; i++) {
-			const struct ma_rnode *n = &r->nodes[i];
-
-			if (!n->match || !n->self[v].bytes)
-				continue;
-			fprintf(f, first ? "%llu" : ",%llu",
-				(unsigned long long)n->self[v].bytes);
-			first = false;
-		}
-		fputs("]}", f);
 	}
+	fprintf(f, "],\"endValue\":%llu}", (unsigned long long)sum);
+}
+
+int ma_report_speedscope(const struct ma_report *r, FILE *f)
+{
+	static const int order[MA_RV_N] = { MA_RV_LIVE, MA_RV_PEAK, MA_RV_TOTAL,
+					    MA_RV_TEMP };
+	uint32_t *fidx = calloc(r->nnodes, sizeof(*fidx));
+	uint32_t *st = malloc(MA_REPORT_MAX_DEPTH * sizeof(*st));
+	uint32_t *ord = malloc((r->nthreads + 1) * sizeof(*ord));
+	const char *name = strrchr(r->path, '/');
+	size_t nth = 0;
+	int ret = 0;
+
+	name = name ? name + 1 : r->path;
+	if (!fidx || !st || !ord) {
+		ret = ma_err(-ENOMEM, "out of memory");
+		goto out;
+	}
+	fputs("{\"$schema\":\"https://www.speedscope.app/"
+	      "file-format-schema.json\",\"exporter\":\"memattach " MA_VERSION
+	      "\",\"name\":\"",
+	      f);
+	ma_json_str(f, name);
+	if (!r->trailer) {
+		fputs(" (TRUNCATED: ", f);
+		ma_json_str(f, r->warning ? r->warning
+					  : "the capture was cut short");
+		fputs(")", f);
+	}
+	fprintf(f, "\",\"activeProfileIndex\":%d,\"shared\":{",
+		(int)r->opts.view);
+	if (frame_table(r, f, fidx) < 0) {
+		ret = ma_err(-ENOMEM, "out of memory");
+		goto out;
+	}
+	fputs("},\"profiles\":[", f);
+	for (int k = 0; k < MA_RV_N; k++)
+		profile(r, f, (enum ma_rview)order[k], -1, fidx, st, k > 0);
+	/* one per thread with bytes in the chosen view */
+	if (r->opts.by_thread)
+		nth = ma_report_thread_order(r, ord);
+	for (size_t i = 0; i < nth; i++)
+		if (r->threads[ord[i]].fig[r->opts.view].bytes)
+			profile(r, f, r->opts.view, (long)ord[i], fidx, st,
+				true);
 	fputs("]}\n", f);
 	if (ferror(f))
 		ret = ma_err(-EIO, "write error");
 out:
 	free(fidx);
 	free(st);
+	free(ord);
 	return ret;
 }

@@ -87,7 +87,8 @@ static void header(const struct ma_report *r, const struct out *o)
 	ma_fmt_bytes(t->alloc_bytes, b, sizeof(b));
 	ma_fmt_count(t->frees, c, sizeof(c));
 	ma_para_piece(&p, "", "allocated %s in %s allocations", b, a);
-	ma_para_piece(&p, ", ", "%s frees", c);
+	ma_para_piece(&p, ", ", "%s frees%s", c,
+		      r->thread_filtered ? " of their blocks" : "");
 	ma_fmt_bytes(t->live_bytes, a, sizeof(a));
 	ma_fmt_count(t->live_count, b, sizeof(b));
 	ma_para_piece(&p, "; ", "still live %s in %s blocks", a, b);
@@ -107,6 +108,20 @@ static void header(const struct ma_report *r, const struct out *o)
 	ma_para_piece(&p, "; ", "temporary %s in %s allocations", a, b);
 	ma_para_piece(&p, " ", "(window %u)", r->opts.window);
 	ma_para_end(&p);
+	if (r->ranged) {
+		fputs("  ", o->f);
+		p.col = 2;
+		ma_para_piece(
+			&p, "", "only the range %.1f s - %.1f s",
+			(double)r->range_start_ns / 1e9,
+			(double)(r->range_end_ns ? r->range_end_ns : dur) /
+				1e9);
+		ma_para_piece(&p, " ", "(%s%s)",
+			      r->opts.from_ns ? "allocated from its start"
+					      : "from the capture's start",
+			      r->opts.to_ns ? ", figures as of its end" : "");
+		ma_para_end(&p);
+	}
 	if (r->thread_filtered) {
 		fputs("  ", o->f);
 		p.col = 2;
@@ -122,10 +137,20 @@ static void header(const struct ma_report *r, const struct out *o)
 /* ------------------------------------------------------------------ */
 /* Caller trees */
 
+/*
+ * A node of a row's caller tree.  A run of identical frames (recursion on
+ * one line) is one node, with the run's length (the lowest and highest of
+ * the stacks that pass through it): a 45-deep recursion would otherwise
+ * fill the TREE_DEPTH levels and hide the callers that say where it came
+ * from.  A stack cut at TREE_DEPTH levels leaves its last node the number
+ * of levels not shown, so that the cut is marked.
+ */
 struct cnode {
 	uint32_t frame; /* tree node naming the frame (function, file, line) */
 	uint32_t parent, first, next; /* index + 1 links */
 	uint64_t bytes, count;
+	uint32_t run_min, run_max; /* identical frames folded into this one */
+	uint32_t hidden;	   /* most caller levels cut below it */
 };
 
 struct ctree {
@@ -166,7 +191,8 @@ static size_t ctree_child(struct ctree *t, const struct ma_report *r, size_t c,
 	}
 	t->n[t->len] = (struct cnode){ .frame = frame,
 				       .parent = (uint32_t)c + 1,
-				       .next = t->n[c].first };
+				       .next = t->n[c].first,
+				       .run_min = UINT32_MAX };
 	t->n[c].first = (uint32_t)t->len + 1;
 	return t->len++;
 }
@@ -190,7 +216,7 @@ static void print_cnode(const struct ma_report *r, const struct out *o,
 	size_t nk = 0, shown;
 	uint64_t rest_b = 0, rest_n = 0;
 	int indent = 2 * depth, locw;
-	char b[32], s[16], loc[512];
+	char b[32], s[16], loc[512], run[48];
 
 	for (uint32_t k = t->n[c].first; k && nk < 64; k = t->n[k - 1].next)
 		kids[nk++] = k - 1;
@@ -207,21 +233,29 @@ static void print_cnode(const struct ma_report *r, const struct out *o,
 		}
 		ma_fmt_bytes(k->bytes, b, sizeof(b));
 		fmt_share(k->bytes, all, s, sizeof(s));
-		locw = o->width - 26 - indent;
+		run[0] = '\0';
+		if (k->run_max > 1 && k->run_min == k->run_max)
+			snprintf(run, sizeof(run), "  x%u (recursion)",
+				 k->run_max);
+		else if (k->run_max > 1)
+			snprintf(run, sizeof(run), "  x%u-%u (recursion)",
+				 k->run_min, k->run_max);
+		locw = o->width - 26 - indent - (int)strlen(run);
 		if (locw > (int)sizeof(loc) - 1)
 			locw = sizeof(loc) - 1;
 		ma_fit_location(fr->function, fr->file, fr->line, loc,
 				locw < 20 ? 20 : locw);
-		fprintf(o->f, "    %10s %6s  %*s<- %s\n", b, s, indent, "",
-			loc);
+		fprintf(o->f, "    %10s %6s  %*s<- %s%s\n", b, s, indent, "",
+			loc, run);
 		(*lines)++;
-		if (depth + 1 >= TREE_DEPTH) {
-			if (k->first) {
-				fprintf(o->f, "    %17s  %*s   ...\n", "",
-					indent, "");
-				(*lines)++;
-			}
-			continue;
+		if (k->hidden) {
+			/* the walk stopped here (TREE_DEPTH): say so */
+			fprintf(o->f,
+				"    %17s  %*s   ... %u more caller "
+				"frame%s\n",
+				"", indent, "", k->hidden,
+				k->hidden == 1 ? "" : "s");
+			(*lines)++;
 		}
 		print_cnode(r, o, t, kids[i], depth + 1, all, lines);
 	}
@@ -252,6 +286,7 @@ static int callers(const struct ma_report *r, const struct out *o, size_t row)
 		const struct ma_rnode *m = &r->nodes[i];
 		uint64_t bytes = m->self[v].bytes, count = m->self[v].count;
 		size_t c = 0;
+		uint32_t p;
 		int d = 0;
 
 		if (m->row != row + 1 || (!bytes && !count))
@@ -260,7 +295,9 @@ static int callers(const struct ma_report *r, const struct out *o, size_t row)
 		t.n[0].count += count;
 		if (!m->parent)
 			no_caller += bytes;
-		for (uint32_t p = m->parent; p && d < TREE_DEPTH; d++) {
+		for (p = m->parent; p && d < TREE_DEPTH; d++) {
+			uint32_t run = 1;
+
 			c = ctree_child(&t, r, c, p);
 			if (!c) { /* children are never index 0 */
 				free(t.n);
@@ -268,7 +305,23 @@ static int callers(const struct ma_report *r, const struct out *o, size_t row)
 			}
 			t.n[c].bytes += bytes;
 			t.n[c].count += count;
-			p = r->nodes[p].parent;
+			/* fold the identical callers of a recursion */
+			for (p = r->nodes[p].parent;
+			     p && same_frame(r, p, t.n[c].frame);
+			     p = r->nodes[p].parent)
+				run++;
+			if (run < t.n[c].run_min)
+				t.n[c].run_min = run;
+			if (run > t.n[c].run_max)
+				t.n[c].run_max = run;
+		}
+		if (p) { /* cut at TREE_DEPTH: how many frames are left */
+			uint32_t left = 0;
+
+			for (; p; p = r->nodes[p].parent)
+				left++;
+			if (left > t.n[c].hidden)
+				t.n[c].hidden = left;
 		}
 	}
 	if (locw > (int)sizeof(loc) - 1)
@@ -376,6 +429,50 @@ static void footnotes(const struct ma_report *r, const struct out *o)
 			"exited, or records were not drained).");
 }
 
+/* --threads: a line per thread, every view's bytes, the chosen one first */
+static int thread_table(const struct ma_report *r, const struct out *o)
+{
+	static const char *const head[MA_RV_N] = { "LIVE", "PEAK", "TOTAL",
+						   "TEMPORARY" };
+	enum ma_rview v = r->opts.view;
+	uint32_t *ord = malloc((r->nthreads + 1) * sizeof(*ord));
+	size_t n;
+	char b[32], c[32], s[16];
+	int namew = 16;
+
+	if (!ord)
+		return ma_err(-ENOMEM, "out of memory");
+	n = ma_report_thread_order(r, ord);
+	fprintf(o->f, "\n%sThreads%s by %s bytes; every view's bytes:\n",
+		c_on(o, BOLD), c_off(o), ma_rview_name(v));
+	fprintf(o->f, "%s%8s  %-*s %10s %8s %6s", c_on(o, DIM), "TID", namew,
+		"NAME", head[v], "COUNT", "SHARE");
+	for (int k = 0; k < MA_RV_N; k++)
+		if (k != (int)v)
+			fprintf(o->f, " %10s", head[k]);
+	fprintf(o->f, "%s\n", c_off(o));
+	for (size_t i = 0; i < n; i++) {
+		const struct ma_rthread *t = &r->threads[ord[i]];
+
+		ma_fmt_bytes(t->fig[v].bytes, b, sizeof(b));
+		ma_fmt_count(t->fig[v].count, c, sizeof(c));
+		fmt_share(t->fig[v].bytes, r->sum[v].bytes, s, sizeof(s));
+		fprintf(o->f, "%8d  %-*.*s %s%10s%s %8s %6s", t->tid, namew,
+			namew, t->name, c_on(o, YEL), b, c_off(o), c, s);
+		for (int k = 0; k < MA_RV_N; k++) {
+			if (k == (int)v)
+				continue;
+			ma_fmt_bytes(t->fig[k].bytes, b, sizeof(b));
+			fprintf(o->f, " %10s", b);
+		}
+		fputc('\n', o->f);
+	}
+	if (!n)
+		fprintf(o->f, "%10s\n", "(none)");
+	free(ord);
+	return 0;
+}
+
 int ma_report_text(const struct ma_report *r, FILE *f)
 {
 	struct out o = { .f = f, .width = r->opts.width };
@@ -398,6 +495,12 @@ int ma_report_text(const struct ma_report *r, FILE *f)
 		o.color = r->opts.color > 0;
 	}
 	header(r, &o);
+	if (r->opts.thread_table) {
+		if (thread_table(r, &o) < 0)
+			return -ENOMEM;
+		footnotes(r, &o);
+		return ferror(f) ? ma_err(-EIO, "write error") : 0;
+	}
 	for (size_t i = 0; i < r->nrows; i++)
 		if (r->rows[i].fig[v].bytes || r->rows[i].fig[v].count)
 			with_fig++;

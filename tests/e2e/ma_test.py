@@ -232,6 +232,32 @@ def memattach(*args, env=None, timeout=60, user=None):
     return p.returncode, p.stdout, p.stderr
 
 
+def on_terminal(args, cwd=None, timeout=60):
+    """Run memattach with stdout and stderr on a pseudo-terminal; returns
+    (exit code, everything it wrote there)."""
+    import pty
+    master, slave = pty.openpty()
+    p = subprocess.Popen([MEMATTACH] + [str(a) for a in args], cwd=cwd,
+                         stdin=subprocess.DEVNULL, stdout=slave,
+                         stderr=slave, close_fds=True)
+    os.close(slave)
+    out = b""
+    while True:
+        r, _, _ = select.select([master], [], [], timeout)
+        if not r:
+            p.kill()
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the other end is closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return p.wait(timeout=timeout), out.decode(errors="replace")
+
+
 def stacks_json(pid, *extra, env=None):
     rc, out, err = memattach("stacks", "--json", *extra, pid, env=env)
     if rc != 0:

@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 
 from ma_test import (TARGETS, Attach, Target, check, finish, interpreters,
-                     marks, memattach, skip)
+                     marks, memattach, on_terminal, skip)
 
 GROWTH = os.path.join(TARGETS, "growth.py")
 MG = marks(GROWTH)
@@ -65,8 +65,30 @@ def track(exe, tmp):
                 return None, None
             if i == 0:
                 stored = (end - start) * ENTRY
-        check(t.alive(), "target still running after two captures")
+        # on a terminal: how to stop, and the time left of --duration
+        rc, out = on_terminal(["attach", "-d", "1.5", "-o",
+                               os.path.join(tmp, "tty.cap"), t.pid])
+        check(rc == 0 and re.search(r"\[Ctrl-C to stop, \d+ s left\]", out),
+              "attach progress on a terminal: Ctrl-C and the time left",
+              out[-800:])
+        progress_lines(out)
+        check(t.alive(), "target still running after three captures")
     return caps, stored
+
+
+def progress_lines(stderr):
+    """issue 11, defect 9: the progress line counts in the summary's units
+    (3.02 M, not 3020000) and shows the live bytes' growth rate and RSS"""
+    lines = [re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", ln)
+             for ln in re.split(r"[\r\n]", stderr) if " allocations, " in ln]
+    later = [ln for ln in lines if re.match(r"\s*[1-9]\.\d s ", ln)]
+    check(lines and all(re.search(
+        r"s  (\d{1,3}|\d+\.?\d* [kMG]) allocations, ", ln) for ln in lines)
+        and later and all(re.search(r"still live \([+-][\d.]+ [KMG]?i?B/s\)"
+                                    r", RSS [\d.]+ [KMG]i?B, ", ln)
+                          for ln in later),
+        "attach progress: counts in units, growth rate and RSS",
+        "\n".join(lines))
 
 
 def views(cap, stored):
@@ -142,9 +164,10 @@ def views(cap, stored):
     check(th["sums"]["live"]["bytes"] == sums["live"]["bytes"] and
           th["filters"]["threads_matched"] == 1,
           "--thread PID: the main thread holds everything")
-    none, _, _ = report(cap, "--thread", "no-such-thread")
-    check(none["rows"] == [] and none["filters"]["threads_matched"] == 0,
-          "--thread NAME that matches nothing: no rows")
+    _, rc, err = report(cap, "--thread", "no-such-thread", ok=False)
+    check(rc == 2 and "no-such-thread" in err and str(pid) in err,
+          "--thread NAME that matches nothing: usage error naming the "
+          "capture's threads", err)
     mg, _, _ = report(cap, "--filter", "make_garbage", "--view", "total")
     check(mg["rows"] and all(any(f["function"].startswith("make_garbage")
                                  for f in r["stack"]) for r in mg["rows"])
@@ -187,12 +210,13 @@ def formats(cap, doc, tmp):
         ss = json.loads(out)
         prof = ss["profiles"][ss["activeProfileIndex"]]
         frames = ss["shared"]["frames"]
-        ok = (len(ss["profiles"]) == 4 and sum(prof["weights"]) == live and
+        # the four views, then one profile per thread
+        ok = (len(ss["profiles"]) >= 5 and sum(prof["weights"]) == live and
               len(prof["samples"]) == len(prof["weights"]) and
               all(0 <= i < len(frames) for s in prof["samples"] for i in s))
     except (ValueError, KeyError, IndexError) as e:
         ok, ss = False, e
-    check(ok, "speedscope: four profiles, live weights add up", str(ss)[:300])
+    check(ok, "speedscope: four views and the threads, live weights add up", str(ss)[:300])
 
     pb = os.path.join(tmp, "a.pb.gz")
     _, rc, err = report(cap, "-o", pb, fmt="pprof")
@@ -298,10 +322,11 @@ def damaged(cap, tmp):
     rc, out, err = run("empty.cap", b"")
     check(rc == 7 and "empty" in err, "empty capture: exit 7, says empty",
           err)
-    rc, out, err = run("cut.cap", data[:len(data) * 2 // 3])
-    ok = rc == 0 and json.loads(out)["truncated"] and "truncated" in err
+    # the trailer cut: every block of events is there, the end is not
+    rc, out, err = run("cut.cap", data[:len(data) - 10])
+    ok = rc == 8 and json.loads(out)["truncated"] and "truncated" in err
     check(ok, "capture cut short: a report of what was written, flagged "
-          "truncated", err)
+          "truncated, exit 8 (partial result)", err)
     blob = bytearray(data)
     for k in range(200, min(len(blob), 4000), 97):
         blob[k] ^= 0x5a

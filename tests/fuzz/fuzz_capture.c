@@ -148,6 +148,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		o.window = data[0] % 8;
 		if (data[size - 1] & 0x40)
 			o.filter = "a";
+		/* figures per thread; the thread table of text and csv */
+		o.by_thread = data[0] & 0x10;
+		o.thread_table = data[0] & 0x20;
 	}
 	o.width = 80;
 	o.color = 0;

@@ -175,6 +175,9 @@ static void ev_sample(struct wr *w, uint64_t t_ns, uint64_t rss)
  * window 0: 370 (3); window 2: 1080 (5).  One unknown free.
  */
 static uint64_t peak_event;
+static int try_load(const char *path, struct ma_report **out);
+static char *render(struct ma_report *r,
+		    int (*fn)(const struct ma_report *, FILE *), size_t *len);
 
 static void write_scenario(const char *path, bool grow_more)
 {
@@ -427,14 +430,130 @@ Test(report, thread_filter)
 	/* T1's own live bytes peak at the very end */
 	FIG(r->sum[MA_RV_PEAK], 3000, 2);
 	FIG(r->sum[MA_RV_TEMP], 80, 3);
+
+	/* issue 11, defect 3: the header's frees are those of the thread's
+	 * blocks (4 of main's: 0x2000, 0x5000, 0x6000, 0x7000), not the
+	 * whole capture's 7 */
+	cr_expect_eq(r->t.frees, 4);
+	ma_report_free(r);
+	ma_report_opts_init(&o);
+	o.threads[o.nthreads++] = "worker";
+	r = load(path, &o);
+	cr_expect_eq(r->t.frees, 2, "0x3000 (by main) and 0x4000");
 	ma_report_free(r);
 
+	/* defect 3: a --thread that matches nothing is an error naming the
+	 * capture's threads, not an empty report */
 	ma_report_opts_init(&o);
 	o.threads[o.nthreads++] = "nobody";
+	ma_err_clear();
+	r = NULL;
+	cr_expect_eq(ma_report_load(path, &o, &r), -ESRCH);
+	cr_expect_null(r);
+	cr_expect_eq(ma_err_exit(), MA_EXIT_USAGE);
+	cr_expect(strstr(ma_errmsg(), "'nobody'") &&
+			  strstr(ma_errmsg(), "100 \"main\", 101 \"worker\""),
+		  "%s", ma_errmsg());
+}
+
+/* --from/--to, on the scenario (samples at 1, 2 and 3 s) */
+Test(report, time_ranges)
+{
+	struct ma_report_opts o;
+	struct ma_report *r;
+	char path[128];
+
+	scenario(path, sizeof(path));
+	/* --to 1.5: events 1-7, before the 2 s sample: allocated 1000, 50,
+	 * 4000, 300, 700; 0x2000 and 0x3000 freed */
+	ma_report_opts_init(&o);
+	o.to_ns = 1500000000ull;
 	r = load(path, &o);
-	cr_expect_eq(r->threads_selected, 0);
-	FIG(r->sum[MA_RV_TOTAL], 0, 0);
-	cr_expect_eq(r->nrows, 0);
+	cr_expect(r->ranged);
+	cr_expect_eq(r->range_end_ns, 2000000000ull);
+	FIG(r->sum[MA_RV_TOTAL], 6050, 5);
+	FIG(r->sum[MA_RV_LIVE], 2000, 3);
+	FIG(r->sum[MA_RV_PEAK], 6000, 4);
+	FIG(r->sum[MA_RV_TEMP], 50, 1);
+	cr_expect_eq(r->t.frees, 2);
+	cr_expect_not_null(r->trailer, "read to its end: not truncated");
+	ma_report_free(r);
+
+	/* --from 1.5: allocated after the 2 s sample: 10, 20 and the 2000
+	 * of the realloc; 0x6000, 0x7000 freed (temporary, window 1); the
+	 * peak (event 6) held none of them */
+	ma_report_opts_init(&o);
+	o.from_ns = 1500000000ull;
+	r = load(path, &o);
+	cr_expect_eq(r->range_start_ns, 2000000000ull);
+	FIG(r->sum[MA_RV_TOTAL], 2030, 3);
+	FIG(r->sum[MA_RV_LIVE], 2000, 1);
+	FIG(r->sum[MA_RV_PEAK], 0, 0);
+	FIG(r->sum[MA_RV_TEMP], 30, 2);
+	cr_expect_eq(r->t.allocs, 3);
+	cr_expect_eq(r->t.frees, 2);
+	cr_expect_eq(r->t.live_bytes, 2000);
+	cr_expect_eq(r->unknown_frees, 1, "blocks before --from are known");
+	FIG(r->threads[1].fig[MA_RV_TOTAL], 2030, 3);
+	FIG(r->threads[2].fig[MA_RV_TOTAL], 0, 0);
+	cr_expect_eq(r->stats.by_alloc[MA_RA_MALLOC].count, 3);
+	ma_report_free(r);
+
+	/* both: from the 2 s sample to the 3 s one */
+	ma_report_opts_init(&o);
+	o.from_ns = 1500000000ull;
+	o.to_ns = 2500000000ull;
+	r = load(path, &o);
+	FIG(r->sum[MA_RV_TOTAL], 2030, 3);
+	cr_expect_eq(r->range_end_ns, 3000000000ull);
+	ma_report_free(r);
+}
+
+/* Threads as a dimension: each thread's figures, and per stack */
+Test(report, threads_figures)
+{
+	struct ma_report_opts o;
+	struct ma_report *r;
+	char path[128];
+	struct ma_account_fig sum[MA_RV_N] = { 0 };
+
+	scenario(path, sizeof(path));
+	ma_report_opts_init(&o);
+	o.by_thread = true;
+	r = load(path, &o);
+	cr_assert_eq(r->nthreads, 3, "thread 0 (unknown), main, worker");
+	cr_expect_eq(r->threads[1].tid, 100);
+	cr_expect_str_eq(r->threads[1].name, "main");
+	cr_expect_str_eq(r->threads[2].name, "worker");
+	/* main: live 0x1000 + 0x8000; at the peak 0x1000, 0x5000; total
+	 * 1000 + 50 + 700 + 10 + 20 + 2000; temporary (window 1) 50, 10, 20 */
+	FIG(r->threads[1].fig[MA_RV_LIVE], 3000, 2);
+	FIG(r->threads[1].fig[MA_RV_PEAK], 1700, 2);
+	FIG(r->threads[1].fig[MA_RV_TOTAL], 3780, 6);
+	FIG(r->threads[1].fig[MA_RV_TEMP], 80, 3);
+	/* worker: 0x3000 and 0x4000, both live at the peak */
+	FIG(r->threads[2].fig[MA_RV_LIVE], 0, 0);
+	FIG(r->threads[2].fig[MA_RV_PEAK], 4300, 2);
+	FIG(r->threads[2].fig[MA_RV_TOTAL], 4300, 2);
+	FIG(r->threads[2].fig[MA_RV_TEMP], 300, 1);
+	FIG(r->threads[0].fig[MA_RV_TOTAL], 0, 0);
+	/* the samples add up to the stacks' figures, one per (stack,
+	 * thread): helper is allocated by both threads (under different
+	 * callers), alloc_a by main only */
+	for (size_t i = 0; i < r->nsamples; i++) {
+		const struct ma_rsample *a = &r->samples[i];
+
+		for (int v = 0; v < MA_RV_N; v++) {
+			sum[v].bytes += a->fig[v].bytes;
+			sum[v].count += a->fig[v].count;
+		}
+		cr_expect(i == 0 || a->node != r->samples[i - 1].node ||
+				  a->thread != r->samples[i - 1].thread,
+			  "one sample per (stack, thread)");
+	}
+	cr_expect_eq(r->nsamples, 4);
+	for (int v = 0; v < MA_RV_N; v++)
+		FIG(sum[v], r->all[v].bytes, r->all[v].count);
 	ma_report_free(r);
 }
 
@@ -459,6 +578,253 @@ Test(report, substring_filter)
 	r = load(path, &o);
 	FIG(r->sum[MA_RV_TOTAL], 4300, 2);
 	ma_report_free(r);
+}
+
+/*
+ * A deep stack: Thread._bootstrap <- ... <- worker <- rec x45 (recursion
+ * on one line) allocating 1 MiB on thread 1; and a chain of 16 distinct
+ * functions f0 .. f15 allocating 64 KiB on thread 2.  The text report must
+ * still name worker and Thread.run, and mark where a tree is cut.
+ */
+static void write_deep(const char *path)
+{
+	struct wr w;
+	uint32_t id;
+	char name[16];
+
+	cr_assert_eq(ma_capture_create(path, &meta, &w.w), 0, "%s",
+		     ma_errmsg());
+	def_thread(&w, 1, 200, "python3");
+	def_thread(&w, 2, 201, "chain");
+	def_code(&w, 1, "Thread._bootstrap", "/usr/lib/threading.py", 990);
+	def_code(&w, 2, "Thread._bootstrap_inner", "/usr/lib/threading.py",
+		 1030);
+	def_code(&w, 3, "Thread.run", "/usr/lib/threading.py", 970);
+	def_code(&w, 4, "worker", "/app/deep.py", 10);
+	def_code(&w, 5, "rec", "/app/deep.py", 20);
+	def_node(&w, 1, 0, 1, 0);
+	def_node(&w, 2, 1, 2, 0);
+	def_node(&w, 3, 2, 3, 0);
+	def_node(&w, 4, 3, 4, 2);
+	for (id = 5; id < 49; id++)
+		def_node(&w, id, id - 1, 5, 2); /* rec (deep.py:21) */
+	def_node(&w, 49, 48, 5, 4);		/* rec (deep.py:22) */
+	for (int i = 0; i < 16; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		def_code(&w, 10 + (uint32_t)i, name, "/app/chain.py",
+			 100 + 10 * i);
+		def_node(&w, 100 + (uint32_t)i, i ? 99 + (uint32_t)i : 0,
+			 10 + (uint32_t)i, 2);
+	}
+	ev_alloc(&w, 1, 0x10000, 1 << 20, 49, MA_KIND_MALLOC);
+	ev_alloc(&w, 2, 0x20000, 64 << 10, 115, MA_KIND_MALLOC);
+	ev_sample(&w, 1000000000ull, 20 << 20);
+	cr_assert_eq(ma_capture_close(w.w,
+				      &(struct ma_capture_trailer){
+					      .duration_ns = 1000000000ull,
+					      .complete = 1 }),
+		     0, "%s", ma_errmsg());
+}
+
+/* The scenario's first events, a complete block, then a cut: no trailer */
+static void write_truncated(const char *path, bool no_events)
+{
+	struct wr w;
+
+	cr_assert_eq(ma_capture_create(path, &meta, &w.w), 0, "%s",
+		     ma_errmsg());
+	if (!no_events) {
+		def_thread(&w, 1, 100, "main");
+		def_code(&w, 1, "<module>", "/app/main.py", 1);
+		def_code(&w, 2, "alloc_a", "/app/a.py", 10);
+		def_node(&w, 1, 0, 1, 4);
+		def_node(&w, 2, 1, 2, 2);
+		ev_alloc(&w, 1, 0x1000, 1000, 2, MA_KIND_MALLOC);
+		ev_sample(&w, 1000000000ull, 10 << 20);
+		cr_assert_eq(ma_capture_flush(w.w), 0);
+		ev_alloc(&w, 1, 0x2000, 2000, 2, MA_KIND_MALLOC); /* lost */
+	}
+	ma_capture_abort(w.w);
+}
+
+/* The scenario as another program wrote it */
+static void write_other(const char *path)
+{
+	struct ma_capture_meta m = meta;
+	struct wr w;
+
+	m.pid = 888;
+	m.cmdline = "python3 other.py";
+	cr_assert_eq(ma_capture_create(path, &m, &w.w), 0, "%s", ma_errmsg());
+	def_thread(&w, 1, 300, "main");
+	def_code(&w, 1, "<module>", "/app/other.py", 1);
+	def_node(&w, 1, 0, 1, 0);
+	ev_alloc(&w, 1, 0x1000, 100, 1, MA_KIND_MALLOC);
+	ev_sample(&w, 1000000000ull, 10 << 20);
+	cr_assert_eq(ma_capture_close(w.w,
+				      &(struct ma_capture_trailer){
+					      .duration_ns = 1000000000ull,
+					      .complete = 1 }),
+		     0, "%s", ma_errmsg());
+}
+
+/*
+ * Every allocator, sizes at the edges of the histogram's buckets (bucket
+ * b holds sizes in (2^(b-1), 2^b], bucket 0 sizes 0 and 1):
+ *   pymalloc 16 x3 (b4), 24 (b5)       PyMem 100 x2 (b7)
+ *   PyMem_Raw 5000 (b13)               malloc 1 (b0), 0 (b0), LATE 17 (b5)
+ *   calloc 64 (b6)   sample 1 s        aligned 4096 (b12, thread io)
+ *   mmap 1 MiB (b20), 3 MiB (b22), both thread io, after the 2 s sample
+ */
+static void write_mixed(const char *path)
+{
+	struct wr w;
+	uint64_t p = 0x100000;
+
+	cr_assert_eq(ma_capture_create(path, &meta, &w.w), 0, "%s",
+		     ma_errmsg());
+	def_thread(&w, 1, 300, "main");
+	def_thread(&w, 2, 301, "io");
+	def_code(&w, 1, "<module>", "/app/mixed.py", 1);
+	def_code(&w, 2, "load", "/app/mixed.py", 10);
+	def_node(&w, 1, 0, 1, 0);
+	def_node(&w, 2, 1, 2, 4);
+	for (int i = 0; i < 3; i++)
+		ev_alloc(&w, 1, p += 0x100, 16, 1, MA_KIND_PYOBJ);
+	ev_alloc(&w, 1, p += 0x100, 24, 1, MA_KIND_PYOBJ);
+	ev_alloc(&w, 1, p += 0x100, 100, 1, MA_KIND_PYMEM);
+	ev_alloc(&w, 1, p += 0x100, 100, 1, MA_KIND_PYMEM);
+	ev_alloc(&w, 1, p += 0x10000, 5000, 1, MA_KIND_PYMEM_RAW);
+	ev_alloc(&w, 1, p += 0x100, 1, 1, MA_KIND_MALLOC);
+	ev_alloc(&w, 1, p += 0x100, 0, 1, MA_KIND_MALLOC);
+	ev_alloc(&w, 1, p += 0x100, 17, 1, MA_KIND_MALLOC | MA_KIND_LATE);
+	ev_alloc(&w, 1, p += 0x100, 64, 1, MA_KIND_CALLOC);
+	ev_sample(&w, 1000000000ull, 30 << 20);
+	ev_alloc(&w, 2, p += 0x10000, 4096, 2, MA_KIND_ALIGNED);
+	ev_sample(&w, 2000000000ull, 31 << 20);
+	ev_alloc(&w, 2, 0x7f0000000000ull, 1 << 20, 2, MA_KIND_MMAP);
+	ev_alloc(&w, 2, 0x7f0010000000ull, 3 << 20, 2, MA_KIND_MMAP);
+	ev_sample(&w, 3000000000ull, 35 << 20);
+	cr_assert_eq(ma_capture_close(w.w,
+				      &(struct ma_capture_trailer){
+					      .duration_ns = 3000000000ull,
+					      .complete = 1 }),
+		     0, "%s", ma_errmsg());
+}
+
+/* -f stats: the figures, exactly */
+Test(report, stats_exact)
+{
+	static const struct {
+		enum ma_ralloc a;
+		unsigned bucket;
+		uint64_t count, bytes;
+	} hist[] = {
+		{ MA_RA_PYMALLOC, 4, 3, 48 },	{ MA_RA_PYMALLOC, 5, 1, 24 },
+		{ MA_RA_PYMEM, 7, 2, 200 },	{ MA_RA_RAW, 13, 1, 5000 },
+		{ MA_RA_MALLOC, 0, 2, 1 },	{ MA_RA_MALLOC, 5, 1, 17 },
+		{ MA_RA_MALLOC, 6, 1, 64 },	{ MA_RA_MALLOC, 12, 1, 4096 },
+		{ MA_RA_MMAP, 20, 1, 1 << 20 }, { MA_RA_MMAP, 22, 1, 3 << 20 },
+	};
+	static const uint64_t big[] = { 3 << 20, 1 << 20, 5000, 4096, 100,
+					100,	 64,	  24,	17,   16 };
+	struct ma_report_opts o;
+	struct ma_report *r;
+	const struct ma_rstats *st;
+	char path[128], *out;
+	uint64_t n = 0;
+
+	cr_expect_eq(ma_rstats_bucket(0), 0);
+	cr_expect_eq(ma_rstats_bucket(1), 0);
+	cr_expect_eq(ma_rstats_bucket(2), 1);
+	cr_expect_eq(ma_rstats_bucket(16), 4);
+	cr_expect_eq(ma_rstats_bucket(17), 5);
+	cr_expect_eq(ma_rstats_bucket(UINT64_MAX), MA_RSTATS_BUCKETS - 1);
+	tmp_path(path, sizeof(path), "mixed.cap");
+	write_mixed(path);
+	ma_report_opts_init(&o);
+	r = load(path, &o);
+	st = &r->stats;
+	FIG(st->by_alloc[MA_RA_PYMALLOC], 72, 4);
+	FIG(st->by_alloc[MA_RA_PYMEM], 200, 2);
+	FIG(st->by_alloc[MA_RA_RAW], 5000, 1);
+	FIG(st->by_alloc[MA_RA_MALLOC], 4178, 5);
+	FIG(st->by_alloc[MA_RA_MMAP], 4 << 20, 2);
+	for (size_t i = 0; i < sizeof(hist) / sizeof(hist[0]); i++) {
+		FIG(st->hist[hist[i].a][hist[i].bucket], hist[i].bytes,
+		    hist[i].count);
+		n += hist[i].count;
+	}
+	cr_expect_eq(n, r->t.allocs, "every allocation in one bucket");
+	cr_assert_eq(st->nbig, MA_RSTATS_BIG);
+	for (size_t i = 0; i < MA_RSTATS_BIG; i++)
+		cr_expect_eq(st->big[i].size, big[i], "largest #%zu", i);
+	cr_expect_eq(st->big[0].alloc, MA_RA_MMAP);
+	cr_expect_eq(r->threads[st->big[0].thread].tid, 301);
+	cr_expect_eq(st->big[0].t_ns, 2000000000ull, "after the 2 s sample");
+	cr_expect_str_eq(r->nodes[st->big[0].node].function, "load");
+	cr_expect_eq(r->nodes[st->big[0].node].line, 12);
+	cr_expect_eq(st->big[3].alloc, MA_RA_MALLOC, "aligned is malloc's");
+	cr_expect_eq(st->big[9].index, 6, "of three 16s, the first (event 6)");
+	r->opts.width = 100;
+	out = render(r, ma_report_stats, NULL);
+	cr_expect(strstr(out, "  mmap                2   4.00 MiB"), "%s", out);
+	cr_expect(strstr(out, "     <= 16 B          3          -          -"
+			      "          -          -       48 B\n"),
+		  "%s", out);
+	cr_expect(strstr(out, "    3.00 MiB mmap      io (301)"), "%s", out);
+	free(out);
+	ma_report_free(r);
+}
+
+/*
+ * The captures the CLI test (tests/e2e/test_report_cli.py) runs memattach
+ * on, written into $MA_REPORT_FIXTURES (else a temporary directory, to
+ * check that they load): scenario.cap, scenario-b.cap (alloc_b keeps 5000
+ * more), deep.cap, truncated.cap, empty-truncated.cap, other.cap.
+ */
+Test(report, write_fixtures)
+{
+	const char *dir = getenv("MA_REPORT_FIXTURES");
+	static const char *const names[] = {
+		"scenario.cap",	 "scenario-b.cap",	"deep.cap",
+		"truncated.cap", "empty-truncated.cap", "other.cap"
+	};
+	char path[512];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct ma_report *r = NULL;
+		int ret;
+
+		if (dir)
+			snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		else
+			tmp_path(path, sizeof(path), names[i]);
+		switch (i) {
+		case 0:
+		case 1:
+			write_scenario(path, i == 1);
+			break;
+		case 2:
+			write_deep(path);
+			break;
+		case 3:
+		case 4:
+			write_truncated(path, i == 4);
+			break;
+		default:
+			write_other(path);
+		}
+		ret = try_load(path, &r);
+		if (i == 4) {
+			cr_expect_eq(ret, -ENODATA, "%s: %s", names[i],
+				     ma_errmsg());
+			cr_expect_eq(ma_err_exit(), MA_EXIT_CAPTURE);
+		} else {
+			cr_expect_eq(ret, 0, "%s: %s", names[i], ma_errmsg());
+		}
+		ma_report_free(r);
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -580,6 +946,36 @@ Test(report, collapsed_csv_text)
 	ma_report_free(r);
 }
 
+/* issue 11, defect 1: caller trees were cut at 12 levels without a mark,
+ * and a recursion filled them all */
+Test(report, caller_trees_fold_recursion_and_mark_cuts)
+{
+	struct ma_report_opts o;
+	struct ma_report *r;
+	char path[128], *out;
+
+	tmp_path(path, sizeof(path), "deep.cap");
+	write_deep(path);
+	ma_report_opts_init(&o);
+	o.width = 100;
+	o.color = 0;
+	r = load(path, &o);
+	out = render(r, ma_report_text, NULL);
+	cr_expect(strstr(out, "<- rec (/app/deep.py:21)  x44 (recursion)\n"),
+		  "%s", out);
+	cr_expect(strstr(out, "<- worker (/app/deep.py:11)"), "%s", out);
+	cr_expect(strstr(out, "<- Thread.run (/usr/lib/threading.py:970)"),
+		  "%s", out);
+	cr_expect(strstr(out, "<- Thread._bootstrap (/usr/lib/threading.py"),
+		  "%s", out);
+	/* f15 <- f14 ... <- f3 shown (12 levels), f2, f1, f0 cut */
+	cr_expect(strstr(out, "<- f3 (/app/chain.py:131)\n"), "%s", out);
+	cr_expect_null(strstr(out, "<- f2 "), "%s", out);
+	cr_expect(strstr(out, "   ... 3 more caller frames\n"), "%s", out);
+	free(out);
+	ma_report_free(r);
+}
+
 Test(report, speedscope_profiles)
 {
 	struct ma_report_opts o;
@@ -649,6 +1045,7 @@ Test(report, pprof_decodes)
 
 	scenario(path, sizeof(path));
 	ma_report_opts_init(&o);
+	o.by_thread = true;
 	r = load(path, &o);
 	out = render(r, ma_report_pprof, &len);
 	raw = gunzip(out, len, &rlen);
@@ -671,6 +1068,37 @@ Test(report, pprof_decodes)
 	cr_expect_eq(sums[3], 3000);
 	cr_expect_eq(p->n_location, r->nnodes - 1);
 	cr_expect_eq(p->n_function, 4);
+	/* issue 11, defect 6: a mapping (the executable), so that pprof
+	 * knows the main binary; thread, tid and bytes labels */
+	cr_assert_eq(p->n_mapping, 1);
+	cr_expect_str_eq(p->string_table[p->mapping[0]->filename],
+			 "/usr/bin/python3.11");
+	cr_expect(p->mapping[0]->has_functions &&
+		  p->mapping[0]->has_line_numbers);
+	cr_expect_eq(p->n_sample, 4, "one per (stack, thread)");
+	for (size_t i = 0; i < p->n_sample; i++) {
+		Perftools__Profiles__Sample *s = p->sample[i];
+		const char *th = NULL;
+		int64_t tid = 0, bytes = 0;
+
+		cr_expect_eq(p->location[s->location_id[0] - 1]->mapping_id, 1);
+		cr_assert_eq(s->n_label, 3);
+		for (size_t k = 0; k < s->n_label; k++) {
+			const char *key = p->string_table[s->label[k]->key];
+
+			if (!strcmp(key, "thread"))
+				th = p->string_table[s->label[k]->str];
+			else if (!strcmp(key, "tid"))
+				tid = s->label[k]->num;
+			else if (!strcmp(key, "bytes"))
+				bytes = s->label[k]->num;
+		}
+		cr_assert_not_null(th);
+		cr_expect(tid == (strcmp(th, "main") ? 101 : 100), "%s %lld",
+			  th, (long long)tid);
+		/* the mean size of the sample's blocks (total view) */
+		cr_expect_eq(bytes, s->value[1] / s->value[0]);
+	}
 	/* the first location of each sample is its innermost frame */
 	for (size_t i = 0; i < p->n_sample; i++) {
 		uint64_t id = p->sample[i]->location_id[0];
@@ -681,6 +1109,60 @@ Test(report, pprof_decodes)
 	free(raw);
 	free(out);
 	ma_report_free(r);
+}
+
+static Perftools__Profiles__Profile *pprof_of(const char *path,
+					      struct ma_report_opts *o)
+{
+	struct ma_report *r = load(path, o);
+	Perftools__Profiles__Profile *p;
+	size_t len, rlen;
+	char *out = render(r, ma_report_pprof, &len);
+	uint8_t *raw = gunzip(out, len, &rlen);
+
+	p = perftools__profiles__profile__unpack(NULL, rlen, raw);
+	cr_assert_not_null(p);
+	free(raw);
+	free(out);
+	ma_report_free(r);
+	return p;
+}
+
+/* defects 5 and 6: the temporary view is never alloc_* (Pyroscope and
+ * Parca read that as every allocation); a cut capture says so in the
+ * profile */
+Test(report, pprof_temporary_names_and_truncation)
+{
+	struct ma_report_opts o;
+	Perftools__Profiles__Profile *p;
+	char path[128];
+	bool cut = false;
+
+	scenario(path, sizeof(path));
+	ma_report_opts_init(&o);
+	o.view = MA_RV_TEMP;
+	p = pprof_of(path, &o);
+	cr_expect_str_eq(p->string_table[p->sample_type[0]->type],
+			 "temporary_objects");
+	cr_expect_str_eq(p->string_table[p->sample_type[1]->type],
+			 "temporary_space");
+	cr_expect_str_eq(p->string_table[p->default_sample_type],
+			 "temporary_space");
+	for (size_t i = 0; i < p->n_string_table; i++)
+		cr_expect(strcmp(p->string_table[i], "alloc_objects") &&
+				  strcmp(p->string_table[i], "alloc_space"),
+			  "%s", p->string_table[i]);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+
+	tmp_path(path, sizeof(path), "cut.cap");
+	write_truncated(path, false);
+	ma_report_opts_init(&o);
+	p = pprof_of(path, &o);
+	for (size_t i = 0; i < p->n_comment; i++)
+		cut |= !strncmp(p->string_table[p->comment[i]],
+				"TRUNCATED: ", 11);
+	cr_expect(cut, "a comment says the capture was cut short");
+	perftools__profiles__profile__free_unpacked(p, NULL);
 }
 
 Test(report, html_is_self_contained)
