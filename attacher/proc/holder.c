@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+#include "holder.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "ma_ring.h"
+#include "procfs.h"
+
+int ma_maps_has_inode(const char *maps, unsigned int dev_major,
+		      unsigned int dev_minor, unsigned long inode)
+{
+	for (const char *p = maps; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		unsigned int maj, min;
+		unsigned long ino;
+
+		/* start-end perms offset maj:min inode path */
+		if (sscanf(p, "%*x-%*x %*4s %*x %x:%x %lu", &maj, &min, &ino) ==
+			    3 &&
+		    ino == inode && maj == dev_major && min == dev_minor)
+			return 1;
+		p = nl ? nl + 1 : NULL;
+	}
+	return 0;
+}
+
+/* When the session of the ring behind fd started: its header's start_ns is
+ * CLOCK_MONOTONIC, the same clock here (one boot, no time namespace), so
+ * the wall clock is now minus the age */
+static time_t session_start(int fd)
+{
+	struct ma_ring_hdr hdr;
+	struct timespec mono, real;
+
+	if (pread(fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
+	    hdr.magic != MA_RING_MAGIC || !hdr.start_ns ||
+	    clock_gettime(CLOCK_MONOTONIC, &mono) ||
+	    clock_gettime(CLOCK_REALTIME, &real))
+		return 0;
+	uint64_t now =
+		(uint64_t)mono.tv_sec * 1000000000ull + (uint64_t)mono.tv_nsec;
+
+	if (hdr.start_ns > now)
+		return 0;
+	return real.tv_sec - (time_t)((now - hdr.start_ns) / 1000000000ull);
+}
+
+int ma_ring_holder(pid_t pid, int ring_fd, struct ma_holder *h)
+{
+	char path[64];
+	struct stat st;
+	DIR *d;
+	struct dirent *de;
+	int fd, found = -ENOENT;
+
+	memset(h, 0, sizeof(*h));
+	if (ring_fd < 0)
+		return -ENOENT;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, ring_fd);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st)) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	d = opendir("/proc");
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while (found == -ENOENT && (de = readdir(d))) {
+		char *text;
+		pid_t p;
+
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		p = (pid_t)atoi(de->d_name);
+		if (p == pid || p == getpid())
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/maps", (int)p);
+		/* kernel threads have empty maps; others may be unreadable */
+		if (ma_proc_slurp(path, &text, NULL))
+			continue;
+		if (ma_maps_has_inode(text, major(st.st_dev), minor(st.st_dev),
+				      (unsigned long)st.st_ino)) {
+			h->pid = p;
+			if (ma_proc_comm(p, p, h->comm, sizeof(h->comm)))
+				snprintf(h->comm, sizeof(h->comm), "?");
+			found = 0;
+		}
+		free(text);
+	}
+	closedir(d);
+	if (!found) {
+		struct tm tm;
+
+		h->since = session_start(fd);
+		if (h->since && localtime_r(&h->since, &tm))
+			strftime(h->since_text, sizeof(h->since_text),
+				 "%H:%M:%S", &tm);
+	}
+	close(fd);
+	return found;
+}
