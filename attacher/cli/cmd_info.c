@@ -158,6 +158,9 @@ int ma_cmd_info(int argc, char **argv)
 			json_object_set_new(jt, "tid",
 					    v->tid ? json_integer(v->tid)
 						   : json_null());
+			json_object_set_new(jt, "ns_tid",
+					    v->tid ? json_integer(v->nstid)
+						   : json_null());
 			json_object_set_new(jt, "name", json_string(v->comm));
 			json_object_set_new(jt, "python", json_boolean(v->py));
 			json_object_set_new(
@@ -193,7 +196,12 @@ int ma_cmd_info(int argc, char **argv)
 						   ? "Python, holds the GIL"
 						   : "Python";
 
-			if (v->tid)
+			if (v->tid && v->nstid != v->tid)
+				printf("  %-8d %-16s %s (%d in its PID "
+				       "namespace)\n",
+				       (int)v->tid, v->comm, what,
+				       (int)v->nstid);
+			else if (v->tid)
 				printf("  %-8d %-16s %s\n", (int)v->tid,
 				       v->comm, what);
 			else

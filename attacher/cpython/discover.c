@@ -221,6 +221,7 @@ int ma_target_open(pid_t pid, const struct ma_target_opts *opts,
 	if (!t)
 		return -ENOMEM;
 	t->pid = pid;
+	t->own_pidns = ma_proc_same_pidns(pid);
 
 	err = ma_status_read(pid, &t->status);
 	if (err) {
