@@ -13,5 +13,6 @@ int ma_cmd_detach(int argc, char **argv);
 int ma_cmd_report(int argc, char **argv);
 /* Developer command: print the offsets of a binary or process */
 int ma_cmd_offsets(int argc, char **argv);
+int ma_cmd_ps(int argc, char **argv);
 
 #endif

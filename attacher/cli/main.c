@@ -33,7 +33,10 @@ static void usage(FILE *f)
 		"until Ctrl-C\n"
 		"                or --duration; write a capture file and a "
 		"summary\n"
-		"  detach PID    clean up after a memattach that was killed\n");
+		"  detach PID    clean up after a memattach that was killed\n"
+		"  ps            every Python process: version, RSS, whether "
+		"memattach\n"
+		"                can attach to it and why not, command line\n");
 	ma_report_format_names(report, sizeof(report), NULL, ", ");
 	strcat(report, ")");
 	ma_cli_wrap(f, "  report FILE", 16, report);
@@ -64,6 +67,7 @@ static const struct {
 	{ "info", ma_cmd_info },     { "stacks", ma_cmd_stacks },
 	{ "attach", ma_cmd_attach }, { "detach", ma_cmd_detach },
 	{ "report", ma_cmd_report }, { "offsets", ma_cmd_offsets },
+	{ "ps", ma_cmd_ps },
 };
 
 int main(int argc, char **argv)

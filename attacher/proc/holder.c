@@ -55,35 +55,18 @@ static time_t session_start(int fd)
 	return real.tv_sec - (time_t)((now - hdr.start_ns) / 1000000000ull);
 }
 
-int ma_ring_holder(pid_t pid, int ring_fd, struct ma_holder *h)
+/* The process other than pid and us that maps dev:ino */
+static int find_mapper(pid_t pid, dev_t dev, ino_t ino, struct ma_holder *h)
 {
-	char path[64];
-	struct stat st;
-	DIR *d;
 	struct dirent *de;
-	int fd, found = -ENOENT;
+	DIR *d = opendir("/proc");
 
-	memset(h, 0, sizeof(*h));
-	if (ring_fd < 0)
-		return -ENOENT;
-	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, ring_fd);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (!d)
 		return -errno;
-	if (fstat(fd, &st)) {
-		int e = -errno;
-
-		close(fd);
-		return e;
-	}
-	d = opendir("/proc");
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	while (found == -ENOENT && (de = readdir(d))) {
-		char *text;
+	while ((de = readdir(d))) {
+		char path[64], *text;
 		pid_t p;
+		int hit;
 
 		if (!isdigit((unsigned char)de->d_name[0]))
 			continue;
@@ -94,24 +77,78 @@ int ma_ring_holder(pid_t pid, int ring_fd, struct ma_holder *h)
 		/* kernel threads have empty maps; others may be unreadable */
 		if (ma_proc_slurp(path, &text, NULL))
 			continue;
-		if (ma_maps_has_inode(text, major(st.st_dev), minor(st.st_dev),
-				      (unsigned long)st.st_ino)) {
+		hit = ma_maps_has_inode(text, major(dev), minor(dev),
+					(unsigned long)ino);
+		free(text);
+		if (hit) {
 			h->pid = p;
 			if (ma_proc_comm(p, p, h->comm, sizeof(h->comm)))
 				snprintf(h->comm, sizeof(h->comm), "?");
-			found = 0;
+			closedir(d);
+			return 0;
 		}
-		free(text);
 	}
 	closedir(d);
-	if (!found) {
-		struct tm tm;
+	return -ENOENT;
+}
 
-		h->since = session_start(fd);
-		if (h->since && localtime_r(&h->since, &tm))
-			strftime(h->since_text, sizeof(h->since_text),
-				 "%H:%M:%S", &tm);
-	}
+static void set_since(struct ma_holder *h, int ring)
+{
+	struct tm tm;
+
+	h->since = session_start(ring);
+	if (h->since && localtime_r(&h->since, &tm))
+		strftime(h->since_text, sizeof(h->since_text), "%H:%M:%S", &tm);
+}
+
+int ma_ring_holder(pid_t pid, int ring_fd, struct ma_holder *h)
+{
+	char path[64];
+	struct stat st;
+	int fd, err;
+
+	memset(h, 0, sizeof(*h));
+	if (ring_fd < 0)
+		return -ENOENT;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, ring_fd);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	err = fstat(fd, &st) ? -errno
+			     : find_mapper(pid, st.st_dev, st.st_ino, h);
+	if (!err)
+		set_since(h, fd);
 	close(fd);
-	return found;
+	return err;
+}
+
+int ma_ring_holder_by_maps(pid_t pid, const struct ma_maps *maps,
+			   struct ma_holder *h)
+{
+	memset(h, 0, sizeof(*h));
+	for (size_t i = 0; i < maps->n; i++) {
+		const struct ma_map *m = &maps->v[i];
+		char path[96];
+		struct stat st;
+		int fd, err;
+
+		if (!strstr(m->path, "/memfd:memattach-ring"))
+			continue;
+		/* the mapping itself, through map_files when we may, else
+		 * only its inode is known and the start time is not */
+		snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx",
+			 (int)pid, (unsigned long)m->start,
+			 (unsigned long)m->end);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && !fstat(fd, &st))
+			err = find_mapper(pid, st.st_dev, st.st_ino, h);
+		else
+			err = -ENOENT;
+		if (!err)
+			set_since(h, fd);
+		if (fd >= 0)
+			close(fd);
+		return err;
+	}
+	return -ENOENT;
 }

@@ -29,6 +29,13 @@ struct ma_holder {
  */
 int ma_ring_holder(pid_t pid, int ring_fd, struct ma_holder *h);
 
+/* The same for a process whose maps show a ring mapped (a session
+ * running), without its descriptor number: for `memattach ps`.  -ENOENT
+ * when no ring is mapped or no other process maps it. */
+struct ma_maps;
+int ma_ring_holder_by_maps(pid_t pid, const struct ma_maps *maps,
+			   struct ma_holder *h);
+
 /* Parse one /proc/PID/maps text: 1 when a mapping has this device and
  * inode (exposed for unit tests) */
 int ma_maps_has_inode(const char *maps, unsigned int dev_major,

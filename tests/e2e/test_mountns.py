@@ -56,7 +56,8 @@ def run(label, exe, tmp):
     src, newexe, hide = layout(exe, root)
     cache = tempfile.mkdtemp(prefix="cache-", dir=tmp)
     env = {"XDG_CACHE_HOME": cache}
-    wrap = ["unshare", "--mount", "--pid", "--fork", "--mount-proc",
+    wrap = ["unshare", "--mount", "--pid", "--fork", "--kill-child",
+            "--mount-proc",
             "sh", "-c", INNER, "sh", root, newexe, hide, src]
     with Target(exe, "named_threads.py", wrap=wrap) as t:
         for _ in range(6):

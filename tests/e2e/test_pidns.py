@@ -12,7 +12,7 @@ import tempfile
 from ma_test import (Attach, Target, check, finish, interpreters, memattach,
                      skip)
 
-WRAP = ["unshare", "--pid", "--fork", "--mount-proc"]
+WRAP = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
 
 
 def run(label, exe, tmp):
