@@ -2,9 +2,9 @@
 """Attach/detach cycles on one busy target, many more than the suite runs:
 a process must take any number of sessions over its life (the payload
 reuses finished session structs; before, the 257th attach failed).  Each
-cycle is `memattach attach -d 0.05` to its end; every cycle must exit 0 and
-the target must still make progress at the end.  Prints the cycles done,
-the wall time per cycle (median, 90th percentile, slowest) and the
+cycle is `memattach attach -d 0.05` to its end; the target must still make
+progress at the end.  Prints the cycles done,
+how many exited 0 (the others are listed), the wall time per cycle (median, 90th percentile, slowest) and the
 target's RSS before and after (a leak per session would show there).
 Run by hand; figures go to docs/performance.md.  Not a test.
 
@@ -37,7 +37,7 @@ def main():
     ap.add_argument("--threads", type=int, default=4)
     a = ap.parse_args()
     out = os.path.join(tempfile.mkdtemp(prefix="memattach-cycles-"), "c.cap")
-    times = []
+    times, fails = [], []
     with Target(a.python, "churn.py", a.threads) as t:
         it0 = int(t.readline().split()[1])
         rss0 = rss_kb(t.pid)
@@ -47,8 +47,11 @@ def main():
             rc = att.wait(timeout=60)
             times.append(time.monotonic() - t0)
             if rc != 0:
-                print("cycle %d: exit %d\n%s" % (i, rc, att.stderr))
-                return 1
+                # counted, and the cycles go on: a refusal or an
+                # unconfirmed stop under load is a figure too
+                fails.append((i, rc))
+                print("cycle %d: exit %d\n%s" % (i, rc, att.stderr),
+                      flush=True)
             t.drain()
         rss1 = rss_kb(t.pid)
         t.drain()
@@ -57,13 +60,15 @@ def main():
         t.drain()
         it2 = int(t.readline().split()[1])
     times.sort()
-    print("%s: %d cycles, all exit 0; per cycle: median %.0f ms, p90 %.0f "
+    print("%s: %d cycles, %d exit 0; per cycle: median %.0f ms, p90 %.0f "
           "ms, slowest %.0f ms; total %.0f s" %
-          (a.python, len(times), statistics.median(times) * 1e3,
+          (a.python, len(times), len(times) - len(fails), statistics.median(times) * 1e3,
            times[int(len(times) * 0.9)] * 1e3, times[-1] * 1e3, sum(times)))
     print("target RSS %d KiB before, %d KiB after; still counting: %s" %
           (rss0, rss1, it2 > it1 > it0))
-    return 0 if it2 > it1 > it0 else 1
+    if fails:
+        print("failed cycles (index, exit code): %s" % fails)
+    return 0 if it2 > it1 > it0 and not fails else 1
 
 
 if __name__ == "__main__":
