@@ -22,6 +22,7 @@ enum ma_exit {
 	MA_EXIT_NODEBUG = 6, /* no DWARF and no fallback for this build */
 	MA_EXIT_CAPTURE = 7, /* capture file missing, truncated or corrupt */
 	MA_EXIT_PARTIAL = 8, /* worked, but some data could not be read */
+	MA_EXIT_BUSY = 9,    /* another memattach tracks the process now */
 };
 
 /*

@@ -445,10 +445,60 @@ static void writer_free(struct ma_capture_writer *w)
 	free(w);
 }
 
+/*
+ * Open a new file for w->path that belongs to us (the effective user),
+ * mode 0600, and was reached through no symlink: root writing a capture
+ * into /tmp must not write through a link another user planted there.
+ * The file is created exclusively (O_EXCL: neither an existing file nor a
+ * symlink is opened) under a temporary name beside the path, which the
+ * caller renames over the path once the header is in (rename replaces a
+ * directory entry and never follows a link).  What is at the path already
+ * is checked first so that a clear message beats a surprise: a symlink or
+ * anything but a regular file is refused.  *tmp: the temporary name.
+ */
+static int create_private(struct ma_capture_writer *w, char **tmp)
+{
+	const char *path = w->path, *base = strrchr(path, '/');
+	size_t dirlen = base ? (size_t)(base - path) + 1 : 0;
+	struct stat st;
+
+	*tmp = NULL;
+	if (!lstat(path, &st)) {
+		if (S_ISLNK(st.st_mode))
+			return wr_err(
+				w, -ELOOP,
+				"create: it is a symbolic link; memattach "
+				"never writes a capture through one "
+				"(remove it or choose another -o)");
+		if (!S_ISREG(st.st_mode))
+			return wr_err(w, -EEXIST,
+				      "create: it exists and is not a regular "
+				      "file");
+	}
+	base = base ? base + 1 : path;
+	if (!*base)
+		return wr_err(w, -EISDIR, "create: names a directory");
+	if (asprintf(tmp, "%.*s.%s.XXXXXX", (int)dirlen, path, base) < 0) {
+		*tmp = NULL;
+		return wr_err(w, -ENOMEM, "out of memory");
+	}
+	/* mkostemp: O_CREAT | O_EXCL, mode 0600 */
+	w->fd = mkostemp(*tmp, O_CLOEXEC);
+	if (w->fd < 0) {
+		int e = errno;
+
+		free(*tmp);
+		*tmp = NULL;
+		return wr_err(w, -e, "create: %s", strerror(e));
+	}
+	return 0;
+}
+
 int ma_capture_create(const char *path, const struct ma_capture_meta *meta,
 		      struct ma_capture_writer **out)
 {
 	struct ma_capture_writer *w;
+	char *tmp = NULL;
 	int ret;
 
 	*out = NULL;
@@ -473,21 +523,28 @@ int ma_capture_create(const char *path, const struct ma_capture_meta *meta,
 		ret = wr_err(w, -EINVAL, "zstd refuses its parameters");
 		goto fail;
 	}
-	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (w->fd < 0) {
-		int e = errno;
-
-		ret = wr_err(w, -e, "create: %s", strerror(e));
+	ret = create_private(w, &tmp);
+	if (ret < 0)
 		goto fail;
-	}
 	ret = write_header(w, meta);
 	if (ret < 0)
 		goto fail;
+	if (rename(tmp, path)) {
+		int e = errno;
+
+		ret = wr_err(w, -e, "create: rename from %s: %s", tmp,
+			     strerror(e));
+		goto fail;
+	}
+	free(tmp);
 	*out = w;
 	return 0;
 fail:
 	if (w->fd >= 0)
 		close(w->fd);
+	if (tmp)
+		unlink(tmp);
+	free(tmp);
 	writer_free(w);
 	return ret;
 }

@@ -69,8 +69,11 @@ struct ma_capture_trailer {
 
 struct ma_capture_writer;
 
-/* Create (truncate) path with mode 0600 and write the header.  0 or -errno
- * with a message (exit class MA_EXIT_CAPTURE). */
+/* Create path, mode 0600, owned by the effective user, and write the
+ * header: a new file under a temporary name beside it (O_EXCL), renamed
+ * over path, so that no symlink is ever followed; a symlink or a
+ * non-regular file at path is refused.  0 or -errno with a message (exit
+ * class MA_EXIT_CAPTURE). */
 int ma_capture_create(const char *path, const struct ma_capture_meta *meta,
 		      struct ma_capture_writer **out);
 

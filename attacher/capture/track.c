@@ -107,6 +107,15 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 	tr->s.ring_fd = -1;
 	tr->complete = 1;
 
+	/* Another memattach tracking the target now is refused before
+	 * anything is created: its capture may be the same file */
+	struct ma_payload_info pi;
+
+	if (!ma_payload_probe(t, &pi) && ma_payload_in(&pi, MA_PAYLOAD_BUSY)) {
+		err = ma_err_busy(t->pid, &pi);
+		if (err)
+			return err;
+	}
 	/* The capture file first: failing to create it must not cost the
 	 * target anything */
 	clock_gettime(CLOCK_REALTIME, &wall);

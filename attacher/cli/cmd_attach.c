@@ -257,8 +257,15 @@ static void print_stacks_now(struct ma_target *t)
 
 			if (!v->tid)
 				continue;
-			printf("  %s (%d)%s", v->comm, (int)v->tid,
-			       v->py && v->py->holds_gil ? " [GIL]" : "");
+			if (v->nstid != v->tid)
+				printf("  %s (%d, %d in its PID namespace)%s",
+				       v->comm, (int)v->tid, (int)v->nstid,
+				       v->py && v->py->holds_gil ? " [GIL]"
+								 : "");
+			else
+				printf("  %s (%d)%s", v->comm, (int)v->tid,
+				       v->py && v->py->holds_gil ? " [GIL]"
+								 : "");
 			if (!v->py || !v->py->nframes) {
 				printf("  (no Python frames)\n");
 				continue;

@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "discover.h"
 #include "errors.h"
+#include "holder.h"
 #include "inject.h"
 #include "pyread.h"
 #include "threads.h"
@@ -54,6 +55,15 @@ static const char *payload_state(struct ma_target *t, char *buf, size_t len)
 					 states[pi.ctl.state]
 				 ? states[pi.ctl.state]
 				 : "never started");
+	/* who tracks it: the memattach that maps the session's ring */
+	struct ma_holder h;
+	size_t n = strlen(buf);
+
+	if (pi.same_build && ma_payload_in(&pi, MA_PAYLOAD_BUSY) &&
+	    !ma_ring_holder(t->pid, pi.ctl.ring_fd, &h))
+		snprintf(buf + n, len - n, " by memattach (PID %d)%s%s",
+			 (int)h.pid, h.since_text[0] ? " since " : "",
+			 h.since_text);
 	return buf;
 }
 
@@ -82,7 +92,7 @@ int ma_cmd_info(int argc, char **argv)
 	struct ma_tsnap snap = { 0 };
 	int json = 0, c, npy = 0;
 	pid_t pid;
-	char kind[PATH_MAX + 64], rss[32], hwm[32], pstate[160];
+	char kind[PATH_MAX + 64], rss[32], hwm[32], pstate[256];
 	struct ma_cli_args args =
 		MA_CLI_ARGS("info", argc, argv, "jh", longopts, usage);
 
@@ -148,6 +158,9 @@ int ma_cmd_info(int argc, char **argv)
 			json_object_set_new(jt, "tid",
 					    v->tid ? json_integer(v->tid)
 						   : json_null());
+			json_object_set_new(jt, "ns_tid",
+					    v->tid ? json_integer(v->nstid)
+						   : json_null());
 			json_object_set_new(jt, "name", json_string(v->comm));
 			json_object_set_new(jt, "python", json_boolean(v->py));
 			json_object_set_new(
@@ -183,7 +196,12 @@ int ma_cmd_info(int argc, char **argv)
 						   ? "Python, holds the GIL"
 						   : "Python";
 
-			if (v->tid)
+			if (v->tid && v->nstid != v->tid)
+				printf("  %-8d %-16s %s (%d in its PID "
+				       "namespace)\n",
+				       (int)v->tid, v->comm, what,
+				       (int)v->nstid);
+			else if (v->tid)
 				printf("  %-8d %-16s %s\n", (int)v->tid,
 				       v->comm, what);
 			else

@@ -61,7 +61,11 @@ static void print_thread_text(FILE *f, const struct st_result *r,
 	if (!py)
 		strcat(flags, flags[0] ? ", no Python thread state"
 				       : "no Python thread state");
-	if (th->tid)
+	if (th->tid && th->nstid != th->tid)
+		fprintf(f, "Thread %d (%d in its PID namespace) \"%s\"%s%s%s\n",
+			(int)th->tid, (int)th->nstid, th->comm,
+			flags[0] ? " (" : "", flags, flags[0] ? ")" : "");
+	else if (th->tid)
 		fprintf(f, "Thread %d \"%s\"%s%s%s\n", (int)th->tid, th->comm,
 			flags[0] ? " (" : "", flags, flags[0] ? ")" : "");
 	else
@@ -111,6 +115,8 @@ static json_t *thread_json(const struct st_result *r, const struct ma_tview *th,
 	json_object_set_new(o, "tid",
 			    th->tid ? json_integer(th->tid) : json_null());
 	json_object_set_new(o, "name", json_string(th->comm));
+	json_object_set_new(o, "ns_tid",
+			    th->tid ? json_integer(th->nstid) : json_null());
 	json_object_set_new(o, "main", json_boolean(th->tid == r->t->pid));
 	json_object_set_new(o, "python", json_boolean(py != NULL));
 	json_object_set_new(o, "holds_gil", json_boolean(py && py->holds_gil));

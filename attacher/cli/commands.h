@@ -14,5 +14,6 @@ int ma_cmd_report(int argc, char **argv);
 int ma_cmd_heap(int argc, char **argv);
 /* Developer command: print the offsets of a binary or process */
 int ma_cmd_offsets(int argc, char **argv);
+int ma_cmd_ps(int argc, char **argv);
 
 #endif

@@ -37,7 +37,10 @@ static void usage(FILE *f)
 		"Python\n"
 		"                object by type, the largest and what keeps "
 		"them alive\n"
-		"  detach PID    clean up after a memattach that was killed\n");
+		"  detach PID    clean up after a memattach that was killed\n"
+		"  ps            every Python process: version, RSS, whether "
+		"memattach\n"
+		"                can attach to it and why not, command line\n");
 	ma_report_format_names(report, sizeof(report), NULL, ", ");
 	strcat(report, ")");
 	ma_cli_wrap(f, "  report FILE", 16, report);
@@ -69,6 +72,7 @@ static const struct {
 	{ "attach", ma_cmd_attach }, { "detach", ma_cmd_detach },
 	{ "report", ma_cmd_report }, { "offsets", ma_cmd_offsets },
 	{ "heap", ma_cmd_heap },
+	{ "ps", ma_cmd_ps },
 };
 
 int main(int argc, char **argv)

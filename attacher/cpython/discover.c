@@ -2,6 +2,8 @@
 #include "discover.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,9 +136,37 @@ static int find_version(struct ma_target *t)
 }
 
 static char *debuginfo_path;
+static char debuginfo_path_buf[PATH_MAX];
+static pid_t find_elf_pid; /* the process report_modules() reports */
+
+/*
+ * The files of the process's modules, opened through its root
+ * (/proc/PID/root/<path>): in a container, or any other mount namespace,
+ * the path in its maps names another file here, or none.  libdwfl's own
+ * dwfl_linux_proc_find_elf opens the path as it is; it is the fallback
+ * (a root we may not enter, the vdso).
+ */
+static int find_elf_in_root(Dwfl_Module *mod, void **userdata, const char *name,
+			    Dwarf_Addr base, char **file_name, Elf **elfp)
+{
+	char local[PATH_MAX + 32];
+	int fd;
+
+	if (name && name[0] == '/' && find_elf_pid > 0) {
+		ma_proc_target_path(find_elf_pid, name, local, sizeof(local));
+		fd = open(local, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			*file_name = strdup(local);
+			*elfp = NULL;
+			return fd;
+		}
+	}
+	return dwfl_linux_proc_find_elf(mod, userdata, name, base, file_name,
+					elfp);
+}
 
 static const Dwfl_Callbacks proc_callbacks = {
-	.find_elf = dwfl_linux_proc_find_elf,
+	.find_elf = find_elf_in_root,
 	.find_debuginfo = dwfl_standard_find_debuginfo,
 	.debuginfo_path = &debuginfo_path,
 };
@@ -161,6 +191,17 @@ static int report_modules(struct ma_target *t)
 	 * debug files (default ":.debug:/usr/lib/debug"); the tests set it to
 	 * a missing directory to hide DWARF and exercise the fallbacks. */
 	debuginfo_path = getenv("MEMATTACH_DEBUGINFO_PATH");
+	/* Separate debug files: beside the file (in the target's root, where
+	 * the file was opened), then by build ID or debuglink under the
+	 * target's /usr/lib/debug, then under ours: a container's python
+	 * may have its -dbg package inside, or the host may have it */
+	if (!debuginfo_path) {
+		snprintf(debuginfo_path_buf, sizeof(debuginfo_path_buf),
+			 ":.debug:/proc/%d/root/usr/lib/debug:/usr/lib/debug",
+			 (int)t->pid);
+		debuginfo_path = debuginfo_path_buf;
+	}
+	find_elf_pid = t->pid;
 	t->dwfl = dwfl_begin(&proc_callbacks);
 	if (!t->dwfl)
 		return ma_err(-ENOMEM, "dwfl_begin: %s", dwfl_errmsg(-1));
@@ -221,6 +262,7 @@ int ma_target_open(pid_t pid, const struct ma_target_opts *opts,
 	if (!t)
 		return -ENOMEM;
 	t->pid = pid;
+	t->own_pidns = ma_proc_same_pidns(pid);
 
 	err = ma_status_read(pid, &t->status);
 	if (err) {
@@ -278,7 +320,11 @@ int ma_target_open(pid_t pid, const struct ma_target_opts *opts,
 	{
 		struct ma_elf *e;
 
-		if (ma_elf_open(t->exe, &e) == 0 ||
+		char exe[64];
+
+		/* the executable itself, in whatever mount namespace */
+		snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)t->pid);
+		if (ma_elf_open(exe, &e) == 0 ||
 		    ma_elf_open(t->pymod_local, &e) == 0) {
 			t->pie = ma_elf_is_pie(e);
 			ma_elf_close(e);

@@ -47,6 +47,8 @@ struct ma_target {
 	Dwfl *dwfl;
 	Dwfl_Module *pymod;
 	uint64_t t_discover_ns; /* time spent in ma_target_open */
+	int own_pidns; /* the target lives in our PID namespace: its thread
+			  IDs are ours */
 };
 
 /*

@@ -19,6 +19,7 @@
 
 #include "discover.h"
 #include "errors.h"
+#include "holder.h"
 #include "memread.h"
 #include "native.h"
 #include "procfs.h"
@@ -196,6 +197,24 @@ void ma_payload_wait(struct ma_target *t, struct ma_payload_info *pi,
 		usleep(100000);
 		ma_payload_probe(t, pi);
 	}
+}
+
+int ma_err_busy(pid_t pid, const struct ma_payload_info *pi)
+{
+	struct ma_holder h;
+	int renamed;
+
+	if (ma_ring_holder(pid, pi->ctl.ring_fd, &h))
+		return 0;
+	renamed = strcmp(h.comm, "memattach") != 0;
+	ma_err_set_exit(MA_EXIT_BUSY);
+	return ma_err(
+		-EALREADY,
+		"PID %d is already tracked by memattach (PID %d%s%s)%s%s; "
+		"stop it first or use 'memattach detach %d'",
+		(int)pid, (int)h.pid, renamed ? ", " : "",
+		renamed ? h.comm : "", h.since_text[0] ? " since " : "",
+		h.since_text, (int)pid);
 }
 
 int ma_payload_probe(struct ma_target *t, struct ma_payload_info *pi)
@@ -708,8 +727,15 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 			      "another memattach build: detach it with that "
 			      "memattach ('memattach detach %d')",
 			      (int)t->pid, (int)t->pid);
-	/* A session still running, or being stopped: after a memattach was
-	 * killed, its payload notices within a second and stops by itself */
+	/* A session still running: refused at once when a live memattach
+	 * drains it (waiting would last as long as that one runs) */
+	if (ma_payload_in(&pi, MA_PAYLOAD_BUSY)) {
+		err = ma_err_busy(t->pid, &pi);
+		if (err)
+			return err;
+	}
+	/* ... else one being stopped, or whose memattach was killed: its
+	 * payload notices within a second and stops by itself */
 	ma_payload_wait(t, &pi, MA_PAYLOAD_BUSY, 25);
 	if (ma_payload_in(&pi, MA_PAYLOAD_BUSY))
 		return ma_err(-EBUSY,

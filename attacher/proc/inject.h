@@ -83,6 +83,10 @@ int ma_payload_in(const struct ma_payload_info *pi, unsigned int states);
 /* Probe again every 100 ms, at most tries times, while it is */
 void ma_payload_wait(struct ma_target *t, struct ma_payload_info *pi,
 		     unsigned int states, int tries);
+/* When a live memattach tracks pid now (the payload is busy and another
+ * process maps its ring): -EALREADY with the message naming that memattach
+ * and since when, exit code MA_EXIT_BUSY; else 0 */
+int ma_err_busy(pid_t pid, const struct ma_payload_info *pi);
 /* Remote call of ma_stop() in a loaded payload (memattach detach) */
 int ma_inject_stop(struct ma_target *t, struct ma_payload_info *pi);
 

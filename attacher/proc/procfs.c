@@ -308,6 +308,46 @@ void ma_proc_target_path(pid_t pid, const char *path, char *buf, size_t len)
 	snprintf(buf, len, "/proc/%d/root%s", (int)pid, path);
 }
 
+pid_t ma_status_nspid(const char *text)
+{
+	const char *p = strstr(text, "\nNSpid:");
+	pid_t last = 0;
+
+	if (!p)
+		return 0;
+	p += 7;
+	for (;;) {
+		char *end;
+		long v;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		v = strtol(p, &end, 10);
+		if (end == p || v <= 0)
+			break;
+		last = (pid_t)v;
+		p = end;
+	}
+	return last;
+}
+
+int ma_proc_nstid(pid_t pid, pid_t tid, pid_t *nstid)
+{
+	char path[96], *text;
+	int err;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid,
+		 (int)tid);
+	err = ma_proc_slurp(path, &text, NULL);
+	if (err)
+		return proc_errno(err);
+	*nstid = ma_status_nspid(text);
+	if (!*nstid)
+		*nstid = tid;
+	free(text);
+	return 0;
+}
+
 int ma_proc_same_pidns(pid_t pid)
 {
 	char path[64];

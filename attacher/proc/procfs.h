@@ -60,6 +60,15 @@ int ma_proc_slurp(const char *path, char **out, size_t *len);
  * lives in another mount namespace: /proc/PID/root/<path> */
 void ma_proc_target_path(pid_t pid, const char *path, char *buf, size_t len);
 
+/* The ID of thread tid (as we see it) in the PID namespace of its process,
+ * the last number of NSpid in /proc/PID/task/TID/status: what the process
+ * itself calls it (gettid(), native_thread_id).  *nstid = tid when the
+ * kernel shows no NSpid (before Linux 4.1). */
+int ma_proc_nstid(pid_t pid, pid_t tid, pid_t *nstid);
+/* The last number of an NSpid line in a status text, 0 when none (exposed
+ * for unit tests) */
+pid_t ma_status_nspid(const char *text);
+
 /* 1 when pid lives in memattach's own PID namespace (a PID we pass it means
  * the same process there), 0 when not or unknown */
 int ma_proc_same_pidns(pid_t pid);

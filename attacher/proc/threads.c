@@ -10,8 +10,8 @@
 #include "ptrace.h"
 
 /* Match kernel threads with Python thread states */
-static int build(struct ma_tsnap *s, struct ma_freeze *fz, const pid_t *tids,
-		 size_t ntids)
+static int build(struct ma_tsnap *s, struct ma_freeze *fz, pid_t pid,
+		 int own_pidns, const pid_t *tids, size_t ntids)
 {
 	size_t cap = ntids + (size_t)s->py.nthreads;
 	uint64_t *fsb;
@@ -23,7 +23,13 @@ static int build(struct ma_tsnap *s, struct ma_freeze *fz, const pid_t *tids,
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < ntids; i++) {
-		s->th[s->n++].tid = tids[i];
+		s->th[s->n].tid = tids[i];
+		/* a thread state names its thread as the process sees it:
+		 * in another PID namespace, by another number than ours */
+		if (own_pidns ||
+		    ma_proc_nstid(pid, tids[i], &s->th[s->n].nstid))
+			s->th[s->n].nstid = tids[i];
+		s->n++;
 		if (ma_freeze_fs_base(fz, tids[i], &fsb[i]))
 			fsb[i] = 0;
 	}
@@ -35,7 +41,7 @@ static int build(struct ma_tsnap *s, struct ma_freeze *fz, const pid_t *tids,
 			if (s->th[i].py)
 				continue;
 			if (py->native_tid
-				    ? s->th[i].tid == py->native_tid
+				    ? s->th[i].nstid == py->native_tid
 				    : (fsb[i] && fsb[i] == py->thread_id))
 				break;
 		}
@@ -68,7 +74,7 @@ int ma_tsnap_take(struct ma_target *t, struct ma_pyreader *r, int native,
 	err = ma_pyreader_snapshot(r, &out->py);
 	ntids = ma_freeze_threads(fz, &tids);
 	if (!err)
-		err = build(out, fz, tids, ntids);
+		err = build(out, fz, t->pid, t->own_pidns, tids, ntids);
 	if (!err && native && ma_native_attach(t->dwfl, t->pid) == 0) {
 		for (size_t i = 0; i < out->n; i++) {
 			if (!out->th[i].tid)

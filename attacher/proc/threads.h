@@ -17,7 +17,10 @@
 struct ma_target;
 
 struct ma_tview {
-	pid_t tid; /* 0: a thread state without a live kernel thread */
+	pid_t tid;   /* 0: a thread state without a live kernel thread */
+	pid_t nstid; /* the same thread's ID in the target's PID namespace
+			(its gettid(), native_thread_id): differs from tid
+			in a container */
 	char comm[64];
 	const struct ma_py_thread *py; /* NULL: no Python thread state */
 	struct ma_native_stack nat;

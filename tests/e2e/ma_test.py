@@ -137,13 +137,23 @@ class Target:
     """A target process: started, waited for its READY line, killed."""
 
     def __init__(self, exe, script, *args, env=None, ready="READY",
-                 timeout=30, preexec_fn=None):
+                 timeout=30, preexec_fn=None, wrap=None):
+        """wrap: a command the interpreter runs under, which forks it
+        (unshare --fork ...): self.pid is then the interpreter, the
+        wrapper's child, and self.wrapper the wrapper's PID."""
         self.proc = subprocess.Popen(
-            [exe, os.path.join(TARGETS, script)] + [str(a) for a in args],
+            list(wrap or []) + [exe, os.path.join(TARGETS, script)] +
+            [str(a) for a in args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, env=env, preexec_fn=preexec_fn)
-        self.pid = self.proc.pid
+        self.pid = self.wrapper = self.proc.pid
         self.ready_line = self.readline(timeout)
+        if wrap and self.ready_line.startswith(ready):
+            # the wrapper's only child, up once it printed READY
+            with open("/proc/%d/task/%d/children" % (self.wrapper,
+                                                     self.wrapper)) as f:
+                kids = f.read().split()
+            self.pid = int(kids[0]) if len(kids) == 1 else None
         if not self.ready_line.startswith(ready):
             err = self.proc.stderr.read1(65536).decode(errors="replace") \
                 if self.proc.poll() is not None else ""

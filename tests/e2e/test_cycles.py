@@ -1,6 +1,8 @@
 """Attach/detach cycles against a busy 4-thread allocating target: no
 crash, no deadlock (no cycle takes 10 s), the target keeps making progress
-(200 cycles on Debian's python3, 20 on each pyenv interpreter).  How long a
+(300 cycles on Debian's python3, past the 256 sessions a process once
+took at most, 20 on each pyenv interpreter; bench/cycles_bench.py runs
+1,000).  How long a
 cycle takes is a benchmark's business (bench/), not a test's: the slowest is
 printed."""
 import os
@@ -45,7 +47,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="memattach-cycles-")
     for label, exe in interpreters():
         try:
-            run(label, exe, 200 if label.startswith("debian") else 20, tmp)
+            run(label, exe, 300 if label.startswith("debian") else 20, tmp)
         except Exception as e:
             check(False, "%s: ran without error" % label, repr(e))
     finish()

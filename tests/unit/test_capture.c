@@ -1277,3 +1277,102 @@ Test(capture, generate_synthetic_capture, .timeout = 300)
 	ma_account_free(acc);
 	free(p);
 }
+
+/* Only the file we made, nothing else, is in the test's directory */
+static int dir_entries(void)
+{
+	char cmd[160];
+	FILE *p;
+	int n = -1;
+
+	snprintf(cmd, sizeof(cmd), "ls -A '%s' | wc -l", tmpdir);
+	p = popen(cmd, "r");
+	if (p && fscanf(p, "%d", &n) != 1)
+		n = -1;
+	if (p)
+		pclose(p);
+	return n;
+}
+
+/* A capture is created mode 0600 whatever the umask, owned by us, and
+ * never through a symlink (root writing into /tmp, where another user may
+ * have planted one): the link and what it points to stay as they were */
+Test(capture, created_private_never_through_a_symlink)
+{
+	struct ma_capture_writer *w;
+	char path[128], victim[128], link[128], got[128];
+	struct stat st;
+	mode_t old = umask(0);
+
+	tmp_path(path, sizeof(path), "new.cap");
+	cr_assert_eq(ma_capture_create(path, &test_meta, &w), 0, "%s",
+		     ma_errmsg());
+	ma_capture_abort(w);
+	umask(old);
+	cr_assert_eq(lstat(path, &st), 0);
+	cr_assert(S_ISREG(st.st_mode));
+	cr_assert_eq(st.st_mode & 07777, 0600, "mode %o", st.st_mode & 07777);
+	cr_assert_eq(st.st_uid, geteuid());
+	cr_assert_eq(dir_entries(), 1, "no temporary file left");
+
+	/* a planted link to a file of someone else: refused, both intact */
+	tmp_path(victim, sizeof(victim), "victim");
+	tmp_path(link, sizeof(link), "link.cap");
+	FILE *f = fopen(victim, "w");
+
+	cr_assert_not_null(f);
+	fputs("precious\n", f);
+	fclose(f);
+	cr_assert_eq(symlink(victim, link), 0);
+	cr_assert_lt(ma_capture_create(link, &test_meta, &w), 0);
+	cr_assert_null(w);
+	cr_assert_eq(ma_err_exit(), MA_EXIT_CAPTURE);
+	cr_assert(strstr(ma_errmsg(), "symbolic link"), "%s", ma_errmsg());
+	cr_assert_eq(lstat(link, &st), 0);
+	cr_assert(S_ISLNK(st.st_mode), "the link is still a link");
+	ssize_t n = readlink(link, got, sizeof(got) - 1);
+
+	cr_assert_gt(n, 0);
+	got[n] = '\0';
+	cr_assert_str_eq(got, victim);
+	cr_assert_eq(stat(victim, &st), 0);
+	cr_assert_eq(st.st_size, 9, "the victim was not written");
+
+	/* a dangling link (to a file not there yet) is not created either */
+	tmp_path(link, sizeof(link), "dangling.cap");
+	tmp_path(victim, sizeof(victim), "would-be-created");
+	cr_assert_eq(symlink(victim, link), 0);
+	cr_assert_lt(ma_capture_create(link, &test_meta, &w), 0);
+	cr_assert_neq(access(victim, F_OK), 0, "nothing created at the target");
+	cr_assert_eq(dir_entries(), 4,
+		     "new.cap, victim, two links: no "
+		     "temporary file left");
+}
+
+/* An old capture of another user at the path is replaced by a new file of
+ * ours, mode 0600: its owner and mode do not carry over (with O_TRUNC they
+ * did: a file another user could read) */
+Test(capture, an_existing_file_is_replaced_by_ours)
+{
+	struct ma_capture_writer *w;
+	char path[128];
+	struct stat st;
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to make a file of another user");
+	tmp_path(path, sizeof(path), "old.cap");
+	FILE *f = fopen(path, "w");
+
+	cr_assert_not_null(f);
+	fputs("old\n", f);
+	fclose(f);
+	cr_assert_eq(chown(path, 65534, 65534), 0);
+	cr_assert_eq(chmod(path, 0644), 0);
+	cr_assert_eq(ma_capture_create(path, &test_meta, &w), 0, "%s",
+		     ma_errmsg());
+	ma_capture_abort(w);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_uid, 0);
+	cr_assert_eq(st.st_mode & 07777, 0600);
+	cr_assert_gt(st.st_size, 4, "the header is in");
+}

@@ -157,3 +157,19 @@ Test(procfs, comm_and_cmdline_of_child)
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 }
+
+/* NSpid: the thread's ID in each PID namespace, outermost first; the last
+ * one is what the process calls it */
+Test(procfs, nspid_is_the_innermost_id)
+{
+	cr_assert_eq(ma_status_nspid("Name:\tpython3\nNSpid:\t31848\t1\n"
+				     "NSpgid:\t31848\t1\n"),
+		     1);
+	cr_assert_eq(ma_status_nspid("Name:\tx\nNSpid:\t700\t52\t3\n"), 3);
+	cr_assert_eq(ma_status_nspid("Name:\tx\nNSpid:\t4242\n"), 4242);
+	cr_assert_eq(ma_status_nspid("Name:\tx\nPid:\t4242\n"), 0);
+	pid_t self;
+
+	cr_assert_eq(ma_proc_nstid(getpid(), getpid(), &self), 0);
+	cr_assert_eq(self, getpid());
+}

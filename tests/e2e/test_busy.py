@@ -1,0 +1,114 @@
+"""A second memattach on a process that one is tracking: refused at once
+(exit 9) with a message naming the other memattach's PID and since when,
+while the first one goes on; its capture is left alone even when the second
+names the same file; `stacks` and `info` work alongside; once the first one
+stopped, the next attach works.  And a capture path that is a planted
+symlink is refused before anything is done to the target."""
+import os
+import re
+import tempfile
+
+from ma_test import (Attach, Target, check, finish, interpreters, memattach,
+                     report_json, stacks_json)
+
+EXIT_CAPTURE, EXIT_BUSY = 7, 9
+
+
+def run(label, exe, tmp):
+    first_cap = os.path.join(tmp, label + "-first.cap")
+    with Target(exe, "named_threads.py") as t:
+        for _ in range(6):
+            t.readline()
+        a = Attach(t.pid, output=first_cap)
+        if not check(a.wait_attached(), "%s: first attach" % label,
+                     a.stderr):
+            a.stop()
+            return
+        second = os.path.join(tmp, label + "-second.cap")
+        rc, out, err = memattach("attach", "-q", "-d", "30", "-o", second,
+                                 t.pid)
+        # the first is still running: the second did not wait for it
+        still = a.proc.poll() is None
+        want = re.compile(r"^memattach: attach: PID %d is already tracked by "
+                          r"memattach \(PID %d\) since \d\d:\d\d:\d\d; stop "
+                          r"it first or use 'memattach detach %d'$" %
+                          (t.pid, a.proc.pid, t.pid))
+        check(rc == EXIT_BUSY and want.match(err.strip()) and still,
+              "%s: a second attach is refused at once, naming the first "
+              "(exit %d)" % (label, EXIT_BUSY),
+              "exit %d, first running: %s\n%s" % (rc, still, err))
+        check(not os.path.exists(second),
+              "%s: the refused attach created no capture" % label)
+        # the same capture path: the first one's file is not touched
+        size = os.stat(first_cap).st_size
+        ino = os.stat(first_cap).st_ino
+        rc, out, err = memattach("attach", "-q", "-o", first_cap, t.pid)
+        st = os.stat(first_cap)
+        check(rc == EXIT_BUSY and st.st_ino == ino and st.st_size >= size,
+              "%s: a second attach to the same file leaves it alone" % label,
+              "exit %d, inode %d -> %d, size %d -> %d\n%s" %
+              (rc, ino, st.st_ino, size, st.st_size, err))
+        # read-only commands alongside
+        try:
+            doc = stacks_json(t.pid)
+            ok = sum(1 for th in doc["threads"] if th["python"]) == 6
+        except Exception as e:
+            doc, ok = repr(e), False
+        check(ok, "%s: stacks works while tracked" % label, doc)
+        rc, out, err = memattach("info", t.pid)
+        check(rc == 0 and re.search(r"payload: .*tracking now by memattach "
+                                    r"\(PID %d\) since " % a.proc.pid, out),
+              "%s: info says who tracks it" % label, out + err)
+        rc = a.stop()
+        check(rc == 0, "%s: the first attach ends normally" % label,
+              a.stderr)
+        try:
+            doc = report_json(first_cap)
+            ok = doc is not None
+        except Exception as e:
+            ok, doc = False, repr(e)
+        check(ok, "%s: the first attach's capture reads" % label, doc)
+        # and now another one works
+        rc, out, err = memattach("attach", "-q", "-d", "0.2", "-o", second,
+                                 t.pid)
+        check(rc == 0, "%s: attach works once the first stopped" % label,
+              err)
+
+
+def symlink_refused(label, exe, tmp):
+    victim = os.path.join(tmp, "victim")
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    link = os.path.join(tmp, "planted.cap")
+    os.symlink(victim, link)
+    with Target(exe, "named_threads.py") as t:
+        rc, out, err = memattach("attach", "-q", "-d", "1", "-o", link,
+                                 t.pid)
+        check(rc == EXIT_CAPTURE and "symbolic link" in err,
+              "%s: a symlink as capture path is refused (exit %d)" %
+              (label, EXIT_CAPTURE), "exit %d: %s" % (rc, err))
+        with open(victim) as f:
+            check(f.read() == "precious\n" and os.path.islink(link),
+                  "%s: the link and its target are untouched" % label)
+        rc, out, err = memattach("info", t.pid)
+        check("payload:     not loaded" in out,
+              "%s: nothing was done to the target" % label, out + err)
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="memattach-busy-")
+    found = interpreters()
+    # attacher-side logic: Debian's python3 and the newest pyenv suffice
+    picked = found[:1] + found[-1:] if len(found) > 1 else found
+    for label, exe in picked:
+        try:
+            run(label, exe, tmp)
+        except Exception as e:
+            check(False, "%s: ran without error" % label, repr(e))
+    if found:
+        symlink_refused(found[0][0], found[0][1], tmp)
+    finish()
+
+
+if __name__ == "__main__":
+    main()

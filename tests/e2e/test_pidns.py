@@ -1,0 +1,77 @@
+"""A target in another PID namespace (`unshare --pid --fork --mount-proc`,
+as in a container): its threads call themselves 1, 2, ... while memattach
+sees them by the host's numbers.  stacks, info and the attach summary must
+match each Python thread state with its kernel thread through NSpid, and
+name both IDs; attach must track it (the payload then has no pidfd of
+memattach and watches the heartbeat)."""
+import json
+import os
+import shutil
+import tempfile
+
+from ma_test import (Attach, Target, check, finish, interpreters, memattach,
+                     skip)
+
+WRAP = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
+
+
+def run(label, exe, tmp):
+    with Target(exe, "named_threads.py", wrap=WRAP) as t:
+        ns_main = int(t.ready_line.split()[2])
+        ns_tids = [int(t.readline().split()[1]) for _ in range(6)]
+        if not check(t.pid and ns_main == 1,
+                     "%s: target is PID 1 of its namespace, %s here" %
+                     (label, t.pid), t.ready_line):
+            return
+        rc, out, err = memattach("stacks", "--json", t.pid)
+        doc = json.loads(out) if rc == 0 else {}
+        th = doc.get("threads", [])
+        host = sorted(x["tid"] for x in th if x["python"])
+        tasks = sorted(int(x) for x in os.listdir("/proc/%d/task" % t.pid))
+        check(rc == 0 and len(th) == 6 and all(x["python"] for x in th),
+              "%s: stacks: every thread has its Python thread state" % label,
+              err + out)
+        check(host == tasks and sorted(x["ns_tid"] for x in th) ==
+              sorted(ns_tids),
+              "%s: stacks: host and namespace IDs are the right ones" % label,
+              (host, tasks, [x.get("ns_tid") for x in th], ns_tids))
+        main = [x for x in th if x["main"]]
+        check(len(main) == 1 and main[0]["tid"] == t.pid and
+              main[0]["ns_tid"] == 1 and
+              main[0]["frames"][0]["function"] == "main",
+              "%s: stacks: the main thread is %d here, 1 inside, in main()"
+              % (label, t.pid), main)
+        rc, out, err = memattach("stacks", t.pid)
+        check(rc == 0 and ("Thread %d (1 in its PID namespace)" % t.pid)
+              in out and "no Python thread state" not in out,
+              "%s: stacks (text) names both IDs" % label, out + err)
+        rc, out, err = memattach("info", t.pid)
+        check(rc == 0 and "6 (6 with a Python thread state)" in out and
+              "(no thread)" not in out and
+              "Python (1 in its PID namespace)" in out,
+              "%s: info matches every thread" % label, out + err)
+        cap = os.path.join(tmp, label + ".cap")
+        a = Attach(t.pid, "--duration", "0.5", output=cap)
+        rc = a.wait(timeout=60)
+        check(rc == 0 and "attached to %d" % t.pid in a.stderr,
+              "%s: attach tracks it" % label, a.stderr)
+        t.proc.stdin.write(b"quit\n")
+        t.proc.stdin.flush()
+        check(t.readline() == "GOT", "%s: target runs on" % label)
+
+
+def main():
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        skip("PID namespaces", "needs root and unshare(1)")
+        finish()
+    tmp = tempfile.mkdtemp(prefix="memattach-pidns-")
+    for label, exe in interpreters():
+        try:
+            run(label, exe, tmp)
+        except Exception as e:
+            check(False, "%s: ran without error" % label, repr(e))
+    finish()
+
+
+if __name__ == "__main__":
+    main()
