@@ -415,6 +415,8 @@ int ma_got_changed(void);
 /* Put every patched slot back; returns the number restored */
 int ma_got_restore(void);
 int ma_got_installed(void);
+/* Modules patched (or found with nothing to patch) so far */
+uint32_t ma_got_modules(void);
 /* Where the main executable's own GOT slot for name points (its resolved
  * target), NULL when it has none or it is not bound yet */
 void *ma_exe_got_target(const char *name);

@@ -33,6 +33,7 @@
 #define DRAIN_MAX	65536 /* records per drain */
 #define SAMPLE_EVERY_NS 100000000ull
 #define STOP_TIMEOUT_NS 3000000000ull
+#define WAIT_GOT_NS	3000000000ull
 
 struct ma_track {
 	pid_t pid;
@@ -93,6 +94,8 @@ static uint64_t read_rss(pid_t pid)
 	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+static void wait_got(struct ma_track *tr);
+
 int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 		   struct ma_track **out)
 {
@@ -143,6 +146,7 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 				   "header",
 				   (int)t->pid);
 	tr->t0 = ma_now_ns(); /* ma_track_run() starts it again */
+	wait_got(tr);
 	return 0;
 }
 
@@ -255,6 +259,39 @@ static int sample(struct ma_track *tr, uint64_t now)
 	tr->last_sample = now;
 	ma_step("track.sample");
 	return !rss && target_gone(tr->pid);
+}
+
+/*
+ * The payload's watchdog patches the GOT slots after the thaw, threads
+ * running (docs/payload.md, "GOT patching"); the process is attached once
+ * it has.  Meanwhile the ring is drained as during the run (the Python
+ * domains record from the thaw on) and the heartbeat kept.  Bounded: a
+ * watchdog waiting for a long dlopen of another thread patches later, and
+ * the run does not need to wait for it.
+ */
+static void wait_got(struct ma_track *tr)
+{
+	struct ma_ring_hdr *h = tr->s.ring;
+	uint64_t t0 = ma_now_ns();
+
+	while (!tr->error && h &&
+	       __atomic_load_n(&h->got_state, __ATOMIC_ACQUIRE) ==
+		       MA_GOT_PENDING &&
+	       ma_ring_state(h) == MA_STATE_TRACKING &&
+	       ma_now_ns() - t0 < WAIT_GOT_NS) {
+		struct timespec ts = { 0, 500000 };
+
+		ma_ring_heartbeat(h, ma_now_ns());
+		if (!drain(tr, DRAIN_MAX))
+			nanosleep(&ts, NULL);
+	}
+	if (!h)
+		return;
+	tr->s.got_state = __atomic_load_n(&h->got_state, __ATOMIC_ACQUIRE);
+	tr->s.got_slots = h->got_slots;
+	tr->s.got_modules = h->got_modules;
+	tr->s.got_ns = h->got_ns;
+	tr->s.attach_ns += ma_now_ns() - t0;
 }
 
 int ma_track_run(struct ma_track *tr, const struct ma_track_run *run)

@@ -51,6 +51,12 @@ struct ma_injection {
 	uint64_t frozen_ns; /* longest single freeze */
 	int attempts;	    /* freezes needed to find a safe thread */
 	uint64_t t_pick_ns, t_dlopen_ns, t_start_ns; /* phases, for -v */
+	/* the GOT hooks, patched by the payload's watchdog after the thaw
+	 * (ring header, got_*); filled by the tracking session, which waits
+	 * for them (track.c) */
+	int32_t got_state;
+	uint32_t got_slots, got_modules;
+	uint64_t got_ns;
 	pid_t hijacked;		  /* the thread that ran the calls */
 	int payload_fd_in_target; /* memfd of the image, closed by ma_start */
 };
