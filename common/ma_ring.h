@@ -90,6 +90,10 @@ struct ma_ring_hdr {
 	uint32_t got_modules; /* modules scanned */
 	uint32_t _pad5;
 	uint64_t got_ns; /* the watchdog's time to scan and patch */
+
+	/* MA_TRACK_AGG: the aggregate area (common/ma_agg.h) in this memfd,
+	 * after the data; 0 and 0 when the session records events */
+	uint64_t agg_off, agg_size;
 };
 
 enum ma_got_state {

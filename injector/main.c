@@ -172,6 +172,7 @@ static void session_release(struct ma_session *s, int unmap)
 	if (s->ring_mem)
 		munmap(s->ring_mem, s->ring_len);
 	s->ring_mem = NULL;
+	ma_agg_release(s);
 	ma_unmap(s->tabs, s->tabs_len);
 	s->tabs = NULL;
 	s->codes = NULL;
@@ -192,7 +193,8 @@ static struct ma_session *session_recycled(void)
 	for (uint32_t i = 0; i < nsessions; i++) {
 		struct ma_session *s = sessions[i];
 
-		if (phase_of(s) == MA_PHASE_DONE && !s->ring_mem && !s->tabs) {
+		if (phase_of(s) == MA_PHASE_DONE && !s->ring_mem && !s->tabs &&
+		    !s->agg) {
 			memset(s, 0, sizeof(*s));
 			return s;
 		}
@@ -231,6 +233,12 @@ static struct ma_session *session_new(const struct ma_config *c, char *msg,
 	s->cfg = *c;
 	s->ring_fd = -1;
 	s->ring_len = MA_RING_HDR_SIZE + (size_t)c->ring_size;
+	/* the aggregate area follows the ring's data in the same memfd:
+	 * the attacher maps both at once */
+	if (c->flags & MA_TRACK_AGG) {
+		s->agg_off = s->ring_len;
+		s->ring_len += MA_AGG_AREA_SIZE;
+	}
 	fd = memfd_create("memattach-ring", MFD_CLOEXEC);
 	if (fd < 0) {
 		*err = -errno;
@@ -256,6 +264,15 @@ static struct ma_session *session_new(const struct ma_config *c, char *msg,
 	s->ring_mem = mem;
 	ma_ring_init(mem, c->ring_size, (uint32_t)getpid(), ma_ring_now_ns());
 	ma_ring_producer(&s->ring, mem, c->full_wait_us);
+	if (s->agg_off) {
+		*err = ma_agg_setup(s, (uint8_t *)mem + s->agg_off, msg, len);
+		if (*err < 0) {
+			session_release(s, 1);
+			return NULL;
+		}
+		s->ring.hdr->agg_off = s->agg_off;
+		s->ring.hdr->agg_size = MA_AGG_AREA_SIZE;
+	}
 	return s;
 }
 

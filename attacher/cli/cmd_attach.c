@@ -69,10 +69,13 @@ static void usage(FILE *f)
 		"      --python-only       only CPython's allocators, no "
 		"malloc/mmap hooks\n"
 		"      --native-only       only malloc/mmap hooks\n"
-		"      --every-event       an ALLOC and a FREE for every small "
-		"Python block,\n"
-		"                          short-lived ones too (slower; "
-		"exact peak)\n"
+		"      --every-event       the full event stream: an ALLOC and "
+		"a FREE for\n"
+		"                          every block (slower, bigger "
+		"capture; by default\n"
+		"                          the target keeps sums per stack "
+		"and only they\n"
+		"                          cross)\n"
 		"      --top N             rows in the summary (default 10)\n"
 		"  -q, --quiet             no progress line\n"
 		"      --offsets=SOURCE    auto, dwarf, debug-offsets, "
@@ -264,7 +267,11 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	struct ma_track_opts to = { .output = o.output,
 				    .ring_size = o.ring_size,
 				    .max_frames = o.max_frames,
-				    .flags = o.flags };
+				    /* aggregated unless the full stream
+				     * was asked for (docs/payload.md) */
+				    .flags = o.flags & MA_TRACK_EVERY
+						     ? o.flags
+						     : o.flags | MA_TRACK_AGG };
 
 	if (ma_track_start(t, &to, &tr)) {
 		ret = ma_cli_fail("attach");

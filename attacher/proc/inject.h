@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "ma_agg.h"
 #include "ma_config.h"
 #include "ma_ring.h"
 
@@ -39,6 +40,7 @@ struct ma_inject_opts {
 struct ma_injection {
 	pid_t pid;
 	struct ma_ring_hdr *ring; /* mapped header + data */
+	struct ma_agg_hdr *agg;	  /* MA_TRACK_AGG: the aggregate area */
 	uint8_t *data;
 	uint64_t map_len;
 	int ring_fd;	    /* our descriptor of the ring memfd */
