@@ -65,8 +65,10 @@ struct ma_agg_key {
 	 * that epoch began (docs/payload.md: valid when epoch is the
 	 * header's, else the peak is the live figures now) */
 	uint64_t epoch, peak_bytes, peak_count;
-	uint64_t temp_count[MA_AGG_TEMPW];
-	uint64_t temp_bytes[MA_AGG_TEMPW];
+	/* by bucket, count and bytes side by side: one line to touch */
+	struct {
+		uint64_t count, bytes;
+	} temp[MA_AGG_TEMPW];
 };
 _Static_assert(sizeof(struct ma_agg_key) == 72 + 16 * MA_AGG_TEMPW,
 	       "ma_agg_key: no hidden padding");
@@ -82,17 +84,17 @@ struct ma_agg_hdr {
 	uint8_t _pad1[64 - 32];
 
 	/* Live figures of the MEM and OBJ domains' blocks: written with the
-	 * GIL held (or the MEM/OBJ table's lock), plain stores */
+	 * GIL held (or the MEM/OBJ table's lock), plain stores; and on the
+	 * same line, read at every event, the peak of live_gil + live_nat
+	 * and its epoch (written when a new peak is reached) */
 	uint64_t live_gil, count_gil;
-	uint8_t _pad2[48];
+	uint64_t peak_bytes, peak_count;
+	uint64_t epoch; /* atomic */
+	uint8_t _pad2[24];
 	/* Live figures of every other block: atomic additions */
 	uint64_t live_nat, count_nat;
 	uint8_t _pad3[48];
 
-	/* The peak of live_gil + live_nat and the epoch it began, written
-	 * when a new peak is reached */
-	uint64_t peak_bytes, peak_count;
-	uint64_t epoch; /* atomic */
 	/* blocks not tracked because a live table could not grow (counted
 	 * nowhere else), and events filed under key 0 (no room for a new
 	 * key: their stack and thread are lost, not their bytes) */

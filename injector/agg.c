@@ -36,10 +36,10 @@
 #define NAT_BITS0      8
 #define LIVE_BITS_MAX  31
 #define KIDX_BITS      17 /* 2 * MA_AGG_KEYS entries: at most half full */
-#define KMEMO_IDX(key) ((uint32_t)(mix(key) >> 60))
+#define KMEMO_IDX(key) ((uint32_t)(mix(key) >> 58))
 
 _Static_assert((1u << KIDX_BITS) >= 2 * MA_AGG_KEYS, "key index room");
-_Static_assert(16 == MA_KMEMO, "the key memo has 16 entries");
+_Static_assert(64 == MA_KMEMO, "the key memo has 64 entries");
 
 struct live_ent {
 	uint64_t ptr; /* 0: empty */
@@ -314,8 +314,8 @@ static void key_free(struct ma_agg *a, uint32_t ki, uint64_t size, int gil,
 
 		/* only the allocating thread gets here for its key */
 		if (b < MA_AGG_TEMPW) {
-			PLAIN_ADD(k->temp_count[b], 1);
-			PLAIN_ADD(k->temp_bytes[b], size);
+			PLAIN_ADD(k->temp[b].count, 1);
+			PLAIN_ADD(k->temp[b].bytes, size);
 		}
 	}
 	/* key 0 is every thread's, of either kind of caller */

@@ -83,7 +83,7 @@ struct ma_node_ent {
 };
 
 #define MA_MEMO	 16 /* per-thread node memo entries, a power of two */
-#define MA_KMEMO 16 /* per-thread aggregation key memo (agg.c) */
+#define MA_KMEMO 64 /* per-thread aggregation key memo (agg.c) */
 
 struct ma_kmemo {
 	uint64_t k; /* (thread, kind, node) as one word; 0: empty */

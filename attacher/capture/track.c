@@ -325,9 +325,9 @@ static void agg_read(struct ma_track *tr)
 			p->free_bytes = fb;
 		}
 		for (unsigned d = 0; d < MA_AGG_TEMPW; d++) {
-			uint64_t tc = __atomic_load_n(&k->temp_count[d],
+			uint64_t tc = __atomic_load_n(&k->temp[d].count,
 						      __ATOMIC_ACQUIRE);
-			uint64_t tb = __atomic_load_n(&k->temp_bytes[d],
+			uint64_t tb = __atomic_load_n(&k->temp[d].bytes,
 						      __ATOMIC_ACQUIRE);
 
 			if (tc == p->temp_count[d] && tb == p->temp_bytes[d])
