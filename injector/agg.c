@@ -118,7 +118,8 @@ static int live_grow(struct live_tab *t, int shift)
 
 		if (!e->ptr)
 			continue;
-		for (j = home(&nt, shift, e->ptr); nt.t[j].ptr; j = (j + 1) & mask)
+		for (j = home(&nt, shift, e->ptr); nt.t[j].ptr;
+		     j = (j + 1) & mask)
 			;
 		nt.t[j] = *e;
 	}
@@ -237,11 +238,10 @@ static uint32_t key_slow(struct ma_agg *a, uint64_t k, uint32_t th,
 }
 
 /* The key of (thread, node, kind): the thread's memo, else the index */
-static inline uint32_t key_of(struct ma_agg *a, struct ma_slot *sl,
-			      uint32_t th, uint32_t node, int kind)
+static inline uint32_t key_of(struct ma_agg *a, struct ma_slot *sl, uint32_t th,
+			      uint32_t node, int kind)
 {
-	uint64_t k = (uint64_t)node | (uint64_t)kind << 32 | (uint64_t)th
-								    << 40;
+	uint64_t k = (uint64_t)node | (uint64_t)kind << 32 | (uint64_t)th << 40;
 	struct ma_kmemo *m = &sl->kmemo[KMEMO_IDX(k)];
 
 	if (ma_likely(m->k == k))
@@ -268,7 +268,8 @@ static inline uint32_t key_of(struct ma_agg *a, struct ma_slot *sl,
 static inline void key_touch(struct ma_agg_key *k, uint64_t epoch)
 {
 	if (ma_unlikely(k->epoch != epoch)) {
-		uint64_t ab = __atomic_load_n(&k->alloc_bytes, __ATOMIC_RELAXED);
+		uint64_t ab =
+			__atomic_load_n(&k->alloc_bytes, __ATOMIC_RELAXED);
 		uint64_t fb = __atomic_load_n(&k->free_bytes, __ATOMIC_RELAXED);
 		uint64_t ac = __atomic_load_n(&k->allocs, __ATOMIC_RELAXED);
 		uint64_t fc = __atomic_load_n(&k->frees, __ATOMIC_RELAXED);
@@ -295,8 +296,8 @@ static void peak_new(struct ma_agg_hdr *h, uint64_t live)
 
 static inline void peak_check(struct ma_agg_hdr *h, uint64_t live)
 {
-	if (ma_unlikely(live > __atomic_load_n(&h->peak_bytes,
-					       __ATOMIC_RELAXED)))
+	if (ma_unlikely(live >
+			__atomic_load_n(&h->peak_bytes, __ATOMIC_RELAXED)))
 		peak_new(h, live);
 }
 
@@ -404,8 +405,7 @@ void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		if (lock)
 			ma_spin_unlock(&t->lock);
 	} else {
-		live = __atomic_add_fetch(&h->live_nat, size,
-					  __ATOMIC_RELAXED);
+		live = __atomic_add_fetch(&h->live_nat, size, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&h->count_nat, 1, __ATOMIC_RELAXED);
 		live += __atomic_load_n(&h->live_gil, __ATOMIC_RELAXED);
 		peak_check(h, live);

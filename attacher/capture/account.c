@@ -302,7 +302,7 @@ struct node_ent {
 	uint64_t epoch; /* peak epoch of the last change */
 	uint64_t live_bytes, live_count;
 	uint64_t total_bytes, total_count;
-	uint64_t peak_bytes, peak_count; /* saved: valid if epoch current */
+	uint64_t peak_bytes, peak_count;   /* saved: valid if epoch current */
 	uint64_t fpeak_bytes, fpeak_count; /* from PEAK events */
 };
 
@@ -1360,7 +1360,8 @@ void ma_account_print_summary_width(const struct ma_account *acc, FILE *f,
 		ma_para_end(&p);
 	}
 	if (t->dropped || t->keys_full) {
-		ma_para_piece(&p, "", "warning: %llu blocks (%llu bytes) not "
+		ma_para_piece(&p, "",
+			      "warning: %llu blocks (%llu bytes) not "
 			      "tracked (the target's live table could not "
 			      "grow), %llu events counted without their stack "
 			      "(its key table was full):",

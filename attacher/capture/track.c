@@ -310,8 +310,8 @@ static void agg_read(struct ma_track *tr)
 		ac = __atomic_load_n(&k->allocs, __ATOMIC_ACQUIRE);
 		ab = __atomic_load_n(&k->alloc_bytes, __ATOMIC_ACQUIRE);
 		ev.thread = k->thread;
-		if (ac != p->allocs || ab != p->alloc_bytes ||
-		    fc != p->frees || fb != p->free_bytes) {
+		if (ac != p->allocs || ab != p->alloc_bytes || fc != p->frees ||
+		    fb != p->free_bytes) {
 			ev.agg.node = k->node;
 			ev.agg.kind = k->kind;
 			ev.agg.allocs = ac - p->allocs;
@@ -365,7 +365,8 @@ static void agg_end(struct ma_track *tr)
 		n = MA_AGG_KEYS;
 	for (uint32_t i = 0; i < n; i++) {
 		const struct ma_agg_key *k = &keys[i];
-		struct ma_event ev = { .type = MA_EV_PEAK, .thread = k->thread };
+		struct ma_event ev = { .type = MA_EV_PEAK,
+				       .thread = k->thread };
 
 		if (!__atomic_load_n(&k->ready, __ATOMIC_ACQUIRE))
 			continue;

@@ -287,10 +287,9 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 			s->attempts, s->t_pick_ns / 1e6, s->t_dlopen_ns / 1e6,
 			s->t_start_ns / 1e6, s->got_slots, s->got_modules,
 			s->got_ns / 1e6,
-			s->got_state == MA_GOT_DONE ? ""
-			: s->got_state == MA_GOT_PENDING
-				? " (not done yet)"
-				: " (not done)");
+			s->got_state == MA_GOT_DONE	 ? ""
+			: s->got_state == MA_GOT_PENDING ? " (not done yet)"
+							 : " (not done)");
 	fprintf(stderr,
 		"memattach: attached to %d (python %s, %s, offsets from %s) in "
 		"%.1f ms, target stopped %.1f ms%s\n",

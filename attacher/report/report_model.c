@@ -259,10 +259,10 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 	case MA_EV_AGG:
 	case MA_EV_AGGTEMP:
 	case MA_EV_PEAK: {
-		/* the node is at the same place in all three */
-		uint32_t *node = ev->type == MA_EV_AGG	   ? &ev->agg.node
+		/* the node of the key the event is about */
+		uint32_t *node = ev->type == MA_EV_AGG	  ? &ev->agg.node
 				 : ev->type == MA_EV_PEAK ? &ev->peak.node
-							   : &ev->aggtemp.node;
+							  : &ev->aggtemp.node;
 
 		if (*node >= REPORT_MAX_NODE) {
 			r->bad_ids++;

@@ -282,9 +282,8 @@ int ma_temporary_feed(struct ma_temporary *t, const struct ma_event *ev)
 		/* a bucket counts when all of it lies in the window */
 		if (ma_agg_temp_upper(ev->aggtemp.dist) > t->window)
 			return 0;
-		f = fig_get(t, ev->aggtemp.node < MAX_NODE_ID
-				       ? ev->aggtemp.node
-				       : 0);
+		f = fig_get(t, ev->aggtemp.node < MAX_NODE_ID ? ev->aggtemp.node
+							      : 0);
 		if (!f)
 			return -ENOMEM;
 		f->bytes += ev->aggtemp.bytes;
