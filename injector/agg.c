@@ -64,6 +64,10 @@ struct kidx_ent {
 	uint32_t _pad;
 };
 
+/* the young blocks in front of the MEM/OBJ table (see young_put) */
+#define YOUNG	  64  /* entries, two ways per address: a power of two */
+#define YOUNG_MAX 512 /* bytes: pymalloc's small blocks */
+
 struct ma_agg {
 	struct ma_agg_hdr *h;
 	struct ma_agg_key *keys;
@@ -71,6 +75,8 @@ struct ma_agg {
 	int key_lock;
 	struct live_tab gil __attribute__((aligned(64)));
 	struct live_tab nat[SHARDS];
+	/* under the MEM/OBJ table's rules (the GIL, or its lock) */
+	struct live_ent young[YOUNG] __attribute__((aligned(64)));
 };
 
 static inline uint64_t mix(uint64_t x)
@@ -347,6 +353,73 @@ static inline struct live_tab *tab_of(struct ma_agg *a, uint64_t p, int gil,
 	return &a->nat[mix(p) >> (64 - SHARD_SHIFT)];
 }
 
+/*
+ * Young small blocks of the MEM and OBJ domains wait in a small table in
+ * front of the MEM/OBJ live table (two ways per address hash, the older
+ * first): most of them die within a few allocations and are then never
+ * inserted into, searched in and deleted from the large table, whose
+ * entries are spread over far more memory.  Their figures count from
+ * their allocation, wherever they wait.  A block is moved into the large
+ * table when a younger one needs its entry.  0, or -ENOMEM when the large
+ * table could not take the block moved out (it is then not tracked: its
+ * size in *lost).
+ */
+static inline struct live_ent *young_of(struct ma_agg *a, uint64_t p)
+{
+	return &a->young[(uint32_t)(mix(p) >> 58) & (YOUNG - 2)];
+}
+
+static int young_put(struct ma_agg *a, const struct live_ent *n, uint64_t *lost)
+{
+	struct live_ent *y = young_of(a, n->ptr);
+	int ret = 0;
+
+	if (ma_likely(!y[0].ptr)) {
+		if (y[1].ptr) {
+			y[0] = y[1];
+			y[1] = *n;
+		} else {
+			y[0] = *n;
+		}
+		return 0;
+	}
+	if (!y[1].ptr) {
+		y[1] = *n;
+		return 0;
+	}
+	int found = 0;
+	struct live_ent *e = live_put(&a->gil, 0, y[0].ptr, &found);
+
+	if (e) {
+		*e = y[0];
+	} else {
+		*lost = y[0].size;
+		ret = -ENOMEM;
+	}
+	y[0] = y[1];
+	y[1] = *n;
+	return ret;
+}
+
+/* Take p out of the young table into *b: 1, or 0 when it is not there */
+static inline int young_take(struct ma_agg *a, uint64_t p, struct live_ent *b)
+{
+	struct live_ent *y = young_of(a, p);
+
+	if (y[1].ptr == p) {
+		*b = y[1];
+		y[1].ptr = 0;
+		return 1;
+	}
+	if (y[0].ptr == p) {
+		*b = y[0];
+		y[0] = y[1];
+		y[1].ptr = 0;
+		return 1;
+	}
+	return 0;
+}
+
 void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		  uint64_t p, uint64_t size, uint32_t node, int kind, int gil,
 		  int serial)
@@ -364,6 +437,22 @@ void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		return;
 	if (lock)
 		ma_spin_lock(&t->lock);
+	if (gil && size <= YOUNG_MAX) {
+		struct live_ent n = { .ptr = p,
+				      .size = size,
+				      .key = ki,
+				      .seq = (uint32_t)sl->allocs };
+
+		uint64_t lost = 0;
+
+		/* the block moved out, not this one, is what is lost */
+		if (ma_unlikely(young_put(a, &n, &lost) < 0)) {
+			__atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&h->dropped_bytes, lost,
+					   __ATOMIC_RELAXED);
+		}
+		goto counted;
+	}
 	e = live_put(t, shift, p, &found);
 	if (e) {
 		if (ma_unlikely(found))
@@ -386,6 +475,7 @@ void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 	 * (freed before its module was patched): it is gone now */
 	if (ma_unlikely(found))
 		key_free(a, old.key, old.size, gil, 0, 0);
+counted:
 	epoch = __atomic_load_n(&h->epoch, __ATOMIC_RELAXED);
 	key_touch(k, epoch);
 	if (ma_likely(ki != 0)) {
@@ -424,10 +514,14 @@ void ma_agg_free(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		return;
 	if (lock)
 		ma_spin_lock(&t->lock);
-	e = live_find(t, shift, p);
-	if (e) {
-		b = *e;
-		live_del(t, shift, e);
+	if (gil && young_take(a, p, &b)) {
+		e = &b; /* only tested below */
+	} else {
+		e = live_find(t, shift, p);
+		if (e) {
+			b = *e;
+			live_del(t, shift, e);
+		}
 	}
 	if (lock && !gil)
 		ma_spin_unlock(&t->lock);
