@@ -21,6 +21,9 @@ enum ma_config_flags {
 	MA_TRACK_PYTHON = 1 << 2, /* CPython allocator domains */
 	MA_TRACK_EVERY = 1 << 3,  /* an ALLOC and a FREE record for every
 				     block, short-lived ones too (no TEMP) */
+	MA_TRACK_AGG = 1 << 4,	  /* sums per key in the aggregate area
+				     instead of ALLOC/FREE records, but for
+				     mmap (common/ma_agg.h) */
 };
 
 struct ma_config {

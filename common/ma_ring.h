@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #define MA_RING_MAGIC	 0x31474e4952414d00ull /* "\0MARING1" little-endian */
-#define MA_RING_VERSION	 1
+#define MA_RING_VERSION	 2
 #define MA_RING_HDR_SIZE 4096
 
 /* Payload states (ma_ring_hdr.state) */
@@ -79,6 +79,27 @@ struct ma_ring_hdr {
 	uint64_t records;  /* published */
 	uint64_t stop_ns;  /* CLOCK_MONOTONIC when hooks were removed */
 	char message[128]; /* why it failed or went orphaned */
+
+	/* GOT hooks: ma_start leaves them to the watchdog, which finds and
+	 * patches the slots with the threads running, so that the freeze does
+	 * not grow with the number of loaded libraries (docs/payload.md, "GOT
+	 * patching").  The attacher waits for got_state before it says the
+	 * process is attached. */
+	int32_t got_state;    /* atomic: enum ma_got_state, or -errno */
+	uint32_t got_slots;   /* slots patched */
+	uint32_t got_modules; /* modules scanned */
+	uint32_t _pad5;
+	uint64_t got_ns; /* the watchdog's time to scan and patch */
+
+	/* MA_TRACK_AGG: the aggregate area (common/ma_agg.h) in this memfd,
+	 * after the data; 0 and 0 when the session records events */
+	uint64_t agg_off, agg_size;
+};
+
+enum ma_got_state {
+	MA_GOT_PENDING = 0, /* the watchdog has not patched yet */
+	MA_GOT_DONE = 1,    /* every module loaded then is patched */
+	MA_GOT_NONE = 2,    /* the session ended before patching */
 };
 
 _Static_assert(sizeof(struct ma_ring_hdr) <= MA_RING_HDR_SIZE,

@@ -17,9 +17,8 @@
  * the target.  So a module found by a rescan is first pinned with
  * dlopen(RTLD_NOLOAD), which waits for the loader lock, i.e. for any load
  * in progress to finish, and keeps the module from being unloaded while we
- * write.  At ma_start every other thread is stopped outside the loader
- * (the attacher's safe point), so nothing is pinned there: dlopen would
- * wait on a stopped thread if that promise were broken.
+ * write.  The first scan of a session runs on the watchdog too, with the
+ * threads running (main.c, got_first_install), so it pins like a rescan.
  *
  * All of it runs under the control lock (main.c).
  */
@@ -148,6 +147,11 @@ void ma_got_set_mask(unsigned int mask)
 int ma_got_installed(void)
 {
 	return npatches != 0;
+}
+
+uint32_t ma_got_modules(void)
+{
+	return __atomic_load_n(&nmods, __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------------------ */

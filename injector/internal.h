@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "../common/ma_agg.h"
 #include "../common/ma_config.h"
 #include "../common/ma_pyver.h"
 #include "../common/ma_record.h"
@@ -82,6 +83,13 @@ struct ma_node_ent {
 };
 
 #define MA_MEMO	 16 /* per-thread node memo entries, a power of two */
+#define MA_KMEMO 64 /* per-thread aggregation key memo (agg.c) */
+
+struct ma_kmemo {
+	uint64_t k; /* (thread, kind, node) as one word; 0: empty */
+	uint32_t idx;
+	uint32_t _pad;
+};
 #define MA_SITES 16 /* per-thread innermost-frame sites, a power of two */
 
 struct ma_site_ent {
@@ -136,6 +144,8 @@ struct ma_slot {
 	 * every full walk and every new session starts a generation. */
 	uint32_t site_gen;
 	struct ma_site_ent site[MA_SITES];
+	/* recent aggregation keys of this thread (agg.c), this session's */
+	struct ma_kmemo kmemo[MA_KMEMO];
 	/* then: struct ma_frame_ent cache[MA_MAX_FRAMES], scratch[...];
 	 * struct ma_raw_ent raw[MA_RAW_MAX] */
 };
@@ -278,6 +288,11 @@ struct ma_session {
 	struct ma_gw_ent gw[MA_GW_SLOTS];
 	struct ma_gp_ent gp[MA_GP_SLOTS];
 
+	/* aggregated tracking (agg.c): NULL when the session records
+	 * events */
+	struct ma_agg *agg;
+	size_t agg_off; /* the aggregate area's offset in the ring's memfd */
+
 	/* stopping */
 	uint32_t final_state; /* enum ma_ring_state to end in */
 	int32_t error;
@@ -337,6 +352,21 @@ void ma_rec_free(struct ma_tls *t, const void *p, size_t size, int kind);
 void ma_rec_fork(struct ma_tls *t, pid_t child_pid);
 /* In a fork child: tracking off, the parent's ring dropped */
 void ma_after_fork_child(void);
+
+/* ------------------------------------------------------------------ */
+/* Aggregated tracking (agg.c) */
+
+/* The tables, and the aggregate area's header at area: 0, or -ENOMEM with
+ * msg filled (and nothing left mapped) */
+int ma_agg_setup(struct ma_session *s, void *area, char *msg, size_t len);
+void ma_agg_release(struct ma_session *s);
+/* gil: a block of the MEM or OBJ domain (called with the GIL held);
+ * serial: the GIL serialises those (record.c, gil_serial) */
+void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
+		  uint64_t p, uint64_t size, uint32_t node, int kind, int gil,
+		  int serial);
+void ma_agg_free(struct ma_session *s, struct ma_slot *sl, uint32_t th,
+		 uint64_t p, int gil, int serial);
 
 /* ------------------------------------------------------------------ */
 /* Python stacks (pystack.c) */
@@ -415,6 +445,8 @@ int ma_got_changed(void);
 /* Put every patched slot back; returns the number restored */
 int ma_got_restore(void);
 int ma_got_installed(void);
+/* Modules patched (or found with nothing to patch) so far */
+uint32_t ma_got_modules(void);
 /* Where the main executable's own GOT slot for name points (its resolved
  * target), NULL when it has none or it is not bound yet */
 void *ma_exe_got_target(const char *name);

@@ -12,8 +12,9 @@
  * watchdog, after the attacher has let the threads go.
  *
  * Life of a session:
- *   ma_start: ring + tables, watchdog thread, GOT hooks, Python domains,
- *             enabled = 1, state TRACKING
+ *   ma_start: ring + tables, watchdog thread, Python domains,
+ *             enabled = 1, state TRACKING; then the watchdog, threads
+ *             running: GOT hooks (got_first_install)
  *   stop_begin (ma_stop, the watchdog on MA_CMD_STOP or a stale heartbeat,
  *             a later ma_start, an internal failure): hooks restored,
  *             allocator domains restored, enabled = 0, state STOPPING
@@ -171,6 +172,7 @@ static void session_release(struct ma_session *s, int unmap)
 	if (s->ring_mem)
 		munmap(s->ring_mem, s->ring_len);
 	s->ring_mem = NULL;
+	ma_agg_release(s);
 	ma_unmap(s->tabs, s->tabs_len);
 	s->tabs = NULL;
 	s->codes = NULL;
@@ -191,7 +193,8 @@ static struct ma_session *session_recycled(void)
 	for (uint32_t i = 0; i < nsessions; i++) {
 		struct ma_session *s = sessions[i];
 
-		if (phase_of(s) == MA_PHASE_DONE && !s->ring_mem && !s->tabs) {
+		if (phase_of(s) == MA_PHASE_DONE && !s->ring_mem && !s->tabs &&
+		    !s->agg) {
 			memset(s, 0, sizeof(*s));
 			return s;
 		}
@@ -230,6 +233,12 @@ static struct ma_session *session_new(const struct ma_config *c, char *msg,
 	s->cfg = *c;
 	s->ring_fd = -1;
 	s->ring_len = MA_RING_HDR_SIZE + (size_t)c->ring_size;
+	/* the aggregate area follows the ring's data in the same memfd:
+	 * the attacher maps both at once */
+	if (c->flags & MA_TRACK_AGG) {
+		s->agg_off = s->ring_len;
+		s->ring_len += MA_AGG_AREA_SIZE;
+	}
 	fd = memfd_create("memattach-ring", MFD_CLOEXEC);
 	if (fd < 0) {
 		*err = -errno;
@@ -255,6 +264,15 @@ static struct ma_session *session_new(const struct ma_config *c, char *msg,
 	s->ring_mem = mem;
 	ma_ring_init(mem, c->ring_size, (uint32_t)getpid(), ma_ring_now_ns());
 	ma_ring_producer(&s->ring, mem, c->full_wait_us);
+	if (s->agg_off) {
+		*err = ma_agg_setup(s, (uint8_t *)mem + s->agg_off, msg, len);
+		if (*err < 0) {
+			session_release(s, 1);
+			return NULL;
+		}
+		s->ring.hdr->agg_off = s->agg_off;
+		s->ring.hdr->agg_size = MA_AGG_AREA_SIZE;
+	}
 	return s;
 }
 
@@ -379,6 +397,47 @@ static int attacher_gone(int pidfd)
 	return pidfd >= 0 && poll(&p, 1, 0) > 0;
 }
 
+/*
+ * The session's GOT hooks, on the watchdog with the threads running.
+ * Scanning every module's relocations took 7-50 ms with a hundred
+ * libraries loaded (docs/performance.md), all of it inside the attach's
+ * freeze when ma_start did it; here the freeze does not depend on what
+ * the process has loaded.  Patching with the threads running is what the
+ * rescan of modules loaded later always did: each slot is one aligned
+ * store, and every module but the executable is pinned with
+ * dlopen(RTLD_NOLOAD), which also waits for a load in progress.  A block
+ * malloc'ed before its module's slot was patched and freed after it is a
+ * free of memory from before the attach (counted, ignored), and the
+ * attacher waits for got_state before it reports the process attached.
+ */
+static void got_first_install(struct ma_session *s)
+{
+	struct ma_ring_hdr *h = s->ring.hdr;
+	uint64_t t0 = ma_ring_now_ns();
+	int32_t state = MA_GOT_NONE;
+	int n = 0;
+
+	ma_ctl_lock();
+	if (ma_sess == s && phase_of(s) == MA_PHASE_TRACKING) {
+		n = ma_got_install(1);
+		state = MA_GOT_DONE;
+		if (n < 0) {
+			char msg[128];
+
+			ma_fmt(msg, sizeof(msg),
+			       "GOT patching failed: error %d", -n);
+			stop_begin(s, MA_STATE_FAILED, n, msg);
+			state = n;
+			n = 0;
+		}
+	}
+	ma_ctl_unlock();
+	h->got_slots = (uint32_t)n;
+	h->got_modules = ma_got_modules();
+	h->got_ns = ma_ring_now_ns() - t0;
+	__atomic_store_n(&h->got_state, state, __ATOMIC_RELEASE);
+}
+
 static void *watchdog_main(void *arg)
 {
 	struct ma_session *s = arg;
@@ -389,6 +448,7 @@ static void *watchdog_main(void *arg)
 	ma_tls.guard = 1; /* this thread never records */
 	prctl(PR_SET_NAME, "memattach", 0, 0, 0);
 	pidfd = attacher_pidfd(s);
+	got_first_install(s);
 	fence_register();
 	while (phase_of(s) == MA_PHASE_TRACKING) {
 		uint32_t w = __atomic_load_n(&s->wd_word, __ATOMIC_ACQUIRE);
@@ -556,7 +616,7 @@ static void start_locked(const struct ma_config *cfg)
 	struct ma_session *s, *old;
 	struct ma_config c;
 	unsigned int mask;
-	int err, n;
+	int err;
 
 	if (!cfg || cfg->magic != MA_CONFIG_MAGIC ||
 	    cfg->size < sizeof(struct ma_config)) {
@@ -622,14 +682,9 @@ static void start_locked(const struct ma_config *cfg)
 		mask |= 1u << MA_HC_NATIVE | 1u << MA_HC_LOADER;
 	if (c.flags & MA_TRACK_MMAP)
 		mask |= 1u << MA_HC_MMAP | 1u << MA_HC_LOADER;
+	/* the GOT slots are found and patched by the watchdog, threads
+	 * running (got_first_install) */
 	ma_got_set_mask(mask);
-	n = ma_got_install(0);
-	if (n < 0) {
-		ma_fmt(msg, sizeof(msg), "GOT patching failed: error %d", -n);
-		stop_begin(s, MA_STATE_FAILED, n, msg);
-		ctl_publish(n, MA_STATE_STOPPING, s->ring_fd, msg);
-		return;
-	}
 	if (c.flags & MA_TRACK_PYTHON) {
 		char pw[128] = "";
 

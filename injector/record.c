@@ -224,6 +224,7 @@ static void slot_adopt(struct ma_slot *sl, struct ma_session *s)
 	__atomic_store_n(&sl->table_full, 0, __ATOMIC_RELAXED);
 	/* node ids of another session */
 	memset(sl->memo, 0, sizeof(sl->memo));
+	memset(sl->kmemo, 0, sizeof(sl->kmemo));
 	ma_slot_sites_reset(sl);
 	__atomic_store_n(&sl->gen, s->gen, __ATOMIC_RELEASE);
 }
@@ -304,7 +305,11 @@ void ma_rec_alloc(struct ma_tls *t, const void *p, size_t size, int kind)
 		uint32_t th = thread_of(s, sl);
 		uint32_t node = s->minor ? ma_stack_node(s, sl) : 0;
 
-		put_alloc(s, sl, th, (uintptr_t)p, size, node, kind);
+		if (s->agg && kind != MA_KIND_MMAP)
+			ma_agg_alloc(s, sl, th, (uintptr_t)p, size, node, kind,
+				     0, 0);
+		else
+			put_alloc(s, sl, th, (uintptr_t)p, size, node, kind);
 		MA_CTR_INC(sl->allocs);
 	}
 	rec_end(sl);
@@ -316,7 +321,12 @@ void ma_rec_free(struct ma_tls *t, const void *p, size_t size, int kind)
 	struct ma_session *s = rec_begin(t, &sl);
 
 	if (ma_likely(s != NULL)) {
-		put_free(s, sl, thread_of(s, sl), (uintptr_t)p, size, kind);
+		if (s->agg && kind != MA_KIND_MMAP)
+			ma_agg_free(s, sl, thread_of(s, sl), (uintptr_t)p, 0,
+				    0);
+		else
+			put_free(s, sl, thread_of(s, sl), (uintptr_t)p, size,
+				 kind);
 		MA_CTR_INC(sl->frees);
 	}
 	rec_end(sl);
@@ -477,7 +487,10 @@ void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 		uint32_t node = s->minor ? ma_stack_node_gil(s, sl) : 0;
 		struct ma_gw_ent *e = NULL;
 
-		if (size <= MA_GW_MAX && gil_serial(s)) {
+		if (s->agg) {
+			ma_agg_alloc(s, sl, th, (uintptr_t)p, size, node, kind,
+				     1, gil_serial(s));
+		} else if (size <= MA_GW_MAX && gil_serial(s)) {
 			e = &s->gw[gw_slot((uintptr_t)p)];
 			gil_flush_if_asked(s, sl);
 			/* one branch for both ways, the way itself taken as
@@ -514,7 +527,7 @@ void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 			e->k2.w = k2.w;
 			e->gh = gh_of(k1.w, k2.w);
 			e->seq = (uint32_t)sl->allocs;
-		} else {
+		} else if (!s->agg) {
 			put_alloc(s, sl, th, (uintptr_t)p, size, node, kind);
 		}
 		MA_CTR_INC(sl->allocs);
@@ -570,7 +583,11 @@ void ma_rec_free_gil(struct ma_tls *t, const void *p, int kind)
 	struct ma_slot *sl;
 	struct ma_session *s = rec_begin(t, &sl);
 
-	if (ma_likely(s != NULL)) {
+	if (ma_likely(s != NULL) && s->agg) {
+		ma_agg_free(s, sl, thread_of(s, sl), (uintptr_t)p, 1,
+			    gil_serial(s));
+		MA_CTR_INC(sl->frees);
+	} else if (ma_likely(s != NULL)) {
 		struct ma_gw_ent *e = &s->gw[gw_slot((uintptr_t)p)];
 
 		if (ma_unlikely(sl->gen != s->gen))

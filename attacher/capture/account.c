@@ -302,7 +302,8 @@ struct node_ent {
 	uint64_t epoch; /* peak epoch of the last change */
 	uint64_t live_bytes, live_count;
 	uint64_t total_bytes, total_count;
-	uint64_t peak_bytes, peak_count; /* saved: valid if epoch current */
+	uint64_t peak_bytes, peak_count;   /* saved: valid if epoch current */
+	uint64_t fpeak_bytes, fpeak_count; /* from PEAK events */
 };
 
 struct code_ent {
@@ -776,6 +777,77 @@ static int feed_sample(struct ma_account *acc, const struct ma_event *ev)
 	return 0;
 }
 
+/*
+ * Aggregated tracking: a key's figures moved by deltas.  The payload
+ * counts a block's allocation before its free can be seen, and the
+ * attacher reads a key's frees before its allocations (track.c), so a
+ * node's live figures never go below zero, whatever the order of deltas.
+ */
+static int feed_agg(struct ma_account *acc, const struct ma_event *ev)
+{
+	struct node_ent *n = node_get(acc, ev->agg.node);
+
+	if (!n)
+		return -ENOMEM;
+	acc->t.agg_events++;
+	acc->t.allocs += ev->agg.allocs;
+	acc->t.alloc_bytes += ev->agg.alloc_bytes;
+	acc->t.frees += ev->agg.frees;
+	acc->t.freed_bytes += ev->agg.free_bytes;
+	if (ev->agg.kind == MA_KIND_REALLOC)
+		acc->t.reallocs += ev->agg.allocs;
+	node_touch(acc, n);
+	n->total_bytes += ev->agg.alloc_bytes;
+	n->total_count += ev->agg.allocs;
+	n->live_bytes += ev->agg.alloc_bytes - ev->agg.free_bytes;
+	n->live_count += ev->agg.allocs - ev->agg.frees;
+	acc->t.live_bytes += ev->agg.alloc_bytes - ev->agg.free_bytes;
+	acc->t.live_count += ev->agg.allocs - ev->agg.frees;
+	check_peak(acc);
+	return 0;
+}
+
+/* A key's figures at the peak, from the payload: the first one replaces
+ * the peak the deltas made (they only saw it every second) */
+static int feed_peak(struct ma_account *acc, const struct ma_event *ev)
+{
+	struct node_ent *n;
+
+	if (!acc->t.agg_peak) {
+		acc->t.agg_peak = true;
+		for (size_t i = 0; i < acc->nodes_n; i++)
+			acc->nodes[i].fpeak_bytes = acc->nodes[i].fpeak_count =
+				0;
+	}
+	n = node_get(acc, ev->peak.node);
+	if (!n)
+		return -ENOMEM;
+	n->fpeak_bytes += ev->peak.bytes;
+	n->fpeak_count += ev->peak.count;
+	return 0;
+}
+
+static void feed_aggend(struct ma_account *acc, const struct ma_event *ev)
+{
+	if (!acc->t.agg_peak) {
+		/* no key held anything at the peak */
+		acc->t.agg_peak = true;
+		for (size_t i = 0; i < acc->nodes_n; i++)
+			acc->nodes[i].fpeak_bytes = acc->nodes[i].fpeak_count =
+				0;
+	}
+	acc->t.peak_bytes = ev->aggend.peak_bytes;
+	acc->t.peak_count = ev->aggend.peak_count;
+	acc->t.peak_after_ns = ev->aggend.peak_after_ns;
+	acc->t.peak_before_ns = ev->aggend.peak_before_ns;
+	acc->t.peak_index = acc->t.events;
+	acc->peak_pending = false;
+	acc->t.dropped = ev->aggend.dropped;
+	acc->t.dropped_bytes = ev->aggend.dropped_bytes;
+	acc->t.keys_full = ev->aggend.keys_full;
+	acc->t.unknown_frees += ev->aggend.unknown_frees;
+}
+
 int ma_account_feed(struct ma_account *acc, const struct ma_event *ev)
 {
 	int ret = 0;
@@ -801,6 +873,15 @@ int ma_account_feed(struct ma_account *acc, const struct ma_event *ev)
 		break;
 	case MA_EV_SAMPLE:
 		ret = feed_sample(acc, ev);
+		break;
+	case MA_EV_AGG:
+		ret = feed_agg(acc, ev);
+		break;
+	case MA_EV_PEAK:
+		ret = feed_peak(acc, ev);
+		break;
+	case MA_EV_AGGEND:
+		feed_aggend(acc, ev);
 		break;
 	case MA_EV_STATS:
 		acc->t.lost_records = ev->stats.lost_records;
@@ -885,7 +966,10 @@ int ma_account_feed_rec(struct ma_account *acc, const struct ma_rec *rec)
 static void node_peak(const struct ma_account *acc, const struct node_ent *n,
 		      struct ma_account_fig *peak)
 {
-	if (n->epoch == acc->epoch) {
+	if (acc->t.agg_peak) {
+		peak->bytes = n->fpeak_bytes;
+		peak->count = n->fpeak_count;
+	} else if (n->epoch == acc->epoch) {
 		peak->bytes = n->peak_bytes;
 		peak->count = n->peak_count;
 	} else {
@@ -1272,6 +1356,18 @@ void ma_account_print_summary_width(const struct ma_account *acc, FILE *f,
 	if (t->lost_records) {
 		ma_para_piece(&p, "", "warning: %llu records lost (ring full):",
 			      (unsigned long long)t->lost_records);
+		ma_para_piece(&p, " ", "the figures are incomplete");
+		ma_para_end(&p);
+	}
+	if (t->dropped || t->keys_full) {
+		ma_para_piece(&p, "",
+			      "warning: %llu blocks (%llu bytes) not "
+			      "tracked (the target's live table could not "
+			      "grow), %llu events counted without their stack "
+			      "(its key table was full):",
+			      (unsigned long long)t->dropped,
+			      (unsigned long long)t->dropped_bytes,
+			      (unsigned long long)t->keys_full);
 		ma_para_piece(&p, " ", "the figures are incomplete");
 		ma_para_end(&p);
 	}

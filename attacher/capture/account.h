@@ -26,6 +26,7 @@
 #ifndef MA_ACCOUNT_H
 #define MA_ACCOUNT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -59,6 +60,13 @@ struct ma_account_totals {
 
 	/* from the payload's STATS event (0 when none was seen) */
 	uint64_t lost_records, lost_bytes, stack_truncated, node_table_full;
+
+	/* aggregated tracking (AGG events): blocks the payload could not
+	 * track (its live tables could not grow) and events filed without
+	 * their stack (its key table was full), from AGGEND */
+	uint64_t agg_events; /* AGG events seen: the capture is aggregated */
+	uint64_t dropped, dropped_bytes, keys_full;
+	bool agg_peak; /* the peak came from the payload (AGGEND) */
 
 	uint32_t threads, codes, nodes; /* definitions seen */
 	uint64_t bad_refs; /* events naming ids beyond the limits (counted

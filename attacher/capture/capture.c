@@ -14,6 +14,7 @@
  * independently decodable.
  */
 #include "capture.h"
+#include "ma_agg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -72,6 +73,10 @@ enum {
 	DEF_FORK = 4,
 	DEF_SAMPLE = 5,
 	DEF_STATS = 6,
+	DEF_AGG = 7,	 /* format version 2 */
+	DEF_AGGTEMP = 8, /* format version 2 */
+	DEF_PEAK = 9,	 /* format version 2 */
+	DEF_AGGEND = 10, /* format version 2 */
 };
 
 #define OP_KIND_SHIFT  3
@@ -804,6 +809,41 @@ int ma_capture_write_event(struct ma_capture_writer *w,
 		put_varint(m, ev->stats.stack_truncated);
 		put_varint(m, ev->stats.node_table_full);
 		break;
+	case MA_EV_AGG:
+		put_def(w, DEF_AGG, ev->thread);
+		put_varint(m, ev->agg.node);
+		put_varint(m, ev->agg.kind);
+		put_varint(m, ev->agg.allocs);
+		put_varint(m, ev->agg.alloc_bytes);
+		put_varint(m, ev->agg.frees);
+		put_varint(m, ev->agg.free_bytes);
+		break;
+	case MA_EV_AGGTEMP:
+		put_def(w, DEF_AGGTEMP, ev->thread);
+		put_varint(m, ev->aggtemp.node);
+		put_varint(m, ev->aggtemp.kind);
+		put_varint(m, ev->aggtemp.dist);
+		put_varint(m, ev->aggtemp.count);
+		put_varint(m, ev->aggtemp.bytes);
+		break;
+	case MA_EV_PEAK:
+		put_def(w, DEF_PEAK, ev->thread);
+		put_varint(m, ev->peak.node);
+		put_varint(m, ev->peak.kind);
+		put_varint(m, ev->peak.bytes);
+		put_varint(m, ev->peak.count);
+		break;
+	case MA_EV_AGGEND:
+		put_def(w, DEF_AGGEND, ev->thread);
+		put_varint(m, ev->aggend.peak_bytes);
+		put_varint(m, ev->aggend.peak_count);
+		put_varint(m, ev->aggend.peak_after_ns);
+		put_varint(m, ev->aggend.peak_before_ns);
+		put_varint(m, ev->aggend.dropped);
+		put_varint(m, ev->aggend.dropped_bytes);
+		put_varint(m, ev->aggend.keys_full);
+		put_varint(m, ev->aggend.unknown_frees);
+		break;
 	default:
 		return ma_err(-EINVAL, "capture: cannot write event type %u",
 			      ev->type);
@@ -1403,6 +1443,18 @@ static uint64_t get_ptr(struct ma_capture_reader *r, int look, int into)
 	return ptr;
 }
 
+/* A kind byte of an aggregated event: one of enum ma_alloc_kind, or 0
+ * (key 0, whose events lost their stack) */
+static uint8_t get_kind(struct ma_capture_reader *r, struct cur *m)
+{
+	uint64_t k = get_varint(m);
+
+	if (k > 0xff)
+		m->bad = true;
+	(void)r;
+	return (uint8_t)k;
+}
+
 static int get_def(struct ma_capture_reader *r, struct ma_event *ev)
 {
 	struct cur *m = &r->s[S_MISC];
@@ -1460,6 +1512,43 @@ static int get_def(struct ma_capture_reader *r, struct ma_event *ev)
 		ev->stats.lost_bytes = get_varint(m);
 		ev->stats.stack_truncated = get_varint(m);
 		ev->stats.node_table_full = get_varint(m);
+		break;
+	case DEF_AGG:
+		ev->type = MA_EV_AGG;
+		ev->agg.node = get_u32(m);
+		ev->agg.kind = get_kind(r, m);
+		ev->agg.allocs = get_varint(m);
+		ev->agg.alloc_bytes = get_varint(m);
+		ev->agg.frees = get_varint(m);
+		ev->agg.free_bytes = get_varint(m);
+		break;
+	case DEF_AGGTEMP:
+		ev->type = MA_EV_AGGTEMP;
+		ev->aggtemp.node = get_u32(m);
+		ev->aggtemp.kind = get_kind(r, m);
+		ev->aggtemp.dist = (uint8_t)get_varint(m);
+		if (ev->aggtemp.dist >= MA_AGG_TEMPW)
+			return bad_event(r, "temporary distance too large");
+		ev->aggtemp.count = get_varint(m);
+		ev->aggtemp.bytes = get_varint(m);
+		break;
+	case DEF_PEAK:
+		ev->type = MA_EV_PEAK;
+		ev->peak.node = get_u32(m);
+		ev->peak.kind = get_kind(r, m);
+		ev->peak.bytes = get_varint(m);
+		ev->peak.count = get_varint(m);
+		break;
+	case DEF_AGGEND:
+		ev->type = MA_EV_AGGEND;
+		ev->aggend.peak_bytes = get_varint(m);
+		ev->aggend.peak_count = get_varint(m);
+		ev->aggend.peak_after_ns = get_varint(m);
+		ev->aggend.peak_before_ns = get_varint(m);
+		ev->aggend.dropped = get_varint(m);
+		ev->aggend.dropped_bytes = get_varint(m);
+		ev->aggend.keys_full = get_varint(m);
+		ev->aggend.unknown_frees = get_varint(m);
 		break;
 	default:
 		return bad_event(r, "unknown event subtype");

@@ -22,6 +22,12 @@ enum ma_event_type {
 	MA_EV_FORK = 6,
 	MA_EV_SAMPLE = 7, /* written by the attacher: ma_capture_sample() */
 	MA_EV_STATS = 8,  /* the payload's final counters (MA_REC_STATS) */
+	/* aggregated tracking (docs/payload.md), written by the attacher
+	 * from the aggregate area (common/ma_agg.h): */
+	MA_EV_AGG = 9,	    /* a key's figures moved by these deltas */
+	MA_EV_AGGTEMP = 10, /* a key's blocks freed at distance dist */
+	MA_EV_PEAK = 11,    /* a key's figures at the peak (at the end) */
+	MA_EV_AGGEND = 12,  /* the global peak and what was dropped */
 };
 
 /*
@@ -77,6 +83,34 @@ struct ma_event {
 			uint64_t allocs, frees, lost_records, lost_bytes;
 			uint64_t stack_truncated, node_table_full;
 		} stats;
+		/* AGG, AGGTEMP, PEAK: the key is (thread, node, kind) */
+		struct {
+			uint32_t node;
+			uint8_t kind;
+			uint64_t allocs, alloc_bytes, frees, free_bytes;
+		} agg;
+		struct {
+			uint32_t node;
+			uint8_t kind;
+			uint8_t dist; /* bucket, < MA_AGG_TEMPW
+					 (ma_agg_temp_upper: its widest
+					 distance) */
+			uint64_t count, bytes;
+		} aggtemp;
+		struct {
+			uint32_t node;
+			uint8_t kind;
+			uint64_t bytes, count;
+		} peak;
+		struct {
+			uint64_t peak_bytes, peak_count;
+			/* samples around the peak (since the capture's
+			 * start): after <= moment <= before; before 0 when
+			 * no sample followed it */
+			uint64_t peak_after_ns, peak_before_ns;
+			uint64_t dropped, dropped_bytes, keys_full;
+			uint64_t unknown_frees;
+		} aggend;
 	};
 };
 

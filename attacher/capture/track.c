@@ -6,6 +6,7 @@
 #include "track.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "capture.h"
+#include "ma_agg.h"
 #include "discover.h"
 #include "errors.h"
 #include "ma_ring_io.h"
@@ -33,6 +35,17 @@
 #define DRAIN_MAX	65536 /* records per drain */
 #define SAMPLE_EVERY_NS 100000000ull
 #define STOP_TIMEOUT_NS 3000000000ull
+#define WAIT_GOT_NS	3000000000ull
+/* aggregated tracking: the keys' deltas go to the accounting and the
+ * capture this often (the capture grows with the keys that moved per
+ * second, not with events); samples still come every 100 ms */
+#define AGG_EVERY_NS 1000000000ull
+
+/* A key's figures as last read */
+struct agg_prev {
+	uint64_t allocs, alloc_bytes, frees, free_bytes;
+	uint64_t temp_count[MA_AGG_TEMPW], temp_bytes[MA_AGG_TEMPW];
+};
 
 struct ma_track {
 	pid_t pid;
@@ -48,6 +61,12 @@ struct ma_track {
 	int started; /* t0 set, track.started passed */
 	uint64_t t0;
 	uint64_t last_sample, last_progress, last_drain;
+	/* aggregated tracking (s.agg set): figures last read per key
+	 * (MA_AGG_KEYS entries, touched as keys appear), when, the epoch of
+	 * the peak at the last sample and the samples around its moment */
+	struct agg_prev *prev;
+	uint64_t last_agg, agg_epoch, last_sample_t;
+	uint64_t peak_after_ns, peak_before_ns;
 };
 
 /* The target has exited: gone, or a zombie nobody reaped yet */
@@ -92,6 +111,8 @@ static uint64_t read_rss(pid_t pid)
 		return 0;
 	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
+
+static void wait_got(struct ma_track *tr);
 
 int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 		   struct ma_track **out)
@@ -144,6 +165,12 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 	err = ma_inject_start(t, &io, &tr->s);
 	if (err)
 		return err;
+	if (tr->s.agg) {
+		/* untouched pages cost nothing: this grows with the keys */
+		tr->prev = calloc(MA_AGG_KEYS, sizeof(*tr->prev));
+		if (!tr->prev)
+			return ma_err(-ENOMEM, "out of memory");
+	}
 	/* cannot fail after ma_inject_start's checks; if it did, the run
 	 * stops the payload at once */
 	if (ma_ring_reader_init(&tr->rd, tr->s.ring, tr->s.map_len) < 0)
@@ -152,6 +179,7 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 				   "header",
 				   (int)t->pid);
 	tr->t0 = ma_now_ns(); /* ma_track_run() starts it again */
+	wait_got(tr);
 	return 0;
 }
 
@@ -246,10 +274,149 @@ static size_t drain(struct ma_track *tr, size_t max)
 	return n;
 }
 
+/* One event to the capture and to the accounting */
+static void emit(struct ma_track *tr, const struct ma_event *ev)
+{
+	int err = ma_capture_write_event(tr->w, ev);
+
+	if (err && !tr->error)
+		tr->error = err;
+	ma_account_feed(tr->acc, ev);
+}
+
+/*
+ * Aggregated tracking: the deltas of every key that moved since the last
+ * read, as AGG and AGGTEMP events.  A key's frees are read before its
+ * allocations: the payload counts a block's allocation before anyone can
+ * free it, so the figures read never have more frees than allocations.
+ * The keys are listed, then the ring drained, then their figures read: a
+ * key is published after the THREAD and NODE records it names, so those
+ * are in the capture before its first event.
+ */
+static void agg_read(struct ma_track *tr)
+{
+	struct ma_agg_hdr *h = tr->s.agg;
+	struct ma_agg_key *keys;
+	uint32_t n;
+
+	if (!h || !tr->prev)
+		return;
+	keys = ma_agg_keys(h);
+	n = __atomic_load_n(&h->nkeys, __ATOMIC_ACQUIRE);
+	if (n > MA_AGG_KEYS)
+		n = MA_AGG_KEYS;
+	drain(tr, SIZE_MAX);
+	for (uint32_t i = 0; i < n; i++) {
+		struct ma_agg_key *k = &keys[i];
+		struct agg_prev *p = &tr->prev[i];
+		struct ma_event ev = { .type = MA_EV_AGG };
+		uint64_t fc, fb, ac, ab;
+
+		if (!__atomic_load_n(&k->ready, __ATOMIC_ACQUIRE))
+			continue;
+		fc = __atomic_load_n(&k->frees, __ATOMIC_ACQUIRE);
+		fb = __atomic_load_n(&k->free_bytes, __ATOMIC_ACQUIRE);
+		ac = __atomic_load_n(&k->allocs, __ATOMIC_ACQUIRE);
+		ab = __atomic_load_n(&k->alloc_bytes, __ATOMIC_ACQUIRE);
+		ev.thread = k->thread;
+		if (ac != p->allocs || ab != p->alloc_bytes || fc != p->frees ||
+		    fb != p->free_bytes) {
+			ev.agg.node = k->node;
+			ev.agg.kind = k->kind;
+			ev.agg.allocs = ac - p->allocs;
+			ev.agg.alloc_bytes = ab - p->alloc_bytes;
+			ev.agg.frees = fc - p->frees;
+			ev.agg.free_bytes = fb - p->free_bytes;
+			emit(tr, &ev);
+			p->allocs = ac;
+			p->alloc_bytes = ab;
+			p->frees = fc;
+			p->free_bytes = fb;
+		}
+		for (unsigned d = 0; d < MA_AGG_TEMPW; d++) {
+			uint64_t tc = __atomic_load_n(&k->temp[d].count,
+						      __ATOMIC_ACQUIRE);
+			uint64_t tb = __atomic_load_n(&k->temp[d].bytes,
+						      __ATOMIC_ACQUIRE);
+
+			if (tc == p->temp_count[d] && tb == p->temp_bytes[d])
+				continue;
+			ev.type = MA_EV_AGGTEMP;
+			ev.aggtemp.node = k->node;
+			ev.aggtemp.kind = k->kind;
+			ev.aggtemp.dist = (uint8_t)d;
+			ev.aggtemp.count = tc - p->temp_count[d];
+			ev.aggtemp.bytes = tb - p->temp_bytes[d];
+			emit(tr, &ev);
+			p->temp_count[d] = tc;
+			p->temp_bytes[d] = tb;
+		}
+	}
+}
+
+/* The last read, then each key's figures at the peak and the global ones
+ * (docs/payload.md: a key's saved figures if its epoch is the last one,
+ * else its live figures) */
+static void agg_end(struct ma_track *tr)
+{
+	struct ma_agg_hdr *h = tr->s.agg;
+	struct ma_agg_key *keys;
+	uint64_t epoch;
+	uint32_t n;
+
+	if (!h || !tr->prev)
+		return;
+	agg_read(tr);
+	keys = ma_agg_keys(h);
+	epoch = __atomic_load_n(&h->epoch, __ATOMIC_ACQUIRE);
+	n = __atomic_load_n(&h->nkeys, __ATOMIC_ACQUIRE);
+	if (n > MA_AGG_KEYS)
+		n = MA_AGG_KEYS;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct ma_agg_key *k = &keys[i];
+		struct ma_event ev = { .type = MA_EV_PEAK,
+				       .thread = k->thread };
+
+		if (!__atomic_load_n(&k->ready, __ATOMIC_ACQUIRE))
+			continue;
+		if (k->epoch == epoch) {
+			ev.peak.bytes = k->peak_bytes;
+			ev.peak.count = k->peak_count;
+		} else {
+			ev.peak.bytes = k->alloc_bytes - k->free_bytes;
+			ev.peak.count = k->allocs - k->frees;
+		}
+		if (!ev.peak.bytes && !ev.peak.count)
+			continue;
+		ev.peak.node = k->node;
+		ev.peak.kind = k->kind;
+		emit(tr, &ev);
+	}
+	/* a peak reached after the last sample: no sample follows it */
+	if (epoch != tr->agg_epoch) {
+		tr->peak_after_ns = tr->last_sample_t;
+		tr->peak_before_ns = 0;
+	}
+	struct ma_event end = {
+		.type = MA_EV_AGGEND,
+		.aggend = { .peak_bytes = h->peak_bytes,
+			    .peak_count = h->peak_count,
+			    .peak_after_ns = tr->peak_after_ns,
+			    .peak_before_ns = tr->peak_before_ns,
+			    .dropped = h->dropped,
+			    .dropped_bytes = h->dropped_bytes,
+			    .keys_full = h->keys_full,
+			    .unknown_frees = h->unknown_frees },
+	};
+
+	emit(tr, &end);
+}
+
 /* An RSS sample; 1 when it found the target gone */
 static int sample(struct ma_track *tr, uint64_t now)
 {
 	uint64_t rss = read_rss(tr->pid);
+	struct ma_agg_hdr *h = tr->s.agg;
 	/* The same event to both, so that the summary knows when the peak
 	 * was and event numbers agree */
 	struct ma_event ev = {
@@ -259,11 +426,60 @@ static int sample(struct ma_track *tr, uint64_t now)
 			    .live = ma_account_totals(tr->acc)->live_bytes },
 	};
 
+	if (h) {
+		/* the payload's own figure: the accounting's moves only
+		 * every AGG_EVERY_NS */
+		uint64_t epoch = __atomic_load_n(&h->epoch, __ATOMIC_ACQUIRE);
+
+		ev.sample.live =
+			__atomic_load_n(&h->live_gil, __ATOMIC_RELAXED) +
+			__atomic_load_n(&h->live_nat, __ATOMIC_RELAXED);
+		if (epoch != tr->agg_epoch) {
+			/* the last peak so far came since the last sample */
+			tr->peak_after_ns = tr->last_sample_t;
+			tr->peak_before_ns = ev.sample.t_ns;
+			tr->agg_epoch = epoch;
+		}
+		tr->last_sample_t = ev.sample.t_ns;
+	}
 	ma_capture_write_event(tr->w, &ev);
 	ma_account_feed(tr->acc, &ev);
 	tr->last_sample = now;
 	ma_step("track.sample");
 	return !rss && target_gone(tr->pid);
+}
+
+/*
+ * The payload's watchdog patches the GOT slots after the thaw, threads
+ * running (docs/payload.md, "GOT patching"); the process is attached once
+ * it has.  Meanwhile the ring is drained as during the run (the Python
+ * domains record from the thaw on) and the heartbeat kept.  Bounded: a
+ * watchdog waiting for a long dlopen of another thread patches later, and
+ * the run does not need to wait for it.
+ */
+static void wait_got(struct ma_track *tr)
+{
+	struct ma_ring_hdr *h = tr->s.ring;
+	uint64_t t0 = ma_now_ns();
+
+	while (!tr->error && h &&
+	       __atomic_load_n(&h->got_state, __ATOMIC_ACQUIRE) ==
+		       MA_GOT_PENDING &&
+	       ma_ring_state(h) == MA_STATE_TRACKING &&
+	       ma_now_ns() - t0 < WAIT_GOT_NS) {
+		struct timespec ts = { 0, 500000 };
+
+		ma_ring_heartbeat(h, ma_now_ns());
+		if (!drain(tr, DRAIN_MAX))
+			nanosleep(&ts, NULL);
+	}
+	if (!h)
+		return;
+	tr->s.got_state = __atomic_load_n(&h->got_state, __ATOMIC_ACQUIRE);
+	tr->s.got_slots = h->got_slots;
+	tr->s.got_modules = h->got_modules;
+	tr->s.got_ns = h->got_ns;
+	tr->s.attach_ns += ma_now_ns() - t0;
 }
 
 int ma_track_run(struct ma_track *tr, const struct ma_track_run *run)
@@ -287,6 +503,10 @@ int ma_track_run(struct ma_track *tr, const struct ma_track_run *run)
 		if (tr->error) {
 			tr->complete = 0;
 			return MA_TRACK_END_ERROR;
+		}
+		if (tr->s.agg && now - tr->last_agg >= AGG_EVERY_NS) {
+			agg_read(tr);
+			tr->last_agg = now;
 		}
 		if (now - tr->last_sample >= SAMPLE_EVERY_NS &&
 		    sample(tr, now)) {
@@ -394,6 +614,8 @@ int ma_track_finish(struct ma_track *tr, struct ma_track_result *res)
 	struct timespec wall;
 	int err;
 
+	agg_end(tr);
+
 	trl.lost_records =
 		__atomic_load_n(&tr->s.ring->lost_records, __ATOMIC_RELAXED);
 	trl.lost_bytes =
@@ -432,5 +654,6 @@ void ma_track_free(struct ma_track *tr)
 		ma_capture_close(tr->w, &none);
 	ma_account_free(tr->acc);
 	ma_injection_close(&tr->s);
+	free(tr->prev);
 	free(tr);
 }

@@ -69,10 +69,13 @@ static void usage(FILE *f)
 		"      --python-only       only CPython's allocators, no "
 		"malloc/mmap hooks\n"
 		"      --native-only       only malloc/mmap hooks\n"
-		"      --every-event       an ALLOC and a FREE for every small "
-		"Python block,\n"
-		"                          short-lived ones too (slower; "
-		"exact peak)\n"
+		"      --every-event       the full event stream: an ALLOC and "
+		"a FREE for\n"
+		"                          every block (slower, bigger "
+		"capture; by default\n"
+		"                          the target keeps sums per stack "
+		"and only they\n"
+		"                          cross)\n"
 		"      --top N             rows in the summary (default 10)\n"
 		"  -q, --quiet             no progress line\n"
 		"      --offsets=SOURCE    auto, dwarf, debug-offsets, "
@@ -322,7 +325,11 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	struct ma_track_opts to = { .output = o.output,
 				    .ring_size = o.ring_size,
 				    .max_frames = o.max_frames,
-				    .flags = o.flags };
+				    /* aggregated unless the full stream
+				     * was asked for (docs/payload.md) */
+				    .flags = o.flags & MA_TRACK_EVERY
+						     ? o.flags
+						     : o.flags | MA_TRACK_AGG };
 
 	if (ma_track_start(t, &to, &tr)) {
 		ret = ma_cli_fail("attach");
@@ -333,9 +340,14 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	if (ma_cli_verbose)
 		fprintf(stderr,
 			"memattach: %d tries to find a safe thread (%.1f ms), "
-			"dlopen %.1f ms, ma_start %.1f ms\n",
+			"dlopen %.1f ms, ma_start %.1f ms; GOT hooks after "
+			"the thaw: %u slots in %u modules in %.1f ms%s\n",
 			s->attempts, s->t_pick_ns / 1e6, s->t_dlopen_ns / 1e6,
-			s->t_start_ns / 1e6);
+			s->t_start_ns / 1e6, s->got_slots, s->got_modules,
+			s->got_ns / 1e6,
+			s->got_state == MA_GOT_DONE	 ? ""
+			: s->got_state == MA_GOT_PENDING ? " (not done yet)"
+							 : " (not done)");
 	fprintf(stderr,
 		"memattach: attached to %d (python %s, %s, offsets from %s) in "
 		"%.1f ms, target stopped %.1f ms%s\n",

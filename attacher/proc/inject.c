@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "inject.h"
+#include "ma_agg.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -586,7 +587,7 @@ static int write_payload(pid_t pid, long fd)
 	return 0;
 }
 
-static int map_ring(struct ma_injection *s, uint64_t ring_size)
+static int map_ring(struct ma_injection *s, uint64_t ring_size, int agg)
 {
 	char path[64];
 
@@ -597,6 +598,9 @@ static int map_ring(struct ma_injection *s, uint64_t ring_size)
 		return ma_err(-errno, "attach: opening the ring %s: %s", path,
 			      strerror(errno));
 	s->map_len = MA_RING_HDR_SIZE + ring_size;
+	/* aggregated tracking: the aggregate area follows the data */
+	if (agg)
+		s->map_len += MA_AGG_AREA_SIZE;
 	void *p = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE, MAP_SHARED,
 		       s->ring_fd, 0);
 
@@ -607,6 +611,21 @@ static int map_ring(struct ma_injection *s, uint64_t ring_size)
 	s->data = (uint8_t *)p + MA_RING_HDR_SIZE;
 	if (s->ring->magic != MA_RING_MAGIC || s->ring->data_size != ring_size)
 		return ma_err(-EPROTO, "attach: the ring has a bad header");
+	if (agg) {
+		struct ma_agg_hdr *h;
+
+		if (s->ring->agg_off != MA_RING_HDR_SIZE + ring_size ||
+		    s->ring->agg_size != MA_AGG_AREA_SIZE)
+			return ma_err(-EPROTO, "attach: the payload made no "
+					       "aggregate area");
+		h = (struct ma_agg_hdr *)((uint8_t *)p + s->ring->agg_off);
+		if (h->magic != MA_AGG_MAGIC || h->key_cap != MA_AGG_KEYS ||
+		    h->key_size != sizeof(struct ma_agg_key))
+			return ma_err(-EPROTO,
+				      "attach: the aggregate area has a bad "
+				      "header");
+		s->agg = h;
+	}
 	return 0;
 }
 
@@ -834,7 +853,7 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 			ctl.message[0] ? ctl.message : "no status");
 	}
 	s->target_ring_fd = ctl.ring_fd;
-	err = map_ring(s, o->ring_size);
+	err = map_ring(s, o->ring_size, !!(o->flags & MA_TRACK_AGG));
 	if (err)
 		return err;
 	ma_step("inject.ring-mapped");
@@ -869,6 +888,7 @@ void ma_injection_close(struct ma_injection *s)
 	if (s->ring_fd >= 0)
 		close(s->ring_fd);
 	s->ring = NULL;
+	s->agg = NULL;
 	s->ring_fd = -1;
 }
 

@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "ma_agg.h"
 #include "ma_config.h"
 #include "ma_heap.h"
 #include "ma_ring.h"
@@ -40,6 +41,7 @@ struct ma_inject_opts {
 struct ma_injection {
 	pid_t pid;
 	struct ma_ring_hdr *ring; /* mapped header + data */
+	struct ma_agg_hdr *agg;	  /* MA_TRACK_AGG: the aggregate area */
 	uint8_t *data;
 	uint64_t map_len;
 	int ring_fd;	    /* our descriptor of the ring memfd */
@@ -52,6 +54,12 @@ struct ma_injection {
 	uint64_t frozen_ns; /* longest single freeze */
 	int attempts;	    /* freezes needed to find a safe thread */
 	uint64_t t_pick_ns, t_dlopen_ns, t_start_ns; /* phases, for -v */
+	/* the GOT hooks, patched by the payload's watchdog after the thaw
+	 * (ring header, got_*); filled by the tracking session, which waits
+	 * for them (track.c) */
+	int32_t got_state;
+	uint32_t got_slots, got_modules;
+	uint64_t got_ns;
 	pid_t hijacked;		  /* the thread that ran the calls */
 	int payload_fd_in_target; /* memfd of the image, closed by ma_start */
 };

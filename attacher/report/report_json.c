@@ -88,6 +88,10 @@ static json_t *totals_json(const struct ma_report *r)
 	json_object_set_new(jt, "unknown_frees", jint(r->unknown_frees));
 	json_object_set_new(jt, "lost_records",
 			    jint(tr ? tr->lost_records : t->lost_records));
+	json_object_set_new(jt, "aggregated", json_boolean(t->agg_events > 0));
+	json_object_set_new(jt, "untracked_blocks", jint(t->dropped));
+	json_object_set_new(jt, "untracked_bytes", jint(t->dropped_bytes));
+	json_object_set_new(jt, "events_without_stack", jint(t->keys_full));
 	json_object_set_new(jt, "threads", json_integer(t->threads));
 	json_object_set_new(jt, "events", jint(t->events));
 	json_object_set_new(jt, "reallocs", jint(t->reallocs));

@@ -581,6 +581,27 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 	case MA_EV_SAMPLE:
 		pp->last_t_ns = ev->sample.t_ns;
 		break;
+	case MA_EV_AGG:
+	case MA_EV_AGGTEMP:
+	case MA_EV_PEAK: {
+		/* the node of the key the event is about */
+		uint32_t *node = ev->type == MA_EV_AGG	  ? &ev->agg.node
+				 : ev->type == MA_EV_PEAK ? &ev->peak.node
+							  : &ev->aggtemp.node;
+
+		if (*node >= REPORT_MAX_NODE) {
+			r->bad_ids++;
+			*node = 0;
+		}
+		if (r->thread_filtered &&
+		    (ev->thread >= pp->sel_cap || !pp->sel[ev->thread])) {
+			ev->type = 0;
+			break;
+		}
+		if (*node > pp->max_node)
+			pp->max_node = *node;
+		break;
+	}
 	case MA_EV_NODE:
 		if (ev->node.id >= REPORT_MAX_NODE ||
 		    ev->node.code >= REPORT_MAX_CODE) {
@@ -789,7 +810,8 @@ static int temporary_batch(struct ma_temporary *t, const struct batch *b)
 	for (size_t i = 0; i < b->n; i++) {
 		const struct ma_event *ev = &b->ev[i];
 
-		if ((ev->type == MA_EV_ALLOC || ev->type == MA_EV_FREE) &&
+		if ((ev->type == MA_EV_ALLOC || ev->type == MA_EV_FREE ||
+		     ev->type == MA_EV_AGGTEMP) &&
 		    ma_temporary_feed(t, ev) < 0)
 			return ma_err(-ENOMEM, "out of memory");
 	}

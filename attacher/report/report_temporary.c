@@ -14,13 +14,17 @@
  * temporary.  The table holds at most threads * (N + 1) entries, so it
  * stays in cache and costs a lookup per event, not a second live map.
  * mmap regions are not considered (they are few and rarely short-lived;
- * munmaps are ranges).
+ * munmaps are ranges).  An aggregated capture (docs/payload.md) brings
+ * the counts by distance (AGGTEMP events: distances 0 to 15, then buckets
+ * by power of two, common/ma_agg.h): windows up to 15 and of 2^k - 1 are
+ * exact there, others count the buckets that lie wholly within them.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "errors.h"
+#include "ma_agg.h"
 #include "report.h"
 
 #define MAX_NODE_ID   (1u << 26) /* as the accounting: beyond = node 0 */
@@ -270,6 +274,23 @@ int ma_temporary_feed(struct ma_temporary *t, const struct ma_event *ev)
 						       : 0,
 				       .slot = slot,
 			       });
+	}
+	/* aggregated tracking: the payload counted them by distance */
+	if (ev->type == MA_EV_AGGTEMP) {
+		struct ma_account_fig *f;
+
+		/* a bucket counts when all of it lies in the window */
+		if (ma_agg_temp_upper(ev->aggtemp.dist) > t->window)
+			return 0;
+		f = fig_get(t, ev->aggtemp.node < MAX_NODE_ID ? ev->aggtemp.node
+							      : 0);
+		if (!f)
+			return -ENOMEM;
+		f->bytes += ev->aggtemp.bytes;
+		f->count += ev->aggtemp.count;
+		t->sum.bytes += ev->aggtemp.bytes;
+		t->sum.count += ev->aggtemp.count;
+		return 0;
 	}
 	if (ev->type != MA_EV_FREE || ev->free.kind == MA_KIND_MMAP ||
 	    !ev->free.ptr || MA_IS_TEMP_ADDR(ev->free.ptr))

@@ -407,6 +407,19 @@ static void footnotes(const struct ma_report *r, const struct out *o)
 		     (unsigned long long)n);
 		any = true;
 	}
+	if (t->dropped || t->keys_full) {
+		if (!any)
+			fputc('\n', o->f);
+		wrap(o,
+		     "warning: %llu blocks (%llu bytes) were not tracked (the "
+		     "target's live table could not grow) and %llu events were "
+		     "counted without their stack (its key table was full): "
+		     "the figures are incomplete.",
+		     (unsigned long long)t->dropped,
+		     (unsigned long long)t->dropped_bytes,
+		     (unsigned long long)t->keys_full);
+		any = true;
+	}
 	if (r->bad_ids) {
 		if (!any)
 			fputc('\n', o->f);

@@ -335,7 +335,7 @@ def damaged(cap, tmp):
           "Traceback" not in err, "corrupt capture: exit 7, names the "
           "damage", err)
     blob = bytearray(data)
-    blob[8:12] = (2).to_bytes(4, "little")
+    blob[8:12] = (1000).to_bytes(4, "little")
     rc, out, err = run("newer.cap", bytes(blob))
     check(rc == 7 and "newer" in err, "newer format: exit 7, says newer",
           err)

@@ -385,7 +385,17 @@ static int consumer_start(struct consumer *c, struct model *m, pid_t pid,
 		return err;
 	c->heartbeat = 1;
 	ma_ring_heartbeat(c->r.hdr, ma_ring_now_ns());
-	return pthread_create(&c->th, NULL, consumer_main, c) ? -EAGAIN : 0;
+	if (pthread_create(&c->th, NULL, consumer_main, c))
+		return -EAGAIN;
+	/* the watchdog patches the GOT after ma_start, threads running (as
+	 * memattach, wait for it: the scenarios expect native hooks) */
+	for (int i = 0; i < 5000 &&
+			__atomic_load_n(&c->r.hdr->got_state,
+					__ATOMIC_ACQUIRE) == MA_GOT_PENDING &&
+			ma_ring_state(c->r.hdr) == MA_STATE_TRACKING;
+	     i++)
+		usleep(1000);
+	return 0;
 }
 
 static void consumer_stop(struct consumer *c)

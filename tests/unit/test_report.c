@@ -1284,7 +1284,7 @@ Test(report, empty_missing_newer_not_a_capture)
 
 	scenario(path, sizeof(path));
 	b = slurp(path, &len);
-	b[8] = 2; /* format version 2 */
+	b[8] = MA_CAPTURE_VERSION + 1; /* a newer format version */
 	tmp_path(bad, sizeof(bad), "newer.cap");
 	spit(bad, b, len);
 	cr_expect_eq(try_load(bad, &r), -EPROTONOSUPPORT);

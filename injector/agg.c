@@ -1,0 +1,589 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Aggregated tracking (MA_TRACK_AGG, the default; docs/payload.md,
+ * "Aggregated tracking"): instead of a ring record per event, the hooks
+ * keep the live blocks in a table of their own and sums per key (thread,
+ * stack node, kind) in the aggregate area (common/ma_agg.h), which the
+ * attacher reads every 100 ms.
+ *
+ * Two live tables, because two kinds of callers use them:
+ *   - the MEM and OBJ domains, called with the GIL held: one table, no
+ *     lock while one GIL serialises them (gil_serial, record.c), its spin
+ *     lock otherwise; the keys and the live_gil figures of these blocks
+ *     are then written with plain stores;
+ *   - everything else (malloc & co, the RAW domain), from any thread:
+ *     SHARDS tables by address, each with a spin lock held for one
+ *     insertion or deletion; their keys' frees and the live_nat figures
+ *     are atomic additions (a block may be freed by any thread), their
+ *     allocations plain stores (a key is one thread's).
+ * Each table: open addressing, linear probing, deletion by backward shift
+ * (no tombstones), grown by doubling at 3/4 full.  A table that cannot grow
+ * drops the block: counted in `dropped`, nowhere else, so that every figure
+ * stays consistent.  No lock is held across a call that can block (a
+ * table's growth maps memory under its lock: bounded), the hooks' guard
+ * keeps a signal handler from re-entering, and nothing waits on the ring.
+ *
+ * The peak, with epochs: see the comment of peak_check().
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define SHARDS	       64
+#define SHARD_SHIFT    6 /* log2(SHARDS) */
+#define GIL_BITS0      12
+#define NAT_BITS0      8
+#define LIVE_BITS_MAX  31
+#define KIDX_BITS      17 /* 2 * MA_AGG_KEYS entries: at most half full */
+#define KMEMO_IDX(key) ((uint32_t)(mix(key) >> 58))
+
+_Static_assert((1u << KIDX_BITS) >= 2 * MA_AGG_KEYS, "key index room");
+_Static_assert(64 == MA_KMEMO, "the key memo has 64 entries");
+
+struct live_ent {
+	uint64_t ptr; /* 0: empty */
+	uint64_t size;
+	uint32_t key;
+	uint32_t seq; /* the allocating thread's allocations before it */
+};
+
+struct live_tab {
+	int lock;
+	uint32_t bits; /* 1 << bits entries */
+	uint64_t n;
+	struct live_ent *t;
+	uint8_t _pad[40];
+};
+_Static_assert(sizeof(struct live_tab) == 64, "one line per table");
+
+struct kidx_ent {
+	uint64_t k;
+	uint32_t idx; /* release-stored after k; 0: empty (key 0 is never
+			 indexed) */
+	uint32_t _pad;
+};
+
+/* the young blocks in front of the MEM/OBJ table (see young_put) */
+#define YOUNG	  64  /* entries, two ways per address: a power of two */
+#define YOUNG_MAX 512 /* bytes: pymalloc's small blocks */
+
+struct ma_agg {
+	struct ma_agg_hdr *h;
+	struct ma_agg_key *keys;
+	struct kidx_ent *kidx;
+	int key_lock;
+	struct live_tab gil __attribute__((aligned(64)));
+	struct live_tab nat[SHARDS];
+	/* under the MEM/OBJ table's rules (the GIL, or its lock) */
+	struct live_ent young[YOUNG] __attribute__((aligned(64)));
+};
+
+static inline uint64_t mix(uint64_t x)
+{
+	return x * 0x9e3779b97f4a7c15ull;
+}
+
+/* ------------------------------------------------------------------ */
+/* Live tables.  shift: 0 for the GIL table, SHARD_SHIFT for a shard (the
+ * hash's top bits chose the shard; the next ones choose the entry). */
+
+static inline uint64_t home(const struct live_tab *t, int shift, uint64_t p)
+{
+	return (mix(p) << shift) >> (64 - t->bits);
+}
+
+static int live_map(struct live_tab *t, uint32_t bits)
+{
+	t->t = ma_map(sizeof(struct live_ent) << bits);
+	if (!t->t)
+		return -ENOMEM;
+	t->bits = bits;
+	t->n = 0;
+	return 0;
+}
+
+static void live_unmap(struct live_tab *t)
+{
+	if (t->t)
+		ma_unmap(t->t, sizeof(struct live_ent) << t->bits);
+	t->t = NULL;
+}
+
+/* Double the table: 0, or -ENOMEM (the table is left as it was) */
+static int live_grow(struct live_tab *t, int shift)
+{
+	struct live_tab nt = { 0 };
+	uint64_t cap = 1ull << t->bits;
+
+	if (t->bits >= LIVE_BITS_MAX || live_map(&nt, t->bits + 1) < 0)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < cap; i++) {
+		const struct live_ent *e = &t->t[i];
+		uint64_t mask = (1ull << nt.bits) - 1, j;
+
+		if (!e->ptr)
+			continue;
+		for (j = home(&nt, shift, e->ptr); nt.t[j].ptr;
+		     j = (j + 1) & mask)
+			;
+		nt.t[j] = *e;
+	}
+	nt.n = t->n;
+	live_unmap(t);
+	t->t = nt.t;
+	t->bits = nt.bits;
+	return 0;
+}
+
+/* The entry of p, or where to put it (*found 0); NULL when the table is
+ * full and cannot grow */
+static struct live_ent *live_put(struct live_tab *t, int shift, uint64_t p,
+				 int *found)
+{
+	uint64_t cap = 1ull << t->bits, mask = cap - 1, i;
+
+	if (ma_unlikely((t->n + 1) * 4 > cap * 3) && live_grow(t, shift) < 0 &&
+	    (t->n + 2) * 8 > cap * 7)
+		return NULL;
+	mask = (1ull << t->bits) - 1;
+	for (i = home(t, shift, p);; i = (i + 1) & mask) {
+		uint64_t q = t->t[i].ptr;
+
+		if (q == p || !q) {
+			*found = q == p;
+			if (!q)
+				t->n++;
+			return &t->t[i];
+		}
+	}
+}
+
+static struct live_ent *live_find(struct live_tab *t, int shift, uint64_t p)
+{
+	uint64_t mask = (1ull << t->bits) - 1;
+
+	for (uint64_t i = home(t, shift, p);; i = (i + 1) & mask) {
+		uint64_t q = t->t[i].ptr;
+
+		if (q == p)
+			return &t->t[i];
+		if (!q)
+			return NULL;
+	}
+}
+
+/* Remove entry e: the entries after it that would no longer be found
+ * from their home move back into the hole */
+static void live_del(struct live_tab *t, int shift, struct live_ent *e)
+{
+	uint64_t mask = (1ull << t->bits) - 1;
+	uint64_t i = (uint64_t)(e - t->t), j = i;
+
+	for (;;) {
+		j = (j + 1) & mask;
+		if (!t->t[j].ptr)
+			break;
+		uint64_t k = home(t, shift, t->t[j].ptr);
+
+		/* j's home is cyclically in (i, j]: it stays */
+		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+			continue;
+		t->t[i] = t->t[j];
+		i = j;
+	}
+	t->t[i].ptr = 0;
+	t->n--;
+}
+
+/* ------------------------------------------------------------------ */
+/* Keys */
+
+static uint32_t key_slow(struct ma_agg *a, uint64_t k, uint32_t th,
+			 uint32_t node, int kind)
+{
+	uint64_t mask = (1ull << KIDX_BITS) - 1;
+	uint64_t i0 = mix(k) >> (64 - KIDX_BITS), i;
+	uint32_t idx;
+
+	for (i = i0;; i = (i + 1) & mask) {
+		idx = __atomic_load_n(&a->kidx[i].idx, __ATOMIC_ACQUIRE);
+		if (!idx)
+			break;
+		if (a->kidx[i].k == k)
+			return idx;
+	}
+	/* new keys are rare: one lock for all of them */
+	ma_spin_lock(&a->key_lock);
+	for (i = i0;; i = (i + 1) & mask) {
+		idx = __atomic_load_n(&a->kidx[i].idx, __ATOMIC_RELAXED);
+		if (!idx)
+			break;
+		if (a->kidx[i].k == k) {
+			ma_spin_unlock(&a->key_lock);
+			return idx;
+		}
+	}
+	idx = a->h->nkeys;
+	if (idx >= MA_AGG_KEYS) {
+		ma_spin_unlock(&a->key_lock);
+		__atomic_add_fetch(&a->h->keys_full, 1, __ATOMIC_RELAXED);
+		return 0;
+	}
+	struct ma_agg_key *key = &a->keys[idx];
+
+	key->thread = th;
+	key->node = node;
+	key->kind = (uint8_t)kind;
+	__atomic_store_n(&key->ready, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&a->h->nkeys, idx + 1, __ATOMIC_RELEASE);
+	a->kidx[i].k = k;
+	__atomic_store_n(&a->kidx[i].idx, idx, __ATOMIC_RELEASE);
+	ma_spin_unlock(&a->key_lock);
+	return idx;
+}
+
+/* The key of (thread, node, kind): the thread's memo, else the index */
+static inline uint32_t key_of(struct ma_agg *a, struct ma_slot *sl, uint32_t th,
+			      uint32_t node, int kind)
+{
+	uint64_t k = (uint64_t)node | (uint64_t)kind << 32 | (uint64_t)th << 40;
+	struct ma_kmemo *m = &sl->kmemo[KMEMO_IDX(k)];
+
+	if (ma_likely(m->k == k))
+		return m->idx;
+	m->idx = key_slow(a, k, th, node, kind);
+	m->k = k;
+	return m->idx;
+}
+
+/* ------------------------------------------------------------------ */
+/* Figures
+ *
+ * The peak, exact, with epochs (what attacher/capture/account.c does over
+ * a stream of events, done where the events happen): the header's epoch
+ * counts new peaks of live_gil + live_nat.  Before a key's figures change,
+ * if its epoch is not the current one, its live figures are saved as its
+ * peak figures and its epoch set: they have not changed since that epoch
+ * began, i.e. since the peak.  At the end, a key whose epoch is the last
+ * one has its peak in the saved figures, any other its live figures.  The
+ * epoch is read before the event changes anything, and a new peak is
+ * looked for after, so the event that makes a peak is part of it.
+ */
+
+static inline void key_touch(struct ma_agg_key *k, uint64_t epoch)
+{
+	if (ma_unlikely(k->epoch != epoch)) {
+		uint64_t ab =
+			__atomic_load_n(&k->alloc_bytes, __ATOMIC_RELAXED);
+		uint64_t fb = __atomic_load_n(&k->free_bytes, __ATOMIC_RELAXED);
+		uint64_t ac = __atomic_load_n(&k->allocs, __ATOMIC_RELAXED);
+		uint64_t fc = __atomic_load_n(&k->frees, __ATOMIC_RELAXED);
+
+		__atomic_store_n(&k->peak_bytes, ab - fb, __ATOMIC_RELAXED);
+		__atomic_store_n(&k->peak_count, ac - fc, __ATOMIC_RELAXED);
+		__atomic_store_n(&k->epoch, epoch, __ATOMIC_RELAXED);
+	}
+}
+
+/* A plain counter update, for words only one writer at a time changes;
+ * the relaxed store keeps the attacher's reads whole */
+#define PLAIN_ADD(x, v) __atomic_store_n(&(x), (x) + (v), __ATOMIC_RELAXED)
+
+static void peak_new(struct ma_agg_hdr *h, uint64_t live)
+{
+	uint64_t count = __atomic_load_n(&h->count_gil, __ATOMIC_RELAXED) +
+			 __atomic_load_n(&h->count_nat, __ATOMIC_RELAXED);
+
+	__atomic_store_n(&h->peak_bytes, live, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->peak_count, count, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&h->epoch, 1, __ATOMIC_RELEASE);
+}
+
+static inline void peak_check(struct ma_agg_hdr *h, uint64_t live)
+{
+	if (ma_unlikely(live >
+			__atomic_load_n(&h->peak_bytes, __ATOMIC_RELAXED)))
+		peak_new(h, live);
+}
+
+/* A block freed: its key's figures and the live ones.  temp and d: freed
+ * by its allocating thread after d further allocations of it */
+static void key_free(struct ma_agg *a, uint32_t ki, uint64_t size, int gil,
+		     int temp, uint32_t d)
+{
+	struct ma_agg_hdr *h = a->h;
+	struct ma_agg_key *k = &a->keys[ki];
+
+	key_touch(k, __atomic_load_n(&h->epoch, __ATOMIC_RELAXED));
+	if (temp) {
+		unsigned b = ma_agg_temp_bucket(d);
+
+		/* only the allocating thread gets here for its key */
+		if (b < MA_AGG_TEMPW) {
+			PLAIN_ADD(k->temp[b].count, 1);
+			PLAIN_ADD(k->temp[b].bytes, size);
+		}
+	}
+	/* key 0 is every thread's, of either kind of caller */
+	if (gil && ki != 0) {
+		PLAIN_ADD(k->frees, 1);
+		PLAIN_ADD(k->free_bytes, size);
+	} else {
+		__atomic_add_fetch(&k->frees, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&k->free_bytes, size, __ATOMIC_RELAXED);
+	}
+	if (gil) {
+		PLAIN_ADD(h->live_gil, -size);
+		PLAIN_ADD(h->count_gil, -1);
+	} else {
+		__atomic_sub_fetch(&h->live_nat, size, __ATOMIC_RELAXED);
+		__atomic_sub_fetch(&h->count_nat, 1, __ATOMIC_RELAXED);
+	}
+}
+
+static inline struct live_tab *tab_of(struct ma_agg *a, uint64_t p, int gil,
+				      int *shift)
+{
+	if (gil) {
+		*shift = 0;
+		return &a->gil;
+	}
+	*shift = SHARD_SHIFT;
+	return &a->nat[mix(p) >> (64 - SHARD_SHIFT)];
+}
+
+/*
+ * Young small blocks of the MEM and OBJ domains wait in a small table in
+ * front of the MEM/OBJ live table (two ways per address hash, the older
+ * first): most of them die within a few allocations and are then never
+ * inserted into, searched in and deleted from the large table, whose
+ * entries are spread over far more memory.  Their figures count from
+ * their allocation, wherever they wait.  A block is moved into the large
+ * table when a younger one needs its entry.  0, or -ENOMEM when the large
+ * table could not take the block moved out (it is then not tracked: its
+ * size in *lost).
+ */
+static inline struct live_ent *young_of(struct ma_agg *a, uint64_t p)
+{
+	return &a->young[(uint32_t)(mix(p) >> 58) & (YOUNG - 2)];
+}
+
+static int young_put(struct ma_agg *a, const struct live_ent *n, uint64_t *lost)
+{
+	struct live_ent *y = young_of(a, n->ptr);
+	int ret = 0;
+
+	if (ma_likely(!y[0].ptr)) {
+		if (y[1].ptr) {
+			y[0] = y[1];
+			y[1] = *n;
+		} else {
+			y[0] = *n;
+		}
+		return 0;
+	}
+	if (!y[1].ptr) {
+		y[1] = *n;
+		return 0;
+	}
+	int found = 0;
+	struct live_ent *e = live_put(&a->gil, 0, y[0].ptr, &found);
+
+	if (e) {
+		*e = y[0];
+	} else {
+		*lost = y[0].size;
+		ret = -ENOMEM;
+	}
+	y[0] = y[1];
+	y[1] = *n;
+	return ret;
+}
+
+/* Take p out of the young table into *b: 1, or 0 when it is not there */
+static inline int young_take(struct ma_agg *a, uint64_t p, struct live_ent *b)
+{
+	struct live_ent *y = young_of(a, p);
+
+	if (y[1].ptr == p) {
+		*b = y[1];
+		y[1].ptr = 0;
+		return 1;
+	}
+	if (y[0].ptr == p) {
+		*b = y[0];
+		y[0] = y[1];
+		y[1].ptr = 0;
+		return 1;
+	}
+	return 0;
+}
+
+void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
+		  uint64_t p, uint64_t size, uint32_t node, int kind, int gil,
+		  int serial)
+{
+	struct ma_agg *a = s->agg;
+	struct ma_agg_hdr *h = a->h;
+	uint32_t ki = key_of(a, sl, th, node, kind);
+	struct ma_agg_key *k = &a->keys[ki];
+	int shift, found = 0, lock = !gil || !serial;
+	struct live_tab *t = tab_of(a, p, gil, &shift);
+	struct live_ent *e, old = { 0 };
+	uint64_t epoch, live;
+
+	if (!p)
+		return;
+	if (lock)
+		ma_spin_lock(&t->lock);
+	if (gil && size <= YOUNG_MAX) {
+		struct live_ent n = { .ptr = p,
+				      .size = size,
+				      .key = ki,
+				      .seq = (uint32_t)sl->allocs };
+
+		uint64_t lost = 0;
+
+		/* the block moved out, not this one, is what is lost */
+		if (ma_unlikely(young_put(a, &n, &lost) < 0)) {
+			__atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&h->dropped_bytes, lost,
+					   __ATOMIC_RELAXED);
+		}
+		goto counted;
+	}
+	e = live_put(t, shift, p, &found);
+	if (e) {
+		if (ma_unlikely(found))
+			old = *e;
+		e->ptr = p;
+		e->size = size;
+		e->key = ki;
+		e->seq = (uint32_t)sl->allocs;
+	}
+	if (lock && !gil)
+		ma_spin_unlock(&t->lock);
+	if (ma_unlikely(!e)) {
+		if (lock && gil)
+			ma_spin_unlock(&t->lock);
+		__atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&h->dropped_bytes, size, __ATOMIC_RELAXED);
+		return;
+	}
+	/* a block at the same address was never freed through our hooks
+	 * (freed before its module was patched): it is gone now */
+	if (ma_unlikely(found))
+		key_free(a, old.key, old.size, gil, 0, 0);
+counted:
+	epoch = __atomic_load_n(&h->epoch, __ATOMIC_RELAXED);
+	key_touch(k, epoch);
+	if (ma_likely(ki != 0)) {
+		/* a key is one thread's, and only that thread allocates */
+		PLAIN_ADD(k->allocs, 1);
+		PLAIN_ADD(k->alloc_bytes, size);
+	} else {
+		__atomic_add_fetch(&k->allocs, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&k->alloc_bytes, size, __ATOMIC_RELAXED);
+	}
+	if (gil) {
+		PLAIN_ADD(h->live_gil, size);
+		PLAIN_ADD(h->count_gil, 1);
+		live = h->live_gil +
+		       __atomic_load_n(&h->live_nat, __ATOMIC_RELAXED);
+		peak_check(h, live);
+		if (lock)
+			ma_spin_unlock(&t->lock);
+	} else {
+		live = __atomic_add_fetch(&h->live_nat, size, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&h->count_nat, 1, __ATOMIC_RELAXED);
+		live += __atomic_load_n(&h->live_gil, __ATOMIC_RELAXED);
+		peak_check(h, live);
+	}
+}
+
+void ma_agg_free(struct ma_session *s, struct ma_slot *sl, uint32_t th,
+		 uint64_t p, int gil, int serial)
+{
+	struct ma_agg *a = s->agg;
+	int shift, lock = !gil || !serial;
+	struct live_tab *t = tab_of(a, p, gil, &shift);
+	struct live_ent *e, b = { 0 };
+
+	if (!p)
+		return;
+	if (lock)
+		ma_spin_lock(&t->lock);
+	if (gil && young_take(a, p, &b)) {
+		e = &b; /* only tested below */
+	} else {
+		e = live_find(t, shift, p);
+		if (e) {
+			b = *e;
+			live_del(t, shift, e);
+		}
+	}
+	if (lock && !gil)
+		ma_spin_unlock(&t->lock);
+	if (!e) {
+		if (lock && gil)
+			ma_spin_unlock(&t->lock);
+		__atomic_add_fetch(&a->h->unknown_frees, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	/* allocations of this thread since the block's, minus one */
+	uint32_t d = (uint32_t)sl->allocs - b.seq - 1;
+
+	key_free(a, b.key, b.size, gil, a->keys[b.key].thread == th && th, d);
+	if (lock && gil)
+		ma_spin_unlock(&t->lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* Setup */
+
+int ma_agg_setup(struct ma_session *s, void *area, char *msg, size_t len)
+{
+	struct ma_agg *a = ma_map(sizeof(*a));
+	struct ma_agg_hdr *h = area;
+
+	if (!a)
+		goto nomem;
+	s->agg = a;
+	a->h = h;
+	a->keys = ma_agg_keys(h);
+	a->kidx = ma_map(sizeof(struct kidx_ent) << KIDX_BITS);
+	if (!a->kidx || live_map(&a->gil, GIL_BITS0) < 0)
+		goto nomem;
+	for (int i = 0; i < SHARDS; i++)
+		if (live_map(&a->nat[i], NAT_BITS0) < 0)
+			goto nomem;
+	h->magic = MA_AGG_MAGIC;
+	h->version = MA_AGG_VERSION;
+	h->hdr_size = MA_AGG_HDR_SIZE;
+	h->key_cap = MA_AGG_KEYS;
+	h->key_size = sizeof(struct ma_agg_key);
+	/* key 0: events no new key could be made for */
+	a->keys[0].ready = 1;
+	h->nkeys = 1;
+	return 0;
+nomem:
+	ma_agg_release(s);
+	ma_fmt(msg, len, "no memory for the aggregation tables");
+	return -ENOMEM;
+}
+
+void ma_agg_release(struct ma_session *s)
+{
+	struct ma_agg *a = s->agg;
+
+	if (!a)
+		return;
+	s->agg = NULL;
+	if (a->kidx)
+		ma_unmap(a->kidx, sizeof(struct kidx_ent) << KIDX_BITS);
+	live_unmap(&a->gil);
+	for (int i = 0; i < SHARDS; i++)
+		live_unmap(&a->nat[i]);
+	ma_unmap(a, sizeof(*a));
+}

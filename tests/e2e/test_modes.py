@@ -1,0 +1,113 @@
+"""The tracking modes agree: on one process doing the same work twice
+(tests/targets/same_work.py), once tracked by default (the payload keeps
+sums per stack: aggregated tracking, docs/payload.md) and once with
+--every-event (every ALLOC and FREE recorded), every stack of the work has
+the same allocations (count and bytes) and the same live figures at the
+end, and the temporary view (windows 1 and 15, the widest an aggregated
+capture holds exactly; blocks that live 1,000 iterations are temporary for
+neither) and the peak agree within 1%.  The
+aggregated capture is aggregated, and far smaller than the other."""
+import json
+import os
+import tempfile
+import time
+
+from ma_test import (TARGETS, Attach, Target, check, finish, interpreters,
+                     report_json)
+
+SCRIPT = os.path.join(TARGETS, "same_work.py")
+
+
+def tracked_round(t, opts, cap, label, mode):
+    a = Attach(t.pid, *opts, output=cap)
+    if not check(a.wait_attached(), "%s: %s: attached" % (label, mode),
+                 a.stderr):
+        a.stop()
+        return False
+    t.proc.stdin.write(b"go\n")
+    t.proc.stdin.flush()
+    done = t.readline(timeout=120)
+    check(done == "DONE", "%s: %s: the work ran" % (label, mode), done)
+    rc = a.stop()
+    return check(rc == 0, "%s: %s: attach exits 0" % (label, mode),
+                 a.stderr)
+
+
+def by_stack(cap, *args):
+    """{stack: row} for the stacks whose innermost frame is in the work"""
+    doc = report_json(cap, "--group", "stack", "--top", "0", *args)
+    out = {}
+    for r in doc["rows"]:
+        if r["file"] == SCRIPT:
+            key = json.dumps([(f["function"], f["file"], f["line"])
+                              for f in r["stack"]])
+            out[key] = r
+    return doc, out
+
+
+def close(a, b):
+    return abs(a - b) <= 0.01 * max(a, b, 1)
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="memattach-modes-")
+    for label, exe in interpreters(minors=[12]):
+        caps = {}
+        with Target(exe, "same_work.py") as t:
+            # two rounds untracked first: both tracked rounds then start
+            # alike (the dicts an earlier round kept are replaced, and
+            # their frees have filled CPython's free lists)
+            for _ in range(2):
+                t.proc.stdin.write(b"go\n")
+                t.proc.stdin.flush()
+                check(t.readline(timeout=120) == "DONE",
+                      "%s: untracked round" % label)
+            for mode, opts in (("default", []),
+                               ("every-event", ["--every-event"])):
+                cap = os.path.join(tmp, "%s-%s.cap" % (label, mode))
+                if tracked_round(t, opts, cap, label, mode):
+                    caps[mode] = cap
+            t.proc.stdin.write(b"quit\n")
+            t.proc.stdin.flush()
+        if len(caps) != 2:
+            continue
+        da, agg = by_stack(caps["default"])
+        de, every = by_stack(caps["every-event"])
+        check(da["totals"]["aggregated"] and
+              not de["totals"]["aggregated"],
+              "%s: the default capture is aggregated, the other not" %
+              label)
+        check(len(agg) >= 5 and sorted(agg) == sorted(every),
+              "%s: the same %d stacks of the work in both" %
+              (label, len(agg)),
+              {"default only": sorted(set(agg) - set(every)),
+               "every-event only": sorted(set(every) - set(agg))})
+        bad = []
+        for k in sorted(set(agg) & set(every)):
+            a, e = agg[k], every[k]
+            if a["total"] != e["total"] or a["live"] != e["live"] or \
+                    not close(a["peak"]["bytes"], e["peak"]["bytes"]):
+                bad.append((k, {f: (a[f], e[f]) for f in
+                                ("total", "live", "peak")}))
+        check(agg and not bad, "%s: every stack: the same allocations and "
+              "live figures, the peak within 1%%" % label, bad)
+        for w in ("1", "15"):
+            _, ta = by_stack(caps["default"], "--temporary-window", w)
+            _, te = by_stack(caps["every-event"], "--temporary-window", w)
+            bad = [(k, ta[k]["temporary"], te[k]["temporary"])
+                   for k in sorted(set(ta) & set(te))
+                   if not close(ta[k]["temporary"]["count"],
+                                te[k]["temporary"]["count"]) or
+                   not close(ta[k]["temporary"]["bytes"],
+                             te[k]["temporary"]["bytes"])]
+            check(ta and not bad, "%s: every stack: temporary (window %s) "
+                  "within 1%%" % (label, w), bad)
+        sa, se = (os.path.getsize(caps[m]) for m in ("default",
+                                                     "every-event"))
+        check(sa * 4 < se, "%s: the aggregated capture is smaller "
+              "(%d bytes, every event: %d)" % (label, sa, se))
+    finish()
+
+
+if __name__ == "__main__":
+    main()
