@@ -600,6 +600,17 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 		}
 		if (*node > pp->max_node)
 			pp->max_node = *node;
+		/* split by thread as allocations are (vid_get): the figures
+		 * of a thread's stack are this key's */
+		if (r->opts.by_thread) {
+			*node = vid_get(pp,
+					ev->thread < pp->cur_cap
+						? pp->cur[ev->thread]
+						: 0,
+					*node);
+			if (!*node)
+				return -ENOMEM;
+		}
 		break;
 	}
 	case MA_EV_NODE:
