@@ -19,6 +19,9 @@ echo
 echo "\$ memattach info $pid"
 ./build/memattach info "$pid"
 echo
+echo "\$ memattach heap --top 5 $pid"
+./build/memattach heap -q --top 5 "$pid"
+echo
 echo "\$ memattach $pid        (Ctrl-C after 5 seconds)"
 timeout -s INT 5 ./build/memattach -o "$out/demo.cap" "$pid" || true
 echo

@@ -17,12 +17,13 @@
 
 #include "account.h"
 #include "cli.h"
+#include "heap.h"
+#include "units.h"
 #include "commands.h"
 #include "discover.h"
 #include "errors.h"
 #include "threads.h"
 #include "track.h"
-#include "units.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -46,6 +47,7 @@ struct attach_opts {
 	uint32_t flags;
 	int quiet;
 	int show_stacks; /* `memattach PID`: the stacks first */
+	int no_heap;	 /* ... and not the heap census after them */
 	int top;
 };
 
@@ -175,6 +177,7 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 		{ "python-only", no_argument, NULL, 'P' },
 		{ "native-only", no_argument, NULL, 'N' },
 		{ "every-event", no_argument, NULL, 'E' },
+		{ "no-heap", no_argument, NULL, 'H' },
 		{ "top", required_argument, NULL, 'T' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "offsets", required_argument, NULL, 'O' },
@@ -225,6 +228,9 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 		case 'E':
 			o->flags |= MA_TRACK_EVERY;
 			break;
+		case 'H':
+			o->no_heap = 1;
+			break;
 		case 'T':
 			o->top = atoi(optarg);
 			if (o->top < 1)
@@ -243,6 +249,59 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 	if (args.exit >= 0)
 		return args.exit == MA_EXIT_OK ? 1 : -EINVAL;
 	return ma_parse_pid(argv[optind], pid);
+}
+
+/* Then what holds the memory now, briefly (memattach heap has it all):
+ * the user's story is a process already full; a census that fails says so
+ * and tracking goes on */
+static void print_heap_now(struct ma_target *t)
+{
+	struct ma_heap_opts ho = { .quiet = 1 };
+	struct ma_hcensus_opts co = { .top = 5 };
+	struct ma_heap_graph g;
+	struct ma_heap_census c = { 0 };
+	struct ma_heap_live *live = NULL;
+	char a[32], b[32];
+
+	if (ma_heap_take(t, &ho, &g, &live)) {
+		printf("Heap now: no census (%s)\n\n", ma_errmsg());
+		ma_heap_graph_free(&g);
+		return;
+	}
+	if (ma_heap_census(&g, &co, live, &c) == 0) {
+		ma_fmt_bytes(c.bytes, a, sizeof(a));
+		ma_fmt_bytes(g.rss.rss, b, sizeof(b));
+		printf("\nHeap now: %llu Python objects, %s, of an RSS of %s "
+		       "(target stopped %.1f ms)\n",
+		       (unsigned long long)c.objects, a, b, g.frozen_ns / 1e6);
+		printf("  by type:");
+		for (size_t i = 0; i < c.ntypes && i < 5; i++) {
+			ma_fmt_bytes(c.by_type[i].bytes, a, sizeof(a));
+			printf("%s %s %s", i ? "," : "", a,
+			       g.types[c.by_type[i].type].name);
+		}
+		printf("\n  held by:\n");
+		for (size_t i = 0; i < c.nretainers; i++) {
+			char path[512];
+
+			ma_heap_path_render(&g, &c.retainers[i], 8, path,
+					    sizeof(path));
+			ma_fmt_bytes(c.retainers[i].retained, a, sizeof(a));
+			printf("  %10s  %s\n", a, path);
+		}
+		if (c.garbage_bytes) {
+			ma_fmt_bytes(c.garbage_bytes, a, sizeof(a));
+			printf("  %10s  kept only by reference cycles "
+			       "(garbage)\n",
+			       a);
+		}
+		printf("  (memattach heap %d: the whole census)\n\n",
+		       (int)t->pid);
+	}
+	ma_heap_live_end(live, t);
+	ma_heap_census_free(&c);
+	ma_heap_graph_free(&g);
+	fflush(stdout);
 }
 
 /* The read-only look first, as in the user's story: every thread's stack */
@@ -321,6 +380,8 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 		return ma_cli_fail("attach");
 	if (o.show_stacks)
 		print_stacks_now(t);
+	if (o.show_stacks && !o.no_heap)
+		print_heap_now(t);
 
 	struct ma_track_opts to = { .output = o.output,
 				    .ring_size = o.ring_size,

@@ -167,6 +167,12 @@ void ma_heap_census_free(struct ma_heap_census *c);
 int ma_heap_rss(pid_t pid, struct ma_hrss *r, const uint64_t *stack_sps,
 		size_t nsps);
 
+/* A path as text, "__main__.frames -> list[3] -> Frame._mgr -> ndarray",
+ * at most depth steps (the middle elided) */
+void ma_heap_path_render(const struct ma_heap_graph *g,
+			 const struct ma_hobj_report *r, int depth, char *out,
+			 size_t len);
+
 /* ------------------------------------------------------------------ */
 /* Outputs (heap_report.c): the census as a document (a JSON tree, which is
  * also the snapshot file's content, docs/heap.md), rendered */

@@ -55,10 +55,6 @@ static void tok_add(struct toks *t, const char *s)
 
 void ma_heap_path_render(const struct ma_heap_graph *g,
 			 const struct ma_hobj_report *r, int depth, char *out,
-			 size_t len);
-
-void ma_heap_path_render(const struct ma_heap_graph *g,
-			 const struct ma_hobj_report *r, int depth, char *out,
 			 size_t len)
 {
 	struct toks t = { 0 };
