@@ -79,6 +79,8 @@ static void usage(FILE *f)
 		"and only they\n"
 		"                          cross)\n"
 		"      --top N             rows in the summary (default 10)\n"
+		"      --no-heap           memattach PID: no heap census "
+		"before tracking\n"
 		"  -q, --quiet             no progress line\n"
 		"      --offsets=SOURCE    auto, dwarf, debug-offsets, "
 		"table\n");
