@@ -74,8 +74,8 @@ struct ma_heap_graph {
 	/* how it was taken */
 	int pyminor;
 	uint64_t frozen_ns, clone_ns, walk_ns, read_ns, total_ns;
-	uint64_t copy_peak_kb; /* the copy's own memory at the end (VmRSS
-				  minus what it shares: its private pages) */
+	uint64_t copy_peak_kb; /* the copy's own memory at the end of the
+				  walk: its private pages (smaps_rollup) */
 	uint64_t stream_bytes;
 	int partial; /* the copy or the target went away mid-walk */
 	char partial_why[128];

@@ -523,6 +523,27 @@ static int py_symbol(const struct ma_target *t, const char *name,
 	return err;
 }
 
+/* What a process has of its own, not shared (copy-on-write pages either
+ * side wrote since the clone, and what it mapped): smaps_rollup's
+ * Private_Clean + Private_Dirty, in KiB */
+static uint64_t private_kb(pid_t pid)
+{
+	char path[64], line[256];
+	unsigned long long kb, sum = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Private_Clean: %llu kB", &kb) == 1 ||
+		    sscanf(line, "Private_Dirty: %llu kB", &kb) == 1)
+			sum += kb;
+	fclose(f);
+	return sum;
+}
+
 /* MemAvailable, in bytes (0: unknown) */
 static uint64_t mem_available(void)
 {
@@ -717,14 +738,7 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 		snprintf(g->partial_why, sizeof(g->partial_why), "%s", why);
 		err = 0;
 	}
-	{
-		char status[64];
-		struct ma_status st;
-
-		if (ma_status_read(hc.copy, &st) == 0)
-			g->copy_peak_kb = st.vm_rss_kb;
-		(void)status;
-	}
+	g->copy_peak_kb = private_kb(hc.copy);
 	uint64_t r0 = ma_now_ns();
 
 
