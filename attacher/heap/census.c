@@ -315,24 +315,23 @@ static int predecessors(const struct ma_heap_graph *g, const struct work *w,
 		d->poff[i + 1] += d->poff[i];
 	total = d->poff[N];
 	d->pred = malloc((total ? total : 1) * 4);
-	uint32_t *fill = malloc(N * 4);
-
-	if (!d->pred || !fill) {
-		free(fill);
+	if (!d->pred)
 		return -ENOMEM;
-	}
-	memcpy(fill, d->poff, N * 4);
+	/* Filled with poff[v] as v's cursor (it ends at v+1's start), then
+	 * shifted back: no second array of N cursors */
 	for (size_t u = 0; u < n; u++)
 		for (uint32_t e = g->eoff[u]; e < g->eoff[u + 1]; e++)
-			d->pred[fill[g->edges[e]]++] = (uint32_t)u;
+			d->pred[d->poff[g->edges[e]]++] = (uint32_t)u;
 	for (size_t i = 0; i < n; i++) {
 		if (w->seed[i])
-			d->pred[fill[i]++] = (uint32_t)n;
+			d->pred[d->poff[i]++] = (uint32_t)n;
 		if (w->garbage[i] == 2)
-			d->pred[fill[i]++] = (uint32_t)(n + 1);
+			d->pred[d->poff[i]++] = (uint32_t)(n + 1);
 	}
-	d->pred[fill[n + 1]++] = (uint32_t)n;
-	free(fill);
+	d->pred[d->poff[n + 1]++] = (uint32_t)n;
+	for (size_t i = N; i > 0; i--)
+		d->poff[i] = d->poff[i - 1];
+	d->poff[0] = 0;
 	return 0;
 }
 
@@ -594,6 +593,13 @@ int ma_heap_census(struct ma_heap_graph *g, const struct ma_hcensus_opts *o,
 	err = dominators(g, &w, &d);
 	if (err)
 		goto out;
+	/* only the order and the tree are needed now */
+	free(d.pred);
+	free(d.poff);
+	free(d.pos);
+	d.pred = NULL;
+	d.poff = NULL;
+	d.pos = NULL;
 	retained = malloc((n + 2) * 8);
 	if (!retained) {
 		err = -ENOMEM;
