@@ -354,6 +354,36 @@ def stats(fx):
           "json: the same statistics", st)
 
 
+def ranges(fx):
+    # --from/--to on the scenario (samples at 1, 2 and 3 s): the header
+    # says the range counted; --to T1 --diff-to T2 is one capture's growth
+    # between two moments (alloc_a: 1000 B live at 1 s, 3000 B at 3 s)
+    rc, out, err = memattach("report", "--from", "1.5", "--view", "total",
+                             "-f", "json", fx["scenario"])
+    d = json.loads(out) if rc == 0 else {}
+    check(d.get("sums", {}).get("total") == {"bytes": 2030, "count": 3} and
+          d.get("range", {}).get("start_ns") == 2000000000 and
+          d["totals"]["allocations"] == 3,
+          "--from 1.5: only what was allocated from the 2 s sample", out)
+    rc, out, err = memattach("report", "--to", "1.5", fx["scenario"])
+    check(rc == 0 and "only the range 0.0 s - 2.0 s" in out and
+          "allocated 5.91 KiB in 5 allocations, 2 frees" in out,
+          "--to 1.5: figures as of the 2 s sample, the header says so", out)
+    rc, out, err = memattach("report", "--to", "1", "--diff-to", "3",
+                             "-f", "json", fx["scenario"])
+    d = json.loads(out) if rc == 0 else {}
+    rows = d.get("rows", [])
+    check(d.get("compares") == "moments" and len(rows) == 1 and
+          rows[0]["function"] == "alloc_a" and
+          rows[0]["before"]["bytes"] == 1000 and
+          rows[0]["after"]["bytes"] == 3000,
+          "--to 1 --diff-to 3: growth between two moments of one capture",
+          out + err)
+    rc, out, err = memattach("report", "--from", "2", "--to", "1",
+                             fx["scenario"])
+    check(rc == EXIT_USAGE, "--from after --to: usage error", err)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="ma-report-cli-")
     try:
@@ -366,6 +396,7 @@ def main():
         speedscope(fx)
         diff(fx)
         stats(fx)
+        ranges(fx)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     finish()
