@@ -95,7 +95,7 @@ void ma_heap_path_render(const struct ma_heap_graph *g,
 	tok_add(&t, cur);
 	/* Too deep: the first and last steps, "..." between */
 	out[0] = '\0';
-	size_t d = depth > 2 ? (size_t)depth : 12;
+	size_t d = depth >= 2 ? (size_t)depth : 12;
 
 	for (size_t i = 0; i < t.n; i++) {
 		int elide = t.n > d && i >= d / 2 && i < t.n - d / 2;
