@@ -1170,6 +1170,8 @@ static __attribute__((noreturn)) void copy_main(void)
 	rsys(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, 0, 8, 0);
 	rsys(SYS_setpgid, 0, 0, 0, 0, 0);
 	rsys(SYS_prctl, PR_SET_NAME, (long)"memattach-heap", 0, 0, 0);
+	/* The target's threads first, when they want the CPU */
+	rsys(SYS_setpriority, 0 /* PRIO_PROCESS */, 0, 10, 0, 0);
 	/* Nothing of the target's stays open here */
 	if (rsys(SYS_close_range, 0, ~0u, 0, 0, 0) < 0)
 		for (int fd = 0; fd < 65536; fd++)

@@ -184,10 +184,12 @@ int ma_cmd_heap(int argc, char **argv)
 			output);
 	if (ma_cli_verbose)
 		fprintf(stderr,
-			"memattach: heap: stopped %.3f ms (clone %.3f ms), walk "
+			"memattach: heap: every thread stopped %.3f ms, the "
+			"cloning one %.3f ms (clone %.3f ms), walk "
 			"%.3f s, graph %.3f s, dominators %.3f s, paths %.3f s, "
 			"stream %llu MiB, copy private %llu MiB, total %.3f s\n",
-			g.frozen_ns / 1e6, g.clone_ns / 1e6, g.walk_ns / 1e9,
+			g.all_stopped_ns / 1e6, g.frozen_ns / 1e6,
+			g.clone_ns / 1e6, g.walk_ns / 1e9,
 			g.read_ns / 1e9, c.dom_ns / 1e9, c.paths_ns / 1e9,
 			(unsigned long long)(g.stream_bytes >> 20),
 			(unsigned long long)(g.copy_peak_kb >> 10),

@@ -73,7 +73,9 @@ struct ma_heap_graph {
 
 	/* how it was taken */
 	int pyminor;
-	uint64_t frozen_ns, clone_ns, walk_ns, read_ns, total_ns;
+	/* all_stopped: every thread (safe point, payload loaded); frozen:
+	 * the thread that clones, the clone included */
+	uint64_t all_stopped_ns, frozen_ns, clone_ns, walk_ns, read_ns, total_ns;
 	uint64_t copy_peak_kb; /* the copy's own memory at the end of the
 				  walk: its private pages (smaps_rollup) */
 	uint64_t stream_bytes;

@@ -212,6 +212,8 @@ json_t *ma_heap_doc(const struct ma_heap_graph *g,
 	seti(root, "garbage_bytes", c->garbage_bytes);
 	seti(root, "held_by_c_objects", c->held_by_c_objects);
 	json_object_set_new(root, "frozen_ms", json_real(g->frozen_ns / 1e6));
+	json_object_set_new(root, "all_stopped_ms",
+			    json_real(g->all_stopped_ns / 1e6));
 	json_object_set_new(root, "walk_s", json_real(g->walk_ns / 1e9));
 	json_object_set_new(root, "partial", json_boolean(g->partial));
 	seti(rss, "rss", g->rss.rss);
@@ -390,11 +392,11 @@ static int print_text(FILE *f, const json_t *d, int top, int depth)
 		(unsigned long long)ju(d, "pid"), js(d, "command"),
 		js(d, "python"));
 	fprintf(f,
-		"Census of %llu objects (%s), target stopped %.1f ms, "
-		"walked in %.2f s\n\n",
+		"Census of %llu objects (%s), target stopped %.1f ms (one "
+		"thread %.1f ms), walked in %.2f s\n\n",
 		(unsigned long long)ju(d, "objects"),
-		bytes(ju(d, "bytes"), a, sizeof(a)), jr(d, "frozen_ms"),
-		jr(d, "walk_s"));
+		bytes(ju(d, "bytes"), a, sizeof(a)), jr(d, "all_stopped_ms"),
+		jr(d, "frozen_ms"), jr(d, "walk_s"));
 	rss_section(f, d);
 	fprintf(f, "By type (top %zu of %zu)\n",
 		(size_t)top < nt ? (size_t)top : nt, nt);

@@ -651,6 +651,7 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 		ma_heap_rss(t->pid, &g->rss, sps, nsp);
 	}
 	g->frozen_ns = hc.frozen_ns;
+	g->all_stopped_ns = hc.all_stopped_ns;
 	g->clone_ns = hc.clone_ns;
 	err = ma_mem_open(hc.copy, &cm);
 	if (err) {

@@ -1104,6 +1104,12 @@ int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 		.options = PTRACE_O_TRACECLONE,
 	};
 
+	/* The clone needs its own thread only: the others run on during it
+	 * (the walk copes with an object a running thread was changing, as
+	 * with one a stopped thread was in the middle of: hazard 9), so the
+	 * whole process stops only for the safe point and the loading */
+	out->all_stopped_ns = ma_freeze_elapsed_ns(fz);
+	ma_freeze_resume_others(fz, tid);
 	err = rcall_checked(fz, tid, &env, &fork, &r, "ma_heap_fork");
 	if (err)
 		goto fail;

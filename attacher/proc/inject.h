@@ -110,6 +110,7 @@ struct ma_heap_copy {
 	uint64_t box_addr; /* struct ma_heap_box, in the copy */
 	int loaded_now;	 /* the payload was loaded for this */
 	uint64_t frozen_ns, clone_ns, total_ns;
+	uint64_t all_stopped_ns; /* every thread stopped (before the clone) */
 	/* each thread's pthread_self() (fs_base), taken while stopped */
 	struct {
 		pid_t tid;

@@ -363,6 +363,11 @@ int ma_freeze_fs_base(struct ma_freeze *f, pid_t tid, uint64_t *fs_base)
 	return err;
 }
 
+uint64_t ma_freeze_elapsed_ns(const struct ma_freeze *f)
+{
+	return ma_now_ns() - f->t_start;
+}
+
 void ma_freeze_resume_others(struct ma_freeze *f, pid_t keep)
 {
 	for (size_t i = 0; i < f->n; i++) {

@@ -35,6 +35,8 @@ struct user_regs_struct;
 int ma_freeze_regs(struct ma_freeze *f, pid_t tid,
 		   struct user_regs_struct *regs);
 
+/* Since the first interrupt of this freeze */
+uint64_t ma_freeze_elapsed_ns(const struct ma_freeze *f);
 /* Resume (detach) every thread but keep: a remote call on keep waits for
  * a lock one of them holds.  ma_thaw() then detaches keep alone. */
 void ma_freeze_resume_others(struct ma_freeze *f, pid_t keep);
