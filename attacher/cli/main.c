@@ -60,7 +60,10 @@ static void usage(FILE *f)
 		"or zombie,\n"
 		"4 permission denied, 5 not CPython or unsupported version, 6 "
 		"no usable\n"
-		"debug info/offsets, 7 capture file error, 8 partial result.\n"
+		"debug info/offsets, 7 capture file error, 8 partial result, 9 "
+		"busy (another\n"
+		"memattach tracks the process), 10 not enough free memory "
+		"(heap).\n"
 		"See docs/memattach.md.\n");
 }
 

@@ -544,13 +544,18 @@ static uint64_t private_kb(pid_t pid)
 	return sum;
 }
 
-/* MemAvailable, in bytes (0: unknown) */
+/* MemAvailable, in bytes (0: unknown).  MEMATTACH_TEST_MEMAVAIL_MIB
+ * stands in for it in the tests of the refusal (test_errors) */
 static uint64_t mem_available(void)
 {
 	char line[256];
 	unsigned long long kb = 0;
-	FILE *f = fopen("/proc/meminfo", "re");
+	const char *test = getenv("MEMATTACH_TEST_MEMAVAIL_MIB");
+	FILE *f;
 
+	if (test)
+		return strtoull(test, NULL, 10) << 20;
+	f = fopen("/proc/meminfo", "re");
 	if (!f)
 		return 0;
 	while (fgets(line, sizeof(line), f))
@@ -626,13 +631,15 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 
 	uint64_t avail = mem_available();
 
-	if (avail && avail < HEAP_MIN_AVAILABLE)
+	if (avail && avail < HEAP_MIN_AVAILABLE) {
+		ma_err_set_exit(MA_EXIT_NOMEM);
 		return ma_err(-ENOMEM,
 			      "heap: not enough free memory for a census: the "
 			      "machine has %llu MiB available, a census needs "
 			      "%llu MiB and about 80 bytes per object",
 			      (unsigned long long)(avail >> 20),
 			      (unsigned long long)(HEAP_MIN_AVAILABLE >> 20));
+	}
 	/* Reap what an earlier memattach killed mid-census left */
 	{
 		int reaped = 0;
@@ -720,6 +727,7 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 			progress(o, box.progress, g->stream_bytes, 0);
 			avail = mem_available();
 			if (avail && avail < HEAP_MIN_AVAILABLE / 2) {
+				ma_err_set_exit(MA_EXIT_NOMEM);
 				err = ma_err(-ENOMEM,
 					     "heap: stopped after %llu objects: "
 					     "the machine is short of memory "

@@ -33,7 +33,7 @@ def main():
     # A PID that surely does not exist: one of a reaped child
     p = subprocess.Popen(["true"])
     p.wait()
-    for cmd in ("info", "stacks"):
+    for cmd in ("info", "stacks", "heap"):
         expect([cmd, p.pid], EXIT_NOPROC, "no such process",
                "%s on a gone PID" % cmd)
 
@@ -52,6 +52,8 @@ def main():
     time.sleep(0.1)
     expect(["stacks", s.pid], EXIT_NOTPY, "is not a CPython process",
            "sleep(1)")
+    expect(["heap", s.pid], EXIT_NOTPY, "is not a CPython process",
+           "heap of sleep(1)")
     s.kill()
     s.wait()
 
@@ -102,10 +104,16 @@ def main():
                 time.sleep(0.05)
             expect(["stacks", t.pid], EXIT_PERM, "already traced by",
                    "strace attached")
+            expect(["heap", t.pid], EXIT_PERM, "already traced by",
+                   "heap with strace attached")
             st.send_signal(signal.SIGINT)
             st.wait()
         else:
             skip("another tracer", "strace is not installed")
+        # Not enough memory for a census (MemAvailable as the test says)
+        expect(["heap", t.pid], 10, "not enough free memory",
+               "heap on a machine short of memory",
+               env={"MEMATTACH_TEST_MEMAVAIL_MIB": "100"})
         check(t.alive(), "target survived all of the above")
     finish()
 
