@@ -4,7 +4,7 @@ against the target's own ground truth, on Debian's python3 and each pyenv
 3.8-3.13: counts and bytes per builtin type within 1 %, each planted object
 found with its root path and retained size, the cycle seen as garbage, the
 thread blocked in read() still served, no copy left behind, the target
-unharmed."""
+unharmed; and a heap of more than 1 GiB on Debian's python3."""
 import json
 import os
 import sys
@@ -97,9 +97,31 @@ def run(label, exe):
         t.kill()
 
 
+def big_heap(label, exe):
+    """A heap of more than 1 GiB: the census and the clone work on it"""
+    env = dict(os.environ, HEAP_TARGET_BIG_MIB="1200")
+    t = Target(exe, "heap_target.py", "2000", ready="{", env=env, timeout=120)
+    try:
+        t.readline()  # READY
+        rc, out, err = memattach("heap", "-f", "json", "-q", t.pid,
+                                 timeout=300)
+        doc = json.loads(out) if rc == 0 else {}
+        r = find(doc.get("largest", []), lambda r: r["type"] == "bytearray")
+        check(rc == 0 and doc["rss"]["rss"] >= 1200 * MIB and r and
+              r["path"] == "__main__.big -> bytearray" and
+              r["size"] >= 1200 * MIB and not children(t.pid),
+              "%s: a heap of 1.2 GiB: __main__.big found, no copy left"
+              % label, err or r)
+        check(t.alive(), "%s: the target runs on" % label)
+    finally:
+        t.kill()
+
+
 def main():
     for label, exe in interpreters():
         run(label, exe)
+    if os.path.exists("/usr/bin/python3"):
+        big_heap("debian-python3", "/usr/bin/python3")
     finish()
 
 

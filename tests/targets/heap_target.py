@@ -9,10 +9,12 @@ then READY, and waits:
   - a reference cycle of big objects, no root     (garbage; gc disabled)
   - a numpy array in a module global, when numpy imports  __main__.arr
   - a thread blocked in read() on stdin: it prints what it gets
-Arguments: N (default 200000).
+Arguments: N (default 200000).  HEAP_TARGET_BIG_MIB: the bytearray's size
+(default 48).
 """
 import gc
 import json
+import os
 import sys
 import threading
 import time
@@ -20,7 +22,7 @@ import time
 gc.disable()
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200000
 
-big = bytearray(48 * 1024 * 1024)
+big = bytearray(int(os.environ.get("HEAP_TARGET_BIG_MIB", "48")) << 20)
 
 
 class Holder:
