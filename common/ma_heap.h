@@ -22,7 +22,7 @@
 #include "ma_offsets.h"
 
 #define MA_HEAP_MAGIC 0x6d616870u /* "mahp" */
-#define MA_HEAP_ABI 1
+#define MA_HEAP_ABI   1
 
 /* Copies a target remembers until they are reaped (ma_heap_copies) */
 #define MA_HEAP_MAX_COPIES 16
@@ -44,11 +44,11 @@ struct ma_heap_cfg {
 };
 
 enum ma_heap_flags {
-	MA_HEAP_INT_TAG = 1 << 0,   /* 3.12+: ints keep their size in lv_tag */
+	MA_HEAP_INT_TAG = 1 << 0,    /* 3.12+: ints keep their size in lv_tag */
 	MA_HEAP_GC_ON_TYPE = 1 << 1, /* 3.11+: getsizeof adds the pre-header
 					of the type, not of the object */
-	MA_HEAP_PRE_DICT = 1 << 2,  /* 3.11+: managed dict pre-header */
-	MA_HEAP_PRE_WEAKREF = 1 << 3, /* 3.12+: managed weakref pre-header */
+	MA_HEAP_PRE_DICT = 1 << 2,   /* 3.11+: managed dict pre-header */
+	MA_HEAP_PRE_WEAKREF = 1 << 3,	/* 3.12+: managed weakref pre-header */
 	MA_HEAP_GC_PER_INTERP = 1 << 4, /* 3.9+: gc state in the interpreter */
 };
 
@@ -93,11 +93,11 @@ struct ma_heap_obj {
 	uint32_t tag; /* MA_HEAP_T_OBJ */
 	uint32_t nedges;
 	uint64_t addr;
-	uint64_t type;	  /* its type object */
-	uint64_t size;	  /* what sys.getsizeof says */
-	uint64_t owned;	  /* buffers it owns beyond that (numpy data...) */
-	uint64_t refcnt;  /* ob_refcnt, clamped to 2^40 (immortals) */
-	uint32_t flags;	  /* enum ma_heap_obj_flags */
+	uint64_t type;	 /* its type object */
+	uint64_t size;	 /* what sys.getsizeof says */
+	uint64_t owned;	 /* buffers it owns beyond that (numpy data...) */
+	uint64_t refcnt; /* ob_refcnt, clamped to 2^40 (immortals) */
+	uint32_t flags;	 /* enum ma_heap_obj_flags */
 	uint32_t _pad;
 	/* followed by nedges uint64_t addresses of referents */
 };
@@ -132,7 +132,7 @@ struct ma_heap_pools {
 };
 
 struct ma_heap_end {
-	uint32_t tag; /* MA_HEAP_T_END */
+	uint32_t tag;		/* MA_HEAP_T_END */
 	uint32_t gc_collecting; /* the collector was running: lists partial */
 	uint64_t objects, edges, unreadable, faults;
 	uint64_t walk_ns;
@@ -141,7 +141,7 @@ struct ma_heap_end {
 
 /* Exported by the payload as the symbol `ma_heap_box` */
 struct ma_heap_box {
-	uint32_t magic; /* MA_HEAP_MAGIC once the copy is set up */
+	uint32_t magic;		 /* MA_HEAP_MAGIC once the copy is set up */
 	volatile uint32_t state; /* enum ma_heap_state */
 	int32_t error;		 /* -errno when FAILED */
 	uint32_t _pad;
@@ -150,7 +150,7 @@ struct ma_heap_box {
 	/* chunk k is in buf[k % NBUFS]; produced: by the copy, consumed:
 	 * by the attacher (it writes this word only) */
 	volatile uint32_t produced, consumed;
-	uint64_t progress; /* objects so far */
+	uint64_t progress;     /* objects so far */
 	volatile uint32_t req; /* enum ma_heap_req, written by the attacher */
 	volatile uint32_t req_done;
 	uint64_t req_a, req_b;

@@ -102,26 +102,26 @@ struct ma_py_offsets {
 	/* What the heap census reads (memattach heap, docs/heap.md); none of
 	 * it is needed by stacks or tracking, so a build whose DWARF lacks
 	 * one of these still attaches */
-	int32_t runtime_gc;	    /* 3.8: _PyRuntimeState.gc */
-	int32_t interp_gc;	    /* 3.9+: PyInterpreterState.gc */
-	int32_t gc_generations;	    /* struct _gc_runtime_state.generations */
-	int32_t gc_generation_size; /* sizeof(struct gc_generation) */
-	int32_t gc_permanent;	    /* .permanent_generation */
-	int32_t gc_collecting;	    /* .collecting (int) */
-	int32_t frame_localsplus;   /* .f_localsplus / .localsplus */
-	int32_t code_nlocals;	    /* .co_nlocals / .co_nlocalsplus (int) */
-	int32_t code_varnames;	    /* .co_varnames / .co_localsplusnames */
-	int32_t type_basicsize;	    /* PyTypeObject.tp_basicsize */
-	int32_t type_itemsize;	    /* .tp_itemsize */
-	int32_t type_flags;	    /* .tp_flags (unsigned long) */
-	int32_t type_traverse;	    /* .tp_traverse */
-	int32_t type_base;	    /* .tp_base */
-	int32_t list_items;	    /* PyListObject.ob_item */
-	int32_t list_allocated;	    /* PyListObject.allocated */
-	int32_t set_mask;	    /* PySetObject.mask */
-	int32_t set_table;	    /* PySetObject.table */
-	int32_t bytearray_alloc;    /* PyByteArrayObject.ob_alloc */
-	int32_t unicode_utf8;	    /* PyCompactUnicodeObject.utf8 */
+	int32_t runtime_gc;	     /* 3.8: _PyRuntimeState.gc */
+	int32_t interp_gc;	     /* 3.9+: PyInterpreterState.gc */
+	int32_t gc_generations;	     /* struct _gc_runtime_state.generations */
+	int32_t gc_generation_size;  /* sizeof(struct gc_generation) */
+	int32_t gc_permanent;	     /* .permanent_generation */
+	int32_t gc_collecting;	     /* .collecting (int) */
+	int32_t frame_localsplus;    /* .f_localsplus / .localsplus */
+	int32_t code_nlocals;	     /* .co_nlocals / .co_nlocalsplus (int) */
+	int32_t code_varnames;	     /* .co_varnames / .co_localsplusnames */
+	int32_t type_basicsize;	     /* PyTypeObject.tp_basicsize */
+	int32_t type_itemsize;	     /* .tp_itemsize */
+	int32_t type_flags;	     /* .tp_flags (unsigned long) */
+	int32_t type_traverse;	     /* .tp_traverse */
+	int32_t type_base;	     /* .tp_base */
+	int32_t list_items;	     /* PyListObject.ob_item */
+	int32_t list_allocated;	     /* PyListObject.allocated */
+	int32_t set_mask;	     /* PySetObject.mask */
+	int32_t set_table;	     /* PySetObject.table */
+	int32_t bytearray_alloc;     /* PyByteArrayObject.ob_alloc */
+	int32_t unicode_utf8;	     /* PyCompactUnicodeObject.utf8 */
 	int32_t unicode_utf8_length; /* PyCompactUnicodeObject.utf8_length */
 	int32_t module_dict;	     /* PyModuleObject.md_dict */
 	int32_t module_name;	     /* PyModuleObject.md_name */

@@ -230,9 +230,9 @@ static inline const struct ma_pyver *ma_pyver_nearest(uint32_t version_hex)
  * command (a build whose DWARF lacks them still attaches) */
 static inline uint64_t ma_pyver_heap_fields(const struct ma_pyver *v)
 {
-	return MA_F_HEAP_COMMON | (v->heap_flags & MA_HEAP_GC_PER_INTERP
-					   ? MA_F(interp_gc)
-					   : MA_F(runtime_gc));
+	return MA_F_HEAP_COMMON |
+	       (v->heap_flags & MA_HEAP_GC_PER_INTERP ? MA_F(interp_gc)
+						      : MA_F(runtime_gc));
 }
 
 /* The fields the payload's stack walk needs in version v: frame_owner

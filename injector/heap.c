@@ -47,7 +47,8 @@ __attribute__((visibility("default"))) struct ma_heap_box ma_heap_box;
 /* The copies this target made, until reaped (in the target's memory: a
  * memattach killed before it reaped its copy leaves its PID here for the
  * next one, which reaps exactly these and nothing else) */
-__attribute__((visibility("default"))) int32_t ma_heap_copies[MA_HEAP_MAX_COPIES];
+__attribute__((visibility("default")))
+int32_t ma_heap_copies[MA_HEAP_MAX_COPIES];
 
 /* The configuration, copied from the attacher's call (its stack copy is
  * gone once ma_heap_fork returns in the target) */
@@ -55,18 +56,18 @@ static struct ma_heap_cfg hc;
 
 /* Type flags, from CPython's object.h (stable since 3.0 for these) */
 #define TPF_MANAGED_WEAKREF (1ul << 3)
-#define TPF_MANAGED_DICT (1ul << 4)
-#define TPF_HEAPTYPE (1ul << 9)
-#define TPF_HAVE_GC (1ul << 14)
-#define TPF_LONG (1ul << 24)
-#define TPF_LIST (1ul << 25)
-#define TPF_TUPLE (1ul << 26)
-#define TPF_BYTES (1ul << 27)
-#define TPF_UNICODE (1ul << 28)
-#define TPF_DICT (1ul << 29)
-#define TPF_TYPE (1ul << 31)
+#define TPF_MANAGED_DICT    (1ul << 4)
+#define TPF_HEAPTYPE	    (1ul << 9)
+#define TPF_HAVE_GC	    (1ul << 14)
+#define TPF_LONG	    (1ul << 24)
+#define TPF_LIST	    (1ul << 25)
+#define TPF_TUPLE	    (1ul << 26)
+#define TPF_BYTES	    (1ul << 27)
+#define TPF_UNICODE	    (1ul << 28)
+#define TPF_DICT	    (1ul << 29)
+#define TPF_TYPE	    (1ul << 31)
 
-#define GC_HEAD 16 /* sizeof(PyGC_Head): two words since 3.8 */
+#define GC_HEAD	  16 /* sizeof(PyGC_Head): two words since 3.8 */
 #define MAX_EDGES (1u << 26)
 
 /* ------------------------------------------------------------------ */
@@ -510,11 +511,11 @@ static uint64_t str_size(uintptr_t o)
 }
 
 /* numpy's PyArrayObject_fields (numpy 1.x and 2.x alike up to flags) */
-#define NP_DATA 16
-#define NP_ND 24
-#define NP_DIMS 32
+#define NP_DATA	   16
+#define NP_ND	   24
+#define NP_DIMS	   32
 #define NP_STRIDES 40
-#define NP_FLAGS 64
+#define NP_FLAGS   64
 #define NP_OWNDATA 0x0004
 
 static uint64_t ndarray_data(uintptr_t o)
@@ -634,8 +635,8 @@ static int pool_add(uintptr_t block, uint64_t size)
 	arena = (uint32_t)ld32(pool + 32);
 	szidx = (uint32_t)ld32(pool + 36);
 	/* A real pool of this block's size class: else it is malloc's */
-	if (szidx != (size + 15) / 16 - 1 || count == 0 ||
-	    count > psize / 16 || arena >= MAX_ARENAS)
+	if (szidx != (size + 15) / 16 - 1 || count == 0 || count > psize / 16 ||
+	    arena >= MAX_ARENAS)
 		return 0;
 	if ((npools + 1) * 2 > pools_cap) {
 		uintptr_t *old = pools;
@@ -918,7 +919,8 @@ static int interpreters(uintptr_t *out)
 	uintptr_t ip;
 	int n = 0;
 
-	if (!readable(hc.runtime_addr + (uintptr_t)hc.off.runtime_interpreters_head,
+	if (!readable(hc.runtime_addr +
+			      (uintptr_t)hc.off.runtime_interpreters_head,
 		      8))
 		return 0;
 	ip = (uintptr_t)ld(hc.runtime_addr +
@@ -947,8 +949,9 @@ static void frame_roots(uintptr_t frame, uintptr_t code, int64_t thread,
 	    !readable(frame + (uintptr_t)f->frame_localsplus, 8 * (size_t)n))
 		return;
 	for (int32_t i = 0; i < n; i++) {
-		uintptr_t v = (uintptr_t)ld(frame + (uintptr_t)f->frame_localsplus +
-					    8 * (uintptr_t)i);
+		uintptr_t v =
+			(uintptr_t)ld(frame + (uintptr_t)f->frame_localsplus +
+				      8 * (uintptr_t)i);
 		struct ma_heap_root r = {
 			.tag = MA_HEAP_T_ROOT,
 			.kind = MA_HEAP_R_LOCAL,
@@ -979,32 +982,42 @@ static void thread_roots(uintptr_t interp)
 	for (ts = (uintptr_t)ld(interp + (uintptr_t)f->interp_threads_head);
 	     ts && nth < 4096 && readable(ts, 256);
 	     ts = (uintptr_t)ld(ts + (uintptr_t)f->tstate_next), nth++) {
-		int64_t tid = f->tstate_native_thread_id >= 0
-				      ? (int64_t)ld(ts + (uintptr_t)f->tstate_native_thread_id)
-				      : -(int64_t)ld(ts + (uintptr_t)f->tstate_thread_id);
+		int64_t tid =
+			f->tstate_native_thread_id >= 0
+				? (int64_t)ld(
+					  ts +
+					  (uintptr_t)f->tstate_native_thread_id)
+				: -(int64_t)ld(ts +
+					       (uintptr_t)f->tstate_thread_id);
 		uintptr_t fr = 0;
 		uint32_t depth = 0;
 
 		if (f->tstate_cframe >= 0) {
-			uintptr_t cf = (uintptr_t)ld(ts + (uintptr_t)f->tstate_cframe);
+			uintptr_t cf =
+				(uintptr_t)ld(ts + (uintptr_t)f->tstate_cframe);
 
 			if (cf && readable(cf, 64))
-				fr = (uintptr_t)ld(cf + (uintptr_t)f->cframe_current_frame);
+				fr = (uintptr_t)ld(
+					cf +
+					(uintptr_t)f->cframe_current_frame);
 		} else if (f->tstate_frame >= 0) {
 			fr = (uintptr_t)ld(ts + (uintptr_t)f->tstate_frame);
 		}
 		for (; fr && depth < hc.max_frames && readable(fr, 64);
 		     fr = (uintptr_t)ld(fr + (uintptr_t)f->frame_previous)) {
-			uintptr_t code = (uintptr_t)ld(fr + (uintptr_t)f->frame_code);
+			uintptr_t code =
+				(uintptr_t)ld(fr + (uintptr_t)f->frame_code);
 
 			/* 3.12+: the C stack's shim frames own no locals */
 			if (f->frame_owner >= 0 &&
-			    *(const uint8_t *)(fr + (uintptr_t)f->frame_owner) ==
+			    *(const uint8_t *)(fr +
+					       (uintptr_t)f->frame_owner) ==
 				    MA_FRAME_OWNED_BY_CSTACK)
 				continue;
 			/* 3.13: f_executable may be something else */
 			if (!looks_like_object(code) ||
-			    kind_of((uintptr_t)ld(code + (uintptr_t)f->object_type)) !=
+			    kind_of((uintptr_t)ld(code +
+						  (uintptr_t)f->object_type)) !=
 				    K_CODE)
 				continue;
 			frame_roots(fr, code, tid, depth++);
@@ -1018,7 +1031,8 @@ static void module_root(uintptr_t o)
 				  .kind = MA_HEAP_R_MODULE,
 				  .obj = o };
 
-	if (hc.off.module_name >= 0 && readable(o + (uintptr_t)hc.off.module_name, 8))
+	if (hc.off.module_name >= 0 &&
+	    readable(o + (uintptr_t)hc.off.module_name, 8))
 		r.name = ld(o + (uintptr_t)hc.off.module_name);
 	emit(&r, sizeof(r));
 }
@@ -1050,7 +1064,8 @@ static int walk(void)
 		return -ENOENT;
 	if (hc.flags & MA_HEAP_GC_PER_INTERP) {
 		for (int i = 0; i < ni; i++) {
-			uintptr_t gcs = interps[i] + (uintptr_t)hc.off.interp_gc;
+			uintptr_t gcs =
+				interps[i] + (uintptr_t)hc.off.interp_gc;
 
 			nh += gc_lists(gcs, heads + nh, 8);
 			if (hc.off.gc_collecting >= 0 &&
@@ -1133,13 +1148,14 @@ static uint64_t dict_key_of(uintptr_t d, uintptr_t v)
 static __attribute__((noreturn)) void serve(void)
 {
 	for (uint32_t n = 0;; n++) {
-		uint32_t req = __atomic_load_n(&ma_heap_box.req, __ATOMIC_ACQUIRE);
+		uint32_t req =
+			__atomic_load_n(&ma_heap_box.req, __ATOMIC_ACQUIRE);
 
 		if (req == MA_HEAP_REQ_EXIT)
 			copy_exit();
 		if (req == MA_HEAP_REQ_LABEL) {
-			ma_heap_box.req_result =
-				dict_key_of(ma_heap_box.req_a, ma_heap_box.req_b);
+			ma_heap_box.req_result = dict_key_of(ma_heap_box.req_a,
+							     ma_heap_box.req_b);
 			ma_heap_box.req = MA_HEAP_REQ_NONE;
 			__atomic_fetch_add(&ma_heap_box.req_done, 1,
 					   __ATOMIC_RELEASE);
@@ -1155,7 +1171,8 @@ static void fail(int err, const char *msg)
 {
 	ma_heap_box.error = err;
 	ma_fmt(ma_heap_box.message, sizeof(ma_heap_box.message), "%s", msg);
-	__atomic_store_n(&ma_heap_box.state, MA_HEAP_ST_FAILED, __ATOMIC_RELEASE);
+	__atomic_store_n(&ma_heap_box.state, MA_HEAP_ST_FAILED,
+			 __ATOMIC_RELEASE);
 }
 
 static __attribute__((noreturn)) void copy_main(void)
@@ -1177,8 +1194,8 @@ static __attribute__((noreturn)) void copy_main(void)
 		for (int fd = 0; fd < 65536; fd++)
 			rsys(SYS_close, fd, 0, 0, 0, 0);
 	if (hc.attacher_pid > 0) {
-		attacher_fd = (int)rsys(SYS_pidfd_open, hc.attacher_pid, 0, 0,
-					0, 0);
+		attacher_fd =
+			(int)rsys(SYS_pidfd_open, hc.attacher_pid, 0, 0, 0, 0);
 		if (attacher_fd < 0)
 			copy_exit(); /* memattach is gone already */
 	}

@@ -92,7 +92,8 @@ int ma_cmd_heap(int argc, char **argv)
 			co.top = atoi(optarg);
 			if (co.top <= 0) {
 				fprintf(stderr,
-					"memattach: heap: --top: not a positive "
+					"memattach: heap: --top: not a "
+					"positive "
 					"number: '%s'\n",
 					optarg);
 				return MA_EXIT_USAGE;
@@ -139,12 +140,12 @@ int ma_cmd_heap(int argc, char **argv)
 		return MA_EXIT_CAPTURE;
 	}
 	if (!strcmp(format, "html") && isatty(STDOUT_FILENO)) {
-		snprintf(html_path, sizeof(html_path),
-			 "memattach-heap-%d.html", (int)pid);
+		snprintf(html_path, sizeof(html_path), "memattach-heap-%d.html",
+			 (int)pid);
 		out = fopen(html_path, "w");
 		if (!out) {
-			fprintf(stderr, "memattach: heap: %s: %s\n",
-				html_path, strerror(errno));
+			fprintf(stderr, "memattach: heap: %s: %s\n", html_path,
+				strerror(errno));
 			return MA_EXIT_ERROR;
 		}
 	}
@@ -186,11 +187,13 @@ int ma_cmd_heap(int argc, char **argv)
 		fprintf(stderr,
 			"memattach: heap: every thread stopped %.3f ms, the "
 			"cloning one %.3f ms (clone %.3f ms), walk "
-			"%.3f s, graph %.3f s, dominators %.3f s, paths %.3f s, "
-			"stream %llu MiB, copy private %llu MiB, total %.3f s\n",
+			"%.3f s, graph %.3f s, dominators %.3f s, paths %.3f "
+			"s, "
+			"stream %llu MiB, copy private %llu MiB, total %.3f "
+			"s\n",
 			g.all_stopped_ns / 1e6, g.frozen_ns / 1e6,
-			g.clone_ns / 1e6, g.walk_ns / 1e9,
-			g.read_ns / 1e9, c.dom_ns / 1e9, c.paths_ns / 1e9,
+			g.clone_ns / 1e6, g.walk_ns / 1e9, g.read_ns / 1e9,
+			c.dom_ns / 1e9, c.paths_ns / 1e9,
 			(unsigned long long)(g.stream_bytes >> 20),
 			(unsigned long long)(g.copy_peak_kb >> 10),
 			g.total_ns / 1e9);

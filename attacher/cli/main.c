@@ -74,8 +74,7 @@ static const struct {
 	{ "info", ma_cmd_info },     { "stacks", ma_cmd_stacks },
 	{ "attach", ma_cmd_attach }, { "detach", ma_cmd_detach },
 	{ "report", ma_cmd_report }, { "offsets", ma_cmd_offsets },
-	{ "heap", ma_cmd_heap },
-	{ "ps", ma_cmd_ps },
+	{ "heap", ma_cmd_heap },     { "ps", ma_cmd_ps },
 };
 
 int main(int argc, char **argv)

@@ -22,9 +22,9 @@
 
 #include "ptrace.h" /* ma_now_ns */
 
-#define NONE UINT32_MAX
+#define NONE	  UINT32_MAX
 #define FROM_ROOT 0x80000000u /* parent: a root (index in low bits) */
-#define FROM_C (NONE - 1)     /* parent: held from outside */
+#define FROM_C	  (NONE - 1)  /* parent: held from outside */
 
 static const char *tname(const struct ma_heap_graph *g, uint32_t obj)
 {
@@ -410,8 +410,8 @@ static const char *label_cached(const struct ma_heap_graph *g, uint32_t from,
 static void label_store(struct ma_heap_graph *g, uint32_t from, uint32_t to,
 			const char *text)
 {
-	struct ma_hlabel *l = realloc(g->labels,
-				      (g->nlabels + 1) * sizeof(*g->labels));
+	struct ma_hlabel *l =
+		realloc(g->labels, (g->nlabels + 1) * sizeof(*g->labels));
 
 	if (!l)
 		return;
@@ -452,9 +452,8 @@ static void edge_label(struct ma_heap_graph *g, struct ma_heap_live *live,
 		int attr = prev != NONE && (is_type(g, prev, "module") ||
 					    has_attr_dict(g, prev));
 
-		if (live &&
-		    ma_heap_live_key(live, g->addr[u], g->addr[v], key,
-				     sizeof(key)) == 0)
+		if (live && ma_heap_live_key(live, g->addr[u], g->addr[v], key,
+					     sizeof(key)) == 0)
 			snprintf(out, len, attr ? ".%s" : "['%s']", key);
 		else
 			snprintf(out, len, "%s", attr ? ".?" : "[?]");
@@ -556,9 +555,9 @@ static int is_namespace(const struct ma_heap_graph *g, const struct work *w,
 		/* a module's dict: its referrer on the path is the module */
 		uint32_t p = w->parent[obj];
 
-		return p == FROM_C || (p != NONE && !(p & FROM_ROOT) &&
-				       (is_type(g, p, "module") ||
-					is_type(g, p, "type")));
+		return p == FROM_C ||
+		       (p != NONE && !(p & FROM_ROOT) &&
+			(is_type(g, p, "module") || is_type(g, p, "type")));
 	}
 	return w->parent[obj] == FROM_C && w->seed[obj] &&
 	       is_type(g, obj, "dict");

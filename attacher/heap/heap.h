@@ -26,9 +26,9 @@ struct ma_hroot {
 	/* locals: where */
 	char *func, *file;
 	int line;
-	pid_t tid;	 /* kernel thread id, 0 unknown */
-	char *thread;	 /* thread name */
-	uint32_t depth;	 /* frame index, 0 innermost */
+	pid_t tid;	/* kernel thread id, 0 unknown */
+	char *thread;	/* thread name */
+	uint32_t depth; /* frame index, 0 innermost */
 };
 
 struct ma_htype {
@@ -38,20 +38,20 @@ struct ma_htype {
 
 /* Where the RSS goes, from /proc/PID/smaps and status */
 struct ma_hrss {
-	uint64_t rss, hwm;		      /* VmRSS, VmHWM */
+	uint64_t rss, hwm;			   /* VmRSS, VmHWM */
 	uint64_t heap, anon, stacks, files, other; /* resident, by mapping */
 	uint64_t swap;
 };
 
 struct ma_heap_graph {
-	size_t n;	     /* objects */
-	uint64_t *addr;	     /* sorted ascending */
-	uint64_t *size;	     /* sys.getsizeof */
-	uint32_t *type;	     /* index into types */
-	uint32_t *refcnt;    /* clamped */
-	uint8_t *flags;	     /* enum ma_heap_obj_flags */
-	uint32_t *eoff;	     /* n + 1 edge offsets */
-	uint32_t *edges;     /* object indexes */
+	size_t n;	  /* objects */
+	uint64_t *addr;	  /* sorted ascending */
+	uint64_t *size;	  /* sys.getsizeof */
+	uint32_t *type;	  /* index into types */
+	uint32_t *refcnt; /* clamped */
+	uint8_t *flags;	  /* enum ma_heap_obj_flags */
+	uint32_t *eoff;	  /* n + 1 edge offsets */
+	uint32_t *edges;  /* object indexes */
 	size_t nedges, unresolved_edges;
 
 	struct ma_htype *types;
@@ -64,7 +64,7 @@ struct ma_heap_graph {
 	struct ma_hlabel {
 		uint32_t from, to;
 		char *text;
-	} *labels;
+	} * labels;
 	size_t nlabels;
 
 	struct ma_heap_pools pools;
@@ -75,7 +75,8 @@ struct ma_heap_graph {
 	int pyminor;
 	/* all_stopped: every thread (safe point, payload loaded); frozen:
 	 * the thread that clones, the clone included */
-	uint64_t all_stopped_ns, frozen_ns, clone_ns, walk_ns, read_ns, total_ns;
+	uint64_t all_stopped_ns, frozen_ns, clone_ns, walk_ns, read_ns,
+		total_ns;
 	uint64_t copy_peak_kb; /* the copy's own memory at the end of the
 				  walk: its private pages (smaps_rollup) */
 	uint64_t stream_bytes;
@@ -107,8 +108,8 @@ void ma_heap_graph_free(struct ma_heap_graph *g);
  * talk to it, then end it */
 /* The key under which dict d holds value v: a str written into buf, or
  * -ENOENT */
-int ma_heap_live_key(struct ma_heap_live *l, uint64_t d, uint64_t v,
-		     char *buf, size_t len);
+int ma_heap_live_key(struct ma_heap_live *l, uint64_t d, uint64_t v, char *buf,
+		     size_t len);
 /* Read len bytes of the copy's memory */
 int ma_heap_live_read(struct ma_heap_live *l, uint64_t addr, void *buf,
 		      size_t len);
@@ -144,7 +145,7 @@ struct ma_heap_census {
 	uint64_t objects, bytes;
 	uint64_t pymalloc_objects, pymalloc_bytes;
 	uint64_t garbage_objects, garbage_bytes;
-	uint64_t held_by_c_objects; /* roots outside modules and frames */
+	uint64_t held_by_c_objects;	 /* roots outside modules and frames */
 	struct ma_hcensus_type *by_type; /* sorted by bytes, descending */
 	size_t ntypes;
 	struct ma_hobj_report *largest; /* by own size */
@@ -160,9 +161,8 @@ struct ma_hcensus_opts {
 };
 
 /* live may be NULL (a snapshot read from a file: keys from the file) */
-int ma_heap_census(struct ma_heap_graph *g,
-		   const struct ma_hcensus_opts *o, struct ma_heap_live *live,
-		   struct ma_heap_census *c);
+int ma_heap_census(struct ma_heap_graph *g, const struct ma_hcensus_opts *o,
+		   struct ma_heap_live *live, struct ma_heap_census *c);
 void ma_heap_census_free(struct ma_heap_census *c);
 
 /* Read /proc/PID/status and smaps into r */

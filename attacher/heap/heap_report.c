@@ -62,7 +62,8 @@ void ma_heap_path_render(const struct ma_heap_graph *g,
 	size_t start = 0;
 
 	if (r->garbage || r->held_by_c) {
-		snprintf(cur, sizeof(cur), "%s", r->garbage ? "(cycle)" : "(C)");
+		snprintf(cur, sizeof(cur), "%s",
+			 r->garbage ? "(cycle)" : "(C)");
 		start = 0;
 		if (r->npath) {
 			snprintf(cur + strlen(cur), sizeof(cur) - strlen(cur),
@@ -130,13 +131,15 @@ static void root_where(const struct ma_heap_graph *g,
 
 	out[0] = '\0';
 	if (r->garbage) {
-		snprintf(out, len, "kept only by a reference cycle: garbage "
-				   "the collector has not freed yet");
+		snprintf(out, len,
+			 "kept only by a reference cycle: garbage "
+			 "the collector has not freed yet");
 		return;
 	}
 	if (r->held_by_c) {
-		snprintf(out, len, "held from outside the objects found (C "
-				   "code, an extension, the interpreter)");
+		snprintf(out, len,
+			 "held from outside the objects found (C "
+			 "code, an extension, the interpreter)");
 		return;
 	}
 	if (!ro)
@@ -154,7 +157,7 @@ static void root_where(const struct ma_heap_graph *g,
 /* ------------------------------------------------------------------ */
 /* The document */
 
-#define SNAP_FORMAT "memattach-heap-snapshot"
+#define SNAP_FORMAT  "memattach-heap-snapshot"
 #define SNAP_VERSION 1
 
 static void seti(json_t *o, const char *k, uint64_t v)
@@ -183,8 +186,7 @@ static json_t *obj_json(const struct ma_heap_graph *g,
 
 		json_object_set_new(st, "type",
 				    json_string(tname(g, r->path[i].obj)));
-		json_object_set_new(st, "label",
-				    json_string(r->path[i].label));
+		json_object_set_new(st, "label", json_string(r->path[i].label));
 		json_array_append_new(p, st);
 	}
 	json_object_set_new(o, "steps", p);
@@ -240,7 +242,8 @@ json_t *ma_heap_doc(const struct ma_heap_graph *g,
 		json_t *t = json_object();
 
 		json_object_set_new(
-			t, "type", json_string(g->types[c->by_type[i].type].name));
+			t, "type",
+			json_string(g->types[c->by_type[i].type].name));
 		seti(t, "count", c->by_type[i].count);
 		seti(t, "bytes", c->by_type[i].bytes);
 		json_array_append_new(types, t);
@@ -357,8 +360,8 @@ static void print_path(FILE *f, const char *path, int depth)
 	fputc('\n', f);
 }
 
-static void obj_table(FILE *f, const json_t *rows, int retained_first,
-		      int top, int depth)
+static void obj_table(FILE *f, const json_t *rows, int retained_first, int top,
+		      int depth)
 {
 	char a[32], b[32];
 	size_t i;
@@ -648,8 +651,8 @@ static int cmp_drow(const void *x, const void *y)
 
 /* Rows keyed by `key` in array `arr` of a and b, with their value field */
 static struct drow *diff_rows(const json_t *ra, const json_t *rb,
-			      const char *key, const char *val,
-			      const char *cnt, size_t *n)
+			      const char *key, const char *val, const char *cnt,
+			      size_t *n)
 {
 	size_t na = json_array_size(ra), nb = json_array_size(rb), m = 0;
 	struct drow *v = calloc(na + nb + 1, sizeof(*v));
@@ -710,11 +713,13 @@ static json_t *drows_json(const struct drow *v, size_t n, int shrank,
 	for (size_t i = 0; i < n; i++) {
 		json_t *o;
 
-		if ((shrank && v[i].dbytes >= 0) || (!shrank && v[i].dbytes <= 0))
+		if ((shrank && v[i].dbytes >= 0) ||
+		    (!shrank && v[i].dbytes <= 0))
 			continue;
 		o = json_object();
 		json_object_set_new(o, "key", json_string(v[i].key));
-		json_object_set_new(o, "bytes_delta", json_integer(v[i].dbytes));
+		json_object_set_new(o, "bytes_delta",
+				    json_integer(v[i].dbytes));
 		if (counts)
 			json_object_set_new(o, "count_delta",
 					    json_integer(v[i].dcount));
@@ -749,10 +754,12 @@ int ma_heap_render_diff(FILE *f, const json_t *a, const json_t *b,
 		json_t *o = json_object();
 
 		seti(o, "seconds_between", ju(b, "time") - ju(a, "time"));
-		json_object_set_new(o, "rss_delta",
-				    json_integer((json_int_t)(
-					    ju(json_object_get(b, "rss"), "rss") -
-					    ju(json_object_get(a, "rss"), "rss"))));
+		json_object_set_new(
+			o, "rss_delta",
+			json_integer((json_int_t)(ju(json_object_get(b, "rss"),
+						     "rss") -
+						  ju(json_object_get(a, "rss"),
+						     "rss"))));
 		json_object_set_new(o, "bytes_delta",
 				    json_integer((json_int_t)(ju(b, "bytes") -
 							      ju(a, "bytes"))));

@@ -22,8 +22,7 @@ static int has_sp(uint64_t lo, uint64_t hi, const uint64_t *sps, size_t n)
 	return 0;
 }
 
-int ma_heap_rss(pid_t pid, struct ma_hrss *r, const uint64_t *sps,
-		size_t nsps)
+int ma_heap_rss(pid_t pid, struct ma_hrss *r, const uint64_t *sps, size_t nsps)
 {
 	char path[64], *text = NULL, *line, *save = NULL;
 	struct ma_status st;
@@ -47,8 +46,8 @@ int ma_heap_rss(pid_t pid, struct ma_hrss *r, const uint64_t *sps,
 		char perms[8], name[512] = "";
 		int off = 0;
 
-		if (sscanf(line, "%llx-%llx %7s %*s %*s %*s%n", &lo, &hi,
-			   perms, &off) == 3) {
+		if (sscanf(line, "%llx-%llx %7s %*s %*s %*s%n", &lo, &hi, perms,
+			   &off) == 3) {
 			const char *p = line + off;
 
 			while (*p == ' ')
@@ -61,7 +60,8 @@ int ma_heap_rss(pid_t pid, struct ma_hrss *r, const uint64_t *sps,
 				bucket = &r->stacks;
 			else if (!name[0])
 				bucket = &r->anon;
-			else if (name[0] == '/' && strncmp(name, "/memfd:", 7) &&
+			else if (name[0] == '/' &&
+				 strncmp(name, "/memfd:", 7) &&
 				 strncmp(name, "/dev/", 5))
 				bucket = &r->files;
 			else

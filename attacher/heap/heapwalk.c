@@ -47,8 +47,8 @@ struct parse {
 	struct ma_heap_graph *g;
 	uint8_t *carry; /* bytes of a record cut by a chunk boundary */
 	size_t ncarry, carry_cap;
-	size_t cap;	/* of the per-object arrays */
-	uint64_t *raw;	/* edges, as addresses */
+	size_t cap;    /* of the per-object arrays */
+	uint64_t *raw; /* edges, as addresses */
 	size_t nraw, raw_cap;
 	uint32_t *idx; /* object number + 1, by hash of its address */
 	size_t idx_cap;
@@ -184,8 +184,9 @@ static int add_object(struct parse *ps, const struct ma_heap_obj *o,
 	if (n + 1 >= ps->cap) {
 		size_t c = ps->cap ? ps->cap * 2 : 1 << 16;
 		void *a = realloc(g->addr, c * 8), *b = realloc(g->size, c * 8),
-		     *d = realloc(g->type, c * 4), *e = realloc(g->refcnt, c * 4),
-		     *f = realloc(g->flags, c), *h = realloc(g->eoff, (c + 1) * 4);
+		     *d = realloc(g->type, c * 4),
+		     *e = realloc(g->refcnt, c * 4), *f = realloc(g->flags, c),
+		     *h = realloc(g->eoff, (c + 1) * 4);
 
 		if (a)
 			g->addr = a;
@@ -211,8 +212,8 @@ static int add_object(struct parse *ps, const struct ma_heap_obj *o,
 	g->addr[n] = o->addr;
 	g->size[n] = o->size + o->owned;
 	g->type[n] = t;
-	g->refcnt[n] = o->refcnt > 0xffffffffull ? 0xffffffffu
-						 : (uint32_t)o->refcnt;
+	g->refcnt[n] =
+		o->refcnt > 0xffffffffull ? 0xffffffffu : (uint32_t)o->refcnt;
 	g->flags[n] = (uint8_t)o->flags;
 	g->eoff[n] = (uint32_t)ps->nraw;
 	memcpy(ps->raw + ps->nraw, edges, (size_t)o->nedges * 8);
@@ -277,8 +278,8 @@ static int parse_chunk(struct parse *ps, const uint8_t *buf, size_t len)
 	size_t used;
 
 	if (ps->ncarry) {
-		if (grow((void **)&ps->carry, &ps->carry_cap,
-			 ps->ncarry + len, 1))
+		if (grow((void **)&ps->carry, &ps->carry_cap, ps->ncarry + len,
+			 1))
 			return -ENOMEM;
 		memcpy(ps->carry + ps->ncarry, buf, len);
 		ps->ncarry += len;
@@ -306,9 +307,8 @@ static int copy_write(pid_t pid, uint64_t addr, const void *buf, size_t len)
 	struct iovec l = { (void *)buf, len },
 		     r = { (void *)(uintptr_t)addr, len };
 
-	return process_vm_writev(pid, &l, 1, &r, 1, 0) == (ssize_t)len
-		       ? 0
-		       : -errno;
+	return process_vm_writev(pid, &l, 1, &r, 1, 0) == (ssize_t)len ? 0
+								       : -errno;
 }
 
 /* Let the copy run on through its own stops: a fault it recovers from (its
@@ -335,7 +335,8 @@ static int tend_copy(pid_t copy, char *why, size_t len)
 
 		/* a fault goes to the copy's handler, an abort (a fatal
 		 * error of the interpreter's) ends it; the rest is dropped */
-		if (event || (sig != SIGSEGV && sig != SIGBUS && sig != SIGABRT))
+		if (event ||
+		    (sig != SIGSEGV && sig != SIGBUS && sig != SIGABRT))
 			sig = 0;
 		ptrace(PTRACE_CONT, copy, NULL, (void *)(uintptr_t)sig);
 	}
@@ -399,9 +400,9 @@ static int finish_graph(struct parse *ps, struct ma_mem *cm,
 		g->types[i].addr = ps->taddr[i];
 		if (!ps->taddr[i])
 			snprintf(name, sizeof(name), "(unreadable)");
-		else if (ma_mem_read_u64(cm,
-					 ps->taddr[i] + (uint64_t)off->type_name,
-					 &np) == 0 &&
+		else if (ma_mem_read_u64(
+				 cm, ps->taddr[i] + (uint64_t)off->type_name,
+				 &np) == 0 &&
 			 np)
 			ma_mem_read_cstr(cm, np, name, sizeof(name));
 		g->types[i].name = dupstr(name);
@@ -418,7 +419,8 @@ static int finish_graph(struct parse *ps, struct ma_mem *cm,
 				g->eoff[i + 1] - g->eoff[i]);
 			for (uint32_t e = g->eoff[i]; e < g->eoff[i + 1]; e++)
 				fprintf(df, " %#llx",
-					(unsigned long long)g->addr[g->edges[e]]);
+					(unsigned long long)
+						g->addr[g->edges[e]]);
 			fputc('\n', df);
 		}
 		if (df)
@@ -461,7 +463,8 @@ static void build_roots(struct parse *ps, struct ma_mem *cm,
 		hr->depth = pr->depth;
 		if (pr->kind == MA_HEAP_R_LOCAL && have_snap) {
 			for (int a = 0; a < snap.nthreads; a++) {
-				const struct ma_py_thread *th = &snap.threads[a];
+				const struct ma_py_thread *th =
+					&snap.threads[a];
 
 				for (int b = 0; b < th->nframes; b++) {
 					const struct ma_py_frame *fr =
@@ -478,8 +481,9 @@ static void build_roots(struct parse *ps, struct ma_mem *cm,
 					     k++)
 						if (hcopy->threads[k].fs_base ==
 						    th->thread_id)
-							hr->tid = hcopy->threads[k]
-									  .tid;
+							hr->tid =
+								hcopy->threads[k]
+									.tid;
 				}
 			}
 			char comm[64] = "";
@@ -575,8 +579,8 @@ static void progress(const struct ma_heap_opts *o, uint64_t objs,
 	if (o->quiet || !isatty(2))
 		return;
 	fprintf(stderr, "\rheap: %llu objects, %llu MiB read%s",
-		(unsigned long long)objs,
-		(unsigned long long)(bytes >> 20), done ? "\n" : "");
+		(unsigned long long)objs, (unsigned long long)(bytes >> 20),
+		done ? "\n" : "");
 }
 
 int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
@@ -617,8 +621,8 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 	cfg = (struct ma_heap_cfg){
 		.magic = MA_HEAP_MAGIC,
 		.abi = MA_HEAP_ABI,
-		.attacher_pid = ma_proc_same_pidns(t->pid) ? (int32_t)getpid()
-							   : 0,
+		.attacher_pid =
+			ma_proc_same_pidns(t->pid) ? (int32_t)getpid() : 0,
 		.chunk_size = o->chunk_size ? o->chunk_size : 4u << 20,
 		.runtime_addr = t->runtime_addr,
 		.pool_size = v->pool_kib * 1024,
@@ -679,7 +683,8 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 			break;
 		err = ma_mem_read(cm, hc.box_addr, &box, sizeof(box));
 		if (err) {
-			snprintf(why, sizeof(why), "the copy's box is unreadable");
+			snprintf(why, sizeof(why),
+				 "the copy's box is unreadable");
 			break;
 		}
 		if (box.state == MA_HEAP_ST_FAILED) {
@@ -704,16 +709,16 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 			c++;
 			/* the buffer is the copy's again */
 			copy_write(hc.copy,
-				   hc.box_addr +
-					   offsetof(struct ma_heap_box, consumed),
+				   hc.box_addr + offsetof(struct ma_heap_box,
+							  consumed),
 				   &c, sizeof(c));
 			g->stream_bytes += len;
 			err = parse_chunk(&ps, buf, len);
 			if (err) {
 				snprintf(why, sizeof(why),
-					 err == -ENOMEM
-						 ? "out of memory"
-						 : "the copy's stream is corrupt");
+					 err == -ENOMEM ? "out of memory"
+							: "the copy's stream "
+							  "is corrupt");
 				break;
 			}
 			ma_step("heap.chunk");
@@ -728,12 +733,13 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 			avail = mem_available();
 			if (avail && avail < HEAP_MIN_AVAILABLE / 2) {
 				ma_err_set_exit(MA_EXIT_NOMEM);
-				err = ma_err(-ENOMEM,
-					     "heap: stopped after %llu objects: "
-					     "the machine is short of memory "
-					     "(%llu MiB available)",
-					     (unsigned long long)g->n,
-					     (unsigned long long)(avail >> 20));
+				err = ma_err(
+					-ENOMEM,
+					"heap: stopped after %llu objects: "
+					"the machine is short of memory "
+					"(%llu MiB available)",
+					(unsigned long long)g->n,
+					(unsigned long long)(avail >> 20));
 				goto end;
 			}
 		}
@@ -749,7 +755,6 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 	}
 	g->copy_peak_kb = private_kb(hc.copy);
 	uint64_t r0 = ma_now_ns();
-
 
 	g->pools = ps.pools;
 	g->end = ps.end;
@@ -803,8 +808,8 @@ int ma_heap_live_read(struct ma_heap_live *l, uint64_t addr, void *buf,
 	return ma_mem_read(l->mem, addr, buf, len);
 }
 
-int ma_heap_live_key(struct ma_heap_live *l, uint64_t d, uint64_t v,
-		     char *buf, size_t len)
+int ma_heap_live_key(struct ma_heap_live *l, uint64_t d, uint64_t v, char *buf,
+		     size_t len)
 {
 	struct ma_heap_box box;
 	uint32_t req = MA_HEAP_REQ_LABEL, done0;

@@ -80,8 +80,8 @@ static int image_symbols(void)
 		if (!err)
 			err = ma_elf_symbol(e, "ma_ctl", &img.ma_ctl, NULL);
 		if (!err)
-			err = ma_elf_symbol(e, "ma_heap_fork", &img.ma_heap_fork,
-					    NULL);
+			err = ma_elf_symbol(e, "ma_heap_fork",
+					    &img.ma_heap_fork, NULL);
 		if (!err)
 			err = ma_elf_symbol(e, "ma_heap_box", &img.ma_heap_box,
 					    NULL);
@@ -89,14 +89,13 @@ static int image_symbols(void)
 			err = ma_elf_symbol(e, "ma_heap_copies",
 					    &img.ma_heap_copies, NULL);
 		if (!err)
-			err = ma_elf_symbol(e, "ma_heap_reap", &img.ma_heap_reap,
-					    NULL);
+			err = ma_elf_symbol(e, "ma_heap_reap",
+					    &img.ma_heap_reap, NULL);
 		snprintf(img.build_id, sizeof(img.build_id), "%s",
 			 ma_elf_build_id(e));
 		ma_elf_close(e);
 		if (err)
-			ma_err(err,
-			       "payload image lacks one of its exports");
+			ma_err(err, "payload image lacks one of its exports");
 	}
 	close(fd);
 	return img.err = err;
@@ -645,9 +644,10 @@ static int find_loader(const struct ma_target *t, struct loader *ld,
 	    lib_symbol(t, "libdl.so", "dlopen", &ld->dlopen_fn)) {
 		if (lib_symbol(t, "libc.so", "__libc_dlopen_mode",
 			       &ld->dlopen_fn))
-			return ma_err(-ENOENT,
-				      "%s: no dlopen in process %d (not glibc?)",
-				      op, (int)t->pid);
+			return ma_err(
+				-ENOENT,
+				"%s: no dlopen in process %d (not glibc?)", op,
+				(int)t->pid);
 		ld->dlopen_mode |= (int)0x80000000; /* __RTLD_DLOPEN */
 	}
 	if (lib_symbol(t, "libc.so", "syscall", &ld->syscall_fn))
@@ -1009,7 +1009,6 @@ int ma_inject_cleanup(struct ma_target *t, int *closed)
 /* ---------------------------------------------------------------------- */
 /* The heap census' copy (docs/heap.md)                                     */
 
-
 int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 			struct ma_heap_copy *out)
 {
@@ -1117,9 +1116,8 @@ int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 	if (r.syscall_ret < 0 || !r.child) {
 		err = ma_err(r.syscall_ret < 0 ? (int)r.syscall_ret : -ECHILD,
 			     "heap: clone in process %d: %s", (int)t->pid,
-			     r.syscall_ret < 0
-				     ? strerror((int)-r.syscall_ret)
-				     : "no copy seen");
+			     r.syscall_ret < 0 ? strerror((int)-r.syscall_ret)
+					       : "no copy seen");
 		goto fail;
 	}
 	out->copy = r.child;
@@ -1135,7 +1133,8 @@ int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 	}
 	if (ptrace(PTRACE_SETOPTIONS, out->copy, NULL,
 		   (void *)(uintptr_t)PTRACE_O_EXITKILL) < 0) {
-		err = ma_err(-errno, "heap: PTRACE_SETOPTIONS on the copy %d: %s",
+		err = ma_err(-errno,
+			     "heap: PTRACE_SETOPTIONS on the copy %d: %s",
 			     (int)out->copy, strerror(errno));
 		goto fail;
 	}

@@ -105,17 +105,17 @@ int ma_inject_cleanup(struct ma_target *t, int *closed);
 
 /* The heap census' copy of a process (docs/heap.md) */
 struct ma_heap_copy {
-	pid_t copy;	 /* stopped under our ptrace, dies with us */
-	pid_t hijacked;	 /* the thread that made it */
+	pid_t copy;	   /* stopped under our ptrace, dies with us */
+	pid_t hijacked;	   /* the thread that made it */
 	uint64_t box_addr; /* struct ma_heap_box, in the copy */
-	int loaded_now;	 /* the payload was loaded for this */
+	int loaded_now;	   /* the payload was loaded for this */
 	uint64_t frozen_ns, clone_ns, total_ns;
 	uint64_t all_stopped_ns; /* every thread stopped (before the clone) */
 	/* each thread's pthread_self() (fs_base), taken while stopped */
 	struct {
 		pid_t tid;
 		uint64_t fs_base, sp;
-	} *threads;
+	} * threads;
 	size_t nthreads;
 };
 /* Freeze the target, load the payload if needed, make the copy with

@@ -144,16 +144,17 @@ Test(census, retained_sizes_are_dominator_subtrees)
 	cr_assert_eq(ma_heap_census(&g, &o, NULL, &c), 0);
 	r = row_of(c.retainers, c.nretainers, 2);
 	cr_assert(r);
-	cr_assert_eq(r->retained, 72 + 100, "L retains its own bytes, not the "
-					    "ones M shares");
+	cr_assert_eq(r->retained, 72 + 100,
+		     "L retains its own bytes, not the "
+		     "ones M shares");
 	r = row_of(c.retainers, c.nretainers, 5);
 	cr_assert(r && r->retained == 64);
 	r = row_of(c.largest, c.nlargest, 4);
 	cr_assert(r && r->retained == 200);
 	/* a cycle's entry retains the cycle */
 	r = row_of(c.retainers, c.nretainers, 6);
-	cr_assert(r && r->garbage && r->retained == 48 + 48 + 1000,
-		  "%llu", r ? (unsigned long long)r->retained : 0ull);
+	cr_assert(r && r->garbage && r->retained == 48 + 48 + 1000, "%llu",
+		  r ? (unsigned long long)r->retained : 0ull);
 	r = row_of(c.largest, c.nlargest, 9);
 	cr_assert(r && r->held_by_c && r->retained == 232 + 50);
 	/* modules and their namespaces are not listed as retainers, nor
@@ -223,9 +224,9 @@ Test(census, document_and_diff)
 	       *ret = json_object_get(d, "retainers_grew");
 
 	cr_assert_eq(json_array_size(grew), 1, "%s", text);
-	cr_assert_str_eq(
-		json_string_value(json_object_get(json_array_get(grew, 0), "key")),
-		"bytes");
+	cr_assert_str_eq(json_string_value(json_object_get(
+				 json_array_get(grew, 0), "key")),
+			 "bytes");
 	cr_assert_eq(json_integer_value(json_object_get(json_array_get(grew, 0),
 							"bytes_delta")),
 		     5000);
@@ -237,9 +238,8 @@ Test(census, document_and_diff)
 
 		if (!strcmp(json_string_value(json_object_get(r, "key")),
 			    "__main__.frames -> list"))
-			found = json_integer_value(
-					json_object_get(r, "bytes_delta")) ==
-				5000;
+			found = json_integer_value(json_object_get(
+					r, "bytes_delta")) == 5000;
 	}
 	cr_assert(found, "%s", text);
 	free(text);
