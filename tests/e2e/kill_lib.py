@@ -6,11 +6,13 @@ MEMATTACH_TEST_STOP_AT=NAME#K is set, and lists the steps it passes when
 MEMATTACH_TEST_STEP_LOG=1 (attacher/base/teststep.h)."""
 import os
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 
-from ma_test import MEMATTACH, Target
+from ma_test import MEMATTACH, Target, check, finish, interpreters
 
 STEP_RE = re.compile(r"^memattach: step (\S+) #(\d+)$", re.M)
 
@@ -166,3 +168,27 @@ class StoppedAttach:
         self.proc.kill()
         _, err = self.proc.communicate(timeout=30)
         return err
+
+
+def variable(name, also=()):
+    """A step passed a number of times that varies from run to run (signals
+    during a remote call, rounds of a freeze, turns of a drain)."""
+    return name.endswith((".signal", ".syscall-entry", ".syscall-exit")) \
+        or name in ("freeze.seized", "freeze.stopped", "thaw.detached") \
+        or name in also
+
+
+def each_interpreter(prefix, *runs):
+    """Every run(label, exe, tmp) on every interpreter, each interpreter in
+    a fresh temporary directory; an exception fails one check, not the
+    test; then the test's last line."""
+    for label, exe in interpreters():
+        tmp = tempfile.mkdtemp(prefix=prefix)
+        try:
+            for run in runs:
+                run(label, exe, tmp)
+        except Exception as e:
+            check(False, "%s: ran without error" % label, repr(e))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    finish()

@@ -17,12 +17,12 @@ times), is SIGKILLed there, and:
 - at the end the target has no child at all, and exits 0 when asked.
 """
 import os
-import shutil
-import tempfile
 import time
 
-from kill_lib import KillTarget, StoppedAttach, memattach_env, STEP_RE
-from ma_test import MEMATTACH, check, finish, interpreters, memattach
+import kill_lib
+from kill_lib import (KillTarget, StoppedAttach, STEP_RE, each_interpreter,
+                      memattach_env)
+from ma_test import MEMATTACH, check, memattach
 import subprocess
 
 SPREAD = 4
@@ -45,10 +45,7 @@ def heap_steps(pid):
 
 
 def variable(name):
-    """A step passed a number of times that varies from run to run."""
-    return name.endswith((".signal", ".syscall-entry", ".syscall-exit")) \
-        or name in ("heap.chunk", "freeze.seized", "freeze.stopped",
-                    "thaw.detached")
+    return kill_lib.variable(name, ("heap.chunk",))
 
 
 def plan(log):
@@ -174,15 +171,7 @@ def run(label, exe, tmp):
 
 
 def main():
-    for label, exe in interpreters():
-        tmp = tempfile.mkdtemp(prefix="memattach-heapkill-")
-        try:
-            run(label, exe, tmp)
-        except Exception as e:
-            check(False, "%s: ran without error" % label, repr(e))
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    finish()
+    each_interpreter("memattach-heapkill-", run)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ happened to it:
 with which it removes the payload image an attach killed early left.
 """
 import os
-import shutil
-import tempfile
 
-from kill_lib import KillTarget, StoppedAttach, step_log
-from ma_test import check, finish, interpreters, memattach, report_json
+import kill_lib
+from kill_lib import KillTarget, StoppedAttach, each_interpreter, step_log
+from ma_test import check, memattach, report_json
 
 # Steps passed many times are killed at a spread of their passages
 SPREAD = 5
@@ -38,10 +37,7 @@ def spread(ks):
 
 
 def variable(name):
-    """A step passed a number of times that varies from run to run."""
-    return name.endswith((".signal", ".syscall-entry", ".syscall-exit")) \
-        or name in ("stop.drain", "track.sample", "freeze.seized",
-                    "thaw.detached")
+    return kill_lib.variable(name, ("stop.drain", "track.sample"))
 
 
 def plan(log):
@@ -213,16 +209,7 @@ def run(label, exe, tmp):
 
 
 def main():
-    for label, exe in interpreters():
-        tmp = tempfile.mkdtemp(prefix="memattach-kill-")
-        try:
-            run(label, exe, tmp)
-            detach_kills(label, exe, tmp)
-        except Exception as e:
-            check(False, "%s: ran without error" % label, repr(e))
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    finish()
+    each_interpreter("memattach-kill-", run, detach_kills)
 
 
 if __name__ == "__main__":
