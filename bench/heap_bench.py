@@ -61,7 +61,6 @@ def main():
         print("target RSS %d MiB" % (int(rss) // 1024))
         for run in range(a.runs):
             before = rate(p, 3.0) if a.threads else None
-            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t1 = time.monotonic()
             q = subprocess.Popen([a.memattach, "-v", "heap", "-q", "-n", "10",
                                   str(p.pid)], stdout=subprocess.PIPE,
