@@ -238,7 +238,7 @@ static int wait_stopped(struct ma_freeze *f, int timeout_ms)
 	}
 }
 
-int ma_freeze(pid_t pid, int timeout_ms, struct ma_freeze **out)
+static int freeze_once(pid_t pid, int timeout_ms, struct ma_freeze **out)
 {
 	struct ma_freeze *f = calloc(1, sizeof(*f));
 	sigset_t chld;
@@ -339,6 +339,33 @@ fail:
 	free(f->tids);
 	free(f);
 	return err;
+}
+
+/* Another memattach has the process under ptrace: which one, or 0 */
+static pid_t memattach_tracer(pid_t pid)
+{
+	struct ma_status st;
+	char comm[64] = "";
+
+	if (ma_status_read(pid, &st) || st.tracer <= 0 ||
+	    st.tracer == getpid() ||
+	    ma_proc_comm(st.tracer, st.tracer, comm, sizeof(comm)))
+		return 0;
+	return strcmp(comm, "memattach") ? 0 : st.tracer;
+}
+
+int ma_freeze(pid_t pid, int timeout_ms, struct ma_freeze **out)
+{
+	/* Another memattach's freeze (a `heap` or `stacks` beside an
+	 * attach, one process can have one tracer) lasts milliseconds:
+	 * wait for it, 2 s at most, rather than fail */
+	for (int i = 0;; i++) {
+		int err = freeze_once(pid, timeout_ms, out);
+
+		if (err != -EPERM || i == 400 || !memattach_tracer(pid))
+			return err;
+		usleep(5000);
+	}
 }
 
 int ma_freeze_regs(struct ma_freeze *f, pid_t tid,

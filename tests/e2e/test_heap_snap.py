@@ -8,11 +8,14 @@ refused with exit code 7."""
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ma_test import Target, check, finish, interpreters, memattach  # noqa
+from ma_test import (MEMATTACH, Target, check, finish, interpreters,  # noqa
+                     memattach)
 
 MIB = 1 << 20
 
@@ -29,9 +32,23 @@ def run(label, exe, tmp):
         t.proc.stdin.flush()
         grew = t.readline(60)
         size = int(grew.split()[1])
+        # the second census while an attach tracks the process
+        cap = os.path.join(tmp, "bg.cap")
+        att = subprocess.Popen([MEMATTACH, "attach", "-q", "-d", "4", "-o",
+                                cap, str(t.pid)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+        for _ in range(200):
+            if os.path.exists(cap):
+                break
+            time.sleep(0.02)
         rc, out, err = memattach("heap", "-q", "-f", "json", "-o", b, t.pid)
         check(rc == 0 and json.loads(out)["objects"] > 20000,
-              "%s: a second census" % label, err)
+              "%s: a second census, while an attach tracks the process"
+              % label, err)
+        _, aerr = att.communicate(timeout=60)
+        rc, rout, rerr = memattach("report", cap)
+        check(att.returncode == 0 and rc == 0 and "complete" in rout,
+              "%s: ... and that attach ends well" % label, aerr + rerr)
     rc, out, err = memattach("report", a)
     check(rc == 0 and out.startswith("Process ") and "Census of" in out and
           "By type" in out, "%s: report renders the snapshot as text"
