@@ -8,6 +8,7 @@ refused with exit code 7."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -104,12 +105,54 @@ def errors(tmp):
               "-o into a missing directory: exit 7 before any census", err)
 
 
+def proc_state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def copy_dies():
+    """The copy killed in the middle of the walk: what arrived is printed,
+    flagged partial, exit 8, and the dead copy is still reaped"""
+    with Target(sys.executable, "heap_target.py", "200000", ready="{") as t:
+        t.readline()  # READY
+        env = dict(os.environ, MEMATTACH_TEST_STOP_AT="heap.chunk#1")
+        m = subprocess.Popen([MEMATTACH, "heap", "-q", "-f", "json",
+                              str(t.pid)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(1000):
+            if proc_state(m.pid) == "T" or m.poll() is not None:
+                break
+            time.sleep(0.01)
+        copies = []
+        for tid in os.listdir("/proc/%d/task" % t.pid):
+            with open("/proc/%d/task/%s/children" % (t.pid, tid)) as f:
+                copies += [int(c) for c in f.read().split()]
+        for c in copies:
+            os.kill(c, signal.SIGKILL)
+        os.kill(m.pid, signal.SIGCONT)
+        out, err = m.communicate(timeout=120)
+        doc = json.loads(out) if out.strip() else {}
+        left = []
+        for tid in os.listdir("/proc/%d/task" % t.pid):
+            with open("/proc/%d/task/%s/children" % (t.pid, tid)) as f:
+                left += f.read().split()
+        check(copies and m.returncode == 8 and "partial census" in err and
+              doc.get("partial") and doc.get("objects", 0) > 0 and not left,
+              "the copy killed mid-walk: a partial census, exit 8, the "
+              "copy reaped", "copies %s, exit %s, left %s\n%s" % (
+                  copies, m.returncode, left, err))
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="memattach-snap-")
     try:
         for label, exe in interpreters(minors=(12,)):
             run(label, exe, tmp)
         errors(tmp)
+        copy_dies()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     finish()

@@ -9,12 +9,16 @@ then READY, and waits:
   - a reference cycle of big objects, no root     (garbage; gc disabled)
   - a numpy array in a module global, when numpy imports  __main__.arr
   - a thread blocked in read() on stdin: it prints what it gets
+  - a thread that reaps children (waitpid(-1, WNOHANG), every millisecond)
+    and a SIGCHLD handler: the census' copy must never show to either
+    ('CHILD ...' would say it did)
 Arguments: N (default 200000).  HEAP_TARGET_BIG_MIB: the bytearray's size
 (default 48).
 """
 import gc
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -81,6 +85,21 @@ def truth():
     return json.dumps({"by_type": by, "numpy": arr is not None})
 
 
+def reaper():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid:
+                print("CHILD reaped by wait: %d" % pid, flush=True)
+        except ChildProcessError:
+            pass
+        time.sleep(0.001)
+
+
+def on_sigchld(sig, frame):
+    print("CHILD SIGCHLD", flush=True)
+
+
 def reader():
     line = sys.stdin.readline()  # MARK: read
     print("GOT " + line.strip(), flush=True)
@@ -90,6 +109,8 @@ def keeper():
     names = ["name-%d" % i for i in range(100000)]
     t = threading.Thread(target=reader, name="reader")
     t.start()
+    signal.signal(signal.SIGCHLD, on_sigchld)
+    threading.Thread(target=reaper, name="reaper", daemon=True).start()
     size = sum(sys.getsizeof(s) for s in names) + sys.getsizeof(names)
     line = truth()
     print(line[:-1] + ', "names": %d}' % size, flush=True)
