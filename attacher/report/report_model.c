@@ -1155,7 +1155,8 @@ static int build_tree(struct ma_report *r, const struct prep *pp)
 	r->nodes[0].file = "";
 	r->nodes[0].match = !r->opts.filter;
 
-	for (uint32_t vid = !r->opts.by_thread; vid <= nvid; vid++) {
+	/* vid 0 is none: vid_get numbers from 1 */
+	for (uint32_t vid = 1; vid <= nvid; vid++) {
 		struct ma_account_fig f[MA_RV_N];
 		uint32_t id = r->opts.by_thread ? pp->vid_node[vid] : vid;
 		uint32_t th = r->opts.by_thread ? pp->vid_thread[vid] : 0;
