@@ -4,7 +4,7 @@ Plants, then prints its own ground truth (computed in-process with
 gc.get_objects(), gc.get_referents() and sys.getsizeof()) as one JSON line,
 then READY, and waits:
   - a large bytearray in a module global          __main__.big
-  - a list of N small dicts held by a class       __main__.Holder.items
+  - a list of N (1 M) small dicts held by a class __main__.Holder.items
   - 100 k strings in a local of a sleeping frame  keeper(): names
   - a reference cycle of big objects, no root     (garbage; gc disabled)
   - a numpy array in a module global, when numpy imports  __main__.arr
@@ -12,7 +12,7 @@ then READY, and waits:
   - a thread that reaps children (waitpid(-1, WNOHANG), every millisecond)
     and a SIGCHLD handler: the census' copy must never show to either
     ('CHILD ...' would say it did)
-Arguments: N (default 200000).  HEAP_TARGET_BIG_MIB: the bytearray's size
+Arguments: N (default 1000000).  HEAP_TARGET_BIG_MIB: the bytearray's size
 (default 48).
 """
 import gc
@@ -24,7 +24,7 @@ import threading
 import time
 
 gc.disable()
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 200000
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 1000000
 
 big = bytearray(int(os.environ.get("HEAP_TARGET_BIG_MIB", "48")) << 20)
 
