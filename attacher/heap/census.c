@@ -589,6 +589,10 @@ int ma_heap_census(struct ma_heap_graph *g, const struct ma_hcensus_opts *o,
 		goto out;
 	free(w.queue);
 	w.queue = NULL;
+	/* reference counts served liveness only: their 4 bytes an object go
+	 * back before the dominators' arrays come */
+	free(g->refcnt);
+	g->refcnt = NULL;
 	err = dominators(g, &w, &d);
 	if (err)
 		goto out;

@@ -160,7 +160,8 @@ struct ma_hcensus_opts {
 	int depth; /* path steps shown at most (0: 12) */
 };
 
-/* live may be NULL (a snapshot read from a file: keys from the file) */
+/* live may be NULL (no copy to ask dict keys of: "[?]" unless g->labels
+ * has them).  Consumes g->refcnt (freed, NULL after). */
 int ma_heap_census(struct ma_heap_graph *g, const struct ma_hcensus_opts *o,
 		   struct ma_heap_live *live, struct ma_heap_census *c);
 void ma_heap_census_free(struct ma_heap_census *c);

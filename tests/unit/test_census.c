@@ -211,7 +211,10 @@ Test(census, document_and_diff)
 	cr_assert_eq(ma_heap_census(&g, &o, NULL, &c), 0);
 	a = ma_heap_doc(&g, &c);
 	ma_heap_census_free(&c);
+	cr_assert_null(g.refcnt, "the census consumes the reference counts");
+	ma_heap_graph_free(&g);
 	/* the list L grows by 5000 bytes of new bytes objects */
+	build(&g);
 	g.size[3] += 5000;
 	cr_assert_eq(ma_heap_census(&g, &o, NULL, &c), 0);
 	b = ma_heap_doc(&g, &c);
