@@ -571,7 +571,7 @@ static uint64_t mem_available(void)
 	return (uint64_t)kb << 10;
 }
 
-/* The census needs memory of its own (about 80 bytes an object here, a
+/* The census needs memory of its own (about 64 bytes an object here, a
  * few MiB in the copy): it does not start, and stops, below this */
 #define HEAP_MIN_AVAILABLE (256ull << 20)
 
@@ -642,7 +642,7 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 		return ma_err(-ENOMEM,
 			      "heap: not enough free memory for a census: the "
 			      "machine has %llu MiB available, a census needs "
-			      "%llu MiB and about 80 bytes per object",
+			      "%llu MiB and about 64 bytes per object",
 			      (unsigned long long)(avail >> 20),
 			      (unsigned long long)(HEAP_MIN_AVAILABLE >> 20));
 	}
