@@ -41,12 +41,51 @@
 _Static_assert((1u << KIDX_BITS) >= 2 * MA_AGG_KEYS, "key index room");
 _Static_assert(64 == MA_KMEMO, "the key memo has 64 entries");
 
+/*
+ * A live block in 16 bytes (at most 3/4 of a table is used: at most
+ * 43 bytes per block once a table has doubled): its address (8-aligned,
+ * below 2^47: every x86_64 allocator's) over 3 in the low 44 bits of `a`
+ * and its key in the top 16; its size (below 2^40) in the low 40 bits of
+ * `b` and in the top 24 the low 24 bits of the allocating thread's
+ * allocations before it (distances up to 2^20 are all the temporary
+ * buckets need).  a == 0: empty.
+ */
 struct live_ent {
-	uint64_t ptr; /* 0: empty */
-	uint64_t size;
-	uint32_t key;
-	uint32_t seq; /* the allocating thread's allocations before it */
+	uint64_t a, b;
 };
+
+struct blk {
+	uint64_t ptr, size;
+	uint32_t key, seq;
+};
+
+#define LE_PTR_BITS  44
+#define LE_SIZE_BITS 40
+#define LE_SEQ_MASK  0xffffffu
+
+static inline int le_fits(uint64_t p, uint64_t size)
+{
+	return !(p & 7) && p >> 47 == 0 && size >> LE_SIZE_BITS == 0;
+}
+
+static inline uint64_t le_ptr(const struct live_ent *e)
+{
+	return (e->a & ((1ull << LE_PTR_BITS) - 1)) << 3;
+}
+
+static inline void le_pack(struct live_ent *e, const struct blk *b)
+{
+	e->a = b->ptr >> 3 | (uint64_t)b->key << LE_PTR_BITS;
+	e->b = b->size | (uint64_t)(b->seq & LE_SEQ_MASK) << LE_SIZE_BITS;
+}
+
+static inline struct blk le_unpack(const struct live_ent *e)
+{
+	return (struct blk){ .ptr = le_ptr(e),
+			     .size = e->b & ((1ull << LE_SIZE_BITS) - 1),
+			     .key = (uint32_t)(e->a >> LE_PTR_BITS),
+			     .seq = (uint32_t)(e->b >> LE_SIZE_BITS) };
+}
 
 struct live_tab {
 	int lock;
@@ -122,9 +161,9 @@ static int live_grow(struct live_tab *t, int shift)
 		const struct live_ent *e = &t->t[i];
 		uint64_t mask = (1ull << nt.bits) - 1, j;
 
-		if (!e->ptr)
+		if (!e->a)
 			continue;
-		for (j = home(&nt, shift, e->ptr); nt.t[j].ptr;
+		for (j = home(&nt, shift, le_ptr(e)); nt.t[j].a;
 		     j = (j + 1) & mask)
 			;
 		nt.t[j] = *e;
@@ -148,12 +187,15 @@ static struct live_ent *live_put(struct live_tab *t, int shift, uint64_t p,
 		return NULL;
 	mask = (1ull << t->bits) - 1;
 	for (i = home(t, shift, p);; i = (i + 1) & mask) {
-		uint64_t q = t->t[i].ptr;
+		uint64_t q = t->t[i].a;
 
-		if (q == p || !q) {
-			*found = q == p;
-			if (!q)
-				t->n++;
+		if (!q) {
+			*found = 0;
+			t->n++;
+			return &t->t[i];
+		}
+		if (le_ptr(&t->t[i]) == p) {
+			*found = 1;
 			return &t->t[i];
 		}
 	}
@@ -164,12 +206,10 @@ static struct live_ent *live_find(struct live_tab *t, int shift, uint64_t p)
 	uint64_t mask = (1ull << t->bits) - 1;
 
 	for (uint64_t i = home(t, shift, p);; i = (i + 1) & mask) {
-		uint64_t q = t->t[i].ptr;
-
-		if (q == p)
-			return &t->t[i];
-		if (!q)
+		if (!t->t[i].a)
 			return NULL;
+		if (le_ptr(&t->t[i]) == p)
+			return &t->t[i];
 	}
 }
 
@@ -182,9 +222,9 @@ static void live_del(struct live_tab *t, int shift, struct live_ent *e)
 
 	for (;;) {
 		j = (j + 1) & mask;
-		if (!t->t[j].ptr)
+		if (!t->t[j].a)
 			break;
-		uint64_t k = home(t, shift, t->t[j].ptr);
+		uint64_t k = home(t, shift, le_ptr(&t->t[j]));
 
 		/* j's home is cyclically in (i, j]: it stays */
 		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
@@ -192,7 +232,7 @@ static void live_del(struct live_tab *t, int shift, struct live_ent *e)
 		t->t[i] = t->t[j];
 		i = j;
 	}
-	t->t[i].ptr = 0;
+	t->t[i].a = 0;
 	t->n--;
 }
 
@@ -369,13 +409,36 @@ static inline struct live_ent *young_of(struct ma_agg *a, uint64_t p)
 	return &a->young[(uint32_t)(mix(p) >> 58) & (YOUNG - 2)];
 }
 
-static int young_put(struct ma_agg *a, const struct live_ent *n, uint64_t *lost)
+/*
+ * Before the stack walk of a MEM/OBJ allocation of p: start loading what
+ * ma_agg_alloc will touch in the large table, so that the load overlaps
+ * the walk.  With many live blocks the table is far larger than the
+ * caches, and the block moved out of the young table lands at a random
+ * place in it (on the lifetime-spread churn, a cache miss at nearly every
+ * allocation).
+ */
+void ma_agg_prefetch(struct ma_session *s, uint64_t p, uint64_t size)
 {
-	struct live_ent *y = young_of(a, n->ptr);
+	struct ma_agg *a = s->agg;
+	const struct live_ent *y = young_of(a, p);
+
+	if (size <= YOUNG_MAX) {
+		if (y[0].a && y[1].a)
+			__builtin_prefetch(
+				&a->gil.t[home(&a->gil, 0, le_ptr(&y[0]))], 1);
+	} else {
+		__builtin_prefetch(&a->gil.t[home(&a->gil, 0, p)], 1);
+	}
+}
+
+static int young_put(struct ma_agg *a, const struct live_ent *n, uint64_t p,
+		     uint64_t *lost)
+{
+	struct live_ent *y = young_of(a, p);
 	int ret = 0;
 
-	if (ma_likely(!y[0].ptr)) {
-		if (y[1].ptr) {
+	if (ma_likely(!y[0].a)) {
+		if (y[1].a) {
 			y[0] = y[1];
 			y[1] = *n;
 		} else {
@@ -383,17 +446,17 @@ static int young_put(struct ma_agg *a, const struct live_ent *n, uint64_t *lost)
 		}
 		return 0;
 	}
-	if (!y[1].ptr) {
+	if (!y[1].a) {
 		y[1] = *n;
 		return 0;
 	}
 	int found = 0;
-	struct live_ent *e = live_put(&a->gil, 0, y[0].ptr, &found);
+	struct live_ent *e = live_put(&a->gil, 0, le_ptr(&y[0]), &found);
 
 	if (e) {
 		*e = y[0];
 	} else {
-		*lost = y[0].size;
+		*lost = le_unpack(&y[0]).size;
 		ret = -ENOMEM;
 	}
 	y[0] = y[1];
@@ -406,18 +469,24 @@ static inline int young_take(struct ma_agg *a, uint64_t p, struct live_ent *b)
 {
 	struct live_ent *y = young_of(a, p);
 
-	if (y[1].ptr == p) {
+	if (y[1].a && le_ptr(&y[1]) == p) {
 		*b = y[1];
-		y[1].ptr = 0;
+		y[1].a = 0;
 		return 1;
 	}
-	if (y[0].ptr == p) {
+	if (y[0].a && le_ptr(&y[0]) == p) {
 		*b = y[0];
 		y[0] = y[1];
-		y[1].ptr = 0;
+		y[1].a = 0;
 		return 1;
 	}
 	return 0;
+}
+
+static void dropped(struct ma_agg_hdr *h, uint64_t size)
+{
+	__atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&h->dropped_bytes, size, __ATOMIC_RELAXED);
 }
 
 void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
@@ -430,51 +499,50 @@ void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 	struct ma_agg_key *k = &a->keys[ki];
 	int shift, found = 0, lock = !gil || !serial;
 	struct live_tab *t = tab_of(a, p, gil, &shift);
-	struct live_ent *e, old = { 0 };
+	struct live_ent *e, n, old = { 0 };
+	struct blk b = {
+		.ptr = p, .size = size, .key = ki, .seq = (uint32_t)sl->allocs
+	};
 	uint64_t epoch, live;
 
 	if (!p)
 		return;
+	if (ma_unlikely(!le_fits(p, size))) {
+		dropped(h, size);
+		return;
+	}
+	le_pack(&n, &b);
 	if (lock)
 		ma_spin_lock(&t->lock);
 	if (gil && size <= YOUNG_MAX) {
-		struct live_ent n = { .ptr = p,
-				      .size = size,
-				      .key = ki,
-				      .seq = (uint32_t)sl->allocs };
-
 		uint64_t lost = 0;
 
 		/* the block moved out, not this one, is what is lost */
-		if (ma_unlikely(young_put(a, &n, &lost) < 0)) {
-			__atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
-			__atomic_add_fetch(&h->dropped_bytes, lost,
-					   __ATOMIC_RELAXED);
-		}
+		if (ma_unlikely(young_put(a, &n, p, &lost) < 0))
+			dropped(h, lost);
 		goto counted;
 	}
 	e = live_put(t, shift, p, &found);
 	if (e) {
 		if (ma_unlikely(found))
 			old = *e;
-		e->ptr = p;
-		e->size = size;
-		e->key = ki;
-		e->seq = (uint32_t)sl->allocs;
+		*e = n;
 	}
 	if (lock && !gil)
 		ma_spin_unlock(&t->lock);
 	if (ma_unlikely(!e)) {
 		if (lock && gil)
 			ma_spin_unlock(&t->lock);
-		__atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
-		__atomic_add_fetch(&h->dropped_bytes, size, __ATOMIC_RELAXED);
+		dropped(h, size);
 		return;
 	}
 	/* a block at the same address was never freed through our hooks
 	 * (freed before its module was patched): it is gone now */
-	if (ma_unlikely(found))
-		key_free(a, old.key, old.size, gil, 0, 0);
+	if (ma_unlikely(found)) {
+		struct blk o = le_unpack(&old);
+
+		key_free(a, o.key, o.size, gil, 0, 0);
+	}
 counted:
 	epoch = __atomic_load_n(&h->epoch, __ATOMIC_RELAXED);
 	key_touch(k, epoch);
@@ -506,33 +574,36 @@ void ma_agg_free(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		 uint64_t p, int gil, int serial)
 {
 	struct ma_agg *a = s->agg;
-	int shift, lock = !gil || !serial;
+	int shift, lock = !gil || !serial, hit = 0;
 	struct live_tab *t = tab_of(a, p, gil, &shift);
-	struct live_ent *e, b = { 0 };
+	struct live_ent *e, got = { 0 };
 
 	if (!p)
 		return;
 	if (lock)
 		ma_spin_lock(&t->lock);
-	if (gil && young_take(a, p, &b)) {
-		e = &b; /* only tested below */
+	if (gil && young_take(a, p, &got)) {
+		hit = 1;
 	} else {
 		e = live_find(t, shift, p);
 		if (e) {
-			b = *e;
+			got = *e;
 			live_del(t, shift, e);
+			hit = 1;
 		}
 	}
 	if (lock && !gil)
 		ma_spin_unlock(&t->lock);
-	if (!e) {
+	if (!hit) {
 		if (lock && gil)
 			ma_spin_unlock(&t->lock);
 		__atomic_add_fetch(&a->h->unknown_frees, 1, __ATOMIC_RELAXED);
 		return;
 	}
-	/* allocations of this thread since the block's, minus one */
-	uint32_t d = (uint32_t)sl->allocs - b.seq - 1;
+	struct blk b = le_unpack(&got);
+	/* allocations of this thread since the block's, minus one (the
+	 * counts are kept modulo 2^24) */
+	uint32_t d = ((uint32_t)sl->allocs - b.seq - 1) & LE_SEQ_MASK;
 
 	key_free(a, b.key, b.size, gil, a->keys[b.key].thread == th && th, d);
 	if (lock && gil)

@@ -367,6 +367,8 @@ void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		  int serial);
 void ma_agg_free(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		 uint64_t p, int gil, int serial);
+/* A MEM/OBJ allocation of p is coming: start loading what it will touch */
+void ma_agg_prefetch(struct ma_session *s, uint64_t p, uint64_t size);
 
 /* ------------------------------------------------------------------ */
 /* Python stacks (pystack.c) */

@@ -483,10 +483,13 @@ void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 	struct ma_session *s = rec_begin(t, &sl);
 
 	if (ma_likely(s != NULL)) {
-		uint32_t th = thread_of(s, sl);
-		uint32_t node = s->minor ? ma_stack_node_gil(s, sl) : 0;
+		uint32_t th, node;
 		struct ma_gw_ent *e = NULL;
 
+		if (s->agg)
+			ma_agg_prefetch(s, (uintptr_t)p, size);
+		th = thread_of(s, sl);
+		node = s->minor ? ma_stack_node_gil(s, sl) : 0;
 		if (s->agg) {
 			ma_agg_alloc(s, sl, th, (uintptr_t)p, size, node, kind,
 				     1, gil_serial(s));
