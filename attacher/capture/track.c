@@ -442,7 +442,12 @@ static int sample(struct ma_track *tr, uint64_t now)
 		}
 		tr->last_sample_t = ev.sample.t_ns;
 	}
-	ma_capture_write_event(tr->w, &ev);
+	/* through ma_capture_sample: it ends the block a second after the
+	 * block's first sample, so that a memattach killed loses about a
+	 * second; with aggregated tracking a block's raw megabyte takes
+	 * hours to fill (writing the sample as any event lost everything
+	 * since the start) */
+	ma_capture_sample(tr->w, ev.sample.t_ns, ev.sample.rss, ev.sample.live);
 	ma_account_feed(tr->acc, &ev);
 	tr->last_sample = now;
 	ma_step("track.sample");

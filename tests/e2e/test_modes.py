@@ -6,9 +6,12 @@ the same allocations (count and bytes) and the same live figures at the
 end, and the temporary view (windows 1 and 15, the widest an aggregated
 capture holds exactly; blocks that live 1,000 iterations are temporary for
 neither) and the peak agree within 1%.  The
-aggregated capture is aggregated, and far smaller than the other."""
+aggregated capture is aggregated, and far smaller than the other.  And a
+memattach SIGKILLed after the work leaves an aggregated capture that
+already holds it."""
 import json
 import os
+import signal
 import tempfile
 import time
 
@@ -31,6 +34,40 @@ def tracked_round(t, opts, cap, label, mode):
     rc = a.stop()
     return check(rc == 0, "%s: %s: attach exits 0" % (label, mode),
                  a.stderr)
+
+
+def killed(t, cap, label):
+    """An aggregated session whose memattach is SIGKILLed after the work:
+    its capture already holds the work's figures (the attacher writes a
+    block at least every second, whatever little it holds), waited for by
+    reading the capture as it grows"""
+    a = Attach(t.pid, output=cap)
+    if not check(a.wait_attached(), "%s: killed: attached" % label,
+                 a.stderr):
+        a.stop()
+        return
+    t.proc.stdin.write(b"go\n")
+    t.proc.stdin.flush()
+    check(t.readline(timeout=120) == "DONE", "%s: killed: the work ran" %
+          label)
+    kept, end = 0, time.monotonic() + 30
+    while kept < 20000 and time.monotonic() < end:
+        time.sleep(0.2)
+        try:
+            _, rows = by_stack(cap)
+        except (RuntimeError, ValueError):
+            continue
+        kept = max([r["total"]["count"] for k, r in rows.items()
+                    if '"kept"' in k] + [0])
+    a.stop(signal.SIGKILL)
+    check(kept >= 20000, "%s: killed: before the SIGKILL, the capture "
+          "already held the 20,000 kept dicts (%d)" % (label, kept))
+    doc, rows = by_stack(cap)
+    check(not doc["complete"] and doc["totals"]["aggregated"] and
+          max([r["total"]["count"] for k, r in rows.items()
+               if '"kept"' in k] + [0]) >= 20000 and t.alive(),
+          "%s: killed: the capture of a SIGKILLed memattach reads, with "
+          "the work's figures; the target lives on" % label, doc["totals"])
 
 
 def by_stack(cap, *args):
@@ -67,6 +104,7 @@ def main():
                 cap = os.path.join(tmp, "%s-%s.cap" % (label, mode))
                 if tracked_round(t, opts, cap, label, mode):
                     caps[mode] = cap
+            killed(t, os.path.join(tmp, "%s-killed.cap" % label), label)
             t.proc.stdin.write(b"quit\n")
             t.proc.stdin.flush()
         if len(caps) != 2:
