@@ -485,11 +485,14 @@ static int print_html(FILE *f, const json_t *d, int top, int depth)
 	      "pre{font:12px monospace;background:#f6f6f6;padding:1em}"
 	      "#map{position:relative;width:100%;height:420px;"
 	      "border:1px solid #888}"
-	      "#map div{position:absolute;overflow:hidden;font:11px "
+	      "#map div{position:absolute;overflow:hidden;cursor:pointer;"
+	      "font:11px "
 	      "sans-serif;border:1px solid #fff;box-sizing:border-box;"
 	      "padding:2px;color:#000}"
 	      "</style></head><body><h1>memattach heap</h1>"
-	      "<h2>Top retainers by retained size</h2><div id=\"map\"></div>"
+	      "<h2>Top retainers by retained size: <span id=\"where\">"
+	      "</span></h2><div id=\"map\"></div><div id=\"ma-errors\">"
+	      "</div>"
 	      "<h2>Report</h2><pre>",
 	      f);
 	html_esc(f, text ? text : "");
@@ -502,10 +505,12 @@ static int print_html(FILE *f, const json_t *d, int top, int depth)
 			fputc(*p, f);
 	}
 	fputs(";\n"
+	      "window.onerror=(m)=>{document.getElementById('ma-errors')"
+	      ".textContent+=m+'\\n'};\n"
 	      "function fmt(n){const u=['B','KiB','MiB','GiB','TiB'];let i=0;"
 	      "while(n>=1024&&i<4){n/=1024;i++}return n.toFixed(i?1:0)+' '+"
 	      "u[i]}\n"
-	      /* squarified-ish: slice the rectangle along its longer side */
+	      /* slice the rectangle along its longer side, halves by size */
 	      "function lay(items,x,y,w,h,out){if(!items.length)return;"
 	      "if(items.length==1){out.push([items[0],x,y,w,h]);return}"
 	      "const tot=items.reduce((s,r)=>s+r.retained,0);let acc=0,k=0;"
@@ -515,15 +520,39 @@ static int print_html(FILE *f, const json_t *d, int top, int depth)
 	      "lay(items.slice(k),x+w*f,y,w*(1-f),h,out)}else{"
 	      "lay(items.slice(0,k),x,y,w,h*f,out);"
 	      "lay(items.slice(k),x,y+h*f,w,h*(1-f),out)}}\n"
-	      "const m=document.getElementById('map'),W=m.clientWidth,"
-	      "H=m.clientHeight,out=[];"
-	      "const rs=(D.retainers||[]).filter(r=>r.retained>0);"
-	      "lay(rs,0,0,W,H,out);out.forEach(([r,x,y,w,h],i)=>{"
+	      /* two levels: what holds them (a module, frames' locals, C,
+	       * cycles), then the retainers; a click zooms in, and out */
+	      "function holder(r){if(r.garbage)return 'cyclic garbage';"
+	      "if(r.held_by_c)return 'held from C';"
+	      "if(r.root.startsWith('local'))return 'frame locals';"
+	      "return 'module '+r.path.split(/[.\\[ ]/)[0]}\n"
+	      "const G={};for(const r of (D.retainers||[])){if(r.retained<=0)"
+	      "continue;const k=holder(r);const g=G[k]||(G[k]={path:k,"
+	      "retained:0,kids:[],root:''});g.retained+=r.retained;"
+	      "g.kids.push(r)}\n"
+	      "const m=document.getElementById('map');let view=null;\n"
+	      "function draw(){m.textContent='';const W=m.clientWidth,"
+	      "H=m.clientHeight,out=[];const items=(view?view.kids:"
+	      "Object.values(G)).slice().sort((a,b)=>b.retained-a.retained);"
+	      "lay(items,0,0,W,H,out);out.forEach(([r,x,y,w,h],i)=>{"
 	      "const e=document.createElement('div');e.style.left=x+'px';"
 	      "e.style.top=y+'px';e.style.width=w+'px';e.style.height=h+'px';"
 	      "e.style.background='hsl('+(i*47%360)+',60%,80%)';"
-	      "e.title=r.path+'\\n'+fmt(r.retained)+' retained\\n'+r.root;"
-	      "e.textContent=r.path+' '+fmt(r.retained);m.appendChild(e)});"
+	      "e.title=r.path+'\\n'+fmt(r.retained)+' retained'+(r.root?"
+	      "'\\n'+r.root:'');e.textContent=r.path+' '+fmt(r.retained)+"
+	      "(r.kids?' ('+r.kids.length+')':'');"
+	      "e.onclick=()=>{view=view?null:(r.kids?r:null);draw()};"
+	      "m.appendChild(e)});document.getElementById('where')"
+	      ".textContent=view?view.path+' (click to go back)':"
+	      "'what holds them (click to zoom in)'}\n"
+	      "draw();\n"
+	      "if(location.hash=='#selftest'){const n0=m.children.length;"
+	      "const g=Object.values(G).sort((a,b)=>b.retained-a.retained)[0];"
+	      "m.children[0].onclick();const n1=m.children.length;"
+	      "m.children[0].onclick();const n2=m.children.length;"
+	      "document.body.dataset.selftest='groups='+n0+' zoom='+"
+	      "(g&&n1==g.kids.length&&n2==n0?'ok':'bad:'+n1+'/'+n2)}\n"
+	      "document.body.dataset.ready='1';"
 	      "</script></body></html>\n",
 	      f);
 	free(js_doc);

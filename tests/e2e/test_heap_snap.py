@@ -7,6 +7,7 @@ shrank; a truncated or corrupt snapshot, or -o into a missing directory, is
 refused with exit code 7."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ma_test import (MEMATTACH, Target, check, finish, interpreters,  # noqa
-                     memattach)
+                     memattach, skip)
 
 MIB = 1 << 20
 
@@ -64,6 +65,7 @@ def run(label, exe, tmp):
         html = f.read()
     check(rc == 0 and html.startswith("<!DOCTYPE html>") and
           "__main__.leak" in html, "%s: ... and as html" % label, err)
+    treemap(label, os.path.join(tmp, "b.html"), tmp)
     rc, out, err = memattach("report", "-f", "json", a, "--diff", b)
     d = json.loads(out) if rc == 0 else {}
     s = [r for r in d.get("types_grew", []) if r["key"] == "str"]
@@ -82,6 +84,33 @@ def run(label, exe, tmp):
     check(rc == 0 and "shrank" in out and "__main__.leak -> list" in
           out.split("shrank or gone")[1],
           "%s: --diff the other way: the retainer shrank" % label, out)
+
+
+def treemap(label, html, tmp):
+    """The page in headless Chromium: it loads without a script error, and
+    its treemap zooms into the largest holder (as many rectangles as it
+    has retainers) and back (its own self test, #selftest)"""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe:
+        skip("%s: html in Chromium" % label, "chromium is not installed")
+        return
+    prof = tempfile.mkdtemp(dir=tmp)
+    p = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync",
+                        "--no-first-run", "--user-data-dir=" + prof,
+                        "--virtual-time-budget=10000", "--dump-dom",
+                        "file://" + html + "#selftest"],
+                       capture_output=True, text=True, timeout=120)
+    dom = p.stdout
+    st = re.search(r'data-selftest="([^"]*)"', dom)
+    errs = re.search(r'<div id="ma-errors">(.*?)</div>', dom, re.S)
+    check('data-ready="1"' in dom and errs and not errs.group(1).strip()
+          and st and "zoom=ok" in st.group(1) and
+          not st.group(1).startswith("groups=0"),
+          "%s: the html treemap loads in Chromium and zooms in and out"
+          % label, (st and st.group(1)) or (errs and errs.group(1)) or
+          dom[-300:] or p.stderr[-300:])
 
 
 def errors(tmp):
