@@ -28,6 +28,17 @@ static const char *dirname_of(const char *path, char *buf, size_t len)
 	return buf;
 }
 
+/* A count option: a positive number, else a message and nonzero */
+static int positive(const char *opt, const char *arg, int *out)
+{
+	*out = atoi(arg);
+	if (*out > 0)
+		return 0;
+	fprintf(stderr, "memattach: heap: %s: not a positive number: '%s'\n",
+		opt, arg);
+	return -1;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: memattach heap [options] PID\n"
@@ -89,25 +100,10 @@ int ma_cmd_heap(int argc, char **argv)
 	while ((ch = ma_cli_opt(&args)) > 0) {
 		switch (ch) {
 		case 'n':
-			co.top = atoi(optarg);
-			if (co.top <= 0) {
-				fprintf(stderr,
-					"memattach: heap: --top: not a "
-					"positive "
-					"number: '%s'\n",
-					optarg);
-				return MA_EXIT_USAGE;
-			}
-			break;
 		case 'd':
-			co.depth = atoi(optarg);
-			if (co.depth <= 0) {
-				fprintf(stderr,
-					"memattach: heap: --depth: not a "
-					"positive number: '%s'\n",
-					optarg);
+			if (positive(ch == 'n' ? "--top" : "--depth", optarg,
+				     ch == 'n' ? &co.top : &co.depth))
 				return MA_EXIT_USAGE;
-			}
 			break;
 		case 'f':
 			format = optarg;

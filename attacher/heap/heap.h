@@ -92,7 +92,6 @@ struct ma_heap_opts {
 	uint32_t chunk_size; /* 0: 4 MiB */
 	int quiet;	     /* no progress on stderr */
 	int max_frames;	     /* frames per thread for roots (0: 256) */
-	int label_paths;     /* paths to label (0: none) */
 };
 
 struct ma_heap_live;
@@ -110,9 +109,6 @@ void ma_heap_graph_free(struct ma_heap_graph *g);
  * -ENOENT */
 int ma_heap_live_key(struct ma_heap_live *l, uint64_t d, uint64_t v, char *buf,
 		     size_t len);
-/* Read len bytes of the copy's memory */
-int ma_heap_live_read(struct ma_heap_live *l, uint64_t addr, void *buf,
-		      size_t len);
 /* End the copy and reap it in the target (a short freeze); frees l */
 int ma_heap_live_end(struct ma_heap_live *l, struct ma_target *t);
 

@@ -512,21 +512,24 @@ out:
 
 /* ------------------------------------------------------------------ */
 
-static int py_symbol(const struct ma_target *t, const char *name,
-		     uint64_t *addr)
+/* Addresses in the target of symbols of its Python module (0: absent),
+ * from one reading of its ELF file */
+static void py_symbols(const struct ma_target *t, const char *const *names,
+		       uint64_t *const *addrs, size_t n)
 {
 	struct ma_elf *e;
-	uint64_t v = 0;
-	int err = ma_elf_open(t->pymod_local, &e);
 
-	*addr = 0;
-	if (err)
-		return err;
-	err = ma_elf_symbol(e, name, &v, NULL);
+	for (size_t i = 0; i < n; i++)
+		*addrs[i] = 0;
+	if (ma_elf_open(t->pymod_local, &e))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t v = 0;
+
+		if (!ma_elf_symbol(e, names[i], &v, NULL) && v)
+			*addrs[i] = v + t->pymod_bias;
+	}
 	ma_elf_close(e);
-	if (!err && v)
-		*addr = v + t->pymod_bias;
-	return err;
 }
 
 /* What a process has of its own, not shared (copy-on-write pages either
@@ -632,8 +635,13 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 		.max_frames = o->max_frames > 0 ? (uint32_t)o->max_frames : 256,
 		.off = t->off,
 	};
-	py_symbol(t, "_PyDict_SizeOf", &cfg.dict_sizeof);
-	py_symbol(t, "PyDict_Next", &cfg.dict_next);
+	{
+		static const char *const names[] = { "_PyDict_SizeOf",
+						     "PyDict_Next" };
+		uint64_t *const addrs[] = { &cfg.dict_sizeof, &cfg.dict_next };
+
+		py_symbols(t, names, addrs, 2);
+	}
 
 	uint64_t avail = mem_available();
 
@@ -802,12 +810,6 @@ end:
 	}
 	g->total_ns = ma_now_ns() - t0;
 	return err;
-}
-
-int ma_heap_live_read(struct ma_heap_live *l, uint64_t addr, void *buf,
-		      size_t len)
-{
-	return ma_mem_read(l->mem, addr, buf, len);
 }
 
 int ma_heap_live_key(struct ma_heap_live *l, uint64_t d, uint64_t v, char *buf,

@@ -214,6 +214,18 @@ class Target:
         self.kill()
 
 
+def children(pid):
+    """The PIDs of pid's children (every thread's), as /proc lists them"""
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                out += [int(c) for c in f.read().split()]
+        except OSError:
+            pass  # a thread that ended meanwhile
+    return out
+
+
 def wait_in_syscall(pid, tid, nr, timeout=10):
     """Wait until thread tid of pid sits in syscall number nr (0 = read),
     as /proc/PID/task/TID/syscall reports."""

@@ -10,8 +10,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ma_test import (Target, check, finish, interpreters, memattach,  # noqa
-                     skip, TARGETS, marks)
+from ma_test import (Target, check, children, finish,  # noqa
+                     interpreters, memattach, skip, TARGETS, marks)
 
 MIB = 1 << 20
 BUILTINS = ("dict", "list", "str", "bytes", "bytearray", "tuple", "int")
@@ -20,14 +20,6 @@ SRC = os.path.join(TARGETS, "heap_target.py")
 
 def within(a, b, frac):
     return abs(a - b) <= frac * max(abs(b), 1)
-
-
-def children(pid):
-    out = []
-    for tid in os.listdir("/proc/%d/task" % pid):
-        with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
-            out += f.read().split()
-    return out
 
 
 def find(rows, pred):

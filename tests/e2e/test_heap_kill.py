@@ -17,10 +17,10 @@ times), is SIGKILLed there, and:
 - at the end the target has no child at all; after the census that logs
   the steps, it exits 0 when asked.
 """
-import os
 import time
 
 import kill_lib
+import ma_test
 from kill_lib import (KillTarget, StoppedAttach, STEP_RE, each_interpreter,
                       memattach_env)
 from ma_test import MEMATTACH, check, memattach
@@ -64,20 +64,14 @@ def plan(log):
 def children(pid):
     """[(pid, state, comm)] of the target's children"""
     out = []
-    for tid in os.listdir("/proc/%d/task" % pid):
+    for c in ma_test.children(pid):
         try:
-            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
-                kids = f.read().split()
-        except OSError:
-            continue
-        for c in kids:
-            try:
-                with open("/proc/%s/stat" % c) as f:
-                    s = f.read()
-                comm = s[s.index("(") + 1:s.rindex(")")]
-                out.append((int(c), s.rsplit(")", 1)[1].split()[0], comm))
-            except (OSError, ValueError):
-                pass
+            with open("/proc/%d/stat" % c) as f:
+                s = f.read()
+            comm = s[s.index("(") + 1:s.rindex(")")]
+            out.append((c, s.rsplit(")", 1)[1].split()[0], comm))
+        except (OSError, ValueError):
+            pass
     return out
 
 

@@ -16,8 +16,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ma_test import (MEMATTACH, Target, check, finish, interpreters,  # noqa
-                     memattach, skip)
+from kill_lib import proc_state  # noqa
+from ma_test import (MEMATTACH, Target, check, children, finish,  # noqa
+                     interpreters, memattach, skip)
 
 MIB = 1 << 20
 
@@ -134,14 +135,6 @@ def errors(tmp):
               "-o into a missing directory: exit 7 before any census", err)
 
 
-def proc_state(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-
-
 def copy_dies():
     """The copy killed in the middle of the walk: what arrived is printed,
     flagged partial, exit 8, and the dead copy is still reaped"""
@@ -155,19 +148,13 @@ def copy_dies():
             if proc_state(m.pid) == "T" or m.poll() is not None:
                 break
             time.sleep(0.01)
-        copies = []
-        for tid in os.listdir("/proc/%d/task" % t.pid):
-            with open("/proc/%d/task/%s/children" % (t.pid, tid)) as f:
-                copies += [int(c) for c in f.read().split()]
+        copies = children(t.pid)
         for c in copies:
             os.kill(c, signal.SIGKILL)
         os.kill(m.pid, signal.SIGCONT)
         out, err = m.communicate(timeout=120)
         doc = json.loads(out) if out.strip() else {}
-        left = []
-        for tid in os.listdir("/proc/%d/task" % t.pid):
-            with open("/proc/%d/task/%s/children" % (t.pid, tid)) as f:
-                left += f.read().split()
+        left = children(t.pid)
         check(copies and m.returncode == 8 and "partial census" in err and
               doc.get("partial") and doc.get("objects", 0) > 0 and not left,
               "the copy killed mid-walk: a partial census, exit 8, the "
