@@ -97,6 +97,13 @@ class Tmux:
             self.server.wait()
 
 
+def exited(screen, tag):
+    """memattach's exit code as the shell echoed it after the run named
+    tag (not the DONE-tag=$? of the command line), or None"""
+    m = re.search(r"^DONE-%s=(\d+)" % re.escape(tag), screen, re.M)
+    return m.group(1) if m else None
+
+
 def rate(text):
     """'+1.50 MiB/s' -> bytes per second; None for '-' or garbage"""
     m = re.fullmatch(r"([+-]?)([\d.]+) (B|KiB|MiB|GiB)/s", text.strip())
@@ -152,17 +159,18 @@ def term_modes(tm, tmp):
 
 def one(label, exe, tm, tmp, ctrl_c):
     cap = os.path.join(tmp, "live-%s.cap" % label)
+    tag = "live-" + label
     ver = "%d.%d.%d" % py_version(exe)
     with Target(exe, "two_rates.py") as t:
         ticks = []
-        tm.type_line("clear; %s attach --live -o %s %d; echo EXIT=$?" %
-                     (MEMATTACH, cap, t.pid))
+        tm.type_line("clear; %s attach --live -o %s %d; echo DONE-%s=$?" %
+                     (MEMATTACH, cap, t.pid, tag))
 
         def ready(s):
             r = rows(s)
             m = re.search(r"python \S+\s+(\d+) s", s)
             return (m and int(m.group(1)) >= 6 and r and
-                    rate(r[0][1]) is not None) or "EXIT=" in s
+                    rate(r[0][1]) is not None) or exited(s, tag)
         s = tm.wait_for(ready, 60)
         alt, cursor = tm.flags()
         check(alt == 1 and cursor == 0,
@@ -211,9 +219,9 @@ def one(label, exe, tm, tmp, ctrl_c):
               label, s)
 
         tm.keys("C-c" if ctrl_c else "q")
-        s = tm.wait_for(lambda s: "EXIT=" in s, 60)
+        s = tm.wait_for(lambda s: exited(s, tag), 60)
         alt, cursor = tm.flags()
-        check("EXIT=0" in s and ("(interrupted)" if ctrl_c else
+        check(exited(s, tag) == "0" and ("(interrupted)" if ctrl_c else
                                  "(q pressed)") in s and
               "target running; capture written to %s" % cap in s,
               "%s: %s detaches, exit 0" % (label, "Ctrl-C" if ctrl_c
@@ -254,15 +262,16 @@ def one(label, exe, tm, tmp, ctrl_c):
 def duration(label, exe, tm, tmp):
     """--duration: the time left in the header; it ends by itself"""
     cap = os.path.join(tmp, "dur-%s.cap" % label)
+    tag = "dur-" + label
     with Target(exe, "two_rates.py") as t:
-        tm.type_line("clear; %s attach --live -d 6 -o %s %d; echo EXIT=$?" %
-                     (MEMATTACH, cap, t.pid))
+        tm.type_line("clear; %s attach --live -d 6 -o %s %d; "
+                     "echo DONE-%s=$?" % (MEMATTACH, cap, t.pid, tag))
         s = tm.wait_for(lambda s: re.search(r"\d+ s, \d s left", s) or
-                        "EXIT=" in s, 60)
+                        exited(s, tag), 60)
         check(re.search(r"\d+ s, [1-6] s left", s),
               "%s: --duration: the time left in the header" % label, s)
-        s = tm.wait_for(lambda s: "EXIT=" in s, 60)
-        check("EXIT=0" in s and "(duration reached)" in s and
+        s = tm.wait_for(lambda s: exited(s, tag), 60)
+        check(exited(s, tag) == "0" and "(duration reached)" in s and
               tm.flags() == (0, 1),
               "%s: --duration ends it, the shell's screen back" % label, s)
 
