@@ -87,8 +87,9 @@ static void usage(FILE *f)
 		"live bytes,\n"
 		"                          refreshed each second, with their "
 		"growth (keys:\n"
-		"                          q quit, s sort, p pause); stdout "
-		"must be a terminal\n"
+		"                          q quit, s sort, t threads, p "
+		"pause); stdout must\n"
+		"                          be a terminal\n"
 		"      --top N             rows in the summary (default 10)\n"
 		"      --no-heap           memattach PID: no heap census "
 		"before tracking\n"
@@ -130,6 +131,7 @@ static void live_tick(struct progress_state *ps,
 	struct ma_live_status ls = {
 		.elapsed_ns = st->elapsed_ns,
 		.lost_records = st->lost_records,
+		.tr = ps->tr,
 		.dropped =
 			h ? __atomic_load_n(&h->dropped, __ATOMIC_RELAXED) : 0,
 		.dropped_bytes =

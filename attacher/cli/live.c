@@ -26,12 +26,14 @@
 
 #include "errors.h"
 #include "textfit.h"
+#include "track.h"
 #include "units.h"
 
 #define HIST	      11	    /* model frames kept: 10 s of growth */
 #define FRAME_NS      900000000ull  /* a model frame at most this often */
 #define FRAME_IDLE_NS 2000000000ull /* ... and at least, if nothing moved */
 #define HEADER_ROWS   5		    /* three lines, a blank, the titles */
+#define NO_THREAD     UINT32_MAX    /* a line of every thread */
 
 /* Terminal control: alternate screen and cursor hidden, and back */
 #define TERM_ENTER "\033[?1049h\033[?25l\033[H\033[2J"
@@ -49,6 +51,7 @@ struct loc {
 	const char *fn, *file; /* interned by the accounting: compared as
 				  pointers */
 	int line;
+	uint32_t thread; /* thread index, or NO_THREAD: all threads */
 	uint64_t live, count;
 	int64_t rate;	     /* bytes per second over the frames kept */
 	uint64_t hist[HIST]; /* live bytes at each frame kept */
@@ -77,6 +80,12 @@ struct ma_live {
 	size_t ntop, top_cap;
 
 	int sort, paused, quit, rows, cols;
+	/* t: rows by (thread, line), from the payload's keys; possible
+	 * with aggregated tracking only (have_threads) */
+	int by_thread, have_threads;
+	const char *note; /* one line of the header, until the next key */
+	const struct ma_account *acc; /* during a tick */
+	int oom;
 	uint64_t last_draw_ns;
 	char *buf; /* the frame, written at once */
 	size_t len, cap;
@@ -296,12 +305,14 @@ void ma_live_end(struct ma_live *lv)
 /* ------------------------------------------------------------------ */
 /* The model */
 
-static uint64_t loc_hash(const char *fn, const char *file, int line)
+static uint64_t loc_hash(const char *fn, const char *file, int line,
+			 uint32_t thread)
 {
 	uint64_t h = ((uintptr_t)fn ^ ((uintptr_t)file << 1)) *
 		     0x9e3779b97f4a7c15ull;
 
-	return (h ^ (uint32_t)line) * 0xff51afd7ed558ccdull;
+	h = (h ^ (uint32_t)line) * 0xff51afd7ed558ccdull;
+	return (h ^ thread) * 0x9e3779b97f4a7c15ull;
 }
 
 static int slots_grow(struct ma_live *lv)
@@ -313,7 +324,8 @@ static int slots_grow(struct ma_live *lv)
 		return -ENOMEM;
 	for (size_t i = 0; i < lv->nlocs; i++) {
 		const struct loc *l = &lv->locs[i];
-		size_t j = loc_hash(l->fn, l->file, l->line) & (n - 1);
+		size_t j =
+			loc_hash(l->fn, l->file, l->line, l->thread) & (n - 1);
 
 		while (s[j])
 			j = (j + 1) & (n - 1);
@@ -327,17 +339,18 @@ static int slots_grow(struct ma_live *lv)
 
 /* The index of a line's entry, made on first sight; <0 on ENOMEM */
 static int64_t loc_get(struct ma_live *lv, const char *fn, const char *file,
-		       int line)
+		       int line, uint32_t thread)
 {
 	size_t j;
 
 	if ((lv->nlocs + 1) * 2 > lv->nslots && slots_grow(lv))
 		return -ENOMEM;
-	for (j = loc_hash(fn, file, line) & (lv->nslots - 1); lv->slots[j];
-	     j = (j + 1) & (lv->nslots - 1)) {
+	for (j = loc_hash(fn, file, line, thread) & (lv->nslots - 1);
+	     lv->slots[j]; j = (j + 1) & (lv->nslots - 1)) {
 		const struct loc *l = &lv->locs[lv->slots[j] - 1];
 
-		if (l->fn == fn && l->file == file && l->line == line)
+		if (l->fn == fn && l->file == file && l->line == line &&
+		    l->thread == thread)
 			return lv->slots[j] - 1;
 	}
 	if (lv->nlocs == lv->locs_cap) {
@@ -350,8 +363,9 @@ static int64_t loc_get(struct ma_live *lv, const char *fn, const char *file,
 		lv->locs_cap = cap;
 	}
 	/* zero live bytes at every frame before: it had none then */
-	lv->locs[lv->nlocs] =
-		(struct loc){ .fn = fn, .file = file, .line = line };
+	lv->locs[lv->nlocs] = (struct loc){
+		.fn = fn, .file = file, .line = line, .thread = thread
+	};
 	lv->slots[j] = (uint32_t)lv->nlocs + 1;
 	return (int64_t)lv->nlocs++;
 }
@@ -370,7 +384,7 @@ static int64_t node_line(struct ma_live *lv, const struct ma_account *acc,
 				       .file = "",
 				       .line = -1,
 				       .code = 1 };
-	idx = loc_get(lv, f.function, f.file, f.line);
+	idx = loc_get(lv, f.function, f.file, f.line, NO_THREAD);
 	if (idx >= 0 && f.code)
 		lv->node_loc[id] = (uint32_t)idx + 1;
 	return idx;
@@ -388,7 +402,35 @@ static int64_t rate_of(const struct ma_live *lv, const uint64_t *hist)
 			 (double)dt);
 }
 
-/* Every node's live figures into its line, then the frame kept */
+/* A (thread, stack) key's figures into its (thread, line) */
+static void add_key(void *arg, uint32_t thread, uint32_t node, uint64_t bytes,
+		    uint64_t count)
+{
+	struct ma_live *lv = arg;
+	int64_t base, idx;
+
+	/* a node beyond the accounting's: not in it yet, nothing to add */
+	if (lv->oom || node >= lv->node_cap)
+		return;
+	base = node_line(lv, lv->acc, node);
+	if (base < 0) {
+		lv->oom = 1;
+		return;
+	}
+	/* loc_get may move the entries: the base line's name first */
+	const struct loc b = lv->locs[base];
+
+	idx = loc_get(lv, b.fn, b.file, b.line, thread);
+	if (idx < 0) {
+		lv->oom = 1;
+		return;
+	}
+	lv->locs[idx].live += bytes;
+	lv->locs[idx].count += count;
+}
+
+/* Every node's live figures into its line (and with aggregated tracking
+ * every key's into its thread's line), then the frame kept */
 static int model_frame(struct ma_live *lv, const struct ma_account *acc,
 		       const struct ma_live_status *st)
 {
@@ -419,6 +461,11 @@ static int model_frame(struct ma_live *lv, const struct ma_account *acc,
 		lv->locs[idx].live += live.bytes;
 		lv->locs[idx].count += live.count;
 	}
+	lv->oom = 0;
+	lv->have_threads =
+		st->tr && ma_track_each_key(st->tr, add_key, lv) == 0;
+	if (lv->oom)
+		return -ENOMEM;
 	lv->tot = *ma_account_totals(acc);
 	lv->st = *st;
 	lv->ft[cur] = st->elapsed_ns;
@@ -502,7 +549,8 @@ static void select_top(struct ma_live *lv, size_t want)
 	for (size_t i = 0; i < lv->nlocs && want; i++) {
 		const struct loc *l = &lv->locs[i];
 
-		if (!l->live && !l->count && !l->rate)
+		if ((!l->live && !l->count && !l->rate) ||
+		    (l->thread != NO_THREAD) != lv->by_thread)
 			continue;
 		if (n < want) {
 			/* sift up */
@@ -640,8 +688,10 @@ static void draw(struct ma_live *lv, uint64_t elapsed_ns)
 			 "DROPPED %s blocks (%s): live table full  ", a, b);
 	}
 	line(lv, warn[0] ? "\033[1;31m" : "", "",
-	     "%s%ssorted by %s;  q quit, s sort, p pause", warn,
-	     warn[0] ? "\033[0m" : "", sort_name[lv->sort]);
+	     "%s%ssorted by %s%s;  q quit, s sort, t threads, p pause%s%s",
+	     warn, warn[0] ? "\033[0m" : "", sort_name[lv->sort],
+	     lv->by_thread ? ", by thread" : "", lv->note ? ";  " : "",
+	     lv->note ? lv->note : "");
 	line(lv, "", "", "%s", "");
 	if (locw < 20)
 		locw = 20;
@@ -659,10 +709,24 @@ static void draw(struct ma_live *lv, uint64_t elapsed_ns)
 
 		ma_fmt_bytes(l->live, a, sizeof(a));
 		ma_fmt_count(l->count, b, sizeof(b));
+		char th[48] = "";
+		int32_t tid;
+		const char *name;
+		int w;
+
 		if (lv->nframes >= 2)
 			fmt_rate(l->rate, r, sizeof(r));
-		ma_fit_location(l->fn, l->file, l->line, loc, locw);
-		line(lv, "", "", "%10s %12s %9s  %s", a, r, b, loc);
+		if (l->thread != NO_THREAD) {
+			if (ma_account_thread(lv->acc, l->thread, &tid,
+					      &name) == 0)
+				snprintf(th, sizeof(th), "[%d %s] ", (int)tid,
+					 name);
+			else
+				snprintf(th, sizeof(th), "[?] ");
+		}
+		w = locw - (int)strlen(th);
+		ma_fit_location(l->fn, l->file, l->line, loc, w < 20 ? 20 : w);
+		line(lv, "", "", "%10s %12s %9s  %s%s", a, r, b, th, loc);
 	}
 	if (!lv->ntop)
 		line(lv, "", "", "%10s", "(nothing live yet)");
@@ -683,6 +747,7 @@ static void read_keys(struct ma_live *lv)
 		return;
 	while ((n = read(lv->in_fd, k, sizeof(k))) > 0) {
 		for (ssize_t i = 0; i < n; i++) {
+			lv->note = NULL;
 			if (k[i] == '\033')
 				break; /* an arrow or function key: ignored */
 			switch (k[i]) {
@@ -694,6 +759,15 @@ static void read_keys(struct ma_live *lv)
 			case 'S':
 				lv->sort = (lv->sort + 1) % SORT_N;
 				lv->last_draw_ns = 0; /* redraw now */
+				break;
+			case 't':
+			case 'T':
+				if (lv->have_threads)
+					lv->by_thread = !lv->by_thread;
+				else
+					lv->note = "by thread: only with "
+						   "aggregated tracking";
+				lv->last_draw_ns = 0;
 				break;
 			case 'p':
 			case 'P':
@@ -717,6 +791,7 @@ int ma_live_tick(struct ma_live *lv, const struct ma_account *acc,
 			: UINT64_MAX;
 	int redraw = 0;
 
+	lv->acc = acc;
 	read_keys(lv);
 	if (winched) {
 		winched = 0;

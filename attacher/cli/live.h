@@ -4,7 +4,9 @@
  * of Python lines by bytes still live, redrawn about once a second from
  * the accounting the attach keeps anyway (account.h), with each line's
  * growth over the last ~10 s.  Keys: q quits (the attach then stops as on
- * Ctrl-C), s cycles the sort (live, growth, count), p freezes the rows.
+ * Ctrl-C), s cycles the sort (live, growth, count), t shows the lines by
+ * thread (with aggregated tracking: the payload's keys name the thread), p
+ * freezes the rows.
  *
  * The terminal is used directly: the alternate screen, the cursor hidden,
  * raw input through termios; all restored by ma_live_end() and, should
@@ -25,6 +27,7 @@
 #include "account.h"
 
 struct ma_live;
+struct ma_track; /* track.h */
 
 struct ma_live_opts {
 	pid_t pid;
@@ -37,6 +40,7 @@ struct ma_live_status {
 	uint64_t elapsed_ns;
 	uint64_t lost_records;		 /* the ring was full */
 	uint64_t dropped, dropped_bytes; /* the payload's live table full */
+	const struct ma_track *tr;	 /* the session: its keys by thread */
 };
 
 /*

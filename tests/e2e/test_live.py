@@ -8,10 +8,11 @@ Python version), the fast site's function and file:line as the top row,
 its growth rate within a wide factor of the rate the target itself
 reports (speeds vary under load: no timed assertion), the slow site's rate
 about a quarter of it; `s` must sort by growth then by blocks (the
-many-blocks line on top); `q` must detach (exit 0, the capture written
-and readable, the target still running and no longer tracked) and give the
-shell its screen back: the main screen, the cursor shown, the terminal in
-its modes of before (icanon, echo).  On one interpreter also: Ctrl-C
+many-blocks line on top); `t` must show the lines by thread (the slow
+site, in a thread of its own, under that thread's ID); `q` must detach
+(exit 0, the capture written and readable, the target still running and
+no longer tracked) and give the shell its screen back: the main screen,
+the cursor shown, the terminal in its modes of before (icanon, echo).  On one interpreter also: Ctrl-C
 stops it alike, and --duration shows the time left.
 
 tmux runs its own server (-L) in the foreground (-D): a daemonised server
@@ -217,6 +218,25 @@ def one(label, exe, tm, tmp, ctrl_c):
               r[0][3].endswith("two_rates.py:%d)" % MARK["small"]),
               "%s: s again sorts by blocks: the many-blocks line first" %
               label, s)
+
+        # t: by thread; the slow site is its own thread's
+        slow_tid = int(t.ready_line.split("slow_tid=")[1])
+        tm.keys("s")
+        tm.keys("t")
+        s = tm.wait_for(lambda s: "sorted by live bytes, by thread" in s,
+                        20)
+        r = rows(s)
+        check(r and is_site(r[0][3], "grow_fast", "fast") and
+              r[0][3].startswith("[%d " % t.pid) and
+              any(is_site(x[3], "grow_slow", "slow") and
+                  x[3].startswith("[%d " % slow_tid) for x in r),
+              "%s: t groups by thread: grow_fast in the main thread (%d), "
+              "grow_slow in its own (%d)" % (label, t.pid, slow_tid), s)
+        tm.keys("t")
+        s = tm.wait_for(lambda s: "sorted by live bytes;" in s, 20)
+        r = rows(s)
+        check(r and not any(x[3].startswith("[") for x in r),
+              "%s: t again: every thread's lines together" % label, s)
 
         tm.keys("C-c" if ctrl_c else "q")
         s = tm.wait_for(lambda s: exited(s, tag), 60)
