@@ -201,6 +201,20 @@ def one(label, exe, tm, tmp, ctrl_c):
               "%s: the slow site grows about a quarter as fast (%s, %s)" %
               (label, fast, slow), s)
 
+        # a narrower window: the view follows it (SIGWINCH); at 72
+        # columns the fast site's row is cut by the view (tmux would cut
+        # the row's end instead)
+        def narrow(s):
+            r = rows(s)
+            return r and r[0][3].startswith("grow_fast (...") and \
+                r[0][3].endswith(".py:%d)" % MARK["fast"])
+        tm.tmux("resize-window", "-t", "t:sh", "-x", "72", "-y", "30")
+        s = tm.wait_for(narrow, 20)
+        check(narrow(s) and max(map(len, s.splitlines())) <= 72,
+              "%s: resized to 72 columns: the rows fit, the file cut on "
+              "the left" % label, s)
+        tm.tmux("resize-window", "-t", "t:sh", "-x", "120", "-y", "40")
+
         tm.keys("s")
         s = tm.wait_for(lambda s: "sorted by growth" in s, 20)
         r = rows(s)
