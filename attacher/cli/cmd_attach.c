@@ -132,6 +132,9 @@ static void live_tick(struct progress_state *ps,
 		.elapsed_ns = st->elapsed_ns,
 		.lost_records = st->lost_records,
 		.tr = ps->tr,
+		.keys_full =
+			h ? __atomic_load_n(&h->keys_full, __ATOMIC_RELAXED)
+			  : 0,
 		.dropped =
 			h ? __atomic_load_n(&h->dropped, __ATOMIC_RELAXED) : 0,
 		.dropped_bytes =

@@ -22,7 +22,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "cli.h"
 
 #include "errors.h"
 #include "textfit.h"
@@ -89,7 +92,19 @@ struct ma_live {
 	uint64_t last_draw_ns;
 	char *buf; /* the frame, written at once */
 	size_t len, cap;
+
+	/* -v: what the frames cost memattach */
+	uint64_t frames, frame_ns, frame_max_ns;
+	size_t max_nodes;
 };
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 /* ------------------------------------------------------------------ */
 /* The terminal, restorable from a signal handler */
@@ -291,6 +306,15 @@ void ma_live_end(struct ma_live *lv)
 		return;
 	term_leave();
 	handlers_restore();
+	if (ma_cli_verbose && lv->frames)
+		fprintf(stderr,
+			"memattach: live view: %llu frames, %.2f ms each on "
+			"average, %.2f ms the slowest; %zu stacks, %zu lines "
+			"(by thread included)\n",
+			(unsigned long long)lv->frames,
+			(double)lv->frame_ns / 1e6 / (double)lv->frames,
+			(double)lv->frame_max_ns / 1e6, lv->max_nodes,
+			lv->nlocs);
 	if (lv->own_in)
 		close(lv->in_fd);
 	term.in_fd = term.out_fd = -1;
@@ -636,7 +660,7 @@ static void draw(struct ma_live *lv, uint64_t elapsed_ns)
 	const struct ma_account_totals *t = &lv->tot;
 	const struct ma_live_status *st = &lv->st;
 	char a[32], b[32], c[32], d[32], left[48] = "", rss[48] = "";
-	char warn[160] = "";
+	char warn[240] = "";
 	int locw = lv->cols - 36;
 	size_t want = lv->rows > HEADER_ROWS + 1
 			      ? (size_t)(lv->rows - HEADER_ROWS - 1)
@@ -686,6 +710,13 @@ static void draw(struct ma_live *lv, uint64_t elapsed_ns)
 		ma_fmt_bytes(st->dropped_bytes, b, sizeof(b));
 		snprintf(warn + k, sizeof(warn) - k,
 			 "DROPPED %s blocks (%s): live table full  ", a, b);
+	}
+	if (st->keys_full) {
+		size_t k = strlen(warn);
+
+		ma_fmt_count(st->keys_full, a, sizeof(a));
+		snprintf(warn + k, sizeof(warn) - k,
+			 "NO STACK for %s events: key table full  ", a);
 	}
 	line(lv, warn[0] ? "\033[1;31m" : "", "",
 	     "%s%ssorted by %s%s;  q quit, s sort, t threads, p pause%s%s",
@@ -799,17 +830,29 @@ int ma_live_tick(struct ma_live *lv, const struct ma_account *acc,
 		redraw = 1;
 	}
 	/* paused: the model waits too, the rows stay as they were */
+	uint64_t t0 = mono_ns(), dt;
+	int model = 0;
+
 	if (!lv->paused && (since >= FRAME_IDLE_NS ||
 			    (since >= FRAME_NS && moved != lv->moved))) {
 		lv->moved = moved;
 		model_frame(lv, acc, st);
-		redraw = 1;
+		model = redraw = 1;
 	}
 	if (!lv->last_draw_ns || st->elapsed_ns - lv->last_draw_ns >= FRAME_NS)
 		redraw = 1;
 	if (redraw && term.up) {
 		draw(lv, st->elapsed_ns);
 		lv->last_draw_ns = st->elapsed_ns ? st->elapsed_ns : 1;
+	}
+	if (model) {
+		dt = mono_ns() - t0;
+		lv->frames++;
+		lv->frame_ns += dt;
+		if (dt > lv->frame_max_ns)
+			lv->frame_max_ns = dt;
+		if (lv->node_cap > lv->max_nodes)
+			lv->max_nodes = lv->node_cap;
 	}
 	return lv->quit;
 }

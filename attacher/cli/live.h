@@ -40,7 +40,9 @@ struct ma_live_status {
 	uint64_t elapsed_ns;
 	uint64_t lost_records;		 /* the ring was full */
 	uint64_t dropped, dropped_bytes; /* the payload's live table full */
-	const struct ma_track *tr;	 /* the session: its keys by thread */
+	uint64_t keys_full;	   /* events filed without their stack: the
+			       payload's key table full */
+	const struct ma_track *tr; /* the session: its keys by thread */
 };
 
 /*
