@@ -12,8 +12,10 @@ many-blocks line on top); `t` must show the lines by thread (the slow
 site, in a thread of its own, under that thread's ID); `q` must detach
 (exit 0, the capture written and readable, the target still running and
 no longer tracked) and give the shell its screen back: the main screen,
-the cursor shown, the terminal in its modes of before (icanon, echo).  On one interpreter also: Ctrl-C
-stops it alike, and --duration shows the time left.
+the cursor shown, the terminal in its modes of before (icanon, echo).
+A narrower window must be followed (SIGWINCH).  On one interpreter also:
+Ctrl-C stops it alike, --duration shows the time left, and a memattach
+killed by SIGABRT in the view gives the terminal back before it dies.
 
 tmux runs its own server (-L) in the foreground (-D): a daemonised server
 needs /dev/null to be the character device, which it is not on every test
@@ -23,15 +25,16 @@ shell is a second window.
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ma_test import (MEMATTACH, TARGETS, Target, check, finish,  # noqa: E402
-                     interpreters, marks, memattach, py_version, report_json,
-                     row_at, skip)
+from ma_test import (MEMATTACH, TARGETS, Target, check,  # noqa: E402
+                     children, finish, interpreters, marks, memattach,
+                     py_version, report_json, row_at, skip)
 
 SCRIPT = os.path.join(TARGETS, "two_rates.py")
 MARK = marks(SCRIPT)
@@ -310,6 +313,36 @@ def duration(label, exe, tm, tmp):
               "%s: --duration ends it, the shell's screen back" % label, s)
 
 
+def crash(label, exe, tm, tmp):
+    """memattach killed by a fatal signal (SIGABRT) in the view: the
+    shell's screen and the terminal's modes come back before it dies"""
+    cap = os.path.join(tmp, "abrt-%s.cap" % label)
+    tag = "abrt-" + label
+    with Target(exe, "two_rates.py") as t:
+        # no core file left behind, whatever the machine's limit
+        tm.type_line("ulimit -c 0; clear; %s attach --live -o %s %d; "
+                     "echo DONE-%s=$?" % (MEMATTACH, cap, t.pid, tag))
+        s = tm.wait_for(lambda s: rows(s) or exited(s, tag), 60)
+        shell = int(tm.tmux("display", "-p", "-t", "t:sh",
+                            "#{pane_pid}").stdout)
+        kids = children(shell)
+        check(len(kids) == 1 and tm.flags() == (1, 0),
+              "%s: the view is up (memattach %s)" % (label, kids), s)
+        for k in kids:
+            os.kill(k, signal.SIGABRT)
+        s = tm.wait_for(lambda s: exited(s, tag), 60)
+        check(exited(s, tag) == str(128 + signal.SIGABRT) and
+              tm.flags() == (0, 1),
+              "%s: SIGABRT: memattach dies of it (exit %s), the shell's "
+              "screen back, cursor shown" % (label, exited(s, tag)), s)
+        modes = term_modes(tm, tmp)
+        check({"icanon", "echo", "isig"} <= modes and
+              not {"-icanon", "-echo"} & modes,
+              "%s: ... and the terminal's modes" % label,
+              " ".join(sorted(modes)))
+        check(t.alive(), "%s: the target runs on" % label)
+
+
 def main():
     if not shutil.which("tmux"):
         skip("attach --live", "tmux is not installed")
@@ -321,6 +354,7 @@ def main():
             one(label, exe, tm, tmp, ctrl_c=(i == 1))
             if i == 0:
                 duration(label, exe, tm, tmp)
+                crash(label, exe, tm, tmp)
     finally:
         tm.close()
         shutil.rmtree(tmp, ignore_errors=True)
