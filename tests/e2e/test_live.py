@@ -15,7 +15,8 @@ no longer tracked) and give the shell its screen back: the main screen,
 the cursor shown, the terminal in its modes of before (icanon, echo).
 A narrower window must be followed (SIGWINCH).  On one interpreter also:
 Ctrl-C stops it alike, --duration shows the time left, and a memattach
-killed by SIGABRT in the view gives the terminal back before it dies.
+killed by SIGABRT in the view gives the terminal back before it dies, and
+SIGHUP stops it as Ctrl-C does.
 
 tmux runs its own server (-L) in the foreground (-D): a daemonised server
 needs /dev/null to be the character device, which it is not on every test
@@ -313,11 +314,14 @@ def duration(label, exe, tm, tmp):
               "%s: --duration ends it, the shell's screen back" % label, s)
 
 
-def crash(label, exe, tm, tmp):
+def crash(label, exe, tm, tmp, sig):
     """memattach killed by a fatal signal (SIGABRT) in the view: the
-    shell's screen and the terminal's modes come back before it dies"""
-    cap = os.path.join(tmp, "abrt-%s.cap" % label)
-    tag = "abrt-" + label
+    shell's screen and the terminal's modes come back before it dies.
+    SIGHUP (the terminal closed): tracking stops as on Ctrl-C, the capture
+    written."""
+    name = signal.Signals(sig).name
+    cap = os.path.join(tmp, "%s-%s.cap" % (name, label))
+    tag = "%s-%s" % (name, label)
     with Target(exe, "two_rates.py") as t:
         # no core file left behind, whatever the machine's limit
         tm.type_line("ulimit -c 0; clear; %s attach --live -o %s %d; "
@@ -329,12 +333,20 @@ def crash(label, exe, tm, tmp):
         check(len(kids) == 1 and tm.flags() == (1, 0),
               "%s: the view is up (memattach %s)" % (label, kids), s)
         for k in kids:
-            os.kill(k, signal.SIGABRT)
+            os.kill(k, sig)
         s = tm.wait_for(lambda s: exited(s, tag), 60)
-        check(exited(s, tag) == str(128 + signal.SIGABRT) and
-              tm.flags() == (0, 1),
-              "%s: SIGABRT: memattach dies of it (exit %s), the shell's "
-              "screen back, cursor shown" % (label, exited(s, tag)), s)
+        if sig == signal.SIGHUP:
+            check(exited(s, tag) == "0" and "(interrupted)" in s and
+                  "capture written to %s" % cap in s and
+                  tm.flags() == (0, 1),
+                  "%s: SIGHUP: memattach detaches (exit 0, capture "
+                  "written), the shell's screen back" % label, s)
+        else:
+            check(exited(s, tag) == str(128 + sig) and
+                  tm.flags() == (0, 1),
+                  "%s: %s: memattach dies of it (exit %s), the shell's "
+                  "screen back, cursor shown" % (label, name,
+                                                 exited(s, tag)), s)
         modes = term_modes(tm, tmp)
         check({"icanon", "echo", "isig"} <= modes and
               not {"-icanon", "-echo"} & modes,
@@ -354,7 +366,8 @@ def main():
             one(label, exe, tm, tmp, ctrl_c=(i == 1))
             if i == 0:
                 duration(label, exe, tm, tmp)
-                crash(label, exe, tm, tmp)
+                crash(label, exe, tm, tmp, signal.SIGABRT)
+                crash(label, exe, tm, tmp, signal.SIGHUP)
     finally:
         tm.close()
         shutil.rmtree(tmp, ignore_errors=True)
