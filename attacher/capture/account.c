@@ -605,11 +605,10 @@ static int feed_alloc(struct ma_account *acc, const struct ma_event *ev)
 		node_sub_live(acc, e->node, e->size, 1);
 		live_remove(&acc->live, e);
 	}
-	ret = live_insert(&acc->live,
-			  &(struct live_ent){ .ptr = ptr,
-					      .size = size,
-					      .node = node,
-					      .tag = acc->tag });
+	ret = live_insert(&acc->live, &(struct live_ent){ .ptr = ptr,
+							  .size = size,
+							  .node = node,
+							  .tag = acc->tag });
 	if (ret < 0)
 		return ret;
 	node_add_live(acc, n, size, 1);

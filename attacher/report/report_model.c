@@ -1164,8 +1164,8 @@ static int timeline_spans(struct ma_report *r, struct ma_timeline *tl,
 	struct ma_tspan *sp;
 	size_t n, j = 0;
 
-	if (ma_timeline_finish(tl, end, &r->tl_bounds, &r->tl_nbound, &sp,
-			       &n) < 0)
+	if (ma_timeline_finish(tl, end, &r->tl_bounds, &r->tl_nbound, &sp, &n) <
+	    0)
 		return -ENOMEM;
 	r->tl_approx = ma_timeline_approx(tl);
 	r->spans = malloc((n ? n : 1) * sizeof(*r->spans));
@@ -1219,8 +1219,7 @@ static int build_tree(struct ma_report *r, const struct prep *pp,
 	r->samples = calloc((size_t)nvid + 1, sizeof(*r->samples));
 	if (tl)
 		vtn = calloc((size_t)nvid + 1, sizeof(*vtn));
-	if (!r->nodes || !b.canon || !b.state || !r->samples ||
-	    (tl && !vtn)) {
+	if (!r->nodes || !b.canon || !b.state || !r->samples || (tl && !vtn)) {
 		ret = -ENOMEM;
 		goto out;
 	}

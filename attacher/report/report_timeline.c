@@ -16,9 +16,9 @@
 
 #include "report_timeline.h"
 
-#define NEVER	      0xffffu /* free bucket of a block never freed */
-#define MAX_SPANS     (4u << 20) /* beyond: buckets merged */
-#define MAX_MMAPS     4096 /* regions followed (beyond: never unmapped) */
+#define NEVER	  0xffffu    /* free bucket of a block never freed */
+#define MAX_SPANS (4u << 20) /* beyond: buckets merged */
+#define MAX_MMAPS 4096	     /* regions followed (beyond: never unmapped) */
 
 struct hent {
 	uint64_t key; /* vid << 32 | ab << 16 | fb; 0 = empty */
@@ -41,9 +41,9 @@ struct mmreg {
 };
 
 struct ma_timeline {
-	uint32_t s;	/* samples seen */
-	uint32_t shift; /* bucket = s >> shift */
-	uint32_t cur;	/* current bucket */
+	uint32_t s;	 /* samples seen */
+	uint32_t shift;	 /* bucket = s >> shift */
+	uint32_t cur;	 /* current bucket */
 	uint64_t *times; /* each sample's time */
 	size_t times_cap;
 
@@ -118,8 +118,8 @@ static int h_rehash(struct ma_timeline *tl, size_t cap)
 	return 0;
 }
 
-static int h_add(struct ma_timeline *tl, uint32_t vid, uint32_t ab,
-		 uint32_t fb, int64_t bytes, int64_t count)
+static int h_add(struct ma_timeline *tl, uint32_t vid, uint32_t ab, uint32_t fb,
+		 int64_t bytes, int64_t count)
 {
 	uint64_t key = (uint64_t)vid << 32 | (uint64_t)ab << 16 | fb;
 	size_t j;
@@ -255,8 +255,7 @@ static int coarsen(struct ma_timeline *tl)
 	return 0;
 }
 
-static int sample(struct ma_timeline *tl, struct ma_account *acc,
-		  uint64_t t_ns)
+static int sample(struct ma_timeline *tl, struct ma_account *acc, uint64_t t_ns)
 {
 	if (tl->s >= tl->times_cap) {
 		size_t n = tl->times_cap ? tl->times_cap * 2 : 256;
@@ -391,12 +390,11 @@ int ma_timeline_after(struct ma_timeline *tl, struct ma_account *acc,
 			if (!ev->alloc.size)
 				return 0;
 			if (tl->nmm < MAX_MMAPS)
-				tl->mm[tl->nmm++] = (struct mmreg){
-					.ptr = ev->alloc.ptr,
-					.size = ev->alloc.size,
-					.vid = ev->alloc.node,
-					.tag = tl->s
-				};
+				tl->mm[tl->nmm++] =
+					(struct mmreg){ .ptr = ev->alloc.ptr,
+							.size = ev->alloc.size,
+							.vid = ev->alloc.node,
+							.tag = tl->s };
 			else
 				tl->approx = true;
 		} else if (!ev->alloc.ptr) {
