@@ -229,6 +229,9 @@ struct ma_report {
 	struct ma_rspan *spans;
 	size_t nspans;
 	bool tl_approx; /* some mmap regions taken as never unmapped */
+	/* false: a capture too big for spans by thread; their thread is
+	 * UINT32_MAX (all threads) */
+	bool tl_bythread;
 
 	/* where the time went (memattach -v report): CPU of each thread of
 	 * the streaming pass, wall time of the pass and of the tree */

@@ -144,6 +144,7 @@ static void timeline(const struct ma_report *r, const uint32_t *map, FILE *f)
 		fprintf(f, i ? ",%llu" : "%llu",
 			(unsigned long long)r->tl_bounds[i]);
 	fprintf(f, "],\"approx\":%s", r->tl_approx ? "true" : "false");
+	fprintf(f, ",\"bythread\":%s", r->tl_bythread ? "true" : "false");
 	for (int c = 0; c < 6; c++) {
 		bool first = true;
 
@@ -160,9 +161,13 @@ static void timeline(const struct ma_report *r, const uint32_t *map, FILE *f)
 				v = map[s->node] - 1 - prev;
 				prev = map[s->node] - 1;
 				break;
-			case 1:
-				v = s->thread;
-				break;
+			case 1: /* -1: all threads (!tl_bythread) */
+				fprintf(f, first ? "%d" : ",%d",
+					s->thread == UINT32_MAX
+						? -1
+						: (int)s->thread);
+				first = false;
+				continue;
 			case 2:
 				v = s->ab;
 				break;

@@ -1151,8 +1151,31 @@ static int span_cmp(const void *pa, const void *pb)
 	return a->fb < b->fb ? -1 : a->fb > b->fb;
 }
 
+/* Spans sorted, equal keys merged, those within one bucket dropped */
+static void spans_merge(struct ma_report *r)
+{
+	size_t j = 0;
+
+	qsort(r->spans, r->nspans, sizeof(*r->spans), span_cmp);
+	for (size_t i = 0; i < r->nspans; i++) {
+		if (r->spans[i].ab == r->spans[i].fb)
+			continue;
+		if (j && !span_cmp(&r->spans[j - 1], &r->spans[i])) {
+			r->spans[j - 1].bytes += r->spans[i].bytes;
+			r->spans[j - 1].count += r->spans[i].count;
+		} else {
+			r->spans[j++] = r->spans[i];
+		}
+	}
+	r->nspans = j;
+}
+
 /* The timeline's figures by vid become figures by (tree node, thread),
  * for matching stacks only (--filter) */
+/* spans in the page at most, beyond: coarser buckets (about 20 bytes
+ * each in the HTML file) */
+#define SPAN_BUDGET 1000000
+
 static int timeline_spans(struct ma_report *r, struct ma_timeline *tl,
 			  const uint32_t *vtn, const uint32_t *vth,
 			  uint32_t nvid)
@@ -1168,6 +1191,7 @@ static int timeline_spans(struct ma_report *r, struct ma_timeline *tl,
 	    0)
 		return -ENOMEM;
 	r->tl_approx = ma_timeline_approx(tl);
+	r->tl_bythread = true;
 	r->spans = malloc((n ? n : 1) * sizeof(*r->spans));
 	if (!r->spans) {
 		free(sp);
@@ -1186,18 +1210,32 @@ static int timeline_spans(struct ma_report *r, struct ma_timeline *tl,
 						   .count = sp[i].count };
 	}
 	free(sp);
-	qsort(r->spans, j, sizeof(*r->spans), span_cmp);
-	n = j;
-	j = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (j && !span_cmp(&r->spans[j - 1], &r->spans[i])) {
-			r->spans[j - 1].bytes += r->spans[i].bytes;
-			r->spans[j - 1].count += r->spans[i].count;
-		} else {
-			r->spans[j++] = r->spans[i];
-		}
-	}
 	r->nspans = j;
+	spans_merge(r);
+	/* a bounded page: beyond the budget, spans of all threads together
+	 * (a range then applies to all threads), then buckets two by two
+	 * (each merge drops the spans that fall within one bucket) */
+	if (r->nspans > SPAN_BUDGET) {
+		for (size_t i = 0; i < r->nspans; i++)
+			r->spans[i].thread = UINT32_MAX;
+		r->tl_bythread = false;
+		spans_merge(r);
+	}
+	while (r->nspans > SPAN_BUDGET && r->tl_nbound > 4) {
+		size_t nb = r->tl_nbound, nb2 = (nb + 1) / 2;
+
+		for (size_t i = 0; i < r->nspans; i++) {
+			struct ma_rspan *x = &r->spans[i];
+
+			x->ab >>= 1;
+			x->fb = x->fb == nb ? (uint32_t)nb2 : x->fb >> 1;
+		}
+		for (size_t c = 1; c < nb2; c++)
+			r->tl_bounds[c] = r->tl_bounds[2 * c];
+		r->tl_bounds[nb2] = r->tl_bounds[nb];
+		r->tl_nbound = nb2;
+		spans_merge(r);
+	}
 	return 0;
 }
 

@@ -17,7 +17,7 @@
 #include "report_timeline.h"
 
 #define NEVER	  0xffffu    /* free bucket of a block never freed */
-#define MAX_SPANS (4u << 20) /* beyond: buckets merged */
+#define MAX_SPANS (2u << 20) /* beyond: buckets merged */
 #define MAX_MMAPS 4096	     /* regions followed (beyond: never unmapped) */
 
 struct hent {
@@ -93,7 +93,11 @@ bool ma_timeline_approx(const struct ma_timeline *tl)
 
 static inline size_t hslot(uint64_t key, size_t cap)
 {
-	return (size_t)((key * 0x9e3779b97f4a7c15ull) >> 20) & (cap - 1);
+	/* every bit of the key counts (the vid is in the high half) */
+	key ^= key >> 31;
+	key *= 0x9e3779b97f4a7c15ull;
+	key ^= key >> 29;
+	return (size_t)key & (cap - 1);
 }
 
 static int h_rehash(struct ma_timeline *tl, size_t cap)
@@ -116,6 +120,19 @@ static int h_rehash(struct ma_timeline *tl, size_t cap)
 	tl->h = h;
 	tl->h_cap = cap;
 	return 0;
+}
+
+static struct hent *h_find(struct ma_timeline *tl, uint64_t key)
+{
+	size_t j;
+
+	if (!tl->h_cap)
+		return NULL;
+	for (j = hslot(key, tl->h_cap); tl->h[j].key;
+	     j = (j + 1) & (tl->h_cap - 1))
+		if (tl->h[j].key == key)
+			return &tl->h[j];
+	return NULL;
 }
 
 static int h_add(struct ma_timeline *tl, uint32_t vid, uint32_t ab, uint32_t fb,
@@ -206,8 +223,7 @@ static int dies(struct ma_timeline *tl, uint32_t vid, uint32_t tag,
 
 	if (ab >= tl->cur)
 		return pend(tl, vid, -bytes, -count);
-	if (h_add(tl, vid, ab, NEVER, -bytes, -count) < 0)
-		return -ENOMEM;
+	/* (vid, ab, NEVER) loses it at the end (ma_timeline_finish) */
 	return h_add(tl, vid, ab, tl->cur, bytes, count);
 }
 
@@ -224,14 +240,24 @@ static int coarsen(struct ma_timeline *tl)
 	for (size_t i = 0; i < cap; i++) {
 		uint64_t k = old[i].key;
 		uint32_t ab, fb;
+		int64_t sign;
 
 		if (!k)
 			continue;
 		ab = (uint32_t)(k >> 16 & 0xffff) >> 1;
 		fb = (uint32_t)(k & 0xffff);
-		fb = fb == NEVER ? NEVER : fb >> 1;
-		if (ab != fb && h_add(tl, (uint32_t)(k >> 32), ab, fb,
-				      old[i].bytes, old[i].count) < 0) {
+		sign = 1;
+		if (fb != NEVER) {
+			fb >>= 1;
+			/* a span now within one bucket: what it would take
+			 * from its (vid, ab, NEVER) at the end, now */
+			if (fb == ab) {
+				fb = NEVER;
+				sign = -1;
+			}
+		}
+		if (h_add(tl, (uint32_t)(k >> 32), ab, fb, sign * old[i].bytes,
+			  sign * old[i].count) < 0) {
 			free(old);
 			return -ENOMEM;
 		}
@@ -331,8 +357,8 @@ static int agg(struct ma_timeline *tl, const struct ma_event *ev)
 			b = 0;
 		if (c < 0)
 			c = 0;
-		if (h_add(tl, vid, e->ab, NEVER, -b, -c) < 0 ||
-		    (e->ab != tl->cur && h_add(tl, vid, e->ab, tl->cur, b, c)))
+		if (e->ab == tl->cur ? h_add(tl, vid, e->ab, NEVER, -b, -c)
+				     : h_add(tl, vid, e->ab, tl->cur, b, c))
 			return -ENOMEM;
 		e->bytes -= b;
 		e->count -= c;
@@ -433,6 +459,19 @@ int ma_timeline_finish(struct ma_timeline *tl, uint64_t end_ns,
 	for (size_t c = 1; c < nb; c++)
 		b[c] = tl->times[(c << tl->shift) - 1];
 	b[nb] = end_ns > b[nb - 1] ? end_ns : b[nb - 1];
+	/* what was freed in a later bucket leaves (vid, ab, NEVER) */
+	for (size_t i = 0; i < tl->h_cap; i++) {
+		const struct hent *e = &tl->h[i];
+		struct hent *nv;
+
+		if (!e->key || (e->key & 0xffff) == NEVER)
+			continue;
+		nv = h_find(tl, (e->key & ~0xffffull) | NEVER);
+		if (nv) {
+			nv->bytes -= e->bytes;
+			nv->count -= e->count;
+		}
+	}
 	for (size_t i = 0; i < tl->h_cap; i++) {
 		const struct hent *e = &tl->h[i];
 		uint32_t fb;

@@ -73,7 +73,7 @@
     var b = new Float64Array(n), c = new Float64Array(n), k;
     if (rg) {
       for (k = 0; k < TN.length; k++) {
-        if (th >= 0 && TL.t[k] !== th) continue;
+        if (th >= 0 && TL.bythread && TL.t[k] !== th) continue;
         if (TL.a[k] >= rg[0] && TL.a[k] < rg[1] && TL.f[k] >= rg[1]) {
           b[TN[k]] += TL.y[k]; c[TN[k]] += TL.c[k];
         }
@@ -201,6 +201,8 @@
   if (M.truncated) notes.appendChild(el('p', 'Warning: ' + (M.warning || 'the capture is truncated') + '.', 'warn'));
   if (D.aggregated) notes.appendChild(el('p', 'Aggregated capture: a time range matches each stack\u2019s frees ' +
     'to its latest allocations first (the capture has sums per second, not each block).'));
+  if (!TL.bythread) notes.appendChild(el('p', 'A capture this big has its time ranges for all threads together ' +
+    '(the page stays small): the thread filter applies to the views, not to a range or the plot.'));
   if (TL.approx) notes.appendChild(el('p', 'More mmap regions than the timeline follows: some are taken as never unmapped in time ranges.'));
   notes.appendChild(el('p', 'memattach ' + D.version + ' \u2014 ' + count(T.events) + ' events, ' +
     count(n - 1) + ' distinct frames in the tree.'));
@@ -446,7 +448,7 @@
     if (m < 2) { pctx.fillText('not enough samples to plot', left, H / 2); return; }
     var x0 = SE.unit === 'time' ? 0 : X[0], x1 = X[m - 1], ymax = 1;
     if (timeX) x1 = Math.max(x1, TB[NB]);
-    tlive = thread >= 0 && timeX ? liveAtBounds(thread) : null;
+    tlive = thread >= 0 && timeX && TL.bythread ? liveAtBounds(thread) : null;
     for (k = 0; k < m; k++) ymax = Math.max(ymax, SE.rss[k], SE.max[k], SE.live[k]);
     ymax = Math.max(ymax, D.peak.bytes) * 1.05;
     function px(x) { return left + (W - left - right) * (x1 > x0 ? (x - x0) / (x1 - x0) : 0); }
@@ -554,7 +556,8 @@
     var rb = document.getElementById('ma-range');
     rb.className = range ? 'on' : '';
     if (range) document.getElementById('ma-range-text').textContent = 'Time range ' + secs(TB[range[0]]) + ' \u2013 ' +
-      secs(TB[range[1]]) + ': what was allocated in it and still live at its end (the views do not apply).';
+      secs(TB[range[1]]) + ': what was allocated in it and still live at its end (the views do not apply)' +
+      (TL.bythread ? '.' : '; this capture is too big for ranges by thread: all threads\u2019 figures.');
     zoom = 0;
     refresh();
   }
