@@ -645,6 +645,15 @@
       var a = PX.px(t0), b = PX.px(t1);
       mouse(plot, 'mousedown', a, 100); mouse(plot, 'mousemove', (a + b) / 2, 100);
       mouse(plot, 'mousemove', b, 100); mouse(plot, 'mouseup', b, 100);
+    } else if (op === 'dragrel') { /* seconds since the capture started */
+      var ra = PX.px(st[1] * 1e9), rb = PX.px(Math.min(PX.x1, st[2] * 1e9));
+      mouse(plot, 'mousedown', ra, 100); mouse(plot, 'mousemove', rb, 100); mouse(plot, 'mouseup', rb, 100);
+    } else if (op === 'css') { /* for screenshots: a style rule */
+      document.head.appendChild(el('style', st[1]));
+    } else if (op === 'zoom') { /* the widest frame of this function */
+      var best = 0;
+      for (var z = 1; z < dn; z++) if (fname(rep[z]) === st[1] && (!best || incB[z] > incB[best])) best = z;
+      zoomTo(best);
     } else if (op === 'click-plot') {
       mouse(plot, 'mousedown', 300, 100); mouse(plot, 'mouseup', 300, 100);
     } else if (op === 'hover-plot') {
