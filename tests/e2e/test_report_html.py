@@ -171,6 +171,13 @@ def run(label, exe, tmp, every=False):
           "%s: the flame graph's total is the thread's" % label,
           "%s %s" % (al["total"], be["total"]))
 
+    # the timeline agrees with the live view: what it has never freed
+    check(s["all"]["liveEnd"] == s["all"]["total"] and
+          al["liveEnd"] == al["total"],
+          "%s: the timeline's blocks live at the end are the live view's"
+          % label, "%s %s / %s %s" % (s["all"]["liveEnd"], s["all"]["total"],
+                                      al["liveEnd"], al["total"]))
+
     # time ranges
     r1, r2 = s["r1"], s["r2"]
     check(r2["range"] and near(row(r2, *P2), kept["phase2"]) and

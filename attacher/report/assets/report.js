@@ -34,7 +34,7 @@
   for (k = 0, i = 0; k < SN.length; k++) { i += SM.n[k]; SN[k] = i; }
   /* the timeline: spans (node, thread, alloc bucket, free bucket, bytes,
    * count), bucket k between TB[k] and TB[k + 1] */
-  var TL = D.timeline, TB = TL.b, NB = TB.length - 1, TN = new Int32Array(TL.n.length);
+  var TL = D.timeline, TB = TL.b, NB = Math.max(0, TB.length - 1), TN = new Int32Array(TL.n.length);
   for (k = 0, i = 0; k < TN.length; k++) { i += TL.n[k]; TN[k] = i; }
   var thread = -1, range = null; /* range: [c1, c2] bucket bounds */
 
@@ -685,6 +685,7 @@
       rows: rows, list: rawRows, page: document.getElementById('ma-page').textContent,
       range: range ? [TB[range[0]], TB[range[1]]] : null, nrows: nrows, height: canvas.clientHeight,
       tlive: tlive ? Array.prototype.slice.call(tlive) : null, bounds: TB,
+      liveEnd: NB ? liveAtBounds(thread)[NB] : null,
       title: document.getElementById('ma-flame-title').textContent };
   }
   document.body.setAttribute('data-ready', errors.length ? 'errors' : '1');
