@@ -633,6 +633,7 @@
   }
   function step(st, out) {
     var op = st[0];
+    if (!PX && /drag|plot/.test(op)) return; /* no plot: nothing to do */
     if (op === 'thread') {
       for (var j = 0; j < tsel.options.length; j++) {
         var o = tsel.options[j], th = parseInt(o.value, 10);
