@@ -19,6 +19,7 @@ import html
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import tempfile
@@ -55,6 +56,135 @@ def chromium_steps(html_path, steps, tmp):
         return None, "page errors: %s\n%s" % (
             errs and html.unescape(errs.group(1)), p.stderr[-800:])
     return json.loads(html.unescape(st.group(1))), ""
+
+
+class Devtools:
+    """Headless Chromium driven through the DevTools protocol on a pipe
+    (--remote-debugging-pipe: commands on its fd 3, replies on fd 4, JSON
+    ended by NUL), for real (trusted) mouse input."""
+
+    def __init__(self, exe, tmp):
+        self.r_in, self.w_in = os.pipe()    # we write, Chromium reads
+        self.r_out, self.w_out = os.pipe()  # Chromium writes, we read
+
+        def fds():
+            os.dup2(self.r_in, 3)
+            os.dup2(self.w_out, 4)
+        self.proc = subprocess.Popen(
+            [exe, "--headless", "--no-sandbox", "--disable-gpu",
+             "--disable-background-networking", "--no-first-run",
+             "--remote-debugging-pipe",
+             "--user-data-dir=" + tempfile.mkdtemp(dir=tmp), "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            close_fds=False, preexec_fn=fds)
+        os.close(self.r_in)
+        os.close(self.w_out)
+        self.buf, self.id, self.session = b"", 0, None
+
+    def send(self, method, params=None, timeout=60):
+        self.id += 1
+        msg = {"id": self.id, "method": method, "params": params or {}}
+        if self.session:
+            msg["sessionId"] = self.session
+        os.write(self.w_in, json.dumps(msg).encode() + b"\0")
+        end = time.time() + timeout
+        while time.time() < end:
+            while b"\0" in self.buf:
+                raw, self.buf = self.buf.split(b"\0", 1)
+                reply = json.loads(raw)
+                if reply.get("id") == self.id:
+                    if "error" in reply:
+                        raise RuntimeError("%s: %s" % (method, reply["error"]))
+                    return reply.get("result", {})
+            r, _, _ = select.select([self.r_out], [], [], 1)
+            if r:
+                chunk = os.read(self.r_out, 1 << 16)
+                if not chunk:
+                    break
+                self.buf += chunk
+        raise RuntimeError("%s: no reply" % method)
+
+    def open(self, url):
+        tid = self.send("Target.createTarget", {"url": "about:blank"})
+        self.session = self.send("Target.attachToTarget", {
+            "targetId": tid["targetId"], "flatten": True})["sessionId"]
+        self.send("Emulation.setDeviceMetricsOverride", {
+            "width": 1200, "height": 4000, "deviceScaleFactor": 1,
+            "mobile": False})
+        self.send("Page.navigate", {"url": url})
+        end = time.time() + 60
+        while time.time() < end:
+            if self.eval("document.body && document.body.getAttribute("
+                         "'data-ready')") == "1":
+                return True
+            time.sleep(0.2)
+        return False
+
+    def eval(self, expr):
+        return self.send("Runtime.evaluate", {
+            "expression": expr, "returnByValue": True})["result"].get("value")
+
+    def steps(self, steps):
+        return json.loads(self.eval("maSteps(%s)" % json.dumps(steps)))
+
+    def mouse(self, kind, x, y, buttons=0):
+        self.send("Input.dispatchMouseEvent", {
+            "type": kind, "x": x, "y": y, "button": "left",
+            "buttons": buttons, "clickCount": 1})
+
+    def close(self):
+        for fd in (self.w_in, self.r_out):
+            os.close(fd)
+        self.proc.kill()
+        self.proc.wait()
+
+
+def real_input(label, html_path, times, kept, tmp):
+    """A real drag on the plot over phase 2, a real hover, a real click on
+    the Count header: trusted events, as a person's"""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe:
+        skip("html: real input", "chromium is not installed")
+        return
+    d = Devtools(exe, tmp)
+    try:
+        if not check(d.open("file://" + html_path),
+                     "%s: real input: the page loads" % label):
+            return
+        p2 = times["p2"]
+        c = d.steps([["coords", p2[0] - 0.6, p2[1] + 10, "c"]])["snaps"]["c"]
+        d.mouse("mouseMoved", c["x0"], c["y"])
+        d.mouse("mousePressed", c["x0"], c["y"], 1)
+        for k in range(1, 6):
+            d.mouse("mouseMoved", c["x0"] + (c["x1"] - c["x0"]) * k / 5,
+                    c["y"], 1)
+        d.mouse("mouseReleased", c["x1"], c["y"])
+        tip = d.eval("document.getElementById('ma-plot-tip').textContent")
+        snap = d.steps([["snap", "s"]])["snaps"]["s"]
+        check(snap["range"] and near(row(snap, "phase2", "phases.py",
+                                         MARKS["phase2_alloc"]),
+                                     kept["phase2"]) and
+              row(snap, "alpha_work", "phases.py",
+                  MARKS["alpha_alloc"]) is None,
+              "%s: a real mouse drag on the plot selects phase 2" % label,
+              "%s %s" % (snap["range"], snap["list"][:4]))
+        check(re.search(r"t = [\d.]+ s\ntracked live", tip or ""),
+              "%s: real hover on the plot: time and bytes" % label, tip)
+        # the table moved: the range's flame graph has fewer rows
+        c = d.steps([["coords", p2[0], p2[1], "c"]])["snaps"]["c"]
+        d.mouse("mousePressed", c["hx"], c["hy"], 1)
+        d.mouse("mouseReleased", c["hx"], c["hy"])
+        lst = d.steps([["snap", "t"]])["snaps"]["t"]["list"]
+        check(len(lst) > 0 and [r[4] for r in lst] ==
+              sorted((r[4] for r in lst), reverse=True) and
+              d.eval("document.querySelector('#ma-top th.sorted')"
+                     ".textContent") == "Count",
+              "%s: a real click on Count sorts the table by count" % label)
+    except (RuntimeError, OSError, ValueError) as e:
+        check(False, "%s: real input through the DevTools protocol" % label,
+              str(e))
+    finally:
+        d.close()
 
 
 def capture(exe, tmp, label, every):
@@ -135,6 +265,8 @@ def run(label, exe, tmp, every=False):
         ["sort", "Count"], ["snap", "bycount"],
         ["sort", "Function"], ["snap", "byfn"],
     ]
+    if every:
+        real_input(label, out, times, kept, tmp)
     res, why = chromium_steps(out, steps, tmp)
     if res is None:
         if "not installed" in why:

@@ -627,6 +627,13 @@
     var pre = document.getElementById('ma-selftest');
     pre.textContent = JSON.stringify(out);
   }
+  /* the same steps, called by a test driving the browser with real input
+   * (the DevTools protocol): returns the JSON */
+  window.maSteps = function (steps) {
+    var o = { snaps: {} };
+    steps.forEach(function (st) { step(st, o); });
+    return JSON.stringify(o);
+  };
   function mouse(target, type, x, y) {
     var box = target.getBoundingClientRect();
     target.dispatchEvent(new MouseEvent(type, { bubbles: true, clientX: box.left + x, clientY: box.top + y, button: 0 }));
@@ -655,6 +662,13 @@
       var best = 0;
       for (var z = 1; z < dn; z++) if (fname(rep[z]) === st[1] && (!best || incB[z] > incB[best])) best = z;
       zoomTo(best);
+    } else if (op === 'coords') { /* page coordinates for real input */
+      var pr = plot.getBoundingClientRect(), hd = document.querySelectorAll('#ma-top th');
+      var cnt = null;
+      for (var q = 0; q < hd.length; q++) if (hd[q].textContent === 'Count') cnt = hd[q].getBoundingClientRect();
+      out.snaps[st[3]] = { x0: pr.left + PX.px(Math.max(0, st[1] * 1e9 - M.start_ns)),
+        x1: pr.left + PX.px(Math.min(PX.x1, st[2] * 1e9 - M.start_ns)), y: pr.top + 100,
+        hx: cnt && cnt.left + cnt.width / 2, hy: cnt && cnt.top + cnt.height / 2 };
     } else if (op === 'click-plot') {
       mouse(plot, 'mousedown', 300, 100); mouse(plot, 'mouseup', 300, 100);
     } else if (op === 'hover-plot') {
