@@ -149,7 +149,7 @@ struct live_ent {
 	uint64_t ptr; /* 0 = empty slot */
 	uint64_t size;
 	uint32_t node;
-	uint32_t thread;
+	uint32_t tag; /* the caller's (ma_account_set_tag) when allocated */
 };
 
 struct live_map {
@@ -340,6 +340,7 @@ struct ma_account {
 
 	struct ma_account_sample *samples;
 	size_t samples_n, samples_cap;
+	uint32_t tag; /* given to the blocks allocated from now on */
 };
 
 int ma_account_new(struct ma_account **out)
@@ -604,11 +605,10 @@ static int feed_alloc(struct ma_account *acc, const struct ma_event *ev)
 		node_sub_live(acc, e->node, e->size, 1);
 		live_remove(&acc->live, e);
 	}
-	ret = live_insert(&acc->live,
-			  &(struct live_ent){ .ptr = ptr,
-					      .size = size,
-					      .node = node,
-					      .thread = ev->thread });
+	ret = live_insert(&acc->live, &(struct live_ent){ .ptr = ptr,
+							  .size = size,
+							  .node = node,
+							  .tag = acc->tag });
 	if (ret < 0)
 		return ret;
 	node_add_live(acc, n, size, 1);
@@ -948,6 +948,27 @@ void ma_account_prefetch(const struct ma_account *acc,
 	}
 	if (acc->live.cap)
 		__builtin_prefetch(&acc->live.t[live_slot(&acc->live, ptr)], 1);
+}
+
+void ma_account_set_tag(struct ma_account *acc, uint32_t tag)
+{
+	acc->tag = tag;
+}
+
+bool ma_account_block(const struct ma_account *acc, uint64_t ptr,
+		      uint32_t *node, uint32_t *tag, uint64_t *size)
+{
+	const struct live_ent *e;
+
+	if (!ptr || !acc->live.cap)
+		return false;
+	e = live_find((struct live_map *)&acc->live, ptr);
+	if (!e)
+		return false;
+	*node = e->node;
+	*tag = e->tag;
+	*size = e->size;
+	return true;
 }
 
 int ma_account_feed_rec(struct ma_account *acc, const struct ma_rec *rec)

@@ -152,6 +152,18 @@ int ma_account_feed_pairs(struct ma_account *acc, const struct ma_event *alloc,
 void ma_account_prefetch(const struct ma_account *acc,
 			 const struct ma_event *ev);
 
+/*
+ * Tags: a number the caller attaches to the blocks of the malloc family
+ * allocated from now on (0 at first), read back with ma_account_block.
+ * memattach report's HTML timeline tags each block with the number of
+ * samples seen before it, so that a free tells when its block was
+ * allocated.  No effect on figures.
+ */
+void ma_account_set_tag(struct ma_account *acc, uint32_t tag);
+/* The live block of the malloc family at ptr (not mmap regions): its
+ * node, tag and size; false when none is live there */
+bool ma_account_block(const struct ma_account *acc, uint64_t ptr,
+		      uint32_t *node, uint32_t *tag, uint64_t *size);
 /* Convenience: a raw ring record (PAD ignored); -EINVAL for a bad record */
 int ma_account_feed_rec(struct ma_account *acc, const struct ma_rec *rec);
 

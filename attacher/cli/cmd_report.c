@@ -540,6 +540,7 @@ int ma_cmd_report(int argc, char **argv)
 	if (isatty(STDERR_FILENO))
 		prp = &pr;
 	o.by_thread = (fmt->by_thread || o.thread_table) && !diff;
+	o.timeline = fmt->timeline && !diff;
 
 	err = output_open(&dest, out);
 	if (err == 0)

@@ -65,6 +65,9 @@ struct ma_report_opts {
 	 * accounted under its (thread, stack) pair, which costs about a
 	 * third more time; without it, every figure is thread 0's */
 	bool by_thread;
+	/* the HTML timeline (report_timeline.h): ma_report.spans; implies
+	 * by_thread */
+	bool timeline;
 };
 
 void ma_report_opts_init(struct ma_report_opts *o);
@@ -166,6 +169,14 @@ struct ma_rseries {
 	uint64_t every; /* index series: events between points */
 };
 
+/* opts.timeline: bytes and blocks of one thread in one stack allocated
+ * in bucket ab and freed in bucket fb (fb = tl_nbound: never); bucket k
+ * runs from tl_bounds[k] to tl_bounds[k + 1] (ns since the start) */
+struct ma_rspan {
+	uint32_t node, thread, ab, fb;
+	uint64_t bytes, count;
+};
+
 struct ma_report {
 	const char *path;
 	struct ma_report_opts opts;
@@ -211,6 +222,16 @@ struct ma_report {
 	struct ma_account_fig sum[MA_RV_N], all[MA_RV_N];
 
 	struct ma_rseries by_time, by_index;
+
+	/* opts.timeline: sorted by node, thread, ab, fb */
+	uint64_t *tl_bounds; /* tl_nbound + 1 */
+	size_t tl_nbound;
+	struct ma_rspan *spans;
+	size_t nspans;
+	bool tl_approx; /* some mmap regions taken as never unmapped */
+	/* false: a capture too big for spans by thread; their thread is
+	 * UINT32_MAX (all threads) */
+	bool tl_bythread;
 
 	/* where the time went (memattach -v report): CPU of each thread of
 	 * the streaming pass, wall time of the pass and of the tree */
@@ -282,6 +303,8 @@ struct ma_report_format {
 	bool shows_warning;
 	/* it shows figures per thread (ma_report_opts.by_thread) */
 	bool by_thread;
+	/* it shows what was allocated when (ma_report_opts.timeline) */
+	bool timeline;
 	/* 0 or -errno with a message */
 	int (*render)(const struct ma_report *r, FILE *f);
 	/* --diff: what grew from capture a (before) to b (after); NULL: the

@@ -23,6 +23,8 @@ const struct ma_report_format ma_report_formats[] = {
 	{
 		.name = "html",
 		.ext = ".html",
+		.by_thread = true,
+		.timeline = true,
 		.render = ma_report_html,
 	},
 	{

@@ -70,6 +70,125 @@ static void series(const struct ma_report *r, FILE *f, bool *time_x)
 	putc('}', f);
 }
 
+/* The threads, by ma_report.threads index: [tid, name] */
+static void threads(const struct ma_report *r, FILE *f)
+{
+	fputs(",\"threads\":[", f);
+	for (size_t i = 0; i < r->nthreads; i++) {
+		fprintf(f, "%s[%d,\"", i ? "," : "", r->threads[i].tid);
+		ma_json_str(f, r->threads[i].name ? r->threads[i].name : "?");
+		fputs("\"]", f);
+	}
+	putc(']', f);
+}
+
+/*
+ * The figures of each (tree node, thread) of a matching stack: node (as a
+ * difference from the previous one: they are sorted), thread, then bytes
+ * and count for each view.  The page sums them per node, for all threads
+ * or the one chosen.
+ */
+static void samples(const struct ma_report *r, const uint32_t *map, FILE *f)
+{
+	uint32_t prev = 0;
+	bool first = true;
+
+	fputs(",\"samples\":{\"n\":[", f);
+	for (size_t i = 0; i < r->nsamples; i++) {
+		const struct ma_rsample *s = &r->samples[i];
+		uint32_t k;
+
+		if (!r->nodes[s->node].match || !map[s->node])
+			continue;
+		k = map[s->node] - 1;
+		fprintf(f, first ? "%u" : ",%u", k - prev);
+		prev = k;
+		first = false;
+	}
+	fputs("],\"t\":[", f);
+	first = true;
+	for (size_t i = 0; i < r->nsamples; i++) {
+		const struct ma_rsample *s = &r->samples[i];
+
+		if (!r->nodes[s->node].match || !map[s->node])
+			continue;
+		fprintf(f, first ? "%u" : ",%u", s->thread);
+		first = false;
+	}
+	fputs("],\"v\":[", f);
+	first = true;
+	for (size_t i = 0; i < r->nsamples; i++) {
+		const struct ma_rsample *s = &r->samples[i];
+
+		if (!r->nodes[s->node].match || !map[s->node])
+			continue;
+		for (int v = 0; v < MA_RV_N; v++) {
+			fprintf(f, first ? "%llu,%llu" : ",%llu,%llu",
+				(unsigned long long)s->fig[v].bytes,
+				(unsigned long long)s->fig[v].count);
+			first = false;
+		}
+	}
+	fputs("]}", f);
+}
+
+/* The timeline (report_timeline.h): bucket bounds, then per span its node
+ * (difference from the previous), thread, buckets, bytes and count */
+static void timeline(const struct ma_report *r, const uint32_t *map, FILE *f)
+{
+	static const char *const cols[] = { "n", "t", "a", "f", "y", "c" };
+	uint32_t prev = 0;
+
+	fputs(",\"timeline\":{\"b\":[", f);
+	for (size_t i = 0; r->tl_bounds && i <= r->tl_nbound; i++)
+		fprintf(f, i ? ",%llu" : "%llu",
+			(unsigned long long)r->tl_bounds[i]);
+	fprintf(f, "],\"approx\":%s", r->tl_approx ? "true" : "false");
+	fprintf(f, ",\"bythread\":%s", r->tl_bythread ? "true" : "false");
+	for (int c = 0; c < 6; c++) {
+		bool first = true;
+
+		fprintf(f, ",\"%s\":[", cols[c]);
+		prev = 0;
+		for (size_t i = 0; i < r->nspans; i++) {
+			const struct ma_rspan *s = &r->spans[i];
+			unsigned long long v;
+
+			if (!map[s->node])
+				continue;
+			switch (c) {
+			case 0:
+				v = map[s->node] - 1 - prev;
+				prev = map[s->node] - 1;
+				break;
+			case 1: /* -1: all threads (!tl_bythread) */
+				fprintf(f, first ? "%d" : ",%d",
+					s->thread == UINT32_MAX
+						? -1
+						: (int)s->thread);
+				first = false;
+				continue;
+			case 2:
+				v = s->ab;
+				break;
+			case 3:
+				v = s->fb;
+				break;
+			case 4:
+				v = s->bytes;
+				break;
+			default:
+				v = s->count;
+				break;
+			}
+			fprintf(f, first ? "%llu" : ",%llu", v);
+			first = false;
+		}
+		putc(']', f);
+	}
+	putc('}', f);
+}
+
 static int data(const struct ma_report *r, FILE *f)
 {
 	const struct ma_capture_meta *m = r->meta;
@@ -143,6 +262,7 @@ static int data(const struct ma_report *r, FILE *f)
 	jkey_u64(f, "unknown_frees", r->unknown_frees, true);
 	fprintf(f, ",\"unknown_whole\":%s",
 		r->unknown_from_trailer ? "true" : "false");
+	fprintf(f, ",\"aggregated\":%s", t->agg_events ? "true" : "false");
 
 	/* strings, then the tree */
 	for (size_t k = 0; k < nk; k++) {
@@ -176,21 +296,10 @@ static int data(const struct ma_report *r, FILE *f)
 	fputs("],\"l\":[", f);
 	for (size_t k = 0; k < nk; k++)
 		fprintf(f, k ? ",%d" : "%d", r->nodes[keep[k]].line);
-	fputs("],\"v\":[", f);
-	for (size_t k = 0; k < nk; k++) {
-		const struct ma_rnode *n = &r->nodes[keep[k]];
-
-		for (int v = 0; v < MA_RV_N; v++) {
-			/* only matching stacks count; callers kept for the
-			 * shape show zero of their own */
-			uint64_t b = n->match ? n->self[v].bytes : 0;
-			uint64_t c = n->match ? n->self[v].count : 0;
-
-			fprintf(f, k || v ? ",%llu,%llu" : "%llu,%llu",
-				(unsigned long long)b, (unsigned long long)c);
-		}
-	}
 	fputs("]}", f);
+	threads(r, f);
+	samples(r, map, f);
+	timeline(r, map, f);
 
 	series(r, f, &time_x);
 	ma_report_peak_when(r, when, sizeof(when));

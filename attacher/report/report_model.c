@@ -12,6 +12,7 @@
 
 #include "errors.h"
 #include "report.h"
+#include "report_timeline.h"
 
 static uint64_t clock_ns(clockid_t c)
 {
@@ -711,6 +712,7 @@ struct feeder {
 	uint64_t last_t, last_rss;
 	uint64_t countdown; /* events to the next index point */
 	bool have_sample;
+	struct ma_timeline *tl; /* opts.timeline */
 };
 
 static int series_push(struct ma_rseries *s, const struct ma_rpoint *pt)
@@ -753,9 +755,13 @@ static int feed_one(struct feeder *fd, const struct ma_event *ev)
 	const struct ma_account_totals *t;
 	int ret;
 
+	if (fd->tl && ma_timeline_before(fd->tl, r->acc, ev) < 0)
+		return ma_err(-ENOMEM, "out of memory");
 	ret = ma_account_feed(r->acc, ev);
 	if (ret < 0)
 		return ret;
+	if (fd->tl && ma_timeline_after(fd->tl, r->acc, ev) < 0)
+		return ma_err(-ENOMEM, "out of memory");
 	t = ma_account_totals(r->acc);
 	if (t->live_bytes > fd->live_max)
 		fd->live_max = t->live_bytes;
@@ -1132,8 +1138,111 @@ static void merge_samples(struct ma_report *r)
 	r->nsamples = j + 1;
 }
 
-static int build_tree(struct ma_report *r, const struct prep *pp)
+static int span_cmp(const void *pa, const void *pb)
 {
+	const struct ma_rspan *a = pa, *b = pb;
+
+	if (a->node != b->node)
+		return a->node < b->node ? -1 : 1;
+	if (a->thread != b->thread)
+		return a->thread < b->thread ? -1 : 1;
+	if (a->ab != b->ab)
+		return a->ab < b->ab ? -1 : 1;
+	return a->fb < b->fb ? -1 : a->fb > b->fb;
+}
+
+/* Spans sorted, equal keys merged, those within one bucket dropped */
+static void spans_merge(struct ma_report *r)
+{
+	size_t j = 0;
+
+	qsort(r->spans, r->nspans, sizeof(*r->spans), span_cmp);
+	for (size_t i = 0; i < r->nspans; i++) {
+		if (r->spans[i].ab == r->spans[i].fb)
+			continue;
+		if (j && !span_cmp(&r->spans[j - 1], &r->spans[i])) {
+			r->spans[j - 1].bytes += r->spans[i].bytes;
+			r->spans[j - 1].count += r->spans[i].count;
+		} else {
+			r->spans[j++] = r->spans[i];
+		}
+	}
+	r->nspans = j;
+}
+
+/* The timeline's figures by vid become figures by (tree node, thread),
+ * for matching stacks only (--filter) */
+/* spans in the page at most, beyond: coarser buckets (about 20 bytes
+ * each in the HTML file) */
+#define SPAN_BUDGET 1000000
+
+static int timeline_spans(struct ma_report *r, struct ma_timeline *tl,
+			  const uint32_t *vtn, const uint32_t *vth,
+			  uint32_t nvid)
+{
+	const struct ma_account_totals *t = &r->t;
+	uint64_t end = r->trailer && r->trailer->duration_ns
+			       ? r->trailer->duration_ns
+			       : t->last_t_ns;
+	struct ma_tspan *sp;
+	size_t n, j = 0;
+
+	if (ma_timeline_finish(tl, end, &r->tl_bounds, &r->tl_nbound, &sp, &n) <
+	    0)
+		return -ENOMEM;
+	r->tl_approx = ma_timeline_approx(tl);
+	r->tl_bythread = true;
+	r->spans = malloc((n ? n : 1) * sizeof(*r->spans));
+	if (!r->spans) {
+		free(sp);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint32_t v = sp[i].vid;
+
+		if (v > nvid || !vtn[v] || !r->nodes[vtn[v]].match)
+			continue;
+		r->spans[j++] = (struct ma_rspan){ .node = vtn[v],
+						   .thread = vth[v],
+						   .ab = sp[i].ab,
+						   .fb = sp[i].fb,
+						   .bytes = sp[i].bytes,
+						   .count = sp[i].count };
+	}
+	free(sp);
+	r->nspans = j;
+	spans_merge(r);
+	/* a bounded page: beyond the budget, spans of all threads together
+	 * (a range then applies to all threads), then buckets two by two
+	 * (each merge drops the spans that fall within one bucket) */
+	if (r->nspans > SPAN_BUDGET) {
+		for (size_t i = 0; i < r->nspans; i++)
+			r->spans[i].thread = UINT32_MAX;
+		r->tl_bythread = false;
+		spans_merge(r);
+	}
+	while (r->nspans > SPAN_BUDGET && r->tl_nbound > 4) {
+		size_t nb = r->tl_nbound, nb2 = (nb + 1) / 2;
+
+		for (size_t i = 0; i < r->nspans; i++) {
+			struct ma_rspan *x = &r->spans[i];
+
+			x->ab >>= 1;
+			x->fb = x->fb == nb ? (uint32_t)nb2 : x->fb >> 1;
+		}
+		for (size_t c = 1; c < nb2; c++)
+			r->tl_bounds[c] = r->tl_bounds[2 * c];
+		r->tl_bounds[nb2] = r->tl_bounds[nb];
+		r->tl_nbound = nb2;
+		spans_merge(r);
+	}
+	return 0;
+}
+
+static int build_tree(struct ma_report *r, const struct prep *pp,
+		      struct ma_timeline *tl)
+{
+	uint32_t *vtn = NULL; /* vid -> tree node (timeline) */
 	struct tree_build b = { .r = r, .cap = 1024, .max_node = pp->max_node };
 	uint32_t *walk = NULL, nopy = 0, nvid;
 	size_t walk_cap = 0;
@@ -1146,7 +1255,9 @@ static int build_tree(struct ma_report *r, const struct prep *pp)
 	 * every figure is thread 0's */
 	nvid = r->opts.by_thread ? pp->nvid : pp->max_node;
 	r->samples = calloc((size_t)nvid + 1, sizeof(*r->samples));
-	if (!r->nodes || !b.canon || !b.state || !r->samples) {
+	if (tl)
+		vtn = calloc((size_t)nvid + 1, sizeof(*vtn));
+	if (!r->nodes || !b.canon || !b.state || !r->samples || (tl && !vtn)) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -1195,6 +1306,8 @@ static int build_tree(struct ma_report *r, const struct prep *pp)
 			tn = b.canon[id];
 		}
 		n = &r->nodes[tn];
+		if (vtn)
+			vtn[vid] = tn;
 		r->samples[r->nsamples].node = tn;
 		r->samples[r->nsamples].thread = th;
 		for (int v = 0; v < MA_RV_N; v++) {
@@ -1229,7 +1342,10 @@ static int build_tree(struct ma_report *r, const struct prep *pp)
 		g->node = b.canon[id];
 	}
 	merge_samples(r);
+	if (tl)
+		ret = timeline_spans(r, tl, vtn, pp->vid_thread, nvid);
 out:
+	free(vtn);
 	free(walk);
 	free(b.canon);
 	free(b.state);
@@ -1506,7 +1622,7 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	/* --from needs the (thread, stack) split: allocations before it go
 	 * to a thread of their own, left out of every figure */
 	r->ranged = o->from_ns || o->to_ns;
-	if (o->from_ns)
+	if (o->from_ns || o->timeline)
 		r->opts.by_thread = true;
 	pp.in_range = !o->from_ns;
 	r->by_index.every = 1 << 12;
@@ -1529,6 +1645,8 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	ret = ma_account_new(&r->acc);
 	if (ret == 0)
 		ret = ma_temporary_new(o->window, &r->temp);
+	if (ret == 0 && o->timeline)
+		ret = ma_timeline_new(&fd.tl);
 	if (ret < 0) {
 		ma_err(ret, "out of memory");
 		goto fail;
@@ -1575,7 +1693,7 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 		r->unknown_from_trailer = true;
 	}
 	t0 = clock_ns(CLOCK_MONOTONIC);
-	ret = build_tree(r, &pp);
+	ret = build_tree(r, &pp, fd.tl);
 	if (ret == 0)
 		ret = build_rows(r);
 	if (ret == 0)
@@ -1586,10 +1704,12 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	if (r->ranged)
 		range_totals(r, &pp);
 	prep_free(&pp);
+	ma_timeline_free(fd.tl);
 	*out = r;
 	return 0;
 fail:
 	prep_free(&pp);
+	ma_timeline_free(fd.tl);
 	if (!ma_err_exit() || ma_err_exit() == MA_EXIT_ERROR)
 		if (ret != -ENOMEM)
 			ma_err_set_exit(MA_EXIT_CAPTURE);
@@ -1609,6 +1729,8 @@ void ma_report_free(struct ma_report *r)
 		free(r->threads[i].name);
 	free(r->threads);
 	free(r->samples);
+	free(r->spans);
+	free(r->tl_bounds);
 	free(r->nodes);
 	free(r->rows);
 	free(r->by_time.p);

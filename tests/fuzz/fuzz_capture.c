@@ -151,6 +151,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* figures per thread; the thread table of text and csv */
 		o.by_thread = data[0] & 0x10;
 		o.thread_table = data[0] & 0x20;
+		/* the HTML timeline (report_timeline.c) */
+		o.timeline = data[0] & 0x40;
 	}
 	o.width = 80;
 	o.color = 0;
