@@ -424,7 +424,7 @@ Test(capture, round_trip_every_kind_of_event)
 
 	cr_assert_eq(ma_capture_open(path, &r), 0, "%s", ma_errmsg());
 	m = ma_capture_meta(r);
-	cr_expect_eq(m->version, MA_CAPTURE_VERSION);
+	cr_expect_eq(m->version, MA_CAPTURE_VERSION_ONE);
 	cr_expect_eq(m->pid, 4242);
 	cr_expect_eq(m->py_version_hex, 0x030b02f0);
 	cr_expect_eq(m->flags, 7);

@@ -1,0 +1,72 @@
+"""A pre-fork master (tests/e2e/test_pools.py): os.fork workers, each
+allocating a known amount at its own line once told to.
+
+argv: DIR N.  The master forks N workers, prints 'READY pid1 ... pidN', then
+reads commands on stdin: 'fork' forks one more worker (prints 'FORKED
+pid'), 'quit' ends.  Worker k waits for the file DIR/go-k, allocates
+(k + 1) * 16 blocks of 64 KiB at its own line, prints 'HELD k pid', then
+holds them until DIR/end-k exists and exits 0 (worker 0 exits at once).
+"""
+import os
+import sys
+import time
+
+BLOCK = 64 * 1024
+held = []
+
+
+def wait_file(path):
+    while not os.path.exists(path):
+        time.sleep(0.02)
+
+
+def alloc_w0(n):
+    for _ in range(n):
+        held.append(bytearray(BLOCK))  # MARK: w0
+
+
+def alloc_w1(n):
+    for _ in range(n):
+        held.append(bytearray(BLOCK))  # MARK: w1
+
+
+def alloc_w2(n):
+    for _ in range(n):
+        held.append(bytearray(BLOCK))  # MARK: w2
+
+
+def worker(d, k):
+    wait_file(os.path.join(d, "go-%d" % k))
+    (alloc_w0, alloc_w1, alloc_w2)[k]((k + 1) * 16)
+    print("HELD %d %d" % (k, os.getpid()), flush=True)
+    if k:
+        wait_file(os.path.join(d, "end-%d" % k))
+    os._exit(0)
+
+
+def spawn(d, k):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            worker(d, k)
+        finally:
+            os._exit(1)
+    return pid
+
+
+def main():
+    d, n = sys.argv[1], int(sys.argv[2])
+    pids = [spawn(d, k) for k in range(n)]
+    print("READY " + " ".join(str(p) for p in pids), flush=True)
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "fork":
+            pids.append(spawn(d, len(pids)))
+            print("FORKED %d" % pids[-1], flush=True)
+        elif cmd == "quit":
+            break
+    for p in pids:
+        os.waitpid(p, 0)
+
+
+main()
