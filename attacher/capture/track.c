@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "capture.h"
@@ -860,6 +862,84 @@ static void add_child(struct ma_track *g, pid_t pid, pid_t ppid,
 		run->proc_note(run->arg, &g->procs[g->nprocs - 1]->info);
 }
 
+/* A line of /proc/PID/FILE (or /proc/PID/task/TID/FILE) into buf; 0 or -1 */
+static int proc_read(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return 0;
+}
+
+/* A thread of pid in fork, vfork or clone now: its child may still share
+ * its memory */
+static int in_clone(pid_t pid)
+{
+	char path[64], buf[64];
+	DIR *d;
+	struct dirent *de;
+	int found = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return 1;
+	while (!found && (de = readdir(d))) {
+		char sp[320];
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(sp, sizeof(sp), "/proc/%d/task/%s/syscall", (int)pid,
+			 de->d_name);
+		if (proc_read(sp, buf, sizeof(buf)))
+			continue;
+		/* x86-64: clone 56, fork 57, vfork 58, clone3 435 */
+		long nr = strtol(buf, NULL, 10);
+
+		found = nr == 56 || nr == 57 || nr == 58 || nr == 435;
+	}
+	closedir(d);
+	return found;
+}
+
+/*
+ * A child to track now?  Not yet (0) when it is a zombie, memattach's own
+ * heap census copy (docs/heap.md), or a vfork child that still shares its
+ * parent's memory (subprocess's posix_spawn before the exec: anything
+ * done in it would be done in the parent); kcmp(KCMP_VM) tells, else a
+ * parent thread still inside clone/vfork says it may.
+ */
+static int child_ready(pid_t parent, pid_t c)
+{
+	char path[64], buf[512];
+	const char *p;
+	long r;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)c);
+	if (proc_read(path, buf, sizeof(buf)))
+		return 0;
+	p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)c);
+	if (!proc_read(path, buf, sizeof(buf)) &&
+	    !strncmp(buf, "memattach-heap", 14))
+		return 0;
+	r = syscall(SYS_kcmp, parent, c, KCMP_VM, 0, 0);
+	if (r == 0)
+		return 0;
+	if (r < 0 && in_clone(parent))
+		return 0;
+	return 1;
+}
+
 /* Every child (of every thread) of the tracked processes not seen yet:
  * tracked if it runs Python, else listed as skipped */
 static void find_children(struct ma_track *g, const struct ma_track_run *run)
@@ -901,7 +981,8 @@ static void find_children(struct ma_track *g, const struct ma_track_run *run)
 					break;
 				for (size_t k = 0; k < g->nprocs && !seen; k++)
 					seen = g->procs[k]->info.pid == c;
-				if (!seen && c > 0)
+				if (!seen && c > 0 &&
+				    child_ready(p->info.pid, (pid_t)c))
 					add_child(g, (pid_t)c, p->info.pid,
 						  run);
 			}

@@ -11,8 +11,13 @@ as a dimension.  On each interpreter:
   the master as its parent; the attach summary lists every process;
 - a multiprocessing.Pool (tests/targets/pool.py): the tasks' blocks, per
   worker PID as the pool reported which worker ran which task;
-- on the first interpreter, `attach PID1 PID2` (two workers named, no
-  --children) puts both into one capture, and nothing of the master.
+- memattach SIGKILLed while it tracks a master and its workers, after
+  the master ran programs through subprocess (vfork children, not
+  tracked): every process goes on, allocates, exits 0, and a new attach
+  --children works;
+- on the first interpreter, `attach PID1 PID2` (a worker and the master
+  named, no --children) puts both into one capture, and nothing of the
+  other worker.
 """
 import os
 import re
@@ -196,6 +201,47 @@ def pool(label, exe, tmp):
     check(sum(did.values()) == 80, "%s: pool: every task ran" % label, did)
 
 
+def killed(label, exe, tmp):
+    with Target(exe, "prefork.py", tmp, 2) as t:
+        workers = [int(p) for p in t.ready_line.split()[1:]]
+        a = Run("--children", "-o", os.path.join(tmp, "k.cap"), t.pid)
+        ok = all(a.wait_for(r"tracking child %d of %d" % (w, t.pid))
+                 for w in workers)
+        check(ok, "%s: killed: both workers tracked" % label, a.err)
+        spawned = []
+        for _ in range(3):
+            t.proc.stdin.write(b"spawn\n")
+            t.proc.stdin.flush()
+            spawned.append(t.readline())
+        check(spawned == ["SPAWNED 0"] * 3,
+              "%s: killed: the master's subprocess runs work while "
+              "tracked" % label, spawned)
+        a.proc.kill()
+        a.stop()
+        for k in range(2):
+            open(os.path.join(tmp, "go-%d" % k), "w").close()
+        held = sorted(t.readline()[:6] for _ in range(2))
+        check(held == ["HELD 0", "HELD 1"],
+              "%s: killed: after memattach's SIGKILL the workers "
+              "allocate" % label, held)
+        b = Run("--children", "-d", "1.5", "-o",
+                os.path.join(tmp, "k2.cap"), t.pid)
+        ok = b.wait_for(r"tracking child %d of %d" % (workers[1], t.pid))
+        rc = b.stop()
+        check(ok and rc == 0, "%s: killed: a new attach --children works" %
+              label, b.err)
+        open(os.path.join(tmp, "end-1"), "w").close()
+        t.proc.stdin.write(b"quit\n")
+        t.proc.stdin.flush()
+        try:
+            t.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+        check(t.proc.returncode == 0,
+              "%s: killed: the master and every worker exit 0" % label,
+              t.proc.returncode)
+
+
 def several(label, exe, tmp):
     cap = os.path.join(tmp, "two.cap")
     path = os.path.join(TARGETS, "prefork.py")
@@ -233,6 +279,8 @@ def main():
             prefork(label, exe, tmp)
         with tempfile.TemporaryDirectory(prefix="ma-pools-") as tmp:
             pool(label, exe, tmp)
+        with tempfile.TemporaryDirectory(prefix="ma-pools-") as tmp:
+            killed(label, exe, tmp)
         if first:
             with tempfile.TemporaryDirectory(prefix="ma-pools-") as tmp:
                 several(label, exe, tmp)

@@ -3,11 +3,13 @@ allocating a known amount at its own line once told to.
 
 argv: DIR N.  The master forks N workers, prints 'READY pid1 ... pidN', then
 reads commands on stdin: 'fork' forks one more worker (prints 'FORKED
-pid'), 'quit' ends.  Worker k waits for the file DIR/go-k, allocates
+pid'), 'spawn' runs /bin/sleep through subprocess (prints 'SPAWNED rc'),
+'quit' waits for the workers and exits 1 if one did not exit 0.  Worker k waits for the file DIR/go-k, allocates
 (k + 1) * 16 blocks of 64 KiB at its own line, prints 'HELD k pid', then
 holds them until DIR/end-k exists and exits 0 (worker 0 exits at once).
 """
 import os
+import subprocess
 import sys
 import time
 
@@ -64,10 +66,13 @@ def main():
         if cmd == "fork":
             pids.append(spawn(d, len(pids)))
             print("FORKED %d" % pids[-1], flush=True)
+        elif cmd == "spawn":
+            rc = subprocess.run(["/bin/sleep", "0.2"]).returncode
+            print("SPAWNED %d" % rc, flush=True)
         elif cmd == "quit":
             break
-    for p in pids:
-        os.waitpid(p, 0)
+    codes = [os.waitpid(p, 0)[1] for p in pids]
+    sys.exit(1 if any(codes) else 0)
 
 
 main()
