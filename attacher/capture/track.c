@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <linux/kcmp.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -87,9 +88,8 @@ struct ma_track {
 	size_t map_cap[3];
 	uint32_t pidx; /* its index in root->procs: the pointer tag */
 	struct ma_track_proc info;
-	int active;	/* tracked and not ended */
-	char exe[4096]; /* /proc/PID/exe at the start: an exec ends it */
-	uint64_t t_off; /* its t0 - the root's t0 */
+	int active;			   /* tracked and not ended */
+	uint64_t t_off;			   /* its t0 - the root's t0 */
 	uint64_t last_rss, last_live;	   /* its last sample */
 	uint64_t last_children;		   /* root: last look for children */
 	uint64_t lost_records, lost_bytes; /* read before its ring closes */
@@ -273,16 +273,6 @@ static int procs_push(struct ma_track *g, struct ma_track *p)
 	return 0;
 }
 
-static void exe_of(pid_t pid, char *buf, size_t len)
-{
-	char path[64];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-	n = readlink(path, buf, len - 1);
-	buf[n > 0 ? n : 0] = '\0';
-}
-
 /* The root of a capture of several processes: itself its first process */
 static int multi_init(struct ma_track *tr, struct ma_target *t,
 		      const struct ma_track_opts *o)
@@ -299,7 +289,6 @@ static int multi_init(struct ma_track *tr, struct ma_target *t,
 	tr->info = (struct ma_track_proc){ .pid = t->pid,
 					   .state = MA_PROC_TRACKED,
 					   .acc = tr->acc };
-	exe_of(t->pid, tr->exe, sizeof(tr->exe));
 	err = procs_push(tr, tr);
 	if (err)
 		return err;
@@ -456,7 +445,6 @@ int ma_track_add(struct ma_track *g, struct ma_target *t, pid_t ppid)
 	}
 	p->info.state = MA_PROC_TRACKED;
 	p->info.acc = p->acc;
-	exe_of(t->pid, p->exe, sizeof(p->exe));
 	p->t0 = ma_now_ns();
 	p->t_off = g->started ? p->t0 - g->t0 : 0;
 	p->started = 1;
@@ -846,6 +834,23 @@ static void multi_end(struct ma_track *p, uint32_t state, const char *why,
 		run->proc_note(run->arg, &p->info);
 }
 
+/* The process no longer holds the ring's memfd: it exec'd (the memfd is
+ * close-on-exec), whatever program it runs now, the same one too */
+static int ring_gone(const struct ma_track *p)
+{
+	struct stat a, b;
+	char path[64];
+
+	if (p->s.ring_fd < 0 || p->s.target_ring_fd < 0 ||
+	    fstat(p->s.ring_fd, &a))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)p->pid,
+		 p->s.target_ring_fd);
+	if (stat(path, &b))
+		return errno == ENOENT;
+	return a.st_ino != b.st_ino || a.st_dev != b.st_dev;
+}
+
 /* A child found: tracked if it runs Python, else listed as skipped */
 static void add_child(struct ma_track *g, pid_t pid, pid_t ppid,
 		      const struct ma_track_run *run)
@@ -1026,7 +1031,6 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 			g->last_children = now;
 			for (size_t i = 0; i < g->nprocs; i++) {
 				struct ma_track *p = g->procs[i];
-				char exe[sizeof(p->exe)];
 
 				if (!p->active)
 					continue;
@@ -1035,8 +1039,7 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 						  run);
 					continue;
 				}
-				exe_of(p->info.pid, exe, sizeof(exe));
-				if (strcmp(exe, p->exe)) {
+				if (ring_gone(p)) {
 					multi_end(p, MA_PROC_EXITED,
 						  "exec'd another program",
 						  run);

@@ -6,9 +6,10 @@ as a dimension.  On each interpreter:
   started before the attach and a third forked after it: each worker
   allocates a known number of 64 KiB blocks at its own line once told to
   (after memattach said it tracks it); `report --pid` of each worker shows
-  its blocks at its line and none of the others'; the worker that exits is
-  listed as exited with its figures kept; the late worker is tracked, with
-  the master as its parent; the attach summary lists every process;
+  its blocks at its line and none of the others'; the worker that exits
+  and one that execs the interpreter again are listed as exited with their
+  figures kept; the late worker is tracked, with the master as its parent;
+  the attach summary lists every process;
 - a multiprocessing.Pool (tests/targets/pool.py): the tasks' blocks, per
   worker PID as the pool reported which worker ran which task;
 - memattach SIGKILLed while it tracks a master and its workers, after
@@ -107,21 +108,32 @@ def prefork(label, exe, tmp):
         ok = late and a.wait_for(r"tracking child %d of %d" % (late, t.pid))
         check(ok, "%s: prefork: a worker forked after the attach started "
               "is tracked" % label, a.err)
-        for k in range(3):
+        t.proc.stdin.write(b"fork\n")
+        t.proc.stdin.flush()
+        ex = t.readline()
+        ex = int(ex.split()[1]) if ex.startswith("FORKED") else 0
+        ok = ex and a.wait_for(r"tracking child %d of %d" % (ex, t.pid))
+        check(ok, "%s: prefork: a fourth worker (it will exec) tracked" %
+              label, a.err)
+        for k in range(4):
             open(os.path.join(tmp, "go-%d" % k), "w").close()
-        held = [t.readline() for _ in range(3)]
+        held = [t.readline() for _ in range(4)]
         check(all(h.startswith("HELD") for h in held),
               "%s: prefork: the workers allocated" % label, held)
         a.wait_for(r"process %d: exited" % workers[0], timeout=10)
+        check(a.wait_for(r"process %d: exec'd another program" % ex,
+                         timeout=10),
+              "%s: prefork: a worker that execs the interpreter again "
+              "ends its tracking" % label, a.err)
         rc = a.stop()
-        for k in (1, 2):
+        for k in (1, 2, 3):
             open(os.path.join(tmp, "end-%d" % k), "w").close()
         t.proc.stdin.write(b"quit\n")
         t.proc.stdin.flush()
         check(rc == 0, "%s: prefork: attach --children exits 0" % label,
               a.err)
         check(all(re.search(r"^\s+%d\s+%d\s+\w+\s" % (p, t.pid), a.out,
-                            re.M) for p in workers + [late]) and
+                            re.M) for p in workers + [late, ex]) and
               re.search(r"^\s+%d\s+0\s+tracked" % t.pid, a.out, re.M),
               "%s: prefork: the summary lists every process" % label,
               a.out)
@@ -135,9 +147,9 @@ def prefork(label, exe, tmp):
 
     doc = report_json(cap)
     pr = procs_of(doc)
-    pids = workers + [late]
+    pids = workers + [late, ex]
     check(set(pids) | {t.pid} <= set(pr),
-          "%s: prefork: the report lists the master and its 3 workers" %
+          "%s: prefork: the report lists the master and its 4 workers" %
           label, doc["processes"])
     check(pr.get(workers[0], {}).get("state") == "exited" and
           near(pr.get(workers[0], {}).get("live", {}).get("bytes", 0), 16),
@@ -146,13 +158,17 @@ def prefork(label, exe, tmp):
     check(pr.get(late, {}).get("parent") == t.pid,
           "%s: prefork: the late worker's parent is the master" % label,
           pr.get(late))
+    check(pr.get(ex, {}).get("state") == "exited" and
+          near(pr.get(ex, {}).get("live", {}).get("bytes", 0), 64),
+          "%s: prefork: the worker that exec'd: exited, its 64 blocks "
+          "kept" % label, pr.get(ex))
     for k, pid in enumerate(pids):
         d = report_json(cap, "--pid", str(pid), "--top", "0")
         own = line_bytes(d, path, mk["w%d" % k])
         others = [line_bytes(d, path, mk["w%d" % j])[0]
-                  for j in range(3) if j != k]
+                  for j in range(4) if j != k]
         check(near(own[0], (k + 1) * 16) and own[1] >= (k + 1) * 16 and
-              others == [0, 0],
+              others == [0, 0, 0],
               "%s: prefork: report --pid %d (worker %d): %d blocks at "
               "line %d, none at the others'" %
               (label, pid, k, (k + 1) * 16, mk["w%d" % k]),

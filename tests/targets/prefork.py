@@ -6,7 +6,8 @@ reads commands on stdin: 'fork' forks one more worker (prints 'FORKED
 pid'), 'spawn' runs /bin/sleep through subprocess (prints 'SPAWNED rc'),
 'quit' waits for the workers and exits 1 if one did not exit 0.  Worker k waits for the file DIR/go-k, allocates
 (k + 1) * 16 blocks of 64 KiB at its own line, prints 'HELD k pid', then
-holds them until DIR/end-k exists and exits 0 (worker 0 exits at once).
+holds them until DIR/end-k exists and exits 0 (worker 0 exits at once;
+worker 3 execs the interpreter again, which exits 0 after DIR/end-3).
 """
 import os
 import subprocess
@@ -37,11 +38,22 @@ def alloc_w2(n):
         held.append(bytearray(BLOCK))  # MARK: w2
 
 
+def alloc_w3(n):
+    for _ in range(n):
+        held.append(bytearray(BLOCK))  # MARK: w3
+
+
 def worker(d, k):
     wait_file(os.path.join(d, "go-%d" % k))
-    (alloc_w0, alloc_w1, alloc_w2)[k]((k + 1) * 16)
+    (alloc_w0, alloc_w1, alloc_w2, alloc_w3)[k]((k + 1) * 16)
     # one write: the workers share the pipe
     os.write(1, b"HELD %d %d\n" % (k, os.getpid()))
+    if k == 3:
+        end = os.path.join(d, "end-3")
+        os.execv(sys.executable, [
+            sys.executable, "-c",
+            "import os, time\n"
+            "while not os.path.exists(%r): time.sleep(0.02)" % end])
     if k:
         wait_file(os.path.join(d, "end-%d" % k))
     os._exit(0)
