@@ -6,6 +6,7 @@
 #include "track.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -95,7 +96,55 @@ struct ma_track {
 	uint64_t lost_records, lost_bytes; /* read before its ring closes */
 	struct ma_event aggend_sum;	   /* root: the processes' AGGENDs */
 	uint64_t aggend_best;		   /* root: the largest peak so far */
+	/* root: a thread that keeps every process's heartbeat while the
+	 * loop attaches another process (a freeze that waits for a safe
+	 * point can take a second), until hb_until only: a stuck loop
+	 * still loses its heartbeat.  hb_mu guards procs and active. */
+	pthread_t hb;
+	int hb_started;
+	pthread_mutex_t hb_mu;
+	uint64_t hb_until; /* atomic */
+	int hb_stop;	   /* atomic */
 };
+
+#define HB_BUSY_NS (5000000000ull)
+
+static void *hb_main(void *arg)
+{
+	struct ma_track *g = arg;
+
+	while (!__atomic_load_n(&g->hb_stop, __ATOMIC_ACQUIRE)) {
+		struct timespec ts = { 0, 100000000 };
+		uint64_t now = ma_now_ns();
+
+		if (now < __atomic_load_n(&g->hb_until, __ATOMIC_ACQUIRE)) {
+			pthread_mutex_lock(&g->hb_mu);
+			for (size_t i = 0; i < g->nprocs; i++)
+				if (g->procs[i]->active && g->procs[i]->s.ring)
+					ma_ring_heartbeat(g->procs[i]->s.ring,
+							  now);
+			pthread_mutex_unlock(&g->hb_mu);
+		}
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+/* The loop is about to attach a process (on) or is done (off) */
+static void hb_busy(struct ma_track *g, int on)
+{
+	__atomic_store_n(&g->hb_until, on ? ma_now_ns() + HB_BUSY_NS : 0,
+			 __ATOMIC_RELEASE);
+}
+
+static void set_active(struct ma_track *p, int on)
+{
+	struct ma_track *g = p->root;
+
+	pthread_mutex_lock(&g->hb_mu);
+	p->active = on;
+	pthread_mutex_unlock(&g->hb_mu);
+}
 
 enum { MAP_THREAD, MAP_NODE, MAP_CODE };
 
@@ -259,18 +308,25 @@ static void wait_got(struct ma_track *tr);
 
 static int procs_push(struct ma_track *g, struct ma_track *p)
 {
+	int ret = 0;
+
+	pthread_mutex_lock(&g->hb_mu);
 	if (g->nprocs == g->procs_cap) {
 		size_t n = g->procs_cap ? g->procs_cap * 2 : 8;
 		struct ma_track **q = realloc(g->procs, n * sizeof(*q));
 
-		if (!q)
-			return ma_err(-ENOMEM, "out of memory");
+		if (!q) {
+			ret = ma_err(-ENOMEM, "out of memory");
+			goto out;
+		}
 		g->procs = q;
 		g->procs_cap = n;
 	}
 	p->pidx = (uint32_t)g->nprocs;
 	g->procs[g->nprocs++] = p;
-	return 0;
+out:
+	pthread_mutex_unlock(&g->hb_mu);
+	return ret;
 }
 
 /* The root of a capture of several processes: itself its first process */
@@ -281,6 +337,7 @@ static int multi_init(struct ma_track *tr, struct ma_target *t,
 
 	if (err)
 		return err;
+	pthread_mutex_init(&tr->hb_mu, NULL);
 	tr->root = tr;
 	tr->opts = *o;
 	tr->opts.output = NULL;
@@ -367,7 +424,14 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 				   "header",
 				   (int)t->pid);
 	tr->t0 = ma_now_ns(); /* ma_track_run() starts it again */
-	tr->active = 1;
+	if (tr->root) {
+		set_active(tr, 1);
+		tr->hb_started = !pthread_create(&tr->hb, NULL, hb_main, tr);
+		if (!tr->hb_started)
+			return ma_err(-EAGAIN, "cannot start a thread");
+	} else {
+		tr->active = 1;
+	}
 	wait_got(tr);
 	return 0;
 }
@@ -393,14 +457,32 @@ static void proc_skipped(struct ma_track *g, pid_t pid, pid_t ppid,
 		run->proc_note(run->arg, &p->info);
 }
 
+static int track_add(struct ma_track *g, struct ma_target *t, pid_t ppid);
+
+void ma_track_skipped(struct ma_track *g, pid_t pid, const char *why)
+{
+	if (g->root)
+		proc_skipped(g, pid, 0, why, NULL);
+}
+
 int ma_track_add(struct ma_track *g, struct ma_target *t, pid_t ppid)
+{
+	int err;
+
+	if (!g->root)
+		return ma_err(-EINVAL, "not a capture of several processes");
+	hb_busy(g, 1);
+	err = track_add(g, t, ppid);
+	hb_busy(g, 0);
+	return err;
+}
+
+static int track_add(struct ma_track *g, struct ma_target *t, pid_t ppid)
 {
 	struct ma_track *p;
 	struct ma_payload_info pi;
 	int err;
 
-	if (!g->root)
-		return ma_err(-EINVAL, "not a capture of several processes");
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return ma_err(-ENOMEM, "out of memory");
@@ -448,7 +530,7 @@ int ma_track_add(struct ma_track *g, struct ma_target *t, pid_t ppid)
 	p->t0 = ma_now_ns();
 	p->t_off = g->started ? p->t0 - g->t0 : 0;
 	p->started = 1;
-	p->active = 1;
+	set_active(p, 1);
 	put_proc(g, &p->info);
 	return 0;
 }
@@ -820,7 +902,7 @@ static void multi_end(struct ma_track *p, uint32_t state, const char *why,
 		p->lost_bytes = __atomic_load_n(&p->s.ring->lost_bytes,
 						__ATOMIC_RELAXED);
 	}
-	p->active = 0;
+	set_active(p, 0);
 	p->info.state = state;
 	snprintf(p->info.note, sizeof(p->info.note), "%s", why);
 	put_proc(g, &p->info);
@@ -856,8 +938,12 @@ static void add_child(struct ma_track *g, pid_t pid, pid_t ppid,
 		      const struct ma_track_run *run)
 {
 	struct ma_target *t = NULL;
+	int err;
 
-	if (ma_target_open(pid, &g->topts, &t)) {
+	hb_busy(g, 1);
+	err = ma_target_open(pid, &g->topts, &t);
+	hb_busy(g, 0);
+	if (err) {
 		proc_skipped(g, pid, ppid, ma_errmsg(), run);
 		return;
 	}
@@ -1377,6 +1463,12 @@ void ma_track_free(struct ma_track *tr)
 
 	if (!tr)
 		return;
+	if (tr->hb_started) {
+		__atomic_store_n(&tr->hb_stop, 1, __ATOMIC_RELEASE);
+		pthread_join(tr->hb, NULL);
+	}
+	if (tr->root == tr)
+		pthread_mutex_destroy(&tr->hb_mu);
 	if (tr->w)
 		ma_capture_close(tr->w, &none);
 	for (size_t i = 1; tr->root == tr && i < tr->nprocs; i++) {

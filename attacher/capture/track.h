@@ -80,6 +80,10 @@ const struct ma_account *ma_track_account(const struct ma_track *tr);
  */
 int ma_track_add(struct ma_track *tr, struct ma_target *t, pid_t ppid);
 
+/* A capture of several processes: process pid, which could not be
+ * opened, listed as skipped with why */
+void ma_track_skipped(struct ma_track *tr, pid_t pid, const char *why);
+
 /* A process of a capture of several processes */
 struct ma_track_proc {
 	int32_t pid, ppid;

@@ -447,6 +447,8 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	struct ma_target *t = NULL;
 	struct ma_track *tr = NULL;
 	struct ma_track_result res = { 0 };
+	struct ma_target **others = NULL; /* the other PIDs named */
+	char **why = NULL;		  /* ... or why not */
 	char outbuf[64], sz[32];
 	pid_t pid = 0;
 	int err, ret = MA_EXIT_OK, tty = isatty(STDERR_FILENO);
@@ -487,6 +489,18 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 				    .children = o.children,
 				    .topts = &topts };
 
+	/* the other PIDs named are opened first: reading a process's
+	 * offsets (DWARF) can take seconds, which the sessions started must
+	 * not wait through without their heartbeat */
+	others = calloc((size_t)o.npids, sizeof(*others));
+	why = calloc((size_t)o.npids, sizeof(*why));
+	if (!others || !why) {
+		ret = ma_cli_fail("attach");
+		goto out;
+	}
+	for (int i = 1; i < o.npids; i++)
+		if (ma_target_open(o.pids[i], &topts, &others[i]))
+			why[i] = strdup(ma_errmsg());
 	if (ma_track_start(t, &to, &tr)) {
 		ret = ma_cli_fail("attach");
 		goto out;
@@ -519,11 +533,11 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 
 	/* the other PIDs named: into the same capture */
 	for (int i = 1; i < o.npids; i++) {
-		struct ma_target *ot = NULL;
-
-		if (ma_target_open(o.pids[i], &topts, &ot) == 0)
-			ma_track_add(tr, ot, 0);
-		ma_target_close(ot);
+		if (others[i])
+			ma_track_add(tr, others[i], 0);
+		else
+			ma_track_skipped(tr, o.pids[i],
+					 why[i] ? why[i] : "cannot be opened");
 		proc_note(&ps, ma_track_proc_at(tr, ma_track_nprocs(tr) - 1));
 	}
 
@@ -586,6 +600,12 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 out:
 	ma_track_free(tr);
 	ma_target_close(t);
+	for (int i = 0; others && i < o.npids; i++)
+		ma_target_close(others[i]);
+	for (int i = 0; why && i < o.npids; i++)
+		free(why[i]);
+	free(others);
+	free(why);
 	free(o.pids);
 	return ret;
 }
