@@ -176,6 +176,9 @@ struct prep {
 		size_t cap;
 	} * map;
 	size_t map_cap, map_used;
+	/* pid -> index + 1 into ma_report.procs (open addressing) */
+	uint32_t *ph;
+	size_t ph_cap;
 };
 
 #define ARRAY_BUDGET (16u << 20) /* entries: 64 MiB */
@@ -328,15 +331,58 @@ static int thread_select(struct prep *pp, uint32_t thread, bool on, int32_t tid,
  * names a thread (defined just before), that thread's process, which the
  * --pid filter selects by.
  */
+/* The slot of pid in pp->ph: its entry, or the empty one it would take */
+static size_t proc_slot(const struct prep *pp, int32_t pid)
+{
+	size_t j = ((uint32_t)pid * 0x9e3779b9u) & (pp->ph_cap - 1);
+
+	while (pp->ph[j] && pp->r->procs[pp->ph[j] - 1].pid != pid)
+		j = (j + 1) & (pp->ph_cap - 1);
+	return j;
+}
+
+/* The index of process pid in r->procs, or -1 */
+static long proc_find(const struct prep *pp, int32_t pid)
+{
+	size_t j;
+
+	if (!pp->ph_cap)
+		return -1;
+	j = proc_slot(pp, pid);
+	return pp->ph[j] ? (long)pp->ph[j] - 1 : -1;
+}
+
+/* Room in pp->ph for one more process; -ENOMEM */
+static int proc_hash_grow(struct prep *pp)
+{
+	struct ma_report *r = pp->r;
+	size_t cap = pp->ph_cap ? pp->ph_cap : 64;
+
+	if ((r->nprocs + 1) * 2 <= pp->ph_cap)
+		return 0;
+	while ((r->nprocs + 1) * 2 > cap)
+		cap *= 2;
+	free(pp->ph);
+	pp->ph = calloc(cap, sizeof(*pp->ph));
+	if (!pp->ph) {
+		pp->ph_cap = 0;
+		return -ENOMEM;
+	}
+	pp->ph_cap = cap;
+	for (size_t i = 0; i < r->nprocs; i++)
+		pp->ph[proc_slot(pp, r->procs[i].pid)] = (uint32_t)i + 1;
+	return 0;
+}
+
 static int proc_event(struct prep *pp, const struct ma_event *ev)
 {
 	struct ma_report *r = pp->r;
 	struct ma_rproc *p = NULL;
+	long k = proc_find(pp, ev->proc.pid);
 	bool on;
 
-	for (size_t i = 0; i < r->nprocs; i++)
-		if (r->procs[i].pid == ev->proc.pid)
-			p = &r->procs[i];
+	if (k >= 0)
+		p = &r->procs[k];
 	on = !r->pid_filtered;
 	for (int i = 0; i < r->opts.npids; i++)
 		if (r->opts.pids[i] == ev->proc.pid)
@@ -344,11 +390,14 @@ static int proc_event(struct prep *pp, const struct ma_event *ev)
 	if (!p) {
 		if (r->nprocs >= MAX_RPROCS)
 			return 0;
+		if (proc_hash_grow(pp) < 0)
+			return -ENOMEM;
 		p = realloc(r->procs, (r->nprocs + 1) * sizeof(*p));
 		if (!p)
 			return -ENOMEM;
 		r->procs = p;
 		p = &r->procs[r->nprocs++];
+		pp->ph[proc_slot(pp, ev->proc.pid)] = (uint32_t)r->nprocs;
 		memset(p, 0, sizeof(*p));
 		p->pid = ev->proc.pid;
 		p->selected = on;
@@ -1573,6 +1622,7 @@ static int no_proc_matched(const struct ma_report *r)
 
 static void prep_free(struct prep *pp)
 {
+	free(pp->ph);
 	free(pp->sel);
 	free(pp->cur);
 	free(pp->vh);
@@ -1684,15 +1734,15 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	if (ret == 0)
 		ret = build_rows(r);
 	/* a process's figures: its threads' */
-	for (size_t i = 1; i < r->nthreads && r->nprocs; i++)
-		for (size_t k = 0; k < r->nprocs; k++)
-			if (r->procs[k].pid == r->threads[i].pid)
-				for (int v = 0; v < MA_RV_N; v++) {
-					r->procs[k].fig[v].bytes +=
-						r->threads[i].fig[v].bytes;
-					r->procs[k].fig[v].count +=
-						r->threads[i].fig[v].count;
-				}
+	for (size_t i = 1; i < r->nthreads && r->nprocs; i++) {
+		long k = r->threads[i].pid ? proc_find(&pp, r->threads[i].pid)
+					   : -1;
+
+		for (int v = 0; k >= 0 && v < MA_RV_N; v++) {
+			r->procs[k].fig[v].bytes += r->threads[i].fig[v].bytes;
+			r->procs[k].fig[v].count += r->threads[i].fig[v].count;
+		}
+	}
 	if (ret == 0)
 		ret = link_rows(r);
 	r->wall_model_ns = clock_ns(CLOCK_MONOTONIC) - t0;
