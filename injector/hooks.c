@@ -419,15 +419,33 @@ static int caller_has_search_path(const void *ra)
 	return 0;
 }
 
+/*
+ * The control lock is busy while the watchdog rescans (it may have seen
+ * this very module appear and be patching it) or while a session starts or
+ * stops.  Returning at once would leave the new module's first allocations
+ * unseen until the watchdog's next tick, and the caller usually allocates
+ * through the module right away; so wait for the lock, but only a bounded
+ * while: the holder's work is short, except when it waits for the loader
+ * lock that this thread still holds (a dlopen from a library constructor).
+ */
+#define DLOPEN_WAIT_NS 100000000ull
+
 static void after_dlopen(void)
 {
 	struct ma_tls *t = &ma_tls;
+	uint64_t t0 = ma_ring_now_ns();
 	int e = errno;
 
 	t->guard++;
-	if (ma_ctl_trylock()) {
-		ma_got_rescan();
-		ma_ctl_unlock();
+	for (;;) {
+		if (ma_ctl_trylock()) {
+			ma_got_rescan();
+			ma_ctl_unlock();
+			break;
+		}
+		if (!ma_on() || ma_ring_now_ns() - t0 > DLOPEN_WAIT_NS)
+			break;
+		ma_sleep_ns(50000);
 	}
 	t->guard--;
 	errno = e;

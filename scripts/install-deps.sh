@@ -25,6 +25,7 @@ PACKAGES=(
 	# HTML report opened in headless Chromium, the capture fuzzer
 	protobuf-compiler golang-go chromium
 	python3-jsonschema # the speedscope file checked against its schema
+	tmux # attach --live's test: a terminal to drive and read
 	clang libclang-rt-14-dev
 )
 

@@ -980,6 +980,11 @@ static void node_peak(const struct ma_account *acc, const struct node_ent *n,
 	}
 }
 
+size_t ma_account_node_ids(const struct ma_account *acc)
+{
+	return acc->nodes_n;
+}
+
 void ma_account_node_figs(const struct ma_account *acc, uint32_t node,
 			  struct ma_account_fig *live,
 			  struct ma_account_fig *total,

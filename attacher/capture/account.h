@@ -27,6 +27,7 @@
 #define MA_ACCOUNT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -164,6 +165,10 @@ const struct ma_account_totals *ma_account_totals(const struct ma_account *acc);
  */
 int ma_account_node_frames(const struct ma_account *acc, uint32_t node,
 			   struct ma_frame *frames, int max);
+
+/* 1 + the highest node id seen: the ids to ask ma_account_node_figs()
+ * about (the live view of `attach --live` walks them) */
+size_t ma_account_node_ids(const struct ma_account *acc);
 
 /* Figures of one node (zero for an unknown node) */
 void ma_account_node_figs(const struct ma_account *acc, uint32_t node,

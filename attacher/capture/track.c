@@ -750,6 +750,33 @@ static void agg_read(struct ma_track *tr)
 	}
 }
 
+int ma_track_each_key(const struct ma_track *tr,
+		      void (*fn)(void *arg, uint32_t thread, uint32_t node,
+				 uint64_t live_bytes, uint64_t live_count),
+		      void *arg)
+{
+	struct ma_agg_hdr *h = tr->s.agg;
+	struct ma_agg_key *keys;
+	uint32_t n;
+
+	if (!h || !tr->prev)
+		return -ENOTSUP;
+	keys = ma_agg_keys(h);
+	n = __atomic_load_n(&h->nkeys, __ATOMIC_ACQUIRE);
+	if (n > MA_AGG_KEYS)
+		n = MA_AGG_KEYS;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct agg_prev *p = &tr->prev[i];
+
+		/* the figures as last read: what the accounting has */
+		if (!p->allocs)
+			continue;
+		fn(arg, keys[i].thread, keys[i].node,
+		   p->alloc_bytes - p->free_bytes, p->allocs - p->frees);
+	}
+	return 0;
+}
+
 /* The last read, then each key's figures at the peak and the global ones
  * (docs/payload.md: a key's saved figures if its epoch is the last one,
  * else its live figures) */

@@ -100,6 +100,18 @@ size_t ma_track_nprocs(const struct ma_track *tr);
 const struct ma_track_proc *ma_track_proc_at(const struct ma_track *tr,
 					     size_t i);
 
+/*
+ * Aggregated tracking: each (thread, stack) key's live bytes and blocks as
+ * last read, the figures the accounting has (which keeps them by stack
+ * only), for a view by thread (`attach --live`, key t); fn is called once
+ * per key that has allocated.  Bounded by the payload's key table
+ * (MA_AGG_KEYS).  -ENOTSUP without aggregated tracking (--every-event).
+ */
+int ma_track_each_key(const struct ma_track *tr,
+		      void (*fn)(void *arg, uint32_t thread, uint32_t node,
+				 uint64_t live_bytes, uint64_t live_count),
+		      void *arg);
+
 /* Why ma_track_run() returned */
 enum ma_track_end {
 	MA_TRACK_END_ERROR = 1,	      /* capture write failed, ring corrupt */

@@ -18,6 +18,7 @@
 #include "account.h"
 #include "cli.h"
 #include "heap.h"
+#include "live.h"
 #include "units.h"
 #include "commands.h"
 #include "discover.h"
@@ -33,10 +34,12 @@ static void on_stop_signal(int sig)
 	stop_requested = 1;
 }
 
+/* the live view's q too (struct progress_state below) */
+static int live_quit(void *arg);
+
 static int stop_was_requested(void *arg)
 {
-	(void)arg;
-	return stop_requested;
+	return stop_requested || live_quit(arg);
 }
 
 struct attach_opts {
@@ -46,6 +49,7 @@ struct attach_opts {
 	uint32_t max_frames;
 	uint32_t flags;
 	int quiet;
+	int live;	 /* --live: the full-screen view instead of the line */
 	int show_stacks; /* `memattach PID`: the stacks first */
 	int no_heap;	 /* ... and not the heap census after them */
 	int top;
@@ -88,6 +92,14 @@ static void usage(FILE *f)
 		"same capture;\n"
 		"                          several PIDs: each of them, one "
 		"capture\n"
+		"      --live              a full-screen top of Python lines "
+		"by "
+		"live bytes,\n"
+		"                          refreshed each second, with their "
+		"growth (keys:\n"
+		"                          q quit, s sort, t threads, p "
+		"pause); stdout must\n"
+		"                          be a terminal\n"
 		"      --top N             rows in the summary (default 10)\n"
 		"      --no-heap           memattach PID: no heap census "
 		"before tracking\n"
@@ -111,7 +123,38 @@ struct progress_state {
 	/* (time, live bytes) at most RATE_POINTS back, 0.5 s apart */
 	uint64_t t[RATE_POINTS], live[RATE_POINTS];
 	unsigned n, head;
+	/* --live: the view drawn instead, from the session's accounting */
+	struct ma_live *view;
+	struct ma_track *tr;
+	int quit; /* q pressed in the view */
 };
+
+static int live_quit(void *arg)
+{
+	return ((struct progress_state *)arg)->quit;
+}
+
+static void live_tick(struct progress_state *ps,
+		      const struct ma_track_status *st)
+{
+	const struct ma_agg_hdr *h = ma_track_injection(ps->tr)->agg;
+	struct ma_live_status ls = {
+		.elapsed_ns = st->elapsed_ns,
+		.lost_records = st->lost_records,
+		.tr = ps->tr,
+		.keys_full =
+			h ? __atomic_load_n(&h->keys_full, __ATOMIC_RELAXED)
+			  : 0,
+		.dropped =
+			h ? __atomic_load_n(&h->dropped, __ATOMIC_RELAXED) : 0,
+		.dropped_bytes =
+			h ? __atomic_load_n(&h->dropped_bytes, __ATOMIC_RELAXED)
+			  : 0,
+	};
+
+	if (ma_live_tick(ps->view, ma_track_account(ps->tr), &ls))
+		ps->quit = 1;
+}
 
 static void progress(void *arg, const struct ma_track_status *st)
 {
@@ -121,6 +164,10 @@ static void progress(void *arg, const struct ma_track_status *st)
 					 left[48] = "";
 	unsigned last = (ps->head + RATE_POINTS - 1) % RATE_POINTS;
 
+	if (ps->view) {
+		live_tick(ps, st);
+		return;
+	}
 	if (!ps->n || st->elapsed_ns - ps->t[last] >= 500000000ull) {
 		ps->t[ps->head] = st->elapsed_ns;
 		ps->live[ps->head] = tot->live_bytes;
@@ -193,6 +240,7 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 		{ "top", required_argument, NULL, 'T' },
 		{ "children", no_argument, NULL, 'C' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "live", no_argument, NULL, 'L' },
 		{ "offsets", required_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -257,6 +305,9 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 		case 'C':
 			o->children = 1;
 			break;
+		case 'L':
+			o->live = 1;
+			break;
 		case 'O':
 			if (ma_cli_offsets_pref(optarg, &topts->offsets))
 				return -EINVAL;
@@ -266,6 +317,10 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 	if (args.exit >= 0)
 		return args.exit == MA_EXIT_OK ? 1 : -EINVAL;
 	o->npids = argc - optind;
+	/* the view reads one payload's keys (docs/memattach.md) */
+	if (o->live && (o->children || o->npids > 1))
+		return ma_err(-EINVAL, "--live shows one process: not with "
+				       "--children or several PIDs");
 	o->pids = calloc((size_t)o->npids, sizeof(*o->pids));
 	if (!o->pids)
 		return ma_err(-ENOMEM, "out of memory");
@@ -525,11 +580,33 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 		s->attach_ns / 1e6, s->frozen_ns / 1e6,
 		s->reused ? ", payload reused" : "");
 
+	struct sigaction sa = { .sa_handler = on_stop_signal };
+	struct sigaction old_int, old_term, old_hup;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+
 	struct progress_state ps = {
 		.tty = tty,
 		.duration_ns =
 			o.duration > 0 ? (uint64_t)(o.duration * 1e9) : 0,
+		.tr = tr,
 	};
+	if (o.live) {
+		struct ma_live_opts lo = { .pid = pid,
+					   .py_version = t->version,
+					   .duration_ns = ps.duration_ns };
+
+		if (ma_live_start(&lo, &ps.view))
+			fprintf(stderr, "memattach: attach: %s; %s\n",
+				ma_errmsg(),
+				o.quiet ? "no live view"
+					: "the progress line instead");
+	}
+	/* the view's terminal closed: stop as on Ctrl-C, capture written */
+	if (ps.view)
+		sigaction(SIGHUP, &sa, &old_hup);
 
 	/* the other PIDs named: into the same capture */
 	for (int i = 1; i < o.npids; i++) {
@@ -540,29 +617,33 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 					 why[i] ? why[i] : "cannot be opened");
 		proc_note(&ps, ma_track_proc_at(tr, ma_track_nprocs(tr) - 1));
 	}
-
-	struct sigaction sa = { .sa_handler = on_stop_signal };
-	struct sigaction old_int, old_term;
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
-
 	struct ma_track_run run = {
 		.duration_ns = ps.duration_ns,
-		.progress = o.quiet ? NULL : progress,
-		.progress_ns = tty ? 250000000ull : 1000000000ull,
+		.progress = o.quiet && !ps.view ? NULL : progress,
+		/* the view reads its keys at each call */
+		.progress_ns = ps.view ? 50000000ull
+			       : tty   ? 250000000ull
+				       : 1000000000ull,
 		.stop_requested = stop_was_requested,
 		.proc_note = proc_note,
 		.arg = &ps,
 	};
 	const char *why_stop = why_text[ma_track_run(tr, &run)];
+	int was_live = ps.view != NULL;
 
+	/* the shell's screen back before the stop (up to 3 s) */
+	if (was_live) {
+		ma_live_end(ps.view);
+		ps.view = NULL;
+		sigaction(SIGHUP, &old_hup, NULL);
+		if (ps.quit)
+			why_stop = "q pressed";
+	}
 	ma_track_stop(tr);
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
 
-	if (!o.quiet && tty)
+	if (!o.quiet && tty && !was_live)
 		fputc('\n', stderr);
 	if (ma_track_finish(tr, &res))
 		ma_cli_error("attach");

@@ -690,36 +690,28 @@ static struct drow *diff_rows(const json_t *ra, const json_t *rb,
 
 	if (!v)
 		return NULL;
-	/* rows of the same key (two classes of one name) are summed */
-	json_array_foreach(ra, i, r)
-	{
-		size_t k;
+	/* rows of the same key (two classes of one name) are summed; a's
+	 * count negatively, b's positively */
+	for (int side = 0; side < 2; side++) {
+		const json_t *rows = side ? rb : ra;
+		int64_t sign = side ? 1 : -1;
 
-		for (k = 0; k < m; k++)
-			if (!strcmp(v[k].key, js(r, key)))
-				break;
-		if (k == m)
-			v[m++] = (struct drow){ .key = js(r, key),
-						.extra = js(r, "root") };
-		v[k].bytes_a += ju(r, val);
-		v[k].dbytes -= (int64_t)ju(r, val);
-		if (cnt)
-			v[k].dcount -= (int64_t)ju(r, cnt);
-	}
-	json_array_foreach(rb, i, r)
-	{
-		size_t k;
+		json_array_foreach(rows, i, r)
+		{
+			size_t k;
 
-		for (k = 0; k < m; k++)
-			if (!strcmp(v[k].key, js(r, key)))
-				break;
-		if (k == m)
-			v[m++] = (struct drow){ .key = js(r, key),
-						.extra = js(r, "root") };
-		v[k].bytes_b += ju(r, val);
-		v[k].dbytes += (int64_t)ju(r, val);
-		if (cnt)
-			v[k].dcount += (int64_t)ju(r, cnt);
+			for (k = 0; k < m; k++)
+				if (!strcmp(v[k].key, js(r, key)))
+					break;
+			if (k == m)
+				v[m++] =
+					(struct drow){ .key = js(r, key),
+						       .extra = js(r, "root") };
+			*(side ? &v[k].bytes_b : &v[k].bytes_a) += ju(r, val);
+			v[k].dbytes += sign * (int64_t)ju(r, val);
+			if (cnt)
+				v[k].dcount += sign * (int64_t)ju(r, cnt);
+		}
 	}
 	qsort(v, m, sizeof(*v), cmp_drow);
 	*n = m;
