@@ -496,8 +496,15 @@ static int track_add(struct ma_track *g, struct ma_target *t, pid_t ppid)
 		free(p);
 		return err;
 	}
-	if (!ma_payload_probe(t, &pi) && ma_payload_in(&pi, MA_PAYLOAD_BUSY))
-		err = ma_err_busy(t->pid, &pi);
+	if (!ma_payload_probe(t, &pi) && ma_payload_in(&pi, MA_PAYLOAD_BUSY)) {
+		/* a child found in the microseconds between its fork and its
+		 * payload's atfork handler still shows its parent's session
+		 * (our own): that handler ends it at once */
+		if (ppid)
+			ma_payload_wait(t, &pi, MA_PAYLOAD_BUSY, 5);
+		if (ma_payload_in(&pi, MA_PAYLOAD_BUSY))
+			err = ma_err_busy(t->pid, &pi);
+	}
 	if (!err)
 		err = ma_account_new(&p->acc);
 	if (!err) {
