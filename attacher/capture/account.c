@@ -884,10 +884,12 @@ int ma_account_feed(struct ma_account *acc, const struct ma_event *ev)
 		feed_aggend(acc, ev);
 		break;
 	case MA_EV_STATS:
-		acc->t.lost_records = ev->stats.lost_records;
-		acc->t.lost_bytes = ev->stats.lost_bytes;
-		acc->t.stack_truncated = ev->stats.stack_truncated;
-		acc->t.node_table_full = ev->stats.node_table_full;
+		/* one per session: a capture of several processes has one
+		 * per process, and their sum is the capture's */
+		acc->t.lost_records += ev->stats.lost_records;
+		acc->t.lost_bytes += ev->stats.lost_bytes;
+		acc->t.stack_truncated += ev->stats.stack_truncated;
+		acc->t.node_table_full += ev->stats.node_table_full;
 		break;
 	default:
 		break;

@@ -77,6 +77,7 @@ enum {
 	DEF_AGGTEMP = 8, /* format version 2 */
 	DEF_PEAK = 9,	 /* format version 2 */
 	DEF_AGGEND = 10, /* format version 2 */
+	DEF_PROC = 11,	 /* format version 3 */
 };
 
 #define OP_KIND_SHIFT  3
@@ -415,7 +416,10 @@ static int write_header(struct ma_capture_writer *w,
 	if (!h)
 		return wr_err(w, -ENOMEM, "out of memory");
 	memcpy(h, FILE_MAGIC, 8);
-	put_le(h + 8, MA_CAPTURE_VERSION, 4);
+	put_le(h + 8,
+	       m->version == MA_CAPTURE_VERSION ? MA_CAPTURE_VERSION
+						: MA_CAPTURE_VERSION_ONE,
+	       4);
 	put_le(h + 12, total, 4);
 	put_le(h + 16, (uint32_t)m->pid, 4);
 	put_le(h + 20, m->py_version_hex, 4);
@@ -843,6 +847,12 @@ int ma_capture_write_event(struct ma_capture_writer *w,
 		put_varint(m, ev->aggend.dropped_bytes);
 		put_varint(m, ev->aggend.keys_full);
 		put_varint(m, ev->aggend.unknown_frees);
+		break;
+	case MA_EV_PROC:
+		put_def(w, DEF_PROC, ev->thread);
+		put_varint(m, zigzag(ev->proc.pid));
+		put_varint(m, zigzag(ev->proc.ppid));
+		put_varint(m, ev->proc.state);
 		break;
 	default:
 		return ma_err(-EINVAL, "capture: cannot write event type %u",
@@ -1549,6 +1559,16 @@ static int get_def(struct ma_capture_reader *r, struct ma_event *ev)
 		ev->aggend.dropped_bytes = get_varint(m);
 		ev->aggend.keys_full = get_varint(m);
 		ev->aggend.unknown_frees = get_varint(m);
+		break;
+	case DEF_PROC:
+		if (r->meta.version < MA_CAPTURE_VERSION)
+			return bad_event(r, "unknown event subtype");
+		ev->type = MA_EV_PROC;
+		ev->proc.pid = get_i32(m);
+		ev->proc.ppid = get_i32(m);
+		ev->proc.state = get_u32(m);
+		if (ev->proc.state > MA_PROC_SKIPPED)
+			return bad_event(r, "unknown process state");
 		break;
 	default:
 		return bad_event(r, "unknown event subtype");

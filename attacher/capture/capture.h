@@ -25,7 +25,10 @@
 #include "ma_record.h"
 #include "event.h"
 
-#define MA_CAPTURE_VERSION 2 /* format version written; newest read */
+/* the newest format version read; written by a capture of several
+ * processes (PROC events), the others write MA_CAPTURE_VERSION_ONE */
+#define MA_CAPTURE_VERSION     3
+#define MA_CAPTURE_VERSION_ONE 2
 
 /* Limits of the format (the reader rejects anything larger as corrupt) */
 #define MA_CAPTURE_MAX_PYVER   63 /* bytes of the python version string */
@@ -35,7 +38,8 @@
 
 /* Who was tracked (header of the file) */
 struct ma_capture_meta {
-	uint32_t version; /* format version (reader fills it; writer ignores) */
+	uint32_t version; /* format version (reader fills it; the writer
+			     writes 3 when given 3, else 2) */
 	int32_t pid;
 	uint32_t py_version_hex; /* PY_VERSION_HEX, 0 when unknown */
 	uint32_t flags;		 /* enum ma_config_flags of the session */

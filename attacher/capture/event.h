@@ -28,6 +28,16 @@ enum ma_event_type {
 	MA_EV_AGGTEMP = 10, /* a key's blocks freed at distance dist */
 	MA_EV_PEAK = 11,    /* a key's figures at the peak (at the end) */
 	MA_EV_AGGEND = 12,  /* the global peak and what was dropped */
+	/* a capture of several processes (attach --children, format 3):
+	 * a process, and with a thread index, that thread is its */
+	MA_EV_PROC = 13,
+};
+
+/* enum of ma_event.proc.state */
+enum ma_proc_state {
+	MA_PROC_TRACKED = 0, /* tracked from now on */
+	MA_PROC_EXITED = 1,  /* exited (or exec'd): its figures end here */
+	MA_PROC_SKIPPED = 2, /* a child not tracked: not Python, busy, ... */
 };
 
 /*
@@ -102,6 +112,10 @@ struct ma_event {
 			uint8_t kind;
 			uint64_t bytes, count;
 		} peak;
+		struct {
+			int32_t pid, ppid; /* ppid 0: a process named */
+			uint32_t state;	   /* enum ma_proc_state */
+		} proc;
 		struct {
 			uint64_t peak_bytes, peak_count;
 			/* samples around the peak (since the capture's

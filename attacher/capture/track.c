@@ -6,12 +6,17 @@
 #include "track.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <linux/kcmp.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "capture.h"
@@ -67,7 +72,194 @@ struct ma_track {
 	struct agg_prev *prev;
 	uint64_t last_agg, agg_epoch, last_sample_t;
 	uint64_t peak_after_ns, peak_before_ns;
+
+	/* several processes in one capture (opts.multi): every process has
+	 * its own struct; the root (the first) holds the others, the capture
+	 * and the accounting of them all (sacc); tr->acc is the process's
+	 * own.  Ids of the payloads (threads, nodes, code objects) are
+	 * mapped to ids unique in the capture (0 stays 0). */
+	struct ma_track *root;	 /* the root: itself */
+	struct ma_track **procs; /* root: every process, itself first */
+	size_t nprocs, procs_cap;
+	struct ma_account *sacc;   /* root: what the capture holds */
+	struct ma_track_opts opts; /* root: for the processes added */
+	struct ma_target_opts topts;
+	uint32_t next_id[3]; /* root: last id given, per kind */
+	uint32_t *map[3];    /* payload id -> capture id, per kind */
+	size_t map_cap[3];
+	uint32_t pidx; /* its index in root->procs: the pointer tag */
+	struct ma_track_proc info;
+	int active;			   /* tracked and not ended */
+	uint64_t t_off;			   /* its t0 - the root's t0 */
+	uint64_t last_rss, last_live;	   /* its last sample */
+	uint64_t last_children;		   /* root: last look for children */
+	uint64_t lost_records, lost_bytes; /* read before its ring closes */
+	struct ma_event aggend_sum;	   /* root: the processes' AGGENDs */
+	uint64_t aggend_best;		   /* root: the largest peak so far */
+	/* root: a thread that keeps every process's heartbeat while the
+	 * loop attaches another process (a freeze that waits for a safe
+	 * point can take a second), until hb_until only: a stuck loop
+	 * still loses its heartbeat.  hb_mu guards procs and active. */
+	pthread_t hb;
+	int hb_started;
+	pthread_mutex_t hb_mu;
+	uint64_t hb_until; /* atomic */
+	int hb_stop;	   /* atomic */
 };
+
+#define HB_BUSY_NS (5000000000ull)
+
+static void *hb_main(void *arg)
+{
+	struct ma_track *g = arg;
+
+	while (!__atomic_load_n(&g->hb_stop, __ATOMIC_ACQUIRE)) {
+		struct timespec ts = { 0, 100000000 };
+		uint64_t now = ma_now_ns();
+
+		if (now < __atomic_load_n(&g->hb_until, __ATOMIC_ACQUIRE)) {
+			pthread_mutex_lock(&g->hb_mu);
+			for (size_t i = 0; i < g->nprocs; i++)
+				if (g->procs[i]->active && g->procs[i]->s.ring)
+					ma_ring_heartbeat(g->procs[i]->s.ring,
+							  now);
+			pthread_mutex_unlock(&g->hb_mu);
+		}
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+/* The loop is about to attach a process (on) or is done (off) */
+static void hb_busy(struct ma_track *g, int on)
+{
+	__atomic_store_n(&g->hb_until, on ? ma_now_ns() + HB_BUSY_NS : 0,
+			 __ATOMIC_RELEASE);
+}
+
+static void set_active(struct ma_track *p, int on)
+{
+	struct ma_track *g = p->root;
+
+	pthread_mutex_lock(&g->hb_mu);
+	p->active = on;
+	pthread_mutex_unlock(&g->hb_mu);
+}
+
+enum { MAP_THREAD, MAP_NODE, MAP_CODE };
+
+/* The capture id of payload id `id` of kind k in process tr (0 stays 0);
+ * 0 when out of memory or beyond what a capture holds */
+static uint32_t map_id(struct ma_track *tr, int k, uint32_t id)
+{
+	static const uint32_t max[3] = { 1u << 20, 1u << 26, 1u << 24 };
+	struct ma_track *g = tr->root;
+
+	if (!id || id >= max[k])
+		return 0;
+	if (id >= tr->map_cap[k]) {
+		size_t n = tr->map_cap[k] ? tr->map_cap[k] : 1024;
+		uint32_t *p;
+
+		while (n <= id)
+			n *= 2;
+		p = realloc(tr->map[k], n * sizeof(*p));
+		if (!p)
+			return 0;
+		memset(p + tr->map_cap[k], 0,
+		       (n - tr->map_cap[k]) * sizeof(*p));
+		tr->map[k] = p;
+		tr->map_cap[k] = n;
+	}
+	if (!tr->map[k][id]) {
+		if (g->next_id[k] + 1 >= max[k])
+			return 0;
+		tr->map[k][id] = ++g->next_id[k];
+	}
+	return tr->map[k][id];
+}
+
+/* A pointer of process tr in the capture: processes forked from one
+ * another share addresses, so each one's above 2^48 (x86-64 user space
+ * ends at 2^47) carry its index; the temporary pairs' addresses stay */
+static uint64_t map_ptr(const struct ma_track *tr, uint64_t ptr)
+{
+	return MA_IS_TEMP_ADDR(ptr) ? ptr : ptr ^ ((uint64_t)tr->pidx << 48);
+}
+
+/* Write one event of process tr to the capture (and its accounting); in a
+ * capture of several processes, after its own accounting took it with
+ * the payload's ids, with the capture's ids */
+static int put_event(struct ma_track *tr, struct ma_event *ev)
+{
+	struct ma_track *g = tr->root;
+	int err;
+
+	if (!g) {
+		err = ma_capture_write_event(tr->w, ev);
+		ma_account_feed(tr->acc, ev);
+		return err;
+	}
+	ma_account_feed(tr->acc, ev);
+	ev->thread = map_id(tr, MAP_THREAD, ev->thread);
+	switch (ev->type) {
+	case MA_EV_ALLOC:
+		ev->alloc.node = map_id(tr, MAP_NODE, ev->alloc.node);
+		ev->alloc.ptr = map_ptr(tr, ev->alloc.ptr);
+		break;
+	case MA_EV_FREE:
+		ev->free.ptr = map_ptr(tr, ev->free.ptr);
+		break;
+	case MA_EV_CODE:
+		ev->code.id = map_id(tr, MAP_CODE, ev->code.id);
+		break;
+	case MA_EV_NODE:
+		ev->node.id = map_id(tr, MAP_NODE, ev->node.id);
+		ev->node.parent = map_id(tr, MAP_NODE, ev->node.parent);
+		ev->node.code = map_id(tr, MAP_CODE, ev->node.code);
+		break;
+	case MA_EV_AGG:
+		ev->agg.node = map_id(tr, MAP_NODE, ev->agg.node);
+		break;
+	case MA_EV_AGGTEMP:
+		ev->aggtemp.node = map_id(tr, MAP_NODE, ev->aggtemp.node);
+		break;
+	case MA_EV_PEAK:
+		ev->peak.node = map_id(tr, MAP_NODE, ev->peak.node);
+		break;
+	default:
+		break;
+	}
+	err = ma_capture_write_event(g->w, ev);
+	ma_account_feed(g->sacc, ev);
+	if (ev->type == MA_EV_THREAD && ev->thread) {
+		/* the thread's process, right after its definition */
+		struct ma_event pe = { .type = MA_EV_PROC,
+				       .thread = ev->thread,
+				       .proc = { .pid = tr->info.pid,
+						 .ppid = tr->info.ppid } };
+		int e2 = ma_capture_write_event(g->w, &pe);
+
+		ma_account_feed(g->sacc, &pe);
+		if (!err)
+			err = e2;
+	}
+	return err;
+}
+
+/* A process's PROC event (no thread): added, skipped, ended */
+static void put_proc(struct ma_track *g, const struct ma_track_proc *p)
+{
+	struct ma_event pe = {
+		.type = MA_EV_PROC,
+		.proc = { .pid = p->pid, .ppid = p->ppid, .state = p->state }
+	};
+	int err = ma_capture_write_event(g->w, &pe);
+
+	if (err && !g->error)
+		g->error = err;
+	ma_account_feed(g->sacc, &pe);
+}
 
 /* The target has exited: gone, or a zombie nobody reaped yet */
 static int target_gone(pid_t pid)
@@ -114,6 +306,53 @@ static uint64_t read_rss(pid_t pid)
 
 static void wait_got(struct ma_track *tr);
 
+static int procs_push(struct ma_track *g, struct ma_track *p)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&g->hb_mu);
+	if (g->nprocs == g->procs_cap) {
+		size_t n = g->procs_cap ? g->procs_cap * 2 : 8;
+		struct ma_track **q = realloc(g->procs, n * sizeof(*q));
+
+		if (!q) {
+			ret = ma_err(-ENOMEM, "out of memory");
+			goto out;
+		}
+		g->procs = q;
+		g->procs_cap = n;
+	}
+	p->pidx = (uint32_t)g->nprocs;
+	g->procs[g->nprocs++] = p;
+out:
+	pthread_mutex_unlock(&g->hb_mu);
+	return ret;
+}
+
+/* The root of a capture of several processes: itself its first process */
+static int multi_init(struct ma_track *tr, struct ma_target *t,
+		      const struct ma_track_opts *o)
+{
+	int err = ma_account_new(&tr->sacc);
+
+	if (err)
+		return err;
+	pthread_mutex_init(&tr->hb_mu, NULL);
+	tr->root = tr;
+	tr->opts = *o;
+	tr->opts.output = NULL;
+	if (o->topts)
+		tr->topts = *o->topts;
+	tr->info = (struct ma_track_proc){ .pid = t->pid,
+					   .state = MA_PROC_TRACKED,
+					   .acc = tr->acc };
+	err = procs_push(tr, tr);
+	if (err)
+		return err;
+	put_proc(tr, &tr->info);
+	return 0;
+}
+
 int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 		   struct ma_track **out)
 {
@@ -141,6 +380,7 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 	 * target anything */
 	clock_gettime(CLOCK_REALTIME, &wall);
 	struct ma_capture_meta meta = {
+		.version = o->multi ? MA_CAPTURE_VERSION : 0,
 		.pid = t->pid,
 		.py_version_hex = t->version_hex,
 		.flags = o->flags,
@@ -157,6 +397,11 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 	err = ma_account_new(&tr->acc);
 	if (err)
 		return err;
+	if (o->multi) {
+		err = multi_init(tr, t, o);
+		if (err)
+			return err;
+	}
 	struct ma_inject_opts io = { .ring_size = o->ring_size,
 				     .flags = o->flags,
 				     .max_frames = o->max_frames,
@@ -179,7 +424,121 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 				   "header",
 				   (int)t->pid);
 	tr->t0 = ma_now_ns(); /* ma_track_run() starts it again */
+	if (tr->root) {
+		set_active(tr, 1);
+		tr->hb_started = !pthread_create(&tr->hb, NULL, hb_main, tr);
+		if (!tr->hb_started)
+			return ma_err(-EAGAIN, "cannot start a thread");
+	} else {
+		tr->active = 1;
+	}
 	wait_got(tr);
+	return 0;
+}
+
+/* A process that will not be tracked: listed, with why */
+static void proc_skipped(struct ma_track *g, pid_t pid, pid_t ppid,
+			 const char *why, const struct ma_track_run *run)
+{
+	struct ma_track *p = calloc(1, sizeof(*p));
+
+	if (!p || procs_push(g, p)) {
+		free(p);
+		return;
+	}
+	p->root = g;
+	p->s.ring_fd = -1;
+	p->info = (struct ma_track_proc){ .pid = pid,
+					  .ppid = ppid,
+					  .state = MA_PROC_SKIPPED };
+	snprintf(p->info.note, sizeof(p->info.note), "%s", why);
+	put_proc(g, &p->info);
+	if (run && run->proc_note)
+		run->proc_note(run->arg, &p->info);
+}
+
+static int track_add(struct ma_track *g, struct ma_target *t, pid_t ppid);
+
+void ma_track_skipped(struct ma_track *g, pid_t pid, const char *why)
+{
+	if (g->root)
+		proc_skipped(g, pid, 0, why, NULL);
+}
+
+int ma_track_add(struct ma_track *g, struct ma_target *t, pid_t ppid)
+{
+	int err;
+
+	if (!g->root)
+		return ma_err(-EINVAL, "not a capture of several processes");
+	hb_busy(g, 1);
+	err = track_add(g, t, ppid);
+	hb_busy(g, 0);
+	return err;
+}
+
+static int track_add(struct ma_track *g, struct ma_target *t, pid_t ppid)
+{
+	struct ma_track *p;
+	struct ma_payload_info pi;
+	int err;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return ma_err(-ENOMEM, "out of memory");
+	p->pid = t->pid;
+	p->s.ring_fd = -1;
+	p->complete = 1;
+	p->root = g;
+	p->info = (struct ma_track_proc){ .pid = t->pid, .ppid = ppid };
+	err = procs_push(g, p);
+	if (err) {
+		free(p);
+		return err;
+	}
+	if (!ma_payload_probe(t, &pi) && ma_payload_in(&pi, MA_PAYLOAD_BUSY)) {
+		/* a child found in the microseconds between its fork and its
+		 * payload's atfork handler still shows its parent's session
+		 * (our own): that handler ends it at once */
+		if (ppid)
+			ma_payload_wait(t, &pi, MA_PAYLOAD_BUSY, 5);
+		if (ma_payload_in(&pi, MA_PAYLOAD_BUSY))
+			err = ma_err_busy(t->pid, &pi);
+	}
+	if (!err)
+		err = ma_account_new(&p->acc);
+	if (!err) {
+		struct ma_inject_opts io = { .ring_size = g->opts.ring_size,
+					     .flags = g->opts.flags,
+					     .max_frames = g->opts.max_frames,
+					     .full_wait_us = 20000 };
+
+		err = ma_inject_start(t, &io, &p->s);
+	}
+	if (!err && p->s.agg &&
+	    !(p->prev = calloc(MA_AGG_KEYS, sizeof(*p->prev))))
+		err = ma_err(-ENOMEM, "out of memory");
+	if (!err && ma_ring_reader_init(&p->rd, p->s.ring, p->s.map_len) < 0)
+		err = ma_err(-EPROTO, "the ring of process %d has a bad header",
+			     (int)t->pid);
+	if (err) {
+		/* the session, if it started, stops by itself without a
+		 * heartbeat; nothing of it is in the capture */
+		p->info.state = MA_PROC_SKIPPED;
+		snprintf(p->info.note, sizeof(p->info.note), "%s", ma_errmsg());
+		ma_injection_close(&p->s);
+		ma_account_free(p->acc);
+		p->acc = NULL;
+		put_proc(g, &p->info);
+		return err;
+	}
+	p->info.state = MA_PROC_TRACKED;
+	p->info.acc = p->acc;
+	p->t0 = ma_now_ns();
+	p->t_off = g->started ? p->t0 - g->t0 : 0;
+	p->started = 1;
+	set_active(p, 1);
+	put_proc(g, &p->info);
 	return 0;
 }
 
@@ -190,7 +549,18 @@ const struct ma_injection *ma_track_injection(const struct ma_track *tr)
 
 const struct ma_account *ma_track_account(const struct ma_track *tr)
 {
-	return tr->acc;
+	return tr->sacc ? tr->sacc : tr->acc;
+}
+
+size_t ma_track_nprocs(const struct ma_track *tr)
+{
+	return tr->root ? tr->nprocs : 0;
+}
+
+const struct ma_track_proc *ma_track_proc_at(const struct ma_track *tr,
+					     size_t i)
+{
+	return i < tr->nprocs ? &tr->procs[i]->info : NULL;
 }
 
 /* A TEMP record (short-lived small blocks the payload counted instead of
@@ -215,12 +585,21 @@ static int replay_temp(struct ma_track *tr, const struct ma_rec *rec)
 	f.free.kind = t->kind;
 	tr->temps++;
 	tr->temp_pairs += t->count;
-	for (uint64_t i = 0; i < t->count && !err; i++) {
-		err = ma_capture_write_event(tr->w, &a);
-		if (!err)
-			err = ma_capture_write_event(tr->w, &f);
-	}
 	ma_account_feed_pairs(tr->acc, &a, &f, t->count);
+	if (tr->root) {
+		struct ma_track *g = tr->root;
+
+		a.thread = f.thread = map_id(tr, MAP_THREAD, rec->thread);
+		a.alloc.node = map_id(tr, MAP_NODE, t->node);
+		ma_account_feed_pairs(g->sacc, &a, &f, t->count);
+	}
+	for (uint64_t i = 0; i < t->count && !err; i++) {
+		err = ma_capture_write_event(tr->root ? tr->root->w : tr->w,
+					     &a);
+		if (!err)
+			err = ma_capture_write_event(
+				tr->root ? tr->root->w : tr->w, &f);
+	}
 	return err;
 }
 
@@ -233,9 +612,7 @@ static int feed_rec(struct ma_track *tr, const struct ma_rec *rec)
 
 	if (ret <= 0)
 		return ret;
-	ret = ma_capture_write_event(tr->w, &ev);
-	ma_account_feed(tr->acc, &ev);
-	return ret;
+	return put_event(tr, &ev);
 }
 
 /* Take every published record out of the ring, in order: write it to the
@@ -277,11 +654,37 @@ static size_t drain(struct ma_track *tr, size_t max)
 /* One event to the capture and to the accounting */
 static void emit(struct ma_track *tr, const struct ma_event *ev)
 {
-	int err = ma_capture_write_event(tr->w, ev);
+	struct ma_event e = *ev;
+	int err;
 
+	if (tr->root && e.type == MA_EV_AGGEND) {
+		/* one AGGEND for the capture, at the end: the processes'
+		 * peaks summed (each at its own moment), their drops */
+		struct ma_track *g = tr->root;
+		struct ma_event *sum = &g->aggend_sum;
+
+		ma_account_feed(tr->acc, &e);
+		sum->type = MA_EV_AGGEND;
+		sum->aggend.peak_bytes += e.aggend.peak_bytes;
+		sum->aggend.peak_count += e.aggend.peak_count;
+		if (e.aggend.peak_bytes >= g->aggend_best) {
+			g->aggend_best = e.aggend.peak_bytes;
+			sum->aggend.peak_after_ns =
+				e.aggend.peak_after_ns + tr->t_off;
+			sum->aggend.peak_before_ns =
+				e.aggend.peak_before_ns
+					? e.aggend.peak_before_ns + tr->t_off
+					: 0;
+		}
+		sum->aggend.dropped += e.aggend.dropped;
+		sum->aggend.dropped_bytes += e.aggend.dropped_bytes;
+		sum->aggend.keys_full += e.aggend.keys_full;
+		sum->aggend.unknown_frees += e.aggend.unknown_frees;
+		return;
+	}
+	err = put_event(tr, &e);
 	if (err && !tr->error)
 		tr->error = err;
-	ma_account_feed(tr->acc, ev);
 }
 
 /*
@@ -474,7 +877,11 @@ static int sample(struct ma_track *tr, uint64_t now)
 	 * second; with aggregated tracking a block's raw megabyte takes
 	 * hours to fill (writing the sample as any event lost everything
 	 * since the start) */
-	ma_capture_sample(tr->w, ev.sample.t_ns, ev.sample.rss, ev.sample.live);
+	if (!tr->root)
+		ma_capture_sample(tr->w, ev.sample.t_ns, ev.sample.rss,
+				  ev.sample.live);
+	tr->last_rss = rss;
+	tr->last_live = ev.sample.live;
 	ma_account_feed(tr->acc, &ev);
 	tr->last_sample = now;
 	ma_step("track.sample");
@@ -514,13 +921,328 @@ static void wait_got(struct ma_track *tr)
 	tr->s.attach_ns += ma_now_ns() - t0;
 }
 
+/* The drain, aggregate read and state of one process of several, every
+ * turn; ends it (its data kept, marked exited) when it is gone */
+static void multi_end(struct ma_track *p, uint32_t state, const char *why,
+		      const struct ma_track_run *run)
+{
+	struct ma_track *g = p->root;
+
+	drain(p, SIZE_MAX);
+	agg_end(p);
+	if (p->s.ring) {
+		p->lost_records = __atomic_load_n(&p->s.ring->lost_records,
+						  __ATOMIC_RELAXED);
+		p->lost_bytes = __atomic_load_n(&p->s.ring->lost_bytes,
+						__ATOMIC_RELAXED);
+	}
+	set_active(p, 0);
+	p->info.state = state;
+	snprintf(p->info.note, sizeof(p->info.note), "%s", why);
+	put_proc(g, &p->info);
+	if (p != g) {
+		/* its ring and aggregate area are not needed any more */
+		ma_injection_close(&p->s);
+		free(p->prev);
+		p->prev = NULL;
+	}
+	if (run && run->proc_note)
+		run->proc_note(run->arg, &p->info);
+}
+
+/* The process no longer holds the ring's memfd: it exec'd (the memfd is
+ * close-on-exec), whatever program it runs now, the same one too */
+static int ring_gone(const struct ma_track *p)
+{
+	struct stat a, b;
+	char path[64];
+
+	if (p->s.ring_fd < 0 || p->s.target_ring_fd < 0 ||
+	    fstat(p->s.ring_fd, &a))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)p->pid,
+		 p->s.target_ring_fd);
+	if (stat(path, &b))
+		return errno == ENOENT;
+	return a.st_ino != b.st_ino || a.st_dev != b.st_dev;
+}
+
+/* A child found: tracked if it runs Python, else listed as skipped */
+static void add_child(struct ma_track *g, pid_t pid, pid_t ppid,
+		      const struct ma_track_run *run)
+{
+	struct ma_target *t = NULL;
+	int err;
+
+	hb_busy(g, 1);
+	err = ma_target_open(pid, &g->topts, &t);
+	hb_busy(g, 0);
+	if (err) {
+		proc_skipped(g, pid, ppid, ma_errmsg(), run);
+		return;
+	}
+	ma_track_add(g, t, ppid);
+	ma_target_close(t);
+	if (run && run->proc_note)
+		run->proc_note(run->arg, &g->procs[g->nprocs - 1]->info);
+}
+
+/* A line of /proc/PID/FILE (or /proc/PID/task/TID/FILE) into buf; 0 or -1 */
+static int proc_read(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return 0;
+}
+
+/* A thread of pid in fork, vfork or clone now: its child may still share
+ * its memory */
+static int in_clone(pid_t pid)
+{
+	char path[64], buf[64];
+	DIR *d;
+	struct dirent *de;
+	int found = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return 1;
+	while (!found && (de = readdir(d))) {
+		char sp[320];
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(sp, sizeof(sp), "/proc/%d/task/%s/syscall", (int)pid,
+			 de->d_name);
+		if (proc_read(sp, buf, sizeof(buf)))
+			continue;
+		/* x86-64: clone 56, fork 57, vfork 58, clone3 435 */
+		long nr = strtol(buf, NULL, 10);
+
+		found = nr == 56 || nr == 57 || nr == 58 || nr == 435;
+	}
+	closedir(d);
+	return found;
+}
+
+/*
+ * A child to track now?  Not yet (0) when it is a zombie, memattach's own
+ * heap census copy (docs/heap.md), or a vfork child that still shares its
+ * parent's memory (subprocess's posix_spawn before the exec: anything
+ * done in it would be done in the parent); kcmp(KCMP_VM) tells, else a
+ * parent thread still inside clone/vfork says it may.
+ */
+static int child_ready(pid_t parent, pid_t c)
+{
+	char path[64], buf[512];
+	const char *p;
+	long r;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)c);
+	if (proc_read(path, buf, sizeof(buf)))
+		return 0;
+	p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)c);
+	if (!proc_read(path, buf, sizeof(buf)) &&
+	    !strncmp(buf, "memattach-heap", 14))
+		return 0;
+	r = syscall(SYS_kcmp, parent, c, KCMP_VM, 0, 0);
+	if (r == 0)
+		return 0;
+	if (r < 0 && in_clone(parent))
+		return 0;
+	return 1;
+}
+
+/* Every child (of every thread) of the tracked processes not seen yet:
+ * tracked if it runs Python, else listed as skipped */
+static void find_children(struct ma_track *g, const struct ma_track_run *run)
+{
+	for (size_t i = 0; i < g->nprocs; i++) {
+		struct ma_track *p = g->procs[i];
+		char path[64], buf[4096];
+		DIR *d;
+		struct dirent *de;
+
+		if (!p->active)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task", (int)p->info.pid);
+		d = opendir(path);
+		if (!d)
+			continue;
+		while ((de = readdir(d))) {
+			char cp[320];
+			int fd;
+			ssize_t n;
+
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(cp, sizeof(cp), "/proc/%d/task/%s/children",
+				 (int)p->info.pid, de->d_name);
+			fd = open(cp, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			n = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			if (n <= 0)
+				continue;
+			buf[n] = '\0';
+			for (char *q = buf, *e; *q; q = e) {
+				long c = strtol(q, &e, 10);
+				int seen = 0;
+
+				if (e == q)
+					break;
+				for (size_t k = 0; k < g->nprocs && !seen; k++)
+					seen = g->procs[k]->info.pid == c;
+				if (!seen && c > 0 &&
+				    child_ready(p->info.pid, (pid_t)c))
+					add_child(g, (pid_t)c, p->info.pid,
+						  run);
+			}
+		}
+		closedir(d);
+	}
+}
+
+static int run_multi(struct ma_track *g, const struct ma_track_run *run)
+{
+	for (;;) {
+		uint64_t now = ma_now_ns();
+		size_t got = 0, active = 0;
+
+		for (size_t i = 0; i < g->nprocs; i++) {
+			struct ma_track *p = g->procs[i];
+
+			if (!p->active)
+				continue;
+			ma_ring_heartbeat(p->s.ring, now);
+			if (ma_ring_backlog(&p->rd) >= DRAIN_BATCH ||
+			    now - p->last_drain >= DRAIN_EVERY_NS) {
+				got += drain(p, DRAIN_MAX);
+				p->last_drain = now;
+			}
+			if (p->error) {
+				g->complete = 0;
+				if (!g->error)
+					g->error = p->error;
+				return MA_TRACK_END_ERROR;
+			}
+			if (p->s.agg && now - p->last_agg >= AGG_EVERY_NS) {
+				agg_read(p);
+				p->last_agg = now;
+			}
+		}
+		if (now - g->last_children >= SAMPLE_EVERY_NS) {
+			struct ma_event ev = { .type = MA_EV_SAMPLE };
+			int any = 0;
+
+			g->last_children = now;
+			for (size_t i = 0; i < g->nprocs; i++) {
+				struct ma_track *p = g->procs[i];
+
+				if (!p->active)
+					continue;
+				if (sample(p, now)) {
+					multi_end(p, MA_PROC_EXITED, "exited",
+						  run);
+					continue;
+				}
+				if (ring_gone(p)) {
+					multi_end(p, MA_PROC_EXITED,
+						  "exec'd another program",
+						  run);
+					continue;
+				}
+				ev.sample.rss += p->last_rss;
+				ev.sample.live += p->last_live;
+				any = 1;
+			}
+			if (any) {
+				ev.sample.t_ns = now - g->t0;
+				ma_capture_sample(g->w, ev.sample.t_ns,
+						  ev.sample.rss,
+						  ev.sample.live);
+				ma_account_feed(g->sacc, &ev);
+			}
+			if (g->opts.children)
+				find_children(g, run);
+		}
+		if (run->progress &&
+		    now - g->last_progress >= run->progress_ns) {
+			struct ma_track_status st = {
+				.elapsed_ns = now - g->t0,
+				.totals = ma_account_totals(g->sacc),
+				.capture_bytes = ma_capture_bytes(g->w),
+			};
+
+			for (size_t i = 0; i < g->nprocs; i++)
+				if (g->procs[i]->active)
+					st.lost_records += __atomic_load_n(
+						&g->procs[i]
+							 ->s.ring->lost_records,
+						__ATOMIC_RELAXED);
+			run->progress(run->arg, &st);
+			g->last_progress = now;
+		}
+		for (size_t i = 0; i < g->nprocs; i++) {
+			struct ma_track *p = g->procs[i];
+			uint32_t st;
+
+			if (!p->active)
+				continue;
+			st = ma_ring_state(p->s.ring);
+			if (st == MA_STATE_FAILED)
+				multi_end(p, MA_PROC_EXITED, "payload failed",
+					  run);
+			else if (st == MA_STATE_ORPHANED ||
+				 st == MA_STATE_STOPPED)
+				multi_end(p, MA_PROC_EXITED, "payload stopped",
+					  run);
+			else
+				active++;
+		}
+		if (!active) {
+			g->target_exited = 1;
+			return MA_TRACK_END_TARGET_EXITED;
+		}
+		if (run->stop_requested && run->stop_requested(run->arg))
+			return MA_TRACK_END_STOP_REQUESTED;
+		if (run->duration_ns && now - g->t0 >= run->duration_ns)
+			return MA_TRACK_END_DURATION;
+		if (!got) {
+			struct timespec ts = { 0, 2000000 };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
 int ma_track_run(struct ma_track *tr, const struct ma_track_run *run)
 {
 	if (!tr->started) {
 		tr->started = 1;
 		tr->t0 = ma_now_ns();
 		ma_step("track.started");
+		for (size_t i = 1; i < tr->nprocs; i++)
+			tr->procs[i]->t_off =
+				tr->procs[i]->t0 > tr->t0
+					? tr->procs[i]->t0 - tr->t0
+					: 0;
 	}
+	if (tr->root)
+		return run_multi(tr, run);
 	for (;;) {
 		uint64_t now = ma_now_ns();
 		size_t got = 0;
@@ -584,9 +1306,81 @@ int ma_track_run(struct ma_track *tr, const struct ma_track_run *run)
 
 /* Tell the payload to stop, then drain until it says it has (its final
  * STATS record is the last one) */
+/* Several processes: every one told to stop at once, then all drained
+ * (each heartbeat kept) until each confirmed or 3 s passed */
+static int stop_multi(struct ma_track *g)
+{
+	uint64_t deadline = ma_now_ns() + STOP_TIMEOUT_NS;
+	int err = 0;
+
+	for (size_t i = 0; i < g->nprocs; i++)
+		if (g->procs[i]->active)
+			ma_ring_request_stop(g->procs[i]->s.ring);
+	ma_step("stop.requested");
+	for (;;) {
+		uint64_t now = ma_now_ns();
+		size_t got = 0, waiting = 0;
+
+		for (size_t i = 0; i < g->nprocs; i++) {
+			struct ma_track *p = g->procs[i];
+			uint32_t st;
+			size_t n;
+
+			if (!p->active)
+				continue;
+			ma_ring_heartbeat(p->s.ring, now);
+			n = drain(p, DRAIN_MAX);
+			got += n;
+			st = ma_ring_state(p->s.ring);
+			if (p->error && !g->error)
+				g->error = p->error;
+			if ((st == MA_STATE_STOPPED ||
+			     st == MA_STATE_ORPHANED ||
+			     st == MA_STATE_FAILED) &&
+			    !n && ma_ring_backlog(&p->rd) == 0)
+				multi_end(p, MA_PROC_TRACKED, "", NULL);
+			else if (target_gone(p->pid))
+				multi_end(p, MA_PROC_EXITED, "exited", NULL);
+			else
+				waiting++;
+		}
+		ma_step("stop.drain");
+		if (!waiting || g->error)
+			break;
+		if (now > deadline) {
+			g->complete = 0;
+			err = ma_err(-ETIMEDOUT,
+				     "%zu process%s did not confirm %s stop "
+				     "within 3 s",
+				     waiting, waiting > 1 ? "es" : "",
+				     waiting > 1 ? "their" : "its");
+			for (size_t i = 0; i < g->nprocs; i++)
+				if (g->procs[i]->active)
+					multi_end(g->procs[i], MA_PROC_TRACKED,
+						  "stop not confirmed", NULL);
+			break;
+		}
+		if (!got) {
+			struct timespec ts = { 0, 1000000 };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	ma_step("stop.confirmed");
+	if (g->error) {
+		g->complete = 0;
+		if (!err)
+			err = g->error;
+	}
+	return err;
+}
+
 int ma_track_stop(struct ma_track *tr)
 {
 	int err = 0;
+
+	if (tr->root)
+		return stop_multi(tr);
 
 	if (tr->target_exited) {
 		/* The target is gone: what it published is in the ring */
@@ -646,12 +1440,33 @@ int ma_track_finish(struct ma_track *tr, struct ma_track_result *res)
 	struct timespec wall;
 	int err;
 
-	agg_end(tr);
+	if (tr->root) {
+		/* every process ended by the stop or before it */
+		for (size_t i = 0; i < tr->nprocs; i++) {
+			struct ma_track *p = tr->procs[i];
 
-	trl.lost_records =
-		__atomic_load_n(&tr->s.ring->lost_records, __ATOMIC_RELAXED);
-	trl.lost_bytes =
-		__atomic_load_n(&tr->s.ring->lost_bytes, __ATOMIC_RELAXED);
+			if (p->active)
+				multi_end(p, MA_PROC_TRACKED, "", NULL);
+			trl.lost_records += p->lost_records;
+			trl.lost_bytes += p->lost_bytes;
+		}
+		if (tr->aggend_sum.type) {
+			int e = ma_capture_write_event(tr->w, &tr->aggend_sum);
+
+			if (e && !tr->error)
+				tr->error = e;
+			ma_account_feed(tr->sacc, &tr->aggend_sum);
+		}
+		tot = ma_account_totals(tr->sacc);
+		if (tr->error)
+			tr->complete = 0;
+	} else {
+		agg_end(tr);
+		trl.lost_records = __atomic_load_n(&tr->s.ring->lost_records,
+						   __ATOMIC_RELAXED);
+		trl.lost_bytes = __atomic_load_n(&tr->s.ring->lost_bytes,
+						 __ATOMIC_RELAXED);
+	}
 	trl.unknown_frees = tot->unknown_frees;
 	trl.stack_truncated = tot->stack_truncated;
 	clock_gettime(CLOCK_REALTIME, &wall);
@@ -682,8 +1497,28 @@ void ma_track_free(struct ma_track *tr)
 
 	if (!tr)
 		return;
+	if (tr->hb_started) {
+		__atomic_store_n(&tr->hb_stop, 1, __ATOMIC_RELEASE);
+		pthread_join(tr->hb, NULL);
+	}
+	if (tr->root == tr)
+		pthread_mutex_destroy(&tr->hb_mu);
 	if (tr->w)
 		ma_capture_close(tr->w, &none);
+	for (size_t i = 1; tr->root == tr && i < tr->nprocs; i++) {
+		struct ma_track *p = tr->procs[i];
+
+		ma_account_free(p->acc);
+		ma_injection_close(&p->s);
+		free(p->prev);
+		for (int k = 0; k < 3; k++)
+			free(p->map[k]);
+		free(p);
+	}
+	for (int k = 0; k < 3; k++)
+		free(tr->map[k]);
+	free(tr->procs);
+	ma_account_free(tr->sacc);
 	ma_account_free(tr->acc);
 	ma_injection_close(&tr->s);
 	free(tr->prev);

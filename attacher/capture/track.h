@@ -33,7 +33,8 @@
 #include "account.h"
 #include "inject.h"
 
-struct ma_target; /* discover.h */
+struct ma_target;      /* discover.h */
+struct ma_target_opts; /* discover.h */
 struct ma_track;
 
 struct ma_track_opts {
@@ -41,6 +42,16 @@ struct ma_track_opts {
 	uint64_t ring_size;  /* bytes of the shared ring, a power of two */
 	uint32_t max_frames; /* Python frames kept per stack */
 	uint32_t flags;	     /* enum ma_config_flags */
+	/*
+	 * Several processes in one capture (format 3, PROC events): set
+	 * for `attach --children` and `attach PID1 PID2 ...`.  One session
+	 * per process (its own ring, heartbeat and stop), every id made
+	 * unique in the capture, each process's figures kept apart
+	 * (ma_track_procs).  children: the run also tracks every Python
+	 * descendant, found every 100 ms in /proc/PID/task/TID/children.
+	 */
+	int multi, children;
+	const struct ma_target_opts *topts; /* for the processes added */
 };
 
 /*
@@ -60,6 +71,34 @@ const struct ma_injection *ma_track_injection(const struct ma_track *tr);
 
 /* The accounting of every event so far: the progress line, the summary */
 const struct ma_account *ma_track_account(const struct ma_track *tr);
+
+/*
+ * A capture of several processes (opts.multi): track process t too, into
+ * the same capture (ppid: its parent, 0 = named by the user).  t stays the
+ * caller's.  Returns 0, or -errno with the message set: the process is
+ * then listed as skipped with that note.
+ */
+int ma_track_add(struct ma_track *tr, struct ma_target *t, pid_t ppid);
+
+/* A capture of several processes: process pid, which could not be
+ * opened, listed as skipped with why */
+void ma_track_skipped(struct ma_track *tr, pid_t pid, const char *why);
+
+/* A process of a capture of several processes */
+struct ma_track_proc {
+	int32_t pid, ppid;
+	uint32_t state; /* enum ma_proc_state (event.h) */
+	char note[160]; /* why skipped or ended; "" */
+	/* its own figures (NULL when skipped); valid until ma_track_free */
+	const struct ma_account *acc;
+};
+
+/* The processes so far, in the order they were added (the first is the
+ * one ma_track_start was given): how many (0 for a session of one
+ * process), and the i-th */
+size_t ma_track_nprocs(const struct ma_track *tr);
+const struct ma_track_proc *ma_track_proc_at(const struct ma_track *tr,
+					     size_t i);
 
 /*
  * Aggregated tracking: each (thread, stack) key's live bytes and blocks as
@@ -100,11 +139,16 @@ struct ma_track_run {
 	 * command that stops on a signal reads its handler's flag here.
 	 * NULL = never. */
 	int (*stop_requested)(void *arg);
+	/* several processes: called when one is added, skipped or ends;
+	 * NULL = never */
+	void (*proc_note)(void *arg, const struct ma_track_proc *p);
 	void *arg;
 };
 
 /*
  * Track until something ends the session; returns an enum ma_track_end.
+ * Several processes: until every one has ended (TARGET_EXITED), or the
+ * caller's stop or duration.
  * Every turn writes the heartbeat, drains the ring when 256 KiB are waiting
  * or 10 ms have passed, samples RSS every 100 ms (a SAMPLE event to the
  * capture and the accounting), and sleeps 2 ms when it found nothing.  The

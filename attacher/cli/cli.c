@@ -88,7 +88,8 @@ int ma_cli_opt(struct ma_cli_args *a)
 	c = getopt_long(a->argc, a->argv, a->shortopts, a->longopts, NULL);
 	switch (c) {
 	case -1:
-		if (optind != a->argc - 1) {
+		if (optind != a->argc - 1 &&
+		    !(a->several && optind < a->argc)) {
 			a->usage(stderr);
 			return opt_end(a, MA_EXIT_USAGE);
 		}

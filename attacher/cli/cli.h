@@ -58,6 +58,7 @@ struct ma_cli_args {
 	void (*usage)(FILE *);
 	enum ma_offsets_pref *offsets; /* NULL: 'O' goes to the command */
 	pid_t *pid;		       /* NULL: the argument is not a PID */
+	int several; /* one argument or more (argv[optind] to argc - 1) */
 	/* after the loop: -1 = go on with argv[optind], else the exit code */
 	int exit;
 	int started;

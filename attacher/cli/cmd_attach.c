@@ -53,12 +53,16 @@ struct attach_opts {
 	int show_stacks; /* `memattach PID`: the stacks first */
 	int no_heap;	 /* ... and not the heap census after them */
 	int top;
+	int children; /* --children: every Python descendant too */
+	/* the PIDs named: one, or several into one capture */
+	pid_t *pids;
+	int npids;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: memattach attach [options] PID\n"
+		"usage: memattach attach [options] PID [PID...]\n"
 		"  Track every allocation of a running CPython process with "
 		"its "
 		"Python stack,\n"
@@ -82,6 +86,12 @@ static void usage(FILE *f)
 		"                          the target keeps sums per stack "
 		"and only they\n"
 		"                          cross)\n"
+		"      --children          also every Python process PID "
+		"forks, now or\n"
+		"                          later (a worker pool), into the "
+		"same capture;\n"
+		"                          several PIDs: each of them, one "
+		"capture\n"
 		"      --live              a full-screen top of Python lines "
 		"by "
 		"live bytes,\n"
@@ -228,6 +238,7 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 		{ "every-event", no_argument, NULL, 'E' },
 		{ "no-heap", no_argument, NULL, 'H' },
 		{ "top", required_argument, NULL, 'T' },
+		{ "children", no_argument, NULL, 'C' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "live", no_argument, NULL, 'L' },
 		{ "offsets", required_argument, NULL, 'O' },
@@ -239,6 +250,7 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 	char *end;
 	int c;
 
+	args.several = 1;
 	while ((c = ma_cli_opt(&args)) > 0) {
 		switch (c) {
 		case 'o':
@@ -290,6 +302,9 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 		case 'q':
 			o->quiet = 1;
 			break;
+		case 'C':
+			o->children = 1;
+			break;
 		case 'L':
 			o->live = 1;
 			break;
@@ -301,7 +316,80 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 	}
 	if (args.exit >= 0)
 		return args.exit == MA_EXIT_OK ? 1 : -EINVAL;
-	return ma_parse_pid(argv[optind], pid);
+	o->npids = argc - optind;
+	/* the view reads one payload's keys (docs/memattach.md) */
+	if (o->live && (o->children || o->npids > 1))
+		return ma_err(-EINVAL, "--live shows one process: not with "
+				       "--children or several PIDs");
+	o->pids = calloc((size_t)o->npids, sizeof(*o->pids));
+	if (!o->pids)
+		return ma_err(-ENOMEM, "out of memory");
+	for (int i = 0; i < o->npids; i++) {
+		int err = ma_parse_pid(argv[optind + i], &o->pids[i]);
+
+		if (err)
+			return err;
+		for (int k = 0; k < i; k++)
+			if (o->pids[k] == o->pids[i])
+				return ma_err(-EINVAL, "PID %d named twice",
+					      (int)o->pids[i]);
+	}
+	*pid = o->pids[0];
+	return 0;
+}
+
+/* Several processes: one added, skipped or ended, as it happens */
+static void proc_note(void *arg, const struct ma_track_proc *p)
+{
+	struct progress_state *ps = arg;
+	const char *nl = ps->tty ? "\r\033[K" : "";
+
+	if (p->state == MA_PROC_SKIPPED)
+		fprintf(stderr, "%smemattach: not tracking %d%s%.0d%s: %s\n",
+			nl, (int)p->pid, p->ppid ? " (child of " : "",
+			(int)p->ppid, p->ppid ? ")" : "", p->note);
+	else if (p->state == MA_PROC_EXITED)
+		fprintf(stderr,
+			"%smemattach: process %d: %s; its figures are kept\n",
+			nl, (int)p->pid, p->note);
+	else if (!p->note[0])
+		fprintf(stderr, "%smemattach: tracking %s%d%s%.0d\n", nl,
+			p->ppid ? "child " : "", (int)p->pid,
+			p->ppid ? " of " : "", (int)p->ppid);
+	fflush(stderr);
+}
+
+/* Several processes: a line each, its own figures */
+static void print_procs(const struct ma_track *tr, FILE *f)
+{
+	size_t n = ma_track_nprocs(tr);
+	static const char *const state[] = { [MA_PROC_TRACKED] = "tracked",
+					     [MA_PROC_EXITED] = "exited",
+					     [MA_PROC_SKIPPED] = "skipped" };
+
+	if (!n)
+		return;
+	fprintf(f, "\nProcesses (%zu), each one's own figures:\n", n);
+	fprintf(f, "%8s %8s %-8s %10s %10s %10s %12s\n", "PID", "PARENT",
+		"STATE", "LIVE", "PEAK", "TOTAL", "ALLOCATIONS");
+	for (size_t i = 0; i < n; i++) {
+		const struct ma_track_proc *p = ma_track_proc_at(tr, i);
+		char l[32] = "-", pk[32] = "-", t[32] = "-", a[32] = "-";
+
+		if (p->acc) {
+			const struct ma_account_totals *x =
+				ma_account_totals(p->acc);
+
+			ma_fmt_bytes(x->live_bytes, l, sizeof(l));
+			ma_fmt_bytes(x->peak_bytes, pk, sizeof(pk));
+			ma_fmt_bytes(x->alloc_bytes, t, sizeof(t));
+			ma_fmt_count(x->allocs, a, sizeof(a));
+		}
+		fprintf(f, "%8d %8d %-8s %10s %10s %10s %12s%s%s\n",
+			(int)p->pid, (int)p->ppid,
+			p->state <= MA_PROC_SKIPPED ? state[p->state] : "?", l,
+			pk, t, a, p->note[0] ? "  " : "", p->note);
+	}
 }
 
 /* Then what holds the memory now, briefly (memattach heap has it all):
@@ -414,14 +502,19 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	struct ma_target *t = NULL;
 	struct ma_track *tr = NULL;
 	struct ma_track_result res = { 0 };
+	struct ma_target **others = NULL; /* the other PIDs named */
+	char **why = NULL;		  /* ... or why not */
 	char outbuf[64], sz[32];
-	pid_t pid;
+	pid_t pid = 0;
 	int err, ret = MA_EXIT_OK, tty = isatty(STDERR_FILENO);
 
 	err = parse_opts(argc, argv, &o, &topts, &pid);
-	if (err > 0)
+	if (err > 0) {
+		free(o.pids);
 		return MA_EXIT_OK;
+	}
 	if (err) {
+		free(o.pids);
 		ma_err_set_exit(MA_EXIT_USAGE);
 		return ma_errmsg()[0] ? ma_cli_fail("attach") : MA_EXIT_USAGE;
 	}
@@ -429,8 +522,10 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 		snprintf(outbuf, sizeof(outbuf), "memattach-%d.cap", (int)pid);
 		o.output = outbuf;
 	}
-	if (ma_target_open(pid, &topts, &t))
+	if (ma_target_open(pid, &topts, &t)) {
+		free(o.pids);
 		return ma_cli_fail("attach");
+	}
 	if (o.show_stacks)
 		print_stacks_now(t);
 	if (o.show_stacks && !o.no_heap)
@@ -443,8 +538,24 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 				     * was asked for (docs/payload.md) */
 				    .flags = o.flags & MA_TRACK_EVERY
 						     ? o.flags
-						     : o.flags | MA_TRACK_AGG };
+						     : o.flags | MA_TRACK_AGG,
+				    /* docs/memattach.md, "Worker pools" */
+				    .multi = o.children || o.npids > 1,
+				    .children = o.children,
+				    .topts = &topts };
 
+	/* the other PIDs named are opened first: reading a process's
+	 * offsets (DWARF) can take seconds, which the sessions started must
+	 * not wait through without their heartbeat */
+	others = calloc((size_t)o.npids, sizeof(*others));
+	why = calloc((size_t)o.npids, sizeof(*why));
+	if (!others || !why) {
+		ret = ma_cli_fail("attach");
+		goto out;
+	}
+	for (int i = 1; i < o.npids; i++)
+		if (ma_target_open(o.pids[i], &topts, &others[i]))
+			why[i] = strdup(ma_errmsg());
 	if (ma_track_start(t, &to, &tr)) {
 		ret = ma_cli_fail("attach");
 		goto out;
@@ -496,6 +607,16 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	/* the view's terminal closed: stop as on Ctrl-C, capture written */
 	if (ps.view)
 		sigaction(SIGHUP, &sa, &old_hup);
+
+	/* the other PIDs named: into the same capture */
+	for (int i = 1; i < o.npids; i++) {
+		if (others[i])
+			ma_track_add(tr, others[i], 0);
+		else
+			ma_track_skipped(tr, o.pids[i],
+					 why[i] ? why[i] : "cannot be opened");
+		proc_note(&ps, ma_track_proc_at(tr, ma_track_nprocs(tr) - 1));
+	}
 	struct ma_track_run run = {
 		.duration_ns = ps.duration_ns,
 		.progress = o.quiet && !ps.view ? NULL : progress,
@@ -504,6 +625,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 			       : tty   ? 250000000ull
 				       : 1000000000ull,
 		.stop_requested = stop_was_requested,
+		.proc_note = proc_note,
 		.arg = &ps,
 	};
 	const char *why_stop = why_text[ma_track_run(tr, &run)];
@@ -550,6 +672,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 			"stayed full (try --ring-size)\n",
 			(unsigned long long)res.lost_records);
 	ma_account_print_summary(ma_track_account(tr), stdout, o.top);
+	print_procs(tr, stdout);
 	if (!res.complete) {
 		if (ma_errmsg()[0])
 			ma_cli_error("attach");
@@ -558,6 +681,13 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 out:
 	ma_track_free(tr);
 	ma_target_close(t);
+	for (int i = 0; others && i < o.npids; i++)
+		ma_target_close(others[i]);
+	for (int i = 0; why && i < o.npids; i++)
+		free(why[i]);
+	free(others);
+	free(why);
+	free(o.pids);
 	return ret;
 }
 

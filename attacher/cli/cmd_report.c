@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,12 @@ static void usage(FILE *f)
 		"figures "
 		"(text, csv,\n"
 		"                           json)\n"
+		"      --pid PID            a capture of several processes "
+		"(attach\n"
+		"                           --children): only this process "
+		"(repeatable)\n"
+		"      --pids               list the processes with their "
+		"figures (text)\n"
 		"      --from S, --to S     only what was allocated from S "
 		"seconds, figures\n"
 		"                           as of S seconds (since the capture "
@@ -134,6 +141,8 @@ enum report_opt {
 	OPT_COLOR,
 	OPT_NOCOLOR,
 	OPT_THREADS,
+	OPT_PID,
+	OPT_PIDS,
 	OPT_FORCE,
 	OPT_FROM,
 	OPT_TO,
@@ -383,6 +392,8 @@ int ma_cmd_report(int argc, char **argv)
 		{ "color", required_argument, NULL, OPT_COLOR },
 		{ "no-color", no_argument, NULL, OPT_NOCOLOR },
 		{ "threads", no_argument, NULL, OPT_THREADS },
+		{ "pid", required_argument, NULL, OPT_PID },
+		{ "pids", no_argument, NULL, OPT_PIDS },
 		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "from", required_argument, NULL, OPT_FROM },
 		{ "to", required_argument, NULL, OPT_TO },
@@ -464,6 +475,20 @@ int ma_cmd_report(int argc, char **argv)
 		case OPT_THREADS:
 			o.thread_table = true;
 			break;
+		case OPT_PID: {
+			char *end;
+			long pid = strtol(optarg, &end, 10);
+
+			if (*end || pid < 1 || pid > INT32_MAX ||
+			    o.npids == MA_REPORT_MAX_PIDS)
+				err = -EINVAL;
+			else
+				o.pids[o.npids++] = (int32_t)pid;
+			break;
+		}
+		case OPT_PIDS:
+			o.proc_table = true;
+			break;
 		case OPT_FORCE:
 			force = true;
 			break;
@@ -519,6 +544,11 @@ int ma_cmd_report(int argc, char **argv)
 	if (o.to_ns && o.from_ns >= o.to_ns) {
 		fprintf(stderr, "memattach: report: --from must be before "
 				"--to\n");
+		return MA_EXIT_USAGE;
+	}
+	if (o.proc_table && (diff || strcmp(fmt->name, "text"))) {
+		fprintf(stderr, "memattach: report: --pids writes text (json "
+				"has \"processes\"), and no --diff\n");
 		return MA_EXIT_USAGE;
 	}
 	if (o.thread_table &&

@@ -33,6 +33,8 @@ static void usage(FILE *f)
 		"until Ctrl-C\n"
 		"                or --duration; write a capture file and a "
 		"summary\n"
+		"                (--children: a worker pool, each process "
+		"apart)\n"
 		"  heap PID      what holds the memory now: a census of every "
 		"Python\n"
 		"                object by type, the largest and what keeps "

@@ -45,6 +45,7 @@ struct ma_target {
 	struct ma_maps maps;
 	struct ma_mem *mem;
 	Dwfl *dwfl;
+	int dwfl_attached; /* dwfl_linux_proc_attach done (inject.c) */
 	Dwfl_Module *pymod;
 	uint64_t t_discover_ns; /* time spent in ma_target_open */
 	int own_pidns; /* the target lives in our PID namespace: its thread

@@ -402,14 +402,15 @@ static const struct code_range unreadable = { 0, 0, "an unreadable stack", 0 };
 static const struct code_range *unwound_in(struct ma_target *t, pid_t tid,
 					   const struct unsafe_ranges *u)
 {
-	static int attached;
 	struct ma_native_stack st;
 	const struct code_range *bad = NULL, *local = NULL;
 
-	if (!attached) {
+	/* once per target: a run of several processes (attach --children)
+	 * injects into each one */
+	if (!t->dwfl_attached) {
 		if (ma_native_attach(t->dwfl, t->pid))
 			return &unreadable; /* cannot tell: not this one */
-		attached = 1;
+		t->dwfl_attached = 1;
 	}
 	if (ma_native_unwind(t->dwfl, tid, 128, &st))
 		return &unreadable;

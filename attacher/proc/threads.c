@@ -75,7 +75,10 @@ int ma_tsnap_take(struct ma_target *t, struct ma_pyreader *r, int native,
 	ntids = ma_freeze_threads(fz, &tids);
 	if (!err)
 		err = build(out, fz, t->pid, t->own_pidns, tids, ntids);
-	if (!err && native && ma_native_attach(t->dwfl, t->pid) == 0) {
+	if (!err && native && !t->dwfl_attached &&
+	    ma_native_attach(t->dwfl, t->pid) == 0)
+		t->dwfl_attached = 1;
+	if (!err && native && t->dwfl_attached) {
 		for (size_t i = 0; i < out->n; i++) {
 			if (!out->th[i].tid)
 				continue;

@@ -32,6 +32,7 @@ enum ma_rview {
 };
 
 #define MA_REPORT_MAX_THREADS 64   /* --thread options */
+#define MA_REPORT_MAX_PIDS    64   /* --pid options */
 #define MA_REPORT_MAX_DEPTH   4096 /* deeper chains (corrupt) restart */
 #define MA_REPORT_DEF_WINDOW  1
 #define MA_REPORT_MAX_WINDOW  (1u << 20)
@@ -49,6 +50,11 @@ struct ma_report_opts {
 	int width;	    /* text: 0 = terminal, $COLUMNS, or 100 */
 	int color;	    /* text: -1 auto (terminal, no NO_COLOR), 0, 1 */
 	bool thread_table;  /* --threads: text and csv list the threads */
+	/* --pid: a capture of several processes (attach --children), only
+	 * these processes' threads; --pids: text lists the processes */
+	int32_t pids[MA_REPORT_MAX_PIDS];
+	int npids;
+	bool proc_table;
 	/* --from, --to: a time range of the capture, ns since it started
 	 * (to = 0: the end).  Events from the first sample at or past `to`
 	 * on are not counted (figures as of that sample); allocations before
@@ -96,7 +102,22 @@ struct ma_rthread {
 	 * string, so that a Python thread name can take its place */
 	char *name;
 	bool selected; /* --thread: its allocations are counted */
+	int32_t pid;   /* its process (PROC events), 0: unknown */
 	/* its figures in the matching stacks (--filter) */
+	struct ma_account_fig fig[MA_RV_N];
+};
+
+/*
+ * A process of a capture of several processes (PROC events, attach
+ * --children), in the order the capture named them.  Its figures are the
+ * sum of its threads' (opts.by_thread): in the peak view, each process's
+ * figures at its own peak (docs/memattach.md, "Worker pools").
+ */
+struct ma_rproc {
+	int32_t pid, ppid;
+	uint32_t state; /* enum ma_proc_state: the last one seen */
+	bool selected;	/* --pid (or no --pid) */
+	uint32_t nthreads;
 	struct ma_account_fig fig[MA_RV_N];
 };
 
@@ -207,6 +228,12 @@ struct ma_report {
 	struct ma_rsample *samples;
 	size_t nsamples;
 
+	/* the processes (PROC events; none in a capture of one process) */
+	struct ma_rproc *procs;
+	size_t nprocs;
+	bool pid_filtered;
+	char pid_desc[256]; /* "4242, 4243" as matched */
+
 	/* ids beyond what a payload can write (damage): see report_model.c */
 	uint64_t bad_ids;
 
@@ -280,6 +307,10 @@ void ma_report_frame_name(const struct ma_rnode *n, char *buf, size_t len);
  * returns how many.
  */
 size_t ma_report_thread_order(const struct ma_report *r, uint32_t *out);
+
+/* The processes sorted by the view's bytes, then pid, as indices into
+ * r->procs; out holds r->nprocs; returns how many */
+size_t ma_report_proc_order(const struct ma_report *r, uint32_t *out);
 
 /* Rows shown: min(top, rows with a figure in the view) */
 size_t ma_report_shown(const struct ma_report *r);

@@ -179,6 +179,8 @@ static json_t *threads_json(const struct ma_report *r)
 					    ? json_null()
 					    : json_integer(t->index));
 		json_object_set_new(o, "selected", json_boolean(t->selected));
+		if (r->nprocs)
+			json_object_set_new(o, "pid", json_integer(t->pid));
 		if (r->opts.by_thread) {
 			json_object_set_new(o, "live",
 					    fig_json(&t->fig[MA_RV_LIVE]));
@@ -189,6 +191,38 @@ static json_t *threads_json(const struct ma_report *r)
 			json_object_set_new(o, "temporary",
 					    fig_json(&t->fig[MA_RV_TEMP]));
 		}
+		json_array_append_new(a, o);
+	}
+	free(ord);
+	return a;
+}
+
+/* A capture of several processes: each process with its figures */
+static json_t *procs_json(const struct ma_report *r)
+{
+	static const char *const state[] = { [MA_PROC_TRACKED] = "tracked",
+					     [MA_PROC_EXITED] = "exited",
+					     [MA_PROC_SKIPPED] = "skipped" };
+	json_t *a = json_array();
+	uint32_t *ord = malloc((r->nprocs + 1) * sizeof(*ord));
+	size_t n = ord ? ma_report_proc_order(r, ord) : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct ma_rproc *p = &r->procs[ord[i]];
+		json_t *o = json_object();
+
+		json_object_set_new(o, "pid", json_integer(p->pid));
+		json_object_set_new(o, "parent", json_integer(p->ppid));
+		json_object_set_new(o, "state",
+				    json_string(p->state <= MA_PROC_SKIPPED
+							? state[p->state]
+							: "?"));
+		json_object_set_new(o, "threads", json_integer(p->nthreads));
+		json_object_set_new(o, "live", fig_json(&p->fig[MA_RV_LIVE]));
+		json_object_set_new(o, "peak", fig_json(&p->fig[MA_RV_PEAK]));
+		json_object_set_new(o, "total", fig_json(&p->fig[MA_RV_TOTAL]));
+		json_object_set_new(o, "temporary",
+				    fig_json(&p->fig[MA_RV_TEMP]));
 		json_array_append_new(a, o);
 	}
 	free(ord);
@@ -237,6 +271,8 @@ int ma_report_json(const struct ma_report *r, FILE *f)
 					       : json_null());
 	json_object_set_new(flt, "threads_matched",
 			    json_integer(r->threads_selected));
+	json_object_set_new(flt, "pid",
+			    r->pid_filtered ? jstr(r->pid_desc) : json_null());
 	json_object_set_new(flt, "filter",
 			    r->opts.filter ? jstr(r->opts.filter)
 					   : json_null());
@@ -263,6 +299,7 @@ int ma_report_json(const struct ma_report *r, FILE *f)
 		json_object_set_new(root, "range", json_null());
 	}
 	json_object_set_new(root, "threads", threads_json(r));
+	json_object_set_new(root, "processes", procs_json(r));
 	json_object_set_new(root, "stats", stats_json(r));
 
 	for (size_t i = 0;

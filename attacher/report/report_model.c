@@ -147,6 +147,7 @@ struct batch {
  */
 #define MAX_VIDS     (1u << 22) /* beyond: counted under vid 1 (damage) */
 #define MAX_RTHREADS (1u << 16) /* beyond: thread 0 (damage) */
+#define MAX_RPROCS   (1u << 16) /* processes kept; beyond: not listed */
 
 struct vslot {
 	uint64_t key; /* thread << 32 | node, + 1; 0 = empty */
@@ -176,6 +177,9 @@ struct prep {
 		size_t cap;
 	} * map;
 	size_t map_cap, map_used;
+	/* pid -> index + 1 into ma_report.procs (open addressing) */
+	uint32_t *ph;
+	size_t ph_cap;
 };
 
 #define ARRAY_BUDGET (16u << 20) /* entries: 64 MiB */
@@ -290,6 +294,140 @@ static int thread_define(struct prep *pp, const struct ma_event *ev, bool on)
 	if (!t->name)
 		return -ENOMEM;
 	pp->cur[ev->thread] = (uint32_t)r->nthreads++;
+	return 0;
+}
+
+/* A thread's selection by the thread or process filter */
+static int thread_select(struct prep *pp, uint32_t thread, bool on, int32_t tid,
+			 const char *name)
+{
+	struct ma_report *r = pp->r;
+
+	if (thread >= pp->sel_cap) {
+		size_t n = pp->sel_cap ? pp->sel_cap : 64;
+		uint8_t *p;
+
+		while (n <= thread)
+			n *= 2;
+		p = realloc(pp->sel, n);
+		if (!p)
+			return -ENOMEM;
+		memset(p + pp->sel_cap, 0, n - pp->sel_cap);
+		pp->sel = p;
+		pp->sel_cap = n;
+	}
+	if (on && !pp->sel[thread]) {
+		size_t l = strlen(r->thread_desc);
+
+		r->threads_selected++;
+		snprintf(r->thread_desc + l, sizeof(r->thread_desc) - l,
+			 "%s%d \"%s\"", l ? ", " : "", tid, name);
+	}
+	pp->sel[thread] = on;
+	return 0;
+}
+
+/*
+ * A PROC event (a capture of several processes): the process, and when it
+ * names a thread (defined just before), that thread's process, which the
+ * --pid filter selects by.
+ */
+/* The slot of pid in pp->ph: its entry, or the empty one it would take */
+static size_t proc_slot(const struct prep *pp, int32_t pid)
+{
+	size_t j = ((uint32_t)pid * 0x9e3779b9u) & (pp->ph_cap - 1);
+
+	while (pp->ph[j] && pp->r->procs[pp->ph[j] - 1].pid != pid)
+		j = (j + 1) & (pp->ph_cap - 1);
+	return j;
+}
+
+/* The index of process pid in r->procs, or -1 */
+static long proc_find(const struct prep *pp, int32_t pid)
+{
+	size_t j;
+
+	if (!pp->ph_cap)
+		return -1;
+	j = proc_slot(pp, pid);
+	return pp->ph[j] ? (long)pp->ph[j] - 1 : -1;
+}
+
+/* Room in pp->ph for one more process; -ENOMEM */
+static int proc_hash_grow(struct prep *pp)
+{
+	struct ma_report *r = pp->r;
+	size_t cap = pp->ph_cap ? pp->ph_cap : 64;
+
+	if ((r->nprocs + 1) * 2 <= pp->ph_cap)
+		return 0;
+	while ((r->nprocs + 1) * 2 > cap)
+		cap *= 2;
+	free(pp->ph);
+	pp->ph = calloc(cap, sizeof(*pp->ph));
+	if (!pp->ph) {
+		pp->ph_cap = 0;
+		return -ENOMEM;
+	}
+	pp->ph_cap = cap;
+	for (size_t i = 0; i < r->nprocs; i++)
+		pp->ph[proc_slot(pp, r->procs[i].pid)] = (uint32_t)i + 1;
+	return 0;
+}
+
+static int proc_event(struct prep *pp, const struct ma_event *ev)
+{
+	struct ma_report *r = pp->r;
+	struct ma_rproc *p = NULL;
+	long k = proc_find(pp, ev->proc.pid);
+	bool on;
+
+	if (k >= 0)
+		p = &r->procs[k];
+	on = !r->pid_filtered;
+	for (int i = 0; i < r->opts.npids; i++)
+		if (r->opts.pids[i] == ev->proc.pid)
+			on = true;
+	if (!p) {
+		if (r->nprocs >= MAX_RPROCS)
+			return 0;
+		if (proc_hash_grow(pp) < 0)
+			return -ENOMEM;
+		p = realloc(r->procs, (r->nprocs + 1) * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		r->procs = p;
+		p = &r->procs[r->nprocs++];
+		pp->ph[proc_slot(pp, ev->proc.pid)] = (uint32_t)r->nprocs;
+		memset(p, 0, sizeof(*p));
+		p->pid = ev->proc.pid;
+		p->selected = on;
+		if (on && r->pid_filtered) {
+			size_t l = strlen(r->pid_desc);
+
+			snprintf(r->pid_desc + l, sizeof(r->pid_desc) - l,
+				 "%s%d", l ? ", " : "", (int)p->pid);
+		}
+	}
+	if (ev->proc.ppid)
+		p->ppid = ev->proc.ppid;
+	if (p->state != MA_PROC_EXITED)
+		p->state = ev->proc.state;
+	if (!ev->thread || ev->thread >= (1u << 20) ||
+	    ev->thread >= pp->cur_cap || !pp->cur[ev->thread])
+		return 0;
+
+	struct ma_rthread *t = &r->threads[pp->cur[ev->thread]];
+
+	t->pid = ev->proc.pid;
+	p->nthreads++;
+	if (r->pid_filtered) {
+		on = on && (!r->opts.nthreads ||
+			    name_selected(&r->opts, t->tid, t->name));
+		if (thread_select(pp, ev->thread, on, t->tid, t->name) < 0)
+			return -ENOMEM;
+		t->selected = on;
+	}
 	return 0;
 }
 
@@ -510,37 +648,24 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 	switch (ev->type) {
 	case MA_EV_THREAD:
 		if (r->thread_filtered && ev->thread < (1u << 20)) {
-			bool on = name_selected(&r->opts, ev->thr.tid,
-						ev->thr.name);
+			/* --pid: selected once its PROC event names it */
+			bool on = (!r->opts.nthreads ||
+				   name_selected(&r->opts, ev->thr.tid,
+						 ev->thr.name)) &&
+				  !r->pid_filtered;
 
-			if (ev->thread >= pp->sel_cap) {
-				size_t n = pp->sel_cap ? pp->sel_cap : 64;
-				uint8_t *p;
-
-				while (n <= ev->thread)
-					n *= 2;
-				p = realloc(pp->sel, n);
-				if (!p)
-					return -ENOMEM;
-				memset(p + pp->sel_cap, 0, n - pp->sel_cap);
-				pp->sel = p;
-				pp->sel_cap = n;
-			}
-			if (on && !pp->sel[ev->thread]) {
-				size_t l = strlen(r->thread_desc);
-
-				r->threads_selected++;
-				snprintf(r->thread_desc + l,
-					 sizeof(r->thread_desc) - l,
-					 "%s%d \"%s\"", l ? ", " : "",
-					 ev->thr.tid, ev->thr.name);
-			}
-			pp->sel[ev->thread] = on;
+			if (thread_select(pp, ev->thread, on, ev->thr.tid,
+					  ev->thr.name) < 0)
+				return -ENOMEM;
 		}
 		if (ev->thread < (1u << 20) &&
 		    thread_define(pp, ev,
 				  !r->thread_filtered || pp->sel[ev->thread]) <
 			    0)
+			return -ENOMEM;
+		break;
+	case MA_EV_PROC:
+		if (proc_event(pp, ev) < 0)
 			return -ENOMEM;
 		break;
 	case MA_EV_CODE:
@@ -1591,8 +1716,29 @@ static int no_thread_matched(const struct ma_report *r)
 	return -ESRCH;
 }
 
+static int no_proc_matched(const struct ma_report *r)
+{
+	char have[512] = "";
+	size_t n;
+
+	for (size_t i = 0; i < r->nprocs; i++) {
+		n = strlen(have);
+		snprintf(have + n, sizeof(have) - n, "%s%d", i ? ", " : "",
+			 (int)r->procs[i].pid);
+	}
+	ma_err(-ESRCH, "no process of %s has the PID asked for (--pid); %s%s%s",
+	       r->path, r->nprocs ? "its processes: " : "",
+	       r->nprocs ? have : "it holds one process (",
+	       r->nprocs ? " (memattach report --pids lists them with their "
+			   "figures)"
+			 : "a capture of attach without --children)");
+	ma_err_set_exit(MA_EXIT_USAGE);
+	return -ESRCH;
+}
+
 static void prep_free(struct prep *pp)
 {
+	free(pp->ph);
 	free(pp->sel);
 	free(pp->cur);
 	free(pp->vh);
@@ -1618,7 +1764,8 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 		return ma_err(-ENOMEM, "out of memory");
 	r->path = path;
 	r->opts = *o;
-	r->thread_filtered = o->nthreads > 0;
+	r->thread_filtered = o->nthreads > 0 || o->npids > 0;
+	r->pid_filtered = o->npids > 0;
 	/* --from needs the (thread, stack) split: allocations before it go
 	 * to a thread of their own, left out of every figure */
 	r->ranged = o->from_ns || o->to_ns;
@@ -1642,6 +1789,10 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	ret = ma_capture_open(path, &r->rd);
 	if (ret < 0)
 		goto fail;
+	/* several processes (format 3): a process's figures are its
+	 * threads', so the model splits by thread */
+	if (ma_capture_meta(r->rd)->version >= 3)
+		r->opts.by_thread = true;
 	ret = ma_account_new(&r->acc);
 	if (ret == 0)
 		ret = ma_temporary_new(o->window, &r->temp);
@@ -1676,6 +1827,10 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 			     path);
 		goto fail;
 	}
+	if (r->pid_filtered && !r->pid_desc[0]) {
+		ret = no_proc_matched(r);
+		goto fail;
+	}
 	if (r->thread_filtered && !r->threads_selected) {
 		ret = no_thread_matched(r);
 		goto fail;
@@ -1696,6 +1851,16 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	ret = build_tree(r, &pp, fd.tl);
 	if (ret == 0)
 		ret = build_rows(r);
+	/* a process's figures: its threads' */
+	for (size_t i = 1; i < r->nthreads && r->nprocs; i++) {
+		long k = r->threads[i].pid ? proc_find(&pp, r->threads[i].pid)
+					   : -1;
+
+		for (int v = 0; k >= 0 && v < MA_RV_N; v++) {
+			r->procs[k].fig[v].bytes += r->threads[i].fig[v].bytes;
+			r->procs[k].fig[v].count += r->threads[i].fig[v].count;
+		}
+	}
 	if (ret == 0)
 		ret = link_rows(r);
 	r->wall_model_ns = clock_ns(CLOCK_MONOTONIC) - t0;
@@ -1727,6 +1892,7 @@ void ma_report_free(struct ma_report *r)
 		ma_capture_reader_close(r->rd);
 	for (size_t i = 0; i < r->nthreads; i++)
 		free(r->threads[i].name);
+	free(r->procs);
 	free(r->threads);
 	free(r->samples);
 	free(r->spans);
@@ -1795,6 +1961,35 @@ size_t ma_report_thread_order(const struct ma_report *r, uint32_t *out)
 	thread_sort_r = r; /* reports are rendered one at a time */
 	if (n)
 		qsort(out, n, sizeof(*out), thread_cmp);
+	return n;
+}
+
+static int proc_cmp(const void *pa, const void *pb)
+{
+	const struct ma_report *r = thread_sort_r;
+	const struct ma_rproc *a = &r->procs[*(const uint32_t *)pa];
+	const struct ma_rproc *b = &r->procs[*(const uint32_t *)pb];
+	enum ma_rview v = r->opts.view;
+
+	if (a->fig[v].bytes != b->fig[v].bytes)
+		return a->fig[v].bytes > b->fig[v].bytes ? -1 : 1;
+	if (a->fig[MA_RV_TOTAL].bytes != b->fig[MA_RV_TOTAL].bytes)
+		return a->fig[MA_RV_TOTAL].bytes > b->fig[MA_RV_TOTAL].bytes
+			       ? -1
+			       : 1;
+	return a->pid < b->pid ? -1 : a->pid > b->pid;
+}
+
+size_t ma_report_proc_order(const struct ma_report *r, uint32_t *out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->nprocs; i++)
+		if (r->procs[i].selected)
+			out[n++] = (uint32_t)i;
+	thread_sort_r = r;
+	if (n)
+		qsort(out, n, sizeof(*out), proc_cmp);
 	return n;
 }
 

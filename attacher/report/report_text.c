@@ -122,7 +122,15 @@ static void header(const struct ma_report *r, const struct out *o)
 			      r->opts.to_ns ? ", figures as of its end" : "");
 		ma_para_end(&p);
 	}
-	if (r->thread_filtered) {
+	if (r->pid_filtered) {
+		fputs("  ", o->f);
+		p.col = 2;
+		ma_para_piece(&p, "", "only process%s %s",
+			      strchr(r->pid_desc, ',') ? "es" : "",
+			      r->pid_desc);
+		ma_para_end(&p);
+	}
+	if (r->thread_filtered && !r->pid_filtered) {
 		fputs("  ", o->f);
 		p.col = 2;
 		ma_para_piece(&p, "", "only thread%s",
@@ -486,6 +494,55 @@ static int thread_table(const struct ma_report *r, const struct out *o)
 	return 0;
 }
 
+/* A capture of several processes: a line per process, every view's bytes,
+ * the chosen one first (--pids: only this) */
+static int proc_table(const struct ma_report *r, const struct out *o)
+{
+	static const char *const head[MA_RV_N] = { "LIVE", "PEAK", "TOTAL",
+						   "TEMPORARY" };
+	static const char *const state[] = { [MA_PROC_TRACKED] = "tracked",
+					     [MA_PROC_EXITED] = "exited",
+					     [MA_PROC_SKIPPED] = "skipped" };
+	enum ma_rview v = r->opts.view;
+	uint32_t *ord = malloc((r->nprocs + 1) * sizeof(*ord));
+	size_t n;
+	char b[32], c[32], s[16];
+
+	if (!ord)
+		return ma_err(-ENOMEM, "out of memory");
+	n = ma_report_proc_order(r, ord);
+	fprintf(o->f, "\n%sProcesses%s by %s bytes; every view's bytes:\n",
+		c_on(o, BOLD), c_off(o), ma_rview_name(v));
+	fprintf(o->f, "%s%8s %8s %-8s %7s %10s %8s %6s", c_on(o, DIM), "PID",
+		"PARENT", "STATE", "THREADS", head[v], "COUNT", "SHARE");
+	for (int k = 0; k < MA_RV_N; k++)
+		if (k != (int)v)
+			fprintf(o->f, " %10s", head[k]);
+	fprintf(o->f, "%s\n", c_off(o));
+	for (size_t i = 0; i < n; i++) {
+		const struct ma_rproc *p = &r->procs[ord[i]];
+
+		ma_fmt_bytes(p->fig[v].bytes, b, sizeof(b));
+		ma_fmt_count(p->fig[v].count, c, sizeof(c));
+		fmt_share(p->fig[v].bytes, r->sum[v].bytes, s, sizeof(s));
+		fprintf(o->f, "%8d %8d %-8s %7u %s%10s%s %8s %6s", (int)p->pid,
+			(int)p->ppid,
+			p->state <= MA_PROC_SKIPPED ? state[p->state] : "?",
+			p->nthreads, c_on(o, YEL), b, c_off(o), c, s);
+		for (int k = 0; k < MA_RV_N; k++) {
+			if (k == (int)v)
+				continue;
+			ma_fmt_bytes(p->fig[k].bytes, b, sizeof(b));
+			fprintf(o->f, " %10s", b);
+		}
+		fputc('\n', o->f);
+	}
+	if (!n)
+		fprintf(o->f, "%10s\n", "(none)");
+	free(ord);
+	return 0;
+}
+
 int ma_report_text(const struct ma_report *r, FILE *f)
 {
 	struct out o = { .f = f, .width = r->opts.width };
@@ -508,6 +565,14 @@ int ma_report_text(const struct ma_report *r, FILE *f)
 		o.color = r->opts.color > 0;
 	}
 	header(r, &o);
+	if (r->opts.proc_table || (r->nprocs && !r->opts.thread_table)) {
+		if (proc_table(r, &o) < 0)
+			return -ENOMEM;
+		if (r->opts.proc_table) {
+			footnotes(r, &o);
+			return ferror(f) ? ma_err(-EIO, "write error") : 0;
+		}
+	}
 	if (r->opts.thread_table) {
 		if (thread_table(r, &o) < 0)
 			return -ENOMEM;

@@ -424,7 +424,7 @@ Test(capture, round_trip_every_kind_of_event)
 
 	cr_assert_eq(ma_capture_open(path, &r), 0, "%s", ma_errmsg());
 	m = ma_capture_meta(r);
-	cr_expect_eq(m->version, MA_CAPTURE_VERSION);
+	cr_expect_eq(m->version, MA_CAPTURE_VERSION_ONE);
 	cr_expect_eq(m->pid, 4242);
 	cr_expect_eq(m->py_version_hex, 0x030b02f0);
 	cr_expect_eq(m->flags, 7);
@@ -1375,4 +1375,67 @@ Test(capture, an_existing_file_is_replaced_by_ours)
 	cr_assert_eq(st.st_uid, 0);
 	cr_assert_eq(st.st_mode & 07777, 0600);
 	cr_assert_gt(st.st_size, 4, "the header is in");
+}
+
+/* Format 3 (a capture of several processes): PROC events come back as
+ * written; the header says 3 only when asked; a PROC event in a file that
+ * says 2 is damage, not a new meaning */
+Test(capture, proc_events_need_format_3)
+{
+	struct ma_capture_meta m3 = test_meta;
+	struct ma_capture_writer *w;
+	struct ma_capture_reader *r;
+	struct ma_capture_trailer tr = { .complete = 1 };
+	const struct ma_event procs[] = {
+		{ .type = MA_EV_PROC, .proc = { .pid = 4242 } },
+		{ .type = MA_EV_THREAD, .thread = 1, .thr = { .tid = 4242 } },
+		{ .type = MA_EV_PROC,
+		  .thread = 1,
+		  .proc = { .pid = 4242, .state = MA_PROC_TRACKED } },
+		{ .type = MA_EV_PROC,
+		  .proc = { .pid = 4243,
+			    .ppid = 4242,
+			    .state = MA_PROC_EXITED } },
+		{ .type = MA_EV_PROC,
+		  .proc = { .pid = -7, .ppid = 1, .state = MA_PROC_SKIPPED } },
+	};
+	const size_t n = sizeof(procs) / sizeof(procs[0]);
+	struct ma_event ev;
+	char path[128];
+	uint64_t nev;
+	size_t i = 0;
+	int ret;
+
+	tmp_path(path, sizeof(path), "procs.cap");
+	m3.version = MA_CAPTURE_VERSION;
+	cr_assert_eq(ma_capture_create(path, &m3, &w), 0, "%s", ma_errmsg());
+	for (size_t k = 0; k < n; k++)
+		cr_assert_eq(ma_capture_write_event(w, &procs[k]), 0);
+	cr_assert_eq(ma_capture_close(w, &tr), 0, "%s", ma_errmsg());
+	cr_assert_eq(ma_capture_open(path, &r), 0, "%s", ma_errmsg());
+	cr_expect_eq(ma_capture_meta(r)->version, 3);
+	while ((ret = ma_capture_next(r, &ev)) == 1) {
+		cr_assert_lt(i, n);
+		cr_expect_eq(ev.type, procs[i].type);
+		cr_expect_eq(ev.thread, procs[i].thread);
+		if (ev.type == MA_EV_PROC) {
+			cr_expect_eq(ev.proc.pid, procs[i].proc.pid);
+			cr_expect_eq(ev.proc.ppid, procs[i].proc.ppid);
+			cr_expect_eq(ev.proc.state, procs[i].proc.state);
+		}
+		i++;
+	}
+	cr_expect_eq(ret, 0, "%s", ma_errmsg());
+	cr_expect_eq(i, n);
+	ma_capture_reader_close(r);
+
+	/* the same events under a version-2 header */
+	cr_assert_eq(ma_capture_create(path, &test_meta, &w), 0);
+	for (size_t k = 0; k < n; k++)
+		cr_assert_eq(ma_capture_write_event(w, &procs[k]), 0);
+	cr_assert_eq(ma_capture_close(w, &tr), 0);
+	ret = read_all(path, &nev, NULL);
+	cr_expect_eq(ret, -EBADMSG, "PROC in a version-2 file: %d", ret);
+	cr_expect(strstr(ma_errmsg(), "unknown event subtype"), "%s",
+		  ma_errmsg());
 }

@@ -1437,3 +1437,97 @@ Test(report, temporary_matches_naive_model)
 		ma_temporary_free(t);
 	}
 }
+
+/* A capture of several processes (format 3): each thread's process from
+ * its PROC event, a process's figures its threads', --pid keeps one */
+static void write_procs(const char *path)
+{
+	struct ma_capture_meta m = meta;
+	struct ma_capture_trailer tr = { .complete = 1 };
+	struct wr w;
+	struct ma_event pe = { .type = MA_EV_PROC };
+
+	m.version = MA_CAPTURE_VERSION;
+	cr_assert_eq(ma_capture_create(path, &m, &w.w), 0, "%s", ma_errmsg());
+	pe.proc.pid = 500;
+	put(&w, &pe);
+	def_thread(&w, 1, 500, "master");
+	pe.thread = 1;
+	put(&w, &pe);
+	def_code(&w, 1, "work", "app.py", 10);
+	def_node(&w, 1, 0, 1, 0);
+	def_node(&w, 2, 0, 1, 4);
+	ev_alloc(&w, 1, 0x1000, 1000, 1, MA_KIND_MALLOC);
+	ev_alloc(&w, 1, 0x2000, 500, 2, MA_KIND_MALLOC);
+	pe = (struct ma_event){ .type = MA_EV_PROC,
+				.proc = { .pid = 501, .ppid = 500 } };
+	put(&w, &pe);
+	def_thread(&w, 2, 501, "worker");
+	pe.thread = 2;
+	put(&w, &pe);
+	/* the same address in the other process (tagged as the attacher
+	 * does) is another block */
+	ev_alloc(&w, 2, 0x1000 ^ (1ull << 48), 3000, 1, MA_KIND_MALLOC);
+	ev_alloc(&w, 2, 0x3000 ^ (1ull << 48), 7, 1, MA_KIND_MALLOC);
+	ev_free(&w, 2, 0x3000 ^ (1ull << 48));
+	pe = (struct ma_event){
+		.type = MA_EV_PROC,
+		.proc = { .pid = 501, .ppid = 500, .state = MA_PROC_EXITED }
+	};
+	put(&w, &pe);
+	pe = (struct ma_event){
+		.type = MA_EV_PROC,
+		.proc = { .pid = 502, .ppid = 500, .state = MA_PROC_SKIPPED }
+	};
+	put(&w, &pe);
+	cr_assert_eq(ma_capture_close(w.w, &tr), 0, "%s", ma_errmsg());
+}
+
+Test(report, processes_and_pid_filter)
+{
+	struct ma_report_opts o;
+	struct ma_report *r;
+	const struct ma_rproc *p[3];
+	uint32_t ord[3];
+	char path[128];
+
+	tmp_path(path, sizeof(path), "procs.cap");
+	write_procs(path);
+	ma_report_opts_init(&o);
+	r = load(path, &o);
+	cr_assert_eq(r->nprocs, 3);
+	for (int i = 0; i < 3; i++)
+		p[i] = &r->procs[i];
+	cr_expect_eq(p[0]->pid, 500);
+	cr_expect_eq(p[1]->ppid, 500);
+	cr_expect_eq(p[1]->state, MA_PROC_EXITED);
+	cr_expect_eq(p[2]->state, MA_PROC_SKIPPED);
+	cr_expect_eq(p[0]->nthreads, 1);
+	FIG(p[0]->fig[MA_RV_LIVE], 1500, 2);
+	FIG(p[1]->fig[MA_RV_LIVE], 3000, 1);
+	FIG(p[1]->fig[MA_RV_TOTAL], 3007, 2);
+	FIG(p[2]->fig[MA_RV_TOTAL], 0, 0);
+	FIG(r->sum[MA_RV_LIVE], 4500, 3);
+	cr_expect_eq(ma_report_proc_order(r, ord), 3);
+	cr_expect_eq(r->procs[ord[0]].pid, 501, "by live bytes");
+	ma_report_free(r);
+
+	ma_report_opts_init(&o);
+	o.pids[o.npids++] = 501;
+	r = load(path, &o);
+	FIG(r->sum[MA_RV_LIVE], 3000, 1);
+	FIG(r->sum[MA_RV_TOTAL], 3007, 2);
+	cr_expect_str_eq(r->pid_desc, "501");
+	cr_expect_eq(ma_report_proc_order(r, ord), 1);
+	ma_report_free(r);
+
+	/* a PID not in the capture: a usage error naming its processes */
+	ma_report_opts_init(&o);
+	o.pids[o.npids++] = 999;
+	ma_err_clear();
+	r = NULL;
+	cr_expect_eq(ma_report_load(path, &o, &r), -ESRCH);
+	cr_expect_null(r);
+	cr_expect_eq(ma_err_exit(), MA_EXIT_USAGE);
+	cr_expect(strstr(ma_errmsg(), "500, 501, 502"), "%s", ma_errmsg());
+}
