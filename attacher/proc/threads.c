@@ -98,6 +98,9 @@ int ma_tsnap_take(struct ma_target *t, struct ma_pyreader *r, int native,
 		if (out->th[i].tid)
 			ma_proc_comm(t->pid, out->th[i].tid, out->th[i].comm,
 				     sizeof(out->th[i].comm));
+		out->th[i].name = out->th[i].py && out->th[i].py->name
+					  ? out->th[i].py->name
+					  : out->th[i].comm;
 		if (out->th[i].py && out->th[i].py->truncated)
 			out->partial = 1;
 	}
