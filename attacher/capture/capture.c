@@ -77,6 +77,7 @@ enum {
 	DEF_AGGTEMP = 8, /* format version 2 */
 	DEF_PEAK = 9,	 /* format version 2 */
 	DEF_AGGEND = 10, /* format version 2 */
+	DEF_TNAME = 11,	 /* format version 3 */
 };
 
 #define OP_KIND_SHIFT  3
@@ -734,6 +735,8 @@ int ma_capture_write_event(struct ma_capture_writer *w,
 	if (ev->type == MA_EV_CODE)
 		extra = (size_t)ev->code.name_len + ev->code.file_len +
 			ev->code.linetable_len;
+	if (ev->type == MA_EV_TNAME)
+		extra = ev->tname.len;
 	ret = reserve_all(w, extra);
 	if (ret < 0)
 		return ret;
@@ -770,6 +773,13 @@ int ma_capture_write_event(struct ma_capture_writer *w,
 		put_bytes(m, ev->thr.name, nl);
 		break;
 	}
+	case MA_EV_TNAME:
+		if (ev->tname.len > MA_EV_TNAME_MAX)
+			return ma_err(-EINVAL, "capture: thread name too long");
+		put_def(w, DEF_TNAME, ev->thread);
+		put_varint(m, ev->tname.len);
+		put_bytes(m, ev->tname.name, ev->tname.len);
+		break;
 	case MA_EV_CODE:
 		put_def(w, DEF_CODE, ev->thread);
 		put_varint(m, ev->code.id);
@@ -1475,6 +1485,13 @@ static int get_def(struct ma_capture_reader *r, struct ma_event *ev)
 			memcpy(ev->thr.name, name, nl);
 		break;
 	}
+	case DEF_TNAME:
+		ev->type = MA_EV_TNAME;
+		ev->tname.len = get_u32(m);
+		if (ev->tname.len > MA_EV_TNAME_MAX)
+			return bad_event(r, "thread name too long");
+		ev->tname.name = (const char *)get_bytes(m, ev->tname.len);
+		break;
 	case DEF_CODE:
 		ev->type = MA_EV_CODE;
 		ev->code.id = get_u32(m);

@@ -25,7 +25,7 @@
 #include "ma_record.h"
 #include "event.h"
 
-#define MA_CAPTURE_VERSION 2 /* format version written; newest read */
+#define MA_CAPTURE_VERSION 3 /* format version written; newest read */
 
 /* Limits of the format (the reader rejects anything larger as corrupt) */
 #define MA_CAPTURE_MAX_PYVER   63 /* bytes of the python version string */

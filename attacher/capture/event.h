@@ -28,10 +28,16 @@ enum ma_event_type {
 	MA_EV_AGGTEMP = 10, /* a key's blocks freed at distance dist */
 	MA_EV_PEAK = 11,    /* a key's figures at the peak (at the end) */
 	MA_EV_AGGEND = 12,  /* the global peak and what was dropped */
+	/* written by the attacher: the threading.Thread name of the thread
+	 * (ev->thread), read from the target's memory (format version 3) */
+	MA_EV_TNAME = 13,
 };
 
+/* Bytes of a thread's Python name in a TNAME event, at most */
+#define MA_EV_TNAME_MAX 255
+
 /*
- * One event, decoded.  Strings of a CODE event point into the producer's
+ * One event, decoded.  Strings of a CODE or TNAME event point into the producer's
  * buffer (the ring record, or the reader's block) and stay valid until the
  * next call on the same reader; copy what you keep.
  */
@@ -57,6 +63,10 @@ struct ma_event {
 			uint64_t pthread;
 			char name[17]; /* NUL-terminated */
 		} thr;
+		struct {
+			uint32_t len;
+			const char *name; /* not NUL-terminated, as CODE's */
+		} tname;
 		struct {
 			uint32_t id;
 			int32_t firstlineno;

@@ -20,6 +20,7 @@
 #include "errors.h"
 #include "ma_ring_io.h"
 #include "ptrace.h"
+#include "pyread.h"
 #include "teststep.h"
 
 /*
@@ -40,6 +41,19 @@
  * capture this often (the capture grows with the keys that moved per
  * second, not with events); samples still come every 100 ms */
 #define AGG_EVERY_NS 1000000000ull
+
+/* Python thread names are read this often (and at the start and the
+ * stop): a thread started meanwhile is named up to this late */
+#define NAMES_EVERY_NS	1000000000ull
+#define NAMES_MAX_INDEX (1u << 20) /* thread indices we keep names for */
+
+/* A thread index of the capture: who it is, the name last written */
+struct tslot {
+	int32_t tid;
+	int defined;
+	uint64_t pthread;
+	const char *named; /* interned by the reader: compared by pointer */
+};
 
 /* A key's figures as last read */
 struct agg_prev {
@@ -67,6 +81,14 @@ struct ma_track {
 	struct agg_prev *prev;
 	uint64_t last_agg, agg_epoch, last_sample_t;
 	uint64_t peak_after_ns, peak_before_ns;
+	/* Python thread names (TNAME events): the reader, the last names
+	 * read, the capture's threads by index */
+	struct ma_pyreader *pr;
+	struct ma_py_tname *names;
+	size_t nnames;
+	struct tslot *slots;
+	size_t nslots;
+	uint64_t last_names;
 };
 
 /* The target has exited: gone, or a zombie nobody reaped yet */
@@ -113,6 +135,7 @@ static uint64_t read_rss(pid_t pid)
 }
 
 static void wait_got(struct ma_track *tr);
+static void names_poll(struct ma_track *tr);
 
 int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 		   struct ma_track **out)
@@ -157,6 +180,12 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 	err = ma_account_new(&tr->acc);
 	if (err)
 		return err;
+	/* the names of the threads running now, before their THREAD records
+	 * come; without a reader the capture has comms only */
+	if (ma_pyreader_new(t->mem, &t->off, t->runtime_addr, &tr->pr) == 0)
+		names_poll(tr);
+	else
+		tr->pr = NULL;
 	struct ma_inject_opts io = { .ring_size = o->ring_size,
 				     .flags = o->flags,
 				     .max_frames = o->max_frames,
@@ -224,6 +253,78 @@ static int replay_temp(struct ma_track *tr, const struct ma_rec *rec)
 	return err;
 }
 
+static void emit(struct ma_track *tr, const struct ma_event *ev);
+
+/* Write the Python name of thread index idx when it has one that was not
+ * written yet for it */
+static void name_slot(struct ma_track *tr, uint32_t idx)
+{
+	struct tslot *s = &tr->slots[idx];
+
+	if (!s->defined)
+		return;
+	for (size_t i = 0; i < tr->nnames; i++) {
+		const char *name = tr->names[i].name;
+
+		if (tr->names[i].ident != s->pthread || name == s->named)
+			continue;
+		size_t len = strlen(name);
+		struct ma_event ev = {
+			.type = MA_EV_TNAME,
+			.thread = idx,
+			.tname = { .len = len < MA_EV_TNAME_MAX
+						  ? (uint32_t)len
+						  : MA_EV_TNAME_MAX,
+				   .name = name },
+		};
+
+		emit(tr, &ev);
+		s->named = name;
+		return;
+	}
+}
+
+/* A THREAD event: its index now stands for this thread */
+static void thread_defined(struct ma_track *tr, const struct ma_event *ev)
+{
+	if (!tr->pr || ev->thread >= NAMES_MAX_INDEX)
+		return;
+	if (ev->thread >= tr->nslots) {
+		size_t n = tr->nslots ? tr->nslots : 64;
+		struct tslot *p;
+
+		while (n <= ev->thread)
+			n *= 2;
+		p = realloc(tr->slots, n * sizeof(*p));
+		if (!p)
+			return; /* no names: comm stays */
+		memset(p + tr->nslots, 0, (n - tr->nslots) * sizeof(*p));
+		tr->slots = p;
+		tr->nslots = n;
+	}
+	tr->slots[ev->thread] = (struct tslot){ .tid = ev->thr.tid,
+						.defined = 1,
+						.pthread = ev->thr.pthread };
+	name_slot(tr, ev->thread);
+}
+
+/* Read the names of the Python threads, with the target running: each
+ * read is checked, a torn one gives fewer names (docs/capture-format.md,
+ * "Thread names") */
+static void names_poll(struct ma_track *tr)
+{
+	struct ma_py_tname *v;
+	size_t n;
+
+	if (!tr->pr || ma_pyreader_thread_names(tr->pr, &v, &n) < 0)
+		return;
+	free(tr->names);
+	tr->names = v;
+	tr->nnames = n;
+	for (size_t i = 0; i < tr->nslots; i++)
+		name_slot(tr, (uint32_t)i);
+}
+
 /* Any other record: decoded once, the same event to the capture and to the
  * accounting (PAD is no event) */
 static int feed_rec(struct ma_track *tr, const struct ma_rec *rec)
@@ -235,6 +336,8 @@ static int feed_rec(struct ma_track *tr, const struct ma_rec *rec)
 		return ret;
 	ret = ma_capture_write_event(tr->w, &ev);
 	ma_account_feed(tr->acc, &ev);
+	if (ev.type == MA_EV_THREAD)
+		thread_defined(tr, &ev);
 	return ret;
 }
 
@@ -509,6 +612,10 @@ int ma_track_run(struct ma_track *tr, const struct ma_track_run *run)
 			tr->complete = 0;
 			return MA_TRACK_END_ERROR;
 		}
+		if (now - tr->last_names >= NAMES_EVERY_NS) {
+			names_poll(tr);
+			tr->last_names = now;
+		}
 		if (tr->s.agg && now - tr->last_agg >= AGG_EVERY_NS) {
 			agg_read(tr);
 			tr->last_agg = now;
@@ -566,6 +673,8 @@ int ma_track_stop(struct ma_track *tr)
 		drain(tr, SIZE_MAX);
 		goto out;
 	}
+	/* names of threads started since the last read, the target alive */
+	names_poll(tr);
 	ma_ring_request_stop(tr->s.ring);
 	ma_step("stop.requested");
 	uint64_t deadline = ma_now_ns() + STOP_TIMEOUT_NS;
@@ -659,6 +768,9 @@ void ma_track_free(struct ma_track *tr)
 		ma_capture_close(tr->w, &none);
 	ma_account_free(tr->acc);
 	ma_injection_close(&tr->s);
+	ma_pyreader_free(tr->pr);
+	free(tr->names);
+	free(tr->slots);
 	free(tr->prev);
 	free(tr);
 }

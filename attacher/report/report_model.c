@@ -263,7 +263,7 @@ static int thread_define(struct prep *pp, const struct ma_event *ev, bool on)
 		return -ENOMEM;
 	k = pp->cur[ev->thread];
 	if (k && r->threads[k].tid == ev->thr.tid &&
-	    !strcmp(r->threads[k].name, ev->thr.name)) {
+	    !strcmp(r->threads[k].comm, ev->thr.name)) {
 		r->threads[k].selected = on;
 		return 0;
 	}
@@ -285,10 +285,40 @@ static int thread_define(struct prep *pp, const struct ma_event *ev, bool on)
 	t->index = ev->thread;
 	t->tid = ev->thr.tid;
 	t->name = strdup(ev->thr.name);
+	snprintf(t->comm, sizeof(t->comm), "%s", ev->thr.name);
 	t->selected = on;
 	if (!t->name)
 		return -ENOMEM;
 	pp->cur[ev->thread] = (uint32_t)r->nthreads++;
+	return 0;
+}
+
+/* A TNAME event: the Python name of the thread the index stands for now;
+ * --thread takes it as it takes the comm, from this event on */
+static int thread_rename(struct prep *pp, const struct ma_event *ev)
+{
+	struct ma_report *r = pp->r;
+	uint32_t k = ev->thread < pp->cur_cap ? pp->cur[ev->thread] : 0;
+	char *name;
+
+	if (!k || !ev->tname.name)
+		return 0;
+	name = strndup(ev->tname.name, ev->tname.len);
+	if (!name)
+		return -ENOMEM;
+	free(r->threads[k].name);
+	r->threads[k].name = name;
+	if (r->thread_filtered && ev->thread < pp->sel_cap &&
+	    !pp->sel[ev->thread] &&
+	    name_selected(&r->opts, r->threads[k].tid, name)) {
+		size_t l = strlen(r->thread_desc);
+
+		r->threads_selected++;
+		snprintf(r->thread_desc + l, sizeof(r->thread_desc) - l,
+			 "%s%d \"%s\"", l ? ", " : "", r->threads[k].tid, name);
+		pp->sel[ev->thread] = 1;
+		r->threads[k].selected = true;
+	}
 	return 0;
 }
 
@@ -540,6 +570,10 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 		    thread_define(pp, ev,
 				  !r->thread_filtered || pp->sel[ev->thread]) <
 			    0)
+			return -ENOMEM;
+		break;
+	case MA_EV_TNAME:
+		if (thread_rename(pp, ev) < 0)
 			return -ENOMEM;
 		break;
 	case MA_EV_CODE:
