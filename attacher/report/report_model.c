@@ -1554,6 +1554,7 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 		ma_report_free(r);
 		return ma_err(-ENOMEM, "out of memory");
 	}
+	strcpy(r->threads[0].comm, "?");
 	r->threads[0].index = UINT32_MAX;
 	r->threads[0].selected = !r->thread_filtered;
 	r->nthreads = 1;

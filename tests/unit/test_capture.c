@@ -205,6 +205,17 @@ static void gen_next(struct gen *g, struct ma_event *ev)
 		ev->thr.pthread = r * 31;
 		snprintf(ev->thr.name, sizeof(ev->thr.name), "%.*s",
 			 (int)(r % 17), "worker-thread-0123456789");
+		if ((r >> 60) >= 12) {
+			/* a Python thread name, up to the longest */
+			static char tname[MA_EV_TNAME_MAX];
+
+			memset(tname, 'n', sizeof(tname));
+			memcpy(tname, "pool #2 (db) \xc3\xa9", 15);
+			ev->type = MA_EV_TNAME;
+			ev->tname.name = tname;
+			ev->tname.len =
+				(uint32_t)(r >> 24) % (MA_EV_TNAME_MAX + 1);
+		}
 		break;
 	case 1: {
 		size_t lt_len = (size_t)(r >> 20) % sizeof(g->lt);
@@ -308,6 +319,11 @@ static void expect_event_eq(const struct ma_event *a, const struct ma_event *b,
 		cr_assert_eq(a->thr.tid, b->thr.tid);
 		cr_assert_eq(a->thr.pthread, b->thr.pthread);
 		cr_assert_str_eq(a->thr.name, b->thr.name);
+		break;
+	case MA_EV_TNAME:
+		cr_assert_eq(a->tname.len, b->tname.len);
+		cr_assert_eq(memcmp(a->tname.name, b->tname.name, b->tname.len),
+			     0);
 		break;
 	case MA_EV_CODE:
 		cr_assert_eq(a->code.id, b->code.id);
