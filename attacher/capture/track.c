@@ -266,7 +266,11 @@ static void name_slot(struct ma_track *tr, uint32_t idx)
 	for (size_t i = 0; i < tr->nnames; i++) {
 		const char *name = tr->names[i].name;
 
-		if (tr->names[i].ident != s->pthread || name == s->named)
+		/* a pthread_t is reused at once, a tid far less often */
+		if (tr->names[i].ident != s->pthread ||
+		    (tr->names[i].native_id &&
+		     tr->names[i].native_id != (uint64_t)(uint32_t)s->tid) ||
+		    name == s->named)
 			continue;
 		size_t len = strlen(name);
 		struct ma_event ev = {

@@ -1280,7 +1280,7 @@ static uint64_t find_active(struct ma_pyreader *r, uint64_t interp)
 }
 
 static int push_tname(struct ma_py_tname **v, size_t *n, size_t *cap,
-		      uint64_t ident, const char *name)
+		      uint64_t ident, uint64_t native_id, const char *name)
 {
 	if (*n == *cap) {
 		size_t c = *cap ? 2 * *cap : 16;
@@ -1291,7 +1291,9 @@ static int push_tname(struct ma_py_tname **v, size_t *n, size_t *cap,
 		*v = p;
 		*cap = c;
 	}
-	(*v)[(*n)++] = (struct ma_py_tname){ .ident = ident, .name = name };
+	(*v)[(*n)++] = (struct ma_py_tname){ .ident = ident,
+					     .native_id = native_id,
+					     .name = name };
 	return 0;
 }
 
@@ -1309,7 +1311,7 @@ static int interp_names(struct ma_pyreader *r, uint64_t interp,
 	if (!active || dict_open(r, active, &dv) < 0)
 		return 0;
 	for (int64_t i = 0; i < dv.n && i < MA_MAX_THREADS; i++) {
-		uint64_t key, thread, ident, name_p;
+		uint64_t key, thread, ident, name_p, native_id;
 		char buf[MA_PY_TNAME_MAX];
 		const char *name;
 
@@ -1326,7 +1328,11 @@ static int interp_names(struct ma_pyreader *r, uint64_t interp,
 			if ((unsigned char)*c < 0x20 || *c == 0x7f)
 				*c = '?';
 		name = intern(r, buf);
-		if (!name || push_tname(v, n, cap, ident, name) < 0)
+		/* None until the thread runs, and absent before 3.8 */
+		if (long_get(r, attr_get(r, thread, "_native_id"), &native_id) <
+		    0)
+			native_id = 0;
+		if (!name || push_tname(v, n, cap, ident, native_id, name) < 0)
 			return -ENOMEM;
 	}
 	return 0;
@@ -1368,10 +1374,15 @@ static int name_threads(struct ma_pyreader *r, uint64_t interp,
 
 	if (interp_names(r, interp, &v, &n, &cap) < 0)
 		return -ENOMEM;
-	for (int k = first; k < s->nthreads; k++)
+	for (int k = first; k < s->nthreads; k++) {
+		const struct ma_py_thread *t = &s->threads[k];
+
 		for (size_t i = 0; i < n; i++)
-			if (v[i].ident && v[i].ident == s->threads[k].thread_id)
+			if (v[i].ident && v[i].ident == t->thread_id &&
+			    (!v[i].native_id || !t->native_tid ||
+			     v[i].native_id == (uint64_t)t->native_tid))
 				s->threads[k].name = v[i].name;
+	}
 	free(v);
 	return 0;
 }

@@ -72,9 +72,12 @@ int ma_pyreader_snapshot(struct ma_pyreader *r, struct ma_py_snapshot *out);
 void ma_py_snapshot_free(struct ma_py_snapshot *s);
 
 /* One entry of the threading module's _active dict: a Thread's ident
- * (pthread_self(), PyThreadState.thread_id) and its name */
+ * (pthread_self(), PyThreadState.thread_id), its native id (gettid() in
+ * the target's PID namespace; 0 when unknown) and its name.  Both ids
+ * name the thread: a pthread_t is reused as soon as a thread is joined. */
 struct ma_py_tname {
 	uint64_t ident;
+	uint64_t native_id;
 	const char *name; /* owned by the reader */
 };
 
