@@ -8,12 +8,14 @@ JSON) and the attach summary ('Threads now') must call every thread by that
 name, and the thread started with _thread.start_new_thread (no Thread) by
 its comm.  A short attach, during which one more thread ('late-comer')
 starts, must give a capture whose reports name the threads the same way:
-report --threads (text, JSON), --thread NAME, speedscope and pprof.
+report --threads (text, JSON), --thread NAME, speedscope and pprof; the
+heap census names the thread of a local variable the same way.
 A process that never imported threading is called by its comm.
 """
 import gzip
 import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -73,6 +75,20 @@ def check_live(label, t, names, raw):
     check(all(got.get(tid) == n for tid, n in names.items()) and
           got.get(raw) == comm_of(t.pid, raw),
           "%s: info --json names every thread" % label, (got, names))
+
+
+def check_heap(label, t, names, raw):
+    """the heap census names a local's thread by its Thread name (the
+    _thread thread by its comm)"""
+    names = dict(names)
+    names[raw] = comm_of(t.pid, raw)
+    rc, out, err = memattach("heap", "--top", "50", t.pid)
+    seen = re.findall(r'thread (\d+) "([^"]*)"\)', out)
+    wrong = [(tid, n) for tid, n in seen if names.get(int(tid)) != n]
+    check(rc == 0 and seen and not wrong and
+          any(n != "MainThread" for _, n in seen),
+          "%s: heap: locals' threads by their Thread names" % label,
+          "%r\n%s%s" % (wrong, out, err))
 
 
 def check_capture(label, t, names, raw, tmp):
@@ -173,6 +189,7 @@ def main():
             with Target(exe, "named_threads.py", "alloc", "raw") as t:
                 names, raw = expected_threads(t)
                 check_live(label, t, names, raw)
+                check_heap(label, t, names, raw)
                 check_capture(label, t, names, raw, tmp)
                 t.proc.stdin.write(b"quit\n")
                 t.proc.stdin.flush()
