@@ -293,6 +293,18 @@ static int thread_define(struct prep *pp, const struct ma_event *ev, bool on)
 	return 0;
 }
 
+/* A THREAD event that defines its index again for the same thread (same
+ * tid and comm) whose Python name --thread selected */
+static bool same_thread_named(const struct prep *pp, const struct ma_event *ev)
+{
+	const struct ma_report *r = pp->r;
+	uint32_t k = ev->thread < pp->cur_cap ? pp->cur[ev->thread] : 0;
+
+	return k && r->threads[k].tid == ev->thr.tid &&
+	       !strcmp(r->threads[k].comm, ev->thr.name) &&
+	       name_selected(&r->opts, r->threads[k].tid, r->threads[k].name);
+}
+
 /* A TNAME event: the Python name of the thread the index stands for now;
  * --thread takes it as it takes the comm, from this event on */
 static int thread_rename(struct prep *pp, const struct ma_event *ev)
@@ -540,7 +552,8 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 	case MA_EV_THREAD:
 		if (r->thread_filtered && ev->thread < (1u << 20)) {
 			bool on = name_selected(&r->opts, ev->thr.tid,
-						ev->thr.name);
+						ev->thr.name) ||
+				  same_thread_named(pp, ev);
 
 			if (ev->thread >= pp->sel_cap) {
 				size_t n = pp->sel_cap ? pp->sel_cap : 64;

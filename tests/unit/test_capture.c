@@ -1392,3 +1392,53 @@ Test(capture, an_existing_file_is_replaced_by_ours)
 	cr_assert_eq(st.st_mode & 07777, 0600);
 	cr_assert_gt(st.st_size, 4, "the header is in");
 }
+
+/* A file of an older format version (2: no TNAME; 1: no aggregated
+ * events) holding only what that version had still reads, event for
+ * event; a THREAD without a TNAME keeps its comm */
+Test(capture, older_versions_still_read)
+{
+	struct ma_event th = { .type = MA_EV_THREAD, .thread = 3 };
+	struct ma_event al = { .type = MA_EV_ALLOC, .thread = 3 };
+	struct ma_capture_writer *w;
+	struct ma_capture_reader *r;
+	struct ma_event ev;
+	char path[512];
+	uint8_t *file;
+	size_t len;
+
+	th.thr.tid = 4243;
+	th.thr.pthread = 0x7f0011223344ull;
+	strcpy(th.thr.name, "python3");
+	al.alloc.ptr = 0x5000;
+	al.alloc.size = 24;
+	al.alloc.node = 0;
+	al.alloc.kind = MA_KIND_MALLOC;
+	for (uint32_t version = 1; version < MA_CAPTURE_VERSION; version++) {
+		tmp_path(path, sizeof(path), "old.cap");
+		cr_assert_eq(ma_capture_create(path, &test_meta, &w), 0);
+		cr_assert_eq(ma_capture_write_event(w, &th), 0);
+		cr_assert_eq(ma_capture_write_event(w, &al), 0);
+		cr_assert_eq(ma_capture_close(w, NULL), 0);
+		file = slurp(path, &len);
+		uint32_t h = le32(file + 12);
+
+		cr_assert(h >= 48 && h <= len);
+		put32(file + 8, version);
+		put32(file + h - 4, crc32_ieee(file, h - 4));
+		spit(path, file, len);
+		free(file);
+		cr_assert_eq(ma_capture_open(path, &r), 0, "version %u: %s",
+			     version, ma_errmsg());
+		cr_expect_eq(ma_capture_meta(r)->version, version);
+		cr_assert_eq(ma_capture_next(r, &ev), 1);
+		cr_expect_eq(ev.type, MA_EV_THREAD);
+		cr_expect_eq(ev.thr.tid, 4243);
+		cr_expect_str_eq(ev.thr.name, "python3");
+		cr_assert_eq(ma_capture_next(r, &ev), 1);
+		cr_expect_eq(ev.type, MA_EV_ALLOC);
+		cr_expect_eq(ev.alloc.ptr, 0x5000);
+		cr_expect_eq(ma_capture_next(r, &ev), 0);
+		ma_capture_reader_close(r);
+	}
+}
