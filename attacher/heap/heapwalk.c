@@ -218,7 +218,8 @@ static int add_object(struct parse *ps, const struct ma_heap_obj *o,
 		o->refcnt > 0xffffffffull ? 0xffffffffu : (uint32_t)o->refcnt;
 	g->flags[n] = (uint8_t)o->flags;
 	g->eoff[n] = (uint32_t)ps->nraw;
-	memcpy(ps->raw + ps->nraw, edges, (size_t)o->nedges * 8);
+	if (o->nedges) /* edges may be NULL then: memcpy's UB */
+		memcpy(ps->raw + ps->nraw, edges, (size_t)o->nedges * 8);
 	ps->nraw += o->nedges;
 	g->n = n + 1;
 	*slot = (uint32_t)(n + 1);
