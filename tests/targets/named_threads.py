@@ -14,7 +14,8 @@ stdin it prints 'GOT' and exits 0.
 
 Arguments (none: the above, exactly):
   alloc  every thread but the main one allocates (small lists, a few kept)
-         every 10 ms instead of idling, so that a capture defines them all
+         every 10 ms instead of idling, so that a capture defines them all,
+         and holds a 256 KiB bytearray in a local variable
   raw    one more thread, started with _thread.start_new_thread (threading
          never hears of it: it has no Thread name), printed as
          'RAW <native id>' after the THREAD lines; it allocates with alloc
@@ -34,10 +35,13 @@ def idle(ready):
         stop.wait()
         return
     kept = []
+    # a large local: the heap census lists it, with its thread, first
+    ballast = bytearray(256 << 10)
     while not stop.wait(0.01):
         kept.append([object() for _ in range(20)])
         if len(kept) > 50:
             del kept[:25]
+    del ballast
 
 
 class Refresher(threading.Thread):
