@@ -78,6 +78,7 @@ enum {
 	DEF_PEAK = 9,	 /* format version 2 */
 	DEF_AGGEND = 10, /* format version 2 */
 	DEF_PROC = 11,	 /* format version 3 */
+	DEF_TNAME = 12,	 /* format version 3 */
 };
 
 #define OP_KIND_SHIFT  3
@@ -416,10 +417,7 @@ static int write_header(struct ma_capture_writer *w,
 	if (!h)
 		return wr_err(w, -ENOMEM, "out of memory");
 	memcpy(h, FILE_MAGIC, 8);
-	put_le(h + 8,
-	       m->version == MA_CAPTURE_VERSION ? MA_CAPTURE_VERSION
-						: MA_CAPTURE_VERSION_ONE,
-	       4);
+	put_le(h + 8, MA_CAPTURE_VERSION, 4);
 	put_le(h + 12, total, 4);
 	put_le(h + 16, (uint32_t)m->pid, 4);
 	put_le(h + 20, m->py_version_hex, 4);
@@ -738,6 +736,8 @@ int ma_capture_write_event(struct ma_capture_writer *w,
 	if (ev->type == MA_EV_CODE)
 		extra = (size_t)ev->code.name_len + ev->code.file_len +
 			ev->code.linetable_len;
+	if (ev->type == MA_EV_TNAME)
+		extra = ev->tname.len;
 	ret = reserve_all(w, extra);
 	if (ret < 0)
 		return ret;
@@ -774,6 +774,13 @@ int ma_capture_write_event(struct ma_capture_writer *w,
 		put_bytes(m, ev->thr.name, nl);
 		break;
 	}
+	case MA_EV_TNAME:
+		if (ev->tname.len > MA_EV_TNAME_MAX)
+			return ma_err(-EINVAL, "capture: thread name too long");
+		put_def(w, DEF_TNAME, ev->thread);
+		put_varint(m, ev->tname.len);
+		put_bytes(m, ev->tname.name, ev->tname.len);
+		break;
 	case MA_EV_CODE:
 		put_def(w, DEF_CODE, ev->thread);
 		put_varint(m, ev->code.id);
@@ -1485,6 +1492,15 @@ static int get_def(struct ma_capture_reader *r, struct ma_event *ev)
 			memcpy(ev->thr.name, name, nl);
 		break;
 	}
+	case DEF_TNAME:
+		if (r->meta.version < 3)
+			return bad_event(r, "unknown event subtype");
+		ev->type = MA_EV_TNAME;
+		ev->tname.len = get_u32(m);
+		if (ev->tname.len > MA_EV_TNAME_MAX)
+			return bad_event(r, "thread name too long");
+		ev->tname.name = (const char *)get_bytes(m, ev->tname.len);
+		break;
 	case DEF_CODE:
 		ev->type = MA_EV_CODE;
 		ev->code.id = get_u32(m);
@@ -1561,7 +1577,7 @@ static int get_def(struct ma_capture_reader *r, struct ma_event *ev)
 		ev->aggend.unknown_frees = get_varint(m);
 		break;
 	case DEF_PROC:
-		if (r->meta.version < MA_CAPTURE_VERSION)
+		if (r->meta.version < 3)
 			return bad_event(r, "unknown event subtype");
 		ev->type = MA_EV_PROC;
 		ev->proc.pid = get_i32(m);

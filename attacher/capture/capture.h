@@ -25,10 +25,13 @@
 #include "ma_record.h"
 #include "event.h"
 
-/* the newest format version read; written by a capture of several
- * processes (PROC events), the others write MA_CAPTURE_VERSION_ONE */
-#define MA_CAPTURE_VERSION     3
-#define MA_CAPTURE_VERSION_ONE 2
+/* the format version written (PROC and TNAME events are version 3's),
+ * and the newest read */
+#define MA_CAPTURE_VERSION 3
+
+/* A flag of the header's tracking flags, never a session's: a capture of
+ * several processes (attach --children, attach PID PID...) */
+#define MA_CAPTURE_PROCS (1u << 31)
 
 /* Limits of the format (the reader rejects anything larger as corrupt) */
 #define MA_CAPTURE_MAX_PYVER   63 /* bytes of the python version string */
@@ -38,8 +41,8 @@
 
 /* Who was tracked (header of the file) */
 struct ma_capture_meta {
-	uint32_t version; /* format version (reader fills it; the writer
-			     writes 3 when given 3, else 2) */
+	uint32_t version; /* format version (the reader fills it; the
+			     writer writes MA_CAPTURE_VERSION) */
 	int32_t pid;
 	uint32_t py_version_hex; /* PY_VERSION_HEX, 0 when unknown */
 	uint32_t flags;		 /* enum ma_config_flags of the session */

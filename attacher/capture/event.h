@@ -31,6 +31,9 @@ enum ma_event_type {
 	/* a capture of several processes (attach --children, format 3):
 	 * a process, and with a thread index, that thread is its */
 	MA_EV_PROC = 13,
+	/* written by the attacher: the threading.Thread name of the thread
+	 * (ev->thread), read from the target's memory (format version 3) */
+	MA_EV_TNAME = 14,
 };
 
 /* enum of ma_event.proc.state */
@@ -40,8 +43,11 @@ enum ma_proc_state {
 	MA_PROC_SKIPPED = 2, /* a child not tracked: not Python, busy, ... */
 };
 
+/* Bytes of a thread's Python name in a TNAME event, at most */
+#define MA_EV_TNAME_MAX 255
+
 /*
- * One event, decoded.  Strings of a CODE event point into the producer's
+ * One event, decoded.  Strings of a CODE or TNAME event point into the producer's
  * buffer (the ring record, or the reader's block) and stay valid until the
  * next call on the same reader; copy what you keep.
  */
@@ -67,6 +73,10 @@ struct ma_event {
 			uint64_t pthread;
 			char name[17]; /* NUL-terminated */
 		} thr;
+		struct {
+			uint32_t len;
+			const char *name; /* not NUL-terminated, as CODE's */
+		} tname;
 		struct {
 			uint32_t id;
 			int32_t firstlineno;

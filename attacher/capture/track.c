@@ -25,6 +25,7 @@
 #include "errors.h"
 #include "ma_ring_io.h"
 #include "ptrace.h"
+#include "pyread.h"
 #include "teststep.h"
 
 /*
@@ -45,6 +46,19 @@
  * capture this often (the capture grows with the keys that moved per
  * second, not with events); samples still come every 100 ms */
 #define AGG_EVERY_NS 1000000000ull
+
+/* Python thread names are read this often (and at the start and the
+ * stop): a thread started meanwhile is named up to this late */
+#define NAMES_EVERY_NS	1000000000ull
+#define NAMES_MAX_INDEX (1u << 20) /* thread indices we keep names for */
+
+/* A thread index of the capture: who it is, the name last written */
+struct tslot {
+	int32_t tid;
+	int defined;
+	uint64_t pthread;
+	const char *named; /* interned by the reader: compared by pointer */
+};
 
 /* A key's figures as last read */
 struct agg_prev {
@@ -105,6 +119,14 @@ struct ma_track {
 	pthread_mutex_t hb_mu;
 	uint64_t hb_until; /* atomic */
 	int hb_stop;	   /* atomic */
+	/* Python thread names (TNAME events): the reader, the last names
+	 * read, the capture's threads by index */
+	struct ma_pyreader *pr;
+	struct ma_py_tname *names;
+	size_t nnames;
+	struct tslot *slots;
+	size_t nslots;
+	uint64_t last_names;
 };
 
 #define HB_BUSY_NS (5000000000ull)
@@ -305,6 +327,7 @@ static uint64_t read_rss(pid_t pid)
 }
 
 static void wait_got(struct ma_track *tr);
+static void names_poll(struct ma_track *tr);
 
 static int procs_push(struct ma_track *g, struct ma_track *p)
 {
@@ -380,10 +403,9 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 	 * target anything */
 	clock_gettime(CLOCK_REALTIME, &wall);
 	struct ma_capture_meta meta = {
-		.version = o->multi ? MA_CAPTURE_VERSION : 0,
 		.pid = t->pid,
 		.py_version_hex = t->version_hex,
-		.flags = o->flags,
+		.flags = o->flags | (o->multi ? MA_CAPTURE_PROCS : 0),
 		.start_wall_ns = (uint64_t)wall.tv_sec * 1000000000ull +
 				 (uint64_t)wall.tv_nsec,
 		.py_version = t->version,
@@ -402,6 +424,12 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 		if (err)
 			return err;
 	}
+	/* the names of the threads running now, before their THREAD records
+	 * come; without a reader the capture has comms only */
+	if (ma_pyreader_new(t->mem, &t->off, t->runtime_addr, &tr->pr) == 0)
+		names_poll(tr);
+	else
+		tr->pr = NULL;
 	struct ma_inject_opts io = { .ring_size = o->ring_size,
 				     .flags = o->flags,
 				     .max_frames = o->max_frames,
@@ -603,6 +631,82 @@ static int replay_temp(struct ma_track *tr, const struct ma_rec *rec)
 	return err;
 }
 
+static void emit(struct ma_track *tr, const struct ma_event *ev);
+
+/* Write the Python name of thread index idx when it has one that was not
+ * written yet for it */
+static void name_slot(struct ma_track *tr, uint32_t idx)
+{
+	struct tslot *s = &tr->slots[idx];
+
+	if (!s->defined)
+		return;
+	for (size_t i = 0; i < tr->nnames; i++) {
+		const char *name = tr->names[i].name;
+
+		/* a pthread_t is reused at once, a tid far less often */
+		if (tr->names[i].ident != s->pthread ||
+		    (tr->names[i].native_id &&
+		     tr->names[i].native_id != (uint64_t)(uint32_t)s->tid) ||
+		    name == s->named)
+			continue;
+		size_t len = strlen(name);
+		struct ma_event ev = {
+			.type = MA_EV_TNAME,
+			.thread = idx,
+			.tname = { .len = len < MA_EV_TNAME_MAX
+						  ? (uint32_t)len
+						  : MA_EV_TNAME_MAX,
+				   .name = name },
+		};
+
+		emit(tr, &ev);
+		s->named = name;
+		return;
+	}
+}
+
+/* A THREAD event: its index now stands for this thread */
+static void thread_defined(struct ma_track *tr, const struct ma_event *ev)
+{
+	if (!tr->pr || ev->thread >= NAMES_MAX_INDEX)
+		return;
+	if (ev->thread >= tr->nslots) {
+		size_t n = tr->nslots ? tr->nslots : 64;
+		struct tslot *p;
+
+		while (n <= ev->thread)
+			n *= 2;
+		p = realloc(tr->slots, n * sizeof(*p));
+		if (!p)
+			return; /* no names: comm stays */
+		memset(p + tr->nslots, 0, (n - tr->nslots) * sizeof(*p));
+		tr->slots = p;
+		tr->nslots = n;
+	}
+	tr->slots[ev->thread] = (struct tslot){ .tid = ev->thr.tid,
+						.defined = 1,
+						.pthread = ev->thr.pthread };
+	name_slot(tr, ev->thread);
+}
+
+/* Read the names of the Python threads, with the target running: each
+ * read is checked, a torn one gives fewer names (docs/capture-format.md,
+ * "Thread names") */
+static void names_poll(struct ma_track *tr)
+{
+	struct ma_py_tname *v;
+	size_t n;
+
+	if (!tr->pr || ma_pyreader_thread_names(tr->pr, &v, &n) < 0)
+		return;
+	free(tr->names);
+	tr->names = v;
+	tr->nnames = n;
+	for (size_t i = 0; i < tr->nslots; i++)
+		name_slot(tr, (uint32_t)i);
+}
+
 /* Any other record: decoded once, the same event to the capture and to the
  * accounting (PAD is no event) */
 static int feed_rec(struct ma_track *tr, const struct ma_rec *rec)
@@ -612,6 +716,14 @@ static int feed_rec(struct ma_track *tr, const struct ma_rec *rec)
 
 	if (ret <= 0)
 		return ret;
+	/* a THREAD event's index is the payload's: put_event maps it */
+	if (ev.type == MA_EV_THREAD) {
+		struct ma_event d = ev;
+
+		ret = put_event(tr, &ev);
+		thread_defined(tr, &d);
+		return ret;
+	}
 	return put_event(tr, &ev);
 }
 
@@ -1144,6 +1256,12 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 				p->last_agg = now;
 			}
 		}
+		/* names of the first process's threads only: the others'
+		 * targets are not kept open (docs/limits.md) */
+		if (now - g->last_names >= NAMES_EVERY_NS) {
+			names_poll(g);
+			g->last_names = now;
+		}
 		if (now - g->last_children >= SAMPLE_EVERY_NS) {
 			struct ma_event ev = { .type = MA_EV_SAMPLE };
 			int any = 0;
@@ -1257,6 +1375,10 @@ int ma_track_run(struct ma_track *tr, const struct ma_track_run *run)
 		if (tr->error) {
 			tr->complete = 0;
 			return MA_TRACK_END_ERROR;
+		}
+		if (now - tr->last_names >= NAMES_EVERY_NS) {
+			names_poll(tr);
+			tr->last_names = now;
 		}
 		if (tr->s.agg && now - tr->last_agg >= AGG_EVERY_NS) {
 			agg_read(tr);
@@ -1387,6 +1509,8 @@ int ma_track_stop(struct ma_track *tr)
 		drain(tr, SIZE_MAX);
 		goto out;
 	}
+	/* names of threads started since the last read, the target alive */
+	names_poll(tr);
 	ma_ring_request_stop(tr->s.ring);
 	ma_step("stop.requested");
 	uint64_t deadline = ma_now_ns() + STOP_TIMEOUT_NS;
@@ -1521,6 +1645,9 @@ void ma_track_free(struct ma_track *tr)
 	ma_account_free(tr->sacc);
 	ma_account_free(tr->acc);
 	ma_injection_close(&tr->s);
+	ma_pyreader_free(tr->pr);
+	free(tr->names);
+	free(tr->slots);
 	free(tr->prev);
 	free(tr);
 }

@@ -462,11 +462,11 @@ static void print_stacks_now(struct ma_target *t)
 				continue;
 			if (v->nstid != v->tid)
 				printf("  %s (%d, %d in its PID namespace)%s",
-				       v->comm, (int)v->tid, (int)v->nstid,
+				       v->name, (int)v->tid, (int)v->nstid,
 				       v->py && v->py->holds_gil ? " [GIL]"
 								 : "");
 			else
-				printf("  %s (%d)%s", v->comm, (int)v->tid,
+				printf("  %s (%d)%s", v->name, (int)v->tid,
 				       v->py && v->py->holds_gil ? " [GIL]"
 								 : "");
 			if (!v->py || !v->py->nframes) {

@@ -161,7 +161,12 @@ int ma_cmd_info(int argc, char **argv)
 			json_object_set_new(jt, "ns_tid",
 					    v->tid ? json_integer(v->nstid)
 						   : json_null());
-			json_object_set_new(jt, "name", json_string(v->comm));
+			json_object_set_new(jt, "name", json_string(v->name));
+			json_object_set_new(jt, "comm", json_string(v->comm));
+			json_object_set_new(jt, "python_name",
+					    v->py && v->py->name
+						    ? json_string(v->py->name)
+						    : json_null());
 			json_object_set_new(jt, "python", json_boolean(v->py));
 			json_object_set_new(
 				jt, "holds_gil",
@@ -199,11 +204,11 @@ int ma_cmd_info(int argc, char **argv)
 			if (v->tid && v->nstid != v->tid)
 				printf("  %-8d %-16s %s (%d in its PID "
 				       "namespace)\n",
-				       (int)v->tid, v->comm, what,
+				       (int)v->tid, v->name, what,
 				       (int)v->nstid);
 			else if (v->tid)
 				printf("  %-8d %-16s %s\n", (int)v->tid,
-				       v->comm, what);
+				       v->name, what);
 			else
 				printf("  %-8s %-16s %s\n", "-", "(no thread)",
 				       what);

@@ -63,10 +63,10 @@ static void print_thread_text(FILE *f, const struct st_result *r,
 				       : "no Python thread state");
 	if (th->tid && th->nstid != th->tid)
 		fprintf(f, "Thread %d (%d in its PID namespace) \"%s\"%s%s%s\n",
-			(int)th->tid, (int)th->nstid, th->comm,
+			(int)th->tid, (int)th->nstid, th->name,
 			flags[0] ? " (" : "", flags, flags[0] ? ")" : "");
 	else if (th->tid)
-		fprintf(f, "Thread %d \"%s\"%s%s%s\n", (int)th->tid, th->comm,
+		fprintf(f, "Thread %d \"%s\"%s%s%s\n", (int)th->tid, th->name,
 			flags[0] ? " (" : "", flags, flags[0] ? ")" : "");
 	else
 		fprintf(f, "Thread state %#lx (no live kernel thread)%s%s%s\n",
@@ -114,7 +114,11 @@ static json_t *thread_json(const struct st_result *r, const struct ma_tview *th,
 
 	json_object_set_new(o, "tid",
 			    th->tid ? json_integer(th->tid) : json_null());
-	json_object_set_new(o, "name", json_string(th->comm));
+	json_object_set_new(o, "name", json_string(th->name));
+	json_object_set_new(o, "comm", json_string(th->comm));
+	json_object_set_new(o, "python_name",
+			    py && py->name ? json_string(py->name)
+					   : json_null());
 	json_object_set_new(o, "ns_tid",
 			    th->tid ? json_integer(th->nstid) : json_null());
 	json_object_set_new(o, "main", json_boolean(th->tid == r->t->pid));

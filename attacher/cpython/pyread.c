@@ -32,6 +32,8 @@
 /* shims (3.12+) are not counted as frames, so allow for one per frame */
 #define MA_MAX_FRAME_STEPS (2 * MA_MAX_FRAMES)
 
+#define TN_MAX_INTERPS 8 /* interpreters whose _active is cached */
+
 #define PC_PAGE	 4096u
 #define PC_SLOTS 256u /* 1 MiB of cached pages per snapshot */
 
@@ -42,6 +44,62 @@
 
 /* Function name of a frame whose code object could not be read */
 static const char unreadable[] = "<unreadable>";
+
+/*
+ * What the path to a Thread's name crosses, per minor version: CPython's
+ * dicts (Objects/dictobject.c, Include/internal/pycore_dict.h) and where
+ * an instance keeps its attributes (Include/internal/pycore_object.h).
+ * These are not in struct ma_py_offsets (its field set is full and none of
+ * it is needed by stacks or tracking); the struct members were taken from
+ * the DWARF of the pyenv builds and Debian's 3.11, and the modules offset
+ * is checked on use (a dict holding 'sys' -> a module), else looked for
+ * near it (see find_modules).
+ */
+enum tn_attrs {
+	TN_DICTOFFSET,	/* <= 3.10: the dict at obj + tp_dictoffset */
+	TN_MANAGED_311, /* values at obj - 4 words, dict at obj - 3 words */
+	TN_MANAGED_312, /* obj - 3 words: dict, or values - 1 */
+	TN_INLINE_313,	/* dict at obj - 3 words, else values inline at
+			   obj + tp_basicsize (Py_TPFLAGS_INLINE_VALUES) */
+};
+
+struct tn_layout {
+	int minor;
+	int32_t interp_modules;		/* PyInterpreterState.modules
+				   (3.12+: .imports.modules) */
+	int32_t type_flags;		/* PyTypeObject.tp_flags */
+	int32_t type_basicsize;		/* PyTypeObject.tp_basicsize */
+	int32_t type_dictoffset;	/* PyTypeObject.tp_dictoffset */
+	int32_t heaptype_cached_keys;	/* PyHeapTypeObject.ht_cached_keys */
+	int32_t dict_keys, dict_values; /* PyDictObject.ma_keys, .ma_values */
+	int keys_log2;	  /* 3.11+: dk_log2_size, dk_kind; else dk_size */
+	int values_first; /* bytes before values[0] in PyDictValues */
+	int long_tag;	  /* 3.12+: PyLongObject.long_value.lv_tag */
+	enum tn_attrs attrs;
+};
+
+static const struct tn_layout tn_layouts[] = {
+	{ 8, 56, 168, 32, 288, 872, 32, 40, 0, 0, 0, TN_DICTOFFSET },
+	{ 9, 856, 168, 32, 288, 864, 32, 40, 0, 0, 0, TN_DICTOFFSET },
+	{ 10, 856, 168, 32, 288, 872, 32, 40, 0, 0, 0, TN_DICTOFFSET },
+	{ 11, 888, 168, 32, 288, 872, 32, 40, 1, 0, 0, TN_MANAGED_311 },
+	{ 12, 944, 168, 32, 288, 880, 32, 40, 1, 0, 1, TN_MANAGED_312 },
+	{ 13, 7656, 168, 32, 288, 880, 32, 40, 1, 8, 1, TN_INLINE_313 },
+};
+
+#define TPF_INLINE_VALUES (1ul << 2)
+#define TPF_MANAGED_DICT  (1ul << 4)
+
+#define TN_MAX_ENTRIES (1 << 16) /* entries of a dict we look through */
+#define TN_SCAN_BYTES  4096	 /* each side of the table's modules offset */
+
+static const struct tn_layout *tn_layout_of(int minor)
+{
+	for (size_t i = 0; i < sizeof(tn_layouts) / sizeof(tn_layouts[0]); i++)
+		if (tn_layouts[i].minor == minor)
+			return &tn_layouts[i];
+	return NULL;
+}
 
 struct pc_slot {
 	uint64_t page;
@@ -84,6 +142,16 @@ struct ma_pyreader {
 	size_t strs_cap, nstrs;
 
 	uint64_t code_type; /* address of PyCode_Type once seen */
+
+	/* thread names: the version's facts (NULL: none known), types
+	 * seen, where sys.modules is, threading._active per interpreter */
+	const struct tn_layout *tn;
+	uint64_t tn_dict_type, tn_str_type, tn_module_type, tn_int_type;
+	int32_t tn_modules_off;
+	int tn_scanned;
+	struct {
+		uint64_t interp, active;
+	} tn_cache[TN_MAX_INTERPS];
 };
 
 /* ------------------------------------------------------------------ */
@@ -604,6 +672,9 @@ int ma_pyreader_new(struct ma_mem *m, const struct ma_py_offsets *o,
 	r->L = &ma_py_layouts[v->layout];
 	ma_py_walk_off_init(&r->w, o);
 	r->gen = 1;
+	r->tn = tn_layout_of(minor);
+	if (r->tn)
+		r->tn_modules_off = r->tn->interp_modules;
 	r->tstate_span = SPAN(o->tstate_next, o->tstate_interp, o->tstate_frame,
 			      o->tstate_cframe, o->tstate_thread_id,
 			      o->tstate_native_thread_id);
@@ -894,6 +965,428 @@ static void new_generation(struct ma_pyreader *r)
 	}
 }
 
+/* ------------------------------------------------------------------ */
+/* Thread names: sys.modules['threading']._active[ident]._name         */
+
+/* Is the object at addr of the type named name?  Type addresses seen are
+ * remembered in *cache. */
+static int obj_is(struct ma_pyreader *r, uint64_t addr, const char *name,
+		  uint64_t *cache)
+{
+	uint64_t type, name_p;
+	char buf[16];
+	size_t len = strlen(name) + 1;
+
+	if (!addr || (addr & 7) || rd(r, addr + r->o.object_type, &type, 8) < 0)
+		return 0;
+	if (!type)
+		return 0;
+	if (type == *cache)
+		return 1;
+	if (rd(r, type + r->o.type_name, &name_p, 8) < 0 ||
+	    rd(r, name_p, buf, len) < 0 || memcmp(buf, name, len) != 0)
+		return 0;
+	*cache = type;
+	return 1;
+}
+
+/* The entries of a dict's keys, and where their values are */
+struct dview {
+	uint64_t entries; /* address of entry 0 */
+	int64_t n;	  /* entries in use or deleted (dk_nentries) */
+	int esize, key_at, value_at;
+	uint64_t values; /* split table: values[i] at values + 8 * i */
+};
+
+static int keys_open(struct ma_pyreader *r, uint64_t keys, struct dview *v)
+{
+	const struct tn_layout *L = r->tn;
+	uint8_t b[40];
+
+	memset(v, 0, sizeof(*v));
+	if (!keys || rd(r, keys, b, sizeof(b)) < 0)
+		return -EFAULT;
+	if (L->keys_log2) {
+		unsigned log2 = b[8], log2ix = b[9], kind = b[10];
+
+		v->n = (int64_t)get_u64(b, 24);
+		if (log2 < 3 || log2 > 30 || log2ix > 34 || kind > 2 ||
+		    v->n < 0 || v->n > (1ll << log2))
+			return -EPROTO;
+		v->entries = keys + 32 + (1ull << log2ix);
+		/* DICT_KEYS_GENERAL holds hashes, unicode and split do not */
+		v->esize = kind == 0 ? 24 : 16;
+		v->key_at = kind == 0 ? 8 : 0;
+		v->value_at = kind == 0 ? 16 : 8;
+	} else {
+		int64_t size = (int64_t)get_u64(b, 8);
+		int ix;
+
+		v->n = (int64_t)get_u64(b, 32);
+		if (size < 8 || size > (1ll << 30) || (size & (size - 1)) ||
+		    v->n < 0 || v->n > size)
+			return -EPROTO;
+		ix = size <= 0xff ? 1 : size <= 0xffff ? 2 : 4;
+		v->entries = keys + 40 + (uint64_t)size * ix;
+		v->esize = 24;
+		v->key_at = 8;
+		v->value_at = 16;
+	}
+	if (v->n > TN_MAX_ENTRIES)
+		v->n = TN_MAX_ENTRIES;
+	return 0;
+}
+
+static int dict_open(struct ma_pyreader *r, uint64_t dict, struct dview *v)
+{
+	uint64_t keys, values;
+	int err;
+
+	if (!obj_is(r, dict, "dict", &r->tn_dict_type) ||
+	    rd(r, dict + r->tn->dict_keys, &keys, 8) < 0 ||
+	    rd(r, dict + r->tn->dict_values, &values, 8) < 0)
+		return -EPROTO;
+	err = keys_open(r, keys, v);
+	if (!err && values)
+		v->values = values + (uint64_t)r->tn->values_first;
+	return err;
+}
+
+/* Entry i: 0 with key and value (either may be 0: a deleted entry or a
+ * split table's missing value), or a read error */
+static int dview_get(struct ma_pyreader *r, const struct dview *v, int64_t i,
+		     uint64_t *key, uint64_t *value)
+{
+	uint8_t e[24];
+	uint64_t at = v->entries + (uint64_t)i * (uint64_t)v->esize;
+
+	if (rd(r, at, e, (size_t)v->esize) < 0)
+		return -EFAULT;
+	*key = get_u64(e, v->key_at);
+	*value = get_u64(e, v->value_at);
+	if (v->values && *key &&
+	    rd(r, v->values + 8 * (uint64_t)i, value, 8) < 0)
+		return -EFAULT;
+	return 0;
+}
+
+/* Is the str at addr equal to want (ASCII)? */
+static int str_is(struct ma_pyreader *r, uint64_t addr, const char *want)
+{
+	struct src s = { .r = r, .m = r->m };
+	char buf[32];
+	size_t len = strlen(want);
+
+	if (len >= sizeof(buf) || !obj_is(r, addr, "str", &r->tn_str_type))
+		return 0;
+	return read_unicode(&s, &r->o, addr, buf, len + 2) == (int)len &&
+	       memcmp(buf, want, len) == 0;
+}
+
+/* The value of key name in a dict view, 0 when absent or unreadable */
+static uint64_t dview_find(struct ma_pyreader *r, const struct dview *v,
+			   const char *name, int64_t *ix)
+{
+	for (int64_t i = 0; i < v->n; i++) {
+		uint64_t key, value;
+
+		if (dview_get(r, v, i, &key, &value) < 0)
+			return 0;
+		if (key && str_is(r, key, name)) {
+			if (ix)
+				*ix = i;
+			return value;
+		}
+	}
+	return 0;
+}
+
+static uint64_t dict_get(struct ma_pyreader *r, uint64_t dict, const char *name)
+{
+	struct dview v;
+
+	if (dict_open(r, dict, &v) < 0)
+		return 0;
+	return dview_find(r, &v, name, NULL);
+}
+
+/* Attribute name of an instance of a Python class: from its __dict__ or,
+ * 3.11+, from the values it keeps without one (keys shared in the type) */
+static uint64_t attr_get(struct ma_pyreader *r, uint64_t obj, const char *name)
+{
+	const struct tn_layout *L = r->tn;
+	uint64_t type, flags, dict = 0, values = 0, keys;
+	uint8_t vh[8] = { 0 };
+	int64_t ix = -1;
+
+	if (rd(r, obj + r->o.object_type, &type, 8) < 0 || !type ||
+	    rd(r, type + L->type_flags, &flags, 8) < 0)
+		return 0;
+	if (L->attrs != TN_DICTOFFSET && (flags & TPF_MANAGED_DICT)) {
+		uint64_t w[4]; /* the 4 words before the object */
+
+		if (rd(r, obj - 32, w, sizeof(w)) < 0)
+			return 0;
+		if (L->attrs == TN_MANAGED_311) {
+			values = w[0];
+			dict = w[1];
+		} else if (L->attrs == TN_MANAGED_312) {
+			/* stored as the values' address - 1 */
+			if (w[1] & 1)
+				values = w[1] + 1;
+			else
+				dict = w[1];
+		} else {
+			dict = w[1];
+			if (!dict && (flags & TPF_INLINE_VALUES)) {
+				int64_t bs;
+
+				if (rd(r, type + L->type_basicsize, &bs, 8) <
+					    0 ||
+				    bs < 16 || bs > 4096 ||
+				    rd(r, obj + (uint64_t)bs, vh, 8) < 0 ||
+				    !vh[3] /* valid */)
+					return 0;
+				values = obj + (uint64_t)bs;
+			}
+		}
+		if (dict)
+			return dict_get(r, dict, name);
+		if (!values)
+			return 0;
+		struct dview v;
+
+		if (rd(r, type + L->heaptype_cached_keys, &keys, 8) < 0 ||
+		    keys_open(r, keys, &v) < 0)
+			return 0;
+		v.values = 0; /* the keys' own values are NULL: take ix */
+		dview_find(r, &v, name, &ix);
+		if (ix < 0)
+			return 0;
+		if (L->attrs == TN_INLINE_313 && ix >= vh[0] /* capacity */)
+			return 0;
+		uint64_t value;
+
+		if (rd(r, values + (uint64_t)L->values_first + 8 * (uint64_t)ix,
+		       &value, 8) < 0)
+			return 0;
+		return value;
+	}
+	int64_t off;
+
+	if (rd(r, type + L->type_dictoffset, &off, 8) < 0 || off <= 0 ||
+	    off > 4096 || rd(r, obj + (uint64_t)off, &dict, 8) < 0)
+		return 0;
+	return dict_get(r, dict, name);
+}
+
+/* A small int (an ident: up to 64 bits, 3 digits of 30 bits) */
+static int long_get(struct ma_pyreader *r, uint64_t addr, uint64_t *out)
+{
+	uint8_t b[40];
+	int64_t nd;
+	int neg = 0;
+
+	if (!obj_is(r, addr, "int", &r->tn_int_type) ||
+	    rd(r, addr + r->o.varobject_size, b, 8 + 12) < 0)
+		return -EPROTO;
+	if (r->tn->long_tag) {
+		uint64_t tag = get_u64(b, 0);
+
+		nd = (int64_t)(tag >> 3);
+		neg = (tag & 3) == 2;
+	} else {
+		nd = (int64_t)get_u64(b, 0);
+		neg = nd < 0;
+		nd = neg ? -nd : nd;
+	}
+	if (neg || nd > 3)
+		return -EPROTO;
+	*out = 0;
+	for (int64_t i = nd - 1; i >= 0; i--) {
+		uint32_t d;
+
+		memcpy(&d, b + 8 + 4 * i, 4);
+		*out = *out << 30 | (d & 0x3fffffff);
+	}
+	return 0;
+}
+
+/* Is dict sys.modules?  It maps 'sys' to a module. */
+static int is_modules(struct ma_pyreader *r, uint64_t dict)
+{
+	return obj_is(r, dict, "dict", &r->tn_dict_type) &&
+	       obj_is(r, dict_get(r, dict, "sys"), "module",
+		      &r->tn_module_type);
+}
+
+/*
+ * sys.modules of an interpreter: at the table's offset, else (another
+ * build of the minor version) at the word near it that points to it; the
+ * offset found is kept for the next calls.
+ */
+static uint64_t find_modules(struct ma_pyreader *r, uint64_t interp)
+{
+	int32_t off = r->tn_modules_off;
+	uint64_t dict;
+
+	if (rd(r, interp + (uint64_t)off, &dict, 8) == 0 && is_modules(r, dict))
+		return dict;
+	if (r->tn_scanned)
+		return 0;
+	r->tn_scanned = 1;
+	for (int32_t d = 8; d <= TN_SCAN_BYTES; d += 8) {
+		for (int sgn = -1; sgn <= 1; sgn += 2) {
+			int32_t at = off + sgn * d;
+
+			if (at < 0 ||
+			    rd(r, interp + (uint64_t)at, &dict, 8) < 0 ||
+			    !is_modules(r, dict))
+				continue;
+			r->tn_modules_off = at;
+			return dict;
+		}
+	}
+	return 0;
+}
+
+/* threading._active of an interpreter, 0 when threading is not imported */
+static uint64_t find_active(struct ma_pyreader *r, uint64_t interp)
+{
+	uint64_t mod, mdict, active;
+	size_t i, slot = 0;
+
+	for (i = 0; i < TN_MAX_INTERPS; i++) {
+		if (r->tn_cache[i].interp == interp &&
+		    obj_is(r, r->tn_cache[i].active, "dict", &r->tn_dict_type))
+			return r->tn_cache[i].active;
+		if (!r->tn_cache[i].interp)
+			slot = i;
+	}
+	mod = dict_get(r, find_modules(r, interp), "threading");
+	/* PyModuleObject.md_dict: 16 on every version, when the heap
+	 * census' fields did not say */
+	if (!obj_is(r, mod, "module", &r->tn_module_type) ||
+	    rd(r,
+	       mod + (uint64_t)(r->o.module_dict >= 0 ? r->o.module_dict : 16),
+	       &mdict, 8) < 0)
+		return 0;
+	active = dict_get(r, mdict, "_active");
+	if (!obj_is(r, active, "dict", &r->tn_dict_type))
+		return 0;
+	r->tn_cache[slot].interp = interp;
+	r->tn_cache[slot].active = active;
+	return active;
+}
+
+static int push_tname(struct ma_py_tname **v, size_t *n, size_t *cap,
+		      uint64_t ident, uint64_t native_id, const char *name)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? 2 * *cap : 16;
+		struct ma_py_tname *p = realloc(*v, c * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		*v = p;
+		*cap = c;
+	}
+	(*v)[(*n)++] = (struct ma_py_tname){ .ident = ident,
+					     .native_id = native_id,
+					     .name = name };
+	return 0;
+}
+
+/* The names of one interpreter's threads, appended to *v */
+static int interp_names(struct ma_pyreader *r, uint64_t interp,
+			struct ma_py_tname **v, size_t *n, size_t *cap)
+{
+	struct src s = { .r = r, .m = r->m };
+	struct dview dv;
+	uint64_t active;
+
+	if (!r->tn)
+		return 0;
+	active = find_active(r, interp);
+	if (!active || dict_open(r, active, &dv) < 0)
+		return 0;
+	for (int64_t i = 0; i < dv.n && i < MA_MAX_THREADS; i++) {
+		uint64_t key, thread, ident, name_p, native_id;
+		char buf[MA_PY_TNAME_MAX];
+		const char *name;
+
+		if (dview_get(r, &dv, i, &key, &thread) < 0)
+			break;
+		if (!key || !thread || long_get(r, key, &ident) < 0)
+			continue;
+		name_p = attr_get(r, thread, "_name");
+		if (!obj_is(r, name_p, "str", &r->tn_str_type) ||
+		    read_unicode(&s, &r->o, name_p, buf, sizeof(buf)) < 0)
+			continue;
+		/* one line of text, whatever the name holds */
+		for (char *c = buf; *c; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				*c = '?';
+		name = intern(r, buf);
+		/* None until the thread runs, and absent before 3.8 */
+		if (long_get(r, attr_get(r, thread, "_native_id"), &native_id) <
+		    0)
+			native_id = 0;
+		if (!name || push_tname(v, n, cap, ident, native_id, name) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int ma_pyreader_thread_names(struct ma_pyreader *r, struct ma_py_tname **out,
+			     size_t *n)
+{
+	struct cycle cyc = { 0 };
+	uint64_t interp;
+	size_t cap = 0;
+	int ninterps = 0;
+
+	*out = NULL;
+	*n = 0;
+	new_generation(r);
+	if (rd(r, r->runtime + r->o.runtime_interpreters_head, &interp, 8) < 0)
+		return 0;
+	while (interp && ninterps++ < MA_MAX_INTERPS &&
+	       !cycle_step(&cyc, interp)) {
+		if (interp_names(r, interp, out, n, &cap) < 0) {
+			free(*out);
+			*out = NULL;
+			*n = 0;
+			return -ENOMEM;
+		}
+		if (rd(r, interp + r->o.interp_next, &interp, 8) < 0)
+			break;
+	}
+	return 0;
+}
+
+/* Name the snapshot's threads first..end of interpreter interp */
+static int name_threads(struct ma_pyreader *r, uint64_t interp,
+			struct ma_py_snapshot *s, int first)
+{
+	struct ma_py_tname *v = NULL;
+	size_t n = 0, cap = 0;
+
+	if (interp_names(r, interp, &v, &n, &cap) < 0)
+		return -ENOMEM;
+	for (int k = first; k < s->nthreads; k++) {
+		const struct ma_py_thread *t = &s->threads[k];
+
+		for (size_t i = 0; i < n; i++)
+			if (v[i].ident && v[i].ident == t->thread_id &&
+			    (!v[i].native_id || !t->native_tid ||
+			     v[i].native_id == (uint64_t)t->native_tid))
+				s->threads[k].name = v[i].name;
+	}
+	free(v);
+	return 0;
+}
+
 static int read_interp_head(struct ma_pyreader *r, uint64_t *head)
 {
 	int err = rd(r, r->runtime + r->o.runtime_interpreters_head, head,
@@ -935,7 +1428,11 @@ int ma_pyreader_snapshot(struct ma_pyreader *r, struct ma_py_snapshot *out)
 		/* 3.12+: each interpreter points to its GIL (maybe shared) */
 		if (o->interp_gil_ptr >= 0)
 			holder = gil_holder(r, ii.gil);
+		int first = out->nthreads;
+
 		err = walk_threads(r, &ii, holder, out, &cap);
+		if (!err)
+			err = name_threads(r, interp, out, first);
 		if (err < 0) {
 			ma_py_snapshot_free(out);
 			return ma_err(err,

@@ -32,6 +32,11 @@ struct ma_py_thread {
 	uint64_t thread_id; /* pthread_t */
 	long native_tid;    /* kernel TID, 0 when unknown */
 	long interp_id;
+	/* threading.Thread.name of this thread, read from the threading
+	 * module's _active dict; NULL when threading is not imported, the
+	 * thread is not in it (started from C, _thread.start_new_thread) or
+	 * it could not be read.  Owned by the reader. */
+	const char *name;
 	int holds_gil; /* 1: this thread holds the GIL right now */
 	int nframes;
 	struct ma_py_frame *frames; /* innermost first */
@@ -65,6 +70,28 @@ int ma_pyreader_validate(struct ma_pyreader *r);
  * by the reader and live until ma_pyreader_free(). */
 int ma_pyreader_snapshot(struct ma_pyreader *r, struct ma_py_snapshot *out);
 void ma_py_snapshot_free(struct ma_py_snapshot *s);
+
+/* One entry of the threading module's _active dict: a Thread's ident
+ * (pthread_self(), PyThreadState.thread_id), its native id (gettid() in
+ * the target's PID namespace; 0 when unknown) and its name.  Both ids
+ * name the thread: a pthread_t is reused as soon as a thread is joined. */
+struct ma_py_tname {
+	uint64_t ident;
+	uint64_t native_id;
+	const char *name; /* owned by the reader */
+};
+
+#define MA_PY_TNAME_MAX 256 /* bytes of a thread name kept, NUL included */
+
+/*
+ * The names of the Python threads of every interpreter (threading._active
+ * -> Thread._name), without stopping the process: what is read is checked
+ * (types by name, sizes bounded), so a torn read gives fewer names, never
+ * a wrong pointer followed far.  *out is malloc'ed (free() it), its strings
+ * are the reader's.  0 (maybe with *n = 0), or -ENOMEM.
+ */
+int ma_pyreader_thread_names(struct ma_pyreader *r, struct ma_py_tname **out,
+			     size_t *n);
 
 /* Read a str object into buf (UTF-8), at most len-1 bytes; returns length */
 int ma_pyread_unicode(struct ma_mem *m, const struct ma_py_offsets *o,

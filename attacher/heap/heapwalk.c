@@ -218,7 +218,8 @@ static int add_object(struct parse *ps, const struct ma_heap_obj *o,
 		o->refcnt > 0xffffffffull ? 0xffffffffu : (uint32_t)o->refcnt;
 	g->flags[n] = (uint8_t)o->flags;
 	g->eoff[n] = (uint32_t)ps->nraw;
-	memcpy(ps->raw + ps->nraw, edges, (size_t)o->nedges * 8);
+	if (o->nedges) /* edges may be NULL then: memcpy's UB */
+		memcpy(ps->raw + ps->nraw, edges, (size_t)o->nedges * 8);
 	ps->nraw += o->nedges;
 	g->n = n + 1;
 	*slot = (uint32_t)(n + 1);
@@ -464,6 +465,9 @@ static void build_roots(struct parse *ps, struct ma_mem *cm,
 		hr->line = -1;
 		hr->depth = pr->depth;
 		if (pr->kind == MA_HEAP_R_LOCAL && have_snap) {
+			/* its threading.Thread name, else its comm */
+			const char *pyname = NULL;
+
 			for (int a = 0; a < snap.nthreads; a++) {
 				const struct ma_py_thread *th =
 					&snap.threads[a];
@@ -478,6 +482,7 @@ static void build_roots(struct parse *ps, struct ma_mem *cm,
 					hr->file = dupstr(fr->file);
 					hr->line = fr->line;
 					hr->tid = (pid_t)th->native_tid;
+					pyname = th->name;
 					for (size_t k = 0;
 					     !hr->tid && k < hcopy->nthreads;
 					     k++)
@@ -490,10 +495,10 @@ static void build_roots(struct parse *ps, struct ma_mem *cm,
 			}
 			char comm[64] = "";
 
-			if (hr->tid)
+			if (hr->tid && !pyname)
 				ma_proc_comm(t->pid, hr->tid, comm,
 					     sizeof(comm));
-			hr->thread = dupstr(comm);
+			hr->thread = dupstr(pyname ? pyname : comm);
 		}
 		if (!hr->func)
 			hr->func = dupstr("");

@@ -67,6 +67,14 @@ int ma_tsnap_take(struct ma_target *t, struct ma_pyreader *r, int native,
 	memset(out, 0, sizeof(*out));
 	if (native)
 		ma_native_preload(t->dwfl);
+	/* Thread names: the walk of sys.modules to threading._active is most
+	 * of their reads; done now, the reader keeps where _active is, and
+	 * the stop only reads _active and its Threads */
+	struct ma_py_tname *names;
+	size_t nnames;
+
+	if (ma_pyreader_thread_names(r, &names, &nnames) == 0)
+		free(names);
 	err = ma_freeze(t->pid, 1000, &fz);
 	if (err)
 		return err;
@@ -101,6 +109,9 @@ int ma_tsnap_take(struct ma_target *t, struct ma_pyreader *r, int native,
 		if (out->th[i].tid)
 			ma_proc_comm(t->pid, out->th[i].tid, out->th[i].comm,
 				     sizeof(out->th[i].comm));
+		out->th[i].name = out->th[i].py && out->th[i].py->name
+					  ? out->th[i].py->name
+					  : out->th[i].comm;
 		if (out->th[i].py && out->th[i].py->truncated)
 			out->partial = 1;
 	}

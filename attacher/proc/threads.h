@@ -22,6 +22,9 @@ struct ma_tview {
 			(its gettid(), native_thread_id): differs from tid
 			in a container */
 	char comm[64];
+	/* what to call it: its threading.Thread name (py->name) when there
+	 * is one, else comm */
+	const char *name;
 	const struct ma_py_thread *py; /* NULL: no Python thread state */
 	struct ma_native_stack nat;
 	int has_nat;

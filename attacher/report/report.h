@@ -92,15 +92,16 @@ struct ma_rnode {
 
 /*
  * A thread of the capture: one per THREAD event, except that a slot the
- * payload defines again with the same tid and name stays one thread.
+ * payload defines again with the same tid and comm stays one thread.
  * Thread 0 stands for allocations of a thread the capture never defined.
  */
 struct ma_rthread {
 	uint32_t index; /* the capture's thread index; UINT32_MAX: thread 0 */
 	int32_t tid;
-	/* the kernel's name (comm) as the capture recorded it; a plain
-	 * string, so that a Python thread name can take its place */
+	/* its threading.Thread name when the capture has one (TNAME), else
+	 * the kernel's name (comm) */
 	char *name;
+	char comm[17];
 	bool selected; /* --thread: its allocations are counted */
 	int32_t pid;   /* its process (PROC events), 0: unknown */
 	/* its figures in the matching stacks (--filter) */

@@ -174,6 +174,7 @@ static json_t *threads_json(const struct ma_report *r)
 
 		json_object_set_new(o, "tid", json_integer(t->tid));
 		json_object_set_new(o, "name", jstr(t->name));
+		json_object_set_new(o, "comm", jstr(t->comm));
 		json_object_set_new(o, "index",
 				    t->index == UINT32_MAX
 					    ? json_null()

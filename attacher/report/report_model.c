@@ -268,7 +268,7 @@ static int thread_define(struct prep *pp, const struct ma_event *ev, bool on)
 		return -ENOMEM;
 	k = pp->cur[ev->thread];
 	if (k && r->threads[k].tid == ev->thr.tid &&
-	    !strcmp(r->threads[k].name, ev->thr.name)) {
+	    !strcmp(r->threads[k].comm, ev->thr.name)) {
 		r->threads[k].selected = on;
 		return 0;
 	}
@@ -290,6 +290,7 @@ static int thread_define(struct prep *pp, const struct ma_event *ev, bool on)
 	t->index = ev->thread;
 	t->tid = ev->thr.tid;
 	t->name = strdup(ev->thr.name);
+	snprintf(t->comm, sizeof(t->comm), "%s", ev->thr.name);
 	t->selected = on;
 	if (!t->name)
 		return -ENOMEM;
@@ -298,6 +299,18 @@ static int thread_define(struct prep *pp, const struct ma_event *ev, bool on)
 }
 
 /* A thread's selection by the thread or process filter */
+/* A THREAD event that defines its index again for the same thread (same
+ * tid and comm) whose Python name --thread selected */
+static bool same_thread_named(const struct prep *pp, const struct ma_event *ev)
+{
+	const struct ma_report *r = pp->r;
+	uint32_t k = ev->thread < pp->cur_cap ? pp->cur[ev->thread] : 0;
+
+	return k && r->threads[k].tid == ev->thr.tid &&
+	       !strcmp(r->threads[k].comm, ev->thr.name) &&
+	       name_selected(&r->opts, r->threads[k].tid, r->threads[k].name);
+}
+
 static int thread_select(struct prep *pp, uint32_t thread, bool on, int32_t tid,
 			 const char *name)
 {
@@ -427,6 +440,38 @@ static int proc_event(struct prep *pp, const struct ma_event *ev)
 		if (thread_select(pp, ev->thread, on, t->tid, t->name) < 0)
 			return -ENOMEM;
 		t->selected = on;
+	}
+	return 0;
+}
+
+/* A TNAME event: the Python name of the thread the index stands for now;
+ * --thread takes it as it takes the comm, from this event on (with --pid,
+ * in a process selected) */
+static int thread_rename(struct prep *pp, const struct ma_event *ev)
+{
+	struct ma_report *r = pp->r;
+	uint32_t k = ev->thread < pp->cur_cap ? pp->cur[ev->thread] : 0;
+	struct ma_rthread *t;
+	char *name;
+
+	if (!k || !ev->tname.name)
+		return 0;
+	name = strndup(ev->tname.name, ev->tname.len);
+	if (!name)
+		return -ENOMEM;
+	t = &r->threads[k];
+	free(t->name);
+	t->name = name;
+	if (r->thread_filtered && r->opts.nthreads &&
+	    ev->thread < pp->sel_cap && !pp->sel[ev->thread] &&
+	    name_selected(&r->opts, t->tid, name)) {
+		long p = r->pid_filtered ? proc_find(pp, t->pid) : -1;
+
+		if (r->pid_filtered && (p < 0 || !r->procs[p].selected))
+			return 0;
+		if (thread_select(pp, ev->thread, true, t->tid, name) < 0)
+			return -ENOMEM;
+		t->selected = true;
 	}
 	return 0;
 }
@@ -651,7 +696,8 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 			/* --pid: selected once its PROC event names it */
 			bool on = (!r->opts.nthreads ||
 				   name_selected(&r->opts, ev->thr.tid,
-						 ev->thr.name)) &&
+						 ev->thr.name) ||
+				   same_thread_named(pp, ev)) &&
 				  !r->pid_filtered;
 
 			if (thread_select(pp, ev->thread, on, ev->thr.tid,
@@ -666,6 +712,10 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 		break;
 	case MA_EV_PROC:
 		if (proc_event(pp, ev) < 0)
+			return -ENOMEM;
+		break;
+	case MA_EV_TNAME:
+		if (thread_rename(pp, ev) < 0)
 			return -ENOMEM;
 		break;
 	case MA_EV_CODE:
@@ -1783,15 +1833,16 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 		ma_report_free(r);
 		return ma_err(-ENOMEM, "out of memory");
 	}
+	strcpy(r->threads[0].comm, "?");
 	r->threads[0].index = UINT32_MAX;
 	r->threads[0].selected = !r->thread_filtered;
 	r->nthreads = 1;
 	ret = ma_capture_open(path, &r->rd);
 	if (ret < 0)
 		goto fail;
-	/* several processes (format 3): a process's figures are its
-	 * threads', so the model splits by thread */
-	if (ma_capture_meta(r->rd)->version >= 3)
+	/* several processes: a process's figures are its threads', so the
+	 * model splits by thread */
+	if (ma_capture_meta(r->rd)->flags & MA_CAPTURE_PROCS)
 		r->opts.by_thread = true;
 	ret = ma_account_new(&r->acc);
 	if (ret == 0)

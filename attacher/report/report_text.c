@@ -459,11 +459,17 @@ static int thread_table(const struct ma_report *r, const struct out *o)
 	uint32_t *ord = malloc((r->nthreads + 1) * sizeof(*ord));
 	size_t n;
 	char b[32], c[32], s[16];
-	int namew = 16;
+	int namew = 16; /* comm's width; Python names may be longer */
 
 	if (!ord)
 		return ma_err(-ENOMEM, "out of memory");
 	n = ma_report_thread_order(r, ord);
+	for (size_t i = 0; i < n; i++) {
+		int l = (int)strlen(r->threads[ord[i]].name);
+
+		if (l > namew)
+			namew = l < 32 ? l : 32;
+	}
 	fprintf(o->f, "\n%sThreads%s by %s bytes; every view's bytes:\n",
 		c_on(o, BOLD), c_off(o), ma_rview_name(v));
 	fprintf(o->f, "%s%8s  %-*s %10s %8s %6s", c_on(o, DIM), "TID", namew,

@@ -2,7 +2,7 @@
 as in a container): its threads call themselves 1, 2, ... while memattach
 sees them by the host's numbers.  stacks, info and the attach summary must
 match each Python thread state with its kernel thread through NSpid, and
-name both IDs; attach must track it (the payload then has no pidfd of
+name both IDs (and each thread by its threading.Thread name); attach must track it (the payload then has no pidfd of
 memattach and watches the heartbeat)."""
 import json
 import os
@@ -18,7 +18,9 @@ WRAP = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
 def run(label, exe, tmp):
     with Target(exe, "named_threads.py", wrap=WRAP) as t:
         ns_main = int(t.ready_line.split()[2])
-        ns_tids = [int(t.readline().split()[1]) for _ in range(6)]
+        lines = [t.readline().split(" ", 2) for _ in range(6)]
+        ns_tids = [int(x[1]) for x in lines]
+        ns_names = {int(x[1]): x[2] for x in lines}
         if not check(t.pid and ns_main == 1,
                      "%s: target is PID 1 of its namespace, %s here" %
                      (label, t.pid), t.ready_line):
@@ -35,6 +37,9 @@ def run(label, exe, tmp):
               sorted(ns_tids),
               "%s: stacks: host and namespace IDs are the right ones" % label,
               (host, tasks, [x.get("ns_tid") for x in th], ns_tids))
+        check({x["ns_tid"]: x["name"] for x in th} == ns_names,
+              "%s: stacks: every thread by its threading.Thread name" % label,
+              ([(x["ns_tid"], x["name"]) for x in th], ns_names))
         main = [x for x in th if x["main"]]
         check(len(main) == 1 and main[0]["tid"] == t.pid and
               main[0]["ns_tid"] == 1 and

@@ -205,6 +205,17 @@ static void gen_next(struct gen *g, struct ma_event *ev)
 		ev->thr.pthread = r * 31;
 		snprintf(ev->thr.name, sizeof(ev->thr.name), "%.*s",
 			 (int)(r % 17), "worker-thread-0123456789");
+		if ((r >> 60) >= 12) {
+			/* a Python thread name, up to the longest */
+			static char tname[MA_EV_TNAME_MAX];
+
+			memset(tname, 'n', sizeof(tname));
+			memcpy(tname, "pool #2 (db) \xc3\xa9", 15);
+			ev->type = MA_EV_TNAME;
+			ev->tname.name = tname;
+			ev->tname.len =
+				(uint32_t)(r >> 24) % (MA_EV_TNAME_MAX + 1);
+		}
 		break;
 	case 1: {
 		size_t lt_len = (size_t)(r >> 20) % sizeof(g->lt);
@@ -308,6 +319,11 @@ static void expect_event_eq(const struct ma_event *a, const struct ma_event *b,
 		cr_assert_eq(a->thr.tid, b->thr.tid);
 		cr_assert_eq(a->thr.pthread, b->thr.pthread);
 		cr_assert_str_eq(a->thr.name, b->thr.name);
+		break;
+	case MA_EV_TNAME:
+		cr_assert_eq(a->tname.len, b->tname.len);
+		cr_assert_eq(memcmp(a->tname.name, b->tname.name, b->tname.len),
+			     0);
 		break;
 	case MA_EV_CODE:
 		cr_assert_eq(a->code.id, b->code.id);
@@ -424,7 +440,7 @@ Test(capture, round_trip_every_kind_of_event)
 
 	cr_assert_eq(ma_capture_open(path, &r), 0, "%s", ma_errmsg());
 	m = ma_capture_meta(r);
-	cr_expect_eq(m->version, MA_CAPTURE_VERSION_ONE);
+	cr_expect_eq(m->version, MA_CAPTURE_VERSION);
 	cr_expect_eq(m->pid, 4242);
 	cr_expect_eq(m->py_version_hex, 0x030b02f0);
 	cr_expect_eq(m->flags, 7);
@@ -1377,6 +1393,21 @@ Test(capture, an_existing_file_is_replaced_by_ours)
 	cr_assert_gt(st.st_size, 4, "the header is in");
 }
 
+/* Rewrite the format version in the header of the file at path (and the
+ * header's CRC), as an older memattach would have written it */
+static void set_version(const char *path, uint32_t version)
+{
+	size_t len;
+	uint8_t *file = slurp(path, &len);
+	uint32_t h = le32(file + 12);
+
+	cr_assert(h >= 48 && h <= len);
+	put32(file + 8, version);
+	put32(file + h - 4, crc32_ieee(file, h - 4));
+	spit(path, file, len);
+	free(file);
+}
+
 /* Format 3 (a capture of several processes): PROC events come back as
  * written; the header says 3 only when asked; a PROC event in a file that
  * says 2 is damage, not a new meaning */
@@ -1434,8 +1465,50 @@ Test(capture, proc_events_need_format_3)
 	for (size_t k = 0; k < n; k++)
 		cr_assert_eq(ma_capture_write_event(w, &procs[k]), 0);
 	cr_assert_eq(ma_capture_close(w, &tr), 0);
+	set_version(path, 2);
 	ret = read_all(path, &nev, NULL);
 	cr_expect_eq(ret, -EBADMSG, "PROC in a version-2 file: %d", ret);
 	cr_expect(strstr(ma_errmsg(), "unknown event subtype"), "%s",
 		  ma_errmsg());
+}
+
+/* A file of an older format version (2: no TNAME; 1: no aggregated
+ * events) holding only what that version had still reads, event for
+ * event; a THREAD without a TNAME keeps its comm */
+Test(capture, older_versions_still_read)
+{
+	struct ma_event th = { .type = MA_EV_THREAD, .thread = 3 };
+	struct ma_event al = { .type = MA_EV_ALLOC, .thread = 3 };
+	struct ma_capture_writer *w;
+	struct ma_capture_reader *r;
+	struct ma_event ev;
+	char path[512];
+
+	th.thr.tid = 4243;
+	th.thr.pthread = 0x7f0011223344ull;
+	strcpy(th.thr.name, "python3");
+	al.alloc.ptr = 0x5000;
+	al.alloc.size = 24;
+	al.alloc.node = 0;
+	al.alloc.kind = MA_KIND_MALLOC;
+	for (uint32_t version = 1; version < MA_CAPTURE_VERSION; version++) {
+		tmp_path(path, sizeof(path), "old.cap");
+		cr_assert_eq(ma_capture_create(path, &test_meta, &w), 0);
+		cr_assert_eq(ma_capture_write_event(w, &th), 0);
+		cr_assert_eq(ma_capture_write_event(w, &al), 0);
+		cr_assert_eq(ma_capture_close(w, NULL), 0);
+		set_version(path, version);
+		cr_assert_eq(ma_capture_open(path, &r), 0, "version %u: %s",
+			     version, ma_errmsg());
+		cr_expect_eq(ma_capture_meta(r)->version, version);
+		cr_assert_eq(ma_capture_next(r, &ev), 1);
+		cr_expect_eq(ev.type, MA_EV_THREAD);
+		cr_expect_eq(ev.thr.tid, 4243);
+		cr_expect_str_eq(ev.thr.name, "python3");
+		cr_assert_eq(ma_capture_next(r, &ev), 1);
+		cr_expect_eq(ev.type, MA_EV_ALLOC);
+		cr_expect_eq(ev.alloc.ptr, 0x5000);
+		cr_expect_eq(ma_capture_next(r, &ev), 0);
+		ma_capture_reader_close(r);
+	}
 }

@@ -251,7 +251,7 @@ static void fake_new(struct fake *f, int minor)
 	code_type = type_obj(&f->o, code_name);
 	other_type = type_obj(&f->o, fn_name);
 	f->runtime = obj(128);
-	f->interp = obj(6000);
+	f->interp = obj(8192); /* 3.13's sys.modules is 7656 in */
 	f->tstate = obj(128);
 	f->gil = obj(64);
 	put64(f->runtime, f->o.runtime_interpreters_head, A(f->interp));
@@ -646,4 +646,286 @@ Test(pyread, unicode_kinds)
 	cr_assert_lt(ma_pyread_unicode(m, &o, 0x30, buf, sizeof(buf)), 0);
 	ma_mem_close(m);
 	fini();
+}
+
+/* ------------------------------------------------------------------ */
+/* Thread names: sys.modules['threading']._active[ident]._name          */
+
+/* Where CPython keeps sys.modules in PyInterpreterState, per minor (the
+ * facts of pyread.c's table, from the pyenv builds' DWARF) */
+static const int32_t modules_at[] = { 56, 856, 856, 888, 944, 7656 };
+
+static uint64_t dict_type_, module_type_, int_type_, str_type_;
+
+/* The test's objects: ob_type at o->object_type, as the fake layout says */
+static uint8_t *pyobj(const struct ma_py_offsets *o, size_t size, uint64_t type)
+{
+	uint8_t *b = obj(size);
+
+	put64(b, o->object_type, type);
+	return b;
+}
+
+static uint64_t name_str(const struct ma_py_offsets *o, const char *s)
+{
+	uint64_t a = ascii_obj(o, s);
+
+	put64((uint8_t *)(uintptr_t)a, o->object_type, str_type_);
+	return a;
+}
+
+static uint64_t int_obj(const struct ma_py_offsets *o, int minor, uint64_t v)
+{
+	uint8_t *b = pyobj(o, 48, int_type_);
+	int nd = 0;
+
+	for (uint64_t x = v; x; x >>= 30)
+		put32(b, 24 + 4 * nd++, (uint32_t)(x & 0x3fffffff));
+	/* 3.12+: lv_tag = digits << 3 (sign 0: positive, 1: zero) */
+	put64(b, o->varobject_size,
+	      minor >= 12 ? (uint64_t)nd << 3 | (nd ? 0 : 1) : (uint64_t)nd);
+	return A(b);
+}
+
+/*
+ * A dict's keys object with n entries (8 slots): 3.8-3.10 dk_size and
+ * {hash, key, value} entries; 3.11+ dk_log2_size, dk_kind (general: with
+ * hash; unicode and split: {key, value})
+ */
+static uint64_t keys_obj(int minor, int kind, const uint64_t *k,
+			 const uint64_t *v, int n)
+{
+	uint8_t *b = obj(40 + 8 + 8 * 24);
+	int esize = minor >= 11 && kind ? 16 : 24;
+	uint8_t *e;
+
+	if (minor >= 11) {
+		b[8] = 3; /* 8 slots */
+		b[9] = 3; /* 8 bytes of indices */
+		b[10] = (uint8_t)kind;
+		put64(b, 24, (uint64_t)n);
+		e = b + 32 + 8;
+	} else {
+		put64(b, 8, 8);
+		put64(b, 32, (uint64_t)n);
+		e = b + 40 + 8;
+	}
+	for (int i = 0; i < n; i++) {
+		uint8_t *x = e + i * esize;
+
+		if (esize == 24) {
+			put64(x, 0, 0x5555 + (uint64_t)i);
+			put64(x, 8, k[i]);
+			put64(x, 16, v ? v[i] : 0);
+		} else {
+			put64(x, 0, k[i]);
+			put64(x, 8, v ? v[i] : 0);
+		}
+	}
+	return A(b);
+}
+
+static uint64_t dict_obj(const struct ma_py_offsets *o, int minor, int kind,
+			 const uint64_t *k, const uint64_t *v, int n)
+{
+	uint8_t *d = pyobj(o, 48, dict_type_);
+
+	put64(d, 16, (uint64_t)n);
+	put64(d, 32, keys_obj(minor, kind, k, v, n));
+	return A(d);
+}
+
+static uint64_t module_obj(const struct ma_py_offsets *o, uint64_t dict)
+{
+	uint8_t *m = pyobj(o, 48, module_type_);
+
+	put64(m, 16, dict); /* md_dict */
+	return A(m);
+}
+
+/*
+ * A Thread instance named name, native id nid, its attributes kept as the
+ * version does: a __dict__ at tp_dictoffset (<= 3.10), values before the
+ * object without a dict (3.11, 3.12), values inline after it (3.13), or,
+ * materialized, a dict in the managed slot (as_dict, 3.11+)
+ */
+static uint64_t thread_obj(const struct ma_py_offsets *o, int minor,
+			   const char *name, uint64_t nid, int as_dict)
+{
+	uint64_t keys[2] = { name_str(o, "_name"), name_str(o, "_native_id") };
+	uint64_t vals[2] = { name_str(o, name), int_obj(o, minor, nid) };
+	uint8_t *type = pyobj(o, 1024, 0);
+	uint8_t *pre = obj(32 + 64 + 32); /* 4 words, the object, values */
+	uint8_t *self = pre + 32;
+
+	put64(self, o->object_type, A(type));
+	if (minor <= 10) {
+		put64(type, 288, 40); /* tp_dictoffset */
+		put64(self, 40, dict_obj(o, minor, 1, keys, vals, 2));
+		return A(self);
+	}
+	put64(type, 168, minor >= 13 ? 1 << 4 | 1 << 2 : 1 << 4);
+	put64(type, 32, 64); /* tp_basicsize */
+	put64(type, minor >= 12 ? 880 : 872, keys_obj(minor, 2, keys, NULL, 2));
+	if (as_dict) {
+		put64(pre, 8, dict_obj(o, minor, 1, keys, vals, 2));
+		return A(self);
+	}
+	uint8_t *values = minor >= 13 ? self + 64 : obj(32);
+
+	if (minor >= 13) {
+		values[0] = 4; /* capacity */
+		values[1] = 2; /* size */
+		values[3] = 1; /* valid */
+		put64(values, 8, vals[0]);
+		put64(values, 16, vals[1]);
+	} else {
+		put64(values, 0, vals[0]);
+		put64(values, 8, vals[1]);
+		if (minor == 11)
+			put64(pre, 0, A(values));
+		else
+			put64(pre, 8, A(values) - 1);
+	}
+	return A(self);
+}
+
+/* The fake interpreter's sys.modules with threading._active holding the
+ * fake's thread (ident 0x1234, native id 77) and another one */
+static void fake_threading(struct fake *f, int minor, int32_t at, int as_dict)
+{
+	static const char dict_n[] = "dict", mod_n[] = "module",
+			  int_n[] = "int", str_n[] = "str";
+	const struct ma_py_offsets *o = &f->o;
+
+	dict_type_ = type_obj(o, dict_n);
+	module_type_ = type_obj(o, mod_n);
+	int_type_ = type_obj(o, int_n);
+	str_type_ = type_obj(o, str_n);
+	uint64_t idents[2] = { int_obj(o, minor, 0x7f00aabbccdd0123ull),
+			       int_obj(o, minor, 0x1234) };
+	uint64_t threads[2] = {
+		thread_obj(o, minor, "other", 78, 0),
+		thread_obj(o, minor, "pool #2 (db)", 77, as_dict),
+	};
+	uint64_t active = dict_obj(o, minor, 0, idents, threads, 2);
+	uint64_t tk[2] = { name_str(o, "Thread"), name_str(o, "_active") };
+	uint64_t tv[2] = { name_str(o, "class, not a dict"), active };
+	uint64_t threading = module_obj(o, dict_obj(o, minor, 1, tk, tv, 2));
+	uint64_t sys_mod = module_obj(o, dict_obj(o, minor, 1, NULL, NULL, 0));
+	uint64_t mk[3] = { name_str(o, "sys"), name_str(o, "os"),
+			   name_str(o, "threading") };
+	uint64_t mv[3] = { sys_mod, module_obj(o, 0), threading };
+
+	put64(f->interp, at, dict_obj(o, minor, 1, mk, mv, 3));
+}
+
+static void names(int minor, int shift, int as_dict)
+{
+	struct fake f;
+	struct ma_py_snapshot s;
+	struct ma_py_tname *v;
+	size_t n;
+
+	fake_new(&f, minor);
+	uint8_t *c = code_obj(&f.o, "run", "threading.py", 10, 4);
+
+	fake_set_top(&f, frame_obj(&f.o, c, 1, NULL));
+	fake_threading(&f, minor, modules_at[minor - 8] + shift, as_dict);
+	cr_assert_eq(ma_pyreader_snapshot(f.r, &s), 0);
+	cr_assert_eq(s.nthreads, 1);
+	cr_assert(s.threads[0].name, "3.%d: no name", minor);
+	cr_assert_str_eq(s.threads[0].name, "pool #2 (db)", "3.%d", minor);
+	ma_py_snapshot_free(&s);
+	cr_assert_eq(ma_pyreader_thread_names(f.r, &v, &n), 0);
+	cr_assert_eq(n, 2, "3.%d: %zu names", minor, n);
+	cr_assert_eq(v[0].ident, 0x7f00aabbccdd0123ull);
+	cr_assert_str_eq(v[0].name, "other");
+	cr_assert_eq(v[0].native_id, 78);
+	cr_assert_eq(v[1].ident, 0x1234);
+	cr_assert_eq(v[1].native_id, 77);
+	cr_assert_str_eq(v[1].name, "pool #2 (db)");
+	free(v);
+	fake_free(&f);
+}
+
+Test(pyread, thread_names_each_version)
+{
+	for (int minor = 8; minor <= 13; minor++) {
+		names(minor, 0, 0);
+		if (minor >= 11)
+			names(minor, 0, 1); /* a materialized __dict__ */
+	}
+}
+
+Test(pyread, thread_names_modules_found_near_the_table_offset)
+{
+	for (int minor = 8; minor <= 13; minor++) {
+		names(minor, 40, 0);
+		if (modules_at[minor - 8] >= 512)
+			names(minor, -504, 0);
+	}
+}
+
+/* The same thread's ident with another native id is another thread: a
+ * pthread_t is reused as soon as a thread is joined */
+Test(pyread, thread_names_need_the_native_id_too)
+{
+	struct fake f;
+	struct ma_py_snapshot s;
+
+	fake_new(&f, 12);
+	fake_set_top(&f, frame_obj(&f.o, code_obj(&f.o, "r", "t.py", 1, 4), 1,
+				   NULL));
+	fake_threading(&f, 12, modules_at[4], 0);
+	put64(f.tstate, f.o.tstate_native_thread_id, 99);
+	cr_assert_eq(ma_pyreader_snapshot(f.r, &s), 0);
+	cr_assert_null(s.threads[0].name);
+	ma_py_snapshot_free(&s);
+	fake_free(&f);
+}
+
+/* Garbage where a dict should be: no names, nothing read out of bounds */
+Test(pyread, thread_names_garbage_gives_none)
+{
+	struct fake f;
+	struct ma_py_snapshot s;
+	struct ma_py_tname *v;
+	size_t n;
+
+	for (int minor = 8; minor <= 13; minor++) {
+		fake_new(&f, minor);
+		fake_set_top(&f,
+			     frame_obj(&f.o, code_obj(&f.o, "r", "t.py", 1, 4),
+				       1, NULL));
+		fake_threading(&f, minor, modules_at[minor - 8], 0);
+		uint64_t d;
+
+		memcpy(&d, f.interp + modules_at[minor - 8], 8);
+		uint8_t *keys;
+
+		memcpy(&keys, (uint8_t *)(uintptr_t)d + 32, 8);
+		/* a size that is no power of two, then a huge count */
+		if (minor >= 11)
+			keys[8] = 61;
+		else
+			put64(keys, 8, 12);
+		cr_assert_eq(ma_pyreader_snapshot(f.r, &s), 0);
+		cr_assert_null(s.threads[0].name);
+		ma_py_snapshot_free(&s);
+		cr_assert_eq(ma_pyreader_thread_names(f.r, &v, &n), 0);
+		cr_assert_eq(n, 0);
+		free(v);
+		if (minor >= 11) {
+			keys[8] = 3;
+			put64(keys, 24, 1ull << 40);
+		} else {
+			put64(keys, 8, 8);
+			put64(keys, 32, 1ull << 40);
+		}
+		cr_assert_eq(ma_pyreader_snapshot(f.r, &s), 0);
+		cr_assert_null(s.threads[0].name);
+		ma_py_snapshot_free(&s);
+		fake_free(&f);
+	}
 }

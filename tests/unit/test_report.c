@@ -1448,6 +1448,7 @@ static void write_procs(const char *path)
 	struct ma_event pe = { .type = MA_EV_PROC };
 
 	m.version = MA_CAPTURE_VERSION;
+	m.flags |= MA_CAPTURE_PROCS;
 	cr_assert_eq(ma_capture_create(path, &m, &w.w), 0, "%s", ma_errmsg());
 	pe.proc.pid = 500;
 	put(&w, &pe);
@@ -1530,4 +1531,77 @@ Test(report, processes_and_pid_filter)
 	cr_expect_null(r);
 	cr_expect_eq(ma_err_exit(), MA_EXIT_USAGE);
 	cr_expect(strstr(ma_errmsg(), "500, 501, 502"), "%s", ma_errmsg());
+}
+
+static void ev_tname(struct wr *w, uint32_t thread, const char *name)
+{
+	struct ma_event ev = { .type = MA_EV_TNAME, .thread = thread };
+
+	ev.tname.name = name;
+	ev.tname.len = (uint32_t)strlen(name);
+	put(w, &ev);
+}
+
+/*
+ * TNAME (format 3): the thread an index stands for takes its Python name,
+ * in every list and for --thread (from the TNAME on: before it the thread
+ * was only its comm); an index defined again with the same tid and comm
+ * stays the one thread, another THREAD on it starts without the name.
+ */
+Test(report, python_thread_names)
+{
+	struct ma_report_opts o;
+	struct ma_report *r;
+	struct wr w;
+	char path[128];
+
+	tmp_path(path, sizeof(path), "tname.cap");
+	cr_assert_eq(ma_capture_create(path, &meta, &w.w), 0, "%s",
+		     ma_errmsg());
+	def_thread(&w, 1, 300, "python3");
+	def_thread(&w, 2, 301, "python3");
+	def_code(&w, 1, "<module>", "/app/a.py", 1);
+	def_node(&w, 1, 0, 1, 0);
+	ev_alloc(&w, 2, 0x1000, 100, 1, MA_KIND_MALLOC); /* before its name */
+	ev_tname(&w, 1, "MainThread");
+	ev_tname(&w, 2, "pool #2 (db)");
+	ev_alloc(&w, 1, 0x2000, 10, 1, MA_KIND_MALLOC);
+	ev_alloc(&w, 2, 0x3000, 1000, 1, MA_KIND_MALLOC);
+	def_thread(&w, 2, 301, "python3"); /* the same thread again */
+	ev_alloc(&w, 2, 0x4000, 2000, 1, MA_KIND_MALLOC);
+	def_thread(&w, 1, 302, "python3"); /* index 1: another thread */
+	ev_alloc(&w, 1, 0x5000, 5, 1, MA_KIND_MALLOC);
+	ev_sample(&w, 1000000000ull, 10 << 20);
+	cr_assert_eq(ma_capture_close(w.w,
+				      &(struct ma_capture_trailer){
+					      .duration_ns = 1000000000ull,
+					      .complete = 1 }),
+		     0, "%s", ma_errmsg());
+
+	ma_report_opts_init(&o);
+	r = load(path, &o);
+	cr_assert_eq(r->nthreads, 4, "thread 0, 300, 301, 302");
+	cr_expect_str_eq(r->threads[1].name, "MainThread");
+	cr_expect_str_eq(r->threads[1].comm, "python3");
+	cr_expect_str_eq(r->threads[2].name, "pool #2 (db)");
+	cr_expect_eq(r->threads[3].tid, 302);
+	cr_expect_str_eq(r->threads[3].name, "python3");
+	ma_report_free(r);
+
+	ma_report_opts_init(&o);
+	o.threads[o.nthreads++] = "pool #2 (db)";
+	r = load(path, &o);
+	cr_expect_eq(r->threads_selected, 1);
+	/* 0x3000 and 0x4000: 0x1000 came before the name */
+	FIG(r->sum[MA_RV_TOTAL], 3000, 2);
+	cr_expect(strstr(r->thread_desc, "301 \"pool #2 (db)\""), "%s",
+		  r->thread_desc);
+	ma_report_free(r);
+
+	/* the comm still selects, from the THREAD on */
+	ma_report_opts_init(&o);
+	o.threads[o.nthreads++] = "301";
+	r = load(path, &o);
+	FIG(r->sum[MA_RV_TOTAL], 3100, 3);
+	ma_report_free(r);
 }
