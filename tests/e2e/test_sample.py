@@ -7,7 +7,7 @@ tracked exactly (the default) and once with --sample 32K: the estimate of
 every site holding at least 1% of the bytes, allocated and (for the kept
 site) still live, is within 10% of the exact figure; no site holding 5% or
 more is missing; the attach summary and every report format say that the
-figures are estimates.
+figures are estimates.  And the usage errors of --sample.
 
 The mean is 32 KiB rather than the advised 512 KiB so that 8 GB give the
 1% site enough samples.  The standard error of a site's estimate is
@@ -104,8 +104,21 @@ def labels(label, cap, attach):
           exact.get("sampled"))
 
 
+def usage_errors():
+    for args, what in ((["--sample", "0"], "a mean of 0"),
+                       (["--sample", "2G"], "a mean above 1 GiB"),
+                       (["--sample", "12Q"], "an unknown unit"),
+                       (["--sample", "1M", "--every-event"],
+                        "--sample with --every-event")):
+        rc, out, err = memattach("attach", *args, str(os.getpid()))
+        check(rc == 2 and "--sample" in err,
+              "attach %s: refused with exit 2 (%s)" % (" ".join(args), what),
+              "exit %d: %s" % (rc, err))
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="memattach-sample-")
+    usage_errors()
     first = True
     for label, exe in interpreters():
         caps, att = {}, {}
