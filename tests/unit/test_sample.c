@@ -39,8 +39,8 @@ Test(sample, ln_matches_libm)
 Test(sample, prob_matches_libm)
 {
 	const uint64_t mean = 512 << 10;
-	uint64_t sizes[] = { 1, 16, 48, 512, 4096, 65536, 524288, 1 << 20,
-			     64ull << 20 };
+	uint64_t sizes[] = { 1,	    16,	    48,	     512,	 4096,
+			     65536, 524288, 1 << 20, 64ull << 20 };
 
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		double want = -expm1(-(double)sizes[i] / (double)mean);
@@ -70,8 +70,7 @@ Test(sample, countdown_is_exponential)
 		over += d > 2 * (int64_t)mean;
 	}
 	/* standard errors: mean/sqrt(n) = 6.5 bytes; sqrt(p(1-p)/n) */
-	cr_assert(fabs(sum / n - (mean + 0.5)) < 5 * 6.5, "mean %g",
-		  sum / n);
+	cr_assert(fabs(sum / n - (mean + 0.5)) < 5 * 6.5, "mean %g", sum / n);
 	cr_assert(fabs((double)over / n - exp(-2.0)) <
 			  5 * sqrt(exp(-2.0) * (1 - exp(-2.0)) / n),
 		  "tail %g", (double)over / n);
