@@ -24,7 +24,7 @@ Per mode and workload it prints medians over the rounds of
 
   bench/workload_bench.py [--build build] [--python /usr/bin/python3]
       [--workloads churn,spread,large,growth] [--threads 1]
-      [--modes "default;--every-event"] [--rounds 3] [--window 2]
+      [--modes "default;--sample 512K;--every-event"] [--rounds 3] [--window 2]
       [--json FILE]
 
 Run by hand; not a test.  Figures go to docs/performance.md.
@@ -179,7 +179,7 @@ def main():
     ap.add_argument("--python", default="/usr/bin/python3")
     ap.add_argument("--workloads", default="churn,spread,large,growth")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--modes", default="default;--every-event",
+    ap.add_argument("--modes", default="default;--sample 512K;--every-event",
                     help="attach options per mode, ';'-separated")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--window", type=float, default=2.0)

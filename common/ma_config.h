@@ -13,7 +13,7 @@
 #include "ma_offsets.h"
 
 #define MA_CONFIG_MAGIC 0x4746434d /* "MCFG" */
-#define MA_CONFIG_ABI	1
+#define MA_CONFIG_ABI	2
 
 enum ma_config_flags {
 	MA_TRACK_NATIVE = 1 << 0, /* GOT hooks: malloc & co */
@@ -24,6 +24,9 @@ enum ma_config_flags {
 	MA_TRACK_AGG = 1 << 4,	  /* sums per key in the aggregate area
 				     instead of ALLOC/FREE records, but for
 				     mmap (common/ma_agg.h) */
+	MA_TRACK_SAMPLE = 1 << 5, /* with MA_TRACK_AGG: only blocks sampled
+				     every sample_mean bytes on average, with
+				     their estimates (common/ma_sample.h) */
 };
 
 struct ma_config {
@@ -39,6 +42,7 @@ struct ma_config {
 			       ma_start, -1 if none */
 	uint64_t runtime_addr; /* _PyRuntime */
 	struct ma_py_offsets off;
+	uint64_t sample_mean; /* MA_TRACK_SAMPLE: mean bytes between samples */
 };
 
 /* Exported by the payload as the symbol `ma_ctl` */

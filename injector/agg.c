@@ -112,6 +112,10 @@ struct ma_agg {
 	struct ma_agg_key *keys;
 	struct kidx_ent *kidx;
 	int key_lock;
+	/* sampled tracking (sample.c): every block here is a sampled one,
+	 * its figures its estimates, the seq bits of its entry its
+	 * estimated count; no temporary figures */
+	int sample;
 	struct live_tab gil __attribute__((aligned(64)));
 	struct live_tab nat[SHARDS];
 	/* under the MEM/OBJ table's rules (the GIL, or its lock) */
@@ -347,10 +351,11 @@ static inline void peak_check(struct ma_agg_hdr *h, uint64_t live)
 		peak_new(h, live);
 }
 
-/* A block freed: its key's figures and the live ones.  temp and d: freed
- * by its allocating thread after d further allocations of it */
-static void key_free(struct ma_agg *a, uint32_t ki, uint64_t size, int gil,
-		     int temp, uint32_t d)
+/* A block freed: its key's figures and the live ones (cnt blocks: 1, or
+ * a sampled block's estimate).  temp and d: freed by its allocating
+ * thread after d further allocations of it */
+static void key_free(struct ma_agg *a, uint32_t ki, uint64_t size, uint64_t cnt,
+		     int gil, int temp, uint32_t d)
 {
 	struct ma_agg_hdr *h = a->h;
 	struct ma_agg_key *k = &a->keys[ki];
@@ -367,18 +372,18 @@ static void key_free(struct ma_agg *a, uint32_t ki, uint64_t size, int gil,
 	}
 	/* key 0 is every thread's, of either kind of caller */
 	if (gil && ki != 0) {
-		PLAIN_ADD(k->frees, 1);
+		PLAIN_ADD(k->frees, cnt);
 		PLAIN_ADD(k->free_bytes, size);
 	} else {
-		__atomic_add_fetch(&k->frees, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&k->frees, cnt, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&k->free_bytes, size, __ATOMIC_RELAXED);
 	}
 	if (gil) {
 		PLAIN_ADD(h->live_gil, -size);
-		PLAIN_ADD(h->count_gil, -1);
+		PLAIN_ADD(h->count_gil, -cnt);
 	} else {
 		__atomic_sub_fetch(&h->live_nat, size, __ATOMIC_RELAXED);
-		__atomic_sub_fetch(&h->count_nat, 1, __ATOMIC_RELAXED);
+		__atomic_sub_fetch(&h->count_nat, cnt, __ATOMIC_RELAXED);
 	}
 }
 
@@ -503,10 +508,17 @@ void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 	struct blk b = {
 		.ptr = p, .size = size, .key = ki, .seq = (uint32_t)sl->allocs
 	};
-	uint64_t epoch, live;
+	uint64_t epoch, live, cnt = 1;
 
 	if (!p)
 		return;
+	if (a->sample) {
+		ma_samp_weights(size, &b.size, &cnt);
+		if (cnt > LE_SEQ_MASK)
+			cnt = LE_SEQ_MASK;
+		b.seq = (uint32_t)cnt;
+		size = b.size;
+	}
 	if (ma_unlikely(!le_fits(p, size))) {
 		dropped(h, size);
 		return;
@@ -541,22 +553,27 @@ void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 	if (ma_unlikely(found)) {
 		struct blk o = le_unpack(&old);
 
-		key_free(a, o.key, o.size, gil, 0, 0);
+		key_free(a, o.key, o.size, a->sample ? o.seq : 1, gil, 0, 0);
+		if (a->sample)
+			ma_samp_filter_del(p);
 	}
 counted:
+	/* before the block can reach another thread's free */
+	if (a->sample)
+		ma_samp_filter_add(p);
 	epoch = __atomic_load_n(&h->epoch, __ATOMIC_RELAXED);
 	key_touch(k, epoch);
 	if (ma_likely(ki != 0)) {
 		/* a key is one thread's, and only that thread allocates */
-		PLAIN_ADD(k->allocs, 1);
+		PLAIN_ADD(k->allocs, cnt);
 		PLAIN_ADD(k->alloc_bytes, size);
 	} else {
-		__atomic_add_fetch(&k->allocs, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&k->allocs, cnt, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&k->alloc_bytes, size, __ATOMIC_RELAXED);
 	}
 	if (gil) {
 		PLAIN_ADD(h->live_gil, size);
-		PLAIN_ADD(h->count_gil, 1);
+		PLAIN_ADD(h->count_gil, cnt);
 		live = h->live_gil +
 		       __atomic_load_n(&h->live_nat, __ATOMIC_RELAXED);
 		peak_check(h, live);
@@ -564,7 +581,7 @@ counted:
 			ma_spin_unlock(&t->lock);
 	} else {
 		live = __atomic_add_fetch(&h->live_nat, size, __ATOMIC_RELAXED);
-		__atomic_add_fetch(&h->count_nat, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&h->count_nat, cnt, __ATOMIC_RELAXED);
 		live += __atomic_load_n(&h->live_gil, __ATOMIC_RELAXED);
 		peak_check(h, live);
 	}
@@ -597,15 +614,27 @@ void ma_agg_free(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 	if (!hit) {
 		if (lock && gil)
 			ma_spin_unlock(&t->lock);
-		__atomic_add_fetch(&a->h->unknown_frees, 1, __ATOMIC_RELAXED);
+		/* sampled: a block the filter took for a sampled one */
+		if (!a->sample)
+			__atomic_add_fetch(&a->h->unknown_frees, 1,
+					   __ATOMIC_RELAXED);
 		return;
 	}
 	struct blk b = le_unpack(&got);
+
+	if (a->sample) {
+		ma_samp_filter_del(p);
+		key_free(a, b.key, b.size, b.seq, gil, 0, 0);
+		if (lock && gil)
+			ma_spin_unlock(&t->lock);
+		return;
+	}
 	/* allocations of this thread since the block's, minus one (the
 	 * counts are kept modulo 2^24) */
 	uint32_t d = ((uint32_t)sl->allocs - b.seq - 1) & LE_SEQ_MASK;
 
-	key_free(a, b.key, b.size, gil, a->keys[b.key].thread == th && th, d);
+	key_free(a, b.key, b.size, 1, gil, a->keys[b.key].thread == th && th,
+		 d);
 	if (lock && gil)
 		ma_spin_unlock(&t->lock);
 }
@@ -622,6 +651,7 @@ int ma_agg_setup(struct ma_session *s, void *area, char *msg, size_t len)
 		goto nomem;
 	s->agg = a;
 	a->h = h;
+	a->sample = !!(s->cfg.flags & MA_TRACK_SAMPLE);
 	a->keys = ma_agg_keys(h);
 	a->kidx = ma_map(sizeof(struct kidx_ent) << KIDX_BITS);
 	if (!a->kidx || live_map(&a->gil, GIL_BITS0) < 0)

@@ -124,7 +124,7 @@ static void *hk_malloc(size_t n)
 		return ma_real.malloc(n);
 	t->guard = 1;
 	p = ma_real.malloc(n);
-	if (p) {
+	if (p && !ma_samp_skip_alloc(t, n)) {
 		MA_ERRNO_SAVE(e);
 
 		ma_rec_alloc(t, p, n, MA_KIND_MALLOC);
@@ -143,7 +143,7 @@ static void *hk_calloc(size_t n, size_t m)
 		return ma_real.calloc(n, m);
 	t->guard = 1;
 	p = ma_real.calloc(n, m);
-	if (p) {
+	if (p && !ma_samp_skip_alloc(t, (uint64_t)n * m)) {
 		int e = errno;
 
 		ma_rec_alloc(t, p, n * m, MA_KIND_CALLOC);
@@ -157,7 +157,7 @@ static void hk_free(void *p)
 {
 	struct ma_tls *t = &ma_tls;
 
-	if (!p || t->guard || !ma_on()) {
+	if (!p || t->guard || !ma_on() || ma_samp_skip_free(p)) {
 		ma_real.free(p);
 		return;
 	}
@@ -179,24 +179,35 @@ static size_t usable(void *p)
 	return ma_real.malloc_usable_size ? ma_real.malloc_usable_size(p) : 0;
 }
 
+/* Sampled tracking: the old block is recorded freed only when it may be a
+ * sampled one, the new one only when sampled; a realloc that neither
+ * concerns is a plain call */
 static void *realloc_common(struct ma_tls *t, void *p, size_t n, size_t m,
 			    int array)
 {
 	size_t size = n;
 	int overflow = array && __builtin_mul_overflow(n, m, &size);
+	int rec_old = p && !ma_samp_skip_free(p);
+	int rec_new = !ma_samp_skip_alloc(t, size);
 	void *q;
 	int e;
 
 	t->guard = 1;
+	if (!rec_old && !rec_new) {
+		q = array ? ma_real.reallocarray(p, n, m)
+			  : ma_real.realloc(p, n);
+		t->guard = 0;
+		return q;
+	}
 	e = errno;
-	if (p)
+	if (rec_old)
 		ma_rec_free(t, p, 0, MA_KIND_MALLOC);
 	errno = e;
 	q = array ? ma_real.reallocarray(p, n, m) : ma_real.realloc(p, n);
 	e = errno;
-	if (q)
+	if (q && rec_new)
 		ma_rec_alloc(t, q, size, MA_KIND_REALLOC);
-	else if (p && (overflow || size))
+	else if (!q && rec_old && (overflow || size))
 		/* failed (size 0 frees instead): the old block is still
 		 * there, undo our early FREE */
 		ma_rec_alloc(t, p, usable(p), MA_KIND_REALLOC);
@@ -238,7 +249,7 @@ static int hk_posix_memalign(void **out, size_t align, size_t n)
 		return ma_real.posix_memalign(out, align, n);
 	t->guard = 1;
 	r = ma_real.posix_memalign(out, align, n);
-	if (r == 0) {
+	if (r == 0 && !ma_samp_skip_alloc(t, n)) {
 		int e = errno;
 
 		ma_rec_alloc(t, *out, n, MA_KIND_ALIGNED);
@@ -262,7 +273,7 @@ static void *aligned2(void *(*f)(size_t, size_t), size_t a, size_t n)
 		return f(a, n);
 	t->guard = 1;
 	p = f(a, n);
-	if (p) {
+	if (p && !ma_samp_skip_alloc(t, n)) {
 		int e = errno;
 
 		ma_rec_alloc(t, p, n, MA_KIND_ALIGNED);
@@ -286,7 +297,7 @@ static void *aligned1(void *(*f)(size_t), size_t n)
 		return f(n);
 	t->guard = 1;
 	p = f(n);
-	if (p) {
+	if (p && !ma_samp_skip_alloc(t, n)) {
 		int e = errno;
 
 		ma_rec_alloc(t, p, n, MA_KIND_ALIGNED);

@@ -55,6 +55,12 @@ struct ma_tls {
 	struct ma_slot *slot; /* NULL: none yet; MA_SLOT_DEAD: thread ends */
 	int *errp; /* &errno of this thread: no __errno_location() call per
 		      event */
+	/* sampled tracking (sample.c): bytes left before the next sample,
+	 * valid while sgen is the current ma_samp_gen; the thread's own
+	 * xorshift state (0: not seeded yet) */
+	int64_t left;
+	uint64_t rng;
+	uint32_t sgen;
 };
 
 extern __thread struct ma_tls ma_tls __attribute__((tls_model("initial-exec")));
@@ -369,6 +375,63 @@ void ma_agg_free(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		 uint64_t p, int gil, int serial);
 /* A MEM/OBJ allocation of p is coming: start loading what it will touch */
 void ma_agg_prefetch(struct ma_session *s, uint64_t p, uint64_t size);
+
+/* ------------------------------------------------------------------ */
+/* Sampled tracking (sample.c, docs/payload.md "Sampled tracking") */
+
+#define MA_SAMP_FILTER_BITS 16
+
+/* The session's generation while it samples, else 0; its mean */
+extern uint32_t ma_samp_gen;
+extern uint64_t ma_samp_mean;
+/* Live sampled blocks per hash of their address: a free whose counter is
+ * 0 is not of a sampled block.  Static (never unmapped: read outside any
+ * recording section), cleared when a sampled session starts */
+extern uint16_t ma_samp_filter[1u << MA_SAMP_FILTER_BITS];
+
+static inline uint32_t ma_samp_hash(uint64_t p)
+{
+	return (uint32_t)((p * 0x9e3779b97f4a7c15ull) >>
+			  (64 - MA_SAMP_FILTER_BITS));
+}
+
+/* The countdown crossed (or belongs to another session): 1 when this
+ * allocation of n bytes is sampled; a new countdown is drawn */
+int ma_samp_cross(struct ma_tls *t, uint64_t n, uint32_t g);
+
+/*
+ * The hot path of an allocation: 1 when the session samples and this one
+ * is not sampled (the hook only calls the real function), 0 when it is to
+ * be recorded.  A TLS decrement and a branch.
+ */
+static inline int ma_samp_skip_alloc(struct ma_tls *t, uint64_t n)
+{
+	uint32_t g = __atomic_load_n(&ma_samp_gen, __ATOMIC_RELAXED);
+
+	if (ma_likely(!g))
+		return 0;
+	if (ma_likely(t->sgen == g) && (t->left -= (int64_t)n) > 0)
+		return 1;
+	return !ma_samp_cross(t, n, g);
+}
+
+/* The hot path of a free: 1 when the session samples and p is surely not
+ * a sampled block's */
+static inline int ma_samp_skip_free(const void *p)
+{
+	if (ma_likely(!__atomic_load_n(&ma_samp_gen, __ATOMIC_RELAXED)))
+		return 0;
+	return __atomic_load_n(&ma_samp_filter[ma_samp_hash((uintptr_t)p)],
+			       __ATOMIC_RELAXED) == 0;
+}
+
+/* A sampled block's estimates: bytes, and blocks (rounded at random, so
+ * that the count stays unbiased, with the thread's generator) */
+void ma_samp_weights(uint64_t size, uint64_t *wbytes, uint64_t *wcount);
+void ma_samp_filter_add(uint64_t p);
+void ma_samp_filter_del(uint64_t p);
+/* A sampled session starts (threads stopped): mean, filter cleared */
+void ma_samp_start(uint32_t gen, uint64_t mean);
 
 /* ------------------------------------------------------------------ */
 /* Python stacks (pystack.c) */

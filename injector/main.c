@@ -35,6 +35,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "../common/ma_sample.h"
 #include "internal.h"
 
 #define MA_EXPORT __attribute__((visibility("default")))
@@ -642,6 +643,16 @@ static void start_locked(const struct ma_config *cfg)
 		ctl_publish(-EINVAL, ma_ctl.state, ma_ctl.ring_fd, msg);
 		return;
 	}
+	if ((c.flags & MA_TRACK_SAMPLE) &&
+	    (!(c.flags & MA_TRACK_AGG) || !c.sample_mean ||
+	     c.sample_mean > MA_SAMPLE_MAX)) {
+		ma_fmt(msg, sizeof(msg),
+		       "ma_start: sampling needs aggregated tracking and a "
+		       "mean "
+		       "in [1, 2^30] bytes");
+		ctl_publish(-EINVAL, ma_ctl.state, ma_ctl.ring_fd, msg);
+		return;
+	}
 	err = once_init(msg, sizeof(msg));
 	if (err < 0) {
 		ctl_publish(err, ma_ctl.state, ma_ctl.ring_fd, msg);
@@ -691,6 +702,11 @@ static void start_locked(const struct ma_config *cfg)
 		if (ma_pyalloc_install(pw, sizeof(pw)) < 0 && !warn[0])
 			copy_msg(warn, sizeof(warn), pw);
 	}
+	/* before enabled: the hooks read it only while enabled */
+	if (c.flags & MA_TRACK_SAMPLE)
+		ma_samp_start(s->gen, c.sample_mean);
+	else
+		__atomic_store_n(&ma_samp_gen, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->ring.hdr->state, MA_STATE_TRACKING,
 			 __ATOMIC_RELEASE);
 	__atomic_store_n(&ma_enabled, 1, __ATOMIC_SEQ_CST);

@@ -77,7 +77,7 @@ static inline __attribute__((always_inline)) void *w_malloc(int d, size_t n)
 		return orig[d].malloc(orig[d].ctx, n);
 	t->guard = 1;
 	p = orig[d].malloc(orig[d].ctx, n);
-	if (ma_likely(p != NULL)) {
+	if (ma_likely(p != NULL) && !ma_samp_skip_alloc(t, n)) {
 		MA_ERRNO_SAVE(e);
 
 		rec_alloc(d, t, p, n);
@@ -97,7 +97,7 @@ static inline __attribute__((always_inline)) void *w_calloc(int d, size_t n,
 		return orig[d].calloc(orig[d].ctx, n, m);
 	t->guard = 1;
 	p = orig[d].calloc(orig[d].ctx, n, m);
-	if (p) {
+	if (p && !ma_samp_skip_alloc(t, (uint64_t)n * m)) {
 		MA_ERRNO_SAVE(e);
 
 		rec_alloc(d, t, p, n * m);
@@ -111,21 +111,30 @@ static inline __attribute__((always_inline)) void *w_realloc(int d, void *p,
 							     size_t n)
 {
 	struct ma_tls *t = &ma_tls;
+	int rec_old, rec_new;
 	void *q;
 	int e;
 
 	if (t->guard || !ma_on())
 		return orig[d].realloc(orig[d].ctx, p, n);
+	/* sampled tracking: see realloc_common in hooks.c */
+	rec_old = p && !ma_samp_skip_free(p);
+	rec_new = !ma_samp_skip_alloc(t, n);
 	t->guard = 1;
+	if (!rec_old && !rec_new) {
+		q = orig[d].realloc(orig[d].ctx, p, n);
+		t->guard = 0;
+		return q;
+	}
 	e = errno;
-	if (p)
+	if (rec_old)
 		rec_free(d, t, p);
 	errno = e;
 	q = orig[d].realloc(orig[d].ctx, p, n);
 	e = errno;
-	if (q)
+	if (q && rec_new)
 		rec_alloc(d, t, q, n);
-	else if (p)
+	else if (!q && rec_old)
 		/* failed: the old block lives on (size unknown here) */
 		rec_alloc(d, t, p, 0);
 	errno = e;
@@ -137,7 +146,7 @@ static inline __attribute__((always_inline)) void w_free(int d, void *p)
 {
 	struct ma_tls *t = &ma_tls;
 
-	if (!p || t->guard || !ma_on()) {
+	if (!p || t->guard || !ma_on() || ma_samp_skip_free(p)) {
 		orig[d].free(orig[d].ctx, p);
 		return;
 	}

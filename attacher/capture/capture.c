@@ -15,6 +15,7 @@
  */
 #include "capture.h"
 #include "ma_agg.h"
+#include "ma_config.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -422,7 +423,8 @@ static int write_header(struct ma_capture_writer *w,
 	put_le(h + 16, (uint32_t)m->pid, 4);
 	put_le(h + 20, m->py_version_hex, 4);
 	put_le(h + 24, m->flags, 4);
-	put_le(h + 28, 0, 4);
+	/* reserved (0) before sampled captures: older readers ignore it */
+	put_le(h + 28, m->flags & MA_TRACK_SAMPLE ? m->sample_mean : 0, 4);
 	put_le(h + 32, m->start_wall_ns, 8);
 	put_le(h + 40, vl, 2);
 	put_le(h + 42, el, 2);
@@ -1100,6 +1102,9 @@ static int read_header(struct ma_capture_reader *r)
 	r->meta.pid = (int32_t)get_le(h + 16, 4);
 	r->meta.py_version_hex = (uint32_t)get_le(h + 20, 4);
 	r->meta.flags = (uint32_t)get_le(h + 24, 4);
+	r->meta.sample_mean = r->meta.flags & MA_TRACK_SAMPLE
+				      ? (uint32_t)get_le(h + 28, 4)
+				      : 0;
 	r->meta.start_wall_ns = get_le(h + 32, 8);
 	r->meta.py_version = r->strings;
 	r->meta.exe = r->strings + vl + 1;

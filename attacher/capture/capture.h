@@ -46,10 +46,13 @@ struct ma_capture_meta {
 	int32_t pid;
 	uint32_t py_version_hex; /* PY_VERSION_HEX, 0 when unknown */
 	uint32_t flags;		 /* enum ma_config_flags of the session */
-	uint64_t start_wall_ns;	 /* CLOCK_REALTIME, ns since the epoch */
-	const char *py_version;	 /* "3.11.2"; NULL = "" */
-	const char *exe;	 /* executable path; NULL = "" */
-	const char *cmdline;	 /* arguments joined by spaces; NULL = "" */
+	/* MA_TRACK_SAMPLE: the mean bytes between samples (every figure is
+	 * an estimate), else 0 */
+	uint32_t sample_mean;
+	uint64_t start_wall_ns; /* CLOCK_REALTIME, ns since the epoch */
+	const char *py_version; /* "3.11.2"; NULL = "" */
+	const char *exe;	/* executable path; NULL = "" */
+	const char *cmdline;	/* arguments joined by spaces; NULL = "" */
 };
 
 /* Final counters (trailer block) */

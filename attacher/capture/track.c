@@ -406,6 +406,7 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 		.pid = t->pid,
 		.py_version_hex = t->version_hex,
 		.flags = o->flags | (o->multi ? MA_CAPTURE_PROCS : 0),
+		.sample_mean = o->sample_mean,
 		.start_wall_ns = (uint64_t)wall.tv_sec * 1000000000ull +
 				 (uint64_t)wall.tv_nsec,
 		.py_version = t->version,
@@ -433,7 +434,8 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 	struct ma_inject_opts io = { .ring_size = o->ring_size,
 				     .flags = o->flags,
 				     .max_frames = o->max_frames,
-				     .full_wait_us = 20000 };
+				     .full_wait_us = 20000,
+				     .sample_mean = o->sample_mean };
 
 	err = ma_inject_start(t, &io, &tr->s);
 	if (err)

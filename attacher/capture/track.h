@@ -38,10 +38,11 @@ struct ma_target_opts; /* discover.h */
 struct ma_track;
 
 struct ma_track_opts {
-	const char *output;  /* capture file, created (truncated) */
-	uint64_t ring_size;  /* bytes of the shared ring, a power of two */
-	uint32_t max_frames; /* Python frames kept per stack */
-	uint32_t flags;	     /* enum ma_config_flags */
+	const char *output;   /* capture file, created (truncated) */
+	uint64_t ring_size;   /* bytes of the shared ring, a power of two */
+	uint32_t max_frames;  /* Python frames kept per stack */
+	uint32_t flags;	      /* enum ma_config_flags */
+	uint64_t sample_mean; /* MA_TRACK_SAMPLE: mean bytes between samples */
 	/*
 	 * Several processes in one capture (format 3, PROC events): set
 	 * for `attach --children` and `attach PID1 PID2 ...`.  One session

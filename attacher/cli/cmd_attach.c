@@ -6,6 +6,7 @@
  * session itself is track.[ch]; here are the options, the messages, the
  * progress line, the signals that stop it and the summary.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -22,6 +23,7 @@
 #include "units.h"
 #include "commands.h"
 #include "discover.h"
+#include "ma_sample.h"
 #include "errors.h"
 #include "threads.h"
 #include "track.h"
@@ -48,6 +50,7 @@ struct attach_opts {
 	uint64_t ring_size;
 	uint32_t max_frames;
 	uint32_t flags;
+	uint64_t sample; /* --sample: mean bytes between samples, 0 = all */
 	int quiet;
 	int live;	 /* --live: the full-screen view instead of the line */
 	int show_stacks; /* `memattach PID`: the stacks first */
@@ -100,6 +103,13 @@ static void usage(FILE *f)
 		"                          q quit, s sort, t threads, p "
 		"pause); stdout must\n"
 		"                          be a terminal\n"
+		"      --sample BYTES      only blocks sampled every BYTES "
+		"on average (512K,\n"
+		"                          1M: K, M, G are KiB, MiB, GiB; "
+		"512K advised):\n"
+		"                          every figure is then an estimate, "
+		"at a fraction of\n"
+		"                          the cost\n"
 		"      --top N             rows in the summary (default 10)\n"
 		"      --no-heap           memattach PID: no heap census "
 		"before tracking\n"
@@ -225,6 +235,45 @@ static const char *const why_text[] = {
 	[MA_TRACK_END_DURATION] = "duration reached",
 };
 
+/* BYTES with an optional binary unit: 4096, 512K, 512KiB, 1M, 1G */
+static int parse_sample(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	int shift = 0;
+
+	if (!isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	switch (toupper((unsigned char)*end)) {
+	case 'K':
+		shift = 10;
+		break;
+	case 'M':
+		shift = 20;
+		break;
+	case 'G':
+		shift = 30;
+		break;
+	}
+	if (shift) {
+		end++;
+		if (end[0] == 'i' && (end[1] == 'B' || end[1] == 'b'))
+			end += 2;
+		else if (*end == 'B' || *end == 'b')
+			end++;
+	} else if (*end == 'B' || *end == 'b') {
+		end++;
+	}
+	if (*end || v < 1 || v > (MA_SAMPLE_MAX >> shift))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
 static int parse_opts(int argc, char **argv, struct attach_opts *o,
 		      struct ma_target_opts *topts, pid_t *pid)
 {
@@ -236,6 +285,7 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 		{ "python-only", no_argument, NULL, 'P' },
 		{ "native-only", no_argument, NULL, 'N' },
 		{ "every-event", no_argument, NULL, 'E' },
+		{ "sample", required_argument, NULL, 'S' },
 		{ "no-heap", no_argument, NULL, 'H' },
 		{ "top", required_argument, NULL, 'T' },
 		{ "children", no_argument, NULL, 'C' },
@@ -290,6 +340,14 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 		case 'E':
 			o->flags |= MA_TRACK_EVERY;
 			break;
+		case 'S':
+			if (parse_sample(optarg, &o->sample))
+				return ma_err(-EINVAL,
+					      "bad --sample '%s': bytes from 1 "
+					      "to 1G, with K, M or G for KiB, "
+					      "MiB, GiB (512K advised)",
+					      optarg);
+			break;
 		case 'H':
 			o->no_heap = 1;
 			break;
@@ -316,6 +374,11 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 	}
 	if (args.exit >= 0)
 		return args.exit == MA_EXIT_OK ? 1 : -EINVAL;
+	if (o->sample && (o->flags & MA_TRACK_EVERY))
+		return ma_err(-EINVAL,
+			      "--sample and --every-event do not go together: "
+			      "sampled blocks are summed with their estimates "
+			      "in the target (aggregated tracking)");
 	o->npids = argc - optind;
 	/* the view reads one payload's keys (docs/memattach.md) */
 	if (o->live && (o->children || o->npids > 1))
@@ -531,18 +594,22 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	if (o.show_stacks && !o.no_heap)
 		print_heap_now(t);
 
-	struct ma_track_opts to = { .output = o.output,
-				    .ring_size = o.ring_size,
-				    .max_frames = o.max_frames,
-				    /* aggregated unless the full stream
+	struct ma_track_opts to = {
+		.output = o.output,
+		.ring_size = o.ring_size,
+		.max_frames = o.max_frames,
+		/* aggregated unless the full stream
 				     * was asked for (docs/payload.md) */
-				    .flags = o.flags & MA_TRACK_EVERY
-						     ? o.flags
-						     : o.flags | MA_TRACK_AGG,
-				    /* docs/memattach.md, "Worker pools" */
-				    .multi = o.children || o.npids > 1,
-				    .children = o.children,
-				    .topts = &topts };
+		.flags = o.flags & MA_TRACK_EVERY
+				 ? o.flags
+				 : o.flags | MA_TRACK_AGG |
+					   (o.sample ? MA_TRACK_SAMPLE : 0),
+		.sample_mean = o.sample,
+		/* docs/memattach.md, "Worker pools" */
+		.multi = o.children || o.npids > 1,
+		.children = o.children,
+		.topts = &topts
+	};
 
 	/* the other PIDs named are opened first: reading a process's
 	 * offsets (DWARF) can take seconds, which the sessions started must
@@ -671,6 +738,12 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 			"memattach: %llu records were dropped because the ring "
 			"stayed full (try --ring-size)\n",
 			(unsigned long long)res.lost_records);
+	if (o.sample) {
+		ma_fmt_bytes(o.sample, sz, sizeof(sz));
+		printf("ESTIMATES: blocks sampled every %s on average "
+		       "(--sample); every figure below is an estimate\n",
+		       sz);
+	}
 	ma_account_print_summary(ma_track_account(tr), stdout, o.top);
 	print_procs(tr, stdout);
 	if (!res.complete) {

@@ -818,6 +818,7 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 		.payload_fd = pi.loaded ? -1 : s->payload_fd_in_target,
 		.runtime_addr = t->runtime_addr,
 		.off = t->off,
+		.sample_mean = o->sample_mean,
 	};
 	struct ma_rcall start = {
 		.name = "ma_start",

@@ -32,7 +32,8 @@ struct ma_inject_opts {
 	uint32_t flags;	    /* enum ma_config_flags */
 	uint32_t max_frames;
 	uint32_t full_wait_us;
-	int max_attempts; /* tries to find a thread at a safe point */
+	uint64_t sample_mean; /* MA_TRACK_SAMPLE: mean bytes between samples */
+	int max_attempts;     /* tries to find a thread at a safe point */
 };
 
 /* What an injection gives the attacher: the payload in the target and the

@@ -319,6 +319,11 @@ size_t ma_report_shown(const struct ma_report *r);
 /* Peak moment as text: "at 12.3 s", "between 1.0 s and 2.0 s", "" */
 void ma_report_peak_when(const struct ma_report *r, char *buf, size_t len);
 
+/* A sampled capture (`attach --sample`): the note every format shows,
+ * "ESTIMATES: ..." in buf, and the mean bytes between samples; 0 (buf
+ * "") for an exact capture */
+uint64_t ma_report_estimates(const struct ma_report *r, char *buf, size_t len);
+
 /*
  * The output formats.  Each is one file (report_<name>.c) and one row of
  * ma_report_formats[] (report_formats.c): all that `memattach report`

@@ -247,6 +247,12 @@ static int data(const struct ma_report *r, FILE *f)
 	fprintf(f, ",\"complete\":%s,\"truncated\":%s",
 		tr && tr->complete ? "true" : "false", tr ? "false" : "true");
 	jkey_str(f, "warning", r->warning, true);
+	{
+		char note[160];
+
+		ma_report_estimates(r, note, sizeof(note));
+		jkey_str(f, "estimates", note[0] ? note : NULL, true);
+	}
 	fputs("},\"totals\":{", f);
 	jkey_u64(f, "allocations", t->allocs, false);
 	jkey_u64(f, "allocated_bytes", t->alloc_bytes, true);

@@ -248,6 +248,19 @@ int ma_report_json(const struct ma_report *r, FILE *f)
 	json_object_set_new(root, "truncated", json_boolean(tr == NULL));
 	if (r->warning)
 		json_object_set_new(root, "warning", jstr(r->warning));
+	{
+		char note[160];
+		uint64_t mean = ma_report_estimates(r, note, sizeof(note));
+		json_t *sm = mean ? json_object() : json_null();
+
+		/* every figure of a sampled capture is an estimate */
+		if (mean) {
+			json_object_set_new(sm, "mean_bytes", jint(mean));
+			json_object_set_new(sm, "estimates", json_true());
+			json_object_set_new(sm, "note", jstr(note));
+		}
+		json_object_set_new(root, "sampled", sm);
+	}
 	json_object_set_new(root, "view",
 			    json_string(ma_rview_name(r->opts.view)));
 	json_object_set_new(root, "group",

@@ -13,6 +13,7 @@
 #include "errors.h"
 #include "report.h"
 #include "report_timeline.h"
+#include "units.h"
 
 static uint64_t clock_ns(clockid_t c)
 {
@@ -2053,6 +2054,22 @@ size_t ma_report_shown(const struct ma_report *r)
 		r->rows[n].fig[r->opts.view].count))
 		n++;
 	return n;
+}
+
+uint64_t ma_report_estimates(const struct ma_report *r, char *buf, size_t len)
+{
+	uint64_t mean = r->meta ? r->meta->sample_mean : 0;
+	char m[32];
+
+	buf[0] = '\0';
+	if (!mean)
+		return 0;
+	ma_fmt_bytes(mean, m, sizeof(m));
+	snprintf(buf, len,
+		 "ESTIMATES: blocks sampled every %s on average (--sample); "
+		 "every figure is an estimate",
+		 m);
+	return mean;
 }
 
 void ma_report_peak_when(const struct ma_report *r, char *buf, size_t len)

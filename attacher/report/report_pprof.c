@@ -126,8 +126,10 @@ int ma_report_pprof(const struct ma_report *r, FILE *f)
 	uint64_t *ids = NULL;
 	size_t nids = 0, fcap = 64;
 	struct fnkey *fh = NULL;
-	int64_t comment[3] = { 0 };
-	char note[256], trunc[640];
+	int64_t comment[4] = { 0 };
+	char note[256], trunc[640], est[160];
+	uint64_t mean = ma_report_estimates(r, est, sizeof(est));
+	size_t ncomment;
 	uint8_t *buf = NULL;
 	size_t len;
 	int ret = 0;
@@ -161,7 +163,9 @@ int ma_report_pprof(const struct ma_report *r, FILE *f)
 	period.type = ma_strtab_idx(&st, "space");
 	period.unit = vt[1].unit;
 	prof.period_type = &period;
-	prof.period = 1;
+	/* as Go's heap profiles: the sampling period (the values are
+	 * already the estimates) */
+	prof.period = mean ? (int64_t)mean : 1;
 	prof.default_sample_type =
 		v == MA_RV_LIVE || v == MA_RV_PEAK ? vt[3].type : vt[1].type;
 
@@ -315,10 +319,15 @@ int ma_report_pprof(const struct ma_report *r, FILE *f)
 			 r->warning ? r->warning : "the capture was cut short");
 		comment[2] = ma_strtab_idx(&st, trunc);
 	}
-	if (comment[0] < 0 || comment[1] < 0 || comment[2] < 0 ||
-	    period.type < 0)
+	ncomment = r->trailer ? 2 : 3;
+	if (mean)
+		comment[ncomment++] = ma_strtab_idx(&st, est);
+	for (size_t i = 0; i < ncomment; i++)
+		if (comment[i] < 0)
+			goto nomem;
+	if (period.type < 0)
 		goto nomem;
-	prof.n_comment = r->trailer ? 2 : 3;
+	prof.n_comment = ncomment;
 	prof.comment = comment;
 	prof.n_string_table = st.n;
 	prof.string_table = (char **)st.s;

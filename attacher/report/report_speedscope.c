@@ -90,18 +90,19 @@ static void profile(const struct ma_report *r, FILE *f, enum ma_rview v,
 		    long th, const uint32_t *fidx, uint32_t *st, bool comma)
 {
 	const char *cut = r->trailer ? "" : " (TRUNCATED)";
+	const char *est = r->meta && r->meta->sample_mean ? " (ESTIMATES)" : "";
 	uint64_t sum = 0;
 	bool first = true;
 	size_t n = th < 0 ? r->nnodes : r->nsamples;
 
 	fprintf(f, "%s{\"type\":\"sampled\",\"name\":\"", comma ? "," : "");
 	if (th < 0) {
-		fprintf(f, "%s bytes: %s%s", ma_rview_name(v), ma_rview_desc(v),
-			cut);
+		fprintf(f, "%s bytes: %s%s%s", ma_rview_name(v),
+			ma_rview_desc(v), est, cut);
 	} else {
 		fprintf(f, "%s bytes of thread ", ma_rview_name(v));
 		ma_json_str(f, r->threads[th].name);
-		fprintf(f, " (%d)%s", r->threads[th].tid, cut);
+		fprintf(f, " (%d)%s%s", r->threads[th].tid, est, cut);
 	}
 	fputs("\",\"unit\":\"bytes\",\"startValue\":0,\"samples\":[", f);
 	for (int pass = 0; pass < 2; pass++) {
@@ -161,6 +162,15 @@ int ma_report_speedscope(const struct ma_report *r, FILE *f)
 	      "\",\"name\":\"",
 	      f);
 	ma_json_str(f, name);
+	{
+		char note[160];
+
+		if (ma_report_estimates(r, note, sizeof(note))) {
+			fputs(" (", f);
+			ma_json_str(f, note);
+			fputs(")", f);
+		}
+	}
 	if (!r->trailer) {
 		fputs(" (TRUNCATED: ", f);
 		ma_json_str(f, r->warning ? r->warning

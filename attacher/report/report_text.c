@@ -57,7 +57,7 @@ static void header(const struct ma_report *r, const struct out *o)
 	const struct ma_capture_trailer *tr = r->trailer;
 	const struct ma_account_totals *t = &r->t;
 	const char *name = strrchr(r->path, '/');
-	char a[32], b[32], c[32], when[64];
+	char a[32], b[32], c[32], when[64], note[160];
 	uint64_t dur = tr ? tr->duration_ns : t->last_t_ns;
 	struct ma_para p = { .f = o->f, .width = o->width };
 
@@ -75,6 +75,8 @@ static void header(const struct ma_report *r, const struct out *o)
 				     : "incomplete");
 	ma_para_end(&p);
 	p.indent = 2;
+	if (ma_report_estimates(r, note, sizeof(note)))
+		fprintf(o->f, "  %s%s%s\n", c_on(o, YEL), note, c_off(o));
 	if (m->cmdline && m->cmdline[0]) {
 		fputs("  ", o->f);
 		p.col = 2;

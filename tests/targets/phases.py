@@ -1,7 +1,8 @@
 """Target for the HTML report's thread filter, time ranges and folding.
 
-Before READY it starts two threads and gives them kernel names (what a
-capture records): 'alpha-worker' and 'beta-worker'.  Then, on stdin:
+Before READY it starts two threads named 'alpha-worker' and 'beta-worker',
+both as threading.Thread names and as kernel names (comm): a capture
+records the one and the other.  Then, on stdin:
 
 'GO1': phase 1.  alpha-worker keeps 60 blocks of 40 KiB (alpha_alloc),
 beta-worker 60 of 24 KiB (beta_alloc), the main thread a recursion of
@@ -73,7 +74,7 @@ def main():
     for name, work in (("alpha", alpha_work), ("beta", beta_work)):
         ready = threading.Event()
         threading.Thread(target=worker, args=(name, work, ready),
-                         daemon=True).start()
+                         name=name + "-worker", daemon=True).start()
         ready.wait()
     ns = {}
     code = compile(GEN, "gen_lines.py", "exec")

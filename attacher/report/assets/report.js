@@ -192,6 +192,7 @@
   if (D.filter) sm.appendChild(document.createTextNode('; only stacks matching \u201c' + D.filter + '\u201d'));
 
   var notes = document.getElementById('ma-notes');
+  if (M.estimates) notes.appendChild(el('p', M.estimates + '.', 'warn'));
   if (D.unknown_frees) notes.appendChild(el('p', count(D.unknown_frees) +
     (D.unknown_frees === 1 ? ' free of memory allocated before the attach (not tracked) is' :
      ' frees of memory allocated before the attach (not tracked) are') + ' not in these figures' +
