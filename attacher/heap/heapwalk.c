@@ -805,7 +805,7 @@ end:
 			l->copy = hc.copy;
 			ma_heap_live_end(l, t);
 		} else {
-			kill(hc.copy, SIGKILL);
+			ma_kill_tracee(hc.copy);
 		}
 	}
 	g->total_ns = ma_now_ns() - t0;
@@ -853,7 +853,7 @@ int ma_heap_live_end(struct ma_heap_live *l, struct ma_target *t)
 
 	if (!l)
 		return 0;
-	kill(l->copy, SIGKILL);
+	ma_kill_tracee(l->copy);
 	while (waitpid(l->copy, &status, __WALL) == l->copy &&
 	       !WIFEXITED(status) && !WIFSIGNALED(status))
 		;
