@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -605,6 +606,25 @@ static int map_ring(struct ma_injection *s, uint64_t ring_size, int agg)
 	/* aggregated tracking: the aggregate area follows the data */
 	if (agg)
 		s->map_len += MA_AGG_AREA_SIZE;
+	/*
+	 * The target owns this file: a hostile target (issue 13) that
+	 * truncated it under our mapping would kill memattach with SIGBUS at
+	 * the next read.  The payload seals it against shrinking, seals are
+	 * never removed, and it must hold the whole mapping now; a file that
+	 * is not a sealed memfd of that size is refused.
+	 */
+	struct stat st;
+	int seals = fcntl(s->ring_fd, F_GET_SEALS);
+
+	if (seals < 0 || !(seals & F_SEAL_SHRINK))
+		(void)fcntl(s->ring_fd, F_ADD_SEALS, F_SEAL_SHRINK);
+	seals = fcntl(s->ring_fd, F_GET_SEALS);
+	if (seals < 0 || !(seals & F_SEAL_SHRINK) ||
+	    fstat(s->ring_fd, &st) < 0 || (uint64_t)st.st_size < s->map_len)
+		return ma_err(-EPROTO,
+			      "attach: the ring of process %d is not a memfd "
+			      "of %llu bytes sealed against shrinking",
+			      (int)s->pid, (unsigned long long)s->map_len);
 	void *p = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE, MAP_SHARED,
 		       s->ring_fd, 0);
 
