@@ -218,7 +218,9 @@ static int add_object(struct parse *ps, const struct ma_heap_obj *o,
 		o->refcnt > 0xffffffffull ? 0xffffffffu : (uint32_t)o->refcnt;
 	g->flags[n] = (uint8_t)o->flags;
 	g->eoff[n] = (uint32_t)ps->nraw;
-	memcpy(ps->raw + ps->nraw, edges, (size_t)o->nedges * 8);
+	/* no edges yet: raw is still NULL, and NULL + 0 is undefined */
+	if (o->nedges)
+		memcpy(ps->raw + ps->nraw, edges, (size_t)o->nedges * 8);
 	ps->nraw += o->nedges;
 	g->n = n + 1;
 	*slot = (uint32_t)(n + 1);
@@ -870,7 +872,10 @@ int ma_heap_live_end(struct ma_heap_live *l, struct ma_target *t)
 
 void ma_heap_graph_free(struct ma_heap_graph *g)
 {
-	for (size_t i = 0; i < g->ntypes; i++)
+	/* types are counted as the stream arrives, their names made only by
+	 * finish_graph: a walk that ends before it (the copy says FAILED
+	 * after some chunks) has ntypes and no array (fuzz/heap, issue 13) */
+	for (size_t i = 0; g->types && i < g->ntypes; i++)
 		free(g->types[i].name);
 	for (size_t i = 0; i < g->nlabels; i++)
 		free(g->labels[i].text);
