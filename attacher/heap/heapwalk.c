@@ -122,6 +122,10 @@ static int idx_grow(struct parse *ps)
 
 static int64_t find_obj(const struct parse *ps, uint64_t addr)
 {
+	/* no object yet, no index: a stream of roots alone (fuzz/heap,
+	 * issue 13) read through a NULL index */
+	if (!ps->idx_cap)
+		return -1;
 	uint32_t s = *idx_slot(ps, addr);
 
 	return s ? (int64_t)s - 1 : -1;

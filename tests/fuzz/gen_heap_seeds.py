@@ -78,7 +78,10 @@ def main():
     os.makedirs(out, exist_ok=True)
     s, mem = stream(), memory()
     seeds = {"whole.seed": seed(0, s, mem), "cut-40.seed": seed(5, s, mem),
-             "cut-8.seed": seed(1, s, mem)}
+             "cut-8.seed": seed(1, s, mem),
+             # roots and no object: found by fuzz/heap (a NULL index)
+             "roots-only.seed": seed(0, root(R_MODULE, 0x1234, BASE + 0x300)
+                                     + end(0, 0), mem)}
     for name, blob in seeds.items():
         with open(os.path.join(out, name), "wb") as f:
             f.write(blob)
