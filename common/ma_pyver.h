@@ -349,7 +349,12 @@ ma_py_instr_addr(const struct ma_py_layout *L, const struct ma_py_walk_off *w,
 	if (L->lasti_scale) {
 		int32_t lasti = (int32_t)(uint32_t)ip;
 
-		*addr = lasti < 0 ? -1 : L->lasti_scale * lasti;
+		/* f_lasti is the target's to write: beyond 2^29 units (no
+		 * code object is that long) it is garbage, and scaling it
+		 * would overflow an int (fuzz/pyread, issue 13) */
+		*addr = lasti < 0	    ? -1
+			: lasti > (1 << 29) ? bad
+					    : L->lasti_scale * lasti;
 	} else {
 		uintptr_t start = code + (uintptr_t)w->adaptive;
 

@@ -166,20 +166,32 @@ void ma_ring_commit(void *rec, uint32_t type, uint32_t len)
 int ma_ring_reader_init(struct ma_ring_reader *r, void *map, size_t map_len)
 {
 	struct ma_ring_hdr *h = map;
+	/*
+	 * The target owns the memfd and may rewrite the header at any time
+	 * (a hostile target, issue 13): every field is loaded once, and only
+	 * the checked copies are used.  An unaligned tail would make every
+	 * record word an unaligned (and, at the end of the data, overrunning)
+	 * load: the producer only ever moves it by multiples of 8.
+	 */
+	uint64_t data_size = __atomic_load_n(&h->data_size, __ATOMIC_RELAXED);
+	uint64_t tail;
 
 	memset(r, 0, sizeof(*r));
 	if (map_len < MA_RING_HDR_SIZE ||
 	    __atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != MA_RING_MAGIC ||
 	    h->version != MA_RING_VERSION || h->hdr_size != MA_RING_HDR_SIZE ||
-	    !is_pow2(h->data_size) || h->data_size < MA_RING_MIN_DATA ||
-	    h->data_size > MA_RING_MAX_DATA ||
-	    h->data_size > map_len - MA_RING_HDR_SIZE)
+	    !is_pow2(data_size) || data_size < MA_RING_MIN_DATA ||
+	    data_size > MA_RING_MAX_DATA ||
+	    data_size > map_len - MA_RING_HDR_SIZE)
+		return -EPROTO;
+	tail = __atomic_load_n(&h->tail, __ATOMIC_ACQUIRE);
+	if (tail & 7)
 		return -EPROTO;
 	r->hdr = h;
 	r->data = (uint8_t *)map + MA_RING_HDR_SIZE;
-	r->size = h->data_size;
-	r->mask = h->data_size - 1;
-	r->tail = __atomic_load_n(&h->tail, __ATOMIC_ACQUIRE);
+	r->size = data_size;
+	r->mask = data_size - 1;
+	r->tail = tail;
 	r->released = r->tail;
 	return 0;
 }
@@ -205,6 +217,7 @@ int ma_ring_next(struct ma_ring_reader *r, const struct ma_rec **out)
 		r->tail += len;
 		if (ma_rec_type(w) == MA_REC_PAD)
 			continue;
+		r->word = w;
 		*out = rec;
 		return 1;
 	}

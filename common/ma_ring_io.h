@@ -77,6 +77,9 @@ struct ma_ring_reader {
 	uint64_t size, mask;
 	uint64_t tail;	   /* next record to read (local) */
 	uint64_t released; /* bytes zeroed and handed back (hdr->tail) */
+	/* the first word of the record ma_ring_next returned, as checked:
+	 * the target may rewrite the one in the ring meanwhile */
+	uint32_t word;
 };
 
 /*

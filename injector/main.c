@@ -25,6 +25,7 @@
  * session (session_recycled).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/membarrier.h>
 #include <poll.h>
 #include <pthread.h>
@@ -240,7 +241,9 @@ static struct ma_session *session_new(const struct ma_config *c, char *msg,
 		s->agg_off = s->ring_len;
 		s->ring_len += MA_AGG_AREA_SIZE;
 	}
-	fd = memfd_create("memattach-ring", MFD_CLOEXEC);
+	/* sealable: the attacher maps it and seals it against shrinking
+	 * (inject.c, map_ring) */
+	fd = memfd_create("memattach-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0) {
 		*err = -errno;
 		ma_fmt(msg, len, "memfd_create for the ring: errno %d", errno);
@@ -254,6 +257,9 @@ static struct ma_session *session_new(const struct ma_config *c, char *msg,
 		session_release(s, 1);
 		return NULL;
 	}
+	/* its size is final: the attacher refuses a ring that could shrink
+	 * under its mapping (a read past the end is a SIGBUS) */
+	(void)fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK);
 	mem = mmap(NULL, s->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
 		   0);
 	if (mem == MAP_FAILED) {

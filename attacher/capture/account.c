@@ -32,9 +32,17 @@
 #include "errors.h"
 #include "linetable.h"
 
-/* Ids beyond these are treated as corrupt (counted in bad_refs) */
-#define MAX_NODE_ID   (1u << 26)
-#define MAX_CODE_ID   (1u << 24)
+/*
+ * Ids beyond these are treated as corrupt (counted in bad_refs).  The
+ * tables are arrays indexed by id, so the bounds are what a hostile target
+ * (or a damaged capture) can make memattach allocate: 2^26 nodes were
+ * 6 GiB (fuzz/ring, issue 13).  The payload never numbers beyond its own
+ * tables (injector/pystack.c: NODE_CAP 2^20 nodes, CODE_CAP 2^16 code
+ * objects, since the first capture format): twice that is room enough,
+ * about 200 MiB of nodes and 5 MiB of code objects at worst.
+ */
+#define MAX_NODE_ID   (1u << 21)
+#define MAX_CODE_ID   (1u << 17)
 #define MAX_THREAD_ID (1u << 20)
 
 #define STR_UNKNOWN 0 /* "<unknown>" */

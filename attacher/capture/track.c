@@ -46,6 +46,31 @@
  * capture this often (the capture grows with the keys that moved per
  * second, not with events); samples still come every 100 ms */
 #define AGG_EVERY_NS 1000000000ull
+/*
+ * A TEMP record is replayed as count ALLOC + FREE pairs (replay_temp), so
+ * its cost is the target's to choose: a hostile target (issue 13) wrote
+ * counts up to the old bound of 2^40, days of work for one record.  The
+ * payload publishes a count at least at every 100 ms flush, and one thread
+ * of CPython allocates well under 10^8 blocks a second, so a real record
+ * holds a few million pairs at most: 2^24 leaves a wide margin (a watchdog
+ * held off for a second), and a record beyond it is corrupt.  And a drain
+ * that replayed TEMP_DRAIN_PAIRS pairs returns to the tracking loop (its
+ * heartbeat, the stop and the duration), the next drain goes on.
+ */
+#ifndef MA_TEMP_MAX_COUNT /* tests/fuzz/fuzz_ring.c sets smaller bounds */
+#define MA_TEMP_MAX_COUNT (1ull << 24)
+#define TEMP_DRAIN_PAIRS  (1ull << 22)
+#endif
+/*
+ * And over the session: no more than TEMP_PAIRS_PER_S pairs a second of
+ * tracking (clocked until the stop, so that the replay's own time does not
+ * raise the bound), several times what an allocating CPython process
+ * manages with every thread; a ring full of records at the bound would
+ * otherwise be years of work after the target exits.
+ */
+#ifndef TEMP_PAIRS_PER_S
+#define TEMP_PAIRS_PER_S (1ull << 28)
+#endif
 
 /* Python thread names are read this often (and at the start and the
  * stop): a thread started meanwhile is named up to this late */
@@ -80,10 +105,14 @@ struct ma_track {
 	int started; /* t0 set, track.started passed */
 	uint64_t t0;
 	uint64_t last_sample, last_progress, last_drain;
+	uint64_t stop_ns; /* when the stop began (or the target exited) */
 	/* aggregated tracking (s.agg set): figures last read per key
 	 * (MA_AGG_KEYS entries, touched as keys appear), when, the epoch of
 	 * the peak at the last sample and the samples around its moment */
 	struct agg_prev *prev;
+	/* the record being decoded, copied out of the ring (drain) */
+	uint8_t *rec;
+	size_t rec_cap;
 	uint64_t last_agg, agg_epoch, last_sample_t;
 	uint64_t peak_after_ns, peak_before_ns;
 
@@ -604,26 +633,37 @@ static int replay_temp(struct ma_track *tr, const struct ma_rec *rec)
 	struct ma_event f = { .type = MA_EV_FREE, .thread = rec->thread };
 	int err = 0;
 
-	if (ma_rec_len(rec->type_len) < sizeof(*t) || t->count > 1ull << 40 ||
-	    t->dist > MA_TEMP_DMAX)
+	/* a private copy of the record (drain): checked fields stay so */
+	uint64_t count = t->count;
+	uint8_t dist = t->dist;
+
+	/* in aggregated mode the payload counts short-lived blocks in its
+	 * keys and writes no TEMP record; each one costs count pairs of
+	 * capture events, see MA_TEMP_MAX_COUNT */
+	uint64_t now = tr->stop_ns ? tr->stop_ns : ma_now_ns();
+	uint64_t secs = (now - tr->t0) / 1000000000ull + 1;
+
+	if (ma_rec_len(rec->type_len) < sizeof(*t) ||
+	    count > MA_TEMP_MAX_COUNT || dist > MA_TEMP_DMAX || tr->s.agg ||
+	    tr->temp_pairs + count > secs * TEMP_PAIRS_PER_S)
 		return ma_err(-EPROTO, "corrupt TEMP record in the ring");
-	a.alloc.ptr = MA_TEMP_ADDR(t->dist);
+	a.alloc.ptr = MA_TEMP_ADDR(dist);
 	a.alloc.size = t->size;
 	a.alloc.node = t->node;
 	a.alloc.kind = t->kind;
-	f.free.ptr = MA_TEMP_ADDR(t->dist);
+	f.free.ptr = MA_TEMP_ADDR(dist);
 	f.free.kind = t->kind;
 	tr->temps++;
-	tr->temp_pairs += t->count;
-	ma_account_feed_pairs(tr->acc, &a, &f, t->count);
+	tr->temp_pairs += count;
+	ma_account_feed_pairs(tr->acc, &a, &f, count);
 	if (tr->root) {
 		struct ma_track *g = tr->root;
 
 		a.thread = f.thread = map_id(tr, MAP_THREAD, rec->thread);
 		a.alloc.node = map_id(tr, MAP_NODE, t->node);
-		ma_account_feed_pairs(g->sacc, &a, &f, t->count);
+		ma_account_feed_pairs(g->sacc, &a, &f, count);
 	}
-	for (uint64_t i = 0; i < t->count && !err; i++) {
+	for (uint64_t i = 0; i < count && !err; i++) {
 		err = ma_capture_write_event(tr->root ? tr->root->w : tr->w,
 					     &a);
 		if (!err)
@@ -746,11 +786,38 @@ static size_t drain(struct ma_track *tr, size_t max)
 	/* up to the head seen now, not after the producers: see DRAIN_* */
 	uint64_t end = tr->rd.tail + ma_ring_backlog(&tr->rd);
 
+	uint64_t pairs0 = tr->temp_pairs;
+
 	while (n < max && tr->rd.tail < end &&
+	       (max == SIZE_MAX ||
+		tr->temp_pairs - pairs0 < TEMP_DRAIN_PAIRS) &&
 	       (rc = ma_ring_next(&tr->rd, &rec)) > 0) {
-		int err = ma_rec_type(rec->type_len) == MA_REC_TEMP
-				  ? replay_temp(tr, rec)
-				  : feed_rec(tr, rec);
+		/* Decoded from a copy: the ring is the target's memory, and
+		 * a hostile target (issue 13) could rewrite a length between
+		 * its check and its use.  The copy's first word is the one
+		 * ma_ring_next checked (its length within the data). */
+		uint32_t len = ma_rec_len(tr->rd.word);
+		int err;
+
+		if (len > tr->rec_cap) {
+			size_t cap = len < 4096 ? 4096 : len;
+			uint8_t *b = realloc(tr->rec, cap);
+
+			if (!b) {
+				if (!tr->error)
+					tr->error = ma_err(-ENOMEM,
+							   "out of memory");
+				break;
+			}
+			tr->rec = b;
+			tr->rec_cap = cap;
+		}
+		memcpy(tr->rec, rec, len);
+		memcpy(tr->rec, &tr->rd.word, sizeof(tr->rd.word));
+		rec = (const struct ma_rec *)tr->rec;
+		err = ma_rec_type(rec->type_len) == MA_REC_TEMP
+			      ? replay_temp(tr, rec)
+			      : feed_rec(tr, rec);
 
 		if (err && !tr->error)
 			tr->error = err;
@@ -1503,6 +1570,7 @@ int ma_track_stop(struct ma_track *tr)
 {
 	int err = 0;
 
+	tr->stop_ns = ma_now_ns();
 	if (tr->root)
 		return stop_multi(tr);
 
@@ -1651,5 +1719,6 @@ void ma_track_free(struct ma_track *tr)
 	free(tr->names);
 	free(tr->slots);
 	free(tr->prev);
+	free(tr->rec);
 	free(tr);
 }

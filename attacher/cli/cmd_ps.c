@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -56,6 +57,26 @@ static const char *python_module(const struct ma_maps *m, const char *exe)
 	    (b[6] == '\0' || isdigit((unsigned char)b[6])))
 		return exe;
 	return NULL;
+}
+
+/* 0 when we may read pid's memory, else the errno of the refusal */
+static int mem_access(pid_t pid, const struct ma_maps *maps)
+{
+	for (size_t i = 0; i < maps->n; i++) {
+		const struct ma_map *m = &maps->v[i];
+		char b;
+		struct iovec local = { .iov_base = &b, .iov_len = 1 };
+		struct iovec remote = { .iov_base = (void *)(uintptr_t)m->start,
+					.iov_len = 1 };
+
+		if (m->perms[0] != 'r')
+			continue;
+		if (process_vm_readv(pid, &local, 1, &remote, 1, 0) == 1)
+			return 0;
+		if (errno != EFAULT)
+			return errno;
+	}
+	return 0; /* nothing readable to try: let the attach say */
 }
 
 /* Fill r for pid; 1 when it is a Python process, 0 when not, <0 gone */
@@ -105,12 +126,20 @@ static int look(pid_t pid, struct ps_row *r)
 	    ma_pyversion_from_elf(mod, &hex, r->version, sizeof(r->version)))
 		snprintf(r->version, sizeof(r->version), "?");
 
-	/* Why an attach would fail, in the order the attach finds out */
-	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	e = fd < 0 ? errno : 0;
-	if (fd >= 0)
-		close(fd);
+	/* Why an attach would fail, in the order the attach finds out.
+	 * Memory access first, as the attach reads it: process_vm_readv of
+	 * one byte of a readable mapping (ptrace access; /proc/PID/mem, mode
+	 * 0600, would also refuse a user with CAP_SYS_PTRACE alone), then
+	 * /proc/PID/mem where the call itself is refused (old kernel,
+	 * seccomp), as memread.c falls back */
+	e = mem_access(pid, &maps);
+	if (e == ENOSYS || e == EPERM) {
+		snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		e = fd < 0 ? errno : 0;
+		if (fd >= 0)
+			close(fd);
+	}
 	if (st.state == 'Z')
 		snprintf(r->why, sizeof(r->why), "a zombie");
 	else if (e)

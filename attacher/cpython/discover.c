@@ -208,6 +208,23 @@ static int report_modules(struct ma_target *t)
 	dwfl_report_begin(t->dwfl);
 	int r = dwfl_linux_proc_report(t->dwfl, t->pid);
 
+	if (r == EACCES || r == EPERM) {
+		/* dwfl_linux_proc_report reads /proc/PID/auxv first (for the
+		 * vDSO), a file of mode 0400: another user with
+		 * CAP_SYS_PTRACE alone passes the ptrace check but not the
+		 * file's permissions (that takes CAP_DAC_READ_SEARCH).  The
+		 * maps (mode 0444, the ptrace check only) are enough; the
+		 * vDSO is then not a module, which nothing here needs. */
+		char path[64];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/maps", (int)t->pid);
+		f = fopen(path, "re");
+		if (f) {
+			r = dwfl_linux_proc_maps_report(t->dwfl, f);
+			fclose(f);
+		}
+	}
 	dwfl_report_end(t->dwfl, NULL, NULL);
 	if (r != 0)
 		return ma_err(r > 0 ? -r : -EIO,

@@ -122,6 +122,10 @@ static int idx_grow(struct parse *ps)
 
 static int64_t find_obj(const struct parse *ps, uint64_t addr)
 {
+	/* no object yet, no index: a stream of roots alone (fuzz/heap,
+	 * issue 13) read through a NULL index */
+	if (!ps->idx_cap)
+		return -1;
 	uint32_t s = *idx_slot(ps, addr);
 
 	return s ? (int64_t)s - 1 : -1;
@@ -218,7 +222,8 @@ static int add_object(struct parse *ps, const struct ma_heap_obj *o,
 		o->refcnt > 0xffffffffull ? 0xffffffffu : (uint32_t)o->refcnt;
 	g->flags[n] = (uint8_t)o->flags;
 	g->eoff[n] = (uint32_t)ps->nraw;
-	if (o->nedges) /* edges may be NULL then: memcpy's UB */
+	/* no edges yet: raw is still NULL, and NULL + 0 is undefined */
+	if (o->nedges)
 		memcpy(ps->raw + ps->nraw, edges, (size_t)o->nedges * 8);
 	ps->nraw += o->nedges;
 	g->n = n + 1;
@@ -810,7 +815,7 @@ end:
 			l->copy = hc.copy;
 			ma_heap_live_end(l, t);
 		} else {
-			kill(hc.copy, SIGKILL);
+			ma_kill_tracee(hc.copy);
 		}
 	}
 	g->total_ns = ma_now_ns() - t0;
@@ -858,7 +863,7 @@ int ma_heap_live_end(struct ma_heap_live *l, struct ma_target *t)
 
 	if (!l)
 		return 0;
-	kill(l->copy, SIGKILL);
+	ma_kill_tracee(l->copy);
 	while (waitpid(l->copy, &status, __WALL) == l->copy &&
 	       !WIFEXITED(status) && !WIFSIGNALED(status))
 		;
@@ -875,7 +880,10 @@ int ma_heap_live_end(struct ma_heap_live *l, struct ma_target *t)
 
 void ma_heap_graph_free(struct ma_heap_graph *g)
 {
-	for (size_t i = 0; i < g->ntypes; i++)
+	/* types are counted as the stream arrives, their names made only by
+	 * finish_graph: a walk that ends before it (the copy says FAILED
+	 * after some chunks) has ntypes and no array (fuzz/heap, issue 13) */
+	for (size_t i = 0; g->types && i < g->ntypes; i++)
 		free(g->types[i].name);
 	for (size_t i = 0; i < g->nlabels; i++)
 		free(g->labels[i].text);

@@ -103,17 +103,15 @@ static void set_since(struct ma_holder *h, int ring)
 
 int ma_ring_holder(pid_t pid, int ring_fd, struct ma_holder *h)
 {
-	char path[64];
 	struct stat st;
 	int fd, err;
 
 	memset(h, 0, sizeof(*h));
 	if (ring_fd < 0)
 		return -ENOENT;
-	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, ring_fd);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = ma_proc_open_fd(pid, ring_fd, O_RDONLY);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	err = fstat(fd, &st) ? -errno
 			     : find_mapper(pid, st.st_dev, st.st_ino, h);
 	if (!err)

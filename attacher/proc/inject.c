@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -560,18 +561,19 @@ static int write_payload(pid_t pid, long fd)
 	int wfd;
 
 	snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)pid, fd);
-	wfd = open(path, O_WRONLY | O_CLOEXEC);
+	wfd = ma_proc_open_fd(pid, (int)fd, O_WRONLY);
 	if (wfd < 0)
-		return ma_err(-errno,
-			      "inject: opening the payload memfd %s: %s", path,
-			      strerror(errno));
+		return ma_err(wfd, "inject: opening the payload memfd %s: %s",
+			      path, strerror(-wfd));
 	size_t off = 0;
 
 	/* In pieces of 64 KiB: a memattach killed in the middle leaves a
 	 * partial image that nothing loads (test step inject.memfd-write) */
 	while (off < len) {
 		size_t piece = len - off < 65536 ? len - off : 65536;
-		ssize_t w = write(wfd, p + off, piece);
+		/* pwrite: a copy from pidfd_getfd shares the target's
+		 * offset (ma_proc_open_fd) */
+		ssize_t w = pwrite(wfd, p + off, piece, (off_t)off);
 
 		if (w <= 0) {
 			int e = w < 0 ? errno : EIO;
@@ -593,14 +595,37 @@ static int map_ring(struct ma_injection *s, uint64_t ring_size, int agg)
 
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)s->pid,
 		 s->target_ring_fd);
-	s->ring_fd = open(path, O_RDWR | O_CLOEXEC);
-	if (s->ring_fd < 0)
-		return ma_err(-errno, "attach: opening the ring %s: %s", path,
-			      strerror(errno));
+	s->ring_fd = ma_proc_open_fd(s->pid, s->target_ring_fd, O_RDWR);
+	if (s->ring_fd < 0) {
+		int e = s->ring_fd;
+
+		s->ring_fd = -1;
+		return ma_err(e, "attach: opening the ring %s: %s", path,
+			      strerror(-e));
+	}
 	s->map_len = MA_RING_HDR_SIZE + ring_size;
 	/* aggregated tracking: the aggregate area follows the data */
 	if (agg)
 		s->map_len += MA_AGG_AREA_SIZE;
+	/*
+	 * The target owns this file: a hostile target (issue 13) that
+	 * truncated it under our mapping would kill memattach with SIGBUS at
+	 * the next read.  The payload seals it against shrinking, seals are
+	 * never removed, and it must hold the whole mapping now; a file that
+	 * is not a sealed memfd of that size is refused.
+	 */
+	struct stat st;
+	int seals = fcntl(s->ring_fd, F_GET_SEALS);
+
+	if (seals < 0 || !(seals & F_SEAL_SHRINK))
+		(void)fcntl(s->ring_fd, F_ADD_SEALS, F_SEAL_SHRINK);
+	seals = fcntl(s->ring_fd, F_GET_SEALS);
+	if (seals < 0 || !(seals & F_SEAL_SHRINK) ||
+	    fstat(s->ring_fd, &st) < 0 || (uint64_t)st.st_size < s->map_len)
+		return ma_err(-EPROTO,
+			      "attach: the ring of process %d is not a memfd "
+			      "of %llu bytes sealed against shrinking",
+			      (int)s->pid, (unsigned long long)s->map_len);
 	void *p = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE, MAP_SHARED,
 		       s->ring_fd, 0);
 
@@ -939,30 +964,17 @@ int ma_inject_stop(struct ma_target *t, struct ma_payload_info *pi)
  * PAYLOAD_MEMFD_NAME), at most max; their number */
 static int leftover_fds(pid_t pid, int *fds, int max)
 {
-	char dir[64], link[256], path[128];
-	struct dirent *d;
-	DIR *dp;
-	int n = 0;
+	int all[1024], n, k = 0;
+	char link[256];
 
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-	dp = opendir(dir);
-	if (!dp)
-		return -errno;
-	while ((d = readdir(dp)) && n < max) {
-		ssize_t len;
-
-		if (d->d_name[0] < '0' || d->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
-		len = readlink(path, link, sizeof(link) - 1);
-		if (len <= 0)
-			continue;
-		link[len] = '\0';
-		if (strstr(link, "/memfd:" PAYLOAD_MEMFD_NAME))
-			fds[n++] = atoi(d->d_name);
-	}
-	closedir(dp);
-	return n;
+	n = ma_proc_fds(pid, all, 1024);
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n && k < max; i++)
+		if (ma_proc_fd_link(pid, all[i], link, sizeof(link)) > 0 &&
+		    strstr(link, "/memfd:" PAYLOAD_MEMFD_NAME))
+			fds[k++] = all[i];
+	return k;
 }
 
 int ma_inject_cleanup(struct ma_target *t, int *closed)
@@ -1153,7 +1165,7 @@ fail:
 	if (fz)
 		ma_thaw(fz, NULL);
 	if (out->copy > 0) {
-		kill(out->copy, SIGKILL);
+		ma_kill_tracee(out->copy);
 		waitpid(out->copy, &status, __WALL);
 	}
 	return err;

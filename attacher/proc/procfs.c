@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 int ma_proc_slurp(const char *path, char **out, size_t *len)
@@ -357,4 +358,102 @@ int ma_proc_same_pidns(pid_t pid)
 	if (stat("/proc/self/ns/pid", &a) || stat(path, &b))
 		return 0;
 	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* pidfd_getfd(2), Linux 5.6: a copy of another process's descriptor, for
+ * whoever may ptrace it (PTRACE_MODE_ATTACH_REALCREDS) */
+static int getfd(pid_t pid, int fd)
+{
+#if defined(SYS_pidfd_open) && defined(SYS_pidfd_getfd)
+	int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	int nfd, e;
+
+	if (pfd < 0)
+		return -errno;
+	nfd = (int)syscall(SYS_pidfd_getfd, pfd, fd, 0);
+	e = errno;
+	close(pfd);
+	return nfd < 0 ? -e : nfd;
+#else
+	(void)pid;
+	(void)fd;
+	return -ENOSYS;
+#endif
+}
+
+int ma_proc_open_fd(pid_t pid, int fd, int flags)
+{
+	char path[64];
+	int nfd, e, acc;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+	nfd = open(path, flags | O_CLOEXEC);
+	if (nfd >= 0)
+		return nfd;
+	e = errno;
+	if (e != EACCES && e != EPERM)
+		return -e;
+	nfd = getfd(pid, fd);
+	if (nfd < 0)
+		return -e; /* the first refusal says more */
+	/* the copy has the target's access mode: it must allow ours */
+	acc = fcntl(nfd, F_GETFL);
+	if (acc < 0 || ((acc & O_ACCMODE) != O_RDWR &&
+			(acc & O_ACCMODE) != (flags & O_ACCMODE))) {
+		close(nfd);
+		return -e;
+	}
+	return nfd;
+}
+
+int ma_proc_fds(pid_t pid, int *fds, int max)
+{
+	char dir[64];
+	struct dirent *d;
+	DIR *dp;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	dp = opendir(dir);
+	if (!dp && (errno == EACCES || errno == EPERM)) {
+		snprintf(dir, sizeof(dir), "/proc/%d/fdinfo", (int)pid);
+		dp = opendir(dir);
+	}
+	if (!dp)
+		return -errno;
+	while ((d = readdir(dp)) && n < max) {
+		if (d->d_name[0] < '0' || d->d_name[0] > '9')
+			continue;
+		fds[n++] = atoi(d->d_name);
+	}
+	closedir(dp);
+	return n;
+}
+
+int ma_proc_fd_link(pid_t pid, int fd, char *buf, size_t len)
+{
+	char path[64];
+	ssize_t n;
+	int e, nfd;
+
+	if (len < 2)
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+	n = readlink(path, buf, len - 1);
+	if (n < 0 && (errno == EACCES || errno == EPERM)) {
+		e = errno;
+		nfd = getfd(pid, fd);
+		if (nfd < 0)
+			return -e;
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", nfd);
+		n = readlink(path, buf, len - 1);
+		e = errno;
+		close(nfd);
+		if (n < 0)
+			return -e;
+	}
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return (int)n;
 }

@@ -73,4 +73,26 @@ pid_t ma_status_nspid(const char *text);
  * the same process there), 0 when not or unknown */
 int ma_proc_same_pidns(pid_t pid);
 
+/*
+ * Open the target's descriptor fd as /proc/PID/fd/FD does (flags: O_RDONLY,
+ * O_WRONLY or O_RDWR; the result is O_CLOEXEC).  /proc/PID/fd is mode 0500
+ * of the target's user: another user with CAP_SYS_PTRACE alone (least
+ * privilege, docs/memattach.md) is refused there, so on EACCES it takes a
+ * copy of the descriptor with pidfd_getfd(2), which needs only ptrace
+ * access.  That copy shares the target's file offset: use pread/pwrite.
+ * A descriptor, or -errno.
+ */
+int ma_proc_open_fd(pid_t pid, int fd, int flags);
+
+/*
+ * The numbers of the target's open descriptors, at most max: from
+ * /proc/PID/fd, or /proc/PID/fdinfo (which needs only ptrace access) when
+ * the former is refused.  Their count, or -errno.
+ */
+int ma_proc_fds(pid_t pid, int *fds, int max);
+
+/* What the target's descriptor fd names ("/memfd:x (deleted)", a path):
+ * its length, or -errno.  Falls back like ma_proc_open_fd. */
+int ma_proc_fd_link(pid_t pid, int fd, char *buf, size_t len);
+
 #endif

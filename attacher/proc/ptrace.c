@@ -89,10 +89,20 @@ void ma_ptrace_explain_eperm(pid_t pid, char *buf, size_t len)
 		return;
 	}
 	if (ma_status_read(pid, &st) == 0 && st.uid != geteuid()) {
+		/* scope < 0: no Yama, the classic rule (same user, or
+		 * CAP_SYS_PTRACE) applies */
 		snprintf(buf, len,
 			 " (process %d belongs to uid %u and memattach runs as "
-			 "uid %u: run it as that user, or as root)",
-			 (int)pid, (unsigned)st.uid, (unsigned)geteuid());
+			 "uid %u without CAP_SYS_PTRACE: run it as that user, "
+			 "as root, or with CAP_SYS_PTRACE, e.g. 'setpriv "
+			 "--inh-caps=+sys_ptrace --ambient-caps=+sys_ptrace'; "
+			 "%s)",
+			 (int)pid, (unsigned)st.uid, (unsigned)geteuid(),
+			 scope < 0 ? "this kernel has no Yama "
+				     "kernel.yama.ptrace_scope, so the same "
+				     "user may trace"
+				   : "kernel.yama.ptrace_scope is 0: the same "
+				     "user may trace");
 		return;
 	}
 	snprintf(buf, len,
@@ -458,4 +468,10 @@ int ma_thaw(struct ma_freeze *f, uint64_t *frozen_ns)
 	free(f->tids);
 	free(f);
 	return 0;
+}
+
+void ma_kill_tracee(pid_t pid)
+{
+	if (kill(pid, SIGKILL) < 0 && errno == EPERM)
+		ptrace(PTRACE_KILL, pid, NULL, NULL);
 }

@@ -62,4 +62,12 @@ void ma_ptrace_explain_eperm(pid_t pid, char *buf, size_t len);
 
 uint64_t ma_now_ns(void);
 
+/*
+ * SIGKILL a process we trace (the heap census's copy).  kill(2) needs the
+ * same user or CAP_KILL: memattach running as another user with
+ * CAP_SYS_PTRACE alone is refused, and waiting for the copy would then hang;
+ * PTRACE_KILL is the tracer's own, with no permission check.
+ */
+void ma_kill_tracee(pid_t pid);
+
 #endif

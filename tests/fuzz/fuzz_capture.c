@@ -17,7 +17,7 @@
  * the file itself ("MEMATCAP..."): header, framing and CRC checks.
  *
  * Built with clang by tests/CMakeLists.txt when the fuzzer runtime is
- * installed; run by tests/fuzz/run_fuzz.sh on tests/fuzz/corpus/.  Seeds:
+ * installed; run by tests/fuzz/run_fuzz.sh on tests/fuzz/corpus/capture/.  Seeds:
  * scenario.seed (MA_REPORT_SCENARIO=path tests/test_report), synthetic-*
  * (tools/gen-capture with 150 and 1500 allocations, one cut at 1000
  * bytes), real-growth.seed (memattach attach --duration 0.2 on

@@ -90,6 +90,14 @@ Test(ring, header_checks)
 	cr_assert(ma_ring_reader_init(
 			  &r, mem, MA_RING_HDR_SIZE + MA_RING_MIN_DATA) == 0);
 	cr_expect(r.hdr->target_pid == 42 && r.hdr->state == MA_STATE_STARTING);
+	/* a tail the producer never writes (issue 13: a hostile target's
+	 * header made every record word an unaligned load) */
+	((struct ma_ring_hdr *)mem)->tail = 4;
+	cr_expect(ma_ring_reader_init(&r, mem,
+				      MA_RING_HDR_SIZE + MA_RING_MIN_DATA) ==
+			  -EPROTO,
+		  "an unaligned tail");
+	((struct ma_ring_hdr *)mem)->tail = 0;
 	((struct ma_ring_hdr *)mem)->version = 99;
 	cr_expect(ma_ring_reader_init(&r, mem,
 				      MA_RING_HDR_SIZE + MA_RING_MIN_DATA) ==
