@@ -606,6 +606,27 @@ const struct ma_injection *ma_track_injection(const struct ma_track *tr)
 	return &tr->s;
 }
 
+const char *ma_track_payload_message(const struct ma_track *tr, char *buf,
+				     size_t len)
+{
+	const struct ma_ring_hdr *h = tr->s.ring;
+	size_t i = 0;
+
+	/* the target's memory: bounded, printable characters only */
+	if (h && len)
+		for (; i + 1 < len && i < sizeof(h->message); i++) {
+			char c = __atomic_load_n(&h->message[i],
+						 __ATOMIC_RELAXED);
+
+			if (!c)
+				break;
+			buf[i] = c >= 0x20 && c < 0x7f ? c : '?';
+		}
+	if (len)
+		buf[i] = '\0';
+	return buf;
+}
+
 const struct ma_account *ma_track_account(const struct ma_track *tr)
 {
 	return tr->sacc ? tr->sacc : tr->acc;
@@ -1596,11 +1617,15 @@ int ma_track_stop(struct ma_track *tr)
 
 		if (tr->error)
 			break;
-		if ((st == MA_STATE_STOPPED || st == MA_STATE_ORPHANED ||
-		     st == MA_STATE_FAILED) &&
-		    !got && ma_ring_backlog(&tr->rd) == 0)
+		int final = st == MA_STATE_STOPPED || st == MA_STATE_ORPHANED ||
+			    st == MA_STATE_FAILED;
+
+		if (final && !got && ma_ring_backlog(&tr->rd) == 0)
 			break;
-		if (now > deadline) {
+		/* the payload has stopped: what is left is ours to read, and
+		 * the ring is finite (a full 64 MiB ring read by a starved
+		 * memattach takes more than 3 s) */
+		if (now > deadline && !(final && got)) {
 			if (target_gone(tr->pid)) {
 				tr->target_exited = 1;
 				break;

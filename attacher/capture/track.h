@@ -71,6 +71,11 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 const struct ma_injection *ma_track_injection(const struct ma_track *tr);
 
 /* The accounting of every event so far: the progress line, the summary */
+/* Why the payload stopped by itself (its ring's message: "consumer gone
+ * (no heartbeat for 1200 ms) ...") into buf, "" when it did not say;
+ * returns buf */
+const char *ma_track_payload_message(const struct ma_track *tr, char *buf,
+				     size_t len);
 const struct ma_account *ma_track_account(const struct ma_track *tr);
 
 /*

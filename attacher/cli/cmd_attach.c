@@ -707,6 +707,18 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 			why_stop = "q pressed";
 	}
 	ma_track_stop(tr);
+	/* the payload's own words when it ended the session */
+	char why_buf[160], pmsg[128];
+
+	if (!strcmp(why_stop, "payload stopped") ||
+	    !strcmp(why_stop, "payload failed")) {
+		ma_track_payload_message(tr, pmsg, sizeof(pmsg));
+		if (pmsg[0]) {
+			snprintf(why_buf, sizeof(why_buf), "%s: %s", why_stop,
+				 pmsg);
+			why_stop = why_buf;
+		}
+	}
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
 
