@@ -777,6 +777,15 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 		}
 		if (*node > pp->max_node)
 			pp->max_node = *node;
+		/* an aggregated capture's allocations by allocator: the
+		 * key's kind (no sizes one by one: no histogram) */
+		if (ev->type == MA_EV_AGG) {
+			struct ma_account_fig *x =
+				&r->stats.by_alloc[ralloc_of(ev->agg.kind)];
+
+			x->count += ev->agg.allocs;
+			x->bytes += ev->agg.alloc_bytes;
+		}
 		/* split by thread as allocations are (vid_get): the figures
 		 * of a thread's stack are this key's */
 		if (r->opts.by_thread) {

@@ -11,6 +11,7 @@ memattach SIGKILLed after the work leaves an aggregated capture that
 already holds it."""
 import json
 import os
+import re
 import signal
 import tempfile
 import time
@@ -149,6 +150,21 @@ def main():
                              te[k]["temporary"]["bytes"])]
             check(ta and not bad, "%s: every stack: temporary (window %s) "
                   "within 1%%" % (label, w), bad)
+        # -f stats: by allocator in both (an aggregated capture from its
+        # keys' kinds), the histogram only where sizes were recorded
+        ba, be = (report_json(caps[m])["stats"]["by_allocator"]
+                  for m in ("default", "every-event"))
+        bad = [(k, ba.get(k), be.get(k)) for k in ("pymalloc", "PyMem")
+               if not be.get(k) or not ba.get(k) or
+               not close(ba[k]["count"], be[k]["count"]) or
+               not close(ba[k]["bytes"], be[k]["bytes"])]
+        check(not bad, "%s: -f stats: allocations by allocator alike in "
+              "both captures (within 1%%)" % label, bad)
+        rc, out, err = memattach("report", "-f", "stats", caps["default"])
+        check(rc == 0 and "no size histogram" in out and
+              re.search(r"pymalloc +[\d.]+ [kM]? *", out),
+              "%s: -f stats of an aggregated capture: by allocator, and "
+              "says what it cannot give" % label, out)
         sa, se = (os.path.getsize(caps[m]) for m in ("default",
                                                      "every-event"))
         check(sa * 4 < se, "%s: the aggregated capture is smaller "
