@@ -13,8 +13,8 @@
   the parent goes on being tracked.
 
 Each runs on every interpreter tracked by default, then again with
-`--sample 16K` (sampled tracking) on Debian's python3 and pyenv 3.8 and
-3.12 (every interpreter with MA_HAZARD_SAMPLED=all): there the figures
+`--sample 16K` (sampled tracking) on Debian's python3 and pyenv 3.12
+(every interpreter with MA_HAZARD_SAMPLED=all): there the figures
 checked are estimates, so the checks of counts and bytes allow for their
 error (16 KiB samples a 64 KiB buffer with p = 0.98: 30 of them are
 estimated within 2.5% (one standard error); 1 MiB buffers are sampled
@@ -248,7 +248,6 @@ def main():
     runs += [(SAMPLED, label + " --sample", exe)
              for label, exe in interpreters(announce=False)
              if every or label.startswith("debian") or
-             label.startswith("pyenv-3.8.") or
              label.startswith("pyenv-3.12.")]
     for MODE, label, exe in runs:
         for fn in (blocked_read, gil_regex, sigalrm, target_exits, forks,

@@ -362,7 +362,11 @@ def main():
     tmp = tempfile.mkdtemp(prefix="ma-live-")
     tm = Tmux("ma-live-%d" % os.getpid())
     try:
-        for i, (label, exe) in enumerate(interpreters()):
+        # Debian's 3.11 and the oldest and newest pyenv: the view is the
+        # attacher's, the same on every interpreter (MA_LIVE_ALL=1: all)
+        minors = range(8, 14) if os.environ.get("MA_LIVE_ALL") == "1" \
+            else [8, 13]
+        for i, (label, exe) in enumerate(interpreters(minors=minors)):
             one(label, exe, tm, tmp, ctrl_c=(i == 1))
             if i == 0:
                 duration(label, exe, tm, tmp)
