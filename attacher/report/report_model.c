@@ -1994,19 +1994,27 @@ void ma_report_frame_name(const struct ma_rnode *n, char *buf, size_t len)
 
 static const struct ma_report *thread_sort_r;
 
+/* Threads and processes alike: more bytes in view v first, then more
+ * bytes in all (the total view); 0 when both are equal */
+static int fig_cmp(const struct ma_account_fig *a,
+		   const struct ma_account_fig *b, enum ma_rview v)
+{
+	if (a[v].bytes != b[v].bytes)
+		return a[v].bytes > b[v].bytes ? -1 : 1;
+	if (a[MA_RV_TOTAL].bytes != b[MA_RV_TOTAL].bytes)
+		return a[MA_RV_TOTAL].bytes > b[MA_RV_TOTAL].bytes ? -1 : 1;
+	return 0;
+}
+
 static int thread_cmp(const void *pa, const void *pb)
 {
 	const struct ma_report *r = thread_sort_r;
 	const struct ma_rthread *a = &r->threads[*(const uint32_t *)pa];
 	const struct ma_rthread *b = &r->threads[*(const uint32_t *)pb];
-	enum ma_rview v = r->opts.view;
+	int c = fig_cmp(a->fig, b->fig, r->opts.view);
 
-	if (a->fig[v].bytes != b->fig[v].bytes)
-		return a->fig[v].bytes > b->fig[v].bytes ? -1 : 1;
-	if (a->fig[MA_RV_TOTAL].bytes != b->fig[MA_RV_TOTAL].bytes)
-		return a->fig[MA_RV_TOTAL].bytes > b->fig[MA_RV_TOTAL].bytes
-			       ? -1
-			       : 1;
+	if (c)
+		return c;
 	if (a->tid != b->tid)
 		return a->tid < b->tid ? -1 : 1;
 	return *(const uint32_t *)pa < *(const uint32_t *)pb ? -1 : 1;
@@ -2030,14 +2038,10 @@ static int proc_cmp(const void *pa, const void *pb)
 	const struct ma_report *r = thread_sort_r;
 	const struct ma_rproc *a = &r->procs[*(const uint32_t *)pa];
 	const struct ma_rproc *b = &r->procs[*(const uint32_t *)pb];
-	enum ma_rview v = r->opts.view;
+	int c = fig_cmp(a->fig, b->fig, r->opts.view);
 
-	if (a->fig[v].bytes != b->fig[v].bytes)
-		return a->fig[v].bytes > b->fig[v].bytes ? -1 : 1;
-	if (a->fig[MA_RV_TOTAL].bytes != b->fig[MA_RV_TOTAL].bytes)
-		return a->fig[MA_RV_TOTAL].bytes > b->fig[MA_RV_TOTAL].bytes
-			       ? -1
-			       : 1;
+	if (c)
+		return c;
 	return a->pid < b->pid ? -1 : a->pid > b->pid;
 }
 

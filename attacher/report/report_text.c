@@ -452,6 +452,22 @@ static void footnotes(const struct ma_report *r, const struct out *o)
 			"exited, or records were not drained).");
 }
 
+/* The views other than v, their bytes after the chosen one's, and the
+ * line's end (the threads' and the processes' tables) */
+static void other_views(const struct out *o, const struct ma_account_fig *fig,
+			enum ma_rview v)
+{
+	char b[32];
+
+	for (int k = 0; k < MA_RV_N; k++) {
+		if (k == (int)v)
+			continue;
+		ma_fmt_bytes(fig[k].bytes, b, sizeof(b));
+		fprintf(o->f, " %10s", b);
+	}
+	fputc('\n', o->f);
+}
+
 /* --threads: a line per thread, every view's bytes, the chosen one first */
 static int thread_table(const struct ma_report *r, const struct out *o)
 {
@@ -488,13 +504,7 @@ static int thread_table(const struct ma_report *r, const struct out *o)
 		fmt_share(t->fig[v].bytes, r->sum[v].bytes, s, sizeof(s));
 		fprintf(o->f, "%8d  %-*.*s %s%10s%s %8s %6s", t->tid, namew,
 			namew, t->name, c_on(o, YEL), b, c_off(o), c, s);
-		for (int k = 0; k < MA_RV_N; k++) {
-			if (k == (int)v)
-				continue;
-			ma_fmt_bytes(t->fig[k].bytes, b, sizeof(b));
-			fprintf(o->f, " %10s", b);
-		}
-		fputc('\n', o->f);
+		other_views(o, t->fig, v);
 	}
 	if (!n)
 		fprintf(o->f, "%10s\n", "(none)");
@@ -537,13 +547,7 @@ static int proc_table(const struct ma_report *r, const struct out *o)
 			(int)p->ppid,
 			p->state <= MA_PROC_SKIPPED ? state[p->state] : "?",
 			p->nthreads, c_on(o, YEL), b, c_off(o), c, s);
-		for (int k = 0; k < MA_RV_N; k++) {
-			if (k == (int)v)
-				continue;
-			ma_fmt_bytes(p->fig[k].bytes, b, sizeof(b));
-			fprintf(o->f, " %10s", b);
-		}
-		fputc('\n', o->f);
+		other_views(o, p->fig, v);
 	}
 	if (!n)
 		fprintf(o->f, "%10s\n", "(none)");
