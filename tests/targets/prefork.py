@@ -18,8 +18,16 @@ BLOCK = 64 * 1024
 held = []
 
 
+# the master's PID, inherited by the workers: a worker whose master is
+# gone (the test ended, or failed, before telling it) exits instead of
+# waiting for ever
+MASTER = os.getpid()
+
+
 def wait_file(path):
     while not os.path.exists(path):
+        if os.getppid() != MASTER:
+            os._exit(0)
         time.sleep(0.02)
 
 
@@ -53,7 +61,8 @@ def worker(d, k):
         os.execv(sys.executable, [
             sys.executable, "-c",
             "import os, time\n"
-            "while not os.path.exists(%r): time.sleep(0.02)" % end])
+            "while not os.path.exists(%r) and os.getppid() == %d:\n"
+            "    time.sleep(0.02)" % (end, MASTER)])
     if k:
         wait_file(os.path.join(d, "end-%d" % k))
     os._exit(0)
