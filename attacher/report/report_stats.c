@@ -199,10 +199,11 @@ int ma_report_stats(const struct ma_report *r, FILE *f)
 		r->thread_filtered ? " (only the threads asked for)" : "");
 	by_allocator(r, f);
 	if (r->meta->flags & MA_TRACK_AGG)
-		fprintf(f, "\n(an aggregated capture, memattach's default, keeps "
-			   "sums per stack:\n no size histogram and no largest "
-			   "allocations; attach with --every-event\n for "
-			   "those)\n");
+		fprintf(f,
+			"\n(an aggregated capture, memattach's default, keeps "
+			"sums per stack:\n no size histogram and no largest "
+			"allocations; attach with --every-event\n for "
+			"those)\n");
 	histogram(r, f);
 	if (by_count(r, f, width) < 0)
 		return -ENOMEM;
