@@ -33,14 +33,6 @@ struct ma_freeze {
 	sigset_t oldmask;
 };
 
-uint64_t ma_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static int read_int_file(const char *path, int *out)
 {
 	char *text;

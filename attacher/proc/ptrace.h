@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "clock.h" /* ma_now_ns, for ptrace.h's users */
+
 struct ma_freeze;
 
 /*
@@ -59,8 +61,6 @@ size_t ma_freeze_threads(const struct ma_freeze *f, const pid_t **tids);
  * parenthesised hint into buf ("" when nothing specific is known).
  */
 void ma_ptrace_explain_eperm(pid_t pid, char *buf, size_t len);
-
-uint64_t ma_now_ns(void);
 
 /*
  * SIGKILL a process we trace (the heap census's copy).  kill(2) needs the

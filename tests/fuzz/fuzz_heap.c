@@ -84,19 +84,6 @@ int ma_inject_reap(struct ma_target *t, int *reaped)
 	return 0;
 }
 
-uint64_t ma_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-void ma_step_slow(const char *name)
-{
-	(void)name;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
 
 int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)

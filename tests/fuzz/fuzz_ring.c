@@ -117,19 +117,6 @@ void ma_target_close(struct ma_target *t)
 	(void)t;
 }
 
-uint64_t ma_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-void ma_step_slow(const char *name)
-{
-	(void)name;
-}
-
 /* ---- the harness ---- */
 
 static uint8_t *map;   /* ring header, data, aggregate area */
