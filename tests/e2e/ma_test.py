@@ -344,6 +344,26 @@ class Attach:
         return self.proc.returncode
 
 
+def tracked_round(t, opts, cap, label, mode, timeout=120):
+    """Attach to target t with opts, have it do one round of its work ("go"
+    on its stdin, "DONE" back), stop: the Attach when every step went well
+    (each one checked), else None."""
+    a = Attach(t.pid, *opts, output=cap)
+    if not check(a.wait_attached(), "%s: %s: attached" % (label, mode),
+                 a.stderr):
+        a.stop()
+        return None
+    t.proc.stdin.write(b"go\n")
+    t.proc.stdin.flush()
+    done = t.readline(timeout=timeout)
+    check(done == "DONE", "%s: %s: the work ran" % (label, mode), done)
+    rc = a.stop()
+    if not check(rc == 0, "%s: %s: attach exits 0" % (label, mode),
+                 a.stderr):
+        return None
+    return a
+
+
 def report_json(capture, *args):
     rc, out, err = memattach("report", "--format", "json", *args, capture)
     if rc != 0:

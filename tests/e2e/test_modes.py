@@ -17,24 +17,9 @@ import tempfile
 import time
 
 from ma_test import (TARGETS, Attach, Target, check, finish, interpreters,
-                     memattach, report_json)
+                     memattach, report_json, tracked_round)
 
 SCRIPT = os.path.join(TARGETS, "same_work.py")
-
-
-def tracked_round(t, opts, cap, label, mode):
-    a = Attach(t.pid, *opts, output=cap)
-    if not check(a.wait_attached(), "%s: %s: attached" % (label, mode),
-                 a.stderr):
-        a.stop()
-        return False
-    t.proc.stdin.write(b"go\n")
-    t.proc.stdin.flush()
-    done = t.readline(timeout=120)
-    check(done == "DONE", "%s: %s: the work ran" % (label, mode), done)
-    rc = a.stop()
-    return check(rc == 0, "%s: %s: attach exits 0" % (label, mode),
-                 a.stderr)
 
 
 def killed(t, cap, label):

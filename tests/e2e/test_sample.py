@@ -28,29 +28,12 @@ import math
 import os
 import tempfile
 
-from ma_test import (TARGETS, Attach, Target, check, finish, interpreters,
-                     marks, memattach, report_json)
+from ma_test import (TARGETS, Target, check, finish, interpreters, marks,
+                     memattach, report_json, tracked_round)
 
 SCRIPT = os.path.join(TARGETS, "sample_sites.py")
 MEAN = 32 << 10
 SITES = marks(SCRIPT)
-
-
-def tracked_round(t, opts, cap, label, mode):
-    a = Attach(t.pid, *opts, output=cap)
-    if not check(a.wait_attached(), "%s: %s: attached" % (label, mode),
-                 a.stderr):
-        a.stop()
-        return None
-    t.proc.stdin.write(b"go\n")
-    t.proc.stdin.flush()
-    done = t.readline(timeout=180)
-    check(done == "DONE", "%s: %s: the work ran" % (label, mode), done)
-    rc = a.stop()
-    if not check(rc == 0, "%s: %s: attach exits 0" % (label, mode),
-                 a.stderr):
-        return None
-    return a
 
 
 def by_line(cap, view):
@@ -126,7 +109,7 @@ def main():
             for mode, opts in (("exact", []),
                                ("sampled", ["--sample", "32K"])):
                 cap = os.path.join(tmp, "%s-%s.cap" % (label, mode))
-                a = tracked_round(t, opts, cap, label, mode)
+                a = tracked_round(t, opts, cap, label, mode, timeout=180)
                 if a:
                     caps[mode], att[mode] = cap, a
             t.proc.stdin.write(b"quit\n")
