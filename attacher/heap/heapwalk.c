@@ -63,6 +63,17 @@ struct parse {
 	uint64_t dups;
 };
 
+/* What the parse allocated that the graph does not keep */
+static void parse_free(struct parse *ps)
+{
+	free(ps->carry);
+	free(ps->raw);
+	free(ps->idx);
+	free(ps->taddr);
+	free(ps->tidx);
+	free(ps->roots);
+}
+
 static int grow(void **p, size_t *cap, size_t want, size_t elem)
 {
 	size_t n = *cap ? *cap : 1024;
@@ -799,12 +810,7 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 end:
 	free(live);
 	free(buf);
-	free(ps.carry);
-	free(ps.raw);
-	free(ps.idx);
-	free(ps.taddr);
-	free(ps.tidx);
-	free(ps.roots);
+	parse_free(&ps);
 	free(hc.threads);
 	if (cm)
 		ma_mem_close(cm);

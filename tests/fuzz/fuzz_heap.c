@@ -154,12 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 		if (ma_heap_census(&g, &co, NULL, &c) == 0)
 			ma_heap_census_free(&c);
 	}
-	free(ps.carry);
-	free(ps.raw);
-	free(ps.idx);
-	free(ps.taddr);
-	free(ps.tidx);
-	free(ps.roots);
+	parse_free(&ps);
 	ma_heap_graph_free(&g);
 	ma_mem_close(cm);
 	free(mem);
