@@ -695,7 +695,8 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 		.proc_note = proc_note,
 		.arg = &ps,
 	};
-	const char *why_stop = why_text[ma_track_run(tr, &run)];
+	int end = ma_track_run(tr, &run);
+	const char *why_stop = why_text[end];
 	int was_live = ps.view != NULL;
 
 	/* the shell's screen back before the stop (up to 3 s) */
@@ -710,8 +711,8 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	/* the payload's own words when it ended the session */
 	char why_buf[160], pmsg[128];
 
-	if (!strcmp(why_stop, "payload stopped") ||
-	    !strcmp(why_stop, "payload failed")) {
+	if (end == MA_TRACK_END_PAYLOAD_STOPPED ||
+	    end == MA_TRACK_END_PAYLOAD_FAILED) {
 		ma_track_payload_message(tr, pmsg, sizeof(pmsg));
 		if (pmsg[0]) {
 			snprintf(why_buf, sizeof(why_buf), "%s: %s", why_stop,
