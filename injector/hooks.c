@@ -115,7 +115,7 @@ int ma_real_resolve(char *msg, size_t len)
 /* ------------------------------------------------------------------ */
 /* malloc family */
 
-static void *hk_malloc(size_t n)
+static __attribute__((noinline)) void *hk_malloc_full(size_t n)
 {
 	struct ma_tls *t = &ma_tls;
 	void *p;
@@ -134,7 +134,7 @@ static void *hk_malloc(size_t n)
 	return p;
 }
 
-static void *hk_calloc(size_t n, size_t m)
+static __attribute__((noinline)) void *hk_calloc_full(size_t n, size_t m)
 {
 	struct ma_tls *t = &ma_tls;
 	void *p;
@@ -153,7 +153,7 @@ static void *hk_calloc(size_t n, size_t m)
 	return p;
 }
 
-static void hk_free(void *p)
+static __attribute__((noinline)) void hk_free_full(void *p)
 {
 	struct ma_tls *t = &ma_tls;
 
@@ -170,6 +170,41 @@ static void hk_free(void *p)
 	}
 	ma_real.free(p);
 	t->guard = 0;
+}
+
+/* The fast halves: a sampled session's common case (ma_samp_pass) */
+static void *hk_malloc(size_t n)
+{
+	struct ma_tls *t = &ma_tls;
+	void *p;
+
+	if (!ma_samp_pass(t, n))
+		return hk_malloc_full(n);
+	t->guard = 1;
+	p = ma_real.malloc(n);
+	t->guard = 0;
+	return p;
+}
+
+static void *hk_calloc(size_t n, size_t m)
+{
+	struct ma_tls *t = &ma_tls;
+	void *p;
+
+	if (!ma_samp_pass(t, (uint64_t)n * m))
+		return hk_calloc_full(n, m);
+	t->guard = 1;
+	p = ma_real.calloc(n, m);
+	t->guard = 0;
+	return p;
+}
+
+static void hk_free(void *p)
+{
+	if (!ma_samp_skip_free(p))
+		hk_free_full(p);
+	else
+		ma_real.free(p);
 }
 
 /* Size of a block that a failed realloc left in place, for the ALLOC that

@@ -387,12 +387,12 @@ extern uint64_t ma_samp_mean;
 /* Live sampled blocks per hash of their address: a free whose counter is
  * 0 is not of a sampled block.  Static (never unmapped: read outside any
  * recording section), cleared when a sampled session starts */
-extern uint16_t ma_samp_filter[1u << MA_SAMP_FILTER_BITS];
+extern uint8_t ma_samp_filter[1u << MA_SAMP_FILTER_BITS];
 
 static inline uint32_t ma_samp_hash(uint64_t p)
 {
-	return (uint32_t)((p * 0x9e3779b97f4a7c15ull) >>
-			  (64 - MA_SAMP_FILTER_BITS));
+	return (uint32_t)((p >> 4) ^ (p >> 20)) &
+	       ((1u << MA_SAMP_FILTER_BITS) - 1);
 }
 
 /* The countdown crossed (or belongs to another session): 1 when this
@@ -413,6 +413,30 @@ static inline int ma_samp_skip_alloc(struct ma_tls *t, uint64_t n)
 	if (ma_likely(t->sgen == g) && (t->left -= (int64_t)n) > 0)
 		return 1;
 	return !ma_samp_cross(t, n, g);
+}
+
+/*
+ * A sampled session's common case, for the hooks' fast halves (kept apart
+ * from their full paths so that they compile to a few instructions without
+ * a frame; docs/performance.md, "Sampled tracking"): 1 when the session
+ * samples, the thread's countdown stays above 0 after n more bytes, and no
+ * hook of this thread is running; the countdown is then taken down and the
+ * hook only calls the real function, under the guard (what that allocates
+ * inside, e.g. pymalloc's arena mmap, stays unseen, as in the full path).
+ * 0: the full path decides, as it would without this.
+ */
+static inline __attribute__((always_inline)) int ma_samp_pass(struct ma_tls *t,
+							      uint64_t n)
+{
+	uint32_t g = __atomic_load_n(&ma_samp_gen, __ATOMIC_RELAXED);
+	int64_t l = t->left - (int64_t)n;
+
+	if (ma_likely(g) && ma_likely(t->sgen == g) && ma_likely(l > 0) &&
+	    ma_likely(!t->guard)) {
+		t->left = l;
+		return 1;
+	}
+	return 0;
 }
 
 /* The hot path of a free: 1 when the session samples and p is surely not

@@ -161,14 +161,46 @@ static inline __attribute__((always_inline)) void w_free(int d, void *p)
 	t->guard = 0;
 }
 
+/* Each domain's functions: the fast half of a sampled session's common
+ * case (ma_samp_pass, internal.h), then the full half above, out of line so
+ * that the fast half needs no frame of its own */
 #define DOMAIN(D, sfx)                                                         \
-	static void *sfx##_malloc(void *ctx, size_t n)                         \
+	static __attribute__((noinline)) void *sfx##_malloc_full(size_t n)     \
 	{                                                                      \
 		return w_malloc(D, n);                                         \
 	}                                                                      \
-	static void *sfx##_calloc(void *ctx, size_t n, size_t m)               \
+	static __attribute__((noinline)) void *sfx##_calloc_full(size_t n,     \
+								 size_t m)     \
 	{                                                                      \
 		return w_calloc(D, n, m);                                      \
+	}                                                                      \
+	static __attribute__((noinline)) void sfx##_free_full(void *p)         \
+	{                                                                      \
+		w_free(D, p);                                                  \
+	}                                                                      \
+	static void *sfx##_malloc(void *ctx, size_t n)                         \
+	{                                                                      \
+		struct ma_tls *t = &ma_tls;                                    \
+		void *p;                                                       \
+                                                                               \
+		if (!ma_samp_pass(t, n))                                       \
+			return sfx##_malloc_full(n);                           \
+		t->guard = 1;                                                  \
+		p = orig[D].malloc(orig[D].ctx, n);                            \
+		t->guard = 0;                                                  \
+		return p;                                                      \
+	}                                                                      \
+	static void *sfx##_calloc(void *ctx, size_t n, size_t m)               \
+	{                                                                      \
+		struct ma_tls *t = &ma_tls;                                    \
+		void *p;                                                       \
+                                                                               \
+		if (!ma_samp_pass(t, (uint64_t)n * m))                         \
+			return sfx##_calloc_full(n, m);                        \
+		t->guard = 1;                                                  \
+		p = orig[D].calloc(orig[D].ctx, n, m);                         \
+		t->guard = 0;                                                  \
+		return p;                                                      \
 	}                                                                      \
 	static void *sfx##_realloc(void *ctx, void *p, size_t n)               \
 	{                                                                      \
@@ -176,7 +208,10 @@ static inline __attribute__((always_inline)) void w_free(int d, void *p)
 	}                                                                      \
 	static void sfx##_free(void *ctx, void *p)                             \
 	{                                                                      \
-		w_free(D, p);                                                  \
+		if (!ma_samp_skip_free(p))                                     \
+			sfx##_free_full(p);                                    \
+		else                                                           \
+			orig[D].free(orig[D].ctx, p);                          \
 	}
 
 DOMAIN(DOM_RAW, raw)

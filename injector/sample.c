@@ -19,7 +19,7 @@
 
 uint32_t ma_samp_gen;
 uint64_t ma_samp_mean;
-uint16_t ma_samp_filter[1u << MA_SAMP_FILTER_BITS];
+uint8_t ma_samp_filter[1u << MA_SAMP_FILTER_BITS];
 
 /* A seed of this thread's own: its TLS address and tid, the clock */
 static void seed(struct ma_tls *t)
@@ -84,10 +84,10 @@ void ma_samp_weights(uint64_t size, uint64_t *wbytes, uint64_t *wcount)
 /* Saturated counters stay (a false positive costs a table lookup) */
 void ma_samp_filter_add(uint64_t p)
 {
-	uint16_t *c = &ma_samp_filter[ma_samp_hash(p)];
-	uint16_t v = __atomic_load_n(c, __ATOMIC_RELAXED);
+	uint8_t *c = &ma_samp_filter[ma_samp_hash(p)];
+	uint8_t v = __atomic_load_n(c, __ATOMIC_RELAXED);
 
-	while (v != 0xffff &&
+	while (v != 0xff &&
 	       !__atomic_compare_exchange_n(c, &v, v + 1, 1, __ATOMIC_RELEASE,
 					    __ATOMIC_RELAXED))
 		;
@@ -95,10 +95,10 @@ void ma_samp_filter_add(uint64_t p)
 
 void ma_samp_filter_del(uint64_t p)
 {
-	uint16_t *c = &ma_samp_filter[ma_samp_hash(p)];
-	uint16_t v = __atomic_load_n(c, __ATOMIC_RELAXED);
+	uint8_t *c = &ma_samp_filter[ma_samp_hash(p)];
+	uint8_t v = __atomic_load_n(c, __ATOMIC_RELAXED);
 
-	while (v != 0xffff && v != 0 &&
+	while (v != 0xff && v != 0 &&
 	       !__atomic_compare_exchange_n(c, &v, v - 1, 1, __ATOMIC_RELAXED,
 					    __ATOMIC_RELAXED))
 		;
