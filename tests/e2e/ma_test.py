@@ -344,11 +344,12 @@ class Attach:
         return self.proc.returncode
 
 
-def tracked_round(t, opts, cap, label, mode, timeout=120):
+def tracked_round(t, opts, cap, label, mode, timeout=120, verbose=False,
+                  settle=0.0):
     """Attach to target t with opts, have it do one round of its work ("go"
-    on its stdin, "DONE" back), stop: the Attach when every step went well
-    (each one checked), else None."""
-    a = Attach(t.pid, *opts, output=cap)
+    on its stdin, "DONE" back), wait `settle` seconds, stop: the Attach when
+    every step went well (each one checked), else None."""
+    a = Attach(t.pid, *opts, output=cap, verbose=verbose)
     if not check(a.wait_attached(), "%s: %s: attached" % (label, mode),
                  a.stderr):
         a.stop()
@@ -357,6 +358,7 @@ def tracked_round(t, opts, cap, label, mode, timeout=120):
     t.proc.stdin.flush()
     done = t.readline(timeout=timeout)
     check(done == "DONE", "%s: %s: the work ran" % (label, mode), done)
+    time.sleep(settle)
     rc = a.stop()
     if not check(rc == 0, "%s: %s: attach exits 0" % (label, mode),
                  a.stderr):

@@ -24,10 +24,9 @@ import re
 import os
 import subprocess
 import tempfile
-import time
 
 from ma_test import (TARGETS, Attach, Target, check, finish, interpreters,
-                     marks, report_json, row_at, skip)
+                     marks, report_json, row_at, skip, tracked_round)
 
 GROWTH = os.path.join(TARGETS, "growth.py")
 KNOWN = os.path.join(TARGETS, "known_sizes.py")
@@ -121,21 +120,12 @@ def run_to_done(label, exe, script, what, cap, *opts, verbose=False,
     stop tracking (SIGINT): the Attach, or None when a step failed
     (reported)"""
     with Target(exe, script) as t:
-        a = Attach(t.pid, *opts, output=cap, verbose=verbose)
-        if not check(a.wait_attached(), "%s: %s: attached" % (label, what),
-                     a.stderr):
-            a.stop()
-            return None
-        t.proc.stdin.write(b"go\n")
-        t.proc.stdin.flush()
-        done = t.readline(timeout=60)
-        check(done == "DONE", "%s: %s: target ran" % (label, what), done)
-        time.sleep(settle)
-        rc = a.stop()
-        check(rc == 0, "%s: %s: attach exits 0" % (label, what), a.stderr)
-        t.proc.stdin.write(b"quit\n")
-        t.proc.stdin.flush()
-    return a if rc == 0 else None
+        a = tracked_round(t, opts, cap, label, what, timeout=60,
+                          verbose=verbose, settle=settle)
+        if a:
+            t.proc.stdin.write(b"quit\n")
+            t.proc.stdin.flush()
+    return a
 
 
 def short_lived(label, exe, tmp, every):
