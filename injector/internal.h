@@ -400,9 +400,11 @@ static inline uint32_t ma_samp_hash(uint64_t p)
 int ma_samp_cross(struct ma_tls *t, uint64_t n, uint32_t g);
 
 /*
- * The hot path of an allocation: 1 when the session samples and this one
- * is not sampled (the hook only calls the real function), 0 when it is to
- * be recorded.  A TLS decrement and a branch.
+ * The full path's decision for an allocation (the fast halves take the
+ * common case first, ma_samp_pass below; realloc and the aligned
+ * allocations come here directly): 1 when the session samples and this
+ * one is not sampled (the hook only calls the real function), 0 when it is
+ * to be recorded.
  */
 static inline int ma_samp_skip_alloc(struct ma_tls *t, uint64_t n)
 {
