@@ -45,10 +45,12 @@ _Static_assert(64 == MA_KMEMO, "the key memo has 64 entries");
  * A live block in 16 bytes (at most 3/4 of a table is used: at most
  * 43 bytes per block once a table has doubled): its address (8-aligned,
  * below 2^47: every x86_64 allocator's) over 3 in the low 44 bits of `a`
- * and its key in the top 16; its size (below 2^40) in the low 40 bits of
+ * and its key in the next 16; its size (below 2^40) in the low 40 bits of
  * `b` and in the top 24 the low 24 bits of the allocating thread's
  * allocations before it (distances up to 2^20 are all the temporary
- * buckets need).  a == 0: empty.
+ * buckets need).  The top 4 bits of `a` are the bucket's, not the
+ * entry's: see struct live_tab.  An entry whose address field is 0 is
+ * empty.
  */
 struct live_ent {
 	uint64_t a, b;
@@ -60,8 +62,13 @@ struct blk {
 };
 
 #define LE_PTR_BITS  44
+#define LE_KEY_BITS  16
 #define LE_SIZE_BITS 40
 #define LE_SEQ_MASK  0xffffffu
+#define LE_OWN	     ((1ull << (LE_PTR_BITS + LE_KEY_BITS)) - 1)
+#define LE_PTR_MASK  ((1ull << LE_PTR_BITS) - 1)
+#define BCNT_SHIFT   (LE_PTR_BITS + LE_KEY_BITS)
+#define BCNT_STICKY  15u /* 4 bits */
 
 static inline int le_fits(uint64_t p, uint64_t size)
 {
@@ -70,7 +77,7 @@ static inline int le_fits(uint64_t p, uint64_t size)
 
 static inline uint64_t le_ptr(const struct live_ent *e)
 {
-	return (e->a & ((1ull << LE_PTR_BITS) - 1)) << 3;
+	return (e->a & LE_PTR_MASK) << 3;
 }
 
 static inline void le_pack(struct live_ent *e, const struct blk *b)
@@ -83,18 +90,45 @@ static inline struct blk le_unpack(const struct live_ent *e)
 {
 	return (struct blk){ .ptr = le_ptr(e),
 			     .size = e->b & ((1ull << LE_SIZE_BITS) - 1),
-			     .key = (uint32_t)(e->a >> LE_PTR_BITS),
+			     .key = (uint32_t)(e->a >> LE_PTR_BITS) &
+				    ((1u << LE_KEY_BITS) - 1),
 			     .seq = (uint32_t)(e->b >> LE_SIZE_BITS) };
 }
 
+/*
+ * A live table: 1 << bits entries in buckets of 4, one 64-byte line each
+ * (the mapping is page-aligned).  A block lives in one of two buckets
+ * chosen by two hashes of its address, its first when that has room (a
+ * bucketed cuckoo table); when both are full, a short walk of evictions
+ * moves blocks to their other bucket.  Why not linear probing, which the
+ * tables used before: a free must find the block and fill the hole, and
+ * with probing the hole's filling scans the cluster to its end, 1.6 lines
+ * per free at 3/8 full and 3.9 at 3/4 (simulated; the tables live
+ * between the two); here a free touches its first bucket's line, and its
+ * second only for the blocks living there (6-30 %, by load), and writes
+ * only the entry.  The line is the unit: the tables are far larger than
+ * the caches on a large heap, and each line a hook touches is one the
+ * target's own objects lose (docs/performance.md).
+ *
+ * The top 4 bits of a bucket's entries are 4 counts of the bucket's (the
+ * entries' own bits are the other 60): how many of the blocks whose first
+ * bucket it is live in their second, by 2 bits of their address's hash
+ * that choose no bucket (15: that many or more, until the table is
+ * rebuilt).  A lookup reads the second bucket only when its address's
+ * count there is not 0, so that an insertion (which must find an older
+ * entry of the same address first) touches one line too in the common
+ * case: with a single count per bucket, half the insertions read the
+ * second bucket at 3/4 full (simulated), with four, a fifth.
+ */
 struct live_tab {
 	int lock;
-	uint32_t bits; /* 1 << bits entries */
+	uint32_t bits; /* 1 << bits entries, bits - 2 bucket bits */
 	uint64_t n;
 	struct live_ent *t;
 	uint8_t _pad[40];
 };
 _Static_assert(sizeof(struct live_tab) == 64, "one line per table");
+_Static_assert(sizeof(struct live_ent) * 4 == 64, "a bucket is a line");
 
 struct kidx_ent {
 	uint64_t k;
@@ -104,7 +138,7 @@ struct kidx_ent {
 };
 
 /* the young blocks in front of the MEM/OBJ table (see young_put) */
-#define YOUNG	  64  /* entries, two ways per address: a power of two */
+#define YOUNG	  64  /* entries, two ways per address hash: a power of two */
 #define YOUNG_MAX 512 /* bytes: pymalloc's small blocks */
 
 struct ma_agg {
@@ -129,11 +163,144 @@ static inline uint64_t mix(uint64_t x)
 
 /* ------------------------------------------------------------------ */
 /* Live tables.  shift: 0 for the GIL table, SHARD_SHIFT for a shard (the
- * hash's top bits chose the shard; the next ones choose the entry). */
+ * hash's top bits chose the shard; the next ones choose the first
+ * bucket).  The second bucket comes from another multiplier, and is
+ * never the first. */
 
-static inline uint64_t home(const struct live_tab *t, int shift, uint64_t p)
+#define KICKS 16 /* evictions tried before the table grows */
+
+static inline uint64_t bkt1(const struct live_tab *t, int shift, uint64_t p)
 {
-	return (mix(p) << shift) >> (64 - t->bits);
+	return (mix(p) << shift) >> (64 - (t->bits - 2));
+}
+
+static inline uint64_t bkt2(const struct live_tab *t, uint64_t p, uint64_t b1)
+{
+	uint64_t b = ((p >> 3) * 0xc2b2ae3d27d4eb4full) >> (64 - (t->bits - 2));
+
+	return b == b1 ? b ^ 1 : b;
+}
+
+static inline struct live_ent *bucket(const struct live_tab *t, uint64_t b)
+{
+	return &t->t[b * 4];
+}
+
+/* p's count in its first bucket bk: in the top bits of entry
+ * (hash bits of p that choose no bucket) */
+static inline struct live_ent *bcnt_ent(struct live_ent *bk, uint64_t p)
+{
+	return &bk[(mix(p) >> 20) & 3];
+}
+
+static inline unsigned bcnt(struct live_ent *bk, uint64_t p)
+{
+	return (unsigned)(bcnt_ent(bk, p)->a >> BCNT_SHIFT);
+}
+
+/* d: +1 or -1; a sticky count stays */
+static inline void bcnt_add(struct live_ent *bk, uint64_t p, int d)
+{
+	struct live_ent *e = bcnt_ent(bk, p);
+	unsigned c = (unsigned)(e->a >> BCNT_SHIFT);
+
+	if (c == BCNT_STICKY)
+		return;
+	c = (unsigned)((int)c + d);
+	e->a = (e->a & LE_OWN) | (uint64_t)c << BCNT_SHIFT;
+}
+
+/* The slot of p in bucket bk, or -1 */
+static inline int bfind(const struct live_ent *bk, uint64_t p)
+{
+	uint64_t q = p >> 3;
+
+	for (int i = 0; i < 4; i++)
+		if ((bk[i].a & LE_PTR_MASK) == q)
+			return i;
+	return -1;
+}
+
+static inline int bfree(const struct live_ent *bk)
+{
+	for (int i = 0; i < 4; i++)
+		if (!(bk[i].a & LE_PTR_MASK))
+			return i;
+	return -1;
+}
+
+/* Entry i of bucket number b: take it out, or store x there (an empty
+ * slot), keeping the count of x's first bucket */
+static struct live_ent slot_take(struct live_tab *t, int shift, uint64_t b,
+				 int i)
+{
+	struct live_ent *e = &bucket(t, b)[i], x = { e->a & LE_OWN, e->b };
+	uint64_t b1 = bkt1(t, shift, le_ptr(&x));
+
+	e->a &= ~LE_OWN;
+	if (b1 != b)
+		bcnt_add(bucket(t, b1), le_ptr(&x), -1);
+	return x;
+}
+
+static void slot_store(struct live_tab *t, int shift, uint64_t b, int i,
+		       const struct live_ent *x)
+{
+	struct live_ent *e = &bucket(t, b)[i];
+	uint64_t b1 = bkt1(t, shift, le_ptr(x));
+
+	e->a = (e->a & ~LE_OWN) | x->a;
+	e->b = x->b;
+	if (b1 != b)
+		bcnt_add(bucket(t, b1), le_ptr(x), 1);
+}
+
+/*
+ * Put x (not in the table) into one of its buckets: 0, or -ENOSPC when a
+ * walk of KICKS evictions found no room (undone: the table is as it was).
+ * The walk's choices come from the addresses it moves, so that it does
+ * not go round in a cycle of two buckets.
+ */
+static int live_place(struct live_tab *t, int shift, struct live_ent x)
+{
+	uint64_t p = le_ptr(&x), b1 = bkt1(t, shift, p), b = bkt2(t, p, b1);
+	struct {
+		uint64_t b;
+		int i;
+	} path[KICKS];
+	int i = bfree(bucket(t, b1)), k;
+
+	if (ma_likely(i >= 0)) {
+		slot_store(t, shift, b1, i, &x);
+		return 0;
+	}
+	for (k = 0;; k++) {
+		i = bfree(bucket(t, b));
+		if (i >= 0) {
+			slot_store(t, shift, b, i, &x);
+			return 0;
+		}
+		if (k == KICKS)
+			break;
+		i = (int)((le_ptr(&x) >> 4) + (uint64_t)k) & 3;
+		path[k].b = b;
+		path[k].i = i;
+
+		struct live_ent v = slot_take(t, shift, b, i);
+		uint64_t v1 = bkt1(t, shift, le_ptr(&v));
+
+		slot_store(t, shift, b, i, &x);
+		x = v;
+		b = b == v1 ? bkt2(t, le_ptr(&v), v1) : v1;
+	}
+	/* undo, last eviction first: x goes back where it was taken from */
+	while (k-- > 0) {
+		struct live_ent v = slot_take(t, shift, path[k].b, path[k].i);
+
+		slot_store(t, shift, path[k].b, path[k].i, &x);
+		x = v;
+	}
+	return -ENOSPC;
 }
 
 static int live_map(struct live_tab *t, uint32_t bits)
@@ -162,15 +329,12 @@ static int live_grow(struct live_tab *t, int shift)
 	if (t->bits >= LIVE_BITS_MAX || live_map(&nt, t->bits + 1) < 0)
 		return -ENOMEM;
 	for (uint64_t i = 0; i < cap; i++) {
-		const struct live_ent *e = &t->t[i];
-		uint64_t mask = (1ull << nt.bits) - 1, j;
+		struct live_ent x = { t->t[i].a & LE_OWN, t->t[i].b };
 
-		if (!e->a)
-			continue;
-		for (j = home(&nt, shift, le_ptr(e)); nt.t[j].a;
-		     j = (j + 1) & mask)
-			;
-		nt.t[j] = *e;
+		if (x.a && live_place(&nt, shift, x) < 0) {
+			live_unmap(&nt);
+			return -ENOMEM;
+		}
 	}
 	nt.n = t->n;
 	live_unmap(t);
@@ -179,65 +343,63 @@ static int live_grow(struct live_tab *t, int shift)
 	return 0;
 }
 
-/* The entry of p, or where to put it (*found 0); NULL when the table is
- * full and cannot grow */
-static struct live_ent *live_put(struct live_tab *t, int shift, uint64_t p,
-				 int *found)
+/*
+ * Enter block n: 0, 1 when an entry of the same address was there (it is
+ * replaced, and returned in *old), or -ENOMEM when the table is full and
+ * cannot grow
+ */
+static int live_insert(struct live_tab *t, int shift, const struct live_ent *n,
+		       struct live_ent *old)
 {
-	uint64_t cap = 1ull << t->bits, mask = cap - 1, i;
+	uint64_t p = le_ptr(n), b1, b2;
+	struct live_ent *bk;
+	int i;
 
-	if (ma_unlikely((t->n + 1) * 4 > cap * 3) && live_grow(t, shift) < 0 &&
-	    (t->n + 2) * 8 > cap * 7)
-		return NULL;
-	mask = (1ull << t->bits) - 1;
-	for (i = home(t, shift, p);; i = (i + 1) & mask) {
-		uint64_t q = t->t[i].a;
-
-		if (!q) {
-			*found = 0;
-			t->n++;
-			return &t->t[i];
-		}
-		if (le_ptr(&t->t[i]) == p) {
-			*found = 1;
-			return &t->t[i];
-		}
+	if (ma_unlikely((t->n + 1) * 4 > (1ull << t->bits) * 3))
+		(void)live_grow(t, shift); /* else: as long as there is room */
+	b1 = bkt1(t, shift, p);
+	bk = bucket(t, b1);
+	i = bfind(bk, p);
+	if (ma_unlikely(i >= 0))
+		goto replace;
+	if (bcnt(bk, p)) {
+		b2 = bkt2(t, p, b1);
+		bk = bucket(t, b2);
+		i = bfind(bk, p);
+		if (ma_unlikely(i >= 0))
+			goto replace;
 	}
+	if (ma_unlikely(live_place(t, shift, *n) < 0) &&
+	    (live_grow(t, shift) < 0 || live_place(t, shift, *n) < 0))
+		return -ENOMEM;
+	t->n++;
+	return 0;
+replace:
+	old->a = bk[i].a & LE_OWN;
+	old->b = bk[i].b;
+	bk[i].a = (bk[i].a & ~LE_OWN) | n->a;
+	bk[i].b = n->b;
+	return 1;
 }
 
-static struct live_ent *live_find(struct live_tab *t, int shift, uint64_t p)
+/* Take p's entry out into *got: 1, or 0 when p is not there */
+static int live_remove(struct live_tab *t, int shift, uint64_t p,
+		       struct live_ent *got)
 {
-	uint64_t mask = (1ull << t->bits) - 1;
+	uint64_t b1 = bkt1(t, shift, p), b = b1;
+	int i = bfind(bucket(t, b1), p);
 
-	for (uint64_t i = home(t, shift, p);; i = (i + 1) & mask) {
-		if (!t->t[i].a)
-			return NULL;
-		if (le_ptr(&t->t[i]) == p)
-			return &t->t[i];
+	if (i < 0) {
+		if (!bcnt(bucket(t, b1), p))
+			return 0;
+		b = bkt2(t, p, b1);
+		i = bfind(bucket(t, b), p);
+		if (i < 0)
+			return 0;
 	}
-}
-
-/* Remove entry e: the entries after it that would no longer be found
- * from their home move back into the hole */
-static void live_del(struct live_tab *t, int shift, struct live_ent *e)
-{
-	uint64_t mask = (1ull << t->bits) - 1;
-	uint64_t i = (uint64_t)(e - t->t), j = i;
-
-	for (;;) {
-		j = (j + 1) & mask;
-		if (!t->t[j].a)
-			break;
-		uint64_t k = home(t, shift, le_ptr(&t->t[j]));
-
-		/* j's home is cyclically in (i, j]: it stays */
-		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
-			continue;
-		t->t[i] = t->t[j];
-		i = j;
-	}
-	t->t[i].a = 0;
+	*got = slot_take(t, shift, b, i);
 	t->n--;
+	return 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -429,10 +591,11 @@ void ma_agg_prefetch(struct ma_session *s, uint64_t p, uint64_t size)
 
 	if (size <= YOUNG_MAX) {
 		if (y[0].a && y[1].a)
-			__builtin_prefetch(
-				&a->gil.t[home(&a->gil, 0, le_ptr(&y[0]))], 1);
+			__builtin_prefetch(bucket(&a->gil, bkt1(&a->gil, 0,
+								le_ptr(&y[0]))),
+					   1);
 	} else {
-		__builtin_prefetch(&a->gil.t[home(&a->gil, 0, p)], 1);
+		__builtin_prefetch(bucket(&a->gil, bkt1(&a->gil, 0, p)), 1);
 	}
 }
 
@@ -455,14 +618,20 @@ static int young_put(struct ma_agg *a, const struct live_ent *n, uint64_t p,
 		y[1] = *n;
 		return 0;
 	}
-	int found = 0;
-	struct live_ent *e = live_put(&a->gil, 0, le_ptr(&y[0]), &found);
+	struct live_ent old;
+	int r = live_insert(&a->gil, 0, &y[0], &old);
 
-	if (e) {
-		*e = y[0];
-	} else {
+	if (ma_unlikely(r < 0)) {
 		*lost = le_unpack(&y[0]).size;
 		ret = -ENOMEM;
+	} else if (ma_unlikely(r > 0)) {
+		/* an older block at that address was freed where no hook saw
+		 * it: it is gone */
+		struct blk o = le_unpack(&old);
+
+		key_free(a, o.key, o.size, a->sample ? o.seq : 1, 1, 0, 0);
+		if (a->sample)
+			ma_samp_filter_del(o.ptr);
 	}
 	y[0] = y[1];
 	y[1] = *n;
@@ -502,9 +671,9 @@ void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 	struct ma_agg_hdr *h = a->h;
 	uint32_t ki = key_of(a, sl, th, node, kind);
 	struct ma_agg_key *k = &a->keys[ki];
-	int shift, found = 0, lock = !gil || !serial;
+	int shift, r, lock = !gil || !serial;
 	struct live_tab *t = tab_of(a, p, gil, &shift);
-	struct live_ent *e, n, old = { 0 };
+	struct live_ent n, old = { 0 };
 	struct blk b = {
 		.ptr = p, .size = size, .key = ki, .seq = (uint32_t)sl->allocs
 	};
@@ -534,15 +703,10 @@ void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 			dropped(h, lost);
 		goto counted;
 	}
-	e = live_put(t, shift, p, &found);
-	if (e) {
-		if (ma_unlikely(found))
-			old = *e;
-		*e = n;
-	}
+	r = live_insert(t, shift, &n, &old);
 	if (lock && !gil)
 		ma_spin_unlock(&t->lock);
-	if (ma_unlikely(!e)) {
+	if (ma_unlikely(r < 0)) {
 		if (lock && gil)
 			ma_spin_unlock(&t->lock);
 		dropped(h, size);
@@ -550,7 +714,7 @@ void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 	}
 	/* a block at the same address was never freed through our hooks
 	 * (freed before its module was patched): it is gone now */
-	if (ma_unlikely(found)) {
+	if (ma_unlikely(r > 0)) {
 		struct blk o = le_unpack(&old);
 
 		key_free(a, o.key, o.size, a->sample ? o.seq : 1, gil, 0, 0);
@@ -593,22 +757,16 @@ void ma_agg_free(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 	struct ma_agg *a = s->agg;
 	int shift, lock = !gil || !serial, hit = 0;
 	struct live_tab *t = tab_of(a, p, gil, &shift);
-	struct live_ent *e, got = { 0 };
+	struct live_ent got = { 0 };
 
 	if (!p)
 		return;
 	if (lock)
 		ma_spin_lock(&t->lock);
-	if (gil && young_take(a, p, &got)) {
+	if (gil && young_take(a, p, &got))
 		hit = 1;
-	} else {
-		e = live_find(t, shift, p);
-		if (e) {
-			got = *e;
-			live_del(t, shift, e);
-			hit = 1;
-		}
-	}
+	else
+		hit = live_remove(t, shift, p, &got);
 	if (lock && !gil)
 		ma_spin_unlock(&t->lock);
 	if (!hit) {

@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The payload's aggregated tracking (injector/agg.c) against a model:
+ * millions of allocations and frees, with lifetimes spread over five
+ * decades, addresses reused the way an allocator reuses them, small blocks
+ * of the GIL domains (which wait in the young table first), large ones
+ * and native ones (the sharded tables), a few allocations at an address
+ * whose free no hook saw and frees of blocks never seen.  Every figure
+ * the attacher reads (live, count, peak, per key: allocated, freed, peak,
+ * temporary buckets) must be the model's, exactly, and no block dropped;
+ * the live tables must not grow beyond what their load asks for (a
+ * placement that fails makes a table grow).
+ *
+ * The payload's sources are compiled in: these are its hash tables as the
+ * target runs them, not a copy.
+ */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "../../injector/util.c"
+#include "../../injector/sample.c"
+#include "../../injector/agg.c"
+
+/* record.c's, which the sampled mode's weights read (unused here) */
+__thread struct ma_tls ma_tls;
+
+#define NODES  48
+#define NADDR  (1u << 20) /* distinct addresses of the model's heap */
+#define EVENTS 3000000
+#define STALE  64
+
+struct mblk {
+	uint64_t size;
+	uint64_t seq; /* the thread's allocations before it */
+	uint32_t node;
+	uint8_t live, gil;
+};
+
+struct mkey {
+	uint64_t allocs, alloc_bytes, frees, free_bytes;
+	uint64_t peak_bytes, peak_count;
+	uint64_t tcount[MA_AGG_TEMPW], tbytes[MA_AGG_TEMPW];
+};
+
+struct model {
+	struct mblk *b;		 /* by address index */
+	struct mkey k[2][NODES]; /* [gil][node] */
+	uint64_t live, count, peak, peak_count, allocs;
+	uint64_t unknown;
+	uint32_t *freelist, nfree, bump;
+};
+
+static uint64_t rng = 0x243f6a8885a308d3ull;
+
+static uint64_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+/* address index i: 16-aligned, in one 16 MiB range as a heap would be */
+static uint64_t addr_of(uint32_t i)
+{
+	return 0x7f3a00000000ull + (uint64_t)i * 16;
+}
+
+static void model_peak(struct model *m)
+{
+	if (m->live <= m->peak)
+		return;
+	m->peak = m->live;
+	m->peak_count = m->count;
+	for (int g = 0; g < 2; g++)
+		for (int n = 0; n < NODES; n++) {
+			struct mkey *k = &m->k[g][n];
+
+			k->peak_bytes = k->alloc_bytes - k->free_bytes;
+			k->peak_count = k->allocs - k->frees;
+		}
+}
+
+static void model_free(struct model *m, uint32_t i, int temp)
+{
+	struct mblk *b = &m->b[i];
+	struct mkey *k = &m->k[b->gil][b->node];
+
+	k->frees++;
+	k->free_bytes += b->size;
+	if (temp) {
+		/* kept modulo 2^24 by the payload: here, far fewer */
+		uint64_t d = m->allocs - b->seq - 1;
+		unsigned t = ma_agg_temp_bucket((uint32_t)d);
+
+		cr_assert(d < (1u << 24));
+		if (t < MA_AGG_TEMPW) {
+			k->tcount[t]++;
+			k->tbytes[t] += b->size;
+		}
+	}
+	m->live -= b->size;
+	m->count--;
+	b->live = 0;
+}
+
+struct fixture {
+	struct ma_session s;
+	struct ma_slot sl;
+	void *area;
+	struct model m;
+	uint32_t *wheel_head, *wheel_next; /* frees due, by event */
+	struct stale {
+		uint32_t i;
+		int gil;
+	} stale[STALE]; /* addresses freed where no hook saw */
+	int nstale;
+	uint64_t n[2], max[2]; /* blocks in the tables: native, GIL */
+};
+
+static void setup_agg(struct fixture *f)
+{
+	char msg[128];
+
+	memset(f, 0, sizeof(*f));
+	f->area = mmap(NULL, MA_AGG_AREA_SIZE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert(f->area != MAP_FAILED);
+	cr_assert_eq(ma_agg_setup(&f->s, f->area, msg, sizeof(msg)), 0, "%s",
+		     msg);
+	f->m.b = calloc(NADDR, sizeof(*f->m.b));
+	f->m.freelist = calloc(NADDR, sizeof(uint32_t));
+	cr_assert(f->m.b && f->m.freelist);
+}
+
+static void teardown_agg(struct fixture *f)
+{
+	ma_agg_release(&f->s);
+	munmap(f->area, MA_AGG_AREA_SIZE);
+	free(f->m.b);
+	free(f->m.freelist);
+}
+
+/* an address for a new block: most often the last one freed (an
+ * allocator's LIFO reuse), else a fresh one */
+static uint32_t new_addr(struct model *m)
+{
+	if (m->nfree && (rnd() & 7) != 0)
+		return m->freelist[--m->nfree];
+	if (m->bump < NADDR)
+		return m->bump++;
+	cr_assert(m->nfree, "the model's heap is full");
+	return m->freelist[--m->nfree];
+}
+
+static int stale_has(const struct fixture *f, uint32_t i)
+{
+	for (int x = 0; x < f->nstale; x++)
+		if (f->stale[x].i == i)
+			return 1;
+	return 0;
+}
+
+static void do_alloc(struct fixture *f, uint32_t i, uint64_t size,
+		     uint32_t node, int gil)
+{
+	struct model *m = &f->m;
+	struct mblk *b = &m->b[i];
+	struct mkey *k = &m->k[gil][node];
+
+	/* a block at the same address that no hook saw freed: gone (only
+	 * the large tables see it: the young one takes every small block) */
+	if (b->live) {
+		model_free(m, i, 0);
+		f->n[b->gil]--;
+	} else
+		cr_assert(!stale_has(f, i));
+	ma_agg_alloc(&f->s, &f->sl, 1, addr_of(i), size, node + 1,
+		     gil ? MA_KIND_PYMEM : MA_KIND_MALLOC, gil, 1);
+	*b = (struct mblk){ .size = size,
+			    .seq = m->allocs,
+			    .node = node,
+			    .live = 1,
+			    .gil = (uint8_t)gil };
+	k->allocs++;
+	k->alloc_bytes += size;
+	m->live += size;
+	m->count++;
+	m->allocs++;
+	f->sl.allocs++;
+	model_peak(m);
+	if (++f->n[gil] > f->max[gil])
+		f->max[gil] = f->n[gil];
+}
+
+static void check(struct fixture *f)
+{
+	struct ma_agg_hdr *h = f->s.agg->h;
+	struct ma_agg_key *keys = ma_agg_keys(h);
+	struct model *m = &f->m;
+	int seen = 0;
+
+	cr_assert_eq(h->dropped, 0);
+	cr_assert_eq(h->keys_full, 0);
+	cr_assert_eq(h->unknown_frees, m->unknown);
+	cr_assert_eq(h->live_gil + h->live_nat, m->live);
+	cr_assert_eq(h->count_gil + h->count_nat, m->count);
+	cr_assert_eq(h->peak_bytes, m->peak);
+	cr_assert_eq(h->peak_count, m->peak_count);
+	for (uint32_t x = 1; x < h->nkeys; x++) {
+		struct ma_agg_key *k = &keys[x];
+		int gil = k->kind == MA_KIND_PYMEM;
+		struct mkey *e = &m->k[gil][k->node - 1];
+		int at_peak = k->epoch == h->epoch;
+
+		cr_assert_eq(k->thread, 1);
+		cr_assert(k->node >= 1 && k->node <= NODES);
+		cr_assert_eq(k->allocs, e->allocs, "key %u", x);
+		cr_assert_eq(k->alloc_bytes, e->alloc_bytes, "key %u", x);
+		cr_assert_eq(k->frees, e->frees, "key %u", x);
+		cr_assert_eq(k->free_bytes, e->free_bytes, "key %u", x);
+		cr_assert_eq(at_peak ? k->peak_bytes
+				     : k->alloc_bytes - k->free_bytes,
+			     e->peak_bytes, "key %u: peak bytes", x);
+		cr_assert_eq(at_peak ? k->peak_count : k->allocs - k->frees,
+			     e->peak_count, "key %u: peak count", x);
+		for (int t = 0; t < MA_AGG_TEMPW; t++) {
+			cr_assert_eq(k->temp[t].count, e->tcount[t],
+				     "key %u bucket %d", x, t);
+			cr_assert_eq(k->temp[t].bytes, e->tbytes[t],
+				     "key %u bucket %d", x, t);
+		}
+		seen++;
+	}
+	cr_assert_eq(seen, (int)h->nkeys - 1);
+}
+
+/* No table larger than its load asks for: 3/4 full at most before it
+ * doubles, so at least 3/8 of the largest number of entries it held */
+static void check_sizes(struct fixture *f, uint64_t max_gil, uint64_t max_nat)
+{
+	struct ma_agg *a = f->s.agg;
+	uint64_t cap = 1ull << a->gil.bits, ncap = 0;
+
+	cr_assert(a->gil.bits == GIL_BITS0 || cap * 3 / 8 <= max_gil,
+		  "the MEM/OBJ table has 2^%u entries for %lu blocks at most",
+		  a->gil.bits, (unsigned long)max_gil);
+	for (int i = 0; i < SHARDS; i++)
+		ncap += 1ull << a->nat[i].bits;
+	cr_assert(ncap <= (uint64_t)SHARDS << NAT_BITS0 || ncap / 4 <= max_nat,
+		  "the shards have %lu entries for %lu blocks at most",
+		  (unsigned long)ncap, (unsigned long)max_nat);
+}
+
+static void run(struct fixture *f, int events, double maxlife)
+{
+	struct model *m = &f->m;
+	uint32_t wheel = 1u << 21, mask = wheel - 1;
+
+	f->wheel_head = malloc(wheel * sizeof(uint32_t));
+	f->wheel_next = malloc(NADDR * sizeof(uint32_t));
+	cr_assert(f->wheel_head && f->wheel_next);
+	memset(f->wheel_head, 0xff, wheel * sizeof(uint32_t));
+	for (int ev = 0; ev < events; ev++) {
+		uint32_t due = f->wheel_head[ev & mask];
+
+		f->wheel_head[ev & mask] = UINT32_MAX;
+		/* the frees due now (the wheel's slot) */
+		while (due != UINT32_MAX) {
+			uint32_t i = due, nx = f->wheel_next[i];
+			struct mblk *b = &m->b[i];
+
+			due = nx;
+			if (!b->live)
+				continue; /* re-allocated under it: gone */
+			f->n[b->gil]--;
+			ma_agg_free(&f->s, &f->sl, 1, addr_of(i), b->gil, 1);
+			model_free(m, i, 1);
+			m->freelist[m->nfree++] = i;
+		}
+		uint64_t r = rnd();
+		int gil = (r & 3) != 0;
+		uint64_t size = gil ? ((r >> 8) & 15) == 0
+						? 513 + ((r >> 12) & 4095)
+						: 1 + ((r >> 12) & 511)
+				    : 1 + ((r >> 12) & 65535);
+		uint32_t node = (uint32_t)((r >> 32) % NODES);
+		uint32_t i = new_addr(m);
+		double u = (double)(rnd() >> 11) / (double)(1ull << 53);
+		uint32_t life =
+			(uint32_t)__builtin_exp(u * __builtin_log(maxlife));
+
+		/* now and then, a block whose free no hook saw: its address
+		 * comes back a little later, to the same table (the young one
+		 * takes every small block of the GIL domains without a look
+		 * at the large one) */
+		if ((r >> 59) == 0 && (gil == 0 || size > YOUNG_MAX) &&
+		    f->nstale < STALE) {
+			do_alloc(f, i, size, node, gil);
+			f->stale[f->nstale++] = (struct stale){ i, gil };
+			continue;
+		}
+		if (f->nstale && (r >> 59) == 1) {
+			struct stale st = f->stale[--f->nstale];
+
+			gil = st.gil;
+			if (gil && size <= YOUNG_MAX)
+				size += YOUNG_MAX;
+			m->freelist[m->nfree++] = i; /* not used after all */
+			i = st.i;
+		}
+		/* and a free of a block never seen */
+		if ((r >> 58) == 1) {
+			ma_agg_free(&f->s, &f->sl, 1,
+				    0x100000000ull + (r & 0xfff0), gil, 1);
+			m->unknown++;
+		}
+		do_alloc(f, i, size, node, gil);
+		if (life < 1)
+			life = 1;
+		if (life >= wheel)
+			life = wheel - 1;
+		uint32_t w = (uint32_t)(ev + life) & mask;
+
+		f->wheel_next[i] = f->wheel_head[w];
+		f->wheel_head[w] = i;
+		if (ev % 500000 == 0)
+			check(f);
+	}
+	check(f);
+	check_sizes(f, f->max[1], f->max[0]);
+	free(f->wheel_head);
+	free(f->wheel_next);
+}
+
+Test(agg, spread_lifetimes_exact)
+{
+	struct fixture *f = malloc(sizeof(*f));
+
+	cr_assert(f);
+	setup_agg(f);
+	run(f, EVENTS, 1e6);
+	teardown_agg(f);
+	free(f);
+}
+
+Test(agg, short_lifetimes_exact)
+{
+	struct fixture *f = malloc(sizeof(*f));
+
+	cr_assert(f);
+	setup_agg(f);
+	run(f, EVENTS / 2, 64);
+	teardown_agg(f);
+	free(f);
+}
