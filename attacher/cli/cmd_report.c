@@ -412,7 +412,8 @@ int ma_cmd_report(int argc, char **argv)
 	int c, err, ret = MA_EXIT_OK;
 	bool force = false;
 	uint64_t diff_to = 0;
-	long v;
+	long v = 0; /* set before use; a Release build (-O3) cannot tell
+		     * (-Wmaybe-uninitialized under -Werror) */
 	struct ma_cli_args args =
 		MA_CLI_ARGS("report", argc, argv, "f:o:h", longopts, usage);
 
