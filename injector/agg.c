@@ -210,6 +210,19 @@ static inline void bcnt_add(struct live_ent *bk, uint64_t p, int d)
 	e->a = (e->a & LE_OWN) | (uint64_t)c << BCNT_SHIFT;
 }
 
+/* Entry e without the bucket's bits */
+static inline struct live_ent le_own(const struct live_ent *e)
+{
+	return (struct live_ent){ e->a & LE_OWN, e->b };
+}
+
+/* Store x (no bucket bits) at e, keeping the bucket's bits */
+static inline void le_put(struct live_ent *e, const struct live_ent *x)
+{
+	e->a = (e->a & ~LE_OWN) | x->a;
+	e->b = x->b;
+}
+
 /* The slot of p in bucket bk, or -1 */
 static inline int bfind(const struct live_ent *bk, uint64_t p)
 {
@@ -234,7 +247,7 @@ static inline int bfree(const struct live_ent *bk)
 static struct live_ent slot_take(struct live_tab *t, int shift, uint64_t b,
 				 int i)
 {
-	struct live_ent *e = &bucket(t, b)[i], x = { e->a & LE_OWN, e->b };
+	struct live_ent *e = &bucket(t, b)[i], x = le_own(e);
 	uint64_t b1 = bkt1(t, shift, le_ptr(&x));
 
 	e->a &= ~LE_OWN;
@@ -246,11 +259,9 @@ static struct live_ent slot_take(struct live_tab *t, int shift, uint64_t b,
 static void slot_store(struct live_tab *t, int shift, uint64_t b, int i,
 		       const struct live_ent *x)
 {
-	struct live_ent *e = &bucket(t, b)[i];
 	uint64_t b1 = bkt1(t, shift, le_ptr(x));
 
-	e->a = (e->a & ~LE_OWN) | x->a;
-	e->b = x->b;
+	le_put(&bucket(t, b)[i], x);
 	if (b1 != b)
 		bcnt_add(bucket(t, b1), le_ptr(x), 1);
 }
@@ -329,7 +340,7 @@ static int live_grow(struct live_tab *t, int shift)
 	if (t->bits >= LIVE_BITS_MAX || live_map(&nt, t->bits + 1) < 0)
 		return -ENOMEM;
 	for (uint64_t i = 0; i < cap; i++) {
-		struct live_ent x = { t->t[i].a & LE_OWN, t->t[i].b };
+		struct live_ent x = le_own(&t->t[i]);
 
 		if (x.a && live_place(&nt, shift, x) < 0) {
 			live_unmap(&nt);
@@ -375,10 +386,8 @@ static int live_insert(struct live_tab *t, int shift, const struct live_ent *n,
 	t->n++;
 	return 0;
 replace:
-	old->a = bk[i].a & LE_OWN;
-	old->b = bk[i].b;
-	bk[i].a = (bk[i].a & ~LE_OWN) | n->a;
-	bk[i].b = n->b;
+	*old = le_own(&bk[i]);
+	le_put(&bk[i], n);
 	return 1;
 }
 
@@ -599,6 +608,18 @@ void ma_agg_prefetch(struct ma_session *s, uint64_t p, uint64_t size)
 	}
 }
 
+/* An entry that a new block at its address replaced: that block was
+ * never freed through our hooks (freed before its module was patched, or
+ * through another domain's free): it is gone now */
+static void stale_free(struct ma_agg *a, const struct live_ent *old, int gil)
+{
+	struct blk o = le_unpack(old);
+
+	key_free(a, o.key, o.size, a->sample ? o.seq : 1, gil, 0, 0);
+	if (a->sample)
+		ma_samp_filter_del(o.ptr);
+}
+
 static int young_put(struct ma_agg *a, const struct live_ent *n, uint64_t p,
 		     uint64_t *lost)
 {
@@ -625,13 +646,7 @@ static int young_put(struct ma_agg *a, const struct live_ent *n, uint64_t p,
 		*lost = le_unpack(&y[0]).size;
 		ret = -ENOMEM;
 	} else if (ma_unlikely(r > 0)) {
-		/* an older block at that address was freed where no hook saw
-		 * it: it is gone */
-		struct blk o = le_unpack(&old);
-
-		key_free(a, o.key, o.size, a->sample ? o.seq : 1, 1, 0, 0);
-		if (a->sample)
-			ma_samp_filter_del(o.ptr);
+		stale_free(a, &old, 1);
 	}
 	y[0] = y[1];
 	y[1] = *n;
@@ -712,15 +727,8 @@ void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		dropped(h, size);
 		return;
 	}
-	/* a block at the same address was never freed through our hooks
-	 * (freed before its module was patched): it is gone now */
-	if (ma_unlikely(r > 0)) {
-		struct blk o = le_unpack(&old);
-
-		key_free(a, o.key, o.size, a->sample ? o.seq : 1, gil, 0, 0);
-		if (a->sample)
-			ma_samp_filter_del(p);
-	}
+	if (ma_unlikely(r > 0))
+		stale_free(a, &old, gil);
 counted:
 	/* before the block can reach another thread's free */
 	if (a->sample)
