@@ -105,7 +105,7 @@ static inline struct blk le_unpack(const struct live_ent *e)
  * with probing the hole's filling scans the cluster to its end, 1.6 lines
  * per free at 3/8 full and 3.9 at 3/4 (simulated; the tables live
  * between the two); here a free touches its first bucket's line, and its
- * second only for the blocks living there (6-30 %, by load), and writes
+ * second only for the blocks living there (6-42 %, by load), and writes
  * only the entry.  The line is the unit: the tables are far larger than
  * the caches on a large heap, and each line a hook touches is one the
  * target's own objects lose (docs/performance.md).
@@ -117,8 +117,8 @@ static inline struct blk le_unpack(const struct live_ent *e)
  * rebuilt).  A lookup reads the second bucket only when its address's
  * count there is not 0, so that an insertion (which must find an older
  * entry of the same address first) touches one line too in the common
- * case: with a single count per bucket, half the insertions read the
- * second bucket at 3/4 full (simulated), with four, a fifth.
+ * case: with a single count per bucket, 55 % of the insertions read the
+ * second bucket at 0.7 full (simulated), with four, 21 %.
  */
 struct live_tab {
 	int lock;
