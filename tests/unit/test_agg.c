@@ -357,3 +357,110 @@ Test(agg, short_lifetimes_exact)
 	teardown_agg(f);
 	free(f);
 }
+
+/*
+ * A table held just under the load at which it doubles, under steady
+ * churn at random addresses: every placement into two full buckets is an
+ * eviction walk, and one that fails makes the table double before its
+ * time (memory per block beyond what docs/payload.md promises).  Blocks
+ * above YOUNG_MAX go to the MEM/OBJ table directly.
+ */
+Test(agg, steady_churn_near_full_does_not_grow)
+{
+	struct fixture *f = malloc(sizeof(*f));
+	uint32_t hold = (1u << GIL_BITS0) * 73 / 100, *held;
+
+	cr_assert(f);
+	setup_agg(f);
+	held = malloc(hold * sizeof(*held));
+	cr_assert(held);
+	for (uint32_t x = 0; x < hold;) {
+		uint32_t i = (uint32_t)(rnd() % NADDR);
+
+		if (f->m.b[i].live)
+			continue;
+		do_alloc(f, i, YOUNG_MAX + 1 + (rnd() & 1023),
+			 (uint32_t)(rnd() % NODES), 1);
+		held[x++] = i;
+	}
+	for (int ev = 0; ev < 2000000; ev++) {
+		uint32_t x = (uint32_t)(rnd() % hold), i = held[x];
+
+		ma_agg_free(&f->s, &f->sl, 1, addr_of(i), 1, 1);
+		model_free(&f->m, i, 1);
+		f->n[1]--;
+		do {
+			i = (uint32_t)(rnd() % NADDR);
+		} while (f->m.b[i].live);
+		do_alloc(f, i, YOUNG_MAX + 1 + (rnd() & 1023),
+			 (uint32_t)(rnd() % NODES), 1);
+		held[x] = i;
+		cr_assert_eq(f->s.agg->gil.bits, GIL_BITS0,
+			     "the table doubled at %u of %u entries, event %d",
+			     hold, 1u << GIL_BITS0, ev);
+	}
+	check(f);
+	free(held);
+	teardown_agg(f);
+	free(f);
+}
+
+/*
+ * Tables filled until a placement fails: a failed eviction walk must leave
+ * the table exactly as it was (entries, slots and counts), and every block
+ * placed so far must still be found where a lookup looks (its first
+ * bucket, or its second when the first's count says so).  Small tables
+ * make walks fail after a few dozen placements.
+ */
+Test(agg, failed_walk_is_undone)
+{
+	int fails = 0;
+
+	for (int round = 0; round < 400; round++) {
+		struct live_tab t = { 0 };
+		uint32_t bits = 4 + (uint32_t)round % 5, n = 0;
+		size_t sz = sizeof(struct live_ent) << bits;
+		struct live_ent *snap = malloc(sz);
+		uint64_t *placed = malloc(sizeof(uint64_t) << bits);
+		int shift = round & 1 ? SHARD_SHIFT : 0;
+
+		cr_assert(snap && placed);
+		cr_assert_eq(live_map(&t, bits), 0);
+		for (;;) {
+			uint64_t p = addr_of((uint32_t)(rnd() % NADDR));
+			struct blk b = { .ptr = p, .key = 1, .size = 8 };
+			struct live_ent x;
+			int dup = 0;
+
+			for (uint32_t j = 0; j < n; j++)
+				dup |= placed[j] == p;
+			if (dup)
+				continue;
+			le_pack(&x, &b);
+			memcpy(snap, t.t, sz);
+			if (live_place(&t, shift, x) < 0) {
+				cr_assert(memcmp(snap, t.t, sz) == 0,
+					  "round %d: a failed walk changed "
+					  "the table",
+					  round);
+				fails++;
+				break;
+			}
+			placed[n++] = p;
+			cr_assert(n <= (1u << bits));
+		}
+		for (uint32_t j = 0; j < n; j++) {
+			uint64_t p = placed[j], b1 = bkt1(&t, shift, p);
+			int in1 = bfind(bucket(&t, b1), p) >= 0;
+			int in2 = bcnt(bucket(&t, b1), p) &&
+				  bfind(bucket(&t, bkt2(&t, p, b1)), p) >= 0;
+
+			cr_assert(in1 || in2, "round %d: block %u lost", round,
+				  j);
+		}
+		live_unmap(&t);
+		free(snap);
+		free(placed);
+	}
+	cr_assert_eq(fails, 400);
+}
