@@ -137,9 +137,11 @@ struct kidx_ent {
 	uint32_t _pad;
 };
 
-/* the young blocks in front of the MEM/OBJ table (see young_put) */
-#define YOUNG	  64  /* entries, two ways per address hash: a power of two */
-#define YOUNG_MAX 512 /* bytes: pymalloc's small blocks */
+/* the young blocks in front of the MEM/OBJ table (see young_put): 1 <<
+ * ybits entries, two ways per address hash */
+#define YOUNG_BITS0    6
+#define YOUNG_BITS_MAX 20
+#define YOUNG_MAX      512 /* bytes: pymalloc's small blocks */
 
 struct ma_agg {
 	struct ma_agg_hdr *h;
@@ -150,11 +152,18 @@ struct ma_agg {
 	 * its figures its estimates, the seq bits of its entry its
 	 * estimated count; no temporary figures */
 	int sample;
+	/* the young table, in the line every event reads (under the
+	 * MEM/OBJ table's rules: the GIL, or its lock) */
+	struct live_ent *young;
+	uint32_t ybits, ybits_max;
+	/* blocks of at most YOUNG_MAX bytes in the large table: moved
+	 * there out of the young table */
+	uint64_t spilled;
 	struct live_tab gil __attribute__((aligned(64)));
 	struct live_tab nat[SHARDS];
-	/* under the MEM/OBJ table's rules (the GIL, or its lock) */
-	struct live_ent young[YOUNG] __attribute__((aligned(64)));
 };
+_Static_assert(__builtin_offsetof(struct ma_agg, gil) == 64,
+	       "the young table's fields in the first line");
 
 static inline uint64_t mix(uint64_t x)
 {
@@ -583,11 +592,12 @@ static inline struct live_tab *tab_of(struct ma_agg *a, uint64_t p, int gil,
 }
 
 /*
- * Young small blocks of the MEM and OBJ domains wait in a small table in
- * front of the MEM/OBJ live table (two ways per address hash, the older
- * first): most of them die within a few allocations and are then never
- * inserted into, searched in and deleted from the large table, whose
- * entries are spread over far more memory.  Their figures count from
+ * Young small blocks of the MEM and OBJ domains wait in a table in front
+ * of the MEM/OBJ live table (two ways per address hash, the older first,
+ * 64 entries that grow with the blocks, see young_grow): most of them die
+ * there and are then never inserted into, searched in and deleted from
+ * the large table, a cuckoo table whose every operation costs more (the
+ * count bits, a second bucket, the walks).  Their figures count from
  * their allocation, wherever they wait.  A block is moved into the large
  * table when a younger one needs its entry.  0, or -ENOMEM when the large
  * table could not take the block moved out (it is then not tracked: its
@@ -595,7 +605,39 @@ static inline struct live_tab *tab_of(struct ma_agg *a, uint64_t p, int gil,
  */
 static inline struct live_ent *young_of(struct ma_agg *a, uint64_t p)
 {
-	return &a->young[(uint32_t)(mix(p) >> 58) & (YOUNG - 2)];
+	return &a->young[(mix(p) >> (64 - a->ybits)) & ~1ull];
+}
+
+/*
+ * Double the young table when a block must leave a full set and the
+ * blocks that left it outnumber half its entries: a full table with that
+ * many more blocks behind it has between 2/3 and 4/3 of an entry per
+ * block then (16 bytes each; the blocks it holds are not in the large
+ * table), and more blocks die in it, never entering the large table
+ * (docs/performance.md: 1 MiB and 16 MiB were slower than 4 MiB on
+ * 316,000 blocks).  A way's two entries go to the sets
+ * their hash's next bit chooses, the older first: a new set gets the
+ * entries of one old set only.  No memory: the table stays as it is.
+ */
+static void young_grow(struct ma_agg *a)
+{
+	uint32_t ob = a->ybits;
+	struct live_ent *oy = a->young,
+			*ny = ma_map(sizeof(struct live_ent) << (ob + 1));
+
+	if (!ny) {
+		a->ybits_max = ob;
+		return;
+	}
+	a->young = ny;
+	a->ybits = ob + 1;
+	for (uint64_t i = 0; i < 1ull << ob; i++)
+		if (oy[i].a) {
+			struct live_ent *y = young_of(a, le_ptr(&oy[i]));
+
+			y[y[0].a != 0] = oy[i];
+		}
+	ma_unmap(oy, sizeof(struct live_ent) << ob);
 }
 
 /*
@@ -636,21 +678,25 @@ static void stale_free(struct ma_agg *a, const struct live_ent *old, int gil)
 static int young_put(struct ma_agg *a, const struct live_ent *n, uint64_t p,
 		     uint64_t *lost)
 {
-	struct live_ent *y = young_of(a, p);
+	struct live_ent *y;
 	int ret = 0;
 
+	y = young_of(a, p);
 	if (ma_likely(!y[0].a)) {
-		if (y[1].a) {
-			y[0] = y[1];
-			y[1] = *n;
-		} else {
-			y[0] = *n;
-		}
+		/* the older first: a set's second entry is never alone */
+		y[0] = *n;
 		return 0;
 	}
 	if (!y[1].a) {
 		y[1] = *n;
 		return 0;
+	}
+	/* a full set: the only place where the young table grows, so
+	 * that the path of a block that dies in it stays short */
+	if (ma_unlikely(a->spilled * 2 > 1ull << a->ybits) &&
+	    a->ybits < a->ybits_max) {
+		young_grow(a);
+		return young_put(a, n, p, lost);
 	}
 	struct live_ent old;
 	int r = live_insert(&a->gil, 0, &y[0], &old);
@@ -658,7 +704,11 @@ static int young_put(struct ma_agg *a, const struct live_ent *n, uint64_t p,
 	if (ma_unlikely(r < 0)) {
 		*lost = le_unpack(&y[0]).size;
 		ret = -ENOMEM;
-	} else if (ma_unlikely(r > 0)) {
+	} else if (ma_likely(r == 0)) {
+		a->spilled++;
+	} else {
+		/* the entry replaced was a small one, or now is */
+		a->spilled += le_unpack(&old).size > YOUNG_MAX;
 		stale_free(a, &old, 1);
 	}
 	y[0] = y[1];
@@ -740,8 +790,11 @@ void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		dropped(h, size);
 		return;
 	}
-	if (ma_unlikely(r > 0))
+	if (ma_unlikely(r > 0)) {
+		if (gil && le_unpack(&old).size <= YOUNG_MAX)
+			a->spilled--;
 		stale_free(a, &old, gil);
+	}
 counted:
 	/* before the block can reach another thread's free */
 	if (a->sample)
@@ -786,8 +839,9 @@ void ma_agg_free(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		ma_spin_lock(&t->lock);
 	if (gil && young_take(a, p, &got))
 		hit = 1;
-	else
-		hit = live_remove(t, shift, p, &got);
+	else if ((hit = live_remove(t, shift, p, &got)) && gil &&
+		 le_unpack(&got).size <= YOUNG_MAX)
+		a->spilled--;
 	if (lock && !gil)
 		ma_spin_unlock(&t->lock);
 	if (!hit) {
@@ -833,7 +887,10 @@ int ma_agg_setup(struct ma_session *s, void *area, char *msg, size_t len)
 	a->sample = !!(s->cfg.flags & MA_TRACK_SAMPLE);
 	a->keys = ma_agg_keys(h);
 	a->kidx = ma_map(sizeof(struct kidx_ent) << KIDX_BITS);
-	if (!a->kidx || live_map(&a->gil, GIL_BITS0) < 0)
+	a->ybits = YOUNG_BITS0;
+	a->ybits_max = YOUNG_BITS_MAX;
+	a->young = ma_map(sizeof(struct live_ent) << YOUNG_BITS0);
+	if (!a->kidx || !a->young || live_map(&a->gil, GIL_BITS0) < 0)
 		goto nomem;
 	for (int i = 0; i < SHARDS; i++)
 		if (live_map(&a->nat[i], NAT_BITS0) < 0)
@@ -862,6 +919,8 @@ void ma_agg_release(struct ma_session *s)
 	s->agg = NULL;
 	if (a->kidx)
 		ma_unmap(a->kidx, sizeof(struct kidx_ent) << KIDX_BITS);
+	if (a->young)
+		ma_unmap(a->young, sizeof(struct live_ent) << a->ybits);
 	live_unmap(&a->gil);
 	for (int i = 0; i < SHARDS; i++)
 		live_unmap(&a->nat[i]);

@@ -486,7 +486,9 @@ void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 		uint32_t th, node;
 		struct ma_gw_ent *e = NULL;
 
-		if (s->agg)
+		/* it reads the young table, which only the GIL guards when
+		 * serial (else a lock, and a grow may unmap it) */
+		if (s->agg && gil_serial(s))
 			ma_agg_prefetch(s, (uintptr_t)p, size);
 		th = thread_of(s, sl);
 		node = s->minor ? ma_stack_node_gil(s, sl) : 0;

@@ -236,6 +236,18 @@ static void check(struct fixture *f)
 		seen++;
 	}
 	cr_assert_eq(seen, (int)h->nkeys - 1);
+
+	/* the young table's growth counts the small blocks in the large
+	 * table: as many as are there */
+	struct ma_agg *a = f->s.agg;
+	uint64_t small = 0;
+
+	for (uint64_t i = 0; i < 1ull << a->gil.bits; i++) {
+		struct live_ent e = le_own(&a->gil.t[i]);
+
+		small += e.a && le_unpack(&e).size <= YOUNG_MAX;
+	}
+	cr_assert_eq(a->spilled, small);
 }
 
 /* No table larger than its load asks for: 3/4 full at most before it
@@ -248,6 +260,12 @@ static void check_sizes(struct fixture *f, uint64_t max_gil, uint64_t max_nat)
 	cr_assert(a->gil.bits == GIL_BITS0 || cap * 3 / 8 <= max_gil,
 		  "the MEM/OBJ table has 2^%u entries for %lu blocks at most",
 		  a->gil.bits, (unsigned long)max_gil);
+	/* the young table: at most 4/3 of an entry per MEM/OBJ block (it
+	 * doubles when they outnumber it by half) */
+	cr_assert(a->ybits == YOUNG_BITS0 ||
+			  (1ull << a->ybits) * 3 <= max_gil * 4,
+		  "the young table has 2^%u entries for %lu blocks at most",
+		  a->ybits, (unsigned long)max_gil);
 	for (int i = 0; i < SHARDS; i++)
 		ncap += 1ull << a->nat[i].bits;
 	cr_assert(ncap <= (uint64_t)SHARDS << NAT_BITS0 || ncap / 4 <= max_nat,
@@ -343,6 +361,9 @@ Test(agg, spread_lifetimes_exact)
 	cr_assert(f);
 	setup_agg(f);
 	run(f, EVENTS, 1e6);
+	/* the young table grew, its blocks moved with their figures */
+	cr_assert(f->s.agg->ybits > YOUNG_BITS0 + 8, "young: 2^%u entries",
+		  f->s.agg->ybits);
 	teardown_agg(f);
 	free(f);
 }
