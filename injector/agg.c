@@ -159,6 +159,7 @@ struct ma_agg {
 	/* blocks of at most YOUNG_MAX bytes in the large table: moved
 	 * there out of the young table */
 	uint64_t spilled;
+	uint64_t ynext; /* the spilled count of young_grow's next look */
 	struct live_tab gil __attribute__((aligned(64)));
 	struct live_tab nat[SHARDS];
 };
@@ -609,35 +610,46 @@ static inline struct live_ent *young_of(struct ma_agg *a, uint64_t p)
 }
 
 /*
- * Double the young table when a block must leave a full set and the
- * blocks that left it outnumber half its entries: a full table with that
- * many more blocks behind it has between 2/3 and 4/3 of an entry per
- * block then (16 bytes each; the blocks it holds are not in the large
- * table), and more blocks die in it, never entering the large table
- * (docs/performance.md: 1 MiB and 16 MiB were slower than 4 MiB on
- * 316,000 blocks).  A way's two entries go to the sets
- * their hash's next bit chooses, the older first: a new set gets the
- * entries of one old set only.  No memory: the table stays as it is.
+ * Double the young table (1, or 0 when it stays as it is) when a block
+ * must leave a full set, the blocks that left it outnumber half its
+ * entries, and at least half of its entries are taken: there are then
+ * more blocks than entries, so that it has fewer than 2 entries per block
+ * once doubled (16 bytes each; the blocks it holds are not in the large
+ * table), and more blocks die in it, never entering the
+ * large table (docs/performance.md: 1 MiB and 16 MiB were slower than
+ * 4 MiB on 316,000 blocks).  Fewer taken (the blocks that left it did so
+ * in an earlier phase): no new look until their number doubles.  A way's
+ * two entries go to the sets their hash's next bit chooses, the older
+ * first: a new set gets the entries of one old set only.  No memory: the
+ * table stays as it is, for good.
  */
-static void young_grow(struct ma_agg *a)
+static int young_grow(struct ma_agg *a)
 {
 	uint32_t ob = a->ybits;
-	struct live_ent *oy = a->young,
-			*ny = ma_map(sizeof(struct live_ent) << (ob + 1));
+	uint64_t taken = 0, cap = 1ull << ob;
+	struct live_ent *oy = a->young, *ny;
 
+	for (uint64_t i = 0; i < cap; i++)
+		taken += oy[i].a != 0;
+	if (taken * 2 < cap) {
+		a->ynext = a->spilled * 2;
+		return 0;
+	}
+	ny = ma_map(sizeof(struct live_ent) << (ob + 1));
 	if (!ny) {
 		a->ybits_max = ob;
-		return;
+		return 0;
 	}
 	a->young = ny;
 	a->ybits = ob + 1;
-	for (uint64_t i = 0; i < 1ull << ob; i++)
+	for (uint64_t i = 0; i < cap; i++)
 		if (oy[i].a) {
 			struct live_ent *y = young_of(a, le_ptr(&oy[i]));
 
 			y[y[0].a != 0] = oy[i];
 		}
 	ma_unmap(oy, sizeof(struct live_ent) << ob);
+	return 1;
 }
 
 /*
@@ -694,10 +706,8 @@ static int young_put(struct ma_agg *a, const struct live_ent *n, uint64_t p,
 	/* a full set: the only place where the young table grows, so
 	 * that the path of a block that dies in it stays short */
 	if (ma_unlikely(a->spilled * 2 > 1ull << a->ybits) &&
-	    a->ybits < a->ybits_max) {
-		young_grow(a);
+	    a->spilled >= a->ynext && a->ybits < a->ybits_max && young_grow(a))
 		return young_put(a, n, p, lost);
-	}
 	struct live_ent old;
 	int r = live_insert(&a->gil, 0, &y[0], &old);
 

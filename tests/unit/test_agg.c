@@ -260,10 +260,9 @@ static void check_sizes(struct fixture *f, uint64_t max_gil, uint64_t max_nat)
 	cr_assert(a->gil.bits == GIL_BITS0 || cap * 3 / 8 <= max_gil,
 		  "the MEM/OBJ table has 2^%u entries for %lu blocks at most",
 		  a->gil.bits, (unsigned long)max_gil);
-	/* the young table: at most 4/3 of an entry per MEM/OBJ block (it
-	 * doubles when they outnumber it by half) */
-	cr_assert(a->ybits == YOUNG_BITS0 ||
-			  (1ull << a->ybits) * 3 <= max_gil * 4,
+	/* the young table: fewer than 2 entries per MEM/OBJ block (it
+	 * doubles when half full with half as many blocks behind it) */
+	cr_assert(a->ybits == YOUNG_BITS0 || (1ull << a->ybits) < max_gil * 2,
 		  "the young table has 2^%u entries for %lu blocks at most",
 		  a->ybits, (unsigned long)max_gil);
 	for (int i = 0; i < SHARDS; i++)
