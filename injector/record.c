@@ -485,16 +485,20 @@ void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 	if (ma_likely(s != NULL)) {
 		uint32_t th, node;
 		struct ma_gw_ent *e = NULL;
+		int serial = 0;
 
-		/* it reads the young table, which only the GIL guards when
-		 * serial (else a lock, and a grow may unmap it) */
-		if (s->agg && gil_serial(s))
-			ma_agg_prefetch(s, (uintptr_t)p, size);
+		if (s->agg) {
+			serial = gil_serial(s);
+			/* it reads the young table, which only the GIL guards
+			 * when serial (else a lock, and a grow may unmap it) */
+			if (serial)
+				ma_agg_prefetch(s, (uintptr_t)p, size);
+		}
 		th = thread_of(s, sl);
 		node = s->minor ? ma_stack_node_gil(s, sl) : 0;
 		if (s->agg) {
 			ma_agg_alloc(s, sl, th, (uintptr_t)p, size, node, kind,
-				     1, gil_serial(s));
+				     1, serial);
 		} else if (size <= MA_GW_MAX && gil_serial(s)) {
 			e = &s->gw[gw_slot((uintptr_t)p)];
 			gil_flush_if_asked(s, sl);
