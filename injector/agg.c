@@ -684,6 +684,13 @@ void ma_agg_prefetch(struct ma_session *s, uint64_t p, uint64_t size)
 	}
 }
 
+/* A block of size bytes left a large table (gil: the MEM/OBJ one) */
+static inline void large_left(struct ma_agg *a, uint64_t size, int gil)
+{
+	if (gil && size <= YOUNG_MAX)
+		a->spilled--;
+}
+
 /* An entry that a new block at its address replaced: that block was
  * never freed through our hooks (freed before its module was patched, or
  * through another domain's free): it is gone now */
@@ -691,6 +698,7 @@ static void stale_free(struct ma_agg *a, const struct live_ent *old, int gil)
 {
 	struct blk o = le_unpack(old);
 
+	large_left(a, o.size, gil);
 	key_free(a, o.key, o.size, a->sample ? o.seq : 1, gil, 0, 0);
 	if (a->sample)
 		ma_samp_filter_del(o.ptr);
@@ -699,10 +707,9 @@ static void stale_free(struct ma_agg *a, const struct live_ent *old, int gil)
 static int young_put(struct ma_agg *a, const struct live_ent *n, uint64_t p,
 		     uint64_t *lost)
 {
-	struct live_ent *y;
+	struct live_ent *y = young_of(a, p);
 	int ret = 0;
 
-	y = young_of(a, p);
 	if (ma_likely(!y[0].a)) {
 		/* the older first: a set's second entry is never alone */
 		y[0] = *n;
@@ -723,12 +730,10 @@ static int young_put(struct ma_agg *a, const struct live_ent *n, uint64_t p,
 	if (ma_unlikely(r < 0)) {
 		*lost = le_unpack(&y[0]).size;
 		ret = -ENOMEM;
-	} else if (ma_likely(r == 0)) {
-		a->spilled++;
 	} else {
-		/* the entry replaced was a small one, or now is */
-		a->spilled += le_unpack(&old).size > YOUNG_MAX;
-		stale_free(a, &old, 1);
+		a->spilled++;
+		if (ma_unlikely(r > 0))
+			stale_free(a, &old, 1);
 	}
 	y[0] = y[1];
 	y[1] = *n;
@@ -809,11 +814,8 @@ void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		dropped(h, size);
 		return;
 	}
-	if (ma_unlikely(r > 0)) {
-		if (gil && le_unpack(&old).size <= YOUNG_MAX)
-			a->spilled--;
+	if (ma_unlikely(r > 0))
 		stale_free(a, &old, gil);
-	}
 counted:
 	/* before the block can reach another thread's free */
 	if (a->sample)
@@ -858,9 +860,8 @@ void ma_agg_free(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		ma_spin_lock(&t->lock);
 	if (gil && young_take(a, p, &got))
 		hit = 1;
-	else if ((hit = live_remove(t, shift, p, &got)) && gil &&
-		 le_unpack(&got).size <= YOUNG_MAX)
-		a->spilled--;
+	else if ((hit = live_remove(t, shift, p, &got)))
+		large_left(a, le_unpack(&got).size, gil);
 	if (lock && !gil)
 		ma_spin_unlock(&t->lock);
 	if (!hit) {
