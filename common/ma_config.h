@@ -43,6 +43,9 @@ struct ma_config {
 	uint64_t runtime_addr; /* _PyRuntime */
 	struct ma_py_offsets off;
 	uint64_t sample_mean; /* MA_TRACK_SAMPLE: mean bytes between samples */
+	uint32_t sample_filter_bits; /* MA_TRACK_SAMPLE: the free's filter,
+					common/ma_sample.h */
+	uint32_t _pad0;
 };
 
 /* Exported by the payload as the symbol `ma_ctl` */

@@ -120,4 +120,41 @@ static inline int64_t ma_sample_draw(uint64_t *st, uint64_t mean)
 	return (int64_t)v + 1;
 }
 
+/*
+ * The free's filter (injector/sample.c): 2^bits 8-bit counters of the live
+ * sampled blocks per hash of their address.  A free whose counter is 0
+ * passes with one load; any other takes the full path (a table lookup), so
+ * the filter must stay mostly zeros: its size is chosen when a session
+ * starts, 32 counters per sampled block expected live then (about 3 % of
+ * the frees of unsampled blocks take the full path), from the target's RSS
+ * over the mean (an upper bound of the live heap).  64 KiB at least (what
+ * a small process needs), 4 MiB at most (a 40 GiB heap sampled every
+ * 512 KiB: 80,000 blocks live).  The payload maps none of it: its pages
+ * are touched only as counters are used.
+ */
+#define MA_SAMPLE_FILTER_BITS_MIN  16
+#define MA_SAMPLE_FILTER_BITS_MAX  22
+#define MA_SAMPLE_FILTER_PER_BLOCK 32
+
+static inline uint32_t ma_sample_filter_bits(uint64_t rss, uint64_t mean)
+{
+	uint64_t want;
+	uint32_t bits = MA_SAMPLE_FILTER_BITS_MIN;
+
+	if (!mean)
+		return bits;
+	want = (rss / mean + 1) * MA_SAMPLE_FILTER_PER_BLOCK;
+	while (bits < MA_SAMPLE_FILTER_BITS_MAX && (1ull << bits) < want)
+		bits++;
+	return bits;
+}
+
+/* A block's counter: neighbouring blocks share a line of the filter (the
+ * frees of one pymalloc pool often come together), and an address 1 MiB
+ * away lands elsewhere.  mask: 2^bits - 1 */
+static inline uint32_t ma_sample_filter_hash(uint64_t p, uint32_t mask)
+{
+	return (uint32_t)((p >> 4) ^ (p >> 20)) & mask;
+}
+
 #endif

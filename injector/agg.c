@@ -912,9 +912,24 @@ int ma_agg_setup(struct ma_session *s, void *area, char *msg, size_t len)
 	a->young = a->young0;
 	if (!a->kidx || live_map(&a->gil, GIL_BITS0) < 0)
 		goto nomem;
-	for (int i = 0; i < SHARDS; i++)
-		if (live_map(&a->nat[i], NAT_BITS0) < 0)
-			goto nomem;
+	/* the shards' first tables in one mapping, a page each (each is
+	 * unmapped on its own when it grows): this runs with the target's
+	 * threads stopped, and every system call there is two ptrace stops
+	 * of the attacher's remote call */
+	_Static_assert((sizeof(struct live_ent) << NAT_BITS0) % 4096 == 0,
+		       "a shard's first table is whole pages");
+	uint8_t *nat0 = ma_map((sizeof(struct live_ent) << NAT_BITS0) * SHARDS);
+
+	if (!nat0)
+		goto nomem;
+	for (int i = 0; i < SHARDS; i++) {
+		a->nat[i].t =
+			(struct live_ent *)(nat0 + ((sizeof(struct live_ent)
+						     << NAT_BITS0) *
+						    (size_t)i));
+		a->nat[i].bits = NAT_BITS0;
+		a->nat[i].n = 0;
+	}
 	h->magic = MA_AGG_MAGIC;
 	h->version = MA_AGG_VERSION;
 	h->hdr_size = MA_AGG_HDR_SIZE;

@@ -23,6 +23,7 @@
 #include "../common/ma_config.h"
 #include "../common/ma_pyver.h"
 #include "../common/ma_record.h"
+#include "../common/ma_sample.h"
 #include "../common/ma_ring_io.h"
 
 #define ma_likely(x)   __builtin_expect(!!(x), 1)
@@ -379,20 +380,21 @@ void ma_agg_prefetch(struct ma_session *s, uint64_t p, uint64_t size);
 /* ------------------------------------------------------------------ */
 /* Sampled tracking (sample.c, docs/payload.md "Sampled tracking") */
 
-#define MA_SAMP_FILTER_BITS 16
-
 /* The session's generation while it samples, else 0; its mean */
 extern uint32_t ma_samp_gen;
 extern uint64_t ma_samp_mean;
 /* Live sampled blocks per hash of their address: a free whose counter is
  * 0 is not of a sampled block.  Static (never unmapped: read outside any
- * recording section), cleared when a sampled session starts */
-extern uint8_t ma_samp_filter[1u << MA_SAMP_FILTER_BITS];
+ * recording section), its first ma_samp_fmask + 1 counters in use (sized
+ * when a sampled session starts, threads stopped, and cleared then;
+ * common/ma_sample.h) */
+extern uint32_t ma_samp_fmask;
+extern uint8_t ma_samp_filter[1u << MA_SAMPLE_FILTER_BITS_MAX];
 
 static inline uint32_t ma_samp_hash(uint64_t p)
 {
-	return (uint32_t)((p >> 4) ^ (p >> 20)) &
-	       ((1u << MA_SAMP_FILTER_BITS) - 1);
+	return ma_sample_filter_hash(
+		p, __atomic_load_n(&ma_samp_fmask, __ATOMIC_RELAXED));
 }
 
 /* The countdown crossed (or belongs to another session): 1 when this
@@ -457,7 +459,7 @@ void ma_samp_weights(uint64_t size, uint64_t *wbytes, uint64_t *wcount);
 void ma_samp_filter_add(uint64_t p);
 void ma_samp_filter_del(uint64_t p);
 /* A sampled session starts (threads stopped): mean, filter cleared */
-void ma_samp_start(uint32_t gen, uint64_t mean);
+void ma_samp_start(uint32_t gen, uint64_t mean, uint32_t filter_bits);
 
 /* ------------------------------------------------------------------ */
 /* Python stacks (pystack.c) */

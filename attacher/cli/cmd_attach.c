@@ -640,6 +640,12 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 			s->got_state == MA_GOT_DONE	 ? ""
 			: s->got_state == MA_GOT_PENDING ? " (not done yet)"
 							 : " (not done)");
+	if (ma_cli_verbose && s->sample_filter_bits)
+		fprintf(stderr,
+			"memattach: sampled frees filtered by 2^%u counters "
+			"(%u KiB, from the target's RSS at the attach)\n",
+			s->sample_filter_bits,
+			(1u << s->sample_filter_bits) >> 10);
 	fprintf(stderr,
 		"memattach: attached to %d (python %s, %s, offsets from %s) in "
 		"%.1f ms, target stopped %.1f ms%s\n",

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "inject.h"
 #include "ma_agg.h"
+#include "ma_sample.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -789,6 +790,16 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 			      "than a second ago)",
 			      (int)t->pid);
 	s->reused = pi.loaded;
+	if (o->flags & MA_TRACK_SAMPLE) {
+		struct ma_status st;
+
+		/* the free's filter sized for the heap as it is (an RSS that
+		 * cannot be read: the smallest) */
+		if (ma_status_read(t->pid, &st) < 0)
+			st.vm_rss_kb = 0;
+		s->sample_filter_bits = ma_sample_filter_bits(
+			(uint64_t)st.vm_rss_kb << 10, o->sample_mean);
+	}
 	err = ma_rcall_env_init(t->pid, &env);
 	if (err)
 		return err;
@@ -844,6 +855,7 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 		.runtime_addr = t->runtime_addr,
 		.off = t->off,
 		.sample_mean = o->sample_mean,
+		.sample_filter_bits = s->sample_filter_bits,
 	};
 	struct ma_rcall start = {
 		.name = "ma_start",

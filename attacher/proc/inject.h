@@ -63,6 +63,7 @@ struct ma_injection {
 	uint64_t got_ns;
 	pid_t hijacked;		  /* the thread that ran the calls */
 	int payload_fd_in_target; /* memfd of the image, closed by ma_start */
+	uint32_t sample_filter_bits; /* sampled: the free's filter, 2^bits */
 };
 
 /* What `memattach detach` and `info` see of a loaded payload */
