@@ -405,6 +405,17 @@ static int multi_init(struct ma_track *tr, struct ma_target *t,
 	return 0;
 }
 
+/* What the payload of every process of a session is started with: the
+ * first one's and those added (--children, several PIDs) alike */
+static struct ma_inject_opts inject_opts(const struct ma_track_opts *o)
+{
+	return (struct ma_inject_opts){ .ring_size = o->ring_size,
+					.flags = o->flags,
+					.max_frames = o->max_frames,
+					.full_wait_us = 20000,
+					.sample_mean = o->sample_mean };
+}
+
 int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 		   struct ma_track **out)
 {
@@ -460,11 +471,7 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 		names_poll(tr);
 	else
 		tr->pr = NULL;
-	struct ma_inject_opts io = { .ring_size = o->ring_size,
-				     .flags = o->flags,
-				     .max_frames = o->max_frames,
-				     .full_wait_us = 20000,
-				     .sample_mean = o->sample_mean };
+	struct ma_inject_opts io = inject_opts(o);
 
 	err = ma_inject_start(t, &io, &tr->s);
 	if (err)
@@ -567,10 +574,7 @@ static int track_add(struct ma_track *g, struct ma_target *t, pid_t ppid)
 	if (!err)
 		err = ma_account_new(&p->acc);
 	if (!err) {
-		struct ma_inject_opts io = { .ring_size = g->opts.ring_size,
-					     .flags = g->opts.flags,
-					     .max_frames = g->opts.max_frames,
-					     .full_wait_us = 20000 };
+		struct ma_inject_opts io = inject_opts(&g->opts);
 
 		err = ma_inject_start(t, &io, &p->s);
 	}

@@ -7,7 +7,8 @@ tracked exactly (the default) and once with --sample 32K: the estimate of
 every site holding at least 1% of the bytes, allocated and (for the kept
 site) still live, is within 10% of the exact figure; no site holding 5% or
 more is missing; the attach summary and every report format say that the
-figures are estimates.  And the usage errors of --sample.
+figures are estimates.  And the usage errors of --sample, and --sample on
+two processes at once (both tracked).
 
 The mean is 32 KiB rather than the advised 512 KiB so that 8 GB give the
 1% site enough samples.  The standard error of a site's estimate is
@@ -99,9 +100,24 @@ def usage_errors():
               "exit %d: %s" % (rc, err))
 
 
+def several_processes(tmp, exe):
+    """--sample on several PIDs: every process sampled (each one's payload
+    is started with the mean, not only the first one's)"""
+    with Target(exe, "churn.py") as a, Target(exe, "churn.py") as b:
+        cap = os.path.join(tmp, "two.cap")
+        rc, out, err = memattach("attach", "--sample", "512K", "-d", "1",
+                                 "-o", cap, a.pid, b.pid, timeout=120)
+        rows = {int(ln.split()[0]): ln.split()[2] for ln in out.splitlines()
+                if ln.split() and ln.split()[0] in (str(a.pid), str(b.pid))}
+        check(rc == 0 and rows == {a.pid: "tracked", b.pid: "tracked"},
+              "attach --sample with two PIDs: both processes tracked",
+              "exit %d, rows %s: %s" % (rc, rows, err.strip()[-300:]))
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="memattach-sample-")
     usage_errors()
+    several_processes(tmp, "/usr/bin/python3")
     first = True
     for label, exe in interpreters():
         caps, att = {}, {}
