@@ -341,13 +341,21 @@ static int live_place(struct live_tab *t, int shift, struct live_ent x)
 	return -ENOSPC;
 }
 
-static int live_map(struct live_tab *t, uint32_t bits)
+/* An empty table of 1 << bits entries at mem (zeroed, page-aligned) */
+static void live_init(struct live_tab *t, struct live_ent *mem, uint32_t bits)
 {
-	t->t = ma_map(sizeof(struct live_ent) << bits);
-	if (!t->t)
-		return -ENOMEM;
+	t->t = mem;
 	t->bits = bits;
 	t->n = 0;
+}
+
+static int live_map(struct live_tab *t, uint32_t bits)
+{
+	struct live_ent *mem = ma_map(sizeof(struct live_ent) << bits);
+
+	if (!mem)
+		return -ENOMEM;
+	live_init(t, mem, bits);
 	return 0;
 }
 
@@ -918,18 +926,14 @@ int ma_agg_setup(struct ma_session *s, void *area, char *msg, size_t len)
 	 * of the attacher's remote call */
 	_Static_assert((sizeof(struct live_ent) << NAT_BITS0) % 4096 == 0,
 		       "a shard's first table is whole pages");
-	uint8_t *nat0 = ma_map((sizeof(struct live_ent) << NAT_BITS0) * SHARDS);
+	struct live_ent *nat0 =
+		ma_map((sizeof(struct live_ent) << NAT_BITS0) * SHARDS);
 
 	if (!nat0)
 		goto nomem;
-	for (int i = 0; i < SHARDS; i++) {
-		a->nat[i].t =
-			(struct live_ent *)(nat0 + ((sizeof(struct live_ent)
-						     << NAT_BITS0) *
-						    (size_t)i));
-		a->nat[i].bits = NAT_BITS0;
-		a->nat[i].n = 0;
-	}
+	for (int i = 0; i < SHARDS; i++)
+		live_init(&a->nat[i], nat0 + ((size_t)i << NAT_BITS0),
+			  NAT_BITS0);
 	h->magic = MA_AGG_MAGIC;
 	h->version = MA_AGG_VERSION;
 	h->hdr_size = MA_AGG_HDR_SIZE;

@@ -22,8 +22,10 @@
 uint32_t ma_samp_gen;
 uint32_t ma_samp_fmask = (1u << MA_SAMPLE_FILTER_BITS_MIN) - 1;
 uint64_t ma_samp_mean;
+/* mincore's unit (filter_clear): x86_64's page */
+#define FILTER_PAGE 4096u
 uint8_t ma_samp_filter[1u << MA_SAMPLE_FILTER_BITS_MAX]
-	__attribute__((aligned(4096)));
+	__attribute__((aligned(FILTER_PAGE)));
 /* counters that a session may have written: the rest are still zero
  * pages, never touched */
 static uint32_t filter_used;
@@ -121,16 +123,16 @@ void ma_samp_filter_del(uint64_t p)
  */
 static void filter_clear(uint32_t n)
 {
-	const uint32_t pg = 4096;
-	unsigned char vec[(1u << MA_SAMPLE_FILTER_BITS_MAX) / 4096];
+	unsigned char vec[(1u << MA_SAMPLE_FILTER_BITS_MAX) / FILTER_PAGE];
 
 	if (mincore(ma_samp_filter, n, vec) < 0) {
 		memset(ma_samp_filter, 0, n);
 		return;
 	}
-	for (uint32_t i = 0; i < n / pg; i++)
+	for (uint32_t i = 0; i < n / FILTER_PAGE; i++)
 		if (vec[i] & 1)
-			memset(ma_samp_filter + (size_t)i * pg, 0, pg);
+			memset(ma_samp_filter + (size_t)i * FILTER_PAGE, 0,
+			       FILTER_PAGE);
 }
 
 /* Threads stopped (ma_start): a hook that had read the mask before they
