@@ -712,7 +712,7 @@ static void start_locked(const struct ma_config *cfg)
 	if (c.flags & MA_TRACK_SAMPLE)
 		ma_samp_start(s->gen, c.sample_mean, c.sample_filter_bits);
 	else
-		__atomic_store_n(&ma_samp_gen, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&ma_samp_hot.gen, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->ring.hdr->state, MA_STATE_TRACKING,
 			 __ATOMIC_RELEASE);
 	__atomic_store_n(&ma_enabled, 1, __ATOMIC_SEQ_CST);

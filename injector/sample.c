@@ -19,8 +19,8 @@
 #include "../common/ma_sample.h"
 #include "internal.h"
 
-uint32_t ma_samp_gen;
-uint32_t ma_samp_fmask = (1u << MA_SAMPLE_FILTER_BITS_MIN) - 1;
+struct ma_samp_hot ma_samp_hot __attribute__((
+	aligned(64))) = { .fmask = (1u << MA_SAMPLE_FILTER_BITS_MIN) - 1 };
 uint64_t ma_samp_mean;
 /* mincore's unit (filter_clear): x86_64's page */
 #define FILTER_PAGE 4096u
@@ -150,7 +150,7 @@ void ma_samp_start(uint32_t gen, uint64_t mean, uint32_t filter_bits)
 	filter_clear(filter_used);
 	if (filter_used < n)
 		filter_used = n;
-	__atomic_store_n(&ma_samp_fmask, n - 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&ma_samp_hot.fmask, n - 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&ma_samp_mean, mean, __ATOMIC_RELAXED);
-	__atomic_store_n(&ma_samp_gen, gen, __ATOMIC_RELEASE);
+	__atomic_store_n(&ma_samp_hot.gen, gen, __ATOMIC_RELEASE);
 }

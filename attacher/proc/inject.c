@@ -790,16 +790,11 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 			      "than a second ago)",
 			      (int)t->pid);
 	s->reused = pi.loaded;
-	if (o->flags & MA_TRACK_SAMPLE) {
-		struct ma_status st;
-
-		/* the free's filter sized for the heap as it is (an RSS that
-		 * cannot be read: the smallest) */
-		if (ma_status_read(t->pid, &st) < 0)
-			st.vm_rss_kb = 0;
+	/* the free's filter sized for the heap as it is: the RSS read when
+	 * the target was found, moments ago */
+	if (o->flags & MA_TRACK_SAMPLE)
 		s->sample_filter_bits = ma_sample_filter_bits(
-			(uint64_t)st.vm_rss_kb << 10, o->sample_mean);
-	}
+			(uint64_t)t->status.vm_rss_kb << 10, o->sample_mean);
 	err = ma_rcall_env_init(t->pid, &env);
 	if (err)
 		return err;
