@@ -16,7 +16,15 @@ WORKLOAD is one of
           glibc raises its threshold after the first free), each kept for
           1 .. 64 iterations (log-uniform), plus a few small objects;
   growth  the churn loop, and 1 MiB per second of 4 KiB bytes objects kept
-          for ever (a leak at a known rate).
+          for ever (a leak at a known rate);
+  cache   a large live set that turns over: an in-memory cache of
+          MA_BENCH_CACHE_MIB MiB (default 1024) of small records (a dict
+          with a string and a list, as spread's), built before READY, then
+          every iteration replaces one record chosen at random, so that
+          lifetimes are exponential with a mean of the cache's size in
+          records (millions of allocations) and, tracked, the blocks
+          allocated since the attach become most of the heap: the largest
+          live tables (aggregated) and the fullest free filter (sampled).
 Every thread counts iterations; the main thread prints "it N" (the sum over
 threads) every 100 ms, and READY first: bench/attach_bench.py's reader.
 The random choices come from a seeded generator per thread, so two runs do
@@ -107,13 +115,38 @@ def growth(slot):
         del d, t
 
 
+def cache_build():
+    """The cache, once for all threads (each replaces records in it):
+    about 330 bytes of heap per record (dict 184 B with its keys shared,
+    str 56, list 64 and its item array)"""
+    import os
+    n = int(os.environ.get("MA_BENCH_CACHE_MIB", "1024")) * (1 << 20) // 330
+    CACHE.extend({"id": i, "name": "u%d" % i, "tags": [i]} for i in range(n))
+
+
+def cache(slot):
+    rnd = random.Random(3000 + slot)
+    size = len(CACHE)
+    picks = [rnd.randrange(size) for _ in range(1 << 16)]
+    n = 0
+    while True:
+        CACHE[(picks[n & 0xffff] + (n >> 16)) % size] = {
+            "id": n, "name": "u%d" % n, "tags": [n]}
+        n += 1
+        if n % 1000 == 0:
+            COUNTS[slot] = n
+
+
+CACHE = []
 WORKLOADS = {"churn": churn, "spread": spread, "large": large,
-             "growth": growth}
+             "growth": growth, "cache": cache}
 
 
 def main():
     work = WORKLOADS[sys.argv[1]]
     nthreads = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    if work is cache:
+        cache_build()
     for i in range(nthreads):
         COUNTS.append(0)
         threading.Thread(target=work, args=(i,), daemon=True).start()
