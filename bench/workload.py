@@ -31,6 +31,7 @@ The random choices come from a seeded generator per thread, so two runs do
 the same work.  Not a test.
 """
 import math
+import os
 import random
 import sys
 import threading
@@ -119,7 +120,6 @@ def cache_build():
     """The cache, once for all threads (each replaces records in it):
     about 330 bytes of heap per record (dict 184 B with its keys shared,
     str 56, list 64 and its item array)"""
-    import os
     n = int(os.environ.get("MA_BENCH_CACHE_MIB", "1024")) * (1 << 20) // 330
     CACHE.extend({"id": i, "name": "u%d" % i, "tags": [i]} for i in range(n))
 

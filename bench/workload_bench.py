@@ -133,11 +133,12 @@ def run(a, work, mode):
         time.sleep(1.0 + 1.3 * a.threads if work == "spread" else 1.0)
         prev = window(p, a.window)
         first = prev
+        # the session: settle, the window, and 0.3 s to spare
+        tracked = a.settle + a.window + 0.3
         for _ in range(a.rounds):
             t_start = time.monotonic()
             m = subprocess.Popen([a.memattach, "attach", "--quiet", "-o",
-                                  cap, "--duration",
-                                  str(a.settle + a.window + 0.3)] +
+                                  cap, "--duration", str(tracked)] +
                                  extra + [str(p.pid)],
                                  stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE)
@@ -159,7 +160,7 @@ def run(a, work, mode):
                 "rss_plus": tr[2] - (prev[2] + nxt[2]) / 2,
                 "att_cpu": (ru.ru_utime + ru.ru_stime) / wall,
                 "att_rss": ru.ru_maxrss * 1024,
-                "cap_per_s": size / (a.settle + a.window + 0.3),
+                "cap_per_s": size / tracked,
                 "cap_per_alloc": size / allocs if allocs else None,
                 "lost": lost,
                 "untracked_its": (prev[0] + nxt[0]) / 2,
