@@ -35,20 +35,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import workload  # noqa: E402  (the workloads' names)
-import workload_bench as wb  # noqa: E402  (its helpers: window, WORKLOAD)
-
-
-def start(a):
-    env = dict(os.environ)
-    if a.workload == "large":
-        env["GLIBC_TUNABLES"] = "glibc.malloc.mmap_threshold=131072"
-    p = subprocess.Popen([a.python, wb.WORKLOAD, a.workload, str(a.threads)],
-                         stdout=subprocess.PIPE, env=env)
-    if p.stdout.readline().strip() != b"READY":
-        p.kill()
-        sys.exit("%s did not start" % a.workload)
-    os.set_blocking(p.stdout.fileno(), False)
-    return p
+import workload_bench as wb  # noqa: E402  (start_target, warm_up, window)
 
 
 def both(a, procs):
@@ -67,10 +54,11 @@ def both(a, procs):
 
 
 def round_(a, bins, order, tmp):
-    procs = [start(a), start(a)]
+    procs = []
     try:
-        # spread needs 10**6 iterations per thread to fill its wheel
-        time.sleep(1.0 + 1.3 * a.threads if a.workload == "spread" else 1.0)
+        for _ in range(2):
+            procs.append(wb.start_target(a.python, a.workload, a.threads))
+        wb.warm_up(a.workload, a.threads)
         untracked = both(a, procs)
         session = a.settle + a.window + 0.5
         ms = [subprocess.Popen([bins[order[i]], "attach", "--quiet", "-o",

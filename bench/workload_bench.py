@@ -117,20 +117,34 @@ def capture_allocs(memattach, cap):
     return doc["totals"]["allocations"], doc["totals"]["lost_records"]
 
 
-def run(a, work, mode):
-    extra = [] if mode == "default" else mode.split()
+def start_target(python, work, threads):
+    """A target of bench/workload.py, READY, its stdout non-blocking for
+    last_count (also bench/pair_ab.py's)"""
     env = dict(os.environ)
     if work == "large":
         env["GLIBC_TUNABLES"] = "glibc.malloc.mmap_threshold=131072"
-    p = subprocess.Popen([a.python, WORKLOAD, work, str(a.threads)],
+    p = subprocess.Popen([python, WORKLOAD, work, str(threads)],
                          stdout=subprocess.PIPE, env=env)
+    if p.stdout.readline().strip() != b"READY":
+        p.kill()
+        p.wait()
+        sys.exit("%s did not start" % work)
+    os.set_blocking(p.stdout.fileno(), False)
+    return p
+
+
+def warm_up(work, threads):
+    """Until a fresh target's rate is steady (spread: its wheel full)"""
+    time.sleep(1.0 + 1.3 * threads if work == "spread" else 1.0)
+
+
+def run(a, work, mode):
+    extra = [] if mode == "default" else mode.split()
+    p = start_target(a.python, work, a.threads)
     cap = os.path.join(a.tmp, "w.cap")
     rounds = []
     try:
-        if p.stdout.readline().strip() != b"READY":
-            sys.exit("%s did not start" % work)
-        os.set_blocking(p.stdout.fileno(), False)
-        time.sleep(1.0 + 1.3 * a.threads if work == "spread" else 1.0)
+        warm_up(work, a.threads)
         prev = window(p, a.window)
         first = prev
         # the session: settle, the window, and 0.3 s to spare
