@@ -22,6 +22,7 @@ MEMATTACH = os.environ.get("MEMATTACH", os.path.join(SRC, "build", "memattach"))
 TARGETS = os.path.join(SRC, "tests", "targets")
 
 _passed = _failed = _skipped = 0
+_failures = []  # [[line, ...]] per failed check, recapped by finish()
 
 
 def check(cond, what, detail=""):
@@ -31,10 +32,12 @@ def check(cond, what, detail=""):
         print("ok   %s" % what, flush=True)
     else:
         _failed += 1
-        print("FAIL %s" % what, flush=True)
+        lines = ["FAIL %s" % what]
         if detail:
-            for line in str(detail).rstrip().splitlines():
-                print("     | %s" % line)
+            lines += ["     | %s" % line
+                      for line in str(detail).rstrip().splitlines()]
+        _failures.append(lines)
+        print("\n".join(lines), flush=True)
     return cond
 
 
@@ -45,6 +48,12 @@ def skip(what, reason):
 
 
 def finish():
+    # The failures again at the end: a CI log shown truncated in its middle
+    # (a test prints hundreds of ok lines) still names what failed.
+    if _failures:
+        print("failures:")
+        for lines in _failures:
+            print("\n".join(lines[:21]))
     print("%d passed, %d failed, %d skipped" % (_passed, _failed, _skipped))
     if _failed:
         sys.exit(1)
