@@ -21,17 +21,18 @@ SRC = os.environ.get("MA_SOURCE_DIR",
 MEMATTACH = os.environ.get("MEMATTACH", os.path.join(SRC, "build", "memattach"))
 TARGETS = os.path.join(SRC, "tests", "targets")
 
-_passed = _failed = _skipped = 0
+_passed = _skipped = 0
 _failures = []  # [[line, ...]] per failed check, recapped by finish()
+# a failure's detail lines the recap repeats (all of them print at the check)
+RECAP_DETAIL = 20
 
 
 def check(cond, what, detail=""):
-    global _passed, _failed
+    global _passed
     if cond:
         _passed += 1
         print("ok   %s" % what, flush=True)
     else:
-        _failed += 1
         lines = ["FAIL %s" % what]
         if detail:
             lines += ["     | %s" % line
@@ -53,9 +54,10 @@ def finish():
     if _failures:
         print("failures:")
         for lines in _failures:
-            print("\n".join(lines[:21]))
-    print("%d passed, %d failed, %d skipped" % (_passed, _failed, _skipped))
-    if _failed:
+            print("\n".join(lines[:1 + RECAP_DETAIL]))
+    print("%d passed, %d failed, %d skipped" % (_passed, len(_failures),
+                                                _skipped))
+    if _failures:
         sys.exit(1)
     if not _passed:
         sys.exit(77)
