@@ -27,6 +27,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import workload_bench as wb  # noqa: E402  (memattach_bin)
 CHURN = os.path.join(os.path.dirname(HERE), "tests", "targets", "churn.py")
 
 
@@ -116,8 +118,7 @@ def main():
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="memattach-ab-")
     a.capture = os.path.join(tmp, "ab.cap")
-    bins = [os.path.join(b, "memattach") if os.path.isdir(b) else b
-            for b in a.builds]
+    bins = [wb.memattach_bin(b) for b in a.builds]
     res = {b: ([], []) for b in bins}
     for _ in range(a.rounds):
         for b in bins:

@@ -96,11 +96,7 @@ def main():
     ap.add_argument("--extra", default="", help="attach options of both")
     ap.add_argument("builds", nargs=2, metavar="BUILD")
     a = ap.parse_args()
-    bins = [os.path.join(b, "memattach") if os.path.isdir(b) else b
-            for b in a.builds]
-    for b in bins:
-        if not os.access(b, os.X_OK):
-            sys.exit("%s: not an executable memattach" % b)
+    bins = [wb.memattach_bin(b) for b in a.builds]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.rounds):

@@ -192,6 +192,14 @@ def med(rounds, key):
     return statistics.median(v) if v else float("nan")
 
 
+
+def memattach_bin(build):
+    """BUILD: a build directory (its memattach) or a memattach binary"""
+    b = os.path.join(build, "memattach") if os.path.isdir(build) else build
+    if not os.access(b, os.X_OK):
+        sys.exit("%s: not an executable memattach" % b)
+    return b
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(SRC, "build"))
@@ -206,7 +214,7 @@ def main():
                     help="seconds tracked before the tracked window")
     ap.add_argument("--json", help="write every round here")
     a = ap.parse_args()
-    a.memattach = os.path.join(a.build, "memattach")
+    a.memattach = memattach_bin(a.build)
     a.tmp = tempfile.mkdtemp(prefix="memattach-wb-")
     out = []
     print("%s, %d thread(s), %d rounds of %.1f s windows, load %s" %

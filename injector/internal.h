@@ -259,6 +259,21 @@ struct ma_gp_ent {
 	uint64_t count; /* 0: empty */
 };
 
+/*
+ * Descriptors the payload keeps open in the target (the ring's memfd, the
+ * attacher's pidfd).  ma_fd_park moves a new one to MA_FD_FLOOR or above
+ * (close-on-exec) and notes what file it is; ma_fd_close_own closes it
+ * only if that file is still there.  A program may close one of its own
+ * descriptors for a moment and dup2() another over the number later
+ * (test_subprocess closes its stdout around a fork, daemons reopen 0-2):
+ * had ours taken that number meanwhile, the dup2 would replace ours
+ * silently, and our close would then close the program's stdout.
+ */
+#define MA_FD_FLOOR 100
+struct ma_fd_id {
+	uint64_t dev, ino;
+};
+
 struct ma_session {
 	uint32_t gen;	/* > 0, one per ma_start */
 	uint32_t phase; /* enum ma_phase, atomic */
@@ -268,6 +283,7 @@ struct ma_session {
 	uint32_t max_frames;
 
 	int ring_fd;
+	struct ma_fd_id ring_id; /* the memfd at ring_fd (ma_fd_park) */
 	void *ring_mem;
 	size_t ring_len;
 	struct ma_ring ring;
@@ -595,6 +611,10 @@ int ma_vfmt(char *buf, size_t len, const char *fmt, va_list ap);
 /* Anonymous memory, not counted against overcommit until touched */
 void *ma_map(size_t len);
 void ma_unmap(void *p, size_t len);
+
+/* Our descriptors in the target (struct ma_fd_id above) */
+int ma_fd_park(int fd, struct ma_fd_id *id);
+void ma_fd_close_own(int fd, const struct ma_fd_id *id);
 
 void ma_sleep_ns(uint64_t ns);
 /* futex wait (bounded) and wake on a private word */

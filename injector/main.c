@@ -166,8 +166,7 @@ static void fence_all(void)
 
 static void session_release(struct ma_session *s, int unmap)
 {
-	if (s->ring_fd >= 0)
-		close(s->ring_fd);
+	ma_fd_close_own(s->ring_fd, &s->ring_id);
 	s->ring_fd = -1;
 	if (!unmap)
 		return;
@@ -249,6 +248,7 @@ static struct ma_session *session_new(const struct ma_config *c, char *msg,
 		ma_fmt(msg, len, "memfd_create for the ring: errno %d", errno);
 		return NULL;
 	}
+	fd = ma_fd_park(fd, &s->ring_id);
 	s->ring_fd = fd;
 	if (ftruncate(fd, (off_t)s->ring_len) < 0) {
 		*err = -errno;
@@ -390,11 +390,12 @@ static void stop_finish(struct ma_session *s)
  * PID namespace (else the number would name another process here); without
  * pidfd_open (Linux < 5.3, a seccomp filter) the heartbeat is all there is.
  */
-static int attacher_pidfd(const struct ma_session *s)
+static int attacher_pidfd(const struct ma_session *s, struct ma_fd_id *id)
 {
 	if (s->cfg.attacher_pid <= 0)
 		return -1;
-	return (int)syscall(SYS_pidfd_open, s->cfg.attacher_pid, 0);
+	return ma_fd_park((int)syscall(SYS_pidfd_open, s->cfg.attacher_pid, 0),
+			  id);
 }
 
 static int attacher_gone(int pidfd)
@@ -449,12 +450,13 @@ static void *watchdog_main(void *arg)
 {
 	struct ma_session *s = arg;
 	struct ma_ring_hdr *h = s->ring.hdr;
+	struct ma_fd_id pid_id;
 	char msg[128];
 	int pidfd;
 
 	ma_tls.guard = 1; /* this thread never records */
 	prctl(PR_SET_NAME, "memattach", 0, 0, 0);
-	pidfd = attacher_pidfd(s);
+	pidfd = attacher_pidfd(s, &pid_id);
 	got_first_install(s);
 	fence_register();
 	while (phase_of(s) == MA_PHASE_TRACKING) {
@@ -509,8 +511,7 @@ static void *watchdog_main(void *arg)
 		}
 		ma_futex_wait(&s->wd_word, w, TICK_NS);
 	}
-	if (pidfd >= 0)
-		close(pidfd);
+	ma_fd_close_own(pidfd, &pid_id);
 	stop_finish(s);
 	return NULL;
 }

@@ -5,11 +5,14 @@
  * syscalls (not cancellation points: we may be inside a hook).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -155,6 +158,51 @@ void ma_unmap(void *p, size_t len)
 {
 	if (p)
 		munmap(p, len);
+}
+
+/* The floor: MA_FD_FLOOR, or half the descriptor limit when that is lower
+ * (F_DUPFD fails at or above it), but never among 0-2 */
+static int fd_floor(void)
+{
+	struct rlimit rl;
+	int floor = MA_FD_FLOOR;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 2 < (rlim_t)floor)
+		floor = (int)(rl.rlim_cur / 2);
+	return floor < 3 ? 3 : floor;
+}
+
+int ma_fd_park(int fd, struct ma_fd_id *id)
+{
+	struct stat st;
+	int hi;
+
+	if (fd >= 0 && fd < MA_FD_FLOOR) {
+		hi = fcntl(fd, F_DUPFD_CLOEXEC, fd_floor());
+		/* every number above the floor taken: one above 2 at least */
+		if (hi < 0 && fd < 3)
+			hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		if (hi >= 0) {
+			close(fd);
+			fd = hi;
+		}
+	}
+	id->dev = id->ino = 0;
+	if (fd >= 0 && fstat(fd, &st) == 0) {
+		id->dev = st.st_dev;
+		id->ino = st.st_ino;
+	}
+	return fd;
+}
+
+void ma_fd_close_own(int fd, const struct ma_fd_id *id)
+{
+	struct stat st;
+
+	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == id->dev &&
+	    st.st_ino == id->ino)
+		close(fd);
 }
 
 void ma_sleep_ns(uint64_t ns)

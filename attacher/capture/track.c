@@ -24,6 +24,7 @@
 #include "discover.h"
 #include "errors.h"
 #include "ma_ring_io.h"
+#include "procfs.h"
 #include "ptrace.h"
 #include "pyread.h"
 #include "teststep.h"
@@ -114,6 +115,7 @@ struct ma_track {
 	uint8_t *rec;
 	size_t rec_cap;
 	uint64_t last_agg, agg_epoch, last_sample_t;
+	uint64_t ring_maps_ns; /* ring_gone: when the maps were last read */
 	uint64_t peak_after_ns, peak_before_ns;
 
 	/* several processes in one capture (opts.multi): every process has
@@ -1156,9 +1158,33 @@ static void multi_end(struct ma_track *p, uint32_t state, const char *why,
 		run->proc_note(run->arg, &p->info);
 }
 
-/* The process no longer holds the ring's memfd: it exec'd (the memfd is
- * close-on-exec), whatever program it runs now, the same one too */
-static int ring_gone(const struct ma_track *p)
+/* The ring's memfd still mapped in the process: the payload maps it for
+ * the whole session, and an exec unmaps everything (1 when the maps cannot
+ * be read: the exit is noticed elsewhere) */
+static int ring_mapped(pid_t pid, const struct stat *ring)
+{
+	struct ma_maps m = { 0 };
+	int found = 0;
+
+	if (ma_maps_read(pid, &m) < 0)
+		return 1;
+	for (size_t i = 0; i < m.n && !found; i++)
+		found = m.v[i].inode == (unsigned long)ring->st_ino &&
+			strstr(m.v[i].path, "memfd:memattach-ring") != NULL;
+	ma_maps_free(&m);
+	return found;
+}
+
+/*
+ * The process exec'd, whatever program it runs now, the same one too.
+ * First the cheap check: it still holds the ring's memfd (close-on-exec)
+ * at the number the payload gave.  A program may also have closed that
+ * descriptor itself, or put another file at its number (a closerange()
+ * in a daemon): then the ring's mapping decides, read from its maps at
+ * most every RING_MAPS_EVERY_NS (a large process's maps take milliseconds).
+ */
+#define RING_MAPS_EVERY_NS 2000000000ull
+static int ring_gone(struct ma_track *p, uint64_t now)
 {
 	struct stat a, b;
 	char path[64];
@@ -1168,9 +1194,16 @@ static int ring_gone(const struct ma_track *p)
 		return 0;
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)p->pid,
 		 p->s.target_ring_fd);
-	if (stat(path, &b))
-		return errno == ENOENT;
-	return a.st_ino != b.st_ino || a.st_dev != b.st_dev;
+	if (stat(path, &b) == 0) {
+		if (a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+			return 0;
+	} else if (errno != ENOENT) {
+		return 0;
+	}
+	if (p->ring_maps_ns && now - p->ring_maps_ns < RING_MAPS_EVERY_NS)
+		return 0;
+	p->ring_maps_ns = now;
+	return !ring_mapped(p->pid, &a);
 }
 
 /* A child found: tracked if it runs Python, else listed as skipped */
@@ -1371,7 +1404,7 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 						  run);
 					continue;
 				}
-				if (ring_gone(p)) {
+				if (ring_gone(p, now)) {
 					multi_end(p, MA_PROC_EXITED,
 						  "exec'd another program",
 						  run);

@@ -10,7 +10,11 @@
   target survives every time, and `memattach detach` then a new attach work;
 - the target exits while tracked: the capture is complete up to its exit;
 - the target forks while tracked: the child is not tracked and exits 0,
-  the parent goes on being tracked.
+  the parent goes on being tracked;
+- the target frees a descriptor number while memattach attaches, then
+  dup2()s its own file back over it, and dup2()s a file over the ring's
+  descriptor: its files are all there after the detach, and tracking went
+  on after both.
 
 Each runs on every interpreter tracked by default, then again with
 `--sample 16K` (sampled tracking) on Debian's python3 and pyenv 3.12
@@ -198,6 +202,68 @@ def forks(label, exe, tmp):
               c and c["total"])
 
 
+def our_fds(pid):
+    """{number: link} of memattach's descriptors in process pid"""
+    out = {}
+    for f in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, f))
+        except OSError:
+            continue
+        if "memattach" in link or "[pidfd]" in link:
+            out[int(f)] = link
+    return out
+
+
+def fd_reuse(label, exe, tmp, *opts):
+    """hazard 10: the target's descriptor numbers are its own (opts:
+    `--children` too, where memattach watches the ring's descriptor for
+    an exec)"""
+    label = " ".join((label,) + opts)
+    cap = os.path.join(tmp, "fds.cap")
+    m = marks(os.path.join(TARGETS, "fd_reuse.py"))
+
+    def cmd(t, line):
+        t.proc.stdin.write(line.encode() + b"\n")
+        t.proc.stdin.flush()
+        return t.readline(timeout=20)
+
+    with Target(exe, "fd_reuse.py") as t:
+        low = int(cmd(t, "low").split()[1])
+        a = attach(t.pid, *opts, output=cap)
+        check(a.wait_attached(), "%s: fd_reuse: attached" % label, a.stderr)
+        ours = our_fds(t.pid)
+        ring = [n for n, link in ours.items() if "memattach-ring" in link]
+        check(ring and low not in ours and min(ours) > 2,
+              "%s: our descriptors keep off the number it freed (%d)" %
+              (label, low), ours)
+        got = [cmd(t, "restore")]
+        if ring:
+            got.append(cmd(t, "dup2 %d" % ring[0]))
+        if opts:
+            # past the second in which a payload whose attacher took it
+            # for exec'd (and stopped its heartbeat) would stop by itself
+            time.sleep(1.5)
+        got.append(cmd(t, "work"))
+        rc = a.stop()
+        check(rc == 0 and "exec'd" not in a.stderr,
+              "%s: tracking goes on after both dup2()s, exit 0" % label,
+              "%s; exit %s: %s" % (got, rc, a.stderr[-600:]))
+        fds = cmd(t, "check %d %s" % (low, ring[0] if ring else ""))
+        check(fds == "FDS ok", "%s: its descriptors are all there after "
+              "the detach" % label, fds)
+        t.proc.stdin.write(b"quit\n")
+        t.proc.stdin.flush()
+        check(t.proc.wait(timeout=20) == 0, "%s: and it exits 0" % label)
+    if rc == 0:
+        doc = report_json(cap, "--view", "total", "--group", "line")
+        r = row_at(doc, os.path.join(TARGETS, "fd_reuse.py"), m["work"])
+        check(r is not None and
+              r["total"]["bytes"] >= at_least(50 * 100000),
+              "%s: the buffers allocated after the dup2()s are in the "
+              "capture" % label, r and r["total"])
+
+
 def unsafe_points(label, exe, tmp):
     libdir = os.path.join(os.environ.get("MA_BINARY_DIR", ""), "tests")
     env = dict(os.environ, MA_TEST_LIBDIR=libdir, MA_BLOCK_SECONDS="4")
@@ -253,10 +319,13 @@ def main():
              if every or label.startswith("debian") or
              label.startswith("pyenv-3.12.")]
     for MODE, label, exe in runs:
-        for fn in (blocked_read, gil_regex, sigalrm, target_exits, forks,
-                   unsafe_points):
+        for fn, opts in ((blocked_read, ()), (gil_regex, ()), (sigalrm, ()),
+                         (target_exits, ()), (forks, ()), (fd_reuse, ()),
+                         (fd_reuse, ("--children",)), (unsafe_points, ())):
+            if opts and MODE:
+                continue  # the attacher's side: the same in every mode
             try:
-                fn(label, exe, tmp)
+                fn(label, exe, tmp, *opts)
             except Exception as e:
                 check(False, "%s: %s ran without error" % (label, fn.__name__),
                       repr(e))

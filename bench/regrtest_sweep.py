@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Programs we did not write: CPython's own test suite, run in one process
+(`python -m test TEST...`), with memattach attached to it again and again
+in every tracking mode, some sessions SIGKILLed at a random moment.  The
+tests exercise what a profiler can break and our targets may not:
+threads created and joined by the thousand, fork() from threads,
+subprocesses, signals, tracemalloc and the C API's own allocator hooks
+stacked over ours, ctypes callbacks, settrace, weakref callbacks, mmap.
+Run by hand; figures go to docs/performance.md.  Not a test.
+
+A run passes when
+  - the tests give the same result as an untracked run of the same list
+    (--baseline runs that first; without it, the tracked run must pass),
+  - the target never dies of a signal,
+  - every session ends with exit 0, or 3 when the target exited meanwhile
+    (a killed session is not judged), and every capture of a session that
+    ended with 0 gives `memattach report` exit 0.
+
+  bench/regrtest_sweep.py --python ~/.pyenv/versions/3.12.1/bin/python3
+      [--seed 1] [--kill 0.25] [--baseline] [--keep DIR] [TEST ...]
+
+The interpreter needs its `test` package (pyenv builds have it; Debian's
+python3 needs libpython3.11-testsuite).  Each session's line (mode,
+killed, exit code, report's exit code, seconds, last stderr line) is
+written to DIR/sessions.txt as it ends, and the tests' output to
+DIR/tests.log, so that a failure can be placed in the tests' timeline.
+"""
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import workload_bench as wb  # noqa: E402  (the memattach binary of a build)
+
+DEFAULT_TESTS = (
+    "test_ctypes test_sys test_sys_settrace test_generators test_weakref "
+    "test_faulthandler test_concurrent_futures test_re test_itertools "
+    "test_collections test_os test_zlib test_tracemalloc test_capi "
+    "test_threading test_signal test_subprocess test_mmap test_pickle "
+    "test_gc test_json").split()
+MODES = ["", "--sample 512K", "--sample 64K", "--every-event", "--native"]
+# memattach attach: success, or the target exited while tracked
+OK_EXITS = (0, 3)
+
+
+def run_tests(py, tests, log):
+    with open(log, "w") as f:
+        return subprocess.Popen([py, "-m", "test", *tests], stdout=f,
+                                stderr=subprocess.STDOUT, cwd=tempfile.gettempdir())
+
+
+def verdict(log):
+    """the tests' own summary line, or what is there instead"""
+    lines = open(log, errors="replace").read().strip().splitlines()
+    for ln in reversed(lines):
+        if ln.startswith(("Result:", "Tests result:")):
+            return ln.split(":", 1)[1].strip()
+    return "NO SUMMARY (last line: %s)" % (lines[-1][:100] if lines else "")
+
+
+def session(a, rnd, pid, cap):
+    mode = rnd.choice(MODES)
+    dur = rnd.uniform(0.5, 4.0)
+    kill = rnd.random() < a.kill
+    cmd = [a.memattach, "attach", "-d", "%.1f" % dur, "-o", cap,
+           *mode.split(), str(pid)]
+    t0 = time.time()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    if kill:
+        time.sleep(rnd.uniform(0.0, dur))
+        p.send_signal(signal.SIGKILL)
+    err = p.communicate(timeout=300)[1].strip()
+    rep = None
+    if p.returncode == 0:
+        rep = subprocess.run([a.memattach, "report", cap],
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL,
+                             timeout=300).returncode
+    if os.path.exists(cap):
+        os.unlink(cap)
+    return {"mode": mode or "default", "killed": kill, "rc": p.returncode,
+            "report": rep, "s": round(time.time() - t0, 1),
+            "err": err.splitlines()[-1][:160] if err else ""}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"),
+                    help="build directory or memattach binary")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--kill", type=float, default=0.25,
+                    help="fraction of sessions SIGKILLed")
+    ap.add_argument("--baseline", action="store_true",
+                    help="run the tests untracked first, for their result")
+    ap.add_argument("--keep", help="directory for the logs (default: a "
+                    "temporary one, printed)")
+    ap.add_argument("tests", nargs="*", default=DEFAULT_TESTS)
+    a = ap.parse_args()
+    a.memattach = wb.memattach_bin(a.build)
+    rnd = random.Random(a.seed)
+    d = a.keep or tempfile.mkdtemp(prefix="memattach-regrtest-")
+    os.makedirs(d, exist_ok=True)
+
+    want = "SUCCESS"
+    if a.baseline:
+        t0 = time.time()
+        base = run_tests(a.python, a.tests, os.path.join(d, "baseline.log"))
+        base.wait()
+        want = verdict(os.path.join(d, "baseline.log"))
+        print("untracked: %s, exit %d, %.0f s" % (want, base.returncode,
+                                                   time.time() - t0))
+
+    log = os.path.join(d, "tests.log")
+    t0 = time.time()
+    tgt = run_tests(a.python, a.tests, log)
+    sessions, n = [], 0
+    time.sleep(rnd.uniform(0.2, 1.0))
+    with open(os.path.join(d, "sessions.txt"), "w") as sf:
+        while tgt.poll() is None:
+            s = session(a, rnd, tgt.pid, os.path.join(d, "s%d.cap" % n))
+            sessions.append(s)
+            sf.write("%.1f %r\n" % (time.time() - t0, s))
+            sf.flush()
+            n += 1
+            time.sleep(rnd.uniform(0.1, 1.5))
+        rc = tgt.wait()
+        sf.write("%.1f target exit %d\n" % (time.time() - t0, rc))
+    got = verdict(log)
+    bad = [s for s in sessions
+           if not s["killed"] and (s["rc"] not in OK_EXITS or
+                                   s["report"] not in (None, 0))]
+    by_mode = {}
+    for s in sessions:
+        by_mode[s["mode"]] = by_mode.get(s["mode"], 0) + 1
+    print("%s, %d tests, seed %d: %d sessions (%s; %d killed) in %.0f s"
+          % (a.python, len(a.tests), a.seed, len(sessions),
+             ", ".join("%s %d" % kv for kv in sorted(by_mode.items())),
+             sum(s["killed"] for s in sessions), time.time() - t0))
+    print("tracked: %s, exit %d" % (got, rc))
+    for s in bad:
+        print("  BAD SESSION %r" % s)
+    ok = rc >= 0 and got == want and not bad
+    print("%s (logs in %s)" % ("PASS" if ok else "FAIL", d))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
