@@ -40,7 +40,7 @@ import workload_bench as wb  # noqa: E402  (the memattach binary of a build)
 
 DEFAULT_TESTS = (
     "test_ctypes test_sys test_sys_settrace test_generators test_weakref "
-    "test_faulthandler test_concurrent_futures test_re test_itertools "
+    "test_faulthandler test_queue test_re test_itertools "
     "test_collections test_os test_zlib test_tracemalloc test_capi "
     "test_threading test_signal test_subprocess test_mmap test_pickle "
     "test_gc test_json").split()
@@ -53,6 +53,19 @@ def run_tests(py, tests, log):
     with open(log, "w") as f:
         return subprocess.Popen([py, "-m", "test", *tests], stdout=f,
                                 stderr=subprocess.STDOUT, cwd=tempfile.gettempdir())
+
+
+def available(py, tests):
+    """the tests this interpreter's test package has (a module or a
+    package), and the others"""
+    d = subprocess.run([py, "-c", "import os, test; "
+                        "print(os.path.dirname(test.__file__))"],
+                       capture_output=True, text=True).stdout.strip()
+    if not d:
+        sys.exit("%s: no test package (Debian: libpython3.X-testsuite)" % py)
+    have = [t for t in tests if os.path.exists(os.path.join(d, t + ".py"))
+            or os.path.isdir(os.path.join(d, t))]
+    return have, [t for t in tests if t not in have]
 
 
 def verdict(log):
@@ -105,6 +118,10 @@ def main():
     ap.add_argument("tests", nargs="*", default=DEFAULT_TESTS)
     a = ap.parse_args()
     a.memattach = wb.memattach_bin(a.build)
+    a.tests, missing = available(a.python, a.tests)
+    if missing:
+        print("not in this interpreter's test package: %s" %
+              " ".join(missing))
     rnd = random.Random(a.seed)
     d = a.keep or tempfile.mkdtemp(prefix="memattach-regrtest-")
     os.makedirs(d, exist_ok=True)
