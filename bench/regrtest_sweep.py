@@ -9,8 +9,9 @@ stacked over ours, ctypes callbacks, settrace, weakref callbacks, mmap.
 Run by hand; figures go to docs/performance.md.  Not a test.
 
 A run passes when
-  - the tests give the same result as an untracked run of the same list
-    (--baseline runs that first; without it, the tracked run must pass),
+  - the tests give the same result, and name the same test files as
+    failed, as an untracked run of the same list (--baseline runs that
+    first; without it, the tracked run must pass),
   - the target never dies of a signal,
   - every session ends with exit 0, or 3 when the target exited meanwhile
     (a killed session is not judged), and every capture of a session that
@@ -28,6 +29,7 @@ DIR/tests.log, so that a failure can be placed in the tests' timeline.
 import argparse
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -69,11 +71,22 @@ def available(py, tests):
 
 
 def verdict(log):
-    """the tests' own summary line, or what is there instead"""
+    """the tests' own summary line and the test files it names as failed,
+    or what is there instead"""
     lines = open(log, errors="replace").read().strip().splitlines()
+    failed, names = [], False
+    for ln in lines:
+        if re.match(r"\d+ tests? failed", ln):
+            names = True
+        elif names and ln.startswith("    "):
+            failed += ln.split()
+        else:
+            names = False
     for ln in reversed(lines):
         if ln.startswith(("Result:", "Tests result:")):
-            return ln.split(":", 1)[1].strip()
+            res = ln.split(":", 1)[1].strip()
+            return res + (" (%s)" % " ".join(sorted(failed)) if failed
+                          else "")
     return "NO SUMMARY (last line: %s)" % (lines[-1][:100] if lines else "")
 
 
