@@ -54,7 +54,8 @@ OK_EXITS = (0, 3)
 def run_tests(py, tests, log):
     with open(log, "w") as f:
         return subprocess.Popen([py, "-m", "test", *tests], stdout=f,
-                                stderr=subprocess.STDOUT, cwd=tempfile.gettempdir())
+                                stderr=subprocess.STDOUT,
+                                cwd=tempfile.gettempdir())
 
 
 def available(py, tests):

@@ -192,13 +192,13 @@ def med(rounds, key):
     return statistics.median(v) if v else float("nan")
 
 
-
 def memattach_bin(build):
     """BUILD: a build directory (its memattach) or a memattach binary"""
     b = os.path.join(build, "memattach") if os.path.isdir(build) else build
     if not os.access(b, os.X_OK):
         sys.exit("%s: not an executable memattach" % b)
     return b
+
 
 def main():
     ap = argparse.ArgumentParser()

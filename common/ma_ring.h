@@ -31,6 +31,9 @@
 #define MA_RING_MAGIC	 0x31474e4952414d00ull /* "\0MARING1" little-endian */
 #define MA_RING_VERSION	 2
 #define MA_RING_HDR_SIZE 4096
+/* The ring's memfd, as the payload names it: "/memfd:NAME (deleted)" in
+ * the target's maps and descriptor links */
+#define MA_RING_MEMFD_NAME "memattach-ring"
 
 /* Payload states (ma_ring_hdr.state) */
 enum ma_ring_state {

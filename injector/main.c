@@ -242,7 +242,7 @@ static struct ma_session *session_new(const struct ma_config *c, char *msg,
 	}
 	/* sealable: the attacher maps it and seals it against shrinking
 	 * (inject.c, map_ring) */
-	fd = memfd_create("memattach-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	fd = memfd_create(MA_RING_MEMFD_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0) {
 		*err = -errno;
 		ma_fmt(msg, len, "memfd_create for the ring: errno %d", errno);

@@ -1170,7 +1170,7 @@ static int ring_mapped(pid_t pid, const struct stat *ring)
 		return 1;
 	for (size_t i = 0; i < m.n && !found; i++)
 		found = m.v[i].inode == (unsigned long)ring->st_ino &&
-			strstr(m.v[i].path, "memfd:memattach-ring") != NULL;
+			strstr(m.v[i].path, "/memfd:" MA_RING_MEMFD_NAME);
 	ma_maps_free(&m);
 	return found;
 }

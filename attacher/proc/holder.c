@@ -130,7 +130,7 @@ int ma_ring_holder_by_maps(pid_t pid, const struct ma_maps *maps,
 		struct stat st;
 		int fd, err;
 
-		if (!strstr(m->path, "/memfd:memattach-ring"))
+		if (!strstr(m->path, "/memfd:" MA_RING_MEMFD_NAME))
 			continue;
 		/* the mapping itself, through map_files when we may, else
 		 * only its inode is known and the start time is not */
