@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/user.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -16,16 +17,22 @@
 #include "procfs.h"
 #include "teststep.h"
 
-enum th_state { TH_SEIZED, TH_STOPPED, TH_GONE };
+/* TH_SPARED: asleep in a write that a stop would cut short, left running
+ * and never seized (ma_freeze_spare) */
+enum th_state { TH_SEIZED, TH_STOPPED, TH_GONE, TH_SPARED };
 
 struct ma_thread {
 	pid_t tid;
 	enum th_state state;
 	int pending_sig; /* a signal caught while stopping: give it back */
+	/* TH_SPARED: its context switches and a hash of its /proc syscall
+	 * line when it was spared */
+	uint64_t csw, sysc;
 };
 
 struct ma_freeze {
 	pid_t pid;
+	int spare; /* spare the threads asleep in a write */
 	size_t n, cap;
 	struct ma_thread *th;
 	pid_t *tids; /* stopped ones, for ma_freeze_threads */
@@ -120,6 +127,108 @@ static int thread_exiting(pid_t pid, pid_t tid)
 	return dying;
 }
 
+/*
+ * Hazard 11 (docs/architecture.md): a thread asleep in write() on a full
+ * pipe or socket, part of its data already through, returns that part as
+ * soon as anything stops it (PTRACE_INTERRUPT wakes it like a signal), and
+ * the program sees a short write it never saw untracked.  These system
+ * calls are the ones that return their progress when interrupted.
+ */
+static int writes_partially(long nr)
+{
+	switch (nr) {
+	case SYS_write:
+	case SYS_writev:
+	case SYS_pwrite64:
+	case SYS_pwritev:
+	case SYS_pwritev2:
+	case SYS_sendto:
+	case SYS_sendmsg:
+	case SYS_sendmmsg:
+	case SYS_sendfile:
+	case SYS_splice:
+	case SYS_tee:
+	case SYS_vmsplice:
+	case SYS_copy_file_range:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* A thread's voluntary + involuntary context switches: it ran since the
+ * last reading if they moved, or if it is not asleep (state S) now */
+static int task_csw(pid_t pid, pid_t tid, uint64_t *csw)
+{
+	char path[96], *text, *p;
+	uint64_t n = 0;
+	int found = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid,
+		 (int)tid);
+	if (ma_proc_slurp(path, &text, NULL))
+		return -1;
+	for (p = text; (p = strstr(p, "ctxt_switches:")); p++) {
+		n += strtoull(p + 14, NULL, 10);
+		found++;
+	}
+	free(text);
+	*csw = n;
+	return found == 2 ? 0 : -1;
+}
+
+static int task_state(pid_t pid, pid_t tid)
+{
+	char path[96], *text;
+	int st;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid,
+		 (int)tid);
+	if (ma_proc_slurp(path, &text, NULL))
+		return -1;
+	const char *p = strrchr(text, ')');
+
+	st = p && p[1] == ' ' ? p[2] : -1;
+	free(text);
+	return st;
+}
+
+/* The system call a sleeping thread is in, and a hash of the whole line
+ * (number, arguments, stack and instruction pointers); -1: running */
+static long task_syscall(pid_t pid, pid_t tid, uint64_t *hash)
+{
+	char path[96], *text;
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	long nr;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", (int)pid,
+		 (int)tid);
+	if (ma_proc_slurp(path, &text, NULL))
+		return -1;
+	nr = (text[0] >= '0' && text[0] <= '9') ? strtol(text, NULL, 10) : -1;
+	for (const char *c = text; *c; c++)
+		h = (h ^ (uint8_t)*c) * 1099511628211ull;
+	free(text);
+	*hash = h;
+	return nr;
+}
+
+/* A thread to spare: asleep (S) in one of writes_partially's calls, with
+ * its fingerprint.  Read switches first and state last, so that a thread
+ * woken in between shows either as running or as switched. */
+static int spare_thread(pid_t pid, pid_t tid, struct ma_thread *t)
+{
+	uint64_t csw, h;
+
+	if (task_csw(pid, tid, &csw) ||
+	    !writes_partially(task_syscall(pid, tid, &h)) ||
+	    task_state(pid, tid) != 'S')
+		return 0;
+	t->csw = csw;
+	t->sysc = h;
+	return 1;
+}
+
 static struct ma_thread *find_thread(struct ma_freeze *f, pid_t tid)
 {
 	for (size_t i = 0; i < f->n; i++)
@@ -181,7 +290,7 @@ static void detach_all(struct ma_freeze *f)
 	for (size_t i = 0; i < f->n; i++) {
 		struct ma_thread *t = &f->th[i];
 
-		if (t->state == TH_GONE)
+		if (t->state == TH_GONE || t->state == TH_SPARED)
 			continue;
 		if (t->state == TH_SEIZED) {
 			/* Not stopped yet: PTRACE_DETACH needs a stopped
@@ -240,7 +349,8 @@ static int wait_stopped(struct ma_freeze *f, int timeout_ms)
 	}
 }
 
-static int freeze_once(pid_t pid, int timeout_ms, struct ma_freeze **out)
+static int freeze_once(pid_t pid, int timeout_ms, int spare,
+		       struct ma_freeze **out)
 {
 	struct ma_freeze *f = calloc(1, sizeof(*f));
 	sigset_t chld;
@@ -249,6 +359,7 @@ static int freeze_once(pid_t pid, int timeout_ms, struct ma_freeze **out)
 	if (!f)
 		return -ENOMEM;
 	f->pid = pid;
+	f->spare = spare;
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &chld, &f->oldmask);
@@ -268,8 +379,22 @@ static int freeze_once(pid_t pid, int timeout_ms, struct ma_freeze **out)
 			goto fail;
 		}
 		for (size_t i = 0; i < n; i++) {
+			struct ma_thread sp;
+
 			if (find_thread(f, tids[i]))
 				continue;
+			if (f->spare && spare_thread(pid, tids[i], &sp)) {
+				err = add_thread(f, tids[i]);
+				if (err) {
+					free(tids);
+					goto fail;
+				}
+				f->th[f->n - 1].state = TH_SPARED;
+				f->th[f->n - 1].csw = sp.csw;
+				f->th[f->n - 1].sysc = sp.sysc;
+				ma_step("freeze.spared");
+				continue;
+			}
 			if (ptrace(PTRACE_SEIZE, tids[i], NULL, NULL) < 0) {
 				int e = errno;
 				char hint[512];
@@ -356,18 +481,55 @@ static pid_t memattach_tracer(pid_t pid)
 	return strcmp(comm, "memattach") ? 0 : st.tracer;
 }
 
-int ma_freeze(pid_t pid, int timeout_ms, struct ma_freeze **out)
+static int freeze(pid_t pid, int timeout_ms, int spare, struct ma_freeze **out)
 {
 	/* Another memattach's freeze (a `heap` or `stacks` beside an
 	 * attach, one process can have one tracer) lasts milliseconds:
 	 * wait for it, 2 s at most, rather than fail */
 	for (int i = 0;; i++) {
-		int err = freeze_once(pid, timeout_ms, out);
+		int err = freeze_once(pid, timeout_ms, spare, out);
 
 		if (err != -EPERM || i == 400 || !memattach_tracer(pid))
 			return err;
 		usleep(5000);
 	}
+}
+
+int ma_freeze(pid_t pid, int timeout_ms, struct ma_freeze **out)
+{
+	return freeze(pid, timeout_ms, 0, out);
+}
+
+int ma_freeze_spare(pid_t pid, int timeout_ms, struct ma_freeze **out)
+{
+	return freeze(pid, timeout_ms, 1, out);
+}
+
+int ma_freeze_is_spared(const struct ma_freeze *f, pid_t tid)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (f->th[i].tid == tid)
+			return f->th[i].state == TH_SPARED;
+	return 0;
+}
+
+int ma_freeze_spared_ran(const struct ma_freeze *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		const struct ma_thread *t = &f->th[i];
+		uint64_t csw, csw2, h;
+
+		if (t->state != TH_SPARED)
+			continue;
+		/* switches, syscall, state, switches: a thread that woke at
+		 * any point since it was spared shows in one of them */
+		if (task_csw(f->pid, t->tid, &csw) || csw != t->csw ||
+		    task_syscall(f->pid, t->tid, &h) < 0 || h != t->sysc ||
+		    task_state(f->pid, t->tid) != 'S' ||
+		    task_csw(f->pid, t->tid, &csw2) || csw2 != t->csw)
+			return 1;
+	}
+	return 0;
 }
 
 int ma_freeze_regs(struct ma_freeze *f, pid_t tid,
@@ -434,7 +596,7 @@ size_t ma_freeze_threads(const struct ma_freeze *f, const pid_t **tids)
 	size_t k = 0;
 
 	for (size_t i = 0; i < f->n; i++)
-		if (f->th[i].state == TH_STOPPED)
+		if (f->th[i].state == TH_STOPPED || f->th[i].state == TH_SPARED)
 			f->tids[k++] = f->th[i].tid;
 	*tids = f->tids;
 	return k;

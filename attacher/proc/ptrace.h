@@ -23,6 +23,21 @@ struct ma_freeze;
  */
 int ma_freeze(pid_t pid, int timeout_ms, struct ma_freeze **out);
 
+/*
+ * The same, but a thread asleep in a write that has sent part of its data
+ * (write, send, splice...) is neither seized nor stopped: a stop would make
+ * that call return what it has written so far (hazard 11).  Its memory is
+ * read while it sleeps; ma_freeze_spared_ran() then tells whether it woke
+ * meanwhile (what was read of it may be torn: freeze again).  Its
+ * registers are not available (ma_freeze_regs: -ESRCH).  For readers only:
+ * a spared thread runs on through whatever the freeze is for.
+ */
+int ma_freeze_spare(pid_t pid, int timeout_ms, struct ma_freeze **out);
+/* 1 when a spared thread has run since it was spared */
+int ma_freeze_spared_ran(const struct ma_freeze *f);
+/* 1 when tid is one of the spared threads */
+int ma_freeze_is_spared(const struct ma_freeze *f, pid_t tid);
+
 /* Resume every thread (detach), delivering signals that arrived meanwhile.
  * Returns the freeze duration in ns (first interrupt to last detach) via
  * frozen_ns when not NULL.  Frees f. */
@@ -52,7 +67,7 @@ int ma_freeze_take_signal(struct ma_freeze *f, pid_t tid);
 /* Forget a thread that exited while we held it */
 void ma_freeze_forget(struct ma_freeze *f, pid_t tid);
 
-/* The stopped threads (sorted) */
+/* The stopped threads and the spared ones (sorted) */
 size_t ma_freeze_threads(const struct ma_freeze *f, const pid_t **tids);
 
 /*

@@ -9,6 +9,22 @@
 #include "errors.h"
 #include "ptrace.h"
 
+/* A spared thread left without its Python thread state while one is left
+ * without its thread: before 3.11 a thread state names its thread by
+ * pthread_self(), which only a stopped thread's registers give */
+static int spared_unmatched(const struct ma_tsnap *s,
+			    const struct ma_freeze *fz)
+{
+	int lone_state = 0, lone_spared = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		lone_state |= !s->th[i].tid;
+		lone_spared |= s->th[i].tid && !s->th[i].py &&
+			       ma_freeze_is_spared(fz, s->th[i].tid);
+	}
+	return lone_state && lone_spared;
+}
+
 /* Match kernel threads with Python thread states */
 static int build(struct ma_tsnap *s, struct ma_freeze *fz, pid_t pid,
 		 int own_pidns, const pid_t *tids, size_t ntids)
@@ -75,14 +91,31 @@ int ma_tsnap_take(struct ma_target *t, struct ma_pyreader *r, int native,
 
 	if (ma_pyreader_thread_names(r, &names, &nnames) == 0)
 		free(names);
-	err = ma_freeze(t->pid, 1000, &fz);
-	if (err)
-		return err;
-	/* --- the process is stopped from here ... --- */
-	err = ma_pyreader_snapshot(r, &out->py);
-	ntids = ma_freeze_threads(fz, &tids);
-	if (!err)
-		err = build(out, fz, t->pid, t->own_pidns, tids, ntids);
+	/* A thread asleep in a write is read without being stopped, which
+	 * would cut its write short (hazard 11), unless the native stacks
+	 * need its registers; if it woke while we read, read again, the
+	 * last time stopping it too. */
+	for (int attempt = 0;; attempt++) {
+		int spare = !native && attempt < 3;
+
+		err = spare ? ma_freeze_spare(t->pid, 1000, &fz)
+			    : ma_freeze(t->pid, 1000, &fz);
+		if (err)
+			return err;
+		/* --- the process is stopped from here ... --- */
+		err = ma_pyreader_snapshot(r, &out->py);
+		ntids = ma_freeze_threads(fz, &tids);
+		if (!err)
+			err = build(out, fz, t->pid, t->own_pidns, tids, ntids);
+		if (err || !spare)
+			break;
+		if (spared_unmatched(out, fz))
+			attempt = 2; /* the next one stops every thread */
+		else if (!ma_freeze_spared_ran(fz))
+			break;
+		ma_thaw(fz, NULL);
+		ma_tsnap_free(out);
+	}
 	if (!err && native && !t->dwfl_attached &&
 	    ma_native_attach(t->dwfl, t->pid) == 0)
 		t->dwfl_attached = 1;

@@ -4,7 +4,8 @@ A target with known nested functions in two threads (main blocked in read(),
 a second thread spinning in pure Python): function names and line numbers
 must match the target's source exactly, threading.py's frames included; the
 spinning thread holds the GIL; the blocked read() later returns its data
-intact.  Each interpreter is checked with its best offsets (DWARF) and with
+intact.  A thread asleep in a write is read without cutting its write
+short (hazard 11).  Each interpreter is checked with its best offsets (DWARF) and with
 DWARF out of the picture (the built-in table; _Py_DebugOffsets on 3.13).
 """
 import os
@@ -175,8 +176,65 @@ def run_one(label, exe):
         check(rc == 0, "%s: target exits 0" % label, "exit %s" % rc)
 
 
+WRITER = os.path.join(TARGETS, "blocked_write.py")
+MW = marks(WRITER)
+
+
+def run_blocked_write(label, exe):
+    """Hazard 11: stacks reads a thread asleep in a write without stopping
+    it, so the write is not cut short.  The thread's stack is exact all the
+    same; a stop would have made os.write return the 64 KiB the pipe took."""
+    ver = py_version(exe)
+    with Target(exe, "blocked_write.py") as t:
+        tmain = int(t.ready_line.split()[1])
+        check(wait_in_syscall(t.pid, tmain, 1),
+              "%s: writer blocked in write()" % label)
+        want = [("write_all", WRITER, MW["write"]),
+                ("main", WRITER, MW["main_calls_write"]),
+                ("<module>", WRITER, MW["module_calls_main"])]
+        # before 3.11 a thread state names its thread by pthread_self():
+        # only a stopped thread's registers tell which it is, so the writer
+        # is stopped (docs/limits.md, "Reading stacks"), and its write
+        # returns at the first read
+        old = ver < (3, 11)
+        for i in range(1 if old else 3):
+            doc = stacks_json(t.pid)
+            main = thread_by_tid(doc, tmain)
+            check(main is not None and frames_of(main) == want,
+                  "%s: stack of the thread asleep in write(), read %d"
+                  % (label, i + 1),
+                  "got:\n%s\nwant:\n%s" % (
+                      fmt(frames_of(main)) if main else doc, fmt(want)))
+        if not old:
+            rc, out, err = memattach("stacks", t.pid)
+            check(rc == 0 and
+                  "write_all (%s:%d)" % (WRITER, MW["write"]) in out,
+                  "%s: text stacks of the writer" % label, out + err)
+        t.proc.stdin.write(b"go\n")
+        t.proc.stdin.flush()
+        got = t.readline(timeout=20)
+        if old:
+            skip("%s: write not cut short" % label,
+                 "Python %d.%d: the writer is stopped, as documented "
+                 "(got %r)" % (ver[0], ver[1], got))
+        else:
+            check(got == "WROTE %d READ %d" % (1 << 20, 1 << 20),
+                  "%s: the write was not cut short by 4 stack reads" % label,
+                  got)
+        try:
+            rc = t.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            rc = None
+        check(rc == 0, "%s: writer exits 0" % label, "exit %s" % rc)
+
+
 def main():
     for label, exe in interpreters():
+        try:
+            run_blocked_write(label, exe)
+        except Exception as e:  # a crash of the harness is a failure too
+            check(False, "%s: blocked write ran without error" % label,
+                  repr(e))
         try:
             run_one(label, exe)
         except Exception as e:  # a crash of the harness is a failure too

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -188,5 +189,82 @@ Test(ptrace, second_tracer_is_explained)
 	cr_expect_neq(strstr(msg, "already traced by"), NULL, "%s", msg);
 	cr_expect_eq(atoi(strchr(msg, ' ') + 1), MA_EXIT_PERM, "%s", msg);
 	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/* A child that writes 1 MiB at once into a pipe nobody reads yet (asleep
+ * after 64 KiB), then reports what write() returned on another pipe. */
+static pid_t spawn_writer(int *data, int *result)
+{
+	int d[2], r[2];
+	pid_t pid;
+
+	cr_assert_eq(pipe(d), 0);
+	cr_assert_eq(pipe(r), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		static char buf[1 << 20];
+		ssize_t n;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		n = write(d[1], buf, sizeof(buf));
+		write(r[1], &n, sizeof(n));
+		_exit(0);
+	}
+	close(d[1]);
+	close(r[1]);
+	*data = d[0];
+	*result = r[0];
+	return pid;
+}
+
+static int in_syscall(pid_t pid, long nr)
+{
+	char path[96], *text;
+	int yes = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
+	if (ma_proc_slurp(path, &text, NULL) == 0) {
+		yes = text[0] != 'r' && strtol(text, NULL, 10) == nr;
+		free(text);
+	}
+	return yes;
+}
+
+/* Hazard 11: a thread asleep in a partly done write is spared, not
+ * stopped; a wake-up is seen; the write returns all it was given */
+Test(ptrace, spare_leaves_a_sleeping_writer_alone)
+{
+	int data, result;
+	pid_t pid = spawn_writer(&data, &result);
+	struct ma_freeze *fz;
+	const pid_t *tids;
+	static char buf[65536];
+	ssize_t n, total;
+
+	for (int i = 0; i < 500 && !in_syscall(pid, SYS_write); i++)
+		usleep(10000);
+	cr_assert(in_syscall(pid, SYS_write));
+	usleep(50000); /* asleep, not on its way in */
+
+	cr_assert_eq(ma_freeze_spare(pid, 1000, &fz), 0);
+	cr_assert(ma_freeze_is_spared(fz, pid));
+	cr_assert_eq(ma_freeze_threads(fz, &tids), 1, "the writer listed");
+	cr_assert_eq(tids[0], pid);
+	cr_assert_eq(ma_freeze_spared_ran(fz), 0);
+	/* the reader takes some: the writer wakes, writes more, sleeps */
+	cr_assert_eq(read(data, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	usleep(50000);
+	cr_assert_eq(ma_freeze_spared_ran(fz), 1, "the wake-up is seen");
+	cr_assert_eq(ma_thaw(fz, NULL), 0);
+
+	/* the rest drained: the write returned all it was given */
+	total = (ssize_t)sizeof(buf);
+	while ((n = read(data, buf, sizeof(buf))) > 0)
+		total += n;
+	cr_assert_eq(read(result, &n, sizeof(n)), (ssize_t)sizeof(n));
+	cr_assert_eq(n, 1 << 20, "write returned %zd", n);
+	cr_assert_eq(total, 1 << 20);
 	waitpid(pid, NULL, 0);
 }
