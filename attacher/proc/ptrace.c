@@ -110,21 +110,14 @@ void ma_ptrace_explain_eperm(pid_t pid, char *buf, size_t len)
 		 "ptrace; root with CAP_SYS_PTRACE is needed)");
 }
 
-/* A thread that is gone, or dying (state Z or X), in /proc */
-static int thread_exiting(pid_t pid, pid_t tid)
+/* /proc/PID/task/TID/what, whole */
+static int task_read(pid_t pid, pid_t tid, const char *what, char **text)
 {
-	char path[96], *text;
-	int dying;
+	char path[96];
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid,
-		 (int)tid);
-	if (ma_proc_slurp(path, &text, NULL))
-		return 1;
-	const char *p = strrchr(text, ')');
-
-	dying = !p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X';
-	free(text);
-	return dying;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/%s", (int)pid, (int)tid,
+		 what);
+	return ma_proc_slurp(path, text, NULL);
 }
 
 /*
@@ -160,13 +153,11 @@ static int writes_partially(long nr)
  * last reading if they moved, or if it is not asleep (state S) now */
 static int task_csw(pid_t pid, pid_t tid, uint64_t *csw)
 {
-	char path[96], *text, *p;
+	char *text, *p;
 	uint64_t n = 0;
 	int found = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid,
-		 (int)tid);
-	if (ma_proc_slurp(path, &text, NULL))
+	if (task_read(pid, tid, "status", &text))
 		return -1;
 	for (p = text; (p = strstr(p, "ctxt_switches:")); p++) {
 		n += strtoull(p + 14, NULL, 10);
@@ -179,12 +170,10 @@ static int task_csw(pid_t pid, pid_t tid, uint64_t *csw)
 
 static int task_state(pid_t pid, pid_t tid)
 {
-	char path[96], *text;
+	char *text;
 	int st;
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid,
-		 (int)tid);
-	if (ma_proc_slurp(path, &text, NULL))
+	if (task_read(pid, tid, "stat", &text))
 		return -1;
 	const char *p = strrchr(text, ')');
 
@@ -193,17 +182,23 @@ static int task_state(pid_t pid, pid_t tid)
 	return st;
 }
 
+/* A thread that is gone, or dying (state Z or X), in /proc */
+static int thread_exiting(pid_t pid, pid_t tid)
+{
+	int st = task_state(pid, tid);
+
+	return st < 0 || st == 'Z' || st == 'X';
+}
+
 /* The system call a sleeping thread is in, and a hash of the whole line
  * (number, arguments, stack and instruction pointers); -1: running */
 static long task_syscall(pid_t pid, pid_t tid, uint64_t *hash)
 {
-	char path[96], *text;
+	char *text;
 	uint64_t h = 1469598103934665603ull; /* FNV-1a */
 	long nr;
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", (int)pid,
-		 (int)tid);
-	if (ma_proc_slurp(path, &text, NULL))
+	if (task_read(pid, tid, "syscall", &text))
 		return -1;
 	nr = (text[0] >= '0' && text[0] <= '9') ? strtol(text, NULL, 10) : -1;
 	for (const char *c = text; *c; c++)
