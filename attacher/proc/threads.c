@@ -7,6 +7,7 @@
 
 #include "discover.h"
 #include "errors.h"
+#include "memread.h"
 #include "ptrace.h"
 
 /* A spared thread left without its Python thread state while one is left
@@ -25,10 +26,45 @@ static int spared_unmatched(const struct ma_tsnap *s,
 	return lone_state && lone_spared;
 }
 
-/* Match kernel threads with Python thread states */
-static int build(struct ma_tsnap *s, struct ma_freeze *fz, pid_t pid,
-		 int own_pidns, const pid_t *tids, size_t ntids)
+/*
+ * Before 3.11 a thread state names its thread by pthread_self(): glibc's
+ * struct pthread, whose address a stopped thread's fs_base gives.  A
+ * spared thread (hazard 11) is not stopped, so read the kernel TID glibc
+ * keeps in that struct instead: at this offset on x86_64 since glibc 2.3
+ * (after the 704-byte tcbhead_t and a two-pointer list; glibc's
+ * nptl/descr.h).  Only an exact match with the spared thread's own TID is
+ * taken: a glibc laid out otherwise matches nothing, and the thread is
+ * then read stopped after all (spared_unmatched).
+ */
+#define GLIBC_PTHREAD_TID_OFF 0x2d0
+
+static int pthread_is(struct ma_mem *m, uint64_t self, pid_t nstid)
 {
+	uint32_t tid;
+
+	return self &&
+	       ma_mem_read_u32(m, self + GLIBC_PTHREAD_TID_OFF, &tid) == 0 &&
+	       (pid_t)tid == nstid;
+}
+
+/* Thread state py is that of thread th: by its native ID (3.11+), else
+ * by pthread_self(), from fs_base (stopped) or glibc's struct (spared) */
+static int names(const struct ma_py_thread *py, const struct ma_tview *th,
+		 uint64_t fsb, int spared, struct ma_mem *m)
+{
+	if (py->native_tid)
+		return th->nstid == py->native_tid;
+	if (fsb)
+		return fsb == py->thread_id;
+	return spared && pthread_is(m, py->thread_id, th->nstid);
+}
+
+/* Match kernel threads with Python thread states */
+static int build(struct ma_tsnap *s, struct ma_freeze *fz, struct ma_target *t,
+		 const pid_t *tids, size_t ntids)
+{
+	pid_t pid = t->pid;
+	int own_pidns = t->own_pidns;
 	size_t cap = ntids + (size_t)s->py.nthreads;
 	uint64_t *fsb;
 
@@ -56,9 +92,8 @@ static int build(struct ma_tsnap *s, struct ma_freeze *fz, pid_t pid,
 		for (i = 0; i < ntids; i++) {
 			if (s->th[i].py)
 				continue;
-			if (py->native_tid
-				    ? s->th[i].nstid == py->native_tid
-				    : (fsb[i] && fsb[i] == py->thread_id))
+			if (names(py, &s->th[i], fsb[i],
+				  ma_freeze_is_spared(fz, tids[i]), t->mem))
 				break;
 		}
 		if (i < ntids) {
@@ -106,7 +141,7 @@ int ma_tsnap_take(struct ma_target *t, struct ma_pyreader *r, int native,
 		err = ma_pyreader_snapshot(r, &out->py);
 		ntids = ma_freeze_threads(fz, &tids);
 		if (!err)
-			err = build(out, fz, t->pid, t->own_pidns, tids, ntids);
+			err = build(out, fz, t, tids, ntids);
 		if (err || !spare)
 			break;
 		if (spared_unmatched(out, fz))

@@ -184,7 +184,6 @@ def run_blocked_write(label, exe):
     """Hazard 11: stacks reads a thread asleep in a write without stopping
     it, so the write is not cut short.  The thread's stack is exact all the
     same; a stop would have made os.write return the 64 KiB the pipe took."""
-    ver = py_version(exe)
     with Target(exe, "blocked_write.py") as t:
         tmain = int(t.ready_line.split()[1])
         check(wait_in_syscall(t.pid, tmain, 1),
@@ -192,12 +191,7 @@ def run_blocked_write(label, exe):
         want = [("write_all", WRITER, MW["write"]),
                 ("main", WRITER, MW["main_calls_write"]),
                 ("<module>", WRITER, MW["module_calls_main"])]
-        # before 3.11 a thread state names its thread by pthread_self():
-        # only a stopped thread's registers tell which it is, so the writer
-        # is stopped (docs/limits.md, "Reading stacks"), and its write
-        # returns at the first read
-        old = ver < (3, 11)
-        for i in range(1 if old else 3):
+        for i in range(3):
             doc = stacks_json(t.pid)
             main = thread_by_tid(doc, tmain)
             check(main is not None and frames_of(main) == want,
@@ -205,22 +199,15 @@ def run_blocked_write(label, exe):
                   % (label, i + 1),
                   "got:\n%s\nwant:\n%s" % (
                       fmt(frames_of(main)) if main else doc, fmt(want)))
-        if not old:
-            rc, out, err = memattach("stacks", t.pid)
-            check(rc == 0 and
-                  "write_all (%s:%d)" % (WRITER, MW["write"]) in out,
-                  "%s: text stacks of the writer" % label, out + err)
+        rc, out, err = memattach("stacks", t.pid)
+        check(rc == 0 and "write_all (%s:%d)" % (WRITER, MW["write"]) in out,
+              "%s: text stacks of the writer" % label, out + err)
         t.proc.stdin.write(b"go\n")
         t.proc.stdin.flush()
         got = t.readline(timeout=20)
-        if old:
-            skip("%s: write not cut short" % label,
-                 "Python %d.%d: the writer is stopped, as documented "
-                 "(got %r)" % (ver[0], ver[1], got))
-        else:
-            check(got == "WROTE %d READ %d" % (1 << 20, 1 << 20),
-                  "%s: the write was not cut short by 4 stack reads" % label,
-                  got)
+        check(got == "WROTE %d READ %d" % (1 << 20, 1 << 20),
+              "%s: the write was not cut short by 4 stack reads" % label,
+              got)
         try:
             rc = t.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
