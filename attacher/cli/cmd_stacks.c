@@ -99,7 +99,12 @@ static void print_thread_text(FILE *f, const struct st_result *r,
 	}
 	for (; pi < npy; pi++)
 		print_pyframe(f, &py->frames[pi]);
-	if (py && py->truncated)
+	if (py && py->truncated == MA_PY_CUT_DEEP)
+		fprintf(f,
+			"    ... (stack truncated: deeper than %d frames, the "
+			"outermost not shown)\n",
+			MA_PY_MAX_FRAMES);
+	else if (py && py->truncated)
 		fprintf(f, "    ... (stack truncated: unreadable frame)\n");
 	if (py && npy == 0)
 		fprintf(f, "    (no Python frames)\n");

@@ -28,7 +28,7 @@
 
 #define MA_MAX_INTERPS 256
 #define MA_MAX_THREADS 4096
-#define MA_MAX_FRAMES  4096
+#define MA_MAX_FRAMES  MA_PY_MAX_FRAMES /* pyread.h */
 /* shims (3.12+) are not counted as frames, so allow for one per frame */
 #define MA_MAX_FRAME_STEPS (2 * MA_MAX_FRAMES)
 
@@ -799,9 +799,12 @@ static int walk_frames(struct ma_pyreader *r, uint64_t frame,
 	uint64_t last_prev = 0;
 
 	for (int steps = 0; frame; steps++) {
-		if (steps >= MA_MAX_FRAME_STEPS ||
-		    t->nframes >= MA_MAX_FRAMES || cycle_step(&cyc, frame)) {
-			t->truncated = 1;
+		if (t->nframes >= MA_MAX_FRAMES) {
+			t->truncated = MA_PY_CUT_DEEP;
+			break;
+		}
+		if (steps >= MA_MAX_FRAME_STEPS || cycle_step(&cyc, frame)) {
+			t->truncated = MA_PY_CUT_BAD;
 			break;
 		}
 		if (rd(r, frame, fb.b, r->frame_span) < 0) {

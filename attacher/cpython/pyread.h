@@ -40,8 +40,14 @@ struct ma_py_thread {
 	int holds_gil; /* 1: this thread holds the GIL right now */
 	int nframes;
 	struct ma_py_frame *frames; /* innermost first */
-	int truncated; /* 1: walk stopped early (cycle, bad pointer, limit) */
+	/* walk stopped early: MA_PY_CUT_BAD (cycle, bad pointer) or
+	 * MA_PY_CUT_DEEP (more than MA_PY_MAX_FRAMES frames, the outermost
+	 * not read); 0: read to its end */
+	int truncated;
 };
+
+#define MA_PY_MAX_FRAMES 4096
+enum { MA_PY_CUT_BAD = 1, MA_PY_CUT_DEEP = 2 };
 
 struct ma_py_snapshot {
 	int nthreads;

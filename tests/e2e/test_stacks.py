@@ -215,8 +215,33 @@ def run_blocked_write(label, exe):
         check(rc == 0, "%s: writer exits 0" % label, "exit %s" % rc)
 
 
+DEEP = os.path.join(TARGETS, "deep_stack.py")
+
+
+def run_deep(label, exe):
+    """A stack deeper than the reader's 4,096 frames: its innermost 4,096,
+    exit 8 (partial), and a last line that says why"""
+    with Target(exe, "deep_stack.py") as t:
+        rc, out, err = memattach("stacks", t.pid)
+        lines = out.split("\n\n")[1].splitlines() if "\n\n" in out else []
+        check(rc == 8 and len(lines) == 1 + 4096 + 1 and
+              lines[1] == "    down (%s:%d)" % (DEEP,
+                                              marks(DEEP)["innermost"]) and
+              lines[-1] == "    ... (stack truncated: deeper than 4096 "
+              "frames, the outermost not shown)",
+              "%s: a stack deeper than 4096 frames, cut and said so" % label,
+              "exit %d, %d lines, first %r, last %r\n%s" % (
+                  rc, len(lines), lines[1] if len(lines) > 1 else None,
+                  lines[-1] if lines else None, err))
+
+
 def main():
     for label, exe in interpreters():
+        try:
+            run_deep(label, exe)
+        except Exception as e:  # a crash of the harness is a failure too
+            check(False, "%s: deep stack ran without error" % label,
+                  repr(e))
         try:
             run_blocked_write(label, exe)
         except Exception as e:  # a crash of the harness is a failure too
