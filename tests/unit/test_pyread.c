@@ -489,7 +489,7 @@ Test(pyread, frame_limit)
 	fake_set_top(&f, prev);
 	cr_assert_eq(ma_pyreader_snapshot(f.r, &s), 0);
 	cr_assert_eq(s.threads[0].nframes, 4096);
-	cr_assert_eq(s.threads[0].truncated, 1);
+	cr_assert_eq(s.threads[0].truncated, MA_PY_CUT_DEEP);
 	ma_py_snapshot_free(&s);
 	fake_free(&f);
 }
