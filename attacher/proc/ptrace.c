@@ -208,20 +208,25 @@ static long task_syscall(pid_t pid, pid_t tid, uint64_t *hash)
 	return nr;
 }
 
-/* A thread to spare: asleep (S) in one of writes_partially's calls, with
- * its fingerprint.  Read switches first and state last, so that a thread
- * woken in between shows either as running or as switched. */
-static int spare_thread(pid_t pid, pid_t tid, struct ma_thread *t)
+/*
+ * The system call a thread sleeps in (state S), with its fingerprint: its
+ * context switches and the hash of its syscall line.  Read switches,
+ * syscall, state, switches: a thread that woke at any point in between
+ * shows as running, as switched, or in another call.  -1: not asleep, or
+ * it moved while we looked.
+ */
+static long asleep_in(pid_t pid, pid_t tid, uint64_t *csw, uint64_t *hash)
 {
-	uint64_t csw, h;
+	uint64_t again;
+	long nr;
 
-	if (task_csw(pid, tid, &csw) ||
-	    !writes_partially(task_syscall(pid, tid, &h)) ||
-	    task_state(pid, tid) != 'S')
-		return 0;
-	t->csw = csw;
-	t->sysc = h;
-	return 1;
+	if (task_csw(pid, tid, csw))
+		return -1;
+	nr = task_syscall(pid, tid, hash);
+	if (nr < 0 || task_state(pid, tid) != 'S' ||
+	    task_csw(pid, tid, &again) || again != *csw)
+		return -1;
+	return nr;
 }
 
 static struct ma_thread *find_thread(struct ma_freeze *f, pid_t tid)
@@ -374,19 +379,21 @@ static int freeze_once(pid_t pid, int timeout_ms, int spare,
 			goto fail;
 		}
 		for (size_t i = 0; i < n; i++) {
-			struct ma_thread sp;
+			uint64_t csw, sysc;
 
 			if (find_thread(f, tids[i]))
 				continue;
-			if (f->spare && spare_thread(pid, tids[i], &sp)) {
+			/* asleep in a call that returns its progress: spared */
+			if (f->spare && writes_partially(asleep_in(
+						pid, tids[i], &csw, &sysc))) {
 				err = add_thread(f, tids[i]);
 				if (err) {
 					free(tids);
 					goto fail;
 				}
 				f->th[f->n - 1].state = TH_SPARED;
-				f->th[f->n - 1].csw = sp.csw;
-				f->th[f->n - 1].sysc = sp.sysc;
+				f->th[f->n - 1].csw = csw;
+				f->th[f->n - 1].sysc = sysc;
 				ma_step("freeze.spared");
 				continue;
 			}
@@ -512,16 +519,12 @@ int ma_freeze_spared_ran(const struct ma_freeze *f)
 {
 	for (size_t i = 0; i < f->n; i++) {
 		const struct ma_thread *t = &f->th[i];
-		uint64_t csw, csw2, h;
+		uint64_t csw, h;
 
 		if (t->state != TH_SPARED)
 			continue;
-		/* switches, syscall, state, switches: a thread that woke at
-		 * any point since it was spared shows in one of them */
-		if (task_csw(f->pid, t->tid, &csw) || csw != t->csw ||
-		    task_syscall(f->pid, t->tid, &h) < 0 || h != t->sysc ||
-		    task_state(f->pid, t->tid) != 'S' ||
-		    task_csw(f->pid, t->tid, &csw2) || csw2 != t->csw)
+		if (asleep_in(f->pid, t->tid, &csw, &h) < 0 || csw != t->csw ||
+		    h != t->sysc)
 			return 1;
 	}
 	return 0;

@@ -67,11 +67,14 @@ static int build(struct ma_tsnap *s, struct ma_freeze *fz, struct ma_target *t,
 	int own_pidns = t->own_pidns;
 	size_t cap = ntids + (size_t)s->py.nthreads;
 	uint64_t *fsb;
+	char *spared;
 
 	s->th = calloc(cap ? cap : 1, sizeof(*s->th));
 	fsb = calloc(ntids ? ntids : 1, sizeof(*fsb));
-	if (!s->th || !fsb) {
+	spared = calloc(ntids ? ntids : 1, 1);
+	if (!s->th || !fsb || !spared) {
 		free(fsb);
+		free(spared);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < ntids; i++) {
@@ -84,6 +87,7 @@ static int build(struct ma_tsnap *s, struct ma_freeze *fz, struct ma_target *t,
 		s->n++;
 		if (ma_freeze_fs_base(fz, tids[i], &fsb[i]))
 			fsb[i] = 0;
+		spared[i] = (char)ma_freeze_is_spared(fz, tids[i]);
 	}
 	for (int k = 0; k < s->py.nthreads; k++) {
 		const struct ma_py_thread *py = &s->py.threads[k];
@@ -92,8 +96,7 @@ static int build(struct ma_tsnap *s, struct ma_freeze *fz, struct ma_target *t,
 		for (i = 0; i < ntids; i++) {
 			if (s->th[i].py)
 				continue;
-			if (names(py, &s->th[i], fsb[i],
-				  ma_freeze_is_spared(fz, tids[i]), t->mem))
+			if (names(py, &s->th[i], fsb[i], spared[i], t->mem))
 				break;
 		}
 		if (i < ntids) {
@@ -104,6 +107,7 @@ static int build(struct ma_tsnap *s, struct ma_freeze *fz, struct ma_target *t,
 		}
 	}
 	free(fsb);
+	free(spared);
 	return 0;
 }
 
