@@ -5,8 +5,10 @@ a second thread spinning in pure Python): function names and line numbers
 must match the target's source exactly, threading.py's frames included; the
 spinning thread holds the GIL; the blocked read() later returns its data
 intact.  A thread asleep in a write is read without cutting its write
-short (hazard 11).  Each interpreter is checked with its best offsets (DWARF) and with
-DWARF out of the picture (the built-in table; _Py_DebugOffsets on 3.13).
+short (hazard 11), and a stack deeper than the reader's cap is cut and
+says so.  Each interpreter is checked with its best offsets (DWARF) and
+with DWARF out of the picture (the built-in table; _Py_DebugOffsets on
+3.13).
 """
 import os
 import subprocess
@@ -124,6 +126,20 @@ def check_native(label, pid, tmain, exp_main):
           "eval frame" % label, block[0] if block else out)
 
 
+def answer_and_exit(t, line, want, what, exit_what):
+    """Send the target its line on stdin, check the line it prints back,
+    then that it exits 0"""
+    t.proc.stdin.write(line)
+    t.proc.stdin.flush()
+    got = t.readline(timeout=20)
+    check(got == want, what, got)
+    try:
+        rc = t.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        rc = None
+    check(rc == 0, exit_what, "exit %s" % rc)
+
+
 def run_one(label, exe):
     ver = py_version(exe)
     exp_main, exp_spin = expected(exe, ver)
@@ -164,16 +180,9 @@ def run_one(label, exe):
 
         # The read() the main thread was blocked in during all of the above
         # returns the data intact: no EINTR, nothing lost.
-        t.proc.stdin.write(b"hello memattach\n")
-        t.proc.stdin.flush()
-        got = t.readline(timeout=20)
-        check(got == "GOT hello memattach",
-              "%s: blocked read() returns its data after stacks" % label, got)
-        try:
-            rc = t.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            rc = None
-        check(rc == 0, "%s: target exits 0" % label, "exit %s" % rc)
+        answer_and_exit(t, b"hello memattach\n", "GOT hello memattach",
+                        "%s: blocked read() returns its data after stacks"
+                        % label, "%s: target exits 0" % label)
 
 
 WRITER = os.path.join(TARGETS, "blocked_write.py")
@@ -202,17 +211,9 @@ def run_blocked_write(label, exe):
         rc, out, err = memattach("stacks", t.pid)
         check(rc == 0 and "write_all (%s:%d)" % (WRITER, MW["write"]) in out,
               "%s: text stacks of the writer" % label, out + err)
-        t.proc.stdin.write(b"go\n")
-        t.proc.stdin.flush()
-        got = t.readline(timeout=20)
-        check(got == "WROTE %d READ %d" % (1 << 20, 1 << 20),
-              "%s: the write was not cut short by 4 stack reads" % label,
-              got)
-        try:
-            rc = t.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            rc = None
-        check(rc == 0, "%s: writer exits 0" % label, "exit %s" % rc)
+        answer_and_exit(t, b"go\n", "WROTE %d READ %d" % (1 << 20, 1 << 20),
+                        "%s: the write was not cut short by 4 stack reads"
+                        % label, "%s: writer exits 0" % label)
 
 
 DEEP = os.path.join(TARGETS, "deep_stack.py")
