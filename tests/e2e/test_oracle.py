@@ -78,9 +78,12 @@ def memattach_lines(cap):
     doc = report_json(cap, "--group", "line", "--top", "0", "--view", "live")
     out = {}
     for r in doc["rows"]:
-        if r["live"]["bytes"]:
-            out["%s:%d" % (r["file"], r["line"])] = (r["live"]["bytes"],
-                                                     r["live"]["count"])
+        # a row is a function's line: a comprehension's line is also its
+        # function's (3.8-3.11: two code objects), and tracemalloc counts
+        # the two as one
+        key = "%s:%d" % (r["file"], r["line"])
+        b, c = out.get(key, (0, 0))
+        out[key] = (b + r["live"]["bytes"], c + r["live"]["count"])
     return out
 
 
@@ -135,7 +138,7 @@ def run(label, exe, order, opts, tmp):
     out = os.path.join(tmp, "tm-%s-%s.txt" % (label, order))
     cap = os.path.join(tmp, "%s-%s.cap" % (label, order))
     mode = "tracemalloc %s%s" % (order, " " + " ".join(opts) if opts else "")
-    with Target(exe, "stdlib_work.py", out, order, timeout=120) as t:
+    with Target(exe, SCRIPT, out, order, timeout=120) as t:
         if not tracked_round(t, opts, cap, label, mode):
             return
         t.proc.stdin.write(b"end\n")
@@ -156,4 +159,5 @@ def main():
     finish()
 
 
-main()
+if __name__ == "__main__":
+    main()
