@@ -31,8 +31,7 @@ def main():
     os.environ.setdefault("MEMATTACH", os.path.join(args.build, "memattach"))
     import ma_test
     import test_oracle as T
-    T.SCRIPT = os.path.abspath(args.script)
-    T.HARNESS = T.harness_lines()
+    T.set_script(os.path.abspath(args.script))
     T.MIN_BIG = 1
     zero = (0, 0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,11 +7,9 @@ Debian's python3 does not carry them; run it with an interpreter that
 does (pip install networkx jsonschema pydantic jinja2 flask libcst
 pygments sympy pyyaml).
 """
-import gc
 import os
 import sys
 import threading
-import tracemalloc
 
 import flask
 import jinja2
@@ -24,6 +22,10 @@ import pygments.formatters
 import pygments.lexers
 import sympy
 import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "tests", "targets"))
+from stdlib_work import main  # noqa: E402 (the harness)
 
 KEEP = []
 SRC = {}
@@ -111,40 +113,5 @@ def work():
     t.join()
 
 
-def report(path):
-    snap = tracemalloc.take_snapshot()
-    out = []
-    for st in snap.statistics("lineno"):
-        f = st.traceback[0]
-        out.append("%s:%d %d %d" % (f.filename, f.lineno, st.size, st.count))
-    del snap, st, f
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.write(fd, "\n".join(out).encode())
-    os.close(fd)
-
-
-def main():
-    out, order = sys.argv[1], sys.argv[2]
-    if order == "first":
-        tracemalloc.start(1)
-    load()
-    # the work once untracked: every lazy import and cache of the
-    # libraries (re's compiled patterns, email's policies) is made now
-    work()
-    KEEP.clear()
-    gc.collect()
-    print("READY", flush=True)
-    sys.stdin.readline()
-    if order == "first":
-        tracemalloc.clear_traces()
-    else:
-        tracemalloc.start(1)
-    work()
-    gc.collect()
-    gc.disable()
-    report(out)
-    print("DONE", flush=True)
-    sys.stdin.readline()
-
-
-main()
+if __name__ == "__main__":
+    main(load, work, KEEP)

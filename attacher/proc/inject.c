@@ -268,7 +268,13 @@ struct code_range {
 struct unsafe_ranges {
 	struct code_range *v;
 	size_t n, cap;
+	/* libc has dlopen (glibc 2.34 and later: libdl is empty), so that
+	 * every way into the loader with its lock taken passes through one
+	 * of libc's ranges (spared_in) */
+	int libc_dl;
 };
+
+static const char LOADER_WHAT[] = "the dynamic loader";
 
 static void add_range(struct unsafe_ranges *u, uint64_t lo, uint64_t hi,
 		      const char *what, int global)
@@ -354,8 +360,7 @@ static void build_unsafe_ranges(const struct ma_target *t,
 			continue;
 		if (strstr(mp->path, "/ld-linux") ||
 		    strstr(mp->path, "/ld-2.") || strstr(mp->path, "/ld.so"))
-			add_range(u, mp->start, mp->end, "the dynamic loader",
-				  1);
+			add_range(u, mp->start, mp->end, LOADER_WHAT, 1);
 		else if (strstr(mp->path, "memfd:" PAYLOAD_MEMFD_NAME))
 			add_range(u, mp->start, mp->end,
 				  "the memattach payload", 0);
@@ -364,6 +369,8 @@ static void build_unsafe_ranges(const struct ma_target *t,
 			  sizeof(libc_fns) / sizeof(libc_fns[0]), 0);
 	add_lib_functions(u, t, "libc.so", loader_fns,
 			  sizeof(loader_fns) / sizeof(loader_fns[0]), 1);
+	for (size_t i = 0; i < u->n; i++)
+		u->libc_dl |= !strcmp(u->v[i].what, "dlopen");
 	{
 		const char *b = strrchr(t->pymod_path, '/');
 
@@ -456,6 +463,52 @@ static const struct code_range *thread_in(struct ma_target *t,
 }
 
 /*
+ * A thread that freeze_safe() left running, asleep in a write that a stop
+ * would cut short (hazard 11): only its stack and instruction pointers are
+ * known.  The same scan as thread_in(), but a hit cannot be checked by
+ * unwinding (no registers): a word that may be a return address into fork
+ * or libc's dl* functions makes it a thread to stop (NULL: leave it
+ * running).  Only the global ranges matter: a spared thread is never the
+ * one that runs the calls, so its being inside malloc or the payload does
+ * not.  Words into the loader's own code do not count either when libc
+ * has dlopen: the loader takes its lock only when entered through those
+ * libc functions (or fork), which then sit deeper on the same stack, and
+ * a stack scanned without unwinding holds stale words that point into the
+ * loader (pyenv's 3.8-3.12: one 1.5 KiB above the main thread asleep in
+ * os.write, into ld.so's print_statistics, left from the process's
+ * start; a stopped thread's is dismissed by unwinding it).  Were the scan
+ * wrong, the cost is bounded: the call then waits for the lock, resumes
+ * the other threads after its timeout (rcall.c), and returns by itself
+ * when the lock is free.
+ */
+static const struct code_range *spared_in(struct ma_target *t,
+					  struct ma_freeze *fz, pid_t tid,
+					  const struct unsafe_ranges *u)
+{
+	static uint64_t stack[STACK_SCAN_BYTES / 8];
+	const struct code_range *bad;
+	uint64_t sp, pc;
+	size_t len = sizeof(stack);
+
+	if (ma_freeze_spared_sp_pc(fz, tid, &sp, &pc))
+		return &unreadable;
+	bad = in_ranges(u, pc);
+	if (bad && bad->global && !(u->libc_dl && bad->what == LOADER_WHAT))
+		return bad;
+	while (len >= 512 && ma_mem_read(t->mem, sp, stack, len))
+		len /= 2;
+	if (len < 512)
+		return &unreadable;
+	for (size_t i = 0; i < len / 8; i++) {
+		bad = in_ranges(u, stack[i]);
+		if (bad && bad->global &&
+		    !(u->libc_dl && bad->what == LOADER_WHAT))
+			return bad;
+	}
+	return NULL;
+}
+
+/*
  * A thread stopped in a system call that the kernel resumes through
  * restart_syscall (nanosleep, poll or a futex wait with a timeout: they
  * return -ERESTART_RESTARTBLOCK).  The rt_sigreturn that ends a remote call
@@ -477,14 +530,29 @@ static int in_restart_block(struct ma_freeze *fz, pid_t tid)
  * 0 when none is, or when any thread holds the loader */
 static pid_t pick_thread(struct ma_target *t, struct ma_freeze *fz,
 			 const struct unsafe_ranges *u, char *why,
-			 size_t whylen)
+			 size_t whylen, int *unspare)
 {
 	const pid_t *tids;
-	size_t n = ma_freeze_threads(fz, &tids);
+	size_t n = ma_freeze_threads(fz, &tids), others = 0;
 	pid_t pick = 0, fallback = 0;
 
 	for (size_t k = 0; k < n; k++) {
-		const struct code_range *bad = thread_in(t, fz, tids[k], u);
+		const struct code_range *bad;
+
+		if (ma_freeze_is_spared(fz, tids[k])) {
+			bad = spared_in(t, fz, tids[k], u);
+			if (bad) {
+				snprintf(why, whylen,
+					 "thread %d, asleep in a write, may be "
+					 "in %s",
+					 (int)tids[k], bad->what);
+				*unspare = 1;
+				return 0;
+			}
+			continue;
+		}
+		others++;
+		bad = thread_in(t, fz, tids[k], u);
 
 		if (bad && bad->global) {
 			snprintf(why, whylen, "thread %d is in %s",
@@ -503,6 +571,11 @@ static pid_t pick_thread(struct ma_target *t, struct ma_freeze *fz,
 				 (int)tids[k], bad->what);
 		}
 	}
+	if (!others && n) {
+		/* every thread is asleep in a write: none to run the calls */
+		snprintf(why, whylen, "every thread is asleep in a write");
+		*unspare = 2;
+	}
 	return pick ? pick : fallback;
 }
 
@@ -510,27 +583,65 @@ static pid_t pick_thread(struct ma_target *t, struct ma_freeze *fz,
  * Freeze the process with one thread at a safe point (*tid), trying up to
  * max_attempts times (0: 200) and letting it run a little in between:
  * whatever it was doing in malloc or the loader takes microseconds.
+ *
+ * spare: leave running a thread asleep in a write that has sent part of
+ * its data (hazard 11: a stop would make it return short), for a freeze
+ * whose calls tolerate other threads running: attach's (loading the
+ * payload, ma_start) and the detach's ma_stop.  The payload is built for
+ * that: after the thaw every thread runs while its watchdog patches the
+ * GOTs, and the allocator domains are swapped and restored by atomic
+ * stores that a running thread reads as a valid pair (docs/payload.md);
+ * ma_stop is what the watchdog does by itself, threads running, when
+ * memattach dies; a spared thread that wakes and wants the loader's lock
+ * or malloc's waits for the call, which holds no lock of its.  What is
+ * checked: a spared thread is never picked to run the calls, and one whose
+ * stack may be inside the loader, fork or dl* (hazard 1) is stopped after
+ * all (the next try freezes every thread).  When every thread is spared
+ * (a single-threaded program asleep in a write), none can run the calls:
+ * the write may end in a moment, so the tries wait for it, up to
+ * SPARED_ALONE_NS, then every thread is stopped, as before hazard 11 was
+ * known: a short write rather than no attach.  Not for the
+ * freezes that need every thread still: the heap census's copy, the
+ * detach's close of descriptors.
  */
+#define SPARED_ALONE_NS (500 * 1000000ull)
+
 static int freeze_safe(struct ma_target *t, const struct unsafe_ranges *u,
-		       int max_attempts, struct ma_freeze **fz, pid_t *tid,
-		       int *attempts)
+		       int max_attempts, int spare, struct ma_freeze **fz,
+		       pid_t *tid, int *attempts)
 {
 	char why[256] = "";
+	uint64_t alone_since = 0;
 	int err, n;
 
 	if (max_attempts <= 0)
 		max_attempts = 200;
 	for (n = 1;; n++) {
+		int unspare = 0;
+
 		if (attempts)
 			*attempts = n;
-		err = ma_freeze(t->pid, 1000, fz);
+		err = spare ? ma_freeze_spare(t->pid, 1000, fz)
+			    : ma_freeze(t->pid, 1000, fz);
 		if (err)
 			return err;
-		*tid = pick_thread(t, *fz, u, why, sizeof(why));
+		*tid = pick_thread(t, *fz, u, why, sizeof(why), &unspare);
 		if (*tid > 0)
 			return 0;
 		ma_thaw(*fz, NULL);
 		*fz = NULL;
+		if (unspare == 2 && !alone_since)
+			alone_since = ma_now_ns();
+		if (unspare == 1 ||
+		    (unspare == 2 &&
+		     (ma_now_ns() - alone_since >= SPARED_ALONE_NS ||
+		      n >= max_attempts))) {
+			/* at once, and without counting the try */
+			ma_step("freeze.unspared");
+			spare = 0;
+			n--;
+			continue;
+		}
 		if (n >= max_attempts)
 			return ma_err(-EAGAIN,
 				      "no thread of process %d reached a safe "
@@ -601,6 +712,14 @@ static int map_ring(struct ma_injection *s, uint64_t ring_size, int agg)
 		int e = s->ring_fd;
 
 		s->ring_fd = -1;
+		struct ma_status st;
+
+		/* the thaw let it run: it may have ended at once */
+		if (ma_status_read(s->pid, &st) || st.state == 'Z')
+			return ma_err(-ESRCH,
+				      "attach: process %d exited as memattach "
+				      "attached",
+				      (int)s->pid);
 		return ma_err(e, "attach: opening the ring %s: %s", path,
 			      strerror(-e));
 	}
@@ -811,7 +930,8 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 	build_unsafe_ranges(t, &unsafe);
 
 	/* Stop everything and find a thread at a safe point */
-	err = freeze_safe(t, &unsafe, o->max_attempts, &fz, &tid, &s->attempts);
+	err = freeze_safe(t, &unsafe, o->max_attempts, 1, &fz, &tid,
+			  &s->attempts);
 	free(unsafe.v);
 	if (err)
 		return ma_err_prefix(err, "attach");
@@ -929,7 +1049,7 @@ void ma_injection_close(struct ma_injection *s)
 /* For detach: the remote call environment, and the process frozen with a
  * thread at a safe point */
 static int freeze_for_detach(struct ma_target *t, struct ma_rcall_env *env,
-			     struct ma_freeze **fz, pid_t *tid)
+			     int spare, struct ma_freeze **fz, pid_t *tid)
 {
 	struct unsafe_ranges unsafe;
 	int err = ma_rcall_env_init(t->pid, env);
@@ -937,7 +1057,7 @@ static int freeze_for_detach(struct ma_target *t, struct ma_rcall_env *env,
 	if (err)
 		return err;
 	build_unsafe_ranges(t, &unsafe);
-	err = freeze_safe(t, &unsafe, 0, fz, tid, NULL);
+	err = freeze_safe(t, &unsafe, 0, spare, fz, tid, NULL);
 	free(unsafe.v);
 	return err ? ma_err_prefix(err, "detach") : 0;
 }
@@ -952,7 +1072,7 @@ int ma_inject_stop(struct ma_target *t, struct ma_payload_info *pi)
 
 	if (!pi->loaded || !pi->same_build)
 		return -ENOENT;
-	err = freeze_for_detach(t, &env, &fz, &tid);
+	err = freeze_for_detach(t, &env, 1, &fz, &tid);
 	if (err)
 		return err;
 	struct ma_rcall stop = { .name = "ma_stop",
@@ -1003,7 +1123,7 @@ int ma_inject_cleanup(struct ma_target *t, int *closed)
 		return ma_err(-ENOENT,
 			      "detach: no syscall() in process %d's libc",
 			      (int)t->pid);
-	err = freeze_for_detach(t, &env, &fz, &tid);
+	err = freeze_for_detach(t, &env, 0, &fz, &tid);
 	if (err)
 		return err;
 	/* Read again with every thread stopped: no descriptor can change
@@ -1067,7 +1187,7 @@ int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 	struct unsafe_ranges unsafe;
 
 	build_unsafe_ranges(t, &unsafe);
-	err = freeze_safe(t, &unsafe, 0, &fz, &tid, NULL);
+	err = freeze_safe(t, &unsafe, 0, 0, &fz, &tid, NULL);
 	free(unsafe.v);
 	if (err)
 		return ma_err_prefix(err, "heap");
@@ -1214,7 +1334,7 @@ int ma_inject_reap(struct ma_target *t, int *reaped)
 	before = dead_copies(t, &pi);
 	if (!before)
 		return 0;
-	err = freeze_for_detach(t, &env, &fz, &tid);
+	err = freeze_for_detach(t, &env, 0, &fz, &tid);
 	if (err)
 		return ma_err_prefix(err, "heap: reaping its copy");
 	struct ma_rcall c = {

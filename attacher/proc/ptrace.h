@@ -29,14 +29,21 @@ int ma_freeze(pid_t pid, int timeout_ms, struct ma_freeze **out);
  * that call return what it has written so far (hazard 11).  Its memory is
  * read while it sleeps; ma_freeze_spared_ran() then tells whether it woke
  * meanwhile (what was read of it may be torn: freeze again).  Its
- * registers are not available (ma_freeze_regs: -ESRCH).  For readers only:
- * a spared thread runs on through whatever the freeze is for.
+ * registers are not available (ma_freeze_regs: -ESRCH).  A spared thread
+ * runs on through whatever the freeze is for: for readers, and for the
+ * remote calls of attach and of the detach's stop (inject.c says why they
+ * allow it), never for a freeze that needs every thread still.
  */
 int ma_freeze_spare(pid_t pid, int timeout_ms, struct ma_freeze **out);
 /* 1 when a spared thread has run since it was spared */
 int ma_freeze_spared_ran(const struct ma_freeze *f);
 /* 1 when tid is one of the spared threads */
 int ma_freeze_is_spared(const struct ma_freeze *f, pid_t tid);
+/* A spared thread's stack and instruction pointers as it sleeps (from
+ * /proc/PID/task/TID/syscall): what is known of it without registers.
+ * 0, or -ESRCH (not spared, or no longer asleep in a call) */
+int ma_freeze_spared_sp_pc(const struct ma_freeze *f, pid_t tid, uint64_t *sp,
+			   uint64_t *pc);
 
 /* Resume every thread (detach), delivering signals that arrived meanwhile.
  * Returns the freeze duration in ns (first interrupt to last detach) via

@@ -2,6 +2,8 @@
 
 - a target blocked in read(): after attach and detach, the data fed to its
   stdin arrives intact and it exits 0;
+- a thread asleep in a write that has sent part of its data: attach and
+  detach leave it running, and the write returns all of it (hazard 11);
 - a main thread holding the GIL inside a regex: attach works (no GIL
   needed) and records the allocations made meanwhile;
 - SIGALRM every 10 ms during attach: the handler's tick count keeps rising
@@ -26,6 +28,7 @@ always).
 """
 import os
 import random
+import select
 import subprocess
 import tempfile
 import time
@@ -49,25 +52,79 @@ def at_least(n):
     return 0.8 * n if MODE else n
 
 
+def session_then_line(label, t, tmp, name, what, line, want, duration=1.5):
+    """An attach of `duration` seconds and its detach on target t (exit 0),
+    then `line` to its stdin: it must answer `want` and exit 0"""
+    a = attach(t.pid, "--duration", duration,
+               output=os.path.join(tmp, name + ".cap"))
+    rc = a.wait()
+    check(rc == 0, "%s: attach/detach of a process %s" % (label, what),
+          a.stderr)
+    t.proc.stdin.write(line)
+    t.proc.stdin.flush()
+    got = t.readline(timeout=20)
+    check(got == want, "%s: then it answers %r" % (label, want), got)
+    try:
+        code = t.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        code = None
+    check(code == 0, "%s: and it exits 0" % label, code)
+
+
 def blocked_read(label, exe, tmp):
+    """its read() returns the data intact"""
     with Target(exe, "stacks_target.py") as t:
         _, tmain, _ = t.ready_line.split()
         wait_in_syscall(t.pid, int(tmain), 0)
-        a = attach(t.pid, "--duration", 1.5,
-                   output=os.path.join(tmp, "read.cap"))
+        session_then_line(label, t, tmp, "read", "blocked in read()",
+                          b"after attach\n", "GOT after attach")
+
+
+def blocked_write(label, exe, tmp):
+    """Hazard 11: attach and its detach leave a thread asleep in a write
+    that has sent part of its data running, so the write is not cut short
+    (a stop would have made os.write return the 64 KiB the pipe took)"""
+    with Target(exe, "blocked_write.py") as t:
+        tmain = int(t.ready_line.split()[1])
+        check(wait_in_syscall(t.pid, tmain, 1),
+              "%s: writer asleep in write()" % label)
+        # the whole 1 MiB written: not cut short by the attach or the
+        # detach
+        session_then_line(label, t, tmp, "write", "asleep in a write",
+                          b"go\n", "WROTE %d READ %d" % (1 << 20, 1 << 20),
+                          duration=1)
+    # Its only thread asleep in the write: no thread can run the calls, so
+    # attach waits half a second for the write to end, then stops it
+    # (docs/limits.md): it must attach all the same
+    with Target(exe, "blocked_write.py", "alone") as t:
+        tmain = int(t.ready_line.split()[1])
+        check(wait_in_syscall(t.pid, tmain, 1),
+              "%s: alone: writer asleep in write()" % label)
+        t0 = time.monotonic()
+        a = attach(t.pid, "--duration", 0.5,
+                   output=os.path.join(tmp, "write-alone.cap"))
         rc = a.wait()
-        check(rc == 0, "%s: attach/detach of a process blocked in read()" %
-              label, a.stderr)
-        t.proc.stdin.write(b"after attach\n")
+        took = time.monotonic() - t0
+        check(rc == 0, "%s: alone: attach/detach of a process whose only "
+              "thread is asleep in a write (%.1f s)" % (label, took),
+              a.stderr)
+        # its stderr drained until it says what the write returned
+        err, out, end = b"", b"", time.monotonic() + 20
+        fds = [t.proc.stderr.fileno(), t.proc.stdout.fileno()]
+        while b"\n" not in out and time.monotonic() < end:
+            ready, _, _ = select.select(fds, [], [], 0.5)
+            if fds[0] in ready:
+                err += os.read(fds[0], 1 << 20)
+            if fds[1] in ready:
+                out += os.read(fds[1], 1)
+        got = out.decode(errors="replace").strip()
+        t.proc.stdin.write(b"end\n")
         t.proc.stdin.flush()
-        got = t.readline(timeout=20)
-        check(got == "GOT after attach",
-              "%s: its read() returns the data intact" % label, got)
-        try:
-            code = t.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            code = None
-        check(code == 0, "%s: and it exits 0" % label, code)
+        check(got.startswith("WROTE ") and
+              int(got.split()[1]) == len(err) and t.proc.wait(timeout=20) ==
+              0, "%s: alone: it goes on, and exits 0 (%s of %d bytes "
+              "written: the stop cut it short)" % (label, got, 1 << 20),
+              got)
 
 
 def gil_regex(label, exe, tmp):
@@ -319,7 +376,8 @@ def main():
              if every or label.startswith("debian") or
              label.startswith("pyenv-3.12.")]
     for MODE, label, exe in runs:
-        for fn, opts in ((blocked_read, ()), (gil_regex, ()), (sigalrm, ()),
+        for fn, opts in ((blocked_read, ()), (blocked_write, ()),
+                         (gil_regex, ()), (sigalrm, ()),
                          (target_exits, ()), (forks, ()), (fd_reuse, ()),
                          (fd_reuse, ("--children",)), (unsafe_points, ())):
             if opts and MODE:

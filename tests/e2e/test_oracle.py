@@ -40,29 +40,39 @@ SUM_TOL = 0.01  # relative difference allowed on the sum of the work's lines
 MIN_BIG = 6     # lines that must be compared (the work has 7 to 9)
 
 
-def harness_lines():
-    """The target's own lines that are not the work: its report, main and
-    module level (tracemalloc's snapshot, the file it writes, the
-    collector's calls)"""
-    with open(SCRIPT) as f:
+def harness_lines(path):
+    """(path, line) of a work script's lines that are not the work: its
+    report, main and module level (tracemalloc's snapshot, the file it
+    writes, the collector's calls)"""
+    with open(path) as f:
         tree = ast.parse(f.read())
     out = set()
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and \
                 node.name not in ("report", "main"):
             continue
-        out.update(range(node.lineno, node.end_lineno + 1))
+        out.update((path, n) for n in range(node.lineno, node.end_lineno + 1))
     return out
 
 
-HARNESS = harness_lines()
+def set_script(path):
+    """The work script compared (bench/oracle.py takes others): its own
+    harness lines and stdlib_work.py's (which other scripts import) are
+    not the work"""
+    global SCRIPT, HARNESS
+    SCRIPT = path
+    HARNESS = harness_lines(path) | harness_lines(
+        os.path.join(TARGETS, "stdlib_work.py"))
+
+
+set_script(SCRIPT)
 
 
 def of_work(key):
     path, _, line = key.rpartition(":")
     if os.path.basename(path) == "tracemalloc.py":
         return False
-    return not (path == SCRIPT and int(line) in HARNESS)
+    return (path, int(line)) not in HARNESS
 
 
 def tracemalloc_lines(path):

@@ -6,6 +6,10 @@ return those 64 KiB (a short write the program never sees untracked).  A
 second thread waits for a line on stdin, then reads the pipe to its end.
 Prints 'READY <main tid>' just before the write, then 'WROTE <n> READ <m>':
 what os.write returned and what the reader got.
+
+With the argument 'alone', the process has one thread: it writes the 1 MiB
+to its stderr, which the test reads when it wants the write to go on,
+then prints 'WROTE <n>' and ends at a line on stdin.
 """
 import os
 import sys
@@ -31,7 +35,17 @@ def write_all():
     return os.write(w, b"x" * SIZE)  # MARK: write
 
 
+def alone():
+    print("READY", threading.get_native_id(), flush=True)
+    n = os.write(2, b"x" * SIZE)  # MARK: write_alone
+    print("WROTE", n, flush=True)
+    sys.stdin.readline()
+    return 0
+
+
 def main():
+    if sys.argv[1:] == ["alone"]:
+        return alone()
     t = threading.Thread(target=drain, name="drainer")
     t.start()
     print("READY", threading.get_native_id(), flush=True)

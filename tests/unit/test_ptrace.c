@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/user.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -253,6 +254,32 @@ Test(ptrace, spare_leaves_a_sleeping_writer_alone)
 	cr_assert_eq(ma_freeze_threads(fz, &tids), 1, "the writer listed");
 	cr_assert_eq(tids[0], pid);
 	cr_assert_eq(ma_freeze_spared_ran(fz), 0);
+	{
+		/* what attach scans of it: its stack, and a pc in libc (its
+		 * write); no registers */
+		struct user_regs_struct r;
+		struct ma_maps maps;
+		uint64_t sp = 0, pc = 0;
+		const char *in = "nothing";
+
+		cr_assert_eq(ma_freeze_regs(fz, pid, &r), -ESRCH);
+		cr_assert_eq(ma_freeze_spared_sp_pc(fz, pid, &sp, &pc), 0);
+		cr_assert_eq(ma_maps_read(pid, &maps), 0);
+		for (size_t i = 0; i < maps.n; i++)
+			if (pc >= maps.v[i].start && pc < maps.v[i].end)
+				in = maps.v[i].path;
+		cr_assert(strstr(in, "libc.so") != NULL, "pc %#lx in %s",
+			  (unsigned long)pc, in);
+		in = "nothing";
+		for (size_t i = 0; i < maps.n; i++)
+			if (sp >= maps.v[i].start && sp < maps.v[i].end)
+				in = maps.v[i].path;
+		cr_assert_str_eq(in, "[stack]", "sp %#lx in %s",
+				 (unsigned long)sp, in);
+		ma_maps_free(&maps);
+		cr_assert_eq(ma_freeze_spared_sp_pc(fz, getpid(), &sp, &pc),
+			     -ESRCH, "not a spared thread");
+	}
 	/* the reader takes some: the writer wakes, writes more, sleeps */
 	cr_assert_eq(read(data, buf, sizeof(buf)), (ssize_t)sizeof(buf));
 	usleep(50000);
