@@ -128,12 +128,25 @@ int ma_rcall_env_init(pid_t pid, struct ma_rcall_env *env)
 		free(buf);
 		fclose(f);
 	}
+	size_t mapped = maps.n;
+
 	ma_maps_free(&maps);
-	if (!env->restore_rt)
+	if (!env->restore_rt) {
+		struct ma_status st;
+
+		/* an exiting process has its memory gone before it is a
+		 * zombie: no mapping at all (seen once in
+		 * bench/regrtest_sweep.py, the target ending) */
+		if (!mapped || ma_status_read(pid, &st) || st.state == 'Z' ||
+		    st.state == 'X') {
+			ma_err_set_exit(MA_EXIT_NOPROC);
+			return ma_err(-ESRCH, "process %d exited", (int)pid);
+		}
 		return ma_err(-ENOENT,
 			      "process %d: libc's rt_sigreturn trampoline not "
 			      "found (not glibc on x86_64?)",
 			      (int)pid);
+	}
 	return 0;
 }
 

@@ -327,3 +327,36 @@ Test(rcall, tracer_killed_mid_call_leaves_target_alive)
 	cr_expect_str_eq(line, "got z usr1=0 avx=-1");
 	finish(&c);
 }
+
+/* A process that is gone from under us (a zombie: no memory left) is said
+ * to have exited, exit code 3, not to lack glibc */
+Test(rcall, env_of_an_exited_process)
+{
+	struct ma_rcall_env env;
+	pid_t pid = fork();
+
+	cr_assert(pid >= 0);
+	if (pid == 0)
+		_exit(0);
+	/* a zombie until reaped */
+	for (int i = 0; i < 200; i++) {
+		char path[64], st[256] = "";
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+		f = fopen(path, "r");
+		if (f) {
+			if (!fgets(st, sizeof(st), f))
+				st[0] = '\0';
+			fclose(f);
+		}
+		if (strstr(st, ") Z "))
+			break;
+		usleep(5000);
+	}
+	ma_err_set_exit(0);
+	cr_assert_eq(ma_rcall_env_init(pid, &env), -ESRCH, "%s", ma_errmsg());
+	cr_assert_eq(ma_err_exit(), MA_EXIT_NOPROC);
+	cr_assert(strstr(ma_errmsg(), "exited") != NULL, "%s", ma_errmsg());
+	waitpid(pid, NULL, 0);
+}
