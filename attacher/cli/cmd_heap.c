@@ -183,13 +183,14 @@ int ma_cmd_heap(int argc, char **argv)
 		fprintf(stderr,
 			"memattach: heap: every thread stopped %.3f ms, the "
 			"cloning one %.3f ms (clone %.3f ms), walk "
-			"%.3f s, graph %.3f s, dominators %.3f s, paths %.3f "
-			"s, "
+			"%.3f s, graph %.3f s, dominators %.3f s (%llu of "
+			"%llu steps), paths %.3f s, "
 			"stream %llu MiB, copy private %llu MiB, total %.3f "
 			"s\n",
 			g.all_stopped_ns / 1e6, g.frozen_ns / 1e6,
 			g.clone_ns / 1e6, g.walk_ns / 1e9, g.read_ns / 1e9,
-			c.dom_ns / 1e9, c.paths_ns / 1e9,
+			c.dom_ns / 1e9, (unsigned long long)c.dom_steps,
+			(unsigned long long)c.dom_budget, c.paths_ns / 1e9,
 			(unsigned long long)(g.stream_bytes >> 20),
 			(unsigned long long)(g.copy_peak_kb >> 10),
 			g.total_ns / 1e9);

@@ -149,6 +149,8 @@ struct ma_heap_census {
 	struct ma_hobj_report *retainers; /* by retained size */
 	size_t nretainers;
 	uint64_t dom_ns, paths_ns;
+	/* the dominators' tree walks, against their budget (census.c) */
+	uint64_t dom_steps, dom_budget;
 };
 
 struct ma_hcensus_opts {

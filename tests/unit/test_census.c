@@ -52,31 +52,23 @@ static const struct spec objs[] = {
 
 #define N (sizeof(objs) / sizeof(objs[0]))
 
-static void build(struct ma_heap_graph *g)
+/* A graph of n objects and room for max_edges references */
+static void arrays(struct ma_heap_graph *g, size_t n, size_t max_edges)
 {
-	uint32_t ne = 0;
-
 	memset(g, 0, sizeof(*g));
-	g->n = N;
-	g->addr = calloc(N, 8);
-	g->size = calloc(N, 8);
-	g->type = calloc(N, 4);
-	g->refcnt = calloc(N, 4);
-	g->flags = calloc(N, 1);
-	g->eoff = calloc(N + 1, 4);
-	g->edges = calloc(64, 4);
-	for (size_t i = 0; i < N; i++) {
-		g->addr[i] = 0x1000 + 0x100 * i;
-		g->size[i] = objs[i].size;
-		g->type[i] = (uint32_t)objs[i].type;
-		g->refcnt[i] = objs[i].refcnt;
-		g->flags[i] = MA_HEAP_O_GC;
-		g->eoff[i] = ne;
-		for (int k = 0; objs[i].edges[k] >= 0; k++)
-			g->edges[ne++] = (uint32_t)objs[i].edges[k];
-	}
-	g->eoff[N] = ne;
-	g->nedges = ne;
+	g->n = n;
+	g->addr = calloc(n, 8);
+	g->size = calloc(n, 8);
+	g->type = calloc(n, 4);
+	g->refcnt = calloc(n, 4);
+	g->flags = calloc(n, 1);
+	g->eoff = calloc(n + 1, 4);
+	g->edges = calloc(max_edges, 4);
+}
+
+/* The types' names, and object 0 as the module __main__, the one root */
+static void types_and_root(struct ma_heap_graph *g)
+{
 	g->ntypes = NT;
 	g->types = calloc(NT, sizeof(*g->types));
 	for (int t = 0; t < NT; t++)
@@ -89,6 +81,26 @@ static void build(struct ma_heap_graph *g)
 					 .func = strdup(""),
 					 .file = strdup(""),
 					 .thread = strdup("") };
+}
+
+static void build(struct ma_heap_graph *g)
+{
+	uint32_t ne = 0;
+
+	arrays(g, N, 64);
+	for (size_t i = 0; i < N; i++) {
+		g->addr[i] = 0x1000 + 0x100 * i;
+		g->size[i] = objs[i].size;
+		g->type[i] = (uint32_t)objs[i].type;
+		g->refcnt[i] = objs[i].refcnt;
+		g->flags[i] = MA_HEAP_O_GC;
+		g->eoff[i] = ne;
+		for (int k = 0; objs[i].edges[k] >= 0; k++)
+			g->edges[ne++] = (uint32_t)objs[i].edges[k];
+	}
+	g->eoff[N] = ne;
+	g->nedges = ne;
+	types_and_root(g);
 	/* what the live copy would name (a snapshot keeps these too) */
 	g->nlabels = 2;
 	g->labels = calloc(2, sizeof(*g->labels));
@@ -249,6 +261,75 @@ Test(census, document_and_diff)
 	json_decref(a);
 	json_decref(b);
 	json_decref(d);
+	ma_heap_census_free(&c);
+	ma_heap_graph_free(&g);
+}
+
+/*
+ * A shared object referred to by every link of a deep chain (CPython's
+ * tee data objects, each pointing at the source iterator): the
+ * dominators' walks are quadratic there.  The census must end, in
+ * bounded time, partial, saying why, with every object retaining its own
+ * bytes at least; and a shallow graph of the same size is not cut.
+ */
+static void chain(struct ma_heap_graph *g, uint32_t links, int deep)
+{
+	uint32_t n = links + 2, ne = 0; /* 0 module, 1 shared, 2.. links */
+
+	arrays(g, n, 2 * (size_t)n + 2);
+	for (uint32_t i = 0; i < n; i++) {
+		g->addr[i] = 0x100000 + 0x40 * (uint64_t)i;
+		g->size[i] = i == 1 ? 4096 : 64;
+		g->type[i] = i ? T_NODE : T_MODULE;
+		g->refcnt[i] = i == 1 ? links : 1;
+		g->flags[i] = MA_HEAP_O_GC;
+		g->eoff[i] = ne;
+		if (i == 0) {
+			/* deep: the module holds the chain's head; shallow:
+			 * every link */
+			if (deep)
+				g->edges[ne++] = 2;
+			else
+				for (uint32_t k = 2; k < n; k++)
+					g->edges[ne++] = k;
+		} else if (i >= 2) {
+			g->edges[ne++] = 1;
+			if (deep && i + 1 < n)
+				g->edges[ne++] = i + 1;
+		}
+	}
+	g->eoff[n] = ne;
+	g->nedges = ne;
+	types_and_root(g);
+}
+
+Test(census, deep_chain_to_a_shared_object_ends)
+{
+	struct ma_heap_graph g;
+	struct ma_heap_census c;
+	struct ma_hcensus_opts o = { .top = 5 };
+	const struct ma_hobj_report *r;
+
+	/* 30,000 links: 4.5e8 steps to walk, against a budget of 5e7 and
+	 * 16 a node and an edge */
+	chain(&g, 30000, 1);
+	cr_assert_eq(ma_heap_census(&g, &o, NULL, &c), 0);
+	cr_assert(g.partial && strstr(g.partial_why, "retained sizes") != NULL,
+		  "%d %s", g.partial, g.partial_why);
+	cr_assert(c.dom_steps > c.dom_budget && c.dom_steps < 2 * c.dom_budget,
+		  "%llu of %llu", (unsigned long long)c.dom_steps,
+		  (unsigned long long)c.dom_budget);
+	r = row_of(c.largest, c.nlargest, 1);
+	cr_assert(r && r->retained >= 4096);
+	ma_heap_census_free(&c);
+	ma_heap_graph_free(&g);
+
+	/* the same objects, every link held by the module: not cut, and the
+	 * module's namespace retains them all */
+	chain(&g, 30000, 0);
+	cr_assert_eq(ma_heap_census(&g, &o, NULL, &c), 0);
+	cr_assert(!g.partial, "%s", g.partial_why);
+	cr_assert(c.dom_steps < c.dom_budget);
 	ma_heap_census_free(&c);
 	ma_heap_graph_free(&g);
 }
