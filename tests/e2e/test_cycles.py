@@ -30,7 +30,15 @@ def run(label, exe, cycles, tmp):
                 slow.append((i, round(dt, 2)))
             if not t.alive():
                 break
-        check(t.alive(), "%s: target alive after %d cycles" % (label, cycles))
+        died = ""
+        if not t.alive():
+            # how it ended: its exit status (negative: the signal) and
+            # the end of its stderr (a fatal error, a traceback)
+            died = "exit status %s after cycle %d; stderr:\n%s" % (
+                t.proc.returncode, i,
+                t.proc.stderr.read().decode(errors="replace")[-3000:])
+        check(t.alive(), "%s: target alive after %d cycles" % (label, cycles),
+              died)
         # what it printed meanwhile, then see it still counting
         t.drain()
         it1 = int(t.readline().split()[1])
