@@ -437,29 +437,43 @@ static const struct code_range *unwound_in(struct ma_target *t, pid_t tid,
 }
 
 /* The first unsafe code range a stopped thread is in, or NULL */
+/*
+ * The words of a thread's stack from sp up to its end, at most
+ * STACK_SCAN_BYTES (the read shortened until it fits in the mapping), in
+ * a buffer of this file's: their number, 0 when not even 512 bytes read.
+ */
+static size_t stack_words(struct ma_target *t, uint64_t sp,
+			  const uint64_t **words)
+{
+	static uint64_t stack[STACK_SCAN_BYTES / 8];
+	size_t len = sizeof(stack);
+
+	while (len >= 512 && ma_mem_read(t->mem, sp, stack, len))
+		len /= 2;
+	*words = stack;
+	return len >= 512 ? len / 8 : 0;
+}
+
 static const struct code_range *thread_in(struct ma_target *t,
 					  struct ma_freeze *fz, pid_t tid,
 					  const struct unsafe_ranges *u)
 {
-	static uint64_t stack[STACK_SCAN_BYTES / 8];
 	struct user_regs_struct r;
-	const struct code_range *bad;
+	const uint64_t *stack;
 	int hit = 0;
-	size_t len = sizeof(stack);
 
 	if (ma_freeze_regs(fz, tid, &r))
 		return NULL;
 	hit = in_ranges(u, r.rip) != NULL;
-	/* the stack up to its end, at most 16 KiB: shorten the read until it
-	 * fits in the mapping */
-	while (!hit && len >= 512 && ma_mem_read(t->mem, r.rsp, stack, len))
-		len /= 2;
-	for (size_t i = 0; !hit && len >= 512 && i < len / 8; i++)
-		hit = in_ranges(u, stack[i]) != NULL;
+	if (!hit) {
+		size_t n = stack_words(t, r.rsp, &stack);
+
+		for (size_t i = 0; !hit && i < n; i++)
+			hit = in_ranges(u, stack[i]) != NULL;
+	}
 	if (!hit)
 		return NULL;
-	bad = unwound_in(t, tid, u);
-	return bad;
+	return unwound_in(t, tid, u);
 }
 
 /*
@@ -481,30 +495,36 @@ static const struct code_range *thread_in(struct ma_target *t,
  * the other threads after its timeout (rcall.c), and returns by itself
  * when the lock is free.
  */
+/* What in a spared thread's stack gets it stopped (spared_in) */
+static const struct code_range *stops_spared(const struct unsafe_ranges *u,
+					     uint64_t word)
+{
+	const struct code_range *bad = in_ranges(u, word);
+
+	return bad && bad->global && !(u->libc_dl && bad->what == LOADER_WHAT)
+		       ? bad
+		       : NULL;
+}
+
 static const struct code_range *spared_in(struct ma_target *t,
 					  struct ma_freeze *fz, pid_t tid,
 					  const struct unsafe_ranges *u)
 {
-	static uint64_t stack[STACK_SCAN_BYTES / 8];
 	const struct code_range *bad;
+	const uint64_t *stack;
 	uint64_t sp, pc;
-	size_t len = sizeof(stack);
+	size_t n;
 
 	if (ma_freeze_spared_sp_pc(fz, tid, &sp, &pc))
 		return &unreadable;
-	bad = in_ranges(u, pc);
-	if (bad && bad->global && !(u->libc_dl && bad->what == LOADER_WHAT))
+	if ((bad = stops_spared(u, pc)))
 		return bad;
-	while (len >= 512 && ma_mem_read(t->mem, sp, stack, len))
-		len /= 2;
-	if (len < 512)
+	n = stack_words(t, sp, &stack);
+	if (!n)
 		return &unreadable;
-	for (size_t i = 0; i < len / 8; i++) {
-		bad = in_ranges(u, stack[i]);
-		if (bad && bad->global &&
-		    !(u->libc_dl && bad->what == LOADER_WHAT))
+	for (size_t i = 0; i < n; i++)
+		if ((bad = stops_spared(u, stack[i])))
 			return bad;
-	}
 	return NULL;
 }
 
@@ -712,10 +732,8 @@ static int map_ring(struct ma_injection *s, uint64_t ring_size, int agg)
 		int e = s->ring_fd;
 
 		s->ring_fd = -1;
-		struct ma_status st;
-
 		/* the thaw let it run: it may have ended at once */
-		if (ma_status_read(s->pid, &st) || st.state == 'Z')
+		if (ma_proc_ended(s->pid))
 			return ma_err(-ESRCH,
 				      "attach: process %d exited as memattach "
 				      "attached",
@@ -1308,13 +1326,9 @@ static int dead_copies(struct ma_target *t, const struct ma_payload_info *pi)
 	if (ma_mem_read(t->mem, pi->base + img.ma_heap_copies, pids,
 			sizeof(pids)))
 		return 0;
-	for (int i = 0; i < MA_HEAP_MAX_COPIES; i++) {
-		struct ma_status st;
-
-		if (pids[i] > 0 &&
-		    (ma_status_read(pids[i], &st) || st.state == 'Z'))
+	for (int i = 0; i < MA_HEAP_MAX_COPIES; i++)
+		if (pids[i] > 0 && ma_proc_ended(pids[i]))
 			n++;
-	}
 	return n;
 }
 

@@ -207,6 +207,13 @@ int ma_status_read(pid_t pid, struct ma_status *out)
 	return err;
 }
 
+int ma_proc_ended(pid_t pid)
+{
+	struct ma_status st;
+
+	return ma_status_read(pid, &st) || st.state == 'Z' || st.state == 'X';
+}
+
 static int cmp_pid(const void *a, const void *b)
 {
 	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;

@@ -42,6 +42,8 @@ struct ma_status {
 int ma_status_parse(const char *text, struct ma_status *out);
 /* -ESRCH when the process does not exist */
 int ma_status_read(pid_t pid, struct ma_status *out);
+/* 1 when pid has ended: gone, or a zombie (Z) or dead (X) */
+int ma_proc_ended(pid_t pid);
 
 /* The thread IDs of /proc/PID/task, sorted; -ESRCH when gone */
 int ma_tasks_read(pid_t pid, pid_t **tids, size_t *n);

@@ -132,13 +132,10 @@ int ma_rcall_env_init(pid_t pid, struct ma_rcall_env *env)
 
 	ma_maps_free(&maps);
 	if (!env->restore_rt) {
-		struct ma_status st;
-
 		/* an exiting process has its memory gone before it is a
 		 * zombie: no mapping at all (seen once in
 		 * bench/regrtest_sweep.py, the target ending) */
-		if (!mapped || ma_status_read(pid, &st) || st.state == 'Z' ||
-		    st.state == 'X') {
+		if (!mapped || ma_proc_ended(pid)) {
 			ma_err_set_exit(MA_EXIT_NOPROC);
 			return ma_err(-ESRCH, "process %d exited", (int)pid);
 		}
