@@ -733,11 +733,13 @@ static int map_ring(struct ma_injection *s, uint64_t ring_size, int agg)
 
 		s->ring_fd = -1;
 		/* the thaw let it run: it may have ended at once */
-		if (ma_proc_ended(s->pid))
+		if (ma_proc_ended(s->pid)) {
+			ma_err_set_exit(MA_EXIT_NOPROC);
 			return ma_err(-ESRCH,
 				      "attach: process %d exited as memattach "
 				      "attached",
 				      (int)s->pid);
+		}
 		return ma_err(e, "attach: opening the ring %s: %s", path,
 			      strerror(-e));
 	}
