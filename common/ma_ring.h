@@ -91,7 +91,10 @@ struct ma_ring_hdr {
 	int32_t got_state;    /* atomic: enum ma_got_state, or -errno */
 	uint32_t got_slots;   /* slots patched */
 	uint32_t got_modules; /* modules scanned */
-	uint32_t _pad5;
+	/* bit d: CPython's allocator domain d (RAW 0, MEM 1, OBJ 2) found in
+	 * its data, so that the stop swaps it back whole with the threads
+	 * running (injector/pyalloc.c); set before got_state */
+	uint32_t py_domains;
 	uint64_t got_ns; /* the watchdog's time to scan and patch */
 
 	/* MA_TRACK_AGG: the aggregate area (common/ma_agg.h) in this memfd,

@@ -575,8 +575,15 @@ int ma_self_init(void);
 
 /* Wrap RAW, MEM and OBJ; 0, or -ENOENT (no CPython API here) */
 int ma_pyalloc_install(char *msg, size_t len);
-/* Put the originals back where ours are still current */
-void ma_pyalloc_restore(void);
+/* Put the originals back where ours are still current; others_run: the
+ * other threads may be running (then a domain not located yet stays ours,
+ * idle) */
+void ma_pyalloc_restore(int others_run);
+/* Find the domains' structs, so that swaps with the threads running write
+ * whole pointers (pyalloc.c); the watchdog, once ours are installed */
+void ma_pyalloc_locate(void);
+/* Bit d set: domain d's struct is found */
+uint32_t ma_pyalloc_located(void);
 int ma_pyalloc_installed(void);
 
 /* ------------------------------------------------------------------ */

@@ -287,9 +287,12 @@ static struct ma_session *session_new(const struct ma_config *c, char *msg,
  * First half of a stop; the control lock is held.  Quick and non-blocking
  * (it may run while the attacher holds the other threads stopped): hooks
  * and allocator domains back, enabled = 0.  The watchdog does the rest.
+ * others_run: called on the watchdog, the other threads running (an
+ * allocator domain is then swapped back only where whole pointers can be
+ * written: pyalloc.c).
  */
 static void stop_begin(struct ma_session *s, uint32_t state, int err,
-		       const char *msg)
+		       const char *msg, int others_run)
 {
 	if (phase_of(s) != MA_PHASE_TRACKING)
 		return;
@@ -298,7 +301,7 @@ static void stop_begin(struct ma_session *s, uint32_t state, int err,
 				 __ATOMIC_RELEASE);
 	if (ma_sess == s) {
 		ma_got_restore();
-		ma_pyalloc_restore();
+		ma_pyalloc_restore(others_run);
 		__atomic_store_n(&ma_enabled, 0, __ATOMIC_SEQ_CST);
 		ma_ctl.state = MA_STATE_STOPPING;
 	}
@@ -427,6 +430,10 @@ static void got_first_install(struct ma_session *s)
 
 	ma_ctl_lock();
 	if (ma_sess == s && phase_of(s) == MA_PHASE_TRACKING) {
+		/* ma_start has installed ours (this thread may have started
+		 * before it did: the lock orders them), and nothing can make
+		 * this thread stop the session before this */
+		ma_pyalloc_locate();
 		n = ma_got_install(1);
 		state = MA_GOT_DONE;
 		if (n < 0) {
@@ -434,7 +441,7 @@ static void got_first_install(struct ma_session *s)
 
 			ma_fmt(msg, sizeof(msg),
 			       "GOT patching failed: error %d", -n);
-			stop_begin(s, MA_STATE_FAILED, n, msg);
+			stop_begin(s, MA_STATE_FAILED, n, msg, 1);
 			state = n;
 			n = 0;
 		}
@@ -442,6 +449,7 @@ static void got_first_install(struct ma_session *s)
 	ma_ctl_unlock();
 	h->got_slots = (uint32_t)n;
 	h->got_modules = ma_got_modules();
+	h->py_domains = ma_pyalloc_located();
 	h->got_ns = ma_ring_now_ns() - t0;
 	__atomic_store_n(&h->got_state, state, __ATOMIC_RELEASE);
 }
@@ -489,7 +497,7 @@ static void *watchdog_main(void *arg)
 		}
 		if (state) {
 			ma_ctl_lock();
-			stop_begin(s, state, 0, msg);
+			stop_begin(s, state, 0, msg, 1);
 			ma_ctl_unlock();
 			break;
 		}
@@ -615,7 +623,7 @@ static void restore_leftovers(void)
 	if (ma_got_installed())
 		ma_got_restore();
 	if (ma_pyalloc_installed())
-		ma_pyalloc_restore();
+		ma_pyalloc_restore(0);
 }
 
 static void start_locked(const struct ma_config *cfg)
@@ -671,7 +679,7 @@ static void start_locked(const struct ma_config *cfg)
 	old = ma_sess;
 	if (old && phase_of(old) == MA_PHASE_TRACKING)
 		stop_begin(old, MA_STATE_STOPPED, 0,
-			   "replaced by a new session");
+			   "replaced by a new session", 0);
 	restore_leftovers();
 
 	s = session_new(&c, msg, sizeof(msg), &err);
@@ -749,8 +757,8 @@ MA_EXPORT void ma_stop(void)
 		struct ma_session *s = ma_sess;
 
 		if (s && phase_of(s) == MA_PHASE_TRACKING)
-			stop_begin(s, MA_STATE_STOPPED, 0,
-				   "stopped by ma_stop");
+			stop_begin(s, MA_STATE_STOPPED, 0, "stopped by ma_stop",
+				   0);
 		else if (!s)
 			restore_leftovers();
 		ma_ctl_unlock();

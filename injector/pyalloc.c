@@ -4,15 +4,24 @@
  * PyMem_GetAllocator/PyMem_SetAllocator.
  *
  * Why swapping is safe while other threads run (hazard 4): CPython calls a
- * domain as `_PyObject.malloc(_PyObject.ctx, n)`, two separate loads, and
- * PyMem_SetAllocator copies the struct word by word.  Our struct keeps the
- * ORIGINAL ctx, and our functions ignore the ctx they get and call the
- * saved original with its own.  So whatever mix of old and new words a
- * thread loads, it calls a valid (function, ctx) pair: the original's, or
- * ours (which forwards).  Un-swapping on stop is safe for the same reason,
- * and a thread that loaded our function just before the un-swap still gets
- * a working wrapper: the payload is never unloaded and the saved originals
- * stay.
+ * domain as `_PyObject.malloc(_PyObject.ctx, n)`, two separate loads.  Our
+ * struct keeps the ORIGINAL ctx, and our functions ignore the ctx they get
+ * and call the saved original with its own.  So whatever mix of old and new
+ * fields a thread loads, it calls a valid (function, ctx) pair: the
+ * original's, or ours (which forwards), provided that each field is
+ * written whole.  PyMem_SetAllocator does not promise that: Debian's 3.11
+ * copies the struct with `rep movsl`, four bytes at a time, and a thread
+ * that loads `_PyObject.free` between the two halves of the store calls
+ * an address made of half of each pointer (a target died so, one stop in
+ * a few thousand, with four threads allocating).  Hence the domains' own
+ * structs are found in CPython's data (dom_locate, once, by the image of
+ * ours after the first install), and every later swap writes them field by
+ * field with aligned 8-byte stores.  Until they are found, a swap with the
+ * other threads running (the watchdog's stop) is not done: ours stays in
+ * place, idle, and the next swap with the threads stopped (ma_stop,
+ * ma_start) puts the originals back.  A thread that loaded our function
+ * just before the un-swap still gets a working wrapper: the payload is
+ * never unloaded and the saved originals stay.
  *
  * Nesting: pymalloc serves large requests from PyMem_RawMalloc, which calls
  * malloc through the PLT.  The outermost hook records and sets the guard;
@@ -26,6 +35,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 
 #include "internal.h"
 
@@ -44,6 +54,8 @@ static struct py_alloc orig[NDOM];
 static int installed[NDOM]; /* ours is in place, maybe under another's */
 static void (*get_alloc)(int, struct py_alloc *);
 static void (*set_alloc)(int, struct py_alloc *);
+/* each domain's struct in CPython's data, once found (dom_locate) */
+static struct py_alloc *dom_at[NDOM];
 
 static const uint8_t kinds[NDOM] = { MA_KIND_PYMEM_RAW, MA_KIND_PYMEM,
 				     MA_KIND_PYOBJ };
@@ -224,6 +236,33 @@ static const struct py_alloc ours[NDOM] = {
 	{ NULL, obj_malloc, obj_calloc, obj_realloc, obj_free },
 };
 
+/*
+ * Swap domain d from `from` (what it holds now) to v.  Where its struct is
+ * known and holds `from`, field by field: one aligned 8-byte store each, so
+ * that a thread reading a field sees the old function or the new one, never
+ * half of each; ctx is the same in both (see above).  Otherwise through
+ * PyMem_SetAllocator, whose copy may tear a pointer: only while the other
+ * threads are stopped (!others_run); -EBUSY if they run.
+ */
+static int dom_write(int d, const struct py_alloc *from,
+		     const struct py_alloc *v, int others_run)
+{
+	struct py_alloc *a = __atomic_load_n(&dom_at[d], __ATOMIC_ACQUIRE);
+
+	if (a && __atomic_load_n(&a->ctx, __ATOMIC_RELAXED) == v->ctx &&
+	    __atomic_load_n(&a->malloc, __ATOMIC_RELAXED) == from->malloc) {
+		__atomic_store_n(&a->malloc, v->malloc, __ATOMIC_RELEASE);
+		__atomic_store_n(&a->calloc, v->calloc, __ATOMIC_RELEASE);
+		__atomic_store_n(&a->realloc, v->realloc, __ATOMIC_RELEASE);
+		__atomic_store_n(&a->free, v->free, __ATOMIC_RELEASE);
+		return 0;
+	}
+	if (others_run)
+		return -EBUSY;
+	set_alloc(d, (struct py_alloc *)v);
+	return 0;
+}
+
 int ma_pyalloc_install(char *msg, size_t len)
 {
 	if (!get_alloc || !set_alloc) {
@@ -257,13 +296,13 @@ int ma_pyalloc_install(char *msg, size_t len)
 		/* orig[] is complete before any thread can reach a wrapper:
 		 * the swap below is a later store (x86 keeps store order) */
 		__atomic_thread_fence(__ATOMIC_RELEASE);
-		set_alloc(d, &w);
+		dom_write(d, &cur, &w, 0);
 		installed[d] = 1;
 	}
 	return 0;
 }
 
-void ma_pyalloc_restore(void)
+void ma_pyalloc_restore(int others_run)
 {
 	for (int d = 0; d < NDOM; d++) {
 		struct py_alloc cur;
@@ -273,12 +312,116 @@ void ma_pyalloc_restore(void)
 		get_alloc(d, &cur);
 		if (cur.malloc != ours[d].malloc)
 			continue; /* someone wrapped ours: leave it, idle */
-		set_alloc(d, &orig[d]);
-		installed[d] = 0;
+		if (dom_write(d, &cur, &orig[d], others_run) == 0)
+			installed[d] = 0;
 	}
+}
+
+uint32_t ma_pyalloc_located(void)
+{
+	uint32_t bits = 0;
+
+	for (int d = 0; d < NDOM; d++)
+		if (__atomic_load_n(&dom_at[d], __ATOMIC_ACQUIRE))
+			bits |= 1u << d;
+	return bits;
 }
 
 int ma_pyalloc_installed(void)
 {
 	return installed[DOM_RAW] || installed[DOM_MEM] || installed[DOM_OBJ];
+}
+
+/* ------------------------------------------------------------------ */
+/* Where the domains' structs are (dom_write) */
+
+struct seg_scan {
+	uintptr_t fn; /* an address in the module that holds the structs */
+	uintptr_t lo[8], hi[8]; /* its writable segments */
+	int n;
+};
+
+static int find_segments(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct seg_scan *sc = arg;
+	int here = 0;
+
+	(void)size;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+
+		if (ph->p_type == PT_LOAD && sc->fn >= lo &&
+		    sc->fn < lo + ph->p_memsz)
+			here = 1;
+	}
+	if (!here)
+		return 0;
+	for (int i = 0; i < info->dlpi_phnum && sc->n < 8; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+		if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W))
+			continue;
+		sc->lo[sc->n] = info->dlpi_addr + ph->p_vaddr;
+		sc->hi[sc->n] = sc->lo[sc->n] + ph->p_memsz;
+		sc->n++;
+	}
+	return 1;
+}
+
+/*
+ * The structs live in the data of the module that defines
+ * PyMem_SetAllocator (obmalloc.c's statics up to 3.11, _PyRuntime's from
+ * 3.12).  While ours is installed, a domain's struct is the only place
+ * there holding our four functions in a row: a domain is located when
+ * exactly one such place exists (a copy elsewhere, e.g. a tool that saved
+ * ours, leaves it unlocated); a domain that does not hold ours now (a
+ * tool wrapped it) is not looked for.  Only reads; on the watchdog,
+ * threads running: about 1.5 MB of Debian's python3 data, once per
+ * process.
+ */
+void ma_pyalloc_locate(void)
+{
+	struct seg_scan sc = { .fn = (uintptr_t)set_alloc };
+	struct py_alloc *found[NDOM] = { NULL };
+	int count[NDOM] = { 0 }, look[NDOM] = { 0 }, want = 0;
+
+	if (!get_alloc || !set_alloc)
+		return;
+	for (int d = 0; d < NDOM; d++) {
+		struct py_alloc cur;
+
+		if (!installed[d] || dom_at[d])
+			continue;
+		get_alloc(d, &cur);
+		look[d] = cur.malloc == ours[d].malloc;
+		want |= look[d];
+	}
+	if (!want)
+		return;
+	dl_iterate_phdr(find_segments, &sc);
+	for (int i = 0; i < sc.n; i++) {
+		uintptr_t a = (sc.lo[i] + 7) & ~(uintptr_t)7;
+
+		for (; a + sizeof(struct py_alloc) <= sc.hi[i]; a += 8) {
+			const struct py_alloc *p = (const struct py_alloc *)a;
+
+			for (int d = 0; d < NDOM; d++) {
+				/* ours[] itself, where the payload is
+				 * compiled into the module (unit tests) */
+				if (!look[d] || p == &ours[d] ||
+				    p->malloc != ours[d].malloc ||
+				    p->calloc != ours[d].calloc ||
+				    p->realloc != ours[d].realloc ||
+				    p->free != ours[d].free)
+					continue;
+				found[d] = (struct py_alloc *)a;
+				count[d]++;
+			}
+		}
+	}
+	for (int d = 0; d < NDOM; d++)
+		if (count[d] == 1 && !dom_at[d])
+			__atomic_store_n(&dom_at[d], found[d],
+					 __ATOMIC_RELEASE);
 }

@@ -1125,6 +1125,7 @@ static void wait_got(struct ma_track *tr)
 	tr->s.got_state = __atomic_load_n(&h->got_state, __ATOMIC_ACQUIRE);
 	tr->s.got_slots = h->got_slots;
 	tr->s.got_modules = h->got_modules;
+	tr->s.py_domains = h->py_domains;
 	tr->s.got_ns = h->got_ns;
 	tr->s.attach_ns += ma_now_ns() - t0;
 }

@@ -640,6 +640,14 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 			s->got_state == MA_GOT_DONE	 ? ""
 			: s->got_state == MA_GOT_PENDING ? " (not done yet)"
 							 : " (not done)");
+	if (ma_cli_verbose)
+		fprintf(stderr,
+			"memattach: allocator domains found in CPython's data "
+			"(swapped back whole at the stop):%s%s%s%s\n",
+			s->py_domains & 1 ? " raw" : "",
+			s->py_domains & 2 ? " mem" : "",
+			s->py_domains & 4 ? " obj" : "",
+			s->py_domains ? "" : " none");
 	if (ma_cli_verbose && s->sample_filter_bits)
 		fprintf(stderr,
 			"memattach: sampled frees filtered by 2^%u counters "

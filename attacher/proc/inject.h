@@ -60,6 +60,7 @@ struct ma_injection {
 	 * for them (track.c) */
 	int32_t got_state;
 	uint32_t got_slots, got_modules;
+	uint32_t py_domains; /* the ring header's: domains located */
 	uint64_t got_ns;
 	pid_t hijacked;		  /* the thread that ran the calls */
 	int payload_fd_in_target; /* memfd of the image, closed by ma_start */
