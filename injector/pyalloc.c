@@ -14,7 +14,7 @@
  * that loads `_PyObject.free` between the two halves of the store calls
  * an address made of half of each pointer (a target died so, one stop in
  * a few thousand, with four threads allocating).  Hence the domains' own
- * structs are found in CPython's data (dom_locate, once, by the image of
+ * structs are found in CPython's data (ma_pyalloc_locate, once, by the image of
  * ours after the first install), and every later swap writes them field by
  * field with aligned 8-byte stores.  Until they are found, a swap with the
  * other threads running (the watchdog's stop) is not done: ours stays in
@@ -54,7 +54,7 @@ static struct py_alloc orig[NDOM];
 static int installed[NDOM]; /* ours is in place, maybe under another's */
 static void (*get_alloc)(int, struct py_alloc *);
 static void (*set_alloc)(int, struct py_alloc *);
-/* each domain's struct in CPython's data, once found (dom_locate) */
+/* each domain's struct in CPython's data, once found (ma_pyalloc_locate) */
 static struct py_alloc *dom_at[NDOM];
 
 static const uint8_t kinds[NDOM] = { MA_KIND_PYMEM_RAW, MA_KIND_PYMEM,
@@ -422,7 +422,7 @@ __attribute__((no_sanitize_address)) void ma_pyalloc_locate(void)
 		}
 	}
 	for (int d = 0; d < NDOM; d++)
-		if (count[d] == 1 && !dom_at[d])
+		if (count[d] == 1) /* look[d]: not located before */
 			__atomic_store_n(&dom_at[d], found[d],
 					 __ATOMIC_RELEASE);
 }

@@ -436,7 +436,6 @@ static const struct code_range *unwound_in(struct ma_target *t, pid_t tid,
 	return bad ? bad : local;
 }
 
-/* The first unsafe code range a stopped thread is in, or NULL */
 /*
  * The words of a thread's stack from sp up to its end, at most
  * STACK_SCAN_BYTES (the read shortened until it fits in the mapping), in
@@ -454,6 +453,7 @@ static size_t stack_words(struct ma_target *t, uint64_t sp,
 	return len >= 512 ? len / 8 : 0;
 }
 
+/* The first unsafe code range a stopped thread is in, or NULL */
 static const struct code_range *thread_in(struct ma_target *t,
 					  struct ma_freeze *fz, pid_t tid,
 					  const struct unsafe_ranges *u)
@@ -476,6 +476,17 @@ static const struct code_range *thread_in(struct ma_target *t,
 	return unwound_in(t, tid, u);
 }
 
+/* What in a spared thread's stack gets it stopped (spared_in) */
+static const struct code_range *stops_spared(const struct unsafe_ranges *u,
+					     uint64_t word)
+{
+	const struct code_range *bad = in_ranges(u, word);
+
+	return bad && bad->global && !(u->libc_dl && bad->what == LOADER_WHAT)
+		       ? bad
+		       : NULL;
+}
+
 /*
  * A thread that freeze_safe() left running, asleep in a write that a stop
  * would cut short (hazard 11): only its stack and instruction pointers are
@@ -495,17 +506,6 @@ static const struct code_range *thread_in(struct ma_target *t,
  * the other threads after its timeout (rcall.c), and returns by itself
  * when the lock is free.
  */
-/* What in a spared thread's stack gets it stopped (spared_in) */
-static const struct code_range *stops_spared(const struct unsafe_ranges *u,
-					     uint64_t word)
-{
-	const struct code_range *bad = in_ranges(u, word);
-
-	return bad && bad->global && !(u->libc_dl && bad->what == LOADER_WHAT)
-		       ? bad
-		       : NULL;
-}
-
 static const struct code_range *spared_in(struct ma_target *t,
 					  struct ma_freeze *fz, pid_t tid,
 					  const struct unsafe_ranges *u)
