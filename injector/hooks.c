@@ -120,12 +120,7 @@ static __attribute__((noinline)) void *hk_malloc_full(size_t n)
 	struct ma_tls *t = &ma_tls;
 	void *p;
 
-	if (t->guard) {
-		/* nested in a Python domain's allocator: see tag_raw */
-		t->tag_raw = 1;
-		return ma_real.malloc(n);
-	}
-	if (!ma_on())
+	if (t->guard || !ma_on())
 		return ma_real.malloc(n);
 	t->guard = 1;
 	p = ma_real.malloc(n);
@@ -144,11 +139,7 @@ static __attribute__((noinline)) void *hk_calloc_full(size_t n, size_t m)
 	struct ma_tls *t = &ma_tls;
 	void *p;
 
-	if (t->guard) {
-		t->tag_raw = 1;
-		return ma_real.calloc(n, m);
-	}
-	if (!ma_on())
+	if (t->guard || !ma_on())
 		return ma_real.calloc(n, m);
 	t->guard = 1;
 	p = ma_real.calloc(n, m);
@@ -264,11 +255,7 @@ static void *hk_realloc(void *p, size_t n)
 {
 	struct ma_tls *t = &ma_tls;
 
-	if (t->guard) {
-		t->tag_raw = 1;
-		return ma_real.realloc(p, n);
-	}
-	if (!ma_on())
+	if (t->guard || !ma_on())
 		return ma_real.realloc(p, n);
 	return realloc_common(t, p, n, 0, 0);
 }

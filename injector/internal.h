@@ -62,11 +62,9 @@ struct ma_tls {
 	int64_t left;
 	uint64_t rng;
 	uint32_t sgen;
-	/* tags in small blocks (pyalloc.c, agg.c): a RAW domain call, or a
-	 * malloc, calloc or realloc through a patched GOT, was nested in a
-	 * MEM/OBJ allocator's call (pymalloc fell back to PyMem_RawMalloc,
-	 * or another tool's RAW allocator above ours did); the block just
-	 * freed was a tagged one */
+	/* tags in small blocks (pyalloc.c, agg.c): a RAW domain call was
+	 * nested in the allocator's (pymalloc fell back to malloc); the block
+	 * just freed was a tagged one */
 	uint8_t tag_raw, tag_freed;
 };
 
