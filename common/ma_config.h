@@ -13,7 +13,7 @@
 #include "ma_offsets.h"
 
 #define MA_CONFIG_MAGIC 0x4746434d /* "MCFG" */
-#define MA_CONFIG_ABI	3
+#define MA_CONFIG_ABI	2
 
 enum ma_config_flags {
 	MA_TRACK_NATIVE = 1 << 0, /* GOT hooks: malloc & co */
@@ -45,12 +45,7 @@ struct ma_config {
 	uint64_t sample_mean; /* MA_TRACK_SAMPLE: mean bytes between samples */
 	uint32_t sample_filter_bits; /* MA_TRACK_SAMPLE: the free's filter,
 					common/ma_sample.h */
-	/* pymalloc's pool size (0: unknown) and CPython's module [py_lo,
-	 * py_hi) in the target: the payload keeps a small block's entry in
-	 * the block where the MEM and OBJ domains forward to CPython's
-	 * pymalloc (injector/agg.c, "Tags in small blocks") */
-	uint32_t pool_size;
-	uint64_t py_lo, py_hi;
+	uint32_t _pad0;
 };
 
 /* Exported by the payload as the symbol `ma_ctl` */

@@ -31,7 +31,6 @@
 #define MA_RING_MAGIC	 0x31474e4952414d00ull /* "\0MARING1" little-endian */
 #define MA_RING_VERSION	 2
 #define MA_RING_HDR_SIZE 4096
-#define MA_PY_TAGS	 (1u << 8) /* py_domains: tags in small blocks */
 /* The ring's memfd, as the payload names it: "/memfd:NAME (deleted)" in
  * the target's maps and descriptor links */
 #define MA_RING_MEMFD_NAME "memattach-ring"
@@ -94,9 +93,7 @@ struct ma_ring_hdr {
 	uint32_t got_modules; /* modules scanned */
 	/* bit d: CPython's allocator domain d (RAW 0, MEM 1, OBJ 2) found in
 	 * its data, so that the stop swaps it back whole with the threads
-	 * running (injector/pyalloc.c); bit 8: small blocks' entries kept in
-	 * the blocks (injector/agg.c, "Tags in small blocks"), as at the
-	 * time of the GOT patching; set before got_state */
+	 * running (injector/pyalloc.c); set before got_state */
 	uint32_t py_domains;
 	uint64_t got_ns; /* the watchdog's time to scan and patch */
 

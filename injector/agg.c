@@ -24,20 +24,9 @@
  * keeps a signal handler from re-entering, and nothing waits on the ring.
  *
  * The peak, with epochs: see the comment of peak_check().
- *
- * Tags (docs/payload.md, "Tags in small blocks"): most MEM/OBJ blocks are in
- * neither table.  When the domains forward to CPython's pymalloc, a small
- * block is asked for MA_TAG_SIZE bytes more and its entry kept in the last
- * MA_TAG_SIZE bytes of its pymalloc slot, a line its free is likely to find
- * in the cache (CPython's dealloc has just read the block), where a table's
- * entry is a miss for an old block.  A table of pages says which size
- * class, hence where the tag is, for the pages holding live tagged blocks.
  */
 #include <errno.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
 #include "internal.h"
 
@@ -173,14 +162,6 @@ struct ma_agg {
 	uint64_t ynext; /* the spilled count of young_grow's next look */
 	struct live_tab gil __attribute__((aligned(64)));
 	struct live_tab nat[SHARDS];
-	/* tags (see tag_alloc), under the MEM/OBJ table's rules */
-	struct pg_ent *pg __attribute__((aligned(64))); /* NULL: no tags */
-	uint64_t secret;   /* of this session: older tags never match */
-	uint32_t pool;	   /* pymalloc's pool size */
-	uint32_t checks;   /* pool headers still to check with a read that
-				cannot fault (tag_check_pool) */
-	uint32_t tags_bad; /* one was not pymalloc's: no more tags */
-	uint64_t pg_n;	   /* pages in the table */
 	/* the young table until it first grows: where it was when it
 	 * could not grow (measured: in a mapping of its own, churn.py ran
 	 * 0.37 of its untracked speed instead of 0.39-0.40) */
@@ -792,170 +773,9 @@ static void dropped(struct ma_agg_hdr *h, uint64_t size)
 	__atomic_add_fetch(&h->dropped_bytes, size, __ATOMIC_RELAXED);
 }
 
-/* ------------------------------------------------------------------ */
-/* Tags in small blocks
- *
- * A tagged block was asked of pymalloc with MA_TAG_SIZE bytes more (pyalloc.c,
- * only where the MEM and OBJ domains forward to CPython's pymalloc and the
- * call did not fall back to PyMem_RawMalloc): the last 16 bytes of its slot
- * hold its check word (its address mixed with the session's secret: a tag of
- * an earlier session, a freed block's or plain data never matches but by a
- * 2^-64 chance) and its key, size and allocation count.  Where the slot ends
- * comes from pymalloc's pool header at the allocation (its size class; the
- * header is the pool's, mapped, and pymalloc has just written it) and, at
- * the free, from the page table: a page's entry holds the class and the
- * number of live tagged blocks starting in the page.  A free reads a tag
- * only where the page has live tagged blocks and only inside the block's
- * first page, so that a read is always of mapped memory, whatever stale
- * entry a missed free may leave: a block is tagged only if its tag lies in
- * the page its address is in.
- */
-#define PG_BITS	    20 /* 16 MiB of address space a lap, 16 MiB mapped */
-#define PG_PROBES   32
-#define POOL_CHECKS 16
-#define PYM_SMALL   512 /* pymalloc's largest size class */
-#define PH_COUNT    0	/* struct pool_header, 3.8 to 3.13: ref.count */
-#define PH_ARENA    8	/* arenaindex, in 32-bit words */
-#define PH_SZIDX    9	/* szidx */
-#define PH_NEXTOFF  10	/* nextoffset */
-#define PH_MAXNEXT  11	/* maxnextoffset */
-
-uint32_t ma_tag_pool;
-
-void ma_tag_pool_off(void)
-{
-	__atomic_store_n(&ma_tag_pool, 0, __ATOMIC_RELAXED);
-}
-
-struct pg_ent {
-	uint64_t page; /* address >> 12; 0: empty */
-	uint32_t cls;  /* the size class of its blocks, bytes */
-	uint32_t live; /* live tagged blocks starting in the page */
-};
-
-static struct pg_ent *pg_find(struct ma_agg *a, uint64_t page, int add)
-{
-	uint64_t mask = (1ull << PG_BITS) - 1, i = page & mask;
-
-	for (int n = 0; n < PG_PROBES; n++, i = (i + 1) & mask) {
-		struct pg_ent *e = &a->pg[i];
-
-		if (e->page == page)
-			return e;
-		if (!e->page) {
-			if (!add)
-				return NULL;
-			e->page = page;
-			a->pg_n++;
-			return e;
-		}
-	}
-	return NULL;
-}
-
-static inline uint64_t tag_word(const struct ma_agg *a, uint64_t p)
-{
-	return mix(p ^ a->secret) | 1;
-}
-
-/* The first pool headers of a session are read with a call that cannot
- * fault and checked to be pymalloc's, field by field, before any is read
- * directly: what the domains forward to was taken for pymalloc from the
- * functions' addresses alone (pyalloc.c).  1 with *cls, the size class of a
- * pool that can hold size + MA_TAG_SIZE bytes; 0: tags off for the session */
-static int tag_check_pool(struct ma_agg *a, uint64_t base, uint64_t size,
-			  uint32_t *cls)
-{
-	uint32_t hdr[12];
-	struct iovec lo = { hdr, sizeof(hdr) };
-	struct iovec re = { (void *)(uintptr_t)base, sizeof(hdr) };
-	long r = syscall(SYS_process_vm_readv, (long)getpid(), &lo, 1L, &re, 1L,
-			 0L);
-
-	*cls = r == (long)sizeof(hdr) && hdr[PH_SZIDX] < PYM_SMALL / 16
-		       ? (hdr[PH_SZIDX] + 1) * 16
-		       : 0;
-	if (*cls >= size + MA_TAG_SIZE && hdr[PH_COUNT] >= 1 &&
-	    hdr[PH_COUNT] <= a->pool / 16 &&
-	    hdr[PH_MAXNEXT] == a->pool - *cls && hdr[PH_NEXTOFF] <= a->pool &&
-	    hdr[PH_ARENA] < (1u << 24))
-		return 1;
-	a->tags_bad = 1;
-	ma_tag_pool_off();
-	return 0;
-}
-
-/* Tag p, a block of pymalloc's just allocated (1), or leave it to the
- * tables (0) */
-static int tag_alloc(struct ma_agg *a, uint64_t p, uint64_t size, uint32_t ki,
-		     uint32_t seq)
-{
-	uint64_t base = p & ~(uint64_t)(a->pool - 1), *t;
-	uint32_t cls;
-	struct pg_ent *e;
-
-	if (ma_unlikely(a->tags_bad))
-		return 0;
-	if (ma_unlikely(a->checks)) {
-		if (!tag_check_pool(a, base, size, &cls))
-			return 0;
-		a->checks--;
-	} else {
-		/* the pool of a block pymalloc has just returned: mapped,
-		 * and its header just written by pymalloc */
-		cls = (*(const uint32_t *)(uintptr_t)(base + PH_SZIDX * 4) +
-		       1) *
-		      16;
-	}
-	if (cls < size + MA_TAG_SIZE || cls > PYM_SMALL ||
-	    ((p + cls - 1) >> 12) != p >> 12)
-		return 0;
-	e = pg_find(a, p >> 12, 1);
-	if (!e)
-		return 0;
-	if (e->cls != cls) {
-		/* a pool whose blocks' frees we missed, now of another class:
-		 * their tags are not looked for again */
-		e->cls = cls;
-		e->live = 0;
-	}
-	t = (uint64_t *)(uintptr_t)(p + cls - MA_TAG_SIZE);
-	if (t[0] == tag_word(a, p)) {
-		/* a tagged block here that our hooks did not see freed */
-		key_free(a, (uint32_t)(t[1] & 0xffff), (t[1] >> 16) & 0xffff, 1,
-			 1, 0, 0);
-		if (e->live)
-			e->live--;
-	}
-	t[0] = tag_word(a, p);
-	t[1] = ki | size << 16 | (uint64_t)(seq & LE_SEQ_MASK) << 32;
-	e->live++;
-	return 1;
-}
-
-/* p's tag, taken (1: *b filled), or 0 when p is not a tagged block */
-static inline int tag_take(struct ma_agg *a, uint64_t p, struct blk *b)
-{
-	struct pg_ent *e = pg_find(a, p >> 12, 0);
-	uint64_t *t;
-
-	if (!e || !e->live || ((p + e->cls - 1) >> 12) != p >> 12)
-		return 0;
-	t = (uint64_t *)(uintptr_t)(p + e->cls - MA_TAG_SIZE);
-	if (t[0] != tag_word(a, p))
-		return 0;
-	t[0] = 0;
-	e->live--;
-	b->ptr = p;
-	b->key = (uint32_t)(t[1] & 0xffff);
-	b->size = (t[1] >> 16) & 0xffff;
-	b->seq = (uint32_t)(t[1] >> 32);
-	return 1;
-}
-
 void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		  uint64_t p, uint64_t size, uint32_t node, int kind, int gil,
-		  int serial, int tagged)
+		  int serial)
 {
 	struct ma_agg *a = s->agg;
 	struct ma_agg_hdr *h = a->h;
@@ -985,8 +805,6 @@ void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 	le_pack(&n, &b);
 	if (lock)
 		ma_spin_lock(&t->lock);
-	if (tagged && gil && a->pg && tag_alloc(a, p, size, ki, b.seq))
-		goto counted;
 	if (gil && size <= YOUNG_MAX) {
 		uint64_t lost = 0;
 
@@ -1043,25 +861,11 @@ void ma_agg_free(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 	int shift, lock = !gil || !serial, hit = 0;
 	struct live_tab *t = tab_of(a, p, gil, &shift);
 	struct live_ent got = { 0 };
-	struct blk got_b;
 
 	if (!p)
 		return;
 	if (lock)
 		ma_spin_lock(&t->lock);
-	if (gil && a->pg && tag_take(a, p, &got_b)) {
-		/* realloc's wrapper tags the new block only if the old one
-		 * was (pyalloc.c) */
-		ma_tls.tag_freed = 1;
-		uint32_t d =
-			((uint32_t)sl->allocs - got_b.seq - 1) & LE_SEQ_MASK;
-
-		key_free(a, got_b.key, got_b.size, 1, 1,
-			 a->keys[got_b.key].thread == th && th, d);
-		if (lock)
-			ma_spin_unlock(&t->lock);
-		return;
-	}
 	if (gil && young_take(a, p, &got))
 		hit = 1;
 	else if ((hit = live_remove(t, shift, p, &got)))
@@ -1116,16 +920,6 @@ int ma_agg_setup(struct ma_session *s, void *area, char *msg, size_t len)
 	a->young = a->young0;
 	if (!a->kidx || live_map(&a->gil, GIL_BITS0) < 0)
 		goto nomem;
-	/* tags: aggregated, not sampled, and pymalloc's pool size known;
-	 * pyalloc.c turns them on if the domains forward to pymalloc */
-	if (!a->sample &&
-	    (s->cfg.pool_size == 4096 || s->cfg.pool_size == 16384)) {
-		a->pg = ma_map(sizeof(struct pg_ent) << PG_BITS);
-		a->pool = s->cfg.pool_size;
-		a->checks = POOL_CHECKS;
-		a->secret = mix((uintptr_t)a ^ __builtin_ia32_rdtsc() ^
-				((uint64_t)s->gen << 32));
-	}
 	/* the shards' first tables in one mapping, a page each (each is
 	 * unmapped on its own when it grows): this runs with the target's
 	 * threads stopped, and every system call there is two ptrace stops
@@ -1169,13 +963,5 @@ void ma_agg_release(struct ma_session *s)
 	live_unmap(&a->gil);
 	for (int i = 0; i < SHARDS; i++)
 		live_unmap(&a->nat[i]);
-	if (a->pg)
-		ma_unmap(a->pg, sizeof(struct pg_ent) << PG_BITS);
 	ma_unmap(a, sizeof(*a));
-}
-
-/* Whether tags can be kept in this session (its page table is mapped) */
-uint32_t ma_agg_tag_pool(const struct ma_session *s)
-{
-	return s->agg && s->agg->pg ? s->agg->pool : 0;
 }

@@ -62,10 +62,6 @@ struct ma_tls {
 	int64_t left;
 	uint64_t rng;
 	uint32_t sgen;
-	/* tags in small blocks (pyalloc.c, agg.c): a RAW domain call was
-	 * nested in the allocator's (pymalloc fell back to malloc); the block
-	 * just freed was a tagged one */
-	uint8_t tag_raw, tag_freed;
 };
 
 extern __thread struct ma_tls ma_tls __attribute__((tls_model("initial-exec")));
@@ -363,10 +359,6 @@ void ma_slots_reset_except(struct ma_slot *keep);
  * timeout_ns: 0 when all were, -ETIMEDOUT */
 int ma_slots_quiesce(uint64_t timeout_ns);
 /* Python's MEM and OBJ domains, called with the GIL held */
-/* kind | MA_KIND_TAGGED (ma_rec_alloc_gil only): a block of pymalloc's
- * asked for with MA_TAG_SIZE bytes more, for its tag (agg.c) */
-#define MA_KIND_TAGGED 0x40
-#define MA_TAG_SIZE    16
 void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind);
 void ma_rec_free_gil(struct ma_tls *t, const void *p, int kind);
 /* Publish what waits in the short-lived block tables: the watchdog, once no
@@ -389,19 +381,13 @@ void ma_after_fork_child(void);
 
 /* The tables, and the aggregate area's header at area: 0, or -ENOMEM with
  * msg filled (and nothing left mapped) */
-uint32_t ma_agg_tag_pool(const struct ma_session *s);
-/* Tags in small blocks (pyalloc.c): ma_tag_pool is pymalloc's pool size
- * while the MEM/OBJ wrappers tag, else 0 */
-extern uint32_t ma_tag_pool;
-void ma_tag_pool_off(void);
-int ma_pyalloc_pymalloc(uint64_t lo, uint64_t hi);
 int ma_agg_setup(struct ma_session *s, void *area, char *msg, size_t len);
 void ma_agg_release(struct ma_session *s);
 /* gil: a block of the MEM or OBJ domain (called with the GIL held);
  * serial: the GIL serialises those (record.c, gil_serial) */
 void ma_agg_alloc(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		  uint64_t p, uint64_t size, uint32_t node, int kind, int gil,
-		  int serial, int tagged);
+		  int serial);
 void ma_agg_free(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 		 uint64_t p, int gil, int serial);
 /* A MEM/OBJ allocation of p is coming: start loading what it will touch */

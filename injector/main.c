@@ -300,7 +300,6 @@ static void stop_begin(struct ma_session *s, uint32_t state, int err,
 		__atomic_store_n(&s->ring.hdr->state, MA_STATE_STOPPING,
 				 __ATOMIC_RELEASE);
 	if (ma_sess == s) {
-		ma_tag_pool_off();
 		ma_got_restore();
 		ma_pyalloc_restore(others_run);
 		__atomic_store_n(&ma_enabled, 0, __ATOMIC_SEQ_CST);
@@ -451,8 +450,6 @@ static void got_first_install(struct ma_session *s)
 	h->got_slots = (uint32_t)n;
 	h->got_modules = ma_got_modules();
 	h->py_domains = ma_pyalloc_located();
-	if (__atomic_load_n(&ma_tag_pool, __ATOMIC_RELAXED))
-		h->py_domains |= MA_PY_TAGS;
 	h->got_ns = ma_ring_now_ns() - t0;
 	__atomic_store_n(&h->got_state, state, __ATOMIC_RELEASE);
 }
@@ -635,7 +632,6 @@ static void start_locked(const struct ma_config *cfg)
 	struct ma_session *s, *old;
 	struct ma_config c;
 	unsigned int mask;
-	uint32_t tags;
 	int err;
 
 	if (!cfg || cfg->magic != MA_CONFIG_MAGIC ||
@@ -721,13 +717,6 @@ static void start_locked(const struct ma_config *cfg)
 		if (ma_pyalloc_install(pw, sizeof(pw)) < 0 && !warn[0])
 			copy_msg(warn, sizeof(warn), pw);
 	}
-	/* tags in small blocks (agg.c): where the domains forward to
-	 * pymalloc; before enabled, as below */
-	tags = 0;
-	if ((c.flags & MA_TRACK_PYTHON) &&
-	    ma_pyalloc_pymalloc(c.py_lo, c.py_hi))
-		tags = ma_agg_tag_pool(s);
-	__atomic_store_n(&ma_tag_pool, tags, __ATOMIC_RELAXED);
 	/* before enabled: the hooks read it only while enabled */
 	if (c.flags & MA_TRACK_SAMPLE)
 		ma_samp_start(s->gen, c.sample_mean, c.sample_filter_bits);

@@ -60,40 +60,6 @@ static struct py_alloc *dom_at[NDOM];
 static const uint8_t kinds[NDOM] = { MA_KIND_PYMEM_RAW, MA_KIND_PYMEM,
 				     MA_KIND_PYOBJ };
 
-/*
- * Tags in small blocks (agg.c): while ma_tag_pool is set, a MEM/OBJ request
- * of at most TAG_MAX bytes asks pymalloc for MA_TAG_SIZE bytes more, whose
- * last ones hold the block's entry.  Only where pymalloc serves it: a RAW
- * call nested in the allocator's (pymalloc fell back to PyMem_RawMalloc when
- * it could not get an arena) leaves the block to the tables.  A realloc
- * asks for more only when its old block was tagged (hence pymalloc's) or
- * NULL: the realloc of a malloc block stays a malloc block.
- */
-#define TAG_MAX (512 - MA_TAG_SIZE)
-
-static inline int tag_on(int d, uint64_t n)
-{
-	return d != DOM_RAW && n <= TAG_MAX &&
-	       __atomic_load_n(&ma_tag_pool, __ATOMIC_RELAXED);
-}
-
-/* After the allocator's call for a request asked with room for its tag:
- * record p (n bytes asked for), tagged unless pymalloc passed the request
- * to the RAW domain, and leave the hook */
-static inline __attribute__((always_inline)) void *
-tagged_done(int d, struct ma_tls *t, void *p, size_t n)
-{
-	if (ma_likely(p != NULL)) {
-		MA_ERRNO_SAVE(e);
-
-		ma_rec_alloc_gil(t, p, n,
-				 kinds[d] | (t->tag_raw ? 0 : MA_KIND_TAGGED));
-		MA_ERRNO_RESTORE(e);
-	}
-	t->guard = 0;
-	return p;
-}
-
 /* MEM and OBJ are called with the GIL held: their short-lived small blocks
  * are counted rather than recorded one by one (record.c) */
 static inline __attribute__((always_inline)) void
@@ -119,19 +85,9 @@ static inline __attribute__((always_inline)) void *w_malloc(int d, size_t n)
 	struct ma_tls *t = &ma_tls;
 	void *p;
 
-	if (t->guard) {
-		if (d == DOM_RAW)
-			t->tag_raw = 1;
-		return orig[d].malloc(orig[d].ctx, n);
-	}
-	if (!ma_on())
+	if (t->guard || !ma_on())
 		return orig[d].malloc(orig[d].ctx, n);
 	t->guard = 1;
-	if (tag_on(d, n)) {
-		t->tag_raw = 0;
-		p = orig[d].malloc(orig[d].ctx, n + MA_TAG_SIZE);
-		return tagged_done(d, t, p, n);
-	}
 	p = orig[d].malloc(orig[d].ctx, n);
 	if (ma_likely(p != NULL) && !ma_samp_skip_alloc(t, n)) {
 		MA_ERRNO_SAVE(e);
@@ -147,22 +103,11 @@ static inline __attribute__((always_inline)) void *w_calloc(int d, size_t n,
 							    size_t m)
 {
 	struct ma_tls *t = &ma_tls;
-	size_t nm;
 	void *p;
 
-	if (t->guard) {
-		if (d == DOM_RAW)
-			t->tag_raw = 1;
-		return orig[d].calloc(orig[d].ctx, n, m);
-	}
-	if (!ma_on())
+	if (t->guard || !ma_on())
 		return orig[d].calloc(orig[d].ctx, n, m);
 	t->guard = 1;
-	if (!__builtin_mul_overflow(n, m, &nm) && tag_on(d, nm)) {
-		t->tag_raw = 0;
-		p = orig[d].calloc(orig[d].ctx, 1, nm + MA_TAG_SIZE);
-		return tagged_done(d, t, p, nm);
-	}
 	p = orig[d].calloc(orig[d].ctx, n, m);
 	if (p && !ma_samp_skip_alloc(t, (uint64_t)n * m)) {
 		MA_ERRNO_SAVE(e);
@@ -182,12 +127,7 @@ static inline __attribute__((always_inline)) void *w_realloc(int d, void *p,
 	void *q;
 	int e;
 
-	if (t->guard) {
-		if (d == DOM_RAW)
-			t->tag_raw = 1;
-		return orig[d].realloc(orig[d].ctx, p, n);
-	}
-	if (!ma_on())
+	if (t->guard || !ma_on())
 		return orig[d].realloc(orig[d].ctx, p, n);
 	/* sampled tracking: see realloc_common in hooks.c */
 	rec_old = p && !ma_samp_skip_free(p);
@@ -199,21 +139,9 @@ static inline __attribute__((always_inline)) void *w_realloc(int d, void *p,
 		return q;
 	}
 	e = errno;
-	t->tag_freed = 0;
 	if (rec_old)
 		rec_free(d, t, p);
 	errno = e;
-	if (rec_new && (!p || t->tag_freed) && tag_on(d, n)) {
-		t->tag_raw = 0;
-		q = orig[d].realloc(orig[d].ctx, p, n + MA_TAG_SIZE);
-		if (!q && rec_old) {
-			/* failed: the old block lives on, untagged now */
-			e = errno;
-			rec_alloc(d, t, p, 0);
-			errno = e;
-		}
-		return tagged_done(d, t, q, n);
-	}
 	q = orig[d].realloc(orig[d].ctx, p, n);
 	e = errno;
 	if (q && rec_new)
@@ -387,33 +315,6 @@ void ma_pyalloc_restore(int others_run)
 		if (dom_write(d, &cur, &orig[d], others_run) == 0)
 			installed[d] = 0;
 	}
-}
-
-/*
- * 1 when the MEM and OBJ domains forward to CPython's pymalloc, whose pool
- * headers tags rely on (agg.c): both hold the same four functions, without
- * a context, not the RAW domain's, inside CPython's module [lo, hi).  That
- * rules out PYTHONMALLOC=malloc (the RAW domain's functions), the debug
- * hooks and tracemalloc (a context per domain), 3.13's mimalloc (functions
- * of its own per domain) and any other tool's or application's allocator
- * (outside CPython's module).  The first pool headers of each session are
- * checked too (tag_check_pool).
- */
-int ma_pyalloc_pymalloc(uint64_t lo, uint64_t hi)
-{
-	const struct py_alloc *m = &orig[DOM_MEM], *o = &orig[DOM_OBJ];
-	const uintptr_t f[4] = { (uintptr_t)o->malloc, (uintptr_t)o->calloc,
-				 (uintptr_t)o->realloc, (uintptr_t)o->free };
-
-	if (!installed[DOM_RAW] || !installed[DOM_MEM] || !installed[DOM_OBJ] ||
-	    m->ctx || o->ctx || m->malloc != o->malloc ||
-	    m->calloc != o->calloc || m->realloc != o->realloc ||
-	    m->free != o->free || o->malloc == orig[DOM_RAW].malloc)
-		return 0;
-	for (int i = 0; i < 4; i++)
-		if (f[i] < lo || f[i] >= hi)
-			return 0;
-	return 1;
 }
 
 uint32_t ma_pyalloc_located(void)

@@ -307,7 +307,7 @@ void ma_rec_alloc(struct ma_tls *t, const void *p, size_t size, int kind)
 
 		if (s->agg && kind != MA_KIND_MMAP)
 			ma_agg_alloc(s, sl, th, (uintptr_t)p, size, node, kind,
-				     0, 0, 0);
+				     0, 0);
 		else
 			put_alloc(s, sl, th, (uintptr_t)p, size, node, kind);
 		MA_CTR_INC(sl->allocs);
@@ -481,9 +481,6 @@ void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 {
 	struct ma_slot *sl;
 	struct ma_session *s = rec_begin(t, &sl);
-	int tagged = kind & MA_KIND_TAGGED;
-
-	kind &= ~MA_KIND_TAGGED;
 
 	if (ma_likely(s != NULL)) {
 		uint32_t th, node;
@@ -494,14 +491,14 @@ void ma_rec_alloc_gil(struct ma_tls *t, const void *p, size_t size, int kind)
 			serial = gil_serial(s);
 			/* it reads the young table, which only the GIL guards
 			 * when serial (else a lock, and a grow may unmap it) */
-			if (serial && !tagged)
+			if (serial)
 				ma_agg_prefetch(s, (uintptr_t)p, size);
 		}
 		th = thread_of(s, sl);
 		node = s->minor ? ma_stack_node_gil(s, sl) : 0;
 		if (s->agg) {
 			ma_agg_alloc(s, sl, th, (uintptr_t)p, size, node, kind,
-				     1, serial, tagged);
+				     1, serial);
 		} else if (size <= MA_GW_MAX && gil_serial(s)) {
 			e = &s->gw[gw_slot((uintptr_t)p)];
 			gil_flush_if_asked(s, sl);

@@ -647,12 +647,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 			s->py_domains & 1 ? " raw" : "",
 			s->py_domains & 2 ? " mem" : "",
 			s->py_domains & 4 ? " obj" : "",
-			s->py_domains & 7 ? "" : " none");
-	if (ma_cli_verbose)
-		fprintf(stderr,
-			"memattach: small Python blocks' entries kept in the "
-			"blocks (pymalloc's): %s\n",
-			s->py_domains & MA_PY_TAGS ? "yes" : "no");
+			s->py_domains ? "" : " none");
 	if (ma_cli_verbose && s->sample_filter_bits)
 		fprintf(stderr,
 			"memattach: sampled frees filtered by 2^%u counters "

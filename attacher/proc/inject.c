@@ -2,7 +2,6 @@
 #include "inject.h"
 #include "ma_agg.h"
 #include "ma_sample.h"
-#include "ma_pyver.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -976,14 +975,6 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 	s->ma_stop_addr = pi.base + img.ma_stop;
 	s->ma_ctl_addr = pi.base + img.ma_ctl;
 
-	/* where the payload may keep a small block's entry in the block:
-	 * pymalloc's pool size and the module its functions must be in */
-	const struct ma_pyver *pv = ma_pyver_of(t->version_hex);
-	Dwarf_Addr py_lo = 0, py_hi = 0;
-
-	dwfl_module_info(t->pymod, NULL, &py_lo, &py_hi, NULL, NULL, NULL,
-			 NULL);
-
 	struct ma_config cfg = {
 		.magic = MA_CONFIG_MAGIC,
 		.abi = MA_CONFIG_ABI,
@@ -1000,9 +991,6 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 		.off = t->off,
 		.sample_mean = o->sample_mean,
 		.sample_filter_bits = s->sample_filter_bits,
-		.pool_size = pv ? pv->pool_kib * 1024 : 0,
-		.py_lo = py_lo,
-		.py_hi = py_hi,
 	};
 	struct ma_rcall start = {
 		.name = "ma_start",

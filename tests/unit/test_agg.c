@@ -164,32 +164,12 @@ static int stale_has(const struct fixture *f, uint32_t i)
 	return 0;
 }
 
-/* the model's side of an allocation at address index i */
-static void model_alloc(struct fixture *f, uint32_t i, uint64_t size,
-			uint32_t node, int gil)
-{
-	struct model *m = &f->m;
-	struct mkey *k = &m->k[gil][node];
-
-	m->b[i] = (struct mblk){ .size = size,
-				 .seq = m->allocs,
-				 .node = node,
-				 .live = 1,
-				 .gil = (uint8_t)gil };
-	k->allocs++;
-	k->alloc_bytes += size;
-	m->live += size;
-	m->count++;
-	m->allocs++;
-	f->sl.allocs++;
-	model_peak(m);
-}
-
 static void do_alloc(struct fixture *f, uint32_t i, uint64_t size,
 		     uint32_t node, int gil)
 {
 	struct model *m = &f->m;
 	struct mblk *b = &m->b[i];
+	struct mkey *k = &m->k[gil][node];
 
 	/* a block at the same address that no hook saw freed: gone (only
 	 * the large tables see it: the young one takes every small block) */
@@ -199,8 +179,19 @@ static void do_alloc(struct fixture *f, uint32_t i, uint64_t size,
 	} else
 		cr_assert(!stale_has(f, i));
 	ma_agg_alloc(&f->s, &f->sl, 1, addr_of(i), size, node + 1,
-		     gil ? MA_KIND_PYMEM : MA_KIND_MALLOC, gil, 1, 0);
-	model_alloc(f, i, size, node, gil);
+		     gil ? MA_KIND_PYMEM : MA_KIND_MALLOC, gil, 1);
+	*b = (struct mblk){ .size = size,
+			    .seq = m->allocs,
+			    .node = node,
+			    .live = 1,
+			    .gil = (uint8_t)gil };
+	k->allocs++;
+	k->alloc_bytes += size;
+	m->live += size;
+	m->count++;
+	m->allocs++;
+	f->sl.allocs++;
+	model_peak(m);
 	if (++f->n[gil] > f->max[gil])
 		f->max[gil] = f->n[gil];
 }
@@ -492,242 +483,4 @@ Test(agg, failed_walk_is_undone)
 		free(placed);
 	}
 	cr_assert_eq(fails, 400);
-}
-
-/* ------------------------------------------------------------------ */
-/* Tags in small blocks: pools laid out as pymalloc's */
-
-#define TPOOL  16384
-#define TPOOLS 8
-#define TSLOTS 1024 /* per pool, at most */
-
-static const uint32_t tcls[TPOOLS] = { 32, 48, 64, 80, 128, 208, 256, 512 };
-
-struct tagheap {
-	uint8_t *mem; /* TPOOLS pools, TPOOL-aligned */
-	uint32_t nslots[TPOOLS];
-};
-
-static void tagheap_init(struct tagheap *th)
-{
-	uint8_t *raw = mmap(NULL, (TPOOLS + 1) * TPOOL, PROT_READ | PROT_WRITE,
-			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	cr_assert(raw != MAP_FAILED);
-	th->mem = (uint8_t *)(((uintptr_t)raw + TPOOL - 1) &
-			      ~(uintptr_t)(TPOOL - 1));
-	for (int k = 0; k < TPOOLS; k++) {
-		uint32_t *h = (uint32_t *)(th->mem + (size_t)k * TPOOL);
-
-		/* struct pool_header: ref.count, arenaindex, szidx,
-		 * nextoffset, maxnextoffset */
-		h[PH_COUNT] = 1;
-		h[PH_ARENA] = 3;
-		h[PH_SZIDX] = tcls[k] / 16 - 1;
-		h[PH_NEXTOFF] = 48 + 2 * tcls[k];
-		h[PH_MAXNEXT] = TPOOL - tcls[k];
-		th->nslots[k] = (TPOOL - 48) / tcls[k];
-		/* what a block's end holds before any tag: data */
-		for (uint32_t o = 48; o < TPOOL; o += 8)
-			*(uint64_t *)(th->mem + (size_t)k * TPOOL + o) = rnd();
-	}
-}
-
-static uint64_t tag_addr(const struct tagheap *th, uint32_t i)
-{
-	uint32_t k = i / TSLOTS, slot = i % TSLOTS;
-
-	return (uintptr_t)th->mem + (uint64_t)k * TPOOL + 48 +
-	       (uint64_t)slot * tcls[k];
-}
-
-/* the block straddles a 4 KiB page: its tag would not be in its first
- * page, so it goes to the tables */
-static int tag_straddles(const struct tagheap *th, uint32_t i)
-{
-	uint64_t p = tag_addr(th, i);
-
-	return (p + tcls[i / TSLOTS] - 1) >> 12 != p >> 12;
-}
-
-/* blocks in the MEM/OBJ tables: young and large */
-static uint64_t tables_count(const struct ma_agg *a)
-{
-	uint64_t n = a->gil.n;
-
-	for (uint64_t y = 0; y < 1ull << a->ybits; y++)
-		n += a->young[y].a != 0;
-	return n;
-}
-
-static void setup_tags(struct fixture *f)
-{
-	char msg[128];
-
-	memset(f, 0, sizeof(*f));
-	f->s.cfg.pool_size = TPOOL;
-	f->area = mmap(NULL, MA_AGG_AREA_SIZE, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	cr_assert(f->area != MAP_FAILED);
-	cr_assert_eq(ma_agg_setup(&f->s, f->area, msg, sizeof(msg)), 0, "%s",
-		     msg);
-	cr_assert(f->s.agg->pg, "no page table for tags");
-	ma_tag_pool = TPOOL;
-	f->m.b = calloc(NADDR, sizeof(*f->m.b));
-	cr_assert(f->m.b);
-	f->m.freelist = NULL;
-}
-
-static void tag_do_alloc(struct fixture *f, const struct tagheap *th,
-			 uint32_t i, uint32_t node)
-{
-	uint32_t cls = tcls[i / TSLOTS];
-	/* a request whose size and tag need this class exactly */
-	uint64_t size = cls - MA_TAG_SIZE - (rnd() % 16);
-
-	/* a tagged block here whose free no hook saw: gone */
-	if (f->m.b[i].live)
-		model_free(&f->m, i, 0);
-	ma_agg_alloc(&f->s, &f->sl, 1, tag_addr(th, i), size, node + 1,
-		     MA_KIND_PYMEM, 1, 1, 1);
-	model_alloc(f, i, size, node, 1);
-}
-
-/*
- * Blocks in pymalloc-like pools, lifetimes spread, every allocation asked
- * for as tagged: every figure is the model's, exactly, and only the blocks
- * whose tag would cross into the next page are in the tables.
- */
-Test(agg, tags_exact)
-{
-	struct fixture *f = malloc(sizeof(*f));
-	struct tagheap th;
-	uint32_t nlive = 0, *live = malloc(sizeof(uint32_t) * TPOOLS * TSLOTS);
-	uint64_t straddlers = 0, in_tables = 0;
-
-	cr_assert(f && live);
-	setup_tags(f);
-	tagheap_init(&th);
-	for (int ev = 0; ev < 2000000; ev++) {
-		if (nlive && rnd() % 6000 < nlive) {
-			/* a free: the young ones more often */
-			uint32_t x =
-				rnd() & 1
-					? nlive - 1 -
-						  (uint32_t)(rnd() %
-							     (nlive < 8 ? nlive
-									: 8))
-					: (uint32_t)(rnd() % nlive);
-			uint32_t i = live[x];
-
-			ma_agg_free(&f->s, &f->sl, 1, tag_addr(&th, i), 1, 1);
-			model_free(&f->m, i, 1);
-			live[x] = live[--nlive];
-			continue;
-		}
-		uint32_t k = (uint32_t)(rnd() % TPOOLS), i;
-
-		i = k * TSLOTS + (uint32_t)(rnd() % th.nslots[k]);
-		if (f->m.b[i].live)
-			continue;
-		tag_do_alloc(f, &th, i, (uint32_t)(rnd() % NODES));
-		live[nlive++] = i;
-	}
-	check(f);
-	cr_assert_eq(ma_tag_pool, TPOOL,
-		     "a pool header was not taken for pymalloc's");
-	for (uint32_t x = 0; x < nlive; x++)
-		straddlers += tag_straddles(&th, live[x]);
-	in_tables = tables_count(f->s.agg);
-	cr_assert_eq(in_tables, straddlers,
-		     "%lu blocks in the tables, %lu that cannot be tagged",
-		     (unsigned long)in_tables, (unsigned long)straddlers);
-	cr_assert(nlive > 1000 && straddlers < nlive / 4,
-		  "%u blocks live, %lu of them in the tables", nlive,
-		  (unsigned long)straddlers);
-	ma_agg_release(&f->s);
-	munmap(f->area, MA_AGG_AREA_SIZE);
-	free(f->m.b);
-	free(live);
-	free(f);
-}
-
-/*
- * What is not a tag is never taken for one: a block at a tagged page's
- * address that was allocated before the session (its end holds data) is
- * an unknown free; a tag under a new block at its address is a block
- * freed where no hook saw; a block of a pool whose class changed while its
- * tagged blocks were live (their frees missed), and no read leaves the
- * block's page on the way.
- */
-Test(agg, tags_only_where_written)
-{
-	struct fixture *f = malloc(sizeof(*f));
-	struct tagheap th;
-	uint32_t *h;
-
-	cr_assert(f);
-	setup_tags(f);
-	tagheap_init(&th);
-	/* slot 0 tagged, slot 1 not (older than the session) */
-	tag_do_alloc(f, &th, 0, 1);
-	ma_agg_free(&f->s, &f->sl, 1, tag_addr(&th, 1), 1, 1);
-	f->m.unknown++;
-	ma_agg_free(&f->s, &f->sl, 1, tag_addr(&th, 0), 1, 1);
-	model_free(&f->m, 0, 1);
-	/* slot 5's block freed where no hook saw, then a new one there */
-	tag_do_alloc(f, &th, 5, 4);
-	tag_do_alloc(f, &th, 5, 6);
-	ma_agg_free(&f->s, &f->sl, 1, tag_addr(&th, 5), 1, 1);
-	model_free(&f->m, 5, 1);
-	check(f);
-	/* pool 0 (32 bytes) reused for 64-byte blocks with slot 2's tag
-	 * still live: its free is not found */
-	tag_do_alloc(f, &th, 2, 2);
-	h = (uint32_t *)th.mem;
-	h[PH_SZIDX] = 64 / 16 - 1;
-	h[PH_MAXNEXT] = TPOOL - 64;
-	{
-		uint64_t p = (uintptr_t)th.mem + 48 + 64 * 3;
-
-		ma_agg_alloc(&f->s, &f->sl, 1, p, 40, 3, MA_KIND_PYMEM, 1, 1,
-			     1);
-		ma_agg_free(&f->s, &f->sl, 1, p, 1, 1);
-		ma_agg_free(&f->s, &f->sl, 1, tag_addr(&th, 2), 1, 1);
-	}
-	cr_assert_eq(f->s.agg->h->unknown_frees, 2);
-	cr_assert_eq(f->s.agg->h->count_gil, 1, "slot 2's block stays live");
-	ma_agg_release(&f->s);
-	munmap(f->area, MA_AGG_AREA_SIZE);
-	free(f->m.b);
-	free(f);
-}
-
-/*
- * A pool header that is not pymalloc's (what the domains forward to only
- * looked like pymalloc) turns tags off for the session: the block goes to
- * the tables, its figures exact, and so do the ones after it.
- */
-Test(agg, tags_off_on_a_header_not_pymallocs)
-{
-	struct fixture *f = malloc(sizeof(*f));
-	struct tagheap th;
-
-	cr_assert(f);
-	setup_tags(f);
-	tagheap_init(&th);
-	((uint32_t *)th.mem)[PH_MAXNEXT] = 12345;
-	tag_do_alloc(f, &th, 0, 1);
-	cr_assert_eq(ma_tag_pool, 0);
-	tag_do_alloc(f, &th, TSLOTS + 1, 2);
-	cr_assert_eq(tables_count(f->s.agg), 2, "both blocks in the tables");
-	ma_agg_free(&f->s, &f->sl, 1, tag_addr(&th, 0), 1, 1);
-	model_free(&f->m, 0, 1);
-	ma_agg_free(&f->s, &f->sl, 1, tag_addr(&th, TSLOTS + 1), 1, 1);
-	model_free(&f->m, TSLOTS + 1, 1);
-	check(f);
-	ma_agg_release(&f->s);
-	munmap(f->area, MA_AGG_AREA_SIZE);
-	free(f->m.b);
-	free(f);
 }

@@ -46,9 +46,6 @@ void ma_rec_free_gil(struct ma_tls *t, const void *p, int kind)
 	(void)t, (void)p, (void)kind;
 }
 
-/* agg.c's: no tags here */
-uint32_t ma_tag_pool;
-
 /* ------------------------------------------------------------------ */
 /* CPython's side */
 
