@@ -27,6 +27,7 @@
 #include "ptrace.h"
 #include "pyread.h"
 #include "symbols.h"
+#include "threads.h"
 #include "teststep.h"
 
 struct ma_heap_live {
@@ -449,6 +450,19 @@ static int finish_graph(struct parse *ps, struct ma_mem *cm,
 }
 
 /* Roots: names of modules and locals, frames placed in their threads */
+/* Thread c of the copy is the one whose pthread_self() is self: by the
+ * fs_base read while it was stopped, or for a thread spared the stop
+ * (hazard 11) by the thread ID glibc keeps in its struct (the copy holds
+ * the target's memory as it was at the clone) */
+static int copy_thread_is(struct ma_mem *cm, const struct ma_heap_thread *c,
+			  uint64_t self)
+{
+	if (!self)
+		return 0;
+	return c->spared ? ma_pthread_is(cm, self, c->nstid)
+			 : c->fs_base == self;
+}
+
 static void build_roots(struct parse *ps, struct ma_mem *cm,
 			const struct ma_target *t,
 			const struct ma_heap_copy *hcopy,
@@ -502,8 +516,10 @@ static void build_roots(struct parse *ps, struct ma_mem *cm,
 					for (size_t k = 0;
 					     !hr->tid && k < hcopy->nthreads;
 					     k++)
-						if (hcopy->threads[k].fs_base ==
-						    th->thread_id)
+						if (copy_thread_is(
+							    cm,
+							    &hcopy->threads[k],
+							    th->thread_id))
 							hr->tid =
 								hcopy->threads[k]
 									.tid;

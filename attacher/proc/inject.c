@@ -1207,7 +1207,12 @@ int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 	struct unsafe_ranges unsafe;
 
 	build_unsafe_ranges(t, &unsafe);
-	err = freeze_safe(t, &unsafe, 0, 0, &fz, &tid, NULL);
+	/* A thread asleep in a write that has sent part of its data is left
+	 * running (hazard 11), as by attach's freeze: nothing here needs it
+	 * still.  The payload's loading tolerates running threads (attach
+	 * does it so), and the clone below is made with every other thread
+	 * running anyway. */
+	err = freeze_safe(t, &unsafe, 0, 1, &fz, &tid, NULL);
 	free(unsafe.v);
 	if (err)
 		return ma_err_prefix(err, "heap");
@@ -1220,9 +1225,19 @@ int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 
 		out->threads = calloc(n ? n : 1, sizeof(*out->threads));
 		for (size_t i = 0; out->threads && i < n; i++) {
-			out->threads[i].tid = tids[i];
 			struct user_regs_struct regs;
+			uint64_t pc;
 
+			out->threads[i].tid = tids[i];
+			if (ma_freeze_is_spared(fz, tids[i])) {
+				out->threads[i].spared = 1;
+				if (ma_proc_nstid(t->pid, tids[i],
+						  &out->threads[i].nstid))
+					out->threads[i].nstid = tids[i];
+				ma_freeze_spared_sp_pc(
+					fz, tids[i], &out->threads[i].sp, &pc);
+				continue;
+			}
 			ma_freeze_fs_base(fz, tids[i],
 					  &out->threads[i].fs_base);
 			if (ma_freeze_regs(fz, tids[i], &regs) == 0)
@@ -1350,7 +1365,9 @@ int ma_inject_reap(struct ma_target *t, int *reaped)
 	before = dead_copies(t, &pi);
 	if (!before)
 		return 0;
-	err = freeze_for_detach(t, &env, 0, &fz, &tid);
+	/* a thread asleep in a partly done write is left running (hazard
+	 * 11): the call only waits for the copies' PIDs */
+	err = freeze_for_detach(t, &env, 1, &fz, &tid);
 	if (err)
 		return ma_err_prefix(err, "heap: reaping its copy");
 	struct ma_rcall c = {

@@ -107,6 +107,17 @@ int ma_inject_stop(struct ma_target *t, struct ma_payload_info *pi);
 int ma_inject_cleanup(struct ma_target *t, int *closed);
 
 /* The heap census' copy of a process (docs/heap.md) */
+/* A thread of the target at the census's freeze: its pthread_self()
+ * (fs_base) and stack pointer, taken while stopped; for a thread spared
+ * the stop (asleep in a write, hazard 11): fs_base 0, sp from /proc, and
+ * its ID in the target's PID namespace, to find its pthread_self() by
+ * ma_pthread_is() */
+struct ma_heap_thread {
+	pid_t tid, nstid;
+	int spared;
+	uint64_t fs_base, sp;
+};
+
 struct ma_heap_copy {
 	pid_t copy;	   /* stopped under our ptrace, dies with us */
 	pid_t hijacked;	   /* the thread that made it */
@@ -114,11 +125,7 @@ struct ma_heap_copy {
 	int loaded_now;	   /* the payload was loaded for this */
 	uint64_t frozen_ns, clone_ns, total_ns;
 	uint64_t all_stopped_ns; /* every thread stopped (before the clone) */
-	/* each thread's pthread_self() (fs_base), taken while stopped */
-	struct {
-		pid_t tid;
-		uint64_t fs_base, sp;
-	} * threads;
+	struct ma_heap_thread *threads;
 	size_t nthreads;
 };
 /* Freeze the target, load the payload if needed, make the copy with

@@ -38,7 +38,7 @@ static int spared_unmatched(const struct ma_tsnap *s,
  */
 #define GLIBC_PTHREAD_TID_OFF 0x2d0
 
-static int pthread_is(struct ma_mem *m, uint64_t self, pid_t nstid)
+int ma_pthread_is(struct ma_mem *m, uint64_t self, pid_t nstid)
 {
 	uint32_t tid;
 
@@ -56,7 +56,7 @@ static int names(const struct ma_py_thread *py, const struct ma_tview *th,
 		return th->nstid == py->native_tid;
 	if (fsb)
 		return fsb == py->thread_id;
-	return spared && pthread_is(m, py->thread_id, th->nstid);
+	return spared && ma_pthread_is(m, py->thread_id, th->nstid);
 }
 
 /* Match kernel threads with Python thread states */

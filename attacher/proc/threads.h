@@ -38,6 +38,10 @@ struct ma_tsnap {
 	int partial;	    /* some stack could not be read to its end */
 };
 
+/* Whether self, a pthread_self() value (glibc's struct pthread), is the
+ * thread whose ID in the target's PID namespace is nstid: read from glibc's
+ * struct, for a thread that is not stopped (hazard 11); see threads.c */
+int ma_pthread_is(struct ma_mem *m, uint64_t self, pid_t nstid);
 int ma_tsnap_take(struct ma_target *t, struct ma_pyreader *r, int native,
 		  struct ma_tsnap *out);
 void ma_tsnap_free(struct ma_tsnap *s);

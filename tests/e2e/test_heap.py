@@ -4,14 +4,17 @@ against the target's own ground truth, on Debian's python3 and each pyenv
 3.8-3.13: counts and bytes per builtin type within 1 %, each planted object
 found with its root path and retained size, the cycle seen as garbage, the
 thread blocked in read() still served, no copy left behind, the target
-unharmed; and a heap of more than 1 GiB on Debian's python3."""
+unharmed; a thread asleep in a partly done write left running (hazard 11);
+and a heap of more than 1 GiB on Debian's python3."""
 import json
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ma_test import (Target, check, children, finish,  # noqa
-                     interpreters, memattach, skip, TARGETS, marks)
+                     interpreters, memattach, skip, TARGETS, marks,
+                     wait_in_syscall)
 
 MIB = 1 << 20
 BUILTINS = ("dict", "list", "str", "bytes", "bytearray", "tuple", "int")
@@ -116,9 +119,36 @@ def big_heap(label, exe):
         t.kill()
 
 
+def blocked_write(label, exe):
+    """Hazard 11: the census leaves a thread asleep in a write that has
+    sent part of its data running (a stop would make os.write return the
+    64 KiB the pipe took), and still names it as the thread whose frame
+    holds a local (3.8-3.10 match threads by pthread_self(), read for it
+    from glibc's struct since it is not stopped)"""
+    with Target(exe, "blocked_write.py") as t:
+        tmain = int(t.ready_line.split()[1])
+        check(wait_in_syscall(t.pid, tmain, 1),
+              "%s: writer asleep in write()" % label)
+        rc, out, err = memattach("heap", "-f", "json", "-q", t.pid)
+        doc = json.loads(out) if rc == 0 else {}
+        r = find(doc.get("largest", []), lambda r: r["type"] == "bytearray")
+        root = r["root"] if r else ""
+        check(rc == 0 and root.startswith("local 'hold' of main()") and
+              re.search(r"thread %d\b" % tmain, root),
+              "%s: the census of a process asleep in a write: the writer's "
+              "local, in thread %d" % (label, tmain), err or root)
+        t.proc.stdin.write(b"go\n")
+        t.proc.stdin.flush()
+        got = t.readline(timeout=20)
+        check(got == "WROTE %d READ %d" % (1 << 20, 1 << 20),
+              "%s: the write was not cut short" % label, got)
+        check(t.proc.wait(timeout=20) == 0, "%s: and it exits 0" % label)
+
+
 def main():
     for label, exe in interpreters():
         run(label, exe)
+        blocked_write(label, exe)
     if os.path.exists("/usr/bin/python3"):
         big_heap("debian-python3", "/usr/bin/python3")
     finish()

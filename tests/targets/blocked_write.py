@@ -1,11 +1,12 @@
-"""Target for `memattach stacks` on a thread asleep in a write (hazard 11).
+"""Target for memattach on a thread asleep in a write (hazard 11).
 
 The main thread writes 1 MiB at once into a pipe nobody reads yet: the
 kernel takes 64 KiB and the write sleeps.  Stopped there, the write would
 return those 64 KiB (a short write the program never sees untracked).  A
 second thread waits for a line on stdin, then reads the pipe to its end.
 Prints 'READY <main tid>' just before the write, then 'WROTE <n> READ <m>':
-what os.write returned and what the reader got.
+what os.write returned and what the reader got.  main() holds a 3 MiB
+bytearray in its local 'hold' meanwhile.
 
 With the argument 'alone', the process has one thread: it writes the 1 MiB
 to its stderr, which the test reads when it wants the write to go on,
@@ -46,6 +47,9 @@ def alone():
 def main():
     if sys.argv[1:] == ["alone"]:
         return alone()
+    # the largest object, a local of the writing thread's frame: the heap
+    # census names its thread (test_heap)
+    hold = bytearray(3 << 20)
     t = threading.Thread(target=drain, name="drainer")
     t.start()
     print("READY", threading.get_native_id(), flush=True)
@@ -53,6 +57,7 @@ def main():
     os.close(w)
     t.join()
     print("WROTE", n, "READ", got[0], flush=True)
+    del hold
     return 0
 
 
