@@ -89,21 +89,43 @@ static int build(struct ma_tsnap *s, struct ma_freeze *fz, struct ma_target *t,
 			fsb[i] = 0;
 		spared[i] = (char)ma_freeze_is_spared(fz, tids[i]);
 	}
-	for (int k = 0; k < s->py.nthreads; k++) {
-		const struct ma_py_thread *py = &s->py.threads[k];
-		size_t i;
+	/*
+	 * Thread states with frames first.  _thread.start_new_thread makes
+	 * the new thread's state in the creating thread, and until the new
+	 * thread runs and binds it that state names its creator (3.8-3.11:
+	 * the creator's thread IDs) or nothing (3.12+: IDs 0).  Matched in
+	 * list order (newest first), it took the creator's kernel thread from
+	 * the state that holds its frames: a server starting a thread per
+	 * request showed its main thread without frames in 9 of 40 reads, and
+	 * its real state as one with no live kernel thread.  Such a state
+	 * (no frames, and no thread of its own to name) is a thread being
+	 * started: its kernel thread, if it exists yet, is listed without a
+	 * Python state, and the state itself is not listed.
+	 */
+	for (int pass = 0; pass < 2; pass++) {
+		for (int k = 0; k < s->py.nthreads; k++) {
+			const struct ma_py_thread *py = &s->py.threads[k];
+			size_t i;
+			int named = 0;
 
-		for (i = 0; i < ntids; i++) {
-			if (s->th[i].py)
+			if ((py->nframes > 0) != (pass == 0))
 				continue;
-			if (names(py, &s->th[i], fsb[i], spared[i], t->mem))
-				break;
-		}
-		if (i < ntids) {
-			s->th[i].py = py;
-		} else {
-			s->th[s->n].py = py;
-			s->th[s->n++].tid = 0;
+			for (i = 0; i < ntids; i++) {
+				if (!names(py, &s->th[i], fsb[i], spared[i],
+					   t->mem))
+					continue;
+				named = 1;
+				if (!s->th[i].py)
+					break;
+			}
+			if (i < ntids)
+				s->th[i].py = py;
+			else if (py->nframes > 0 ||
+				 (!named &&
+				  (py->thread_id || py->native_tid))) {
+				s->th[s->n].py = py;
+				s->th[s->n++].tid = 0;
+			}
 		}
 	}
 	free(fsb);

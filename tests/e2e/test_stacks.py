@@ -5,8 +5,9 @@ a second thread spinning in pure Python): function names and line numbers
 must match the target's source exactly, threading.py's frames included; the
 spinning thread holds the GIL; the blocked read() later returns its data
 intact.  A thread asleep in a write is read without cutting its write
-short (hazard 11), and a stack deeper than the reader's cap is cut and
-says so.  Each interpreter is checked with its best offsets (DWARF) and
+short (hazard 11), a main thread that starts a thread per iteration keeps
+its own frames in every read, and a stack deeper than the reader's cap is
+cut and says so.  Each interpreter is checked with its best offsets (DWARF) and
 with DWARF out of the picture (the built-in table; _Py_DebugOffsets on
 3.13).
 """
@@ -219,6 +220,35 @@ def run_blocked_write(label, exe):
 DEEP = os.path.join(TARGETS, "deep_stack.py")
 
 
+def run_spawner(label, exe):
+    """A main thread that starts and joins a thread per iteration: every
+    read gives it its own frames (spawn_forever() in them), and lists no
+    frameless thread state without a kernel thread (the state the main
+    thread made for the thread it is starting).  Before, 9-10 of 30 reads
+    showed the main thread without frames (3.8-3.11) and 8 of 30 listed
+    such a state (3.12+)."""
+    with Target(exe, "spawner.py") as t:
+        tmain = int(t.ready_line.split()[1])
+        reads, bad_main, ghosts, last = 25, 0, 0, None
+        for _ in range(reads):
+            doc = stacks_json(t.pid)
+            main = thread_by_tid(doc, tmain)
+            if not main or not any(f["function"] == "spawn_forever"
+                                   for f in main["frames"]):
+                bad_main += 1
+                last = main
+            if any(th["tid"] is None and not th["frames"]
+                   for th in doc["threads"]):
+                ghosts += 1
+                last = doc["threads"]
+        check(bad_main == 0, "%s: spawner: the main thread has its frames "
+              "in every one of %d reads (%d without)" %
+              (label, reads, bad_main), last)
+        check(ghosts == 0, "%s: spawner: no frameless thread state without "
+              "a kernel thread in %d reads (%d with one)" %
+              (label, reads, ghosts), last)
+
+
 def run_deep(label, exe):
     """A stack deeper than the reader's 4,096 frames: its innermost 4,096,
     exit 8 (partial), and a last line that says why"""
@@ -248,6 +278,10 @@ def main():
         except Exception as e:  # a crash of the harness is a failure too
             check(False, "%s: blocked write ran without error" % label,
                   repr(e))
+        try:
+            run_spawner(label, exe)
+        except Exception as e:  # a crash of the harness is a failure too
+            check(False, "%s: spawner ran without error" % label, repr(e))
         try:
             run_one(label, exe)
         except Exception as e:  # a crash of the harness is a failure too
