@@ -166,6 +166,12 @@ struct ma_raw_ent {
 #define MA_MAX_FRAMES	  256 /* cap of cfg.max_frames */
 #define MA_DEFAULT_FRAMES 128
 #define MA_MAX_SLOTS	  1024
+/* Aggregated tracking keeps a thread's figures apart for the first
+ * MA_AGG_OWN_THREADS threads of a session; a later thread has no THREAD
+ * record and the index MA_THREAD_FOLDED, and its keys are thread 0's, the
+ * report's "(other threads)" (agg.c, key_slow; record.c, thread_define) */
+#define MA_AGG_OWN_THREADS 1024
+#define MA_THREAD_FOLDED   UINT32_MAX
 
 /* Forget the slot's innermost-frame sites: a new generation.  Generation 0
  * is never current (fresh entries hold it), and when the counter wraps

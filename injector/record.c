@@ -37,16 +37,27 @@ static inline struct ma_slot *slot_at(uint32_t i)
 	return (struct ma_slot *)(slots + (size_t)i * MA_SLOT_SIZE);
 }
 
-/* pthread key destructor: the thread is ending */
+/* pthread key destructor: the thread is ending.  The search for a free
+ * slot starts at the lowest one released: a process that starts a thread
+ * per request keeps reusing its first few slots (about 40 KiB each), where
+ * a search that went round all MA_MAX_SLOTS touched every one of them (a
+ * thread-per-iteration target grew by 36 MB in 3 s, and kept 14.5 MB after
+ * the detach) */
 static void slot_release(void *arg)
 {
 	struct ma_slot *sl = arg;
+	uint32_t i = (uint32_t)(((uint8_t *)sl - slots) / MA_SLOT_SIZE);
+	uint32_t h = __atomic_load_n(&slot_hint, __ATOMIC_RELAXED);
 
 	ma_tls.slot = MA_SLOT_DEAD;
 	sl->thread = 0;
 	sl->depth = 0;
 	__atomic_store_n(&sl->active, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&sl->used, 0, __ATOMIC_RELEASE);
+	while (i < h &&
+	       !__atomic_compare_exchange_n(&slot_hint, &h, i, 0,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
 }
 
 int ma_slots_init(void)
@@ -230,12 +241,21 @@ static void slot_adopt(struct ma_slot *sl, struct ma_session *s)
 }
 
 /* The THREAD record defining this thread's index; 0 when it was dropped
- * (the next event tries again; events meanwhile carry thread 0) */
+ * (the next event tries again; events meanwhile carry thread 0).  In an
+ * aggregated session, past MA_AGG_OWN_THREADS threads: no record, and
+ * MA_THREAD_FOLDED (a thread per request would otherwise make a record per
+ * thread, filling the ring's pages, and a row per thread in every report) */
 static uint32_t thread_define(struct ma_session *s, struct ma_slot *sl)
 {
-	struct ma_rec_thread *r = ma_ring_reserve(&s->ring, sizeof(*r));
+	struct ma_rec_thread *r;
 	uint32_t idx;
 
+	if (s->agg && __atomic_load_n(&s->next_thread, __ATOMIC_RELAXED) >=
+			      MA_AGG_OWN_THREADS) {
+		sl->thread = MA_THREAD_FOLDED;
+		return sl->thread;
+	}
+	r = ma_ring_reserve(&s->ring, sizeof(*r));
 	if (!r)
 		return 0;
 	idx = __atomic_add_fetch(&s->next_thread, 1, __ATOMIC_RELAXED);

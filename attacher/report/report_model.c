@@ -1836,10 +1836,13 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	fd.countdown = r->by_index.every;
 	fd.r = r;
 	pp.r = r;
-	/* thread 0: allocations of threads the capture never defined */
+	/* thread 0: allocations of threads the capture never defined, and
+	 * in an aggregated capture those of the threads whose keys the
+	 * payload folded (started after the first 1,024 of a session, or
+	 * once its key table was 3/4 full: injector/agg.c, key_slow) */
 	pp.threads_cap = 16;
 	r->threads = calloc(pp.threads_cap, sizeof(*r->threads));
-	if (!r->threads || !(r->threads[0].name = strdup("?"))) {
+	if (!r->threads || !(r->threads[0].name = strdup("(other threads)"))) {
 		ma_report_free(r);
 		return ma_err(-ENOMEM, "out of memory");
 	}

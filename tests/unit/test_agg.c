@@ -432,6 +432,66 @@ Test(agg, steady_churn_near_full_does_not_grow)
  * bucket, or its second when the first's count says so).  Small tables
  * make walks fail after a few dozen placements.
  */
+/*
+ * A thread per request: 3,000 threads, each allocating at 4 stacks, half of
+ * it natively (any thread, no GIL) and half through MEM/OBJ.  The threads
+ * after the first MA_AGG_OWN_THREADS make their keys under thread 0: the key
+ * table stays small, no event loses its stack, and every stack's figures
+ * are exact.
+ */
+Test(agg, keys_fold_when_threads_churn)
+{
+	struct fixture *f = malloc(sizeof(*f));
+	const uint32_t nth = 3000, nodes = 4;
+	uint64_t allocs[2][4] = { { 0 } }, frees[2][4] = { { 0 } };
+	uint64_t by_node[2][4] = { { 0 } }, fby_node[2][4] = { { 0 } };
+	uint64_t addr = 0x10000;
+
+	cr_assert(f);
+	setup_agg(f);
+	for (uint32_t th = 1; th <= nth; th++) {
+		for (uint32_t n = 1; n <= nodes; n++) {
+			int gil = (n & 1) == 0;
+			int kind = gil ? MA_KIND_PYOBJ : MA_KIND_MALLOC;
+			uint64_t p = addr += 64;
+
+			ma_agg_alloc(&f->s, &f->sl, th, p, 48, n, kind, gil, 1);
+			allocs[gil][n - 1]++;
+			if (th & 1) {
+				ma_agg_free(&f->s, &f->sl, th, p, gil, 1);
+				frees[gil][n - 1]++;
+			}
+		}
+	}
+	struct ma_agg_hdr *h = f->s.agg->h;
+	struct ma_agg_key *keys = ma_agg_keys(h);
+
+	cr_assert_eq(h->keys_full, 0, "%lu events lost their stack",
+		     (unsigned long)h->keys_full);
+	cr_assert_eq(h->dropped, 0);
+	cr_assert(h->nkeys <= 1 + (MA_AGG_OWN_THREADS + 1) * nodes,
+		  "%u keys for %u threads", h->nkeys, nth);
+	for (uint32_t x = 1; x < h->nkeys; x++) {
+		struct ma_agg_key *k = &keys[x];
+		int gil = k->kind == MA_KIND_PYOBJ;
+
+		cr_assert(k->thread <= MA_AGG_OWN_THREADS,
+			  "key %u of thread %u", x, k->thread);
+		cr_assert(k->node >= 1 && k->node <= nodes);
+		by_node[gil][k->node - 1] += k->allocs;
+		fby_node[gil][k->node - 1] += k->frees;
+	}
+	for (int g = 0; g < 2; g++)
+		for (uint32_t n = 0; n < nodes; n++) {
+			cr_assert_eq(by_node[g][n], allocs[g][n],
+				     "stack %u: allocations", n + 1);
+			cr_assert_eq(fby_node[g][n], frees[g][n],
+				     "stack %u: frees", n + 1);
+		}
+	teardown_agg(f);
+	free(f);
+}
+
 Test(agg, failed_walk_is_undone)
 {
 	int fails = 0;
