@@ -61,6 +61,16 @@ static void print_thread_text(FILE *f, const struct st_result *r,
 	if (!py)
 		strcat(flags, flags[0] ? ", no Python thread state"
 				       : "no Python thread state");
+	if (py && th->other_interp) {
+		char also[96];
+
+		snprintf(also, sizeof(also),
+			 "%sinterpreter %ld: its state in interpreter %ld is "
+			 "listed above",
+			 flags[0] ? ", " : "", py->interp_id,
+			 th->other_interp - 1);
+		strcat(flags, also);
+	}
 	if (th->tid && th->nstid != th->tid)
 		fprintf(f, "Thread %d (%d in its PID namespace) \"%s\"%s%s%s\n",
 			(int)th->tid, (int)th->nstid, th->name,
@@ -129,6 +139,9 @@ static json_t *thread_json(const struct st_result *r, const struct ma_tview *th,
 	json_object_set_new(o, "main", json_boolean(th->tid == r->t->pid));
 	json_object_set_new(o, "python", json_boolean(py != NULL));
 	json_object_set_new(o, "holds_gil", json_boolean(py && py->holds_gil));
+	if (th->other_interp)
+		json_object_set_new(o, "also_in_interpreter",
+				    json_integer(th->other_interp - 1));
 	if (py) {
 		json_object_set_new(o, "interpreter",
 				    json_integer(py->interp_id));

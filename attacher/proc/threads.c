@@ -118,11 +118,30 @@ static int build(struct ma_tsnap *s, struct ma_freeze *fz, struct ma_target *t,
 				if (!s->th[i].py)
 					break;
 			}
-			if (i < ntids)
+			if (i < ntids) {
 				s->th[i].py = py;
-			else if (py->nframes > 0 ||
-				 (!named &&
-				  (py->thread_id || py->native_tid))) {
+				continue;
+			}
+			/* the thread's state in another interpreter (a
+			 * thread running a subinterpreter has one in each):
+			 * listed with its kernel thread's ID too */
+			for (i = 0; named && py->nframes > 0 && i < ntids; i++)
+				if (s->th[i].py &&
+				    s->th[i].py->interp_id != py->interp_id &&
+				    names(py, &s->th[i], fsb[i], spared[i],
+					  t->mem))
+					break;
+			if (named && py->nframes > 0 && i < ntids) {
+				s->th[s->n++] = (struct ma_tview){
+					.tid = s->th[i].tid,
+					.nstid = s->th[i].nstid,
+					.py = py,
+					.other_interp =
+						s->th[i].py->interp_id + 1,
+				};
+			} else if (py->nframes > 0 ||
+				   (!named &&
+				    (py->thread_id || py->native_tid))) {
 				s->th[s->n].py = py;
 				s->th[s->n++].tid = 0;
 			}
@@ -182,7 +201,8 @@ int ma_tsnap_take(struct ma_target *t, struct ma_pyreader *r, int native,
 		t->dwfl_attached = 1;
 	if (!err && native && t->dwfl_attached) {
 		for (size_t i = 0; i < out->n; i++) {
-			if (!out->th[i].tid)
+			/* one unwind per kernel thread, with its first state */
+			if (!out->th[i].tid || out->th[i].other_interp)
 				continue;
 			ma_native_unwind(t->dwfl, out->th[i].tid, 256,
 					 &out->th[i].nat);
@@ -208,6 +228,19 @@ int ma_tsnap_take(struct ma_target *t, struct ma_pyreader *r, int native,
 					  : out->th[i].comm;
 		if (out->th[i].py && out->th[i].py->truncated)
 			out->partial = 1;
+	}
+	/* a thread unnamed in the interpreter it runs now is called by its
+	 * name in the other one (threading knows it where it was started) */
+	for (size_t i = 0; i < out->n; i++) {
+		const struct ma_py_thread *o = out->th[i].py;
+
+		if (!out->th[i].other_interp || !o->name)
+			continue;
+		for (size_t j = 0; j < out->n; j++)
+			if (out->th[j].tid == out->th[i].tid &&
+			    !out->th[j].other_interp &&
+			    (!out->th[j].py || !out->th[j].py->name))
+				out->th[j].name = o->name;
 	}
 	if (out->py.truncated)
 		out->partial = 1;

@@ -26,6 +26,11 @@ struct ma_tview {
 	 * is one, else comm */
 	const char *name;
 	const struct ma_py_thread *py; /* NULL: no Python thread state */
+	/* interpreter + 1 of the state listed first for the same kernel
+	 * thread (tid): this one is the thread's state in another
+	 * interpreter (a thread that runs a subinterpreter has one in
+	 * each); 0: none */
+	long other_interp;
 	struct ma_native_stack nat;
 	int has_nat;
 };

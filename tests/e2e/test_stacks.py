@@ -6,8 +6,9 @@ must match the target's source exactly, threading.py's frames included; the
 spinning thread holds the GIL; the blocked read() later returns its data
 intact.  A thread asleep in a write is read without cutting its write
 short (hazard 11), a main thread that starts a thread per iteration keeps
-its own frames in every read, and a stack deeper than the reader's cap is
-cut and says so.  Each interpreter is checked with its best offsets (DWARF) and
+its own frames in every read, a thread running a subinterpreter is listed
+with its state in each interpreter, and a stack deeper than the reader's
+cap is cut and says so.  Each interpreter is checked with its best offsets (DWARF) and
 with DWARF out of the picture (the built-in table; _Py_DebugOffsets on
 3.13).
 """
@@ -249,6 +250,42 @@ def run_spawner(label, exe):
               (label, reads, ghosts), last)
 
 
+def run_subinterp(label, exe):
+    """A thread running a subinterpreter has a state in each interpreter:
+    both are listed with its kernel thread's ID, the subinterpreter's
+    (work()) and the main interpreter's (runner(), marked as the same
+    thread's state in another interpreter, under its threading name), and
+    neither as a state without a live kernel thread (as it was before)"""
+    probe = subprocess.run([exe, "-c", "import _interpreters"],
+                           capture_output=True)
+    probe2 = subprocess.run([exe, "-c", "import _xxsubinterpreters"],
+                            capture_output=True)
+    if probe.returncode and probe2.returncode:
+        skip("%s: subinterpreter" % label, "no _interpreters or "
+             "_xxsubinterpreters module")
+        return
+    with Target(exe, "subinterp.py") as t:
+        runner = int(t.readline(timeout=20).split()[1])
+        time.sleep(0.3)
+        doc = stacks_json(t.pid)
+        rows = [th for th in doc["threads"] if th["tid"] == runner]
+        inner = [th for th in rows if not th.get("also_in_interpreter")
+                 and any(f["function"] == "work" for f in th["frames"])]
+        outer = [th for th in rows if th.get("also_in_interpreter") is not
+                 None and any(f["function"] == "runner"
+                              for f in th["frames"])]
+        ghosts = [th for th in doc["threads"] if th["tid"] is None and
+                  any(f["function"] == "runner" for f in th["frames"])]
+        check(len(rows) == 2 and inner and outer and not ghosts and
+              inner[0]["interpreter"] != outer[0]["interpreter"] and
+              outer[0]["name"] == "runner",
+              "%s: subinterpreter: the runner thread listed with its "
+              "state in each interpreter" % label,
+              [(th["tid"], th["name"], th.get("interpreter"),
+                [f["function"] for f in th["frames"]])
+               for th in doc["threads"]])
+
+
 def run_deep(label, exe):
     """A stack deeper than the reader's 4,096 frames: its innermost 4,096,
     exit 8 (partial), and a last line that says why"""
@@ -277,6 +314,11 @@ def main():
             run_blocked_write(label, exe)
         except Exception as e:  # a crash of the harness is a failure too
             check(False, "%s: blocked write ran without error" % label,
+                  repr(e))
+        try:
+            run_subinterp(label, exe)
+        except Exception as e:  # a crash of the harness is a failure too
+            check(False, "%s: subinterpreter ran without error" % label,
                   repr(e))
         try:
             run_spawner(label, exe)
