@@ -105,7 +105,9 @@ static int build(struct ma_tsnap *s, struct ma_freeze *fz, struct ma_target *t,
 	for (int pass = 0; pass < 2; pass++) {
 		for (int k = 0; k < s->py.nthreads; k++) {
 			const struct ma_py_thread *py = &s->py.threads[k];
-			size_t i;
+			/* other: the first kernel thread it names that
+			 * another interpreter's state took */
+			size_t i, other = ntids;
 			int named = 0;
 
 			if ((py->nframes > 0) != (pass == 0))
@@ -117,27 +119,25 @@ static int build(struct ma_tsnap *s, struct ma_freeze *fz, struct ma_target *t,
 				named = 1;
 				if (!s->th[i].py)
 					break;
+				if (other == ntids &&
+				    s->th[i].py->interp_id != py->interp_id)
+					other = i;
 			}
 			if (i < ntids) {
 				s->th[i].py = py;
 				continue;
 			}
-			/* the thread's state in another interpreter (a
-			 * thread running a subinterpreter has one in each):
-			 * listed with its kernel thread's ID too */
-			for (i = 0; named && py->nframes > 0 && i < ntids; i++)
-				if (s->th[i].py &&
-				    s->th[i].py->interp_id != py->interp_id &&
-				    names(py, &s->th[i], fsb[i], spared[i],
-					  t->mem))
-					break;
-			if (named && py->nframes > 0 && i < ntids) {
+			if (py->nframes > 0 && other < ntids) {
+				/* the thread's state in another interpreter
+				 * (a thread running a subinterpreter has one
+				 * in each): listed with its kernel thread's
+				 * ID too */
 				s->th[s->n++] = (struct ma_tview){
-					.tid = s->th[i].tid,
-					.nstid = s->th[i].nstid,
+					.tid = s->th[other].tid,
+					.nstid = s->th[other].nstid,
 					.py = py,
 					.other_interp =
-						s->th[i].py->interp_id + 1,
+						s->th[other].py->interp_id + 1,
 				};
 			} else if (py->nframes > 0 ||
 				   (!named &&

@@ -256,11 +256,11 @@ def run_subinterp(label, exe):
     (work()) and the main interpreter's (runner(), marked as the same
     thread's state in another interpreter, under its threading name), and
     neither as a state without a live kernel thread (as it was before)"""
-    probe = subprocess.run([exe, "-c", "import _interpreters"],
+    probe = subprocess.run([exe, "-c", "try:\n import _interpreters\n"
+                            "except ImportError:\n"
+                            " import _xxsubinterpreters"],
                            capture_output=True)
-    probe2 = subprocess.run([exe, "-c", "import _xxsubinterpreters"],
-                            capture_output=True)
-    if probe.returncode and probe2.returncode:
+    if probe.returncode:
         skip("%s: subinterpreter" % label, "no _interpreters or "
              "_xxsubinterpreters module")
         return
@@ -304,30 +304,16 @@ def run_deep(label, exe):
 
 
 def main():
+    parts = [(run_deep, "deep stack"), (run_blocked_write, "blocked write"),
+             (run_subinterp, "subinterpreter"), (run_spawner, "spawner"),
+             (run_one, "the two-thread target")]
     for label, exe in interpreters():
-        try:
-            run_deep(label, exe)
-        except Exception as e:  # a crash of the harness is a failure too
-            check(False, "%s: deep stack ran without error" % label,
-                  repr(e))
-        try:
-            run_blocked_write(label, exe)
-        except Exception as e:  # a crash of the harness is a failure too
-            check(False, "%s: blocked write ran without error" % label,
-                  repr(e))
-        try:
-            run_subinterp(label, exe)
-        except Exception as e:  # a crash of the harness is a failure too
-            check(False, "%s: subinterpreter ran without error" % label,
-                  repr(e))
-        try:
-            run_spawner(label, exe)
-        except Exception as e:  # a crash of the harness is a failure too
-            check(False, "%s: spawner ran without error" % label, repr(e))
-        try:
-            run_one(label, exe)
-        except Exception as e:  # a crash of the harness is a failure too
-            check(False, "%s: ran without error" % label, repr(e))
+        for run, what in parts:
+            try:
+                run(label, exe)
+            except Exception as e:  # a crash of the harness is a failure
+                check(False, "%s: %s ran without error" % (label, what),
+                      repr(e))
     finish()
 
 
