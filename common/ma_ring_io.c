@@ -18,6 +18,7 @@
 #include "ma_ring_io.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -177,6 +178,7 @@ int ma_ring_reader_init(struct ma_ring_reader *r, void *map, size_t map_len)
 	uint64_t tail;
 
 	memset(r, 0, sizeof(*r));
+	r->fd = -1;
 	if (map_len < MA_RING_HDR_SIZE ||
 	    __atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != MA_RING_MAGIC ||
 	    h->version != MA_RING_VERSION || h->hdr_size != MA_RING_HDR_SIZE ||
@@ -261,19 +263,91 @@ static void zero_stream(uint8_t *p, uint64_t n)
 #endif
 }
 
-void ma_ring_release(struct ma_ring_reader *r)
+#define RING_PAGE 4096ull
+
+/*
+ * Clear the ring's bytes [from, to) (byte counters, less than a lap): zero
+ * them, or, punch set, punch them out of the ring's file (whole pages):
+ * they read as zeroes after, in every mapping, and the writer that comes
+ * to them next faults in fresh ones.  The data size is a multiple of the
+ * page, so no page straddles the lap.  What the file refuses is zeroed,
+ * and the reader stops trying.
+ */
+static void clear_range(struct ma_ring_reader *r, uint64_t from, uint64_t to,
+			int punch)
 {
-	if (r->released == r->tail)
-		return;
-	while (r->released < r->tail) {
-		uint64_t pos = r->released & r->mask;
-		uint64_t n = r->tail - r->released;
+	while (from < to) {
+		uint64_t pos = from & r->mask;
+		uint64_t n = to - from;
 
 		if (n > r->size - pos)
 			n = r->size - pos;
-		zero_stream(r->data + pos, n);
-		r->released += n;
+		if (punch && r->fd >= 0 &&
+		    fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)(MA_RING_HDR_SIZE + pos), (off_t)n) == 0) {
+			r->given_back += n;
+		} else {
+			if (punch)
+				r->fd = -1;
+			zero_stream(r->data + pos, n);
+		}
+		from += n;
 	}
+}
+
+/* Whether to give pages back now: the last whole second's reading rate
+ * was under max_rate (the first second counts as slow) */
+static int give_back_now(struct ma_ring_reader *r)
+{
+	uint64_t now = ma_ring_now_ns(), dt = now - r->rate_t0;
+
+	if (dt >= 1000000000ull) {
+		uint64_t bytes = r->tail - r->rate_mark;
+
+		r->slow = bytes / (dt / 1000000ull) < r->max_rate / 1000ull;
+		r->rate_t0 = now;
+		r->rate_mark = r->tail;
+	}
+	return r->slow;
+}
+
+void ma_ring_give_back(struct ma_ring_reader *r, int fd, uint64_t max_rate)
+{
+	r->fd = fd;
+	r->max_rate = max_rate;
+	r->slow = 1;
+	r->rate_t0 = ma_ring_now_ns();
+	r->rate_mark = r->tail;
+}
+
+void ma_ring_release(struct ma_ring_reader *r)
+{
+	uint64_t to = r->tail;
+
+	if (r->released == to)
+		return;
+	if (r->fd >= 0 && give_back_now(r)) {
+		/*
+		 * Only whole pages are handed back: the bytes before
+		 * `released` may be written by a producer as soon as the ring
+		 * wraps, so a page holding some of them cannot be punched.
+		 * Publishing the tail at a page boundary keeps the next
+		 * release's first page whole; the bytes read past it wait
+		 * for the next release.
+		 */
+		uint64_t first =
+			(r->released + RING_PAGE - 1) & ~(RING_PAGE - 1);
+		uint64_t last = to & ~(RING_PAGE - 1);
+
+		if (last <= r->released)
+			return;
+		clear_range(r, r->released, first, 0);
+		clear_range(r, first, last, 1);
+		to = last;
+	} else {
+		clear_range(r, r->released, to, 0);
+	}
+	r->released = to;
 #if defined(__x86_64__)
 	/* streaming stores are weakly ordered: the zeroes must be visible
 	 * before the tail that hands them back */

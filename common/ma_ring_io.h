@@ -80,6 +80,14 @@ struct ma_ring_reader {
 	/* the first word of the record ma_ring_next returned, as checked:
 	 * the target may rewrite the one in the ring meanwhile */
 	uint32_t word;
+	/* Giving consumed pages back to the system (ma_ring_give_back): the
+	 * ring's file, or -1 (pages zeroed, they stay resident) */
+	int fd;
+	uint32_t slow;	     /* last second's reading rate allows it */
+	uint64_t max_rate;   /* bytes a second, above which it does not */
+	uint64_t rate_t0;    /* this second's start (ns) */
+	uint64_t rate_mark;  /* tail at rate_t0 */
+	uint64_t given_back; /* bytes handed back as holes, in all */
 };
 
 /*
@@ -100,9 +108,33 @@ int ma_ring_next(struct ma_ring_reader *r, const struct ma_rec **out);
 /*
  * Hand the bytes of every record returned so far back to the producers:
  * zero them, then publish the tail.  Call it after each batch; producers
- * see free space only then.
+ * see free space only then.  When the reader gives pages back (below), the
+ * whole pages among them are punched out of the file instead of zeroed,
+ * and the tail is published up to the last whole page: at most a page less
+ * than was read is handed back until the next release.
  */
 void ma_ring_release(struct ma_ring_reader *r);
+
+/*
+ * Read at under this many bytes a second, a ring gives the pages it has
+ * consumed back to the system (a hole punched in its memfd) instead of
+ * keeping them resident in the target until the next lap: a session that
+ * sends little through a big ring (aggregated tracking, whose ring carries
+ * mmap calls and definitions) then holds a few pages of it, not up to the
+ * whole --ring-size.  Faster, the pages come round again within seconds
+ * and each would cost the writer a page fault (about 1 us) per 4 KiB: at
+ * this rate at most about 1,000 a second.
+ */
+#define MA_RING_GIVE_BACK_RATE (4u << 20)
+
+/*
+ * Give consumed pages back through fd, a read-write descriptor of the
+ * ring's memfd mapped at offset 0 (the data at MA_RING_HDR_SIZE), while
+ * the last second's reading rate is under max_rate bytes a second
+ * (MA_RING_GIVE_BACK_RATE).  If the file refuses a hole, the reader goes
+ * back to zeroing.
+ */
+void ma_ring_give_back(struct ma_ring_reader *r, int fd, uint64_t max_rate);
 
 /* Bytes reserved by producers and not yet read by this reader */
 uint64_t ma_ring_backlog(const struct ma_ring_reader *r);

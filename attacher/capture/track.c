@@ -491,6 +491,9 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 				   "the ring of process %d has a bad "
 				   "header",
 				   (int)t->pid);
+	else
+		ma_ring_give_back(&tr->rd, tr->s.ring_fd,
+				  MA_RING_GIVE_BACK_RATE);
 	tr->t0 = ma_now_ns(); /* ma_track_run() starts it again */
 	if (tr->root) {
 		set_active(tr, 1);
@@ -586,6 +589,8 @@ static int track_add(struct ma_track *g, struct ma_target *t, pid_t ppid)
 	if (!err && ma_ring_reader_init(&p->rd, p->s.ring, p->s.map_len) < 0)
 		err = ma_err(-EPROTO, "the ring of process %d has a bad header",
 			     (int)t->pid);
+	if (!err)
+		ma_ring_give_back(&p->rd, p->s.ring_fd, MA_RING_GIVE_BACK_RATE);
 	if (err) {
 		/* the session, if it started, stops by itself without a
 		 * heartbeat; nothing of it is in the capture */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../../common/ma_ring_io.h"
@@ -236,16 +237,51 @@ static void *consumer_main(void *arg)
 	return NULL;
 }
 
-static void run_stress(struct stress *st, uint32_t wait_us)
+/* A ring in a memfd, mapped twice as in a session: the producers' mapping
+ * (returned) and the consumer's (*cons); *fd open read-write */
+static uint8_t *ring_memfd(uint64_t data, int *fd, uint8_t **cons)
+{
+	size_t len = MA_RING_HDR_SIZE + data;
+	void *p, *c;
+
+	*fd = memfd_create("ring-test", MFD_CLOEXEC);
+	cr_assert(*fd >= 0 && ftruncate(*fd, (off_t)len) == 0);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+	c = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+	cr_assert(p != MAP_FAILED && c != MAP_FAILED);
+	cr_assert(ma_ring_init(p, data, 42, 1) == 0);
+	*cons = c;
+	return p;
+}
+
+/* Bytes of the ring's file in memory */
+static uint64_t file_resident(int fd)
+{
+	struct stat st;
+
+	cr_assert(fstat(fd, &st) == 0);
+	return (uint64_t)st.st_blocks * 512;
+}
+
+/* give_back: the consumer punches its pages out of a memfd at every
+ * release (no rate limit) */
+static void run_stress(struct stress *st, uint32_t wait_us, int give_back)
 {
 	pthread_t prod[NPROD], cons;
 	struct prod_arg args[NPROD];
+	uint8_t *cmem = NULL;
+	int fd = -1;
 
-	st->mem = ring_mem(MA_RING_MIN_DATA);
+	if (give_back)
+		st->mem = ring_memfd(MA_RING_MIN_DATA, &fd, &cmem);
+	else
+		st->mem = cmem = ring_mem(MA_RING_MIN_DATA);
 	ma_ring_producer(&st->p, st->mem, wait_us);
-	cr_assert(ma_ring_reader_init(&st->r, st->mem,
+	cr_assert(ma_ring_reader_init(&st->r, cmem,
 				      MA_RING_HDR_SIZE + MA_RING_MIN_DATA) ==
 		  0);
+	if (give_back)
+		ma_ring_give_back(&st->r, fd, UINT64_MAX);
 	pthread_create(&cons, NULL, consumer_main, st);
 	for (uint32_t i = 0; i < NPROD; i++) {
 		args[i] = (struct prod_arg){ st, i };
@@ -255,15 +291,23 @@ static void run_stress(struct stress *st, uint32_t wait_us)
 		pthread_join(prod[i], NULL);
 	st->done = 1;
 	pthread_join(cons, NULL);
+	if (give_back) {
+		cr_expect(st->r.fd == fd, "the memfd refused a hole");
+		cr_expect(st->r.given_back > 4 * MA_RING_MIN_DATA,
+			  "%lu bytes given back",
+			  (unsigned long)st->r.given_back);
+		munmap(cmem, MA_RING_HDR_SIZE + MA_RING_MIN_DATA);
+		close(fd);
+	}
 }
 
 /* Many producers, a bounded wait long enough for the consumer: nothing may
  * be lost, reordered or torn */
-Test(ring, producers_stress, .timeout = 120)
+static void stress_lossless(int give_back)
 {
 	struct stress *st = calloc(1, sizeof(*st));
 
-	run_stress(st, 2000000);
+	run_stress(st, 2000000, give_back);
 	cr_expect(st->bad == 0, "%lu torn or malformed records",
 		  (unsigned long)st->bad);
 	cr_expect(st->order == 0, "%lu out of order", (unsigned long)st->order);
@@ -272,9 +316,136 @@ Test(ring, producers_stress, .timeout = 120)
 	for (int i = 0; i < NPROD; i++)
 		cr_expect(st->received[i] == PER_PROD, "producer %d: %lu of %d",
 			  i, (unsigned long)st->received[i], PER_PROD);
-	cr_expect(st->p.hdr->head == st->p.hdr->tail);
+	/* all of it handed back; giving pages back keeps the last partial
+	 * page */
+	cr_expect(st->p.hdr->head - st->p.hdr->tail < (give_back ? 4096u : 1u),
+		  "head %lu, tail %lu", (unsigned long)st->p.hdr->head,
+		  (unsigned long)st->p.hdr->tail);
 	munmap(st->mem, MA_RING_HDR_SIZE + MA_RING_MIN_DATA);
 	free(st);
+}
+
+Test(ring, producers_stress, .timeout = 120)
+{
+	stress_lossless(0);
+}
+
+/* The same with the consumed pages punched out of the ring's file while
+ * the producers write the pages next to them */
+Test(ring, producers_stress_giving_pages_back, .timeout = 120)
+{
+	stress_lossless(1);
+}
+
+/*
+ * A session that sends little through a big ring: four laps of records,
+ * read and released in uneven batches.  Giving pages back, the file holds
+ * a few pages at any time and every record arrives intact; zeroing, the
+ * whole ring stays in memory.
+ */
+static uint64_t laps_resident(int give_back, uint64_t *given_back)
+{
+	const uint64_t data = 1u << 20;
+	struct ma_ring p;
+	struct ma_ring_reader r;
+	uint8_t *cmem, *mem;
+	uint64_t seq = 0, got = 0, most = 0;
+	int fd;
+
+	mem = ring_memfd(data, &fd, &cmem);
+	ma_ring_producer(&p, mem, 0);
+	cr_assert(ma_ring_reader_init(&r, cmem, MA_RING_HDR_SIZE + data) == 0);
+	if (give_back == 1)
+		ma_ring_give_back(&r, fd, UINT64_MAX);
+	while (p.hdr->head < 4 * data) {
+		const struct ma_rec *rec;
+		uint32_t prod;
+		uint64_t s;
+
+		/* a batch of 1 to 97 records, then read it all */
+		for (uint64_t i = 0, n = 1 + seq % 97; i < n; i++, seq++)
+			cr_assert(put(&p, 1, seq, len_of(seq)));
+		while (ma_ring_next(&r, &rec) == 1) {
+			cr_assert(check(rec, &prod, &s) == 0 && s == got,
+				  "record %lu", (unsigned long)got);
+			got++;
+		}
+		ma_ring_release(&r);
+		/* 2: from the second batch on, the first release starting
+		 * within a page (the rate went down) */
+		if (give_back == 2 && r.fd < 0) {
+			cr_assert(r.released % 4096 != 0);
+			ma_ring_give_back(&r, fd, UINT64_MAX);
+		}
+		if (file_resident(fd) > most)
+			most = file_resident(fd);
+	}
+	cr_expect(got == seq && p.hdr->lost_records == 0);
+	*given_back = r.given_back;
+	munmap(cmem, MA_RING_HDR_SIZE + data);
+	munmap(mem, MA_RING_HDR_SIZE + data);
+	close(fd);
+	return most;
+}
+
+Test(ring, gives_pages_back)
+{
+	uint64_t gb, kept = laps_resident(0, &gb), held;
+
+	cr_expect(gb == 0);
+	cr_expect(kept >= (1u << 20), "zeroing held %lu bytes",
+		  (unsigned long)kept);
+	held = laps_resident(1, &gb);
+	cr_expect(held <= 64 * 1024, "giving back held %lu bytes",
+		  (unsigned long)held);
+	cr_expect(gb >= 3 * (1u << 20), "%lu bytes given back",
+		  (unsigned long)gb);
+	held = laps_resident(2, &gb);
+	cr_expect(held <= 64 * 1024 && gb >= 3 * (1u << 20),
+		  "from a tail within a page: held %lu, gave back %lu",
+		  (unsigned long)held, (unsigned long)gb);
+}
+
+/* Read faster than the rate allows, the pages stay (no fault per page for
+ * the writers); slower, they go */
+Test(ring, gives_back_only_when_slow)
+{
+	const uint64_t data = MA_RING_MIN_DATA;
+	struct ma_ring p;
+	struct ma_ring_reader r;
+	const struct ma_rec *rec;
+	uint8_t *cmem, *mem;
+	uint64_t seq = 0, t0;
+	int fd;
+
+	mem = ring_memfd(data, &fd, &cmem);
+	ma_ring_producer(&p, mem, 0);
+	cr_assert(ma_ring_reader_init(&r, cmem, MA_RING_HDR_SIZE + data) == 0);
+	/* 1 KiB a second at most: the records below take a second and more
+	 * at well over that */
+	ma_ring_give_back(&r, fd, 1024);
+	t0 = ma_ring_now_ns();
+	while (ma_ring_now_ns() - t0 < 1100000000ull) {
+		cr_assert(put(&p, 1, seq++, 64));
+		while (ma_ring_next(&r, &rec) == 1)
+			;
+		ma_ring_release(&r);
+		usleep(1000);
+	}
+	uint64_t first = r.given_back;
+
+	cr_expect(first > 0, "nothing given back in the first second");
+	for (int i = 0; i < 200; i++) {
+		cr_assert(put(&p, 1, seq++, 64));
+		while (ma_ring_next(&r, &rec) == 1)
+			;
+		ma_ring_release(&r);
+	}
+	cr_expect(r.given_back == first, "given back at %lu bytes a second",
+		  (unsigned long)(64 * seq));
+	munmap(cmem, MA_RING_HDR_SIZE + data);
+	munmap(mem, MA_RING_HDR_SIZE + data);
+	close(fd);
 }
 
 /* No wait at all: records are dropped whenever the ring is full, and what
@@ -284,7 +455,7 @@ Test(ring, producers_with_drops, .timeout = 120)
 	struct stress *st = calloc(1, sizeof(*st));
 	uint64_t sent = 0, received = 0;
 
-	run_stress(st, 0);
+	run_stress(st, 0, 0);
 	for (int i = 0; i < NPROD; i++) {
 		sent += st->sent[i];
 		received += st->received[i];
