@@ -872,9 +872,11 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
 	if (err)
 		return err;
 	*dlopen_ns = r.ns;
-	ma_maps_free(&t->maps);
-	ma_maps_read(t->pid, &t->maps);
-	pi->base = payload_base(&t->maps);
+	/* Only as far as the payload's line: the whole maps of a process
+	 * with a hundred libraries take milliseconds to read and parse, the
+	 * target stopped (t->maps is read again after the thaw) */
+	if (ma_maps_find_start(t->pid, "/memfd:" PAYLOAD_MEMFD_NAME, &pi->base))
+		pi->base = 0;
 	if (!pi->base)
 		return ma_err(-ENOEXEC,
 			      "inject: dlopen of the payload failed in process "
@@ -1017,6 +1019,11 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 	fz = NULL;
 	s->frozen_ns = tf;
 	ma_step("inject.thawed");
+	if (!s->reused) {
+		/* with the payload, which load_payload did not read */
+		ma_maps_free(&t->maps);
+		ma_maps_read(t->pid, &t->maps);
+	}
 	if (ctl.magic != MA_CONFIG_MAGIC || ctl.status) {
 		ctl.message[sizeof(ctl.message) - 1] = '\0';
 		return ma_err(
@@ -1318,6 +1325,11 @@ int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 	fz = NULL;
 	out->frozen_ns = tf;
 	ma_step("heap.thawed");
+	if (!pi.loaded) {
+		/* with the payload, which load_payload did not read */
+		ma_maps_free(&t->maps);
+		ma_maps_read(t->pid, &t->maps);
+	}
 	if (ptrace(PTRACE_CONT, out->copy, NULL, NULL) < 0)
 		return ma_err(-errno, "heap: PTRACE_CONT on the copy %d: %s",
 			      (int)out->copy, strerror(errno));

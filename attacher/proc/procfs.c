@@ -138,6 +138,55 @@ int ma_maps_read(pid_t pid, struct ma_maps *out)
 	return err;
 }
 
+int ma_maps_find_start(pid_t pid, const char *needle, uint64_t *start)
+{
+	char path[64], buf[16384 + 1];
+	size_t have = 0;
+	int fd, err = -ENOENT;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return proc_errno(-errno);
+	for (;;) {
+		ssize_t r = read(fd, buf + have, sizeof(buf) - 1 - have);
+		char *line = buf, *nl;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			err = proc_errno(-errno);
+			break;
+		}
+		have += (size_t)r;
+		buf[have] = '\0';
+		/* whole lines only; a line longer than the buffer (a path of
+		 * 16 KiB) is skipped */
+		while ((nl = strchr(line, '\n'))) {
+			uint64_t a, off;
+
+			*nl = '\0';
+			if (strstr(line, needle) &&
+			    sscanf(line, "%" SCNx64 "-%*[0-9a-f] %*4s %" SCNx64,
+				   &a, &off) == 2 &&
+			    off == 0) {
+				*start = a;
+				close(fd);
+				return 0;
+			}
+			line = nl + 1;
+		}
+		if (r == 0)
+			break;
+		have -= (size_t)(line - buf);
+		if (have == sizeof(buf) - 1)
+			have = 0;
+		memmove(buf, line, have);
+	}
+	close(fd);
+	return err;
+}
+
 void ma_maps_free(struct ma_maps *m)
 {
 	free(m->v);

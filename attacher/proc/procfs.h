@@ -28,6 +28,14 @@ void ma_maps_free(struct ma_maps *m);
 const struct ma_map *ma_maps_find_file(const struct ma_maps *m,
 				       const char *path);
 
+/*
+ * The start of the first mapping with file offset 0 whose path contains
+ * needle, read from /proc/PID/maps a piece at a time and no further than
+ * it: 0 and *start set, -ENOENT when none, or -errno.  For a freeze: a full
+ * ma_maps_read of a process with a hundred libraries takes milliseconds.
+ */
+int ma_maps_find_start(pid_t pid, const char *needle, uint64_t *start);
+
 struct ma_status {
 	char name[64]; /* Name: (comm) */
 	char state;    /* 'R', 'S', 'D', 'Z', 't', ... */

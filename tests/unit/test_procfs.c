@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -69,6 +70,41 @@ Test(procfs, maps_read_self)
 		}
 	cr_expect(found);
 	ma_maps_free(&m);
+}
+
+/* ma_maps_find_start: the line of a memfd mapped after 600 others (maps far
+ * longer than one read), its start as mmap gave it; none: -ENOENT */
+Test(procfs, maps_find_start)
+{
+	enum { N = 600 };
+	static void *v[N];
+	uint64_t start = 0;
+	int fd = memfd_create("ma-find-start-test", MFD_CLOEXEC);
+	void *p;
+
+	/* alternate protections: the kernel cannot merge them */
+	for (int i = 0; i < N; i++) {
+		v[i] = mmap(NULL, 4096, i % 2 ? PROT_READ : PROT_NONE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		cr_assert(v[i] != MAP_FAILED);
+	}
+	cr_assert(fd >= 0 && ftruncate(fd, 4096) == 0);
+	/* in the place of the first (top-down: the highest), so that its
+	 * line comes after the others' */
+	cr_assert(munmap(v[0], 4096) == 0);
+	p = mmap(v[0], 4096, PROT_READ, MAP_SHARED | MAP_FIXED_NOREPLACE, fd,
+		 0);
+	cr_assert(p == v[0]);
+	cr_expect(ma_maps_find_start(getpid(), "/memfd:ma-find-start-test",
+				     &start) == 0);
+	cr_expect(start == (uintptr_t)p, "found %#lx, mapped at %p",
+		  (unsigned long)start, p);
+	cr_expect(ma_maps_find_start(getpid(), "/memfd:no-such-thing",
+				     &start) == -ENOENT);
+	cr_expect(ma_maps_find_start(999999999, "x", &start) == -ESRCH);
+	close(fd);
+	for (int i = 0; i < N; i++)
+		munmap(v[i], 4096);
 }
 
 Test(procfs, status_parse)
