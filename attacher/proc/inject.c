@@ -886,6 +886,34 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
 	return 0;
 }
 
+/*
+ * Whether another memattach loaded the payload, or started a session in it,
+ * since the probe that pi holds: two commands started at the same moment
+ * both pass their probes, but only one can hold the threads at a time, so
+ * the one that freezes second looks again, frozen.  The cheap part of maps
+ * when the payload is there (its line comes early), all of it when not: a
+ * millisecond with a hundred libraries, on the first attach only.
+ * 1: loaded since the probe; 2: busy now (pi loaded); 0: as probed.
+ */
+static int changed_since_probe(struct ma_target *t,
+			       const struct ma_payload_info *pi)
+{
+	uint64_t base;
+
+	if (!pi->loaded)
+		return ma_maps_find_start(t->pid, "/memfd:" PAYLOAD_MEMFD_NAME,
+					  &base) == 0;
+	if (pi->same_build) {
+		struct ma_ctl ctl;
+
+		if (ma_mem_read(t->mem, pi->base + img.ma_ctl, &ctl,
+				sizeof(ctl)) == 0 &&
+		    (MA_PAYLOAD_BUSY >> ctl.state & 1))
+			return 2;
+	}
+	return 0;
+}
+
 static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 		       struct ma_injection *s)
 {
@@ -924,12 +952,15 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 	/* ... else one being stopped, or whose memattach was killed: its
 	 * payload notices within a second and stops by itself */
 	ma_payload_wait(t, &pi, MA_PAYLOAD_BUSY, 25);
-	if (ma_payload_in(&pi, MA_PAYLOAD_BUSY))
-		return ma_err(-EBUSY,
+	if (ma_payload_in(&pi, MA_PAYLOAD_BUSY)) {
+		/* not -EBUSY: ma_inject_start would try again */
+		ma_err_set_exit(MA_EXIT_BUSY);
+		return ma_err(-EALREADY,
 			      "attach: process %d is already being tracked by "
 			      "another memattach (or one that was killed less "
 			      "than a second ago)",
 			      (int)t->pid);
+	}
 	s->reused = pi.loaded;
 	/* the free's filter sized for the heap as it is: the RSS read when
 	 * the target was found, moments ago */
@@ -961,6 +992,20 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 	uint64_t tf = ma_now_ns();
 
 	s->t_pick_ns = tf - t0;
+	switch (changed_since_probe(t, &pi)) {
+	case 1:
+		/* probe again, from the top (ma_inject_start's loop) */
+		err = -EBUSY;
+		goto fail;
+	case 2:
+		ma_err_set_exit(MA_EXIT_BUSY);
+		err = ma_err(-EALREADY,
+			     "attach: process %d was attached by another "
+			     "memattach a moment ago; stop that one first or "
+			     "use 'memattach detach %d'",
+			     (int)t->pid, (int)t->pid);
+		goto fail;
+	}
 
 	if (!pi.loaded) {
 		long pfd = -1;
@@ -1251,6 +1296,15 @@ int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 				out->threads[i].sp = regs.rsp;
 		}
 		out->nthreads = out->threads ? n : 0;
+	}
+	/* loaded by another memattach since the probe: use that one */
+	if (changed_since_probe(t, &pi) == 1 &&
+	    (ma_payload_probe(t, &pi) || !pi.same_build)) {
+		err = ma_err(-EBUSY,
+			     "heap: another memattach loaded its payload into "
+			     "process %d a moment ago; run heap again",
+			     (int)t->pid);
+		goto fail;
 	}
 	if (!pi.loaded) {
 		uint64_t dl_ns = 0;

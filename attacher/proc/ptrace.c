@@ -349,8 +349,22 @@ static int wait_stopped(struct ma_freeze *f, int timeout_ms)
 	}
 }
 
+/* Another memattach has the process under ptrace: which one, or 0 */
+static pid_t memattach_tracer(pid_t pid)
+{
+	struct ma_status st;
+	char comm[64] = "";
+
+	if (ma_status_read(pid, &st) || st.tracer <= 0 ||
+	    st.tracer == getpid() ||
+	    ma_proc_comm(st.tracer, st.tracer, comm, sizeof(comm)))
+		return 0;
+	return strcmp(comm, "memattach") ? 0 : st.tracer;
+}
+
+/* *busy: the seize failed while another memattach traced the process */
 static int freeze_once(pid_t pid, int timeout_ms, int spare,
-		       struct ma_freeze **out)
+		       struct ma_freeze **out, pid_t *busy)
 {
 	struct ma_freeze *f = calloc(1, sizeof(*f));
 	sigset_t chld;
@@ -416,6 +430,10 @@ static int freeze_once(pid_t pid, int timeout_ms, int spare,
 				     (e == EPERM && thread_exiting(pid, bad))))
 					continue;
 				free(tids);
+				/* looked at now: that one may be gone by the
+				 * time freeze() decides to wait for it */
+				if (e == EPERM)
+					*busy = memattach_tracer(pid);
 				if (e == EPERM)
 					ma_ptrace_explain_eperm(pid, hint,
 								sizeof(hint));
@@ -476,28 +494,16 @@ fail:
 	return err;
 }
 
-/* Another memattach has the process under ptrace: which one, or 0 */
-static pid_t memattach_tracer(pid_t pid)
-{
-	struct ma_status st;
-	char comm[64] = "";
-
-	if (ma_status_read(pid, &st) || st.tracer <= 0 ||
-	    st.tracer == getpid() ||
-	    ma_proc_comm(st.tracer, st.tracer, comm, sizeof(comm)))
-		return 0;
-	return strcmp(comm, "memattach") ? 0 : st.tracer;
-}
-
 static int freeze(pid_t pid, int timeout_ms, int spare, struct ma_freeze **out)
 {
 	/* Another memattach's freeze (a `heap` or `stacks` beside an
 	 * attach, one process can have one tracer) lasts milliseconds:
 	 * wait for it, 2 s at most, rather than fail */
 	for (int i = 0;; i++) {
-		int err = freeze_once(pid, timeout_ms, spare, out);
+		pid_t busy = 0;
+		int err = freeze_once(pid, timeout_ms, spare, out, &busy);
 
-		if (err != -EPERM || i == 400 || !memattach_tracer(pid))
+		if (err != -EPERM || i == 400 || !busy)
 			return err;
 		usleep(5000);
 	}

@@ -2,7 +2,11 @@
 (exit 9) with a message naming the other memattach's PID and since when,
 while the first one goes on; its capture is left alone even when the second
 names the same file; `stacks` and `info` work alongside; once the first one
-stopped, the next attach works.  And a capture path that is a planted
+stopped, the next attach works.  Two attaches started at the same moment
+(on a fresh process, then on one whose payload is loaded): one tracks,
+the other is refused with exit 9, where before both could start and the
+second replaced the first's session, whose capture then held almost
+nothing and said it was complete.  And a capture path that is a planted
 symlink is refused before anything is done to the target."""
 import os
 import re
@@ -75,6 +79,43 @@ def run(label, exe, tmp):
               err)
 
 
+def at_once(label, exe, tmp):
+    """Pairs of attaches started together: exactly one of each pair
+    tracks"""
+    import subprocess
+    from ma_test import MEMATTACH
+    for target in range(2):
+        with Target(exe, "named_threads.py") as t:
+            for _ in range(6):
+                t.readline()
+            for rnd in range(4):
+                caps = [os.path.join(tmp, "%s-once-%d-%d-%d.cap" %
+                                     (label, target, rnd, k))
+                        for k in range(2)]
+                procs = [subprocess.Popen(
+                    [MEMATTACH, "attach", "-q", "-d", "1", "-o", c,
+                     str(t.pid)], stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, text=True) for c in caps]
+                outs = [p.communicate(timeout=60) for p in procs]
+                rcs = [p.returncode for p in procs]
+                what = "%s: attaches at once (%s payload, pair %d)" % (
+                    label, "loaded" if rnd else "no", rnd + 1)
+                if not check(sorted(rcs) == [0, EXIT_BUSY],
+                             what + ": one tracks, the other exits %d" %
+                             EXIT_BUSY,
+                             "exits %s\n%s" % (rcs, "\n".join(
+                                 o[1] for o in outs))):
+                    continue
+                ok = rcs.index(0)
+                err = outs[ok][1]
+                check("replaced" not in err and "INCOMPLETE" not in err,
+                      what + ": the one that tracks ran to its end", err)
+                check("already" in outs[1 - ok][1] or
+                      "a moment ago" in outs[1 - ok][1],
+                      what + ": the other says another memattach has it",
+                      outs[1 - ok][1])
+
+
 def symlink_refused(label, exe, tmp):
     victim = os.path.join(tmp, "victim")
     with open(victim, "w") as f:
@@ -106,6 +147,7 @@ def main():
         except Exception as e:
             check(False, "%s: ran without error" % label, repr(e))
     if found:
+        at_once(found[0][0], found[0][1], tmp)
         symlink_refused(found[0][0], found[0][1], tmp)
     finish()
 
