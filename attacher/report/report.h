@@ -221,6 +221,19 @@ struct ma_report {
 	 * bound what was counted (range_end_ns 0: the capture's end) */
 	bool ranged;
 	uint64_t range_start_ns, range_end_ns;
+	/* --from on an aggregated capture: the stacks' sums of a process
+	 * whose round straddled the start count from this sample on (0:
+	 * none did) */
+	uint64_t range_agg_late_ns;
+
+	/* The peak.  peak_unknown: the capture cannot give it (--from on an
+	 * aggregated capture, unless the peak came before the range); no
+	 * figure is shown.  peak_moment_unknown: its figures are not those
+	 * of the moment the capture names (the selected processes' own
+	 * peaks); no time is shown.  peak_note: what the figures are, when
+	 * not what the header's words say; NULL: nothing to add */
+	bool peak_unknown, peak_moment_unknown;
+	const char *peak_note;
 
 	/* the threads, in the order the capture defined them (0: unknown),
 	 * and each thread's figures per stack, by tree node */

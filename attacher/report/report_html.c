@@ -314,7 +314,8 @@ static int data(const struct ma_report *r, FILE *f)
 	jkey_u64(f, "count", t->peak_count, true);
 	jkey_u64(f, "event", t->peak_index, true);
 	jkey_str(f, "when", when, true);
-	if (!t->peak_bytes || (time_x && !t->samples))
+	if (!t->peak_bytes || (time_x && !t->samples) || r->peak_unknown ||
+	    r->peak_moment_unknown)
 		fputs(",\"x\":null", f);
 	else if (time_x)
 		jkey_u64(f, "x",

@@ -79,8 +79,13 @@ static json_t *totals_json(const struct ma_report *r)
 	json_object_set_new(jt, "frees", jint(t->frees));
 	json_object_set_new(jt, "live_bytes", jint(t->live_bytes));
 	json_object_set_new(jt, "live_count", jint(t->live_count));
-	json_object_set_new(jt, "peak_bytes", jint(t->peak_bytes));
-	json_object_set_new(jt, "peak_count", jint(t->peak_count));
+	/* null: the capture cannot give it (report.h, peak_unknown) */
+	json_object_set_new(jt, "peak_bytes",
+			    r->peak_unknown ? json_null()
+					    : jint(t->peak_bytes));
+	json_object_set_new(jt, "peak_count",
+			    r->peak_unknown ? json_null()
+					    : jint(t->peak_count));
 	json_object_set_new(jt, "temporary_bytes",
 			    jint(r->all[MA_RV_TEMP].bytes));
 	json_object_set_new(jt, "temporary_count",
@@ -270,13 +275,29 @@ int ma_report_json(const struct ma_report *r, FILE *f)
 	json_object_set_new(root, "totals", totals_json(r));
 
 	p = json_object();
-	json_object_set_new(p, "bytes", jint(t->peak_bytes));
-	json_object_set_new(p, "count", jint(t->peak_count));
-	json_object_set_new(p, "event", jint(t->peak_index));
-	json_object_set_new(p, "after_ns", jint(t->peak_after_ns));
-	json_object_set_new(p, "before_ns",
-			    t->peak_before_ns ? jint(t->peak_before_ns)
-					      : json_null());
+	{
+		bool no_when = r->peak_unknown || r->peak_moment_unknown;
+
+		json_object_set_new(p, "bytes",
+				    r->peak_unknown ? json_null()
+						    : jint(t->peak_bytes));
+		json_object_set_new(p, "count",
+				    r->peak_unknown ? json_null()
+						    : jint(t->peak_count));
+		json_object_set_new(p, "event",
+				    no_when ? json_null()
+					    : jint(t->peak_index));
+		json_object_set_new(p, "after_ns",
+				    no_when ? json_null()
+					    : jint(t->peak_after_ns));
+		json_object_set_new(p, "before_ns",
+				    !no_when && t->peak_before_ns
+					    ? jint(t->peak_before_ns)
+					    : json_null());
+		json_object_set_new(p, "note",
+				    r->peak_note ? jstr(r->peak_note)
+						 : json_null());
+	}
 	json_object_set_new(root, "peak", p);
 
 	flt = json_object();
@@ -308,6 +329,10 @@ int ma_report_json(const struct ma_report *r, FILE *f)
 		json_object_set_new(p, "end_ns",
 				    r->range_end_ns ? jint(r->range_end_ns)
 						    : json_null());
+		json_object_set_new(p, "aggregated_sums_from_ns",
+				    r->range_agg_late_ns
+					    ? jint(r->range_agg_late_ns)
+					    : json_null());
 		json_object_set_new(root, "range", p);
 	} else {
 		json_object_set_new(root, "range", json_null());

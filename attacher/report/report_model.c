@@ -155,6 +155,40 @@ struct vslot {
 	uint32_t vid;
 };
 
+/*
+ * --from on an aggregated capture.  An AGG event holds a key's sums since
+ * its process's previous round (once a second), so a round after the
+ * range's start sample may hold allocations from before it.  Per process,
+ * AGG and AGGTEMP events count from its first round after the start
+ * sample when its previous round came after the sample before that one
+ * (the range then starts at that earlier sample: the header says so),
+ * else from the round after that (its sums then start up to a second
+ * late: the header says from when).  A process added later counts at
+ * once.  The accounting is fed every AGG, so that its live figures and
+ * peak stay the process's; the model keeps, per key, what the range
+ * leaves out: what was allocated before it (total) and what is left of
+ * the blocks live at its start (live).  A key's frees do not say which of
+ * its blocks they free: they take its latest allocations first (LIFO, a
+ * round's allocations before its frees), as the HTML timeline does.
+ */
+struct afix {
+	uint64_t key;	       /* vid << 8 | kind, + 1; 0 = empty */
+	uint64_t pre_c, pre_b; /* allocated before the range */
+	uint64_t old_c, old_b; /* of those, still live */
+	uint64_t rng_c, rng_b; /* allocated in the range, still live */
+};
+
+/* The attacher reads the sums every second (track.c, AGG_EVERY_NS) when
+ * its loop comes round: the time between two rounds of a process, at
+ * most, with room for a loop late by a sample's interval */
+#define AGG_ROUND_NS 1200000000ull
+
+struct aslot {
+	uint8_t phase;	   /* 0 before, 1 in the round straddling the
+			      start, 2 counted */
+	uint64_t round_at; /* samples seen at its latest AGG event */
+};
+
 /* What the reader thread keeps */
 struct prep {
 	struct ma_report *r;
@@ -181,6 +215,13 @@ struct prep {
 	/* pid -> index + 1 into ma_report.procs (open addressing) */
 	uint32_t *ph;
 	size_t ph_cap;
+	/* --from, aggregated: see struct afix */
+	uint64_t nsamples;   /* SAMPLE events */
+	uint64_t start_t_ns; /* the start sample's time */
+	struct aslot *as;    /* process index + 1 (0: none known) */
+	size_t as_cap;
+	struct afix *af;
+	size_t af_cap, af_n;
 };
 
 #define ARRAY_BUDGET (16u << 20) /* entries: 64 MiB */
@@ -657,6 +698,153 @@ static void stats_add(struct prep *pp, const struct ma_event *ev,
 				       .alloc = a };
 }
 
+/* The range state of process slot i (process index + 1, 0: none known);
+ * NULL on ENOMEM */
+static struct aslot *aslot_at(struct prep *pp, size_t i)
+{
+	if (i >= pp->as_cap) {
+		size_t n = pp->as_cap ? pp->as_cap : 8;
+		struct aslot *q;
+
+		while (n <= i)
+			n *= 2;
+		q = realloc(pp->as, n * sizeof(*q));
+		if (!q)
+			return NULL;
+		memset(q + pp->as_cap, 0, (n - pp->as_cap) * sizeof(*q));
+		pp->as = q;
+		pp->as_cap = n;
+	}
+	return &pp->as[i];
+}
+
+/* The range state of the process of the capture's thread index */
+static struct aslot *aslot_of(struct prep *pp, uint32_t thread)
+{
+	const struct ma_report *r = pp->r;
+	uint32_t k = thread < pp->cur_cap ? pp->cur[thread] : 0;
+	long p = k && r->threads[k].pid ? proc_find(pp, r->threads[k].pid) : -1;
+
+	return aslot_at(pp, (size_t)(p + 1));
+}
+
+static size_t afix_slot(uint64_t key, size_t cap)
+{
+	key ^= key >> 29;
+	key *= 0x9e3779b97f4a7c15ull;
+	return (size_t)(key >> 20) & (cap - 1);
+}
+
+/* The range state of key (vid, kind), created empty; NULL on ENOMEM */
+static struct afix *afix_get(struct prep *pp, uint32_t vid, uint8_t kind)
+{
+	uint64_t key = ((uint64_t)vid << 8 | kind) + 1;
+	size_t j;
+
+	if ((pp->af_n + 1) * 2 > pp->af_cap) {
+		size_t cap = pp->af_cap ? pp->af_cap * 2 : 1024;
+		struct afix *h = calloc(cap, sizeof(*h));
+
+		if (!h)
+			return NULL;
+		for (size_t i = 0; i < pp->af_cap; i++) {
+			if (!pp->af[i].key)
+				continue;
+			for (j = afix_slot(pp->af[i].key, cap); h[j].key;
+			     j = (j + 1) & (cap - 1))
+				;
+			h[j] = pp->af[i];
+		}
+		free(pp->af);
+		pp->af = h;
+		pp->af_cap = cap;
+	}
+	for (j = afix_slot(key, pp->af_cap); pp->af[j].key;
+	     j = (j + 1) & (pp->af_cap - 1))
+		if (pp->af[j].key == key)
+			return &pp->af[j];
+	pp->af[j].key = key;
+	pp->af_n++;
+	return &pp->af[j];
+}
+
+/* Up to *want from *from; both lose what was taken */
+static void take(uint64_t *from, uint64_t *want)
+{
+	uint64_t t = *want < *from ? *want : *from;
+
+	*from -= t;
+	*want -= t;
+}
+
+/* The start sample of --from: which processes count their next round */
+static void agg_range_start(struct prep *pp)
+{
+	struct ma_report *r = pp->r;
+
+	for (size_t i = 0; i < pp->as_cap; i++) {
+		struct aslot *a = &pp->as[i];
+
+		/* its latest round came after the sample before this one:
+		 * its next round holds nothing from before that sample */
+		if (a->round_at && a->round_at == pp->nsamples + 1) {
+			a->phase = 2;
+			if (pp->last_t_ns < r->range_start_ns)
+				r->range_start_ns = pp->last_t_ns;
+		}
+	}
+}
+
+/*
+ * An AGG or AGGTEMP event (its node already the vid) with --from: whether
+ * it counts (1), or not (0: an AGGTEMP is then dropped), -ENOMEM.  See
+ * struct afix.
+ */
+static int agg_range(struct prep *pp, struct ma_event *ev)
+{
+	struct aslot *a = aslot_of(pp, ev->thread);
+	uint64_t fc, fb;
+	struct afix *f;
+	bool counted;
+
+	if (!a)
+		return -ENOMEM;
+	a->round_at = pp->nsamples + 1;
+	/* Its first round since the start: it holds what was allocated
+	 * since the process's previous round, which may have been a round
+	 * where no key moved (no event) up to AGG_ROUND_NS before it.  So
+	 * it counts when it came that much after the start sample, else it
+	 * straddles the start and the process counts from the next one */
+	if (pp->in_range && a->phase == 0)
+		a->phase =
+			pp->last_t_ns >= pp->start_t_ns + AGG_ROUND_NS ? 2 : 1;
+	counted = pp->in_range && a->phase == 2;
+	if (ev->type == MA_EV_AGGTEMP) {
+		if (!counted)
+			ev->type = 0;
+		return counted;
+	}
+	f = afix_get(pp, ev->agg.node, ev->agg.kind);
+	if (!f)
+		return -ENOMEM;
+	fc = ev->agg.frees;
+	fb = ev->agg.free_bytes;
+	if (!counted) {
+		f->pre_c += ev->agg.allocs;
+		f->pre_b += ev->agg.alloc_bytes;
+		f->old_c += ev->agg.allocs;
+		f->old_b += ev->agg.alloc_bytes;
+	} else {
+		f->rng_c += ev->agg.allocs;
+		f->rng_b += ev->agg.alloc_bytes;
+		take(&f->rng_c, &fc);
+		take(&f->rng_b, &fb);
+	}
+	take(&f->old_c, &fc);
+	take(&f->old_b, &fb);
+	return counted;
+}
+
 /*
  * What depends on the stream alone, done by the reader: the thread filter
  * (an ALLOC of another thread becomes an event that counts, to keep the
@@ -690,6 +878,16 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 	    ev->sample.t_ns >= r->opts.from_ns) {
 		pp->in_range = true;
 		r->range_start_ns = ev->sample.t_ns;
+		pp->start_t_ns = ev->sample.t_ns;
+		agg_range_start(pp);
+	} else if (ev->type == MA_EV_SAMPLE && pp->in_range) {
+		/* the rounds straddling the start are over: the processes'
+		 * next ones count */
+		for (size_t i = 0; i < pp->as_cap; i++)
+			if (pp->as[i].phase == 1) {
+				pp->as[i].phase = 2;
+				r->range_agg_late_ns = ev->sample.t_ns;
+			}
 	}
 	switch (ev->type) {
 	case MA_EV_THREAD:
@@ -711,10 +909,25 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 			    0)
 			return -ENOMEM;
 		break;
-	case MA_EV_PROC:
+	case MA_EV_PROC: {
+		/* a process added after the start of --from: its rounds hold
+		 * nothing from before it */
+		bool added = !ev->thread && pp->in_range && r->opts.from_ns &&
+			     proc_find(pp, ev->proc.pid) < 0;
+		long k;
+
 		if (proc_event(pp, ev) < 0)
 			return -ENOMEM;
+		k = added ? proc_find(pp, ev->proc.pid) : -1;
+		if (k >= 0) {
+			struct aslot *a = aslot_at(pp, (size_t)k + 1);
+
+			if (!a)
+				return -ENOMEM;
+			a->phase = 2;
+		}
 		break;
+	}
 	case MA_EV_TNAME:
 		if (thread_rename(pp, ev) < 0)
 			return -ENOMEM;
@@ -757,10 +970,12 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 		break;
 	case MA_EV_SAMPLE:
 		pp->last_t_ns = ev->sample.t_ns;
+		pp->nsamples++;
 		break;
 	case MA_EV_AGG:
 	case MA_EV_AGGTEMP:
 	case MA_EV_PEAK: {
+		int counted;
 		/* the node of the key the event is about */
 		uint32_t *node = ev->type == MA_EV_AGG	  ? &ev->agg.node
 				 : ev->type == MA_EV_PEAK ? &ev->peak.node
@@ -777,15 +992,6 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 		}
 		if (*node > pp->max_node)
 			pp->max_node = *node;
-		/* an aggregated capture's allocations by allocator: the
-		 * key's kind (no sizes one by one: no histogram) */
-		if (ev->type == MA_EV_AGG) {
-			struct ma_account_fig *x =
-				&r->stats.by_alloc[ralloc_of(ev->agg.kind)];
-
-			x->count += ev->agg.allocs;
-			x->bytes += ev->agg.alloc_bytes;
-		}
 		/* split by thread as allocations are (vid_get): the figures
 		 * of a thread's stack are this key's */
 		if (r->opts.by_thread) {
@@ -796,6 +1002,20 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 					*node);
 			if (!*node)
 				return -ENOMEM;
+		}
+		counted = 1;
+		if (r->opts.from_ns && ev->type != MA_EV_PEAK)
+			counted = agg_range(pp, ev);
+		if (counted < 0)
+			return -ENOMEM;
+		/* an aggregated capture's allocations by allocator: the
+		 * key's kind (no sizes one by one: no histogram) */
+		if (ev->type == MA_EV_AGG && counted) {
+			struct ma_account_fig *x =
+				&r->stats.by_alloc[ralloc_of(ev->agg.kind)];
+
+			x->count += ev->agg.allocs;
+			x->bytes += ev->agg.alloc_bytes;
 		}
 		break;
 	}
@@ -1290,6 +1510,13 @@ static int fig_nonzero(const struct ma_account_fig *f)
 	return 0;
 }
 
+/* a -= b, not below 0 */
+static void fig_sub(struct ma_account_fig *a, const struct ma_account_fig *b)
+{
+	a->bytes = a->bytes > b->bytes ? a->bytes - b->bytes : 0;
+	a->count = a->count > b->count ? a->count - b->count : 0;
+}
+
 static int sample_cmp(const void *pa, const void *pb)
 {
 	const struct ma_rsample *a = pa, *b = pb;
@@ -1428,6 +1655,10 @@ static int build_tree(struct ma_report *r, const struct prep *pp,
 		      struct ma_timeline *tl)
 {
 	uint32_t *vtn = NULL; /* vid -> tree node (timeline) */
+	/* --from on an aggregated capture: per vid, what its keys allocated
+	 * before the range (total) and what is left of it (live) */
+	struct ma_account_fig *pre = NULL, *old = NULL;
+	bool agg_from = r->opts.from_ns && r->t.agg_events;
 	struct tree_build b = { .r = r, .cap = 1024, .max_node = pp->max_node };
 	uint32_t *walk = NULL, nopy = 0, nvid;
 	size_t walk_cap = 0;
@@ -1442,17 +1673,36 @@ static int build_tree(struct ma_report *r, const struct prep *pp,
 	r->samples = calloc((size_t)nvid + 1, sizeof(*r->samples));
 	if (tl)
 		vtn = calloc((size_t)nvid + 1, sizeof(*vtn));
-	if (!r->nodes || !b.canon || !b.state || !r->samples || (tl && !vtn)) {
+	if (agg_from) {
+		pre = calloc((size_t)nvid + 1, sizeof(*pre));
+		old = calloc((size_t)nvid + 1, sizeof(*old));
+	}
+	if (!r->nodes || !b.canon || !b.state || !r->samples || (tl && !vtn) ||
+	    (agg_from && (!pre || !old))) {
 		ret = -ENOMEM;
 		goto out;
+	}
+	for (size_t i = 0; agg_from && i < pp->af_cap; i++) {
+		const struct afix *x = &pp->af[i];
+		uint64_t vid = (x->key - 1) >> 8;
+
+		if (!x->key || vid > nvid)
+			continue;
+		pre[vid].count += x->pre_c;
+		pre[vid].bytes += x->pre_b;
+		old[vid].count += x->old_c;
+		old[vid].bytes += x->old_b;
 	}
 	r->nnodes = 1; /* the root */
 	r->nodes[0].function = "";
 	r->nodes[0].file = "";
 	r->nodes[0].match = !r->opts.filter;
 
-	/* vid 0 is none: vid_get numbers from 1 */
-	for (uint32_t vid = 1; vid <= nvid; vid++) {
+	/* By thread, vid 0 is none (vid_get numbers from 1); without, vids
+	 * are the capture's node ids and node 0 holds the allocations with
+	 * no Python frame (a new thread's stack, mapped before it runs any
+	 * Python), which every view must count */
+	for (uint32_t vid = r->opts.by_thread ? 1 : 0; vid <= nvid; vid++) {
 		struct ma_account_fig f[MA_RV_N];
 		uint32_t id = r->opts.by_thread ? pp->vid_node[vid] : vid;
 		uint32_t th = r->opts.by_thread ? pp->vid_thread[vid] : 0;
@@ -1467,6 +1717,13 @@ static int build_tree(struct ma_report *r, const struct prep *pp,
 		ma_account_node_figs(r->acc, vid, &f[MA_RV_LIVE],
 				     &f[MA_RV_TOTAL], &f[MA_RV_PEAK]);
 		ma_temporary_node(r->temp, vid, &f[MA_RV_TEMP]);
+		if (agg_from) {
+			fig_sub(&f[MA_RV_TOTAL], &pre[vid]);
+			fig_sub(&f[MA_RV_LIVE], &old[vid]);
+			/* the keys' figures at the peak mix the range's
+			 * blocks with older ones: see peak_of_range() */
+			f[MA_RV_PEAK] = (struct ma_account_fig){ 0 };
+		}
 		if (!fig_nonzero(f))
 			continue;
 		if (id == 0) {
@@ -1530,6 +1787,8 @@ static int build_tree(struct ma_report *r, const struct prep *pp,
 	if (tl)
 		ret = timeline_spans(r, tl, vtn, pp->vid_thread, nvid);
 out:
+	free(pre);
+	free(old);
 	free(vtn);
 	free(walk);
 	free(b.canon);
@@ -1747,6 +2006,60 @@ static void range_totals(struct ma_report *r, const struct prep *pp)
 	t->peak_count = r->all[MA_RV_PEAK].count;
 }
 
+/*
+ * --from on an aggregated capture: the payload saved each key's figures
+ * at the peak, which mix the range's blocks with older ones of the same
+ * key, and no figure says how many of them were the range's.  Only a peak
+ * that came before the range is known: the range's blocks did not exist
+ * yet, so 0.
+ */
+static void agg_range_peak(struct ma_report *r)
+{
+	const struct ma_account_totals *t = &r->t;
+
+	if (t->agg_peak && t->peak_before_ns &&
+	    t->peak_before_ns <= r->range_start_ns)
+		return;
+	r->peak_unknown = true;
+	r->peak_note = "not known for a --from range of an aggregated "
+		       "capture: its stacks' figures at the peak do not say "
+		       "which blocks were allocated in the range (attach with "
+		       "--every-event for it)";
+}
+
+/*
+ * --thread, --pid on an aggregated capture.  The accounting's peak is the
+ * AGGEND's, the whole capture's; the payload saved each key's figures at
+ * its own process's peak (PEAK events), which the peak view sums for the
+ * selected threads: the header's peak is that sum.  For threads, the
+ * figures at their process's peak, not at a peak of their own (which the
+ * capture does not hold); for processes, each one's own peak, whose
+ * moment the capture holds for the largest only.
+ */
+static void filtered_agg_peak(struct ma_report *r)
+{
+	r->t.peak_bytes = r->all[MA_RV_PEAK].bytes;
+	r->t.peak_count = r->all[MA_RV_PEAK].count;
+	if (r->nprocs) {
+		r->peak_moment_unknown = true;
+		r->peak_note =
+			r->opts.nthreads
+				? "what the selected threads held at their "
+				  "process's own peak (an aggregated capture "
+				  "keeps each stack's figures at that moment "
+				  "only)"
+				: "each selected process's blocks at its own "
+				  "peak (the capture holds the moment of the "
+				  "largest process's only)";
+	} else {
+		r->peak_note = "what the selected threads held at the "
+			       "process's peak (an aggregated capture keeps "
+			       "each stack's figures at that moment only; "
+			       "attach with --every-event for their own "
+			       "peak)";
+	}
+}
+
 /* --thread named no thread of the capture: say which there are */
 static int no_thread_matched(const struct ma_report *r)
 {
@@ -1798,6 +2111,8 @@ static int no_proc_matched(const struct ma_report *r)
 
 static void prep_free(struct prep *pp)
 {
+	free(pp->as);
+	free(pp->af);
 	free(pp->ph);
 	free(pp->sel);
 	free(pp->cur);
@@ -1930,8 +2245,12 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	r->wall_model_ns = clock_ns(CLOCK_MONOTONIC) - t0;
 	if (ret < 0)
 		goto fail;
+	if (r->thread_filtered && r->t.agg_peak)
+		filtered_agg_peak(r);
 	if (r->ranged)
 		range_totals(r, &pp);
+	if (o->from_ns && r->t.agg_events)
+		agg_range_peak(r);
 	prep_free(&pp);
 	ma_timeline_free(fd.tl);
 	*out = r;
@@ -2093,7 +2412,8 @@ void ma_report_peak_when(const struct ma_report *r, char *buf, size_t len)
 	const struct ma_account_totals *t = &r->t;
 
 	buf[0] = '\0';
-	if (!t->peak_bytes || !t->samples)
+	if (!t->peak_bytes || !t->samples || r->peak_unknown ||
+	    r->peak_moment_unknown)
 		return;
 	if (!t->peak_before_ns)
 		snprintf(buf, len, "after %.1f s",

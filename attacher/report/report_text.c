@@ -100,11 +100,15 @@ static void header(const struct ma_report *r, const struct out *o)
 	ma_fmt_bytes(t->peak_bytes, a, sizeof(a));
 	ma_fmt_count(t->peak_count, b, sizeof(b));
 	ma_report_peak_when(r, when, sizeof(when));
-	ma_para_piece(&p, "", "peak %s in %s blocks", a, b);
+	if (r->peak_unknown)
+		ma_para_piece(&p, "", "peak not known");
+	else
+		ma_para_piece(&p, "", "peak %s in %s blocks", a, b);
 	if (when[0])
 		ma_para_piece(&p, " ", "%s", when);
-	ma_para_piece(&p, " ", "(event %llu)",
-		      (unsigned long long)t->peak_index);
+	if (!r->peak_unknown && !r->peak_moment_unknown)
+		ma_para_piece(&p, " ", "(event %llu)",
+			      (unsigned long long)t->peak_index);
 	ma_fmt_bytes(r->all[MA_RV_TEMP].bytes, a, sizeof(a));
 	ma_fmt_count(r->all[MA_RV_TEMP].count, b, sizeof(b));
 	ma_para_piece(&p, "; ", "temporary %s in %s allocations", a, b);
@@ -122,6 +126,11 @@ static void header(const struct ma_report *r, const struct out *o)
 			      r->opts.from_ns ? "allocated from its start"
 					      : "from the capture's start",
 			      r->opts.to_ns ? ", figures as of its end" : "");
+		if (r->range_agg_late_ns)
+			ma_para_piece(&p, "; ",
+				      "the stacks' sums of an aggregated "
+				      "capture from %.1f s",
+				      (double)r->range_agg_late_ns / 1e9);
 		ma_para_end(&p);
 	}
 	if (r->pid_filtered) {
@@ -140,6 +149,18 @@ static void header(const struct ma_report *r, const struct out *o)
 		ma_para_piece(&p, " ", "%s",
 			      r->threads_selected ? r->thread_desc
 						  : "(none matched --thread)");
+		ma_para_end(&p);
+	}
+	if (r->peak_note) {
+		/* a sentence: word by word, so that it wraps, not cut */
+		char sent[512], *w, *save = NULL;
+
+		snprintf(sent, sizeof(sent), "peak: %s", r->peak_note);
+		fputs("  ", o->f);
+		p.col = 2;
+		for (w = strtok_r(sent, " ", &save); w;
+		     w = strtok_r(NULL, " ", &save))
+			ma_para_piece(&p, p.col > 2 ? " " : "", "%s", w);
 		ma_para_end(&p);
 	}
 }

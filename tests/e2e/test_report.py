@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 
 from ma_test import (TARGETS, Attach, Target, check, finish, interpreters,
                      marks, memattach, on_terminal, skip)
@@ -345,6 +346,160 @@ def damaged(cap, tmp):
     check(rc == 2, "unknown format: usage error", err)
 
 
+PHASES = os.path.join(TARGETS, "phases.py")
+MP = marks(PHASES)
+
+
+def phases_capture(exe, tmp):
+    """An aggregated capture of phases.py: phase 1, a 4 s gap, phase 2.
+    Returns (cap, the middle of the gap in seconds since the capture's
+    start, at most a few tenths late)."""
+    cap = os.path.join(tmp, "phases.cap")
+    with Target(exe, "phases.py") as t:
+        a = Attach(t.pid, output=cap)
+        if not check(a.wait_attached(), "phases: attach", a.stderr):
+            a.stop()
+            return None, None
+        t0 = time.time()  # tracking started before it
+        time.sleep(0.5)
+        t.proc.stdin.write(b"GO1\n")
+        t.proc.stdin.flush()
+        p1 = p2 = None
+        while p1 is None:
+            line = t.readline(60).split()
+            if not line:
+                break
+            if line[0] == "P1":
+                p1 = float(line[2])
+        time.sleep(4)
+        t.proc.stdin.write(b"GO2\n")
+        t.proc.stdin.flush()
+        while p2 is None:
+            line = t.readline(60).split()
+            if not line:
+                break
+            if line[0] == "P2":
+                p2 = float(line[1])
+        time.sleep(2)
+        rc = a.stop()
+        t.proc.stdin.write(b"EXIT\n")
+        t.proc.stdin.flush()
+    if not check(rc == 0 and p1 and p2, "phases: both phases tracked",
+                 "exit %s\n%s" % (rc, a.stderr)):
+        return None, None
+    return cap, (p1 + p2) / 2 - t0
+
+
+def line_row(doc, fn, line):
+    for r in doc["rows"]:
+        if r["function"] == fn and r["file"].endswith("phases.py") and \
+                r["line"] == line:
+            return r
+    return None
+
+
+def from_range(cap, mid):
+    """--from on an aggregated capture: only the range's allocations, not
+    the whole capture's under a range header"""
+    whole, _, _ = report(cap)
+    doc, _, _ = report(cap, "--from", "%.1f" % mid)
+    a = line_row(doc, "alpha_work", MP["alpha_alloc"])
+    p2 = line_row(doc, "phase2", MP["phase2_alloc"])
+    p2w = line_row(whole, "phase2", MP["phase2_alloc"])
+    check(doc["range"] and doc["totals"]["allocated_bytes"] <
+          whole["totals"]["allocated_bytes"] and
+          doc["totals"]["live_bytes"] < whole["totals"]["live_bytes"],
+          "aggregated --from %.1f: the header's totals are the range's" %
+          mid,
+          "range %s whole %s" % (doc["totals"], whole["totals"]))
+    check((a is None or a["live"]["bytes"] == 0) and p2 and p2w and
+          p2["live"]["bytes"] == p2w["live"]["bytes"] and
+          abs(p2["live"]["bytes"] - 100 * 32768) < 0.1 * 100 * 32768,
+          "aggregated --from: phase 2's line, not phase 1's",
+          "alpha %s phase2 %s (whole %s)" % (a, p2, p2w))
+    check(doc["sums"]["live"]["bytes"] == doc["totals"]["live_bytes"] and
+          doc["sums"]["total"]["bytes"] ==
+          doc["totals"]["allocated_bytes"],
+          "aggregated --from: the rows sum to the header",
+          "sums %s totals %s" % (doc["sums"], doc["totals"]))
+    check(doc["peak"]["bytes"] is None and doc["peak"].get("note") and
+          doc["totals"]["peak_bytes"] is None,
+          "aggregated --from after the peak: the peak is said to be "
+          "unknown, not the whole capture's", doc["peak"])
+    rc, out, _ = memattach("report", "--from", "%.1f" % mid, cap)
+    check(rc == 0 and "peak not known" in out and "only the range" in out,
+          "aggregated --from: the text says the peak is not known",
+          out[:600])
+
+
+def thread_peak(cap):
+    """--thread: the header's peak is the selected threads' (the peak
+    view's sum), in text and JSON"""
+    whole, _, _ = report(cap)
+    doc, _, _ = report(cap, "--thread", "alpha-worker", "--view", "peak")
+    pk = doc["sums"]["peak"]
+    check(doc["peak"]["bytes"] == pk["bytes"] and
+          doc["totals"]["peak_bytes"] == pk["bytes"] and
+          doc["peak"]["count"] == pk["count"] and
+          0 < pk["bytes"] < whole["peak"]["bytes"] and
+          doc["peak"].get("note"),
+          "--thread alpha-worker: the peak is the thread's",
+          "peak %s, view %s, whole %s" % (doc["peak"], pk, whole["peak"]))
+    rc, out, _ = memattach("report", "--thread", "alpha-worker", "--view",
+                           "peak", "--top", "0", "--callers", "0", cap)
+    m = re.search(r"peak (\S+ \S+) in (\S+(?: k)?) blocks", out)
+    m2 = re.search(r"\n\s*peak: live at the moment[^(]*\((\S+ \S+) in "
+                   r"(\S+(?: k)?) blocks", out)
+    check(rc == 0 and m and m2 and m.groups() == m2.groups(),
+          "--thread alpha-worker: the text header's peak is the view's",
+          out[:800])
+
+
+def no_python_frame(exe, tmp):
+    """Thread stacks (mmaps made before the thread runs Python) are the
+    <no Python frame> row in every format, and each view sums to the
+    header"""
+    cap = os.path.join(tmp, "spawner.cap")
+    with Target(exe, "spawner.py") as t:
+        a = Attach(t.pid, "--duration", 2, output=cap)
+        if not check(a.wait_attached(), "spawner: attach", a.stderr):
+            a.stop()
+            return
+        rc = a.wait(timeout=60)
+    if not check(rc == 0, "spawner: attach exits 0", a.stderr):
+        return
+    doc, _, _ = report(cap, "--view", "total")
+    tot = doc["totals"]["allocated_bytes"]
+    nopy = [r for r in doc["rows"] if r["function"] == "<no Python frame>"]
+    if not check(nopy and nopy[0]["total"]["bytes"] > 0,
+                 "spawner: JSON has the <no Python frame> row",
+                 [r["function"] for r in doc["rows"]]):
+        return
+    out, _, _ = report(cap, "--view", "total", "--top", "0", fmt="csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    check(any(r["function"] == "<no Python frame>" for r in rows) and
+          sum(int(r["bytes"]) for r in rows) == tot,
+          "spawner: csv has <no Python frame>, its rows sum to the total",
+          "%d rows, %d of %d" % (len(rows),
+                                 sum(int(r["bytes"]) for r in rows), tot))
+    out, _, _ = report(cap, "--view", "total", fmt="collapsed")
+    lines = out.splitlines()
+    check(any(x.startswith("<no Python frame> ") for x in lines) and
+          sum(int(x.rsplit(" ", 1)[1]) for x in lines) == tot,
+          "spawner: collapsed has <no Python frame>, its stacks sum to "
+          "the total", [x for x in lines if "no Python" in x])
+    out, _, _ = report(cap, "--view", "total", "--top", "0", "--callers",
+                       "0", "--width", "200", fmt="text")
+    head = re.search(r"allocated (\S+ \S+) in (\S+(?: [kM])?) "
+                     r"allocations", out)
+    title = re.search(r"\ntotal: [^(]*\((\S+ \S+) in (\S+(?: [kM])?) "
+                      r"allocations", out)
+    check(head and title and head.groups() == title.groups() and
+          "<no Python frame>" in out,
+          "spawner: the text view's title sums to the header, with the "
+          "<no Python frame> row", out[:900])
+
+
 def main():
     found = interpreters(announce=False)
     if not found:
@@ -360,6 +515,11 @@ def main():
             formats(caps[0], doc, tmp)
             diff(caps)
             damaged(caps[0], tmp)
+        cap, mid = phases_capture(exe, tmp)
+        if cap:
+            from_range(cap, mid)
+            thread_peak(cap)
+        no_python_frame(exe, tmp)
     finally:
         for f in glob.glob(os.path.join(tmp, "*")):
             if os.path.isdir(f):
