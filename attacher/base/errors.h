@@ -23,7 +23,7 @@ enum ma_exit {
 	MA_EXIT_CAPTURE = 7, /* capture file missing, truncated or corrupt */
 	MA_EXIT_PARTIAL = 8, /* worked, but some data could not be read */
 	MA_EXIT_BUSY = 9,    /* another memattach tracks the process now */
-	MA_EXIT_NOMEM = 10,  /* heap: not enough free memory for a census */
+	MA_EXIT_NOMEM = 10,  /* not enough memory (a census) or descriptors */
 };
 
 /*

@@ -110,8 +110,14 @@ int ma_cmd_info(int argc, char **argv)
 	 * thread states is consistent and can be matched with kernel threads
 	 * (by their registers on Python <= 3.10).  A failure here still leaves
 	 * everything else worth showing. */
-	if (ma_pyreader_new(t->mem, &t->off, t->runtime_addr, &r) == 0 &&
-	    ma_tsnap_take(t, r, 0, &snap))
+	int snap_err = ma_pyreader_new(t->mem, &t->off, t->runtime_addr, &r);
+
+	if (!snap_err)
+		snap_err = ma_tsnap_take(t, r, 0, &snap);
+	/* the threads are not shown as none: the message says why they
+	 * could not be read (another tracer, say), the exit code that the
+	 * rest was shown without them */
+	if (snap_err)
 		ma_cli_error("info");
 	for (size_t i = 0; i < snap.n; i++)
 		npy += snap.th[i].py != NULL;
@@ -173,6 +179,10 @@ int ma_cmd_info(int argc, char **argv)
 				json_boolean(v->py && v->py->holds_gil));
 			json_array_append_new(th, jt);
 		}
+		if (snap_err) {
+			json_decref(th);
+			th = json_null();
+		}
 		json_object_set_new(o, "threads", th);
 		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
 		putchar('\n');
@@ -192,8 +202,13 @@ int ma_cmd_info(int argc, char **argv)
 		printf("memory:      RSS %s, peak RSS %s\n", rss, hwm);
 		printf("payload:     %s\n",
 		       payload_state(t, pstate, sizeof(pstate)));
-		printf("threads:     %zu (%d with a Python thread state)\n",
-		       snap.n, npy);
+		if (snap_err)
+			printf("threads:     not read (see the error message)"
+			       "\n");
+		else
+			printf("threads:     %zu (%d with a Python thread "
+			       "state)\n",
+			       snap.n, npy);
 		for (size_t i = 0; i < snap.n; i++) {
 			const struct ma_tview *v = &snap.th[i];
 			const char *what = !v->py ? "no Python thread state"
@@ -217,5 +232,5 @@ int ma_cmd_info(int argc, char **argv)
 	ma_tsnap_free(&snap);
 	ma_pyreader_free(r);
 	ma_target_close(t);
-	return MA_EXIT_OK;
+	return snap_err ? MA_EXIT_PARTIAL : MA_EXIT_OK;
 }

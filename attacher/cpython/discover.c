@@ -297,10 +297,27 @@ int ma_target_open(pid_t pid, const struct ma_target_opts *opts,
 		goto fail;
 	}
 	if (t->status.state == 'Z' || t->status.state == 'X') {
-		err = ma_err(-ESRCH,
-			     "process %d is a zombie: it has exited and waits "
-			     "for its parent to reap it",
-			     (int)pid);
+		pid_t *tids = NULL;
+		size_t n = 0;
+
+		/* its main thread alone may have ended (pthread_exit), the
+		 * others running on: the process's memory and maps are then
+		 * read through the main thread no longer, and memattach does
+		 * not go through another (docs/limits.md) */
+		if (ma_tasks_read(pid, &tids, &n) == 0 && n > 1)
+			err = ma_err(-ESRCH,
+				     "process %d: its main thread has exited "
+				     "(pthread_exit) while %zu other threads "
+				     "run on; memattach reads a process "
+				     "through its main thread and cannot "
+				     "profile this one",
+				     (int)pid, n - 1);
+		else
+			err = ma_err(-ESRCH,
+				     "process %d is a zombie: it has exited "
+				     "and waits for its parent to reap it",
+				     (int)pid);
+		free(tids);
 		ma_err_set_exit(MA_EXIT_NOPROC);
 		goto fail;
 	}

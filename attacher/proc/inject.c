@@ -822,6 +822,15 @@ static int find_loader(const struct ma_target *t, struct loader *ld,
 	return 0;
 }
 
+/* A failure in the target for want of memory or descriptors (its limits,
+ * or the machine's): exit code MA_EXIT_NOMEM, not an internal error */
+static void exit_if_short(int err)
+{
+	if (err == -ENOMEM || err == -EMFILE || err == -ENFILE ||
+	    err == -EAGAIN)
+		ma_err_set_exit(MA_EXIT_NOMEM);
+}
+
 /*
  * Load the payload into the frozen target: a memfd created there, the image
  * written into it, dlopen of /proc/self/fd/N.  *pfd: the memfd in the
@@ -848,10 +857,12 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
 	int err;
 
 	err = rcall_checked(fz, tid, env, &mfd, &r, "memfd_create");
-	if (!err && r.syscall_ret < 0)
+	if (!err && r.syscall_ret < 0) {
 		err = ma_err((int)r.syscall_ret,
 			     "inject: memfd_create in process %d: %s",
 			     (int)t->pid, strerror((int)-r.syscall_ret));
+		exit_if_short(err);
+	}
 	if (err)
 		return err;
 	*pfd = r.syscall_ret;
@@ -1071,12 +1082,13 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 	}
 	if (ctl.magic != MA_CONFIG_MAGIC || ctl.status) {
 		ctl.message[sizeof(ctl.message) - 1] = '\0';
-		return ma_err(
-			ctl.status ? ctl.status : -EPROTO,
-			"attach: the payload did not start in process %d: "
-			"%s",
-			(int)t->pid,
-			ctl.message[0] ? ctl.message : "no status");
+		err = ma_err(ctl.status ? ctl.status : -EPROTO,
+			     "attach: the payload did not start in process %d: "
+			     "%s",
+			     (int)t->pid,
+			     ctl.message[0] ? ctl.message : "no status");
+		exit_if_short(err);
+		return err;
 	}
 	s->target_ring_fd = ctl.ring_fd;
 	err = map_ring(s, o->ring_size, !!(o->flags & MA_TRACK_AGG));

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 from ma_test import (Target, check, finish, interpreters, memattach,
@@ -106,6 +107,13 @@ def main():
                    "strace attached")
             expect(["heap", t.pid], EXIT_PERM, "already traced by",
                    "heap with strace attached")
+            # info shows what it read, not "threads: 0" (exit 0 before)
+            expect(["info", t.pid], 8, "already traced by",
+                   "info with strace attached")
+            rc, out, err = memattach("info", t.pid)
+            check("threads:     not read" in out and "python:" in out,
+                  "info with strace attached: the rest shown, the threads "
+                  "said to be not read", out)
             st.send_signal(signal.SIGINT)
             st.wait()
         else:
@@ -115,6 +123,39 @@ def main():
                "heap on a machine short of memory",
                env={"MEMATTACH_TEST_MEMAVAIL_MIB": "100"})
         check(t.alive(), "target survived all of the above")
+    # A process whose main thread ended (pthread_exit), two threads on:
+    # said so, not "a zombie"
+    code = ("import ctypes, threading, time\n"
+            "for _ in range(2):\n"
+            "    threading.Thread(target=time.sleep, args=(60,)).start()\n"
+            "print('READY', flush=True)\n"
+            "ctypes.CDLL(None).pthread_exit(None)\n")
+    z = subprocess.Popen([exe, "-c", code], stdout=subprocess.PIPE)
+    z.stdout.readline()
+    for _ in range(100):
+        with open("/proc/%d/status" % z.pid) as f:
+            if "State:\tZ" in f.read():
+                break
+        time.sleep(0.05)
+    expect(["stacks", z.pid], EXIT_NOPROC, "its main thread has exited",
+           "a process whose main thread has exited")
+    z.kill()
+    z.wait()
+    # A target out of file descriptors: the payload's memfd cannot be
+    # made there; exit 10 (the target's resources), not 1 (internal)
+    tmp = tempfile.mkdtemp(prefix="memattach-errors-")
+    with Target(exe, "no_fds.py") as t:
+        expect(["attach", "-q", "-d", "1", "-o",
+                os.path.join(tmp, "no_fds.cap"), t.pid], 10,
+               "Too many open files", "attach to a target out of file "
+               "descriptors")
+        expect(["heap", "-o", os.path.join(tmp, "no_fds.heap"), t.pid], 10,
+               "Too many open files", "heap of a target out of file "
+               "descriptors")
+        t.proc.stdin.write(b"close\n")
+        t.proc.stdin.flush()
+        check(t.readline() == "CLOSED" and t.alive(),
+              "the target out of descriptors runs on")
     finish()
 
 
