@@ -125,8 +125,8 @@ def ring_pages(tmp):
         rss = [r for r in seen if r is not None]
         rc = a.stop()
         check(rc == 0, "%s: ring pages: attach exits 0" % label, a.stderr)
-        check(len(rss) >= 10 and max(rss) <= 128,
-              "%s: ring pages: the ring's mapping stays under 128 kB "
+        check(len(rss) >= 10 and max(rss) <= 256,
+              "%s: ring pages: the ring's mapping stays under 256 kB "
               "resident through 5 s of mmap churn (most %s kB)" %
               (label, max(rss) if rss else None), seen)
         doc = report_json(os.path.join(tmp, "ring.cap"))
