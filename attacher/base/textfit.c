@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -110,4 +111,30 @@ void ma_para_end(struct ma_para *p)
 {
 	fputc('\n', p->f);
 	p->col = 0;
+}
+
+char *ma_escape_ctl(const char *s)
+{
+	/* at most 6 bytes out for 2 in (a C1 character), 4 for 1 */
+	size_t n = strlen(s);
+	char *out = malloc(4 * n + 1), *o = out;
+	const unsigned char *c = (const unsigned char *)s;
+
+	if (!out)
+		return NULL;
+	for (; *c; c++) {
+		if (*c == '\n' || *c == '\r' || *c == '\t') {
+			*o++ = '\\';
+			*o++ = *c == '\n' ? 'n' : *c == '\r' ? 'r' : 't';
+		} else if (*c < 0x20 || *c == 0x7f) {
+			o += sprintf(o, "\\x%02x", *c);
+		} else if (*c == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f) {
+			o += sprintf(o, "\\u00%02x", c[1]);
+			c++;
+		} else {
+			*o++ = (char)*c;
+		}
+	}
+	*o = '\0';
+	return out;
 }

@@ -39,4 +39,14 @@ void ma_para_piece(struct ma_para *p, const char *sep, const char *fmt, ...)
 /* End the current line */
 void ma_para_end(struct ma_para *p);
 
+/*
+ * s with its control characters written out for a one-line message: \n,
+ * \r, \t, others as \xNN (C0, DEL) or \u00NN (C1 in UTF-8).  A target's
+ * command line is the target's to choose: raw, a newline breaks the line it
+ * is printed on and an escape sequence reaches the terminal.  Other bytes,
+ * backslashes and UTF-8 included, are kept.  malloc'd; NULL when out of
+ * memory.
+ */
+char *ma_escape_ctl(const char *s);
+
 #endif

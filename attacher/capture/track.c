@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <linux/kcmp.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "capture.h"
@@ -42,7 +44,10 @@
 #define DRAIN_MAX	65536 /* records per drain */
 #define SAMPLE_EVERY_NS 100000000ull
 #define STOP_TIMEOUT_NS 3000000000ull
-#define WAIT_GOT_NS	3000000000ull
+/* A target stopped by a signal (state T) is looked for this often while
+ * the attach waits for its payload (the stop, the GOT hooks) */
+#define STOPPED_EVERY_NS 10000000ull
+#define WAIT_GOT_NS	 3000000000ull
 /* aggregated tracking: the keys' deltas go to the accounting and the
  * capture this often (the capture grows with the keys that moved per
  * second, not with events); samples still come every 100 ms */
@@ -103,7 +108,9 @@ struct ma_track {
 	int error; /* negative errno: capture write failed, ring corrupt */
 	int complete;
 	int target_exited;
-	int started; /* t0 set, track.started passed */
+	int target_stopped; /* by a signal (state T), at the last look */
+	char exit_text[64]; /* how it exited, when seen as a zombie; "" */
+	int started;	    /* t0 set, track.started passed */
 	uint64_t t0;
 	uint64_t last_sample, last_progress, last_drain;
 	uint64_t stop_ns; /* when the stop began (or the target exited) */
@@ -335,6 +342,64 @@ static int target_gone(pid_t pid)
 	return !p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X';
 }
 
+/*
+ * The target has exited (target_gone): how, into p->exit_text, while it
+ * is a zombie its parent has not reaped yet.  memattach is not its
+ * parent and cannot wait for it: once reaped, that is lost, and nothing
+ * is said.
+ */
+static void note_exit(struct ma_track *p)
+{
+	int st, err;
+
+	if (p->exit_text[0])
+		return;
+	/* the main thread is seen a zombie before the others have gone
+	 * (a kill, an exit from another thread): a few ms, 100 at most
+	 * (its main thread alone ended: the process goes on) */
+	for (int i = 0;
+	     (err = ma_proc_exit_status(p->pid, &st)) == -EAGAIN && i < 50;
+	     i++) {
+		struct timespec ts = { 0, 2000000 };
+
+		nanosleep(&ts, NULL);
+	}
+	if (err)
+		return;
+	if (WIFEXITED(st))
+		snprintf(p->exit_text, sizeof(p->exit_text), "exit status %d",
+			 WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		snprintf(p->exit_text, sizeof(p->exit_text),
+			 "killed by SIG%s%s",
+			 sigabbrev_np(WTERMSIG(st)) ? sigabbrev_np(WTERMSIG(st))
+						    : "?",
+			 WCOREDUMP(st) ? ", core dumped" : "");
+}
+
+/* target_gone, and how it exited when that can be known */
+static int target_ended(struct ma_track *p)
+{
+	if (!target_gone(p->pid))
+		return 0;
+	note_exit(p);
+	return 1;
+}
+
+int ma_track_check_running(pid_t pid)
+{
+	if (!ma_proc_job_stopped(pid, 0))
+		return 0;
+	ma_err_set_exit(MA_EXIT_PERM);
+	return ma_err(-EAGAIN,
+		      "process %d is stopped by a signal (state T: SIGSTOP, "
+		      "SIGTSTP or Ctrl-Z): tracking runs in the process and "
+		      "cannot start until it is resumed ('kill -CONT %d', or "
+		      "'fg' in the shell that stopped it); 'memattach stacks "
+		      "%d' and 'memattach heap %d' work on it stopped",
+		      (int)pid, (int)pid, (int)pid, (int)pid);
+}
+
 /* RSS from /proc/PID/statm (pages), cheap enough to sample every 100 ms */
 static uint64_t read_rss(pid_t pid)
 {
@@ -507,6 +572,28 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 	return 0;
 }
 
+static int proc_read(const char *path, char *buf, size_t len);
+
+/* Why a process could not be tracked: the error, unless it has ended or
+ * is ending (a child of a fork storm that exits at once fails at any
+ * step, and each step's error would blame something else).  Ending: its
+ * main thread's PF_EXITING (0x4) in the flags of /proc/PID/stat, set
+ * before its memory goes */
+static const char *skip_why(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	unsigned long flags = 0;
+
+	if (ma_proc_ended(pid))
+		return "exited before it could be tracked";
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (proc_read(path, buf, sizeof(buf)) == 0 && (p = strrchr(buf, ')')) &&
+	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) == 1 &&
+	    (flags & 0x4))
+		return "exited before it could be tracked";
+	return ma_errmsg();
+}
+
 /* A process that will not be tracked: listed, with why */
 static void proc_skipped(struct ma_track *g, pid_t pid, pid_t ppid,
 			 const char *why, const struct ma_track_run *run)
@@ -576,6 +663,10 @@ static int track_add(struct ma_track *g, struct ma_target *t, pid_t ppid)
 		if (ma_payload_in(&pi, MA_PAYLOAD_BUSY))
 			err = ma_err_busy(t->pid, &pi);
 	}
+	/* a PID named or a child found stopped by a signal: listed as
+	 * skipped with why, as the first one is refused */
+	if (!err)
+		err = ma_track_check_running(t->pid);
 	if (!err)
 		err = ma_account_new(&p->acc);
 	if (!err) {
@@ -595,7 +686,8 @@ static int track_add(struct ma_track *g, struct ma_target *t, pid_t ppid)
 		/* the session, if it started, stops by itself without a
 		 * heartbeat; nothing of it is in the capture */
 		p->info.state = MA_PROC_SKIPPED;
-		snprintf(p->info.note, sizeof(p->info.note), "%s", ma_errmsg());
+		snprintf(p->info.note, sizeof(p->info.note), "%s",
+			 skip_why(t->pid));
 		ma_injection_close(&p->s);
 		ma_account_free(p->acc);
 		p->acc = NULL;
@@ -1098,7 +1190,9 @@ static int sample(struct ma_track *tr, uint64_t now)
 	ma_account_feed(tr->acc, &ev);
 	tr->last_sample = now;
 	ma_step("track.sample");
-	return !rss && target_gone(tr->pid);
+	/* the progress line says so: nothing is tracked while it lasts */
+	tr->target_stopped = rss && ma_proc_job_stopped(tr->pid, 0);
+	return !rss && target_ended(tr);
 }
 
 /*
@@ -1112,7 +1206,7 @@ static int sample(struct ma_track *tr, uint64_t now)
 static void wait_got(struct ma_track *tr)
 {
 	struct ma_ring_hdr *h = tr->s.ring;
-	uint64_t t0 = ma_now_ns();
+	uint64_t t0 = ma_now_ns(), looked = t0;
 
 	while (!tr->error && h &&
 	       __atomic_load_n(&h->got_state, __ATOMIC_ACQUIRE) ==
@@ -1120,8 +1214,16 @@ static void wait_got(struct ma_track *tr)
 	       ma_ring_state(h) == MA_STATE_TRACKING &&
 	       ma_now_ns() - t0 < WAIT_GOT_NS) {
 		struct timespec ts = { 0, 500000 };
+		uint64_t now = ma_now_ns();
 
-		ma_ring_heartbeat(h, ma_now_ns());
+		/* stopped by a signal since the check before the attach:
+		 * the watchdog patches once the target runs again */
+		if (now - looked >= STOPPED_EVERY_NS) {
+			looked = now;
+			if (ma_proc_job_stopped(tr->pid, 0))
+				break;
+		}
+		ma_ring_heartbeat(h, now);
 		if (!drain(tr, DRAIN_MAX))
 			nanosleep(&ts, NULL);
 	}
@@ -1223,7 +1325,7 @@ static void add_child(struct ma_track *g, pid_t pid, pid_t ppid,
 	err = ma_target_open(pid, &g->topts, &t);
 	hb_busy(g, 0);
 	if (err) {
-		proc_skipped(g, pid, ppid, ma_errmsg(), run);
+		proc_skipped(g, pid, ppid, skip_why(pid), run);
 		return;
 	}
 	ma_track_add(g, t, ppid);
@@ -1361,6 +1463,14 @@ static void find_children(struct ma_track *g, const struct ma_track_run *run)
 	}
 }
 
+/* A process of several that exited: its note, with how when known */
+static const char *exited_note(const struct ma_track *p, char *buf, size_t len)
+{
+	snprintf(buf, len, "exited%s%s%s", p->exit_text[0] ? " (" : "",
+		 p->exit_text, p->exit_text[0] ? ")" : "");
+	return buf;
+}
+
 static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 {
 	for (;;) {
@@ -1397,16 +1507,20 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 		}
 		if (now - g->last_children >= SAMPLE_EVERY_NS) {
 			struct ma_event ev = { .type = MA_EV_SAMPLE };
+			char note[96];
 			int any = 0;
 
 			g->last_children = now;
+			g->target_stopped = 0;
 			for (size_t i = 0; i < g->nprocs; i++) {
 				struct ma_track *p = g->procs[i];
 
 				if (!p->active)
 					continue;
 				if (sample(p, now)) {
-					multi_end(p, MA_PROC_EXITED, "exited",
+					multi_end(p, MA_PROC_EXITED,
+						  exited_note(p, note,
+							      sizeof(note)),
 						  run);
 					continue;
 				}
@@ -1418,6 +1532,7 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 				}
 				ev.sample.rss += p->last_rss;
 				ev.sample.live += p->last_live;
+				g->target_stopped |= p->target_stopped;
 				any = 1;
 			}
 			if (any) {
@@ -1436,6 +1551,7 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 				.elapsed_ns = now - g->t0,
 				.totals = ma_account_totals(g->sacc),
 				.capture_bytes = ma_capture_bytes(g->w),
+				.target_stopped = g->target_stopped,
 			};
 
 			for (size_t i = 0; i < g->nprocs; i++)
@@ -1531,6 +1647,7 @@ int ma_track_run(struct ma_track *tr, const struct ma_track_run *run)
 				.lost_records = __atomic_load_n(
 					&tr->s.ring->lost_records,
 					__ATOMIC_RELAXED),
+				.target_stopped = tr->target_stopped,
 			};
 
 			run->progress(run->arg, &st);
@@ -1559,13 +1676,27 @@ int ma_track_run(struct ma_track *tr, const struct ma_track_run *run)
 	}
 }
 
+/* The stop's message for a process stopped by a signal */
+static int stopped_err(pid_t pid)
+{
+	return ma_err(-EAGAIN,
+		      "process %d is stopped by a signal (state T), so its "
+		      "payload cannot confirm the end of tracking: the "
+		      "capture holds what it had published; the payload "
+		      "stops tracking by itself once the process runs again "
+		      "('kill -CONT %d')",
+		      (int)pid, (int)pid);
+}
+
 /* Tell the payload to stop, then drain until it says it has (its final
  * STATS record is the last one) */
 /* Several processes: every one told to stop at once, then all drained
  * (each heartbeat kept) until each confirmed or 3 s passed */
 static int stop_multi(struct ma_track *g)
 {
-	uint64_t deadline = ma_now_ns() + STOP_TIMEOUT_NS;
+	uint64_t deadline = ma_now_ns() + STOP_TIMEOUT_NS, looked = 0;
+	size_t stopped = 0;
+	pid_t one = 0;
 	int err = 0;
 
 	for (size_t i = 0; i < g->nprocs; i++)
@@ -1575,7 +1706,10 @@ static int stop_multi(struct ma_track *g)
 	for (;;) {
 		uint64_t now = ma_now_ns();
 		size_t got = 0, waiting = 0;
+		int look = now - looked >= STOPPED_EVERY_NS;
 
+		if (look)
+			looked = now;
 		for (size_t i = 0; i < g->nprocs; i++) {
 			struct ma_track *p = g->procs[i];
 			uint32_t st;
@@ -1592,12 +1726,28 @@ static int stop_multi(struct ma_track *g)
 			if ((st == MA_STATE_STOPPED ||
 			     st == MA_STATE_ORPHANED ||
 			     st == MA_STATE_FAILED) &&
-			    !n && ma_ring_backlog(&p->rd) == 0)
+			    !n && ma_ring_backlog(&p->rd) == 0) {
 				multi_end(p, MA_PROC_TRACKED, "", NULL);
-			else if (target_gone(p->pid))
-				multi_end(p, MA_PROC_EXITED, "exited", NULL);
-			else
+			} else if (target_ended(p)) {
+				char note[96];
+
+				multi_end(p, MA_PROC_EXITED,
+					  exited_note(p, note, sizeof(note)),
+					  NULL);
+			} else if (look && ma_proc_job_stopped(p->pid, 1)) {
+				/* cannot confirm until it runs: as in
+				 * ma_track_stop */
+				multi_end(p, MA_PROC_TRACKED,
+					  "stopped by a signal (state T): its "
+					  "stop not confirmed, its payload "
+					  "stops by itself once it runs",
+					  NULL);
+				g->complete = 0;
+				stopped++;
+				one = p->pid;
+			} else {
 				waiting++;
+			}
 		}
 		ma_step("stop.drain");
 		if (!waiting || g->error)
@@ -1622,6 +1772,18 @@ static int stop_multi(struct ma_track *g)
 		}
 	}
 	ma_step("stop.confirmed");
+	if (stopped && !err) {
+		g->target_stopped = 1;
+		if (stopped == 1)
+			err = stopped_err(one);
+		else
+			err = ma_err(-EAGAIN,
+				     "%zu processes are stopped by a signal "
+				     "(state T), so their payloads cannot "
+				     "confirm the end of tracking (listed "
+				     "below)",
+				     stopped);
+	}
 	if (g->error) {
 		g->complete = 0;
 		if (!err)
@@ -1630,11 +1792,21 @@ static int stop_multi(struct ma_track *g)
 	return err;
 }
 
+/* The stop found the target stopped by a signal (ma_track_stop) */
+static int stopped_at_stop(struct ma_track *tr)
+{
+	tr->target_stopped = 1;
+	tr->complete = 0;
+	return stopped_err(tr->pid);
+}
+
 int ma_track_stop(struct ma_track *tr)
 {
 	int err = 0;
 
 	tr->stop_ns = ma_now_ns();
+	/* the samples' look: the stop's own decides */
+	tr->target_stopped = 0;
 	if (tr->root)
 		return stop_multi(tr);
 
@@ -1647,7 +1819,7 @@ int ma_track_stop(struct ma_track *tr)
 	names_poll(tr);
 	ma_ring_request_stop(tr->s.ring);
 	ma_step("stop.requested");
-	uint64_t deadline = ma_now_ns() + STOP_TIMEOUT_NS;
+	uint64_t deadline = ma_now_ns() + STOP_TIMEOUT_NS, looked = 0;
 
 	for (;;) {
 		uint64_t now = ma_now_ns();
@@ -1665,12 +1837,36 @@ int ma_track_stop(struct ma_track *tr)
 
 		if (final && !got && ma_ring_backlog(&tr->rd) == 0)
 			break;
+		/*
+		 * Stopped by a signal (state T): the payload cannot run to
+		 * confirm, however long this waits.  Once every thread is
+		 * stopped nothing more comes into the ring: it is read to its
+		 * end and the request left in it, which the watchdog sees
+		 * first when the target runs again (or memattach gone), and
+		 * stops the session itself, as after a memattach killed.
+		 * Resuming the target is its owner's call, never ours.
+		 */
+		if (!final && now - looked >= STOPPED_EVERY_NS) {
+			looked = now;
+			if (ma_proc_job_stopped(tr->pid, 1)) {
+				drain(tr, SIZE_MAX);
+				err = stopped_at_stop(tr);
+				break;
+			}
+		}
 		/* the payload has stopped: what is left is ours to read, and
 		 * the ring is finite (a full 64 MiB ring read by a starved
 		 * memattach takes more than 3 s) */
 		if (now > deadline && !(final && got)) {
-			if (target_gone(tr->pid)) {
+			if (target_ended(tr)) {
 				tr->target_exited = 1;
+				break;
+			}
+			/* a thread of a stopped target that never stopped
+			 * (asleep in the kernel, state D) kept the look
+			 * above from ending it sooner */
+			if (ma_proc_job_stopped(tr->pid, 0)) {
+				err = stopped_at_stop(tr);
 				break;
 			}
 			tr->complete = 0;
@@ -1744,12 +1940,17 @@ int ma_track_finish(struct ma_track *tr, struct ma_track_result *res)
 	*res = (struct ma_track_result){
 		.complete = tr->complete,
 		.target_exited = tr->target_exited,
+		.target_stopped = tr->target_stopped,
 		.duration_ns = trl.duration_ns,
 		.lost_records = trl.lost_records,
 		.records = tr->records,
 		.temps = tr->temps,
 		.temp_pairs = tr->temp_pairs,
 	};
+	/* several processes: each one's own note says how it ended */
+	if (!tr->root)
+		snprintf(res->exit_text, sizeof(res->exit_text), "%s",
+			 tr->exit_text);
 	return err;
 }
 

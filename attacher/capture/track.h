@@ -67,6 +67,14 @@ struct ma_track_opts {
 int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 		   struct ma_track **out);
 
+/*
+ * Tracking needs the target to run: its payload starts the session and
+ * confirms its stop from inside it.  A process stopped by a signal
+ * (SIGSTOP, Ctrl-Z: state T) is refused: -EAGAIN, with the message (how to
+ * resume it) and MA_EXIT_PERM set.  0 when it is not stopped.
+ */
+int ma_track_check_running(pid_t pid);
+
 /* What the injection did (timings, reused payload), for messages */
 const struct ma_injection *ma_track_injection(const struct ma_track *tr);
 
@@ -134,6 +142,7 @@ struct ma_track_status {
 	const struct ma_account_totals *totals;
 	uint64_t capture_bytes; /* written to the capture file so far */
 	uint64_t lost_records;	/* dropped by the payload: the ring was full */
+	int target_stopped;	/* stopped by a signal at the last sample */
 };
 
 struct ma_track_run {
@@ -166,8 +175,11 @@ int ma_track_run(struct ma_track *tr, const struct ma_track_run *run);
  * The stop handshake: unless the target exited, set MA_CMD_STOP and drain
  * until the payload reports it stopped and the ring is empty (3 s at most:
  * then -ETIMEDOUT, with the message set, and the capture is incomplete);
- * a target that exited meanwhile ends it with what it published.  Returns
- * 0 or a negative errno.
+ * a target that exited meanwhile ends it with what it published.  A target
+ * stopped by a signal cannot confirm: once all its threads are, the ring is
+ * read to its end and the stop returns -EAGAIN at once (message set,
+ * capture incomplete), the request left for the payload to see when the
+ * target runs again.  Returns 0 or a negative errno.
  */
 int ma_track_stop(struct ma_track *tr);
 
@@ -178,6 +190,12 @@ struct ma_track_result {
 	uint64_t lost_records; /* dropped by the payload: the ring was full */
 	uint64_t records;      /* ring records read */
 	uint64_t temps, temp_pairs; /* TEMP records, short-lived blocks held */
+	/* stopped by a signal (state T) at the end: the payload could not
+	 * confirm its stop, and stops by itself once the target runs */
+	int target_stopped;
+	/* target_exited: how, when memattach saw it before its parent
+	 * reaped it ("exit status 1", "killed by SIGKILL"); else "" */
+	char exit_text[64];
 };
 
 /*

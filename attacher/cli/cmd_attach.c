@@ -215,9 +215,11 @@ static void progress(void *arg, const struct ma_track_status *st)
 	ma_fmt_bytes(st->capture_bytes, c, sizeof(c));
 	fprintf(stderr,
 		"%s%6.1f s  %s allocations, %s allocated, %s still live%s%s, "
-		"capture %s%s",
+		"capture %s%s%s",
 		ps->tty ? "\r\033[K" : "", st->elapsed_ns / 1e9, n, a, l, rate,
-		rss, c, st->lost_records ? ", records LOST: ring full" : "");
+		rss, c, st->lost_records ? ", records LOST: ring full" : "",
+		st->target_stopped ? ", target STOPPED by a signal (state T)"
+				   : "");
 	if (ps->tty)
 		fprintf(stderr, "   [Ctrl-C to stop%s]", left);
 	else
@@ -589,10 +591,21 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 		free(o.pids);
 		return ma_cli_fail("attach");
 	}
+	/* refused before anything is done in it: a stopped process would
+	 * take the payload and then hold it unstarted, the attach waiting */
+	if (ma_track_check_running(pid)) {
+		ret = ma_cli_fail("attach");
+		goto out;
+	}
 	if (o.show_stacks)
 		print_stacks_now(t);
 	if (o.show_stacks && !o.no_heap)
 		print_heap_now(t);
+	/* ... and again after the census's seconds */
+	if (o.show_stacks && ma_track_check_running(pid)) {
+		ret = ma_cli_fail("attach");
+		goto out;
+	}
 
 	struct ma_track_opts to = {
 		.output = o.output,
@@ -746,12 +759,25 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 
 	ma_fmt_bytes(stat(o.output, &st) ? 0 : (uint64_t)st.st_size, sz,
 		     sizeof(sz));
+	/* the target's exit is said once, with how when that is known */
+	char how[224] = "";
+
+	if (res.target_exited && end == MA_TRACK_END_TARGET_EXITED)
+		snprintf(how, sizeof(how), "%s", res.exit_text);
+	else if (res.target_exited && res.exit_text[0])
+		snprintf(how, sizeof(how), "%s, then %s", why_stop,
+			 res.exit_text);
+	else
+		snprintf(how, sizeof(how), "%s", why_stop);
 	fprintf(stderr,
-		"memattach: %s after %.1f s (%s); %s; capture written to %s "
+		"memattach: %s after %.1f s%s%s%s; %s; capture written to %s "
 		"(%s)%s\n",
 		res.target_exited ? "target exited" : "detached",
-		res.duration_ns / 1e9, why_stop,
-		res.target_exited ? "tracking ended with it" : "target running",
+		res.duration_ns / 1e9, how[0] ? " (" : "", how,
+		how[0] ? ")" : "",
+		res.target_exited    ? "tracking ended with it"
+		: res.target_stopped ? "target stopped by a signal (state T)"
+				     : "target running",
 		o.output, sz, res.complete ? "" : ", INCOMPLETE");
 	if (ma_cli_verbose)
 		fprintf(stderr,

@@ -19,6 +19,7 @@
 #include "holder.h"
 #include "inject.h"
 #include "pyread.h"
+#include "textfit.h"
 #include "threads.h"
 #include "units.h"
 
@@ -189,7 +190,10 @@ int ma_cmd_info(int argc, char **argv)
 		json_decref(o);
 	} else {
 		printf("process:     %d\n", (int)pid);
-		printf("command:     %s\n", t->cmdline);
+		char *cmd = ma_escape_ctl(t->cmdline);
+
+		printf("command:     %s\n", cmd ? cmd : "?");
+		free(cmd);
 		printf("executable:  %s (%s)\n", t->exe, kind);
 		printf("python:      %s (from %s)\n", t->version,
 		       t->version_from);

@@ -27,6 +27,7 @@
 #include "ma_pyver.h"
 #include "procfs.h"
 #include "pyversion.h"
+#include "textfit.h"
 #include "units.h"
 
 struct ps_row {
@@ -155,7 +156,13 @@ static int look(pid_t pid, struct ps_row *r)
 		ma_proc_comm(st.tracer, st.tracer, comm, sizeof(comm));
 		snprintf(r->why, sizeof(r->why), "traced by %d (%s)",
 			 (int)st.tracer, comm);
-	} else if (!hex)
+	} else if (st.state == 'T')
+		/* as attach refuses it (ma_track_check_running) */
+		snprintf(r->why, sizeof(r->why),
+			 "stopped by a signal (state T): 'kill -CONT %d' "
+			 "resumes it",
+			 (int)pid);
+	else if (!hex)
 		snprintf(r->why, sizeof(r->why), "Python version unknown");
 	else if (!ma_pyver_supported(hex))
 		snprintf(r->why, sizeof(r->why),
@@ -258,12 +265,13 @@ int ma_cmd_ps(int argc, char **argv)
 		       "ATTACH", "COMMAND");
 		for (size_t i = 0; i < n; i++) {
 			const struct ps_row *r = &rows[i];
-			char rss[32];
+			char rss[32], *cmd = ma_escape_ctl(r->cmd);
 
 			ma_fmt_bytes(r->rss, rss, sizeof(rss));
 			printf("%7d  %-9s  %9s  %-10s %s\n", (int)r->pid,
 			       r->version, rss, r->attachable ? "yes" : "no",
-			       r->cmd);
+			       cmd ? cmd : r->cmd);
+			free(cmd);
 			if (!r->attachable)
 				printf("%7s  %s\n", "", r->why);
 		}

@@ -21,6 +21,7 @@
 #include "commands.h"
 #include "errors.h"
 #include "report.h"
+#include "textfit.h"
 #include "units.h"
 
 /* Append to the string in buf (printf-style), cut at len */
@@ -366,11 +367,16 @@ static int same_program(const struct ma_report *a, const struct ma_report *b)
 	if (!strcmp(nz(a->meta->exe), nz(b->meta->exe)) &&
 	    !strcmp(nz(a->meta->cmdline), nz(b->meta->cmdline)))
 		return 0;
+	char *ca = ma_escape_ctl(nz(a->meta->cmdline)),
+	     *cb = ma_escape_ctl(nz(b->meta->cmdline));
+
 	ma_err(-EINVAL,
 	       "--diff: %s and %s come from different programs (pid %d: "
 	       "'%s'; pid %d: '%s'); --force compares them anyway",
-	       a->path, b->path, a->meta->pid, nz(a->meta->cmdline),
-	       b->meta->pid, nz(b->meta->cmdline));
+	       a->path, b->path, a->meta->pid, ca ? ca : "?", b->meta->pid,
+	       cb ? cb : "?");
+	free(ca);
+	free(cb);
 	ma_err_set_exit(MA_EXIT_USAGE);
 	return -EINVAL;
 }

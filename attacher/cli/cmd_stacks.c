@@ -16,8 +16,10 @@
 #include "discover.h"
 #include "errors.h"
 #include "native.h"
+#include "procfs.h"
 #include "ptrace.h"
 #include "pyread.h"
+#include "textfit.h"
 #include "threads.h"
 
 struct st_result {
@@ -257,8 +259,19 @@ int ma_cmd_stacks(int argc, char **argv)
 	if (json) {
 		print_json(stdout, &r, native);
 	} else {
-		printf("Process %d: %s (Python %s)\n\n", (int)pid,
-		       r.t->cmdline[0] ? r.t->cmdline : r.t->exe, r.t->version);
+		char *cmd = ma_escape_ctl(r.t->cmdline[0] ? r.t->cmdline
+							  : r.t->exe);
+
+		printf("Process %d: %s (Python %s)\n", (int)pid,
+		       cmd ? cmd : r.t->exe, r.t->version);
+		free(cmd);
+		/* read as it is: why every thread sits where it does */
+		if (ma_proc_job_stopped(pid, 0))
+			printf("Stopped by a signal (state T): each thread is "
+			       "where the stop found it; 'kill -CONT %d' "
+			       "resumes the process\n",
+			       (int)pid);
+		putchar('\n');
 		for (size_t i = 0; i < r.snap.n; i++)
 			print_thread_text(stdout, &r, &r.snap.th[i], native);
 	}

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "errors.h"
+#include "textfit.h"
 #include "units.h"
 
 static const char *tname(const struct ma_heap_graph *g, uint32_t obj)
@@ -391,9 +392,12 @@ static int print_text(FILE *f, const json_t *d, int top, int depth)
 	size_t i, nt = json_array_size(types);
 	json_t *t;
 
+	char *cmd = ma_escape_ctl(js(d, "command"));
+
 	fprintf(f, "Process %llu: %s (Python %s)\n",
-		(unsigned long long)ju(d, "pid"), js(d, "command"),
+		(unsigned long long)ju(d, "pid"), cmd ? cmd : "?",
 		js(d, "python"));
+	free(cmd);
 	fprintf(f,
 		"Census of %llu objects (%s), target stopped %.1f ms (one "
 		"thread %.1f ms), walked in %.2f s\n\n",

@@ -263,6 +263,98 @@ int ma_proc_ended(pid_t pid)
 	return ma_status_read(pid, &st) || st.state == 'Z' || st.state == 'X';
 }
 
+/* The fields of /proc/PID[/task/TID]/stat after the command's ")": the
+ * state first; NULL when gone.  *text is the caller's to free. */
+static const char *stat_fields(const char *path, char **text)
+{
+	const char *p;
+
+	if (ma_proc_slurp(path, text, NULL))
+		return NULL;
+	/* the command may hold ")" itself: its last one ends it */
+	p = strrchr(*text, ')');
+	if (!p || p[1] != ' ' || !p[2])
+		return NULL;
+	return p + 2;
+}
+
+static int task_state_is(pid_t pid, pid_t tid, char state)
+{
+	char path[96], *text = NULL;
+	const char *f;
+	int ret;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid,
+		 (int)tid);
+	f = stat_fields(path, &text);
+	ret = f && f[0] == state;
+	free(text);
+	return ret;
+}
+
+int ma_proc_job_stopped(pid_t pid, int all_threads)
+{
+	struct ma_status st;
+	pid_t *tids;
+	size_t n;
+	int ret = 1;
+
+	if (ma_status_read(pid, &st) || st.state != 'T' || st.tracer)
+		return 0;
+	if (!all_threads)
+		return 1;
+	if (ma_tasks_read(pid, &tids, &n))
+		return 0;
+	for (size_t i = 0; i < n && ret; i++)
+		ret = task_state_is(pid, tids[i], 'T');
+	free(tids);
+	return ret;
+}
+
+int ma_proc_exit_status(pid_t pid, int *status)
+{
+	struct ma_status st;
+	char path[64], *text = NULL;
+	const char *f;
+	int ret = -ESRCH;
+
+	/* A main thread that ended alone (pthread_exit) is a zombie with its
+	 * own exit code, 0, while the process runs on, and may end later with
+	 * another: only a process with no thread left has its status there.
+	 * Its other threads leave a moment after it on an exit or a kill. */
+	if (ma_status_read(pid, &st) || st.state != 'Z')
+		return -ESRCH;
+	if (st.threads != 1)
+		return -EAGAIN;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = stat_fields(path, &text);
+	if (f && f[0] == 'Z') {
+		/* exit_code is the last field, the 52nd (f is the 3rd) */
+		const char *last = strrchr(f, ' ');
+		int fields = 3;
+
+		for (const char *c = f; *c; c++)
+			fields += *c == ' ';
+		if (last && fields >= 52) {
+			*status = atoi(last + 1);
+			ret = 0;
+		}
+	}
+	free(text);
+	/* The kernel writes 0 there for a reader without ptrace access:
+	 * a 0 is an exit status only for one that has it, which
+	 * /proc/PID/personality (ptrace attach access) shows */
+	if (!ret && !*status) {
+		char *pers = NULL;
+
+		snprintf(path, sizeof(path), "/proc/%d/personality", (int)pid);
+		if (ma_proc_slurp(path, &pers, NULL))
+			ret = -EACCES;
+		free(pers);
+	}
+	return ret;
+}
+
 static int cmp_pid(const void *a, const void *b)
 {
 	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;

@@ -53,6 +53,25 @@ int ma_status_read(pid_t pid, struct ma_status *out);
 /* 1 when pid has ended: gone, or a zombie (Z) or dead (X) */
 int ma_proc_ended(pid_t pid);
 
+/*
+ * 1 when the process is stopped by a signal (SIGSTOP, SIGTSTP, Ctrl-Z):
+ * state T in /proc/PID/stat with no tracer, and with all_threads, every
+ * thread of it (a group stop reaches the threads one by one).  0 when not,
+ * or gone.  A debugger's stop is another state (t, "tracing stop").
+ */
+int ma_proc_job_stopped(pid_t pid, int all_threads);
+
+/*
+ * The exit status of a process that has exited and is not reaped yet (a
+ * zombie), as waitpid() gives it: the exit_code field of /proc/PID/stat
+ * (Linux 3.5+), once no thread of it is left.  Only the parent can wait
+ * for it; anyone with ptrace access can read it until then.  0 and
+ * *status, -ESRCH (reaped, or not a zombie), -EAGAIN (its main thread is,
+ * other threads are not gone yet) or -EACCES (no access: the kernel shows
+ * 0 then).
+ */
+int ma_proc_exit_status(pid_t pid, int *status);
+
 /* The thread IDs of /proc/PID/task, sorted; -ESRCH when gone */
 int ma_tasks_read(pid_t pid, pid_t **tids, size_t *n);
 

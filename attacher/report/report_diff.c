@@ -314,11 +314,19 @@ static void text(const struct ma_report *a, const struct ma_report *b,
 	if (strcmp(a->meta->exe ? a->meta->exe : "",
 		   b->meta->exe ? b->meta->exe : "") ||
 	    strcmp(a->meta->cmdline ? a->meta->cmdline : "",
-		   b->meta->cmdline ? b->meta->cmdline : ""))
+		   b->meta->cmdline ? b->meta->cmdline : "")) {
+		char *ca = ma_escape_ctl(a->meta->cmdline ? a->meta->cmdline
+							  : ""),
+		     *cb = ma_escape_ctl(b->meta->cmdline ? b->meta->cmdline
+							  : "");
+
 		fprintf(f,
 			"  note: the captures come from different programs "
 			"(%s; %s)\n",
-			a->meta->cmdline, b->meta->cmdline);
+			ca ? ca : "?", cb ? cb : "?");
+		free(ca);
+		free(cb);
+	}
 	for (int k = 0; k < 2; k++) {
 		const struct ma_report *r = k ? b : a;
 

@@ -78,10 +78,13 @@ static void header(const struct ma_report *r, const struct out *o)
 	if (ma_report_estimates(r, note, sizeof(note)))
 		fprintf(o->f, "  %s%s%s\n", c_on(o, YEL), note, c_off(o));
 	if (m->cmdline && m->cmdline[0]) {
+		char *cmd = ma_escape_ctl(m->cmdline);
+
 		fputs("  ", o->f);
 		p.col = 2;
-		ma_para_piece(&p, "", "command: %s", m->cmdline);
+		ma_para_piece(&p, "", "command: %s", cmd ? cmd : "?");
 		ma_para_end(&p);
+		free(cmd);
 	}
 	fputs("  ", o->f);
 	p.col = 2;

@@ -1,7 +1,10 @@
 """Bad input gets a clear one-line error and the documented exit code:
 wrong PID, a thread ID, a zombie, a process that is not Python, an
 unsupported Python, no permission (another owner; another tracer), missing
-debug info with no fallback."""
+debug info with no fallback, a process stopped by a signal (attach refuses
+it at once and says how to resume it; stacks and heap read it as it is and
+leave it stopped)."""
+import json
 import os
 import shutil
 import signal
@@ -22,6 +25,69 @@ def expect(args, code, pattern, what, **kw):
         lines[0].startswith("memattach: ")
     check(ok, "%s: exit %d, one line naming %r" % (what, code, pattern),
           "exit %d\nstdout: %s\nstderr: %s" % (rc, out, err))
+
+
+def thread_states(pid):
+    """The state letter of each thread of pid (/proc/PID/task/*/stat)"""
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                out.append(f.read().rsplit(")", 1)[1].split()[0])
+        except (OSError, IndexError):
+            pass
+    return out
+
+
+def stopped_target(exe, tmp):
+    """A process stopped by SIGSTOP (state T, no tracer): attach is refused
+    at once (exit 4, the way to resume it named), where it used to load the
+    payload, wait 3 s for it, track nothing and wait 3 s more for a stop it
+    could not confirm (exit 8); stacks and heap work on it, stacks says it
+    is stopped; ps says why not; only its owner resumes it."""
+    with Target(exe, "stacks_target.py") as t:
+        os.kill(t.pid, signal.SIGSTOP)
+        for _ in range(200):
+            st = thread_states(t.pid)
+            if st and all(x == "T" for x in st):
+                break
+            time.sleep(0.01)
+        t0 = time.time()
+        rc, out, err = memattach("attach", "-q", "-d", "2", "-o",
+                                 os.path.join(tmp, "stopped.cap"), t.pid)
+        took = time.time() - t0
+        lines = err.strip().splitlines()
+        check(rc == EXIT_PERM and len(lines) == 1 and
+              "is stopped by a signal (state T" in err and
+              "'kill -CONT %d'" % t.pid in err and took < 1.5,
+              "attach to a stopped process: refused at once, exit 4, says "
+              "how to resume it",
+              "exit %d after %.1f s\n%s" % (rc, took, err))
+        check(all(x == "T" for x in thread_states(t.pid)),
+              "the refused process is still stopped", thread_states(t.pid))
+        rc, out, err = memattach("stacks", t.pid)
+        check(rc == 0 and out.startswith("Process %d: " % t.pid) and
+              "Stopped by a signal (state T)" in out.split("\n")[1] and
+              "spin (" in out and
+              all(x == "T" for x in thread_states(t.pid)),
+              "stacks of a stopped process: read, said to be stopped, left "
+              "stopped", "exit %d\n%s%s" % (rc, out, err))
+        rc, out, err = memattach("heap", "-o",
+                                 os.path.join(tmp, "stopped.heap"), t.pid)
+        check(rc == 0 and "Census of" in out and
+              all(x == "T" for x in thread_states(t.pid)),
+              "heap of a stopped process: a census, left stopped",
+              "exit %d\n%s%s" % (rc, out[:300], err))
+        rc, out, err = memattach("ps", "--json")
+        row = [r for r in json.loads(out or "[]") if r["pid"] == t.pid]
+        check(row and not row[0]["attachable"] and
+              "stopped by a signal" in row[0].get("why_not", ""),
+              "ps: a stopped process is not attachable, says why", row)
+        os.kill(t.pid, signal.SIGCONT)
+        t.proc.stdin.write(b"bye\n")
+        t.proc.stdin.flush()
+        check(t.readline() == "GOT bye",
+              "resumed by its owner, the process runs on")
 
 
 def main():
@@ -141,9 +207,10 @@ def main():
            "a process whose main thread has exited")
     z.kill()
     z.wait()
+    tmp = tempfile.mkdtemp(prefix="memattach-errors-")
+    stopped_target(exe, tmp)
     # A target out of file descriptors: the payload's memfd cannot be
     # made there; exit 10 (the target's resources), not 1 (internal)
-    tmp = tempfile.mkdtemp(prefix="memattach-errors-")
     with Target(exe, "no_fds.py") as t:
         expect(["attach", "-q", "-d", "1", "-o",
                 os.path.join(tmp, "no_fds.cap"), t.pid], 10,

@@ -28,7 +28,9 @@ always).
 """
 import os
 import random
+import re
 import select
+import signal
 import subprocess
 import tempfile
 import time
@@ -214,6 +216,26 @@ def target_exits(label, exe, tmp):
         check(rc == 0 and "target exited" in a.stderr,
               "%s: memattach ends with the target's exit, exit 0" % label,
               "exit %s: %s" % (rc, a.stderr))
+        # said once, with how: the test, its parent, has not reaped it
+        # yet ("target exited after 1.2 s (target exited)" before)
+        check("target exited after " in a.stderr and
+              a.stderr.count("target exited") == 1 and
+              re.search(r"target exited after \S+ s \(exit status 0\); "
+                        r"tracking ended with it", a.stderr),
+              "%s: the end line says the exit once, with its status" %
+              label, a.stderr)
+    if not MODE:
+        # killed: the signal said (the attacher's side, once)
+        with Target(exe, "exits.py") as t:
+            k = attach(t.pid, output=os.path.join(tmp, "killed.cap"))
+            if k.wait_attached():
+                os.kill(t.pid, signal.SIGKILL)
+            krc = k.wait(timeout=30)
+            check(krc == 0 and re.search(
+                r"target exited after \S+ s \(killed by SIGKILL\); "
+                r"tracking ended with it", k.stderr),
+                "%s: a target killed while tracked: the end line says by "
+                "what" % label, "exit %s: %s" % (krc, k.stderr))
     if rc == 0:
         # The interpreter frees everything on its way out, so look at what
         # was allocated: 20 bytearrays of 1 MiB (object + buffer each)

@@ -7,7 +7,9 @@ with a reader of its own (json, csv, collapsed stacks, speedscope JSON,
 pprof decoded by `protoc --decode` against Debian's profile.proto and read
 by `go tool pprof` when Go is installed, the HTML report opened in headless
 Chromium), --diff between the two captures, and damaged captures: empty,
-cut short, corrupt, newer format, missing.
+cut short, corrupt, newer format, missing.  And the command line of a
+python -c program of several lines, in the text report's header: on one
+line, its newlines as \\n.
 """
 import csv
 import glob
@@ -500,6 +502,29 @@ def no_python_frame(exe, tmp):
           "<no Python frame> row", out[:900])
 
 
+def multiline_command(exe, tmp):
+    """The header's command: line of a capture of python -c with three
+    lines: one line, the newlines escaped"""
+    cap = os.path.join(tmp, "multiline.cap")
+    code = ("import sys\nprint('READY', flush=True)\n"
+            "x = [bytearray(99) for _ in range(9)]; sys.stdin.readline()")
+    p = subprocess.Popen([exe, "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+    try:
+        p.stdout.readline()
+        rc, _, err = memattach("attach", "-q", "-d", "0.5", "-o", cap, p.pid)
+    finally:
+        p.kill()
+        p.wait()
+    if not check(rc == 0, "multi-line command: attach exits 0", err):
+        return
+    rc, out, err = memattach("report", "--width", "300", "--top", "1", cap)
+    want = "  command: %s -c %s\n" % (exe, code.replace("\n", "\\n"))
+    check(rc == 0 and want in out,
+          "multi-line command: the header's command line on one line",
+          "exit %d, want %r\n%s%s" % (rc, want, out[:600], err))
+
+
 def main():
     found = interpreters(announce=False)
     if not found:
@@ -520,6 +545,7 @@ def main():
             from_range(cap, mid)
             thread_peak(cap)
         no_python_frame(exe, tmp)
+        multiline_command(exe, tmp)
     finally:
         for f in glob.glob(os.path.join(tmp, "*")):
             if os.path.isdir(f):

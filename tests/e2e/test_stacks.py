@@ -8,7 +8,8 @@ intact.  A thread asleep in a write is read without cutting its write
 short (hazard 11), a main thread that starts a thread per iteration keeps
 its own frames in every read, a thread running a subinterpreter is listed
 with its state in each interpreter, and a stack deeper than the reader's
-cap is cut and says so.  Each interpreter is checked with its best offsets (DWARF) and
+cap is cut and says so, and a command line of several lines (python -c)
+is shown on one, its control characters escaped.  Each interpreter is checked with its best offsets (DWARF) and
 with DWARF out of the picture (the built-in table; _Py_DebugOffsets on
 3.13).
 """
@@ -303,8 +304,28 @@ def run_deep(label, exe):
                   lines[-1] if lines else None, err))
 
 
+def run_multiline(label, exe):
+    """python -c with a program of three lines: the Process line shows the
+    command line whole on one line, its newlines as \\n"""
+    code = "import sys\nprint('READY', flush=True)\nsys.stdin.readline()"
+    p = subprocess.Popen([exe, "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+    try:
+        p.stdout.readline()
+        rc, out, err = memattach("stacks", p.pid)
+        want = "Process %d: %s -c %s (Python " % (
+            p.pid, exe, code.replace("\n", "\\n"))
+        check(rc == 0 and out.split("\n")[0].startswith(want),
+              "%s: a command line of three lines, on one" % label,
+              "exit %d, want %r\n%s%s" % (rc, want, out[:300], err))
+    finally:
+        p.kill()
+        p.wait()
+
+
 def main():
-    parts = [(run_deep, "deep stack"), (run_blocked_write, "blocked write"),
+    parts = [(run_multiline, "multi-line command"),
+             (run_deep, "deep stack"), (run_blocked_write, "blocked write"),
              (run_subinterp, "subinterpreter"), (run_spawner, "spawner"),
              (run_one, "the two-thread target")]
     for label, exe in interpreters():

@@ -209,3 +209,67 @@ Test(procfs, nspid_is_the_innermost_id)
 	cr_assert_eq(ma_proc_nstid(getpid(), getpid(), &self), 0);
 	cr_assert_eq(self, getpid());
 }
+
+/* A child's state in /proc, polled until it is want (10 s at most) */
+static int wait_state(pid_t pid, char want)
+{
+	struct ma_status st;
+
+	for (int i = 0; i < 10000; i++) {
+		if (ma_status_read(pid, &st) == 0 && st.state == want)
+			return 1;
+		usleep(1000);
+	}
+	return 0;
+}
+
+/* SIGSTOP: stopped (every thread, the only one); SIGCONT: not; a process
+ * that does not exist: not */
+Test(procfs, job_stopped)
+{
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		pause();
+		_exit(0);
+	}
+	cr_assert(wait_state(pid, 'S'));
+	cr_expect_eq(ma_proc_job_stopped(pid, 1), 0);
+	kill(pid, SIGSTOP);
+	cr_assert(wait_state(pid, 'T'));
+	cr_expect_eq(ma_proc_job_stopped(pid, 0), 1);
+	cr_expect_eq(ma_proc_job_stopped(pid, 1), 1);
+	kill(pid, SIGCONT);
+	cr_assert(wait_state(pid, 'S'));
+	cr_expect_eq(ma_proc_job_stopped(pid, 0), 0);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	cr_expect_eq(ma_proc_job_stopped(4194305, 0), 0);
+}
+
+/* A zombie's exit status as waitpid() will give it; none once reaped, or
+ * while it runs */
+Test(procfs, exit_status_of_zombie)
+{
+	static const int how[] = { 0, 3, -SIGKILL };
+
+	for (size_t i = 0; i < sizeof(how) / sizeof(how[0]); i++) {
+		int got = -1, want;
+		pid_t pid = fork();
+
+		cr_assert_geq(pid, 0);
+		if (pid == 0) {
+			if (how[i] < 0)
+				raise(-how[i]);
+			_exit(how[i]);
+		}
+		cr_assert(wait_state(pid, 'Z'));
+		cr_expect_eq(ma_proc_exit_status(pid, &got), 0, "case %zu", i);
+		cr_assert_eq(waitpid(pid, &want, 0), pid);
+		cr_expect_eq(got, want, "case %zu: %#x, waitpid says %#x", i,
+			     got, want);
+		cr_expect_eq(ma_proc_exit_status(pid, &got), -ESRCH);
+	}
+	cr_expect_eq(ma_proc_exit_status(getpid(), &(int){ 0 }), -ESRCH);
+}

@@ -21,6 +21,7 @@
 #include "errors.h"
 #include "profile.pb-c.h"
 #include "report.h"
+#include "textfit.h"
 
 #define PY38 0x030800f0u
 
@@ -1604,4 +1605,32 @@ Test(report, python_thread_names)
 	r = load(path, &o);
 	FIG(r->sum[MA_RV_TOTAL], 3100, 3);
 	ma_report_free(r);
+}
+
+/* A target's command line, printed on one line: control characters
+ * escaped, the rest (UTF-8, backslashes) kept */
+Test(textfit, escape_ctl)
+{
+	static const struct {
+		const char *in, *out;
+	} v[] = {
+		{ "python3 -c import sys\nprint(1)",
+		  "python3 -c import sys\\nprint(1)" },
+		{ "a\tb\rc", "a\\tb\\rc" },
+		{ "\x1b[31mred\x7f", "\\x1b[31mred\\x7f" },
+		{ "caf\xc3\xa9 \xc2\x9b"
+		  "1m \xc2\xa0",
+		  "caf\xc3\xa9 \\u009b1m \xc2\xa0" },
+		{ "back\\slash", "back\\slash" },
+		{ "", "" },
+		{ "\xc2", "\xc2" },
+	};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		char *e = ma_escape_ctl(v[i].in);
+
+		cr_assert(e);
+		cr_expect_str_eq(e, v[i].out, "case %zu", i);
+		free(e);
+	}
 }
