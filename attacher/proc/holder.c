@@ -55,7 +55,8 @@ static time_t session_start(int fd)
 	return real.tv_sec - (time_t)((now - hdr.start_ns) / 1000000000ull);
 }
 
-/* The process other than pid and us that maps dev:ino */
+/* The process other than pid and us that maps dev:ino and holds no
+ * payload (the memattach draining that ring) */
 static int find_mapper(pid_t pid, dev_t dev, ino_t ino, struct ma_holder *h)
 {
 	struct dirent *de;
@@ -77,8 +78,11 @@ static int find_mapper(pid_t pid, dev_t dev, ino_t ino, struct ma_holder *h)
 		/* kernel threads have empty maps; others may be unreadable */
 		if (ma_proc_slurp(path, &text, NULL))
 			continue;
+		/* a process that holds a payload too is not a memattach: a
+		 * child the target forked keeps both mappings */
 		hit = ma_maps_has_inode(text, major(dev), minor(dev),
-					(unsigned long)ino);
+					(unsigned long)ino) &&
+		      !strstr(text, "/memfd:memattach-payload");
 		free(text);
 		if (hit) {
 			h->pid = p;

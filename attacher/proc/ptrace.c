@@ -349,14 +349,22 @@ static int wait_stopped(struct ma_freeze *f, int timeout_ms)
 	}
 }
 
-/* Another memattach has the process under ptrace: which one, or 0 */
-static pid_t memattach_tracer(pid_t pid)
+/* Another memattach has thread tid of process pid under ptrace: which
+ * one, or 0.  The thread's own status: a freeze of another memattach
+ * lets the threads go one by one, the main thread maybe first */
+static pid_t memattach_tracer(pid_t pid, pid_t tid)
 {
 	struct ma_status st;
-	char comm[64] = "";
+	char path[64], comm[64] = "", *text;
+	int err;
 
-	if (ma_status_read(pid, &st) || st.tracer <= 0 ||
-	    st.tracer == getpid() ||
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid,
+		 (int)tid);
+	if (ma_proc_slurp(path, &text, NULL))
+		return 0;
+	err = ma_status_parse(text, &st);
+	free(text);
+	if (err || st.tracer <= 0 || st.tracer == getpid() ||
 	    ma_proc_comm(st.tracer, st.tracer, comm, sizeof(comm)))
 		return 0;
 	return strcmp(comm, "memattach") ? 0 : st.tracer;
@@ -433,7 +441,7 @@ static int freeze_once(pid_t pid, int timeout_ms, int spare,
 				/* looked at now: that one may be gone by the
 				 * time freeze() decides to wait for it */
 				if (e == EPERM)
-					*busy = memattach_tracer(pid);
+					*busy = memattach_tracer(pid, bad);
 				if (e == EPERM)
 					ma_ptrace_explain_eperm(pid, hint,
 								sizeof(hint));
@@ -503,7 +511,10 @@ static int freeze(pid_t pid, int timeout_ms, int spare, struct ma_freeze **out)
 		pid_t busy = 0;
 		int err = freeze_once(pid, timeout_ms, spare, out, &busy);
 
-		if (err != -EPERM || i == 400 || !busy)
+		/* no memattach seen on the refused thread: it may have let
+		 * that thread go between the refusal and the look, so a few
+		 * quick tries before a refusal is taken as one */
+		if (err != -EPERM || i >= (busy ? 400 : 10))
 			return err;
 		usleep(5000);
 	}
