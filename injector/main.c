@@ -757,7 +757,8 @@ MA_EXPORT void ma_stop(void)
 		struct ma_session *s = ma_sess;
 
 		if (s && phase_of(s) == MA_PHASE_TRACKING)
-			stop_begin(s, MA_STATE_STOPPED, 0, "stopped by ma_stop",
+			stop_begin(s, MA_STATE_STOPPED, 0,
+				   "stopped by 'memattach detach' (ma_stop)",
 				   0);
 		else if (!s)
 			restore_leftovers();
