@@ -800,17 +800,24 @@ int ma_heap_render_diff(FILE *f, const json_t *a, const json_t *b,
 	} else {
 		int64_t drss = (int64_t)(ju(json_object_get(b, "rss"), "rss") -
 					 ju(json_object_get(a, "rss"), "rss"));
+		/*
+		 * Signed: the second snapshot may be the older one (report
+		 * B --diff A), and the unsigned difference would wrap to
+		 * 2^64 - N.
+		 */
+		int64_t dt = (int64_t)(ju(b, "time") - ju(a, "time"));
 
 		sbytes(drss, x, sizeof(x));
 		sbytes((int64_t)(ju(b, "bytes") - ju(a, "bytes")), y,
 		       sizeof(y));
 		fprintf(f,
 			"From the census of %llu objects to the one of %llu, "
-			"%llu s later (process %llu, then %llu)\n"
+			"%lld s %s (process %llu, then %llu)\n"
 			"  RSS %s, Python objects %s\n\n",
 			(unsigned long long)ju(a, "objects"),
 			(unsigned long long)ju(b, "objects"),
-			(unsigned long long)(ju(b, "time") - ju(a, "time")),
+			(long long)(dt < 0 ? -dt : dt),
+			dt < 0 ? "earlier" : "later",
 			(unsigned long long)ju(a, "pid"),
 			(unsigned long long)ju(b, "pid"), x, y);
 		for (int pass = 0; pass < 2; pass++) {

@@ -28,6 +28,17 @@ static json_t *fig_json(const struct ma_account_fig *f)
 	return o;
 }
 
+/*
+ * A peak figure of a thread, a process, a row or the sums: null when the
+ * capture cannot give the peak (report.h, peak_unknown), as the header's,
+ * not the 0 the empty peak view leaves in them.
+ */
+static json_t *peak_json(const struct ma_report *r,
+			 const struct ma_account_fig *f)
+{
+	return r->peak_unknown ? json_null() : fig_json(f);
+}
+
 /* jansson rejects invalid UTF-8, and names from a capture are only
  * bytes: such a name is shown with '?' for its non-ASCII bytes */
 static json_t *jstr(const char *s)
@@ -93,6 +104,11 @@ static json_t *totals_json(const struct ma_report *r)
 	json_object_set_new(jt, "unknown_frees", jint(r->unknown_frees));
 	json_object_set_new(jt, "lost_records",
 			    jint(tr ? tr->lost_records : t->lost_records));
+	/* stacks cut at --max-frames (their outer frames are missing): the
+	 * trailer's count, the whole capture's, else the payload's STATS */
+	json_object_set_new(
+		jt, "truncated_stacks",
+		jint(tr ? tr->stack_truncated : t->stack_truncated));
 	json_object_set_new(jt, "aggregated", json_boolean(t->agg_events > 0));
 	json_object_set_new(jt, "untracked_blocks", jint(t->dropped));
 	json_object_set_new(jt, "untracked_bytes", jint(t->dropped_bytes));
@@ -191,7 +207,7 @@ static json_t *threads_json(const struct ma_report *r)
 			json_object_set_new(o, "live",
 					    fig_json(&t->fig[MA_RV_LIVE]));
 			json_object_set_new(o, "peak",
-					    fig_json(&t->fig[MA_RV_PEAK]));
+					    peak_json(r, &t->fig[MA_RV_PEAK]));
 			json_object_set_new(o, "total",
 					    fig_json(&t->fig[MA_RV_TOTAL]));
 			json_object_set_new(o, "temporary",
@@ -225,7 +241,8 @@ static json_t *procs_json(const struct ma_report *r)
 							: "?"));
 		json_object_set_new(o, "threads", json_integer(p->nthreads));
 		json_object_set_new(o, "live", fig_json(&p->fig[MA_RV_LIVE]));
-		json_object_set_new(o, "peak", fig_json(&p->fig[MA_RV_PEAK]));
+		json_object_set_new(o, "peak",
+				    peak_json(r, &p->fig[MA_RV_PEAK]));
 		json_object_set_new(o, "total", fig_json(&p->fig[MA_RV_TOTAL]));
 		json_object_set_new(o, "temporary",
 				    fig_json(&p->fig[MA_RV_TEMP]));
@@ -315,7 +332,8 @@ int ma_report_json(const struct ma_report *r, FILE *f)
 	p = json_object();
 	for (int v = 0; v < MA_RV_N; v++)
 		json_object_set_new(p, ma_rview_name((enum ma_rview)v),
-				    fig_json(&r->sum[v]));
+				    v == MA_RV_PEAK ? peak_json(r, &r->sum[v])
+						    : fig_json(&r->sum[v]));
 	json_object_set_new(root, "sums", p);
 	json_object_set_new(root, "unknown_frees_whole_capture",
 			    json_boolean(r->unknown_from_trailer));
@@ -356,7 +374,8 @@ int ma_report_json(const struct ma_report *r, FILE *f)
 		json_object_set_new(o, "live", fig_json(&row->fig[MA_RV_LIVE]));
 		json_object_set_new(o, "total",
 				    fig_json(&row->fig[MA_RV_TOTAL]));
-		json_object_set_new(o, "peak", fig_json(&row->fig[MA_RV_PEAK]));
+		json_object_set_new(o, "peak",
+				    peak_json(r, &row->fig[MA_RV_PEAK]));
 		json_object_set_new(o, "temporary",
 				    fig_json(&row->fig[MA_RV_TEMP]));
 		json_object_set_new(

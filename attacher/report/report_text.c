@@ -441,6 +441,26 @@ static void footnotes(const struct ma_report *r, const struct out *o)
 		     (unsigned long long)n);
 		any = true;
 	}
+	if (t->stack_truncated || (r->trailer && r->trailer->stack_truncated)) {
+		/*
+		 * Cut at attach --max-frames, innermost frames kept: their
+		 * rows by line are right, but their callers stop short and
+		 * stacks that differ only in the missing frames look alike,
+		 * which nothing else in the report shows.  The trailer's
+		 * count is the whole capture's.
+		 */
+		uint64_t n = r->trailer ? r->trailer->stack_truncated
+					: t->stack_truncated;
+
+		if (!any)
+			fputc('\n', o->f);
+		ma_fmt_count(n, a, sizeof(a));
+		wrap(o,
+		     "%s stack%s cut at the frame limit (attach "
+		     "--max-frames); %s outer frames are missing.",
+		     a, n == 1 ? " was" : "s were", n == 1 ? "its" : "their");
+		any = true;
+	}
 	if (t->dropped || t->keys_full) {
 		if (!any)
 			fputc('\n', o->f);
@@ -476,20 +496,50 @@ static void footnotes(const struct ma_report *r, const struct out *o)
 			"exited, or records were not drained).");
 }
 
+/*
+ * Whether view k's figures are unknown: the peak when the capture cannot
+ * give it (report.h, peak_unknown).  The empty peak view leaves 0 in each
+ * thread's and process's figures, which would read as "held nothing at
+ * the peak" under a header that says the peak is not known: "-" instead.
+ */
+static bool view_unknown(const struct ma_report *r, int k)
+{
+	return k == MA_RV_PEAK && r->peak_unknown;
+}
+
 /* The views other than v, their bytes after the chosen one's, and the
  * line's end (the threads' and the processes' tables) */
-static void other_views(const struct out *o, const struct ma_account_fig *fig,
-			enum ma_rview v)
+static void other_views(const struct ma_report *r, const struct out *o,
+			const struct ma_account_fig *fig, enum ma_rview v)
 {
 	char b[32];
 
 	for (int k = 0; k < MA_RV_N; k++) {
 		if (k == (int)v)
 			continue;
-		ma_fmt_bytes(fig[k].bytes, b, sizeof(b));
+		if (view_unknown(r, k))
+			snprintf(b, sizeof(b), "-");
+		else
+			ma_fmt_bytes(fig[k].bytes, b, sizeof(b));
 		fprintf(o->f, " %10s", b);
 	}
 	fputc('\n', o->f);
+}
+
+/* The chosen view's bytes, count and share of a thread or a process */
+static void chosen_view(const struct ma_report *r,
+			const struct ma_account_fig *fig, enum ma_rview v,
+			char b[32], char c[32], char s[16])
+{
+	if (view_unknown(r, v)) {
+		snprintf(b, 32, "-");
+		snprintf(c, 32, "-");
+		snprintf(s, 16, "-");
+		return;
+	}
+	ma_fmt_bytes(fig[v].bytes, b, 32);
+	ma_fmt_count(fig[v].count, c, 32);
+	fmt_share(fig[v].bytes, r->sum[v].bytes, s, 16);
 }
 
 /* --threads: a line per thread, every view's bytes, the chosen one first */
@@ -523,12 +573,10 @@ static int thread_table(const struct ma_report *r, const struct out *o)
 	for (size_t i = 0; i < n; i++) {
 		const struct ma_rthread *t = &r->threads[ord[i]];
 
-		ma_fmt_bytes(t->fig[v].bytes, b, sizeof(b));
-		ma_fmt_count(t->fig[v].count, c, sizeof(c));
-		fmt_share(t->fig[v].bytes, r->sum[v].bytes, s, sizeof(s));
+		chosen_view(r, t->fig, v, b, c, s);
 		fprintf(o->f, "%8d  %-*.*s %s%10s%s %8s %6s", t->tid, namew,
 			namew, t->name, c_on(o, YEL), b, c_off(o), c, s);
-		other_views(o, t->fig, v);
+		other_views(r, o, t->fig, v);
 	}
 	if (!n)
 		fprintf(o->f, "%10s\n", "(none)");
@@ -564,14 +612,12 @@ static int proc_table(const struct ma_report *r, const struct out *o)
 	for (size_t i = 0; i < n; i++) {
 		const struct ma_rproc *p = &r->procs[ord[i]];
 
-		ma_fmt_bytes(p->fig[v].bytes, b, sizeof(b));
-		ma_fmt_count(p->fig[v].count, c, sizeof(c));
-		fmt_share(p->fig[v].bytes, r->sum[v].bytes, s, sizeof(s));
+		chosen_view(r, p->fig, v, b, c, s);
 		fprintf(o->f, "%8d %8d %-8s %7u %s%10s%s %8s %6s", (int)p->pid,
 			(int)p->ppid,
 			p->state <= MA_PROC_SKIPPED ? state[p->state] : "?",
 			p->nthreads, c_on(o, YEL), b, c_off(o), c, s);
-		other_views(o, p->fig, v);
+		other_views(r, o, p->fig, v);
 	}
 	if (!n)
 		fprintf(o->f, "%10s\n", "(none)");

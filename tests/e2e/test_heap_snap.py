@@ -85,6 +85,23 @@ def run(label, exe, tmp):
     check(rc == 0 and "shrank" in out and "__main__.leak -> list" in
           out.split("shrank or gone")[1],
           "%s: --diff the other way: the retainer shrank" % label, out)
+    # The second snapshot older than the first: a copy of A moved 3 s
+    # later (a snapshot is one JSON document; its time is in seconds), so
+    # that the time between them is -3 whatever the machine's speed, said
+    # as "3 s earlier", never as an unsigned wrap-around (2^64 - 3).
+    with open(a) as f:
+        doc = json.load(f)
+    doc["time"] += 3
+    later = os.path.join(tmp, "a_later.snap")
+    with open(later, "w") as f:
+        json.dump(doc, f)
+    rc, out, err = memattach("report", later, "--diff", a)
+    first = out.splitlines()[0] if out else ""
+    rc2, jout, _ = memattach("report", "-f", "json", later, "--diff", a)
+    secs = json.loads(jout).get("seconds_between") if rc2 == 0 else None
+    check(rc == 0 and ", 3 s earlier (process" in first and secs == -3,
+          "%s: --diff with the older snapshot second: 3 s earlier (text), "
+          "seconds_between -3 (json)" % label, (first, secs, err))
 
 
 def treemap(label, html, tmp):

@@ -457,6 +457,113 @@ def thread_peak(cap):
           out[:800])
 
 
+def children_from(exe, tmp):
+    """--from on an aggregated --children capture whose peak comes in the
+    range (pool.py's tasks run after the start): the peak is not known,
+    and the processes' table and JSON say so as the header does, not
+    "0 B" for each process"""
+    cap = os.path.join(tmp, "pool.cap")
+    with Target(exe, "pool.py") as t:
+        a = Attach(t.pid, "--children", output=cap)
+        if not check(a.wait_attached(), "pool --children: attach",
+                     a.stderr):
+            a.stop()
+            return
+        time.sleep(1.5)
+        t.proc.stdin.write(b"go\n")
+        t.proc.stdin.flush()
+        done = None
+        while done not in ("DONE", ""):
+            done = t.readline(60).strip()
+        # the workers' sums move once a second: two rounds after the tasks
+        time.sleep(2.2)
+        rc = a.stop()
+        t.proc.stdin.write(b"quit\n")
+        t.proc.stdin.flush()
+    if not check(rc == 0 and done == "DONE", "pool --children: attach "
+                 "exits 0", "exit %s\n%s" % (rc, a.stderr)):
+        return
+    doc, _, _ = report(cap, "--from", "0.5")
+    procs = doc.get("processes") or []
+    check(doc["peak"]["bytes"] is None and len(procs) >= 3 and
+          doc["sums"]["peak"] is None and
+          all(p["peak"] is None for p in procs) and
+          all(r["peak"] is None for r in doc["rows"]) and
+          all(th.get("peak", None) is None for th in doc["threads"]),
+          "pool --children --from: the peak is not known in the header, "
+          "and null in sums, each process, thread and row (not 0)",
+          "peak %s sums %s processes %s" % (
+              doc["peak"], doc["sums"].get("peak"),
+              [(p["pid"], p["peak"]) for p in procs]))
+    rc, out, _ = memattach("report", "--from", "0.5", "--pids", cap)
+    tab = out.split("Processes by live bytes")[-1].splitlines()[2:]
+    tab = [x.split() for x in tab if re.match(r"\s+\d+\s+\d+ ", x)]
+    # PID PARENT STATE THREADS LIVE(2) COUNT SHARE PEAK TOTAL(2) TEMP(2)
+    check(rc == 0 and "peak not known" in out and len(tab) >= 3 and
+          all(x[8] == "-" for x in tab),
+          "pool --children --from: the text's processes table shows the "
+          "peak as '-', not 0 B", out[:1500])
+    rc, out, _ = memattach("report", "--from", "0.5", "--pids", "--view",
+                           "peak", cap)
+    tab = out.split("Processes by peak bytes")[-1].splitlines()[2:]
+    tab = [x.split() for x in tab if re.match(r"\s+\d+\s+\d+ ", x)]
+    check(rc == 0 and len(tab) >= 3 and
+          all(x[4:7] == ["-", "-", "-"] for x in tab),
+          "pool --children --from --view peak: the peak columns are '-'",
+          out[:1500])
+
+
+def truncated_stacks(exe, tmp):
+    """Stacks cut at attach --max-frames: a 30-deep recursion that
+    allocates at its bottom, tracked with --max-frames 8, then 64: the
+    first report says how many stacks were cut (text footnote, JSON
+    totals.truncated_stacks, as the attach summary), the second none"""
+    code = ("import sys, time\n"
+            "def rec(n, keep):\n"
+            "    if n == 0:\n"
+            "        keep.append(bytearray(4096))\n"
+            "        return\n"
+            "    rec(n - 1, keep)\n"
+            "keep = []\n"
+            "print('READY', flush=True)\n"
+            "while True:\n"
+            "    rec(30, keep)\n"
+            "    del keep[:-100]\n"
+            "    time.sleep(0.001)\n")
+    for frames, cut in ((8, True), (64, False)):
+        cap = os.path.join(tmp, "deep%d.cap" % frames)
+        p = subprocess.Popen([exe, "-c", code], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE)
+        try:
+            p.stdout.readline()
+            rc, out, err = memattach("attach", "-d", "1.5", "--max-frames",
+                                     frames, "-o", cap, p.pid)
+        finally:
+            p.kill()
+            p.wait()
+        m = re.search(r"truncated stacks: (\S+(?: [kM])?)", out + err)
+        if not check(rc == 0 and m, "deep recursion, --max-frames %d: "
+                     "attach exits 0 with its summary" % frames,
+                     "exit %d\n%s%s" % (rc, out, err)):
+            continue
+        doc, _, _ = report(cap)
+        n = doc["totals"].get("truncated_stacks")
+        rc, text, _ = memattach("report", "--width", "300", cap)
+        foot = re.search(r"\n(\S+(?: [kM])?) stacks? (?:was|were) cut at "
+                         r"the frame limit \(attach --max-frames\); "
+                         r"(?:its|their) outer frames are missing\.", text)
+        if cut:
+            check(n and n > 0 and foot and foot.group(1) == m.group(1),
+                  "--max-frames 8: JSON totals.truncated_stacks and the "
+                  "text footnote give the attach summary's count",
+                  "json %s, summary %s, text %s" % (
+                      n, m.group(1), foot and foot.group(0)))
+        else:
+            check(n == 0 and not foot and m.group(1) == "0",
+                  "--max-frames 64: no stack cut, no footnote",
+                  "json %s, summary %s" % (n, m.group(1)))
+
+
 def no_python_frame(exe, tmp):
     """Thread stacks (mmaps made before the thread runs Python) are the
     <no Python frame> row in every format, and each view sums to the
@@ -544,6 +651,8 @@ def main():
         if cap:
             from_range(cap, mid)
             thread_peak(cap)
+        children_from(exe, tmp)
+        truncated_stacks(exe, tmp)
         no_python_frame(exe, tmp)
         multiline_command(exe, tmp)
     finally:
