@@ -210,6 +210,26 @@ static void loc(const struct dent *e, char *buf, size_t len)
 	}
 }
 
+/* loc() in at most w columns, cut as the other text reports cut it: a
+ * long file on the left, so that its name and line stay */
+static void loc_fit(const struct dent *e, char *buf, size_t len, int w)
+{
+	const struct ma_rrow *r = e->row;
+
+	if (!r || e->r->opts.group == MA_VIEW_STACK) {
+		loc(e, buf, len);
+		return;
+	}
+	if (w > (int)len - 1)
+		w = (int)len - 1;
+	/* by file (no function): the file; a row with no file or line:
+	 * the function alone, as loc() gives them */
+	ma_fit_location(r->function,
+			!r->function || (r->file[0] && r->line >= 0) ? r->file
+								     : "",
+			r->line, buf, w);
+}
+
 /* Tracked time of a capture, ns (--to: up to the end of the range) */
 static uint64_t dur(const struct ma_report *r)
 {
@@ -261,7 +281,7 @@ static void text_rows(const struct ma_report *a, const struct dent *e,
 		fmt_delta(delta(k), d, sizeof(d));
 		ma_fmt_bytes(k->a.bytes, x, sizeof(x));
 		ma_fmt_bytes(k->b.bytes, y, sizeof(y));
-		loc(k, l, sizeof(l));
+		loc_fit(k, l, sizeof(l), locw);
 		fprintf(f, "%11s %10s %10s  %.*s\n", d, x, y, locw, l);
 	}
 	(void)a;

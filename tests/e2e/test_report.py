@@ -309,6 +309,12 @@ def diff(caps):
     out, rc, _ = report(a, "--diff", b, fmt="text")
     check(rc == 0 and "fill_cache" in out.split("LOCATION", 1)[-1][:400],
           "diff: text names it")
+    # a narrow text cuts a long file on the left, as the other reports
+    # do: the line number stays (it was cut off on the right)
+    out, rc, _ = report(a, "--diff", b, "--width", "50", fmt="text")
+    first = out.split("LOCATION", 1)[-1].strip().splitlines()[:1]
+    check(rc == 0 and first and re.search(r"\.py:\d+\)$", first[0]),
+          "diff: a narrow text keeps the file's end and the line", first)
     _, rc, err = report(a, "--diff", b, fmt="html", ok=False)
     check(rc == 2 and "--diff" in err, "diff: html refused (usage)")
 
