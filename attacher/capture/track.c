@@ -572,26 +572,13 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 	return 0;
 }
 
-static int proc_read(const char *path, char *buf, size_t len);
-
 /* Why a process could not be tracked: the error, unless it has ended or
  * is ending (a child of a fork storm that exits at once fails at any
- * step, and each step's error would blame something else).  Ending: its
- * main thread's PF_EXITING (0x4) in the flags of /proc/PID/stat, set
- * before its memory goes */
+ * step, and each step's error would blame something else) */
 static const char *skip_why(pid_t pid)
 {
-	char path[64], buf[512], *p;
-	unsigned long flags = 0;
-
-	if (ma_proc_ended(pid))
-		return "exited before it could be tracked";
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (proc_read(path, buf, sizeof(buf)) == 0 && (p = strrchr(buf, ')')) &&
-	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) == 1 &&
-	    (flags & 0x4))
-		return "exited before it could be tracked";
-	return ma_errmsg();
+	return ma_proc_exiting(pid) ? "exited before it could be tracked"
+				    : ma_errmsg();
 }
 
 /* A process that will not be tracked: listed, with why */

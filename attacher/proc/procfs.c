@@ -311,6 +311,24 @@ int ma_proc_job_stopped(pid_t pid, int all_threads)
 	return ret;
 }
 
+int ma_proc_exiting(pid_t pid)
+{
+	char path[64], *text = NULL;
+	const char *f;
+	unsigned long flags = 0;
+	int ret;
+
+	if (ma_proc_ended(pid))
+		return 1;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = stat_fields(path, &text);
+	/* state ppid pgrp session tty_nr tpgid flags: PF_EXITING is 0x4 */
+	ret = f && sscanf(f, "%*c %*d %*d %*d %*d %*d %lu", &flags) == 1 &&
+	      (flags & 0x4);
+	free(text);
+	return ret;
+}
+
 int ma_proc_exit_status(pid_t pid, int *status)
 {
 	struct ma_status st;

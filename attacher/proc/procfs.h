@@ -61,6 +61,10 @@ int ma_proc_ended(pid_t pid);
  */
 int ma_proc_job_stopped(pid_t pid, int all_threads);
 
+/* 1 when pid has ended (ma_proc_ended) or is ending: its main thread's
+ * PF_EXITING, set before its memory goes */
+int ma_proc_exiting(pid_t pid);
+
 /*
  * The exit status of a process that has exited and is not reaped yet (a
  * zombie), as waitpid() gives it: the exit_code field of /proc/PID/stat

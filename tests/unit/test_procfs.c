@@ -107,6 +107,18 @@ Test(procfs, maps_find_start)
 		munmap(v[i], 4096);
 }
 
+/* running: not exiting; reaped: ended, so exiting too */
+Test(procfs, exiting)
+{
+	pid_t c = fork();
+
+	if (c == 0)
+		_exit(0);
+	cr_assert(c > 0 && waitpid(c, NULL, 0) == c);
+	cr_expect(ma_proc_exiting(getpid()) == 0);
+	cr_expect(ma_proc_exiting(c) == 1);
+}
+
 Test(procfs, status_parse)
 {
 	const char *text =
