@@ -1114,6 +1114,19 @@ static int read_header(struct ma_capture_reader *r)
 	return 0;
 }
 
+int ma_capture_is(const char *path)
+{
+	char head[8];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, head, sizeof(head));
+	close(fd);
+	return n == (ssize_t)sizeof(head) && !memcmp(head, FILE_MAGIC, 8);
+}
+
 int ma_capture_open(const char *path, struct ma_capture_reader **out)
 {
 	struct ma_capture_reader *r;

@@ -134,6 +134,8 @@ struct ma_capture_reader;
  * capture, -EPROTONOSUPPORT newer format, -EBADMSG damaged header. */
 int ma_capture_open(const char *path, struct ma_capture_reader **out);
 void ma_capture_reader_close(struct ma_capture_reader *r);
+/* 1 when path starts like a capture file (its magic), else 0 */
+int ma_capture_is(const char *path);
 
 /* The header; strings owned by the reader */
 const struct ma_capture_meta *

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "capture.h"
 #include "cli.h"
 #include "heap.h"
 #include "commands.h"
@@ -109,7 +110,11 @@ static void usage(FILE *f)
 		"      --width N            text: columns (default: terminal, "
 		"$COLUMNS, 100)\n"
 		"      --color WHEN         text: auto (default), always, "
-		"never\n");
+		"never\n"
+		"  FILE may be a heap snapshot (memattach heap -o): its report "
+		"takes\n"
+		"  --format (text, json, html), --output, --top and --diff "
+		"SNAPSHOT\n");
 }
 
 /*
@@ -381,6 +386,83 @@ static int same_program(const struct ma_report *a, const struct ma_report *b)
 	return -EINVAL;
 }
 
+/* What FILE is, for a message about a mix-up */
+static const char *file_kind(const char *path)
+{
+	if (ma_heap_snap_is(path))
+		return "a heap snapshot (memattach heap -o)";
+	if (ma_capture_is(path))
+		return "a capture (memattach attach)";
+	return NULL;
+}
+
+/*
+ * --diff of a heap snapshot and a capture: which file is which, rather
+ * than "bad magic" about the second.  Only when both files are what they
+ * seem: a damaged one gets its reader's message.
+ */
+static int kinds_differ(const char *a, const char *b)
+{
+	const char *ka = file_kind(a), *kb = file_kind(b);
+
+	if (!ka || !kb || ka == kb)
+		return 0;
+	fprintf(stderr,
+		"memattach: report: --diff compares two captures or two heap "
+		"snapshots: %s is %s, %s is %s\n",
+		a, ka, b, kb);
+	return 1;
+}
+
+/* The options a heap snapshot's report takes besides FILE; the others
+ * are the captures' (a census has no threads, times or stacks) */
+static bool snapshot_opt(int c)
+{
+	return c == 'f' || c == 'o' || c == OPT_TOP || c == OPT_DIFF;
+}
+
+/* memattach report on a heap snapshot, or two with --diff */
+static int report_snapshot(const char *path, const char *diff,
+			   const struct ma_report_format *fmt, const char *out,
+			   int top, int bad_opt, const struct option *longopts)
+{
+	struct output dest = { 0 };
+	char *out_alloc = NULL;
+	int err;
+
+	if (bad_opt) {
+		char name[32];
+
+		opt_name(longopts, bad_opt, name, sizeof(name));
+		fprintf(stderr,
+			"memattach: report: %s is a heap snapshot: %s applies "
+			"to captures only (a snapshot's report takes "
+			"--format, --output, --top and --diff)\n",
+			path, name);
+		return MA_EXIT_USAGE;
+	}
+	/* html goes to a file on a terminal, as a capture's does */
+	if (!out && !fmt->terminal && isatty(STDOUT_FILENO)) {
+		out = out_alloc = default_output(path, fmt);
+		if (!out)
+			return MA_EXIT_ERROR;
+	}
+	if (out && !strcmp(out, "-"))
+		out = NULL;
+	err = output_open(&dest, out);
+	if (!err)
+		err = output_close(&dest, ma_heap_report(dest.f, path, diff,
+							 fmt->name, top));
+	if (err) {
+		free(out_alloc);
+		return ma_cli_fail("report");
+	}
+	if (out_alloc)
+		fprintf(stderr, "memattach: report written to %s\n", out);
+	free(out_alloc);
+	return MA_EXIT_OK;
+}
+
 int ma_cmd_report(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -415,7 +497,7 @@ int ma_cmd_report(int argc, char **argv)
 	struct output dest = { 0 };
 	struct progress pr = { 0 }, *prp = NULL;
 	uint64_t t0, t1;
-	int c, err, ret = MA_EXIT_OK;
+	int c, err, ret = MA_EXIT_OK, not_snapshot = 0;
 	bool force = false;
 	uint64_t diff_to = 0;
 	long v = 0; /* set before use; a Release build (-O3) cannot tell
@@ -426,6 +508,8 @@ int ma_cmd_report(int argc, char **argv)
 	ma_report_opts_init(&o);
 	while ((c = ma_cli_opt(&args)) > 0) {
 		err = 0;
+		if (!snapshot_opt(c) && !not_snapshot)
+			not_snapshot = c;
 		switch (c) {
 		case 'f':
 			fmt = ma_report_format_find(optarg);
@@ -524,12 +608,12 @@ int ma_cmd_report(int argc, char **argv)
 	}
 	if (args.exit >= 0)
 		return args.exit;
+	if (diff && kinds_differ(argv[optind], diff))
+		return MA_EXIT_USAGE;
 	/* A heap snapshot (memattach heap -o) has renderers of its own */
-	if (ma_heap_snap_is(argv[optind])) {
-		if (ma_heap_report(argv[optind], diff, fmt->name, out, o.top))
-			return ma_cli_fail("report");
-		return MA_EXIT_OK;
-	}
+	if (ma_heap_snap_is(argv[optind]))
+		return report_snapshot(argv[optind], diff, fmt, out, o.top,
+				       not_snapshot, longopts);
 	if (diff_to) {
 		/* two moments of one capture: FILE as of --to, and as of
 		 * --diff-to */

@@ -192,8 +192,9 @@ int ma_heap_snap_write(const char *path, const json_t *doc);
 int ma_heap_snap_is(const char *path);
 /* NULL with a message (exit code MA_EXIT_CAPTURE) when unreadable */
 json_t *ma_heap_snap_read(const char *path);
-/* memattach report on a snapshot (or two, with diff) */
-int ma_heap_report(const char *path, const char *diff, const char *format,
-		   const char *out, int top);
+/* memattach report on a snapshot (or two, with diff), into f: 0, or
+ * -errno with a message (the caller handles f's write errors) */
+int ma_heap_report(FILE *f, const char *path, const char *diff,
+		   const char *format, int top);
 
 #endif

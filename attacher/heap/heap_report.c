@@ -865,11 +865,10 @@ int ma_heap_render_diff(FILE *f, const json_t *a, const json_t *b,
 	return err;
 }
 
-int ma_heap_report(const char *path, const char *diff, const char *format,
-		   const char *out, int top)
+int ma_heap_report(FILE *f, const char *path, const char *diff,
+		   const char *format, int top)
 {
 	json_t *a, *b = NULL;
-	FILE *f = stdout;
 	int err;
 
 	if (strcmp(format, "text") && strcmp(format, "json") &&
@@ -890,23 +889,8 @@ int ma_heap_report(const char *path, const char *diff, const char *format,
 			return -EPROTO;
 		}
 	}
-	if (out) {
-		f = fopen(out, "w");
-		if (!f) {
-			err = ma_err(-errno, "writing %s: %s", out,
-				     strerror(errno));
-			ma_err_set_exit(MA_EXIT_CAPTURE);
-			json_decref(a);
-			json_decref(b);
-			return err;
-		}
-	}
 	err = b ? ma_heap_render_diff(f, a, b, format, top)
 		: ma_heap_render(f, a, format, top, 0);
-	if (f != stdout && fclose(f) && !err)
-		err = -errno;
-	if (err)
-		ma_err(err, "writing the report: %s", strerror(-err));
 	json_decref(a);
 	json_decref(b);
 	return err;

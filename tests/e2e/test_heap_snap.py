@@ -150,6 +150,28 @@ def errors(tmp):
                                  t.pid)
         check(rc == 7 and not out and "no/such" in err,
               "-o into a missing directory: exit 7 before any census", err)
+        cap = os.path.join(tmp, "mix.cap")
+        rc, out, err = memattach("attach", "-q", "-d", "0.5", "-o", cap,
+                                 t.pid)
+        check(rc == 0, "a capture to mix up with a snapshot", err)
+    # a snapshot and a capture mixed up: which file is which, exit 2 (the
+    # old binary: "bad magic" about one of them, exit 7)
+    for x, y in ((good, cap), (cap, good)):
+        rc, out, err = memattach("report", x, "--diff", y)
+        check(rc == 2 and not out and "%s is a heap snapshot" % good in err
+              and "%s is a capture" % cap in err,
+              "--diff of %s and %s: says which file is which, exit 2"
+              % (os.path.basename(x), os.path.basename(y)), err)
+    # a capture's option on a snapshot is refused, not ignored
+    rc, out, err = memattach("report", good, "--thread", "MainThread")
+    check(rc == 2 and not out and "--thread applies to captures" in err,
+          "--thread on a snapshot: refused with exit 2", err)
+    # -o - is stdout, as for a capture (the old binary wrote a file '-')
+    rc, out, err = memattach("report", good, "--top", "3", "-f", "json",
+                             "-o", "-")
+    check(rc == 0 and json.loads(out).get("objects", 0) > 0 and
+          not os.path.exists("-"), "-o - writes the snapshot's report to "
+          "stdout", err)
 
 
 def copy_dies():
