@@ -18,16 +18,41 @@
 #include <unistd.h>
 
 #include "offsets_internal.h"
+#include "procfs.h"
 
-#define MA_CACHE_MAGIC 0x31434f414dull /* "MAOC1" */
+#define MA_CACHE_MAGIC 0x32434f414dull /* "MAOC2" */
 
+/*
+ * A debug file read through a target's root (/proc/PID/root/usr/lib/...:
+ * a process in another mount namespace) is kept by its path in that root,
+ * in_root set: the next target of the same build is in a root of its own,
+ * and the PID of the first may be gone, or be another process.
+ */
 struct offsets_cache {
 	uint64_t magic;
 	uint32_t abi, size;
 	struct ma_py_offsets off;
 	uint64_t dbg_size, dbg_mtime;
+	uint32_t in_root, _pad;
 	char dbg_path[PATH_MAX];
 };
+
+/* The part of path after "/proc/N/root", or NULL */
+static const char *root_relative(const char *path)
+{
+	const char *p = path;
+
+	if (strncmp(p, "/proc/", 6))
+		return NULL;
+	p += 6;
+	if (*p < '0' || *p > '9')
+		return NULL;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	if (strncmp(p, "/root/", 6))
+		return NULL;
+	return p + 5;
+}
 
 static int cache_path(const char *build_id, uint32_t version_hex, char *buf,
 		      size_t len)
@@ -48,13 +73,13 @@ static int cache_path(const char *build_id, uint32_t version_hex, char *buf,
 	return 0;
 }
 
-int ma_offsets_cache_load(const char *build_id, uint32_t version_hex,
+int ma_offsets_cache_load(pid_t pid, const char *build_id, uint32_t version_hex,
 			  struct ma_py_offsets *off, char *origin,
 			  size_t origin_len)
 {
 	struct offsets_cache c;
 	struct stat st;
-	char path[PATH_MAX + 128];
+	char path[PATH_MAX + 128], dbg[PATH_MAX + 64];
 	FILE *f;
 	size_t n;
 
@@ -68,12 +93,17 @@ int ma_offsets_cache_load(const char *build_id, uint32_t version_hex,
 	c.dbg_path[sizeof(c.dbg_path) - 1] = '\0';
 	if (n != sizeof(c) || c.magic != MA_CACHE_MAGIC ||
 	    c.abi != MA_OFFSETS_ABI || c.size != sizeof(c.off) ||
-	    c.off.version_hex != version_hex || stat(c.dbg_path, &st) ||
-	    (uint64_t)st.st_size != c.dbg_size ||
+	    c.off.version_hex != version_hex)
+		return -ENOENT;
+	if (c.in_root)
+		ma_proc_target_path(pid, c.dbg_path, dbg, sizeof(dbg));
+	else
+		snprintf(dbg, sizeof(dbg), "%s", c.dbg_path);
+	if (stat(dbg, &st) || (uint64_t)st.st_size != c.dbg_size ||
 	    (uint64_t)st.st_mtime != c.dbg_mtime)
 		return -ENOENT;
 	*off = c.off;
-	snprintf(origin, origin_len, "DWARF (%s, cached)", c.dbg_path);
+	snprintf(origin, origin_len, "DWARF (%s, cached)", dbg);
 	return 0;
 }
 
@@ -94,7 +124,9 @@ void ma_offsets_cache_store(const char *build_id,
 		return;
 	c.dbg_size = (uint64_t)st.st_size;
 	c.dbg_mtime = (uint64_t)st.st_mtime;
-	snprintf(c.dbg_path, sizeof(c.dbg_path), "%s", dbg_path);
+	c.in_root = root_relative(dbg_path) != NULL;
+	snprintf(c.dbg_path, sizeof(c.dbg_path), "%s",
+		 c.in_root ? root_relative(dbg_path) : dbg_path);
 	/* mkdir -p of the two last levels; failures just mean no cache */
 	char *slash = strrchr(path, '/');
 

@@ -17,10 +17,12 @@ void ma_pyoffsets_init(struct ma_py_offsets *o, uint32_t version_hex,
 
 /*
  * The cache of DWARF offsets by build ID (offsets_cache.c).  load: 0 and
- * *off, origin ("DWARF (FILE, cached)") filled, or -ENOENT.  store: after a
- * validated DWARF result read from dbg_path; failures mean no cache.
+ * *off, origin ("DWARF (FILE, cached)") filled, or -ENOENT; pid is the
+ * target, through whose root a debug file of its own is found again.
+ * store: after a validated DWARF result read from dbg_path; failures mean
+ * no cache.
  */
-int ma_offsets_cache_load(const char *build_id, uint32_t version_hex,
+int ma_offsets_cache_load(pid_t pid, const char *build_id, uint32_t version_hex,
 			  struct ma_py_offsets *off, char *origin,
 			  size_t origin_len);
 void ma_offsets_cache_store(const char *build_id,

@@ -91,8 +91,8 @@ int ma_offsets_find(const struct ma_offsets_query *q, struct ma_py_offsets *off,
 						pkg, sizeof(pkg));
 
 	if (p == MA_PREF_AUTO || p == MA_PREF_DWARF) {
-		if (ma_offsets_cache_load(q->build_id, q->version_hex, off,
-					  origin, origin_len) == 0 &&
+		if (ma_offsets_cache_load(q->pid, q->build_id, q->version_hex,
+					  off, origin, origin_len) == 0 &&
 		    check_offsets(&c) == 0)
 			return 0;
 		err = ma_pyoffsets_from_dwarf(q->mod, q->version_hex, off);

@@ -83,6 +83,21 @@ def run(label, exe, tmp):
         t.proc.stdin.write(b"quit\n")
         t.proc.stdin.flush()
         check(t.readline() == "GOT", "%s: target runs on" % label)
+        first = t.pid
+    # A second process of the same build in a namespace of its own, the
+    # first gone: the cached offsets are found again through ITS root (the
+    # cache kept the first's /proc/PID/root path: a miss once it ended,
+    # or another process's path in the attach line while it lived)
+    with Target(exe, "named_threads.py", wrap=wrap) as t:
+        for _ in range(6):
+            t.readline()
+        rc, out, err = memattach("info", t.pid, env=env)
+        m = re.search(r"^offsets: +(.*)$", out, re.M)
+        line = m.group(1) if m else ""
+        check(rc == 0 and line.startswith("DWARF (") and "cached" in line
+              and "/proc/%d/" % first not in line,
+              "%s: a second namespace: offsets from the cache, found "
+              "through its own root" % label, out + err)
 
 
 def main():
