@@ -1601,7 +1601,7 @@ static int get_def(struct ma_capture_reader *r, struct ma_event *ev)
 		ev->proc.pid = get_i32(m);
 		ev->proc.ppid = get_i32(m);
 		ev->proc.state = get_u32(m);
-		if (ev->proc.state > MA_PROC_SKIPPED)
+		if (ev->proc.state > MA_PROC_STOPPED)
 			return bad_event(r, "unknown process state");
 		break;
 	default:

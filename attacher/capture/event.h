@@ -41,6 +41,9 @@ enum ma_proc_state {
 	MA_PROC_TRACKED = 0, /* tracked from now on */
 	MA_PROC_EXITED = 1,  /* exited (or exec'd): its figures end here */
 	MA_PROC_SKIPPED = 2, /* a child not tracked: not Python, busy, ... */
+	/* its payload stopped before the session's end (memattach detach
+	 * PID, or an error of its own): the process runs on, untracked */
+	MA_PROC_STOPPED = 3,
 };
 
 /* Bytes of a thread's Python name in a TNAME event, at most */

@@ -1450,6 +1450,15 @@ static void find_children(struct ma_track *g, const struct ma_track_run *run)
 	}
 }
 
+/* The payload has stopped, by itself or asked to (its ring says so) */
+static int ring_final(const struct ma_track *p)
+{
+	uint32_t st = ma_ring_state(p->s.ring);
+
+	return st == MA_STATE_FAILED || st == MA_STATE_ORPHANED ||
+	       st == MA_STATE_STOPPED;
+}
+
 /* A process of several that exited: its note, with how when known */
 static const char *exited_note(const struct ma_track *p, char *buf, size_t len)
 {
@@ -1511,7 +1520,9 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 						  run);
 					continue;
 				}
-				if (ring_gone(p, now)) {
+				/* a payload stopped (memattach detach) unmaps
+				 * the ring too: the state loop below says so */
+				if (!ring_final(p) && ring_gone(p, now)) {
 					multi_end(p, MA_PROC_EXITED,
 						  "exec'd another program",
 						  run);
@@ -1557,17 +1568,29 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 			if (!p->active)
 				continue;
 			st = ma_ring_state(p->s.ring);
-			if (st == MA_STATE_FAILED)
-				multi_end(p, MA_PROC_EXITED, "payload failed",
-					  run);
-			else if (st == MA_STATE_ORPHANED ||
-				 st == MA_STATE_STOPPED)
-				multi_end(p, MA_PROC_EXITED, "payload stopped",
-					  run);
-			else
+			if (ring_final(p)) {
+				/* the process lives on: in the payload's
+				 * words, why it stopped */
+				char msg[128], note[160];
+
+				ma_track_payload_message(p, msg, sizeof(msg));
+				snprintf(note, sizeof(note), "payload %s%s%s",
+					 st == MA_STATE_FAILED ? "failed"
+							       : "stopped",
+					 msg[0] ? ": " : "", msg);
+				multi_end(p, MA_PROC_STOPPED, note, run);
+			} else {
 				active++;
+			}
 		}
 		if (!active) {
+			/* the session ends as the first process did: its
+			 * payload stopped (memattach detach) is not an exit */
+			if (g->info.state == MA_PROC_STOPPED)
+				return ma_ring_state(g->s.ring) ==
+						       MA_STATE_FAILED
+					       ? MA_TRACK_END_PAYLOAD_FAILED
+					       : MA_TRACK_END_PAYLOAD_STOPPED;
 			g->target_exited = 1;
 			return MA_TRACK_END_TARGET_EXITED;
 		}

@@ -413,7 +413,7 @@ static void proc_note(void *arg, const struct ma_track_proc *p)
 		fprintf(stderr, "%smemattach: not tracking %d%s%.0d%s: %s\n",
 			nl, (int)p->pid, p->ppid ? " (child of " : "",
 			(int)p->ppid, p->ppid ? ")" : "", p->note);
-	else if (p->state == MA_PROC_EXITED)
+	else if (p->state == MA_PROC_EXITED || p->state == MA_PROC_STOPPED)
 		fprintf(stderr,
 			"%smemattach: process %d: %s; its figures are kept\n",
 			nl, (int)p->pid, p->note);
@@ -430,7 +430,8 @@ static void print_procs(const struct ma_track *tr, FILE *f)
 	size_t n = ma_track_nprocs(tr);
 	static const char *const state[] = { [MA_PROC_TRACKED] = "tracked",
 					     [MA_PROC_EXITED] = "exited",
-					     [MA_PROC_SKIPPED] = "skipped" };
+					     [MA_PROC_SKIPPED] = "skipped",
+					     [MA_PROC_STOPPED] = "stopped" };
 
 	if (!n)
 		return;
@@ -452,7 +453,7 @@ static void print_procs(const struct ma_track *tr, FILE *f)
 		}
 		fprintf(f, "%8d %8d %-8s %10s %10s %10s %12s%s%s\n",
 			(int)p->pid, (int)p->ppid,
-			p->state <= MA_PROC_SKIPPED ? state[p->state] : "?", l,
+			p->state <= MA_PROC_STOPPED ? state[p->state] : "?", l,
 			pk, t, a, p->note[0] ? "  " : "", p->note);
 	}
 }

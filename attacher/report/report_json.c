@@ -224,7 +224,8 @@ static json_t *procs_json(const struct ma_report *r)
 {
 	static const char *const state[] = { [MA_PROC_TRACKED] = "tracked",
 					     [MA_PROC_EXITED] = "exited",
-					     [MA_PROC_SKIPPED] = "skipped" };
+					     [MA_PROC_SKIPPED] = "skipped",
+					     [MA_PROC_STOPPED] = "stopped" };
 	json_t *a = json_array();
 	uint32_t *ord = malloc((r->nprocs + 1) * sizeof(*ord));
 	size_t n = ord ? ma_report_proc_order(r, ord) : 0;
@@ -236,7 +237,7 @@ static json_t *procs_json(const struct ma_report *r)
 		json_object_set_new(o, "pid", json_integer(p->pid));
 		json_object_set_new(o, "parent", json_integer(p->ppid));
 		json_object_set_new(o, "state",
-				    json_string(p->state <= MA_PROC_SKIPPED
+				    json_string(p->state <= MA_PROC_STOPPED
 							? state[p->state]
 							: "?"));
 		json_object_set_new(o, "threads", json_integer(p->nthreads));

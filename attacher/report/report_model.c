@@ -466,7 +466,8 @@ static int proc_event(struct prep *pp, const struct ma_event *ev)
 	}
 	if (ev->proc.ppid)
 		p->ppid = ev->proc.ppid;
-	if (p->state != MA_PROC_EXITED)
+	/* exited and stopped are the last word on a process */
+	if (p->state != MA_PROC_EXITED && p->state != MA_PROC_STOPPED)
 		p->state = ev->proc.state;
 	if (!ev->thread || ev->thread >= (1u << 20) ||
 	    ev->thread >= pp->cur_cap || !pp->cur[ev->thread])

@@ -592,7 +592,8 @@ static int proc_table(const struct ma_report *r, const struct out *o)
 						   "TEMPORARY" };
 	static const char *const state[] = { [MA_PROC_TRACKED] = "tracked",
 					     [MA_PROC_EXITED] = "exited",
-					     [MA_PROC_SKIPPED] = "skipped" };
+					     [MA_PROC_SKIPPED] = "skipped",
+					     [MA_PROC_STOPPED] = "stopped" };
 	enum ma_rview v = r->opts.view;
 	uint32_t *ord = malloc((r->nprocs + 1) * sizeof(*ord));
 	size_t n;
@@ -615,7 +616,7 @@ static int proc_table(const struct ma_report *r, const struct out *o)
 		chosen_view(r, p->fig, v, b, c, s);
 		fprintf(o->f, "%8d %8d %-8s %7u %s%10s%s %8s %6s", (int)p->pid,
 			(int)p->ppid,
-			p->state <= MA_PROC_SKIPPED ? state[p->state] : "?",
+			p->state <= MA_PROC_STOPPED ? state[p->state] : "?",
 			p->nthreads, c_on(o, YEL), b, c_off(o), c, s);
 		other_views(r, o, p->fig, v);
 	}

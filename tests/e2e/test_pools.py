@@ -18,7 +18,10 @@ as a dimension.  On each interpreter:
   --children works;
 - on the first interpreter, `attach PID1 PID2` (a worker and the master
   named, no --children) puts both into one capture, and nothing of the
-  other worker.
+  other worker; and `memattach detach` of each process of an attach
+  --children session, one by one: each is listed as stopped (not exited)
+  with the payload's reason, and the session ends as detached, the
+  target running.
 """
 import os
 import re
@@ -287,6 +290,44 @@ def several(label, exe, tmp):
           doc["rows"][:3])
 
 
+def detached(label, exe, tmp):
+    cap = os.path.join(tmp, "d.cap")
+    with Target(exe, "prefork.py", tmp, 2) as t:
+        workers = [int(p) for p in t.ready_line.split()[1:]]
+        a = Run("--children", "-d", "60", "-o", cap, t.pid)
+        ok = all(a.wait_for(r"tracking child %d of %d" % (w, t.pid))
+                 for w in workers)
+        check(ok, "%s: detach: both workers tracked" % label, a.err)
+        rc, _, err = memattach("detach", workers[1])
+        ok = a.wait_for(r"process %d: payload stopped: stopped by "
+                        r"'memattach detach'" % workers[1])
+        check(rc == 0 and ok and a.proc.poll() is None,
+              "%s: detach of a worker: said stopped, the session goes on"
+              % label, a.err + err)
+        for pid in (workers[0], t.pid):
+            memattach("detach", pid)
+        try:
+            a.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        rc = a.stop()
+        end = a.err.strip().splitlines()[-1:] or [""]
+        check(rc == 0 and end[0].startswith("memattach: detached after")
+              and "target running" in end[0],
+              "%s: every process detached: the session ends as detached, "
+              "not as 'target exited'" % label, a.err)
+        t.proc.stdin.write(b"quit\n")
+        t.proc.stdin.flush()
+        for k in (0, 1):
+            open(os.path.join(tmp, "go-%d" % k), "w").close()
+            open(os.path.join(tmp, "end-%d" % k), "w").close()
+    doc = report_json(cap)
+    states = {p["pid"]: p["state"] for p in doc.get("processes", [])}
+    check(states == {w: "stopped" for w in workers + [t.pid]},
+          "%s: detach: the report lists the three processes as stopped"
+          % label, states)
+
+
 def main():
     first = True
     for label, exe in interpreters():
@@ -300,6 +341,9 @@ def main():
         if first:
             with tempfile.TemporaryDirectory(prefix="ma-pools-") as tmp:
                 several(label, exe, tmp)
+            with tempfile.TemporaryDirectory(prefix="ma-pools-") as tmp:
+                os.chmod(tmp, 0o755)
+                detached(label, exe, tmp)
             first = False
     if not first:
         return
