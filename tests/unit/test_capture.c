@@ -1429,6 +1429,10 @@ Test(capture, proc_events_need_format_3)
 			    .state = MA_PROC_EXITED } },
 		{ .type = MA_EV_PROC,
 		  .proc = { .pid = -7, .ppid = 1, .state = MA_PROC_SKIPPED } },
+		{ .type = MA_EV_PROC,
+		  .proc = { .pid = 4244,
+			    .ppid = 4242,
+			    .state = MA_PROC_STOPPED } },
 	};
 	const size_t n = sizeof(procs) / sizeof(procs[0]);
 	struct ma_event ev;
