@@ -32,6 +32,8 @@
 #include "teststep.h"
 
 #define PAYLOAD_MEMFD_NAME "memattach-payload"
+/* how its mapping's path shows in maps, and its descriptor's link */
+#define PAYLOAD_MAPPED "/memfd:" PAYLOAD_MEMFD_NAME
 
 /* Defined by the assembler file CMake generates around the built payload */
 extern const uint8_t ma_payload_image_start[];
@@ -154,10 +156,19 @@ static int lib_symbol(const struct ma_target *t, const char *lib,
 static uint64_t payload_base(const struct ma_maps *m)
 {
 	for (size_t i = 0; i < m->n; i++)
-		if (m->v[i].offset == 0 &&
-		    strstr(m->v[i].path, "/memfd:" PAYLOAD_MEMFD_NAME))
+		if (m->v[i].offset == 0 && strstr(m->v[i].path, PAYLOAD_MAPPED))
 			return m->v[i].start;
 	return 0;
+}
+
+/* The same, reading maps only as far as the payload's line (it comes
+ * early when there; a process with a hundred libraries takes
+ * milliseconds to read whole): 0 when not loaded */
+static uint64_t payload_base_now(pid_t pid)
+{
+	uint64_t base;
+
+	return ma_maps_find_start(pid, PAYLOAD_MAPPED, &base) ? 0 : base;
 }
 
 /* The build ID note of the loaded payload, from the target's memory (it
@@ -886,8 +897,7 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
 	/* Only as far as the payload's line: the whole maps of a process
 	 * with a hundred libraries take milliseconds to read and parse, the
 	 * target stopped (t->maps is read again after the thaw) */
-	if (ma_maps_find_start(t->pid, "/memfd:" PAYLOAD_MEMFD_NAME, &pi->base))
-		pi->base = 0;
+	pi->base = payload_base_now(t->pid);
 	if (!pi->base)
 		return ma_err(-ENOEXEC,
 			      "inject: dlopen of the payload failed in process "
@@ -909,11 +919,8 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
 static int changed_since_probe(struct ma_target *t,
 			       const struct ma_payload_info *pi)
 {
-	uint64_t base;
-
 	if (!pi->loaded)
-		return ma_maps_find_start(t->pid, "/memfd:" PAYLOAD_MEMFD_NAME,
-					  &base) == 0;
+		return payload_base_now(t->pid) != 0;
 	if (pi->same_build) {
 		struct ma_ctl ctl;
 
@@ -1183,7 +1190,7 @@ static int leftover_fds(pid_t pid, int *fds, int max)
 		return n;
 	for (int i = 0; i < n && k < max; i++)
 		if (ma_proc_fd_link(pid, all[i], link, sizeof(link)) > 0 &&
-		    strstr(link, "/memfd:" PAYLOAD_MEMFD_NAME))
+		    strstr(link, PAYLOAD_MAPPED))
 			fds[k++] = all[i];
 	return k;
 }
