@@ -225,6 +225,12 @@ struct ma_report {
 	 * whose round straddled the start count from this sample on (0:
 	 * none did) */
 	uint64_t range_agg_late_ns;
+	/* --to on an aggregated capture: the stacks' sums come once a
+	 * second (AGG rounds), so they are those of the last round before
+	 * the cut, at about range_agg_end_ns (0: none came before it); the
+	 * figures of every row and the header are as of then */
+	bool range_agg_cut;
+	uint64_t range_agg_end_ns;
 
 	/* The peak.  peak_unknown: the capture cannot give it (--from on an
 	 * aggregated capture, unless the peak came before the range); no

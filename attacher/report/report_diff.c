@@ -230,12 +230,25 @@ static void loc_fit(const struct dent *e, char *buf, size_t len, int w)
 			r->line, buf, w);
 }
 
-/* Tracked time of a capture, ns (--to: up to the end of the range) */
-static uint64_t dur(const struct ma_report *r)
+/* The moment a capture's figures are as of, ns from its start (--to:
+ * the end of the range, or an aggregated capture's last round of sums
+ * before it) */
+static uint64_t end_of(const struct ma_report *r)
 {
+	if (r->range_agg_cut)
+		return r->range_agg_end_ns;
 	if (r->range_end_ns)
 		return r->range_end_ns;
 	return r->trailer ? r->trailer->duration_ns : r->t.last_t_ns;
+}
+
+/* Tracked time of a capture's figures, ns: from --from's start */
+static uint64_t dur(const struct ma_report *r)
+{
+	uint64_t end = end_of(r),
+		 start = r->opts.from_ns ? r->range_start_ns : 0;
+
+	return end > start ? end - start : 0;
 }
 
 /* --to T1 --diff-to T2: one capture from its start to two moments */
@@ -316,13 +329,23 @@ static void text(const struct ma_report *a, const struct ma_report *b,
 		"  before: %.1f s tracked, %s (%s); after: %.1f s tracked, %s "
 		"(%s)\n",
 		(double)dur(a) / 1e9, x, ra, (double)dur(b) / 1e9, y, rb);
-	if (moments(a, b))
+	if (moments(a, b) && a->range_agg_cut && end_of(a) == end_of(b))
 		fprintf(f,
-			"  note: two moments of one capture (its samples at "
+			"  note: two moments of one aggregated capture whose "
+			"stacks' sums come once a\n"
+			"  second: both fall in the round of %.1f s, so "
+			"nothing between them can be\n"
+			"  told (attach with --every-event for exact "
+			"moments).\n",
+			(double)end_of(a) / 1e9);
+	else if (moments(a, b))
+		fprintf(f,
+			"  note: two moments of one capture (%s at "
 			"%.1f s and %.1f s): what was\n"
 			"  tracked and still live at each, so the growth "
 			"between them.\n",
-			(double)dur(a) / 1e9, (double)dur(b) / 1e9);
+			a->range_agg_cut ? "its rounds of sums" : "its samples",
+			(double)end_of(a) / 1e9, (double)end_of(b) / 1e9);
 	else
 		fprintf(f,
 			"  note: each capture counts only what was allocated "

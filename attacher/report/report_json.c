@@ -352,6 +352,11 @@ int ma_report_json(const struct ma_report *r, FILE *f)
 				    r->range_agg_late_ns
 					    ? jint(r->range_agg_late_ns)
 					    : json_null());
+		/* --to: the rows' and totals' moment (0: no round before
+		 * the cut), null when every figure is as of end_ns */
+		json_object_set_new(p, "aggregated_sums_to_ns",
+				    r->range_agg_cut ? jint(r->range_agg_end_ns)
+						     : json_null());
 		json_object_set_new(root, "range", p);
 	} else {
 		json_object_set_new(root, "range", json_null());

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "errors.h"
+#include "ma_config.h"
 #include "report.h"
 #include "report_timeline.h"
 #include "units.h"
@@ -205,6 +206,8 @@ struct prep {
 	uint32_t last_vid;
 	uint64_t last_t_ns;	   /* the last sample's time (stats) */
 	bool in_range, past_range; /* --from, --to */
+	/* the sample before the last round of sums (AGG) read, for --to */
+	uint64_t last_agg_t_ns;
 	/* the fast path: per thread, node -> vid in an array, while the
 	 * arrays stay within ARRAY_BUDGET entries in all (the hash beyond) */
 	struct vmap {
@@ -872,6 +875,12 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 		 * counted, and happened before its time */
 		pp->past_range = true;
 		r->range_end_ns = ev->sample.t_ns;
+		/* the stacks' sums of an aggregated capture: as of their
+		 * last round before it */
+		if (ma_capture_meta(r->rd)->flags & MA_TRACK_AGG) {
+			r->range_agg_cut = true;
+			r->range_agg_end_ns = pp->last_agg_t_ns;
+		}
 		ev->type = 0;
 		return 0;
 	}
@@ -993,6 +1002,8 @@ static int prep_one(struct prep *pp, struct ma_event *ev)
 		}
 		if (*node > pp->max_node)
 			pp->max_node = *node;
+		if (ev->type != MA_EV_PEAK)
+			pp->last_agg_t_ns = pp->last_t_ns;
 		/* split by thread as allocations are (vid_get): the figures
 		 * of a thread's stack are this key's */
 		if (r->opts.by_thread) {
@@ -2246,12 +2257,29 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	r->wall_model_ns = clock_ns(CLOCK_MONOTONIC) - t0;
 	if (ret < 0)
 		goto fail;
+	if (o->from_ns && !pp.in_range) {
+		/* no sample at or after --from: the range is empty, and a
+		 * report of it would read as "nothing was allocated" */
+		ret = ma_err(-EINVAL,
+			     "--from %.1f s is after the last sample of %s "
+			     "(%.1f s)",
+			     (double)o->from_ns / 1e9, path,
+			     (double)pp.last_t_ns / 1e9);
+		ma_err_set_exit(MA_EXIT_USAGE);
+		goto fail;
+	}
 	if (r->thread_filtered && r->t.agg_peak)
 		filtered_agg_peak(r);
 	if (r->ranged)
 		range_totals(r, &pp);
 	if (o->from_ns && r->t.agg_events)
 		agg_range_peak(r);
+	else if (r->range_agg_cut && !r->peak_note)
+		r->peak_note = "the highest of the rounds of the stacks' sums "
+			       "up to the cut (an aggregated capture keeps "
+			       "each stack's exact peak for the whole "
+			       "capture only; attach with --every-event for "
+			       "it)";
 	prep_free(&pp);
 	ma_timeline_free(fd.tl);
 	*out = r;

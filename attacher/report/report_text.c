@@ -134,6 +134,20 @@ static void header(const struct ma_report *r, const struct out *o)
 				      "the stacks' sums of an aggregated "
 				      "capture from %.1f s",
 				      (double)r->range_agg_late_ns / 1e9);
+		/* its rounds of sums come once a second: what the rows
+		 * and totals above are as of */
+		if (r->range_agg_cut && r->range_agg_end_ns)
+			ma_para_piece(&p, "; ",
+				      "the stacks' sums of an aggregated "
+				      "capture (once a second) as of about "
+				      "%.1f s",
+				      (double)r->range_agg_end_ns / 1e9);
+		else if (r->range_agg_cut)
+			ma_para_piece(&p, "; ",
+				      "no round of the stacks' sums of an "
+				      "aggregated capture (once a second) "
+				      "before %.1f s",
+				      (double)r->range_end_ns / 1e9);
 		ma_para_end(&p);
 	}
 	if (r->pid_filtered) {

@@ -440,6 +440,48 @@ def from_range(cap, mid):
           out[:600])
 
 
+def to_range(cap, mid):
+    """--to on an aggregated capture: the stacks' sums come once a second,
+    so the rows and totals are those of the last round before the cut;
+    the header and JSON say as of when (the old binary said 'figures as
+    of its end', that of the range).  --diff-to between two moments says
+    which rounds it compares, and --diff with --from divides by the
+    range's length, not the capture's."""
+    to = mid
+    doc, _, _ = report(cap, "--to", "%.1f" % to)
+    rng = doc.get("range") or {}
+    at = rng.get("aggregated_sums_to_ns")
+    check(at is not None and at <= rng["end_ns"] and
+          at <= (to + 0.05) * 1e9,
+          "aggregated --to %.1f: JSON says the sums' moment, before the cut"
+          % to, rng)
+    rc, out, _ = memattach("report", "--to", "%.1f" % to, cap)
+    check(rc == 0 and "aggregated capture (once a second) as of about"
+          in out, "aggregated --to: the text says as of when", out[:700])
+    later, _, _ = report(cap, "--to", "%.1f" % (to + 0.3))
+    at2 = (later.get("range") or {}).get("aggregated_sums_to_ns")
+    rc, out, _ = memattach("report", "--to", "%.1f" % to, "--diff-to",
+                           "%.1f" % (to + 0.3), cap)
+    want = ("both fall in the round" if at == at2 else
+            "its rounds of sums at")
+    check(rc == 0 and at2 is not None and want in out,
+          "aggregated --to T1 --diff-to T2: the note says which rounds "
+          "(%s)" % want, "rounds %s %s\n%s" % (at, at2, out[:600]))
+    whole, _, _ = report(cap)
+    rc, out, err = memattach("report", "--format", "json", "--from",
+                             "%.1f" % mid, "--diff", cap, cap)
+    d = json.loads(out) if rc == 0 else {}
+    span = whole["totals"].get("duration_ns")
+    a_ns = (d.get("before") or {}).get("duration_ns", 0)
+    check(rc == 0 and span and a_ns and a_ns < span - (mid - 0.5) * 1e9,
+          "--diff --from: each side's duration is the range's, not the "
+          "capture's", "%s vs capture %s\n%s" % (a_ns, span, err))
+    rc, out, err = memattach("report", "--from", "1000", cap)
+    check(rc == 2 and not out and "after the last sample" in err,
+          "--from after the capture's end: refused with exit 2 (it "
+          "printed a backwards range)", "exit %s: %s" % (rc, err))
+
+
 def thread_peak(cap):
     """--thread: the header's peak is the selected threads' (the peak
     view's sum), in text and JSON"""
@@ -656,6 +698,7 @@ def main():
         cap, mid = phases_capture(exe, tmp)
         if cap:
             from_range(cap, mid)
+            to_range(cap, mid)
             thread_peak(cap)
         children_from(exe, tmp)
         truncated_stacks(exe, tmp)
