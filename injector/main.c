@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -401,11 +402,60 @@ static int attacher_pidfd(const struct ma_session *s, struct ma_fd_id *id)
 			  id);
 }
 
-static int attacher_gone(int pidfd)
+/*
+ * fd is still our pidfd of the attacher: the file ma_fd_park noted, and a
+ * pidfd of that process (its fdinfo's Pid line; -1 once the exited
+ * attacher was reaped).  The inode alone cannot tell: before Linux 6.9
+ * every pidfd, eventfd and epoll descriptor shares one anonymous inode.
+ */
+static int pidfd_ours(int fd, const struct ma_fd_id *id, pid_t pid)
 {
-	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+	char path[48], buf[512];
+	const char *p;
+	struct stat st;
+	ssize_t n;
+	long v;
+	int f;
 
-	return pidfd >= 0 && poll(&p, 1, 0) > 0;
+	if (fstat(fd, &st) || st.st_dev != id->dev || st.st_ino != id->ino)
+		return 0;
+	ma_fmt(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return 0;
+	n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strstr(buf, "\nPid:");
+	if (!p)
+		return 0;
+	for (p += 5; *p == ' ' || *p == '\t'; p++)
+		;
+	v = *p == '-' ? -1 : 0;
+	for (p += v < 0; *p >= '0' && *p <= '9'; p++)
+		v = v * 10 + (*p - '0');
+	return v == -1 || v == pid;
+}
+
+/*
+ * 1 when the attacher exited.  The program may close every descriptor
+ * above 2 (a daemon, os.closerange) or dup2 another over ours (then
+ * /dev/null, say, is always readable): the descriptor is then not ours to
+ * watch, nor to close, and *pidfd becomes -1, leaving the heartbeat to
+ * notice a dead attacher (within a second instead of a tick).
+ */
+static int attacher_gone(int *pidfd, const struct ma_fd_id *id, pid_t pid)
+{
+	struct pollfd p = { .fd = *pidfd, .events = POLLIN };
+
+	if (*pidfd < 0 || poll(&p, 1, 0) <= 0)
+		return 0;
+	if (!(p.revents & POLLNVAL) && pidfd_ours(*pidfd, id, pid))
+		return 1;
+	*pidfd = -1;
+	return 0;
 }
 
 /*
@@ -479,7 +529,8 @@ static void *watchdog_main(void *arg)
 			    MA_CMD_STOP) {
 			state = MA_STATE_STOPPED;
 			ma_fmt(msg, sizeof(msg), "stopped on request");
-		} else if (attacher_gone(pidfd)) {
+		} else if (attacher_gone(&pidfd, &pid_id,
+					 s->cfg.attacher_pid)) {
 			state = MA_STATE_ORPHANED;
 			ma_fmt(msg, sizeof(msg),
 			       "consumer gone (memattach %d exited): tracking "

@@ -316,19 +316,29 @@ def fd_reuse(label, exe, tmp, *opts):
         check(ring and low not in ours and min(ours) > 2,
               "%s: our descriptors keep off the number it freed (%d)" %
               (label, low), ours)
+        pidfd = [n for n, link in ours.items() if "[pidfd]" in link]
         got = [cmd(t, "restore")]
         if ring:
             got.append(cmd(t, "dup2 %d" % ring[0]))
-        if opts:
-            # past the second in which a payload whose attacher took it
-            # for exec'd (and stopped its heartbeat) would stop by itself
-            time.sleep(1.5)
+        # the payload's pidfd of memattach: /dev/null over it (always
+        # readable), or closed (as a daemon closes every descriptor); the
+        # payload took either for memattach's exit and stopped
+        if pidfd:
+            got.append(cmd(t, "%s %d" % ("close" if opts else "dup2",
+                                         pidfd[0])))
+        # past the second in which a payload whose attacher took it for
+        # exec'd (and stopped its heartbeat) would stop by itself, and
+        # past the watchdog's tick
+        time.sleep(1.5)
         got.append(cmd(t, "work"))
         rc = a.stop()
-        check(rc == 0 and "exec'd" not in a.stderr,
+        check(rc == 0 and "exec'd" not in a.stderr and
+              "consumer gone" not in a.stderr,
               "%s: tracking goes on after both dup2()s, exit 0" % label,
               "%s; exit %s: %s" % (got, rc, a.stderr[-600:]))
-        fds = cmd(t, "check %d %s" % (low, ring[0] if ring else ""))
+        fds = cmd(t, "check %d %s %s" % (
+            low, ring[0] if ring else "",
+            pidfd[0] if pidfd and not opts else ""))
         check(fds == "FDS ok", "%s: its descriptors are all there after "
               "the detach" % label, fds)
         t.proc.stdin.write(b"quit\n")

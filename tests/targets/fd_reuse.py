@@ -6,6 +6,8 @@ Commands on stdin, one per line, each answered on stdout:
   restore   puts the copy back at L with dup2: 'RESTORED'
   dup2 N    puts /dev/null at number N with dup2, whatever was there:
             'DUPED N'
+  close N   closes number N, whatever it is (os.closerange's way):
+            'CLOSED N'
   work      allocates 50 buffers of 100,000 bytes and keeps them: 'WORKED'
   check N.. each N must be an open descriptor of /dev/null: 'FDS ok', or
             'FDS bad' and why
@@ -38,6 +40,12 @@ def main():
             os.dup2(fd, int(cmd[1]))
             os.close(fd)
             print("DUPED", cmd[1], flush=True)
+        elif cmd[0] == "close":
+            try:
+                os.close(int(cmd[1]))
+            except OSError:
+                pass
+            print("CLOSED", cmd[1], flush=True)
         elif cmd[0] == "work":
             keep.append([bytearray(100000) for _ in range(50)])  # MARK: work
             print("WORKED", flush=True)
