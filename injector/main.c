@@ -433,10 +433,11 @@ static int pidfd_ours(int fd, const struct ma_fd_id *id, pid_t pid)
 		return 0;
 	for (p += 5; *p == ' ' || *p == '\t'; p++)
 		;
-	v = *p == '-' ? -1 : 0;
-	for (p += v < 0; *p >= '0' && *p <= '9'; p++)
+	if (*p == '-') /* "-1": the process is gone */
+		return p[1] == '1';
+	for (v = 0; *p >= '0' && *p <= '9'; p++)
 		v = v * 10 + (*p - '0');
-	return v == -1 || v == pid;
+	return v == pid;
 }
 
 /*

@@ -195,6 +195,24 @@ def sigkill(label, exe, tmp, rounds):
         check(survived == rounds,
               "%s: target survived memattach SIGKILLed at %d random moments"
               % (label, rounds), "died in round %d" % survived)
+        # Killed while tracking: the payload's watchdog sees memattach's
+        # pidfd readable within its 50 ms tick.  0.8 s tells that path
+        # from the heartbeat's (1 s), which a payload that misreads the
+        # pidfd's fdinfo would fall back to.
+        a = attach(t.pid, output=os.path.join(tmp, "kill.cap"))
+        if a.wait_attached():
+            a.proc.kill()
+            a.wait()
+            t0 = time.monotonic()
+            info = ""
+            while time.monotonic() - t0 < 0.8:
+                _, info, _ = memattach("info", t.pid, timeout=30)
+                if "went away" in info:
+                    break
+            check("went away" in info,
+                  "%s: memattach killed while tracking: the payload saw "
+                  "its pidfd (dormant within 0.8 s)" % label,
+                  [x for x in info.splitlines() if "payload" in x])
         rc, out, err = memattach("detach", t.pid, timeout=30)
         check(rc == 0 and "payload" in out,
               "%s: memattach detach afterwards" % label, out + err)
