@@ -108,6 +108,9 @@ struct ma_track {
 	int error; /* negative errno: capture write failed, ring corrupt */
 	int complete;
 	int target_exited;
+	/* it exec'd another program: the payload went with its memory, the
+	 * process runs on */
+	int target_execed;
 	int target_stopped; /* by a signal (state T), at the last look */
 	char exit_text[64]; /* how it exited, when seen as a zombie; "" */
 	int started;	    /* t0 set, track.started passed */
@@ -1523,6 +1526,7 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 				/* a payload stopped (memattach detach) unmaps
 				 * the ring too: the state loop below says so */
 				if (!ring_final(p) && ring_gone(p, now)) {
+					p->target_execed = 1;
 					multi_end(p, MA_PROC_EXITED,
 						  "exec'd another program",
 						  run);
@@ -1591,6 +1595,8 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 						       MA_STATE_FAILED
 					       ? MA_TRACK_END_PAYLOAD_FAILED
 					       : MA_TRACK_END_PAYLOAD_STOPPED;
+			if (g->target_execed)
+				return MA_TRACK_END_TARGET_EXECED;
 			g->target_exited = 1;
 			return MA_TRACK_END_TARGET_EXITED;
 		}
@@ -1643,10 +1649,18 @@ int ma_track_run(struct ma_track *tr, const struct ma_track_run *run)
 			agg_read(tr);
 			tr->last_agg = now;
 		}
-		if (now - tr->last_sample >= SAMPLE_EVERY_NS &&
-		    sample(tr, now)) {
-			tr->target_exited = 1;
-			return MA_TRACK_END_TARGET_EXITED;
+		if (now - tr->last_sample >= SAMPLE_EVERY_NS) {
+			if (sample(tr, now)) {
+				tr->target_exited = 1;
+				return MA_TRACK_END_TARGET_EXITED;
+			}
+			/* an exec takes the payload and its ring with the
+			 * old program's memory: nothing more can come */
+			if (!ring_final(tr) && ring_gone(tr, now)) {
+				drain(tr, SIZE_MAX);
+				tr->target_execed = 1;
+				return MA_TRACK_END_TARGET_EXECED;
+			}
 		}
 		if (run->progress &&
 		    now - tr->last_progress >= run->progress_ns) {
@@ -1820,8 +1834,9 @@ int ma_track_stop(struct ma_track *tr)
 	if (tr->root)
 		return stop_multi(tr);
 
-	if (tr->target_exited) {
-		/* The target is gone: what it published is in the ring */
+	if (tr->target_exited || tr->target_execed) {
+		/* The target is gone, or its memory with an exec: what it
+		 * published is in the ring */
 		drain(tr, SIZE_MAX);
 		goto out;
 	}

@@ -134,6 +134,7 @@ enum ma_track_end {
 	MA_TRACK_END_PAYLOAD_STOPPED, /* STOPPED or ORPHANED by itself */
 	MA_TRACK_END_STOP_REQUESTED,  /* run->stop_requested() said so */
 	MA_TRACK_END_DURATION,	      /* run->duration_ns reached */
+	MA_TRACK_END_TARGET_EXECED,   /* it exec'd: the payload went with it */
 };
 
 /* Where a session is, for a progress line */

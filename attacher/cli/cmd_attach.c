@@ -235,6 +235,8 @@ static const char *const why_text[] = {
 	[MA_TRACK_END_PAYLOAD_STOPPED] = "payload stopped",
 	[MA_TRACK_END_STOP_REQUESTED] = "interrupted",
 	[MA_TRACK_END_DURATION] = "duration reached",
+	[MA_TRACK_END_TARGET_EXECED] = "the target exec'd another program: "
+				       "tracking ended with its old one",
 };
 
 /* BYTES with an optional binary unit: 4096, 512K, 512KiB, 1M, 1G */

@@ -243,6 +243,33 @@ def target_exits(label, exe, tmp):
               "%s: the end line says the exit once, with its status" %
               label, a.stderr)
     if not MODE:
+        # an exec takes the payload with the old program's memory: the
+        # session ends at once, said, the process running its new
+        # program (before: progress frozen, then 'the payload did not
+        # confirm its stop', INCOMPLETE, exit 8)
+        ecap = os.path.join(tmp, "execs.cap")
+        with Target(exe, "exits.py", "exec") as t:
+            e = attach(t.pid, "--duration", 30, output=ecap)
+            if e.wait_attached():
+                t.proc.stdin.write(b"go\n")
+                t.proc.stdin.flush()
+            erc = e.wait(timeout=30)
+            check(erc == 0 and "exec'd another program" in e.stderr and
+                  "INCOMPLETE" not in e.stderr and
+                  "target running" in e.stderr,
+                  "%s: a target that execs: the session ends, said, exit 0"
+                  % label, "exit %s: %s" % (erc, e.stderr[-500:]))
+            check(t.readline(timeout=20) == "EXECED",
+                  "%s: ... and the new program runs" % label)
+            t.proc.stdin.write(b"\n")
+            t.proc.stdin.flush()
+        if erc == 0:
+            doc = report_json(ecap, "--view", "total", "--group", "line")
+            r = row_at(doc, os.path.join(TARGETS, "exits.py"), m["grow"])
+            check(r is not None and
+                  r["total"]["bytes"] >= at_least(20 << 20),
+                  "%s: ... and the capture holds the old program's "
+                  "allocations" % label, r and r["total"])
         # killed: the signal said (the attacher's side, once)
         with Target(exe, "exits.py") as t:
             k = attach(t.pid, output=os.path.join(tmp, "killed.cap"))
