@@ -786,15 +786,21 @@ stack_node(struct ma_session *s, struct ma_slot *sl, uintptr_t ts,
 		const struct ma_raw_ent *r = ma_slot_raw(sl);
 		const struct ma_site_ent *se;
 
-		if (ma_unlikely(sl->raw_trunc))
-			MA_CTR_INC(sl->truncated);
-		if (ip == r[0].ip)
+		/* a cut stack is counted where its node is found: here, or
+		 * once in stack_slow (counted here too, it was twice) */
+		if (ip == r[0].ip) {
+			if (ma_unlikely(sl->raw_trunc))
+				MA_CTR_INC(sl->truncated);
 			return ma_slot_cache(sl)[sl->depth - 1].node;
+		}
 		se = site_of(sl, ip);
 		if (se->ip == ip && se->gen == sl->site_gen &&
 		    (ma_py_ip_names_code(L) ||
-		     se->code == rd64(top, (int32_t)o->frame_code)))
+		     se->code == rd64(top, (int32_t)o->frame_code))) {
+			if (ma_unlikely(sl->raw_trunc))
+				MA_CTR_INC(sl->truncated);
 			return se->node;
+		}
 	}
 	return stack_slow_any(s, sl, top);
 }
