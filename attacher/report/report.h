@@ -338,6 +338,12 @@ size_t ma_report_shown(const struct ma_report *r);
 /* Peak moment as text: "at 12.3 s", "between 1.0 s and 2.0 s", "" */
 void ma_report_peak_when(const struct ma_report *r, char *buf, size_t len);
 
+/* Whether the capture can give view v: not the peak when peak_unknown,
+ * not the temporary view of a sampled capture (a sampled block's distance
+ * to its free is not known).  An unknown view's figures are 0 in the
+ * model; the formats show "-", null or an empty field instead. */
+bool ma_report_view_known(const struct ma_report *r, enum ma_rview v);
+
 /* A sampled capture (`attach --sample`): the note every format shows,
  * "ESTIMATES: ..." in buf, and the mean bytes between samples; 0 (buf
  * "") for an exact capture */
@@ -361,6 +367,9 @@ struct ma_report_format {
 	bool by_thread;
 	/* it shows what was allocated when (ma_report_opts.timeline) */
 	bool timeline;
+	/* it shows the chosen view only: refused when the capture cannot
+	 * give that view (ma_report_view_known) rather than all zeros */
+	bool one_view;
 	/* 0 or -errno with a message */
 	int (*render)(const struct ma_report *r, FILE *f);
 	/* --diff: what grew from capture a (before) to b (after); NULL: the

@@ -46,6 +46,18 @@ static void csv_stack(const struct ma_report *r, FILE *f, uint32_t node)
 	free(buf);
 }
 
+/* ",bytes,count" of view k, or ",," when the capture cannot give it
+ * (ma_report_view_known: not the 0 the empty view leaves) */
+static void csv_fig(const struct ma_report *r, FILE *f, int k,
+		    const struct ma_account_fig *x)
+{
+	if (!ma_report_view_known(r, (enum ma_rview)k))
+		fputs(",,", f);
+	else
+		fprintf(f, ",%llu,%llu", (unsigned long long)x->bytes,
+			(unsigned long long)x->count);
+}
+
 /* --threads: one line per thread */
 static int csv_threads(const struct ma_report *r, FILE *f)
 {
@@ -64,9 +76,7 @@ static int csv_threads(const struct ma_report *r, FILE *f)
 		fprintf(f, "%d,", t->tid);
 		ma_csv_field(f, t->name);
 		for (int k = 0; k < MA_RV_N; k++)
-			fprintf(f, ",%llu,%llu",
-				(unsigned long long)t->fig[k].bytes,
-				(unsigned long long)t->fig[k].count);
+			csv_fig(r, f, k, &t->fig[k]);
 		putc('\n', f);
 	}
 	free(ord);
@@ -96,14 +106,16 @@ int ma_report_csv(const struct ma_report *r, FILE *f)
 		putc(',', f);
 		ma_csv_field(f, row->file);
 		snprintf(line, sizeof(line), "%d", row->line);
-		fprintf(f, ",%s,%llu,%llu,%.6f", line,
-			(unsigned long long)row->fig[v].bytes,
-			(unsigned long long)row->fig[v].count,
-			all ? (double)row->fig[v].bytes / (double)all : 0.0);
+		fprintf(f, ",%s", line);
+		csv_fig(r, f, (int)v, &row->fig[v]);
+		if (ma_report_view_known(r, v))
+			fprintf(f, ",%.6f",
+				all ? (double)row->fig[v].bytes / (double)all
+				    : 0.0);
+		else
+			fputs(",", f);
 		for (int k = 0; k < MA_RV_N; k++)
-			fprintf(f, ",%llu,%llu",
-				(unsigned long long)row->fig[k].bytes,
-				(unsigned long long)row->fig[k].count);
+			csv_fig(r, f, k, &row->fig[k]);
 		putc(',', f);
 		csv_stack(r, f, row->rep);
 		putc('\n', f);

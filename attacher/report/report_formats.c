@@ -29,18 +29,21 @@ const struct ma_report_format ma_report_formats[] = {
 	},
 	{
 		.name = "pprof",
+		.one_view = true,
 		.ext = ".pb.gz",
 		.by_thread = true,
 		.render = ma_report_pprof,
 	},
 	{
 		.name = "speedscope",
+		.one_view = true,
 		.ext = ".speedscope.json",
 		.by_thread = true,
 		.render = ma_report_speedscope,
 	},
 	{
 		.name = "collapsed",
+		.one_view = true,
 		.ext = ".folded",
 		.terminal = true,
 		.render = ma_report_collapsed,

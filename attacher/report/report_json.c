@@ -39,6 +39,13 @@ static json_t *peak_json(const struct ma_report *r,
 	return r->peak_unknown ? json_null() : fig_json(f);
 }
 
+/* The same for a temporary figure: null for a sampled capture */
+static json_t *temp_json(const struct ma_report *r,
+			 const struct ma_account_fig *f)
+{
+	return ma_report_view_known(r, MA_RV_TEMP) ? fig_json(f) : json_null();
+}
+
 /* jansson rejects invalid UTF-8, and names from a capture are only
  * bytes: such a name is shown with '?' for its non-ASCII bytes */
 static json_t *jstr(const char *s)
@@ -98,9 +105,13 @@ static json_t *totals_json(const struct ma_report *r)
 			    r->peak_unknown ? json_null()
 					    : jint(t->peak_count));
 	json_object_set_new(jt, "temporary_bytes",
-			    jint(r->all[MA_RV_TEMP].bytes));
+			    ma_report_view_known(r, MA_RV_TEMP)
+				    ? jint(r->all[MA_RV_TEMP].bytes)
+				    : json_null());
 	json_object_set_new(jt, "temporary_count",
-			    jint(r->all[MA_RV_TEMP].count));
+			    ma_report_view_known(r, MA_RV_TEMP)
+				    ? jint(r->all[MA_RV_TEMP].count)
+				    : json_null());
 	json_object_set_new(jt, "unknown_frees", jint(r->unknown_frees));
 	json_object_set_new(jt, "lost_records",
 			    jint(tr ? tr->lost_records : t->lost_records));
@@ -211,7 +222,7 @@ static json_t *threads_json(const struct ma_report *r)
 			json_object_set_new(o, "total",
 					    fig_json(&t->fig[MA_RV_TOTAL]));
 			json_object_set_new(o, "temporary",
-					    fig_json(&t->fig[MA_RV_TEMP]));
+					    temp_json(r, &t->fig[MA_RV_TEMP]));
 		}
 		json_array_append_new(a, o);
 	}
@@ -246,7 +257,7 @@ static json_t *procs_json(const struct ma_report *r)
 				    peak_json(r, &p->fig[MA_RV_PEAK]));
 		json_object_set_new(o, "total", fig_json(&p->fig[MA_RV_TOTAL]));
 		json_object_set_new(o, "temporary",
-				    fig_json(&p->fig[MA_RV_TEMP]));
+				    temp_json(r, &p->fig[MA_RV_TEMP]));
 		json_array_append_new(a, o);
 	}
 	free(ord);
@@ -333,8 +344,9 @@ int ma_report_json(const struct ma_report *r, FILE *f)
 	p = json_object();
 	for (int v = 0; v < MA_RV_N; v++)
 		json_object_set_new(p, ma_rview_name((enum ma_rview)v),
-				    v == MA_RV_PEAK ? peak_json(r, &r->sum[v])
-						    : fig_json(&r->sum[v]));
+				    v == MA_RV_PEAK   ? peak_json(r, &r->sum[v])
+				    : v == MA_RV_TEMP ? temp_json(r, &r->sum[v])
+						      : fig_json(&r->sum[v]));
 	json_object_set_new(root, "sums", p);
 	json_object_set_new(root, "unknown_frees_whole_capture",
 			    json_boolean(r->unknown_from_trailer));
@@ -383,7 +395,7 @@ int ma_report_json(const struct ma_report *r, FILE *f)
 		json_object_set_new(o, "peak",
 				    peak_json(r, &row->fig[MA_RV_PEAK]));
 		json_object_set_new(o, "temporary",
-				    fig_json(&row->fig[MA_RV_TEMP]));
+				    temp_json(r, &row->fig[MA_RV_TEMP]));
 		json_object_set_new(
 			o, "share",
 			json_real(all ? (double)row->fig[r->opts.view].bytes /

@@ -2420,6 +2420,15 @@ size_t ma_report_shown(const struct ma_report *r)
 	return n;
 }
 
+bool ma_report_view_known(const struct ma_report *r, enum ma_rview v)
+{
+	if (v == MA_RV_PEAK)
+		return !r->peak_unknown;
+	if (v == MA_RV_TEMP)
+		return !(r->meta && r->meta->sample_mean);
+	return true;
+}
+
 uint64_t ma_report_estimates(const struct ma_report *r, char *buf, size_t len)
 {
 	uint64_t mean = r->meta ? r->meta->sample_mean : 0;

@@ -114,8 +114,12 @@ static void header(const struct ma_report *r, const struct out *o)
 			      (unsigned long long)t->peak_index);
 	ma_fmt_bytes(r->all[MA_RV_TEMP].bytes, a, sizeof(a));
 	ma_fmt_count(r->all[MA_RV_TEMP].count, b, sizeof(b));
-	ma_para_piece(&p, "; ", "temporary %s in %s allocations", a, b);
-	ma_para_piece(&p, " ", "(window %u)", r->opts.window);
+	if (!ma_report_view_known(r, MA_RV_TEMP)) {
+		ma_para_piece(&p, "; ", "temporary not known (sampled)");
+	} else {
+		ma_para_piece(&p, "; ", "temporary %s in %s allocations", a, b);
+		ma_para_piece(&p, " ", "(window %u)", r->opts.window);
+	}
 	ma_para_end(&p);
 	if (r->ranged) {
 		fputs("  ", o->f);
@@ -518,7 +522,7 @@ static void footnotes(const struct ma_report *r, const struct out *o)
  */
 static bool view_unknown(const struct ma_report *r, int k)
 {
-	return k == MA_RV_PEAK && r->peak_unknown;
+	return !ma_report_view_known(r, (enum ma_rview)k);
 }
 
 /* The views other than v, their bytes after the chosen one's, and the
@@ -673,6 +677,16 @@ int ma_report_text(const struct ma_report *r, FILE *f)
 	if (r->opts.thread_table) {
 		if (thread_table(r, &o) < 0)
 			return -ENOMEM;
+		footnotes(r, &o);
+		return ferror(f) ? ma_err(-EIO, "write error") : 0;
+	}
+	if (view_unknown(r, v)) {
+		/* not a table of zeros */
+		fprintf(f, "\n%s: not known for this capture (%s)\n",
+			ma_rview_name(v),
+			v == MA_RV_TEMP ? "sampled: a sampled block's distance "
+					  "to its free is not known"
+					: "see the peak's note above");
 		footnotes(r, &o);
 		return ferror(f) ? ma_err(-EIO, "write error") : 0;
 	}

@@ -438,6 +438,19 @@ def from_range(cap, mid):
     check(rc == 0 and "peak not known" in out and "only the range" in out,
           "aggregated --from: the text says the peak is not known",
           out[:600])
+    # the other formats: an empty field, not 0; a format of the peak view
+    # alone is refused (the old binary wrote zeros)
+    rc, csv, _ = memattach("report", "-f", "csv", "--from", "%.1f" % mid,
+                           cap)
+    rows = [x.split(",") for x in csv.splitlines()[1:]]
+    check(rc == 0 and rows and all(x[9:11] == ["", ""] for x in rows),
+          "aggregated --from: csv leaves the peak columns empty",
+          csv[:300])
+    rc, _, err = memattach("report", "-f", "pprof", "--view", "peak",
+                           "--from", "%.1f" % mid, "-o", os.devnull, cap)
+    check(rc == 2 and "not known" in err,
+          "aggregated --from: -f pprof --view peak is refused, exit 2",
+          "exit %s: %s" % (rc, err))
 
 
 def to_range(cap, mid):

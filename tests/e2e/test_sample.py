@@ -82,10 +82,34 @@ def labels(label, cap, attach):
                 data = gzip.decompress(data)
         check(rc == 0 and b"ESTIMATES" in data,
               "%s: report %s says estimates" % (label, fmt), err)
+    # no temporary figure (a sampled block's distance to its free is not
+    # known): said, null, empty, refused; the old binary showed 0s
+    check("temporary not known (sampled)" in out_text(cap) and
+          doc["sums"]["temporary"] is None and
+          doc["totals"]["temporary_bytes"] is None and
+          all(r["temporary"] is None for r in doc["rows"]),
+          "%s: the temporary view is said not known (text, json)" % label,
+          doc["sums"])
+    rc, csv, err = memattach("report", "-f", "csv", cap)
+    lines = csv.splitlines()
+    check(rc == 0 and len(lines) > 1 and
+          all(x.split(",")[13:15] == ["", ""] for x in lines[1:2]),
+          "%s: csv: the temporary columns are empty" % label, lines[:2])
+    rc, _, err = memattach("report", "-f", "collapsed", "--view",
+                           "temporary", cap)
+    check(rc == 2 and "not known" in err,
+          "%s: -f collapsed --view temporary: refused, exit 2" % label,
+          "exit %s: %s" % (rc, err))
     exact = report_json(cap.replace("sampled", "exact"))
     check(exact.get("sampled") is None,
           "%s: an exact capture's json says sampled: null" % label,
           exact.get("sampled"))
+
+
+def out_text(cap):
+    rc, out, _ = memattach("report", "--width", "300", "--color", "never",
+                           cap)
+    return out if rc == 0 else ""
 
 
 def usage_errors():
