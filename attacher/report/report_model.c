@@ -2086,17 +2086,32 @@ static int no_thread_matched(const struct ma_report *r)
 						     : ", ",
 			 r->opts.threads[i]);
 	}
-	for (size_t i = 1; i < r->nthreads; i++) {
+	/* with --pid: the threads of those processes, whose are asked for
+	 * (a thread of another process is not one of theirs) */
+	for (size_t i = 1, k = 0; i < r->nthreads; i++) {
+		bool of_sel = false;
+
+		for (int j = 0; j < r->opts.npids; j++)
+			of_sel |= r->threads[i].pid == r->opts.pids[j];
+		if (r->pid_filtered && !of_sel)
+			continue;
 		n = strlen(have);
 		snprintf(have + n, sizeof(have) - n, "%s%d \"%s\"",
-			 i > 1 ? ", " : "", r->threads[i].tid,
+			 k++ ? ", " : "", r->threads[i].tid,
 			 r->threads[i].name);
 	}
-	ma_err(-ESRCH,
-	       "no thread of %s is %s (a kernel thread id or name); its "
-	       "threads: %s (memattach report --threads lists them with their "
-	       "figures)",
-	       r->path, asked, have[0] ? have : "none");
+	if (r->pid_filtered)
+		ma_err(-ESRCH,
+		       "no thread of process %s in %s is %s (a kernel thread "
+		       "id or name); its threads: %s (--thread and --pid "
+		       "select together)",
+		       r->pid_desc, r->path, asked, have[0] ? have : "none");
+	else
+		ma_err(-ESRCH,
+		       "no thread of %s is %s (a kernel thread id or name); "
+		       "its threads: %s (memattach report --threads lists "
+		       "them with their figures)",
+		       r->path, asked, have[0] ? have : "none");
 	ma_err_set_exit(MA_EXIT_USAGE);
 	return -ESRCH;
 }

@@ -326,6 +326,15 @@ def detached(label, exe, tmp):
     check(states == {w: "stopped" for w in workers + [t.pid]},
           "%s: detach: the report lists the three processes as stopped"
           % label, states)
+    # --pid and --thread that select nothing together: the message names
+    # the process's threads only (it listed the other worker's thread as
+    # one of the capture's, contradicting itself)
+    rc, out, err = memattach("report", "--pid", workers[0], "--thread",
+                             workers[1], cap)
+    check(rc == 2 and "no thread of process %d" % workers[0] in err and
+          "%d \"" % workers[1] not in err,
+          "%s: --pid W0 --thread W1: says no thread of W0 is W1" % label,
+          err)
 
 
 def main():
