@@ -1377,6 +1377,10 @@ void ma_account_print_summary_width(const struct ma_account *acc, FILE *f,
 	if (t->peak_bytes)
 		ma_para_piece(&p, " ", "(event %llu)",
 			      (unsigned long long)t->peak_index);
+	/* the payload's peak is of its blocks: mmap regions, events, are
+	 * in the live figure above but not in it (docs/limits.md) */
+	if (t->agg_peak && t->mmaps)
+		ma_para_piece(&p, "; ", "mmap regions not included");
 	ma_para_end(&p);
 
 	ma_fmt_count(t->events, a, sizeof(a));

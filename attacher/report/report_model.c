@@ -2285,6 +2285,16 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	}
 	if (r->thread_filtered && r->t.agg_peak)
 		filtered_agg_peak(r);
+	else if (r->nprocs > 1 && r->t.agg_peak) {
+		/* the AGGEND sums each process's own peak (capture-format.md):
+		 * workers that never lived at once add up all the same */
+		r->peak_moment_unknown = true;
+		r->peak_note = "the sum of each process's own peak, which need "
+			       "not have come at one moment (an aggregated "
+			       "capture keeps each process's peak; attach with "
+			       "--every-event for the moment all of them held "
+			       "most)";
+	}
 	if (r->ranged)
 		range_totals(r, &pp);
 	if (o->from_ns && r->t.agg_events)

@@ -112,6 +112,10 @@ static void header(const struct ma_report *r, const struct out *o)
 	if (!r->peak_unknown && !r->peak_moment_unknown)
 		ma_para_piece(&p, " ", "(event %llu)",
 			      (unsigned long long)t->peak_index);
+	/* an aggregated capture's peak is the payload's, of its blocks:
+	 * mmap regions are in live and total, not in it */
+	if (!r->peak_unknown && t->agg_peak && t->mmaps)
+		ma_para_piece(&p, ", ", "mmap regions not included");
 	ma_fmt_bytes(r->all[MA_RV_TEMP].bytes, a, sizeof(a));
 	ma_fmt_count(r->all[MA_RV_TEMP].count, b, sizeof(b));
 	if (!ma_report_view_known(r, MA_RV_TEMP)) {

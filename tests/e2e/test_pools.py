@@ -326,6 +326,13 @@ def detached(label, exe, tmp):
     check(states == {w: "stopped" for w in workers + [t.pid]},
           "%s: detach: the report lists the three processes as stopped"
           % label, states)
+    # an aggregated capture's peak of several processes sums each one's
+    # own: said, with no moment (workers that never lived at once added
+    # up under 'between 1.3 s and 1.4 s')
+    rc, out, err = memattach("report", "--width", "300", cap)
+    check(rc == 0 and "the sum of each process's own peak" in out,
+          "%s: several processes: the peak is said to be a sum of each "
+          "one's own" % label, out[:500] + err)
     # --pid and --thread that select nothing together: the message names
     # the process's threads only (it listed the other worker's thread as
     # one of the capture's, contradicting itself)
