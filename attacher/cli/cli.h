@@ -5,6 +5,7 @@
 #define MA_CLI_H
 
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "discover.h"
@@ -28,6 +29,26 @@ void ma_cli_wrap(FILE *f, const char *head, int indent, const char *text);
 /* --offsets=auto|dwarf|debug-offsets|table */
 int ma_cli_offsets_pref(const char *s, enum ma_offsets_pref *out);
 
+/* --top's bound (attach, heap, report) */
+#define MA_CLI_TOP_MAX (1u << 30)
+
+/*
+ * A whole number from min to max as the user typed it: decimal digits and
+ * nothing else, the whole string.  atoi and strtoul take "2x" for 2, " 5"
+ * and "+5" for 5, and a cast wraps "-1" and 4294967297 into range; here
+ * each of them is -EINVAL, as is a number outside [min, max].  The one rule
+ * for every count option (attach, heap, report).
+ */
+int ma_cli_uint(const char *s, unsigned long long min, unsigned long long max,
+		unsigned long long *out);
+
+/*
+ * Seconds, a decimal number from 0 to 1e9 ("2", "1.5", ".5", "1e3"), to
+ * nanoseconds.  strtod alone also takes "nan", "inf", hex ("0x10" = 16 s)
+ * and leading blanks and signs: -EINVAL here, as is more than 1e9 s.
+ */
+int ma_cli_secs(const char *s, uint64_t *ns);
+
 /*
  * A command's options, read with getopt_long, and the ending every command
  * shares.  Loop while ma_cli_opt() returns an option for the command:
@@ -43,11 +64,13 @@ int ma_cli_offsets_pref(const char *s, enum ma_offsets_pref *out);
  *		return args.exit;
  *	... argv[optind] is the one argument
  *
- * -h/--help prints the usage on stdout (exit 0); an unknown option or a
- * missing argument (getopt names it), or anything but exactly one argument
- * after the options, prints it on stderr (exit 2).  With offsets set,
- * --offsets ('O') is read here; with pid set, the argument is a PID.  A bad
- * value of either prints "memattach: <cmd>: <why>" (exit 2).
+ * -h/--help prints the usage on stdout (exit 0).  An unknown, ambiguous
+ * or misused option, or anything but exactly one argument after the options
+ * (one or more with several, none with noargs), prints one line
+ * "memattach: <cmd>: <what is wrong> (see 'memattach <cmd> --help')" on
+ * stderr (exit 2).  With offsets set, --offsets ('O') is read here; with pid
+ * set, the argument is a PID.  A bad value of either prints
+ * "memattach: <cmd>: <why>" (exit 2).
  */
 struct ma_cli_args {
 	const char *cmd;
@@ -59,9 +82,12 @@ struct ma_cli_args {
 	enum ma_offsets_pref *offsets; /* NULL: 'O' goes to the command */
 	pid_t *pid;		       /* NULL: the argument is not a PID */
 	int several; /* one argument or more (argv[optind] to argc - 1) */
+	int noargs;  /* no argument at all */
+	const char *argname; /* the argument, in messages (NULL: "PID") */
 	/* after the loop: -1 = go on with argv[optind], else the exit code */
 	int exit;
 	int started;
+	char opts[64]; /* shortopts after a ':' */
 };
 
 #define MA_CLI_ARGS(cmd_, argc_, argv_, shortopts_, longopts_, usage_)         \

@@ -46,7 +46,7 @@ static int stop_was_requested(void *arg)
 
 struct attach_opts {
 	const char *output;
-	double duration; /* seconds, 0 = until Ctrl-C or exit */
+	uint64_t duration_ns; /* 0 = until Ctrl-C or exit */
 	uint64_t ring_size;
 	uint32_t max_frames;
 	uint32_t flags;
@@ -56,6 +56,7 @@ struct attach_opts {
 	int show_stacks; /* `memattach PID`: the stacks first */
 	int no_heap;	 /* ... and not the heap census after them */
 	int top;
+	int exit;     /* parse_opts returned 1: exit with this code */
 	int children; /* --children: every Python descendant too */
 	/* the PIDs named: one, or several into one capture */
 	pid_t *pids;
@@ -301,8 +302,8 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 	};
 	struct ma_cli_args args =
 		MA_CLI_ARGS("attach", argc, argv, "o:d:qh", longopts, usage);
-	char *end;
-	int c;
+	unsigned long long v;
+	int c, python_only = 0, native_only = 0;
 
 	args.several = 1;
 	while ((c = ma_cli_opt(&args)) > 0) {
@@ -311,33 +312,42 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 			o->output = optarg;
 			break;
 		case 'd':
-			o->duration = strtod(optarg, &end);
-			if (*end || o->duration <= 0)
-				return ma_err(-EINVAL, "bad --duration '%s'",
+			/* a decimal number of seconds: strtod alone ran
+			 * "nan" forever, cast "inf" into uint64_t and took
+			 * "0x10" for 16 */
+			if (ma_cli_secs(optarg, &o->duration_ns) ||
+			    !o->duration_ns)
+				return ma_err(-EINVAL,
+					      "bad --duration '%s': seconds, "
+					      "a decimal number more than 0 "
+					      "and at most 1e9",
 					      optarg);
 			break;
-		case 'R': {
-			unsigned long mib = strtoul(optarg, &end, 10);
-
-			if (*end || mib < 1 || mib > 4096 || (mib & (mib - 1)))
-				return ma_err(
-					-EINVAL,
-					"--ring-size takes a power of two "
-					"from 1 to 4096 (MiB)");
-			o->ring_size = (uint64_t)mib << 20;
-			break;
-		}
-		case 'F':
-			o->max_frames = (uint32_t)strtoul(optarg, &end, 10);
-			if (*end || o->max_frames < 1 || o->max_frames > 4096)
+		case 'R':
+			if (ma_cli_uint(optarg, 1, 4096, &v) || (v & (v - 1)))
 				return ma_err(-EINVAL,
-					      "--max-frames takes 1 to 4096");
+					      "bad --ring-size '%s': a power "
+					      "of two from 1 to 4096 (MiB)",
+					      optarg);
+			o->ring_size = (uint64_t)v << 20;
+			break;
+		case 'F':
+			/* checked before any narrowing: a cast to uint32_t
+			 * took 4294967297 for 1 */
+			if (ma_cli_uint(optarg, 1, 4096, &v))
+				return ma_err(-EINVAL,
+					      "bad --max-frames '%s': a whole "
+					      "number from 1 to 4096",
+					      optarg);
+			o->max_frames = (uint32_t)v;
 			break;
 		case 'P':
+			python_only = 1;
 			o->flags =
 				(o->flags & MA_TRACK_EVERY) | MA_TRACK_PYTHON;
 			break;
 		case 'N':
+			native_only = 1;
 			o->flags = (o->flags & MA_TRACK_EVERY) |
 				   MA_TRACK_NATIVE | MA_TRACK_MMAP;
 			break;
@@ -356,10 +366,13 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 			o->no_heap = 1;
 			break;
 		case 'T':
-			o->top = atoi(optarg);
-			if (o->top < 1)
-				return ma_err(-EINVAL, "bad --top '%s'",
-					      optarg);
+			/* report --top's bound; atoi took "2x" for 2 */
+			if (ma_cli_uint(optarg, 1, MA_CLI_TOP_MAX, &v))
+				return ma_err(-EINVAL,
+					      "bad --top '%s': a whole number "
+					      "from 1 to %u",
+					      optarg, MA_CLI_TOP_MAX);
+			o->top = (int)v;
 			break;
 		case 'q':
 			o->quiet = 1;
@@ -376,8 +389,17 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 			break;
 		}
 	}
-	if (args.exit >= 0)
-		return args.exit == MA_EXIT_OK ? 1 : -EINVAL;
+	if (args.exit >= 0) {
+		o->exit = args.exit; /* --help, or said already */
+		return 1;
+	}
+	/* the last one won: --native-only after --python-only tracked
+	 * malloc only, with no word of the first */
+	if (python_only && native_only)
+		return ma_err(-EINVAL,
+			      "--python-only and --native-only do not go "
+			      "together (without either, both CPython's "
+			      "allocators and malloc/mmap are tracked)");
 	if (o->sample && (o->flags & MA_TRACK_EVERY))
 		return ma_err(-EINVAL,
 			      "--sample and --every-event do not go together: "
@@ -579,7 +601,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	err = parse_opts(argc, argv, &o, &topts, &pid);
 	if (err > 0) {
 		free(o.pids);
-		return MA_EXIT_OK;
+		return o.exit;
 	}
 	if (err) {
 		free(o.pids);
@@ -686,8 +708,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 
 	struct progress_state ps = {
 		.tty = tty,
-		.duration_ns =
-			o.duration > 0 ? (uint64_t)(o.duration * 1e9) : 0,
+		.duration_ns = o.duration_ns,
 		.tr = tr,
 	};
 	if (o.live) {

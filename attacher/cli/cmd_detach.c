@@ -65,27 +65,33 @@ static int cleanup(struct ma_target *t)
 	return MA_EXIT_OK;
 }
 
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: memattach detach PID\n"
+		   "  Stop a memattach payload left tracking in PID (by a "
+		   "killed memattach)\n  and say what was found.\n");
+}
+
 int ma_cmd_detach(int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
 	struct ma_target_opts topts = { 0 };
 	struct ma_payload_info pi;
 	struct ma_target *t;
 	pid_t pid;
 	int err;
+	/* the options every command takes, and its one-line errors */
+	struct ma_cli_args args =
+		MA_CLI_ARGS("detach", argc, argv, "h", longopts, usage);
 
-	if (argc != 2 || argv[1][0] == '-') {
-		fprintf(argc == 2 && !strcmp(argv[1], "--help") ? stdout
-								: stderr,
-			"usage: memattach detach PID\n"
-			"  Stop a memattach payload left tracking in PID (by a "
-			"killed memattach)\n  and say what was found.\n");
-		return argc == 2 && !strcmp(argv[1], "--help") ? MA_EXIT_OK
-							       : MA_EXIT_USAGE;
-	}
-	if (ma_parse_pid(argv[1], &pid)) {
-		ma_err_set_exit(MA_EXIT_USAGE);
-		return ma_cli_fail("detach");
-	}
+	args.pid = &pid;
+	while (ma_cli_opt(&args) > 0)
+		;
+	if (args.exit >= 0)
+		return args.exit;
 	if (ma_target_open(pid, &topts, &t))
 		return ma_cli_fail("detach");
 	err = ma_payload_probe(t, &pi);

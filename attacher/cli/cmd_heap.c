@@ -28,14 +28,20 @@ static const char *dirname_of(const char *path, char *buf, size_t len)
 	return buf;
 }
 
-/* A count option: a positive number, else a message and nonzero */
+/* A count option: a whole number from 1 to 2^30 (report --top's bound),
+ * else a message and nonzero.  atoi took "2x" for 2, and 99999999999
+ * ran the whole census before its tables could not be allocated. */
 static int positive(const char *opt, const char *arg, int *out)
 {
-	*out = atoi(arg);
-	if (*out > 0)
+	unsigned long long v;
+
+	if (ma_cli_uint(arg, 1, MA_CLI_TOP_MAX, &v) == 0) {
+		*out = (int)v;
 		return 0;
-	fprintf(stderr, "memattach: heap: %s: not a positive number: '%s'\n",
-		opt, arg);
+	}
+	fprintf(stderr,
+		"memattach: heap: bad %s '%s': a whole number from 1 to %u\n",
+		opt, arg, MA_CLI_TOP_MAX);
 	return -1;
 }
 

@@ -129,7 +129,7 @@ static int offsets_of_pid(const char *arg, enum ma_offsets_source src,
 	if (r)
 		return ma_cli_fail("offsets");
 	if (do_time)
-		fprintf(stderr, "memattach offsets: %d: %s in %.1f ms\n",
+		fprintf(stderr, "memattach: offsets: %d: %s in %.1f ms\n",
 			(int)pid, t->off_origin, now_ms() - t0);
 	if (c_format) {
 		ma_pyoffsets_print_c(stdout, &t->off);
@@ -198,6 +198,7 @@ int ma_cmd_offsets(int argc, char **argv)
 	struct ma_cli_args args =
 		MA_CLI_ARGS("offsets", argc, argv, "s:f:V:cth", opts, usage);
 
+	args.argname = "FILE or PID";
 	while ((c = ma_cli_opt(&args)) > 0) {
 		switch (c) {
 		case 's':
@@ -209,10 +210,10 @@ int ma_cmd_offsets(int argc, char **argv)
 				src = MA_OFFSETS_SRC_TABLE;
 			else {
 				fprintf(stderr,
-					"memattach offsets: unknown source "
-					"'%s'\n",
+					"memattach: offsets: unknown source "
+					"'%s' (dwarf, debug-offsets or "
+					"table)\n",
 					optarg);
-				usage(stderr);
 				return MA_EXIT_USAGE;
 			}
 			break;
@@ -223,10 +224,9 @@ int ma_cmd_offsets(int argc, char **argv)
 				c_format = 0;
 			else {
 				fprintf(stderr,
-					"memattach offsets: unknown format "
-					"'%s'\n",
+					"memattach: offsets: unknown format "
+					"'%s' (text or c)\n",
 					optarg);
-				usage(stderr);
 				return MA_EXIT_USAGE;
 			}
 			break;
@@ -246,16 +246,29 @@ int ma_cmd_offsets(int argc, char **argv)
 	path = argv[optind];
 	if (path[0] && strspn(path, "0123456789") == strlen(path)) {
 		if (do_check || vopt) {
-			fprintf(stderr, "memattach offsets: --check and "
+			fprintf(stderr, "memattach: offsets: --check and "
 					"--version take a FILE, not a PID\n");
 			return MA_EXIT_USAGE;
 		}
 		return offsets_of_pid(path, src, c_format, do_time);
 	}
 
+	/* A file that is not ELF at all is not CPython (exit 5, as an ELF
+	 * without Python's version), whichever way it would be read next:
+	 * libdwfl (--version) called it missing debug info (exit 6) */
+	struct ma_elf *e;
+
+	r = ma_elf_open(path, &e);
+	if (r == -ENOEXEC)
+		return fail(MA_EXIT_NOTPY);
+	if (!r)
+		ma_elf_close(e);
+
 	if (vopt) {
 		if (ma_pyversion_parse(vopt, &hex)) {
-			fprintf(stderr, "memattach offsets: bad version '%s'\n",
+			fprintf(stderr,
+				"memattach: offsets: bad --version '%s' "
+				"(X.Y.Z)\n",
 				vopt);
 			return MA_EXIT_USAGE;
 		}
@@ -283,7 +296,7 @@ int ma_cmd_offsets(int argc, char **argv)
 		break;
 	}
 	if (do_time)
-		fprintf(stderr, "memattach offsets: %s: %s in %.1f ms\n", path,
+		fprintf(stderr, "memattach: offsets: %s: %s in %.1f ms\n", path,
 			ma_offsets_source_name(src), now_ms() - t0);
 	if (r)
 		return fail(exit_for(r));

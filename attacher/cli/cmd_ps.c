@@ -198,22 +198,25 @@ int ma_cmd_ps(int argc, char **argv)
 {
 	struct ps_row *rows = NULL;
 	size_t n = 0, cap = 0;
-	int json = 0;
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	int json = 0, c;
+	struct ma_cli_args args =
+		MA_CLI_ARGS("ps", argc, argv, "jh", longopts, usage);
 	DIR *d;
 	struct dirent *de;
 
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "-j")) {
+	/* the options every command takes, and its one-line errors (a bad
+	 * one printed the usage alone) */
+	args.noargs = 1;
+	while ((c = ma_cli_opt(&args)) > 0)
+		if (c == 'j')
 			json = 1;
-		} else if (!strcmp(argv[i], "--help") ||
-			   !strcmp(argv[i], "-h")) {
-			usage(stdout);
-			return MA_EXIT_OK;
-		} else {
-			usage(stderr);
-			return MA_EXIT_USAGE;
-		}
-	}
+	if (args.exit >= 0)
+		return args.exit;
 	d = opendir("/proc");
 	if (!d) {
 		ma_err(-errno, "ps: /proc: %s", strerror(errno));

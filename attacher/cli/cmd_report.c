@@ -178,36 +178,25 @@ static const char *allowed(int c, char *buf, size_t len)
 	case OPT_TO:
 	case OPT_DIFF_TO:
 		return " (seconds since the capture started, more than 0)";
+	case OPT_TOP:
+		snprintf(buf, len, " (a whole number from 0 to %u)",
+			 MA_CLI_TOP_MAX);
+		return buf;
+	case OPT_WINDOW:
+		snprintf(buf, len, " (a whole number from 0 to %u)",
+			 MA_REPORT_MAX_WINDOW);
+		return buf;
+	case OPT_CALLERS:
+		return " (a whole number from 0 to 1000)";
+	case OPT_WIDTH:
+		return " (a whole number from 0 to 10000)";
+	case OPT_PID:
+		snprintf(buf, len, " (a process ID; at most %d --pid)",
+			 MA_REPORT_MAX_PIDS);
+		return buf;
 	default:
 		return " (a whole number)";
 	}
-}
-
-/* Seconds (a decimal number >= 0) to ns */
-static int parse_secs(const char *s, uint64_t *ns)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !(v >= 0) || v > 1e9)
-		return -EINVAL;
-	*ns = (uint64_t)(v * 1e9 + 0.5);
-	return 0;
-}
-
-static int parse_uint(const char *s, long max, long *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < 0 || v > max)
-		return -EINVAL;
-	*out = v;
-	return 0;
 }
 
 /* FILE.cap -> FILE<ext> in the current directory */
@@ -500,11 +489,13 @@ int ma_cmd_report(int argc, char **argv)
 	int c, err, ret = MA_EXIT_OK, not_snapshot = 0;
 	bool force = false;
 	uint64_t diff_to = 0;
-	long v = 0; /* set before use; a Release build (-O3) cannot tell
-		     * (-Wmaybe-uninitialized under -Werror) */
+	unsigned long long v = 0; /* set before use; a Release build (-O3)
+				   * cannot tell (-Wmaybe-uninitialized under
+				   * -Werror) */
 	struct ma_cli_args args =
 		MA_CLI_ARGS("report", argc, argv, "f:o:h", longopts, usage);
 
+	args.argname = "FILE";
 	ma_report_opts_init(&o);
 	while ((c = ma_cli_opt(&args)) > 0) {
 		err = 0;
@@ -525,7 +516,7 @@ int ma_cmd_report(int argc, char **argv)
 			err = ma_rgroup_parse(optarg, &o.group);
 			break;
 		case OPT_TOP:
-			err = parse_uint(optarg, 1 << 30, &v);
+			err = ma_cli_uint(optarg, 0, MA_CLI_TOP_MAX, &v);
 			o.top = (int)v;
 			break;
 		case OPT_THREAD:
@@ -539,18 +530,18 @@ int ma_cmd_report(int argc, char **argv)
 			err = *optarg ? 0 : -EINVAL;
 			break;
 		case OPT_WINDOW:
-			err = parse_uint(optarg, MA_REPORT_MAX_WINDOW, &v);
+			err = ma_cli_uint(optarg, 0, MA_REPORT_MAX_WINDOW, &v);
 			o.window = (uint32_t)v;
 			break;
 		case OPT_DIFF:
 			diff = optarg;
 			break;
 		case OPT_CALLERS:
-			err = parse_uint(optarg, 1000, &v);
+			err = ma_cli_uint(optarg, 0, 1000, &v);
 			o.callers = (int)v;
 			break;
 		case OPT_WIDTH:
-			err = parse_uint(optarg, 10000, &v);
+			err = ma_cli_uint(optarg, 0, 10000, &v);
 			o.width = (int)v;
 			break;
 		case OPT_COLOR:
@@ -566,17 +557,13 @@ int ma_cmd_report(int argc, char **argv)
 		case OPT_THREADS:
 			o.thread_table = true;
 			break;
-		case OPT_PID: {
-			char *end;
-			long pid = strtol(optarg, &end, 10);
-
-			if (*end || pid < 1 || pid > INT32_MAX ||
-			    o.npids == MA_REPORT_MAX_PIDS)
+		case OPT_PID:
+			err = ma_cli_uint(optarg, 1, INT32_MAX, &v);
+			if (!err && o.npids == MA_REPORT_MAX_PIDS)
 				err = -EINVAL;
-			else
-				o.pids[o.npids++] = (int32_t)pid;
+			if (!err)
+				o.pids[o.npids++] = (int32_t)v;
 			break;
-		}
 		case OPT_PIDS:
 			o.proc_table = true;
 			break;
@@ -584,14 +571,14 @@ int ma_cmd_report(int argc, char **argv)
 			force = true;
 			break;
 		case OPT_FROM:
-			err = parse_secs(optarg, &o.from_ns);
+			err = ma_cli_secs(optarg, &o.from_ns);
 			break;
 		case OPT_TO:
-			err = parse_secs(optarg, &o.to_ns);
+			err = ma_cli_secs(optarg, &o.to_ns);
 			err = err ? err : o.to_ns ? 0 : -EINVAL;
 			break;
 		case OPT_DIFF_TO:
-			err = parse_secs(optarg, &diff_to);
+			err = ma_cli_secs(optarg, &diff_to);
 			err = err ? err : diff_to ? 0 : -EINVAL;
 			break;
 		}
@@ -599,10 +586,11 @@ int ma_cmd_report(int argc, char **argv)
 			char name[32], buf[256];
 
 			opt_name(longopts, c, name, sizeof(name));
+			/* one line, as every error (the whole usage after
+			 * it buried it) */
 			fprintf(stderr,
 				"memattach: report: bad value for %s: '%s'%s\n",
 				name, optarg, allowed(c, buf, sizeof(buf)));
-			usage(stderr);
 			return MA_EXIT_USAGE;
 		}
 	}

@@ -70,8 +70,13 @@ int ma_elf_open(const char *path, struct ma_elf **out)
 	e->elf = elf_begin(e->fd, ELF_C_READ_MMAP, NULL);
 	if (!e->elf || elf_kind(e->elf) != ELF_K_ELF ||
 	    !gelf_getehdr(e->elf, &e->ehdr) || elf_getphdrnum(e->elf, &nph)) {
-		ma_err(-ENOEXEC, "%s: not an ELF file: %s", path,
-		       elf_errmsg(-1));
+		/* libelf's reason only when it has one: a file of another
+		 * kind (text, an archive) is no libelf error, and
+		 * elf_errmsg(-1) said "no error" */
+		int eerr = elf_errno();
+
+		ma_err(-ENOEXEC, "%s: not an ELF file%s%s", path,
+		       eerr ? ": " : "", eerr ? elf_errmsg(eerr) : "");
 		ma_elf_close(e);
 		return -ENOEXEC;
 	}

@@ -609,6 +609,11 @@ int ma_heap_census(struct ma_heap_graph *g, const struct ma_hcensus_opts *o,
 	uint64_t *retained = NULL, t0 = ma_now_ns();
 	int err;
 
+	/* a table has no more rows than there are objects: the tables'
+	 * arrays below are allocated for top rows (--top 1000000000 ran the
+	 * whole census, then failed for memory) */
+	if (top > n)
+		top = n ? n : 1;
 	memset(c, 0, sizeof(*c));
 	err = by_type(g, c);
 	if (err)

@@ -3,7 +3,8 @@ wrong PID, a thread ID, a zombie, a process that is not Python, an
 unsupported Python, no permission (another owner; another tracer), missing
 debug info with no fallback, a process stopped by a signal (attach refuses
 it at once and says how to resume it; stacks and heap read it as it is and
-leave it stopped)."""
+leave it stopped); a bad command line (options, their values, the number of
+arguments)."""
 import json
 import os
 import shutil
@@ -90,7 +91,67 @@ def stopped_target(exe, tmp):
               "resumed by its owner, the process runs on")
 
 
+def command_line():
+    """Usage errors, each one line naming what is wrong, exit 2; before
+    anything is done with the process (sleep(1): not Python, which would
+    be exit 5).  Every one of these was taken, or said otherwise, by the
+    old binary: atoi/strtoul/strtod values ('2x' as 2, 4294967297 as 1,
+    nan running forever, 0x10 as 16 s), getopt's own message and the whole
+    usage, the usage alone for a wrong number of arguments."""
+    s = subprocess.Popen(["sleep", "60"])
+    pid = s.pid
+    for opt, values in (("--max-frames", ("4294967297", "-4294967295", "0",
+                                          "4097", "12x", " 5")),
+                        ("--duration", ("nan", "inf", "1e20", "0x10", "-1",
+                                        "0", "2s")),
+                        ("--top", ("2x", "99999999999", "0", "+3")),
+                        ("--ring-size", ("3", "64x", "-64"))):
+        for v in values:
+            expect(["attach", opt, v, pid], EXIT_USAGE,
+                   "bad %s '%s'" % (opt, v), "attach %s %r" % (opt, v))
+    for opt in ("--top", "--depth"):
+        for v in ("2x", "99999999999", "0", "-1"):
+            expect(["heap", opt, v, pid], EXIT_USAGE,
+                   "bad %s '%s'" % (opt, v), "heap %s %r" % (opt, v))
+    expect(["attach", "--python-only", "--native-only", pid], EXIT_USAGE,
+           "--python-only and --native-only do not go together",
+           "attach --python-only --native-only")
+    for args, pattern in (
+            (["info", "-1", pid], "info: unknown option '-1' (see "
+             "'memattach info --help')"),
+            (["info", "--bogus", pid], "info: unknown option '--bogus'"),
+            (["stacks", "--native=yes", pid],
+             "stacks: option '--native' takes no value"),
+            (["attach", "--n", pid], "attach: option '--n' is ambiguous: "
+             "--native-only, --no-heap"),
+            (["attach", pid, "-o"], "attach: option '-o' needs a value"),
+            (["heap", pid, "--dep"], "heap: option '--depth' needs a value"),
+            (["info", pid, pid], "info: one PID expected, got 2 arguments"),
+            (["stacks"], "stacks: no PID given"),
+            (["detach", pid, pid], "detach: one PID expected, got 2"),
+            (["detach", "-x", pid], "detach: unknown option '-x'"),
+            (["ps", "foo"], "ps: no argument expected, got 'foo'"),
+            (["report"], "report: no FILE given"),
+            (["offsets", "--source", "bogus", "/bin/ls"],
+             "memattach: offsets: unknown source 'bogus'"),
+            (["offsets", "--format", "rust", "/bin/ls"],
+             "memattach: offsets: unknown format 'rust'")):
+        expect(args, EXIT_USAGE, pattern, " ".join(map(str, args)))
+    s.kill()
+    s.wait()
+    # not ELF at all: not CPython (exit 5, as /bin/ls), without libelf's
+    # "no error" (strerror(0)-like) when it has no reason
+    for args in (["offsets", "/etc/passwd"],
+                 ["offsets", "--version", "3.11.2", "/etc/passwd"]):
+        rc, out, err = memattach(*args)
+        check(rc == EXIT_NOTPY and err.strip() ==
+              "memattach: offsets: /etc/passwd: not an ELF file",
+              "%s: exit 5, 'not an ELF file', no 'no error'" %
+              " ".join(args), "exit %d: %s" % (rc, err))
+
+
 def main():
+    command_line()
     expect(["stacks", "12abc"], EXIT_USAGE, "not a process ID", "bad PID")
     expect(["frobnicate", "1"], EXIT_USAGE, "unknown command",
            "unknown command")

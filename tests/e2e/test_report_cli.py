@@ -52,6 +52,19 @@ def option_errors(fx):
         check(rc == EXIT_USAGE and first.startswith(
             "memattach: report: bad value for %s: '%s'" % (opt, args[1])),
             "option error names %s and the value" % opt, err)
+    # one strict rule for numbers (attacher/cli/cli.c): strtol and strtod
+    # took a blank, a sign, "-0" and hexadecimal seconds; and the error is
+    # one line (the whole usage followed it)
+    for args in ((["--top", "+5"]), (["--top", " 5"]), (["--callers", "-0"]),
+                 (["--width", "80x"]), (["--pid", " 7"]),
+                 (["--from", "0x10"]), (["--to", "nan"]),
+                 (["--temporary-window", "99999999999"])):
+        rc, out, err = memattach("report", *args, fx["scenario"])
+        check(rc == EXIT_USAGE and err.splitlines() == [
+            err.splitlines()[0]] and err.startswith(
+            "memattach: report: bad value for %s: '%s' (" % tuple(args)),
+            "report %s %r: refused, one line" % tuple(args),
+            "exit %d: %s" % (rc, err))
     rc, out, err = memattach("--help")
     check(rc == 0 and all(f in out for f in
                           ("text", "html", "pprof", "speedscope",
