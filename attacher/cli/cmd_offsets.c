@@ -2,7 +2,7 @@
 /*
  * memattach offsets [--source dwarf|debug-offsets|table] [--format text|c]
  *                   [--version X.Y.Z] [--time] FILE|PID
- * memattach offsets --check FILE
+ * memattach offsets --check [--version X.Y.Z] FILE
  *
  * A developer command: prints struct ma_py_offsets for a CPython binary
  * (the executable or libpython holding _PyRuntime), and checks the built-in
@@ -30,7 +30,7 @@ static void usage(FILE *f)
 		"usage: memattach offsets [--source dwarf|debug-offsets|table] "
 		"[--format text|c]\n"
 		"                         [--version X.Y.Z] [--time] FILE|PID\n"
-		"       memattach offsets --check FILE\n"
+		"       memattach offsets --check [--version X.Y.Z] FILE\n"
 		"FILE is the ELF that holds _PyRuntime: the python executable "
 		"when libpython is\n"
 		"linked in statically, else libpython3.X.so.  --check compares "

@@ -111,6 +111,7 @@ static void usage(FILE *f)
 		"$COLUMNS, 100)\n"
 		"      --color WHEN         text: auto (default), always, "
 		"never\n"
+		"      --no-color           text: the same as --color never\n"
 		"  FILE may be a heap snapshot (memattach heap -o): its report "
 		"takes\n"
 		"  --format (text, json, html), --output, --top and --diff "

@@ -4,16 +4,18 @@ unsupported Python, no permission (another owner; another tracer), missing
 debug info with no fallback, a process stopped by a signal (attach refuses
 it at once and says how to resume it; stacks and heap read it as it is and
 leave it stopped); a bad command line (options, their values, the number of
-arguments)."""
+arguments), and docs/memattach.md's synopsis against each command's
+--help."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
 
-from ma_test import (Target, check, finish, interpreters, memattach,
+from ma_test import (SRC, Target, check, finish, interpreters, memattach,
                      pyenv_root, skip)
 
 EXIT_USAGE, EXIT_NOPROC, EXIT_PERM, EXIT_NOTPY, EXIT_NODEBUG = 2, 3, 4, 5, 6
@@ -150,8 +152,61 @@ def command_line():
               " ".join(args), "exit %d: %s" % (rc, err))
 
 
+def help_options(cmd):
+    """[(short or None, --long)] of `memattach CMD --help`: the usage
+    lines' and those an option line starts with (not --help)"""
+    rc, out, err = memattach(cmd, "--help")
+    opts = []
+    usage = False
+    for line in out.splitlines():
+        usage = line.startswith("usage:") or (
+            usage and line[:1] == " " and line.lstrip()[:1] in "[m")
+        if usage:
+            opts += [(None, o) for o in
+                     re.findall(r"(?<![\w-])--[a-z][\w-]*", line)]
+            continue
+        m = re.match(r" {2,8}(?:(-\w), )?(--[a-z][\w-]*)(?:[ =][^\s,]+)?"
+                     r"(?:, (--[a-z][\w-]*))?", line)
+        if m:
+            opts.append((m.group(1), m.group(2)))
+            if m.group(3):
+                opts.append((None, m.group(3)))
+    short = {}
+    for s, l in opts:  # an option named again in a description
+        short[l] = short.get(l) or s
+    return [(s, l) for l, s in short.items() if l != "--help"]
+
+
+def synopsis_matches_help():
+    """docs/memattach.md's SYNOPSIS names each command's options as its
+    --help does (it lacked attach --no-heap, report --callers, --width,
+    --color, --no-color, offsets --version and --time...)"""
+    with open(os.path.join(SRC, "docs", "memattach.md")) as f:
+        doc = f.read()
+    block = doc.split("## SYNOPSIS", 1)[1].split("```")[1]
+    entries = {}
+    for line in block.splitlines():
+        m = re.match(r"memattach (?:\[-v\] )?(\w+)", line)
+        if m:
+            cmd = m.group(1)
+        if line.strip():
+            entries.setdefault(cmd, []).append(line)
+    for cmd in ("info", "stacks", "attach", "heap", "detach", "ps",
+                "report", "offsets"):
+        text = "\n".join(entries.get(cmd, []))
+        toks = set(re.findall(r"(?<![\w-])--?[a-z][\w-]*", text))
+        hopts = help_options(cmd)
+        missing = [l for s, l in hopts if l not in toks and s not in toks]
+        extra = sorted(t for t in toks if t.startswith("--") and
+                       t not in [l for _, l in hopts])
+        check(cmd in entries and not missing and not extra,
+              "docs/memattach.md synopsis of %s: the options of its --help"
+              % cmd, "missing %s, not in --help %s" % (missing, extra))
+
+
 def main():
     command_line()
+    synopsis_matches_help()
     expect(["stacks", "12abc"], EXIT_USAGE, "not a process ID", "bad PID")
     expect(["frobnicate", "1"], EXIT_USAGE, "unknown command",
            "unknown command")

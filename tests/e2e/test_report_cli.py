@@ -65,6 +65,12 @@ def option_errors(fx):
             "memattach: report: bad value for %s: '%s' (" % tuple(args)),
             "report %s %r: refused, one line" % tuple(args),
             "exit %d: %s" % (rc, err))
+    rc, out, err = memattach("report", "--help")
+    check(rc == 0 and re.search(r"^ +--no-color +text: ", out, re.M),
+          "report --help lists --no-color", out)
+    rc, out, err = memattach("report", "--no-color", "--color", "always",
+                             "--no-color", fx["scenario"])
+    check(rc == 0 and "\x1b[" not in out, "--no-color: no colour", out)
     rc, out, err = memattach("--help")
     check(rc == 0 and all(f in out for f in
                           ("text", "html", "pprof", "speedscope",
