@@ -197,8 +197,24 @@ int ma_report_stats(const struct ma_report *r, FILE *f)
 			       : "incomplete",
 		a, b,
 		r->thread_filtered ? " (only the threads asked for)" : "");
+	/* --from/--to apply here too: say so, as the text report does */
+	if (r->ranged)
+		fprintf(f, "  only the range %.1f s - %.1f s\n",
+			(double)r->range_start_ns / 1e9,
+			(double)(r->range_end_ns ? r->range_end_ns
+						 : (tr ? tr->duration_ns
+						       : r->t.last_t_ns)) /
+				1e9);
 	by_allocator(r, f);
-	if (r->meta->flags & MA_TRACK_AGG)
+	/* its mmap regions stay events, sized one by one: what the
+	 * histogram and the largest allocations below hold */
+	if ((r->meta->flags & MA_TRACK_AGG) && r->t.mmaps)
+		fprintf(f,
+			"\n(an aggregated capture, memattach's default, keeps "
+			"sums per stack: the size\n histogram and the largest "
+			"allocations below are of its mmap regions only;\n "
+			"attach with --every-event for every allocation's)\n");
+	else if (r->meta->flags & MA_TRACK_AGG)
 		fprintf(f,
 			"\n(an aggregated capture, memattach's default, keeps "
 			"sums per stack:\n no size histogram and no largest "

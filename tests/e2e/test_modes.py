@@ -130,6 +130,13 @@ def ring_pages(tmp):
         # contradiction)
         rc2, text, _ = memattach("report", "--width", "300",
                                  os.path.join(tmp, "ring.cap"))
+        rc3, stats, _ = memattach("report", "-f", "stats", "--from", "1",
+                                  os.path.join(tmp, "ring.cap"))
+        check(rc3 == 0 and "of its mmap regions only" in stats and
+              "only the range" in stats,
+              "%s: ring pages: -f stats says its sizes are the mmap "
+              "regions' (it said there were none) and that a range "
+              "applies" % label, stats[:600])
         check("mmap regions not included" in a.stdout and
               "mmap regions not included" in text,
               "%s: ring pages: the summary and the report say the peak "
