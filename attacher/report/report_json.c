@@ -280,8 +280,9 @@ int ma_report_json(const struct ma_report *r, FILE *f)
 			    jstr(m->cmdline ? m->cmdline : ""));
 	json_object_set_new(root, "complete", json_boolean(tr && tr->complete));
 	json_object_set_new(root, "truncated", json_boolean(tr == NULL));
-	if (r->warning)
-		json_object_set_new(root, "warning", jstr(r->warning));
+	/* null for a complete capture: the key is always there */
+	json_object_set_new(root, "warning",
+			    r->warning ? jstr(r->warning) : json_null());
 	{
 		char note[160];
 		uint64_t mean = ma_report_estimates(r, note, sizeof(note));

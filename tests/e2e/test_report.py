@@ -96,6 +96,9 @@ def progress_lines(stderr):
 
 def views(cap, stored):
     doc, _, _ = report(cap, "--top", "0")
+    check("warning" in doc and doc["warning"] is None,
+          "json: a complete capture's warning is null (the key is always "
+          "there, as docs/reports.md lists it)", doc.get("warning", "absent"))
     top = doc["rows"][0] if doc["rows"] else {}
     check(top.get("file") == GROWTH and top.get("line") == MG["cache_fill"]
           and top.get("function") == "fill_cache",
