@@ -50,6 +50,18 @@ static void print_pyframe(FILE *f, const struct ma_py_frame *fr)
 		fprintf(f, "    %s (%s)\n", fr->func, fr->file);
 }
 
+/* Where the Python frames a thread's stack was cut at end */
+static void cut_mark(FILE *f, const struct ma_py_thread *py)
+{
+	if (py->truncated == MA_PY_CUT_DEEP)
+		fprintf(f,
+			"    ... (stack truncated: deeper than %d frames, the "
+			"outermost not shown)\n",
+			MA_PY_MAX_FRAMES);
+	else
+		fprintf(f, "    ... (stack truncated: unreadable frame)\n");
+}
+
 static void print_thread_text(FILE *f, const struct st_result *r,
 			      const struct ma_tview *th, int native)
 {
@@ -85,7 +97,7 @@ static void print_thread_text(FILE *f, const struct st_result *r,
 			(unsigned long)py->tstate, flags[0] ? " (" : "", flags,
 			flags[0] ? ")" : "");
 
-	int pi = 0, npy = py ? py->nframes : 0;
+	int pi = 0, npy = py ? py->nframes : 0, cut_shown = 0;
 
 	if (native && th->has_nat) {
 		for (int i = 0; i < th->nat.n; i++) {
@@ -99,6 +111,14 @@ static void print_thread_text(FILE *f, const struct st_result *r,
 					if (py->frames[pi++].is_entry)
 						break;
 				}
+				/* the Python frames ran out inside this eval
+				 * call: the missing ones are its outer ones,
+				 * here, not after the native stack's end */
+				if (pi == npy && py && py->truncated &&
+				    !cut_shown) {
+					cut_mark(f, py);
+					cut_shown = 1;
+				}
 			}
 			fprintf(f, "    (C) %s (%s)%s\n",
 				nf->symbol ? nf->symbol : "???",
@@ -108,16 +128,19 @@ static void print_thread_text(FILE *f, const struct st_result *r,
 		if (th->nat.error)
 			fprintf(f, "    (C) ... unwinding stopped: %s\n",
 				strerror(-th->nat.error));
+		else if (th->nat.cut)
+			fprintf(f,
+				"    (C) ... (native stack cut at %d frames: "
+				"the outer ones not shown%s)\n",
+				th->nat.n,
+				pi < npy ? ", nor the native frames of the "
+					   "Python frames below"
+					 : "");
 	}
 	for (; pi < npy; pi++)
 		print_pyframe(f, &py->frames[pi]);
-	if (py && py->truncated == MA_PY_CUT_DEEP)
-		fprintf(f,
-			"    ... (stack truncated: deeper than %d frames, the "
-			"outermost not shown)\n",
-			MA_PY_MAX_FRAMES);
-	else if (py && py->truncated)
-		fprintf(f, "    ... (stack truncated: unreadable frame)\n");
+	if (py && py->truncated && !cut_shown)
+		cut_mark(f, py);
 	if (py && npy == 0)
 		fprintf(f, "    (no Python frames)\n");
 	fputc('\n', f);
@@ -188,6 +211,8 @@ static json_t *thread_json(const struct st_result *r, const struct ma_tview *th,
 			json_array_append_new(nat, jn);
 		}
 		json_object_set_new(o, "native", nat);
+		json_object_set_new(o, "native_truncated",
+				    json_boolean(th->nat.cut));
 	}
 	return o;
 }

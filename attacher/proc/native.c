@@ -251,7 +251,10 @@ static int frame_cb(Dwfl_Frame *frame, void *arg)
 	memset(f, 0, sizeof(*f));
 	f->pc = pc;
 	f->activation = activation;
-	return c->out->n >= c->max ? DWARF_CB_ABORT : DWARF_CB_OK;
+	if (c->out->n < c->max)
+		return DWARF_CB_OK;
+	c->out->cut = 1;
+	return DWARF_CB_ABORT;
 }
 
 void ma_native_symbolize(Dwfl *dwfl, struct ma_native_stack *st)

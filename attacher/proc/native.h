@@ -23,6 +23,7 @@ struct ma_native_stack {
 	int n;
 	struct ma_native_frame *v; /* innermost first */
 	int error; /* negative errno when unwinding stopped early */
+	int cut;   /* stopped at max_frames, the outer frames not read */
 };
 
 /* Load every module's unwind and symbol tables now, while the process still

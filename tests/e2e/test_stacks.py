@@ -302,6 +302,27 @@ def run_deep(label, exe):
               "exit %d, %d lines, first %r, last %r\n%s" % (
                   rc, len(lines), lines[1] if len(lines) > 1 else None,
                   lines[-1] if lines else None, err))
+        # --native: the cut is where the Python frames end, inside the
+        # eval call that runs them, not after the native stack's _start
+        rc, out, err = memattach("stacks", "--native", t.pid)
+        lines = out.split("\n\n")[1].splitlines() if "\n\n" in out else []
+        cut = [i for i, x in enumerate(lines) if "stack truncated" in x]
+        ncut = [x for x in lines if "(C) ... (native stack cut at" in x]
+        # up to 3.10 every Python frame is an eval call of its own: the
+        # native unwinding (256 frames) stops first, and says so
+        check(rc == 8 and len(cut) == 1 and
+              ((ncut and cut[0] == len(lines) - 1) or
+               (not ncut and cut[0] + 1 < len(lines) and
+                lines[cut[0] - 1].startswith("    down (") and
+                lines[cut[0] + 1].startswith("    (C) ") and
+                "[python]" in lines[cut[0] + 1])),
+              "%s: --native: the cut is said where it is (after the last "
+              "Python frame, before its eval call; or the native one, "
+              "then the Python one last)" % label,
+              "exit %d, around the cut: %r" % (rc, [
+                  lines[i] for i in range(max(0, (cut or [0])[0] - 1),
+                                          min(len(lines),
+                                              (cut or [0])[0] + 2))]))
 
 
 def run_multiline(label, exe):
