@@ -645,7 +645,9 @@ int ma_cmd_report(int argc, char **argv)
 	}
 	if (out && !strcmp(out, "-"))
 		out = NULL;
-	if (out)
+	/* a file gets no colour unless asked for (--color always: e.g. for
+	 * 'less -R' later) */
+	if (out && o.color < 0)
 		o.color = 0;
 	if (isatty(STDERR_FILENO))
 		prp = &pr;

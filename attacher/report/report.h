@@ -338,6 +338,12 @@ size_t ma_report_shown(const struct ma_report *r);
 /* Peak moment as text: "at 12.3 s", "between 1.0 s and 2.0 s", "" */
 void ma_report_peak_when(const struct ma_report *r, char *buf, size_t len);
 
+/* The temporary window the figures are of: the one asked for, or for an
+ * aggregated capture, whose distances are in buckets (common/ma_agg.h),
+ * the largest window at most that whose buckets it counts whole (1000:
+ * 511) */
+uint32_t ma_report_window_counted(const struct ma_report *r);
+
 /* Whether the capture can give view v: not the peak when peak_unknown,
  * not the temporary view of a sampled capture (a sampled block's distance
  * to its free is not known).  An unknown view's figures are 0 in the

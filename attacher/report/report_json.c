@@ -302,6 +302,9 @@ int ma_report_json(const struct ma_report *r, FILE *f)
 			    json_string(ma_rgroup_name(r->opts.group)));
 	json_object_set_new(root, "temporary_window",
 			    json_integer(r->opts.window));
+	/* what the figures are of (ma_report_window_counted) */
+	json_object_set_new(root, "temporary_window_counted",
+			    json_integer(ma_report_window_counted(r)));
 	json_object_set_new(root, "totals", totals_json(r));
 
 	p = json_object();

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "errors.h"
+#include "ma_agg.h"
 #include "ma_config.h"
 #include "report.h"
 #include "report_timeline.h"
@@ -2443,6 +2444,18 @@ size_t ma_report_shown(const struct ma_report *r)
 		r->rows[n].fig[r->opts.view].count))
 		n++;
 	return n;
+}
+
+uint32_t ma_report_window_counted(const struct ma_report *r)
+{
+	uint32_t w = r->opts.window;
+
+	if (!(r->meta && (r->meta->flags & MA_TRACK_AGG)) || w < MA_AGG_EXACT)
+		return w;
+	if (w >= (1u << 20) - 1)
+		return (1u << 20) - 1;
+	/* 2^k - 1 <= w: the buckets [2^(k-1), 2^k - 1] and below */
+	return (1u << (31 - __builtin_clz(w + 1))) - 1;
 }
 
 bool ma_report_view_known(const struct ma_report *r, enum ma_rview v)

@@ -122,7 +122,15 @@ static void header(const struct ma_report *r, const struct out *o)
 		ma_para_piece(&p, "; ", "temporary not known (sampled)");
 	} else {
 		ma_para_piece(&p, "; ", "temporary %s in %s allocations", a, b);
-		ma_para_piece(&p, " ", "(window %u)", r->opts.window);
+		if (ma_report_window_counted(r) != r->opts.window)
+			ma_para_piece(&p, " ",
+				      "(window %u, counted as %u: an "
+				      "aggregated capture's distances come in "
+				      "powers of two)",
+				      r->opts.window,
+				      ma_report_window_counted(r));
+		else
+			ma_para_piece(&p, " ", "(window %u)", r->opts.window);
 	}
 	ma_para_end(&p);
 	if (r->ranged) {

@@ -492,6 +492,15 @@ def to_range(cap, mid):
     check(rc == 0 and span and a_ns and a_ns < span - (mid - 0.5) * 1e9,
           "--diff --from: each side's duration is the range's, not the "
           "capture's", "%s vs capture %s\n%s" % (a_ns, span, err))
+    # a temporary window an aggregated capture's buckets do not fit: the
+    # figures are of the largest window they fit, said
+    doc, _, _ = report(cap, "--temporary-window", "1000")
+    rc, out, _ = memattach("report", "--width", "300",
+                           "--temporary-window", "1000", cap)
+    check(doc.get("temporary_window_counted") == 511 and
+          "window 1000, counted as 511" in out,
+          "aggregated --temporary-window 1000: counted as 511, said",
+          doc.get("temporary_window_counted"))
     rc, out, err = memattach("report", "--from", "1000", cap)
     check(rc == 2 and not out and "after the last sample" in err,
           "--from after the capture's end: refused with exit 2 (it "

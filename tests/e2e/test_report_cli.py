@@ -71,6 +71,14 @@ def option_errors(fx):
     rc, out, err = memattach("report", "--no-color", "--color", "always",
                              "--no-color", fx["scenario"])
     check(rc == 0 and "\x1b[" not in out, "--no-color: no colour", out)
+    colored = os.path.join(os.path.dirname(fx["scenario"]), "color.txt")
+    rc, _, err = memattach("report", "--color", "always", "-o", colored,
+                           fx["scenario"])
+    with open(colored) as f:
+        text = f.read() if rc == 0 else ""
+    check(rc == 0 and "\x1b[" in text,
+          "--color always -o FILE: the file has colour (it was dropped)",
+          err)
     rc, out, err = memattach("--help")
     check(rc == 0 and all(f in out for f in
                           ("text", "html", "pprof", "speedscope",
