@@ -456,8 +456,26 @@ static size_t stack_words(struct ma_target *t, uint64_t sp,
 			  const uint64_t **words)
 {
 	static uint64_t stack[STACK_SCAN_BYTES / 8];
-	size_t len = sizeof(stack);
+	size_t len = sizeof(stack), lo = 0, hi = t->maps.n;
 
+	/* As far as the end of sp's mapping (maps read before the freeze):
+	 * an idle thread's sp lies a few KiB below its stack's top, where a
+	 * read of STACK_SCAN_BYTES fails and was halved until it fit, five
+	 * reads a thread, with every thread stopped (500 threads: 3,900
+	 * reads, 64 ms).  A stack mapped since: the halving. */
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (sp < t->maps.v[mid].start)
+			hi = mid;
+		else if (sp >= t->maps.v[mid].end)
+			lo = mid + 1;
+		else {
+			if (t->maps.v[mid].end - sp < len)
+				len = (size_t)(t->maps.v[mid].end - sp) & ~7ul;
+			break;
+		}
+	}
 	while (len >= 512 && ma_mem_read(t->mem, sp, stack, len))
 		len /= 2;
 	*words = stack;
