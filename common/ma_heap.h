@@ -22,7 +22,7 @@
 #include "ma_offsets.h"
 
 #define MA_HEAP_MAGIC 0x6d616870u /* "mahp" */
-#define MA_HEAP_ABI   1
+#define MA_HEAP_ABI   2
 
 /* Copies a target remembers until they are reaped (ma_heap_copies) */
 #define MA_HEAP_MAX_COPIES 16
@@ -50,6 +50,7 @@ enum ma_heap_flags {
 	MA_HEAP_PRE_DICT = 1 << 2,   /* 3.11+: managed dict pre-header */
 	MA_HEAP_PRE_WEAKREF = 1 << 3,	/* 3.12+: managed weakref pre-header */
 	MA_HEAP_GC_PER_INTERP = 1 << 4, /* 3.9+: gc state in the interpreter */
+	MA_HEAP_INLINE_VALUES = 1 << 5, /* 3.13+: instances' values inline */
 };
 
 /* The copy's state, in box.state */
@@ -84,7 +85,8 @@ enum ma_heap_tag {
 enum ma_heap_obj_flags {
 	MA_HEAP_O_GC = 1 << 0,	       /* in a GC list */
 	MA_HEAP_O_UNREADABLE = 1 << 1, /* faulted or failed a check */
-	MA_HEAP_O_PYMALLOC = 1 << 2,   /* the object's block is pymalloc's */
+	MA_HEAP_O_PYMALLOC = 1 << 2,   /* the object's own block is pymalloc's
+					  (its tables may not be: .pymalloc) */
 	MA_HEAP_O_EDGES_CUT = 1 << 3,  /* more referents than recorded */
 	MA_HEAP_O_TYPE = 1 << 4,       /* a type object (a class) */
 };
@@ -98,7 +100,10 @@ struct ma_heap_obj {
 	uint64_t owned;	 /* buffers it owns beyond that (numpy data...) */
 	uint64_t refcnt; /* ob_refcnt, clamped to 2^40 (immortals) */
 	uint32_t flags;	 /* enum ma_heap_obj_flags */
-	uint32_t _pad;
+	/* of size, the bytes in pymalloc blocks: the object's own block when
+	 * pymalloc's, and those of its separately allocated tables and
+	 * buffers that are (each at most 512 bytes) */
+	uint32_t pymalloc;
 	/* followed by nedges uint64_t addresses of referents */
 };
 

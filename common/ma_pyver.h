@@ -153,7 +153,7 @@ static const struct ma_pyver ma_pyvers[] = {
 	  MA_F_EVERY_VERSION | MA_F_IFRAME | MA_F(interp_gil_ptr) |
 	  MA_F(tstate_frame),
 	  MA_HEAP_GC_PER_INTERP | MA_HEAP_GC_ON_TYPE | MA_HEAP_PRE_DICT |
-	  MA_HEAP_PRE_WEAKREF | MA_HEAP_INT_TAG, 16 },
+	  MA_HEAP_PRE_WEAKREF | MA_HEAP_INT_TAG | MA_HEAP_INLINE_VALUES, 16 },
 	/* clang-format on */
 };
 

@@ -55,6 +55,7 @@ int32_t ma_heap_copies[MA_HEAP_MAX_COPIES];
 static struct ma_heap_cfg hc;
 
 /* Type flags, from CPython's object.h (stable since 3.0 for these) */
+#define TPF_INLINE_VALUES   (1ul << 2) /* 3.13 */
 #define TPF_MANAGED_WEAKREF (1ul << 3)
 #define TPF_MANAGED_DICT    (1ul << 4)
 #define TPF_HEAPTYPE	    (1ul << 9)
@@ -618,33 +619,28 @@ static struct ma_heap_pools pstat;
 static uint32_t *arena_seen; /* bitmap over arena indexes */
 #define MAX_ARENAS (1u << 22)
 
-/* 1 when block is in a pymalloc pool of its size class */
-static int pool_add(uintptr_t block, uint64_t size)
+/* A pool's header, as obmalloc.c lays it out in every CPython 3.8-3.13 */
+#define POOL_COUNT	  0  /* uint: blocks in use */
+#define POOL_ARENA	  32 /* uint arenaindex */
+#define POOL_SZIDX	  36 /* uint: size class, block size 16 x (szidx + 1) */
+#define POOL_MAXNEXT	  44 /* uint: pool size - block size, set at init */
+#define POOL_OVERHEAD	  48 /* the first block's offset */
+#define PYMALLOC_MAX_SIZE 512
+
+/* Count the pool in pstat, once */
+static void pool_note(uintptr_t pool, uint32_t count, uint32_t arena,
+		      uint32_t szidx)
 {
 	uint32_t psize = hc.pool_size;
-	uintptr_t pool;
-	uint32_t count, arena, szidx;
 	size_t mask, i;
 
-	if (!psize || size == 0 || size > 512)
-		return 0;
-	pool = block & ~(uintptr_t)(psize - 1);
-	if (!readable(pool, 48))
-		return 0;
-	count = (uint32_t)ld32(pool);
-	arena = (uint32_t)ld32(pool + 32);
-	szidx = (uint32_t)ld32(pool + 36);
-	/* A real pool of this block's size class: else it is malloc's */
-	if (szidx != (size + 15) / 16 - 1 || count == 0 || count > psize / 16 ||
-	    arena >= MAX_ARENAS)
-		return 0;
 	if ((npools + 1) * 2 > pools_cap) {
 		uintptr_t *old = pools;
 		size_t oldcap = pools_cap, cap = oldcap ? oldcap * 2 : 8192;
 		uintptr_t *np = rmap(cap * sizeof(*np));
 
 		if (!np)
-			return 1;
+			return;
 		mapped_bytes += cap * sizeof(*np);
 		for (size_t k = 0; k < oldcap; k++) {
 			if (!old[k])
@@ -661,7 +657,7 @@ static int pool_add(uintptr_t block, uint64_t size)
 	mask = pools_cap - 1;
 	for (i = (pool / psize) & mask; pools[i]; i = (i + 1) & mask)
 		if (pools[i] == pool)
-			return 1;
+			return;
 	pools[i] = pool;
 	npools++;
 	pstat.pools++;
@@ -671,14 +667,82 @@ static int pool_add(uintptr_t block, uint64_t size)
 	if (!arena_seen) {
 		arena_seen = rmap(MAX_ARENAS / 8);
 		if (!arena_seen)
-			return 1;
+			return;
 		mapped_bytes += MAX_ARENAS / 8;
 	}
 	if (!(arena_seen[arena / 32] & (1u << (arena % 32)))) {
 		arena_seen[arena / 32] |= 1u << (arena % 32);
 		pstat.arenas++;
 	}
+}
+
+/* A pool seen through a pointer into it */
+struct pool_at {
+	uintptr_t pool, block; /* block: the start of p's block */
+	uint32_t count, arena, szidx, bs;
+};
+
+/*
+ * The block of a pymalloc pool that p lies in: 1 with *pa filled, or 0 when
+ * p is in no pool.  pymalloc never hands out a block outside its arenas,
+ * nor malloc memory inside them; what looks like a pool header at p's pool
+ * boundary in malloc's memory would have to pass every check below.
+ */
+static int pool_at(uintptr_t p, struct pool_at *pa)
+{
+	uint32_t psize = hc.pool_size;
+
+	if (!psize)
+		return 0;
+	pa->pool = p & ~(uintptr_t)(psize - 1);
+	if (p < pa->pool + POOL_OVERHEAD || !readable(pa->pool, POOL_OVERHEAD))
+		return 0;
+	pa->count = (uint32_t)ld32(pa->pool + POOL_COUNT);
+	pa->arena = (uint32_t)ld32(pa->pool + POOL_ARENA);
+	pa->szidx = (uint32_t)ld32(pa->pool + POOL_SZIDX);
+	if (pa->szidx >= PYMALLOC_MAX_SIZE / 16 || pa->count == 0 ||
+	    pa->count > psize / 16 || pa->arena >= MAX_ARENAS)
+		return 0;
+	pa->bs = 16 * (pa->szidx + 1);
+	if ((uint32_t)ld32(pa->pool + POOL_MAXNEXT) != psize - pa->bs)
+		return 0;
+	pa->block = pa->pool + POOL_OVERHEAD +
+		    (p - pa->pool - POOL_OVERHEAD) / pa->bs * pa->bs;
 	return 1;
+}
+
+/* 1 when block is a pymalloc block allocated for lo to hi bytes (its
+ * pool's size class is theirs; the pool counted in pstat), else 0:
+ * malloc's */
+static int in_pool_for(uintptr_t block, uint64_t lo, uint64_t hi)
+{
+	struct pool_at pa;
+
+	if (!block || lo == 0 || lo > PYMALLOC_MAX_SIZE ||
+	    !pool_at(block, &pa) || pa.block != block ||
+	    pa.bs < (lo + 15) / 16 * 16 || pa.bs > (hi + 15) / 16 * 16)
+		return 0;
+	pool_note(pa.pool, pa.count, pa.arena, pa.szidx);
+	return 1;
+}
+
+/* size when block is a pymalloc block allocated for size bytes, else 0 */
+static uint64_t in_pool(uintptr_t block, uint64_t size)
+{
+	return in_pool_for(block, size, size) ? size : 0;
+}
+
+/* size when the size bytes at p lie inside one pymalloc block (a part that
+ * does not start its block, or shares it), else 0 */
+static uint64_t inside_pool(uintptr_t p, uint64_t size)
+{
+	struct pool_at pa;
+
+	if (!p || size == 0 || size > PYMALLOC_MAX_SIZE || !pool_at(p, &pa) ||
+	    p + size > pa.block + pa.bs)
+		return 0;
+	pool_note(pa.pool, pa.count, pa.arena, pa.szidx);
+	return size;
 }
 
 /* ------------------------------------------------------------------ */
@@ -753,6 +817,112 @@ static uint64_t preheader(unsigned long fl)
 	return pre;
 }
 
+/* The bytes of a compact str's UTF-8 copy (made on demand by
+ * PyUnicode_AsUTF8, a block of its own) that str_size counts, its address
+ * in *p */
+static uint64_t str_utf8(uintptr_t o, uintptr_t *p)
+{
+	const struct ma_py_offsets *f = &hc.off;
+	uint32_t st = (uint32_t)ld32(o + (uintptr_t)f->unicode_state);
+
+	*p = 0;
+	if (!(st >> f->unicode_compact_bit & 1) ||
+	    (st >> f->unicode_ascii_bit & 1) || f->unicode_utf8 < 0)
+		return 0;
+	*p = (uintptr_t)ld(o + (uintptr_t)f->unicode_utf8);
+	return *p ? ld(o + (uintptr_t)f->unicode_utf8_length) + 1 : 0;
+}
+
+/* PyDictObject's ma_keys and ma_values, after ma_used and the version (or
+ * watcher) tag in every CPython 3.8-3.13 */
+#define DICT_KEYS   32
+#define DICT_VALUES 40
+
+/*
+ * Of size (what size_of says of o), the bytes that lie in pymalloc blocks;
+ * *own: the object's own block is one.  The object's own block holds all of
+ * size but what was allocated apart, which goes where it lives: a list's
+ * item table, a set's table (when not the small one inside the object), a
+ * bytearray's buffer, a dict's keys table and values, a str's UTF-8 copy,
+ * a numpy array's data.  pymalloc serves requests of up to 512 bytes: a
+ * bytearray of 1000 bytes has its object in a pymalloc block, its buffer in
+ * malloc's.  docs/heap.md, "Where the objects' bytes lie".
+ */
+static uint64_t pymalloc_part(uintptr_t o, uintptr_t tp, uint8_t kind,
+			      unsigned long fl, uint64_t pre, uint64_t size,
+			      int *own)
+{
+	const struct ma_py_offsets *f = &hc.off;
+	uint64_t basic = ld(tp + (uintptr_t)f->type_basicsize);
+	uint64_t mine = size, block, rest, in = 0;
+	uintptr_t p = 0;
+
+	if (kind == K_LIST || kind == K_SET || kind == K_DICT ||
+	    kind == K_BYTEARRAY || kind == K_NDARRAY)
+		mine = basic + pre;
+	else if (kind == K_STR)
+		mine = size - str_utf8(o, &p);
+	if (mine > size)
+		mine = size;
+	rest = size - mine;
+	block = mine;
+	/* 3.13 keeps an instance's attribute values inline after the object
+	 * (_PyObject_InlineValues): in its block, not in what getsizeof says
+	 * (3.13.0).  _PyInlineValuesSize sized them for the usable size of
+	 * the class's shared keys, n: the order prefix (n bytes rounded up),
+	 * a header word and n values.  Their first byte, the capacity, is n,
+	 * or n - 1 when the allocation took one of the keys' usable slots
+	 * (_PyObject_InitInlineValues): the block is one of the two sizes. */
+	if ((hc.flags & MA_HEAP_INLINE_VALUES) && (fl & TPF_INLINE_VALUES) &&
+	    readable(o + (uintptr_t)basic, 8)) {
+		uint64_t n = *(const uint8_t *)(o + (uintptr_t)basic);
+
+		*own = in_pool_for(o - pre,
+				   block + (n + 7) / 8 * 8 + (n + 1) * 8,
+				   block + (n + 8) / 8 * 8 + (n + 2) * 8);
+	} else {
+		*own = in_pool(o - pre, block) != 0;
+	}
+	if (*own)
+		in = mine;
+	if (!rest)
+		return in;
+	switch (kind) {
+	case K_LIST:
+		p = (uintptr_t)ld(o + (uintptr_t)f->list_items);
+		break;
+	case K_SET:
+		p = (uintptr_t)ld(o + (uintptr_t)f->set_table);
+		break;
+	case K_BYTEARRAY: /* ob_bytes follows ob_alloc */
+		p = (uintptr_t)ld(o + (uintptr_t)f->bytearray_alloc + 8);
+		break;
+	case K_NDARRAY:
+		p = (uintptr_t)ld(o + NP_DATA);
+		break;
+	case K_STR: /* p: the UTF-8 copy, from str_utf8 */
+		break;
+	case K_DICT: {
+		uintptr_t values = (uintptr_t)ld(o + DICT_VALUES);
+
+		/* A combined table: the rest is its keys table, allocated for
+		 * that size (_PyDict_KeysSize is new_keys_object's request).
+		 * A split one: the values, the shared keys being counted by
+		 * the class; 3.11 and 3.12 put an order prefix before them in
+		 * their block, 3.13 may keep them inline in the instance: they
+		 * are in pymalloc when they lie inside one of its blocks.  A
+		 * split table whose keys are its own too (rare) is counted
+		 * as malloc's, its two parts' sizes not being known apart. */
+		if (!values)
+			return in + in_pool((uintptr_t)ld(o + DICT_KEYS), rest);
+		return in + inside_pool(values, rest);
+	}
+	default:
+		return in;
+	}
+	return in + in_pool(p, rest);
+}
+
 static struct ma_heap_obj rec; /* static: set across sigsetjmp */
 
 static void emit_object(uintptr_t o, int gc)
@@ -790,22 +960,13 @@ static void emit_object(uintptr_t o, int gc)
 	rec.size = size_of(o, tp, kind);
 
 	unsigned long fl = (unsigned long)ld(tp + (uintptr_t)hc.off.type_flags);
-	uint64_t pre = preheader(fl), alloc = rec.size;
+	uint64_t pre = preheader(fl);
+	int own = 0;
 
-	/* The object's own block: a list's, set's, dict's, bytearray's or
-	 * array's table or data is a block of its own */
-	if (kind == K_LIST || kind == K_SET || kind == K_DICT ||
-	    kind == K_BYTEARRAY || kind == K_NDARRAY)
-		alloc = ld(tp + (uintptr_t)hc.off.type_basicsize) + pre;
-	if (pool_add(o - pre, alloc))
+	rec.pymalloc =
+		(uint32_t)pymalloc_part(o, tp, kind, fl, pre, rec.size, &own);
+	if (own)
 		flags |= MA_HEAP_O_PYMALLOC;
-	if (kind == K_LIST) {
-		uint64_t items = 8 * ld(o + (uintptr_t)hc.off.list_allocated);
-		uintptr_t ip = (uintptr_t)ld(o + (uintptr_t)hc.off.list_items);
-
-		if (ip && items)
-			pool_add(ip, items);
-	}
 	/* A static type object is not the collector's (type_is_gc): its
 	 * type_traverse is a fatal error there */
 	if (fl & TPF_TYPE) {

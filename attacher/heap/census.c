@@ -63,11 +63,14 @@ static int by_type(const struct ma_heap_graph *g, struct ma_heap_census *c)
 		t->bytes += g->size[i];
 		c->objects++;
 		c->bytes += g->size[i];
-		if (g->flags[i] & MA_HEAP_O_PYMALLOC) {
+		if (g->flags[i] & MA_HEAP_O_PYMALLOC)
 			c->pymalloc_objects++;
-			c->pymalloc_bytes += g->size[i];
-		}
 	}
+	/* Not the sizes of the objects whose own block is pymalloc's: a
+	 * bytearray or list there keeps its buffer or item table in malloc's
+	 * blocks when larger than 512 bytes.  The walker tells each part
+	 * apart (injector/heap.c, pymalloc_part). */
+	c->pymalloc_bytes = g->pymalloc_bytes;
 	c->ntypes = g->ntypes;
 	qsort(c->by_type, c->ntypes, sizeof(*c->by_type), cmp_type);
 	while (c->ntypes && !c->by_type[c->ntypes - 1].count)

@@ -53,6 +53,9 @@ struct ma_heap_graph {
 	uint32_t *eoff;	  /* n + 1 edge offsets */
 	uint32_t *edges;  /* object indexes */
 	size_t nedges, unresolved_edges;
+	/* of the sizes, the bytes in pymalloc blocks (struct ma_heap_obj's
+	 * pymalloc), summed as the stream is read: no array an object */
+	uint64_t pymalloc_bytes;
 
 	struct ma_htype *types;
 	size_t ntypes;
@@ -139,6 +142,8 @@ struct ma_hobj_report {
 
 struct ma_heap_census {
 	uint64_t objects, bytes;
+	/* objects whose own block is pymalloc's; the bytes of all objects'
+	 * sizes that lie in pymalloc blocks (g->pymalloc_bytes) */
 	uint64_t pymalloc_objects, pymalloc_bytes;
 	uint64_t garbage_objects, garbage_bytes;
 	uint64_t held_by_c_objects;	 /* roots outside modules and frames */

@@ -229,6 +229,7 @@ static int add_object(struct parse *ps, const struct ma_heap_obj *o,
 		return -E2BIG;
 	g->addr[n] = o->addr;
 	g->size[n] = o->size + o->owned;
+	g->pymalloc_bytes += o->pymalloc < o->size ? o->pymalloc : o->size;
 	g->type[n] = t;
 	g->refcnt[n] =
 		o->refcnt > 0xffffffffull ? 0xffffffffu : (uint32_t)o->refcnt;
