@@ -643,10 +643,31 @@ int ma_heap_snap_is(const char *path)
 	       strstr(head, "\"format\": \"" SNAP_FORMAT "\"") != NULL;
 }
 
+/* The fields a snapshot's report cannot do without, there since its first
+ * version (docs/heap.md, "Snapshots and diffs") */
+static const struct {
+	const char *name;
+	json_type type;
+	const char *what;
+} snap_fields[] = {
+	{ "version", JSON_INTEGER, "a number" },
+	{ "objects", JSON_INTEGER, "a number" },
+	{ "bytes", JSON_INTEGER, "a number" },
+	{ "rss", JSON_OBJECT, "an object" },
+	{ "pymalloc", JSON_OBJECT, "an object" },
+	{ "by_type", JSON_ARRAY, "an array" },
+	{ "largest", JSON_ARRAY, "an array" },
+	{ "retainers", JSON_ARRAY, "an array" },
+};
+
+#define NSNAP_FIELDS (sizeof(snap_fields) / sizeof(snap_fields[0]))
+
 json_t *ma_heap_snap_read(const char *path)
 {
 	json_error_t je;
-	json_t *d = json_load_file(path, 0, &je);
+	json_t *d = json_load_file(path, 0, &je), *ver;
+	char missing[256] = "";
+	size_t len = 0;
 
 	ma_err_set_exit(MA_EXIT_CAPTURE);
 	if (!d) {
@@ -656,17 +677,45 @@ json_t *ma_heap_snap_read(const char *path)
 		       path, je.text, je.line);
 		return NULL;
 	}
-	if (strcmp(js(d, "format"), SNAP_FORMAT) ||
-	    ju(d, "version") != SNAP_VERSION ||
-	    !json_is_array(json_object_get(d, "by_type"))) {
+	ver = json_object_get(d, "version");
+	if (!json_is_object(d) || strcmp(js(d, "format"), SNAP_FORMAT)) {
 		ma_err(-EPROTO,
-		       "%s: a heap snapshot of another version (%llu; this "
-		       "memattach reads %d) or an incomplete one",
-		       path, (unsigned long long)ju(d, "version"),
-		       SNAP_VERSION);
+		       "%s: not a heap snapshot (no \"format\": \"%s\")", path,
+		       SNAP_FORMAT);
 		json_decref(d);
 		return NULL;
 	}
+	/* Another version is said as such; one of ours that lacks fields is
+	 * incomplete (not written by memattach heap, or edited since) */
+	if (json_is_integer(ver) && json_integer_value(ver) != SNAP_VERSION) {
+		ma_err(-EPROTONOSUPPORT,
+		       "%s: a heap snapshot of version %lld; this memattach "
+		       "reads version %d",
+		       path, (long long)json_integer_value(ver), SNAP_VERSION);
+		json_decref(d);
+		return NULL;
+	}
+	for (size_t i = 0; i < NSNAP_FIELDS; i++)
+		if (!json_object_get(d, snap_fields[i].name) &&
+		    len < sizeof(missing))
+			len += (size_t)snprintf(
+				missing + len, sizeof(missing) - len, "%s%s",
+				len ? ", " : "", snap_fields[i].name);
+	if (len) {
+		ma_err(-EPROTO, "%s: an incomplete heap snapshot: missing %s",
+		       path, missing);
+		json_decref(d);
+		return NULL;
+	}
+	for (size_t i = 0; i < NSNAP_FIELDS; i++)
+		if (json_typeof(json_object_get(d, snap_fields[i].name)) !=
+		    snap_fields[i].type) {
+			ma_err(-EPROTO,
+			       "%s: a corrupt heap snapshot: \"%s\" is not %s",
+			       path, snap_fields[i].name, snap_fields[i].what);
+			json_decref(d);
+			return NULL;
+		}
 	ma_err_set_exit(MA_EXIT_OK);
 	return d;
 }

@@ -3,8 +3,8 @@
 renders again as text, json and html, `report A --diff B` shows what grew
 between two censuses of a process that grew on purpose
 (tests/targets/heap_grow.py), by type and by retainer path, and says what
-shrank; a truncated or corrupt snapshot, or -o into a missing directory, is
-refused with exit code 7."""
+shrank; a truncated, corrupt or incomplete snapshot, or -o into a missing
+directory, is refused with exit code 7, each said as what it is."""
 import json
 import os
 import re
@@ -144,6 +144,15 @@ def errors(tmp):
     rc, out, err = memattach("report", cut)
     check(rc == 7 and "version" in err,
           "a snapshot of another version: exit 7", err)
+    # ours, but only its first two fields: incomplete, not "of another
+    # version (1; this memattach reads 1)" as the old binary said
+    with open(cut, "w") as g:
+        g.write('{"format":"memattach-heap-snapshot","version":1}\n')
+    rc, out, err = memattach("report", cut)
+    check(rc == 7 and "incomplete heap snapshot" in err and "by_type" in err
+          and "another version" not in err,
+          "a snapshot of our version without its fields: exit 7, said "
+          "incomplete (missing by_type...)", err)
     with Target(sys.executable, "heap_grow.py") as t:
         rc, out, err = memattach("heap", "-q", "-o",
                                  os.path.join(tmp, "no", "such", "x.snap"),
