@@ -1047,10 +1047,13 @@ static int read_header(struct ma_capture_reader *r)
 	k = read_at(r->fd, fixed, sizeof(fixed), 0);
 	if (k < 0)
 		return rd_err(r, (int)k, "read: %s", strerror((int)-k));
-	if (k == 0)
-		return rd_err(r, -ENODATA,
-			      "empty file (memattach stopped before writing "
-			      "its header)");
+	if (k == 0) {
+		/* not "capture PATH": it may have been meant as a heap
+		 * snapshot as well */
+		ma_err_set_exit(MA_EXIT_CAPTURE);
+		r->error = ma_err(-ENODATA, "%s: " MA_EMPTY_FILE_MSG, r->path);
+		return r->error;
+	}
 	if (memcmp(fixed, FILE_MAGIC, k < 8 ? (size_t)k : 8) != 0)
 		return rd_err(r, -EPROTO,
 			      "not a memattach capture file (bad magic)");

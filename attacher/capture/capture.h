@@ -136,6 +136,12 @@ int ma_capture_open(const char *path, struct ma_capture_reader **out);
 void ma_capture_reader_close(struct ma_capture_reader *r);
 /* 1 when path starts like a capture file (its magic), else 0 */
 int ma_capture_is(const char *path);
+/* What an empty file is called, by the capture reader and the heap
+ * snapshot's alike: nothing in it says which it was meant to be (an attach
+ * stopped before writing its header leaves an empty capture) */
+#define MA_EMPTY_FILE_MSG                                                      \
+	"empty file (neither a capture nor a heap snapshot; an attach that "   \
+	"stopped before writing its header leaves one)"
 
 /* The header; strings owned by the reader */
 const struct ma_capture_meta *

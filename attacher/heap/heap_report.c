@@ -13,9 +13,11 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "capture.h" /* MA_EMPTY_FILE_MSG */
 #include "errors.h"
 #include "textfit.h"
 #include "units.h"
@@ -662,6 +664,13 @@ static const struct {
 
 #define NSNAP_FIELDS (sizeof(snap_fields) / sizeof(snap_fields[0]))
 
+static int is_empty_file(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0;
+}
+
 json_t *ma_heap_snap_read(const char *path)
 {
 	json_error_t je;
@@ -670,6 +679,10 @@ json_t *ma_heap_snap_read(const char *path)
 	size_t len = 0;
 
 	ma_err_set_exit(MA_EXIT_CAPTURE);
+	if (!d && is_empty_file(path)) {
+		ma_err(-ENODATA, "%s: " MA_EMPTY_FILE_MSG, path);
+		return NULL;
+	}
 	if (!d) {
 		ma_err(-EPROTO,
 		       "%s: not a readable heap snapshot (truncated or "

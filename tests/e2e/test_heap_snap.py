@@ -3,8 +3,9 @@
 renders again as text, json and html, `report A --diff B` shows what grew
 between two censuses of a process that grew on purpose
 (tests/targets/heap_grow.py), by type and by retainer path, and says what
-shrank; a truncated, corrupt or incomplete snapshot, or -o into a missing
-directory, is refused with exit code 7, each said as what it is."""
+shrank; a truncated, corrupt or incomplete snapshot, an empty file, or -o
+into a missing directory, is refused with exit code 7, each said as what it
+is."""
 import json
 import os
 import re
@@ -153,6 +154,18 @@ def errors(tmp):
           and "another version" not in err,
           "a snapshot of our version without its fields: exit 7, said "
           "incomplete (missing by_type...)", err)
+    # an empty file is neither a capture nor a snapshot (the old binary:
+    # "capture X: empty file", or for --diff "not a readable heap
+    # snapshot")
+    empty = os.path.join(tmp, "empty.snap")
+    open(empty, "w").close()
+    for args in ((empty,), (good, "--diff", empty)):
+        rc, out, err = memattach("report", *args)
+        check(rc == 7 and not out and "%s: empty file (neither a capture "
+              "nor a heap snapshot" % empty in err and "capture %s" % empty
+              not in err, "report %s: an empty file is not called a "
+              "capture, exit 7" % " ".join(os.path.basename(a)
+                                           for a in args), err)
     with Target(sys.executable, "heap_grow.py") as t:
         rc, out, err = memattach("heap", "-q", "-o",
                                  os.path.join(tmp, "no", "such", "x.snap"),
