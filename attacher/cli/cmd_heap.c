@@ -178,7 +178,8 @@ int ma_cmd_heap(int argc, char **argv)
 		ret = ma_cli_fail("heap");
 		goto done;
 	}
-	ma_heap_render(out, doc, format, co.top, co.depth);
+	ma_heap_render(out, doc, format,
+		       co.top > 0 ? co.top : MA_HEAP_TOP_DEFAULT, co.depth);
 	if (html_path[0])
 		fprintf(stderr, "memattach: heap: report written to %s\n",
 			html_path);

@@ -606,7 +606,8 @@ static int is_namespace(const struct ma_heap_graph *g, const struct work *w,
 int ma_heap_census(struct ma_heap_graph *g, const struct ma_hcensus_opts *o,
 		   struct ma_heap_live *live, struct ma_heap_census *c)
 {
-	size_t n = g->n, top = o->top > 0 ? (size_t)o->top : 20;
+	size_t n = g->n,
+	       top = (size_t)(o->top > 0 ? o->top : MA_HEAP_TOP_DEFAULT);
 	struct work w = { 0 };
 	struct dom d = { 0 };
 	uint64_t *retained = NULL, t0 = ma_now_ns();

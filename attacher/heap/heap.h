@@ -158,8 +158,11 @@ struct ma_heap_census {
 	uint64_t dom_steps, dom_budget;
 };
 
+/* Rows per table when --top is not given */
+#define MA_HEAP_TOP_DEFAULT 20
+
 struct ma_hcensus_opts {
-	int top;   /* rows per table (0: 20) */
+	int top;   /* rows per table (0: MA_HEAP_TOP_DEFAULT) */
 	int depth; /* path steps shown at most (0: 12) */
 };
 
@@ -187,7 +190,8 @@ typedef struct json_t json_t;
 
 json_t *ma_heap_doc(const struct ma_heap_graph *g,
 		    const struct ma_heap_census *c);
-/* format: text, json or html */
+/* format: text, json or html; top: rows per table, 0 = every row the
+ * document has */
 int ma_heap_render(FILE *f, const json_t *doc, const char *format, int top,
 		   int depth);
 int ma_heap_render_diff(FILE *f, const json_t *a, const json_t *b,

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -577,8 +578,10 @@ static int print_html(FILE *f, const json_t *d, int top, int depth)
 int ma_heap_render(FILE *f, const json_t *doc, const char *format, int top,
 		   int depth)
 {
+	/* 0: every row the document has (report --top 0), as a capture's
+	 * report; memattach heap passes its default itself */
 	if (top <= 0)
-		top = 20;
+		top = INT_MAX;
 	if (depth <= 0)
 		depth = 12;
 	if (!strcmp(format, "json")) {
@@ -839,7 +842,7 @@ int ma_heap_render_diff(FILE *f, const json_t *a, const json_t *b,
 	int err = 0;
 
 	if (top <= 0)
-		top = 20;
+		top = INT_MAX;
 	if (!t || !r) {
 		free(t);
 		free(r);

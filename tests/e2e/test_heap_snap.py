@@ -5,7 +5,7 @@ between two censuses of a process that grew on purpose
 (tests/targets/heap_grow.py), by type and by retainer path, and says what
 shrank; a truncated, corrupt or incomplete snapshot, an empty file, or -o
 into a missing directory, is refused with exit code 7, each said as what it
-is."""
+is; --top 0 shows every row."""
 import json
 import os
 import re
@@ -166,6 +166,31 @@ def errors(tmp):
               not in err, "report %s: an empty file is not called a "
               "capture, exit 7" % " ".join(os.path.basename(a)
                                            for a in args), err)
+    # --top 0 is every row, as report --help says (the old binary: 20)
+    with open(good) as f:
+        doc = json.load(f)
+    ntypes = len(doc["by_type"])
+    rc, out, err = memattach("report", good, "--top", "0")
+    rows = out.split("By type")[1].split("\n\n")[0].splitlines()[2:] \
+        if rc == 0 and "By type" in out else []
+    check(ntypes > 20 and len(rows) == ntypes and
+          "(top %d of %d)" % (ntypes, ntypes) in out,
+          "report SNAPSHOT --top 0: every type (%d rows)" % ntypes,
+          "%d rows of %d\n%s" % (len(rows), ntypes, err))
+    # ... and every row of a diff: B, every type one byte larger (a diff
+    # sums the rows of one name: two classes of one name are one row)
+    for r in doc["by_type"]:
+        r["bytes"] += 1
+    names = len(set(r["type"] for r in doc["by_type"]))
+    grown = os.path.join(tmp, "grown.snap")
+    with open(grown, "w") as f:
+        json.dump(doc, f)
+    rc, out, err = memattach("report", good, "--diff", grown, "--top", "0")
+    rows = out.split("By type, grew")[1].split("\n\n")[0].splitlines()[1:] \
+        if rc == 0 and "By type, grew" in out else []
+    check(names > 20 and len(rows) == names,
+          "report A --diff B --top 0: every type that grew (%d rows)"
+          % names, "%d rows of %d\n%s" % (len(rows), names, err))
     with Target(sys.executable, "heap_grow.py") as t:
         rc, out, err = memattach("heap", "-q", "-o",
                                  os.path.join(tmp, "no", "such", "x.snap"),
