@@ -642,8 +642,10 @@ static int feed_free(struct ma_account *acc, const struct ma_event *ev)
 				    : region_unmap_at(acc, ptr, &c);
 		if (ret < 0)
 			return ret;
-		if (!c.regions)
+		if (!c.regions) {
 			acc->t.unknown_frees++;
+			acc->t.unknown_free_events++;
+		}
 		acc->t.freed_bytes += c.bytes;
 		return 0;
 	}
@@ -652,6 +654,7 @@ static int feed_free(struct ma_account *acc, const struct ma_event *ev)
 	e = live_find(&acc->live, ptr);
 	if (!e) {
 		acc->t.unknown_frees++;
+		acc->t.unknown_free_events++;
 		return 0;
 	}
 	/* Matched by pointer only: the freeing thread may differ */

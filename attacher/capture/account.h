@@ -44,6 +44,9 @@ struct ma_account_totals {
 	uint64_t reallocs;    /* ALLOC of kind REALLOC */
 	uint64_t mmaps, munmaps;
 	uint64_t unknown_frees; /* FREE of memory not tracked (pre-attach) */
+	/* of those, FREE events (counted in frees too); an aggregated
+	 * capture's others come from its AGGEND, not in frees */
+	uint64_t unknown_free_events;
 	uint64_t replaced; /* ALLOC of a pointer already live: a FREE was lost;
 			      the old block is dropped */
 	uint64_t forks;

@@ -2244,8 +2244,12 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	}
 	if (r->thread_filtered) {
 		/* The header's frees are those of the selected threads'
-		 * blocks (by any thread); the others looked unknown */
-		r->t.frees -= r->t.unknown_frees;
+		 * blocks (by any thread); the others' FREE events looked
+		 * unknown.  Only those: an aggregated capture's frees are its
+		 * keys' (the selection's already), and its unknown ones the
+		 * whole capture's, from the AGGEND (it went below 0 with
+		 * --pid) */
+		r->t.frees -= r->t.unknown_free_events;
 	}
 	r->unknown_frees = r->t.unknown_frees;
 	if (r->thread_filtered && r->trailer) {

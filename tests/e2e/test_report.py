@@ -509,8 +509,18 @@ def to_range(cap, mid):
 
 def thread_peak(cap):
     """--thread: the header's peak is the selected threads' (the peak
-    view's sum), in text and JSON"""
+    view's sum), in text and JSON; each thread's frees of its blocks add up
+    to the capture's"""
     whole, _, _ = report(cap)
+    names = [t["name"] for t in whole["threads"]]
+    frees = [report(cap, "--thread", n)[0]["totals"]["frees"]
+             for n in names]
+    check(sum(frees) == whole["totals"]["frees"],
+          "aggregated --thread: the threads' frees add up to the "
+          "capture's (the capture's unknown frees were taken off each)",
+          "threads %s, capture %s (unknown %s)" % (
+              frees, whole["totals"]["frees"],
+              whole["totals"]["unknown_frees"]))
     doc, _, _ = report(cap, "--thread", "alpha-worker", "--view", "peak")
     pk = doc["sums"]["peak"]
     check(doc["peak"]["bytes"] == pk["bytes"] and
