@@ -138,3 +138,19 @@ char *ma_escape_ctl(const char *s)
 	*o = '\0';
 	return out;
 }
+
+void ma_ctl_sanitize(char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x20 || c == 0x7f) {
+			s[i] = '?';
+		} else if (c == 0xc2 && i + 1 < len &&
+			   (unsigned char)s[i + 1] >= 0x80 &&
+			   (unsigned char)s[i + 1] < 0xa0) {
+			s[i] = '?';
+			s[++i] = '?';
+		}
+	}
+}

@@ -49,4 +49,13 @@ void ma_para_end(struct ma_para *p);
  */
 char *ma_escape_ctl(const char *s);
 
+/*
+ * A name read from the target (a function, a file, a thread), made safe to
+ * print: every control character (C0, DEL, and C1 in UTF-8: U+0080 to
+ * U+009F, which some terminals take for CSI) becomes '?', so that a
+ * program cannot drive the user's terminal through memattach's output
+ * ("\e[2J", an OSC title).  In place, len bytes; the length is kept.
+ */
+void ma_ctl_sanitize(char *s, size_t len);
+
 #endif

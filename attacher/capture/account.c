@@ -142,6 +142,23 @@ static int64_t strtab_intern(struct strtab *t, const char *s, size_t len)
 	return (int64_t)t->n++;
 }
 
+/* A name from the target (the ring's bytes, read only) interned made safe
+ * to print (ma_ctl_sanitize): the summary's lines and every report */
+static int64_t intern_safe(struct strtab *t, const char *s, size_t len)
+{
+	char local[512], *copy = len <= sizeof(local) ? local : malloc(len);
+	int64_t r;
+
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, s, len);
+	ma_ctl_sanitize(copy, len);
+	r = strtab_intern(t, copy, len);
+	if (copy != local)
+		free(copy);
+	return r;
+}
+
 static void strtab_free(struct strtab *t)
 {
 	for (size_t i = 0; i < t->n; i++)
@@ -677,8 +694,8 @@ static int feed_code(struct ma_account *acc, const struct ma_event *ev)
 	if (grow_array((void **)&acc->codes, &acc->codes_cap, (size_t)id + 1,
 		       sizeof(*acc->codes)) < 0)
 		return -ENOMEM;
-	name = strtab_intern(&acc->str, ev->code.name, ev->code.name_len);
-	file = strtab_intern(&acc->str, ev->code.file, ev->code.file_len);
+	name = intern_safe(&acc->str, ev->code.name, ev->code.name_len);
+	file = intern_safe(&acc->str, ev->code.file, ev->code.file_len);
 	if (name < 0 || file < 0)
 		return -ENOMEM;
 	c = &acc->codes[id];
@@ -761,6 +778,7 @@ static int feed_thread(struct ma_account *acc, const struct ma_event *ev)
 	t->tid = ev->thr.tid;
 	memcpy(t->name, ev->thr.name, sizeof(t->name));
 	t->name[16] = '\0';
+	ma_ctl_sanitize(t->name, strlen(t->name));
 	return 0;
 }
 

@@ -31,6 +31,7 @@
 #include <zstd.h>
 
 #include "errors.h"
+#include "textfit.h"
 
 #define FILE_MAGIC     "MEMATCAP"
 #define BLOCK_MAGIC    "MABK"
@@ -1509,8 +1510,10 @@ static int get_def(struct ma_capture_reader *r, struct ma_event *ev)
 		if (nl > 16)
 			return bad_event(r, "thread name too long");
 		name = get_bytes(m, nl);
-		if (name)
+		if (name) {
 			memcpy(ev->thr.name, name, nl);
+			ma_ctl_sanitize(ev->thr.name, nl);
+		}
 		break;
 	}
 	case DEF_TNAME:
@@ -1521,6 +1524,10 @@ static int get_def(struct ma_capture_reader *r, struct ma_event *ev)
 		if (ev->tname.len > MA_EV_TNAME_MAX)
 			return bad_event(r, "thread name too long");
 		ev->tname.name = (const char *)get_bytes(m, ev->tname.len);
+		/* the reader's own copy of the block: names from the target
+		 * made safe to print here, for every report */
+		if (ev->tname.name)
+			ma_ctl_sanitize((char *)ev->tname.name, ev->tname.len);
 		break;
 	case DEF_CODE:
 		ev->type = MA_EV_CODE;
@@ -1533,6 +1540,12 @@ static int get_def(struct ma_capture_reader *r, struct ma_event *ev)
 		ev->code.name = (const char *)get_bytes(m, ev->code.name_len);
 		ev->code.file = (const char *)get_bytes(m, ev->code.file_len);
 		ev->code.linetable = get_bytes(m, ev->code.linetable_len);
+		if (ev->code.name)
+			ma_ctl_sanitize((char *)ev->code.name,
+					ev->code.name_len);
+		if (ev->code.file)
+			ma_ctl_sanitize((char *)ev->code.file,
+					ev->code.file_len);
 		break;
 	case DEF_NODE:
 		ev->type = MA_EV_NODE;

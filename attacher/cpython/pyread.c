@@ -344,7 +344,11 @@ static int read_unicode(const struct src *s, const struct ma_py_offsets *o,
 		} else {
 			memcpy(&c, data + 4 * i, 4);
 		}
-		size_t n = put_utf8(buf + pos, len - 1 - pos, c ? c : '?');
+		/* a control character would reach the user's terminal
+		 * (ma_ctl_sanitize): '?', as NUL */
+		if (c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0))
+			c = '?';
+		size_t n = put_utf8(buf + pos, len - 1 - pos, c);
 
 		if (n == 0)
 			break;

@@ -15,6 +15,7 @@ with DWARF out of the picture (the built-in table; _Py_DebugOffsets on
 """
 import os
 import subprocess
+import tempfile
 import time
 
 from ma_test import (TARGETS, Target, check, finish, interpreters, line_of,
@@ -344,8 +345,35 @@ def run_multiline(label, exe):
         p.wait()
 
 
+def run_evil_names(label, exe):
+    """Names that carry terminal control sequences (a function's co_name,
+    a thread's name): printed with '?' for each control character, never
+    raw, by stacks, the attach summary and report"""
+    with Target(exe, "evil_names.py") as t:
+        rc, out, err = memattach("stacks", t.pid)
+        check(rc == 0 and "\x1b" not in out and "\x07" not in out and
+              "?[2J?]0;PWNED?evil" in out and "t?[31mred" in out,
+              "%s: stacks prints a control character as '?'" % label,
+              repr(out[:400]))
+        cap = os.path.join(tempfile.gettempdir(), "evil-%d.cap" % t.pid)
+        try:
+            rc, aout, err = memattach("attach", "-q", "-d", "0.5", "-o", cap,
+                                      t.pid)
+            rc2, rout, _ = memattach("report", "--threads", cap)
+            rc3, tout, _ = memattach("report", cap)
+        finally:
+            if os.path.exists(cap):
+                os.unlink(cap)
+        check(rc == 0 and rc2 == 0 and rc3 == 0 and
+              not any(c in aout + rout + tout for c in "\x1b\x07") and
+              "?[2J?]0;PWNED?evil" in aout + tout and "t?[31mred" in rout,
+              "%s: the attach summary and report print them as '?'" % label,
+              repr((aout + rout + tout)[:600]))
+
+
 def main():
     parts = [(run_multiline, "multi-line command"),
+             (run_evil_names, "names with control characters"),
              (run_deep, "deep stack"), (run_blocked_write, "blocked write"),
              (run_subinterp, "subinterpreter"), (run_spawner, "spawner"),
              (run_one, "the two-thread target")]

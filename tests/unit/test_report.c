@@ -1634,3 +1634,33 @@ Test(textfit, escape_ctl)
 		free(e);
 	}
 }
+
+/* names from the target made harmless to print: C0, DEL and UTF-8 C1 as
+ * '?', the length kept, other UTF-8 untouched */
+Test(textfit, ctl_sanitize)
+{
+	static const struct {
+		const char *in, *out;
+	} v[] = {
+		{ "plain", "plain" },
+		{ "\x1b[2J\x1b]0;T\x07x", "?[2J?]0;T?x" },
+		{ "a\x7f"
+		  "b",
+		  "a?b" },
+		{ "c\xc2\x9b"
+		  "1m",
+		  "c??1m" },
+		{ "caf\xc3\xa9 \xe2\x82\xac \xc2\xa0",
+		  "caf\xc3\xa9 \xe2\x82\xac \xc2\xa0" },
+		{ "\xc2", "\xc2" },
+	};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		char buf[64];
+		size_t n = strlen(v[i].in);
+
+		memcpy(buf, v[i].in, n + 1);
+		ma_ctl_sanitize(buf, n);
+		cr_expect_str_eq(buf, v[i].out, "case %zu", i);
+	}
+}
