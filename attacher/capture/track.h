@@ -102,7 +102,7 @@ void ma_track_skipped(struct ma_track *tr, pid_t pid, const char *why);
 struct ma_track_proc {
 	int32_t pid, ppid;
 	uint32_t state; /* enum ma_proc_state (event.h) */
-	char note[160]; /* why skipped or ended; "" */
+	char note[320]; /* why skipped or ended (a whole message); "" */
 	/* its own figures (NULL when skipped); valid until ma_track_free */
 	const struct ma_account *acc;
 };

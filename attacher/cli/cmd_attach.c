@@ -475,8 +475,12 @@ static void print_procs(const struct ma_track *tr, FILE *f)
 			ma_fmt_bytes(x->alloc_bytes, t, sizeof(t));
 			ma_fmt_count(x->allocs, a, sizeof(a));
 		}
-		fprintf(f, "%8d %8d %-8s %10s %10s %10s %12s%s%s\n",
-			(int)p->pid, (int)p->ppid,
+		char par[16] = "-"; /* named on the command line */
+
+		if (p->ppid)
+			snprintf(par, sizeof(par), "%d", (int)p->ppid);
+		fprintf(f, "%8d %8s %-8s %10s %10s %10s %12s%s%s\n",
+			(int)p->pid, par,
 			p->state <= MA_PROC_STOPPED ? state[p->state] : "?", l,
 			pk, t, a, p->note[0] ? "  " : "", p->note);
 	}

@@ -644,8 +644,12 @@ static int proc_table(const struct ma_report *r, const struct out *o)
 		const struct ma_rproc *p = &r->procs[ord[i]];
 
 		chosen_view(r, p->fig, v, b, c, s);
-		fprintf(o->f, "%8d %8d %-8s %7u %s%10s%s %8s %6s", (int)p->pid,
-			(int)p->ppid,
+		char par[16] = "-"; /* a process named, not found: no parent */
+
+		if (p->ppid)
+			snprintf(par, sizeof(par), "%d", (int)p->ppid);
+		fprintf(o->f, "%8d %8s %-8s %7u %s%10s%s %8s %6s", (int)p->pid,
+			par,
 			p->state <= MA_PROC_STOPPED ? state[p->state] : "?",
 			p->nthreads, c_on(o, YEL), b, c_off(o), c, s);
 		other_views(r, o, p->fig, v);

@@ -280,6 +280,10 @@ def several(label, exe, tmp):
         t.proc.stdin.write(b"quit\n")
         t.proc.stdin.flush()
         check(rc == 0, "%s: attach PID1 PID2 exits 0" % label, a.err)
+        # named PIDs have no parent in the session: '-', not 0
+        check(re.search(r"^ +%d +- +\w" % t.pid, a.out, re.M),
+              "%s: attach PID1 PID2: a named process's PARENT is '-'" %
+              label, a.out[-600:])
     doc = report_json(cap)
     pr = procs_of(doc)
     check(set(pr) == {workers[1], t.pid} and workers[0] not in pr,
