@@ -669,6 +669,20 @@ static void draw(struct ma_live *lv, uint64_t elapsed_ns)
 
 	lv->len = 0;
 	put(lv, "\033[H", 3);
+	if (lv->rows < HEADER_ROWS + 2) {
+		/* no room for a row: one line that says so, rather than a
+		 * header scrolled off and "(nothing live yet)" */
+		ma_fmt_bytes(t->live_bytes, a, sizeof(a));
+		ma_fmt_count(t->live_count, b, sizeof(b));
+		line(lv, "", "",
+		     "live %s in %s blocks; terminal too small (%d rows, %d "
+		     "needed); q quits",
+		     a, b, lv->rows, HEADER_ROWS + 2);
+		lv->len -= 2; /* no "\r\n": it would scroll */
+		put(lv, "\033[J", 3);
+		write_all(STDOUT_FILENO, lv->buf, lv->len);
+		return;
+	}
 	if (lv->o.duration_ns)
 		snprintf(left, sizeof(left), ", %.0f s left",
 			 elapsed_ns < lv->o.duration_ns

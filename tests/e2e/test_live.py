@@ -217,6 +217,13 @@ def one(label, exe, tm, tmp, ctrl_c):
         check(narrow(s) and max(map(len, s.splitlines())) <= 72,
               "%s: resized to 72 columns: the rows fit, the file cut on "
               "the left" % label, s)
+        # 4 rows: no room for a row, said in one line (it scrolled its
+        # header off and said "(nothing live yet)" with MiB live)
+        tm.tmux("resize-window", "-t", "t:sh", "-x", "100", "-y", "4")
+        s = tm.wait_for(lambda s: "terminal too small" in s, 20)
+        check("terminal too small" in s and "nothing live yet" not in s,
+              "%s: resized to 4 rows: the view says the terminal is too "
+              "small" % label, s)
         tm.tmux("resize-window", "-t", "t:sh", "-x", "120", "-y", "40")
 
         tm.keys("s")
