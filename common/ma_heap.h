@@ -22,7 +22,7 @@
 #include "ma_offsets.h"
 
 #define MA_HEAP_MAGIC 0x6d616870u /* "mahp" */
-#define MA_HEAP_ABI   2
+#define MA_HEAP_ABI   3
 
 /* Copies a target remembers until they are reaped (ma_heap_copies) */
 #define MA_HEAP_MAX_COPIES 16
@@ -79,6 +79,8 @@ enum ma_heap_tag {
 	MA_HEAP_T_ROOT = 2,  /* struct ma_heap_root */
 	MA_HEAP_T_POOLS = 3, /* struct ma_heap_pools */
 	MA_HEAP_T_END = 4,   /* struct ma_heap_end */
+	MA_HEAP_T_EDGES = 5, /* struct ma_heap_edges + edges: more of the last
+				object's */
 };
 
 /* Object flags */
@@ -106,6 +108,23 @@ struct ma_heap_obj {
 	uint32_t pymalloc;
 	/* followed by nedges uint64_t addresses of referents */
 };
+
+/*
+ * More referents of the object just sent, and flags to add to it.  An
+ * object's referents are sent in pieces of at most MA_HEAP_EDGE_PIECE, so
+ * that the copy never holds more than a piece: a list of 50 million items
+ * held them all, 400 MB of private memory charged to the target's cgroup.
+ * An object sent in pieces ends with one of these (its final flags: a
+ * fault part way through its traverse), maybe with no edges.
+ */
+struct ma_heap_edges {
+	uint32_t tag; /* MA_HEAP_T_EDGES */
+	uint32_t nedges;
+	uint32_t flags; /* enum ma_heap_obj_flags, or'ed into the object's */
+	uint32_t _pad;
+	/* followed by nedges uint64_t addresses of referents */
+};
+#define MA_HEAP_EDGE_PIECE (1u << 16)
 
 enum ma_heap_root_kind {
 	MA_HEAP_R_MODULE = 1, /* obj: a module object (named by md_name) */

@@ -753,6 +753,10 @@ static size_t work_cap, nwork;
 static uint64_t *edges;
 static size_t edges_cap, nedges;
 static int edges_cut;
+/* the current object: its record sent with a first piece of referents
+ * (sent_edges of them so far, ma_heap_edges pieces after) */
+static int rec_sent;
+static uint64_t sent_edges;
 static uint64_t n_objects, n_edges, n_unreadable;
 
 /* A pointer that may be an object: aligned, its header readable, its type
@@ -775,12 +779,16 @@ static void push_work(uintptr_t p)
 	work[nwork++] = p;
 }
 
+static void edges_flush(uint32_t flags);
+
 static int visit(uintptr_t child, void *arg)
 {
 	(void)arg;
 	if (!child)
 		return 0;
-	if (nedges >= MAX_EDGES) {
+	if (nedges == MA_HEAP_EDGE_PIECE)
+		edges_flush(0);
+	if (sent_edges + nedges >= MAX_EDGES) {
 		edges_cut = 1;
 		return 0;
 	}
@@ -925,6 +933,28 @@ static uint64_t pymalloc_part(uintptr_t o, uintptr_t tp, uint8_t kind,
 
 static struct ma_heap_obj rec; /* static: set across sigsetjmp */
 
+/* Send the referents gathered so far (nedges): with the object's record
+ * the first time (its flags as known before its traverse), then as
+ * ma_heap_edges pieces, flags the ones to add */
+static void edges_flush(uint32_t flags)
+{
+	if (!rec_sent) {
+		rec.nedges = (uint32_t)nedges;
+		emit(&rec, sizeof(rec));
+		rec_sent = 1;
+	} else {
+		struct ma_heap_edges e = { .tag = MA_HEAP_T_EDGES,
+					   .nedges = (uint32_t)nedges,
+					   .flags = flags };
+
+		emit(&e, sizeof(e));
+	}
+	if (nedges)
+		emit(edges, nedges * 8);
+	sent_edges += nedges;
+	nedges = 0;
+}
+
 static void emit_object(uintptr_t o, int gc)
 {
 	volatile uint32_t flags = gc ? MA_HEAP_O_GC : 0;
@@ -936,6 +966,8 @@ static void emit_object(uintptr_t o, int gc)
 	rec.addr = o;
 	nedges = 0;
 	edges_cut = 0;
+	rec_sent = 0;
+	sent_edges = 0;
 	if (sigsetjmp(fault_jb, 0)) {
 		faults++;
 		flags |= MA_HEAP_O_UNREADABLE;
@@ -974,6 +1006,8 @@ static void emit_object(uintptr_t o, int gc)
 		if (!(ld(o + (uintptr_t)hc.off.type_flags) & TPF_HEAPTYPE))
 			fl &= ~TPF_HAVE_GC;
 	}
+	/* what a first piece of referents sends with the record */
+	rec.flags = flags;
 	if ((fl & TPF_HAVE_GC) && hc.off.type_traverse >= 0) {
 		traverse_t tr =
 			(traverse_t)ld(tp + (uintptr_t)hc.off.type_traverse);
@@ -992,7 +1026,7 @@ static void emit_object(uintptr_t o, int gc)
 		while (n < MAX_EDGES &&
 		       ((dict_next_t)hc.dict_next)(o, &pos, &k, &v))
 			n++;
-		if (nedges < 2 * n) {
+		if (sent_edges + nedges < 2 * n) {
 			pos = 0;
 			while (((dict_next_t)hc.dict_next)(o, &pos, &k, &v))
 				visit(k, NULL);
@@ -1005,13 +1039,15 @@ out:
 		flags |= MA_HEAP_O_EDGES_CUT;
 	if (flags & MA_HEAP_O_UNREADABLE)
 		n_unreadable++;
-	rec.flags = flags;
-	rec.nedges = (uint32_t)nedges;
-	emit(&rec, sizeof(rec));
-	if (nedges)
-		emit(edges, nedges * 8);
+	if (rec_sent) {
+		/* the last piece, with the flags learnt since the first */
+		edges_flush(flags & ~rec.flags);
+	} else {
+		rec.flags = flags;
+		edges_flush(0);
+	}
 	n_objects++;
-	n_edges += nedges;
+	n_edges += sent_edges;
 	ma_heap_box.progress = n_objects;
 	if ((n_objects & 0xffff) == 0)
 		check_attacher();

@@ -62,6 +62,9 @@ struct parse {
 	struct ma_heap_end end;
 	int ended, bad;
 	uint64_t dups;
+	/* the last object record: taken (its ma_heap_edges pieces follow
+	 * its edges in raw), or a duplicate (its pieces are dropped too) */
+	int last_taken;
 };
 
 /* What the parse allocated that the graph does not keep */
@@ -195,6 +198,7 @@ static int add_object(struct parse *ps, const struct ma_heap_obj *o,
 	if ((n + 1) * 10 > ps->idx_cap * 7 && idx_grow(ps))
 		return -ENOMEM;
 	slot = idx_slot(ps, o->addr);
+	ps->last_taken = 0;
 	if (*slot) { /* found twice (a torn list): counted once */
 		ps->dups++;
 		return 0;
@@ -241,6 +245,27 @@ static int add_object(struct parse *ps, const struct ma_heap_obj *o,
 	ps->nraw += o->nedges;
 	g->n = n + 1;
 	*slot = (uint32_t)(n + 1);
+	ps->last_taken = 1;
+	return 0;
+}
+
+/* A piece of the last object's referents (struct ma_heap_edges): its
+ * edges follow the ones before in raw, where the object's end is */
+static int add_edges(struct parse *ps, const struct ma_heap_edges *e,
+		     const uint8_t *edges)
+{
+	struct ma_heap_graph *g = ps->g;
+
+	if (!ps->last_taken || !g->n)
+		return 0;
+	if (grow((void **)&ps->raw, &ps->raw_cap, ps->nraw + e->nedges, 8))
+		return -ENOMEM;
+	if (ps->nraw + e->nedges > UINT32_MAX)
+		return -E2BIG;
+	if (e->nedges)
+		memcpy(ps->raw + ps->nraw, edges, (size_t)e->nedges * 8);
+	ps->nraw += e->nedges;
+	g->flags[g->n - 1] |= (uint8_t)e->flags;
 	return 0;
 }
 
@@ -264,6 +289,18 @@ static size_t parse_records(struct parse *ps, const uint8_t *buf, size_t len)
 			if (pos + need > len)
 				break;
 			ps->bad = add_object(ps, &o, buf + pos + sizeof(o));
+			pos += need;
+		} else if (tag == MA_HEAP_T_EDGES) {
+			struct ma_heap_edges e;
+			size_t need;
+
+			if (pos + sizeof(e) > len)
+				break;
+			memcpy(&e, buf + pos, sizeof(e));
+			need = sizeof(e) + (size_t)e.nedges * 8;
+			if (pos + need > len)
+				break;
+			ps->bad = add_edges(ps, &e, buf + pos + sizeof(e));
 			pos += need;
 		} else if (tag == MA_HEAP_T_ROOT) {
 			if (pos + sizeof(struct ma_heap_root) > len)

@@ -10,6 +10,7 @@ each part lives; and a heap of more than 1 GiB on Debian's python3."""
 import json
 import os
 import re
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -157,6 +158,31 @@ def big_heap(label, exe):
         t.kill()
 
 
+def long_list(label, exe):
+    """A list of 8 million items: its referents are streamed in pieces,
+    so the copy's private memory (charged to the target's cgroup) stays
+    small; it held them all, 64 MB more (69 MiB against 8 MiB measured)"""
+    code = ("import time\nd = [None] * 8_000_000\n"
+            "print('READY', flush=True)\ntime.sleep(600)\n")
+    p = subprocess.Popen([exe, "-c", code], stdout=subprocess.PIPE)
+    try:
+        p.stdout.readline()
+        rc, out, err = memattach("-v", "heap", "-q", "-f", "json", p.pid,
+                                 timeout=300)
+        m = re.search(r"copy private ([\d.]+) (KiB|MiB|GiB)", err)
+        mib = float(m.group(1)) * {"KiB": 1 / 1024, "MiB": 1,
+                                   "GiB": 1024}[m.group(2)] if m else None
+        doc = json.loads(out) if rc == 0 else {}
+        lst = find(doc.get("by_type", []), lambda r: r["type"] == "list")
+        check(rc == 0 and mib is not None and mib < 32 and lst and
+              lst["bytes"] >= 64_000_000,
+              "%s: a list of 8 million items: counted, the copy's private "
+              "memory under 32 MiB (%s MiB)" % (label, mib), err[-300:])
+    finally:
+        p.kill()
+        p.wait()
+
+
 def blocked_write(label, exe):
     """Hazard 11: the census leaves a thread asleep in a write that has
     sent part of its data running (a stop would make os.write return the
@@ -190,6 +216,7 @@ def main():
         blocked_write(label, exe)
     if os.path.exists("/usr/bin/python3"):
         big_heap("debian-python3", "/usr/bin/python3")
+        long_list("debian-python3", "/usr/bin/python3")
     finish()
 
 
