@@ -19,6 +19,7 @@
 #include "capture.h"
 #include "cli.h"
 #include "heap.h"
+#include "holder.h"
 #include "commands.h"
 #include "errors.h"
 #include "report.h"
@@ -655,6 +656,21 @@ int ma_cmd_report(int argc, char **argv)
 	o.timeline = fmt->timeline && !diff;
 
 	err = output_open(&dest, out);
+	/* a capture a session is still writing reads as one cut short: say
+	 * which it is before its warnings */
+	for (int k = 0; k < 2 && err == 0; k++) {
+		const char *p = k ? diff : argv[optind];
+		struct ma_holder h;
+
+		if (p && (k == 0 || strcmp(p, argv[optind])) &&
+		    ma_file_writer(p, &h) == 0)
+			fprintf(stderr,
+				"memattach: report: note: %s is still being "
+				"written by memattach %d (a session running): "
+				"the report has what it holds so far, and it "
+				"reads as cut short until the session ends\n",
+				p, (int)h.pid);
+	}
 	if (err == 0)
 		err = load(argv[optind], &o, prp, &a);
 	if (err == 0 && diff) {

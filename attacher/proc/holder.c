@@ -154,3 +154,51 @@ int ma_ring_holder_by_maps(pid_t pid, const struct ma_maps *maps,
 	}
 	return -ENOENT;
 }
+
+int ma_file_writer(const char *path, struct ma_holder *h)
+{
+	struct dirent *de;
+	struct stat want;
+	DIR *d;
+
+	memset(h, 0, sizeof(*h));
+	if (stat(path, &want) || !(d = opendir("/proc")))
+		return -ENOENT;
+	while ((de = readdir(d))) {
+		char dir[64], comm[64];
+		struct dirent *fe;
+		DIR *fds;
+		pid_t p;
+
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		p = (pid_t)atoi(de->d_name);
+		/* memattach processes only: their descriptors are few */
+		if (p == getpid() || ma_proc_comm(p, p, comm, sizeof(comm)) ||
+		    strcmp(comm, "memattach"))
+			continue;
+		snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)p);
+		fds = opendir(dir);
+		if (!fds)
+			continue;
+		while ((fe = readdir(fds))) {
+			char fp[96];
+			struct stat st;
+
+			if (!isdigit((unsigned char)fe->d_name[0]))
+				continue;
+			snprintf(fp, sizeof(fp), "%s/%s", dir, fe->d_name);
+			if (stat(fp, &st) == 0 && st.st_dev == want.st_dev &&
+			    st.st_ino == want.st_ino) {
+				h->pid = p;
+				snprintf(h->comm, sizeof(h->comm), "%s", comm);
+				closedir(fds);
+				closedir(d);
+				return 0;
+			}
+		}
+		closedir(fds);
+	}
+	closedir(d);
+	return -ENOENT;
+}

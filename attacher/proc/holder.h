@@ -36,6 +36,13 @@ struct ma_maps;
 int ma_ring_holder_by_maps(pid_t pid, const struct ma_maps *maps,
 			   struct ma_holder *h);
 
+/*
+ * The memattach, other than this one, that has the file at path open: a
+ * session still writing its capture.  0 and h->pid, h->comm filled;
+ * -ENOENT when none (or when /proc cannot say).
+ */
+int ma_file_writer(const char *path, struct ma_holder *h);
+
 /* Parse one /proc/PID/maps text: 1 when a mapping has this device and
  * inode (exposed for unit tests) */
 int ma_maps_has_inode(const char *maps, unsigned int dev_major,

@@ -19,12 +19,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 
-from ma_test import (TARGETS, Attach, Target, check, finish, interpreters,
-                     marks, memattach, on_terminal, skip)
+from ma_test import (MEMATTACH, TARGETS, Attach, Target, check, finish,
+                     interpreters, marks, memattach, on_terminal, skip)
 
 GROWTH = os.path.join(TARGETS, "growth.py")
 MG = marks(GROWTH)
@@ -701,6 +702,33 @@ def no_python_frame(exe, tmp):
           "<no Python frame> row", out[:900])
 
 
+def still_written(exe, tmp):
+    """A report of a capture that a session is still writing: it says so
+    (before: 'memattach did not finish it ... the rest is lost')"""
+    code = ("import time\nkeep = []\nprint('READY', flush=True)\n"
+            "while True:\n    keep.append(bytes(1000))\n"
+            "    del keep[:-1000]\n    time.sleep(0.001)\n")
+    cap = os.path.join(tmp, "writing.cap")
+    p = subprocess.Popen([exe, "-c", code], stdout=subprocess.PIPE)
+    a = None
+    try:
+        p.stdout.readline()
+        a = subprocess.Popen([MEMATTACH, "attach", "-q", "-d", "30", "-o",
+                              cap, str(p.pid)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        time.sleep(2.5)  # the header, then a first block a second in
+        rc, out, err = memattach("report", cap)
+        check(rc in (0, 8) and "still being written by memattach %d" %
+              a.pid in err, "a capture still being written: said so",
+              "exit %s: %s" % (rc, err))
+    finally:
+        if a:
+            a.send_signal(signal.SIGINT)
+            a.wait(timeout=60)
+        p.kill()
+        p.wait()
+
+
 def multiline_command(exe, tmp):
     """The header's command: line of a capture of python -c with three
     lines: one line, the newlines escaped"""
@@ -748,6 +776,7 @@ def main():
         truncated_stacks(exe, tmp)
         no_python_frame(exe, tmp)
         multiline_command(exe, tmp)
+        still_written(exe, tmp)
     finally:
         for f in glob.glob(os.path.join(tmp, "*")):
             if os.path.isdir(f):
