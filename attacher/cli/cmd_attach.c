@@ -460,6 +460,11 @@ static void print_procs(const struct ma_track *tr, FILE *f)
 	if (!n)
 		return;
 	fprintf(f, "\nProcesses (%zu), each one's own figures:\n", n);
+	/* the summary's peak: the sum of theirs (an aggregated session
+	 * keeps each process's peak, capture-format.md), not a moment's */
+	if (n > 1 && ma_account_totals(ma_track_account(tr))->agg_peak)
+		fprintf(f, "(the peak above is the sum of each process's own "
+			   "peak, which need not have come at one moment)\n");
 	fprintf(f, "%8s %8s %-8s %10s %10s %10s %12s\n", "PID", "PARENT",
 		"STATE", "LIVE", "PEAK", "TOTAL", "ALLOCATIONS");
 	for (size_t i = 0; i < n; i++) {

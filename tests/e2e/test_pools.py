@@ -334,9 +334,11 @@ def detached(label, exe, tmp):
     # own: said, with no moment (workers that never lived at once added
     # up under 'between 1.3 s and 1.4 s')
     rc, out, err = memattach("report", "--width", "300", cap)
-    check(rc == 0 and "the sum of each process's own peak" in out,
+    check(rc == 0 and "the sum of each process's own peak" in out and
+          "the peak above is the sum of each process's own peak" in a.out,
           "%s: several processes: the peak is said to be a sum of each "
-          "one's own" % label, out[:500] + err)
+          "one's own (report, attach summary)" % label,
+          out[:500] + err + a.out[-400:])
     # --pid of an aggregated capture: the frees of that process's blocks
     # (the whole capture's unknown frees were taken off them: -9682)
     bad = []
