@@ -68,6 +68,11 @@ static void header(const struct ma_report *r, const struct out *o)
 	ma_para_piece(&p, ": ", "pid %d", m->pid);
 	ma_para_piece(&p, ", ", "Python %s",
 		      m->py_version && m->py_version[0] ? m->py_version : "?");
+	/* the header's pid, version and command are the first process's:
+	 * the capture has no others' (--pid selects by the process table) */
+	if (r->nprocs > 1)
+		ma_para_piece(&p, " ", "(the first of %zu processes)",
+			      r->nprocs);
 	ma_para_piece(&p, ", ", "%.1f s tracked", (double)dur / 1e9);
 	ma_para_piece(&p, ", ", "%s",
 		      !tr	     ? "TRUNCATED"

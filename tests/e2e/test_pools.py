@@ -339,6 +339,10 @@ def detached(label, exe, tmp):
           "%s: several processes: the peak is said to be a sum of each "
           "one's own (report, attach summary)" % label,
           out[:500] + err + a.out[-400:])
+    rc, out, err = memattach("report", "--pid", workers[0], cap)
+    check(rc == 0 and "(the first of 3 processes)" in out.splitlines()[0],
+          "%s: --pid: the header says its pid and command are the first "
+          "process's" % label, out[:300] + err)
     # --pid of an aggregated capture: the frees of that process's blocks
     # (the whole capture's unknown frees were taken off them: -9682)
     bad = []
