@@ -459,13 +459,26 @@ static void label_store(struct ma_heap_graph *g, uint32_t from, uint32_t to,
 	l[g->nlabels++] = (struct ma_hlabel){ from, to, strdup(text) };
 }
 
-/* An object whose dict holds its attributes (an instance, a class, a
- * module): not a container */
-static int has_attr_dict(const struct ma_heap_graph *g, uint32_t u)
+/*
+ * Whether dict u is o's namespace (a module's, a class's, an instance's
+ * __dict__): its keys are then o's attributes.  Asked of the copy, by
+ * where o's type keeps its dict: a dict that is the value of an
+ * attribute (self.table = {}) is not one, and 3.11+ keep an instance's
+ * attributes as values without a dict, the values being its referents
+ * themselves: "Registry -> dict['big']" was printed "Registry.big", an
+ * attribute that does not exist.  Without the copy: a module's or a
+ * class's dict referent is its namespace (its traverse visits no other
+ * dict), an instance's may be anything.
+ */
+static int own_dict(const struct ma_heap_graph *g, struct ma_heap_live *live,
+		    uint32_t o, uint32_t u)
 {
-	return !is_type(g, u, "dict") && !is_type(g, u, "list") &&
-	       !is_type(g, u, "tuple") && !is_type(g, u, "set") &&
-	       !is_type(g, u, "frozenset");
+	int r = live ? ma_heap_live_own_dict(live, g->addr[o], g->addr[u])
+		     : -ENOENT;
+
+	if (r >= 0)
+		return r;
+	return is_type(g, o, "module") || (g->flags[o] & MA_HEAP_O_TYPE);
 }
 
 /* How u holds v, written as an accessor: ".name", "['key']", "[3]", "" */
@@ -475,6 +488,7 @@ static void edge_label(struct ma_heap_graph *g, struct ma_heap_live *live,
 {
 	const char *cached = label_cached(g, u, v);
 	char key[96];
+	uint64_t idx;
 
 	out[0] = '\0';
 	if (cached) {
@@ -482,21 +496,32 @@ static void edge_label(struct ma_heap_graph *g, struct ma_heap_live *live,
 		return;
 	}
 	if (is_type(g, u, "list") || is_type(g, u, "tuple")) {
-		for (uint32_t e = g->eoff[u]; e < g->eoff[u + 1]; e++)
-			if (g->edges[e] == v) {
-				snprintf(out, len, "[%llu]",
-					 (unsigned long long)(e - g->eoff[u]));
-				break;
-			}
-	} else if (is_type(g, u, "dict")) {
-		int attr = prev != NONE && (is_type(g, prev, "module") ||
-					    has_attr_dict(g, prev));
-
-		if (live && ma_heap_live_key(live, g->addr[u], g->addr[v], key,
-					     sizeof(key)) == 0)
-			snprintf(out, len, attr ? ".%s" : "['%s']", key);
+		/* The item's position, read from the copy.  Not the edge's
+		 * place among u's referents: list_traverse and tupletraverse
+		 * visit the items from the last to the first, skip NULL ones
+		 * (a list or tuple being filled), and an edge to what does
+		 * not look like an object is dropped.  Unknown: "[?]". */
+		if (ma_heap_live_index(live, g->addr[u], is_type(g, u, "tuple"),
+				       g->addr[v], &idx) == 0)
+			snprintf(out, len, "[%llu]", (unsigned long long)idx);
 		else
-			snprintf(out, len, "%s", attr ? ".?" : "[?]");
+			snprintf(out, len, "[?]");
+	} else if (is_type(g, u, "dict")) {
+		int attr = prev != NONE && own_dict(g, live, prev, u);
+		int kind = live ? ma_heap_live_key(live, g->addr[u], g->addr[v],
+						   key, sizeof(key))
+				: -ENOENT;
+
+		if (kind == MA_HEAP_KEY_STR) {
+			snprintf(out, len, attr ? ".%s" : "['%s']", key);
+		} else if (kind == MA_HEAP_KEY_INT) {
+			snprintf(out, len, "[%s]", key);
+		} else {
+			/* a namespace's key that is not a str is no
+			 * attribute */
+			snprintf(out, len, "%s",
+				 attr && kind != -EMEDIUMTYPE ? ".?" : "[?]");
+		}
 	}
 	label_store(g, u, v, out);
 }

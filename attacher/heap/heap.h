@@ -108,10 +108,22 @@ void ma_heap_graph_free(struct ma_heap_graph *g);
 
 /* The copy stays alive after the walk to name dict keys along paths; these
  * talk to it, then end it */
-/* The key under which dict d holds value v: a str written into buf, or
- * -ENOENT */
+/* The key under which dict d holds value v, written into buf as read
+ * (UTF-8, not escaped): MA_HEAP_KEY_STR for a str, MA_HEAP_KEY_INT for an
+ * int of up to 60 bits (decimal); -EMEDIUMTYPE for a key of another type
+ * or a larger int, -ENOENT or another negative errno when unknown */
+enum { MA_HEAP_KEY_STR = 1, MA_HEAP_KEY_INT = 2 };
 int ma_heap_live_key(struct ma_heap_live *l, uint64_t d, uint64_t v, char *buf,
 		     size_t len);
+/* The position of v among the items of list (tuple 0) or tuple (1) seq, in
+ * *index: 0, or -ENOENT when not found, another negative errno when
+ * unreadable */
+int ma_heap_live_index(struct ma_heap_live *l, uint64_t seq, int tuple,
+		       uint64_t v, uint64_t *index);
+/* 1 when dict d is object o's own __dict__ (where its type keeps it:
+ * tp_dictoffset, or 3.11+'s managed dict pointer), 0 when it is not (an
+ * attribute's value, an item), a negative errno when unknown */
+int ma_heap_live_own_dict(struct ma_heap_live *l, uint64_t o, uint64_t d);
 /* End the copy and reap it in the target (a short freeze); frees l */
 int ma_heap_live_end(struct ma_heap_live *l, struct ma_target *t);
 
@@ -166,8 +178,8 @@ struct ma_hcensus_opts {
 	int depth; /* path steps shown at most (0: 12) */
 };
 
-/* live may be NULL (no copy to ask dict keys of: "[?]" unless g->labels
- * has them).  Consumes g->refcnt (freed, NULL after). */
+/* live may be NULL (no copy to ask dict keys, items' positions and
+ * namespaces of: "[?]" unless g->labels has them).  Consumes g->refcnt (freed, NULL after). */
 int ma_heap_census(struct ma_heap_graph *g, const struct ma_hcensus_opts *o,
 		   struct ma_heap_live *live, struct ma_heap_census *c);
 void ma_heap_census_free(struct ma_heap_census *c);

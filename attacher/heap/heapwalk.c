@@ -35,6 +35,7 @@ struct ma_heap_live {
 	uint64_t box;
 	struct ma_mem *mem;
 	const struct ma_py_offsets *off;
+	int pyminor;
 	int ended;
 };
 
@@ -857,6 +858,7 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 		live->box = hc.box_addr;
 		live->mem = cm;
 		live->off = &t->off;
+		live->pyminor = g->pyminor;
 		cm = NULL;
 		*livep = live;
 		live = NULL;
@@ -882,12 +884,61 @@ end:
 	return err;
 }
 
+/* Type flags (CPython's object.h, stable in 3.8-3.13) */
+#define TPF_MANAGED_DICT (1ull << 4)
+#define TPF_LONG	 (1ull << 24)
+#define TPF_UNICODE	 (1ull << 28)
+
+/* The flags of o's type, its address in *tp */
+static int live_type_flags(struct ma_heap_live *l, uint64_t o, uint64_t *tp,
+			   uint64_t *fl)
+{
+	if (ma_mem_read_u64(l->mem, o + (uint64_t)l->off->object_type, tp) ||
+	    !*tp ||
+	    ma_mem_read_u64(l->mem, *tp + (uint64_t)l->off->type_flags, fl))
+		return -EIO;
+	return 0;
+}
+
+/* An int of at most two 30-bit digits (|n| < 2^60), as decimal.  Its size
+ * word: the signed count of digits up to 3.11, from 3.12 lv_tag (the count
+ * shifted by 3, the sign in the low bits: 0 positive, 1 zero, 2 negative).
+ * The digits follow it. */
+static int live_int(struct ma_heap_live *l, uint64_t o, char *buf, size_t len)
+{
+	uint64_t word, at = o + (uint64_t)l->off->varobject_size;
+	uint32_t d[2] = { 0, 0 };
+	int64_t n;
+	int neg;
+
+	if (ma_mem_read_u64(l->mem, at, &word))
+		return -EIO;
+	if (l->pyminor >= 12) {
+		n = (int64_t)(word >> 3);
+		neg = (word & 3) == 2;
+		if ((word & 3) == 1)
+			n = 0;
+	} else {
+		n = (int64_t)word < 0 ? -(int64_t)word : (int64_t)word;
+		neg = (int64_t)word < 0;
+	}
+	if (n < 0 || n > 2 || (n && ma_mem_read(l->mem, at + 8, d, 4 * n)))
+		return -ERANGE;
+	uint64_t v = (uint64_t)(d[0] & 0x3fffffffu) |
+		     (uint64_t)(d[1] & 0x3fffffffu) << 30;
+
+	snprintf(buf, len, "%s%llu", neg && v ? "-" : "",
+		 (unsigned long long)v);
+	return 0;
+}
+
 int ma_heap_live_key(struct ma_heap_live *l, uint64_t d, uint64_t v, char *buf,
 		     size_t len)
 {
 	struct ma_heap_box box;
 	uint32_t req = MA_HEAP_REQ_LABEL, done0;
-	char why[128];
+	uint64_t key, tp, fl;
+	char why[128], tname[8] = "";
 
 	if (!l || l->ended)
 		return -ENOENT;
@@ -912,9 +963,113 @@ int ma_heap_live_key(struct ma_heap_live *l, uint64_t d, uint64_t v, char *buf,
 	}
 	if (box.req_done == done0 || !box.req_result)
 		return -ENOENT;
-	return ma_pyread_unicode(l->mem, l->off, box.req_result, buf, len) < 0
-		       ? -ENOENT
-		       : 0;
+	key = box.req_result;
+	/* Whatever the key is: a bytes, a tuple or a float read as a str gave
+	 * garbage ("dict['???????']").  A str (or a subclass: its flag) is
+	 * read as text (a subclass' instance is not compact: not read), an
+	 * int (exactly int: an IntEnum member would print as its value) of
+	 * up to 60 bits as a number; anything else is shown as unknown. */
+	if (live_type_flags(l, key, &tp, &fl))
+		return -EIO;
+	if (fl & TPF_UNICODE)
+		return ma_pyread_unicode(l->mem, l->off, key, buf, len) < 0
+			       ? -ENOENT
+			       : MA_HEAP_KEY_STR;
+	if (!(fl & TPF_LONG))
+		return -EMEDIUMTYPE;
+	uint64_t np = 0;
+
+	if (ma_mem_read_u64(l->mem, tp + (uint64_t)l->off->type_name, &np) ||
+	    !np || ma_mem_read_cstr(l->mem, np, tname, sizeof(tname)) < 0 ||
+	    strcmp(tname, "int"))
+		return -EMEDIUMTYPE;
+	return live_int(l, key, buf, len) ? -EMEDIUMTYPE : MA_HEAP_KEY_INT;
+}
+
+int ma_heap_live_index(struct ma_heap_live *l, uint64_t seq, int tuple,
+		       uint64_t v, uint64_t *index)
+{
+	uint64_t n, items, chunk[512];
+
+	if (!l || l->ended)
+		return -ENOENT;
+	if (ma_mem_read_u64(l->mem, seq + (uint64_t)l->off->varobject_size,
+			    &n) ||
+	    (int64_t)n < 0)
+		return -EIO;
+	/* A tuple's items follow its size word (PyTupleObject.ob_item, 3.8 to
+	 * 3.13); a list points at its table */
+	if (tuple)
+		items = seq + (uint64_t)l->off->varobject_size + 8;
+	else if (ma_mem_read_u64(l->mem, seq + (uint64_t)l->off->list_items,
+				 &items) ||
+		 !items)
+		return -EIO;
+	for (uint64_t i = 0; i < n;) {
+		size_t k = n - i < 512 ? (size_t)(n - i) : 512;
+
+		if (ma_mem_read(l->mem, items + 8 * i, chunk, 8 * k))
+			return -EIO;
+		for (size_t j = 0; j < k; j++)
+			if (chunk[j] == v) {
+				*index = i + j;
+				return 0;
+			}
+		i += k;
+	}
+	return -ENOENT;
+}
+
+int ma_heap_live_own_dict(struct ma_heap_live *l, uint64_t o, uint64_t d)
+{
+	const struct ma_py_offsets *f;
+	uint64_t tp, fl, slot, dict = 0;
+	int64_t off;
+
+	if (!l || l->ended)
+		return -ENOENT;
+	f = l->off;
+	if (live_type_flags(l, o, &tp, &fl))
+		return -EIO;
+	if (l->pyminor >= 11 && (fl & TPF_MANAGED_DICT)) {
+		/* 3.11-3.13: the dict pointer three words before the object
+		 * (MANAGED_DICT_OFFSET), NULL while the attributes are kept
+		 * as values without a dict; 3.12 tags it with bit 0 when it
+		 * points at those values instead (PyDictOrValues) */
+		if (ma_mem_read_u64(l->mem, o - 24, &dict))
+			return -EIO;
+		if (l->pyminor == 12 && (dict & 1))
+			dict = 0;
+		return dict && dict == d;
+	}
+	/* tp_dictoffset, four words after tp_base (tp_dict, tp_descr_get,
+	 * tp_descr_set between) in every PyTypeObject of 3.8-3.13; negative:
+	 * from the end of a variable-size object, as
+	 * _PyObject_ComputedDictPointer */
+	if (ma_mem_read(l->mem, tp + (uint64_t)f->type_base + 32, &off, 8))
+		return -EIO;
+	if (off == 0)
+		return 0;
+	if (off < 0) {
+		uint64_t basic, item, size;
+
+		if (ma_mem_read_u64(l->mem, tp + (uint64_t)f->type_basicsize,
+				    &basic) ||
+		    ma_mem_read_u64(l->mem, tp + (uint64_t)f->type_itemsize,
+				    &item) ||
+		    ma_mem_read_u64(l->mem, o + (uint64_t)f->varobject_size,
+				    &size))
+			return -EIO;
+		if ((int64_t)size < 0)
+			size = 0 - size; /* ob_size's absolute value */
+		if (size > (1ull << 40) || item > (1ull << 20))
+			return -ERANGE;
+		off += (int64_t)((basic + size * item + 7) & ~7ull);
+	}
+	slot = o + (uint64_t)off;
+	if (ma_mem_read_u64(l->mem, slot, &dict))
+		return -EIO;
+	return dict && dict == d;
 }
 
 int ma_heap_live_end(struct ma_heap_live *l, struct ma_target *t)

@@ -6,7 +6,8 @@ found with its root path and retained size, the cycle seen as garbage, the
 thread blocked in read() still served, no copy left behind, the target
 unharmed; a thread asleep in a partly done write left running (hazard 11);
 the objects' bytes split between pymalloc's blocks and malloc's by where
-each part lives; and a heap of more than 1 GiB on Debian's python3."""
+each part lives; paths that name list and tuple items, attributes and
+dict keys right; and a heap of more than 1 GiB on Debian's python3."""
 import json
 import os
 import re
@@ -138,6 +139,38 @@ def pymalloc_split(label, exe):
         t.kill()
 
 
+def paths(label, exe):
+    """Paths named right (tests/targets/heap_paths.py), from one census
+    printed as text and kept as a snapshot: list and tuple items by their
+    position (the old binary took the edge's place among the referents,
+    which CPython's traverse visits last item first: list[0] for item 6),
+    a NULL item not miscounting them; a dict in an instance's attribute
+    or slot not taken for its __dict__ (Registry.big for
+    Registry.table['big']); dict keys that are not str not read as str
+    (garbage), ints as numbers"""
+    t = Target(exe, "heap_paths.py", ready="{", timeout=60)
+    snap = "/tmp/memattach-test-heap-paths-%d.snap" % os.getpid()
+    try:
+        expect = {int(k): v for k, v in json.loads(t.ready_line).items()}
+        rc, out, err = memattach("heap", "-q", "--top", "40", "-o", snap,
+                                 t.pid, timeout=300)
+        if not check(rc == 0, "%s: heap of known paths exits 0" % label,
+                     err):
+            return
+        with open(snap) as f:
+            doc = json.load(f)
+        rows = [r for r in doc["largest"] if r["type"] == "bytearray"]
+        for length, path in sorted(expect.items(), reverse=True):
+            r = find(rows, lambda r: length <= r["size"] < length + 4096)
+            check(r is not None and r["path"] == path,
+                  "%s: %s" % (label, path.encode("unicode_escape").decode()),
+                  r and r["path"])
+    finally:
+        t.kill()
+        if os.path.exists(snap):
+            os.unlink(snap)
+
+
 def big_heap(label, exe):
     """A heap of more than 1 GiB: the census and the clone work on it"""
     env = dict(os.environ, HEAP_TARGET_BIG_MIB="1200")
@@ -213,6 +246,7 @@ def main():
     for label, exe in interpreters():
         run(label, exe)
         pymalloc_split(label, exe)
+        paths(label, exe)
         blocked_write(label, exe)
     if os.path.exists("/usr/bin/python3"):
         big_heap("debian-python3", "/usr/bin/python3")

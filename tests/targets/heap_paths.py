@@ -1,0 +1,101 @@
+"""Paths the heap census must name right (tests/e2e/test_heap.py, paths):
+each bytearray below has a size of its own, by which the test finds its row,
+and the path that must lead to it.  Prints, as one JSON line, the paths
+this interpreter must show, by bytearray length, then waits:
+  - list and tuple items: CPython's traverse visits them from the last to
+    the first and skips NULL ones (a list made by PyList_New and not
+    filled, through ctypes when it imports)
+  - a dict in an instance's attribute, plain (3.11+ keep the attribute as
+    a value, no __dict__) and in __slots__; a dict in the real __dict__ of
+    a tuple subclass' instance and of a function
+  - dict keys of other types than str: int (shown as a number), bytes,
+    tuple, float, an int too large for 60 bits (shown as ?)
+"""
+import json
+import sys
+import time
+
+MINOR = sys.version_info[1]
+expect = {}
+
+
+def plant(length, path):
+    expect[length] = path
+    return bytearray(length)
+
+
+x = "shared"
+lst = [None, None, x, x, 5, 5,
+       plant(1_500_000, "__main__.lst -> list[6] -> bytearray")]
+tup = (None, x, None, x,
+       plant(1_480_000, "__main__.tup -> tuple[4] -> bytearray"))
+
+try:
+    import ctypes
+
+    api = ctypes.pythonapi
+    api.PyList_New.restype = ctypes.py_object
+    api.PyList_New.argtypes = [ctypes.c_ssize_t]
+    api.PyList_SetItem.argtypes = [ctypes.py_object, ctypes.c_ssize_t,
+                                   ctypes.py_object]
+    holes = api.PyList_New(4)  # [NULL, NULL, item, NULL]
+    item = plant(1_460_000, "__main__.holes -> list[2] -> bytearray")
+    api.Py_IncRef(ctypes.py_object(item))  # PyList_SetItem steals it
+    api.PyList_SetItem(holes, 2, item)
+    del item
+except (ImportError, AttributeError, OSError):
+    pass
+
+
+class Registry:
+    def __init__(self):
+        self.name = "reg"
+        self.table = {}
+
+
+reg = Registry()
+reg.table["big"] = plant(
+    1_440_000, "__main__.reg -> Registry%s -> dict['big'] -> bytearray"
+    % (".table" if MINOR <= 10 else ""))
+
+
+class Slotted:
+    __slots__ = ("table",)
+
+
+slotted = Slotted()
+slotted.table = {"big": plant(
+    1_420_000, "__main__.slotted -> Slotted -> dict['big'] -> bytearray")}
+
+
+class Rec(tuple):
+    pass
+
+
+rec = Rec((1, 2))
+rec.data = {"rk": plant(
+    1_400_000, "__main__.rec -> Rec.data -> dict['rk'] -> bytearray")}
+
+
+def func():
+    pass
+
+
+func.cache = {"fk": plant(
+    1_380_000, "__main__.func -> function.cache -> dict['fk'] -> bytearray")}
+
+keyed = {
+    12345678: plant(1_360_000, "__main__.keyed -> dict[12345678] -> "
+                    "bytearray"),
+    -7: plant(1_340_000, "__main__.keyed -> dict[-7] -> bytearray"),
+    b"secret-bytes": plant(1_320_000, "__main__.keyed -> dict[?] -> "
+                           "bytearray"),
+    (1, 2): plant(1_300_000, "__main__.keyed -> dict[?] -> bytearray"),
+    2.5: plant(1_280_000, "__main__.keyed -> dict[?] -> bytearray"),
+    2 ** 70: plant(1_260_000, "__main__.keyed -> dict[?] -> bytearray"),
+    "\u00e9-key": plant(1_220_000,
+                        "__main__.keyed -> dict['\u00e9-key'] -> bytearray"),
+}
+
+print(json.dumps(expect), flush=True)
+time.sleep(3600)
