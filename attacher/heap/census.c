@@ -20,7 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ptrace.h" /* ma_now_ns */
+#include "ptrace.h"  /* ma_now_ns */
+#include "textfit.h" /* ma_escape_ctl */
 
 #define NONE	  UINT32_MAX
 #define FROM_ROOT 0x80000000u /* parent: a root (index in low bits) */
@@ -459,6 +460,106 @@ static void label_store(struct ma_heap_graph *g, uint32_t from, uint32_t to,
 	l[g->nlabels++] = (struct ma_hlabel){ from, to, strdup(text) };
 }
 
+/* ------------------------------------------------------------------ */
+/* Text from the target in labels */
+
+/* The length of the UTF-8 character at s (strict, as jansson's check: no
+ * overlong form, no surrogate, nothing past U+10FFFF), 0 when s does not
+ * start one */
+static size_t utf8_char(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	size_t n;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+void ma_heap_text(const char *in, char *out, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	size_t n = strlen(in), k = 0, o = 0;
+	char *valid = malloc(n + 1), *esc;
+
+	if (!len)
+		return;
+	out[0] = '\0';
+	if (!valid)
+		return;
+	/* what is not UTF-8 (a stray byte of an extension's tp_name) as '?':
+	 * jansson refuses such a string, and a terminal makes of it what it
+	 * likes */
+	while (k < n) {
+		size_t c = utf8_char(s + k);
+
+		if (c) {
+			memcpy(valid + o, s + k, c);
+			o += c;
+			k += c;
+		} else {
+			valid[o++] = '?';
+			k++;
+		}
+	}
+	valid[o] = '\0';
+	esc = ma_escape_ctl(valid);
+	free(valid);
+	if (!esc)
+		return;
+	/* cut at a character's boundary */
+	for (k = 0, o = 0; esc[k];) {
+		size_t c = utf8_char((const unsigned char *)esc + k);
+
+		if (!c || o + c >= len)
+			break;
+		memcpy(out + o, esc + k, c);
+		o += c;
+		k += c;
+	}
+	out[o] = '\0';
+	free(esc);
+}
+
+/* s cut at the last whole UTF-8 character: snprintf cuts at a byte */
+static void utf8_whole(char *s)
+{
+	size_t n = strlen(s), k = 0;
+
+	while (k < n) {
+		size_t c = utf8_char((const unsigned char *)s + k);
+
+		if (!c || k + c > n)
+			break;
+		k += c;
+	}
+	s[k] = '\0';
+}
+
+/* ------------------------------------------------------------------ */
+
 /*
  * Whether dict u is o's namespace (a module's, a class's, an instance's
  * __dict__): its keys are then o's attributes.  Asked of the copy, by
@@ -487,7 +588,7 @@ static void edge_label(struct ma_heap_graph *g, struct ma_heap_live *live,
 		       size_t len)
 {
 	const char *cached = label_cached(g, u, v);
-	char key[96];
+	char key[256], text[96];
 	uint64_t idx;
 
 	out[0] = '\0';
@@ -513,7 +614,8 @@ static void edge_label(struct ma_heap_graph *g, struct ma_heap_live *live,
 				: -ENOENT;
 
 		if (kind == MA_HEAP_KEY_STR) {
-			snprintf(out, len, attr ? ".%s" : "['%s']", key);
+			ma_heap_text(key, text, sizeof(text));
+			snprintf(out, len, attr ? ".%s" : "['%s']", text);
 		} else if (kind == MA_HEAP_KEY_INT) {
 			snprintf(out, len, "[%s]", key);
 		} else {
@@ -522,6 +624,7 @@ static void edge_label(struct ma_heap_graph *g, struct ma_heap_live *live,
 			snprintf(out, len, "%s",
 				 attr && kind != -EMEDIUMTYPE ? ".?" : "[?]");
 		}
+		utf8_whole(out);
 	}
 	label_store(g, u, v, out);
 }

@@ -188,6 +188,14 @@ void ma_heap_census_free(struct ma_heap_census *c);
 int ma_heap_rss(pid_t pid, struct ma_hrss *r, const uint64_t *stack_sps,
 		size_t nsps);
 
+/* Text from the target (a dict key, an attribute, type, module or variable
+ * name) as the census keeps it for its labels, tables and paths, into out
+ * of len bytes: control characters written out (\x1b, \u009b, as
+ * ma_escape_ctl), what is not UTF-8 as '?', cut at a character's
+ * boundary.  A dict key "\x1b[2J" printed raw would clear the user's
+ * terminal, and jansson refuses a string that is not UTF-8. */
+void ma_heap_text(const char *in, char *out, size_t len);
+
 /* A path as text, "__main__.frames -> list[3] -> Frame._mgr -> ndarray",
  * at most depth steps (the middle elided) */
 void ma_heap_path_render(const struct ma_heap_graph *g,

@@ -417,6 +417,16 @@ static char *dupstr(const char *s)
 	return strdup(s ? s : "");
 }
 
+/* A name the target chose (a module's, a variable's, a function's, a
+ * thread's), escaped as the census' labels (ma_heap_text) */
+static char *dupesc(const char *s)
+{
+	char esc[512];
+
+	ma_heap_text(s ? s : "", esc, sizeof(esc));
+	return strdup(esc);
+}
+
 /* Edges to object numbers, in place (a u32 written never passes the u64
  * still to read); edges to what was not found are dropped */
 static int finish_graph(struct parse *ps, struct ma_mem *cm,
@@ -453,7 +463,7 @@ static int finish_graph(struct parse *ps, struct ma_mem *cm,
 	if (!g->types)
 		return -ENOMEM;
 	for (size_t i = 0; i < g->ntypes; i++) {
-		char name[256] = "?";
+		char name[256] = "?", esc[256];
 		uint64_t np = 0;
 
 		g->types[i].addr = ps->taddr[i];
@@ -464,7 +474,9 @@ static int finish_graph(struct parse *ps, struct ma_mem *cm,
 				 &np) == 0 &&
 			 np)
 			ma_mem_read_cstr(cm, np, name, sizeof(name));
-		g->types[i].name = dupstr(name);
+		/* the type's to choose: type("\x1b[2J", (), {}) */
+		ma_heap_text(name, esc, sizeof(esc));
+		g->types[i].name = dupstr(esc);
 	}
 	/* A developer's view of every object (docs/heap.md, "Debugging") */
 	if (getenv("MEMATTACH_HEAP_DUMP")) {
@@ -530,7 +542,7 @@ static void build_roots(struct parse *ps, struct ma_mem *cm,
 		if (pr->name)
 			ma_pyread_unicode(cm, &t->off, pr->name, buf,
 					  sizeof(buf));
-		hr->name = dupstr(buf);
+		hr->name = dupesc(buf);
 		hr->line = -1;
 		hr->depth = pr->depth;
 		if (pr->kind == MA_HEAP_R_LOCAL && have_snap) {
@@ -547,8 +559,8 @@ static void build_roots(struct parse *ps, struct ma_mem *cm,
 
 					if (fr->frame_addr != pr->frame)
 						continue;
-					hr->func = dupstr(fr->func);
-					hr->file = dupstr(fr->file);
+					hr->func = dupesc(fr->func);
+					hr->file = dupesc(fr->file);
 					hr->line = fr->line;
 					hr->tid = (pid_t)th->native_tid;
 					pyname = th->name;
@@ -569,7 +581,7 @@ static void build_roots(struct parse *ps, struct ma_mem *cm,
 			if (hr->tid && !pyname)
 				ma_proc_comm(t->pid, hr->tid, comm,
 					     sizeof(comm));
-			hr->thread = dupstr(pyname ? pyname : comm);
+			hr->thread = dupesc(pyname ? pyname : comm);
 		}
 		if (!hr->func)
 			hr->func = dupstr("");

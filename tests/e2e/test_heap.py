@@ -7,7 +7,8 @@ thread blocked in read() still served, no copy left behind, the target
 unharmed; a thread asleep in a partly done write left running (hazard 11);
 the objects' bytes split between pymalloc's blocks and malloc's by where
 each part lives; paths that name list and tuple items, attributes and
-dict keys right; and a heap of more than 1 GiB on Debian's python3."""
+dict keys right, with the target's control characters escaped; and a heap
+of more than 1 GiB on Debian's python3."""
 import json
 import os
 import re
@@ -147,7 +148,8 @@ def paths(label, exe):
     a NULL item not miscounting them; a dict in an instance's attribute
     or slot not taken for its __dict__ (Registry.big for
     Registry.table['big']); dict keys that are not str not read as str
-    (garbage), ints as numbers"""
+    (garbage), ints as numbers; control characters from the target
+    (keys, names of globals, classes and modules) escaped in the text"""
     t = Target(exe, "heap_paths.py", ready="{", timeout=60)
     snap = "/tmp/memattach-test-heap-paths-%d.snap" % os.getpid()
     try:
@@ -165,6 +167,10 @@ def paths(label, exe):
             check(r is not None and r["path"] == path,
                   "%s: %s" % (label, path.encode("unicode_escape").decode()),
                   r and r["path"])
+        bad = sorted(set(re.findall("[\x00-\x09\x0b-\x1f\x7f-\x9f]",
+                                    out)))
+        check(not bad, "%s: no control character from the target in the "
+              "text" % label, bad)
     finally:
         t.kill()
         if os.path.exists(snap):

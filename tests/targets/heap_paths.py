@@ -10,10 +10,13 @@ this interpreter must show, by bytearray length, then waits:
     a tuple subclass' instance and of a function
   - dict keys of other types than str: int (shown as a number), bytes,
     tuple, float, an int too large for 60 bits (shown as ?)
+  - control characters in a str key, a global's name, a class' name and
+    a module's name (escaped: \\x1b, \\u009b)
 """
 import json
 import sys
 import time
+import types
 
 MINOR = sys.version_info[1]
 expect = {}
@@ -93,9 +96,22 @@ keyed = {
     (1, 2): plant(1_300_000, "__main__.keyed -> dict[?] -> bytearray"),
     2.5: plant(1_280_000, "__main__.keyed -> dict[?] -> bytearray"),
     2 ** 70: plant(1_260_000, "__main__.keyed -> dict[?] -> bytearray"),
+    "\x1b[2J\x07evil\x9b": plant(
+        1_240_000,
+        "__main__.keyed -> dict['\\x1b[2J\\x07evil\\u009b'] -> bytearray"),
     "\u00e9-key": plant(1_220_000,
                         "__main__.keyed -> dict['\u00e9-key'] -> bytearray"),
 }
+globals()["g\x1b]0;t\x07"] = plant(
+    1_200_000, "__main__.g\\x1b]0;t\\x07 -> bytearray")
+Evil = type("Evil\x1b[31m", (), {})
+ev = Evil()
+ev.blob = plant(1_180_000, "__main__.ev -> Evil\\x1b[31m%s -> bytearray"
+                % (".blob" if MINOR <= 10 else ""))
+mod = types.ModuleType("mod\x1b[2Jx")
+mod.payload = plant(1_160_000, "mod\\x1b[2Jx.payload -> bytearray")
+sys.modules[mod.__name__] = mod
+del mod
 
 print(json.dumps(expect), flush=True)
 time.sleep(3600)

@@ -248,6 +248,32 @@ Test(census, instance_dict_without_the_copy)
 	ma_heap_graph_free(&g);
 }
 
+/* Text from the target as labels hold it: control characters written out,
+ * what is not UTF-8 as '?', cut at a character's boundary */
+Test(census, target_text_escaped)
+{
+	char out[96];
+
+	ma_heap_text("\x1b[2J\x07k\xc2\x9b"
+		     "ey\x7f",
+		     out, sizeof(out));
+	cr_assert_str_eq(out, "\\x1b[2J\\x07k\\u009bey\\x7f");
+	ma_heap_text("caf\xc3\xa9 \xe2\x82\xac", out, sizeof(out));
+	cr_assert_str_eq(out, "caf\xc3\xa9 \xe2\x82\xac");
+	/* a stray byte (an extension's tp_name), an encoded surrogate, an
+	 * overlong '/' */
+	ma_heap_text("a\xff"
+		     "b\xed\xa0\x80"
+		     "c\xc0\xaf",
+		     out, sizeof(out));
+	cr_assert_str_eq(out, "a?b???c??");
+	/* cut before the euro sign, not inside it */
+	ma_heap_text("ab\xe2\x82\xac", out, 5);
+	cr_assert_str_eq(out, "ab");
+	ma_heap_text("ab\xe2\x82\xac", out, 6);
+	cr_assert_str_eq(out, "ab\xe2\x82\xac");
+}
+
 Test(census, document_and_diff)
 {
 	struct ma_heap_graph g;
