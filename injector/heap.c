@@ -392,6 +392,7 @@ enum kind {
 struct tent {
 	uintptr_t type;
 	uint8_t kind;
+	uint8_t items; /* a tuple subclass walked by its items (tuple_items) */
 };
 
 static struct tent *types;
@@ -482,6 +483,34 @@ static uint8_t kind_of(uintptr_t tp)
 	types[i].kind = classify(tp);
 	ntypes++;
 	return types[i].kind;
+}
+
+/* The entry of a type kind_of has seen, or NULL */
+static struct tent *tent_of(uintptr_t tp)
+{
+	size_t mask = types_cap - 1, i;
+
+	if (!types_cap)
+		return NULL;
+	for (i = (tp >> 4) & mask; types[i].type; i = (i + 1) & mask)
+		if (types[i].type == tp)
+			return &types[i];
+	return NULL;
+}
+
+static int tent_items(uintptr_t tp)
+{
+	struct tent *t = tent_of(tp);
+
+	return t && t->items;
+}
+
+static void tent_set_items(uintptr_t tp)
+{
+	struct tent *t = tent_of(tp);
+
+	if (t)
+		t->items = 1;
 }
 
 static uint64_t ipow_size(uintptr_t o)
@@ -931,6 +960,86 @@ static uint64_t pymalloc_part(uintptr_t o, uintptr_t tp, uint8_t kind,
 	return in + in_pool(p, rest);
 }
 
+/*
+ * A tuple subclass whose tp_traverse faults: its items read here.  A
+ * structseq's traverse (sys.flags, sys.version_info, time.struct_time,
+ * os.stat_result) looks up its type's n_fields through the interpreter,
+ * found from the thread state: 3.10's _PyUnicode_FromId reads
+ * _PyRuntime's current thread state, NULL when no thread held the GIL at
+ * the clone, and 3.12's _PyType_GetDict reads a static builtin type's dict
+ * through the thread-local one, NULL in the copy's thread.  Every census
+ * of a 3.12 process (of a 3.10 one, now and then) counted sys.flags and
+ * five others as unreadable, "being changed when the copy was made", with
+ * none of their referents.  The items: the visible ones (ob_size), and
+ * the hidden ones up to the last of the type's members (every field past
+ * the visible ones has a name, so a member, at its item's offset).  The
+ * type is then walked this way from the first fault on: one fault a type.
+ */
+#define MEMBER_SIZE   40 /* sizeof(PyMemberDef) */
+#define MEMBER_OFFSET 16 /* PyMemberDef.offset */
+
+static void tuple_items(uintptr_t o, uintptr_t tp, unsigned long fl)
+{
+	/* ob_item follows ob_size; tp_members is two words before tp_base
+	 * (tp_getset between), in every PyTypeObject of 3.8-3.13 */
+	uintptr_t items = o + (uintptr_t)hc.off.varobject_size + 8,
+		  m = (uintptr_t)ld(tp + (uintptr_t)hc.off.type_base - 16);
+	int64_t n = (int64_t)ld(o + (uintptr_t)hc.off.varobject_size);
+
+	for (int k = 0; k < 1024 && m && readable(m, MEMBER_SIZE) && ld(m);
+	     k++, m += MEMBER_SIZE) {
+		int64_t at =
+			(int64_t)ld(m + MEMBER_OFFSET) - (int64_t)(items - o);
+
+		if (at >= 0 && at % 8 == 0 && at / 8 + 1 > n)
+			n = at / 8 + 1;
+	}
+	if (fl & TPF_HEAPTYPE)
+		visit(tp, NULL);
+	if (n <= 0 || n > MAX_EDGES || !readable(items, (size_t)n * 8))
+		return;
+	for (int64_t i = 0; i < n; i++)
+		visit((uintptr_t)ld(items + 8 * (uintptr_t)i), NULL);
+}
+
+/* A subclass of tuple: a tuple that faults is torn, not a structseq */
+static int tuple_subclass(uintptr_t tp, unsigned long fl)
+{
+	uintptr_t base;
+
+	if (!(fl & TPF_TUPLE))
+		return 0;
+	base = (uintptr_t)ld(tp + (uintptr_t)hc.off.type_base);
+	return readable(base, 400) &&
+	       (ld(base + (uintptr_t)hc.off.type_flags) & TPF_TUPLE);
+}
+
+/* o's referents by its tp_traverse, a tuple subclass' by its items when
+ * the traverse faults (above); another fault goes to emit_object's
+ * handler: the object is unreadable */
+static void traverse(uintptr_t o, uintptr_t tp, unsigned long fl, traverse_t tr)
+{
+	sigjmp_buf outer;
+
+	memcpy(outer, fault_jb, sizeof(outer));
+	if (sigsetjmp(fault_jb, 0)) {
+		memcpy(fault_jb, outer, sizeof(outer));
+		/* items read again from the start: not once a piece of
+		 * referents was sent (a tuple of more than a piece) */
+		if (!tuple_subclass(tp, fl) || rec_sent)
+			siglongjmp(fault_jb, 1);
+		faults++;
+		tent_set_items(tp);
+		nedges = 0;
+		edges_cut = 0;
+		fault_armed = 1;
+		tuple_items(o, tp, fl);
+		return;
+	}
+	tr(o, visit, NULL);
+	memcpy(fault_jb, outer, sizeof(outer));
+}
+
 static struct ma_heap_obj rec; /* static: set across sigsetjmp */
 
 /* Send the referents gathered so far (nedges): with the object's record
@@ -1008,12 +1117,14 @@ static void emit_object(uintptr_t o, int gc)
 	}
 	/* what a first piece of referents sends with the record */
 	rec.flags = flags;
-	if ((fl & TPF_HAVE_GC) && hc.off.type_traverse >= 0) {
+	if ((fl & TPF_HAVE_GC) && tent_items(tp)) {
+		tuple_items(o, tp, fl);
+	} else if ((fl & TPF_HAVE_GC) && hc.off.type_traverse >= 0) {
 		traverse_t tr =
 			(traverse_t)ld(tp + (uintptr_t)hc.off.type_traverse);
 
 		if (tr && readable((uintptr_t)tr, 1))
-			tr(o, visit, NULL);
+			traverse(o, tp, fl, tr);
 	}
 	/* A dict whose keys are all str does not visit them (a str cannot
 	 * make a cycle): they are referents all the same.  Its traverse

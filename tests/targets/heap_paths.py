@@ -12,8 +12,11 @@ this interpreter must show, by bytearray length, then waits:
     tuple, float, an int too large for 60 bits (shown as ?)
   - control characters in a str key, a global's name, a class' name and
     a module's name (escaped: \\x1b, \\u009b)
+  - structseqs, of static types (sys.flags, always there) and of heap types
+    with hidden fields (os.stat_result): none unreadable
 """
 import json
+import os
 import sys
 import time
 import types
@@ -112,6 +115,8 @@ mod = types.ModuleType("mod\x1b[2Jx")
 mod.payload = plant(1_160_000, "mod\\x1b[2Jx.payload -> bytearray")
 sys.modules[mod.__name__] = mod
 del mod
+
+stat = os.stat("/")
 
 print(json.dumps(expect), flush=True)
 time.sleep(3600)
