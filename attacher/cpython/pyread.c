@@ -24,6 +24,7 @@
 
 #include "errors.h"
 #include "linetable.h"
+#include "textfit.h"
 #include "memread.h"
 
 #define MA_MAX_INTERPS 256
@@ -344,11 +345,7 @@ static int read_unicode(const struct src *s, const struct ma_py_offsets *o,
 		} else {
 			memcpy(&c, data + 4 * i, 4);
 		}
-		/* a control character would reach the user's terminal
-		 * (ma_ctl_sanitize): '?', as NUL */
-		if (c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0))
-			c = '?';
-		size_t n = put_utf8(buf + pos, len - 1 - pos, c);
+		size_t n = put_utf8(buf + pos, len - 1 - pos, c ? c : '?');
 
 		if (n == 0)
 			break;
@@ -525,6 +522,11 @@ static const char *read_interned(struct ma_pyreader *r, uint64_t addr)
 
 	if (read_unicode(&s, &r->o, addr, buf, sizeof(buf)) < 0)
 		return NULL;
+	/* code and file names go to the user's terminal (stacks, attach):
+	 * a control character in them is '?' (ma_ctl_sanitize).  The raw
+	 * reader, ma_pyread_unicode, leaves that to its callers (the heap
+	 * census escapes instead) */
+	ma_ctl_sanitize(buf, strlen(buf));
 	return intern(r, buf);
 }
 
@@ -1331,9 +1333,7 @@ static int interp_names(struct ma_pyreader *r, uint64_t interp,
 		    read_unicode(&s, &r->o, name_p, buf, sizeof(buf)) < 0)
 			continue;
 		/* one line of text, whatever the name holds */
-		for (char *c = buf; *c; c++)
-			if ((unsigned char)*c < 0x20 || *c == 0x7f)
-				*c = '?';
+		ma_ctl_sanitize(buf, strlen(buf));
 		name = intern(r, buf);
 		/* None until the thread runs, and absent before 3.8 */
 		if (long_get(r, attr_get(r, thread, "_native_id"), &native_id) <
