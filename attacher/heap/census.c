@@ -502,11 +502,12 @@ void ma_heap_text(const char *in, char *out, size_t len)
 {
 	const unsigned char *s = (const unsigned char *)in;
 	size_t n = strlen(in), k = 0, o = 0;
-	char *valid = malloc(n + 1), *esc;
+	char *valid, *esc;
 
 	if (!len)
 		return;
 	out[0] = '\0';
+	valid = malloc(n + 1);
 	if (!valid)
 		return;
 	/* what is not UTF-8 (a stray byte of an extension's tp_name) as '?':
