@@ -154,3 +154,12 @@ void ma_ctl_sanitize(char *s, size_t len)
 		}
 	}
 }
+
+const char *ma_ctl_safe(const char *s, char *buf, size_t len)
+{
+	if (!len)
+		return "";
+	snprintf(buf, len, "%s", s ? s : "");
+	ma_ctl_sanitize(buf, strlen(buf));
+	return buf;
+}

@@ -58,4 +58,9 @@ char *ma_escape_ctl(const char *s);
  */
 void ma_ctl_sanitize(char *s, size_t len);
 
+/* A path or name to print (an executable's path, a module's): a copy in
+ * buf, cut to len, made safe with ma_ctl_sanitize; the original stays
+ * whole for opening the file.  Returns buf. */
+const char *ma_ctl_safe(const char *s, char *buf, size_t len);
+
 #endif

@@ -18,6 +18,7 @@
 
 #include "account.h"
 #include "cli.h"
+#include "textfit.h"
 #include "heap.h"
 #include "live.h"
 #include "units.h"
@@ -701,10 +702,14 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 			"(%u KiB, from the target's RSS at the attach)\n",
 			s->sample_filter_bits,
 			(1u << s->sample_filter_bits) >> 10);
+	char safe_mod[4200], safe_off[4200];
+
 	fprintf(stderr,
 		"memattach: attached to %d (python %s, %s, offsets from %s) in "
 		"%.1f ms, target stopped %.1f ms%s\n",
-		(int)pid, t->version, t->pymod_path, t->off_origin,
+		(int)pid, t->version,
+		ma_ctl_safe(t->pymod_path, safe_mod, sizeof(safe_mod)),
+		ma_ctl_safe(t->off_origin, safe_off, sizeof(safe_off)),
 		s->attach_ns / 1e6, s->frozen_ns / 1e6,
 		s->reused ? ", payload reused" : "");
 

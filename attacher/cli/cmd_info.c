@@ -194,13 +194,17 @@ int ma_cmd_info(int argc, char **argv)
 
 		printf("command:     %s\n", cmd ? cmd : "?");
 		free(cmd);
-		printf("executable:  %s (%s)\n", t->exe, kind);
+		char sa[4200], sb[4200];
+
+		printf("executable:  %s (%s)\n",
+		       ma_ctl_safe(t->exe, sa, sizeof(sa)), kind);
 		printf("python:      %s (from %s)\n", t->version,
-		       t->version_from);
+		       ma_ctl_safe(t->version_from, sb, sizeof(sb)));
 		printf("runtime:     _PyRuntime at %#lx in %s\n",
-		       (unsigned long)t->runtime_addr, t->pymod_path);
+		       (unsigned long)t->runtime_addr,
+		       ma_ctl_safe(t->pymod_path, sa, sizeof(sa)));
 		printf("offsets:     %s, validated against the process\n",
-		       t->off_origin);
+		       ma_ctl_safe(t->off_origin, sb, sizeof(sb)));
 		if (t->off_notes[0])
 			printf("             (%s)\n", t->off_notes);
 		printf("memory:      RSS %s, peak RSS %s\n", rss, hwm);

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "textfit.h"
 #include "commands.h"
 #include "discover.h"
 #include "errors.h"
@@ -135,7 +136,10 @@ static int offsets_of_pid(const char *arg, enum ma_offsets_source src,
 		ma_pyoffsets_print_c(stdout, &t->off);
 	} else {
 		printf("%-28s %d\n", "pid", (int)pid);
-		printf("%-28s %s\n", "file", t->pymod_path);
+		char sf[4200];
+
+		printf("%-28s %s\n", "file",
+		       ma_ctl_safe(t->pymod_path, sf, sizeof(sf)));
 		printf("%-28s %s\n", "origin", t->off_origin);
 		ma_pyoffsets_print(stdout, &t->off);
 	}
@@ -303,7 +307,9 @@ int ma_cmd_offsets(int argc, char **argv)
 	if (c_format) {
 		ma_pyoffsets_print_c(stdout, &o);
 	} else {
-		printf("%-28s %s\n", "file", path);
+		char sf[4200];
+
+		printf("%-28s %s\n", "file", ma_ctl_safe(path, sf, sizeof(sf)));
 		ma_pyoffsets_print(stdout, &o);
 	}
 	return MA_EXIT_OK;

@@ -120,9 +120,13 @@ static void print_thread_text(FILE *f, const struct st_result *r,
 					cut_shown = 1;
 				}
 			}
+			char sm[512];
+
 			fprintf(f, "    (C) %s (%s)%s\n",
 				nf->symbol ? nf->symbol : "???",
-				nf->module ? nf->module : "?",
+				nf->module ? ma_ctl_safe(nf->module, sm,
+							 sizeof(sm))
+					   : "?",
 				nf->is_eval ? " [python]" : "");
 		}
 		if (th->nat.error)

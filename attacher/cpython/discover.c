@@ -24,7 +24,10 @@ int ma_parse_pid(const char *s, pid_t *out)
 
 	errno = 0;
 	v = strtol(s, &end, 10);
-	if (!*s || *end || errno || v <= 0 || v > 0x3fffffff)
+	/* digits only, as every number on the command line ('+5', ' 5'
+	 * were taken) */
+	if (!*s || *s < '0' || *s > '9' || *end || errno || v <= 0 ||
+	    v > 0x3fffffff)
 		return ma_err(-EINVAL, "'%s' is not a process ID", s);
 	*out = (pid_t)v;
 	return 0;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "procfs.h"
+#include "textfit.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -444,6 +445,9 @@ int ma_proc_comm(pid_t pid, pid_t tid, char *buf, size_t len)
 	if (err)
 		return proc_errno(err);
 	text[strcspn(text, "\n")] = '\0';
+	/* the program sets it (prctl PR_SET_NAME): printed everywhere, so
+	 * made harmless to a terminal here (ma_ctl_sanitize) */
+	ma_ctl_sanitize(text, strlen(text));
 	snprintf(buf, len, "%s", text);
 	free(text);
 	return 0;

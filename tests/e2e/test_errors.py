@@ -115,6 +115,11 @@ def command_line():
         for v in ("2x", "99999999999", "0", "-1"):
             expect(["heap", opt, v, pid], EXIT_USAGE,
                    "bad %s '%s'" % (opt, v), "heap %s %r" % (opt, v))
+    # a PID is digits only too ('+5' and ' 5' were taken)
+    for cmd in ("info", "stacks", "heap", "detach", "attach"):
+        for v in ("+%d" % pid, " %d" % pid):
+            expect([cmd, v], EXIT_USAGE, "'%s' is not a process ID" % v,
+                   "%s %r" % (cmd, v))
     expect(["attach", "--python-only", "--native-only", pid], EXIT_USAGE,
            "--python-only and --native-only do not go together",
            "attach --python-only --native-only")

@@ -355,6 +355,9 @@ def run_evil_names(label, exe):
               "?[2J?]0;PWNED?evil" in out and "t?[31mred" in out,
               "%s: stacks prints a control character as '?'" % label,
               repr(out[:400]))
+        rc, iout, err = memattach("info", t.pid)
+        check(rc == 0 and "\x1b" not in iout and "\x07" not in iout,
+              "%s: info prints them with '?'" % label, repr(iout[-400:]))
         cap = os.path.join(tempfile.gettempdir(), "evil-%d.cap" % t.pid)
         try:
             rc, aout, err = memattach("attach", "-q", "-d", "0.5", "-o", cap,
@@ -371,8 +374,30 @@ def run_evil_names(label, exe):
               repr((aout + rout + tout)[:600]))
 
 
+def run_evil_comm(label, exe):
+    """No threading module: a thread is named by its kernel name (comm),
+    which the program sets (prctl): printed with '?' too"""
+    code = ("import ctypes, sys, time\n"
+            "ctypes.CDLL(None).prctl(15, b'c\\x1b]0;PW\\x07N', 0, 0, 0)\n"
+            "print('READY', flush=True)\nsys.stdin.readline()\n")
+    p = subprocess.Popen([exe, "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+    try:
+        p.stdout.readline()
+        outs = [memattach(cmd, p.pid) for cmd in ("stacks", "info")]
+        text = "".join(o[1] for o in outs)
+        check(all(o[0] == 0 for o in outs) and "c?]0;PW?N" in text and
+              "\x1b" not in text and "\x07" not in text,
+              "%s: a thread's comm with control characters: '?' in stacks "
+              "and info" % label, repr(text[-500:]))
+    finally:
+        p.kill()
+        p.wait()
+
+
 def main():
     parts = [(run_multiline, "multi-line command"),
+             (run_evil_comm, "a comm with control characters"),
              (run_evil_names, "names with control characters"),
              (run_deep, "deep stack"), (run_blocked_write, "blocked write"),
              (run_subinterp, "subinterpreter"), (run_spawner, "spawner"),

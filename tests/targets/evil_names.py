@@ -22,6 +22,11 @@ if hasattr(code, "co_qualname"):
 else:
     work.__code__ = code.replace(co_name=EVIL)
 threading.current_thread().name = "t\x1b[31mred"
+try:  # the kernel's name too (comm, 15 bytes), as prctl sets it
+    import ctypes
+    ctypes.CDLL(None).prctl(15, b"c\x1b]0;PW\x07N", 0, 0, 0)
+except (OSError, AttributeError):
+    pass
 print("READY", flush=True)
 while True:
     work()
