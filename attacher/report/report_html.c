@@ -325,7 +325,11 @@ static int data(const struct ma_report *r, FILE *f)
 			 true);
 	else
 		jkey_u64(f, "x", t->peak_index, true);
-	fputs("}}", f);
+	/* the views the capture cannot give (ma_report_view_known): said,
+	 * not shown as 0 */
+	fprintf(f, "},\"unknown\":{\"peak\":%s,\"temporary\":%s}}",
+		ma_report_view_known(r, MA_RV_PEAK) ? "false" : "true",
+		ma_report_view_known(r, MA_RV_TEMP) ? "false" : "true");
 out:
 	free(map);
 	free(keep);

@@ -82,6 +82,12 @@ def labels(label, cap, attach):
                 data = gzip.decompress(data)
         check(rc == 0 and b"ESTIMATES" in data,
               "%s: report %s says estimates" % (label, fmt), err)
+        if fmt == "html":
+            # the page says the temporary view is not known (it showed
+            # "temporary 0 B")
+            check(b'"unknown":{"peak":false,"temporary":true}' in data,
+                  "%s: report html marks the temporary view unknown" %
+                  label)
     # no temporary figure (a sampled block's distance to its free is not
     # known): said, null, empty, refused; the old binary showed 0s
     check("temporary not known (sampled)" in out_text(cap) and

@@ -184,10 +184,11 @@
   put('Allocated ', bytes(T.allocated_bytes));
   put(' in ', count(T.allocations) + ' allocations');
   put('; still live ', bytes(T.live_bytes));
-  put('; peak ', bytes(D.peak.bytes));
-  sm.appendChild(document.createTextNode(D.peak.when ? ' ' + D.peak.when : ''));
-  put('; temporary ', bytes(T.temporary_bytes));
-  sm.appendChild(document.createTextNode(' (window ' + D.window + ')'));
+  var U = D.unknown || {};
+  put('; peak ', U.peak ? 'not known' : bytes(D.peak.bytes));
+  sm.appendChild(document.createTextNode(D.peak.when && !U.peak ? ' ' + D.peak.when : ''));
+  put('; temporary ', U.temporary ? 'not known (sampled)' : bytes(T.temporary_bytes));
+  if (!U.temporary) sm.appendChild(document.createTextNode(' (window ' + D.window + ')'));
   if (D.thread) sm.appendChild(document.createTextNode('; only thread ' + D.thread));
   if (D.filter) sm.appendChild(document.createTextNode('; only stacks matching \u201c' + D.filter + '\u201d'));
 
@@ -407,7 +408,8 @@
       body.appendChild(tr);
     });
     if (!tlist.length) {
-      var tr = el('tr'), td = el('td', 'nothing in this view');
+      var tr = el('tr'), td = el('td', (D.unknown || {})[VIEWS[view]] ?
+        'not known for this capture (see the note above)' : 'nothing in this view');
       td.colSpan = 5; tr.appendChild(td); body.appendChild(tr);
     }
     document.getElementById('ma-page').textContent = tlist.length > PAGE ? 'rows ' + (page * PAGE + 1) + '\u2013' +
