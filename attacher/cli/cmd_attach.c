@@ -672,6 +672,9 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 		if (ma_target_open(o.pids[i], &topts, &others[i]))
 			why[i] = strdup(ma_errmsg());
 	if (ma_track_start(t, &to, &tr)) {
+		/* an exec in the middle makes the failure look like anything
+		 * (a fault in a remote call, a payload "of another build") */
+		ma_target_execed(t);
 		ret = ma_cli_fail("attach");
 		goto out;
 	}

@@ -158,6 +158,7 @@ int ma_cmd_heap(int argc, char **argv)
 	}
 	err = ma_heap_take(t, &ho, &g, &live);
 	if (err) {
+		ma_target_execed(t); /* the real cause, when it is one */
 		ret = ma_cli_fail("heap");
 		goto done;
 	}

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ma_pyver.h"
@@ -268,6 +269,64 @@ static int find_offsets(struct ma_target *t, const struct ma_target_opts *o)
 			       sizeof(t->off_notes));
 }
 
+/* The AT_RANDOM entry of /proc/PID/auxv (where the kernel put the exec's
+ * random bytes), or 0 when it cannot be read */
+static uint64_t exec_sig(pid_t pid)
+{
+	char path[64];
+	uint64_t av[128], sig = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/auxv", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, av, sizeof(av));
+	close(fd);
+	for (ssize_t k = 0; k + 1 < n / 8; k += 2)
+		if (av[k] == 25 /* AT_RANDOM */)
+			sig = av[k + 1];
+	return sig;
+}
+
+int ma_target_execed_now(const struct ma_target *t)
+{
+	if (!t->exec_sig || exec_sig(t->pid) == t->exec_sig)
+		return 0;
+	ma_err(-ECHILD,
+	       "process %d exec'd a new program while memattach was at work "
+	       "on it (the program it was looking at is gone): try again",
+	       (int)t->pid);
+	ma_err_set_exit(MA_EXIT_NOPROC);
+	return 1;
+}
+
+int ma_target_execed(const struct ma_target *t)
+{
+	uint64_t now = exec_sig(t->pid);
+
+	if (!t->exec_sig)
+		return 0;
+	if (!now || now == t->exec_sig) {
+		/* a failure in the middle of an exec sees the old image or
+		 * none: look again once it is done (an exec takes
+		 * milliseconds; this is a failure's path only) */
+		struct timespec ts = { 0, 30 * 1000000L };
+
+		nanosleep(&ts, NULL);
+		now = exec_sig(t->pid);
+	}
+	if (!now || now == t->exec_sig)
+		return 0;
+	ma_err(-ECHILD,
+	       "process %d exec'd a new program while memattach was at work "
+	       "on it (the program it was looking at is gone): try again",
+	       (int)t->pid);
+	ma_err_set_exit(MA_EXIT_NOPROC);
+	return 1;
+}
+
 int ma_target_open(pid_t pid, const struct ma_target_opts *opts,
 		   struct ma_target **out)
 {
@@ -283,6 +342,15 @@ int ma_target_open(pid_t pid, const struct ma_target_opts *opts,
 		return -ENOMEM;
 	t->pid = pid;
 	t->own_pidns = ma_proc_same_pidns(pid);
+	t->exec_sig = exec_sig(pid);
+	if (!t->exec_sig) {
+		/* read in the middle of an exec, the new image's auxv is
+		 * still empty: once more when it is done */
+		struct timespec ts = { 0, 30 * 1000000L };
+
+		nanosleep(&ts, NULL);
+		t->exec_sig = exec_sig(pid);
+	}
 
 	err = ma_status_read(pid, &t->status);
 	if (err) {
@@ -406,6 +474,10 @@ int ma_target_open(pid_t pid, const struct ma_target_opts *opts,
 	*out = t;
 	return 0;
 fail:
+	/* read across an exec, the process looks like anything ("not a
+	 * supported CPython"): say what happened */
+	if (err != -ESRCH && ma_target_execed(t))
+		err = -ECHILD;
 	ma_target_close(t);
 	return err;
 }

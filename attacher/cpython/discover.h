@@ -48,8 +48,9 @@ struct ma_target {
 	int dwfl_attached; /* dwfl_linux_proc_attach done (inject.c) */
 	Dwfl_Module *pymod;
 	uint64_t t_discover_ns; /* time spent in ma_target_open */
-	int own_pidns; /* the target lives in our PID namespace: its thread
+	int own_pidns;	   /* the target lives in our PID namespace: its thread
 			  IDs are ours */
+	uint64_t exec_sig; /* its auxv's AT_RANDOM: new at every exec; 0 */
 };
 
 /*
@@ -62,6 +63,20 @@ struct ma_target {
 int ma_target_open(pid_t pid, const struct ma_target_opts *opts,
 		   struct ma_target **out);
 void ma_target_close(struct ma_target *t);
+
+/*
+ * Whether the process exec'd a program since ma_target_open (its auxv's
+ * AT_RANDOM moved: every exec gets new random bytes): an attach or census
+ * that failed part way then failed because of it.  0 and no message
+ * otherwise; 1 with a message (exit class MA_EXIT_NOPROC: the program
+ * asked for is gone).
+ */
+int ma_target_execed(const struct ma_target *t);
+
+/* The same at once, for a process frozen (no exec can start): 1 when its
+ * AT_RANDOM is not the one ma_target_open read (or cannot be read any
+ * more), with the same message */
+int ma_target_execed_now(const struct ma_target *t);
 
 /* Parse a PID argument: -EINVAL with a message when not a positive number */
 int ma_parse_pid(const char *s, pid_t *out);

@@ -675,6 +675,17 @@ static int freeze_safe(struct ma_target *t, const struct unsafe_ranges *u,
 		if (err)
 			return err;
 		*tid = pick_thread(t, *fz, u, why, sizeof(why), &unspare);
+		/* An exec between the target's reading and this freeze made
+		 * every address read (libc's, the loader's, the payload's)
+		 * another program's: a remote call there would run what the
+		 * new image has at them (a target killed by a malloc
+		 * assertion, seen with a program that execs every 10 ms).
+		 * Frozen, it cannot exec any more: checked once, here. */
+		if (*tid > 0 && ma_target_execed_now(t)) {
+			ma_thaw(*fz, NULL);
+			*fz = NULL;
+			return -ECHILD;
+		}
 		if (*tid > 0)
 			return 0;
 		ma_thaw(*fz, NULL);
