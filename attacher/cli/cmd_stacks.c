@@ -279,6 +279,10 @@ int ma_cmd_stacks(int argc, char **argv)
 		goto out;
 	}
 
+	/* looked at before the read: just after our detach, a thread of a
+	 * stopped process may not show 'T' yet (seen once in CI) */
+	int job_stopped = ma_proc_job_stopped(pid, 0);
+
 	err = ma_tsnap_take(r.t, reader, native, &r.snap);
 	if (err) {
 		ret = ma_cli_fail("stacks");
@@ -295,7 +299,7 @@ int ma_cmd_stacks(int argc, char **argv)
 		       cmd ? cmd : r.t->exe, r.t->version);
 		free(cmd);
 		/* read as it is: why every thread sits where it does */
-		if (ma_proc_job_stopped(pid, 0))
+		if (job_stopped || ma_proc_job_stopped(pid, 0))
 			printf("Stopped by a signal (state T): each thread is "
 			       "where the stop found it; 'kill -CONT %d' "
 			       "resumes the process\n",

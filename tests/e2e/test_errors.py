@@ -69,6 +69,12 @@ def stopped_target(exe, tmp):
         check(all(x == "T" for x in thread_states(t.pid)),
               "the refused process is still stopped", thread_states(t.pid))
         rc, out, err = memattach("stacks", t.pid)
+        # just after memattach's detach a thread may not show 'T' yet:
+        # it must be back in its stop within a second
+        for _ in range(100):
+            if all(x == "T" for x in thread_states(t.pid)):
+                break
+            time.sleep(0.01)
         check(rc == 0 and out.startswith("Process %d: " % t.pid) and
               "Stopped by a signal (state T)" in out.split("\n")[1] and
               "spin (" in out and
