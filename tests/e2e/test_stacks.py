@@ -292,6 +292,9 @@ def run_deep(label, exe):
     """A stack deeper than the reader's 4,096 frames: its innermost 4,096,
     exit 8 (partial), and a last line that says why"""
     with Target(exe, "deep_stack.py") as t:
+        # READY is printed just before the sleep: let it get there (the
+        # innermost frame was once still at the print, line 11)
+        time.sleep(0.3)
         rc, out, err = memattach("stacks", t.pid)
         lines = out.split("\n\n")[1].splitlines() if "\n\n" in out else []
         check(rc == 8 and len(lines) == 1 + 4096 + 1 and
