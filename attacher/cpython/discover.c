@@ -290,16 +290,22 @@ static uint64_t exec_sig(pid_t pid)
 	return sig;
 }
 
-int ma_target_execed_now(const struct ma_target *t)
+/* The error of both checks below: 1 */
+static int execed_err(const struct ma_target *t)
 {
-	if (!t->exec_sig || exec_sig(t->pid) == t->exec_sig)
-		return 0;
 	ma_err(-ECHILD,
 	       "process %d exec'd a new program while memattach was at work "
 	       "on it (the program it was looking at is gone): try again",
 	       (int)t->pid);
 	ma_err_set_exit(MA_EXIT_NOPROC);
 	return 1;
+}
+
+int ma_target_execed_now(const struct ma_target *t)
+{
+	if (!t->exec_sig || exec_sig(t->pid) == t->exec_sig)
+		return 0;
+	return execed_err(t);
 }
 
 int ma_target_execed(const struct ma_target *t)
@@ -319,12 +325,7 @@ int ma_target_execed(const struct ma_target *t)
 	}
 	if (!now || now == t->exec_sig)
 		return 0;
-	ma_err(-ECHILD,
-	       "process %d exec'd a new program while memattach was at work "
-	       "on it (the program it was looking at is gone): try again",
-	       (int)t->pid);
-	ma_err_set_exit(MA_EXIT_NOPROC);
-	return 1;
+	return execed_err(t);
 }
 
 int ma_target_open(pid_t pid, const struct ma_target_opts *opts,
