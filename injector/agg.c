@@ -924,10 +924,20 @@ void ma_agg_free(struct ma_session *s, struct ma_slot *sl, uint32_t th,
 /* ------------------------------------------------------------------ */
 /* Setup */
 
+/* The setup's tables, taken from the session's parts (ma_parts) */
+size_t ma_agg_bytes(void)
+{
+	return ma_page_round(sizeof(struct ma_agg)) +
+	       ma_page_round(sizeof(struct kidx_ent) << KIDX_BITS) +
+	       ma_page_round(sizeof(struct live_ent) << GIL_BITS0) +
+	       ma_page_round((sizeof(struct live_ent) << NAT_BITS0) * SHARDS);
+}
+
 int ma_agg_setup(struct ma_session *s, void *area, char *msg, size_t len)
 {
-	struct ma_agg *a = ma_map(sizeof(*a));
+	struct ma_agg *a = ma_parts_take(&s->parts, sizeof(*a));
 	struct ma_agg_hdr *h = area;
+	struct live_ent *gil0, *nat0;
 
 	if (!a)
 		goto nomem;
@@ -935,21 +945,23 @@ int ma_agg_setup(struct ma_session *s, void *area, char *msg, size_t len)
 	a->h = h;
 	a->sample = !!(s->cfg.flags & MA_TRACK_SAMPLE);
 	a->keys = ma_agg_keys(h);
-	a->kidx = ma_map(sizeof(struct kidx_ent) << KIDX_BITS);
+	a->kidx =
+		ma_parts_take(&s->parts, sizeof(struct kidx_ent) << KIDX_BITS);
 	a->ybits = YOUNG_BITS0;
 	a->ybits_max = YOUNG_BITS_MAX;
 	a->young = a->young0;
-	if (!a->kidx || live_map(&a->gil, GIL_BITS0) < 0)
+	if (!a->kidx)
 		goto nomem;
-	/* the shards' first tables in one mapping, a page each (each is
-	 * unmapped on its own when it grows): this runs with the target's
-	 * threads stopped, and every system call there is two ptrace stops
-	 * of the attacher's remote call */
+	gil0 = ma_parts_take(&s->parts, sizeof(struct live_ent) << GIL_BITS0);
+	if (!gil0)
+		goto nomem;
+	live_init(&a->gil, gil0, GIL_BITS0);
+	/* the shards' first tables together, a page each (each is unmapped
+	 * on its own when it grows) */
 	_Static_assert((sizeof(struct live_ent) << NAT_BITS0) % 4096 == 0,
 		       "a shard's first table is whole pages");
-	struct live_ent *nat0 =
-		ma_map((sizeof(struct live_ent) << NAT_BITS0) * SHARDS);
-
+	nat0 = ma_parts_take(&s->parts,
+			     (sizeof(struct live_ent) << NAT_BITS0) * SHARDS);
 	if (!nat0)
 		goto nomem;
 	for (int i = 0; i < SHARDS; i++)

@@ -111,11 +111,19 @@ static int self_cb(struct dl_phdr_info *info, size_t size, void *arg)
 	return 1;
 }
 
-int ma_self_init(void)
+/* What ma_self_init takes from its parts */
+size_t ma_self_bytes(void)
+{
+	return ma_page_round(MAX_PATCHES * sizeof(*patches)) +
+	       ma_page_round(MAX_MODS * sizeof(*mods)) +
+	       ma_page_round(MAX_CANDS * sizeof(*cands));
+}
+
+int ma_self_init(struct ma_parts *parts)
 {
 	void *r_debug;
 
-	if (self_hi)
+	if (self_hi && patches && mods && cands)
 		return 0;
 	page_size = sysconf(_SC_PAGESIZE);
 	if (page_size <= 0)
@@ -126,9 +134,13 @@ int ma_self_init(void)
 	r_debug = dlsym(RTLD_DEFAULT, "_r_debug");
 	probe_ldso = (uintptr_t)r_debug;
 	probe_vdso = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
-	patches = ma_map(MAX_PATCHES * sizeof(*patches));
-	mods = ma_map(MAX_MODS * sizeof(*mods));
-	cands = ma_map(MAX_CANDS * sizeof(*cands));
+	/* a start that failed for want of memory may have taken some */
+	if (!patches)
+		patches = ma_parts_take(parts, MAX_PATCHES * sizeof(*patches));
+	if (!mods)
+		mods = ma_parts_take(parts, MAX_MODS * sizeof(*mods));
+	if (!cands)
+		cands = ma_parts_take(parts, MAX_CANDS * sizeof(*cands));
 	if (!self_hi || !patches || !mods || !cands)
 		return -ENOMEM;
 	return 0;

@@ -280,6 +280,20 @@ struct ma_fd_id {
 	uint64_t dev, ino;
 };
 
+/*
+ * Several tables from one mapping.  ma_start runs with the target's threads
+ * stopped, and each system call it makes is two ptrace stops of the
+ * attacher's remote call (docs/performance.md, "Fewer system calls in
+ * ma_start"): the tables a session or the payload's first start needs are
+ * mapped at once and handed out here.  Each part starts on a page and
+ * fills whole pages, so that its owner unmaps it on its own with
+ * ma_unmap(part, len), as if ma_map had made it.
+ */
+struct ma_parts {
+	uint8_t *next; /* the next part */
+	size_t left;   /* bytes from next to the mapping's end */
+};
+
 struct ma_session {
 	uint32_t gen;	/* > 0, one per ma_start */
 	uint32_t phase; /* enum ma_phase, atomic */
@@ -316,6 +330,9 @@ struct ma_session {
 	uint64_t g_temps;      /* TEMP records published */
 	struct ma_gw_ent gw[MA_GW_SLOTS];
 	struct ma_gp_ent gp[MA_GP_SLOTS];
+
+	/* the tables ma_start maps for the session, until taken */
+	struct ma_parts parts;
 
 	/* aggregated tracking (agg.c): NULL when the session records
 	 * events */
@@ -358,7 +375,8 @@ static inline struct ma_slot *ma_slot_get(struct ma_tls *t)
 	return ma_slot_get_slow(t);
 }
 
-int ma_slots_init(void);
+size_t ma_slots_bytes(void);
+int ma_slots_init(struct ma_parts *parts);
 /* Give slots of threads that do not exist any more back (fork child) */
 void ma_slots_reset_except(struct ma_slot *keep);
 /* Wait until every slot was seen outside a recording section, at most
@@ -387,6 +405,7 @@ void ma_after_fork_child(void);
 
 /* The tables, and the aggregate area's header at area: 0, or -ENOMEM with
  * msg filled (and nothing left mapped) */
+size_t ma_agg_bytes(void);
 int ma_agg_setup(struct ma_session *s, void *area, char *msg, size_t len);
 void ma_agg_release(struct ma_session *s);
 /* gil: a block of the MEM or OBJ domain (called with the GIL held);
@@ -496,6 +515,7 @@ void ma_samp_start(uint32_t gen, uint64_t mean, uint32_t filter_bits);
 /* Check the offsets, resolve what the walk needs, map the tables: 0 (and
  * s->minor set), or -errno with msg filled (stacks are then off, tracking
  * goes on) */
+size_t ma_stacks_bytes(void);
 int ma_stacks_setup(struct ma_session *s, char *msg, size_t len);
 /* Node of the calling thread's Python stack (0: empty or unknown) */
 uint32_t ma_stack_node(struct ma_session *s, struct ma_slot *sl);
@@ -574,7 +594,8 @@ uint32_t ma_got_modules(void);
 void *ma_exe_got_target(const char *name);
 /* Address range of the payload itself */
 int ma_in_payload(const void *p);
-int ma_self_init(void);
+size_t ma_self_bytes(void);
+int ma_self_init(struct ma_parts *parts);
 
 /* ------------------------------------------------------------------ */
 /* CPython allocator domains (pyalloc.c) */
@@ -624,6 +645,17 @@ int ma_vfmt(char *buf, size_t len, const char *fmt, va_list ap);
 /* Anonymous memory, not counted against overcommit until touched */
 void *ma_map(size_t len);
 void ma_unmap(void *p, size_t len);
+
+/* Several tables from one mapping (struct ma_parts, above) */
+size_t ma_page_round(size_t len);
+/* Map len bytes for parts (m is left empty when that fails: every take
+ * then maps on its own) */
+void ma_parts_map(struct ma_parts *m, size_t len);
+/* A zeroed part of len bytes; from its own mapping when m (may be NULL)
+ * has no room left */
+void *ma_parts_take(struct ma_parts *m, size_t len);
+/* Unmap what was not taken */
+void ma_parts_drop(struct ma_parts *m);
 
 /* Our descriptors in the target (struct ma_fd_id above) */
 int ma_fd_park(int fd, struct ma_fd_id *id);

@@ -24,6 +24,7 @@
  * pointer to one stays safe to read; a finished one is reused by a later
  * session (session_recycled).
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/membarrier.h>
@@ -65,6 +66,8 @@ int ma_asym_fence;
 static int ctl_lock_word;
 static uint32_t gen_counter;
 static int once_ok;
+/* once_init's mapping, until the first session's struct is taken */
+static struct ma_parts once_parts;
 /* every session struct (reused once finished: session_recycled), for the
  * fork child to drop their rings */
 static struct ma_session *sessions[MAX_SESSIONS];
@@ -127,9 +130,9 @@ static void ctl_publish(int32_t status, uint32_t state, int32_t fd,
 static pid_t membarrier_pid; /* the process registered, 0: none */
 
 /* In ma_start, threads stopped: never slow */
-static void fence_setup(void)
+static void fence_setup(pid_t pid)
 {
-	__atomic_store_n(&ma_asym_fence, membarrier_pid == getpid(),
+	__atomic_store_n(&ma_asym_fence, membarrier_pid == pid,
 			 __ATOMIC_RELEASE);
 }
 
@@ -171,6 +174,7 @@ static void session_release(struct ma_session *s, int unmap)
 	s->ring_fd = -1;
 	if (!unmap)
 		return;
+	ma_parts_drop(&s->parts);
 	if (s->ring_mem)
 		munmap(s->ring_mem, s->ring_len);
 	s->ring_mem = NULL;
@@ -204,8 +208,8 @@ static struct ma_session *session_recycled(void)
 	return NULL;
 }
 
-static struct ma_session *session_new(const struct ma_config *c, char *msg,
-				      size_t len, int *err)
+static struct ma_session *session_new(const struct ma_config *c, pid_t pid,
+				      char *msg, size_t len, int *err)
 {
 	struct ma_session *s;
 	void *mem;
@@ -220,7 +224,8 @@ static struct ma_session *session_new(const struct ma_config *c, char *msg,
 		return NULL;
 	}
 	if (!s) {
-		s = ma_map(sizeof(*s));
+		/* the first one from once_init's mapping */
+		s = ma_parts_take(&once_parts, sizeof(*s));
 		if (!s) {
 			*err = -ENOMEM;
 			ma_fmt(msg, len, "no memory for a session");
@@ -270,7 +275,15 @@ static struct ma_session *session_new(const struct ma_config *c, char *msg,
 		return NULL;
 	}
 	s->ring_mem = mem;
-	ma_ring_init(mem, c->ring_size, (uint32_t)getpid(), ma_ring_now_ns());
+	/* the session's tables, at once (ma_parts); what is not taken is
+	 * unmapped at the end of start_locked */
+	ma_parts_map(&s->parts,
+		     ((c->flags & MA_TRACK_AGG) ? ma_agg_bytes() : 0) +
+			     ((c->flags & (MA_TRACK_NATIVE | MA_TRACK_MMAP |
+					   MA_TRACK_PYTHON))
+				      ? ma_stacks_bytes()
+				      : 0));
+	ma_ring_init(mem, c->ring_size, (uint32_t)pid, ma_ring_now_ns());
 	ma_ring_producer(&s->ring, mem, c->full_wait_us);
 	if (s->agg_off) {
 		*err = ma_agg_setup(s, (uint8_t *)mem + s->agg_off, msg, len);
@@ -576,18 +589,51 @@ static void *watchdog_main(void *arg)
 	return NULL;
 }
 
+/*
+ * The watchdog's thread attributes, made once (once_init) and kept: the
+ * target's signals are not for our thread, so it starts with all of them
+ * blocked.  glibc 2.32+ sets that mask itself (pthread_attr_setsigmask_np,
+ * which allocates the attribute's extension: once, not at every start);
+ * before it, our own pthread_sigmask around the create would be two system
+ * calls more in ma_start, that is four ptrace stops while the target is
+ * frozen.
+ */
+static pthread_attr_t wd_attr;
+static int wd_attr_masked; /* wd_attr made, with the mask in it */
+
+static void watchdog_attr_init(void)
+{
+	int (*setmask)(pthread_attr_t *, const sigset_t *);
+	sigset_t all;
+
+	/* NULL where this glibc (before 2.32) has none */
+	setmask = (int (*)(pthread_attr_t *, const sigset_t *))dlsym(
+		RTLD_DEFAULT, "pthread_attr_setsigmask_np");
+	if (!setmask || pthread_attr_init(&wd_attr))
+		return;
+	sigfillset(&all);
+	if (pthread_attr_setdetachstate(&wd_attr, PTHREAD_CREATE_DETACHED) ||
+	    pthread_attr_setstacksize(&wd_attr, WATCHDOG_STACK) ||
+	    setmask(&wd_attr, &all)) {
+		pthread_attr_destroy(&wd_attr);
+		return;
+	}
+	wd_attr_masked = 1;
+}
+
 static int watchdog_start(struct ma_session *s)
 {
 	pthread_attr_t a;
 	sigset_t all, old;
 	int err;
 
+	if (wd_attr_masked)
+		return -pthread_create(&s->watchdog, &wd_attr, watchdog_main,
+				       s);
 	if (pthread_attr_init(&a))
 		return -ENOMEM;
 	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&a, WATCHDOG_STACK);
-	/* the target's signals are not for our thread: it starts with all
-	 * of them blocked */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	err = pthread_create(&s->watchdog, &a, watchdog_main, s);
@@ -647,26 +693,36 @@ static int once_init(char *msg, size_t len)
 
 	if (once_ok)
 		return 0;
-	err = ma_self_init();
+	/* the payload's tables and the first session's struct, mapped at
+	 * once (ma_parts) */
+	ma_parts_map(&once_parts,
+		     ma_self_bytes() + ma_slots_bytes() +
+			     ma_page_round(sizeof(struct ma_session)));
+	err = ma_self_init(&once_parts);
 	if (err < 0) {
 		ma_fmt(msg, len, "payload setup: out of memory");
-		return err;
+		goto fail;
 	}
 	err = ma_real_resolve(msg, len);
 	if (err < 0)
-		return err;
-	err = ma_slots_init();
+		goto fail;
+	err = ma_slots_init(&once_parts);
 	if (err < 0) {
 		ma_fmt(msg, len, "payload setup: out of memory");
-		return err;
+		goto fail;
 	}
 	err = pthread_atfork(NULL, atfork_parent, atfork_child);
 	if (err) {
 		ma_fmt(msg, len, "pthread_atfork: error %d", err);
-		return -err;
+		err = -err;
+		goto fail;
 	}
+	watchdog_attr_init();
 	once_ok = 1;
 	return 0;
+fail:
+	ma_parts_drop(&once_parts);
+	return err;
 }
 
 /* Hooks left by an earlier life (a fork child of a tracked parent) */
@@ -684,6 +740,7 @@ static void start_locked(const struct ma_config *cfg)
 	struct ma_session *s, *old;
 	struct ma_config c;
 	unsigned int mask;
+	pid_t pid;
 	int err;
 
 	if (!cfg || cfg->magic != MA_CONFIG_MAGIC ||
@@ -725,7 +782,9 @@ static void start_locked(const struct ma_config *cfg)
 		ctl_publish(err, ma_ctl.state, ma_ctl.ring_fd, msg);
 		return;
 	}
-	fence_setup();
+	/* once: every system call here is two ptrace stops */
+	pid = getpid();
+	fence_setup(pid);
 
 	/* an earlier session ends here; its watchdog finishes it */
 	old = ma_sess;
@@ -734,13 +793,14 @@ static void start_locked(const struct ma_config *cfg)
 			   "replaced by a new session", 0);
 	restore_leftovers();
 
-	s = session_new(&c, msg, sizeof(msg), &err);
+	s = session_new(&c, pid, msg, sizeof(msg), &err);
 	if (!s) {
 		ctl_publish(err, ma_ctl.state, -1, msg);
 		return;
 	}
 	if (c.flags & (MA_TRACK_NATIVE | MA_TRACK_MMAP | MA_TRACK_PYTHON))
 		ma_stacks_setup(s, warn, sizeof(warn));
+	ma_parts_drop(&s->parts); /* stacks off: their tables */
 	s->phase = MA_PHASE_TRACKING;
 	err = watchdog_start(s);
 	if (err < 0) {

@@ -60,6 +60,13 @@ static inline uint8_t rd8(uintptr_t base, int32_t off)
 /* ------------------------------------------------------------------ */
 /* Setup */
 
+/* The code and node tables, taken from the session's parts (ma_parts) */
+size_t ma_stacks_bytes(void)
+{
+	return CODE_CAP * sizeof(struct ma_code_ent) +
+	       NODE_CAP * sizeof(struct ma_node_ent);
+}
+
 int ma_stacks_setup(struct ma_session *s, char *msg, size_t len)
 {
 	const struct ma_py_offsets *o = &s->cfg.off;
@@ -117,9 +124,8 @@ int ma_stacks_setup(struct ma_session *s, char *msg, size_t len)
 	}
 	s->codes_cap = CODE_CAP;
 	s->nodes_cap = NODE_CAP;
-	s->tabs_len = CODE_CAP * sizeof(struct ma_code_ent) +
-		      NODE_CAP * sizeof(struct ma_node_ent);
-	s->tabs = ma_map(s->tabs_len);
+	s->tabs_len = ma_stacks_bytes();
+	s->tabs = ma_parts_take(&s->parts, s->tabs_len);
 	if (!s->tabs) {
 		ma_fmt(msg, len, "python stacks off: no memory for tables");
 		return -ENOMEM;

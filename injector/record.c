@@ -60,11 +60,16 @@ static void slot_release(void *arg)
 		;
 }
 
-int ma_slots_init(void)
+size_t ma_slots_bytes(void)
+{
+	return (size_t)MA_MAX_SLOTS * MA_SLOT_SIZE;
+}
+
+int ma_slots_init(struct ma_parts *parts)
 {
 	if (slots)
 		return 0;
-	slots = ma_map((size_t)MA_MAX_SLOTS * MA_SLOT_SIZE);
+	slots = ma_parts_take(parts, ma_slots_bytes());
 	if (!slots)
 		return -ENOMEM;
 	slot_key_ok = pthread_key_create(&slot_key, slot_release) == 0;

@@ -160,6 +160,43 @@ void ma_unmap(void *p, size_t len)
 		munmap(p, len);
 }
 
+size_t ma_page_round(size_t len)
+{
+	/* glibc answers from the auxiliary vector: no system call */
+	long pg = sysconf(_SC_PAGESIZE);
+	size_t page = pg > 0 ? (size_t)pg : 4096;
+
+	return (len + page - 1) & ~(page - 1);
+}
+
+void ma_parts_map(struct ma_parts *m, size_t len)
+{
+	len = ma_page_round(len);
+	m->next = len ? ma_map(len) : NULL;
+	m->left = m->next ? len : 0;
+}
+
+void *ma_parts_take(struct ma_parts *m, size_t len)
+{
+	size_t r = ma_page_round(len);
+	void *p;
+
+	if (!m || !r || m->left < r)
+		return ma_map(len);
+	p = m->next;
+	m->next += r;
+	m->left -= r;
+	return p;
+}
+
+void ma_parts_drop(struct ma_parts *m)
+{
+	if (m->left)
+		ma_unmap(m->next, m->left);
+	m->next = NULL;
+	m->left = 0;
+}
+
 /* The floor: MA_FD_FLOOR, or half the descriptor limit when that is lower
  * (F_DUPFD fails at or above it), but never among 0-2 */
 static int fd_floor(void)
