@@ -1301,7 +1301,11 @@ static int ring_gone(struct ma_track *p, uint64_t now)
 	if (p->ring_maps_ns && now - p->ring_maps_ns < RING_MAPS_EVERY_NS)
 		return 0;
 	p->ring_maps_ns = now;
-	return !ring_mapped(p->pid, &a);
+	/* a process being killed loses its descriptors and its memory
+	 * before it is a zombie: not an exec (its main thread's PF_EXITING
+	 * is set before either goes); the exit is noticed at the next
+	 * sample.  Once seen as "exec'd another program" (e2e/test_hazards) */
+	return !ring_mapped(p->pid, &a) && !ma_proc_exiting(p->pid);
 }
 
 /* A child found: tracked if it runs Python, else listed as skipped */
