@@ -150,6 +150,13 @@ static void header(const struct ma_report *r, const struct out *o)
 			      r->opts.from_ns ? "allocated from its start"
 					      : "from the capture's start",
 			      r->opts.to_ns ? ", figures as of its end" : "");
+		/* no sample at or after --to: the whole capture is counted,
+		 * which the range above shows but does not say why */
+		if (r->opts.to_ns && !r->range_end_ns)
+			ma_para_piece(&p, "; ",
+				      "--to %.1f s is after the capture's last "
+				      "sample: figures as of the capture's end",
+				      (double)r->opts.to_ns / 1e9);
 		if (r->range_agg_late_ns)
 			ma_para_piece(&p, "; ",
 				      "the stacks' sums of an aggregated "

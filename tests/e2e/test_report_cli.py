@@ -115,6 +115,19 @@ def output_and_exit_codes(fx, tmp):
           (rc, out, err))
     rc, out, err = memattach("report", fx["scenario"])
     check(rc == 0, "complete capture: exit 0", err)
+    # a symbolic link at -o is neither written through nor replaced (the
+    # old binary renamed the report over it), as a capture's -o
+    victim = os.path.join(tmp, "victim.txt")
+    link = os.path.join(tmp, "link.json")
+    with open(victim, "w") as f:
+        f.write("mine\n")
+    os.symlink(victim, link)
+    rc, out, err = memattach("report", "-f", "json", "-o", link,
+                             fx["scenario"])
+    check(rc == EXIT_CAPTURE and "symbolic link" in err and
+          os.path.islink(link) and open(victim).read() == "mine\n",
+          "report -o SYMLINK: refused (exit 7), the link left alone",
+          "exit %d: %s" % (rc, err))
 
 
 def terminal(fx, tmp):
@@ -396,6 +409,10 @@ def ranges(fx):
     check(rc == 0 and "only the range 0.0 s - 2.0 s" in out and
           "allocated 5.91 KiB in 5 allocations, 2 frees" in out,
           "--to 1.5: figures as of the 2 s sample, the header says so", out)
+    # past the last sample: the whole capture, and the header says why
+    rc, out, err = memattach("report", "--to", "60", fx["scenario"])
+    check(rc == 0 and "--to 60.0 s is after the capture's last sample" in
+          out, "--to past the end: said in the header", out + err)
     rc, out, err = memattach("report", "--to", "1", "--diff-to", "3",
                              "-f", "json", fx["scenario"])
     d = json.loads(out) if rc == 0 else {}
