@@ -31,6 +31,7 @@
 #include <zstd.h>
 
 #include "errors.h"
+#include "outpath.h"
 #include "textfit.h"
 
 #define FILE_MAGIC     "MEMATCAP"
@@ -464,30 +465,20 @@ static void writer_free(struct ma_capture_writer *w)
  * caller renames over the path once the header is in (rename replaces a
  * directory entry and never follows a link).  What is at the path already
  * is checked first so that a clear message beats a surprise: a symlink or
- * anything but a regular file is refused.  *tmp: the temporary name.
+ * anything but a regular file is refused (ma_outpath_check).  *tmp: the
+ * temporary name.
  */
 static int create_private(struct ma_capture_writer *w, char **tmp)
 {
-	const char *path = w->path, *base = strrchr(path, '/');
+	const char *path = w->path, *base = strrchr(path, '/'), *why;
 	size_t dirlen = base ? (size_t)(base - path) + 1 : 0;
-	struct stat st;
+	int err;
 
 	*tmp = NULL;
-	if (!lstat(path, &st)) {
-		if (S_ISLNK(st.st_mode))
-			return wr_err(
-				w, -ELOOP,
-				"create: it is a symbolic link; memattach "
-				"never writes a capture through one "
-				"(remove it or choose another -o)");
-		if (!S_ISREG(st.st_mode))
-			return wr_err(w, -EEXIST,
-				      "create: it exists and is not a regular "
-				      "file");
-	}
+	err = ma_outpath_check(path, &why);
+	if (err)
+		return wr_err(w, err, "create: %s", why);
 	base = base ? base + 1 : path;
-	if (!*base)
-		return wr_err(w, -EISDIR, "create: names a directory");
 	if (asprintf(tmp, "%.*s.%s.XXXXXX", (int)dirlen, path, base) < 0) {
 		*tmp = NULL;
 		return wr_err(w, -ENOMEM, "out of memory");

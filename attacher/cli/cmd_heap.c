@@ -5,6 +5,7 @@
  * while a copy of it is made (a clone); the walk runs in the copy.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,9 @@
 #include "discover.h"
 #include "errors.h"
 #include "heap.h"
+#include "outpath.h"
 #include "ptrace.h"
+#include "textfit.h"
 
 static const char *dirname_of(const char *path, char *buf, size_t len)
 {
@@ -92,7 +95,8 @@ int ma_cmd_heap(int argc, char **argv)
 	struct ma_heap_live *live = NULL;
 	char dir[4096];
 	const char *format = "text", *output = NULL;
-	char html_path[64] = "";
+	char html_path[64] = "", safe[512];
+	const char *why = "";
 	FILE *out = stdout;
 	json_t *doc = NULL;
 	int ch, err, ret = MA_EXIT_OK;
@@ -132,22 +136,39 @@ int ma_cmd_heap(int argc, char **argv)
 	}
 	if (args.exit >= 0)
 		return args.exit;
-	/* Where the snapshot goes must be writable before the census */
+	/* Where the snapshot goes must be writable before the census, and
+	 * hold nothing it must not replace (ma_outpath_check) */
+	if (output && ma_outpath_check(output, &why)) {
+		fprintf(stderr, "memattach: heap: -o %s: %s\n",
+			ma_ctl_safe(output, safe, sizeof(safe)), why);
+		return MA_EXIT_CAPTURE;
+	}
 	if (output && access(*output && strrchr(output, '/')
 				     ? dirname_of(output, dir, sizeof(dir))
 				     : ".",
 			     W_OK)) {
-		fprintf(stderr, "memattach: heap: -o %s: %s\n", output,
+		fprintf(stderr, "memattach: heap: -o %s: %s\n",
+			ma_ctl_safe(output, safe, sizeof(safe)),
 			strerror(errno));
 		return MA_EXIT_CAPTURE;
 	}
 	if (!strcmp(format, "html") && isatty(STDOUT_FILENO)) {
+		int fd = -1;
+
 		snprintf(html_path, sizeof(html_path), "memattach-heap-%d.html",
 			 (int)pid);
-		out = fopen(html_path, "w");
+		/* never through a symbolic link left in the directory */
+		if (!ma_outpath_check(html_path, &why))
+			fd = open(html_path,
+				  O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+					  O_CLOEXEC,
+				  0666);
+		out = fd >= 0 ? fdopen(fd, "w") : NULL;
 		if (!out) {
 			fprintf(stderr, "memattach: heap: %s: %s\n", html_path,
-				strerror(errno));
+				*why ? why : strerror(errno));
+			if (fd >= 0)
+				close(fd);
 			return MA_EXIT_ERROR;
 		}
 	}

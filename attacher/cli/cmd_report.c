@@ -6,6 +6,7 @@
  * blocks), then rendered in one format.  docs/reports.md has the details.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -20,6 +21,7 @@
 #include "cli.h"
 #include "heap.h"
 #include "holder.h"
+#include "outpath.h"
 #include "commands.h"
 #include "errors.h"
 #include "report.h"
@@ -232,20 +234,35 @@ struct output {
 
 static int output_open(struct output *o, const char *path)
 {
+	const char *why;
+	int err, fd;
+
 	memset(o, 0, sizeof(*o));
 	o->path = path;
 	if (!path) {
 		o->f = stdout;
 		return 0;
 	}
+	err = ma_outpath_check(path, &why);
+	if (err) {
+		ma_err(err, "cannot write %s: %s", path, why);
+		ma_err_set_exit(MA_EXIT_CAPTURE);
+		return err;
+	}
 	if (asprintf(&o->tmp, "%s.tmp%d", path, (int)getpid()) < 0) {
 		o->tmp = NULL;
 		return ma_err(-ENOMEM, "out of memory");
 	}
-	o->f = fopen(o->tmp, "wb");
+	/* a new file: never through a link planted at that name */
+	fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		  0666);
+	o->f = fd >= 0 ? fdopen(fd, "wb") : NULL;
 	if (!o->f) {
-		int err = -errno;
-
+		err = -errno;
+		if (fd >= 0) {
+			close(fd);
+			unlink(o->tmp);
+		}
 		free(o->tmp);
 		o->tmp = NULL;
 		ma_err(err, "cannot write %s: %s", path, strerror(-err));

@@ -197,6 +197,19 @@ def errors(tmp):
                                  t.pid)
         check(rc == 7 and not out and "no/such" in err,
               "-o into a missing directory: exit 7 before any census", err)
+        # a symbolic link at -o: refused before the census, the link and
+        # its file as they were (the old binary renamed the snapshot over
+        # the link)
+        victim = os.path.join(tmp, "victim.txt")
+        link = os.path.join(tmp, "link.snap")
+        with open(victim, "w") as f:
+            f.write("mine\n")
+        os.symlink(victim, link)
+        rc, out, err = memattach("heap", "-q", "-o", link, t.pid)
+        check(rc == 7 and "symbolic link" in err and os.path.islink(link)
+              and open(victim).read() == "mine\n",
+              "heap -o SYMLINK: refused (exit 7), the link left alone",
+              "exit %d: %s" % (rc, err))
         cap = os.path.join(tmp, "mix.cap")
         rc, out, err = memattach("attach", "-q", "-d", "0.5", "-o", cap,
                                  t.pid)
