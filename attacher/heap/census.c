@@ -89,6 +89,33 @@ struct work {
 	uint8_t *garbage; /* n */
 };
 
+/* Breadth first over queue[head, tail); returns the new tail.  With
+ * modtype (a type index, else NONE), a module reached is held but not
+ * gone through: its index is put in hold[*nhold], for a later pass */
+static size_t bfs_from(const struct ma_heap_graph *g, struct work *w,
+		       size_t head, size_t tail, uint32_t modtype,
+		       uint32_t *hold, size_t *nhold)
+{
+	while (head < tail) {
+		uint32_t u = w->queue[head++];
+
+		if (modtype != NONE && g->type[u] == modtype &&
+		    (w->parent[u] & FROM_ROOT) == 0) {
+			hold[(*nhold)++] = u;
+			continue;
+		}
+		for (uint32_t e = g->eoff[u]; e < g->eoff[u + 1]; e++) {
+			uint32_t v = g->edges[e];
+
+			if (w->parent[v] != NONE)
+				continue;
+			w->parent[v] = u;
+			w->queue[tail++] = v;
+		}
+	}
+	return tail;
+}
+
 static void bfs(const struct ma_heap_graph *g, struct work *w, size_t head,
 		size_t tail)
 {
@@ -145,16 +172,65 @@ static int liveness(const struct ma_heap_graph *g, struct work *w,
 	for (size_t i = 0; i < g->nroots; i++)
 		rorder[i] = (uint32_t)i;
 	qsort_r(rorder, g->nroots, 4, cmp_root, (void *)g);
-	for (size_t k = 0; k < g->nroots; k++) {
-		uint32_t o = g->roots[rorder[k]].obj;
+	/* Three passes, each breadth first, so that a path names what the
+	 * user named when it can: from __main__, then from the frames'
+	 * locals, then from the other modules.  A module is a root of its
+	 * own (named by itself) from the start; one reached in the first two
+	 * passes is held there and gone through in the third, so that
+	 * `__main__.np` does not bring all of numpy into the first.  Before
+	 * the passes, an object both a local and a global of __main__ hold
+	 * got the local's path: the local is at depth 0, the global two
+	 * steps down (module, its dict) */
+	uint32_t modtype = NONE, *hold = NULL;
+	size_t nhold = 0, from = 0;
 
-		w->seed[o] = 1;
-		if (w->parent[o] != NONE)
-			continue;
-		w->parent[o] = FROM_ROOT | rorder[k];
-		w->queue[tail++] = o;
+	for (size_t i = 0; i < g->ntypes; i++)
+		if (!strcmp(g->types[i].name, "module"))
+			modtype = (uint32_t)i;
+	for (size_t k = 0; k < g->nroots; k++) {
+		const struct ma_hroot *r = &g->roots[rorder[k]];
+
+		w->seed[r->obj] = 1;
+		if (r->kind == MA_HEAP_R_MODULE && w->parent[r->obj] == NONE)
+			w->parent[r->obj] = FROM_ROOT | rorder[k];
 	}
-	bfs(g, w, 0, tail);
+	if (modtype != NONE) {
+		hold = malloc((n ? n : 1) * sizeof(*hold));
+		if (!hold)
+			modtype = NONE; /* one pass: every path still found */
+	}
+	for (int pass = 0; pass < 3; pass++) {
+		for (size_t k = 0; k < g->nroots; k++) {
+			const struct ma_hroot *r = &g->roots[rorder[k]];
+			int main = r->kind == MA_HEAP_R_MODULE &&
+				   !strcmp(r->name, "__main__");
+			int cls = main ? 0 : r->kind == MA_HEAP_R_LOCAL ? 1 : 2;
+
+			if (cls != pass)
+				continue;
+			if (w->parent[r->obj] == NONE)
+				w->parent[r->obj] = FROM_ROOT | rorder[k];
+			else if (w->parent[r->obj] != (FROM_ROOT | rorder[k]))
+				continue; /* reached already, or a root twice */
+			w->queue[tail++] = r->obj;
+		}
+		/* the held modules' referents (each object takes one place
+		 * in the queue, ever: the held are not queued again) */
+		for (size_t i = 0; pass == 2 && i < nhold; i++)
+			for (uint32_t e = g->eoff[hold[i]];
+			     e < g->eoff[hold[i] + 1]; e++) {
+				uint32_t v = g->edges[e];
+
+				if (w->parent[v] != NONE)
+					continue;
+				w->parent[v] = hold[i];
+				w->queue[tail++] = v;
+			}
+		tail = bfs_from(g, w, from, tail, pass < 2 ? modtype : NONE,
+				hold, &nhold);
+		from = tail;
+	}
+	free(hold);
 	/* Held from outside: more references than the objects found make */
 	size_t head = tail;
 
@@ -732,6 +808,78 @@ static int is_namespace(const struct ma_heap_graph *g, const struct work *w,
 	       is_type(g, obj, "dict");
 }
 
+struct cand {
+	uint32_t obj, at; /* an object, its place in the candidates */
+};
+
+static int cand_cmp(const void *a, const void *b)
+{
+	uint32_t x = ((const struct cand *)a)->obj,
+		 y = ((const struct cand *)b)->obj;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * One chain of objects each holding almost all of the next (an instance
+ * and the list in one of its attributes; a DataFrame, its BlockManager,
+ * a tuple, a Block, the ndarray) filled the retainers table with the same
+ * bytes once per link.  Its innermost link stays: its path names every
+ * outer one.  An object A goes when a candidate B that stays and that A
+ * dominates retains at least 90 % of what A retains.  The walk from B up
+ * the dominator tree stops at the first type met twice on it: the nodes of
+ * a linked list or a tree (Node, its __dict__, Node, ...) stay, each its
+ * own row, as before.  Inner objects first (they retain less), so that an
+ * object dropped drops nothing.  Keeps the candidates' order; t->n shrinks.
+ */
+static void fold_chains(const struct ma_heap_graph *g, const struct dom *d,
+			const uint64_t *retained, struct topk *t)
+{
+	enum { MAX_LINKS = 64 };
+	struct cand *c = malloc((t->n ? t->n : 1) * sizeof(*c));
+	uint8_t *drop = calloc(t->n ? t->n : 1, 1);
+	size_t k = 0;
+
+	if (!c || !drop || !d->idom)
+		goto out; /* not folded: the table as it was */
+	for (size_t i = 0; i < t->n; i++)
+		c[i] = (struct cand){ .obj = t->v[i], .at = (uint32_t)i };
+	qsort(c, t->n, sizeof(*c), cand_cmp);
+	for (size_t i = t->n; i-- > 0;) {
+		uint32_t b = t->v[i], cur = b, seen[MAX_LINKS + 1];
+		size_t nseen = 0;
+
+		if (drop[i])
+			continue;
+		seen[nseen++] = g->type[b];
+		for (int links = 0; links < MAX_LINKS; links++) {
+			uint32_t a = d->idom[cur];
+			struct cand key = { .obj = a }, *hit;
+			size_t s;
+
+			if (a == NONE || a == cur || a >= g->n ||
+			    retained[b] * 10 < retained[a] * 9)
+				break;
+			for (s = 0; s < nseen && seen[s] != g->type[a]; s++)
+				;
+			if (s < nseen)
+				break;
+			seen[nseen++] = g->type[a];
+			hit = bsearch(&key, c, t->n, sizeof(*c), cand_cmp);
+			if (hit)
+				drop[hit->at] = 1;
+			cur = a;
+		}
+	}
+	for (size_t i = 0; i < t->n; i++)
+		if (!drop[i])
+			t->v[k++] = t->v[i];
+	t->n = k;
+out:
+	free(c);
+	free(drop);
+}
+
 int ma_heap_census(struct ma_heap_graph *g, const struct ma_hcensus_opts *o,
 		   struct ma_heap_live *live, struct ma_heap_census *c)
 {
@@ -813,9 +961,12 @@ int ma_heap_census(struct ma_heap_graph *g, const struct ma_hcensus_opts *o,
 	}
 	c->dom_ns = ma_now_ns() - t0;
 
-	/* the tables */
-	uint32_t *lv = calloc(top, 4), *rv = calloc(top, 4);
-	struct topk tl = { lv, 0, top, g->size }, tr = { rv, 0, top, retained };
+	/* the tables; the retainers' from more candidates than rows, as
+	 * the links of one chain fold into one (fold_chains) */
+	size_t rcap = top < n / 4 ? top * 4 : (n ? n : 1);
+	uint32_t *lv = calloc(top, 4), *rv = calloc(rcap, 4);
+	struct topk tl = { lv, 0, top, g->size },
+		    tr = { rv, 0, rcap, retained };
 
 	if (!lv || !rv) {
 		free(lv);
@@ -828,6 +979,9 @@ int ma_heap_census(struct ma_heap_graph *g, const struct ma_hcensus_opts *o,
 		if (!is_namespace(g, &w, (uint32_t)i))
 			topk_add(&tr, (uint32_t)i);
 	}
+	fold_chains(g, &d, retained, &tr);
+	if (tr.n > top)
+		tr.n = top;
 	uint64_t p0 = ma_now_ns();
 
 	c->largest = calloc(top, sizeof(*c->largest));

@@ -980,7 +980,8 @@ int ma_heap_live_key(struct ma_heap_live *l, uint64_t d, uint64_t v, char *buf,
 	 * garbage ("dict['???????']").  A str (or a subclass: its flag) is
 	 * read as text (a subclass' instance is not compact: not read), an
 	 * int (exactly int: an IntEnum member would print as its value) of
-	 * up to 60 bits as a number; anything else is shown as unknown. */
+	 * up to 60 bits as a number, a bool as True or False; anything else
+	 * is shown as unknown. */
 	if (live_type_flags(l, key, &tp, &fl))
 		return -EIO;
 	if (fl & TPF_UNICODE)
@@ -992,8 +993,15 @@ int ma_heap_live_key(struct ma_heap_live *l, uint64_t d, uint64_t v, char *buf,
 	uint64_t np = 0;
 
 	if (ma_mem_read_u64(l->mem, tp + (uint64_t)l->off->type_name, &np) ||
-	    !np || ma_mem_read_cstr(l->mem, np, tname, sizeof(tname)) < 0 ||
-	    strcmp(tname, "int"))
+	    !np || ma_mem_read_cstr(l->mem, np, tname, sizeof(tname)) < 0)
+		return -EMEDIUMTYPE;
+	if (!strcmp(tname, "bool")) {
+		if (live_int(l, key, buf, len))
+			return -EMEDIUMTYPE;
+		snprintf(buf, len, "%s", strcmp(buf, "0") ? "True" : "False");
+		return MA_HEAP_KEY_INT;
+	}
+	if (strcmp(tname, "int"))
 		return -EMEDIUMTYPE;
 	return live_int(l, key, buf, len) ? -EMEDIUMTYPE : MA_HEAP_KEY_INT;
 }

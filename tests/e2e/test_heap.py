@@ -67,6 +67,16 @@ def run(label, exe):
               and r["retained"] > 1000000 * 64,
               "%s: the list of dicts: __main__.Holder.items retains its "
               "dicts (%d dicts in the process)" % (label, n_dicts), r)
+        # one chain, one row: the instance holds little but its list, so
+        # the list's row (whose path names the instance) stands for both
+        r = find(doc["retainers"], lambda r: r["path"].startswith(
+            "__main__.owner") and r["type"] == "list")
+        check(r is not None and r["retained"] >= 20000 * 1000 and not any(
+            x["type"] in ("Owner", "__main__.Owner")
+            for x in doc["retainers"]),
+              "%s: the instance and its list: one row, the list's (%s)"
+              % (label, r and r["path"]),
+              [(x["type"], x["path"]) for x in doc["retainers"]])
         r = find(doc["retainers"], lambda r: r["path"] == "names -> list")
         check(r is not None and "keeper()" in r["root"]
               and ":%d," % marks(SRC)["read"] not in r["root"]

@@ -8,16 +8,20 @@ this interpreter must show, by bytearray length, then waits:
   - a dict in an instance's attribute, plain (3.11+ keep the attribute as
     a value, no __dict__) and in __slots__; a dict in the real __dict__ of
     a tuple subclass' instance and of a function
-  - dict keys of other types than str: int (shown as a number), bytes,
-    tuple, float, an int too large for 60 bits (shown as ?)
+  - dict keys of other types than str: int (shown as a number), bool
+    (True), bytes, tuple, float, an int too large for 60 bits (shown as ?)
   - control characters in a str key, a global's name, a class' name and
     a module's name (escaped: \\x1b, \\u009b)
   - structseqs, of static types (sys.flags, always there) and of heap types
     with hidden fields (os.stat_result): none unreadable
+  - an object both a global of __main__ and a local of a sleeping thread's
+    frame hold: named by the global (the local used to win: it is at depth
+    0, the global two steps down)
 """
 import json
 import os
 import sys
+import threading
 import time
 import types
 
@@ -99,6 +103,7 @@ keyed = {
     (1, 2): plant(1_300_000, "__main__.keyed -> dict[?] -> bytearray"),
     2.5: plant(1_280_000, "__main__.keyed -> dict[?] -> bytearray"),
     2 ** 70: plant(1_260_000, "__main__.keyed -> dict[?] -> bytearray"),
+    True: plant(1_250_000, "__main__.keyed -> dict[True] -> bytearray"),
     "\x1b[2J\x07evil\x9b": plant(
         1_240_000,
         "__main__.keyed -> dict['\\x1b[2J\\x07evil\\u009b'] -> bytearray"),
@@ -117,6 +122,19 @@ sys.modules[mod.__name__] = mod
 del mod
 
 stat = os.stat("/")
+both = plant(1_140_000, "__main__.both -> bytearray")
+
+
+def keeper(obj):
+    kept = obj  # a local: the census' root for it, and obj another
+    started.set()
+    time.sleep(3600)
+    return kept
+
+
+started = threading.Event()
+threading.Thread(target=keeper, args=(both,), daemon=True).start()
+started.wait()
 
 print(json.dumps(expect), flush=True)
 time.sleep(3600)

@@ -5,6 +5,8 @@ gc.get_objects(), gc.get_referents() and sys.getsizeof()) as one JSON line,
 then READY, and waits:
   - a large bytearray in a module global          __main__.big
   - a list of N (1 M) small dicts held by a class __main__.Holder.items
+  - a list of 20,000 bytes of 1,000 in an instance's attribute
+                                                  __main__.owner (Owner.rows)
   - 100 k strings in a local of a sleeping frame  keeper(): names
   - a reference cycle of big objects, no root     (garbage; gc disabled)
   - a numpy array in a module global, when numpy imports  __main__.arr
@@ -31,6 +33,14 @@ big = bytearray(int(os.environ.get("HEAP_TARGET_BIG_MIB", "48")) << 20)
 
 class Holder:
     items = [{"k": i, "v": "value-%d" % i} for i in range(N)]
+
+
+class Owner:
+    def __init__(self):
+        self.rows = [bytes(1000) for _ in range(20000)]
+
+
+owner = Owner()
 
 
 class Node:

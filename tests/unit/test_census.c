@@ -13,9 +13,9 @@
 
 #include "heap.h"
 
-enum { T_MODULE, T_DICT, T_LIST, T_BYTES, T_NODE, NT };
-static const char *const tnames[NT] = { "module", "dict", "list", "bytes",
-					"Node" };
+enum { T_MODULE, T_DICT, T_LIST, T_BYTES, T_NODE, T_OWNER, NT };
+static const char *const tnames[NT] = { "module", "dict", "list",
+					"bytes",  "Node", "Owner" };
 
 /*
  *  0 module __main__ (a root)
@@ -33,7 +33,7 @@ struct spec {
 	int type;
 	uint64_t size;
 	uint32_t refcnt;
-	int edges[4];
+	int edges[6];
 };
 
 static const struct spec objs[] = {
@@ -83,24 +83,30 @@ static void types_and_root(struct ma_heap_graph *g)
 					 .thread = strdup("") };
 }
 
-static void build(struct ma_heap_graph *g)
+/* The graph of n objects of spec, object 0 the module __main__ */
+static void build_spec(struct ma_heap_graph *g, const struct spec *o, size_t n)
 {
 	uint32_t ne = 0;
 
-	arrays(g, N, 64);
-	for (size_t i = 0; i < N; i++) {
+	arrays(g, n, 64);
+	for (size_t i = 0; i < n; i++) {
 		g->addr[i] = 0x1000 + 0x100 * i;
-		g->size[i] = objs[i].size;
-		g->type[i] = (uint32_t)objs[i].type;
-		g->refcnt[i] = objs[i].refcnt;
+		g->size[i] = o[i].size;
+		g->type[i] = (uint32_t)o[i].type;
+		g->refcnt[i] = o[i].refcnt;
 		g->flags[i] = MA_HEAP_O_GC;
 		g->eoff[i] = ne;
-		for (int k = 0; objs[i].edges[k] >= 0; k++)
-			g->edges[ne++] = (uint32_t)objs[i].edges[k];
+		for (int k = 0; o[i].edges[k] >= 0; k++)
+			g->edges[ne++] = (uint32_t)o[i].edges[k];
 	}
-	g->eoff[N] = ne;
+	g->eoff[n] = ne;
 	g->nedges = ne;
 	types_and_root(g);
+}
+
+static void build(struct ma_heap_graph *g)
+{
+	build_spec(g, objs, N);
 	/* what the live copy would name (a snapshot keeps these too) */
 	g->nlabels = 2;
 	g->labels = calloc(2, sizeof(*g->labels));
@@ -163,10 +169,14 @@ Test(census, retained_sizes_are_dominator_subtrees)
 	cr_assert(r && r->retained == 64);
 	r = row_of(c.largest, c.nlargest, 4);
 	cr_assert(r && r->retained == 200);
-	/* a cycle's entry retains the cycle */
-	r = row_of(c.retainers, c.nretainers, 6);
+	/* a cycle's entry retains the cycle; here its bytes are 91 % of
+	 * that, so they stand for it (fold_chains), garbage too */
+	r = row_of(c.largest, c.nlargest, 6);
 	cr_assert(r && r->garbage && r->retained == 48 + 48 + 1000, "%llu",
 		  r ? (unsigned long long)r->retained : 0ull);
+	cr_assert_null(row_of(c.retainers, c.nretainers, 6));
+	r = row_of(c.retainers, c.nretainers, 8);
+	cr_assert(r && r->garbage && r->retained == 1000);
 	r = row_of(c.largest, c.nlargest, 9);
 	cr_assert(r && r->held_by_c && r->retained == 232 + 50);
 	/* modules and their namespaces are not listed as retainers, nor
@@ -174,6 +184,75 @@ Test(census, retained_sizes_are_dominator_subtrees)
 	cr_assert_null(row_of(c.retainers, c.nretainers, 0));
 	cr_assert_null(row_of(c.retainers, c.nretainers, 1));
 	cr_assert_null(row_of(c.retainers, c.nretainers, 9));
+	ma_heap_census_free(&c);
+	ma_heap_graph_free(&g);
+}
+
+/*
+ *  0 module __main__
+ *  1   dict (its namespace)
+ *  2     Owner (48 B)                <- 1
+ *  3       list (100 B)              <- 2: 500 B, 91 % of the Owner's 548
+ *  4..7      bytes 100 each          <- 3
+ *  8     Node A (64)                 <- 1
+ *  9       Node B (64)               <- 8
+ * 10         Node C (64)             <- 9
+ * 11           bytes 5000            <- 10
+ *  12    list S (64)                 <- 1
+ *  13      bytes 600, 14 bytes 500  <- 12: neither holds 90 % of S
+ */
+static const struct spec chained[] = {
+	[0] = { T_MODULE, 72, 2, { 1, -1 } },
+	[1] = { T_DICT, 640, 1, { 2, 8, 12, -1 } },
+	[2] = { T_OWNER, 48, 1, { 3, -1 } },
+	[3] = { T_LIST, 100, 1, { 4, 5, 6, 7, -1 } },
+	[4] = { T_BYTES, 100, 1, { -1 } },
+	[5] = { T_BYTES, 100, 1, { -1 } },
+	[6] = { T_BYTES, 100, 1, { -1 } },
+	[7] = { T_BYTES, 100, 1, { -1 } },
+	[8] = { T_NODE, 64, 1, { 9, -1 } },
+	[9] = { T_NODE, 64, 1, { 10, -1 } },
+	[10] = { T_NODE, 64, 1, { 11, -1 } },
+	[11] = { T_BYTES, 5000, 1, { -1 } },
+	[12] = { T_LIST, 64, 1, { 13, 14, -1 } },
+	[13] = { T_BYTES, 600, 1, { -1 } },
+	[14] = { T_BYTES, 500, 1, { -1 } },
+};
+
+Test(census, chains_fold_to_their_innermost_link)
+{
+	struct ma_heap_graph g;
+	struct ma_heap_census c;
+	struct ma_hcensus_opts o = { .top = 50 };
+	size_t n = sizeof(chained) / sizeof(chained[0]);
+
+	build_spec(&g, chained, n);
+	cr_assert_eq(ma_heap_census(&g, &o, NULL, &c), 0);
+	/* the instance goes, its list stays */
+	cr_assert_null(row_of(c.retainers, c.nretainers, 2));
+	cr_assert(row_of(c.retainers, c.nretainers, 3));
+	/* the last node's bytes stand for it; the walk up stops at the
+	 * next node (a type met twice): the other nodes keep their rows */
+	cr_assert(row_of(c.retainers, c.nretainers, 11));
+	cr_assert_null(row_of(c.retainers, c.nretainers, 10));
+	cr_assert(row_of(c.retainers, c.nretainers, 9));
+	cr_assert(row_of(c.retainers, c.nretainers, 8));
+	/* no part holds 90 %: the list and both parts */
+	cr_assert(row_of(c.retainers, c.nretainers, 12));
+	cr_assert(row_of(c.retainers, c.nretainers, 13));
+	cr_assert(row_of(c.retainers, c.nretainers, 14));
+	/* the largest objects are not folded */
+	cr_assert(row_of(c.largest, c.nlargest, 2));
+	ma_heap_census_free(&c);
+	ma_heap_graph_free(&g);
+
+	/* the table is drawn from more candidates than it shows: the rows
+	 * left after the fold fill it */
+	build_spec(&g, chained, n);
+	o.top = 3;
+	cr_assert_eq(ma_heap_census(&g, &o, NULL, &c), 0);
+	cr_assert_eq(c.nretainers, 3);
+	cr_assert_null(row_of(c.retainers, c.nretainers, 10));
 	ma_heap_census_free(&c);
 	ma_heap_graph_free(&g);
 }
@@ -290,9 +369,11 @@ Test(census, document_and_diff)
 	ma_heap_census_free(&c);
 	cr_assert_null(g.refcnt, "the census consumes the reference counts");
 	ma_heap_graph_free(&g);
-	/* the list L grows by 5000 bytes of new bytes objects */
+	/* the list L grows by 5000 bytes (its table, as appends make it:
+	 * one item growing to most of the list would take the list's row,
+	 * fold_chains) */
 	build(&g);
-	g.size[3] += 5000;
+	g.size[2] += 5000;
 	cr_assert_eq(ma_heap_census(&g, &o, NULL, &c), 0);
 	b = ma_heap_doc(&g, &c);
 	f = open_memstream(&text, &len);
@@ -306,7 +387,7 @@ Test(census, document_and_diff)
 	cr_assert_eq(json_array_size(grew), 1, "%s", text);
 	cr_assert_str_eq(json_string_value(json_object_get(
 				 json_array_get(grew, 0), "key")),
-			 "bytes");
+			 "list");
 	cr_assert_eq(json_integer_value(json_object_get(json_array_get(grew, 0),
 							"bytes_delta")),
 		     5000);
