@@ -119,18 +119,7 @@ static size_t bfs_from(const struct ma_heap_graph *g, struct work *w,
 static void bfs(const struct ma_heap_graph *g, struct work *w, size_t head,
 		size_t tail)
 {
-	while (head < tail) {
-		uint32_t u = w->queue[head++];
-
-		for (uint32_t e = g->eoff[u]; e < g->eoff[u + 1]; e++) {
-			uint32_t v = g->edges[e];
-
-			if (w->parent[v] != NONE)
-				continue;
-			w->parent[v] = u;
-			w->queue[tail++] = v;
-		}
-	}
+	bfs_from(g, w, head, tail, NONE, NULL, NULL);
 }
 
 static int cmp_root(const void *a, const void *b, void *arg)
