@@ -414,12 +414,17 @@ static int predecessors(const struct ma_heap_graph *g, const struct work *w,
  * 350,000 linked tee data objects, each pointing at the shared source
  * iterator): the census ran for hours.  The walks are counted against a
  * budget of DOM_BUDGET_BASE steps plus DOM_BUDGET_PER per node and per
- * edge (a few seconds at most; on real heaps the walks take a few steps
- * per edge: memattach -v prints the count); past it the retained sizes
- * are not computed and the census says so (dominators() gives -ETIME).
+ * edge (a fraction of a second; on real heaps the walks take a few steps
+ * per edge: memattach -v prints the count).  Past it, dominators_snca()
+ * computes the tree again with an algorithm whose cost does not grow with
+ * such chains (an ordinary linked list of 10,000 objects, each pointing
+ * at its class, spent the budget: no retained sizes at all), under a
+ * budget of its own; only past that, or without the memory for it, are
+ * the retained sizes not computed, and the census says so (-ETIME).
  */
 #define DOM_BUDGET_BASE (50ull * 1000 * 1000)
 #define DOM_BUDGET_PER	16 /* steps per node and per edge */
+#define SNCA_BUDGET_PER 64
 
 static uint32_t intersect(const struct dom *d, uint32_t a, uint32_t b,
 			  uint64_t *steps)
@@ -438,6 +443,122 @@ static uint32_t intersect(const struct dom *d, uint32_t a, uint32_t b,
 	}
 	*steps += n;
 	return a;
+}
+
+/*
+ * The semi-NCA algorithm (Georgiadis): Lengauer and Tarjan's
+ * semidominators over a depth-first preorder, with path compression (a
+ * step or a few per edge, however deep the chains), then each node's
+ * immediate dominator found by climbing the tree from its DFS parent to
+ * the first node not below its semidominator.  Five arrays of N words
+ * more than the iterative algorithm needs, which is why that one runs
+ * first.  Leaves d->rpo the preorder and d->pos each node's place in it:
+ * a node's dominators come before it there too, as the retained sizes'
+ * sum needs.  0, -ETIME past the budget, -ENOMEM, -EPROTO.
+ */
+static int dominators_snca(const struct ma_heap_graph *g, const struct work *w,
+			   struct dom *d, uint64_t *steps, uint64_t budget)
+{
+	size_t N = d->N, np = 0, sp = 0;
+	uint32_t root = (uint32_t)g->n;
+	uint32_t *parent = malloc(N * 4), *semi = malloc(N * 4),
+		 *label = malloc(N * 4), *anc = malloc(N * 4),
+		 *stack = malloc(N * 4), *next = calloc(N, 4);
+	int err = 0;
+
+	if (!parent || !semi || !label || !anc || !stack || !next) {
+		err = -ENOMEM;
+		goto out;
+	}
+	/* preorder, iteratively: a chain is as deep as the heap is large */
+	for (size_t i = 0; i < N; i++)
+		d->pos[i] = NONE;
+	d->pos[root] = 0;
+	d->rpo[np++] = root;
+	parent[root] = root;
+	stack[sp++] = root;
+	while (sp) {
+		uint32_t u = stack[sp - 1], v = NONE;
+		size_t cnt = succ_count(g, w, u) + (u == root);
+
+		while (next[u] < cnt && v == NONE) {
+			v = succ(g, w, u, next[u]++);
+			if (v != NONE && d->pos[v] != NONE)
+				v = NONE;
+		}
+		if (v == NONE) {
+			sp--;
+			continue;
+		}
+		d->pos[v] = (uint32_t)np;
+		d->rpo[np++] = v;
+		parent[v] = u;
+		stack[sp++] = v;
+	}
+	if (np != N) {
+		err = -EPROTO;
+		goto out;
+	}
+	for (size_t i = 0; i < N; i++) {
+		semi[i] = d->pos[i];
+		label[i] = (uint32_t)i;
+		anc[i] = NONE;
+	}
+	for (size_t i = N - 1; i > 0; i--) {
+		uint32_t x = d->rpo[i];
+
+		for (uint32_t e = d->poff[x]; e < d->poff[x + 1]; e++) {
+			uint32_t v = d->pred[e], y = v;
+			size_t top = 0;
+
+			/* eval(v): compress v's path in the forest, from
+			 * its top down, and take the least semidominator
+			 * on it */
+			while (anc[y] != NONE && anc[anc[y]] != NONE) {
+				stack[top++] = y;
+				y = anc[y];
+			}
+			*steps += top + 1;
+			while (top) {
+				uint32_t a;
+
+				y = stack[--top];
+				a = anc[y];
+				if (semi[label[a]] < semi[label[y]])
+					label[y] = label[a];
+				anc[y] = anc[a];
+			}
+			if (semi[label[v]] < semi[x])
+				semi[x] = semi[label[v]];
+		}
+		anc[x] = parent[x];
+		if (*steps > budget) {
+			err = -ETIME;
+			goto out;
+		}
+	}
+	d->idom[root] = root;
+	for (size_t i = 1; i < N; i++) {
+		uint32_t x = d->rpo[i], y = parent[x];
+
+		while (d->pos[y] > semi[x]) {
+			y = d->idom[y];
+			++*steps;
+		}
+		d->idom[x] = y;
+		if (*steps > budget) {
+			err = -ETIME;
+			goto out;
+		}
+	}
+out:
+	free(parent);
+	free(semi);
+	free(label);
+	free(anc);
+	free(stack);
+	free(next);
+	return err;
 }
 
 static int dominators(const struct ma_heap_graph *g, const struct work *w,
@@ -477,10 +598,8 @@ static int dominators(const struct ma_heap_graph *g, const struct work *w,
 				nd = nd == NONE ? p
 						: intersect(d, p, nd, &steps);
 				/* here: one object may have all the referrers */
-				if (steps > c->dom_budget) {
-					c->dom_steps = steps;
-					return -ETIME;
-				}
+				if (steps > c->dom_budget)
+					goto snca;
 			}
 			if (nd != d->idom[b]) {
 				d->idom[b] = nd;
@@ -490,6 +609,12 @@ static int dominators(const struct ma_heap_graph *g, const struct work *w,
 	}
 	c->dom_steps = steps;
 	return 0;
+snca:
+	c->dom_budget += DOM_BUDGET_BASE +
+			 SNCA_BUDGET_PER * ((uint64_t)d->N + g->nedges);
+	err = dominators_snca(g, w, d, &steps, c->dom_budget);
+	c->dom_steps = steps;
+	return err == -ENOMEM ? -ETIME : err;
 }
 
 static void dom_free(struct dom *d)
@@ -726,6 +851,12 @@ static int obj_path(struct ma_heap_graph *g, const struct work *w,
 		snprintf(r->root, sizeof(r->root),
 			 "held from outside the objects found (C code, an "
 			 "extension, the interpreter)");
+	} else if (!(p & FROM_ROOT)) {
+		/* more steps from its root than the path keeps (the 4097th
+		 * link of a linked list): its last 4096, "..." before them.
+		 * p is an object here, not a root's index (read as one, it
+		 * ran past the roots) */
+		snprintf(r->root, sizeof(r->root), "...");
 	} else {
 		const struct ma_hroot *ro = &g->roots[p & ~FROM_ROOT];
 
@@ -780,10 +911,38 @@ static void topk_add(struct topk *t, uint32_t obj)
 
 /* Containers of everything (modules, their dicts, sys.modules, the
  * interpreter's own tables) would head every retainers list: leave them out */
-static int is_namespace(const struct ma_heap_graph *g, const struct work *w,
-			uint32_t obj)
+/*
+ * The dicts that are a module's or a class's namespace: referents of a
+ * module or of a class (their traverse visits their dict; a class's also
+ * tables of the interpreter's, which are no retainers either).  Reached
+ * first through a function's __globals__, a module's dict was listed as a
+ * retainer under that path (`__main__.th -> Thread -> function -> dict`
+ * for threading's globals).  NULL without the memory: the path's rule
+ * below only.
+ */
+static uint8_t *namespace_dicts(const struct ma_heap_graph *g)
 {
-	if (is_type(g, obj, "module") || is_type(g, obj, "type"))
+	uint8_t *ns = calloc(g->n ? g->n : 1, 1);
+
+	if (!ns)
+		return NULL;
+	for (size_t u = 0; u < g->n; u++) {
+		if (!is_type(g, (uint32_t)u, "module") &&
+		    !(g->flags[u] & MA_HEAP_O_TYPE))
+			continue;
+		for (uint32_t e = g->eoff[u]; e < g->eoff[u + 1]; e++)
+			if (is_type(g, g->edges[e], "dict"))
+				ns[g->edges[e]] = 1;
+	}
+	return ns;
+}
+
+static int is_namespace(const struct ma_heap_graph *g, const struct work *w,
+			const uint8_t *ns, uint32_t obj)
+{
+	if (is_type(g, obj, "module") || (g->flags[obj] & MA_HEAP_O_TYPE))
+		return 1;
+	if (ns && ns[obj])
 		return 1;
 	if (is_type(g, obj, "dict")) {
 		/* a module's dict: its referrer on the path is the module */
@@ -809,17 +968,71 @@ static int cand_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* b retains at least 90 % of what a retains */
+static int holds_most(const uint64_t *retained, uint32_t b, uint32_t a)
+{
+	return retained[b] * 10 >= retained[a] * 9;
+}
+
+static uint32_t type_named(const struct ma_heap_graph *g, const char *name)
+{
+	for (size_t i = 0; i < g->ntypes; i++)
+		if (!strcmp(g->types[i].name, name))
+			return (uint32_t)i;
+	return NONE;
+}
+
+/*
+ * The inner links of recursive structures, left out of the retainers'
+ * candidates so that a linked list of 20,000 nodes does not fill them
+ * (fold_chains then sees only its head): an object whose immediate
+ * dominator is of its own type, or a dict whose owner is (an instance's
+ * __dict__ on 3.8-3.10: Node -> dict -> Node), and that holds 90 % of it;
+ * and the __dict__ of such a link.  In the dominator tree's order, owners
+ * first.  NULL without the memory: nothing left out.
+ */
+static uint8_t *inner_links(const struct ma_heap_graph *g, const struct dom *d,
+			    const uint64_t *retained)
+{
+	uint32_t dict = type_named(g, "dict");
+	uint8_t *in = calloc(g->n ? g->n : 1, 1);
+
+	if (!in || !d->idom || !d->rpo)
+		return in;
+	for (size_t i = 0; i < d->N; i++) {
+		uint32_t v = d->rpo[i], a = v < g->n ? d->idom[v] : NONE, a2;
+
+		if (a == NONE || a == v || a >= g->n)
+			continue;
+		if (g->type[v] == dict) {
+			in[v] = g->type[a] != dict && in[a] &&
+				holds_most(retained, v, a);
+			continue;
+		}
+		a2 = d->idom[a];
+		if (g->type[a] == dict && a2 != NONE && a2 != a && a2 < g->n)
+			a = a2;
+		in[v] = g->type[a] == g->type[v] && holds_most(retained, v, a);
+	}
+	return in;
+}
+
 /*
  * One chain of objects each holding almost all of the next (an instance
  * and the list in one of its attributes; a DataFrame, its BlockManager,
  * a tuple, a Block, the ndarray) filled the retainers table with the same
  * bytes once per link.  Its innermost link stays: its path names every
  * outer one.  An object A goes when a candidate B that stays and that A
- * dominates retains at least 90 % of what A retains.  The walk from B up
- * the dominator tree stops at the first type met twice on it: the nodes of
- * a linked list or a tree (Node, its __dict__, Node, ...) stay, each its
- * own row, as before.  Inner objects first (they retain less), so that an
- * object dropped drops nothing.  Keeps the candidates' order; t->n shrinks.
+ * dominates retains at least 90 % of what A retains.  Two exceptions,
+ * where the outer object stands for the inner: a recursive structure
+ * (B goes when such an A is of B's own type: a linked list's head stands
+ * for its nodes, most of which inner_links() kept out of the candidates
+ * already), and a dict that is most of its owner (an instance's
+ * __dict__).  The walk up also stops at any other type met twice; dicts
+ * do not count there (nested dicts, {"db": {"pools": {...}}}, fold into
+ * what they hold).  Inner objects first (they retain less), so that an
+ * object dropped drops nothing.  Keeps the candidates' order; t->n
+ * shrinks.
  */
 static void fold_chains(const struct ma_heap_graph *g, const struct dom *d,
 			const uint64_t *retained, struct topk *t)
@@ -827,6 +1040,7 @@ static void fold_chains(const struct ma_heap_graph *g, const struct dom *d,
 	enum { MAX_LINKS = 64 };
 	struct cand *c = malloc((t->n ? t->n : 1) * sizeof(*c));
 	uint8_t *drop = calloc(t->n ? t->n : 1, 1);
+	uint32_t dict = type_named(g, "dict");
 	size_t k = 0;
 
 	if (!c || !drop || !d->idom)
@@ -840,6 +1054,15 @@ static void fold_chains(const struct ma_heap_graph *g, const struct dom *d,
 
 		if (drop[i])
 			continue;
+		/* a dict that is most of its owner: the owner's row stands
+		 * for it (an instance's __dict__; on 3.11+ a dict in an
+		 * attribute, told apart only by the copy) */
+		if (g->type[b] == dict && d->idom[b] < g->n &&
+		    d->idom[b] != b && g->type[d->idom[b]] != dict &&
+		    holds_most(retained, b, d->idom[b])) {
+			drop[i] = 1;
+			continue;
+		}
 		seen[nseen++] = g->type[b];
 		for (int links = 0; links < MAX_LINKS; links++) {
 			uint32_t a = d->idom[cur];
@@ -847,9 +1070,15 @@ static void fold_chains(const struct ma_heap_graph *g, const struct dom *d,
 			size_t s;
 
 			if (a == NONE || a == cur || a >= g->n ||
-			    retained[b] * 10 < retained[a] * 9)
+			    !holds_most(retained, b, a))
 				break;
-			for (s = 0; s < nseen && seen[s] != g->type[a]; s++)
+			if (g->type[a] == g->type[b] && g->type[b] != dict) {
+				drop[i] = 1; /* a node: its outer one stays */
+				break;
+			}
+			for (s = 0; s < nseen &&
+				    (seen[s] != g->type[a] || seen[s] == dict);
+			     s++)
 				;
 			if (s < nseen)
 				break;
@@ -963,11 +1192,15 @@ int ma_heap_census(struct ma_heap_graph *g, const struct ma_hcensus_opts *o,
 		err = -ENOMEM;
 		goto out;
 	}
+	uint8_t *ns = namespace_dicts(g), *in = inner_links(g, &d, retained);
+
 	for (size_t i = 0; i < n; i++) {
 		topk_add(&tl, (uint32_t)i);
-		if (!is_namespace(g, &w, (uint32_t)i))
+		if (!is_namespace(g, &w, ns, (uint32_t)i) && !(in && in[i]))
 			topk_add(&tr, (uint32_t)i);
 	}
+	free(ns);
+	free(in);
 	fold_chains(g, &d, retained, &tr);
 	if (tr.n > top)
 		tr.n = top;

@@ -77,6 +77,17 @@ def run(label, exe):
               "%s: the instance and its list: one row, the list's (%s)"
               % (label, r and r["path"]),
               [(x["type"], x["path"]) for x in doc["retainers"]])
+        # a linked list: the retained sizes computed all the same (every
+        # node refers to its class: quadratic for the first algorithm,
+        # partial, exit 8, before the second), and one row, its head
+        heads = [x for x in doc["retainers"]
+                 if x["path"].startswith("__main__.chain_head")]
+        check(len(heads) == 1 and heads[0]["path"] ==
+              "__main__.chain_head -> Link" and
+              heads[0]["retained"] >= 20000 * 100,
+              "%s: a linked list of 20,000 nodes: one row, its head, "
+              "retaining them all" % label,
+              [(x["path"][:60], x["retained"]) for x in heads])
         r = find(doc["retainers"], lambda r: r["path"] == "names -> list")
         check(r is not None and "keeper()" in r["root"]
               and ":%d," % marks(SRC)["read"] not in r["root"]

@@ -7,6 +7,7 @@ then READY, and waits:
   - a list of N (1 M) small dicts held by a class __main__.Holder.items
   - a list of 20,000 bytes of 1,000 in an instance's attribute
                                                   __main__.owner (Owner.rows)
+  - a linked list of 20,000 nodes, each with 100 bytes  __main__.chain_head
   - 100 k strings in a local of a sleeping frame  keeper(): names
   - a reference cycle of big objects, no root     (garbage; gc disabled)
   - a numpy array in a module global, when numpy imports  __main__.arr
@@ -41,6 +42,18 @@ class Owner:
 
 
 owner = Owner()
+
+
+class Link:
+    __slots__ = ("nxt", "pad")
+
+
+chain_head = None
+for _ in range(20000):
+    link = Link()
+    link.nxt, link.pad = chain_head, bytes(100)
+    chain_head = link
+del link
 
 
 class Node:
