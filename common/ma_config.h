@@ -29,6 +29,10 @@ enum ma_config_flags {
 				     their estimates (common/ma_sample.h) */
 };
 
+/* The most Python frames a stack keeps (max_frames below): the payload's
+ * per-thread frame cache is sized by it, the attacher refuses more */
+#define MA_CONFIG_MAX_FRAMES 256
+
 struct ma_config {
 	uint32_t magic;	       /* MA_CONFIG_MAGIC */
 	uint32_t abi;	       /* MA_CONFIG_ABI */

@@ -163,7 +163,7 @@ struct ma_raw_ent {
 	uint64_t frame, prev, ip;
 };
 
-#define MA_MAX_FRAMES	  256 /* cap of cfg.max_frames */
+#define MA_MAX_FRAMES	  MA_CONFIG_MAX_FRAMES /* cap of cfg.max_frames */
 #define MA_DEFAULT_FRAMES 128
 #define MA_MAX_SLOTS	  1024
 /* Aggregated tracking keeps a thread's figures apart for the first

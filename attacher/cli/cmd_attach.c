@@ -80,7 +80,7 @@ static void usage(FILE *f)
 		"power "
 		"of two)\n"
 		"      --max-frames N      Python frames kept per stack "
-		"(default 128)\n"
+		"(default 128, at most 256)\n"
 		"      --python-only       only CPython's allocators, no "
 		"malloc/mmap hooks\n"
 		"      --native-only       only malloc/mmap hooks\n"
@@ -335,11 +335,13 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o,
 		case 'F':
 			/* checked before any narrowing: a cast to uint32_t
 			 * took 4294967297 for 1 */
-			if (ma_cli_uint(optarg, 1, 4096, &v))
+			/* the payload keeps at most MA_CONFIG_MAX_FRAMES:
+			 * more was taken, and silently cut to it */
+			if (ma_cli_uint(optarg, 1, MA_CONFIG_MAX_FRAMES, &v))
 				return ma_err(-EINVAL,
 					      "bad --max-frames '%s': a whole "
-					      "number from 1 to 4096",
-					      optarg);
+					      "number from 1 to %d",
+					      optarg, MA_CONFIG_MAX_FRAMES);
 			o->max_frames = (uint32_t)v;
 			break;
 		case 'P':

@@ -42,7 +42,7 @@ struct ma_report_opts {
 	enum ma_account_view group;
 	int top;	 /* rows shown; 0 = all */
 	int callers;	 /* text: caller trees for this many top rows */
-	int stack_depth; /* json: frames per row's stack */
+	int stack_depth; /* json: frames per row's stack, <= 0 all */
 	uint32_t window; /* temporary: further allocations allowed */
 	const char *threads[MA_REPORT_MAX_THREADS]; /* TID or name */
 	int nthreads;

@@ -308,6 +308,38 @@ static void key_text(const struct dent *e, char *buf, size_t len)
 		snprintf(buf, len, "%s", e->key);
 }
 
+/* A diff with a sampled side says its figures are estimates, as every
+ * format of one capture does (it did not: a sampled count compared with
+ * an exact one read as growth) */
+static void estimates_note(const struct ma_report *a, const struct ma_report *b,
+			   FILE *f)
+{
+	int sa = a->meta && a->meta->sample_mean,
+	    sb = b->meta && b->meta->sample_mean;
+	char m[32];
+
+	if (!sa && !sb)
+		return;
+	ma_fmt_bytes(sa ? a->meta->sample_mean : b->meta->sample_mean, m,
+		     sizeof(m));
+	if (sa && sb && a->meta->sample_mean == b->meta->sample_mean)
+		fprintf(f,
+			"  ESTIMATES: both sides sampled (--sample, every %s "
+			"on average): every figure is an estimate\n",
+			m);
+	else if (sa && sb)
+		fprintf(f,
+			"  ESTIMATES: both sides sampled, at different means "
+			"(--sample): every figure is an estimate\n");
+	else
+		fprintf(f,
+			"  ESTIMATES: the %s side is sampled (--sample, every "
+			"%s on average), the other exact: its figures are "
+			"estimates, and counts of small blocks compare "
+			"poorly\n",
+			sa ? "before" : "after", m);
+}
+
 static void text(const struct ma_report *a, const struct ma_report *b,
 		 struct dent *e, size_t n, FILE *f)
 {
@@ -325,6 +357,7 @@ static void text(const struct ma_report *a, const struct ma_report *b,
 	fprintf(f, "Diff of %s bytes, by %s: %s -> %s\n", ma_rview_name(v),
 		ma_rgroup_name(a->opts.group), a->path, b->path);
 	fprintf(f, "  %s: %s -> %s (%s)\n", ma_rview_name(v), x, y, d);
+	estimates_note(a, b, f);
 	fprintf(f,
 		"  before: %.1f s tracked, %s (%s); after: %.1f s tracked, %s "
 		"(%s)\n",
@@ -441,11 +474,16 @@ static void json_side(const struct ma_report *r, FILE *f)
 	ma_json_str(f, r->path);
 	fprintf(f,
 		"\",\"bytes\":%llu,\"count\":%llu,\"duration_ns\":%llu,"
-		"\"complete\":%s,\"truncated\":%s}",
+		"\"complete\":%s,\"truncated\":%s,\"sampled_mean_bytes\":",
 		(unsigned long long)r->sum[v].bytes,
 		(unsigned long long)r->sum[v].count, (unsigned long long)dur(r),
 		r->trailer && r->trailer->complete ? "true" : "false",
 		r->trailer ? "false" : "true");
+	/* a sampled side's figures are estimates (null: exact) */
+	if (r->meta && r->meta->sample_mean)
+		fprintf(f, "%llu}", (unsigned long long)r->meta->sample_mean);
+	else
+		fputs("null}", f);
 }
 
 static void json(const struct ma_report *a, const struct ma_report *b,

@@ -73,6 +73,19 @@ static json_t *stack_json(const struct ma_report *r, uint32_t node)
 	uint32_t *st = malloc(sizeof(*st) * (size_t)max);
 	int d = st ? ma_report_stack(r, node, st, max) : 0;
 
+	/* the whole stack unless a depth was asked for: 64 frames at most
+	 * cut deeper stacks silently (two rows of --group stack could show
+	 * the same frames) */
+	if (d > max && r->opts.stack_depth <= 0) {
+		uint32_t *all = realloc(st, sizeof(*st) * (size_t)d);
+
+		if (all) {
+			st = all;
+			max = d;
+			d = ma_report_stack(r, node, st, max);
+		}
+	}
+
 	for (int i = 0; i < d && i < max; i++) {
 		const struct ma_rnode *n = &r->nodes[st[i]];
 		json_t *o = json_object();

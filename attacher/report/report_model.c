@@ -45,7 +45,7 @@ void ma_report_opts_init(struct ma_report_opts *o)
 	o->group = MA_VIEW_LINE;
 	o->top = 20;
 	o->callers = 3;
-	o->stack_depth = 64;
+	o->stack_depth = 0; /* json: the whole stack */
 	o->window = MA_REPORT_DEF_WINDOW;
 	o->color = -1;
 }

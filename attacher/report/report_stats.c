@@ -196,7 +196,9 @@ int ma_report_stats(const struct ma_report *r, FILE *f)
 		: tr->complete ? "complete"
 			       : "incomplete",
 		a, b,
-		r->thread_filtered ? " (only the threads asked for)" : "");
+		r->pid_filtered	     ? " (only the processes asked for)"
+		: r->thread_filtered ? " (only the threads asked for)"
+				     : "");
 	/* --from/--to apply here too: say so, as the text report does */
 	if (r->ranged)
 		fprintf(f, "  only the range %.1f s - %.1f s\n",

@@ -152,10 +152,14 @@ static void header(const struct ma_report *r, const struct out *o)
 			      r->opts.to_ns ? ", figures as of its end" : "");
 		/* no sample at or after --to: the whole capture is counted,
 		 * which the range above shows but does not say why */
+		/* to the millisecond when the tenth would round it onto
+		 * the range's end ("--to 3.0 s" for 2.95, past a 2.9 s
+		 * sample) */
 		if (r->opts.to_ns && !r->range_end_ns)
 			ma_para_piece(&p, "; ",
-				      "--to %.1f s is after the capture's last "
+				      "--to %.*f s is after the capture's last "
 				      "sample: figures as of the capture's end",
+				      r->opts.to_ns % 100000000 ? 3 : 1,
 				      (double)r->opts.to_ns / 1e9);
 		if (r->range_agg_late_ns)
 			ma_para_piece(&p, "; ",
@@ -497,10 +501,14 @@ static void footnotes(const struct ma_report *r, const struct out *o)
 		if (!any)
 			fputc('\n', o->f);
 		ma_fmt_count(n, a, sizeof(a));
+		/* counted per allocation recorded with its stack, not per
+		 * distinct stack: said so ("596 stacks were cut" for one
+		 * deep stack read as 596 stacks) */
 		wrap(o,
-		     "%s stack%s cut at the frame limit (attach "
-		     "--max-frames); %s outer frames are missing.",
-		     a, n == 1 ? " was" : "s were", n == 1 ? "its" : "their");
+		     "%s allocation%s stack%s cut at the frame limit "
+		     "(attach --max-frames); %s outer frames are missing.",
+		     a, n == 1 ? "'s" : "s'", n == 1 ? " was" : "s were",
+		     n == 1 ? "its" : "their");
 		any = true;
 	}
 	if (t->dropped || t->keys_full) {

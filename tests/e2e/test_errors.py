@@ -109,7 +109,7 @@ def command_line():
     s = subprocess.Popen(["sleep", "60"])
     pid = s.pid
     for opt, values in (("--max-frames", ("4294967297", "-4294967295", "0",
-                                          "4097", "12x", " 5")),
+                                          "257", "4097", "12x", " 5")),
                         ("--duration", ("nan", "inf", "1e20", "0x10", "-1",
                                         "0", "2s")),
                         ("--top", ("2x", "99999999999", "0", "+3")),

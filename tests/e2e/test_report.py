@@ -598,10 +598,11 @@ def children_from(exe, tmp):
 
 
 def truncated_stacks(exe, tmp):
-    """Stacks cut at attach --max-frames: a 30-deep recursion that
-    allocates at its bottom, tracked with --max-frames 8, then 64: the
+    """Stacks cut at attach --max-frames: an 80-deep recursion that
+    allocates at its bottom, tracked with --max-frames 8, then 128: the
     first report says how many stacks were cut (text footnote, JSON
-    totals.truncated_stacks, as the attach summary), the second none"""
+    totals.truncated_stacks, as the attach summary), the second none, and
+    its JSON rows have every frame (64 at most before, silently)"""
     code = ("import sys, time\n"
             "def rec(n, keep):\n"
             "    if n == 0:\n"
@@ -613,10 +614,10 @@ def truncated_stacks(exe, tmp):
             "keep = []\n"
             "print('READY', flush=True)\n"
             "while True:\n"
-            "    rec(30, keep)\n"
+            "    rec(80, keep)\n"
             "    del keep[:-100]\n"
             "    time.sleep(0.001)\n")
-    for frames, cut in ((8, True), (64, False)):
+    for frames, cut in ((8, True), (128, False)):
         cap = os.path.join(tmp, "deep%d.cap" % frames)
         p = subprocess.Popen([exe, "-c", code], stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE)
@@ -635,7 +636,8 @@ def truncated_stacks(exe, tmp):
         doc, _, _ = report(cap)
         n = doc["totals"].get("truncated_stacks")
         rc, text, _ = memattach("report", "--width", "300", cap)
-        foot = re.search(r"\n(\S+(?: [kM])?) stacks? (?:was|were) cut at "
+        foot = re.search(r"\n(\S+(?: [kM])?) allocations?'s? stacks? "
+                         r"(?:was|were) cut at "
                          r"the frame limit \(attach --max-frames\); "
                          r"(?:its|their) outer frames are missing\.", text)
         if cut:
@@ -653,8 +655,12 @@ def truncated_stacks(exe, tmp):
                       n, doc["totals"]["allocations"]))
         else:
             check(n == 0 and not foot and m.group(1) == "0",
-                  "--max-frames 64: no stack cut, no footnote",
+                  "--max-frames 128: no stack cut, no footnote",
                   "json %s, summary %s" % (n, m.group(1)))
+            deepest = max(len(r.get("stack") or []) for r in doc["rows"])
+            check(deepest >= 82, "--max-frames 128: JSON stacks have "
+                  "every frame (%d, the recursion's 81 and <module>)"
+                  % deepest)
 
 
 def no_python_frame(exe, tmp):

@@ -25,6 +25,7 @@ that 10% is at least 4.5 of them, so that a change of the work that makes
 the test weak fails it instead.
 """
 import gzip
+import json
 import math
 import os
 import tempfile
@@ -110,6 +111,19 @@ def labels(label, cap, attach):
     check(exact.get("sampled") is None,
           "%s: an exact capture's json says sampled: null" % label,
           exact.get("sampled"))
+    # a diff of the exact capture with the sampled one says the sampled
+    # side's figures are estimates (it said nothing: a count compared
+    # with an estimate read as growth)
+    ex = cap.replace("sampled", "exact")
+    rc, out, err = memattach("report", "--diff", cap, ex, "--force")
+    rc2, js, err2 = memattach("report", "--diff", cap, "-f", "json", ex,
+                              "--force")
+    d = json.loads(js) if rc2 == 0 else {}
+    check(rc == 0 and "ESTIMATES: the after side is sampled" in out and
+          d.get("before", {}).get("sampled_mean_bytes", 0) is None and
+          d.get("after", {}).get("sampled_mean_bytes") == MEAN,
+          "%s: report --diff with a sampled side says estimates (text, "
+          "json)" % label, out[:400] + err + err2)
 
 
 def out_text(cap):
