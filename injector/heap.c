@@ -384,6 +384,8 @@ enum kind {
 	K_STR,
 	K_INT,
 	K_NDARRAY,
+	K_ARRAY, /* array.array */
+	K_DEQUE, /* collections.deque */
 	K_MODULE,
 	K_CODE,
 	K_BAD, /* not a type */
@@ -442,6 +444,10 @@ static uint8_t classify(uintptr_t tp)
 			return K_BYTEARRAY;
 		if (name_is(t, "numpy.ndarray"))
 			return K_NDARRAY;
+		if (name_is(t, "array.array"))
+			return K_ARRAY;
+		if (name_is(t, "collections.deque"))
+			return K_DEQUE;
 		if (name_is(t, "module"))
 			return K_MODULE;
 		if (name_is(t, "code"))
@@ -577,6 +583,49 @@ static uint64_t ndarray_data(uintptr_t o)
 
 static uint64_t preheader(unsigned long fl);
 
+/*
+ * array.array's and collections.deque's own sizes, as their __sizeof__
+ * (the same layouts in 3.8-3.13; both count their subclasses' basicsize).
+ * After the PyVarObject head: an array's ob_item, allocated and
+ * ob_descr, whose itemsize is the int after its typecode char; a deque's
+ * leftblock, rightblock and leftindex, its items in blocks of 64 slots and
+ * two links (528 bytes).  Their buffers were not counted: a 3.2 MB array
+ * was an 80-byte object.  0 when the words do not look right.
+ */
+#define DEQUE_BLOCK 528
+static uint64_t array_bytes(uintptr_t o, uintptr_t *buf)
+{
+	uintptr_t at = o + (uintptr_t)hc.off.varobject_size + 8, descr;
+	uint64_t alloc;
+	int32_t isz;
+
+	if (!readable(at, 24))
+		return 0;
+	*buf = (uintptr_t)ld(at);
+	alloc = ld(at + 8);
+	descr = (uintptr_t)ld(at + 16);
+	if (!readable(descr, 8))
+		return 0;
+	memcpy(&isz, (const void *)(descr + 4), 4);
+	if (isz < 1 || isz > 16 || alloc >= (1ull << 40))
+		return 0;
+	return alloc * (uint64_t)isz;
+}
+
+static uint64_t deque_bytes(uintptr_t o)
+{
+	uintptr_t at = o + (uintptr_t)hc.off.varobject_size;
+	uint64_t n, left;
+
+	if (!readable(at, 32))
+		return 0;
+	n = ld(at);
+	left = ld(at + 24);
+	if (n >= (1ull << 40) || left >= 64)
+		return 0;
+	return (left + n + 63) / 64 * DEQUE_BLOCK;
+}
+
 /* What sys.getsizeof(o) says (see docs/heap.md, "Sizes") */
 static uint64_t size_of(uintptr_t o, uintptr_t tp, uint8_t kind)
 {
@@ -621,6 +670,15 @@ static uint64_t size_of(uintptr_t o, uintptr_t tp, uint8_t kind)
 		break;
 	case K_NDARRAY:
 		sz = basic + ndarray_data(o);
+		break;
+	case K_ARRAY: {
+		uintptr_t buf;
+
+		sz = basic + array_bytes(o, &buf);
+		break;
+	}
+	case K_DEQUE:
+		sz = basic + deque_bytes(o);
 		break;
 	default:
 		/* A size that would run past the object's mapping is not a
@@ -895,7 +953,8 @@ static uint64_t pymalloc_part(uintptr_t o, uintptr_t tp, uint8_t kind,
 	uintptr_t p = 0;
 
 	if (kind == K_LIST || kind == K_SET || kind == K_DICT ||
-	    kind == K_BYTEARRAY || kind == K_NDARRAY)
+	    kind == K_BYTEARRAY || kind == K_NDARRAY || kind == K_ARRAY ||
+	    kind == K_DEQUE)
 		mine = basic + pre;
 	else if (kind == K_STR)
 		mine = size - str_utf8(o, &p);
@@ -937,6 +996,11 @@ static uint64_t pymalloc_part(uintptr_t o, uintptr_t tp, uint8_t kind,
 	case K_NDARRAY:
 		p = (uintptr_t)ld(o + NP_DATA);
 		break;
+	case K_ARRAY:
+		(void)array_bytes(o, &p);
+		break;
+	case K_DEQUE: /* blocks of 528 bytes: malloc's, never pymalloc's */
+		return in;
 	case K_STR: /* p: the UTF-8 copy, from str_utf8 */
 		break;
 	case K_DICT: {

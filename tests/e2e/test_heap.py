@@ -55,6 +55,17 @@ def run(label, exe):
                   % (label, name),
                   "memattach %s, target %s" % (
                       got and (got["count"], got["bytes"]), want))
+        # array.array and collections.deque: their buffers too, as their
+        # __sizeof__ (the census counted their basic size alone: a 3.2 MB
+        # array was 80 bytes)
+        for name, cname in (("array", "array.array"),
+                            ("deque", "collections.deque")):
+            want, got = truth["by_type"].get(name), by.get(cname)
+            check(want and got and got["count"] == want[0] and
+                  within(got["bytes"], want[1], 0.01),
+                  "%s: %s: count and bytes within 1%% of the target's own"
+                  % (label, cname), "memattach %s, target %s" % (
+                      got and (got["count"], got["bytes"]), want))
         rows = doc["largest"] + doc["retainers"]
         r = find(rows, lambda r: r["type"] == "bytearray")
         check(r is not None and r["path"] == "__main__.big -> bytearray"

@@ -8,6 +8,8 @@ then READY, and waits:
   - a list of 20,000 bytes of 1,000 in an instance's attribute
                                                   __main__.owner (Owner.rows)
   - a linked list of 20,000 nodes, each with 100 bytes  __main__.chain_head
+  - 60 array.array and 60 collections.deque of many sizes (their buffers
+    are in sys.getsizeof)                          __main__.arrays, queues
   - 100 k strings in a local of a sleeping frame  keeper(): names
   - a reference cycle of big objects, no root     (garbage; gc disabled)
   - a numpy array in a module global, when numpy imports  __main__.arr
@@ -18,6 +20,8 @@ then READY, and waits:
 Arguments: N (default 1000000).  HEAP_TARGET_BIG_MIB: the bytearray's size
 (default 48).
 """
+import array
+import collections
 import gc
 import json
 import os
@@ -54,6 +58,14 @@ for _ in range(20000):
     link.nxt, link.pad = chain_head, bytes(100)
     chain_head = link
 del link
+arrays = [array.array("dqH"[k % 3], range(k * 997)) for k in range(60)]
+queues = []
+for k in range(60):
+    q = collections.deque(range(k * 131))
+    for _ in range(k * 7):  # a left index other than the first block's
+        q.popleft()
+    queues.append(q)
+del q
 
 
 class Node:
