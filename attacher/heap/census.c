@@ -38,6 +38,15 @@ static int is_type(const struct ma_heap_graph *g, uint32_t obj,
 	return !strcmp(tname(g, obj), name);
 }
 
+/* The index of the type of that name, NONE when no object has it */
+static uint32_t type_named(const struct ma_heap_graph *g, const char *name)
+{
+	for (size_t i = 0; i < g->ntypes; i++)
+		if (!strcmp(g->types[i].name, name))
+			return (uint32_t)i;
+	return NONE;
+}
+
 /* ------------------------------------------------------------------ */
 /* By type */
 
@@ -122,20 +131,27 @@ static void bfs(const struct ma_heap_graph *g, struct work *w, size_t head,
 	bfs_from(g, w, head, tail, NONE, NULL, NULL);
 }
 
+/* __main__ (0), then frames' locals (1), then the other modules (2): a
+ * path names the user's own variable when it can.  The roots' order and
+ * the passes of liveness() */
+static int root_class(const struct ma_hroot *r)
+{
+	if (r->kind == MA_HEAP_R_LOCAL)
+		return 1;
+	return r->kind == MA_HEAP_R_MODULE && !strcmp(r->name, "__main__") ? 0
+									   : 2;
+}
+
 static int cmp_root(const void *a, const void *b, void *arg)
 {
 	const struct ma_heap_graph *g = arg;
 	const struct ma_hroot *x = &g->roots[*(const uint32_t *)a],
 			      *y = &g->roots[*(const uint32_t *)b];
-	int xm = x->kind == MA_HEAP_R_MODULE && !strcmp(x->name, "__main__"),
-	    ym = y->kind == MA_HEAP_R_MODULE && !strcmp(y->name, "__main__");
+	int cx = root_class(x), cy = root_class(y);
 
-	/* __main__ first, then frames' locals (innermost first), then the
-	 * other modules: a path names the user's own variable when it can */
-	if (xm != ym)
-		return ym - xm;
-	if (x->kind != y->kind)
-		return x->kind == MA_HEAP_R_LOCAL ? -1 : 1;
+	/* by class, locals innermost first, then by name */
+	if (cx != cy)
+		return cx - cy;
 	if (x->kind == MA_HEAP_R_LOCAL && x->depth != y->depth)
 		return x->depth < y->depth ? -1 : 1;
 	return strcmp(x->name, y->name);
@@ -170,12 +186,9 @@ static int liveness(const struct ma_heap_graph *g, struct work *w,
 	 * the passes, an object both a local and a global of __main__ hold
 	 * got the local's path: the local is at depth 0, the global two
 	 * steps down (module, its dict) */
-	uint32_t modtype = NONE, *hold = NULL;
+	uint32_t modtype = type_named(g, "module"), *hold = NULL;
 	size_t nhold = 0, from = 0;
 
-	for (size_t i = 0; i < g->ntypes; i++)
-		if (!strcmp(g->types[i].name, "module"))
-			modtype = (uint32_t)i;
 	for (size_t k = 0; k < g->nroots; k++) {
 		const struct ma_hroot *r = &g->roots[rorder[k]];
 
@@ -191,11 +204,8 @@ static int liveness(const struct ma_heap_graph *g, struct work *w,
 	for (int pass = 0; pass < 3; pass++) {
 		for (size_t k = 0; k < g->nroots; k++) {
 			const struct ma_hroot *r = &g->roots[rorder[k]];
-			int main = r->kind == MA_HEAP_R_MODULE &&
-				   !strcmp(r->name, "__main__");
-			int cls = main ? 0 : r->kind == MA_HEAP_R_LOCAL ? 1 : 2;
 
-			if (cls != pass)
+			if (root_class(r) != pass)
 				continue;
 			if (w->parent[r->obj] == NONE)
 				w->parent[r->obj] = FROM_ROOT | rorder[k];
@@ -972,14 +982,6 @@ static int cand_cmp(const void *a, const void *b)
 static int holds_most(const uint64_t *retained, uint32_t b, uint32_t a)
 {
 	return retained[b] * 10 >= retained[a] * 9;
-}
-
-static uint32_t type_named(const struct ma_heap_graph *g, const char *name)
-{
-	for (size_t i = 0; i < g->ntypes; i++)
-		if (!strcmp(g->types[i].name, name))
-			return (uint32_t)i;
-	return NONE;
 }
 
 /*
