@@ -269,25 +269,15 @@ static int find_offsets(struct ma_target *t, const struct ma_target_opts *o)
 			       sizeof(t->off_notes));
 }
 
-/* The AT_RANDOM entry of /proc/PID/auxv (where the kernel put the exec's
- * random bytes), or 0 when it cannot be read */
-static uint64_t exec_sig(pid_t pid)
+/* ma_proc_exec_sig once an exec under way is done: read in the middle of
+ * one, the auxv is the old image's or still empty (an exec takes
+ * milliseconds; called on first reading and on a failure's path only) */
+static uint64_t exec_sig_later(pid_t pid)
 {
-	char path[64];
-	uint64_t av[128], sig = 0;
-	ssize_t n;
-	int fd;
+	struct timespec ts = { 0, 30 * 1000000L };
 
-	snprintf(path, sizeof(path), "/proc/%d/auxv", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, av, sizeof(av));
-	close(fd);
-	for (ssize_t k = 0; k + 1 < n / 8; k += 2)
-		if (av[k] == 25 /* AT_RANDOM */)
-			sig = av[k + 1];
-	return sig;
+	nanosleep(&ts, NULL);
+	return ma_proc_exec_sig(pid);
 }
 
 /* The error of both checks below: 1 */
@@ -303,26 +293,19 @@ static int execed_err(const struct ma_target *t)
 
 int ma_target_execed_now(const struct ma_target *t)
 {
-	if (!t->exec_sig || exec_sig(t->pid) == t->exec_sig)
+	if (!t->exec_sig || ma_proc_exec_sig(t->pid) == t->exec_sig)
 		return 0;
 	return execed_err(t);
 }
 
 int ma_target_execed(const struct ma_target *t)
 {
-	uint64_t now = exec_sig(t->pid);
+	uint64_t now = ma_proc_exec_sig(t->pid);
 
 	if (!t->exec_sig)
 		return 0;
-	if (!now || now == t->exec_sig) {
-		/* a failure in the middle of an exec sees the old image or
-		 * none: look again once it is done (an exec takes
-		 * milliseconds; this is a failure's path only) */
-		struct timespec ts = { 0, 30 * 1000000L };
-
-		nanosleep(&ts, NULL);
-		now = exec_sig(t->pid);
-	}
+	if (!now || now == t->exec_sig)
+		now = exec_sig_later(t->pid);
 	if (!now || now == t->exec_sig)
 		return 0;
 	return execed_err(t);
@@ -343,15 +326,9 @@ int ma_target_open(pid_t pid, const struct ma_target_opts *opts,
 		return -ENOMEM;
 	t->pid = pid;
 	t->own_pidns = ma_proc_same_pidns(pid);
-	t->exec_sig = exec_sig(pid);
-	if (!t->exec_sig) {
-		/* read in the middle of an exec, the new image's auxv is
-		 * still empty: once more when it is done */
-		struct timespec ts = { 0, 30 * 1000000L };
-
-		nanosleep(&ts, NULL);
-		t->exec_sig = exec_sig(pid);
-	}
+	t->exec_sig = ma_proc_exec_sig(pid);
+	if (!t->exec_sig)
+		t->exec_sig = exec_sig_later(pid);
 
 	err = ma_status_read(pid, &t->status);
 	if (err) {

@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <dirent.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -328,6 +329,25 @@ int ma_proc_exiting(pid_t pid)
 	      (flags & 0x4);
 	free(text);
 	return ret;
+}
+
+uint64_t ma_proc_exec_sig(pid_t pid)
+{
+	char path[64], *text = NULL;
+	uint64_t sig = 0, av[2];
+	size_t len = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/auxv", (int)pid);
+	if (ma_proc_slurp(path, &text, &len) < 0)
+		return 0;
+	/* (type, value) pairs of words */
+	for (size_t k = 0; k + sizeof(av) <= len; k += sizeof(av)) {
+		memcpy(av, text + k, sizeof(av));
+		if (av[0] == AT_RANDOM)
+			sig = av[1];
+	}
+	free(text);
+	return sig;
 }
 
 int ma_proc_exit_status(pid_t pid, int *status)

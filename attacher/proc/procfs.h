@@ -65,6 +65,11 @@ int ma_proc_job_stopped(pid_t pid, int all_threads);
  * PF_EXITING, set before its memory goes */
 int ma_proc_exiting(pid_t pid);
 
+/* The AT_RANDOM entry of /proc/PID/auxv, where the kernel put the random
+ * bytes of the process's last exec: new at every exec.  0 when it cannot
+ * be read (gone, or the new image's auxv not written yet) */
+uint64_t ma_proc_exec_sig(pid_t pid);
+
 /*
  * The exit status of a process that has exited and is not reaped yet (a
  * zombie), as waitpid() gives it: the exit_code field of /proc/PID/stat

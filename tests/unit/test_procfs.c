@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -117,6 +118,37 @@ Test(procfs, exiting)
 	cr_assert(c > 0 && waitpid(c, NULL, 0) == c);
 	cr_expect(ma_proc_exiting(getpid()) == 0);
 	cr_expect(ma_proc_exiting(c) == 1);
+}
+
+/* The exec signature is the kernel's AT_RANDOM: ours as getauxval sees
+ * it, another after an exec, none for a process gone */
+Test(procfs, exec_sig)
+{
+	int fds[2];
+	pid_t c;
+	char b;
+
+	cr_assert(ma_proc_exec_sig(getpid()) == getauxval(AT_RANDOM));
+	cr_assert(ma_proc_exec_sig(getpid()) != 0);
+	cr_assert(pipe(fds) == 0);
+	c = fork();
+	if (c == 0) {
+		/* the pipe's write end closes at the exec (close-on-exec)
+		 * and is left open by sleep: the parent reads EOF once
+		 * the new image runs */
+		fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+		close(fds[0]);
+		execlp("sleep", "sleep", "5", (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	cr_assert(read(fds[0], &b, 1) == 0);
+	close(fds[0]);
+	cr_expect(ma_proc_exec_sig(c) != 0);
+	cr_expect(ma_proc_exec_sig(c) != ma_proc_exec_sig(getpid()));
+	kill(c, SIGKILL);
+	waitpid(c, NULL, 0);
+	cr_expect(ma_proc_exec_sig(c) == 0);
 }
 
 Test(procfs, status_parse)
