@@ -208,6 +208,13 @@ static struct ma_session *session_recycled(void)
 	return NULL;
 }
 
+/* The sessions that walk stacks (their code and node tables) */
+static int wants_stacks(const struct ma_config *c)
+{
+	return !!(c->flags &
+		  (MA_TRACK_NATIVE | MA_TRACK_MMAP | MA_TRACK_PYTHON));
+}
+
 static struct ma_session *session_new(const struct ma_config *c, pid_t pid,
 				      char *msg, size_t len, int *err)
 {
@@ -279,10 +286,7 @@ static struct ma_session *session_new(const struct ma_config *c, pid_t pid,
 	 * unmapped at the end of start_locked */
 	ma_parts_map(&s->parts,
 		     ((c->flags & MA_TRACK_AGG) ? ma_agg_bytes() : 0) +
-			     ((c->flags & (MA_TRACK_NATIVE | MA_TRACK_MMAP |
-					   MA_TRACK_PYTHON))
-				      ? ma_stacks_bytes()
-				      : 0));
+			     (wants_stacks(c) ? ma_stacks_bytes() : 0));
 	ma_ring_init(mem, c->ring_size, (uint32_t)pid, ma_ring_now_ns());
 	ma_ring_producer(&s->ring, mem, c->full_wait_us);
 	if (s->agg_off) {
@@ -798,7 +802,7 @@ static void start_locked(const struct ma_config *cfg)
 		ctl_publish(err, ma_ctl.state, -1, msg);
 		return;
 	}
-	if (c.flags & (MA_TRACK_NATIVE | MA_TRACK_MMAP | MA_TRACK_PYTHON))
+	if (wants_stacks(&c))
 		ma_stacks_setup(s, warn, sizeof(warn));
 	ma_parts_drop(&s->parts); /* stacks off: their tables */
 	s->phase = MA_PHASE_TRACKING;

@@ -151,10 +151,9 @@ static void header(const struct ma_report *r, const struct out *o)
 					      : "from the capture's start",
 			      r->opts.to_ns ? ", figures as of its end" : "");
 		/* no sample at or after --to: the whole capture is counted,
-		 * which the range above shows but does not say why */
-		/* to the millisecond when the tenth would round it onto
-		 * the range's end ("--to 3.0 s" for 2.95, past a 2.9 s
-		 * sample) */
+		 * which the range above shows but does not say why; to the
+		 * millisecond when the tenth would round it onto the range's
+		 * end ("--to 3.0 s" for 2.95, past a 2.9 s sample) */
 		if (r->opts.to_ns && !r->range_end_ns)
 			ma_para_piece(&p, "; ",
 				      "--to %.*f s is after the capture's last "
