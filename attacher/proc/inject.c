@@ -1447,8 +1447,49 @@ fail:
 	return err;
 }
 
+/* Whether the target's child that it calls nspid (a PID of its own PID
+ * namespace: clone's result there) has ended, or is no child of it */
+static int child_ended(pid_t pid, pid_t nspid)
+{
+	char path[96], *text = NULL;
+	pid_t *tids;
+	size_t n;
+	int ended = 1;
+
+	if (ma_proc_same_pidns(pid))
+		return ma_proc_ended(nspid);
+	if (ma_tasks_read(pid, &tids, &n))
+		return 1;
+	for (size_t i = 0; i < n && ended; i++) {
+		char *p, *end;
+
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children",
+			 (int)pid, (int)tids[i]);
+		if (ma_proc_slurp(path, &text, NULL))
+			continue;
+		for (p = text;; p = end) {
+			long c = strtol(p, &end, 10);
+			pid_t ns;
+
+			if (end == p)
+				break;
+			if (c > 0 &&
+			    ma_proc_nstid((pid_t)c, (pid_t)c, &ns) == 0 &&
+			    ns == nspid) {
+				ended = ma_proc_ended((pid_t)c);
+				break;
+			}
+		}
+		free(text);
+		text = NULL;
+	}
+	free(tids);
+	return ended;
+}
+
 /* The copies the target's payload recorded (ma_heap_copies) that have
- * ended: zombies only the target can reap */
+ * ended: zombies only the target can reap.  Their PIDs are the target's
+ * own: another number here when it lives in another PID namespace */
 static int dead_copies(struct ma_target *t, const struct ma_payload_info *pi)
 {
 	int32_t pids[MA_HEAP_MAX_COPIES];
@@ -1458,7 +1499,7 @@ static int dead_copies(struct ma_target *t, const struct ma_payload_info *pi)
 			sizeof(pids)))
 		return 0;
 	for (int i = 0; i < MA_HEAP_MAX_COPIES; i++)
-		if (pids[i] > 0 && ma_proc_ended(pids[i]))
+		if (pids[i] > 0 && child_ended(t->pid, pids[i]))
 			n++;
 	return n;
 }

@@ -7,6 +7,7 @@ memattach and watches the heartbeat)."""
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 
 from ma_test import (Attach, Target, check, finish, interpreters, memattach,
@@ -65,6 +66,49 @@ def run(label, exe, tmp):
         check(t.readline() == "GOT", "%s: target runs on" % label)
 
 
+def zombie_copies(pid):
+    """The target's children that are heap copies left as zombies"""
+    found = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+            for c in f.read().split():
+                try:
+                    with open("/proc/%s/stat" % c) as s:
+                        st = s.read()
+                except OSError:
+                    continue
+                if "(memattach-heap)" in st and \
+                        st.rsplit(")", 1)[1].split()[0] == "Z":
+                    found.append(int(c))
+    return found
+
+
+def run_heap(label, exe):
+    """heap reaps its copy: the target calls it by its own number (2, in
+    a namespace where only the target runs), another process here (on the
+    host, 2 is kthreadd, alive: the copy was taken for alive and never
+    reaped, a zombie left in the target by every census)"""
+    p = subprocess.Popen(WRAP + [exe, "-c", "import sys; print('READY', "
+                                 "flush=True); sys.stdin.readline()"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        p.stdout.readline()
+        with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
+            pid = int(f.read().split()[0])
+        for _ in range(2):
+            rc, out, err = memattach("heap", pid)
+            check(rc == 0, "%s: heap of PID 1 of a namespace" % label, err)
+        left = zombie_copies(pid)
+        check(not left, "%s: heap reaps its copies (no zombie left in the "
+              "target)" % label, left)
+        rc, out, err = memattach("detach", pid)
+        check(rc == 0 and "reaped" not in out,
+              "%s: detach finds nothing to reap" % label, out + err)
+    finally:
+        p.kill()
+        p.wait()
+
+
 def main():
     if os.geteuid() != 0 or not shutil.which("unshare"):
         skip("PID namespaces", "needs root and unshare(1)")
@@ -73,6 +117,7 @@ def main():
     for label, exe in interpreters():
         try:
             run(label, exe, tmp)
+            run_heap(label, exe)
         except Exception as e:
             check(False, "%s: ran without error" % label, repr(e))
     finish()
