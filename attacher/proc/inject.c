@@ -927,6 +927,21 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
 	 * with a hundred libraries take milliseconds to read and parse, the
 	 * target stopped (t->maps is read again after the thaw) */
 	pi->base = payload_base_now(t->pid);
+	if (!pi->base && r.failed_ret < 0) {
+		/* the loader's own open or mmap: the target's descriptors
+		 * or address space (RLIMIT_NOFILE, RLIMIT_AS) used up */
+		err = ma_err((int)r.failed_ret,
+			     "inject: dlopen of the payload failed in process "
+			     "%d: its %s failed: %s",
+			     (int)t->pid,
+			     r.failed_nr == SYS_openat	   ? "open"
+			     : r.failed_nr == SYS_mmap	   ? "mmap"
+			     : r.failed_nr == SYS_mprotect ? "mprotect"
+							   : "system call",
+			     strerror((int)-r.failed_ret));
+		exit_if_short(err);
+		return err;
+	}
 	if (!pi->base)
 		return ma_err(-ENOEXEC,
 			      "inject: dlopen of the payload failed in process "
@@ -1061,6 +1076,18 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 				   &s->t_dlopen_ns);
 		if (pfd >= 0)
 			s->payload_fd_in_target = (int)pfd;
+		if (err && pfd >= 0) {
+			/* ma_start would have closed it: the target keeps
+			 * no descriptor of a payload that did not load */
+			struct ma_rcall c = {
+				.name = "close",
+				.fn = ld.syscall_fn,
+				.args = { SYS_close, (uint64_t)pfd },
+				.timeout_ms = 500,
+			};
+
+			rcall_checked(fz, tid, &env, &c, &r, "close");
+		}
 		if (err)
 			goto fail;
 	}

@@ -388,6 +388,7 @@ int ma_rcall(struct ma_freeze *fz, pid_t tid, const struct ma_rcall_env *env,
 
 	memset(res, 0, sizeof(*res));
 	res->syscall_ret = -ENOENT;
+	res->failed_nr = res->failed_ret = 0;
 	if (ptrace(PTRACE_SETOPTIONS, tid, NULL,
 		   (void *)(uintptr_t)(PTRACE_O_TRACESYSGOOD | c->options)) < 0)
 		return ma_err(-errno, "thread %d: PTRACE_SETOPTIONS: %s",
@@ -514,6 +515,10 @@ int ma_rcall(struct ma_freeze *fz, pid_t tid, const struct ma_rcall_env *env,
 					break; /* rt_sigreturn has run */
 				if (c->want && last_entry_nr == c->want_syscall)
 					res->syscall_ret = si.exit.rval;
+				if (si.exit.is_error) {
+					res->failed_nr = last_entry_nr;
+					res->failed_ret = si.exit.rval;
+				}
 				step(c, "syscall-exit");
 			}
 			continue;

@@ -51,6 +51,10 @@ struct ma_rcall_result {
 	int others_resumed; /* the other threads had to be resumed */
 	uint64_t ns;	    /* duration */
 	pid_t child;	    /* a clone traced through options, else 0 */
+	/* the last system call of the call that failed, and its -errno (0:
+	 * none failed): why a call that reports no error of its own failed
+	 * (dlopen's missing descriptor or address space) */
+	long failed_nr, failed_ret;
 };
 
 /* Where the payload of a call returns: found once per target */

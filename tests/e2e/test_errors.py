@@ -350,6 +350,40 @@ def main():
         t.proc.stdin.flush()
         check(t.readline() == "CLOSED" and t.alive(),
               "the target out of descriptors runs on")
+        # One descriptor left: the payload's memfd takes it and the
+        # loader's open of that memfd fails.  Exit 10 with the cause (it
+        # was 1, "its libc refused the image?"), and the memfd closed
+        # again: every such attach left the target one descriptor less
+        for _ in range(2):
+            expect(["attach", "-q", "-d", "1", "-o",
+                    os.path.join(tmp, "no_fds.cap"), t.pid], 10,
+                   "Too many open files", "attach to a target with one "
+                   "descriptor left")
+        left = [fd for fd in os.listdir("/proc/%d/fd" % t.pid)
+                if "memattach" in os.readlink("/proc/%d/fd/%s" %
+                                              (t.pid, fd))]
+        check(not left, "a failed attach leaves no payload descriptor in "
+              "the target", left)
+    # Its address space used up (RLIMIT_AS): dlopen cannot map the
+    # payload; exit 10 naming the cause
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (200 << 20, 200 << 20))\n"
+            "hog = []\n"
+            "try:\n"
+            "    while True: hog.append(bytearray(1 << 20))\n"
+            "except MemoryError: pass\n"
+            "del hog[-2:]\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n")
+    a = subprocess.Popen([exe, "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+    if a.stdout.readline().strip() == b"READY":
+        expect(["attach", "-q", "-d", "1", "-o",
+                os.path.join(tmp, "no_as.cap"), a.pid], 10,
+               "Cannot allocate memory", "attach to a target out of "
+               "address space")
+    a.kill()
+    a.wait()
     finish()
 
 
