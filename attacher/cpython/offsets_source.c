@@ -35,6 +35,7 @@ struct chain {
 	struct ma_py_offsets *off;
 	char *origin, *notes;
 	size_t origin_len, notes_len;
+	int checked, no_interp; /* sources validated; found no interpreter */
 };
 
 static void note(struct chain *c, const char *fmt, const char *what)
@@ -46,7 +47,7 @@ static void note(struct chain *c, const char *fmt, const char *what)
 }
 
 /* Offsets that pass the checks against the live process, or an error */
-static int check_offsets(const struct chain *c)
+static int check_offsets(struct chain *c)
 {
 	struct ma_pyreader *r;
 	int err;
@@ -58,6 +59,8 @@ static int check_offsets(const struct chain *c)
 		return err;
 	err = ma_pyreader_validate(r);
 	ma_pyreader_free(r);
+	c->checked++;
+	c->no_interp += err == -ENODATA;
 	return err;
 }
 
@@ -82,7 +85,7 @@ int ma_offsets_find(const struct ma_offsets_query *q, struct ma_py_offsets *off,
 		    char *origin, size_t origin_len, char *notes,
 		    size_t notes_len)
 {
-	struct chain c = { q, off, origin, notes, origin_len, notes_len };
+	struct chain c = { q, off, origin, notes, origin_len, notes_len, 0, 0 };
 	enum ma_offsets_pref p = q->pref;
 	int minor = ma_py_minor(q->version_hex);
 	int err;
@@ -157,6 +160,18 @@ int ma_offsets_find(const struct ma_offsets_query *q, struct ma_py_offsets *off,
 		note(&c, "built-in table", ma_errmsg());
 	}
 none:
+	/* every source read the same: no interpreter to read (libpython
+	 * loaded by a program that has not called Py_Initialize yet, or has
+	 * called Py_Finalize); no debug package would change that */
+	if (c.checked && c.no_interp == c.checked) {
+		ma_err_set_exit(MA_EXIT_NOTPY);
+		return ma_err(-ENODATA,
+			      "process %d (Python %s, %s): its Python runtime "
+			      "is not initialized: no interpreter (before "
+			      "Py_Initialize, or after Py_Finalize), nothing "
+			      "to read",
+			      (int)q->pid, q->version, q->mod_path);
+	}
 	ma_err_set_exit(MA_EXIT_NODEBUG);
 	if (dbg)
 		return ma_err(-ENOENT,

@@ -1477,7 +1477,7 @@ int ma_pyreader_validate(struct ma_pyreader *r)
 	if (err < 0)
 		return -EPROTO;
 	if (!interp)
-		return ma_err(-EPROTO,
+		return ma_err(-ENODATA,
 			      "check python offsets of %d: no interpreter "
 			      "(interpreters.head is NULL)",
 			      pid);

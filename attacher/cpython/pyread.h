@@ -68,7 +68,9 @@ void ma_pyreader_free(struct ma_pyreader *r);
 /*
  * Check that the offsets describe this process: the interpreter list is
  * readable and interp->threads.head->interp == interp, and a frame's code
- * object has type "code".  0 or -EPROTO with a message saying what failed.
+ * object has type "code".  0 or -EPROTO with a message saying what failed;
+ * -ENODATA when the runtime has no interpreter (not initialized yet, or
+ * finalized).
  */
 int ma_pyreader_validate(struct ma_pyreader *r);
 

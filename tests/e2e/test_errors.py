@@ -215,6 +215,37 @@ def synopsis_matches_help():
               % cmd, "missing %s, not in --help %s" % (missing, extra))
 
 
+def no_interpreter(tmp):
+    """A program that loaded libpython and has no interpreter (not yet
+    initialized, or finalized): exit 5 saying so; it was exit 6 with
+    "install the Debian package python3.11-dbg", which was installed"""
+    lib = "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0"
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc or not os.path.exists(lib):
+        skip("no interpreter", "needs cc and %s" % lib)
+        return
+    exe = os.path.join(tmp, "no_interp")
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                       "targets", "no_interp.c")
+    if subprocess.call([cc, "-o", exe, src, "-ldl"]) != 0:
+        check(False, "no_interp.c compiles")
+        return
+    for how in ("not initialized", "finalized"):
+        p = subprocess.Popen([exe, lib] + (["finalize"] if how ==
+                                           "finalized" else []),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            if not check(p.stdout.readline().strip() == b"READY",
+                         "no_interp (%s) runs" % how):
+                continue
+            for cmd in ("info", "stacks", "heap", "attach"):
+                expect([cmd, p.pid], EXIT_NOTPY, "Python runtime is not "
+                       "initialized", "%s of a libpython %s" % (cmd, how))
+        finally:
+            p.kill()
+            p.wait()
+
+
 def main():
     command_line()
     synopsis_matches_help()
@@ -364,6 +395,7 @@ def main():
                                               (t.pid, fd))]
         check(not left, "a failed attach leaves no payload descriptor in "
               "the target", left)
+    no_interpreter(tmp)
     # Its address space used up (RLIMIT_AS): dlopen cannot map the
     # payload; exit 10 naming the cause
     code = ("import resource, sys\n"
