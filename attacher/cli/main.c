@@ -109,10 +109,15 @@ int main(int argc, char **argv)
 			return commands[k].fn(argc - i, argv + i);
 
 	/* `memattach [attach options] PID`: the user's story — every
-	 * thread's stack now, then tracking until Ctrl-C */
+	 * thread's stack now, then tracking until Ctrl-C; options may come
+	 * after the PID, as with attach (`memattach -d 5 PID -o FILE`) */
+	int pid_named = 0;
+
+	for (int k = i; k < argc && !pid_named; k++)
+		pid_named = argv[k][0] &&
+			    strspn(argv[k], "0123456789") == strlen(argv[k]);
 	if ((argv[i][0] >= '0' && argv[i][0] <= '9') ||
-	    (argv[i][0] == '-' && argv[argc - 1][0] >= '0' &&
-	     argv[argc - 1][0] <= '9')) {
+	    (argv[i][0] == '-' && pid_named)) {
 		argv[i - 1] = "attach";
 		return ma_cmd_attach_opts(argc - i + 1, argv + i - 1, 1);
 	}

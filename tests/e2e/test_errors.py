@@ -396,6 +396,11 @@ def main():
         check(not left, "a failed attach leaves no payload descriptor in "
               "the target", left)
     no_interpreter(tmp)
+    # `memattach [attach options] PID` takes options after the PID as
+    # attach does: it said "unknown option '-d'" (exit 2)
+    expect(["-d", "1", "999999", "-o", os.path.join(tmp, "x.cap")],
+           EXIT_NOPROC, "no such process",
+           "memattach -d 1 PID -o FILE (an option after the PID)")
     # Its address space used up (RLIMIT_AS): dlopen cannot map the
     # payload; exit 10 naming the cause
     code = ("import resource, sys\n"
