@@ -17,6 +17,7 @@ PACKAGES=(
 	python3 # end-to-end test drivers and targets
 	python3.11-dbg # DWARF of Debian's /usr/bin/python3.11
 	python3-numpy # heap census test: an array that owns its data
+	libpython3.11 # errors test: a program that loads libpython, no interpreter
 	strace # "another tracer is attached" test
 	libjemalloc2 # payload test: malloc replaced by LD_PRELOAD
 	util-linux # setpriv: the "permission denied" test

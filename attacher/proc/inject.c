@@ -927,9 +927,12 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
 	 * with a hundred libraries take milliseconds to read and parse, the
 	 * target stopped (t->maps is read again after the thaw) */
 	pi->base = payload_base_now(t->pid);
-	if (!pi->base && r.failed_ret < 0) {
+	if (!pi->base && (r.failed_ret == -EMFILE || r.failed_ret == -ENFILE ||
+			  r.failed_ret == -ENOMEM || r.failed_ret == -EAGAIN)) {
 		/* the loader's own open or mmap: the target's descriptors
-		 * or address space (RLIMIT_NOFILE, RLIMIT_AS) used up */
+		 * or address space (RLIMIT_NOFILE, RLIMIT_AS) used up.  Only
+		 * these: a loader's search fails harmlessly (ENOENT) on its
+		 * way, which is no cause of a failure */
 		err = ma_err((int)r.failed_ret,
 			     "inject: dlopen of the payload failed in process "
 			     "%d: its %s failed: %s",
