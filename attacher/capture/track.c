@@ -112,6 +112,8 @@ struct ma_track {
 	 * process runs on */
 	int target_execed;
 	int target_stopped; /* by a signal (state T), at the last look */
+	pid_t held_by;	    /* a tracer's (gdb) stop, at the last look */
+	char tracer[64];    /* its name */
 	char exit_text[64]; /* how it exited, when seen as a zombie; "" */
 	int started;	    /* t0 set, track.started passed */
 	uint64_t t0;
@@ -1182,6 +1184,10 @@ static int sample(struct ma_track *tr, uint64_t now)
 	ma_step("track.sample");
 	/* the progress line says so: nothing is tracked while it lasts */
 	tr->target_stopped = rss && ma_proc_job_stopped(tr->pid, 0);
+	tr->held_by = rss && !tr->target_stopped
+			      ? ma_proc_held_by_tracer(tr->pid, tr->tracer,
+						       sizeof(tr->tracer))
+			      : 0;
 	return !rss && target_ended(tr);
 }
 
@@ -1515,6 +1521,7 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 
 			g->last_children = now;
 			g->target_stopped = 0;
+			g->held_by = 0;
 			for (size_t i = 0; i < g->nprocs; i++) {
 				struct ma_track *p = g->procs[i];
 
@@ -1539,6 +1546,11 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 				ev.sample.rss += p->last_rss;
 				ev.sample.live += p->last_live;
 				g->target_stopped |= p->target_stopped;
+				if (p->held_by && !g->held_by) {
+					g->held_by = p->held_by;
+					memcpy(g->tracer, p->tracer,
+					       sizeof(g->tracer));
+				}
 				any = 1;
 			}
 			if (any) {
@@ -1558,6 +1570,8 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 				.totals = ma_account_totals(g->sacc),
 				.capture_bytes = ma_capture_bytes(g->w),
 				.target_stopped = g->target_stopped,
+				.held_by = g->held_by,
+				.tracer = g->tracer,
 			};
 
 			for (size_t i = 0; i < g->nprocs; i++)
@@ -1676,6 +1690,8 @@ int ma_track_run(struct ma_track *tr, const struct ma_track_run *run)
 					&tr->s.ring->lost_records,
 					__ATOMIC_RELAXED),
 				.target_stopped = tr->target_stopped,
+				.held_by = tr->held_by,
+				.tracer = tr->tracer,
 			};
 
 			run->progress(run->arg, &st);
@@ -1820,6 +1836,21 @@ static int stop_multi(struct ma_track *g)
 	return err;
 }
 
+/* The stop found the target held in a tracer's stop (gdb): the payload
+ * cannot confirm either, and stops by itself once the tracer lets the
+ * process run (ma_track_stop) */
+static int held_at_stop(struct ma_track *tr, pid_t by)
+{
+	tr->held_by = by;
+	tr->complete = 0;
+	return ma_err(-EAGAIN,
+		      "process %d is held stopped by its tracer %d (%s), so "
+		      "its payload cannot confirm the end of tracking: the "
+		      "capture holds what it had published; the payload stops "
+		      "tracking by itself once %s lets the process run",
+		      (int)tr->pid, (int)by, tr->tracer, tr->tracer);
+}
+
 /* The stop found the target stopped by a signal (ma_track_stop) */
 static int stopped_at_stop(struct ma_track *tr)
 {
@@ -1835,6 +1866,7 @@ int ma_track_stop(struct ma_track *tr)
 	tr->stop_ns = ma_now_ns();
 	/* the samples' look: the stop's own decides */
 	tr->target_stopped = 0;
+	tr->held_by = 0;
 	if (tr->root)
 		return stop_multi(tr);
 
@@ -1896,6 +1928,13 @@ int ma_track_stop(struct ma_track *tr)
 			 * above from ending it sooner */
 			if (ma_proc_job_stopped(tr->pid, 0)) {
 				err = stopped_at_stop(tr);
+				break;
+			}
+			pid_t by = ma_proc_held_by_tracer(tr->pid, tr->tracer,
+							  sizeof(tr->tracer));
+
+			if (by) {
+				err = held_at_stop(tr, by);
 				break;
 			}
 			tr->complete = 0;
@@ -1970,12 +2009,14 @@ int ma_track_finish(struct ma_track *tr, struct ma_track_result *res)
 		.complete = tr->complete,
 		.target_exited = tr->target_exited,
 		.target_stopped = tr->target_stopped,
+		.held_by = tr->held_by,
 		.duration_ns = trl.duration_ns,
 		.lost_records = trl.lost_records,
 		.records = tr->records,
 		.temps = tr->temps,
 		.temp_pairs = tr->temp_pairs,
 	};
+	memcpy(res->tracer, tr->tracer, sizeof(res->tracer));
 	/* several processes: each one's own note says how it ended */
 	if (!tr->root)
 		snprintf(res->exit_text, sizeof(res->exit_text), "%s",

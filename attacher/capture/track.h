@@ -144,6 +144,8 @@ struct ma_track_status {
 	uint64_t capture_bytes; /* written to the capture file so far */
 	uint64_t lost_records;	/* dropped by the payload: the ring was full */
 	int target_stopped;	/* stopped by a signal at the last sample */
+	pid_t held_by;		/* held by a tracer (gdb) at the last sample */
+	const char *tracer;	/* its name */
 };
 
 struct ma_track_run {
@@ -194,6 +196,9 @@ struct ma_track_result {
 	/* stopped by a signal (state T) at the end: the payload could not
 	 * confirm its stop, and stops by itself once the target runs */
 	int target_stopped;
+	/* held in a tracer's stop (gdb) at the end, the same way */
+	pid_t held_by;
+	char tracer[64];
 	/* target_exited: how, when memattach saw it before its parent
 	 * reaped it ("exit status 1", "killed by SIGKILL"); else "" */
 	char exit_text[64];

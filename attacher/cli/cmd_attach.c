@@ -221,6 +221,7 @@ static void progress(void *arg, const struct ma_track_status *st)
 		ps->tty ? "\r\033[K" : "", st->elapsed_ns / 1e9, n, a, l, rate,
 		rss, c, st->lost_records ? ", records LOST: ring full" : "",
 		st->target_stopped ? ", target STOPPED by a signal (state T)"
+		: st->held_by	   ? ", target HELD STOPPED by a tracer"
 				   : "");
 	if (ps->tty)
 		fprintf(stderr, "   [Ctrl-C to stop%s]", left);
@@ -812,16 +813,26 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 			 res.exit_text);
 	else
 		snprintf(how, sizeof(how), "%s", why_stop);
+	char state[128];
+
+	if (res.target_exited)
+		snprintf(state, sizeof(state), "tracking ended with it");
+	else if (res.target_stopped)
+		snprintf(state, sizeof(state),
+			 "target stopped by a signal (state T)");
+	else if (res.held_by)
+		snprintf(state, sizeof(state),
+			 "target held stopped by its tracer %d (%s)",
+			 (int)res.held_by, res.tracer);
+	else
+		snprintf(state, sizeof(state), "target running");
 	fprintf(stderr,
 		"memattach: %s after %.1f s%s%s%s; %s; capture written to %s "
 		"(%s)%s\n",
 		res.target_exited ? "target exited" : "detached",
 		res.duration_ns / 1e9, how[0] ? " (" : "", how,
-		how[0] ? ")" : "",
-		res.target_exited    ? "tracking ended with it"
-		: res.target_stopped ? "target stopped by a signal (state T)"
-				     : "target running",
-		o.output, sz, res.complete ? "" : ", INCOMPLETE");
+		how[0] ? ")" : "", state, o.output, sz,
+		res.complete ? "" : ", INCOMPLETE");
 	if (ma_cli_verbose)
 		fprintf(stderr,
 			"memattach: %llu ring records, %llu of them TEMP "

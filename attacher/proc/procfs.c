@@ -313,6 +313,18 @@ int ma_proc_job_stopped(pid_t pid, int all_threads)
 	return ret;
 }
 
+pid_t ma_proc_held_by_tracer(pid_t pid, char *name, size_t len)
+{
+	struct ma_status st, tr;
+
+	if (ma_status_read(pid, &st) || st.state != 't' || !st.tracer ||
+	    st.tracer == getpid())
+		return 0;
+	snprintf(name, len, "%s",
+		 ma_status_read(st.tracer, &tr) ? "?" : tr.name);
+	return st.tracer;
+}
+
 int ma_proc_exiting(pid_t pid)
 {
 	char path[64], *text = NULL;

@@ -61,6 +61,10 @@ int ma_proc_ended(pid_t pid);
  */
 int ma_proc_job_stopped(pid_t pid, int all_threads);
 
+/* The tracer other than us (gdb, strace) that holds pid in a tracing stop
+ * (state t), its name (comm) in name, "?" when unreadable; 0 when none */
+pid_t ma_proc_held_by_tracer(pid_t pid, char *name, size_t len);
+
 /* 1 when pid has ended (ma_proc_ended) or is ending: its main thread's
  * PF_EXITING, set before its memory goes */
 int ma_proc_exiting(pid_t pid);

@@ -10,9 +10,16 @@ And the target stopped (SIGSTOP) while tracked: its payload cannot run to
 confirm the end, so memattach ends at the duration without waiting for it,
 says the target is stopped (state T, not "running") and how to resume it,
 exits 8 (incomplete), and leaves it stopped; once its owner resumes it the
-payload ends the session by itself and a new attach works."""
+payload ends the session by itself and a new attach works.
+
+And the target held by a debugger while tracked (every thread in a
+tracing stop, state t, as `gdb -p` leaves it): the same, the tracer named
+(it used to wait 3 s, then say "did not confirm its stop" and "target
+running")."""
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -97,11 +104,73 @@ def target_stopped(label, exe, tmp):
               label, "exit %s\n%s" % (rc, a.stderr))
 
 
+# Holds every thread of argv[1] in a tracing stop, as gdb -p does (ptrace
+# seize and interrupt), prints HELD, and lets them go when stdin closes
+HOLDER = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
+                        ctypes.c_void_p]
+pid, held = int(sys.argv[1]), set()
+while True:
+    tids = set(int(t) for t in os.listdir("/proc/%d/task" % pid)) - held
+    if not tids:
+        break
+    for tid in tids:
+        if libc.ptrace(0x4206, tid, None, None) == 0:  # PTRACE_SEIZE
+            libc.ptrace(0x4207, tid, None, None)  # PTRACE_INTERRUPT
+            os.waitpid(tid, 0x40000000)  # __WALL
+        held.add(tid)
+print("HELD", flush=True)
+sys.stdin.read()
+for tid in held:
+    libc.ptrace(17, tid, None, None)  # PTRACE_DETACH
+"""
+
+
+def target_held(label, exe, tmp):
+    cap = os.path.join(tmp, label + "-held.cap")
+    with Target(exe, "churn.py", 1) as t:
+        a = Attach(t.pid, "-d", "2", output=cap)
+        if not check(a.wait_attached(), "%s: tracer's stop: attached" %
+                     label, a.stderr):
+            a.stop()
+            return
+        time.sleep(0.5)
+        h = subprocess.Popen([sys.executable, "-c", HOLDER, str(t.pid)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            held = h.stdout.readline().strip() == b"HELD"
+            rc = a.wait(timeout=30)
+            end = [l for l in a.stderr.splitlines() if " after " in l]
+            check(held and rc == 8 and end and
+                  "target held stopped by its tracer %d" % h.pid in end[0]
+                  and "held stopped by its tracer %d" % h.pid in a.stderr
+                  and "target running" not in a.stderr,
+                  "%s: target held by a tracer while tracked: the tracer "
+                  "named at the end, not 'target running', exit 8" % label,
+                  "held %s, exit %s\n%s" % (held, rc, a.stderr))
+        finally:
+            h.stdin.close()
+            h.wait(timeout=30)
+        # let go, its watchdog ends the old session: a new attach works
+        for _ in range(10):
+            time.sleep(0.3)
+            a = Attach(t.pid, "-d", "1", output=cap)
+            rc = a.wait(timeout=30)
+            if rc != 9:
+                break
+        check(rc == 0 and "target running" in a.stderr and t.alive(),
+              "%s: let go by its tracer, it runs and takes a new attach" %
+              label, "exit %s\n%s" % (rc, a.stderr))
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="memattach-stalled-")
     for label, exe in interpreters(minors=[12]):
         run(label, exe, tmp)
         target_stopped(label, exe, tmp)
+        target_held(label, exe, tmp)
     finish()
 
 
