@@ -548,15 +548,25 @@ static void print_heap_now(struct ma_target *t)
 	fflush(stdout);
 }
 
-/* The read-only look first, as in the user's story: every thread's stack */
-static void print_stacks_now(struct ma_target *t)
+/* The read-only look first, as in the user's story: every thread's stack.
+ * A failure is said, not skipped; -EPERM (another tracer holds the
+ * process, ptrace refused) is returned: nothing after it can work */
+static int print_stacks_now(struct ma_target *t)
 {
-	struct ma_pyreader *r;
+	struct ma_pyreader *r = NULL;
 	struct ma_tsnap snap;
+	int err;
 
-	if (ma_pyreader_new(t->mem, &t->off, t->runtime_addr, &r))
-		return;
-	if (ma_tsnap_take(t, r, 0, &snap) == 0) {
+	err = ma_pyreader_new(t->mem, &t->off, t->runtime_addr, &r);
+	if (!err)
+		err = ma_tsnap_take(t, r, 0, &snap);
+	if (err == -EPERM) {
+		ma_pyreader_free(r);
+		return err;
+	}
+	if (err)
+		printf("Threads now: not read (%s)\n\n", ma_errmsg());
+	if (!err) {
 		printf("Threads now:\n");
 		for (size_t i = 0; i < snap.n; i++) {
 			const struct ma_tview *v = &snap.th[i];
@@ -591,6 +601,7 @@ static void print_stacks_now(struct ma_target *t)
 	}
 	ma_pyreader_free(r);
 	fflush(stdout);
+	return 0;
 }
 
 int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
@@ -635,8 +646,10 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 		ret = ma_cli_fail("attach");
 		goto out;
 	}
-	if (o.show_stacks)
-		print_stacks_now(t);
+	if (o.show_stacks && print_stacks_now(t) == -EPERM) {
+		ret = ma_cli_fail("attach");
+		goto out;
+	}
 	if (o.show_stacks && !o.no_heap)
 		print_heap_now(t);
 	/* ... and again after the census's seconds */

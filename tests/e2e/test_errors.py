@@ -331,6 +331,17 @@ def main():
                    "strace attached")
             expect(["heap", t.pid], EXIT_PERM, "already traced by",
                    "heap with strace attached")
+            # the user's story: refused once, at once (it printed no
+            # stacks, then the refusal in "Heap now: no census (...)" on
+            # stdout, then again on stderr)
+            rc, out, err = memattach(t.pid, "-d", "1", "-o",
+                                     os.devnull)
+            check(rc == EXIT_PERM and "already traced by" in err and
+                  len(err.strip().splitlines()) == 1 and
+                  "already traced" not in out and "Heap now" not in out,
+                  "memattach PID with strace attached: exit 4, the "
+                  "refusal said once", "exit %d\nstdout: %s\nstderr: %s" %
+                  (rc, out, err))
             # info shows what it read, not "threads: 0" (exit 0 before)
             expect(["info", t.pid], 8, "already traced by",
                    "info with strace attached")
