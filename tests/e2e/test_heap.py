@@ -259,6 +259,44 @@ def long_list(label, exe):
         p.kill()
         p.wait()
 
+def numpy_views(label, exe):
+    """A numpy array has no traverse: a view's base (the array or buffer
+    that owns its data) was never found, so `v = np.ones(N)[::2]` retained
+    nothing and its base's bytes were in "the rest: C allocations"; the
+    same for a reshape and for np.frombuffer's buffer (found only as held
+    from C)"""
+    code = ("import time, numpy as np\n"
+            "v = np.ones(4_000_000)[::2]\n"
+            "r = np.arange(2_000_000.0).reshape(1000, 2000)\n"
+            "fb = np.frombuffer(bytearray(24_000_000), dtype=np.uint8)\n"
+            "print('READY', flush=True)\ntime.sleep(600)\n")
+    p = subprocess.Popen([exe, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    try:
+        if p.stdout.readline().strip() != b"READY":
+            skip("%s: numpy views" % label, "numpy does not import here")
+            return
+        rc, out, err = memattach("heap", "-f", "json", "-q", "--top", "10",
+                                 p.pid, timeout=300)
+        doc = json.loads(out) if rc == 0 else {}
+        rows = doc.get("retainers", []) + doc.get("largest", [])
+        for path, size in (("__main__.v -> numpy.ndarray", 32_000_000),
+                           ("__main__.r -> numpy.ndarray", 16_000_000)):
+            r = find(rows, lambda r: r["path"] == path)
+            check(rc == 0 and r is not None and r["retained"] >= size,
+                  "%s: a view retains its base's data: %s, %d bytes"
+                  % (label, path, size), err or (r or [
+                      (x["path"], x["retained"]) for x in rows]))
+        r = find(rows, lambda r: r["type"] == "bytearray")
+        check(r is not None and not r["held_by_c"] and
+              r["path"].startswith("__main__.fb -> numpy.ndarray") and
+              r["size"] >= 24_000_000,
+              "%s: np.frombuffer's bytearray: __main__.fb -> ..." % label,
+              r and r["path"])
+    finally:
+        p.kill()
+        p.wait()
+
 
 def blocked_write(label, exe):
     """Hazard 11: the census leaves a thread asleep in a write that has
@@ -295,6 +333,7 @@ def main():
     if os.path.exists("/usr/bin/python3"):
         big_heap("debian-python3", "/usr/bin/python3")
         long_list("debian-python3", "/usr/bin/python3")
+        numpy_views("debian-python3", "/usr/bin/python3")
     finish()
 
 
