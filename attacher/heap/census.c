@@ -851,11 +851,12 @@ static int obj_path(struct ma_heap_graph *g, const struct work *w,
 	uint32_t top = chain[k - 1], p = w->parent[top];
 
 	if (r->garbage) {
+		/* the path from the cycle's entry, whose row retains the
+		 * cycle: `(cycle) Node -> bytearray`, where it was
+		 * `(cycle) bytearray`, an object that is in no cycle */
 		snprintf(r->root, sizeof(r->root),
 			 "unreachable: kept only by a reference cycle "
 			 "(garbage the collector has not freed yet)");
-		k = 1;
-		chain[0] = obj;
 	} else if (p == FROM_C || p == NONE) {
 		r->held_by_c = 1;
 		snprintf(r->root, sizeof(r->root),

@@ -292,7 +292,9 @@ Test(census, paths_from_roots)
 	cr_assert_str_eq(path, "__main__.frames -> list[?] -> bytes");
 	ma_heap_path_render(&g, row_of(c.largest, c.nlargest, 8), 12, path,
 			    sizeof(path));
-	cr_assert_str_eq(path, "(cycle) bytes");
+	/* garbage: the path from the cycle's entry, not the object alone
+	 * (a bytes is in no cycle: `(cycle) bytes` said it was) */
+	cr_assert_str_eq(path, "(cycle) Node -> bytes");
 	ma_heap_path_render(&g, row_of(c.largest, c.nlargest, 10), 12, path,
 			    sizeof(path));
 	/* a dict's key unknown without the live copy or a stored label */
