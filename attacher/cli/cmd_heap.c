@@ -183,7 +183,9 @@ int ma_cmd_heap(int argc, char **argv)
 	}
 	err = ma_heap_take(t, &ho, &g, &live);
 	if (err) {
-		ma_target_execed(t); /* the real cause, when it is one */
+		/* the real cause, when it is one */
+		if (!ma_target_execed(t))
+			ma_target_ended(t);
 		ret = ma_cli_fail("heap");
 		goto done;
 	}

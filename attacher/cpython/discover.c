@@ -13,6 +13,7 @@
 #include "ma_pyver.h"
 #include "errors.h"
 #include "memread.h"
+#include "procfs.h"
 #include "ptrace.h"
 #include "pyoffsets.h"
 #include "pyversion.h"
@@ -293,9 +294,27 @@ static int execed_err(const struct ma_target *t)
 
 int ma_target_execed_now(const struct ma_target *t)
 {
-	if (!t->exec_sig || ma_proc_exec_sig(t->pid) == t->exec_sig)
+	uint64_t now;
+
+	if (!t->exec_sig)
 		return 0;
+	now = ma_proc_exec_sig(t->pid);
+	if (now == t->exec_sig)
+		return 0;
+	/* killed while frozen: its auxv went with its memory, no exec */
+	if (!now && ma_target_ended(t))
+		return 1;
 	return execed_err(t);
+}
+
+int ma_target_ended(const struct ma_target *t)
+{
+	if (!ma_proc_ended(t->pid))
+		return 0;
+	ma_err(-ESRCH, "process %d exited while memattach was at work on it",
+	       (int)t->pid);
+	ma_err_set_exit(MA_EXIT_NOPROC);
+	return 1;
 }
 
 int ma_target_execed(const struct ma_target *t)

@@ -75,8 +75,15 @@ int ma_target_execed(const struct ma_target *t);
 
 /* The same at once, for a process frozen (no exec can start): 1 when its
  * AT_RANDOM is not the one ma_target_open read (or cannot be read any
- * more), with the same message */
+ * more), with the same message; ma_target_ended's when it was killed */
 int ma_target_execed_now(const struct ma_target *t);
+
+/* Whether the process has ended (a zombie, or gone): 1 with a message
+ * saying so (exit class MA_EXIT_NOPROC), else 0 and no message.  A
+ * command that failed part way calls it after ma_target_execed: the
+ * target killed while frozen, or during a remote call, made it fail with
+ * ptrace's ESRCH as the cause */
+int ma_target_ended(const struct ma_target *t);
 
 /* Parse a PID argument: -EINVAL with a message when not a positive number */
 int ma_parse_pid(const char *s, pid_t *out);

@@ -246,6 +246,43 @@ def no_interpreter(tmp):
             p.wait()
 
 
+def heap_target_killed(exe):
+    """A target killed while a census is at work on it, before its copy
+    is made: exit 3, "exited", as for any process that is gone.  Killed
+    while frozen, it was said to have exec'd a new program; killed during
+    the remote ma_heap_fork() (or the payload's loading), the census
+    failed with "PTRACE_SYSCALL: No such process" and exit 1"""
+    code = "import time\nprint('READY', flush=True)\ntime.sleep(600)\n"
+    for step, loaded in (("freeze.stopped#1", False),
+                         ("rcall.dlopen.committed#1", False),
+                         ("rcall.ma_heap_fork.committed#1", True)):
+        t = subprocess.Popen([exe, "-c", code], stdout=subprocess.PIPE)
+        t.stdout.readline()
+        if loaded:
+            memattach("heap", "-q", t.pid)
+        env = dict(os.environ, MEMATTACH_TEST_STOP_AT=step)
+        env.pop("MEMATTACH_TEST_STEP_LOG", None)
+        m = subprocess.Popen([os.environ.get("MEMATTACH", os.path.join(
+            SRC, "build", "memattach")), "heap", "-q", str(t.pid)],
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(3000):
+            with open("/proc/%d/stat" % m.pid) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                    break
+            time.sleep(0.01)
+        t.kill()
+        time.sleep(0.2)
+        m.send_signal(signal.SIGCONT)
+        _, err = m.communicate(timeout=60)
+        t.wait()
+        lines = [x for x in err.splitlines() if "test stop at" not in x]
+        check(m.returncode == EXIT_NOPROC and len(lines) == 1 and
+              "exited while memattach was at work on it" in lines[0],
+              "heap: the target killed at %s: exit 3, it exited" % step,
+              "exit %d: %s" % (m.returncode, err))
+
+
 def main():
     command_line()
     synopsis_matches_help()
@@ -271,6 +308,8 @@ def main():
         time.sleep(0.02)
     expect(["stacks", z.pid], EXIT_NOPROC, "zombie", "zombie")
     z.wait()
+    if os.path.exists("/usr/bin/python3"):
+        heap_target_killed("/usr/bin/python3")
 
     # Not Python at all
     s = subprocess.Popen(["sleep", "60"])
