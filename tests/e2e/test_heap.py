@@ -298,6 +298,40 @@ def numpy_views(label, exe):
         p.wait()
 
 
+def many_rows(label, exe):
+    """--top 3000 over items of one list of a million: each row's
+    position was found by reading the whole list from the copy again
+    (4 MB a row on average: 6,000 rows, 24 GB, a minute or more); the
+    items are read once now, and each position is still right"""
+    code = ("import random, time\nrandom.seed(7)\n"
+            "d = [None] * 1_000_000\n"
+            "for k in random.sample(range(1_000_000), 3000):\n"
+            "    d[k] = bytes(1000 + k % 100_000)\n"
+            "print('READY', flush=True)\ntime.sleep(600)\n")
+    p = subprocess.Popen([exe, "-c", code], stdout=subprocess.PIPE)
+    try:
+        p.stdout.readline()
+        rc, out, err = memattach("-v", "heap", "-q", "-f", "json", "--top",
+                                 "3000", p.pid, timeout=600)
+        m = re.search(r"paths ([\d.]+) s", err)
+        doc = json.loads(out) if rc == 0 else {}
+        rows = [r for r in doc.get("largest", []) + doc.get("retainers", [])
+                if r["type"] == "bytes" and
+                r["path"].startswith("__main__.d -> list[")]
+        wrong = [r["path"] for r in rows
+                 if 1000 + int(r["path"].split("[")[1].split("]")[0])
+                 % 100_000 != r["size"] - 33]
+        check(rc == 0 and len(rows) >= 5000 and not wrong,
+              "%s: --top 3000 of a list's items: each at its position "
+              "(%d rows)" % (label, len(rows)), err[-300:] or wrong[:5])
+        check(m is not None and float(m.group(1)) < 3,
+              "%s: their paths in under 3 s (%s s)"
+              % (label, m and m.group(1)), err[-300:])
+    finally:
+        p.kill()
+        p.wait()
+
+
 def blocked_write(label, exe):
     """Hazard 11: the census leaves a thread asleep in a write that has
     sent part of its data running (a stop would make os.write return the
@@ -334,6 +368,7 @@ def main():
         big_heap("debian-python3", "/usr/bin/python3")
         long_list("debian-python3", "/usr/bin/python3")
         numpy_views("debian-python3", "/usr/bin/python3")
+        many_rows("debian-python3", "/usr/bin/python3")
     finish()
 
 
