@@ -410,6 +410,15 @@ const struct ma_account_totals *ma_account_totals(const struct ma_account *acc)
 	return &acc->t;
 }
 
+void ma_account_note_lost(struct ma_account *acc, uint64_t records,
+			  uint64_t bytes)
+{
+	if (acc->t.lost_records < records)
+		acc->t.lost_records = records;
+	if (acc->t.lost_bytes < bytes)
+		acc->t.lost_bytes = bytes;
+}
+
 /* The entry for node id, grown on demand; out-of-range ids go to node 0 */
 static struct node_ent *node_get(struct ma_account *acc, uint32_t id)
 {

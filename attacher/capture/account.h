@@ -174,6 +174,14 @@ int ma_account_feed_rec(struct ma_account *acc, const struct ma_rec *rec);
 const struct ma_account_totals *ma_account_totals(const struct ma_account *acc);
 
 /*
+ * Records the ring dropped, as its header counts them at the end: raises
+ * the totals' lost figures to these when the payload's STATS record said
+ * less (it is itself dropped when the ring stays full at the stop)
+ */
+void ma_account_note_lost(struct ma_account *acc, uint64_t records,
+			  uint64_t bytes);
+
+/*
  * The stack of a node, innermost frame first: fills up to max frames and
  * returns the depth (which may exceed max).  Node 0 has depth 0.  Strings
  * are owned by the accounting.

@@ -1983,6 +1983,11 @@ int ma_track_finish(struct ma_track *tr, struct ma_track_result *res)
 				tr->error = e;
 			ma_account_feed(tr->sacc, &tr->aggend_sum);
 		}
+		/* a process's STATS record may have been dropped (the
+		 * ring full at its stop): the summary says what the rings
+		 * counted, as the trailer does */
+		ma_account_note_lost(tr->sacc, trl.lost_records,
+				     trl.lost_bytes);
 		tot = ma_account_totals(tr->sacc);
 		if (tr->error)
 			tr->complete = 0;
@@ -1992,6 +1997,7 @@ int ma_track_finish(struct ma_track *tr, struct ma_track_result *res)
 						   __ATOMIC_RELAXED);
 		trl.lost_bytes = __atomic_load_n(&tr->s.ring->lost_bytes,
 						 __ATOMIC_RELAXED);
+		ma_account_note_lost(tr->acc, trl.lost_records, trl.lost_bytes);
 	}
 	trl.unknown_frees = tot->unknown_frees;
 	trl.stack_truncated = tot->stack_truncated;

@@ -15,8 +15,15 @@ payload ends the session by itself and a new attach works.
 And the target held by a debugger while tracked (every thread in a
 tracing stop, state t, as `gdb -p` leaves it): the same, the tracer named
 (it used to wait 3 s, then say "did not confirm its stop" and "target
-running")."""
+running").
+
+And a stall with the ring full (--every-event, a 1 MiB ring): the payload
+drops records, and its last STATS record too when the stall outlasts the
+second it waits for room; the summary's "lost records" must still be what
+the ring counted (it said 0, and no warning, beside the line that said
+millions were dropped)."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,6 +58,38 @@ def run(label, exe, tmp):
         check(ok, "%s: the capture reads, with what came before" % label,
               str(doc)[:500])
         check(t.alive(), "%s: target still running" % label)
+
+
+def stalled_full_ring(label, exe, tmp):
+    cap = os.path.join(tmp, label + "-full.cap")
+    with Target(exe, "churn.py", 1) as t:
+        t.readline()
+        a = Attach(t.pid, "-d", "30", "--every-event", "--ring-size", "1",
+                   output=cap)
+        if not check(a.wait_attached(), "%s: full ring: attached" % label,
+                     a.stderr):
+            a.stop()
+            return
+        time.sleep(0.5)
+        a.proc.send_signal(signal.SIGSTOP)
+        time.sleep(3.0)
+        a.proc.send_signal(signal.SIGCONT)
+        rc = a.wait(timeout=30)
+        dropped = re.search(r"(\d+) records were dropped", a.stderr)
+        summary = re.search(r"lost records: ([^;]+);", a.stdout)
+        dropped = int(dropped.group(1)) if dropped else 0
+        try:
+            doc = report_json(cap)
+            lost = doc["totals"]["lost_records"]
+        except Exception as e:
+            lost = repr(e)
+        check(rc == 0 and dropped > 0 and lost == dropped and summary and
+              summary.group(1) != "0" and "warning: %d records lost" %
+              dropped in a.stdout.replace("\n", " "),
+              "%s: a stall with the ring full: the summary counts the %d "
+              "records the ring dropped, as the report does (%s), with "
+              "its warning" % (label, dropped, lost),
+              "exit %s\n%s\n%s" % (rc, a.stdout[:600], a.stderr))
 
 
 def state(pid):
@@ -171,6 +210,7 @@ def main():
         run(label, exe, tmp)
         target_stopped(label, exe, tmp)
         target_held(label, exe, tmp)
+        stalled_full_ring(label, exe, tmp)
     finish()
 
 
