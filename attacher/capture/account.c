@@ -182,7 +182,13 @@ struct live_map {
 	size_t cap; /* power of two */
 	size_t n;
 	int bits;
+	/* called while a resize moves the entries (ma_account_set_beat) */
+	void (*beat)(void *arg);
+	void *beat_arg;
 };
+
+/* Entries a resize moves between two beats: a few milliseconds' work */
+#define LIVE_BEAT_EVERY (1u << 18)
 
 static inline size_t live_slot(const struct live_map *m, uint64_t ptr)
 {
@@ -209,12 +215,18 @@ static int live_resize(struct live_map *m, int bits)
 
 	n.bits = bits;
 	n.cap = (size_t)1 << bits;
+	n.beat = m->beat;
+	n.beat_arg = m->beat_arg;
 	n.t = calloc(n.cap, sizeof(*n.t));
 	if (!n.t)
 		return -ENOMEM;
 	for (size_t i = 0; i < m->cap; i++) {
 		size_t j;
 
+		/* moving millions of entries takes seconds: the tracking
+		 * session's heartbeat must not stop meanwhile */
+		if (n.beat && (i & (LIVE_BEAT_EVERY - 1)) == 0)
+			n.beat(n.beat_arg);
 		if (!m->t[i].ptr)
 			continue;
 		for (j = live_slot(&n, m->t[i].ptr); n.t[j].ptr;
@@ -408,6 +420,13 @@ void ma_account_free(struct ma_account *acc)
 const struct ma_account_totals *ma_account_totals(const struct ma_account *acc)
 {
 	return &acc->t;
+}
+
+void ma_account_set_beat(struct ma_account *acc, void (*beat)(void *arg),
+			 void *arg)
+{
+	acc->live.beat = beat;
+	acc->live.beat_arg = arg;
 }
 
 void ma_account_note_lost(struct ma_account *acc, uint64_t records,

@@ -174,6 +174,14 @@ int ma_account_feed_rec(struct ma_account *acc, const struct ma_rec *rec);
 const struct ma_account_totals *ma_account_totals(const struct ma_account *acc);
 
 /*
+ * beat(arg) is called every few milliseconds while the live blocks' table
+ * grows (moving millions of entries takes seconds): a tracking session
+ * keeps the payload's heartbeat with it
+ */
+void ma_account_set_beat(struct ma_account *acc, void (*beat)(void *arg),
+			 void *arg);
+
+/*
  * Records the ring dropped, as its header counts them at the end: raises
  * the totals' lost figures to these when the payload's STATS record said
  * less (it is itself dropped when the ring stays full at the stop)

@@ -195,6 +195,23 @@ static void *hb_main(void *arg)
 	return NULL;
 }
 
+/* From the accounting while its live table grows (ma_account_set_beat),
+ * on the loop's thread: the heartbeat of every process tracked */
+static void acc_beat(void *arg)
+{
+	struct ma_track *g = arg;
+	uint64_t now = ma_now_ns();
+
+	if (g->root != g) {
+		if (g->s.ring)
+			ma_ring_heartbeat(g->s.ring, now);
+		return;
+	}
+	for (size_t i = 0; i < g->nprocs; i++)
+		if (g->procs[i]->active && g->procs[i]->s.ring)
+			ma_ring_heartbeat(g->procs[i]->s.ring, now);
+}
+
 /* The loop is about to attach a process (on) or is done (off) */
 static void hb_busy(struct ma_track *g, int on)
 {
@@ -532,10 +549,13 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 	err = ma_account_new(&tr->acc);
 	if (err)
 		return err;
+	ma_account_set_beat(tr->acc, acc_beat, tr);
 	if (o->multi) {
 		err = multi_init(tr, t, o);
 		if (err)
 			return err;
+		ma_account_set_beat(tr->acc, acc_beat, tr);
+		ma_account_set_beat(tr->sacc, acc_beat, tr);
 	}
 	/* the names of the threads running now, before their THREAD records
 	 * come; without a reader the capture has comms only */
@@ -661,6 +681,8 @@ static int track_add(struct ma_track *g, struct ma_target *t, pid_t ppid)
 		err = ma_track_check_running(t->pid);
 	if (!err)
 		err = ma_account_new(&p->acc);
+	if (!err)
+		ma_account_set_beat(p->acc, acc_beat, g);
 	if (!err) {
 		struct ma_inject_opts io = inject_opts(&g->opts);
 
