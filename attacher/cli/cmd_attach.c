@@ -871,6 +871,10 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 			ma_cli_error("attach");
 		ret = MA_EXIT_PARTIAL;
 	}
+	/* the figures miss what the ring dropped, or what came after the
+	 * payload's own failure: a partial result, not a success */
+	if (res.lost_records || end == MA_TRACK_END_PAYLOAD_FAILED)
+		ret = MA_EXIT_PARTIAL;
 out:
 	ma_track_free(tr);
 	ma_target_close(t);
