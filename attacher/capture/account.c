@@ -1401,7 +1401,9 @@ void ma_account_print_summary_width(const struct ma_account *acc, FILE *f,
 		fmt_secs(t->last_t_ns, d, sizeof(d));
 		ma_para_piece(&p, " ", "in %s", d);
 	}
-	ma_fmt_count(t->frees, a, sizeof(a));
+	/* frees of tracked blocks, as the report counts them: the unknown
+	 * ones have their own line */
+	ma_fmt_count(t->frees - t->unknown_free_events, a, sizeof(a));
 	ma_para_piece(&p, "; ", "frees: %s", a);
 	ma_para_end(&p);
 

@@ -2242,15 +2242,13 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 		ret = no_thread_matched(r);
 		goto fail;
 	}
-	if (r->thread_filtered) {
-		/* The header's frees are those of the selected threads'
-		 * blocks (by any thread); the others' FREE events looked
-		 * unknown.  Only those: an aggregated capture's frees are its
-		 * keys' (the selection's already), and its unknown ones the
-		 * whole capture's, from the AGGEND (it went below 0 with
-		 * --pid) */
-		r->t.frees -= r->t.unknown_free_events;
-	}
+	/* The header's frees are those of tracked blocks (with a thread
+	 * filter, of the selected threads' blocks, by any thread), as an
+	 * aggregated capture's are: the FREE events of unknown memory (from
+	 * before the attach; with a filter, the others' blocks too) are the
+	 * unknown frees' footnote, not frees, in every mode.  An aggregated
+	 * capture's unknown ones come from its AGGEND, never in frees */
+	r->t.frees -= r->t.unknown_free_events;
 	r->unknown_frees = r->t.unknown_frees;
 	if (r->thread_filtered && r->trailer) {
 		/* Frees of other threads' blocks look unknown to a filtered

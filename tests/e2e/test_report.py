@@ -451,7 +451,8 @@ def from_range(cap, mid):
           "aggregated --from: csv leaves the peak columns empty",
           csv[:300])
     rc, _, err = memattach("report", "-f", "pprof", "--view", "peak",
-                           "--from", "%.1f" % mid, "-o", os.devnull, cap)
+                           "--from", "%.1f" % mid, "-o",
+                           cap + ".pb.gz", cap)
     check(rc == 2 and "not known" in err,
           "aggregated --from: -f pprof --view peak is refused, exit 2",
           "exit %s: %s" % (rc, err))

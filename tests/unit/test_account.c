@@ -529,7 +529,9 @@ Test(account, summary_text)
 
 	s = summary(100, 5);
 	cr_log_info("%s", s);
-	cr_expect(strstr(s, "Allocations: 42 (190 MiB) in 20.3 s; frees: 2") !=
+	/* frees of tracked blocks: 0xdead's is the unknown one, said apart
+	 * (it was counted in both, so the modes' frees differed) */
+	cr_expect(strstr(s, "Allocations: 42 (190 MiB) in 20.3 s; frees: 1") !=
 			  NULL,
 		  "%s", s);
 	cr_expect(strstr(s, "Still live: 120 MiB in 41 blocks") != NULL, "%s",
