@@ -115,6 +115,21 @@ def output_and_exit_codes(fx, tmp):
           (rc, out, err))
     rc, out, err = memattach("report", fx["scenario"])
     check(rc == 0, "complete capture: exit 0", err)
+    # a FIFO is refused as any other file that is not a regular one: the
+    # snapshot and capture sniffers opened it without O_NONBLOCK and
+    # waited for a writer forever
+    fifo = os.path.join(tmp, "fifo.cap")
+    os.mkfifo(fifo)
+    for args in (["report", fifo], ["report", fx["scenario"], "--diff",
+                                    fifo]):
+        try:
+            rc, out, err = memattach(*args, timeout=10)
+        except subprocess.TimeoutExpired:
+            rc, err = None, "hung (no writer on the FIFO)"
+        check(rc == EXIT_CAPTURE and "not a regular file" in err,
+              "report %s: a FIFO is refused at once (exit 7)" %
+              " ".join(args[1:]).replace(tmp, "TMP"),
+              "exit %s: %s" % (rc, err))
     # a symbolic link at -o is neither written through nor replaced (the
     # old binary renamed the report over it), as a capture's -o
     victim = os.path.join(tmp, "victim.txt")
