@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -155,6 +156,31 @@ int ma_ring_holder_by_maps(pid_t pid, const struct ma_maps *maps,
 	return -ENOENT;
 }
 
+/* Whether descriptor fd of process p is open for writing (its fdinfo's
+ * flags); a reader (another memattach report of the same capture) is not */
+static bool fd_writes(pid_t p, const char *fd)
+{
+	char fp[96], buf[256];
+	const char *fl;
+	unsigned int flags;
+	ssize_t n;
+	int f;
+
+	snprintf(fp, sizeof(fp), "/proc/%d/fdinfo/%s", (int)p, fd);
+	f = open(fp, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return true; /* cannot say: as before, a writer */
+	n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n <= 0)
+		return true;
+	buf[n] = '\0';
+	fl = strstr(buf, "flags:");
+	if (!fl || sscanf(fl + 6, "%o", &flags) != 1)
+		return true;
+	return (flags & O_ACCMODE) != O_RDONLY;
+}
+
 int ma_file_writer(const char *path, struct ma_holder *h)
 {
 	struct dirent *de;
@@ -189,7 +215,8 @@ int ma_file_writer(const char *path, struct ma_holder *h)
 				continue;
 			snprintf(fp, sizeof(fp), "%s/%s", dir, fe->d_name);
 			if (stat(fp, &st) == 0 && st.st_dev == want.st_dev &&
-			    st.st_ino == want.st_ino) {
+			    st.st_ino == want.st_ino &&
+			    fd_writes(p, fe->d_name)) {
 				h->pid = p;
 				snprintf(h->comm, sizeof(h->comm), "%s", comm);
 				closedir(fds);

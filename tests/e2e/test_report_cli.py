@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 
 from ma_test import (MEMATTACH, check, finish, memattach, on_terminal,
                      skip)
@@ -130,6 +131,27 @@ def output_and_exit_codes(fx, tmp):
               "report %s: a FIFO is refused at once (exit 7)" %
               " ".join(args[1:]).replace(tmp, "TMP"),
               "exit %s: %s" % (rc, err))
+    # another memattach that only reads the capture (a second report of
+    # it running) is not a session writing it: the note named any
+    # memattach with the file open.  A copy of sleep, so that its comm is
+    # "memattach", holds it: read-only, then read-write as a session does
+    fake = os.path.join(tmp, "memattach")
+    shutil.copy(shutil.which("sleep"), fake)
+    for mode, writes in (("rb", False), ("r+b", True)):
+        with open(fx["scenario"], mode) as held:
+            p = subprocess.Popen([fake, "30"], stdin=held)
+        try:
+            time.sleep(0.2)
+            rc, out, err = memattach("report", fx["scenario"])
+        finally:
+            p.kill()
+            p.wait()
+        noted = "still being written by memattach %d" % p.pid in err
+        check(rc == 0 and noted == writes,
+              "a memattach holding the capture %s: %s" %
+              ("for writing" if writes else "read-only",
+               "'still being written'" if writes else "no such note"),
+              "exit %d: %s" % (rc, err))
     # a symbolic link at -o is neither written through nor replaced (the
     # old binary renamed the report over it), as a capture's -o
     victim = os.path.join(tmp, "victim.txt")
