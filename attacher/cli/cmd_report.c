@@ -699,21 +699,28 @@ int ma_cmd_report(int argc, char **argv)
 	}
 	if (err == 0 && b && !force)
 		err = same_program(a, b);
-	/* a format of the chosen view alone would show it all zeros */
-	for (int k = 0; err == 0 && fmt->one_view && k < 2; k++) {
+	/* a format of the chosen view alone would show it all zeros, and so
+	 * would a diff of it: a growth from (or to) a figure not known */
+	for (int k = 0; err == 0 && (fmt->one_view || b) && k < 2; k++) {
 		const struct ma_report *r = k ? b : a;
+		char alone[64];
 
+		if (b)
+			snprintf(alone, sizeof(alone),
+				 "--diff compares that view alone");
+		else
+			snprintf(alone, sizeof(alone),
+				 "-f %s shows that view alone", fmt->name);
 		if (r && !ma_report_view_known(r, o.view)) {
 			err = ma_err(-EINVAL,
-				     "%s: the %s view is not known (%s); "
-				     "-f %s shows that view alone",
+				     "%s: the %s view is not known (%s); %s",
 				     r->path, ma_rview_name(o.view),
 				     o.view == MA_RV_PEAK
 					     ? "--from on an aggregated "
 					       "capture: attach with "
 					       "--every-event for it"
 					     : "a sampled capture",
-				     fmt->name);
+				     alone);
 			ma_err_set_exit(MA_EXIT_USAGE);
 		}
 	}

@@ -456,6 +456,15 @@ def from_range(cap, mid):
     check(rc == 2 and "not known" in err,
           "aggregated --from: -f pprof --view peak is refused, exit 2",
           "exit %s: %s" % (rc, err))
+    # and so is a diff of that view: it compared the unknown peak as 0 B
+    # ("peak: 0 B -> 26.6 MiB")
+    for fmt in ("text", "json", "csv"):
+        rc, out, err = memattach("report", "-f", fmt, "--view", "peak",
+                                 "--from", "%.1f" % mid, cap, "--diff",
+                                 cap)
+        check(rc == 2 and not out and "not known" in err,
+              "aggregated --from: --diff -f %s --view peak is refused, "
+              "exit 2" % fmt, "exit %s: %s%s" % (rc, err, out[:300]))
 
 
 def to_range(cap, mid):
