@@ -752,11 +752,22 @@ struct drow {
 	const char *extra; /* root of a retainer */
 };
 
+/* |d|, for INT64_MIN too: a snapshot's figures are read, not trusted */
+static uint64_t mag(int64_t d)
+{
+	return d < 0 ? 0 - (uint64_t)d : (uint64_t)d;
+}
+
+/* d + x (side b) or d - x (side a), wrapping rather than overflowing */
+static int64_t add_side(int64_t d, uint64_t x, int side)
+{
+	return (int64_t)(side ? (uint64_t)d + x : (uint64_t)d - x);
+}
+
 static int cmp_drow(const void *x, const void *y)
 {
 	const struct drow *a = x, *b = y;
-	int64_t ma = a->dbytes < 0 ? -a->dbytes : a->dbytes,
-		mb = b->dbytes < 0 ? -b->dbytes : b->dbytes;
+	uint64_t ma = mag(a->dbytes), mb = mag(b->dbytes);
 
 	return ma < mb ? 1 : ma > mb ? -1 : strcmp(a->key, b->key);
 }
@@ -777,7 +788,6 @@ static struct drow *diff_rows(const json_t *ra, const json_t *rb,
 	 * count negatively, b's positively */
 	for (int side = 0; side < 2; side++) {
 		const json_t *rows = side ? rb : ra;
-		int64_t sign = side ? 1 : -1;
 
 		json_array_foreach(rows, i, r)
 		{
@@ -791,9 +801,10 @@ static struct drow *diff_rows(const json_t *ra, const json_t *rb,
 					(struct drow){ .key = js(r, key),
 						       .extra = js(r, "root") };
 			*(side ? &v[k].bytes_b : &v[k].bytes_a) += ju(r, val);
-			v[k].dbytes += sign * (int64_t)ju(r, val);
+			v[k].dbytes = add_side(v[k].dbytes, ju(r, val), side);
 			if (cnt)
-				v[k].dcount += sign * (int64_t)ju(r, cnt);
+				v[k].dcount =
+					add_side(v[k].dcount, ju(r, cnt), side);
 		}
 	}
 	qsort(v, m, sizeof(*v), cmp_drow);
@@ -805,7 +816,7 @@ static void sbytes(int64_t d, char *buf, size_t len)
 {
 	char b[32];
 
-	ma_fmt_bytes((uint64_t)(d < 0 ? -d : d), b, sizeof(b));
+	ma_fmt_bytes(mag(d), b, sizeof(b));
 	snprintf(buf, len, "%s%s", d < 0 ? "-" : "+", b);
 }
 
@@ -891,11 +902,11 @@ int ma_heap_render_diff(FILE *f, const json_t *a, const json_t *b,
 		       sizeof(y));
 		fprintf(f,
 			"From the census of %llu objects to the one of %llu, "
-			"%lld s %s (process %llu, then %llu)\n"
+			"%llu s %s (process %llu, then %llu)\n"
 			"  RSS %s, Python objects %s\n\n",
 			(unsigned long long)ju(a, "objects"),
 			(unsigned long long)ju(b, "objects"),
-			(long long)(dt < 0 ? -dt : dt),
+			(unsigned long long)mag(dt),
 			dt < 0 ? "earlier" : "later",
 			(unsigned long long)ju(a, "pid"),
 			(unsigned long long)ju(b, "pid"), x, y);

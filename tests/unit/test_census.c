@@ -428,6 +428,52 @@ Test(census, document_and_diff)
 }
 
 /*
+ * A snapshot's figures are read from a file, not trusted: a damaged or
+ * edited one with the extreme integers JSON can hold must diff without
+ * signed overflow (the sanitized build aborted in diff_rows: -1 *
+ * INT64_MIN), in both formats.
+ */
+Test(census, diff_of_extreme_figures)
+{
+	static const char *const sa =
+		"{\"time\":-9223372036854775808,\"objects\":1,"
+		"\"bytes\":-9223372036854775808,"
+		"\"rss\":{\"rss\":9223372036854775807},"
+		"\"by_type\":[{\"type\":\"t\",\"count\":-9223372036854775808,"
+		"\"bytes\":-9223372036854775808},"
+		"{\"type\":\"t\",\"count\":9223372036854775807,"
+		"\"bytes\":9223372036854775807}],"
+		"\"retainers\":[{\"path\":\"p\","
+		"\"retained\":-9223372036854775808}]}";
+	static const char *const sb =
+		"{\"time\":9223372036854775807,\"objects\":1,"
+		"\"bytes\":9223372036854775807,"
+		"\"rss\":{\"rss\":-9223372036854775808},"
+		"\"by_type\":[{\"type\":\"u\",\"count\":9223372036854775807,"
+		"\"bytes\":9223372036854775807}],"
+		"\"retainers\":[{\"path\":\"q\","
+		"\"retained\":9223372036854775807}]}";
+	json_t *a = json_loads(sa, 0, NULL), *b = json_loads(sb, 0, NULL);
+
+	cr_assert(a && b);
+	for (int k = 0; k < 4; k++) {
+		char *text = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&text, &len);
+
+		cr_assert_eq(ma_heap_render_diff(f, k & 1 ? b : a,
+						 k & 1 ? a : b,
+						 k & 2 ? "json" : "text", 20),
+			     0);
+		fclose(f);
+		cr_assert(len > 0);
+		free(text);
+	}
+	json_decref(a);
+	json_decref(b);
+}
+
+/*
  * A shared object referred to by every link of a deep chain (CPython's
  * tee data objects, each pointing at the source iterator; any linked list
  * of objects of a class): the iterative dominators' walks are quadratic
