@@ -2278,9 +2278,11 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 	if (o->from_ns && !pp.in_range) {
 		/* no sample at or after --from: the range is empty, and a
 		 * report of it would read as "nothing was allocated" */
+		/* digits enough that the two never read alike ("--from
+		 * 1.9 s is after the last sample (1.9 s)" for 1.95 and 1.92) */
 		ret = ma_err(-EINVAL,
-			     "--from %.1f s is after the last sample of %s "
-			     "(%.1f s)",
+			     "--from %g s is after the last sample of %s "
+			     "(%.3f s)",
 			     (double)o->from_ns / 1e9, path,
 			     (double)pp.last_t_ns / 1e9);
 		ma_err_set_exit(MA_EXIT_USAGE);

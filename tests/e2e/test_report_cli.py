@@ -463,6 +463,12 @@ def ranges(fx):
     rc, out, err = memattach("report", "--from", "2", "--to", "1",
                              fx["scenario"])
     check(rc == EXIT_USAGE, "--from after --to: usage error", err)
+    # --from just past the last sample (3 s): the message must not say
+    # "--from 3.0 s is after the last sample (3.0 s)"
+    rc, out, err = memattach("report", "--from", "3.04", fx["scenario"])
+    check(rc == EXIT_USAGE and "--from 3.04 s is after the last sample" in
+          err and "(3.000 s)" in err,
+          "--from past the last sample: both times told apart", err)
 
 
 def main():
