@@ -62,7 +62,10 @@ static int frame_table(const struct ma_report *r, FILE *f, uint32_t *fidx)
 					      n->firstlineno, (uint32_t)++nf };
 			fputs(nf > 1 ? ",{\"name\":\"" : "{\"name\":\"", f);
 			ma_json_str(f, n->function);
-			if (n->file[0] && n->line >= 0) {
+			/* the function's def line, whatever line this first
+			 * node of it is at (one with no line, -1, named the
+			 * frame for every node of the function) */
+			if (n->file[0] && n->firstlineno > 0) {
 				fputs(" (", f);
 				ma_json_str(f, n->file);
 				fprintf(f, ":%d)", n->firstlineno);
@@ -73,7 +76,7 @@ static int frame_table(const struct ma_report *r, FILE *f, uint32_t *fidx)
 				ma_json_str(f, n->file);
 				fputs("\"", f);
 			}
-			if (n->line >= 0)
+			if (n->firstlineno > 0)
 				fprintf(f, ",\"line\":%d", n->firstlineno);
 			fputs("}", f);
 		}

@@ -1018,6 +1018,75 @@ Test(report, speedscope_profiles)
 	ma_report_free(r);
 }
 
+/*
+ * A function's frame in speedscope is named by its def line whatever the
+ * line of its first node: a first node with no line (-1, as CPython 3.11+
+ * gives some instructions) left the frame "f", with no file, def line nor
+ * "line", for every node of f.  Code 2 "f" (first line 1): its 3.8
+ * lnotab puts addr 0 at line -1 and addr 2 at line 2.
+ */
+Test(report, speedscope_frame_of_a_node_with_no_line)
+{
+	static uint8_t lt[] = { 0, 0xfe, 2, 3 };
+	struct ma_event ev = { .type = MA_EV_CODE, .thread = 1 };
+	struct ma_report_opts o;
+	struct ma_report *r;
+	struct wr w;
+	char path[128], *out;
+	json_t *doc, *frames;
+	json_error_t e;
+	int named = 0;
+
+	tmp_path(path, sizeof(path), "noline.cap");
+	cr_assert_eq(ma_capture_create(path, &meta, &w.w), 0, "%s",
+		     ma_errmsg());
+	def_thread(&w, 1, 100, "main");
+	def_code(&w, 1, "<module>", "/app/main.py", 1);
+	ev.code.id = 2;
+	ev.code.firstlineno = 1;
+	ev.code.version_hex = PY38;
+	ev.code.name = "f";
+	ev.code.name_len = 1;
+	ev.code.file = "/app/f.py";
+	ev.code.file_len = (uint32_t)strlen(ev.code.file);
+	ev.code.linetable = lt;
+	ev.code.linetable_len = sizeof(lt);
+	put(&w, &ev);
+	def_node(&w, 1, 0, 1, 4);
+	def_node(&w, 2, 1, 2, 0); /* f, line -1 */
+	def_node(&w, 3, 1, 2, 2); /* f, line 2 */
+	ev_alloc(&w, 1, 0x1000, 100, 2, MA_KIND_MALLOC);
+	ev_alloc(&w, 1, 0x2000, 200, 3, MA_KIND_MALLOC);
+	ev_sample(&w, 1000000000ull, 10 << 20);
+	cr_assert_eq(ma_capture_close(w.w,
+				      &(struct ma_capture_trailer){
+					      .duration_ns = 1000000000ull,
+					      .complete = 1 }),
+		     0, "%s", ma_errmsg());
+	ma_report_opts_init(&o);
+	r = load(path, &o);
+	out = render(r, ma_report_speedscope, NULL);
+	doc = json_loads(out, 0, &e);
+	cr_assert_not_null(doc, "%s", e.text);
+	frames = json_object_get(json_object_get(doc, "shared"), "frames");
+	for (size_t i = 0; i < json_array_size(frames); i++) {
+		json_t *fr = json_array_get(frames, i);
+		const char *name =
+			json_string_value(json_object_get(fr, "name"));
+
+		if (strncmp(name, "f", 1))
+			continue;
+		named++;
+		cr_expect_str_eq(name, "f (/app/f.py:1)", "%s", out);
+		cr_expect_eq(json_integer_value(json_object_get(fr, "line")), 1,
+			     "%s", out);
+	}
+	cr_expect_eq(named, 1, "one frame for f: %s", out);
+	json_decref(doc);
+	free(out);
+	ma_report_free(r);
+}
+
 static uint8_t *gunzip(const char *in, size_t len, size_t *out_len)
 {
 	size_t cap = 1 << 20;
