@@ -591,6 +591,30 @@ static void chosen_view(const struct ma_report *r,
 	fmt_share(fig[v].bytes, r->sum[v].bytes, s, 16);
 }
 
+/* Characters (code points) in the first n bytes of UTF-8 s: the columns of
+ * a name, as near as a terminal goes without a width table */
+static int u8_chars(const char *s, size_t n)
+{
+	int k = 0;
+
+	for (size_t i = 0; i < n && s[i]; i++)
+		k += ((unsigned char)s[i] & 0xc0) != 0x80;
+	return k;
+}
+
+/* Bytes of the first `chars` characters of s: a cut there never splits a
+ * UTF-8 sequence */
+static size_t u8_prefix(const char *s, int chars)
+{
+	size_t i = 0;
+
+	for (int k = 0; s[i]; i++) {
+		if (((unsigned char)s[i] & 0xc0) != 0x80 && k++ == chars)
+			break;
+	}
+	return i;
+}
+
 /* --threads: a line per thread, every view's bytes, the chosen one first */
 static int thread_table(const struct ma_report *r, const struct out *o)
 {
@@ -606,7 +630,8 @@ static int thread_table(const struct ma_report *r, const struct out *o)
 		return ma_err(-ENOMEM, "out of memory");
 	n = ma_report_thread_order(r, ord);
 	for (size_t i = 0; i < n; i++) {
-		int l = (int)strlen(r->threads[ord[i]].name);
+		const char *nm = r->threads[ord[i]].name;
+		int l = u8_chars(nm, strlen(nm));
 
 		if (l > namew)
 			namew = l < 32 ? l : 32;
@@ -621,10 +646,14 @@ static int thread_table(const struct ma_report *r, const struct out *o)
 	fprintf(o->f, "%s\n", c_off(o));
 	for (size_t i = 0; i < n; i++) {
 		const struct ma_rthread *t = &r->threads[ord[i]];
+		/* padded and cut by characters, not bytes: 'wörker' was a
+		 * column short, and a long name cut inside a character */
+		size_t nb = u8_prefix(t->name, namew);
 
 		chosen_view(r, t->fig, v, b, c, s);
-		fprintf(o->f, "%8d  %-*.*s %s%10s%s %8s %6s", t->tid, namew,
-			namew, t->name, c_on(o, YEL), b, c_off(o), c, s);
+		fprintf(o->f, "%8d  %.*s%*s %s%10s%s %8s %6s", t->tid, (int)nb,
+			t->name, namew - u8_chars(t->name, nb), "",
+			c_on(o, YEL), b, c_off(o), c, s);
 		other_views(r, o, t->fig, v);
 	}
 	if (!n)

@@ -1677,6 +1677,58 @@ Test(report, python_thread_names)
 	ma_report_free(r);
 }
 
+/*
+ * --threads in the text: names padded and cut by characters, not bytes.
+ * "wörker" (7 bytes, 6 characters) left its row a column short, and a
+ * name longer than the column was cut at 32 bytes, inside a character
+ * (invalid UTF-8 on the terminal).
+ */
+Test(report, thread_table_utf8_names)
+{
+	static const char *const exp[] = {
+		"     101  wörker                                300 B ",
+		"     102  üüüüüüüüüüüüüüüüüüüüüüüüüüüüüüüü      200 B ",
+		"     103  main                                  100 B ",
+	};
+	char longname[128] = "";
+	struct ma_report_opts o;
+	struct ma_report *r;
+	struct wr w;
+	char path[128], *out;
+
+	for (int i = 0; i < 40; i++)
+		strcat(longname, "\xc3\xbc"); /* ü */
+	tmp_path(path, sizeof(path), "utf8threads.cap");
+	cr_assert_eq(ma_capture_create(path, &meta, &w.w), 0, "%s",
+		     ma_errmsg());
+	def_thread(&w, 1, 101, "python3");
+	def_thread(&w, 2, 102, "python3");
+	def_thread(&w, 3, 103, "main");
+	def_code(&w, 1, "<module>", "/app/a.py", 1);
+	def_node(&w, 1, 0, 1, 0);
+	ev_tname(&w, 1, "w\xc3\xb6rker");
+	ev_tname(&w, 2, longname);
+	ev_alloc(&w, 1, 0x1000, 300, 1, MA_KIND_MALLOC);
+	ev_alloc(&w, 2, 0x2000, 200, 1, MA_KIND_MALLOC);
+	ev_alloc(&w, 3, 0x3000, 100, 1, MA_KIND_MALLOC);
+	ev_sample(&w, 1000000000ull, 10 << 20);
+	cr_assert_eq(ma_capture_close(w.w,
+				      &(struct ma_capture_trailer){
+					      .duration_ns = 1000000000ull,
+					      .complete = 1 }),
+		     0, "%s", ma_errmsg());
+	ma_report_opts_init(&o);
+	o.thread_table = true;
+	o.by_thread = true; /* as the command sets it for --threads */
+	o.width = 120;
+	r = load(path, &o);
+	out = render(r, ma_report_text, NULL);
+	for (size_t i = 0; i < sizeof(exp) / sizeof(exp[0]); i++)
+		cr_expect(strstr(out, exp[i]), "no '%s' in:\n%s", exp[i], out);
+	free(out);
+	ma_report_free(r);
+}
+
 /* A target's command line, printed on one line: control characters
  * escaped, the rest (UTF-8, backslashes) kept */
 Test(textfit, escape_ctl)
