@@ -2238,7 +2238,10 @@ int ma_report_load(const char *path, const struct ma_report_opts *o,
 		ret = no_proc_matched(r);
 		goto fail;
 	}
-	if (r->thread_filtered && !r->threads_selected) {
+	/* --pid alone: a process named (pid_desc) that had no thread yet
+	 * (it allocated nothing up to --to) is a report of nothing, not a
+	 * --thread that named none */
+	if (r->thread_filtered && !r->threads_selected && r->opts.nthreads) {
 		ret = no_thread_matched(r);
 		goto fail;
 	}

@@ -1604,6 +1604,31 @@ Test(report, processes_and_pid_filter)
 	cr_expect(strstr(ma_errmsg(), "500, 501, 502"), "%s", ma_errmsg());
 }
 
+/*
+ * --pid of a process of the capture with no thread (skipped, or one that
+ * had not allocated yet at --to): a report of nothing.  It was refused as
+ * a --thread naming no thread, "no thread of process 502 in X is  (a
+ * kernel thread id or name); its threads: none", exit 2, and so was
+ * --to T1 --diff-to T2 --pid of a worker that started after T1.
+ */
+Test(report, pid_of_a_process_with_no_thread)
+{
+	struct ma_report_opts o;
+	struct ma_report *r = NULL;
+	char path[128];
+
+	tmp_path(path, sizeof(path), "procs0.cap");
+	write_procs(path);
+	ma_report_opts_init(&o);
+	o.pids[o.npids++] = 502;
+	ma_err_clear();
+	cr_assert_eq(ma_report_load(path, &o, &r), 0, "%s", ma_errmsg());
+	cr_expect_str_eq(r->pid_desc, "502");
+	FIG(r->sum[MA_RV_LIVE], 0, 0);
+	FIG(r->sum[MA_RV_TOTAL], 0, 0);
+	ma_report_free(r);
+}
+
 static void ev_tname(struct wr *w, uint32_t thread, const char *name)
 {
 	struct ma_event ev = { .type = MA_EV_TNAME, .thread = thread };
