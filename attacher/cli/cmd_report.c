@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -232,7 +233,26 @@ struct output {
 	FILE *f;
 };
 
-static int output_open(struct output *o, const char *path)
+/* Whether path is the same file as one of the inputs: the report,
+ * renamed over it, would replace the capture it was made from */
+static bool is_input(const char *path, const char *in1, const char *in2)
+{
+	struct stat so, si;
+
+	if (stat(path, &so))
+		return false;
+	for (int k = 0; k < 2; k++) {
+		const char *in = k ? in2 : in1;
+
+		if (in && !stat(in, &si) && si.st_dev == so.st_dev &&
+		    si.st_ino == so.st_ino)
+			return true;
+	}
+	return false;
+}
+
+static int output_open(struct output *o, const char *path, const char *in1,
+		       const char *in2)
 {
 	const char *why;
 	int err, fd;
@@ -244,6 +264,10 @@ static int output_open(struct output *o, const char *path)
 		return 0;
 	}
 	err = ma_outpath_check(path, &why);
+	if (!err && is_input(path, in1, in2)) {
+		err = -EEXIST;
+		why = "it is the file being reported; choose another path";
+	}
 	if (err) {
 		ma_err(err, "cannot write %s: %s", path, why);
 		ma_err_set_exit(MA_EXIT_CAPTURE);
@@ -457,7 +481,7 @@ static int report_snapshot(const char *path, const char *diff,
 	}
 	if (out && !strcmp(out, "-"))
 		out = NULL;
-	err = output_open(&dest, out);
+	err = output_open(&dest, out, path, diff);
 	if (!err)
 		err = output_close(&dest, ma_heap_report(dest.f, path, diff,
 							 fmt->name, top));
@@ -672,7 +696,7 @@ int ma_cmd_report(int argc, char **argv)
 	o.by_thread = (fmt->by_thread || o.thread_table) && !diff;
 	o.timeline = fmt->timeline && !diff;
 
-	err = output_open(&dest, out);
+	err = output_open(&dest, out, argv[optind], diff);
 	/* a capture a session is still writing reads as one cut short: say
 	 * which it is before its warnings */
 	for (int k = 0; k < 2 && err == 0; k++) {

@@ -131,6 +131,19 @@ def output_and_exit_codes(fx, tmp):
               "report %s: a FIFO is refused at once (exit 7)" %
               " ".join(args[1:]).replace(tmp, "TMP"),
               "exit %s: %s" % (rc, err))
+    # -o naming the capture itself (or the --diff one): the report was
+    # renamed over it, and the capture was gone
+    own = os.path.join(tmp, "own.cap")
+    shutil.copy(fx["scenario"], own)
+    for args in (["-f", "json", "-o", own, own],
+                 ["-f", "csv", "-o", own, fx["scenario"], "--diff", own]):
+        rc, out, err = memattach("report", *args)
+        with open(own, "rb") as f:
+            kept = f.read(8) == b"MEMATCAP"
+        check(rc == EXIT_CAPTURE and "being reported" in err and kept,
+              "report -o THE CAPTURE%s: refused (exit 7), the capture "
+              "kept" % (" (--diff)" if "--diff" in args else ""),
+              "exit %d: %s" % (rc, err))
     # another memattach that only reads the capture (a second report of
     # it running) is not a session writing it: the note named any
     # memattach with the file open.  A copy of sleep, so that its comm is
