@@ -591,8 +591,10 @@ Test(pyread, validate_rejects_bad_offsets)
 	put64(f.tstate, f.o.tstate_interp, A(f.interp));
 	put64(c, f.o.object_type, other_type);
 	cr_assert_eq(ma_pyreader_validate(f.r), -EPROTO);
+	/* no interpreter at all: a runtime not initialized (or finalized),
+	 * not offsets that are wrong */
 	put64(f.runtime, f.o.runtime_interpreters_head, 0);
-	cr_assert_eq(ma_pyreader_validate(f.r), -EPROTO);
+	cr_assert_eq(ma_pyreader_validate(f.r), -ENODATA);
 	fake_free(&f);
 }
 
