@@ -669,9 +669,15 @@ static uint64_t size_of(uintptr_t o, uintptr_t tp, uint8_t kind)
 			sz = basic + item * ipow_size(o);
 		}
 		break;
-	case K_NDARRAY:
-		sz = basic + ndarray_data(o);
+	case K_NDARRAY: {
+		/* numpy's __sizeof__: its dimensions and strides too (one
+		 * allocation of 2 x nd words), then the data it owns */
+		int nd = ld32(o + NP_ND);
+
+		sz = basic + (nd > 0 && nd <= 64 ? 16 * (uint64_t)nd : 0) +
+		     ndarray_data(o);
 		break;
+	}
 	case K_ARRAY: {
 		uintptr_t buf;
 

@@ -269,16 +269,31 @@ def numpy_views(label, exe):
             "v = np.ones(4_000_000)[::2]\n"
             "r = np.arange(2_000_000.0).reshape(1000, 2000)\n"
             "fb = np.frombuffer(bytearray(24_000_000), dtype=np.uint8)\n"
-            "print('READY', flush=True)\ntime.sleep(600)\n")
+            "import sys\n"
+            "small = [np.zeros((2, 3)) for i in range(20000)]\n"
+            "small += [x[0] for x in small[:10000]]\n"
+            "print('READY', sum(map(sys.getsizeof, small + [v, r, fb,"
+            " v.base, r.base])),"
+            " flush=True)\ntime.sleep(600)\n")
     p = subprocess.Popen([exe, "-c", code], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL)
     try:
-        if p.stdout.readline().strip() != b"READY":
+        ready = p.stdout.readline().split()
+        if not ready or ready[0] != b"READY":
             skip("%s: numpy views" % label, "numpy does not import here")
             return
         rc, out, err = memattach("heap", "-f", "json", "-q", "--top", "10",
                                  p.pid, timeout=300)
         doc = json.loads(out) if rc == 0 else {}
+        # sizes as numpy's __sizeof__: its dimensions and strides too
+        # (16 bytes a dimension; left out before, 3 % here), numpy's own
+        # arrays (a few dozen) beside the program's
+        want = int(ready[1])
+        t = find(doc.get("by_type", []),
+                 lambda t: t["type"] == "numpy.ndarray")
+        check(t is not None and want <= t["bytes"] <= want * 1.005,
+              "%s: numpy arrays sized as sys.getsizeof says (%d bytes)" %
+              (label, want), t)
         rows = doc.get("retainers", []) + doc.get("largest", [])
         for path, size in (("__main__.v -> numpy.ndarray", 32_000_000),
                            ("__main__.r -> numpy.ndarray", 16_000_000)):
