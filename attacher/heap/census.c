@@ -783,13 +783,45 @@ static int own_dict(const struct ma_heap_graph *g, struct ma_heap_live *live,
 	return is_type(g, o, "module") || (g->flags[o] & MA_HEAP_O_TYPE);
 }
 
+/*
+ * A str key as a path shows it: sanitized (ma_heap_text), a quote or a
+ * backslash escaped as Python writes them ('a\'b'), and a long one cut at
+ * a character with "..." after it (it was cut at 95 bytes, mid-way and with
+ * no closing quote: dict['xxxx -> bytearray)
+ */
+enum { KEY_SHOWN = 80 };
+static void key_text(const char *key, char *out, size_t len)
+{
+	char q[2 * KEY_SHOWN + 8], t[4 * KEY_SHOWN];
+	size_t o = 0, k;
+
+	for (k = 0; key[k] && o + 3 < sizeof(q); k++) {
+		if (key[k] == '\'' || key[k] == '\\')
+			q[o++] = '\\';
+		q[o++] = key[k];
+	}
+	q[o] = '\0';
+	ma_heap_text(q, t, sizeof(t));
+	if (strlen(t) <= KEY_SHOWN && !key[k]) {
+		snprintf(out, len, "%s", t);
+		return;
+	}
+	t[KEY_SHOWN - 3] = '\0';
+	/* not after a lone backslash, nor inside a character */
+	k = strlen(t);
+	if (k && t[k - 1] == '\\' && (k < 2 || t[k - 2] != '\\'))
+		t[--k] = '\0';
+	utf8_whole(t);
+	snprintf(out, len, "%s...", t);
+}
+
 /* How u holds v, written as an accessor: ".name", "['key']", "[3]", "" */
 static void edge_label(struct ma_heap_graph *g, struct ma_heap_live *live,
 		       uint32_t prev, uint32_t u, uint32_t v, char *out,
 		       size_t len)
 {
 	const char *cached = label_cached(g, u, v);
-	char key[256], text[96];
+	char key[256], text[KEY_SHOWN + 8];
 	uint64_t idx;
 
 	out[0] = '\0';
@@ -815,7 +847,7 @@ static void edge_label(struct ma_heap_graph *g, struct ma_heap_live *live,
 				: -ENOENT;
 
 		if (kind == MA_HEAP_KEY_STR) {
-			ma_heap_text(key, text, sizeof(text));
+			key_text(key, text, sizeof(text));
 			snprintf(out, len, attr ? ".%s" : "['%s']", text);
 		} else if (kind == MA_HEAP_KEY_INT) {
 			snprintf(out, len, "[%s]", key);

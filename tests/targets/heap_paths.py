@@ -109,6 +109,14 @@ keyed = {
         "__main__.keyed -> dict['\\x1b[2J\\x07evil\\u009b'] -> bytearray"),
     "\u00e9-key": plant(1_220_000,
                         "__main__.keyed -> dict['\u00e9-key'] -> bytearray"),
+    # quotes escaped as Python writes them; a long key cut with "..."
+    # (it was cut at 95 bytes with no closing quote, and 'a'b' unescaped)
+    "it's a \\ key": plant(
+        1_210_000, "__main__.keyed -> dict['it\\'s a \\\\ key'] -> "
+        "bytearray"),
+    "\u00e9" * 150: plant(
+        1_205_000, "__main__.keyed -> dict['%s...'] -> bytearray"
+        % ("\u00e9" * 38)),  # 77 bytes at most, whole characters
 }
 globals()["g\x1b]0;t\x07"] = plant(
     1_200_000, "__main__.g\\x1b]0;t\\x07 -> bytearray")
