@@ -104,7 +104,7 @@ static void usage(FILE *f)
 		"                           further allocations (default %d)\n",
 		MA_REPORT_DEF_WINDOW);
 	ma_cli_wrap(f, "      --diff B.cap", 27, diff);
-	fprintf(f, "      --force              --diff: also captures of "
+	fprintf(f, "      --force              --diff: also files of "
 		   "different programs\n"
 		   "      --diff-to T2         with --to T1: what grew in FILE "
 		   "from T1 to T2\n");
@@ -450,13 +450,15 @@ static int kinds_differ(const char *a, const char *b)
  * are the captures' (a census has no threads, times or stacks) */
 static bool snapshot_opt(int c)
 {
-	return c == 'f' || c == 'o' || c == OPT_TOP || c == OPT_DIFF;
+	return c == 'f' || c == 'o' || c == OPT_TOP || c == OPT_DIFF ||
+	       c == OPT_FORCE;
 }
 
 /* memattach report on a heap snapshot, or two with --diff */
 static int report_snapshot(const char *path, const char *diff,
 			   const struct ma_report_format *fmt, const char *out,
-			   int top, int bad_opt, const struct option *longopts)
+			   int top, bool force, int bad_opt,
+			   const struct option *longopts)
 {
 	struct output dest = { 0 };
 	char *out_alloc = NULL;
@@ -469,7 +471,7 @@ static int report_snapshot(const char *path, const char *diff,
 		fprintf(stderr,
 			"memattach: report: %s is a heap snapshot: %s applies "
 			"to captures only (a snapshot's report takes "
-			"--format, --output, --top and --diff)\n",
+			"--format, --output, --top, --diff and --force)\n",
 			path, name);
 		return MA_EXIT_USAGE;
 	}
@@ -483,8 +485,9 @@ static int report_snapshot(const char *path, const char *diff,
 		out = NULL;
 	err = output_open(&dest, out, path, diff);
 	if (!err)
-		err = output_close(&dest, ma_heap_report(dest.f, path, diff,
-							 fmt->name, top));
+		err = output_close(&dest,
+				   ma_heap_report(dest.f, path, diff, fmt->name,
+						  top, force));
 	if (err) {
 		free(out_alloc);
 		return ma_cli_fail("report");
@@ -644,7 +647,7 @@ int ma_cmd_report(int argc, char **argv)
 	/* A heap snapshot (memattach heap -o) has renderers of its own */
 	if (ma_heap_snap_is(argv[optind]))
 		return report_snapshot(argv[optind], diff, fmt, out, o.top,
-				       not_snapshot, longopts);
+				       force, not_snapshot, longopts);
 	if (diff_to) {
 		/* two moments of one capture: FILE as of --to, and as of
 		 * --diff-to */

@@ -9,6 +9,7 @@
 #ifndef MA_HEAPCENSUS_H
 #define MA_HEAPCENSUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -222,8 +223,10 @@ int ma_heap_snap_is(const char *path);
 /* NULL with a message (exit code MA_EXIT_CAPTURE) when unreadable */
 json_t *ma_heap_snap_read(const char *path);
 /* memattach report on a snapshot (or two, with diff), into f: 0, or
- * -errno with a message (the caller handles f's write errors) */
+ * -errno with a message (the caller handles f's write errors); two
+ * snapshots of different programs (command line, Python version) are
+ * refused unless force */
 int ma_heap_report(FILE *f, const char *path, const char *diff,
-		   const char *format, int top);
+		   const char *format, int top, bool force);
 
 #endif

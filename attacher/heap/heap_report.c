@@ -955,8 +955,33 @@ int ma_heap_render_diff(FILE *f, const json_t *a, const json_t *b,
 	return err;
 }
 
+/* Snapshots of different programs compare nothing that means anything:
+ * refused unless --force, as captures are (cmd_report.c) */
+static int same_program(const char *pa, const json_t *a, const char *pb,
+			const json_t *b)
+{
+	const char *ca = js(a, "command"), *cb = js(b, "command");
+	const char *va = js(a, "python"), *vb = js(b, "python");
+	char *ea, *eb;
+
+	if (!strcmp(ca, cb) && !strcmp(va, vb))
+		return 0;
+	ea = ma_escape_ctl(ca);
+	eb = ma_escape_ctl(cb);
+	ma_err(-EINVAL,
+	       "--diff: %s and %s come from different programs (pid %llu, "
+	       "Python %s: '%s'; pid %llu, Python %s: '%s'); --force "
+	       "compares them anyway",
+	       pa, pb, (unsigned long long)ju(a, "pid"), va, ea ? ea : "?",
+	       (unsigned long long)ju(b, "pid"), vb, eb ? eb : "?");
+	free(ea);
+	free(eb);
+	ma_err_set_exit(MA_EXIT_USAGE);
+	return -EINVAL;
+}
+
 int ma_heap_report(FILE *f, const char *path, const char *diff,
-		   const char *format, int top)
+		   const char *format, int top, bool force)
 {
 	json_t *a, *b = NULL;
 	int err;
@@ -977,6 +1002,11 @@ int ma_heap_report(FILE *f, const char *path, const char *diff,
 		if (!b) {
 			json_decref(a);
 			return -EPROTO;
+		}
+		if (!force && same_program(path, a, diff, b)) {
+			json_decref(a);
+			json_decref(b);
+			return -EINVAL;
 		}
 	}
 	err = b ? ma_heap_render_diff(f, a, b, format, top)

@@ -103,6 +103,18 @@ def run(label, exe, tmp):
     check(rc == 0 and ", 3 s earlier (process" in first and secs == -3,
           "%s: --diff with the older snapshot second: 3 s earlier (text), "
           "seconds_between -3 (json)" % label, (first, secs, err))
+    # Another program's snapshot: refused unless --force, as captures are
+    # (it was compared without a word)
+    doc["command"] += " --other"
+    other = os.path.join(tmp, "other.snap")
+    with open(other, "w") as f:
+        json.dump(doc, f)
+    rc, out, err = memattach("report", a, "--diff", other)
+    rc2, out2, err2 = memattach("report", a, "--diff", other, "--force")
+    check(rc == 2 and "come from different programs" in err and
+          "--force" in err and not out and rc2 == 0 and "RSS" in out2,
+          "%s: --diff of another program's snapshot: refused (exit 2) "
+          "unless --force" % label, (rc, err, rc2, err2))
 
 
 def treemap(label, html, tmp):
