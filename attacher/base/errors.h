@@ -24,6 +24,7 @@ enum ma_exit {
 	MA_EXIT_PARTIAL = 8, /* worked, but some data could not be read */
 	MA_EXIT_BUSY = 9,    /* another memattach tracks the process now */
 	MA_EXIT_NOMEM = 10,  /* not enough memory (a census) or descriptors */
+	MA_EXIT_INTERRUPTED = 130, /* heap: Ctrl-C during the census */
 };
 
 /*

@@ -498,7 +498,7 @@ static void print_procs(const struct ma_track *tr, FILE *f)
 /* Then what holds the memory now, briefly (memattach heap has it all):
  * the user's story is a process already full; a census that fails says so
  * and tracking goes on */
-static void print_heap_now(struct ma_target *t)
+static int print_heap_now(struct ma_target *t)
 {
 	struct ma_heap_opts ho = { .quiet = 1 };
 	struct ma_hcensus_opts co = { .top = 5 };
@@ -506,13 +506,19 @@ static void print_heap_now(struct ma_target *t)
 	struct ma_heap_census c = { 0 };
 	struct ma_heap_live *live = NULL;
 	char a[32], b[32];
+	int stop;
 
+	/* Ctrl-C here ends the census's copy, then memattach (exit 130) */
+	ma_heap_catch_signals(1);
 	if (ma_heap_take(t, &ho, &g, &live)) {
-		printf("Heap now: no census (%s)\n\n", ma_errmsg());
+		stop = ma_heap_interrupted();
+		if (!stop)
+			printf("Heap now: no census (%s)\n\n", ma_errmsg());
 		ma_heap_graph_free(&g);
-		return;
+		ma_heap_catch_signals(0);
+		return stop;
 	}
-	if (ma_heap_census(&g, &co, live, &c) == 0) {
+	if (ma_heap_census(&g, &co, live, &c) == 0 && !ma_heap_interrupted()) {
 		ma_fmt_bytes(c.bytes, a, sizeof(a));
 		ma_fmt_bytes(g.rss.rss, b, sizeof(b));
 		printf("\nHeap now: %llu Python objects, %s, of an RSS of %s "
@@ -546,6 +552,9 @@ static void print_heap_now(struct ma_target *t)
 	ma_heap_census_free(&c);
 	ma_heap_graph_free(&g);
 	fflush(stdout);
+	stop = ma_heap_interrupted();
+	ma_heap_catch_signals(0);
+	return stop;
 }
 
 /* The read-only look first, as in the user's story: every thread's stack.
@@ -650,8 +659,14 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 		ret = ma_cli_fail("attach");
 		goto out;
 	}
-	if (o.show_stacks && !o.no_heap)
-		print_heap_now(t);
+	if (o.show_stacks && !o.no_heap && print_heap_now(t)) {
+		fprintf(stderr,
+			"memattach: interrupted during the heap census; "
+			"process %d runs on as it was, not tracked\n",
+			(int)pid);
+		ret = MA_EXIT_INTERRUPTED;
+		goto out;
+	}
 	/* ... and again after the census's seconds */
 	if (o.show_stacks && ma_track_check_running(pid)) {
 		ret = ma_cli_fail("attach");

@@ -102,6 +102,7 @@ int ma_cmd_heap(int argc, char **argv)
 	/* the verbose line's total: the whole command, the census and the
 	 * report included (g.total_ns is the snapshot's taking alone) */
 	uint64_t t0 = ma_now_ns();
+	int caught = 0;
 	json_t *doc = NULL;
 	int ch, err, ret = MA_EXIT_OK;
 	pid_t pid;
@@ -181,7 +182,15 @@ int ma_cmd_heap(int argc, char **argv)
 		ret = ma_cli_fail("heap");
 		goto done;
 	}
+	/* Ctrl-C ends the census's copy before memattach leaves */
+	ma_heap_catch_signals(1);
+	caught = 1;
 	err = ma_heap_take(t, &ho, &g, &live);
+	if (err && ma_heap_interrupted()) {
+		ma_err_set_exit(MA_EXIT_INTERRUPTED);
+		ret = ma_cli_fail("heap");
+		goto done;
+	}
 	if (err) {
 		/* the real cause, when it is one */
 		if (!ma_target_execed(t))
@@ -192,6 +201,14 @@ int ma_cmd_heap(int argc, char **argv)
 	err = ma_heap_census(&g, &co, live, &c);
 	ma_heap_live_end(live, t);
 	live = NULL;
+	if (ma_heap_interrupted()) {
+		fprintf(stderr,
+			"memattach: heap: interrupted; the census's copy "
+			"ended, process %d runs on as it was\n",
+			(int)pid);
+		ret = MA_EXIT_INTERRUPTED;
+		goto done;
+	}
 	if (err) {
 		ma_err(err, "heap: the analysis failed: %s", strerror(-err));
 		ret = ma_cli_fail("heap");
@@ -238,6 +255,8 @@ done:
 	json_decref(doc);
 	if (live)
 		ma_heap_live_end(live, t);
+	if (caught)
+		ma_heap_catch_signals(0);
 	ma_heap_census_free(&c);
 	ma_heap_graph_free(&g);
 	if (t)

@@ -65,7 +65,8 @@ static void usage(FILE *f)
 		"debug info/offsets, 7 capture file error, 8 partial result, 9 "
 		"busy (another\n"
 		"memattach tracks the process), 10 not enough free memory "
-		"(heap).\n"
+		"(heap),\n"
+		"130 interrupted (Ctrl-C during a heap census).\n"
 		"See docs/memattach.md.\n");
 }
 

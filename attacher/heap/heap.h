@@ -100,6 +100,16 @@ struct ma_heap_opts {
 
 struct ma_heap_live;
 
+/*
+ * Ctrl-C (SIGINT, SIGTERM, SIGHUP) during a census: on (1), the first one
+ * only sets a flag that the walk looks at, so that the copy is ended and
+ * reaped (a zombie only the target could reap otherwise) before memattach
+ * leaves; a second one kills as before.  Off (0): the handlers as they
+ * were.  ma_heap_interrupted() says whether one came.
+ */
+void ma_heap_catch_signals(int on);
+int ma_heap_interrupted(void);
+
 /* Take a census of t: freeze, clone, walk the copy.  *live: the copy, kept
  * to name dict keys along paths (ma_heap_live_end reaps it).  A copy or
  * target that went away mid-walk gives a partial graph (g->partial). */

@@ -77,6 +77,37 @@ struct parse {
 	int last_taken;
 };
 
+static volatile sig_atomic_t interrupted;
+static const int catch_sigs[] = { SIGINT, SIGTERM, SIGHUP };
+static struct sigaction old_sa[3];
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+void ma_heap_catch_signals(int on)
+{
+	/* SA_RESETHAND: a second Ctrl-C ends memattach at once */
+	struct sigaction sa = { .sa_handler = on_signal,
+				.sa_flags = SA_RESETHAND };
+
+	for (size_t i = 0; i < 3; i++) {
+		if (on)
+			sigaction(catch_sigs[i], &sa, &old_sa[i]);
+		else
+			sigaction(catch_sigs[i], &old_sa[i], NULL);
+	}
+	if (on)
+		interrupted = 0;
+}
+
+int ma_heap_interrupted(void)
+{
+	return interrupted;
+}
+
 /* What the parse allocated that the graph does not keep */
 static void parse_free(struct parse *ps)
 {
@@ -785,6 +816,14 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 	uint64_t walk0 = ma_now_ns();
 
 	for (uint32_t idle = 0;;) {
+		if (interrupted) {
+			err = ma_err(-EINTR,
+				     "heap: interrupted after %llu objects; "
+				     "the census's copy ended, process %d "
+				     "runs on as it was",
+				     (unsigned long long)g->n, (int)t->pid);
+			goto end;
+		}
 		err = tend_copy(hc.copy, why, sizeof(why));
 		if (err)
 			break;

@@ -17,6 +17,7 @@ times), is SIGKILLed there, and:
 - at the end the target has no child at all; after the census that logs
   the steps, it exits 0 when asked.
 """
+import signal
 import time
 
 import kill_lib
@@ -166,8 +167,29 @@ def run(label, exe, tmp):
             t.kill()
 
 
+def interrupted(label, exe, tmp):
+    """Ctrl-C during the walk: memattach ends the copy and reaps it before
+    it leaves (exit 130, saying so); it used to die of the SIGINT at once,
+    with no word, leaving a dead copy only the target could reap"""
+    with KillTarget(exe, tmp) as t:
+        a = StoppedAttach(t.pid, None, "heap.chunk#1", "-q", cmd=["heap"])
+        if not check(a.wait_stopped(), "%s: Ctrl-C: the census stopped at "
+                     "its first chunk" % label):
+            a.kill()
+            return
+        a.proc.send_signal(signal.SIGINT)
+        a.proc.send_signal(signal.SIGCONT)
+        _, err = a.proc.communicate(timeout=60)
+        check(a.proc.returncode == 130 and "interrupted" in err and
+              not children(t.pid) and not t.health(),
+              "%s: Ctrl-C during the census: exit 130, said, the copy "
+              "reaped, the target well" % label,
+              "exit %s: %s %s" % (a.proc.returncode, err[-300:],
+                                  children(t.pid)))
+
+
 def main():
-    each_interpreter("memattach-heapkill-", run)
+    each_interpreter("memattach-heapkill-", run, interrupted)
 
 
 if __name__ == "__main__":
