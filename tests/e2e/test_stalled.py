@@ -93,6 +93,20 @@ def stalled_full_ring(label, exe, tmp):
               "exit %s\n%s\n%s" % (rc, a.stdout[:600], a.stderr))
 
 
+def attaches_again(t, cap, what):
+    """A target let run again: its watchdog ends the old session within a
+    tick or so (until then an attach is refused as busy, 9), then a new
+    attach works"""
+    for _ in range(10):
+        time.sleep(0.3)
+        a = Attach(t.pid, "-d", "1", output=cap)
+        rc = a.wait(timeout=30)
+        if rc != 9:
+            break
+    check(rc == 0 and "target running" in a.stderr and t.alive(), what,
+          "exit %s\n%s" % (rc, a.stderr))
+
+
 def state(pid):
     with open("/proc/%d/stat" % pid) as f:
         return f.read().rsplit(")", 1)[1].split()[0]
@@ -131,17 +145,8 @@ def target_stopped(label, exe, tmp):
         check(ok, "%s: its capture reads, with what came before the stop" %
               label, str(doc)[:500])
         os.kill(t.pid, signal.SIGCONT)
-        # its watchdog ends the old session within a tick or so: until
-        # then an attach is refused as busy (9)
-        for _ in range(10):
-            time.sleep(0.3)
-            a = Attach(t.pid, "-d", "1", output=cap)
-            rc = a.wait(timeout=30)
-            if rc != 9:
-                break
-        check(rc == 0 and "target running" in a.stderr and t.alive(),
-              "%s: resumed by its owner, it runs and takes a new attach" %
-              label, "exit %s\n%s" % (rc, a.stderr))
+        attaches_again(t, cap, "%s: resumed by its owner, it runs and "
+                       "takes a new attach" % label)
 
 
 # Holds every thread of argv[1] in a tracing stop, as gdb -p does (ptrace
@@ -193,16 +198,8 @@ def target_held(label, exe, tmp):
         finally:
             h.stdin.close()
             h.wait(timeout=30)
-        # let go, its watchdog ends the old session: a new attach works
-        for _ in range(10):
-            time.sleep(0.3)
-            a = Attach(t.pid, "-d", "1", output=cap)
-            rc = a.wait(timeout=30)
-            if rc != 9:
-                break
-        check(rc == 0 and "target running" in a.stderr and t.alive(),
-              "%s: let go by its tracer, it runs and takes a new attach" %
-              label, "exit %s\n%s" % (rc, a.stderr))
+        attaches_again(t, cap, "%s: let go by its tracer, it runs and "
+                       "takes a new attach" % label)
 
 
 def main():
