@@ -681,10 +681,10 @@ static int track_add(struct ma_track *g, struct ma_target *t, pid_t ppid)
 		err = ma_track_check_running(t->pid);
 	if (!err)
 		err = ma_account_new(&p->acc);
-	if (!err)
-		ma_account_set_beat(p->acc, acc_beat, g);
 	if (!err) {
 		struct ma_inject_opts io = inject_opts(&g->opts);
+
+		ma_account_set_beat(p->acc, acc_beat, g);
 
 		err = ma_inject_start(t, &io, &p->s);
 	}
