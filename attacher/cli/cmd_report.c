@@ -178,11 +178,13 @@ static const char *allowed(int c, char *buf, size_t len)
 	case OPT_THREAD:
 	case OPT_FILTER:
 		return " (must not be empty)";
+	/* ma_cli_secs' bounds, said: 1e30 was refused without its limit */
 	case OPT_FROM:
-		return " (seconds since the capture started)";
+		return " (seconds since the capture started, at most 1e9)";
 	case OPT_TO:
 	case OPT_DIFF_TO:
-		return " (seconds since the capture started, more than 0)";
+		return " (seconds since the capture started, more than 0 and "
+		       "at most 1e9)";
 	case OPT_TOP:
 		snprintf(buf, len, " (a whole number from 0 to %u)",
 			 MA_CLI_TOP_MAX);

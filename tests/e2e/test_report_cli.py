@@ -66,6 +66,10 @@ def option_errors(fx):
             "memattach: report: bad value for %s: '%s' (" % tuple(args)),
             "report %s %r: refused, one line" % tuple(args),
             "exit %d: %s" % (rc, err))
+    # out of range: the bound is said (1e30 named "more than 0" alone)
+    rc, out, err = memattach("report", "--to", "1e30", fx["scenario"])
+    check(rc == EXIT_USAGE and "at most 1e9" in err,
+          "report --to 1e30: refused, its upper bound said", err)
     rc, out, err = memattach("report", "--help")
     check(rc == 0 and re.search(r"^ +--no-color +text: ", out, re.M),
           "report --help lists --no-color", out)
