@@ -1101,6 +1101,13 @@ static int read_header(struct ma_capture_reader *r)
 				      ? (uint32_t)get_le(h + 28, 4)
 				      : 0;
 	r->meta.start_wall_ns = get_le(h + 32, 8);
+	if ((r->meta.flags & MA_TRACK_SAMPLE) && !r->meta.sample_mean) {
+		/* a sampled capture's estimates need their mean: a header
+		 * with the flag and no mean was never written by memattach */
+		free(h);
+		return rd_err(r, -EBADMSG,
+			      "damaged header (sampled, with no mean)");
+	}
 	r->meta.py_version = r->strings;
 	r->meta.exe = r->strings + vl + 1;
 	r->meta.cmdline = r->strings + vl + el + 2;

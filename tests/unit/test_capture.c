@@ -20,6 +20,7 @@
 #include <zstd.h>
 
 #include "capture.h"
+#include "ma_config.h"
 #include "errors.h"
 
 static char tmpdir[64];
@@ -1515,4 +1516,30 @@ Test(capture, older_versions_still_read)
 		cr_expect_eq(ma_capture_next(r, &ev), 0);
 		ma_capture_reader_close(r);
 	}
+}
+
+/* A header that says sampled with no mean: never written by memattach (its
+ * estimates need the mean); a clear error, where it was read with exit 0 */
+Test(capture, sampled_header_without_mean_is_damaged)
+{
+	struct ma_capture_writer *w;
+	struct ma_capture_reader *r;
+	char path[512];
+	size_t len;
+	uint8_t *file;
+	uint32_t h;
+
+	tmp_path(path, sizeof(path), "nomean.cap");
+	cr_assert_eq(ma_capture_create(path, &test_meta, &w), 0);
+	cr_assert_eq(ma_capture_close(w, NULL), 0);
+	file = slurp(path, &len);
+	h = le32(file + 12);
+	put32(file + 24, le32(file + 24) | MA_TRACK_SAMPLE | MA_TRACK_AGG);
+	put32(file + 28, 0);
+	put32(file + h - 4, crc32_ieee(file, h - 4));
+	spit(path, file, len);
+	free(file);
+	cr_assert_neq(ma_capture_open(path, &r), 0, "opened");
+	cr_expect(strstr(ma_errmsg(), "sampled, with no mean") != NULL, "%s",
+		  ma_errmsg());
 }
