@@ -680,6 +680,16 @@ static int proc_table(const struct ma_report *r, const struct out *o)
 	if (!ord)
 		return ma_err(-ENOMEM, "out of memory");
 	n = ma_report_proc_order(r, ord);
+	if (!r->nprocs) {
+		/* a table of nothing said only "(none)" */
+		fprintf(o->f,
+			"\n%sProcesses%s: one, %d (the table lists those of a "
+			"capture of several: attach --children, or several "
+			"PIDs)\n",
+			c_on(o, BOLD), c_off(o), (int)r->meta->pid);
+		free(ord);
+		return 0;
+	}
 	fprintf(o->f, "\n%sProcesses%s by %s bytes; every view's bytes:\n",
 		c_on(o, BOLD), c_off(o), ma_rview_name(v));
 	fprintf(o->f, "%s%8s %8s %-8s %7s %10s %8s %6s", c_on(o, DIM), "PID",

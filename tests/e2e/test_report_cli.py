@@ -66,6 +66,10 @@ def option_errors(fx):
             "memattach: report: bad value for %s: '%s' (" % tuple(args)),
             "report %s %r: refused, one line" % tuple(args),
             "exit %d: %s" % (rc, err))
+    # --pids of a capture of one process: said, not a table of "(none)"
+    rc, out, err = memattach("report", "--pids", fx["scenario"])
+    check(rc == 0 and "Processes: one, " in out and "(none)" not in out,
+          "report --pids of one process: said so", out[-600:])
     # out of range: the bound is said (1e30 named "more than 0" alone)
     rc, out, err = memattach("report", "--to", "1e30", fx["scenario"])
     check(rc == EXIT_USAGE and "at most 1e9" in err,
