@@ -80,6 +80,25 @@ static int mem_access(pid_t pid, const struct ma_maps *maps)
 	return 0; /* nothing readable to try: let the attach say */
 }
 
+/* A Python 2 by its file's name (python2.7, libpython2.7.so): its ELF has
+ * no version memattach reads (no PY_VERSION of 3.x); "2.7" into ver */
+static int python2(const char *mod, char *ver, size_t len)
+{
+	const char *b = strrchr(mod, '/'), *p;
+	size_t n;
+
+	b = b ? b + 1 : mod;
+	p = strstr(b, "python2");
+	if (!p)
+		return 0;
+	p += strlen("python");
+	n = p[1] == '.' ? strspn(p, "0123456789.") : 1;
+	while (n > 1 && p[n - 1] == '.')
+		n--;
+	snprintf(ver, len, "%.*s", (int)n, p);
+	return 1;
+}
+
 /* Fill r for pid; 1 when it is a Python process, 0 when not, <0 gone */
 static int look(pid_t pid, struct ps_row *r)
 {
@@ -162,6 +181,10 @@ static int look(pid_t pid, struct ps_row *r)
 			 "stopped by a signal (state T): 'kill -CONT %d' "
 			 "resumes it",
 			 (int)pid);
+	else if (!hex && python2(mod, r->version, sizeof(r->version)))
+		snprintf(r->why, sizeof(r->why),
+			 "Python 2 is not supported (3.%d to 3.%d are)",
+			 MA_PY_MIN_MINOR, MA_PY_MAX_MINOR);
 	else if (!hex)
 		snprintf(r->why, sizeof(r->why), "Python version unknown");
 	else if (!ma_pyver_supported(hex))

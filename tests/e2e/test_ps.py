@@ -4,6 +4,7 @@ attachable; one tracked by another memattach names that memattach; one
 under strace names its tracer; run as another user, a root-owned target
 says there is no ptrace access; a process that is not Python is not listed.
 """
+import glob
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ import subprocess
 import time
 
 from ma_test import (Attach, Target, check, finish, interpreters, memattach,
-                     py_version, skip)
+                     py_version, pyenv_root, skip)
 
 
 def ps_rows(**kw):
@@ -85,7 +86,29 @@ def main():
             skip("another user", "needs root and setpriv")
     sleeper.kill()
     sleeper.wait()
+    python2()
     finish()
+
+
+def python2():
+    """A Python 2 process: listed with its version and why not (it said
+    "Python version unknown", where 3.6 said "not supported")"""
+    root = pyenv_root()
+    exes = sorted(glob.glob(os.path.join(root, "versions", "2.*", "bin",
+                                         "python2"))) if root else []
+    if not exes:
+        skip("Python 2", "no $(pyenv root)/versions/2.* interpreter here")
+        return
+    p = subprocess.Popen([exes[-1], "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.5)
+        r = ps_rows().get(p.pid)
+        check(r and not r["attachable"] and r["python"].startswith("2.") and
+              r["why_not"].startswith("Python 2 is not supported"),
+              "a Python 2 process: its version, and why not", r)
+    finally:
+        p.kill()
+        p.wait()
 
 
 if __name__ == "__main__":
