@@ -805,16 +805,47 @@ static int pool_at(uintptr_t p, struct pool_at *pa)
 	return 1;
 }
 
+/*
+ * CPython's debug hooks (PYTHONMALLOC=pymalloc_debug, -X dev, and every
+ * --with-pydebug build by default) wrap each block: before the bytes they
+ * return, the size asked for (a big-endian word) and a word of the API's
+ * letter ('r', 'm' or 'o') and seven bytes 0xFD; after them, a word of
+ * 0xFD.  The pymalloc block then starts DEBUG_FRONT bytes earlier and was
+ * asked for DEBUG_EXTRA bytes more.  1 when p is such a wrapped block.
+ */
+#define DEBUG_FRONT 16
+#define DEBUG_EXTRA 24
+
+static int debug_wrapped(uintptr_t p)
+{
+	const uint8_t *b = (const uint8_t *)(p - 8);
+
+	if (p < DEBUG_FRONT || !readable(p - DEBUG_FRONT, DEBUG_FRONT) ||
+	    (b[0] != 'r' && b[0] != 'm' && b[0] != 'o'))
+		return 0;
+	for (int i = 1; i < 8; i++)
+		if (b[i] != 0xFD)
+			return 0;
+	return __builtin_bswap64(ld(p - DEBUG_FRONT)) <= PYMALLOC_MAX_SIZE;
+}
+
 /* 1 when block is a pymalloc block allocated for lo to hi bytes (its
  * pool's size class is theirs; the pool counted in pstat), else 0:
- * malloc's */
+ * malloc's.  A block the debug hooks wrapped counts as the one around it. */
 static int in_pool_for(uintptr_t block, uint64_t lo, uint64_t hi)
 {
 	struct pool_at pa;
 
-	if (!block || lo == 0 || lo > PYMALLOC_MAX_SIZE ||
-	    !pool_at(block, &pa) || pa.block != block ||
-	    pa.bs < (lo + 15) / 16 * 16 || pa.bs > (hi + 15) / 16 * 16)
+	if (!block || lo == 0 || lo > PYMALLOC_MAX_SIZE)
+		return 0;
+	if (debug_wrapped(block)) {
+		block -= DEBUG_FRONT;
+		lo += DEBUG_EXTRA;
+		hi += DEBUG_EXTRA;
+	}
+	if (lo > PYMALLOC_MAX_SIZE || !pool_at(block, &pa) ||
+	    pa.block != block || pa.bs < (lo + 15) / 16 * 16 ||
+	    pa.bs > (hi + 15) / 16 * 16)
 		return 0;
 	pool_note(pa.pool, pa.count, pa.arena, pa.szidx);
 	return 1;

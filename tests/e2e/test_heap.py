@@ -135,7 +135,7 @@ def run(label, exe):
         t.kill()
 
 
-def pymalloc_split(label, exe):
+def pymalloc_split(label, exe, env=None):
     """The objects' bytes split between pymalloc's blocks and the rest by
     where each part lives (tests/targets/heap_pymalloc.py): a bytearray's
     buffer, a large list's or dict's table count as malloc's, not as
@@ -143,7 +143,7 @@ def pymalloc_split(label, exe):
     never exceeds the blocks in use in pymalloc's pools.  The old binary
     counted all of an object whose header was in a pymalloc block: 8.48
     MiB "in pymalloc blocks" against 1.75 MiB of blocks in use."""
-    t = Target(exe, "heap_pymalloc.py", ready="{", timeout=120)
+    t = Target(exe, "heap_pymalloc.py", ready="{", env=env, timeout=120)
     try:
         want = json.loads(t.ready_line)
         rc, out, err = memattach("heap", "-f", "json", "-q", t.pid,
@@ -170,6 +170,22 @@ def pymalloc_split(label, exe):
                                           pym / MIB), figures)
     finally:
         t.kill()
+
+
+def debug_hooks():
+    """Under CPython's debug hooks (PYTHONMALLOC=pymalloc_debug, -X dev,
+    and every --with-pydebug build such as Debian's python3.11d) each
+    pymalloc block starts 16 bytes before the object.  The census took
+    every object there for malloc's: 0 B in pymalloc blocks, 0 pools."""
+    env = dict(os.environ, PYTHONMALLOC="pymalloc_debug")
+    if os.path.exists("/usr/bin/python3"):
+        pymalloc_split("debian-python3 PYTHONMALLOC=pymalloc_debug",
+                       "/usr/bin/python3", env)
+    for label, exe in interpreters(minors=(8, 13), announce=False):
+        if label.startswith("pyenv-"):
+            pymalloc_split(label + " PYTHONMALLOC=pymalloc_debug", exe, env)
+    if os.path.exists("/usr/bin/python3.11d"):
+        pymalloc_split("debian-python3.11d", "/usr/bin/python3.11d")
 
 
 def paths(label, exe):
@@ -379,6 +395,7 @@ def main():
         pymalloc_split(label, exe)
         paths(label, exe)
         blocked_write(label, exe)
+    debug_hooks()
     if os.path.exists("/usr/bin/python3"):
         big_heap("debian-python3", "/usr/bin/python3")
         long_list("debian-python3", "/usr/bin/python3")
