@@ -92,6 +92,7 @@ int ma_cmd_info(int argc, char **argv)
 	struct ma_pyreader *r = NULL;
 	struct ma_tsnap snap = { 0 };
 	int json = 0, c, npy = 0;
+	size_t nthreads = 0;
 	pid_t pid;
 	char kind[PATH_MAX + 64], rss[32], hwm[32], pstate[256];
 	struct ma_cli_args args =
@@ -120,8 +121,12 @@ int ma_cmd_info(int argc, char **argv)
 	 * rest was shown without them */
 	if (snap_err)
 		ma_cli_error("info");
-	for (size_t i = 0; i < snap.n; i++)
-		npy += snap.th[i].py != NULL;
+	/* a thread that runs a subinterpreter has a state in each: one
+	 * kernel thread, listed once more (marked, as in stacks) */
+	for (size_t i = 0; i < snap.n; i++) {
+		nthreads += !snap.th[i].other_interp;
+		npy += snap.th[i].py != NULL && !snap.th[i].other_interp;
+	}
 	ma_fmt_bytes((uint64_t)t->status.vm_rss_kb * 1024, rss, sizeof(rss));
 	ma_fmt_bytes((uint64_t)t->status.vm_hwm_kb * 1024, hwm, sizeof(hwm));
 	build_kind(t, kind, sizeof(kind));
@@ -178,6 +183,14 @@ int ma_cmd_info(int argc, char **argv)
 			json_object_set_new(
 				jt, "holds_gil",
 				json_boolean(v->py && v->py->holds_gil));
+			if (v->py)
+				json_object_set_new(
+					jt, "interpreter",
+					json_integer(v->py->interp_id));
+			if (v->other_interp)
+				json_object_set_new(
+					jt, "also_in_interpreter",
+					json_integer(v->other_interp - 1));
 			json_array_append_new(th, jt);
 		}
 		if (snap_err) {
@@ -216,13 +229,22 @@ int ma_cmd_info(int argc, char **argv)
 		else
 			printf("threads:     %zu (%d with a Python thread "
 			       "state)\n",
-			       snap.n, npy);
+			       nthreads, npy);
 		for (size_t i = 0; i < snap.n; i++) {
 			const struct ma_tview *v = &snap.th[i];
-			const char *what = !v->py ? "no Python thread state"
-					   : v->py->holds_gil
-						   ? "Python, holds the GIL"
-						   : "Python";
+			char what[160];
+
+			snprintf(what, sizeof(what), "%s",
+				 !v->py		    ? "no Python thread state"
+				 : v->py->holds_gil ? "Python, holds the GIL"
+						    : "Python");
+			if (v->py && v->other_interp)
+				snprintf(what + strlen(what),
+					 sizeof(what) - strlen(what),
+					 " (interpreter %ld: its state in "
+					 "interpreter %ld is listed above)",
+					 (long)v->py->interp_id,
+					 v->other_interp - 1);
 
 			if (v->tid && v->nstid != v->tid)
 				printf("  %-8d %-16s %s (%d in its PID "

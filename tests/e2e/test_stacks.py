@@ -13,7 +13,9 @@ is shown on one, its control characters escaped.  Each interpreter is checked wi
 with DWARF out of the picture (the built-in table; _Py_DebugOffsets on
 3.13).
 """
+import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -286,6 +288,22 @@ def run_subinterp(label, exe):
               [(th["tid"], th["name"], th.get("interpreter"),
                 [f["function"] for f in th["frames"]])
                for th in doc["threads"]])
+        # info counted that thread twice ("threads: 3" of two kernel
+        # threads) and gave its second row no word of why
+        rc, out, err = memattach("info", "--json", t.pid)
+        tasks = len(os.listdir("/proc/%d/task" % t.pid))
+        info = json.loads(out) if rc == 0 else {"threads": []}
+        irows = [th for th in info["threads"] if th["tid"] == runner]
+        rc2, text, err2 = memattach("info", t.pid)
+        count = re.search(r"^threads: +(\d+) ", text, re.M)
+        check(rc == 0 and rc2 == 0 and count and
+              int(count.group(1)) == tasks and len(irows) == 2 and
+              [th.get("also_in_interpreter") is not None
+               for th in irows].count(True) == 1 and
+              "is listed above" in text,
+              "%s: subinterpreter: info counts %d kernel threads and marks "
+              "the runner's second state" % (label, tasks),
+              text + err + err2)
 
 
 def run_deep(label, exe):
