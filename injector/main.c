@@ -411,12 +411,23 @@ static void stop_finish(struct ma_session *s)
  * PID namespace (else the number would name another process here); without
  * pidfd_open (Linux < 5.3, a seccomp filter) the heartbeat is all there is.
  */
-static int attacher_pidfd(const struct ma_session *s, struct ma_fd_id *id)
+static int attacher_pidfd(const struct ma_session *s, struct ma_fd_id *id,
+			  int *gone)
 {
+	int fd;
+
+	*gone = 0;
 	if (s->cfg.attacher_pid <= 0)
 		return -1;
-	return ma_fd_park((int)syscall(SYS_pidfd_open, s->cfg.attacher_pid, 0),
-			  id);
+	fd = (int)syscall(SYS_pidfd_open, s->cfg.attacher_pid, 0);
+	/* No such process: the attacher died (and was reaped) before this
+	 * thread ran, say killed in the middle of the remote call that
+	 * started the session, which the thread then finished alone.  With
+	 * no heartbeat yet, the first one's grace would leave the hooks on
+	 * for seconds with nobody reading */
+	if (fd < 0 && errno == ESRCH)
+		*gone = 1;
+	return ma_fd_park(fd, id);
 }
 
 /*
@@ -528,11 +539,11 @@ static void *watchdog_main(void *arg)
 	struct ma_ring_hdr *h = s->ring.hdr;
 	struct ma_fd_id pid_id;
 	char msg[128];
-	int pidfd;
+	int pidfd, gone;
 
 	ma_tls.guard = 1; /* this thread never records */
 	prctl(PR_SET_NAME, "memattach", 0, 0, 0);
-	pidfd = attacher_pidfd(s, &pid_id);
+	pidfd = attacher_pidfd(s, &pid_id, &gone);
 	got_first_install(s);
 	fence_register();
 	while (phase_of(s) == MA_PHASE_TRACKING) {
@@ -547,8 +558,8 @@ static void *watchdog_main(void *arg)
 			    MA_CMD_STOP) {
 			state = MA_STATE_STOPPED;
 			ma_fmt(msg, sizeof(msg), "stopped on request");
-		} else if (attacher_gone(&pidfd, &pid_id,
-					 s->cfg.attacher_pid)) {
+		} else if (gone || attacher_gone(&pidfd, &pid_id,
+						 s->cfg.attacher_pid)) {
 			state = MA_STATE_ORPHANED;
 			ma_fmt(msg, sizeof(msg),
 			       "consumer gone (memattach %d exited): tracking "
