@@ -50,10 +50,14 @@ static time_t session_start(int fd)
 		return 0;
 	uint64_t now =
 		(uint64_t)mono.tv_sec * 1000000000ull + (uint64_t)mono.tv_nsec;
+	uint64_t wall =
+		(uint64_t)real.tv_sec * 1000000000ull + (uint64_t)real.tv_nsec;
 
-	if (hdr.start_ns > now)
+	/* in nanoseconds, then the second: whole seconds of each would
+	 * give the start one second later for part of every second */
+	if (hdr.start_ns > now || now - hdr.start_ns > wall)
 		return 0;
-	return real.tv_sec - (time_t)((now - hdr.start_ns) / 1000000000ull);
+	return (time_t)((wall - (now - hdr.start_ns)) / 1000000000ull);
 }
 
 /* The process other than pid and us that maps dev:ino and holds no

@@ -11,6 +11,7 @@ symlink is refused before anything is done to the target."""
 import os
 import re
 import tempfile
+import time
 
 from ma_test import (Attach, Target, check, finish, interpreters, memattach,
                      report_json, stacks_json)
@@ -63,6 +64,20 @@ def run(label, exe, tmp):
         check(rc == 0 and re.search(r"payload: .*tracking now by memattach "
                                     r"\(PID %d\) since " % a.proc.pid, out),
               "%s: info says who tracks it" % label, out + err)
+        # since when: the session's start, one time whenever asked (it
+        # was the age in whole seconds taken from the current second,
+        # one second later in the part of each second before the start's
+        # fraction)
+        seen = set()
+        for _ in range(14):
+            rc, out, err = memattach("info", t.pid)
+            m = re.search(r"tracking now by memattach \(PID \d+\) since "
+                          r"(\d\d:\d\d:\d\d)", out)
+            seen.add(m.group(1) if m else None)
+            time.sleep(0.09)
+        check(len(seen) == 1 and None not in seen,
+              "%s: info gives one 'since' however often asked" % label,
+              sorted(map(str, seen)))
         rc = a.stop()
         check(rc == 0, "%s: the first attach ends normally" % label,
               a.stderr)
