@@ -753,6 +753,11 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, &old_int);
 	sigaction(SIGTERM, &sa, &old_term);
+	/* the terminal closed (an ssh session gone): stop as on Ctrl-C, the
+	 * capture written, unless SIGHUP is ignored (nohup) */
+	sigaction(SIGHUP, NULL, &old_hup);
+	if (old_hup.sa_handler != SIG_IGN)
+		sigaction(SIGHUP, &sa, NULL);
 
 	struct progress_state ps = {
 		.tty = tty,
@@ -770,10 +775,6 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 				o.quiet ? "no live view"
 					: "the progress line instead");
 	}
-	/* the view's terminal closed: stop as on Ctrl-C, capture written */
-	if (ps.view)
-		sigaction(SIGHUP, &sa, &old_hup);
-
 	/* the other PIDs named: into the same capture */
 	for (int i = 1; i < o.npids; i++) {
 		if (others[i])
@@ -821,6 +822,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	}
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
+	sigaction(SIGHUP, &old_hup, NULL);
 
 	if (!o.quiet && tty && !was_live)
 		fputc('\n', stderr);
