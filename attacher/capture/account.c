@@ -438,6 +438,11 @@ void ma_account_note_lost(struct ma_account *acc, uint64_t records,
 		acc->t.lost_bytes = bytes;
 }
 
+void ma_account_note_peak_summed(struct ma_account *acc)
+{
+	acc->t.peak_summed = true;
+}
+
 /* The entry for node id, grown on demand; out-of-range ids go to node 0 */
 static struct node_ent *node_get(struct ma_account *acc, uint32_t id)
 {
@@ -1415,7 +1420,9 @@ void ma_account_print_summary_width(const struct ma_account *acc, FILE *f,
 	ma_fmt_bytes(t->peak_bytes, a, sizeof(a));
 	ma_fmt_count(t->peak_count, b, sizeof(b));
 	ma_para_piece(&p, "", "Peak: %s in %s blocks", a, b);
-	if (t->peak_bytes && t->samples) {
+	/* processes at their own peaks, each at its moment: none is the
+	 * sum's (docs/limits.md) */
+	if (t->peak_bytes && t->samples && !t->peak_summed) {
 		fmt_secs(t->peak_after_ns, d, sizeof(d));
 		fmt_secs(t->peak_before_ns, e, sizeof(e));
 		if (!t->peak_before_ns)
@@ -1425,7 +1432,7 @@ void ma_account_print_summary_width(const struct ma_account *acc, FILE *f,
 		else
 			ma_para_piece(&p, ", ", "between %s and %s", d, e);
 	}
-	if (t->peak_bytes)
+	if (t->peak_bytes && !t->peak_summed)
 		ma_para_piece(&p, " ", "(event %llu)",
 			      (unsigned long long)t->peak_index);
 	/* the payload's peak is of its blocks: mmap regions, events, are

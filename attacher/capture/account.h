@@ -71,6 +71,9 @@ struct ma_account_totals {
 	uint64_t agg_events; /* AGG events seen: the capture is aggregated */
 	uint64_t dropped, dropped_bytes, keys_full;
 	bool agg_peak; /* the peak came from the payload (AGGEND) */
+	/* the peak sums each process's own (several processes, aggregated):
+	 * it has no one moment */
+	bool peak_summed;
 
 	uint32_t threads, codes, nodes; /* definitions seen */
 	uint64_t bad_refs; /* events naming ids beyond the limits (counted
@@ -188,6 +191,12 @@ void ma_account_set_beat(struct ma_account *acc, void (*beat)(void *arg),
  */
 void ma_account_note_lost(struct ma_account *acc, uint64_t records,
 			  uint64_t bytes);
+
+/*
+ * The peak is the sum of several processes' own peaks (attach --children,
+ * aggregated): the summary gives no moment for it
+ */
+void ma_account_note_peak_summed(struct ma_account *acc);
 
 /*
  * The stack of a node, innermost frame first: fills up to max frames and

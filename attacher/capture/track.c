@@ -2004,6 +2004,8 @@ int ma_track_finish(struct ma_track *tr, struct ma_track_result *res)
 			if (e && !tr->error)
 				tr->error = e;
 			ma_account_feed(tr->sacc, &tr->aggend_sum);
+			if (tr->nprocs > 1)
+				ma_account_note_peak_summed(tr->sacc);
 		}
 		/* a process's STATS record may have been dropped (the
 		 * ring full at its stop): the summary says what the rings

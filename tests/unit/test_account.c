@@ -567,6 +567,37 @@ Test(account, summary_text)
 	free(s);
 }
 
+/* attach --children, aggregated: the peak sums each process's own, taken
+ * at their own moments; the summary gave it the largest process's moment
+ * ("between 2.2 s and 2.3 s (event 1311)") while the report gives none */
+Test(account, summary_summed_peak_no_moment)
+{
+	struct ma_event end = { .type = MA_EV_AGGEND };
+	char *s;
+
+	define_program();
+	sample_ev(500000000);
+	alloc_ev(1, 0x1000, 1 << 20, 3, MA_KIND_PYOBJ);
+	sample_ev(900000000);
+	end.aggend.peak_bytes = 3 << 20;
+	end.aggend.peak_count = 3;
+	end.aggend.peak_after_ns = 500000000;
+	end.aggend.peak_before_ns = 900000000;
+	feed(&end);
+
+	s = summary(100, 0);
+	cr_expect(strstr(s, "between 0.5 s and 0.9 s") != NULL, "%s", s);
+	free(s);
+
+	ma_account_note_peak_summed(acc);
+	s = summary(100, 0);
+	cr_log_info("%s", s);
+	cr_expect(strstr(s, "Peak: 3.00 MiB in 3 blocks\n") != NULL, "%s", s);
+	cr_expect(strstr(s, "between") == NULL && strstr(s, "(event") == NULL,
+		  "%s", s);
+	free(s);
+}
+
 Test(account, empty_summary)
 {
 	char *s = summary(80, 10);
