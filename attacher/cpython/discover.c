@@ -99,7 +99,14 @@ static int find_runtime(struct ma_target *t)
 
 	b = b ? b + 1 : t->exe;
 	ma_err_set_exit(MA_EXIT_NOTPY);
-	if (strstr(b, "python") || strstr(t->cmdline, "python"))
+	/* a Python too old or too new by its name: its executable's or its
+	 * argv[0]'s, not any word of its command line (`sh -c "... python3
+	 * ..."` is a shell) */
+	size_t a0 = strcspn(t->cmdline, " ");
+	char argv0[256];
+
+	snprintf(argv0, sizeof(argv0), "%.*s", (int)a0, t->cmdline);
+	if (strstr(b, "python") || strstr(argv0, "python"))
 		return ma_err(-ENOEXEC,
 			      "process %d (%s) is not a supported CPython: "
 			      "no _PyRuntime symbol in it or a libpython "
