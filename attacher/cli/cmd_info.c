@@ -19,6 +19,7 @@
 #include "holder.h"
 #include "inject.h"
 #include "pyread.h"
+#include "symbols.h"
 #include "textfit.h"
 #include "threads.h"
 #include "units.h"
@@ -77,6 +78,22 @@ static const char *build_kind(const struct ma_target *t, char *buf, size_t len)
 		snprintf(buf, len, "%s executable, shared %s",
 			 t->pie ? "PIE" : "non-PIE", t->pymod_path);
 	return buf;
+}
+
+/* A --with-pydebug build (Py_DEBUG, Debian's python3.X-dbg): other struct
+ * layouts, and CPython's debug allocator hooks on by default.  Its
+ * reference debugging defines _Py_NegativeRefcount, no release build does */
+static int debug_build(const struct ma_target *t)
+{
+	struct ma_elf *e;
+	uint64_t a;
+	int yes;
+
+	if (ma_elf_open(t->pymod_local, &e))
+		return 0;
+	yes = ma_elf_symbol(e, "_Py_NegativeRefcount", &a, NULL) == 0;
+	ma_elf_close(e);
+	return yes;
 }
 
 int ma_cmd_info(int argc, char **argv)
@@ -138,6 +155,8 @@ int ma_cmd_info(int argc, char **argv)
 		json_object_set_new(o, "command", json_string(t->cmdline));
 		json_object_set_new(o, "executable", json_string(t->exe));
 		json_object_set_new(o, "pie", json_boolean(t->pie));
+		json_object_set_new(o, "debug_build",
+				    json_boolean(debug_build(t)));
 		json_object_set_new(o, "libpython",
 				    t->pymod_is_exe
 					    ? json_null()
@@ -211,8 +230,12 @@ int ma_cmd_info(int argc, char **argv)
 
 		printf("executable:  %s (%s)\n",
 		       ma_ctl_safe(t->exe, sa, sizeof(sa)), kind);
-		printf("python:      %s (from %s)\n", t->version,
-		       ma_ctl_safe(t->version_from, sb, sizeof(sb)));
+		printf("python:      %s (from %s)%s\n", t->version,
+		       ma_ctl_safe(t->version_from, sb, sizeof(sb)),
+		       debug_build(t) ? ", a debug build (Py_DEBUG: its "
+					"allocators' debug hooks on by "
+					"default)"
+				      : "");
 		printf("runtime:     _PyRuntime at %#lx in %s\n",
 		       (unsigned long)t->runtime_addr,
 		       ma_ctl_safe(t->pymod_path, sa, sizeof(sa)));

@@ -186,6 +186,24 @@ def debug_hooks():
             pymalloc_split(label + " PYTHONMALLOC=pymalloc_debug", exe, env)
     if os.path.exists("/usr/bin/python3.11d"):
         pymalloc_split("debian-python3.11d", "/usr/bin/python3.11d")
+        debug_build_info()
+
+
+def debug_build_info():
+    """info says a --with-pydebug build is one (JSON debug_build), and a
+    release build is not: it looked exactly like Debian's python3"""
+    for exe, want in (("/usr/bin/python3.11d", True),
+                      ("/usr/bin/python3", False)):
+        t = Target(exe, "heap_grow.py")
+        try:
+            rc, out, err = memattach("info", "--json", t.pid)
+            doc = json.loads(out) if rc == 0 else {}
+            rc2, text, _ = memattach("info", t.pid)
+            check(doc.get("debug_build") is want and
+                  ("a debug build (Py_DEBUG" in text) == want,
+                  "info on %s: debug build %s" % (exe, want), (doc, err))
+        finally:
+            t.kill()
 
 
 def paths(label, exe):
