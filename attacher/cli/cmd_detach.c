@@ -17,6 +17,7 @@
 #include "commands.h"
 #include "discover.h"
 #include "errors.h"
+#include "holder.h"
 #include "inject.h"
 #include "ptrace.h"
 #include "teststep.h"
@@ -117,6 +118,16 @@ int ma_cmd_detach(int argc, char **argv)
 	       (int)pid, (unsigned long)pi.base, pi.ctl.generation,
 	       state_name(pi.ctl.state));
 	if (ma_payload_in(&pi, MA_PAYLOAD_BUSY)) {
+		struct ma_holder h;
+
+		/* a memattach still at work on it: named, since its session
+		 * ends here (it says "stopped by 'memattach detach'") */
+		if (!ma_ring_holder_by_maps(pid, &t->maps, &h))
+			printf("detach: process %d: tracked by memattach "
+			       "%d%s%s: "
+			       "its session ends now\n",
+			       (int)pid, (int)h.pid,
+			       h.since_text[0] ? " since " : "", h.since_text);
 		/* Give a payload whose consumer just died the second the
 		 * heartbeat needs (another PID namespace: no pidfd) to
 		 * notice, before stopping it by hand */

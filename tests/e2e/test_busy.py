@@ -131,6 +131,25 @@ def at_once(label, exe, tmp):
                       outs[1 - ok][1])
 
 
+def detach_names_it(label, exe, tmp):
+    """memattach detach of a process another memattach tracks names that
+    one (it said only "last one tracking"), and that one ends its session
+    saying why"""
+    cap = os.path.join(tmp, "detached.cap")
+    with Target(exe, "named_threads.py") as t:
+        a = Attach(t.pid, "-d", "30", output=cap)
+        if not check(a.wait_attached(), "%s: detach: attached" % label,
+                     a.stderr):
+            a.stop()
+            return
+        rc, out, err = memattach("detach", t.pid, timeout=60)
+        arc = a.wait(timeout=60)
+        check(rc == 0 and "tracked by memattach %d" % a.proc.pid in out and
+              arc == 0 and "stopped by 'memattach detach'" in a.stderr,
+              "%s: detach names the memattach that tracked, which ends "
+              "saying why" % label, (rc, out, err, arc, a.stderr))
+
+
 def symlink_refused(label, exe, tmp):
     victim = os.path.join(tmp, "victim")
     with open(victim, "w") as f:
@@ -164,6 +183,7 @@ def main():
     if found:
         at_once(found[0][0], found[0][1], tmp)
         symlink_refused(found[0][0], found[0][1], tmp)
+        detach_names_it(found[0][0], found[0][1], tmp)
     finish()
 
 
