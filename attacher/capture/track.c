@@ -559,7 +559,6 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 		err = multi_init(tr, t, o);
 		if (err)
 			return err;
-		ma_account_set_beat(tr->acc, acc_beat, tr);
 		ma_account_set_beat(tr->sacc, acc_beat, tr);
 	}
 	/* the names of the threads running now, before their THREAD records
@@ -691,7 +690,6 @@ static int track_add(struct ma_track *g, struct ma_target *t, pid_t ppid)
 		struct ma_inject_opts io = inject_opts(&g->opts);
 
 		ma_account_set_beat(p->acc, acc_beat, g);
-
 		err = ma_inject_start(t, &io, &p->s);
 	}
 	if (!err && p->s.agg &&
@@ -1440,8 +1438,6 @@ static int child_ready(pid_t parent, pid_t c)
 	return 1;
 }
 
-/* Every child (of every thread) of the tracked processes not seen yet:
- * tracked if it runs Python, else listed as skipped */
 /*
  * A process skipped that still runs (not Python: a shell, say) is watched
  * too: its children are found as a tracked one's are (the Python that
@@ -1476,6 +1472,9 @@ static int skipped_watch(struct ma_track *g, struct ma_track *p,
 	return 1;
 }
 
+/* Every child (of every thread) of the tracked processes, and of the
+ * skipped ones that run on, not seen yet: tracked if it runs Python, else
+ * listed as skipped */
 static void find_children(struct ma_track *g, const struct ma_track_run *run)
 {
 	/* entries added on the way are looked at in the next round */
@@ -1483,48 +1482,21 @@ static void find_children(struct ma_track *g, const struct ma_track_run *run)
 
 	for (size_t i = 0; i < nprocs; i++) {
 		struct ma_track *p = g->procs[i];
-		char path[64], buf[4096];
-		DIR *d;
-		struct dirent *de;
+		pid_t *kids;
+		size_t n;
 
-		if (!skipped_watch(g, p, run))
+		if (!skipped_watch(g, p, run) ||
+		    ma_proc_children(p->info.pid, &kids, &n))
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task", (int)p->info.pid);
-		d = opendir(path);
-		if (!d)
-			continue;
-		while ((de = readdir(d))) {
-			char cp[320];
-			int fd;
-			ssize_t n;
+		for (size_t j = 0; j < n; j++) {
+			int seen = 0;
 
-			if (de->d_name[0] == '.')
-				continue;
-			snprintf(cp, sizeof(cp), "/proc/%d/task/%s/children",
-				 (int)p->info.pid, de->d_name);
-			fd = open(cp, O_RDONLY | O_CLOEXEC);
-			if (fd < 0)
-				continue;
-			n = read(fd, buf, sizeof(buf) - 1);
-			close(fd);
-			if (n <= 0)
-				continue;
-			buf[n] = '\0';
-			for (char *q = buf, *e; *q; q = e) {
-				long c = strtol(q, &e, 10);
-				int seen = 0;
-
-				if (e == q)
-					break;
-				for (size_t k = 0; k < g->nprocs && !seen; k++)
-					seen = g->procs[k]->info.pid == c;
-				if (!seen && c > 0 &&
-				    child_ready(p->info.pid, (pid_t)c))
-					add_child(g, (pid_t)c, p->info.pid,
-						  run);
-			}
+			for (size_t k = 0; k < g->nprocs && !seen; k++)
+				seen = g->procs[k]->info.pid == kids[j];
+			if (!seen && child_ready(p->info.pid, kids[j]))
+				add_child(g, kids[j], p->info.pid, run);
 		}
-		closedir(d);
+		free(kids);
 	}
 }
 

@@ -1481,39 +1481,20 @@ fail:
  * namespace: clone's result there) has ended, or is no child of it */
 static int child_ended(pid_t pid, pid_t nspid)
 {
-	char path[96], *text = NULL;
-	pid_t *tids;
+	pid_t *kids, ns;
 	size_t n;
 	int ended = 1;
 
 	if (ma_proc_same_pidns(pid))
 		return ma_proc_ended(nspid);
-	if (ma_tasks_read(pid, &tids, &n))
+	if (ma_proc_children(pid, &kids, &n))
 		return 1;
-	for (size_t i = 0; i < n && ended; i++) {
-		char *p, *end;
-
-		snprintf(path, sizeof(path), "/proc/%d/task/%d/children",
-			 (int)pid, (int)tids[i]);
-		if (ma_proc_slurp(path, &text, NULL))
-			continue;
-		for (p = text;; p = end) {
-			long c = strtol(p, &end, 10);
-			pid_t ns;
-
-			if (end == p)
-				break;
-			if (c > 0 &&
-			    ma_proc_nstid((pid_t)c, (pid_t)c, &ns) == 0 &&
-			    ns == nspid) {
-				ended = ma_proc_ended((pid_t)c);
-				break;
-			}
+	for (size_t i = 0; i < n; i++)
+		if (ma_proc_nstid(kids[i], kids[i], &ns) == 0 && ns == nspid) {
+			ended = ma_proc_ended(kids[i]);
+			break;
 		}
-		free(text);
-		text = NULL;
-	}
-	free(tids);
+	free(kids);
 	return ended;
 }
 

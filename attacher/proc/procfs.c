@@ -453,6 +453,55 @@ int ma_tasks_read(pid_t pid, pid_t **tids, size_t *n)
 	return 0;
 }
 
+int ma_proc_children(pid_t pid, pid_t **out, size_t *n)
+{
+	char path[96], *text = NULL;
+	pid_t *tids, *v = NULL;
+	size_t nt, cnt = 0, cap = 0;
+	int err = ma_tasks_read(pid, &tids, &nt);
+
+	if (err)
+		return err;
+	for (size_t i = 0; i < nt && !err; i++) {
+		char *p, *end;
+
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children",
+			 (int)pid, (int)tids[i]);
+		if (ma_proc_slurp(path, &text, NULL))
+			continue;
+		for (p = text;; p = end) {
+			long c = strtol(p, &end, 10);
+
+			if (end == p)
+				break;
+			if (c <= 0)
+				continue;
+			if (cnt == cap) {
+				size_t nc = cap ? cap * 2 : 16;
+				pid_t *nv = realloc(v, nc * sizeof(*v));
+
+				if (!nv) {
+					err = -ENOMEM;
+					break;
+				}
+				v = nv;
+				cap = nc;
+			}
+			v[cnt++] = (pid_t)c;
+		}
+		free(text);
+		text = NULL;
+	}
+	free(tids);
+	if (err) {
+		free(v);
+		return err;
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
 int ma_proc_exe(pid_t pid, char *buf, size_t len)
 {
 	char path[64];

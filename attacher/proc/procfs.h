@@ -88,6 +88,11 @@ int ma_proc_exit_status(pid_t pid, int *status);
 /* The thread IDs of /proc/PID/task, sorted; -ESRCH when gone */
 int ma_tasks_read(pid_t pid, pid_t **tids, size_t *n);
 
+/* The children of every thread of pid (/proc/PID/task/TID/children, in
+ * this PID namespace's numbers), *n of them in *out (free it); -ESRCH when
+ * gone */
+int ma_proc_children(pid_t pid, pid_t **out, size_t *n);
+
 /* readlink /proc/PID/exe; -ENOENT for kernel threads */
 int ma_proc_exe(pid_t pid, char *buf, size_t len);
 /* /proc/PID/task/TID/comm without the newline */

@@ -317,3 +317,39 @@ Test(procfs, exit_status_of_zombie)
 	}
 	cr_expect_eq(ma_proc_exit_status(getpid(), &(int){ 0 }), -ESRCH);
 }
+
+/* Every child of every thread: one forked by the main thread and one by
+ * another thread (each thread's children file lists its own) */
+static void *fork_one(void *arg)
+{
+	pid_t c = fork();
+
+	if (c == 0) {
+		pause();
+		_exit(0);
+	}
+	*(pid_t *)arg = c;
+	return NULL;
+}
+
+Test(procfs, children_of_every_thread)
+{
+	pid_t a = 0, b = 0, *kids;
+	pthread_t th;
+	size_t n;
+	int found = 0;
+
+	fork_one(&a);
+	cr_assert_eq(pthread_create(&th, NULL, fork_one, &b), 0);
+	pthread_join(th, NULL);
+	cr_assert(a > 0 && b > 0);
+	cr_assert_eq(ma_proc_children(getpid(), &kids, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		found += (kids[i] == a) + (kids[i] == b);
+	free(kids);
+	kill(a, SIGKILL);
+	kill(b, SIGKILL);
+	waitpid(a, NULL, 0);
+	waitpid(b, NULL, 0);
+	cr_expect_eq(found, 2, "%zu children listed", n);
+}
