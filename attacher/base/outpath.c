@@ -2,8 +2,10 @@
 #include "outpath.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int ma_outpath_check(const char *path, const char **why)
 {
@@ -31,4 +33,18 @@ int ma_outpath_check(const char *path, const char **why)
 		return -EEXIST;
 	}
 	return 0;
+}
+
+ssize_t ma_inpath_head(const char *path, void *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	struct stat st;
+	ssize_t n = -1;
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		n = read(fd, buf, len);
+	close(fd);
+	return n;
 }

@@ -2,10 +2,14 @@
 /*
  * What an output path (a capture, a report, a heap snapshot) may hold
  * already: nothing, or a regular file, which the new one replaces.  The
- * one rule for every command that writes a file.
+ * one rule for every command that writes a file; and the first bytes of an
+ * input, by which a command tells what kind of file it was given.
  */
 #ifndef MA_OUTPATH_H
 #define MA_OUTPATH_H
+
+#include <stddef.h>
+#include <sys/types.h>
 
 /*
  * 0 when path is free or a regular file; else -ELOOP (a symbolic link:
@@ -15,5 +19,12 @@
  * device, a socket), with *why saying so in words for the message.
  */
 int ma_outpath_check(const char *path, const char **why);
+
+/*
+ * Up to len first bytes of the regular file at path into buf: how many, or
+ * -1 when it cannot be opened or is no regular file (a FIFO is opened
+ * without blocking and left unread: its bytes are its writer's to give)
+ */
+ssize_t ma_inpath_head(const char *path, void *buf, size_t len);
 
 #endif

@@ -1119,20 +1119,10 @@ static int read_header(struct ma_capture_reader *r)
 int ma_capture_is(const char *path)
 {
 	char head[8];
-	/* O_NONBLOCK: a FIFO must not block the open (nor lose its bytes) */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	struct stat st;
-	ssize_t n;
 
-	if (fd < 0)
-		return 0;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return 0;
-	}
-	n = read(fd, head, sizeof(head));
-	close(fd);
-	return n == (ssize_t)sizeof(head) && !memcmp(head, FILE_MAGIC, 8);
+	return ma_inpath_head(path, head, sizeof(head)) ==
+		       (ssize_t)sizeof(head) &&
+	       !memcmp(head, FILE_MAGIC, 8);
 }
 
 int ma_capture_open(const char *path, struct ma_capture_reader **out)

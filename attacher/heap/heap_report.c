@@ -20,6 +20,7 @@
 
 #include "capture.h" /* MA_EMPTY_FILE_MSG */
 #include "errors.h"
+#include "outpath.h"
 #include "textfit.h"
 #include "units.h"
 
@@ -634,19 +635,8 @@ int ma_heap_snap_write(const char *path, const json_t *doc)
 int ma_heap_snap_is(const char *path)
 {
 	char head[64] = "";
-	/* O_NONBLOCK: a FIFO must not block the open (nor lose its bytes) */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	struct stat st;
-	ssize_t n;
+	ssize_t n = ma_inpath_head(path, head, sizeof(head) - 1);
 
-	if (fd < 0)
-		return 0;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return 0;
-	}
-	n = read(fd, head, sizeof(head) - 1);
-	close(fd);
 	if (n <= 0)
 		return 0;
 	head[n] = '\0';
