@@ -573,9 +573,9 @@ static int print_stacks_now(struct ma_target *t)
 		ma_pyreader_free(r);
 		return err;
 	}
-	if (err)
+	if (err) {
 		printf("Threads now: not read (%s)\n\n", ma_errmsg());
-	if (!err) {
+	} else {
 		printf("Threads now:\n");
 		for (size_t i = 0; i < snap.n; i++) {
 			const struct ma_tview *v = &snap.th[i];

@@ -102,7 +102,6 @@ int ma_cmd_heap(int argc, char **argv)
 	/* the verbose line's total: the whole command, the census and the
 	 * report included (g.total_ns is the snapshot's taking alone) */
 	uint64_t t0 = ma_now_ns();
-	int caught = 0;
 	json_t *doc = NULL;
 	int ch, err, ret = MA_EXIT_OK;
 	pid_t pid;
@@ -184,7 +183,6 @@ int ma_cmd_heap(int argc, char **argv)
 	}
 	/* Ctrl-C ends the census's copy before memattach leaves */
 	ma_heap_catch_signals(1);
-	caught = 1;
 	err = ma_heap_take(t, &ho, &g, &live);
 	if (err && ma_heap_interrupted()) {
 		ma_err_set_exit(MA_EXIT_INTERRUPTED);
@@ -255,8 +253,7 @@ done:
 	json_decref(doc);
 	if (live)
 		ma_heap_live_end(live, t);
-	if (caught)
-		ma_heap_catch_signals(0);
+	ma_heap_catch_signals(0);
 	ma_heap_census_free(&c);
 	ma_heap_graph_free(&g);
 	if (t)

@@ -105,7 +105,8 @@ struct ma_heap_live;
  * only sets a flag that the walk looks at, so that the copy is ended and
  * reaped (a zombie only the target could reap otherwise) before memattach
  * leaves; a second one kills as before.  Off (0): the handlers as they
- * were.  ma_heap_interrupted() says whether one came.
+ * were (nothing when they are not ours).  ma_heap_interrupted() says
+ * whether one came.
  */
 void ma_heap_catch_signals(int on);
 int ma_heap_interrupted(void);

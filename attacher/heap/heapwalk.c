@@ -80,6 +80,7 @@ struct parse {
 static volatile sig_atomic_t interrupted;
 static const int catch_sigs[] = { SIGINT, SIGTERM, SIGHUP };
 static struct sigaction old_sa[3];
+static int catching; /* the handlers above are ours now */
 
 static void on_signal(int sig)
 {
@@ -93,12 +94,15 @@ void ma_heap_catch_signals(int on)
 	struct sigaction sa = { .sa_handler = on_signal,
 				.sa_flags = SA_RESETHAND };
 
+	if (!on == !catching)
+		return;
 	for (size_t i = 0; i < 3; i++) {
 		if (on)
 			sigaction(catch_sigs[i], &sa, &old_sa[i]);
 		else
 			sigaction(catch_sigs[i], &old_sa[i], NULL);
 	}
+	catching = on;
 	if (on)
 		interrupted = 0;
 }
