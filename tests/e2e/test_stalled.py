@@ -33,19 +33,28 @@ import time
 from ma_test import Attach, Target, check, finish, interpreters, report_json
 
 
+def stalled(t, cap, seconds, what, *args):
+    """An attach of t (30 s) that is stopped (SIGSTOP) half a second in,
+    for that many seconds, then let run to its end: (the attach, its exit
+    code), or (None, None) when it did not attach"""
+    a = Attach(t.pid, "-d", "30", *args, output=cap)
+    if not check(a.wait_attached(), what, a.stderr):
+        a.stop()
+        return None, None
+    time.sleep(0.5)
+    a.proc.send_signal(signal.SIGSTOP)
+    time.sleep(seconds)
+    a.proc.send_signal(signal.SIGCONT)
+    return a, a.wait(timeout=30)
+
+
 def run(label, exe, tmp):
     cap = os.path.join(tmp, label + ".cap")
     with Target(exe, "churn.py", 1) as t:
         t.readline()
-        a = Attach(t.pid, "-d", "30", output=cap)
-        if not check(a.wait_attached(), "%s: attached" % label, a.stderr):
-            a.stop()
+        a, rc = stalled(t, cap, 2.5, "%s: attached" % label)
+        if not a:
             return
-        time.sleep(0.5)
-        a.proc.send_signal(signal.SIGSTOP)
-        time.sleep(2.5)
-        a.proc.send_signal(signal.SIGCONT)
-        rc = a.wait(timeout=30)
         check(rc == 0 and "payload stopped: consumer gone (no heartbeat for"
               in a.stderr,
               "%s: the session ended by the payload, memattach says why" %
@@ -64,17 +73,10 @@ def stalled_full_ring(label, exe, tmp):
     cap = os.path.join(tmp, label + "-full.cap")
     with Target(exe, "churn.py", 1) as t:
         t.readline()
-        a = Attach(t.pid, "-d", "30", "--every-event", "--ring-size", "1",
-                   output=cap)
-        if not check(a.wait_attached(), "%s: full ring: attached" % label,
-                     a.stderr):
-            a.stop()
+        a, rc = stalled(t, cap, 3.0, "%s: full ring: attached" % label,
+                        "--every-event", "--ring-size", "1")
+        if not a:
             return
-        time.sleep(0.5)
-        a.proc.send_signal(signal.SIGSTOP)
-        time.sleep(3.0)
-        a.proc.send_signal(signal.SIGCONT)
-        rc = a.wait(timeout=30)
         dropped = re.search(r"(\d+) records were dropped", a.stderr)
         summary = re.search(r"lost records: ([^;]+);", a.stdout)
         dropped = int(dropped.group(1)) if dropped else 0
