@@ -112,11 +112,6 @@ struct ma_track {
 	 * process runs on */
 	int target_execed;
 	int target_stopped; /* by a signal (state T), at the last look */
-	/* a process skipped (not Python, say a shell): its image when it was
-	 * (an exec into Python is looked at again) and whether it has ended
-	 * (no more looks: its PID may be another's by then) */
-	uint64_t skip_sig;
-	int skip_ended, skip_replaced;
 	pid_t held_by;	    /* a tracer's (gdb) stop, at the last look */
 	char tracer[64];    /* its name */
 	char exit_text[64]; /* how it exited, when seen as a zombie; "" */
@@ -625,7 +620,6 @@ static void proc_skipped(struct ma_track *g, pid_t pid, pid_t ppid,
 	p->info = (struct ma_track_proc){ .pid = pid,
 					  .ppid = ppid,
 					  .state = MA_PROC_SKIPPED };
-	p->skip_sig = ma_proc_exec_sig(pid);
 	snprintf(p->info.note, sizeof(p->info.note), "%s", why);
 	put_proc(g, &p->info);
 	if (run && run->proc_note)
@@ -1438,55 +1432,16 @@ static int child_ready(pid_t parent, pid_t c)
 	return 1;
 }
 
-/*
- * A process skipped that still runs (not Python: a shell, say) is watched
- * too: its children are found as a tracked one's are (the Python that
- * `subprocess.Popen("... python3 ...", shell=True)` starts is the shell's
- * child), and an exec of it into another image (`sh -c "...; exec
- * python3 ..."`: the same PID) is looked at again, as a child found now.
- * 1 when p is to be walked for children.
- */
-static int skipped_watch(struct ma_track *g, struct ma_track *p,
-			 const struct ma_track_run *run)
-{
-	uint64_t sig;
-
-	if (p->active || p->info.state != MA_PROC_SKIPPED || p->skip_ended ||
-	    p->skip_replaced || p == g)
-		return p->active;
-	if (ma_proc_ended(p->info.pid)) {
-		p->skip_ended = 1;
-		return 0;
-	}
-	sig = ma_proc_exec_sig(p->info.pid);
-	if (sig && p->skip_sig && sig != p->skip_sig) {
-		/* its new image: tracked if it is a Python now, else skipped
-		 * again with the new reason; this entry says what it was */
-		p->skip_replaced = 1;
-		snprintf(p->info.note + strlen(p->info.note),
-			 sizeof(p->info.note) - strlen(p->info.note),
-			 "; then it exec'd another program, looked at again");
-		add_child(g, p->info.pid, p->info.ppid, run);
-		return 0;
-	}
-	return 1;
-}
-
-/* Every child (of every thread) of the tracked processes, and of the
- * skipped ones that run on, not seen yet: tracked if it runs Python, else
- * listed as skipped */
+/* Every child (of every thread) of the tracked processes not seen yet:
+ * tracked if it runs Python, else listed as skipped */
 static void find_children(struct ma_track *g, const struct ma_track_run *run)
 {
-	/* entries added on the way are looked at in the next round */
-	size_t nprocs = g->nprocs;
-
-	for (size_t i = 0; i < nprocs; i++) {
+	for (size_t i = 0; i < g->nprocs; i++) {
 		struct ma_track *p = g->procs[i];
 		pid_t *kids;
 		size_t n;
 
-		if (!skipped_watch(g, p, run) ||
-		    ma_proc_children(p->info.pid, &kids, &n))
+		if (!p->active || ma_proc_children(p->info.pid, &kids, &n))
 			continue;
 		for (size_t j = 0; j < n; j++) {
 			int seen = 0;

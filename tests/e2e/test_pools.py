@@ -16,8 +16,6 @@ as a dimension.  On each interpreter:
   the master ran programs through subprocess (vfork children, not
   tracked): every process goes on, allocates, exits 0, and a new attach
   --children works;
-- workers started through a shell, one exec'd by it, one forked by it
-  (tests/targets/shell_workers.py): both tracked, each with its blocks;
 - on the first interpreter, `attach PID1 PID2` (a worker and the master
   named, no --children) puts both into one capture, and nothing of the
   other worker; and `memattach detach` of each process of an attach
@@ -222,47 +220,6 @@ def pool(label, exe, tmp):
     check(sum(did.values()) == 80, "%s: pool: every task ran" % label, did)
 
 
-def via_shell(label, exe, tmp):
-    """Workers started through a shell (tests/targets/shell_workers.py):
-    one the shell execs (the same PID, another image), one the shell forks.
-    Both are tracked, each with its own blocks at the worker's line; the
-    shells were skipped as not Python and never looked at again, so
-    neither was (and the skip said 'Python 2 and 3.6 or older', the
-    shell's command line naming python3)"""
-    path = os.path.join(TARGETS, "shell_workers.py")
-    line = marks(path)["shell_worker"]
-    cap = os.path.join(tmp, "shell.cap")
-    go = os.path.join(tmp, "shell.go")
-    with Target(exe, "shell_workers.py", go) as t:
-        a = Run("--children", "-o", cap, t.pid)
-        workers = {}
-        for _ in range(2):
-            got = t.readline(30).split()
-            if len(got) == 3 and got[0] == "WORKER":
-                workers[int(got[1])] = int(got[2])
-        ok = len(workers) == 2 and all(
-            a.wait_for(r"tracking child %d of \d+" % w) for w in workers)
-        check(ok, "%s: shell: both workers tracked" % label,
-              (workers, a.err))
-        t.proc.stdin.write(b"go\n")
-        t.proc.stdin.flush()
-        for _ in range(2):
-            t.readline(30)
-        time.sleep(2.2)
-        rc = a.stop()
-        t.proc.stdin.write(b"quit\n")
-        t.proc.stdin.flush()
-    check(rc == 0 and "Python 2 and 3.6" not in a.err,
-          "%s: shell: attach exits 0, no shell called an old Python" %
-          label, a.err)
-    for pid, blocks in sorted(workers.items()):
-        d = report_json(cap, "--pid", str(pid), "--top", "0")
-        own = line_bytes(d, path, line)
-        check(near(own[0], blocks) and own[1] >= blocks,
-              "%s: shell: report --pid %d: its %d blocks at line %d" %
-              (label, pid, blocks, line), own)
-
-
 def killed(label, exe, tmp):
     with Target(exe, "prefork.py", tmp, 2) as t:
         workers = [int(p) for p in t.ready_line.split()[1:]]
@@ -416,8 +373,6 @@ def main():
             pool(label, exe, tmp)
         with tempfile.TemporaryDirectory(prefix="ma-pools-") as tmp:
             killed(label, exe, tmp)
-        with tempfile.TemporaryDirectory(prefix="ma-pools-") as tmp:
-            via_shell(label, exe, tmp)
         if first:
             with tempfile.TemporaryDirectory(prefix="ma-pools-") as tmp:
                 several(label, exe, tmp)
