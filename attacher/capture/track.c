@@ -97,6 +97,13 @@ struct agg_prev {
 	uint64_t temp_count[MA_AGG_TEMPW], temp_bytes[MA_AGG_TEMPW];
 };
 
+/* a child whose Python is starting: when it was first looked at, in
+ * which image (a PID that comes again in another image starts anew) */
+struct pending_child {
+	pid_t pid;
+	uint64_t sig, first_ns;
+};
+
 struct ma_track {
 	pid_t pid;
 	struct ma_injection s;
@@ -112,6 +119,11 @@ struct ma_track {
 	 * process runs on */
 	int target_execed;
 	int target_stopped; /* by a signal (state T), at the last look */
+	/* a process skipped (not Python, say a shell): its image when it was
+	 * (an exec into Python is looked at again) and whether it has ended
+	 * (no more looks: its PID may be another's by then) */
+	uint64_t skip_sig;
+	int skip_ended, skip_replaced;
 	pid_t held_by;	    /* a tracer's (gdb) stop, at the last look */
 	char tracer[64];    /* its name */
 	char exit_text[64]; /* how it exited, when seen as a zombie; "" */
@@ -146,10 +158,15 @@ struct ma_track {
 	size_t map_cap[3];
 	uint32_t pidx; /* its index in root->procs: the pointer tag */
 	struct ma_track_proc info;
-	int active;			   /* tracked and not ended */
-	uint64_t t_off;			   /* its t0 - the root's t0 */
-	uint64_t last_rss, last_live;	   /* its last sample */
-	uint64_t last_children;		   /* root: last look for children */
+	int active;		      /* tracked and not ended */
+	uint64_t t_off;		      /* its t0 - the root's t0 */
+	uint64_t last_rss, last_live; /* its last sample */
+	uint64_t last_children;	      /* root: last look for children */
+	/* root: children found while their Python was still starting (not
+	 * initialized, or libpython not mapped yet): looked at again at each
+	 * look for children, up to START_WAIT_NS from the first look */
+	struct pending_child *pending;
+	size_t npending, pending_cap;
 	uint64_t lost_records, lost_bytes; /* read before its ring closes */
 	struct ma_event aggend_sum;	   /* root: the processes' AGGENDs */
 	uint64_t aggend_best;		   /* root: the largest peak so far */
@@ -620,6 +637,7 @@ static void proc_skipped(struct ma_track *g, pid_t pid, pid_t ppid,
 	p->info = (struct ma_track_proc){ .pid = pid,
 					  .ppid = ppid,
 					  .state = MA_PROC_SKIPPED };
+	p->skip_sig = ma_proc_exec_sig(pid);
 	snprintf(p->info.note, sizeof(p->info.note), "%s", why);
 	put_proc(g, &p->info);
 	if (run && run->proc_note)
@@ -1334,9 +1352,62 @@ static int ring_gone(struct ma_track *p, uint64_t now)
 	return !ring_mapped(p->pid, &a) && !ma_proc_exiting(p->pid);
 }
 
-/* A child found: tracked if it runs Python, else listed as skipped */
-static void add_child(struct ma_track *g, pid_t pid, pid_t ppid,
-		      const struct ma_track_run *run)
+/*
+ * A child whose Python may still be starting: `python3` just exec'd, the
+ * dynamic loader has not mapped libpython yet (a Python-named program
+ * without _PyRuntime: -EPROTONOSUPPORT from discover) or Py_Initialize has
+ * not made the interpreter yet (-ENODATA).  1 while it is to be looked at
+ * again (for START_WAIT_NS from the first look), 0 once it is to be
+ * listed as skipped; the entry goes then.
+ */
+#define START_WAIT_NS 10000000000ull
+
+static int pending_wait(struct ma_track *g, pid_t pid, int err)
+{
+	uint64_t now = ma_now_ns(), sig = ma_proc_exec_sig(pid);
+	size_t i;
+
+	for (i = 0; i < g->npending && g->pending[i].pid != pid; i++)
+		;
+	if ((err == -ENODATA || err == -EPROTONOSUPPORT) &&
+	    !ma_proc_exiting(pid)) {
+		if (i < g->npending && g->pending[i].sig != sig)
+			g->pending[i] = (struct pending_child){
+				.pid = pid, .sig = sig, .first_ns = now
+			};
+		if (i < g->npending)
+			return now - g->pending[i].first_ns < START_WAIT_NS;
+		if (g->npending == g->pending_cap) {
+			size_t cap = g->pending_cap ? 2 * g->pending_cap : 8;
+			void *v =
+				realloc(g->pending, cap * sizeof(*g->pending));
+
+			if (!v)
+				return 0;
+			g->pending = v;
+			g->pending_cap = cap;
+		}
+		g->pending[g->npending++] = (struct pending_child){
+			.pid = pid, .sig = sig, .first_ns = now
+		};
+		return 1;
+	}
+	return 0;
+}
+
+static void pending_done(struct ma_track *g, pid_t pid)
+{
+	for (size_t i = 0; i < g->npending; i++)
+		if (g->pending[i].pid == pid) {
+			g->pending[i] = g->pending[--g->npending];
+			return;
+		}
+}
+
+/* A child found: tracked if it runs Python, else listed as skipped.  1
+ * when it is to be looked at again (its Python still starting), else 0 */
+static int add_child(struct ma_track *g, pid_t pid, pid_t ppid,
+		     const struct ma_track_run *run)
 {
 	struct ma_target *t = NULL;
 	int err;
@@ -1344,14 +1415,18 @@ static void add_child(struct ma_track *g, pid_t pid, pid_t ppid,
 	hb_busy(g, 1);
 	err = ma_target_open(pid, &g->topts, &t);
 	hb_busy(g, 0);
+	if (err && pending_wait(g, pid, err))
+		return 1;
+	pending_done(g, pid);
 	if (err) {
 		proc_skipped(g, pid, ppid, skip_why(pid), run);
-		return;
+		return 0;
 	}
 	ma_track_add(g, t, ppid);
 	ma_target_close(t);
 	if (run && run->proc_note)
 		run->proc_note(run->arg, &g->procs[g->nprocs - 1]->info);
+	return 0;
 }
 
 /* A line of /proc/PID/FILE (or /proc/PID/task/TID/FILE) into buf; 0 or -1 */
@@ -1432,16 +1507,63 @@ static int child_ready(pid_t parent, pid_t c)
 	return 1;
 }
 
-/* Every child (of every thread) of the tracked processes not seen yet:
- * tracked if it runs Python, else listed as skipped */
+/*
+ * A process skipped that still runs (not Python: a shell, say) is watched
+ * too: its children are found as a tracked one's are (the Python that
+ * `subprocess.Popen("... python3 ...", shell=True)` starts is the shell's
+ * child), and an exec of it into another image (`sh -c "...; exec
+ * python3 ..."`: the same PID) is looked at again, as a child found now.
+ * 1 when p is to be walked for children.
+ */
+static int skipped_watch(struct ma_track *g, struct ma_track *p,
+			 const struct ma_track_run *run)
+{
+	uint64_t sig;
+
+	if (p->active || p->info.state != MA_PROC_SKIPPED || p->skip_ended ||
+	    p->skip_replaced || p == g)
+		return p->active;
+	if (ma_proc_ended(p->info.pid)) {
+		p->skip_ended = 1;
+		return 0;
+	}
+	sig = ma_proc_exec_sig(p->info.pid);
+	if (sig && p->skip_sig && sig != p->skip_sig) {
+		/* its new image: tracked if it is a Python now, else skipped
+		 * again with the new reason; this entry says what it was */
+		if (add_child(g, p->info.pid, p->info.ppid, run))
+			return 0; /* its Python is starting: next look */
+		p->skip_replaced = 1;
+		snprintf(p->info.note + strlen(p->info.note),
+			 sizeof(p->info.note) - strlen(p->info.note),
+			 "; then it exec'd another program, looked at again");
+		return 0;
+	}
+	return 1;
+}
+
+/* Every child (of every thread) of the tracked processes, and of the
+ * skipped ones that run on, not seen yet: tracked if it runs Python, else
+ * listed as skipped */
 static void find_children(struct ma_track *g, const struct ma_track_run *run)
 {
-	for (size_t i = 0; i < g->nprocs; i++) {
+	/* entries added on the way are looked at in the next round */
+	size_t nprocs = g->nprocs;
+
+	/* a child that ended while its Python was starting */
+	for (size_t i = 0; i < g->npending;)
+		if (ma_proc_ended(g->pending[i].pid))
+			g->pending[i] = g->pending[--g->npending];
+		else
+			i++;
+
+	for (size_t i = 0; i < nprocs; i++) {
 		struct ma_track *p = g->procs[i];
 		pid_t *kids;
 		size_t n;
 
-		if (!p->active || ma_proc_children(p->info.pid, &kids, &n))
+		if (!skipped_watch(g, p, run) ||
+		    ma_proc_children(p->info.pid, &kids, &n))
 			continue;
 		for (size_t j = 0; j < n; j++) {
 			int seen = 0;
@@ -2051,6 +2173,7 @@ void ma_track_free(struct ma_track *tr)
 	for (int k = 0; k < 3; k++)
 		free(tr->map[k]);
 	free(tr->procs);
+	free(tr->pending);
 	ma_account_free(tr->sacc);
 	ma_account_free(tr->acc);
 	ma_injection_close(&tr->s);

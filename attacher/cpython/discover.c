@@ -101,13 +101,15 @@ static int find_runtime(struct ma_target *t)
 	ma_err_set_exit(MA_EXIT_NOTPY);
 	/* a Python too old or too new by its name: its executable's or its
 	 * argv[0]'s, not any word of its command line (`sh -c "... python3
-	 * ..."` is a shell) */
+	 * ..."` is a shell).  Its own errno: a `python3` just exec'd whose
+	 * libpython the dynamic loader has not mapped yet says the same, and
+	 * attach --children looks at it again (capture/track.c) */
 	size_t a0 = strcspn(t->cmdline, " ");
 	char argv0[256];
 
 	snprintf(argv0, sizeof(argv0), "%.*s", (int)a0, t->cmdline);
 	if (strstr(b, "python") || strstr(argv0, "python"))
-		return ma_err(-ENOEXEC,
+		return ma_err(-EPROTONOSUPPORT,
 			      "process %d (%s) is not a supported CPython: "
 			      "no _PyRuntime symbol in it or a libpython "
 			      "(Python 2 and 3.6 or older are not supported)",

@@ -58,7 +58,9 @@ struct ma_target {
  * (ma_err_exit): no such process / zombie (MA_EXIT_NOPROC), not CPython or
  * an unsupported version (MA_EXIT_NOTPY), no usable offsets
  * (MA_EXIT_NODEBUG, naming the Debian package with the DWARF), permission
- * (MA_EXIT_PERM).
+ * (MA_EXIT_PERM).  Two say the process may be a Python that is starting:
+ * -EPROTONOSUPPORT (named python, no _PyRuntime found: too old, or its
+ * libpython not mapped yet) and -ENODATA (no interpreter yet, or none left).
  */
 int ma_target_open(pid_t pid, const struct ma_target_opts *opts,
 		   struct ma_target **out);

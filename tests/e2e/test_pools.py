@@ -16,6 +16,10 @@ as a dimension.  On each interpreter:
   the master ran programs through subprocess (vfork children, not
   tracked): every process goes on, allocates, exits 0, and a new attach
   --children works;
+- workers started through a shell, one exec'd by it, one forked by it
+  (tests/targets/shell_workers.py): both tracked, each with its blocks;
+  with Debian's interpreter, a third worker that makes its interpreter
+  1.5 s after it starts (tests/targets/no_interp.c late) is tracked too;
 - on the first interpreter, `attach PID1 PID2` (a worker and the master
   named, no --children) puts both into one capture, and nothing of the
   other worker; and `memattach detach` of each process of an attach
@@ -26,6 +30,7 @@ as a dimension.  On each interpreter:
 import os
 import re
 import select
+import shutil
 import tempfile
 import time
 
@@ -220,6 +225,70 @@ def pool(label, exe, tmp):
     check(sum(did.values()) == 80, "%s: pool: every task ran" % label, did)
 
 
+def late_python(tmp):
+    """[EXE, LIB] of tests/targets/no_interp.c built in tmp, a Python that
+    starts slowly (Debian's libpython3.11); None when there is no cc or no
+    such library"""
+    lib = "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0"
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc or not os.path.exists(lib):
+        return None
+    out = os.path.join(tmp, "no_interp")
+    if subprocess.call([cc, "-o", out, os.path.join(TARGETS, "no_interp.c"),
+                        "-ldl"]) != 0:
+        return None
+    return [out, lib]
+
+
+def via_shell(label, exe, tmp, late=None):
+    """Workers started through a shell (tests/targets/shell_workers.py):
+    one the shell execs (the same PID, another image), one the shell forks.
+    Both are tracked, each with its own blocks at the worker's line; the
+    shells were skipped as not Python and never looked at again, so
+    neither was (and the skip said 'Python 2 and 3.6 or older', the
+    shell's command line naming python3).  With late (late_python()), a
+    third worker makes its interpreter 1.5 s after it starts: found before
+    that, it was skipped for good ('not initialized')"""
+    path = os.path.join(TARGETS, "shell_workers.py")
+    line = marks(path)["shell_worker"]
+    cap = os.path.join(tmp, "shell.cap")
+    go = os.path.join(tmp, "shell.go")
+    nworkers = 3 if late else 2
+    with Target(exe, "shell_workers.py", go,
+                *(["late"] + late if late else [])) as t:
+        a = Run("--children", "-o", cap, t.pid)
+        workers = {}
+        seen = []
+        for _ in range(nworkers):
+            t0 = time.time()
+            raw = t.readline(30)
+            seen.append((raw, round(time.time() - t0, 2)))
+            got = raw.split()
+            if len(got) == 3 and got[0] == "WORKER":
+                workers[int(got[1])] = int(got[2])
+        ok = len(workers) == nworkers and all(
+            a.wait_for(r"tracking child %d of \d+" % w) for w in workers)
+        check(ok, "%s: shell: %s workers tracked" %
+              (label, "all three" if late else "both"), (workers, seen, a.err))
+        t.proc.stdin.write(b"go\n")
+        t.proc.stdin.flush()
+        for _ in range(nworkers):
+            t.readline(30)
+        time.sleep(2.2)
+        rc = a.stop()
+        t.proc.stdin.write(b"quit\n")
+        t.proc.stdin.flush()
+    check(rc == 0 and "Python 2 and 3.6" not in a.err,
+          "%s: shell: attach exits 0, no shell called an old Python" %
+          label, a.err)
+    for pid, blocks in sorted(workers.items()):
+        d = report_json(cap, "--pid", str(pid), "--top", "0")
+        own = line_bytes(d, path, line)
+        check(near(own[0], blocks) and own[1] >= blocks,
+              "%s: shell: report --pid %d: its %d blocks at line %d" %
+              (label, pid, blocks, line), own)
+
+
 def killed(label, exe, tmp):
     with Target(exe, "prefork.py", tmp, 2) as t:
         workers = [int(p) for p in t.ready_line.split()[1:]]
@@ -373,6 +442,14 @@ def main():
             pool(label, exe, tmp)
         with tempfile.TemporaryDirectory(prefix="ma-pools-") as tmp:
             killed(label, exe, tmp)
+        with tempfile.TemporaryDirectory(prefix="ma-pools-") as tmp:
+            # the Python that starts slowly is Debian's libpython: with
+            # Debian's interpreter only
+            late = late_python(tmp) if exe == "/usr/bin/python3" else None
+            if first and not late:
+                skip("a Python that starts slowly", "needs cc and "
+                     "Debian's libpython3.11")
+            via_shell(label, exe, tmp, late)
         if first:
             with tempfile.TemporaryDirectory(prefix="ma-pools-") as tmp:
                 several(label, exe, tmp)
