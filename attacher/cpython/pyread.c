@@ -151,7 +151,7 @@ struct ma_pyreader {
 	int32_t tn_modules_off;
 	int tn_scanned;
 	struct {
-		uint64_t interp, active;
+		uint64_t interp, active, main;
 	} tn_cache[TN_MAX_INTERPS];
 };
 
@@ -1260,15 +1260,22 @@ static uint64_t find_modules(struct ma_pyreader *r, uint64_t interp)
 }
 
 /* threading._active of an interpreter, 0 when threading is not imported */
-static uint64_t find_active(struct ma_pyreader *r, uint64_t interp)
+/* threading._active of an interpreter, and *main its threading._main_thread
+ * (0 when it could not be read) */
+static uint64_t find_active(struct ma_pyreader *r, uint64_t interp,
+			    uint64_t *main)
 {
 	uint64_t mod, mdict, active;
 	size_t i, slot = 0;
 
+	*main = 0;
 	for (i = 0; i < TN_MAX_INTERPS; i++) {
 		if (r->tn_cache[i].interp == interp &&
-		    obj_is(r, r->tn_cache[i].active, "dict", &r->tn_dict_type))
+		    obj_is(r, r->tn_cache[i].active, "dict",
+			   &r->tn_dict_type)) {
+			*main = r->tn_cache[i].main;
 			return r->tn_cache[i].active;
+		}
 		if (!r->tn_cache[i].interp)
 			slot = i;
 	}
@@ -1283,8 +1290,10 @@ static uint64_t find_active(struct ma_pyreader *r, uint64_t interp)
 	active = dict_get(r, mdict, "_active");
 	if (!obj_is(r, active, "dict", &r->tn_dict_type))
 		return 0;
+	*main = dict_get(r, mdict, "_main_thread");
 	r->tn_cache[slot].interp = interp;
 	r->tn_cache[slot].active = active;
+	r->tn_cache[slot].main = *main;
 	return active;
 }
 
@@ -1306,17 +1315,18 @@ static int push_tname(struct ma_py_tname **v, size_t *n, size_t *cap,
 	return 0;
 }
 
-/* The names of one interpreter's threads, appended to *v */
-static int interp_names(struct ma_pyreader *r, uint64_t interp,
+/* The names of one interpreter's threads, appended to *v; is_main: the
+ * main interpreter (the last of the list) */
+static int interp_names(struct ma_pyreader *r, uint64_t interp, int is_main,
 			struct ma_py_tname **v, size_t *n, size_t *cap)
 {
 	struct src s = { .r = r, .m = r->m };
 	struct dview dv;
-	uint64_t active;
+	uint64_t active, main;
 
 	if (!r->tn)
 		return 0;
-	active = find_active(r, interp);
+	active = find_active(r, interp, &main);
 	if (!active || dict_open(r, active, &dv) < 0)
 		return 0;
 	for (int64_t i = 0; i < dv.n && i < MA_MAX_THREADS; i++) {
@@ -1339,6 +1349,12 @@ static int interp_names(struct ma_pyreader *r, uint64_t interp,
 		if (long_get(r, attr_get(r, thread, "_native_id"), &native_id) <
 		    0)
 			native_id = 0;
+		/* In a fork child the Thread that forked keeps its parent's
+		 * _native_id (CPython does not reset it), yet it is this
+		 * process's main thread, whose pthread_t no other thread can
+		 * take while the process lives: its ident alone names it. */
+		if (is_main && thread == main)
+			native_id = 0;
 		if (!name || push_tname(v, n, cap, ident, native_id, name) < 0)
 			return -ENOMEM;
 	}
@@ -1360,26 +1376,29 @@ int ma_pyreader_thread_names(struct ma_pyreader *r, struct ma_py_tname **out,
 		return 0;
 	while (interp && ninterps++ < MA_MAX_INTERPS &&
 	       !cycle_step(&cyc, interp)) {
-		if (interp_names(r, interp, out, n, &cap) < 0) {
+		uint64_t next;
+
+		if (rd(r, interp + r->o.interp_next, &next, 8) < 0)
+			next = 0;
+		if (interp_names(r, interp, !next, out, n, &cap) < 0) {
 			free(*out);
 			*out = NULL;
 			*n = 0;
 			return -ENOMEM;
 		}
-		if (rd(r, interp + r->o.interp_next, &interp, 8) < 0)
-			break;
+		interp = next;
 	}
 	return 0;
 }
 
 /* Name the snapshot's threads first..end of interpreter interp */
-static int name_threads(struct ma_pyreader *r, uint64_t interp,
+static int name_threads(struct ma_pyreader *r, uint64_t interp, int is_main,
 			struct ma_py_snapshot *s, int first)
 {
 	struct ma_py_tname *v = NULL;
 	size_t n = 0, cap = 0;
 
-	if (interp_names(r, interp, &v, &n, &cap) < 0)
+	if (interp_names(r, interp, is_main, &v, &n, &cap) < 0)
 		return -ENOMEM;
 	for (int k = first; k < s->nthreads; k++) {
 		const struct ma_py_thread *t = &s->threads[k];
@@ -1439,7 +1458,7 @@ int ma_pyreader_snapshot(struct ma_pyreader *r, struct ma_py_snapshot *out)
 
 		err = walk_threads(r, &ii, holder, out, &cap);
 		if (!err)
-			err = name_threads(r, interp, out, first);
+			err = name_threads(r, interp, !ii.next, out, first);
 		if (err < 0) {
 			ma_py_snapshot_free(out);
 			return ma_err(err,

@@ -24,7 +24,8 @@ import tempfile
 import time
 
 from ma_test import (MEMATTACH, Attach, Target, check, finish,
-                     interpreters, memattach, report_json, stacks_json)
+                     interpreters, memattach, report_json, stacks_json,
+                     thread_by_tid)
 
 
 def comm_of(pid, tid):
@@ -185,6 +186,38 @@ def check_no_threading(label, exe):
         p.wait()
 
 
+def check_fork_child(label, exe, tmp):
+    """A fork child's main thread is the Thread that forked, named
+    'MainThread', whose _native_id CPython leaves at the parent's thread
+    ID: stacks, info and a capture must still call it MainThread (before,
+    stacks and info on 3.11+ and the capture on every version called it
+    by its comm)"""
+    with Target(exe, "fork_named.py") as t:
+        pid = int(t.ready_line.split()[1])
+        try:
+            th = thread_by_tid(stacks_json(pid), pid)
+            check(th and th["name"] == "MainThread",
+                  "%s: fork child: stacks names its main thread "
+                  "MainThread" % label, th and th["name"])
+            rc, out, err = memattach("info", "--json", str(pid))
+            main = [x for x in json.loads(out)["threads"]
+                    if x["tid"] == pid] if rc == 0 else []
+            check(main and main[0]["name"] == "MainThread",
+                  "%s: fork child: info names its main thread "
+                  "MainThread" % label, err or main)
+            cap = os.path.join(tmp, label + "-fork.cap")
+            a = Attach(pid, "--duration", 1.5, output=cap)
+            rc = a.wait()
+            ths = report_json(cap, "--threads")["threads"] if rc == 0 \
+                else []
+            mine = [x["name"] for x in ths if x["tid"] == pid]
+            check(mine == ["MainThread"],
+                  "%s: fork child: the capture names its main thread "
+                  "MainThread" % label, (rc, mine, a.stderr[-300:]))
+        finally:
+            os.kill(pid, 9)
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -250,6 +283,7 @@ def main():
                 t.proc.stdin.flush()
                 check(t.readline() == "GOT", "%s: target runs on" % label)
             check_no_threading(label, exe)
+            check_fork_child(label, exe, tmp)
         except Exception as e:
             check(False, "%s: ran without error" % label, repr(e))
     finish()
