@@ -66,16 +66,23 @@ struct ma_py_layout {
 	uint8_t skip_incomplete;
 	/* frame_code may be another executable than a code object */
 	uint8_t other_executables;
+	/* The opcodes a frame runs only before its first traceable
+	 * instruction (_co_firsttraceable, the first RESUME): MAKE_CELL,
+	 * COPY_FREE_VARS, RETURN_GENERATOR; 0: none.  A frame running one is
+	 * incomplete too (_PyFrame_IsIncomplete): CPython, tracemalloc and
+	 * tracebacks show its caller, where the generator or cell it makes
+	 * was asked for */
+	uint8_t op_setup[3];
 };
 
 static const struct ma_py_layout ma_py_layouts[MA_LAYOUT_COUNT] = {
 	/* clang-format off */
-	/*                lasti  cframe  shim owner                entry           incomplete  other exec */
-	[MA_LAYOUT_38]  = { 1,   0,      -1,                       MA_ENTRY_EVERY, 0,          0 },
-	[MA_LAYOUT_310] = { 2,   0,      -1,                       MA_ENTRY_EVERY, 0,          0 },
-	[MA_LAYOUT_311] = { 0,   1,      -1,                       MA_ENTRY_FLAG,  1,          0 },
-	[MA_LAYOUT_312] = { 0,   1,      MA_FRAME_OWNED_BY_CSTACK, MA_ENTRY_SHIM,  1,          0 },
-	[MA_LAYOUT_313] = { 0,   0,      MA_FRAME_OWNED_BY_CSTACK, MA_ENTRY_SHIM,  0,          1 },
+	/*                lasti  cframe  shim owner                entry           incomplete  other exec  setup opcodes */
+	[MA_LAYOUT_38]  = { 1,   0,      -1,                       MA_ENTRY_EVERY, 0,          0,          { 0 } },
+	[MA_LAYOUT_310] = { 2,   0,      -1,                       MA_ENTRY_EVERY, 0,          0,          { 0 } },
+	[MA_LAYOUT_311] = { 0,   1,      -1,                       MA_ENTRY_FLAG,  1,          0,          { 135, 149, 75 } },
+	[MA_LAYOUT_312] = { 0,   1,      MA_FRAME_OWNED_BY_CSTACK, MA_ENTRY_SHIM,  1,          0,          { 135, 149, 75 } },
+	[MA_LAYOUT_313] = { 0,   0,      MA_FRAME_OWNED_BY_CSTACK, MA_ENTRY_SHIM,  0,          1,          { 94, 62, 35 } },
 	/* clang-format on */
 };
 
@@ -363,6 +370,18 @@ ma_py_instr_addr(const struct ma_py_layout *L, const struct ma_py_walk_off *w,
 		*addr = ip - start > (1u << 30) ? bad : (int32_t)(ip - start);
 	}
 	return 1;
+}
+
+/*
+ * Whether op, the opcode at a frame's instruction pointer (addr >= 0 from
+ * ma_py_instr_addr), is one a frame runs while still incomplete
+ * (ma_py_layout.op_setup): such a frame is not shown either.
+ */
+static inline __attribute__((always_inline)) int
+ma_py_op_is_setup(const struct ma_py_layout *L, uint8_t op)
+{
+	return L->op_setup[0] && (op == L->op_setup[0] ||
+				  op == L->op_setup[1] || op == L->op_setup[2]);
 }
 
 #endif

@@ -455,6 +455,18 @@ memo:
  */
 
 /*
+ * A frame at an instruction it runs only while incomplete (MAKE_CELL,
+ * RETURN_GENERATOR...): the generator or cell it makes is charged to its
+ * caller's line, as tracemalloc does.  addr >= 0: ip is inside the code.
+ */
+static inline __attribute__((always_inline)) int
+setup_op(const struct ma_py_layout *L, uintptr_t ip, int32_t addr)
+{
+	return L->op_setup[0] && addr >= 0 &&
+	       ma_py_op_is_setup(L, *(const uint8_t *)ip);
+}
+
+/*
  * One frame: 1 and *e filled when it is a Python function frame to keep, 0
  * when it is to be skipped (shim, incomplete, not code); *prev always.
  */
@@ -477,7 +489,9 @@ frame_read(const struct ma_py_walk_off *w, const struct ma_py_layout *L,
 	e->frame = f;
 	e->code = code;
 	e->ip = ma_py_frame_ip(L, f, w->instr);
-	return ma_py_instr_addr(L, w, code, e->ip, -1, &e->addr);
+	if (!ma_py_instr_addr(L, w, code, e->ip, -1, &e->addr))
+		return 0;
+	return !setup_op(L, e->ip, e->addr);
 }
 
 static inline int same_frame(const struct ma_frame_ent *c,
@@ -723,7 +737,8 @@ stack_slow(struct ma_session *s, struct ma_slot *sl, uintptr_t top,
 		/* the innermost frame moved on: same frame, same code (so a
 		 * code object, kept before), another instruction */
 		if (rd64(top, (int32_t)w.code) == c->code &&
-		    ma_py_instr_addr(L, &w, c->code, ip, -1, &addr)) {
+		    ma_py_instr_addr(L, &w, c->code, ip, -1, &addr) &&
+		    !setup_op(L, ip, addr)) {
 			node = node_id(s, sl,
 				       old >= 2 ? cache[old - 2].node : 0,
 				       c->code_id, addr);

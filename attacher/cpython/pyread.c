@@ -843,9 +843,12 @@ static int walk_frames(struct ma_pyreader *r, uint64_t frame,
 		}
 		/* Garbage instruction pointers: keep the frame, without a
 		 * line (-2) */
-		if (!ma_py_instr_addr(L, &r->w, code,
-				      ma_py_frame_ip(L, fp, r->w.instr), -2,
-				      &addr)) {
+		uint64_t ip = ma_py_frame_ip(L, fp, r->w.instr);
+		uint8_t op = 0;
+
+		if (!ma_py_instr_addr(L, &r->w, code, ip, -2, &addr) ||
+		    (L->op_setup[0] && addr >= 0 && rd(r, ip, &op, 1) == 0 &&
+		     ma_py_op_is_setup(L, op))) {
 			/* incomplete: CPython does not show it either */
 			frame = prev;
 			continue;
