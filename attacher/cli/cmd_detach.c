@@ -107,8 +107,10 @@ int ma_cmd_detach(int argc, char **argv)
 	}
 	if (!pi.same_build) {
 		ma_err(-EPROTO,
-		       "process %d holds a payload of another memattach build: "
-		       "run that memattach's detach",
+		       "process %d holds the payload of another memattach "
+		       "build: run the detach of the memattach that loaded "
+		       "it (the payload stays loaded for the life of the "
+		       "process all the same)",
 		       (int)pid);
 		ma_target_close(t);
 		return ma_cli_fail("detach");

@@ -212,6 +212,16 @@ void ma_payload_wait(struct ma_target *t, struct ma_payload_info *pi,
 	}
 }
 
+/*
+ * A payload is never unloaded (docs/architecture.md), so a process keeps
+ * the first build's for its life, and a detach does not change that: the
+ * message says what works
+ */
+#define OTHER_BUILD_WHY                                                        \
+	"which stays loaded for the life of the process (a payload is "        \
+	"never unloaded, 'memattach detach' leaves it too): use the "          \
+	"memattach that loaded it, or restart the process"
+
 int ma_err_busy(pid_t pid, const struct ma_payload_info *pi)
 {
 	struct ma_holder h;
@@ -1003,10 +1013,9 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 		return ma_err(err, "attach: process %d is gone", (int)t->pid);
 	if (pi.loaded && !pi.same_build)
 		return ma_err(-EEXIST,
-			      "attach: process %d already holds a payload of "
-			      "another memattach build: detach it with that "
-			      "memattach ('memattach detach %d')",
-			      (int)t->pid, (int)t->pid);
+			      "attach: process %d already holds the payload "
+			      "of another memattach build, " OTHER_BUILD_WHY,
+			      (int)t->pid);
 	/* A session still running: refused at once when a live memattach
 	 * drains it (waiting would last as long as that one runs) */
 	if (ma_payload_in(&pi, MA_PAYLOAD_BUSY)) {
@@ -1322,10 +1331,9 @@ int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 		return ma_err(err, "heap: process %d is gone", (int)t->pid);
 	if (pi.loaded && !pi.same_build)
 		return ma_err(-EEXIST,
-			      "heap: process %d holds a payload of another "
-			      "memattach build: detach it with that memattach "
-			      "('memattach detach %d')",
-			      (int)t->pid, (int)t->pid);
+			      "heap: process %d holds the payload of another "
+			      "memattach build, " OTHER_BUILD_WHY,
+			      (int)t->pid);
 	err = ma_rcall_env_init(t->pid, &env);
 	if (err)
 		return err;
