@@ -68,11 +68,14 @@ struct ma_py_layout {
 	uint8_t other_executables;
 	/* The opcodes a frame runs only before its first traceable
 	 * instruction (_co_firsttraceable, the first RESUME): MAKE_CELL,
-	 * COPY_FREE_VARS, RETURN_GENERATOR; 0: none.  A frame running one is
+	 * COPY_FREE_VARS, RETURN_GENERATOR, and on 3.13 EXIT_INIT_CHECK (the
+	 * shim _Py_InitCleanup that a specialized call of a class pushes under
+	 * its __init__, a code object named __init__ in a file __init__, sits
+	 * at it until __init__ returns); 0: none.  A frame running one is
 	 * incomplete too (_PyFrame_IsIncomplete): CPython, tracemalloc and
 	 * tracebacks show its caller, where the generator or cell it makes
-	 * was asked for */
-	uint8_t op_setup[3];
+	 * was asked for.  The numbers are each version's opcode.opmap */
+	uint8_t op_setup[4];
 };
 
 static const struct ma_py_layout ma_py_layouts[MA_LAYOUT_COUNT] = {
@@ -82,7 +85,7 @@ static const struct ma_py_layout ma_py_layouts[MA_LAYOUT_COUNT] = {
 	[MA_LAYOUT_310] = { 2,   0,      -1,                       MA_ENTRY_EVERY, 0,          0,          { 0 } },
 	[MA_LAYOUT_311] = { 0,   1,      -1,                       MA_ENTRY_FLAG,  1,          0,          { 135, 149, 75 } },
 	[MA_LAYOUT_312] = { 0,   1,      MA_FRAME_OWNED_BY_CSTACK, MA_ENTRY_SHIM,  1,          0,          { 135, 149, 75 } },
-	[MA_LAYOUT_313] = { 0,   0,      MA_FRAME_OWNED_BY_CSTACK, MA_ENTRY_SHIM,  0,          1,          { 94, 62, 35 } },
+	[MA_LAYOUT_313] = { 0,   0,      MA_FRAME_OWNED_BY_CSTACK, MA_ENTRY_SHIM,  0,          1,          { 94, 62, 35, 13 } },
 	/* clang-format on */
 };
 
@@ -380,8 +383,10 @@ ma_py_instr_addr(const struct ma_py_layout *L, const struct ma_py_walk_off *w,
 static inline __attribute__((always_inline)) int
 ma_py_op_is_setup(const struct ma_py_layout *L, uint8_t op)
 {
-	return L->op_setup[0] && (op == L->op_setup[0] ||
-				  op == L->op_setup[1] || op == L->op_setup[2]);
+	return L->op_setup[0] &&
+	       (op == L->op_setup[0] || op == L->op_setup[1] ||
+		op == L->op_setup[2] ||
+		(L->op_setup[3] && op == L->op_setup[3]));
 }
 
 #endif

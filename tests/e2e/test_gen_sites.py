@@ -15,7 +15,7 @@ import os
 import tempfile
 
 from ma_test import (TARGETS, Target, check, finish, interpreters, marks,
-                     report_json, row_at, tracked_round)
+                     memattach, report_json, row_at, tracked_round)
 
 SCRIPT = os.path.join(TARGETS, "gen_objects.py")
 N = 20000
@@ -43,6 +43,19 @@ def main():
             check(dfn is None or dfn["live"]["count"] < N // 100,
                   "%s: not to the def line of %s (line %d)" %
                   (label, kind, m[kind + "_def"]), repr(dfn and dfn["live"]))
+        rc, out, err = memattach("report", "-f", "collapsed", "--group",
+                                 "stack", "--view", "live", cap)
+        alloc = "gen_objects.py:%d)" % m["init_alloc"]
+        stacks = [l.rsplit(" ", 1)[0] for l in out.splitlines()
+                  if alloc in l]
+        frames = [s.split(";") for s in stacks]
+        good = [f for f in frames if len(f) >= 2 and
+                f[-2].endswith("gen_objects.py:%d)" % m["init_site"]) and
+                f[-1].split(" (")[0] in ("Kept.__init__", "__init__") and
+                f[-1].endswith(alloc)]
+        check(rc == 0 and stacks and len(good) == len(frames),
+              "%s: __init__'s blocks under the line that called the class, "
+              "no frame between" % label, stacks[:3] or (rc, err))
     finish()
 
 
