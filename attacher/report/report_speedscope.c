@@ -94,14 +94,26 @@ static void profile(const struct ma_report *r, FILE *f, enum ma_rview v,
 {
 	const char *cut = r->trailer ? "" : " (TRUNCATED)";
 	const char *est = r->meta && r->meta->sample_mean ? " (ESTIMATES)" : "";
+	/* a view the capture cannot give is an empty profile: said so in its
+	 * name, not shown as nothing allocated (ma_report_view_known) */
+	const char *unknown = NULL;
 	uint64_t sum = 0;
 	bool first = true;
 	size_t n = th < 0 ? r->nnodes : r->nsamples;
 
+	if (!ma_report_view_known(r, v))
+		unknown = v == MA_RV_TEMP
+				  ? "a sampled capture"
+				  : "a --from range of an aggregated capture";
 	fprintf(f, "%s{\"type\":\"sampled\",\"name\":\"", comma ? "," : "");
 	if (th < 0) {
-		fprintf(f, "%s bytes: %s%s%s", ma_rview_name(v),
-			ma_rview_desc(v), est, cut);
+		fprintf(f, "%s bytes: %s", ma_rview_name(v), ma_rview_desc(v));
+		if (unknown) {
+			fputs(" (NOT KNOWN: ", f);
+			ma_json_str(f, unknown);
+			fputs(")", f);
+		}
+		fprintf(f, "%s%s", est, cut);
 	} else {
 		fprintf(f, "%s bytes of thread ", ma_rview_name(v));
 		ma_json_str(f, r->threads[th].name);

@@ -19,6 +19,7 @@
 #include <zlib.h>
 
 #include "errors.h"
+#include "ma_config.h"
 #include "profile.pb-c.h"
 #include "report.h"
 #include "textfit.h"
@@ -1015,6 +1016,61 @@ Test(report, speedscope_profiles)
 	}
 	json_decref(doc);
 	free(out);
+	ma_report_free(r);
+}
+
+/*
+ * speedscope writes a profile for each of the four views; one the capture
+ * cannot give (the temporary view of a sampled capture, the peak of a
+ * --from range of an aggregated one) was an empty profile named like the
+ * others, read as "nothing temporary".  Its name says it is not known.
+ */
+static const char *profile_name(const char *out, size_t k)
+{
+	static char name[512];
+	json_error_t e;
+	json_t *doc = json_loads(out, 0, &e);
+	json_t *p;
+
+	cr_assert_not_null(doc, "%s", e.text);
+	p = json_array_get(json_object_get(doc, "profiles"), k);
+	snprintf(name, sizeof(name), "%s",
+		 json_string_value(json_object_get(p, "name")));
+	json_decref(doc);
+	return name;
+}
+
+Test(report, speedscope_names_views_not_known)
+{
+	struct ma_report_opts o;
+	struct ma_report *r;
+	struct ma_capture_meta sampled;
+	const struct ma_capture_meta *was;
+	char path[128], *out;
+
+	scenario(path, sizeof(path));
+	ma_report_opts_init(&o);
+	r = load(path, &o);
+	/* every view known: no such words */
+	out = render(r, ma_report_speedscope, NULL);
+	for (size_t k = 0; k < 4; k++)
+		cr_expect_null(strstr(profile_name(out, k), "NOT KNOWN"), "%s",
+			       profile_name(out, k));
+	free(out);
+	/* the same figures, read as a sampled capture's */
+	was = r->meta;
+	sampled = *was;
+	sampled.flags |= MA_TRACK_SAMPLE;
+	sampled.sample_mean = 4096;
+	r->meta = &sampled;
+	out = render(r, ma_report_speedscope, NULL);
+	cr_expect(strstr(profile_name(out, 3), "temporary bytes") &&
+			  strstr(profile_name(out, 3), "NOT KNOWN"),
+		  "%s", profile_name(out, 3));
+	cr_expect_null(strstr(profile_name(out, 0), "NOT KNOWN"), "%s",
+		       profile_name(out, 0));
+	free(out);
+	r->meta = was;
 	ma_report_free(r);
 }
 
