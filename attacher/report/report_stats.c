@@ -182,7 +182,7 @@ int ma_report_stats(const struct ma_report *r, FILE *f)
 	const struct ma_capture_trailer *tr = r->trailer;
 	const char *name = strrchr(r->path, '/');
 	int width = r->opts.width ? r->opts.width : ma_term_width(f);
-	char a[32], b[32];
+	char a[32], b[32], note[160];
 
 	if (width < 60)
 		width = 60;
@@ -199,6 +199,10 @@ int ma_report_stats(const struct ma_report *r, FILE *f)
 		r->pid_filtered	     ? " (only the processes asked for)"
 		: r->thread_filtered ? " (only the threads asked for)"
 				     : "");
+	/* a sampled capture's counts and bytes are estimates: said under
+	 * the first line, as the text report does */
+	if (ma_report_estimates(r, note, sizeof(note)))
+		fprintf(f, "  %s\n", note);
 	/* --from/--to apply here too: say so, as the text report does */
 	if (r->ranged)
 		fprintf(f, "  only the range %.1f s - %.1f s\n",

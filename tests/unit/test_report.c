@@ -1075,6 +1075,40 @@ Test(report, speedscope_names_views_not_known)
 }
 
 /*
+ * -f stats of a sampled capture: its counts and bytes by allocator and by
+ * location are estimates, and it said nothing of it (the text report and
+ * the other formats do).  The same figures read as a sampled capture's.
+ */
+Test(report, stats_says_estimates)
+{
+	struct ma_report_opts o;
+	struct ma_report *r;
+	struct ma_capture_meta sampled;
+	const struct ma_capture_meta *was;
+	char path[128], *out;
+
+	scenario(path, sizeof(path));
+	ma_report_opts_init(&o);
+	r = load(path, &o);
+	out = render(r, ma_report_stats, NULL);
+	cr_expect_null(strstr(out, "ESTIMATES"), "%s", out);
+	free(out);
+	was = r->meta;
+	sampled = *was;
+	sampled.flags |= MA_TRACK_SAMPLE;
+	sampled.sample_mean = 4096;
+	r->meta = &sampled;
+	out = render(r, ma_report_stats, NULL);
+	cr_expect(strstr(out, "\n  ESTIMATES: blocks sampled every 4.00 KiB on "
+			      "average (--sample); every figure is an "
+			      "estimate\n"),
+		  "%s", out);
+	free(out);
+	r->meta = was;
+	ma_report_free(r);
+}
+
+/*
  * A function's frame in speedscope is named by its def line whatever the
  * line of its first node: a first node with no line (-1, as CPython 3.11+
  * gives some instructions) left the frame "f", with no file, def line nor
