@@ -767,7 +767,8 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	if (o.live) {
 		struct ma_live_opts lo = { .pid = pid,
 					   .py_version = t->version,
-					   .duration_ns = ps.duration_ns };
+					   .duration_ns = ps.duration_ns,
+					   .sample_mean = o.sample };
 
 		if (ma_live_start(&lo, &ps.view))
 			fprintf(stderr, "memattach: attach: %s; %s\n",

@@ -659,7 +659,8 @@ static void draw(struct ma_live *lv, uint64_t elapsed_ns)
 {
 	const struct ma_account_totals *t = &lv->tot;
 	const struct ma_live_status *st = &lv->st;
-	char a[32], b[32], c[32], d[32], left[48] = "", rss[48] = "";
+	char a[32], b[32], c[32], d[32], left[48] = "", rss[48] = "",
+					 est[64] = "";
 	char warn[240] = "";
 	int locw = lv->cols - 36;
 	size_t want = lv->rows > HEADER_ROWS + 1
@@ -693,10 +694,15 @@ static void draw(struct ma_live *lv, uint64_t elapsed_ns)
 		ma_fmt_bytes(t->last_rss, a, sizeof(a));
 		snprintf(rss, sizeof(rss), "  RSS %s", a);
 	}
+	/* sampled: every figure below is an estimate, as the summary says */
+	if (lv->o.sample_mean) {
+		ma_fmt_bytes(lv->o.sample_mean, a, sizeof(a));
+		snprintf(est, sizeof(est), "  ESTIMATES (--sample %s)", a);
+	}
 	line(lv, "\033[1m", "\033[0m",
-	     "memattach --live  PID %d  python %s  %.0f s%s%s%s",
+	     "memattach --live  PID %d  python %s  %.0f s%s%s%s%s",
 	     (int)lv->o.pid, lv->o.py_version, (double)elapsed_ns / 1e9, left,
-	     rss, lv->paused ? "  [PAUSED]" : "");
+	     rss, est, lv->paused ? "  [PAUSED]" : "");
 
 	ma_fmt_bytes(t->live_bytes, a, sizeof(a));
 	ma_fmt_count(t->live_count, b, sizeof(b));

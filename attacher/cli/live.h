@@ -33,6 +33,7 @@ struct ma_live_opts {
 	pid_t pid;
 	const char *py_version;
 	uint64_t duration_ns; /* 0: until q, Ctrl-C or the target's exit */
+	uint64_t sample_mean; /* --sample: every figure is an estimate */
 };
 
 /* What the attach knows now, beyond the accounting */

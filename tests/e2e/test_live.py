@@ -321,6 +321,22 @@ def duration(label, exe, tm, tmp):
               "%s: --duration ends it, the shell's screen back" % label, s)
 
 
+def sampled(label, exe, tm, tmp):
+    """--sample: the header says the figures are estimates, as the summary
+    does (the view showed them as counts)"""
+    cap = os.path.join(tmp, "samp-%s.cap" % label)
+    tag = "samp-" + label
+    with Target(exe, "two_rates.py") as t:
+        tm.type_line("clear; %s attach --live --sample 64K -d 4 -o %s %d; "
+                     "echo DONE-%s=$?" % (MEMATTACH, cap, t.pid, tag))
+        s = tm.wait_for(lambda s: rows(s) or exited(s, tag), 60)
+        check("ESTIMATES (--sample 64.0 KiB)" in s,
+              "%s: --sample: the header says estimates" % label, s)
+        s = tm.wait_for(lambda s: exited(s, tag), 60)
+        check(exited(s, tag) == "0",
+              "%s: --sample: the view ends with --duration" % label, s)
+
+
 def crash(label, exe, tm, tmp, sig):
     """memattach killed by a fatal signal (SIGABRT) in the view: the
     shell's screen and the terminal's modes come back before it dies.
@@ -377,6 +393,7 @@ def main():
             one(label, exe, tm, tmp, ctrl_c=(i == 1))
             if i == 0:
                 duration(label, exe, tm, tmp)
+                sampled(label, exe, tm, tmp)
                 crash(label, exe, tm, tmp, signal.SIGABRT)
                 crash(label, exe, tm, tmp, signal.SIGHUP)
     finally:
