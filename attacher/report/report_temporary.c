@@ -13,8 +13,9 @@
  * its pointer up there: present, same thread and within the window means
  * temporary.  The table holds at most threads * (N + 1) entries, so it
  * stays in cache and costs a lookup per event, not a second live map.
- * mmap regions are not considered (they are few and rarely short-lived;
- * munmaps are ranges).  An aggregated capture (docs/payload.md) brings
+ * mmap regions are never temporary (they are few and rarely short-lived;
+ * munmaps are ranges), but count as allocations of their thread, as the
+ * payload counts them.  An aggregated capture (docs/payload.md) brings
  * the counts by distance (AGGTEMP events: distances 0 to 15, then buckets
  * by power of two, common/ma_agg.h): windows up to 15 and of 2^k - 1 are
  * exact there, others count the buckets that lie wholly within them.
@@ -221,12 +222,18 @@ int ma_temporary_feed(struct ma_temporary *t, const struct ma_event *ev)
 		struct tslot *s;
 		uint32_t slot;
 
-		if (ev->alloc.kind == MA_KIND_MMAP || !ev->alloc.ptr)
+		if (!ev->alloc.ptr)
 			return 0;
 		th = thread_get(t, ev->thread);
 		if (!th)
 			return -ENOMEM;
 		th->seq++;
+		/* an mmap region is never temporary, but it is one of the
+		 * thread's allocations: the payload counts it in the
+		 * distances of aggregated captures and short-lived pairs,
+		 * and so must this count */
+		if (ev->alloc.kind == MA_KIND_MMAP)
+			return 0;
 		/* A pair the payload counted (a TEMP record): its FREE comes
 		 * next, and its address says after how many allocations of
 		 * its thread */

@@ -340,6 +340,50 @@ Test(report, peak_total_temporary_rank_rows)
 	ma_report_free(r);
 }
 
+/*
+ * An mmap region is never temporary, but it is an allocation of its
+ * thread: the payload counts it in the distances it gives aggregated
+ * captures (AGGTEMP) and short-lived pairs, so an event stream must count
+ * it too, or --every-event and the default disagree on every block that
+ * lives across an mmap (mmap.mmap() in a loop: its objects temporary at
+ * window 1 with --every-event, at window 2 by default).  Thread 1
+ * allocates 0x1000, maps a region, frees 0x1000: one further allocation.
+ */
+Test(report, temporary_counts_mmap_as_an_allocation)
+{
+	struct ma_report_opts o;
+	struct ma_report *r;
+	char path[128];
+	struct wr w;
+
+	tmp_path(path, sizeof(path), "tmp-mmap.cap");
+	cr_assert_eq(ma_capture_create(path, &meta, &w.w), 0, "%s",
+		     ma_errmsg());
+	def_thread(&w, 1, 100, "main");
+	def_code(&w, 1, "<module>", "/app/main.py", 1);
+	def_code(&w, 2, "alloc_a", "/app/a.py", 10);
+	def_node(&w, 1, 0, 1, 4);
+	def_node(&w, 2, 1, 2, 2);
+	ev_alloc(&w, 1, 0x1000, 64, 2, MA_KIND_PYOBJ);
+	ev_alloc(&w, 1, 0x7f0000000000ull, 1 << 22, 2, MA_KIND_MMAP);
+	ev_free(&w, 1, 0x1000);
+	ev_sample(&w, 1000000000ull, 10 << 20);
+	cr_assert_eq(ma_capture_close(w.w,
+				      &(struct ma_capture_trailer){
+					      .duration_ns = 1000000000ull,
+					      .complete = 1 }),
+		     0, "%s", ma_errmsg());
+	ma_report_opts_init(&o);
+	o.window = 0;
+	r = load(path, &o);
+	FIG(r->sum[MA_RV_TEMP], 0, 0);
+	ma_report_free(r);
+	o.window = 1;
+	r = load(path, &o);
+	FIG(r->sum[MA_RV_TEMP], 64, 1);
+	ma_report_free(r);
+}
+
 Test(report, temporary_window)
 {
 	struct ma_report_opts o;
