@@ -1060,10 +1060,12 @@ static uint8_t *inner_links(const struct ma_heap_graph *g, const struct dom *d,
  * outer one.  An object A goes when a candidate B that stays and that A
  * dominates retains at least 90 % of what A retains.  Two exceptions,
  * where the outer object stands for the inner: a recursive structure
- * (B goes when such an A is of B's own type: a linked list's head stands
- * for its nodes, most of which inner_links() kept out of the candidates
- * already), and a dict that is most of its owner (an instance's
- * __dict__).  The walk up also stops at any other type met twice; dicts
+ * (B goes when its immediate dominator, or the owner of that one when it
+ * is a dict, is of B's own type: a linked list's head stands for its
+ * nodes, most of which inner_links() kept out of the candidates already;
+ * one of B's type further out is an outer link as any other: a list of
+ * handlers, one of which holds the list that grows), and a dict that is
+ * most of its owner (an instance's __dict__).  The walk up also stops at any other type met twice; dicts
  * do not count there (nested dicts, {"db": {"pools": {...}}}, fold into
  * what they hold).  Inner objects first (they retain less), so that an
  * object dropped drops nothing.  Keeps the candidates' order; t->n
@@ -1108,8 +1110,24 @@ static void fold_chains(const struct ma_heap_graph *g, const struct dom *d,
 			    !holds_most(retained, b, a))
 				break;
 			if (g->type[a] == g->type[b] && g->type[b] != dict) {
-				drop[i] = 1; /* a node: its outer one stays */
-				break;
+				/* a node held by one of its own type (through
+				 * an instance's __dict__ on 3.8-3.10): its
+				 * outer one stays */
+				if (links == 0 ||
+				    (links == 1 && g->type[cur] == dict)) {
+					drop[i] = 1;
+					break;
+				}
+				/* one further out (a list of handlers whose
+				 * one handler holds a list) is an outer link
+				 * like any other: the inner object keeps the
+				 * row, its path names the outer one */
+				hit = bsearch(&key, c, t->n, sizeof(*c),
+					      cand_cmp);
+				if (hit)
+					drop[hit->at] = 1;
+				cur = a;
+				continue;
 			}
 			for (s = 0; s < nseen &&
 				    (seen[s] != g->type[a] || seen[s] == dict);

@@ -271,6 +271,48 @@ Test(census, chains_fold_to_their_innermost_link)
 	ma_heap_graph_free(&g);
 }
 
+/*
+ * A list of handlers whose one handler holds the list that grows (a
+ * logging handler keeping its records):
+ *  0 module __main__
+ *  1   dict (its namespace)
+ *  2     list H (64)               <- 1
+ *  3       Owner (48)              <- 2
+ *  4         list R (100)          <- 3
+ *  5..8        bytes 1000 each     <- 4: none holds 90 % of R
+ * R is not a node of a recursive structure (H holds it through an
+ * Owner, not directly): R keeps the row, its path naming H, where H
+ * stood for it and hid where the memory grows.
+ */
+static const struct spec handlers[] = {
+	[0] = { T_MODULE, 72, 2, { 1, -1 } },
+	[1] = { T_DICT, 640, 1, { 2, -1 } },
+	[2] = { T_LIST, 64, 1, { 3, -1 } },
+	[3] = { T_OWNER, 48, 1, { 4, -1 } },
+	[4] = { T_LIST, 100, 1, { 5, 6, 7, 8, -1 } },
+	[5] = { T_BYTES, 1000, 1, { -1 } },
+	[6] = { T_BYTES, 1000, 1, { -1 } },
+	[7] = { T_BYTES, 1000, 1, { -1 } },
+	[8] = { T_BYTES, 1000, 1, { -1 } },
+};
+
+Test(census, a_list_in_an_item_of_a_list_keeps_the_row)
+{
+	struct ma_heap_graph g;
+	struct ma_heap_census c;
+	struct ma_hcensus_opts o = { .top = 50 };
+
+	build_spec(&g, handlers, sizeof(handlers) / sizeof(handlers[0]));
+	cr_assert_eq(ma_heap_census(&g, &o, NULL, &c), 0);
+	cr_assert(row_of(c.retainers, c.nretainers, 4),
+		  "the list that holds the bytes keeps its row");
+	cr_assert_null(row_of(c.retainers, c.nretainers, 3));
+	cr_assert_null(row_of(c.retainers, c.nretainers, 2),
+		       "the outer list is named in the path, not a row");
+	ma_heap_census_free(&c);
+	ma_heap_graph_free(&g);
+}
+
 Test(census, paths_from_roots)
 {
 	struct ma_heap_graph g;
