@@ -103,6 +103,26 @@ def run(label, exe, tmp):
     check(rc == 0 and ", 3 s earlier (process" in first and secs == -3,
           "%s: --diff with the older snapshot second: 3 s earlier (text), "
           "seconds_between -3 (json)" % label, (first, secs, err))
+    # Cyclic garbage that grew (a leak of reference cycles under
+    # gc.disable()) is in no retainer's path: the diff says it apart, where
+    # it showed only types that grew and "Retainers ... (none)"
+    with open(a) as f:
+        doc = json.load(f)
+    doc["garbage_objects"] += 5000
+    doc["garbage_bytes"] += 3 * MIB
+    cyc = os.path.join(tmp, "a_cycles.snap")
+    with open(cyc, "w") as f:
+        json.dump(doc, f)
+    rc, out, err = memattach("report", a, "--diff", cyc)
+    rc2, jout, _ = memattach("report", "-f", "json", a, "--diff", cyc)
+    jd = json.loads(jout) if rc2 == 0 else {}
+    check(rc == 0 and re.search(r"Cyclic garbage \(kept only by reference "
+                                r"cycles\) \+3\.00 MiB \(.* -> .*\), "
+                                r"\+5000 objects", out) and
+          jd.get("garbage_bytes_delta") == 3 * MIB and
+          jd.get("garbage_objects_delta") == 5000,
+          "%s: --diff: cyclic garbage that grew is said (text, json)" % label,
+          (out, jout, err))
     # Another program's snapshot: refused unless --force, as captures are
     # (it was compared without a word)
     doc["command"] += " --other"
