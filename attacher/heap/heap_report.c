@@ -411,8 +411,9 @@ static int print_text(FILE *f, const json_t *d, int top, int depth)
 		js(d, "python"));
 	free(cmd);
 	fprintf(f,
-		"Census of %llu objects (%s), target stopped %.1f ms (one "
-		"thread %.1f ms), walked in %.2f s\n\n",
+		"Census of %llu objects (%s), target stopped %.1f ms, then "
+		"paused up to %.1f ms by the clone (a thread that writes "
+		"memory waits for it), walked in %.2f s\n\n",
 		(unsigned long long)ju(d, "objects"),
 		bytes(ju(d, "bytes"), a, sizeof(a)), jr(d, "all_stopped_ms"),
 		jr(d, "frozen_ms"), jr(d, "walk_s"));
