@@ -1414,7 +1414,8 @@ void ma_account_print_summary_width(const struct ma_account *acc, FILE *f,
 
 	ma_fmt_bytes(t->live_bytes, a, sizeof(a));
 	ma_fmt_count(t->live_count, b, sizeof(b));
-	ma_para_piece(&p, "", "Still live: %s in %s blocks", a, b);
+	ma_para_piece(&p, "", "Still live: %s in %s block%s", a, b,
+		      t->live_count == 1 ? "" : "s");
 	ma_para_end(&p);
 
 	ma_fmt_bytes(t->peak_bytes, a, sizeof(a));

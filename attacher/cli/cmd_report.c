@@ -737,6 +737,11 @@ int ma_cmd_report(int argc, char **argv)
 		if (b)
 			snprintf(alone, sizeof(alone),
 				 "--diff compares that view alone");
+		else if (!strcmp(fmt->name, "speedscope"))
+			/* it has every view, and opens with the chosen one,
+			 * each thread's profile in it */
+			snprintf(alone, sizeof(alone),
+				 "-f speedscope opens with that view");
 		else
 			snprintf(alone, sizeof(alone),
 				 "-f %s shows that view alone", fmt->name);

@@ -107,6 +107,14 @@ def labels(label, cap, attach):
     check(rc == 2 and "not known" in err,
           "%s: -f collapsed --view temporary: refused, exit 2" % label,
           "exit %s: %s" % (rc, err))
+    # speedscope has every view: refused for opening with one not known,
+    # not for "showing that view alone"
+    rc, _, err = memattach("report", "-f", "speedscope", "--view",
+                           "temporary", "-o", cap + ".ss.json", cap)
+    check(rc == 2 and "not known" in err and
+          "opens with that view" in err,
+          "%s: -f speedscope --view temporary: refused, exit 2, said why" %
+          label, "exit %s: %s" % (rc, err))
     exact = report_json(cap.replace("sampled", "exact"))
     check(exact.get("sampled") is None,
           "%s: an exact capture's json says sampled: null" % label,
