@@ -2,6 +2,7 @@
 #include "ptrace.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,14 +220,30 @@ static long asleep_in(pid_t pid, pid_t tid, uint64_t *csw, uint64_t *hash)
 {
 	uint64_t again;
 	long nr;
+	int state;
 
 	if (task_csw(pid, tid, csw))
 		return -1;
 	nr = task_syscall(pid, tid, hash);
-	if (nr < 0 || task_state(pid, tid) != 'S' ||
+	state = task_state(pid, tid);
+	if (nr < 0 || (state != 'S' && state != 'D') ||
 	    task_csw(pid, tid, &again) || again != *csw)
 		return -1;
 	return nr;
+}
+
+/*
+ * Asleep in a system call in uninterruptible sleep (state D: a disk, NFS
+ * or device wait, the parent of a vfork until its child execs): it cannot
+ * stop before the call ends, which may be never (a hung NFS server), and a
+ * freeze would time out.  For a reader it is spared like a writer: in the
+ * kernel it changes none of its user memory, and whether it woke while it
+ * was read is told the same way (ma_freeze_spared_ran).
+ */
+static int in_d_call(pid_t pid, pid_t tid, uint64_t *csw, uint64_t *hash)
+{
+	return task_state(pid, tid) == 'D' &&
+	       asleep_in(pid, tid, csw, hash) >= 0;
 }
 
 static struct ma_thread *find_thread(struct ma_freeze *f, pid_t tid)
@@ -316,9 +333,50 @@ static void detach_all(struct ma_freeze *f)
 }
 
 /* Wait until every seized thread is stopped or gone, at most timeout_ms */
+/*
+ * Whether a thread not stopped yet is in uninterruptible sleep (state D):
+ * it stops only when that ends, which may be never.  A thread runnable or
+ * in an ordinary sleep stops as soon as the kernel runs it; on a loaded
+ * host (hundreds of threads, the cores busy) that can take more than the
+ * timeout.  -1 when none is in D, else the first such thread's ID.
+ */
+static pid_t thread_in_d(const struct ma_freeze *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		char path[64], buf[512];
+		const char *p;
+		ssize_t len;
+		int fd;
+
+		if (f->th[i].state != TH_SEIZED)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat",
+			 (int)f->pid, (int)f->th[i].tid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		buf[len] = '\0';
+		p = strrchr(buf, ')');
+		if (p && p[1] == ' ' && p[2] == 'D')
+			return f->th[i].tid;
+	}
+	return -1;
+}
+
+/*
+ * Wait until every seized thread has stopped: for timeout_ms, and past it,
+ * up to four times more, while no thread left is in uninterruptible sleep
+ * (a slow host, not a stuck thread).
+ */
 static int wait_stopped(struct ma_freeze *f, int timeout_ms)
 {
-	uint64_t deadline = ma_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	uint64_t now0 = ma_now_ns();
+	uint64_t deadline = now0 + (uint64_t)timeout_ms * 1000000ull;
+	uint64_t hard = now0 + 5ull * (uint64_t)timeout_ms * 1000000ull;
 	sigset_t chld;
 
 	sigemptyset(&chld);
@@ -335,6 +393,8 @@ static int wait_stopped(struct ma_freeze *f, int timeout_ms)
 			return 0;
 		uint64_t now = ma_now_ns();
 
+		if (now >= deadline && now < hard && thread_in_d(f) < 0)
+			deadline = now + 10000000ull; /* a look every 10 ms */
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		/* SIGCHLD is blocked: sleep until the next tracee event (or
@@ -410,10 +470,11 @@ static int freeze_once(pid_t pid, int timeout_ms, int spare,
 			 * only for a writer, so that the others' stops are not
 			 * delayed (attach's freeze with 15 threads: measured) */
 			if (f->spare &&
-			    writes_partially(
-				    task_syscall(pid, tids[i], &sysc)) &&
-			    writes_partially(
-				    asleep_in(pid, tids[i], &csw, &sysc))) {
+			    ((writes_partially(
+				      task_syscall(pid, tids[i], &sysc)) &&
+			      writes_partially(
+				      asleep_in(pid, tids[i], &csw, &sysc))) ||
+			     in_d_call(pid, tids[i], &csw, &sysc))) {
 				err = add_thread(f, tids[i]);
 				if (err) {
 					free(tids);
@@ -473,10 +534,22 @@ static int freeze_once(pid_t pid, int timeout_ms, int spare,
 			break;
 		err = wait_stopped(f, timeout_ms);
 		if (err) {
-			ma_err(err,
-			       "freeze %d: some threads did not stop within %d "
-			       "ms (uninterruptible sleep, state D?)",
-			       (int)pid, timeout_ms);
+			pid_t d = thread_in_d(f);
+
+			if (d > 0)
+				ma_err(err,
+				       "freeze %d: thread %d did not stop "
+				       "within "
+				       "%d ms: it is in uninterruptible sleep "
+				       "(state D: a disk, NFS or device wait), "
+				       "and "
+				       "stops only when that ends",
+				       (int)pid, (int)d, timeout_ms);
+			else
+				ma_err(err,
+				       "freeze %d: some threads did not stop "
+				       "within %d ms",
+				       (int)pid, 5 * timeout_ms);
 			goto fail;
 		}
 		ma_step("freeze.stopped");
