@@ -1084,6 +1084,20 @@ static const char *profile_name(const char *out, size_t k)
 	return name;
 }
 
+/* r's figures read as a sampled capture's (mean 4 KiB): r->meta points to
+ * *copy until the caller puts back the one returned */
+static const struct ma_capture_meta *as_sampled(struct ma_report *r,
+						struct ma_capture_meta *copy)
+{
+	const struct ma_capture_meta *was = r->meta;
+
+	*copy = *was;
+	copy->flags |= MA_TRACK_SAMPLE;
+	copy->sample_mean = 4096;
+	r->meta = copy;
+	return was;
+}
+
 Test(report, speedscope_names_views_not_known)
 {
 	struct ma_report_opts o;
@@ -1102,11 +1116,7 @@ Test(report, speedscope_names_views_not_known)
 			       profile_name(out, k));
 	free(out);
 	/* the same figures, read as a sampled capture's */
-	was = r->meta;
-	sampled = *was;
-	sampled.flags |= MA_TRACK_SAMPLE;
-	sampled.sample_mean = 4096;
-	r->meta = &sampled;
+	was = as_sampled(r, &sampled);
 	out = render(r, ma_report_speedscope, NULL);
 	cr_expect(strstr(profile_name(out, 3), "temporary bytes") &&
 			  strstr(profile_name(out, 3), "NOT KNOWN"),
@@ -1137,11 +1147,7 @@ Test(report, stats_says_estimates)
 	out = render(r, ma_report_stats, NULL);
 	cr_expect_null(strstr(out, "ESTIMATES"), "%s", out);
 	free(out);
-	was = r->meta;
-	sampled = *was;
-	sampled.flags |= MA_TRACK_SAMPLE;
-	sampled.sample_mean = 4096;
-	r->meta = &sampled;
+	was = as_sampled(r, &sampled);
 	out = render(r, ma_report_stats, NULL);
 	cr_expect(strstr(out, "\n  ESTIMATES: blocks sampled every 4.00 KiB on "
 			      "average (--sample); every figure is an "
