@@ -138,7 +138,8 @@ struct progress_state {
 	/* --live: the view drawn instead, from the session's accounting */
 	struct ma_live *view;
 	struct ma_track *tr;
-	int quit; /* q pressed in the view */
+	int quit;    /* q pressed in the view */
+	int sampled; /* --sample: the figures are estimates, said so */
 };
 
 static int live_quit(void *arg)
@@ -216,10 +217,11 @@ static void progress(void *arg, const struct ma_track_status *st)
 	ma_fmt_bytes(tot->live_bytes, l, sizeof(l));
 	ma_fmt_bytes(st->capture_bytes, c, sizeof(c));
 	fprintf(stderr,
-		"%s%6.1f s  %s allocations, %s allocated, %s still live%s%s, "
+		"%s%6.1f s  %s%s allocations, %s allocated, %s still live%s%s, "
 		"capture %s%s%s",
-		ps->tty ? "\r\033[K" : "", st->elapsed_ns / 1e9, n, a, l, rate,
-		rss, c, st->lost_records ? ", records LOST: ring full" : "",
+		ps->tty ? "\r\033[K" : "", st->elapsed_ns / 1e9,
+		ps->sampled ? "ESTIMATES: " : "", n, a, l, rate, rss, c,
+		st->lost_records ? ", records LOST: ring full" : "",
 		st->target_stopped ? ", target STOPPED by a signal (state T)"
 		: st->held_by	   ? ", target HELD STOPPED by a tracer"
 				   : "");
@@ -763,6 +765,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 		.tty = tty,
 		.duration_ns = o.duration_ns,
 		.tr = tr,
+		.sampled = o.sample != 0,
 	};
 	if (o.live) {
 		struct ma_live_opts lo = { .pid = pid,

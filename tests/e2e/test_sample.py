@@ -164,6 +164,11 @@ def several_processes(tmp, exe):
         check(rc == 0 and rows == {a.pid: "tracked", b.pid: "tracked"},
               "attach --sample with two PIDs: both processes tracked",
               "exit %d, rows %s: %s" % (rc, rows, err.strip()[-300:]))
+        # the progress lines on stderr say their figures are estimates
+        # (they read as counts)
+        prog = [ln for ln in err.splitlines() if "allocations," in ln]
+        check(prog and all("ESTIMATES: " in ln for ln in prog),
+              "attach --sample: the progress lines say ESTIMATES", prog[:2])
 
 
 def main():
