@@ -499,10 +499,11 @@ static void print_procs(const struct ma_track *tr, FILE *f)
 
 /* Then what holds the memory now, briefly (memattach heap has it all):
  * the user's story is a process already full; a census that fails says so
- * and tracking goes on */
-static int print_heap_now(struct ma_target *t)
+ * and tracking goes on.  Its progress line on a terminal as heap's: on a
+ * heap of gigabytes the census takes seconds, a minute on a busy host */
+static int print_heap_now(struct ma_target *t, int quiet)
 {
-	struct ma_heap_opts ho = { .quiet = 1 };
+	struct ma_heap_opts ho = { .quiet = quiet };
 	struct ma_hcensus_opts co = { .top = 5 };
 	struct ma_heap_graph g;
 	struct ma_heap_census c = { 0 };
@@ -661,7 +662,7 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 		ret = ma_cli_fail("attach");
 		goto out;
 	}
-	if (o.show_stacks && !o.no_heap && print_heap_now(t)) {
+	if (o.show_stacks && !o.no_heap && print_heap_now(t, o.quiet)) {
 		fprintf(stderr,
 			"memattach: interrupted during the heap census; "
 			"process %d runs on as it was, not tracked\n",

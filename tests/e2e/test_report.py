@@ -76,6 +76,14 @@ def track(exe, tmp):
               "attach progress on a terminal: Ctrl-C and the time left",
               out[-800:])
         progress_lines(out)
+        # the user's story on a terminal: the census's progress too (it
+        # ran silent, seconds to a minute on a heap of gigabytes)
+        rc, out = on_terminal([str(t.pid), "-d", "1", "-o",
+                               os.path.join(tmp, "story.cap")])
+        check(rc == 0 and re.search(r"heap: \d+ objects, \d+ MiB read",
+                                    out) and "Heap now:" in out,
+              "memattach PID on a terminal: the census's progress line",
+              out[:800])
         check(t.alive(), "target still running after three captures")
     return caps, stored
 
