@@ -792,7 +792,8 @@ int ma_cmd_report(int argc, char **argv)
 
 		if (!r || r->trailer)
 			continue;
-		if (!fmt->shows_warning)
+		/* a capture diffed with itself: one warning */
+		if (!fmt->shows_warning && !(k && !strcmp(a->path, b->path)))
 			fprintf(stderr, "memattach: report: warning: %s\n",
 				r->warning ? r->warning
 					   : "the capture is truncated");

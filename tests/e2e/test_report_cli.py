@@ -118,6 +118,14 @@ def output_and_exit_codes(fx, tmp):
         check(rc == EXIT_PARTIAL and out and "truncated" in (out + err),
               "truncated capture, -f %s: the report, and exit 8" % fmt,
               "exit %d: %s" % (rc, err))
+    # a truncated capture diffed with itself: its warning once (twice,
+    # one per side, before)
+    for fmt in ("text", "csv"):
+        rc, out, err = memattach("report", "-f", fmt, "--diff",
+                                 fx["truncated"], fx["truncated"])
+        check(rc == EXIT_PARTIAL and (out + err).count("warning:") == 1,
+              "truncated capture diffed with itself, -f %s: one warning" %
+              fmt, "exit %d: %s%s" % (rc, out[-400:], err))
     rc, out, err = memattach("report", fx["empty-truncated"])
     check(rc == EXIT_CAPTURE and "no events" in err and not out,
           "capture with no events: exit 7, says so", "exit %d: %s%s" %
