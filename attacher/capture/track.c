@@ -1220,12 +1220,19 @@ static int sample(struct ma_track *tr, uint64_t now)
 	ma_account_feed(tr->acc, &ev);
 	tr->last_sample = now;
 	ma_step("track.sample");
-	/* the progress line says so: nothing is tracked while it lasts */
-	tr->target_stopped = rss && ma_proc_job_stopped(tr->pid, 0);
-	tr->held_by = rss && !tr->target_stopped
-			      ? ma_proc_held_by_tracer(tr->pid, tr->tracer,
-						       sizeof(tr->tracer))
-			      : 0;
+	/* the progress line says so: nothing is tracked while it lasts.  A
+	 * job-control stop (T, no tracer: ma_proc_job_stopped) or a tracer's
+	 * (t: ma_proc_held_by_tracer), from one read of the status */
+	struct ma_status st;
+
+	tr->target_stopped = 0;
+	tr->held_by = 0;
+	if (rss && !ma_status_read(tr->pid, &st)) {
+		tr->target_stopped = st.state == 'T' && !st.tracer;
+		if (st.state == 't' && st.tracer && st.tracer != getpid())
+			tr->held_by = ma_proc_held_by_tracer(
+				tr->pid, tr->tracer, sizeof(tr->tracer));
+	}
 	return !rss && target_ended(tr);
 }
 
