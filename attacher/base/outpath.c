@@ -3,9 +3,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "errors.h"
+#include "textfit.h"
 
 int ma_outpath_check(const char *path, const char **why)
 {
@@ -47,4 +51,20 @@ ssize_t ma_inpath_head(const char *path, void *buf, size_t len)
 		n = read(fd, buf, len);
 	close(fd);
 	return n;
+}
+
+int ma_diff_programs_differ(const struct ma_diff_side *a,
+			    const struct ma_diff_side *b)
+{
+	char *ca = ma_escape_ctl(a->cmd ? a->cmd : ""),
+	     *cb = ma_escape_ctl(b->cmd ? b->cmd : "");
+
+	ma_err(-EINVAL,
+	       "--diff: %s and %s come from different programs (%s: '%s'; "
+	       "%s: '%s'); --force compares them anyway",
+	       a->path, b->path, a->who, ca ? ca : "?", b->who, cb ? cb : "?");
+	free(ca);
+	free(cb);
+	ma_err_set_exit(MA_EXIT_USAGE);
+	return -EINVAL;
 }

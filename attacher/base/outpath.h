@@ -27,4 +27,20 @@ int ma_outpath_check(const char *path, const char **why);
  */
 ssize_t ma_inpath_head(const char *path, void *buf, size_t len);
 
+/* One side of a --diff: its file, who it is ("pid 12", "pid 12, Python
+ * 3.11.2") and its program's command line */
+struct ma_diff_side {
+	const char *path, *who, *cmd;
+};
+
+/*
+ * --diff of two inputs (captures, heap snapshots) that come from different
+ * programs compares nothing that means anything, every row "growing" from
+ * nothing: refused unless --force.  The caller tells that they differ;
+ * this says so, naming both (their command lines escaped), and returns
+ * -EINVAL with exit MA_EXIT_USAGE.
+ */
+int ma_diff_programs_differ(const struct ma_diff_side *a,
+			    const struct ma_diff_side *b);
+
 #endif

@@ -403,21 +403,18 @@ static const char *nz(const char *s)
  */
 static int same_program(const struct ma_report *a, const struct ma_report *b)
 {
+	char wa[32], wb[32];
+
 	if (!strcmp(nz(a->meta->exe), nz(b->meta->exe)) &&
 	    !strcmp(nz(a->meta->cmdline), nz(b->meta->cmdline)))
 		return 0;
-	char *ca = ma_escape_ctl(nz(a->meta->cmdline)),
-	     *cb = ma_escape_ctl(nz(b->meta->cmdline));
-
-	ma_err(-EINVAL,
-	       "--diff: %s and %s come from different programs (pid %d: "
-	       "'%s'; pid %d: '%s'); --force compares them anyway",
-	       a->path, b->path, a->meta->pid, ca ? ca : "?", b->meta->pid,
-	       cb ? cb : "?");
-	free(ca);
-	free(cb);
-	ma_err_set_exit(MA_EXIT_USAGE);
-	return -EINVAL;
+	snprintf(wa, sizeof(wa), "pid %d", a->meta->pid);
+	snprintf(wb, sizeof(wb), "pid %d", b->meta->pid);
+	return ma_diff_programs_differ(
+		&(struct ma_diff_side){
+			.path = a->path, .who = wa, .cmd = a->meta->cmdline },
+		&(struct ma_diff_side){
+			.path = b->path, .who = wb, .cmd = b->meta->cmdline });
 }
 
 /* What FILE is, for a message about a mix-up */

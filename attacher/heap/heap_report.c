@@ -979,22 +979,17 @@ static int same_program(const char *pa, const json_t *a, const char *pb,
 {
 	const char *ca = js(a, "command"), *cb = js(b, "command");
 	const char *va = js(a, "python"), *vb = js(b, "python");
-	char *ea, *eb;
+	char wa[96], wb[96];
 
 	if (!strcmp(ca, cb) && !strcmp(va, vb))
 		return 0;
-	ea = ma_escape_ctl(ca);
-	eb = ma_escape_ctl(cb);
-	ma_err(-EINVAL,
-	       "--diff: %s and %s come from different programs (pid %llu, "
-	       "Python %s: '%s'; pid %llu, Python %s: '%s'); --force "
-	       "compares them anyway",
-	       pa, pb, (unsigned long long)ju(a, "pid"), va, ea ? ea : "?",
-	       (unsigned long long)ju(b, "pid"), vb, eb ? eb : "?");
-	free(ea);
-	free(eb);
-	ma_err_set_exit(MA_EXIT_USAGE);
-	return -EINVAL;
+	snprintf(wa, sizeof(wa), "pid %llu, Python %s",
+		 (unsigned long long)ju(a, "pid"), va);
+	snprintf(wb, sizeof(wb), "pid %llu, Python %s",
+		 (unsigned long long)ju(b, "pid"), vb);
+	return ma_diff_programs_differ(
+		&(struct ma_diff_side){ .path = pa, .who = wa, .cmd = ca },
+		&(struct ma_diff_side){ .path = pb, .who = wb, .cmd = cb });
 }
 
 int ma_heap_report(FILE *f, const char *path, const char *diff,
