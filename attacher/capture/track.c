@@ -739,6 +739,11 @@ const struct ma_injection *ma_track_injection(const struct ma_track *tr)
 	return &tr->s;
 }
 
+int ma_track_orphaned(const struct ma_track *tr)
+{
+	return tr->s.ring && ma_ring_state(tr->s.ring) == MA_STATE_ORPHANED;
+}
+
 const char *ma_track_payload_message(const struct ma_track *tr, char *buf,
 				     size_t len)
 {

@@ -84,6 +84,9 @@ const struct ma_injection *ma_track_injection(const struct ma_track *tr);
  * returns buf */
 const char *ma_track_payload_message(const struct ma_track *tr, char *buf,
 				     size_t len);
+/* 1 when the payload ended the session for want of its consumer (no
+ * heartbeat: memattach stopped or starved for over a second, or gone) */
+int ma_track_orphaned(const struct ma_track *tr);
 const struct ma_account *ma_track_account(const struct ma_track *tr);
 
 /*
