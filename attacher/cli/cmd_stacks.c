@@ -132,6 +132,19 @@ static void print_thread_text(FILE *f, const struct st_result *r,
 		if (th->nat.error)
 			fprintf(f, "    (C) ... unwinding stopped: %s\n",
 				strerror(-th->nat.error));
+		else if (th->nat.stopped[0])
+			fprintf(f,
+				"    (C) ... (unwinding stopped after %d "
+				"frames: "
+				"%s at %#lx, code without unwind information "
+				"(JIT code, or a trampoline of python -X "
+				"perf); "
+				"the outer native frames not shown%s)\n",
+				th->nat.n, th->nat.stopped,
+				(unsigned long)th->nat.v[th->nat.n - 1].pc,
+				pi < npy ? ", nor those of the Python frames "
+					   "below"
+					 : "");
 		else if (th->nat.cut)
 			fprintf(f,
 				"    (C) ... (native stack cut at %d frames: "
@@ -217,6 +230,10 @@ static json_t *thread_json(const struct st_result *r, const struct ma_tview *th,
 		json_object_set_new(o, "native", nat);
 		json_object_set_new(o, "native_truncated",
 				    json_boolean(th->nat.cut));
+		json_object_set_new(o, "native_stopped",
+				    th->nat.stopped[0]
+					    ? json_string(th->nat.stopped)
+					    : json_null());
 	}
 	return o;
 }

@@ -305,11 +305,16 @@ int ma_native_unwind(Dwfl *dwfl, pid_t tid, int max_frames,
 
 	memset(out, 0, sizeof(*out));
 	cache_gen++;
-	if (dwfl_getthread_frames(dwfl, tid, frame_cb, &c) != 0 &&
-	    out->n == 0) {
-		out->error = -EIO;
-		return ma_err(-EIO, "unwinding thread %d: %s", (int)tid,
-			      dwfl_errmsg(-1));
+	if (dwfl_getthread_frames(dwfl, tid, frame_cb, &c) != 0) {
+		if (out->n == 0) {
+			out->error = -EIO;
+			return ma_err(-EIO, "unwinding thread %d: %s", (int)tid,
+				      dwfl_errmsg(-1));
+		}
+		/* frame_cb's own stop at max_frames is the cut, not this */
+		if (!out->cut)
+			snprintf(out->stopped, sizeof(out->stopped), "%s",
+				 dwfl_errmsg(-1));
 	}
 	return 0;
 }

@@ -24,6 +24,10 @@ struct ma_native_stack {
 	struct ma_native_frame *v; /* innermost first */
 	int error; /* negative errno when unwinding stopped early */
 	int cut;   /* stopped at max_frames, the outer frames not read */
+	/* libdwfl found no way past the outermost frame read, before the
+	 * stack's end (code without unwind information: JIT code, the
+	 * trampolines of -X perf): why, in libdwfl's words, else "" */
+	char stopped[96];
 };
 
 /* Load every module's unwind and symbol tables now, while the process still

@@ -347,6 +347,38 @@ def run_deep(label, exe):
                                               (cut or [0])[0] + 2))]))
 
 
+def run_perf(label, exe):
+    """python -X perf (3.12+, here PYTHONPERFSUPPORT=1): the eval loop is
+    entered through trampolines in anonymous memory with no unwind
+    information, where libdwfl stops.  --native says where the native
+    stack ends short (text and JSON), instead of showing the Python frames
+    below as if the unwinding had reached them."""
+    if py_version(exe) < (3, 12):
+        return
+    env = dict(os.environ, PYTHONPERFSUPPORT="1")
+    with Target(exe, "stacks_target.py", env=env) as t:
+        _, tmain, _ = t.ready_line.split()
+        tmain = int(tmain)
+        check(wait_in_syscall(t.pid, tmain, 0),
+              "%s: -X perf: target's main thread blocked in read()" % label)
+        rc, out, err = memattach("stacks", "--native", t.pid)
+        block = [b for b in out.split("\n\n") if "Thread %d " % tmain in b]
+        lines = block[0].splitlines() if block else []
+        nat = [x for x in lines if x.startswith("    (C) ")]
+        reached = bool(nat) and "_start" in nat[-1]
+        said = [x for x in lines if "(C) ... (unwinding stopped" in x]
+        check(rc == 0 and (reached or len(said) == 1),
+              "%s: -X perf: --native reaches _start or says where the "
+              "unwinding stopped" % label, "exit %d\n%s%s" % (rc, out, err))
+        doc = json.loads(memattach("stacks", "--native", "--json",
+                                   t.pid)[1])
+        th = thread_by_tid(doc, tmain)
+        check(th is not None and "native_stopped" in th and
+              (th["native_stopped"] is None) == reached,
+              "%s: -X perf: JSON native_stopped says the same" % label,
+              repr(th and th.get("native_stopped")))
+
+
 def run_multiline(label, exe):
     """python -c with a program of three lines: the Process line shows the
     command line whole on one line, its newlines as \\n"""
@@ -423,7 +455,8 @@ def main():
     parts = [(run_multiline, "multi-line command"),
              (run_evil_comm, "a comm with control characters"),
              (run_evil_names, "names with control characters"),
-             (run_deep, "deep stack"), (run_blocked_write, "blocked write"),
+             (run_deep, "deep stack"), (run_perf, "python -X perf"),
+             (run_blocked_write, "blocked write"),
              (run_subinterp, "subinterpreter"), (run_spawner, "spawner"),
              (run_one, "the two-thread target")]
     for label, exe in interpreters():
