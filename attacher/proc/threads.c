@@ -220,9 +220,13 @@ int ma_tsnap_take(struct ma_target *t, struct ma_pyreader *r, int native,
 				     (int)t->pid);
 	}
 	for (size_t i = 0; i < out->n; i++) {
-		if (out->th[i].tid)
-			ma_proc_comm(t->pid, out->th[i].tid, out->th[i].comm,
-				     sizeof(out->th[i].comm));
+		/* read after the thaw: a short-lived thread may have ended
+		 * since, its comm gone with it (before, it was named "") */
+		if (out->th[i].tid &&
+		    ma_proc_comm(t->pid, out->th[i].tid, out->th[i].comm,
+				 sizeof(out->th[i].comm)))
+			snprintf(out->th[i].comm, sizeof(out->th[i].comm),
+				 "(ended)");
 		out->th[i].name = out->th[i].py && out->th[i].py->name
 					  ? out->th[i].py->name
 					  : out->th[i].comm;

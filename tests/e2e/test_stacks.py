@@ -235,8 +235,14 @@ def run_spawner(label, exe):
     with Target(exe, "spawner.py") as t:
         tmain = int(t.ready_line.split()[1])
         reads, bad_main, ghosts, last = 25, 0, 0, None
+        nameless, last_nameless = 0, None
         for _ in range(reads):
             doc = stacks_json(t.pid)
+            # a thread that ended between the read and the look at its
+            # comm was once named "" (its comm unreadable by then)
+            if any(th["tid"] and not th["name"] for th in doc["threads"]):
+                nameless += 1
+                last_nameless = doc["threads"]
             main = thread_by_tid(doc, tmain)
             if not main or not any(f["function"] == "spawn_forever"
                                    for f in main["frames"]):
@@ -252,6 +258,9 @@ def run_spawner(label, exe):
         check(ghosts == 0, "%s: spawner: no frameless thread state without "
               "a kernel thread in %d reads (%d with one)" %
               (label, reads, ghosts), last)
+        check(nameless == 0, "%s: spawner: every thread has a name in %d "
+              "reads (%d with a nameless one)" % (label, reads, nameless),
+              last_nameless)
 
 
 def run_subinterp(label, exe):
