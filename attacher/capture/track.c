@@ -394,10 +394,15 @@ static void note_exit(struct ma_track *p)
 	if (p->exit_text[0])
 		return;
 	/* the main thread is seen a zombie before the others have gone
-	 * (a kill, an exit from another thread): a few ms, 100 at most
-	 * (its main thread alone ended: the process goes on) */
+	 * (a kill, an exit from another thread): a few ms, more on a loaded
+	 * host.  Up to a second when it was the only process tracked (the
+	 * session ends with it), else 100 ms: the loop that waits here
+	 * keeps the other payloads' heartbeats (its main thread alone
+	 * ended: the process goes on) */
+	int tries = p->root && p->root->nprocs > 1 ? 50 : 500;
+
 	for (int i = 0;
-	     (err = ma_proc_exit_status(p->pid, &st)) == -EAGAIN && i < 50;
+	     (err = ma_proc_exit_status(p->pid, &st)) == -EAGAIN && i < tries;
 	     i++) {
 		struct timespec ts = { 0, 2000000 };
 
