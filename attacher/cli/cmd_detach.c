@@ -115,6 +115,13 @@ int ma_cmd_detach(int argc, char **argv)
 		ma_target_close(t);
 		return ma_cli_fail("detach");
 	}
+	if (pi.no_code) {
+		printf("detach: process %d: the remains of a payload that "
+		       "failed to load (its code is not mapped): nothing to "
+		       "stop\n",
+		       (int)pid);
+		return cleanup(t);
+	}
 	printf("detach: process %d: payload loaded at %#lx, %u session(s), "
 	       "last one %s\n",
 	       (int)pid, (unsigned long)pi.base, pi.ctl.generation,

@@ -171,6 +171,51 @@ static uint64_t payload_base_now(pid_t pid)
 	return ma_maps_find_start(pid, PAYLOAD_MAPPED, &base) ? 0 : base;
 }
 
+/* Whether the payload's code is mapped executable in m.  A dlopen that
+ * failed part-way (its mmap or mprotect of the code refused: a seccomp
+ * filter, an LSM) leaves the image's first mapping behind, read-only: its
+ * line is in maps, its code is not there to run */
+static int payload_code_mapped(const struct ma_maps *m, uint64_t base)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (m->v[i].start >= base && m->v[i].perms[2] == 'x' &&
+		    strstr(m->v[i].path, PAYLOAD_MAPPED))
+			return 1;
+	return 0;
+}
+
+/* 1 when the process runs under a seccomp filter (Seccomp: 2) */
+static int under_seccomp_filter(pid_t pid)
+{
+	char path[64], buf[4096];
+	const char *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strstr(buf, "\nSeccomp:");
+	return p && atoi(p + 9) == 2;
+}
+
+/* what a refusal (EPERM, EACCES) in the target may be due to */
+static const char *refused_why(pid_t pid, long ret)
+{
+	if (ret != -EPERM && ret != -EACCES)
+		return "";
+	return under_seccomp_filter(pid)
+		       ? " (the process runs under a seccomp filter, which "
+			 "may refuse it)"
+		       : " (a security policy of the process may refuse it)";
+}
+
 /* The build ID note of the loaded payload, from the target's memory (it
  * sits in the first page of the first mapping) */
 static void loaded_build_id(struct ma_mem *m, uint64_t base, char *out,
@@ -222,6 +267,12 @@ void ma_payload_wait(struct ma_target *t, struct ma_payload_info *pi,
 	"never unloaded, 'memattach detach' leaves it too): use the "          \
 	"memattach that loaded it, or restart the process"
 
+/* A payload whose image an earlier load left without its code */
+#define NO_CODE_WHY                                                            \
+	"process %d holds the remains of a payload that failed to load (its "  \
+	"code is not mapped executable: a seccomp filter or a security "       \
+	"policy refused it); memattach cannot track this process"
+
 int ma_err_busy(pid_t pid, const struct ma_payload_info *pi)
 {
 	struct ma_holder h;
@@ -252,6 +303,7 @@ int ma_payload_probe(struct ma_target *t, struct ma_payload_info *pi)
 	if (!pi->base)
 		return 0;
 	pi->loaded = 1;
+	pi->no_code = !payload_code_mapped(&t->maps, pi->base);
 	if (image_symbols())
 		return 0;
 	loaded_build_id(t->mem, pi->base, bid, sizeof(bid));
@@ -909,8 +961,9 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
 	err = rcall_checked(fz, tid, env, &mfd, &r, "memfd_create");
 	if (!err && r.syscall_ret < 0) {
 		err = ma_err((int)r.syscall_ret,
-			     "inject: memfd_create in process %d: %s",
-			     (int)t->pid, strerror((int)-r.syscall_ret));
+			     "inject: memfd_create in process %d: %s%s",
+			     (int)t->pid, strerror((int)-r.syscall_ret),
+			     refused_why(t->pid, r.syscall_ret));
 		exit_if_short(err);
 	}
 	if (err)
@@ -960,6 +1013,28 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
 			      "inject: dlopen of the payload failed in process "
 			      "%d (its libc refused the image?)",
 			      (int)t->pid);
+	/* dlopen's return value is lost with the call's registers: its
+	 * image's line in maps says it loaded, unless the code is missing
+	 * (the first load only: a full read of maps, a millisecond) */
+	struct ma_maps m = { 0 };
+	int code =
+		ma_maps_read(t->pid, &m) || payload_code_mapped(&m, pi->base);
+
+	ma_maps_free(&m);
+	if (!code) {
+		pi->base = 0;
+		return ma_err(-ENOEXEC,
+			      "inject: dlopen of the payload failed in process "
+			      "%d: its code could not be mapped executable: "
+			      "its %s failed: %s%s",
+			      (int)t->pid,
+			      r.failed_nr == SYS_mprotect ? "mprotect"
+			      : r.failed_nr == SYS_mmap	  ? "mmap"
+							  : "system call",
+			      r.failed_ret ? strerror((int)-r.failed_ret)
+					   : "no error seen",
+			      refused_why(t->pid, r.failed_ret));
+	}
 	ma_step("inject.dlopened");
 	return 0;
 }
@@ -1016,6 +1091,8 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 			      "attach: process %d already holds the payload "
 			      "of another memattach build, " OTHER_BUILD_WHY,
 			      (int)t->pid);
+	if (pi.no_code)
+		return ma_err(-ENOEXEC, "attach: " NO_CODE_WHY, (int)t->pid);
 	/* A session still running: refused at once when a live memattach
 	 * drains it (waiting would last as long as that one runs) */
 	if (ma_payload_in(&pi, MA_PAYLOAD_BUSY)) {
@@ -1229,7 +1306,7 @@ int ma_inject_stop(struct ma_target *t, struct ma_payload_info *pi)
 	pid_t tid = 0;
 	int err;
 
-	if (!pi->loaded || !pi->same_build)
+	if (!pi->loaded || !pi->same_build || pi->no_code)
 		return -ENOENT;
 	err = freeze_for_detach(t, &env, 1, &fz, &tid);
 	if (err)
@@ -1334,6 +1411,8 @@ int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 			      "heap: process %d holds the payload of another "
 			      "memattach build, " OTHER_BUILD_WHY,
 			      (int)t->pid);
+	if (pi.no_code)
+		return ma_err(-ENOEXEC, "heap: " NO_CODE_WHY, (int)t->pid);
 	err = ma_rcall_env_init(t->pid, &env);
 	if (err)
 		return err;
@@ -1534,7 +1613,7 @@ int ma_inject_reap(struct ma_target *t, int *reaped)
 
 	*reaped = 0;
 	if (image_symbols() || ma_payload_probe(t, &pi) || !pi.loaded ||
-	    !pi.same_build)
+	    pi.no_code || !pi.same_build)
 		return 0;
 	before = dead_copies(t, &pi);
 	if (!before)

@@ -71,6 +71,7 @@ struct ma_injection {
 struct ma_payload_info {
 	int loaded;
 	int same_build; /* built by this memattach: its symbols are known */
+	int no_code; /* its image is mapped without its code (a failed load) */
 	uint64_t base;
 	struct ma_ctl ctl; /* valid when same_build */
 };
