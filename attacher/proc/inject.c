@@ -964,6 +964,9 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
 			     "inject: memfd_create in process %d: %s%s",
 			     (int)t->pid, strerror((int)-r.syscall_ret),
 			     refused_why(t->pid, r.syscall_ret));
+		/* the process's own policy refuses: a permission (exit 4) */
+		if (r.syscall_ret == -EPERM || r.syscall_ret == -EACCES)
+			ma_err_set_exit(MA_EXIT_PERM);
 		exit_if_short(err);
 	}
 	if (err)
@@ -1023,6 +1026,7 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
 	ma_maps_free(&m);
 	if (!code) {
 		pi->base = 0;
+		ma_err_set_exit(MA_EXIT_PERM);
 		return ma_err(-ENOEXEC,
 			      "inject: dlopen of the payload failed in process "
 			      "%d: its code could not be mapped executable: "
@@ -1091,8 +1095,10 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 			      "attach: process %d already holds the payload "
 			      "of another memattach build, " OTHER_BUILD_WHY,
 			      (int)t->pid);
-	if (pi.no_code)
+	if (pi.no_code) {
+		ma_err_set_exit(MA_EXIT_PERM);
 		return ma_err(-ENOEXEC, "attach: " NO_CODE_WHY, (int)t->pid);
+	}
 	/* A session still running: refused at once when a live memattach
 	 * drains it (waiting would last as long as that one runs) */
 	if (ma_payload_in(&pi, MA_PAYLOAD_BUSY)) {
@@ -1411,8 +1417,10 @@ int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 			      "heap: process %d holds the payload of another "
 			      "memattach build, " OTHER_BUILD_WHY,
 			      (int)t->pid);
-	if (pi.no_code)
+	if (pi.no_code) {
+		ma_err_set_exit(MA_EXIT_PERM);
 		return ma_err(-ENOEXEC, "heap: " NO_CODE_WHY, (int)t->pid);
+	}
 	err = ma_rcall_env_init(t->pid, &env);
 	if (err)
 		return err;

@@ -9,7 +9,8 @@
   executable: "the remote call faulted (signal 11 at ...)", exit 1, and
   the payload image's memfd was left open in the target.  Now: the
   failure is named (the code not mapped executable, the refused call,
-  the filter), no descriptor is left, a second attach and heap say that
+  the filter), exit 4 (the process's own policy refuses, a matter of
+  permission), no descriptor is left, a second attach and heap say that
   the remains of a failed load are there instead of faulting again, and
   detach says there is nothing to stop.
 - After each, the target runs on, with the descriptors it had.
@@ -38,7 +39,7 @@ def run(label, exe):
         fds = t.readline(20).split()[2:]
         for i, cmd in enumerate((["attach", "-q", "-d", "1", "-o", CAP], ["heap"])):
             rc, out, err = memattach(*cmd, t.pid)
-            check(rc == 1 and "memfd_create" in err and
+            check(rc == 4 and "memfd_create" in err and
                   "Operation not permitted" in err and
                   "seccomp filter" in err,
                   "%s: memfd refused: %s names the call and the filter" %
@@ -50,7 +51,7 @@ def run(label, exe):
         fds = t.readline(20).split()[2:]
         rc, out, err = memattach("attach", "-q", "-d", "1", "-o", CAP,
                                  t.pid)
-        check(rc == 1 and "could not be mapped executable" in err and
+        check(rc == 4 and "could not be mapped executable" in err and
               "Operation not permitted" in err and "seccomp filter" in err
               and "faulted" not in err,
               "%s: PROT_EXEC refused: attach says why, no fault" % label,
@@ -58,7 +59,7 @@ def run(label, exe):
         alive(t, 2, label, "attach", fds)
         for i, cmd in enumerate((["attach", "-q", "-d", "1", "-o", CAP], ["heap"])):
             rc, out, err = memattach(*cmd, t.pid)
-            check(rc == 1 and "remains of a payload that failed to load"
+            check(rc == 4 and "remains of a payload that failed to load"
                   in err and "faulted" not in err,
                   "%s: PROT_EXEC refused: a second %s names the failed "
                   "load" % (label, cmd[0]), (rc, err))
