@@ -1068,6 +1068,67 @@ static int changed_since_probe(struct ma_target *t,
 	return 0;
 }
 
+/*
+ * Room the session needs in the target's own limits, checked before
+ * anything is done in it: a session that took the last descriptors or the
+ * last of the address space would make the target's next open() or
+ * allocation fail (a process under `ulimit -n` or `ulimit -v`, as batch
+ * schedulers set).  It holds two descriptors (the ring, the attacher's
+ * pidfd) and one more while the payload loads; its address space is the
+ * ring, the tables and a thread: about ring + SESSION_VM_BYTES.  Some of
+ * each is left for the target (SPARE_FDS, SPARE_VM_BYTES).  0, or -EMFILE
+ * / -ENOMEM with exit MA_EXIT_NOMEM and the message.
+ */
+#define SESSION_FDS	 3
+#define SPARE_FDS	 8
+#define SESSION_VM_BYTES (192ull << 20)
+#define SPARE_VM_BYTES	 (256ull << 20)
+
+static int room_for_session(struct ma_target *t, const struct ma_inject_opts *o)
+{
+	uint64_t lim, vm, need;
+	int fds[4096], n;
+
+	if (!ma_proc_soft_limit(t->pid, "Max open files", &lim) &&
+	    lim < 1u << 20 && (n = ma_proc_fds(t->pid, fds, 4096)) >= 0 &&
+	    n < 4096 && (uint64_t)n + SESSION_FDS + SPARE_FDS > lim) {
+		ma_err_set_exit(MA_EXIT_NOMEM);
+		return ma_err(-EMFILE,
+			      "attach: process %d: %s: %d of its %llu "
+			      "descriptors are open (RLIMIT_NOFILE, ulimit "
+			      "-n), and a session takes %d, which would leave "
+			      "it fewer than %d; refused before touching it "
+			      "(raise its limit: prlimit --pid %d --nofile=N)",
+			      (int)t->pid, strerror(EMFILE), n,
+			      (unsigned long long)lim, SESSION_FDS, SPARE_FDS,
+			      (int)t->pid);
+	}
+	vm = (uint64_t)t->status.vm_size_kb << 10;
+	need = o->ring_size + SESSION_VM_BYTES;
+	if (!ma_proc_soft_limit(t->pid, "Max address space", &lim) &&
+	    lim != UINT64_MAX && vm && vm + need + SPARE_VM_BYTES > lim) {
+		ma_err_set_exit(MA_EXIT_NOMEM);
+		return ma_err(
+			-ENOMEM,
+			"attach: process %d: %s: it uses %llu MiB of its "
+			"%llu MiB address space (RLIMIT_AS, ulimit -v), "
+			"and a session takes about %llu MiB more (the ring "
+			"%llu MiB: --ring-size; the tables, a thread), "
+			"which would leave it under %llu MiB to grow; "
+			"refused before touching it (a smaller "
+			"--ring-size, or raise its limit: prlimit --pid "
+			"%d --as=BYTES)",
+			(int)t->pid, strerror(ENOMEM),
+			(unsigned long long)(vm >> 20),
+			(unsigned long long)(lim >> 20),
+			(unsigned long long)(need >> 20),
+			(unsigned long long)(o->ring_size >> 20),
+			(unsigned long long)(SPARE_VM_BYTES >> 20),
+			(int)t->pid);
+	}
+	return 0;
+}
+
 static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 		       struct ma_injection *s)
 {
@@ -1118,6 +1179,9 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 			      "than a second ago)",
 			      (int)t->pid);
 	}
+	err = room_for_session(t, o);
+	if (err)
+		return err;
 	s->reused = pi.loaded;
 	/* the free's filter sized for the heap as it is: the RSS read when
 	 * the target was found, moments ago */

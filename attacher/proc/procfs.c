@@ -708,3 +708,30 @@ int ma_proc_fd_link(pid_t pid, int fd, char *buf, size_t len)
 	buf[n] = '\0';
 	return (int)n;
 }
+
+int ma_proc_soft_limit(pid_t pid, const char *name, uint64_t *soft)
+{
+	char path[64], *text = NULL;
+	const char *p;
+	size_t n = strlen(name);
+	int ret = -ENOENT;
+
+	snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+	if (ma_proc_slurp(path, &text, NULL))
+		return -ESRCH;
+	for (p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		if (strncmp(p, name, n) || p[n] != ' ')
+			continue;
+		p += n;
+		while (*p == ' ')
+			p++;
+		if (!strncmp(p, "unlimited", 9))
+			*soft = UINT64_MAX;
+		else
+			*soft = strtoull(p, NULL, 10);
+		ret = 0;
+		break;
+	}
+	free(text);
+	return ret;
+}

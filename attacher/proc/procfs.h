@@ -138,6 +138,12 @@ int ma_proc_open_fd(pid_t pid, int fd, int flags);
  */
 int ma_proc_fds(pid_t pid, int *fds, int max);
 
+/*
+ * The soft limit named (as in /proc/PID/limits: "Max open files", "Max
+ * address space") into *soft; UINT64_MAX when unlimited.  0 or -errno.
+ */
+int ma_proc_soft_limit(pid_t pid, const char *name, uint64_t *soft);
+
 /* What the target's descriptor fd names ("/memfd:x (deleted)", a path):
  * its length, or -errno.  Falls back like ma_proc_open_fd. */
 int ma_proc_fd_link(pid_t pid, int fd, char *buf, size_t len);

@@ -434,17 +434,33 @@ def main():
         # One descriptor left: the payload's memfd takes it and the
         # loader's open of that memfd fails.  Exit 10 with the cause (it
         # was 1, "its libc refused the image?"), and the memfd closed
-        # again: every such attach left the target one descriptor less
+        # again: every such attach left the target one descriptor less.
+        # attach refuses before that now (it needs room for its session,
+        # and leaves some to the target); heap still loads the payload
         for _ in range(2):
             expect(["attach", "-q", "-d", "1", "-o",
                     os.path.join(tmp, "no_fds.cap"), t.pid], 10,
                    "Too many open files", "attach to a target with one "
                    "descriptor left")
+            expect(["heap", "-o", os.path.join(tmp, "no_fds.heap"),
+                    t.pid], 10, "Too many open files", "heap of a target "
+                   "with one descriptor left")
         left = [fd for fd in os.listdir("/proc/%d/fd" % t.pid)
                 if "memattach" in os.readlink("/proc/%d/fd/%s" %
                                               (t.pid, fd))]
         check(not left, "a failed attach leaves no payload descriptor in "
               "the target", left)
+        # Three left: a session (its ring, the attacher's pidfd) took
+        # two and the target's next open()s failed with EMFILE while it
+        # was tracked; refused now, before anything is done in it
+        for _ in range(2):
+            t.proc.stdin.write(b"close\n")
+            t.proc.stdin.flush()
+            t.readline()
+        expect(["attach", "-q", "-d", "1", "-o",
+                os.path.join(tmp, "no_fds.cap"), t.pid], 10,
+               "RLIMIT_NOFILE", "attach to a target with three "
+               "descriptors left: refused, they stay the target's")
     no_interpreter(tmp)
     # `memattach [attach options] PID` takes options after the PID as
     # attach does: it said "unknown option '-d'" (exit 2)
@@ -469,6 +485,30 @@ def main():
                 os.path.join(tmp, "no_as.cap"), a.pid], 10,
                "Cannot allocate memory", "attach to a target out of "
                "address space")
+    a.kill()
+    a.wait()
+    # 150 MiB of address space left: a session (its ring, its tables, a
+    # thread: over 200 MiB) took it, and the target's next bytearray
+    # raised MemoryError; refused now, and the target allocates on
+    code = ("import resource, sys\n"
+            "vm = int(open('/proc/self/statm').read().split()[0]) * 4096\n"
+            "lim = vm + (150 << 20)\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (lim, lim))\n"
+            "print('READY', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "keep = [bytearray(1 << 20) for _ in range(12)]\n"
+            "print('ALLOCATED', flush=True)\n")
+    a = subprocess.Popen([exe, "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+    if a.stdout.readline().strip() == b"READY":
+        expect(["attach", "-q", "-d", "1", "-o",
+                os.path.join(tmp, "low_as.cap"), a.pid], 10,
+               "RLIMIT_AS", "attach to a target with 150 MiB of address "
+               "space left: refused, it stays the target's")
+        a.stdin.write(b"go\n")
+        a.stdin.flush()
+        check(a.stdout.readline().strip() == b"ALLOCATED",
+              "... and the target allocates 12 MiB after it")
     a.kill()
     a.wait()
     finish()
