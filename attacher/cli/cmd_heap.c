@@ -217,9 +217,12 @@ int ma_cmd_heap(int argc, char **argv)
 		ret = MA_EXIT_ERROR;
 		goto done;
 	}
+	/* a snapshot that cannot be written (a full disk) loses only
+	 * itself: the census is still shown, exit 7 says the file failed */
 	if (output && ma_heap_snap_write(output, doc)) {
+		ma_err_set_exit(MA_EXIT_CAPTURE);
 		ret = ma_cli_fail("heap");
-		goto done;
+		output = NULL;
 	}
 	ma_heap_render(out, doc, format,
 		       co.top > 0 ? co.top : MA_HEAP_TOP_DEFAULT, co.depth);
@@ -247,7 +250,8 @@ int ma_cmd_heap(int argc, char **argv)
 	if (g.partial) {
 		fprintf(stderr, "memattach: heap: partial census: %s\n",
 			g.partial_why);
-		ret = MA_EXIT_PARTIAL;
+		if (ret == MA_EXIT_OK)
+			ret = MA_EXIT_PARTIAL;
 	}
 done:
 	json_decref(doc);
@@ -261,7 +265,7 @@ done:
 	if (out != stdout && fclose(out) && ret == MA_EXIT_OK) {
 		fprintf(stderr, "memattach: heap: writing %s: %s\n", html_path,
 			strerror(errno));
-		ret = MA_EXIT_ERROR;
+		ret = MA_EXIT_CAPTURE;
 	}
 	return ret;
 }

@@ -304,11 +304,16 @@ static int output_close(struct output *o, int ret)
 {
 	if (!o->f)
 		return ret;
+	errno = 0;
 	if (fflush(o->f) != 0 || ferror(o->f)) {
-		if (ret == 0)
-			ret = ma_err(-EIO, "writing %s: %s",
+		int e = errno ? errno : EIO;
+
+		/* a renderer's own "write error" gets the file and the
+		 * cause (a full disk: ENOSPC) */
+		if (ret == 0 || ret == -EIO)
+			ret = ma_err(-e, "writing %s: %s",
 				     o->path ? o->path : "the report",
-				     strerror(errno));
+				     strerror(e));
 	}
 	if (o->path) {
 		if (fclose(o->f) != 0 && ret == 0)

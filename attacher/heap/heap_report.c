@@ -619,8 +619,10 @@ int ma_heap_snap_write(const char *path, const json_t *doc)
 		unlink(tmp);
 		return ma_err(-ENOMEM, "heap: writing %s", path);
 	}
+	/* the write's own error (a full disk: ENOSPC), not a bare EIO */
+	errno = 0;
 	if (json_dumpf(doc, f, JSON_COMPACT) || fputc('\n', f) == EOF)
-		err = -EIO;
+		err = errno ? -errno : -EIO;
 	if (fclose(f) && !err)
 		err = -errno;
 	if (!err && rename(tmp, path))

@@ -15,8 +15,8 @@ import subprocess
 import tempfile
 import time
 
-from ma_test import (SRC, Target, check, finish, interpreters, memattach,
-                     pyenv_root, skip)
+from ma_test import (MEMATTACH, SRC, Target, check, finish, interpreters,
+                     memattach, pyenv_root, skip)
 
 EXIT_USAGE, EXIT_NOPROC, EXIT_PERM, EXIT_NOTPY, EXIT_NODEBUG = 2, 3, 4, 5, 6
 
@@ -246,6 +246,39 @@ def no_interpreter(tmp):
             p.wait()
 
 
+def full_disk(exe, tmp):
+    """Outputs onto a full filesystem (a 64 KiB tmpfs filled, in a mount
+    namespace of its own): the file and ENOSPC named, exit 7.  heap -o
+    exited 1 and lost the census, which is shown now; report -f html said
+    only "write error"."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        skip("a full disk", "needs root and unshare(1)")
+        return
+    cap = os.path.join(tmp, "full.cap")
+    full = os.path.join(tmp, "full")
+    os.mkdir(full)
+    with Target(exe, "churn.py") as t:
+        rc, _, err = memattach("attach", "-q", "-d", "0.5", "-o", cap, t.pid)
+        if not check(rc == 0, "full disk: a capture to report", err):
+            return
+        script = ("mount -t tmpfs -o size=64k tmpfs %s && "
+                  "dd if=/dev/zero of=%s/fill bs=4k count=100 2>/dev/null; "
+                  "%s heap -o %s/x.snap %d; echo \"rc=$?\"; "
+                  "%s report -f html -o %s/r.html %s; echo \"rc=$?\"" %
+                  (full, full, MEMATTACH, full, t.pid, MEMATTACH, full, cap))
+        p = subprocess.run(["unshare", "--mount", "sh", "-c", script],
+                           capture_output=True, text=True, timeout=120)
+    rcs = re.findall(r"rc=(\d+)", p.stdout)
+    check(rcs[:1] == ["7"] and "Census of" in p.stdout and
+          "x.snap: No space left on device" in p.stderr,
+          "heap -o onto a full disk: the census shown, the file and ENOSPC "
+          "named, exit 7", (rcs, p.stderr[-400:]))
+    check(rcs[1:2] == ["7"] and
+          "r.html: No space left on device" in p.stderr,
+          "report -f html -o onto a full disk: the file and ENOSPC named, "
+          "exit 7", (rcs, p.stderr[-400:]))
+
+
 def heap_target_killed(exe):
     """A target killed while a census is at work on it, before its copy
     is made: exit 3, "exited", as for any process that is gone.  Killed
@@ -417,6 +450,7 @@ def main():
     z.wait()
     tmp = tempfile.mkdtemp(prefix="memattach-errors-")
     stopped_target(exe, tmp)
+    full_disk(exe, tmp)
     # A target out of file descriptors: the payload's memfd cannot be
     # made there; exit 10 (the target's resources), not 1 (internal)
     with Target(exe, "no_fds.py") as t:
