@@ -634,6 +634,10 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	pid_t pid = 0;
 	int err, ret = MA_EXIT_OK, tty = isatty(STDERR_FILENO);
 
+	/* a reader of its output gone (`2>&1 | head`) must not kill memattach
+	 * with its session half done: the capture is what matters, and a
+	 * lost summary line is left unsaid (main.c) */
+	signal(SIGPIPE, SIG_IGN);
 	err = parse_opts(argc, argv, &o, &topts, &pid);
 	if (err > 0) {
 		free(o.pids);

@@ -4,6 +4,7 @@
  * without restarting it.  main() only dispatches to the commands (one file
  * each) and is the only place that exits.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +81,33 @@ static const struct {
 	{ "heap", ma_cmd_heap },     { "ps", ma_cmd_ps },
 };
 
+/*
+ * What the command printed on stdout reached it, else exit 7 and why: a
+ * closed stdout (`>&-`, EBADF) or a full disk lost the answer while the
+ * command said 0.  A reader gone (EPIPE, where SIGPIPE is ignored:
+ * attach, whose capture matters more than its summary) is left unsaid,
+ * as a SIGPIPE would have.
+ */
+static int out_done(int ret)
+{
+	errno = 0;
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return ret;
+	if (errno == EPIPE)
+		return ret;
+	fprintf(stderr, "memattach: writing to standard output: %s\n",
+		strerror(errno ? errno : EIO));
+	return ret == MA_EXIT_OK ? MA_EXIT_CAPTURE : ret;
+}
+
+static int run(int argc, char **argv);
+
 int main(int argc, char **argv)
+{
+	return out_done(run(argc, argv));
+}
+
+static int run(int argc, char **argv)
 {
 	int i = 1;
 

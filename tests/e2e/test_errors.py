@@ -279,6 +279,32 @@ def full_disk(exe, tmp):
           "exit 7", (rcs, p.stderr[-400:]))
 
 
+def closed_outputs(exe, tmp):
+    """stdout closed (`>&-`): exit 7 naming it (stacks exited 0 with its
+    answer lost).  attach's stderr read by a reader that leaves (`2>&1 |
+    head -c 10`): attach goes on to the end of its session, capture
+    complete (SIGPIPE killed it, exit 141, the capture without events)."""
+    cap = os.path.join(tmp, "pipe.cap")
+    with Target(exe, "churn.py") as t:
+        p = subprocess.run(["bash", "-c", '"$0" stacks "$1" >&-',
+                            MEMATTACH, str(t.pid)],
+                           capture_output=True, text=True, timeout=60)
+        check(p.returncode == 7 and "writing to standard output: Bad file "
+              "descriptor" in p.stderr,
+              "stacks with stdout closed: exit 7, said", (p.returncode,
+                                                          p.stderr))
+        p = subprocess.run(["bash", "-c",
+                            '"$0" attach -d 1.5 -o "$1" "$2" 2>&1 >/dev/null'
+                            ' | head -c 10 >/dev/null; '
+                            'echo "rc=${PIPESTATUS[0]}"',
+                            MEMATTACH, cap, str(t.pid)],
+                           capture_output=True, text=True, timeout=60)
+        rc, out, err = memattach("report", cap)
+        check("rc=0" in p.stdout and rc == 0 and "complete" in out,
+              "attach whose stderr's reader left: tracked to the end, "
+              "exit 0, capture complete", (p.stdout, rc, err, out[:200]))
+
+
 def heap_target_killed(exe):
     """A target killed while a census is at work on it, before its copy
     is made: exit 3, "exited", as for any process that is gone.  Killed
@@ -451,6 +477,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="memattach-errors-")
     stopped_target(exe, tmp)
     full_disk(exe, tmp)
+    closed_outputs(exe, tmp)
     # A target out of file descriptors: the payload's memfd cannot be
     # made there; exit 10 (the target's resources), not 1 (internal)
     with Target(exe, "no_fds.py") as t:
