@@ -187,22 +187,17 @@ static int payload_code_mapped(const struct ma_maps *m, uint64_t base)
 /* 1 when the process runs under a seccomp filter (Seccomp: 2) */
 static int under_seccomp_filter(pid_t pid)
 {
-	char path[64], buf[4096];
+	char path[64], *text = NULL;
 	const char *p;
-	ssize_t n;
-	int fd;
+	int ret;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (ma_proc_slurp(path, &text, NULL))
 		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	p = strstr(buf, "\nSeccomp:");
-	return p && atoi(p + 9) == 2;
+	p = strstr(text, "\nSeccomp:");
+	ret = p && atoi(p + 9) == 2;
+	free(text);
+	return ret;
 }
 
 /* what a refusal (EPERM, EACCES) in the target may be due to */
