@@ -1503,11 +1503,19 @@ int ma_pyreader_validate(struct ma_pyreader *r)
 			      "check python offsets of %d: no interpreter "
 			      "(interpreters.head is NULL)",
 			      pid);
-	if (read_interp(r, interp, &ii) < 0)
-		return ma_err(-EPROTO,
-			      "check python offsets of %d: interpreter at "
-			      "0x%llx unreadable",
-			      pid, (unsigned long long)interp);
+	/* the first interpreter with a thread state: the newest one comes
+	 * first, and a subinterpreter that runs no code has none (3.13
+	 * deletes the state its run_string made) */
+	for (int n = 0;; n++) {
+		if (read_interp(r, interp, &ii) < 0)
+			return ma_err(-EPROTO,
+				      "check python offsets of %d: interpreter "
+				      "at 0x%llx unreadable",
+				      pid, (unsigned long long)interp);
+		if (ii.threads_head || !ii.next || n >= MA_MAX_INTERPS)
+			break;
+		interp = ii.next;
+	}
 	ts = ii.threads_head;
 	if (!ts || rd(r, ts, tb.b, r->tstate_span) < 0)
 		return ma_err(-EPROTO,

@@ -315,6 +315,36 @@ def run_subinterp(label, exe):
               text + err + err2)
 
 
+def run_idle_subinterp(label, exe):
+    """A subinterpreter that runs no code heads the interpreters' list and,
+    on 3.13, has no thread state: the offsets are checked against an
+    interpreter that has one (every command exited 6, 'this build has no
+    DWARF', on 3.13)"""
+    probe = subprocess.run([exe, "-c", "try:\n import _interpreters\n"
+                            "except ImportError:\n"
+                            " import _xxsubinterpreters"],
+                           capture_output=True)
+    if probe.returncode:
+        skip("%s: idle subinterpreter" % label, "no _interpreters or "
+             "_xxsubinterpreters module")
+        return
+    script = os.path.join(TARGETS, "subinterp.py")
+    with Target(exe, "subinterp.py", "idle") as t:
+        main = int(t.ready_line.split()[1])
+        time.sleep(0.3)
+        rc, out, err = memattach("stacks", "--json", t.pid)
+        doc = json.loads(out) if rc == 0 else {"threads": []}
+        th = thread_by_tid(doc, main)
+        check(rc == 0 and th is not None and th["frames"] and
+              (th["frames"][0]["function"], th["frames"][0]["line"]) ==
+              ("<module>", marks(script)["idle"]),
+              "%s: idle subinterpreter: stacks shows the main thread" %
+              label, "exit %d: %s%s" % (rc, out[:2000], err))
+        rc, out, err = memattach("info", t.pid)
+        check(rc == 0, "%s: idle subinterpreter: info exits 0" % label,
+              "exit %d: %s" % (rc, err))
+
+
 def run_deep(label, exe):
     """A stack deeper than the reader's 4,096 frames: its innermost 4,096,
     exit 8 (partial), and a last line that says why"""
@@ -466,7 +496,9 @@ def main():
              (run_evil_names, "names with control characters"),
              (run_deep, "deep stack"), (run_perf, "python -X perf"),
              (run_blocked_write, "blocked write"),
-             (run_subinterp, "subinterpreter"), (run_spawner, "spawner"),
+             (run_subinterp, "subinterpreter"),
+             (run_idle_subinterp, "idle subinterpreter"),
+             (run_spawner, "spawner"),
              (run_one, "the two-thread target")]
     for label, exe in interpreters():
         for run, what in parts:
