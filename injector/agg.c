@@ -519,8 +519,14 @@ static inline uint32_t key_of(struct ma_agg *a, struct ma_slot *sl, uint32_t th,
 	uint64_t k = (uint64_t)node | (uint64_t)kind << 32 | (uint64_t)th << 40;
 	struct ma_kmemo *m = &sl->kmemo[KMEMO_IDX(k)];
 
-	if (ma_likely(m->k == k))
+	if (ma_likely(m->k == k)) {
+		/* a key the full table had no room for: this event is
+		 * counted without its stack too (key_slow counted the first) */
+		if (ma_unlikely(!m->idx))
+			__atomic_add_fetch(&a->h->keys_full, 1,
+					   __ATOMIC_RELAXED);
 		return m->idx;
+	}
 	m->idx = key_slow(a, k, th, node, kind);
 	m->k = k;
 	return m->idx;
