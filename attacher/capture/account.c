@@ -1470,6 +1470,16 @@ void ma_account_print_summary_width(const struct ma_account *acc, FILE *f,
 		ma_para_piece(&p, " ", "the figures are incomplete");
 		ma_para_end(&p);
 	}
+	if (t->node_table_full) {
+		ma_para_piece(&p, "",
+			      "warning: %llu allocations counted with a "
+			      "shorter stack, often <no Python frame> (the "
+			      "payload's table of code objects or stacks was "
+			      "full):",
+			      (unsigned long long)t->node_table_full);
+		ma_para_piece(&p, " ", "their innermost frames are missing");
+		ma_para_end(&p);
+	}
 	if (top > 0) {
 		print_top(acc, f, top, p.width, true);
 		print_top(acc, f, top, p.width, false);

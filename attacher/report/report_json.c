@@ -137,6 +137,9 @@ static json_t *totals_json(const struct ma_report *r)
 	json_object_set_new(jt, "untracked_blocks", jint(t->dropped));
 	json_object_set_new(jt, "untracked_bytes", jint(t->dropped_bytes));
 	json_object_set_new(jt, "events_without_stack", jint(t->keys_full));
+	/* allocations given a shorter stack: the code or node table was
+	 * full */
+	json_object_set_new(jt, "shortened_stacks", jint(t->node_table_full));
 	json_object_set_new(jt, "threads", json_integer(t->threads));
 	json_object_set_new(jt, "events", jint(t->events));
 	json_object_set_new(jt, "reallocs", jint(t->reallocs));

@@ -523,6 +523,22 @@ static void footnotes(const struct ma_report *r, const struct out *o)
 		     (unsigned long long)t->keys_full);
 		any = true;
 	}
+	if (t->node_table_full) {
+		/* the payload's code table (64 Ki code objects, filled to
+		 * 3/4) or node table was full, or a definition was lost: the
+		 * event took the deepest stack known, often <no Python
+		 * frame> (a program that keeps making code objects:
+		 * subinterpreters, exec) */
+		if (!any)
+			fputc('\n', o->f);
+		wrap(o,
+		     "warning: %llu allocations were counted with a shorter "
+		     "stack, often <no Python frame> (the payload's table of "
+		     "code objects or stacks was full): their innermost "
+		     "frames are missing.",
+		     (unsigned long long)t->node_table_full);
+		any = true;
+	}
 	if (r->bad_ids) {
 		if (!any)
 			fputc('\n', o->f);
