@@ -340,6 +340,38 @@ static void estimates_note(const struct ma_report *a, const struct ma_report *b,
 			sa ? "before" : "after", m);
 }
 
+/* What the report of one side footnotes (report_text.c): records the ring
+ * lost, blocks the payload could not track, events filed without their
+ * stack; a diff of such a side is as incomplete as its report */
+static uint64_t lost_of(const struct ma_report *r)
+{
+	return r->trailer && r->trailer->lost_records ? r->trailer->lost_records
+						      : r->t.lost_records;
+}
+
+static void incomplete_warning(const struct ma_report *r, FILE *f)
+{
+	uint64_t lost = lost_of(r);
+
+	if (lost)
+		fprintf(f,
+			"  warning: %s: %llu records were lost (ring full): "
+			"its figures are incomplete\n",
+			r->path, (unsigned long long)lost);
+	if (r->t.dropped)
+		fprintf(f,
+			"  warning: %s: %llu blocks were not tracked (the "
+			"target's live table\n  could not grow): its figures "
+			"are incomplete\n",
+			r->path, (unsigned long long)r->t.dropped);
+	if (r->t.keys_full)
+		fprintf(f,
+			"  warning: %s: %llu events were counted without their "
+			"stack\n  (its key table was full): its figures are "
+			"incomplete\n",
+			r->path, (unsigned long long)r->t.keys_full);
+}
+
 static void text(const struct ma_report *a, const struct ma_report *b,
 		 struct dent *e, size_t n, FILE *f)
 {
@@ -410,6 +442,7 @@ static void text(const struct ma_report *a, const struct ma_report *b,
 		if (!r->trailer)
 			fprintf(f, "  warning: TRUNCATED: %s\n",
 				r->warning ? r->warning : r->path);
+		incomplete_warning(r, f);
 	}
 	count(e, n, &grew, &shrank);
 	fprintf(f, "\n%11s %10s %10s  %s\n", "GROWTH", "BEFORE", "AFTER",
@@ -475,11 +508,15 @@ static void json_side(const struct ma_report *r, FILE *f)
 	ma_json_str(f, r->path);
 	fprintf(f,
 		"\",\"bytes\":%llu,\"count\":%llu,\"duration_ns\":%llu,"
-		"\"complete\":%s,\"truncated\":%s,\"sampled_mean_bytes\":",
+		"\"complete\":%s,\"truncated\":%s,\"lost_records\":%llu,"
+		"\"untracked_blocks\":%llu,\"events_without_stack\":%llu,"
+		"\"sampled_mean_bytes\":",
 		(unsigned long long)r->sum[v].bytes,
 		(unsigned long long)r->sum[v].count, (unsigned long long)dur(r),
 		r->trailer && r->trailer->complete ? "true" : "false",
-		r->trailer ? "false" : "true");
+		r->trailer ? "false" : "true", (unsigned long long)lost_of(r),
+		(unsigned long long)r->t.dropped,
+		(unsigned long long)r->t.keys_full);
 	/* a sampled side's figures are estimates (null: exact) */
 	if (r->meta && r->meta->sample_mean)
 		fprintf(f, "%llu}", (unsigned long long)r->meta->sample_mean);

@@ -177,6 +177,7 @@ static void ev_sample(struct wr *w, uint64_t t_ns, uint64_t rss)
  * window 0: 370 (3); window 2: 1080 (5).  One unknown free.
  */
 static uint64_t peak_event;
+static uint64_t scenario_lost; /* the trailer's lost records */
 static int try_load(const char *path, struct ma_report **out);
 static char *render(struct ma_report *r,
 		    int (*fn)(const struct ma_report *, FILE *), size_t *len);
@@ -223,6 +224,7 @@ static void write_scenario(const char *path, bool grow_more)
 	cr_assert_eq(ma_capture_close(w.w,
 				      &(struct ma_capture_trailer){
 					      .unknown_frees = 1,
+					      .lost_records = scenario_lost,
 					      .duration_ns = 3000000000ull,
 					      .complete = 1 }),
 		     0, "%s", ma_errmsg());
@@ -1434,6 +1436,49 @@ Test(report, diff_shows_growth)
 	cr_expect_str_eq(buf,
 			 "<module> (/app/main.py:3);alloc_b (/app/b.py:22) "
 			 "5000\n");
+	free(buf);
+	ma_report_free(a);
+	ma_report_free(b);
+}
+
+/* A side whose ring lost records is as incomplete in a diff as in its own
+ * report: said in the text, counted in the JSON */
+Test(report, diff_says_a_side_lost_records)
+{
+	struct ma_report_opts o;
+	struct ma_report *a, *b;
+	char pa[128], pb[128], *buf = NULL;
+	size_t len = 0;
+	json_t *doc;
+	json_error_t e;
+	FILE *f;
+
+	tmp_path(pa, sizeof(pa), "a.cap");
+	tmp_path(pb, sizeof(pb), "b.cap");
+	write_scenario(pa, false);
+	scenario_lost = 7;
+	write_scenario(pb, true);
+	scenario_lost = 0;
+	ma_report_opts_init(&o);
+	a = load(pa, &o);
+	b = load(pb, &o);
+	f = open_memstream(&buf, &len);
+	cr_assert_eq(ma_report_diff_text(a, b, f), 0, "%s", ma_errmsg());
+	fclose(f);
+	cr_expect(strstr(buf, "b.cap: 7 records were lost (ring full)"), "%s",
+		  buf);
+	cr_expect(!strstr(buf, "a.cap: "), "%s", buf);
+	free(buf);
+	buf = NULL;
+	f = open_memstream(&buf, &len);
+	cr_assert_eq(ma_report_diff_json(a, b, f), 0, "%s", ma_errmsg());
+	fclose(f);
+	doc = json_loads(buf, 0, &e);
+	cr_assert_not_null(doc, "%s: %s", e.text, buf);
+	cr_expect_eq(json_integer_value(json_object_get(
+			     json_object_get(doc, "after"), "lost_records")),
+		     7, "%s", buf);
+	json_decref(doc);
 	free(buf);
 	ma_report_free(a);
 	ma_report_free(b);
