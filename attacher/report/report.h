@@ -142,6 +142,9 @@ enum ma_ralloc {
 	MA_RA_RAW,	/* PyMem_RawMalloc & co */
 	MA_RA_MALLOC,	/* malloc, calloc, realloc, aligned allocations */
 	MA_RA_MMAP,	/* mmap */
+	MA_RA_UNKNOWN,	/* an aggregated capture's key 0: events the payload
+			   counted without their stack nor allocator (its key
+			   table was full) */
 	MA_RA_N,
 };
 #define MA_RSTATS_BUCKETS 48 /* bucket b: sizes in (2^(b-1), 2^b]; 0: 0-1 */

@@ -639,9 +639,9 @@ found:
 
 const char *ma_ralloc_name(enum ma_ralloc a)
 {
-	static const char *const names[MA_RA_N] = { "pymalloc", "PyMem",
+	static const char *const names[MA_RA_N] = { "pymalloc",	 "PyMem",
 						    "PyMem_Raw", "malloc",
-						    "mmap" };
+						    "mmap",	 "unknown" };
 
 	return a < MA_RA_N ? names[a] : "?";
 }
@@ -667,6 +667,8 @@ static enum ma_ralloc ralloc_of(uint8_t kind)
 		return MA_RA_RAW;
 	case MA_KIND_MMAP:
 		return MA_RA_MMAP;
+	case 0: /* key 0 of an aggregated capture: no key, no kind */
+		return MA_RA_UNKNOWN;
 	default:
 		return MA_RA_MALLOC;
 	}

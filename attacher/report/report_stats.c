@@ -51,6 +51,9 @@ static void by_allocator(const struct ma_report *r, FILE *f)
 		fprintf(f, "  %-10s %10s %10s %6s %10s\n",
 			ma_ralloc_name((enum ma_ralloc)a), c, b, s, m);
 	}
+	if (st->by_alloc[MA_RA_UNKNOWN].count)
+		fprintf(f, "  (unknown: counted by the payload without their "
+			   "stack nor allocator, its\n   key table full)\n");
 }
 
 static void histogram(const struct ma_report *r, FILE *f)

@@ -1441,6 +1441,51 @@ Test(report, diff_shows_growth)
 	ma_report_free(b);
 }
 
+/* An aggregated capture whose payload's key table filled: its key 0 (no
+ * stack, no kind) is not malloc's in the statistics by allocator */
+Test(report, stats_key_table_full_is_not_malloc)
+{
+	struct ma_capture_meta am = meta;
+	struct ma_report_opts o;
+	struct ma_report *r;
+	struct ma_event ev;
+	char path[128];
+	struct wr w;
+
+	am.flags = MA_TRACK_PYTHON | MA_TRACK_NATIVE | MA_TRACK_AGG;
+	tmp_path(path, sizeof(path), "keysfull.cap");
+	cr_assert_eq(ma_capture_create(path, &am, &w.w), 0, "%s", ma_errmsg());
+	def_thread(&w, 1, 100, "main");
+	def_code(&w, 1, "<module>", "/app/main.py", 1);
+	def_node(&w, 1, 0, 1, 4);
+	ev = (struct ma_event){ .type = MA_EV_AGG, .thread = 1 };
+	ev.agg.node = 1;
+	ev.agg.kind = MA_KIND_PYOBJ;
+	ev.agg.allocs = 10;
+	ev.agg.alloc_bytes = 640;
+	put(&w, &ev);
+	ev = (struct ma_event){ .type = MA_EV_AGG, .thread = 0 };
+	ev.agg.allocs = 30;
+	ev.agg.alloc_bytes = 960;
+	put(&w, &ev);
+	ev = (struct ma_event){ .type = MA_EV_AGGEND };
+	ev.aggend.keys_full = 30;
+	put(&w, &ev);
+	ev_sample(&w, 1000000000ull, 10 << 20);
+	cr_assert_eq(ma_capture_close(w.w,
+				      &(struct ma_capture_trailer){
+					      .duration_ns = 1000000000ull,
+					      .complete = 1 }),
+		     0, "%s", ma_errmsg());
+	ma_report_opts_init(&o);
+	r = load(path, &o);
+	FIG(r->stats.by_alloc[MA_RA_PYMALLOC], 640, 10);
+	FIG(r->stats.by_alloc[MA_RA_MALLOC], 0, 0);
+	FIG(r->stats.by_alloc[MA_RA_UNKNOWN], 960, 30);
+	cr_expect_str_eq(ma_ralloc_name(MA_RA_UNKNOWN), "unknown");
+	ma_report_free(r);
+}
+
 /* A side whose ring lost records is as incomplete in a diff as in its own
  * report: said in the text, counted in the JSON */
 Test(report, diff_says_a_side_lost_records)
