@@ -2138,6 +2138,11 @@ int ma_track_finish(struct ma_track *tr, struct ma_track_result *res)
 	trl.end_wall_ns =
 		(uint64_t)wall.tv_sec * 1000000000ull + (uint64_t)wall.tv_nsec;
 	trl.duration_ns = ma_now_ns() - tr->t0;
+	/* the payload ended the session by itself, memattach having missed
+	 * its heartbeat: the attach exits 8 (partial), and the capture must
+	 * not read as complete either */
+	if (!tr->root && ma_track_orphaned(tr))
+		tr->complete = 0;
 	trl.complete = tr->complete;
 	err = ma_capture_close(tr->w, &trl);
 	tr->w = NULL;

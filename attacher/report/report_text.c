@@ -558,7 +558,9 @@ static void footnotes(const struct ma_report *r, const struct out *o)
 				  "what was written");
 	else if (!r->trailer->complete)
 		wrap(o, "note: tracking did not end normally (the target "
-			"exited, or records were not drained).");
+			"exited, records were not drained, or the payload "
+			"stopped tracking by itself: memattach had not run for "
+			"over a second).");
 }
 
 /*

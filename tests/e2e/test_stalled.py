@@ -66,10 +66,15 @@ def run(label, exe, tmp):
         try:
             doc = report_json(cap)
             ok = doc["totals"]["allocations"] > 0
+            # the capture says it is not complete (it read as complete,
+            # the report exit 0 with no note, though the attach exit 8)
+            done = doc["complete"]
         except Exception as e:
-            doc, ok = repr(e), False
+            doc, ok, done = repr(e), False, None
         check(ok, "%s: the capture reads, with what came before" % label,
               str(doc)[:500])
+        check(done is False, "%s: the capture is not complete" % label,
+              "complete: %s" % done)
         check(t.alive(), "%s: target still running" % label)
 
 
