@@ -176,6 +176,7 @@ struct ma_track {
 	 * still loses its heartbeat.  hb_mu guards procs and active. */
 	pthread_t hb;
 	int hb_started;
+	int hb_mu_init; /* a session of one process: its own */
 	pthread_mutex_t hb_mu;
 	uint64_t hb_until; /* atomic */
 	int hb_stop;	   /* atomic */
@@ -201,6 +202,8 @@ static void *hb_main(void *arg)
 
 		if (now < __atomic_load_n(&g->hb_until, __ATOMIC_ACQUIRE)) {
 			pthread_mutex_lock(&g->hb_mu);
+			if (g->root != g && g->active && g->s.ring)
+				ma_ring_heartbeat(g->s.ring, now);
 			for (size_t i = 0; i < g->nprocs; i++)
 				if (g->procs[i]->active && g->procs[i]->s.ring)
 					ma_ring_heartbeat(g->procs[i]->s.ring,
@@ -227,6 +230,19 @@ static void acc_beat(void *arg)
 	for (size_t i = 0; i < g->nprocs; i++)
 		if (g->procs[i]->active && g->procs[i]->s.ring)
 			ma_ring_heartbeat(g->procs[i]->s.ring, now);
+}
+
+/*
+ * The loop ran now: the heartbeat thread keeps beating for HB_BUSY_NS
+ * more.  A loop held up by a slow write of the capture (a disk throttled
+ * under writeback) or briefly starved no longer loses its session to the
+ * payload's 1-s limit; a loop stuck for longer still does, and a
+ * memattach stopped (Ctrl-Z) stops both threads, so the payload still
+ * ends that session within a second.
+ */
+static void hb_lease(struct ma_track *g, uint64_t now)
+{
+	__atomic_store_n(&g->hb_until, now + HB_BUSY_NS, __ATOMIC_RELEASE);
 }
 
 /* The loop is about to attach a process (on) or is done (off) */
@@ -612,7 +628,12 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 		if (!tr->hb_started)
 			return ma_err(-EAGAIN, "cannot start a thread");
 	} else {
+		/* the heartbeat thread of a session of one process (none:
+		 * the loop beats alone, as it always did) */
+		pthread_mutex_init(&tr->hb_mu, NULL);
+		tr->hb_mu_init = 1;
 		tr->active = 1;
+		tr->hb_started = !pthread_create(&tr->hb, NULL, hb_main, tr);
 	}
 	wait_got(tr);
 	return 0;
@@ -1617,6 +1638,7 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 		uint64_t now = ma_now_ns();
 		size_t got = 0, active = 0;
 
+		hb_lease(g, now);
 		for (size_t i = 0; i < g->nprocs; i++) {
 			struct ma_track *p = g->procs[i];
 
@@ -1780,6 +1802,7 @@ int ma_track_run(struct ma_track *tr, const struct ma_track_run *run)
 		size_t got = 0;
 
 		ma_ring_heartbeat(tr->s.ring, now);
+		hb_lease(tr, now);
 		if (ma_ring_backlog(&tr->rd) >= DRAIN_BATCH ||
 		    now - tr->last_drain >= DRAIN_EVERY_NS) {
 			got = drain(tr, DRAIN_MAX);
@@ -2178,7 +2201,7 @@ void ma_track_free(struct ma_track *tr)
 		__atomic_store_n(&tr->hb_stop, 1, __ATOMIC_RELEASE);
 		pthread_join(tr->hb, NULL);
 	}
-	if (tr->root == tr)
+	if (tr->root == tr || tr->hb_mu_init)
 		pthread_mutex_destroy(&tr->hb_mu);
 	if (tr->w)
 		ma_capture_close(tr->w, &none);
