@@ -268,6 +268,24 @@ void ma_payload_wait(struct ma_target *t, struct ma_payload_info *pi,
 	"code is not mapped executable: a seccomp filter or a security "       \
 	"policy refused it); memattach cannot track this process"
 
+/* A payload loaded that cmd ("attach", "heap") cannot use: another
+ * build's, or the remains of a load that failed.  0, or -errno and the
+ * message */
+static int payload_unusable(const struct ma_target *t,
+			    const struct ma_payload_info *pi, const char *cmd)
+{
+	if (pi->loaded && !pi->same_build)
+		return ma_err(-EEXIST,
+			      "%s: process %d already holds the payload of "
+			      "another memattach build, " OTHER_BUILD_WHY,
+			      cmd, (int)t->pid);
+	if (pi->no_code) {
+		ma_err_set_exit(MA_EXIT_PERM);
+		return ma_err(-ENOEXEC, "%s: " NO_CODE_WHY, cmd, (int)t->pid);
+	}
+	return 0;
+}
+
 int ma_err_busy(pid_t pid, const struct ma_payload_info *pi)
 {
 	struct ma_holder h;
@@ -1146,15 +1164,9 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 	err = ma_payload_probe(t, &pi);
 	if (err)
 		return ma_err(err, "attach: process %d is gone", (int)t->pid);
-	if (pi.loaded && !pi.same_build)
-		return ma_err(-EEXIST,
-			      "attach: process %d already holds the payload "
-			      "of another memattach build, " OTHER_BUILD_WHY,
-			      (int)t->pid);
-	if (pi.no_code) {
-		ma_err_set_exit(MA_EXIT_PERM);
-		return ma_err(-ENOEXEC, "attach: " NO_CODE_WHY, (int)t->pid);
-	}
+	err = payload_unusable(t, &pi, "attach");
+	if (err)
+		return err;
 	/* A session still running: refused at once when a live memattach
 	 * drains it (waiting would last as long as that one runs) */
 	if (ma_payload_in(&pi, MA_PAYLOAD_BUSY)) {
@@ -1471,15 +1483,9 @@ int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 	err = ma_payload_probe(t, &pi);
 	if (err)
 		return ma_err(err, "heap: process %d is gone", (int)t->pid);
-	if (pi.loaded && !pi.same_build)
-		return ma_err(-EEXIST,
-			      "heap: process %d holds the payload of another "
-			      "memattach build, " OTHER_BUILD_WHY,
-			      (int)t->pid);
-	if (pi.no_code) {
-		ma_err_set_exit(MA_EXIT_PERM);
-		return ma_err(-ENOEXEC, "heap: " NO_CODE_WHY, (int)t->pid);
-	}
+	err = payload_unusable(t, &pi, "heap");
+	if (err)
+		return err;
 	err = ma_rcall_env_init(t->pid, &env);
 	if (err)
 		return err;
