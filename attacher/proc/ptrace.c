@@ -2,7 +2,6 @@
 #include "ptrace.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -342,28 +341,10 @@ static void detach_all(struct ma_freeze *f)
  */
 static pid_t thread_in_d(const struct ma_freeze *f)
 {
-	for (size_t i = 0; i < f->n; i++) {
-		char path[64], buf[512];
-		const char *p;
-		ssize_t len;
-		int fd;
-
-		if (f->th[i].state != TH_SEIZED)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat",
-			 (int)f->pid, (int)f->th[i].tid);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		len = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (len <= 0)
-			continue;
-		buf[len] = '\0';
-		p = strrchr(buf, ')');
-		if (p && p[1] == ' ' && p[2] == 'D')
+	for (size_t i = 0; i < f->n; i++)
+		if (f->th[i].state == TH_SEIZED &&
+		    task_state(f->pid, f->th[i].tid) == 'D')
 			return f->th[i].tid;
-	}
 	return -1;
 }
 
