@@ -263,6 +263,7 @@ static int parse_module(uintptr_t base, const ElfW(Phdr) * ph, int phnum,
 			struct modinfo *m, struct dyninfo *di)
 {
 	const ElfW(Dyn) *dyn = NULL;
+	size_t soname = (size_t)-1;
 
 	memset(m, 0, sizeof(*m));
 	memset(di, 0, sizeof(*di));
@@ -299,6 +300,9 @@ static int parse_module(uintptr_t base, const ElfW(Phdr) * ph, int phnum,
 		case DT_STRSZ:
 			m->strsz = d->d_un.d_val;
 			break;
+		case DT_SONAME:
+			soname = d->d_un.d_val;
+			break;
 		case DT_JMPREL:
 			di->jmprel = FIX(d->d_un.d_ptr);
 			break;
@@ -318,6 +322,12 @@ static int parse_module(uintptr_t base, const ElfW(Phdr) * ph, int phnum,
 	}
 #undef FIX
 	if (!m->symtab || !m->strtab || !m->strsz)
+		return -ENOENT;
+	/* another memattach build's payload, loaded beside this one
+	 * (docs/architecture.md, "Payloads of several builds"): its calls
+	 * are a profiler's, not the program's, as this payload's own are */
+	if (soname < m->strsz &&
+	    !strncmp(m->strtab + soname, MA_PAYLOAD_SONAME, m->strsz - soname))
 		return -ENOENT;
 	if (di->pltrel != DT_RELA)
 		di->jmprel = 0;

@@ -89,6 +89,11 @@ struct ma_node_ent {
 	uint32_t id; /* 0: empty; release-stored after the NODE record */
 };
 
+/* The payload's DT_SONAME, every build's (injector/CMakeLists.txt names
+ * the library so): how a payload tells another build's copy loaded beside
+ * it from the program's own libraries (got.c) */
+#define MA_PAYLOAD_SONAME "memattach_payload.so"
+
 #define MA_MEMO	 16 /* per-thread node memo entries, a power of two */
 #define MA_KMEMO 64 /* per-thread aggregation key memo (agg.c) */
 

@@ -100,17 +100,34 @@ int ma_cmd_detach(int argc, char **argv)
 		ma_target_close(t);
 		return ma_cli_fail("detach");
 	}
+	/* another build's session: its payload's state and symbols are
+	 * that build's to know */
+	if (pi.other_busy) {
+		ma_err(-EPROTO,
+		       "process %d is tracked by another memattach build: "
+		       "stop that memattach, or run its 'detach %d' (its "
+		       "payload also stops by itself once that memattach has "
+		       "gone)",
+		       (int)pid, (int)pid);
+		ma_target_close(t);
+		return ma_cli_fail("detach");
+	}
+	if (pi.others)
+		printf("detach: process %d: %d payload(s) of another memattach "
+		       "build loaded, dormant: nothing to stop there\n",
+		       (int)pid, pi.others);
 	if (!pi.loaded) {
-		printf("detach: process %d: no memattach payload loaded\n",
-		       (int)pid);
+		if (!pi.others)
+			printf("detach: process %d: no memattach payload "
+			       "loaded\n",
+			       (int)pid);
 		return cleanup(t);
 	}
 	if (!pi.same_build) {
 		ma_err(-EPROTO,
-		       "process %d holds the payload of another memattach "
-		       "build: run the detach of the memattach that loaded "
-		       "it (the payload stays loaded for the life of the "
-		       "process all the same)",
+		       "process %d holds a payload under this build's name "
+		       "whose build ID differs (its image was changed in the "
+		       "process?): not stopping it",
 		       (int)pid);
 		ma_target_close(t);
 		return ma_cli_fail("detach");

@@ -45,12 +45,18 @@ static const char *payload_state(struct ma_target *t, char *buf, size_t len)
 	};
 	struct ma_payload_info pi;
 
-	if (ma_payload_probe(t, &pi) || !pi.loaded)
+	struct ma_holder h;
+	size_t n;
+
+	if (ma_payload_probe(t, &pi) || (!pi.loaded && !pi.others))
 		return "not loaded";
-	if (!pi.same_build)
-		snprintf(buf, len, "loaded at %#lx by another memattach build",
+	buf[0] = '\0';
+	if (pi.loaded && !pi.same_build)
+		snprintf(buf, len,
+			 "loaded at %#lx, under this build's name with "
+			 "another build ID",
 			 (unsigned long)pi.base);
-	else
+	else if (pi.loaded)
 		snprintf(buf, len, "loaded at %#lx, %u session(s), %s",
 			 (unsigned long)pi.base, pi.ctl.generation,
 			 pi.ctl.state < sizeof(states) / sizeof(states[0]) &&
@@ -58,14 +64,38 @@ static const char *payload_state(struct ma_target *t, char *buf, size_t len)
 				 ? states[pi.ctl.state]
 				 : "never started");
 	/* who tracks it: the memattach that maps the session's ring */
-	struct ma_holder h;
-	size_t n = strlen(buf);
-
+	n = strlen(buf);
 	if (pi.same_build && ma_payload_in(&pi, MA_PAYLOAD_BUSY) &&
 	    !ma_ring_holder(t->pid, pi.ctl.ring_fd, &h))
 		snprintf(buf + n, len - n, " by memattach (PID %d)%s%s",
 			 (int)h.pid, h.since_text[0] ? " since " : "",
 			 h.since_text);
+	if (!pi.others)
+		return buf;
+	/* other builds' payloads: their state is known only as "tracking"
+	 * (a ring mapped that this build's does not account for) or not */
+	n = strlen(buf);
+	if (pi.others > 1)
+		snprintf(buf + n, len - n,
+			 "%sthe payloads of %d other memattach builds (the "
+			 "first at %#lx)",
+			 n ? "; " : "", pi.others,
+			 (unsigned long)pi.other_base);
+	else
+		snprintf(buf + n, len - n,
+			 "%sthe payload of another memattach build at %#lx",
+			 n ? "; " : "", (unsigned long)pi.other_base);
+	n = strlen(buf);
+	if (!pi.other_busy)
+		snprintf(buf + n, len - n, ", dormant");
+	else if (!ma_ring_holder_by_maps(t->pid, &t->maps, &h))
+		snprintf(buf + n, len - n,
+			 ", tracking now by memattach (PID "
+			 "%d)%s%s",
+			 (int)h.pid, h.since_text[0] ? " since " : "",
+			 h.since_text);
+	else
+		snprintf(buf + n, len - n, ", tracking now");
 	return buf;
 }
 
@@ -111,7 +141,7 @@ int ma_cmd_info(int argc, char **argv)
 	int json = 0, c, npy = 0;
 	size_t nthreads = 0;
 	pid_t pid;
-	char kind[PATH_MAX + 64], rss[32], hwm[32], pstate[256];
+	char kind[PATH_MAX + 64], rss[32], hwm[32], pstate[512];
 	struct ma_cli_args args =
 		MA_CLI_ARGS("info", argc, argv, "jh", longopts, usage);
 

@@ -31,9 +31,18 @@
 #include "symbols.h"
 #include "teststep.h"
 
-#define PAYLOAD_MEMFD_NAME "memattach-payload"
-/* how its mapping's path shows in maps, and its descriptor's link */
-#define PAYLOAD_MAPPED "/memfd:" PAYLOAD_MEMFD_NAME
+/*
+ * The payload image's memfd is named after its build: "memattach-payload-"
+ * and the first 16 hex digits of the build ID (img.memfd_name), so that
+ * the payloads of several memattach builds can sit side by side in one
+ * process, each build finding its own (memattach upgraded while the
+ * process runs on: docs/architecture.md, "Payloads of several builds").
+ * Builds before December 2026 named it "memattach-payload" alone.  Every
+ * name starts so, which is how maps and descriptor links show any build's
+ * image: "/memfd:memattach-payload... (deleted)".
+ */
+#define PAYLOAD_MEMFD_PREFIX "memattach-payload"
+#define PAYLOAD_MAPPED_ANY   "/memfd:" PAYLOAD_MEMFD_PREFIX
 
 /* Defined by the assembler file CMake generates around the built payload */
 extern const uint8_t ma_payload_image_start[];
@@ -51,6 +60,8 @@ static struct {
 	uint64_t ma_start, ma_stop, ma_ctl, ma_heap_fork, ma_heap_box,
 		ma_heap_copies, ma_heap_reap;
 	char build_id[64];
+	/* this build's memfd name, and its line in maps as a needle */
+	char memfd_name[48], mapped[80];
 } img;
 
 static int image_symbols(void)
@@ -97,6 +108,10 @@ static int image_symbols(void)
 					    &img.ma_heap_reap, NULL);
 		snprintf(img.build_id, sizeof(img.build_id), "%s",
 			 ma_elf_build_id(e));
+		snprintf(img.memfd_name, sizeof(img.memfd_name), "%s-%.16s",
+			 PAYLOAD_MEMFD_PREFIX, img.build_id);
+		snprintf(img.mapped, sizeof(img.mapped), "/memfd:%s (deleted)",
+			 img.memfd_name);
 		ma_elf_close(e);
 		if (err)
 			ma_err(err, "payload image lacks one of its exports");
@@ -151,24 +166,57 @@ static int lib_symbol(const struct ma_target *t, const char *lib,
 	return err;
 }
 
-/* The payload's mapping in the target, if loaded: its memfd shows in maps
- * as "/memfd:memattach-payload (deleted)" */
-static uint64_t payload_base(const struct ma_maps *m)
+/* Whose payload image a mapping's path is: PAYLOAD_NONE, PAYLOAD_OURS
+ * (this build's name), PAYLOAD_OTHER (another build's, or an older
+ * build's that named them all alike) */
+enum { PAYLOAD_NONE, PAYLOAD_OURS, PAYLOAD_OTHER };
+
+static int payload_kind(const char *path)
 {
-	for (size_t i = 0; i < m->n; i++)
-		if (m->v[i].offset == 0 && strstr(m->v[i].path, PAYLOAD_MAPPED))
-			return m->v[i].start;
-	return 0;
+	size_t n;
+
+	if (strncmp(path, PAYLOAD_MAPPED_ANY, strlen(PAYLOAD_MAPPED_ANY)))
+		return PAYLOAD_NONE;
+	if (!img.memfd_name[0])
+		return PAYLOAD_OTHER;
+	/* the name, then " (deleted)", or the end where a parser cut it */
+	n = strlen("/memfd:") + strlen(img.memfd_name);
+	if (!strncmp(path, img.mapped, n) &&
+	    (!path[n] || !strcmp(path + n, " (deleted)")))
+		return PAYLOAD_OURS;
+	return PAYLOAD_OTHER;
 }
 
-/* The same, reading maps only as far as the payload's line (it comes
- * early when there; a process with a hundred libraries takes
+/* This build's payload mapping in the target, if loaded (the image's
+ * first mapping, at offset 0); others: how many other builds' payloads
+ * are loaded, and the first one's base */
+static uint64_t payload_base(const struct ma_maps *m, int *others,
+			     uint64_t *other_base)
+{
+	uint64_t base = 0;
+
+	*others = 0;
+	*other_base = 0;
+	for (size_t i = 0; i < m->n; i++) {
+		int k = m->v[i].offset ? PAYLOAD_NONE
+				       : payload_kind(m->v[i].path);
+
+		if (k == PAYLOAD_OURS && !base)
+			base = m->v[i].start;
+		else if (k == PAYLOAD_OTHER && !(*others)++)
+			*other_base = m->v[i].start;
+	}
+	return base;
+}
+
+/* The same, reading maps only as far as this build's payload's line (it
+ * comes early when there; a process with a hundred libraries takes
  * milliseconds to read whole): 0 when not loaded */
 static uint64_t payload_base_now(pid_t pid)
 {
 	uint64_t base;
 
-	return ma_maps_find_start(pid, PAYLOAD_MAPPED, &base) ? 0 : base;
+	return ma_maps_find_start(pid, img.mapped, &base) ? 0 : base;
 }
 
 /* Whether the payload's code is mapped executable in m.  A dlopen that
@@ -179,7 +227,17 @@ static int payload_code_mapped(const struct ma_maps *m, uint64_t base)
 {
 	for (size_t i = 0; i < m->n; i++)
 		if (m->v[i].start >= base && m->v[i].perms[2] == 'x' &&
-		    strstr(m->v[i].path, PAYLOAD_MAPPED))
+		    payload_kind(m->v[i].path) == PAYLOAD_OURS)
+			return 1;
+	return 0;
+}
+
+/* Whether a session's ring is mapped in the target (any build's: their
+ * rings are all named MA_RING_MEMFD_NAME) */
+static int ring_mapped(const struct ma_maps *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (strstr(m->v[i].path, "/memfd:" MA_RING_MEMFD_NAME))
 			return 1;
 	return 0;
 }
@@ -252,16 +310,6 @@ void ma_payload_wait(struct ma_target *t, struct ma_payload_info *pi,
 	}
 }
 
-/*
- * A payload is never unloaded (docs/architecture.md), so a process keeps
- * the first build's for its life, and a detach does not change that: the
- * message says what works
- */
-#define OTHER_BUILD_WHY                                                        \
-	"which stays loaded for the life of the process (a payload is "        \
-	"never unloaded, 'memattach detach' leaves it too): use the "          \
-	"memattach that loaded it, or restart the process"
-
 /* A payload whose image an earlier load left without its code */
 #define NO_CODE_WHY                                                            \
 	"process %d holds the remains of a payload that failed to load (its "  \
@@ -274,16 +322,57 @@ void ma_payload_wait(struct ma_target *t, struct ma_payload_info *pi,
 static int payload_unusable(const struct ma_target *t,
 			    const struct ma_payload_info *pi, const char *cmd)
 {
+	/* under this build's name, another build ID: an image changed in
+	 * the target, or two builds whose IDs share their first 16 digits */
 	if (pi->loaded && !pi->same_build)
 		return ma_err(-EEXIST,
-			      "%s: process %d already holds the payload of "
-			      "another memattach build, " OTHER_BUILD_WHY,
+			      "%s: process %d holds a payload under this "
+			      "build's name whose build ID differs (its image "
+			      "was changed in the process?); memattach cannot "
+			      "use it, and a payload stays loaded for the life "
+			      "of the process",
 			      cmd, (int)t->pid);
 	if (pi->no_code) {
 		ma_err_set_exit(MA_EXIT_PERM);
 		return ma_err(-ENOEXEC, "%s: " NO_CODE_WHY, cmd, (int)t->pid);
 	}
 	return 0;
+}
+
+/*
+ * Another build's session in the target (its ring mapped): refused as a
+ * second attach of this build is, at once when a live memattach holds its
+ * ring, else after a wait: a payload whose memattach died stops by itself
+ * within a second or two, unmapping its ring.  0 when none (any more).
+ */
+static int other_build_busy(struct ma_target *t, struct ma_payload_info *pi)
+{
+	struct ma_holder h;
+
+	for (int i = 0; i < 25 && pi->other_busy; i++) {
+		if (!ma_ring_holder_by_maps(t->pid, &t->maps, &h))
+			break;
+		usleep(100000);
+		ma_payload_probe(t, pi);
+	}
+	if (!pi->other_busy)
+		return 0;
+	ma_err_set_exit(MA_EXIT_BUSY);
+	if (ma_ring_holder_by_maps(t->pid, &t->maps, &h))
+		return ma_err(-EALREADY,
+			      "process %d is already being tracked by another "
+			      "memattach build (or one that was killed moments "
+			      "ago)",
+			      (int)t->pid);
+	return ma_err(-EALREADY,
+		      "PID %d is already tracked by another memattach build "
+		      "(PID %d%s%s)%s%s; stop it first, or use that "
+		      "memattach's 'detach %d'",
+		      (int)t->pid, (int)h.pid,
+		      strcmp(h.comm, "memattach") ? ", " : "",
+		      strcmp(h.comm, "memattach") ? h.comm : "",
+		      h.since_text[0] ? " since " : "", h.since_text,
+		      (int)t->pid);
 }
 
 int ma_err_busy(pid_t pid, const struct ma_payload_info *pi)
@@ -306,24 +395,32 @@ int ma_err_busy(pid_t pid, const struct ma_payload_info *pi)
 
 int ma_payload_probe(struct ma_target *t, struct ma_payload_info *pi)
 {
-	char bid[64];
+	int noimg;
 
 	memset(pi, 0, sizeof(*pi));
 	ma_maps_free(&t->maps);
 	if (ma_maps_read(t->pid, &t->maps))
 		return -ESRCH;
-	pi->base = payload_base(&t->maps);
-	if (!pi->base)
-		return 0;
-	pi->loaded = 1;
-	pi->no_code = !payload_code_mapped(&t->maps, pi->base);
-	if (image_symbols())
-		return 0;
-	loaded_build_id(t->mem, pi->base, bid, sizeof(bid));
-	pi->same_build = bid[0] && !strcmp(bid, img.build_id);
-	if (pi->same_build)
-		ma_mem_read(t->mem, pi->base + img.ma_ctl, &pi->ctl,
-			    sizeof(pi->ctl));
+	/* without the image's name every payload is another build's */
+	noimg = image_symbols();
+	pi->base = payload_base(&t->maps, &pi->others, &pi->other_base);
+	if (pi->base) {
+		char bid[64];
+
+		pi->loaded = 1;
+		pi->no_code = !payload_code_mapped(&t->maps, pi->base);
+		loaded_build_id(t->mem, pi->base, bid, sizeof(bid));
+		pi->same_build = !noimg && bid[0] && !strcmp(bid, img.build_id);
+		if (pi->same_build)
+			ma_mem_read(t->mem, pi->base + img.ma_ctl, &pi->ctl,
+				    sizeof(pi->ctl));
+	}
+	/* Another build's session: a ring mapped that this build's payload
+	 * does not account for (an older memattach attached, upgraded since
+	 * or installed beside this one) */
+	pi->other_busy =
+		pi->others && ring_mapped(&t->maps) &&
+		!(pi->same_build && ma_payload_in(pi, MA_PAYLOAD_BUSY));
 	return 0;
 }
 
@@ -447,7 +544,7 @@ static void build_unsafe_ranges(const struct ma_target *t,
 		if (strstr(mp->path, "/ld-linux") ||
 		    strstr(mp->path, "/ld-2.") || strstr(mp->path, "/ld.so"))
 			add_range(u, mp->start, mp->end, LOADER_WHAT, 1);
-		else if (strstr(mp->path, "memfd:" PAYLOAD_MEMFD_NAME))
+		else if (payload_kind(mp->path) != PAYLOAD_NONE)
 			add_range(u, mp->start, mp->end,
 				  "the memattach payload", 0);
 	}
@@ -956,14 +1053,13 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
 			struct ma_payload_info *pi, long *pfd,
 			uint64_t *dlopen_ns)
 {
-	static const char name[] = PAYLOAD_MEMFD_NAME;
 	struct ma_rcall_result r;
 	struct ma_rcall mfd = {
 		.name = "memfd_create",
 		.fn = ld->syscall_fn,
 		.args = { SYS_memfd_create, MA_RCALL_DATA, MFD_CLOEXEC },
-		.data = name,
-		.data_len = sizeof(name),
+		.data = img.memfd_name,
+		.data_len = strlen(img.memfd_name) + 1,
 		.want = 1,
 		.want_syscall = SYS_memfd_create,
 		.timeout_ms = 500,
@@ -988,7 +1084,18 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
 	err = write_payload(t->pid, *pfd);
 	if (err)
 		return err;
-	snprintf(path, sizeof(path), "/proc/self/fd/%ld", *pfd);
+	/* The loader knows an object by the path it was opened by, and
+	 * another build's payload was opened by "/proc/self/fd/N" too, N as
+	 * likely as not the same number: that dlopen would return the other
+	 * build's.  One more "./" for each payload already loaded makes the
+	 * path one no earlier load used, naming the same file */
+	{
+		int k = snprintf(path, sizeof(path), "/proc/self/fd/");
+
+		for (int i = 0; i < pi->others && k < 40; i++)
+			k += snprintf(path + k, sizeof(path) - (size_t)k, "./");
+		snprintf(path + k, sizeof(path) - (size_t)k, "%ld", *pfd);
+	}
 	struct ma_rcall dl = {
 		.name = "dlopen",
 		.fn = ld->dlopen_fn,
@@ -1068,6 +1175,18 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
 static int changed_since_probe(struct ma_target *t,
 			       const struct ma_payload_info *pi)
 {
+	/* another build's session started since (the whole of maps, but
+	 * only where another build's payload is loaded) */
+	if (pi->others && !pi->other_busy) {
+		struct ma_maps m = { 0 };
+		int busy =
+			!ma_maps_read(t->pid, &m) && ring_mapped(&m) &&
+			!(pi->same_build && ma_payload_in(pi, MA_PAYLOAD_BUSY));
+
+		ma_maps_free(&m);
+		if (busy)
+			return 2;
+	}
 	if (!pi->loaded)
 		return payload_base_now(t->pid) != 0;
 	if (pi->same_build) {
@@ -1186,6 +1305,9 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 			      "than a second ago)",
 			      (int)t->pid);
 	}
+	err = other_build_busy(t, &pi);
+	if (err)
+		return err;
 	err = room_for_session(t, o);
 	if (err)
 		return err;
@@ -1401,7 +1523,7 @@ int ma_inject_stop(struct ma_target *t, struct ma_payload_info *pi)
 }
 
 /* The target's descriptors of payload images (memfds named
- * PAYLOAD_MEMFD_NAME), at most max; their number */
+ * PAYLOAD_MEMFD_PREFIX..., any build's), at most max; their number */
 static int leftover_fds(pid_t pid, int *fds, int max)
 {
 	int all[1024], n, k = 0;
@@ -1412,7 +1534,7 @@ static int leftover_fds(pid_t pid, int *fds, int max)
 		return n;
 	for (int i = 0; i < n && k < max; i++)
 		if (ma_proc_fd_link(pid, all[i], link, sizeof(link)) > 0 &&
-		    strstr(link, PAYLOAD_MAPPED))
+		    strstr(link, PAYLOAD_MAPPED_ANY))
 			fds[k++] = all[i];
 	return k;
 }

@@ -74,6 +74,12 @@ struct ma_payload_info {
 	int no_code; /* its image is mapped without its code (a failed load) */
 	uint64_t base;
 	struct ma_ctl ctl; /* valid when same_build */
+	/* the payloads of other memattach builds loaded beside (or instead
+	 * of) this one's: how many, the first one's base, and whether one of
+	 * them tracks now (a ring is mapped that this build's does not
+	 * account for) */
+	int others, other_busy;
+	uint64_t other_base;
 };
 
 int ma_inject_start(struct ma_target *t, const struct ma_inject_opts *o,
