@@ -50,6 +50,10 @@
 /* short-lived block tables published at least this often (record.c) */
 #define GFLUSH_NS    (100ull * 1000000)
 #define HEARTBEAT_NS (1000ull * 1000000)
+/* the limit for a memattach that is alive and wants to run: runnable but
+ * starved of CPU, or in uninterruptible sleep (paging itself back in
+ * during a swap storm, a frozen cgroup): attacher_waits() */
+#define WAITING_HEARTBEAT_NS (10000ull * 1000000)
 /* grace for the first heartbeat: the attacher still has to resume the
  * threads, read ma_ctl and map the ring */
 #define FIRST_HEARTBEAT_NS (5000ull * 1000000)
@@ -488,6 +492,48 @@ static int attacher_gone(int *pidfd, const struct ma_fd_id *id, pid_t pid)
 }
 
 /*
+ * A memattach alive (its pidfd still ours and not readable) whose main
+ * thread is runnable (R) or in uninterruptible sleep (D): it has not
+ * stopped beating by choice or by a stop (Ctrl-Z, SIGSTOP, a debugger: T
+ * or t), it is waiting for the CPU or for its memory, as on a host that
+ * thrashes, exactly when a memory problem is being chased.  Such a
+ * memattach gets WAITING_HEARTBEAT_NS instead of HEARTBEAT_NS.  Its
+ * /proc/PID/stat is read through the pidfd's PID, which names it while the
+ * pidfd says it has not exited; the state is the first field after the
+ * command's closing parenthesis (the command may hold any character).
+ */
+static int attacher_waits(int pidfd, pid_t pid)
+{
+	char path[48], buf[512];
+	const char *p;
+	ssize_t n;
+	int f;
+
+	if (pidfd < 0 || pid <= 0)
+		return 0;
+	ma_fmt(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return 0;
+	n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && (p[2] == 'R' || p[2] == 'D');
+}
+
+/* The attacher's last heartbeat, hb, is too old: over HEARTBEAT_NS, or
+ * WAITING_HEARTBEAT_NS for a memattach that waits to run */
+static int heartbeat_stale(uint64_t now, uint64_t hb, int pidfd, pid_t pid)
+{
+	if (now <= hb || now - hb <= HEARTBEAT_NS)
+		return 0;
+	return now - hb > WAITING_HEARTBEAT_NS || !attacher_waits(pidfd, pid);
+}
+
+/*
  * The session's GOT hooks, on the watchdog with the threads running.
  * Scanning every module's relocations took 7-50 ms with a hundred
  * libraries loaded (docs/performance.md), all of it inside the attach's
@@ -565,7 +611,8 @@ static void *watchdog_main(void *arg)
 			       "consumer gone (memattach %d exited): tracking "
 			       "stopped, hooks removed",
 			       (int)s->cfg.attacher_pid);
-		} else if (hb ? now > hb && now - hb > HEARTBEAT_NS
+		} else if (hb ? heartbeat_stale(now, hb, pidfd,
+						s->cfg.attacher_pid)
 			      : now - h->start_ns > FIRST_HEARTBEAT_NS) {
 			state = MA_STATE_ORPHANED;
 			ma_fmt(msg, sizeof(msg),

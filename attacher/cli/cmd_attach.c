@@ -901,18 +901,19 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	 * payload's own failure: a partial result, not a success */
 	if (res.lost_records || end == MA_TRACK_END_PAYLOAD_FAILED)
 		ret = MA_EXIT_PARTIAL;
-	/* memattach did not run for over a second (Ctrl-Z, SIGSTOP, a
-	 * debugger, a starved host): the payload, without a heartbeat,
-	 * stopped tracking to spare the target, and the session's last
-	 * seconds are not in the capture */
+	/* memattach did not run for over a second while stopped (Ctrl-Z,
+	 * SIGSTOP, a debugger), or for over ten while it wanted to (a
+	 * starved or thrashing host: the payload's attacher_waits): the
+	 * payload, without a heartbeat, stopped tracking to spare the
+	 * target, and the session's last seconds are not in the capture */
 	if (end == MA_TRACK_END_PAYLOAD_STOPPED && ma_track_orphaned(tr)) {
 		fprintf(stderr,
 			"memattach: tracking ended early: memattach itself did "
-			"not run for over a second (stopped by Ctrl-Z or "
-			"SIGSTOP, held by a debugger, or starved), so the "
-			"payload stopped tracking and removed its hooks to "
-			"spare the target; what came after is not in the "
-			"capture\n");
+			"not run for over a second while stopped (by Ctrl-Z or "
+			"SIGSTOP, or held by a debugger), or for over ten "
+			"while starved of CPU or memory, so the payload "
+			"stopped tracking and removed its hooks to spare the "
+			"target; what came after is not in the capture\n");
 		ret = MA_EXIT_PARTIAL;
 	}
 out:

@@ -1,4 +1,4 @@
-"""memattach stalled while it tracks (stopped, starved of CPU): after a
+"""memattach stalled while it tracks (stopped): after a
 second without its heartbeat the payload ends the session by itself
 (docs/payload.md), and memattach, once it runs again, says why in the
 payload's own words ("payload stopped: consumer gone (no heartbeat for N
@@ -6,6 +6,10 @@ ms)") and that tracking ended early, writes a readable capture of what
 came before, exits 8 (partial: it was 0) and leaves the target running,
 untracked.  SIGSTOP stands for the stall: 2.5 s, well past the
 1 s limit, so that the test does not depend on timing.
+
+And memattach frozen whole for 3 s (a cgroup freezer: state D, as when it
+pages itself back in on a host that thrashes): alive and wanting to run,
+it gets 10 s, and the session goes on to its end, exit 0.
 
 And the target stopped (SIGSTOP) while tracked: its payload cannot run to
 confirm the end, so memattach ends at the duration without waiting for it,
@@ -247,10 +251,77 @@ def slow_write(label, exe, tmp):
               "its end, exit 0" % label, "exit %s\n%s" % (rc, a.stderr))
 
 
+FREEZER = "/sys/fs/cgroup/freezer"
+
+
+def frozen(label, exe, tmp):
+    """memattach frozen whole for 3 s (a cgroup freezer: every thread in
+    uninterruptible sleep, state D, as a memattach paging itself back in on
+    a host that thrashes), then thawed.  The payload sees a memattach
+    alive that wants to run, not one stopped: it waits up to 10 s for its
+    heartbeat, and the session goes on to its end, exit 0.  It was ended
+    after 1 s ("no heartbeat for 1042 ms"), exit 8, on exactly the host
+    where the memory problem is.  Stopped (T, run() above), it still
+    is."""
+    if not os.path.isdir(FREEZER) or os.geteuid() != 0:
+        skip("memattach frozen", "needs root and the cgroup v1 freezer "
+             "at %s" % FREEZER)
+        return
+    group = os.path.join(FREEZER, "memattach-test-%d" % os.getpid())
+    os.makedirs(group, exist_ok=True)
+    cap = os.path.join(tmp, label + "-frozen.cap")
+    try:
+        with Target(exe, "churn.py", 1) as t:
+            t.readline()
+            a = Attach(t.pid, "-d", "6", output=cap)
+            if not check(a.wait_attached(), "%s: frozen: attached" % label,
+                         a.stderr):
+                a.stop()
+                return
+            time.sleep(1.0)
+            with open(os.path.join(group, "cgroup.procs"), "w") as f:
+                f.write(str(a.proc.pid))
+            with open(os.path.join(group, "freezer.state"), "w") as f:
+                f.write("FROZEN")
+            time.sleep(0.5)
+            st = state(a.proc.pid)
+            time.sleep(2.5)
+            with open(os.path.join(group, "freezer.state"), "w") as f:
+                f.write("THAWED")
+            rc = a.wait(timeout=60)
+            check(st == "D", "%s: frozen: memattach was in state D" % label,
+                  st)
+            check(rc == 0 and "duration reached" in a.stderr and
+                  "no heartbeat" not in a.stderr,
+                  "%s: memattach frozen 3 s: the session goes on to its "
+                  "end, exit 0" % label, "exit %s\n%s" % (rc, a.stderr))
+            try:
+                doc = report_json(cap)
+                ok = doc["complete"] and doc["totals"]["allocations"] > 0
+            except Exception as e:
+                doc, ok = repr(e), False
+            check(ok, "%s: frozen: the capture is complete" % label,
+                  str(doc)[:300])
+            check(t.alive(), "%s: frozen: target still running" % label)
+    finally:
+        try:
+            with open(os.path.join(group, "freezer.state"), "w") as f:
+                f.write("THAWED")
+            with open(os.path.join(group, "cgroup.procs")) as f:
+                for pid in f.read().split():
+                    with open(os.path.join(FREEZER, "cgroup.procs"),
+                              "w") as g:
+                        g.write(pid)
+            os.rmdir(group)
+        except OSError:
+            pass
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="memattach-stalled-")
     for label, exe in interpreters(minors=[12]):
         run(label, exe, tmp)
+        frozen(label, exe, tmp)
         slow_write(label, exe, tmp)
         target_stopped(label, exe, tmp)
         target_held(label, exe, tmp)
