@@ -434,6 +434,23 @@ static int attacher_pidfd(const struct ma_session *s, struct ma_fd_id *id,
 	return ma_fd_park(fd, id);
 }
 
+/* The start of a /proc file, NUL-terminated, in buf: its length, or 0 or
+ * less when it could not be read (one read: these files are generated
+ * whole at the first) */
+static ssize_t proc_text(const char *path, char *buf, size_t len)
+{
+	ssize_t n;
+	int f = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (f < 0)
+		return -1;
+	n = read(f, buf, len - 1);
+	close(f);
+	if (n > 0)
+		buf[n] = '\0';
+	return n;
+}
+
 /*
  * fd is still our pidfd of the attacher: the file ma_fd_park noted, and a
  * pidfd of that process (its fdinfo's Pid line; -1 once the exited
@@ -445,21 +462,13 @@ static int pidfd_ours(int fd, const struct ma_fd_id *id, pid_t pid)
 	char path[48], buf[512];
 	const char *p;
 	struct stat st;
-	ssize_t n;
 	long v;
-	int f;
 
 	if (fstat(fd, &st) || st.st_dev != id->dev || st.st_ino != id->ino)
 		return 0;
 	ma_fmt(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0)
+	if (proc_text(path, buf, sizeof(buf)) <= 0)
 		return 0;
-	n = read(f, buf, sizeof(buf) - 1);
-	close(f);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	p = strstr(buf, "\nPid:");
 	if (!p)
 		return 0;
@@ -506,20 +515,12 @@ static int attacher_waits(int pidfd, pid_t pid)
 {
 	char path[48], buf[512];
 	const char *p;
-	ssize_t n;
-	int f;
 
 	if (pidfd < 0 || pid <= 0)
 		return 0;
 	ma_fmt(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0)
+	if (proc_text(path, buf, sizeof(buf)) <= 0)
 		return 0;
-	n = read(f, buf, sizeof(buf) - 1);
-	close(f);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	p = strrchr(buf, ')');
 	return p && p[1] == ' ' && (p[2] == 'R' || p[2] == 'D');
 }
