@@ -438,6 +438,11 @@ void ma_account_note_lost(struct ma_account *acc, uint64_t records,
 		acc->t.lost_bytes = bytes;
 }
 
+void ma_account_note_duration(struct ma_account *acc, uint64_t ns)
+{
+	acc->t.duration_ns = ns;
+}
+
 void ma_account_note_peak_summed(struct ma_account *acc)
 {
 	acc->t.peak_summed = true;
@@ -1402,8 +1407,9 @@ void ma_account_print_summary_width(const struct ma_account *acc, FILE *f,
 	ma_fmt_count(t->allocs, a, sizeof(a));
 	ma_fmt_bytes(t->alloc_bytes, b, sizeof(b));
 	ma_para_piece(&p, "", "Allocations: %s (%s)", a, b);
-	if (t->samples) {
-		fmt_secs(t->last_t_ns, d, sizeof(d));
+	if (t->duration_ns || t->samples) {
+		fmt_secs(t->duration_ns ? t->duration_ns : t->last_t_ns, d,
+			 sizeof(d));
 		ma_para_piece(&p, " ", "in %s", d);
 	}
 	/* frees of tracked blocks, as the report counts them: the unknown

@@ -60,6 +60,9 @@ struct ma_account_totals {
 
 	uint64_t samples;   /* SAMPLE events */
 	uint64_t last_t_ns; /* time of the last sample */
+	/* the session's tracked time, as its capture's trailer says, once
+	 * it ended (ma_account_note_duration); 0 before */
+	uint64_t duration_ns;
 	uint64_t last_rss, peak_rss;
 
 	/* from the payload's STATS event (0 when none was seen) */
@@ -191,6 +194,11 @@ void ma_account_set_beat(struct ma_account *acc, void (*beat)(void *arg),
  */
 void ma_account_note_lost(struct ma_account *acc, uint64_t records,
 			  uint64_t bytes);
+
+/* The session's tracked time, as the capture's trailer has it: the
+ * summary's "in N s" then says what `memattach report` says (the last
+ * sample's time, before, came up to a sampling period short) */
+void ma_account_note_duration(struct ma_account *acc, uint64_t ns);
 
 /*
  * The peak is the sum of several processes' own peaks (attach --children,

@@ -2161,6 +2161,10 @@ int ma_track_finish(struct ma_track *tr, struct ma_track_result *res)
 	trl.end_wall_ns =
 		(uint64_t)wall.tv_sec * 1000000000ull + (uint64_t)wall.tv_nsec;
 	trl.duration_ns = ma_now_ns() - tr->t0;
+	if (tr->acc)
+		ma_account_note_duration(tr->acc, trl.duration_ns);
+	if (tr->sacc)
+		ma_account_note_duration(tr->sacc, trl.duration_ns);
 	/* the payload ended the session by itself, memattach having missed
 	 * its heartbeat: the attach exits 8 (partial), and the capture must
 	 * not read as complete either */

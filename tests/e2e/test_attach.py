@@ -26,7 +26,8 @@ import subprocess
 import tempfile
 
 from ma_test import (TARGETS, Attach, Target, check, finish, interpreters,
-                     marks, report_json, row_at, skip, tracked_round)
+                     marks, memattach, report_json, row_at, skip,
+                     tracked_round)
 
 GROWTH = os.path.join(TARGETS, "growth.py")
 KNOWN = os.path.join(TARGETS, "known_sizes.py")
@@ -63,6 +64,18 @@ def growth(label, exe, tmp):
         end = last_count(t.drain() or [t.readline()])
         check(rc == 0, "%s: growth: attach exits 0" % label,
               "exit %s\n%s" % (rc, a.stderr))
+        # a short session: the summary's time is the capture's (it was
+        # the last RSS sample's, up to 100 ms short: "in 0.4 s" beside
+        # the report's "0.5 s tracked")
+        rc2, out, err = memattach("attach", "-q", "-d", "0.5", "-o",
+                                  cap + ".short", t.pid)
+        said = re.search(r"Allocations: [^\n]* in ([0-9.]+ \w+);", out)
+        rep = re.search(r", ([0-9.]+ \w+) tracked",
+                        memattach("report", cap + ".short")[1])
+        check(rc2 == 0 and said and rep and said.group(1) == rep.group(1),
+              "%s: growth: the summary's duration is the report's" % label,
+              "%s / %s %s" % (said and said.group(0), rep and rep.group(0),
+                              err))
         check(t.alive(), "%s: growth: target still running" % label)
     if rc != 0:
         return

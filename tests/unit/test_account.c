@@ -555,6 +555,15 @@ Test(account, summary_text)
 	expect_width(s, 100);
 	free(s);
 
+	/* the session's end known: its time, not the last sample's */
+	ma_account_note_duration(acc, 20380000000ull);
+	s = summary(100, 5);
+	cr_expect(strstr(s, "Allocations: 42 (190 MiB) in 20.4 s; frees: 1") !=
+			  NULL,
+		  "%s", s);
+	free(s);
+	ma_account_note_duration(acc, 0);
+
 	/* narrow: a long file shortened from the left, then the function
 	 * cut on the right; every line fits */
 	s = summary(60, 5);
