@@ -879,11 +879,28 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 			(unsigned long long)res.records,
 			(unsigned long long)res.temps,
 			(unsigned long long)res.temp_pairs);
-	if (res.lost_records)
+	/* what holds more: a larger ring, while there is one; aggregated
+	 * tracking sends a record per new stack, not one per event */
+	if (res.lost_records) {
+		char more[160];
+		int n = snprintf(more, sizeof(more),
+				 o.ring_size < (4096ull << 20)
+					 ? "a larger --ring-size holds more: "
+					   "this one had %llu MiB, up to 4096"
+					 : "the ring was at its largest, %llu "
+					   "MiB",
+				 (unsigned long long)(o.ring_size >> 20));
+
+		if (o.flags & MA_TRACK_EVERY && n > 0 &&
+		    (size_t)n < sizeof(more))
+			snprintf(more + n, sizeof(more) - (size_t)n,
+				 "; without --every-event far fewer records "
+				 "cross it");
 		fprintf(stderr,
 			"memattach: %llu records were dropped because the ring "
-			"stayed full (try --ring-size)\n",
-			(unsigned long long)res.lost_records);
+			"stayed full (%s)\n",
+			(unsigned long long)res.lost_records, more);
+	}
 	if (o.sample) {
 		ma_fmt_bytes(o.sample, sz, sizeof(sz));
 		printf("ESTIMATES: blocks sampled every %s on average "

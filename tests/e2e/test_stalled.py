@@ -100,6 +100,13 @@ def stalled_full_ring(label, exe, tmp):
             lost = doc["totals"]["lost_records"]
         except Exception as e:
             lost = repr(e)
+        # what holds more (it said "try --ring-size", whatever the size
+        # and the mode)
+        check("stayed full (a larger --ring-size holds more: this one had "
+              "1 MiB, up to 4096; without --every-event far fewer records "
+              "cross it)" in a.stderr,
+              "%s: a stall with the ring full: memattach says what holds "
+              "more" % label, a.stderr)
         # exit 8: the figures miss what was dropped (it was 0)
         check(rc == 8 and dropped > 0 and lost == dropped and summary and
               summary.group(1) != "0" and "warning: %d records lost" %
