@@ -1591,6 +1591,18 @@ static void fail(int err, const char *msg)
 			 __ATOMIC_RELEASE);
 }
 
+/* Raising one's own oom_score_adj needs no privilege */
+static void oom_first(void)
+{
+	long fd = rsys(SYS_open, (long)"/proc/self/oom_score_adj",
+		       O_WRONLY | O_CLOEXEC, 0, 0, 0);
+
+	if (fd < 0)
+		return;
+	rsys(SYS_write, fd, (long)"1000", 4, 0, 0);
+	rsys(SYS_close, fd, 0, 0, 0, 0);
+}
+
 static __attribute__((noreturn)) void copy_main(void)
 {
 	uint64_t all = ~0ull;
@@ -1605,6 +1617,11 @@ static __attribute__((noreturn)) void copy_main(void)
 	rsys(SYS_prctl, PR_SET_NAME, (long)"memattach-heap", 0, 0, 0);
 	/* The target's threads first, when they want the CPU */
 	rsys(SYS_setpriority, 0 /* PRIO_PROCESS */, 0, 10, 0, 0);
+	/* and when memory runs short: the copy is the OOM killer's first
+	 * choice, never the target.  It is in the target's cgroup with as
+	 * many resident pages, and the pages the target writes meanwhile are
+	 * charged there: a target near its limit was the one killed */
+	oom_first();
 	/* Nothing of the target's stays open here */
 	if (rsys(SYS_close_range, 0, ~0u, 0, 0, 0) < 0)
 		for (int fd = 0; fd < 65536; fd++)
