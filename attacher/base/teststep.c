@@ -13,6 +13,7 @@ static struct {
 	int log;
 	char stop_at[128];
 	unsigned long stop_count;
+	int tstp; /* stop with a Ctrl-Z (SIGTSTP to the process) */
 	/* passages so far, per step name (a small open table: there are a
 	 * few dozen names) */
 	struct {
@@ -26,7 +27,10 @@ void ma_step_init(void)
 	const char *log = getenv("MEMATTACH_TEST_STEP_LOG");
 	const char *at = getenv("MEMATTACH_TEST_STOP_AT");
 
+	const char *sig = getenv("MEMATTACH_TEST_STOP_SIGNAL");
+
 	st.log = log && *log && strcmp(log, "0");
+	st.tstp = sig && !strcmp(sig, "TSTP");
 	if (at && *at) {
 		const char *hash = strchr(at, '#');
 		size_t len = hash ? (size_t)(hash - at) : strlen(at);
@@ -81,6 +85,9 @@ void ma_step_slow(const char *name)
 			     "memattach: test stop at step %s #%lu\n", name, k);
 		if (n > 0 && write(STDERR_FILENO, line, (size_t)n) < 0)
 			return;
-		raise(SIGSTOP);
+		if (st.tstp)
+			kill(getpid(), SIGTSTP);
+		else
+			raise(SIGSTOP);
 	}
 }

@@ -13,7 +13,9 @@
  *   MEMATTACH_TEST_STOP_AT=NAME[#K] at the K-th (default first) passage of
  *                                   step NAME, memattach stops itself with
  *                                   SIGSTOP, so that the test SIGKILLs it
- *                                   exactly there.
+ *                                   exactly there;
+ *   MEMATTACH_TEST_STOP_SIGNAL=TSTP with it: a Ctrl-Z instead (SIGTSTP to
+ *                                   the process, which may defer it).
  * Not for users: nothing else reads these variables.
  */
 #ifndef MA_TESTSTEP_H

@@ -195,6 +195,12 @@ struct ma_track {
 static void *hb_main(void *arg)
 {
 	struct ma_track *g = arg;
+	sigset_t all;
+
+	/* Signals go to the loop's thread: a Ctrl-Z it defers during a
+	 * freeze (ma_freeze) must not stop memattach through this one */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
 
 	while (!__atomic_load_n(&g->hb_stop, __ATOMIC_ACQUIRE)) {
 		struct timespec ts = { 0, 100000000 };

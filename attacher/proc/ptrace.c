@@ -425,6 +425,13 @@ static int freeze_once(pid_t pid, int timeout_ms, int spare,
 	f->spare = spare;
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
+	/* A Ctrl-Z (or a background read or write of the terminal) waits
+	 * for the thaw: memattach stopped while the target is frozen keeps
+	 * it frozen until resumed, and a slow attach on a starved host is
+	 * just when the user presses Ctrl-Z.  SIGSTOP cannot wait. */
+	sigaddset(&chld, SIGTSTP);
+	sigaddset(&chld, SIGTTIN);
+	sigaddset(&chld, SIGTTOU);
 	sigprocmask(SIG_BLOCK, &chld, &f->oldmask);
 	f->t_start = ma_now_ns();
 
