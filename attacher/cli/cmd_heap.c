@@ -251,7 +251,7 @@ int ma_cmd_heap(int argc, char **argv)
 		fprintf(stderr, "memattach: heap: partial census: %s\n",
 			g.partial_why);
 		if (ret == MA_EXIT_OK)
-			ret = MA_EXIT_PARTIAL;
+			ret = g.partial_oom ? MA_EXIT_NOMEM : MA_EXIT_PARTIAL;
 	}
 done:
 	json_decref(doc);

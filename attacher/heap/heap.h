@@ -86,6 +86,7 @@ struct ma_heap_graph {
 	uint64_t stream_bytes;
 	int partial; /* the copy or the target went away mid-walk */
 	char partial_why[128];
+	int partial_oom; /* its copy killed by the OOM killer: exit 10 */
 	pid_t pid;
 	char cmdline[256];
 	char version[32];

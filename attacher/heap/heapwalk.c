@@ -685,6 +685,65 @@ static uint64_t private_kb(pid_t pid)
 	return sum;
 }
 
+/* The kernel's count of OOM kills, global and memory cgroups' alike
+ * (/proc/vmstat oom_kill; 0: unknown) */
+static uint64_t oom_kills(void)
+{
+	char line[256];
+	unsigned long long n = 0;
+	FILE *f = fopen("/proc/vmstat", "re");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "oom_kill %llu", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+/*
+ * The copy's memory could not be read: it is being killed, its address
+ * space already gone before its death can be waited for.  Wait for that
+ * (200 ms at most) and say what killed it, rather than "unreadable".  A
+ * SIGKILL that came with an OOM kill since the census began is the OOM
+ * killer's (the copy is its first choice, injector/heap.c): *oom.
+ */
+static void copy_death(pid_t copy, uint64_t oom0, char *why, size_t len,
+		       int *oom)
+{
+	int status;
+
+	for (int i = 0; i < 200; i++) {
+		pid_t w = waitpid(copy, &status, __WALL | WNOHANG);
+
+		if (w == copy && WIFSIGNALED(status)) {
+			if (WTERMSIG(status) == SIGKILL && oom_kills() > oom0) {
+				*oom = 1;
+				snprintf(why, len,
+					 "the copy was killed by the OOM "
+					 "killer: the target's memory cgroup "
+					 "or the machine ran out of memory");
+			} else {
+				snprintf(why, len,
+					 "the copy was killed by signal %d",
+					 WTERMSIG(status));
+			}
+			return;
+		}
+		if (w == copy && WIFEXITED(status)) {
+			snprintf(why, len, "the copy exited with status %d",
+				 WEXITSTATUS(status));
+			return;
+		}
+		if (w == copy && WIFSTOPPED(status))
+			ptrace(PTRACE_CONT, copy, NULL, NULL);
+		if (w < 0)
+			return;
+		nap_us(1000);
+	}
+}
+
 /* MemAvailable, in bytes (0: unknown).  MEMATTACH_TEST_MEMAVAIL_MIB
  * stands in for it in the tests of the refusal (test_errors) */
 static uint64_t mem_available(void)
@@ -732,6 +791,7 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 	struct ma_heap_live *live = NULL;
 	uint8_t *buf = NULL;
 	uint64_t t0 = ma_now_ns(), last_prog = 0;
+	uint64_t oom0 = oom_kills();
 	const char *missing;
 	char why[128] = "";
 	int err;
@@ -829,12 +889,22 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 			goto end;
 		}
 		err = tend_copy(hc.copy, why, sizeof(why));
-		if (err)
+		if (err) {
+			if (strstr(why, "signal 9") && oom_kills() > oom0) {
+				g->partial_oom = 1;
+				snprintf(why, sizeof(why),
+					 "the copy was killed by the OOM "
+					 "killer: the target's memory cgroup "
+					 "or the machine ran out of memory");
+			}
 			break;
+		}
 		err = ma_mem_read(cm, hc.box_addr, &box, sizeof(box));
 		if (err) {
 			snprintf(why, sizeof(why),
 				 "the copy's box is unreadable");
+			copy_death(hc.copy, oom0, why, sizeof(why),
+				   &g->partial_oom);
 			break;
 		}
 		if (box.state == MA_HEAP_ST_FAILED) {
@@ -854,6 +924,8 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 				err = -EIO;
 				snprintf(why, sizeof(why),
 					 "a chunk of the copy is unreadable");
+				copy_death(hc.copy, oom0, why, sizeof(why),
+					   &g->partial_oom);
 				break;
 			}
 			c++;

@@ -10,11 +10,19 @@ its own oom_score_adj to 1000.
 
 A census stops itself at its first chunk (the copy alive, walking); the
 copy's /proc/PID/oom_score_adj must be 1000; then memattach is killed, and
-the next census reaps the copy and leaves the target well."""
+the next census reaps the copy and leaves the target well.
+
+And the copy killed by that OOM killer (the target in a memory cgroup of
+cgroup v1 whose limit leaves the copy 3 MiB): memattach says so, exit 10
+(not enough memory), the target well.  It said "partial census: the copy's
+box is unreadable", exit 8: the copy's memory was gone before its death
+could be waited for.  (The target may die too, 3 MiB from its limit:
+docs/limits.md.)"""
+import os
 import time
 
 from kill_lib import KillTarget, StoppedAttach, each_interpreter
-from ma_test import check, memattach
+from ma_test import check, memattach, skip
 from test_heap_kill import children
 
 
@@ -49,8 +57,54 @@ def run(label, exe, tmp):
               "exit %d %s %s" % (rc, err[-300:], children(t.pid)))
 
 
+MEMCG = "/sys/fs/cgroup/memory"
+
+
+def oom_killed(label, exe, tmp):
+    if os.geteuid() != 0 or not os.path.exists(
+            os.path.join(MEMCG, "memory.limit_in_bytes")):
+        skip("%s: copy OOM-killed" % label, "needs root and the cgroup v1 "
+             "memory controller")
+        return
+    group = os.path.join(MEMCG, "memattach-heapoom-%d" % os.getpid())
+    os.mkdir(group)
+    try:
+        def enter():
+            with open(os.path.join(group, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+
+        # in the group from its start: its pages charged there, as a
+        # worker in a container's
+        with KillTarget(exe, tmp, preexec_fn=enter) as t:
+            time.sleep(0.2)
+            with open(os.path.join(group, "memory.usage_in_bytes")) as f:
+                usage = int(f.read())
+            with open(os.path.join(group, "memory.limit_in_bytes"),
+                      "w") as f:
+                f.write(str(usage + (3 << 20)))
+            rc, out, err = memattach("heap", "-q", t.pid, timeout=120)
+            with open(os.path.join(group, "memory.limit_in_bytes"),
+                      "w") as f:
+                f.write("-1")
+            check(rc == 10 and "the copy was killed by the OOM killer" in
+                  err, "%s: the copy OOM-killed: said, exit 10" % label,
+                  "exit %d %s" % (rc, err[-300:]))
+            # Not checked: the target's survival.  With 3 MiB left the
+            # target's own next pages can find the group still full while
+            # the killed copy's are freed, and the OOM killer takes the
+            # target next (docs/limits.md: no refusal yet for a cgroup
+            # short of memory)
+    finally:
+        for _ in range(50):
+            try:
+                os.rmdir(group)
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
 def main():
-    each_interpreter("memattach-heapoom-", run)
+    each_interpreter("memattach-heapoom-", run, oom_killed)
 
 
 if __name__ == "__main__":
