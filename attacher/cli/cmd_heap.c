@@ -94,7 +94,8 @@ int ma_cmd_heap(int argc, char **argv)
 	struct ma_heap_graph g;
 	struct ma_heap_census c = { 0 };
 	struct ma_heap_live *live = NULL;
-	char dir[4096];
+	char dir[4096], cut[384];
+	int cut_short = 0;
 	const char *format = "text", *output = NULL;
 	char html_path[64] = "", safe[512];
 	const char *why = "";
@@ -197,6 +198,11 @@ int ma_cmd_heap(int argc, char **argv)
 		goto done;
 	}
 	err = ma_heap_census(&g, &co, live, &c);
+	/* its cgroup short of room, the copy was ended before the census
+	 * was done with it: dict keys and labels it would have read are
+	 * missing; said, exit 10 */
+	if (ma_heap_live_cut(live, cut, sizeof(cut)))
+		cut_short = 1;
 	ma_heap_live_end(live, t);
 	live = NULL;
 	if (ma_heap_interrupted()) {
@@ -252,6 +258,15 @@ int ma_cmd_heap(int argc, char **argv)
 			g.partial_why);
 		if (ret == MA_EXIT_OK)
 			ret = g.partial_oom ? MA_EXIT_NOMEM : MA_EXIT_PARTIAL;
+	}
+	if (cut_short) {
+		fprintf(stderr,
+			"memattach: heap: %s; the census was taken, but what "
+			"it would still have read there (dict keys in the "
+			"paths) may be missing\n",
+			cut);
+		if (ret == MA_EXIT_OK)
+			ret = MA_EXIT_NOMEM;
 	}
 done:
 	json_decref(doc);

@@ -126,6 +126,10 @@ void ma_heap_graph_free(struct ma_heap_graph *g);
  * int of up to 60 bits (decimal); -EMEDIUMTYPE for a key of another type
  * or a larger int, -ENOENT or another negative errno when unknown */
 enum { MA_HEAP_KEY_STR = 1, MA_HEAP_KEY_INT = 2 };
+/* Whether the copy was ended while it was still wanted, its memory
+ * cgroup short of room (the census's figures that read it may miss what
+ * it would have told): 1 and the message in why */
+int ma_heap_live_cut(const struct ma_heap_live *l, char *why, size_t len);
 int ma_heap_live_key(struct ma_heap_live *l, uint64_t d, uint64_t v, char *buf,
 		     size_t len);
 /* The position of v among the items of list (tuple 0) or tuple (1) seq, in

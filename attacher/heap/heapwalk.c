@@ -6,6 +6,7 @@
 #include "heap.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stddef.h>
@@ -34,8 +35,11 @@ struct idx_pair {
 	uint64_t addr, index;
 };
 
+struct room_watch;
+
 struct ma_heap_live {
 	pid_t copy;
+	struct room_watch *watch; /* the cgroup's room, while the copy lives */
 	uint64_t box;
 	struct ma_mem *mem;
 	const struct ma_py_offsets *off;
@@ -769,6 +773,114 @@ static uint64_t mem_available(void)
  * few MiB in the copy): it does not start, and stops, below this */
 #define HEAP_MIN_AVAILABLE (256ull << 20)
 
+/*
+ * The copy lives in the target's memory cgroup: its own few MiB (and its
+ * bitmap, a 64th of what it walks), and every page the target writes while
+ * the copy lives, are charged there.  A census does not start with less
+ * room than this (and the bitmap) below the cgroup's limit (its own or an
+ * ancestor's), and stops when the room falls under
+ * HEAP_STOP_CGROUP_ROOM, checked every HEAP_CGROUP_EVERY_NS: the OOM
+ * killer would take the copy (its oom_score_adj is 1000), and then, the
+ * cgroup still full while the copy's memory is freed, the target.
+ */
+#define HEAP_MIN_CGROUP_ROOM  (64ull << 20)
+#define HEAP_STOP_CGROUP_ROOM (16ull << 20)
+#define HEAP_CGROUP_EVERY_NS  50000000ull
+
+/* The room below the target's memory cgroup's limits (UINT64_MAX: none
+ * binds, or it cannot be told); MEMATTACH_TEST_MEMAVAIL_MIB, which stands
+ * in for the memory available, lifts it */
+static uint64_t cgroup_room(pid_t pid, char *where, size_t len)
+{
+	uint64_t room;
+
+	if (getenv("MEMATTACH_TEST_MEMAVAIL_MIB") ||
+	    ma_proc_memcg_room(pid, &room, where, len))
+		return UINT64_MAX;
+	return room;
+}
+
+/*
+ * A thread that watches that room for as long as the copy lives (the
+ * walk, and the census and its report after it, which read the copy: many
+ * seconds on a large heap, the target's writes charged to its cgroup all
+ * along), and ends the copy when the room falls under
+ * HEAP_STOP_CGROUP_ROOM: its death gives the cgroup back every page it
+ * held alone.
+ */
+struct room_watch {
+	pthread_t th;
+	pid_t pid, copy;
+	int stop, fired; /* atomic */
+	uint64_t room;	 /* when it fired */
+	char where[256];
+};
+
+static void *room_watch_main(void *arg)
+{
+	struct room_watch *w = arg;
+	struct timespec ts = { 0, (long)HEAP_CGROUP_EVERY_NS };
+
+	while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
+		uint64_t room = cgroup_room(w->pid, w->where, sizeof(w->where));
+
+		if (room < HEAP_STOP_CGROUP_ROOM) {
+			w->room = room;
+			kill(w->copy, SIGKILL);
+			__atomic_store_n(&w->fired, 1, __ATOMIC_RELEASE);
+			break;
+		}
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+/* A watch of the copy's cgroup, or NULL when no limit binds (nothing to
+ * watch) or it could not start */
+static struct room_watch *room_watch_start(pid_t pid, pid_t copy)
+{
+	struct room_watch *w = calloc(1, sizeof(*w));
+	sigset_t all, old;
+	int err;
+
+	if (!w)
+		return NULL;
+	w->pid = pid;
+	w->copy = copy;
+	/* the signals memattach handles go to its main thread */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	err = pthread_create(&w->th, NULL, room_watch_main, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+static void room_watch_end(struct room_watch *w)
+{
+	if (!w)
+		return;
+	__atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
+	pthread_join(w->th, NULL);
+	free(w);
+}
+
+/* Whether the watch ended the copy; its message in why */
+static int room_watch_fired(const struct room_watch *w, char *why, size_t len)
+{
+	if (!w || !__atomic_load_n(&w->fired, __ATOMIC_ACQUIRE))
+		return 0;
+	snprintf(why, len,
+		 "process %d's memory cgroup %s had %llu MiB left below its "
+		 "limit (the census's copy is charged there): the copy was "
+		 "ended, the process runs on",
+		 (int)w->pid, w->where, (unsigned long long)(w->room >> 20));
+	return 1;
+}
+
 static void progress(const struct ma_heap_opts *o, uint64_t objs,
 		     uint64_t bytes, int done)
 {
@@ -792,6 +904,7 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 	uint8_t *buf = NULL;
 	uint64_t t0 = ma_now_ns(), last_prog = 0;
 	uint64_t oom0 = oom_kills();
+	struct room_watch *watch = NULL;
 	const char *missing;
 	char why[128] = "";
 	int err;
@@ -846,6 +959,28 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 			      (unsigned long long)(avail >> 20),
 			      (unsigned long long)(HEAP_MIN_AVAILABLE >> 20));
 	}
+	char cgw[256];
+	uint64_t room = cgroup_room(t->pid, cgw, sizeof(cgw));
+	/* and the copy's bitmap of the objects seen: a bit per 8 bytes of
+	 * what is mapped, the resident part at least */
+	uint64_t need = HEAP_MIN_CGROUP_ROOM +
+			((uint64_t)t->status.vm_rss_kb << 10) / 64;
+
+	if (room < need) {
+		ma_err_set_exit(MA_EXIT_NOMEM);
+		return ma_err(-ENOMEM,
+			      "heap: process %d's memory cgroup %s has %llu "
+			      "MiB left below its limit, and a census needs "
+			      "%llu MiB there (its copy of the process is "
+			      "charged to that cgroup: a few MiB and a 64th "
+			      "of the process's RSS of its own, and every "
+			      "page the process writes while it runs); "
+			      "refused before touching the process, lest the "
+			      "OOM killer take it",
+			      (int)t->pid, cgw,
+			      (unsigned long long)(room >> 20),
+			      (unsigned long long)(need >> 20));
+	}
 	/* Reap what an earlier memattach killed mid-census left */
 	{
 		int reaped = 0;
@@ -855,6 +990,8 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 	err = ma_inject_heap_fork(t, &cfg, &hc);
 	if (err)
 		return err;
+	if (room != UINT64_MAX)
+		watch = room_watch_start(t->pid, hc.copy);
 	{
 		uint64_t sps[4096];
 		size_t nsp = 0;
@@ -880,6 +1017,13 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 	uint64_t walk0 = ma_now_ns();
 
 	for (uint32_t idle = 0;;) {
+		if (room_watch_fired(watch, why, sizeof(why))) {
+			ma_err_set_exit(MA_EXIT_NOMEM);
+			err = ma_err(-ENOMEM,
+				     "heap: stopped after %llu objects: %s",
+				     (unsigned long long)g->n, why);
+			goto end;
+		}
 		if (interrupted) {
 			err = ma_err(-EINTR,
 				     "heap: interrupted after %llu objects; "
@@ -995,11 +1139,14 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 		live->mem = cm;
 		live->off = &t->off;
 		live->pyminor = g->pyminor;
+		live->watch = watch;
+		watch = NULL;
 		cm = NULL;
 		*livep = live;
 		live = NULL;
 	}
 end:
+	room_watch_end(watch);
 	free(live);
 	free(buf);
 	parse_free(&ps);
@@ -1287,12 +1434,18 @@ int ma_heap_live_own_dict(struct ma_heap_live *l, uint64_t o, uint64_t d)
 	return dict && dict == d;
 }
 
+int ma_heap_live_cut(const struct ma_heap_live *l, char *why, size_t len)
+{
+	return l && room_watch_fired(l->watch, why, len);
+}
+
 int ma_heap_live_end(struct ma_heap_live *l, struct ma_target *t)
 {
 	int status, reaped = 0, err;
 
 	if (!l)
 		return 0;
+	room_watch_end(l->watch);
 	ma_kill_tracee(l->copy);
 	while (waitpid(l->copy, &status, __WALL) == l->copy &&
 	       !WIFEXITED(status) && !WIFSIGNALED(status))

@@ -735,3 +735,139 @@ int ma_proc_soft_limit(pid_t pid, const char *name, uint64_t *soft)
 	free(text);
 	return ret;
 }
+
+/* Whether the comma-separated list has the word */
+static int has_word(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = list; p && *p;
+	     p = strchr(p, ','), p = p ? p + 1 : NULL)
+		if (!strncmp(p, word, n) && (p[n] == ',' || !p[n]))
+			return 1;
+	return 0;
+}
+
+/* The mount point of the cgroup hierarchy that holds the memory
+ * controller (v1: a "cgroup" mount with the "memory" option; v2: the
+ * "cgroup2" mount), as this process sees it, and the cgroup path its root
+ * stands for.  0 or -ENOENT */
+static int memcg_mount(int v2, char *mnt, size_t mlen, char *root, size_t rlen)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096];
+	int err = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (err && fgets(line, sizeof(line), f)) {
+		char r[1024], m[1024], type[64], opts[1024];
+		const char *dash = strstr(line, " - ");
+
+		if (!dash ||
+		    sscanf(line, "%*s %*s %*s %1023s %1023s", r, m) != 2 ||
+		    sscanf(dash + 3, "%63s %*s %1023s", type, opts) != 2)
+			continue;
+		if (v2 ? strcmp(type, "cgroup2") != 0
+		       : strcmp(type, "cgroup") != 0 ||
+				    !has_word(opts, "memory"))
+			continue;
+		snprintf(mnt, mlen, "%s", m);
+		snprintf(root, rlen, "%s", r);
+		err = 0;
+	}
+	fclose(f);
+	return err;
+}
+
+/* A number in a cgroup file; UINT64_MAX for "max" and for cgroup v1's
+ * "unlimited" (2^63 rounded down to a page); -ENOENT when unreadable */
+static int memcg_value(const char *dir, const char *file, uint64_t *v)
+{
+	char path[PATH_MAX + 64], *text = NULL;
+	int err;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	err = ma_proc_slurp(path, &text, NULL);
+	if (err)
+		return err;
+	if (!strncmp(text, "max", 3))
+		*v = UINT64_MAX;
+	else
+		*v = strtoull(text, NULL, 10);
+	if (*v >= (1ull << 62))
+		*v = UINT64_MAX;
+	free(text);
+	return 0;
+}
+
+int ma_proc_memcg_room(pid_t pid, uint64_t *room, char *where, size_t len)
+{
+	char path[64], *text = NULL, cg[PATH_MAX], mnt[1024], root[1024];
+	char dir[PATH_MAX + 1024];
+	const char *p, *lim_file, *use_file;
+	int v2 = 0, found = 0;
+	size_t rl;
+
+	*room = UINT64_MAX;
+	if (len)
+		where[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	if (ma_proc_slurp(path, &text, NULL))
+		return -ESRCH;
+	/* "ID:controllers:path": v1's memory line, else v2's "0::path" */
+	for (p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		const char *c = strchr(p, ':'),
+			   *d = c ? strchr(c + 1, ':') : NULL;
+		const char *e = d ? strchrnul(d, '\n') : NULL;
+		char ctl[256];
+
+		if (!d || (size_t)(d - c - 1) >= sizeof(ctl) ||
+		    (size_t)(e - d - 1) >= sizeof(cg))
+			continue;
+		memcpy(ctl, c + 1, (size_t)(d - c - 1));
+		ctl[d - c - 1] = '\0';
+		if (has_word(ctl, "memory") || (!ctl[0] && !found)) {
+			memcpy(cg, d + 1, (size_t)(e - d - 1));
+			cg[e - d - 1] = '\0';
+			v2 = !ctl[0];
+			found = 1;
+			if (!v2)
+				break;
+		}
+	}
+	free(text);
+	if (!found || memcg_mount(v2, mnt, sizeof(mnt), root, sizeof(root)))
+		return -ENOENT;
+	/* the mount shows the hierarchy from its root (a container's
+	 * cgroup namespace): the target's path must lie under it */
+	rl = strcmp(root, "/") ? strlen(root) : 0;
+	if (rl && (strncmp(cg, root, rl) || (cg[rl] && cg[rl] != '/')))
+		return -ENOENT;
+	lim_file = v2 ? "memory.max" : "memory.limit_in_bytes";
+	use_file = v2 ? "memory.current" : "memory.usage_in_bytes";
+	/* every level from the target's cgroup up: an ancestor's limit
+	 * binds its descendants too */
+	for (;;) {
+		uint64_t lim, use;
+
+		snprintf(dir, sizeof(dir), "%s%s", mnt, cg + rl);
+		if (!memcg_value(dir, lim_file, &lim) && lim != UINT64_MAX &&
+		    !memcg_value(dir, use_file, &use)) {
+			uint64_t r = lim > use ? lim - use : 0;
+
+			if (r < *room) {
+				*room = r;
+				if (len)
+					snprintf(where, len, "%s",
+						 cg[rl] ? cg + rl : "/");
+			}
+		}
+		char *slash = strrchr(cg + rl, '/');
+
+		if (!slash || slash == cg + rl)
+			break;
+		*slash = '\0';
+	}
+	return 0;
+}

@@ -144,6 +144,15 @@ int ma_proc_fds(pid_t pid, int *fds, int max);
  */
 int ma_proc_soft_limit(pid_t pid, const char *name, uint64_t *soft);
 
+/*
+ * The room left below the memory limits of pid's memory cgroup (v1 or v2,
+ * its own and every ancestor's: the least of them) into *room, and the
+ * cgroup whose limit is nearest into where; *room is UINT64_MAX when no
+ * limit binds.  0, or -errno when it cannot be told (no memory cgroup
+ * mounted here, or the target's outside this process's view of it).
+ */
+int ma_proc_memcg_room(pid_t pid, uint64_t *room, char *where, size_t len);
+
 /* What the target's descriptor fd names ("/memfd:x (deleted)", a path):
  * its length, or -errno.  Falls back like ma_proc_open_fd. */
 int ma_proc_fd_link(pid_t pid, int fd, char *buf, size_t len);

@@ -19,10 +19,13 @@ box is unreadable", exit 8: the copy's memory was gone before its death
 could be waited for.  (The target may die too, 3 MiB from its limit:
 docs/limits.md.)"""
 import os
+import re
+import shutil
+import tempfile
 import time
 
-from kill_lib import KillTarget, StoppedAttach, each_interpreter
-from ma_test import check, memattach, skip
+from kill_lib import KillTarget, StoppedAttach
+from ma_test import Target, check, finish, interpreters, memattach, skip
 from test_heap_kill import children
 
 
@@ -60,51 +63,146 @@ def run(label, exe, tmp):
 MEMCG = "/sys/fs/cgroup/memory"
 
 
-def oom_killed(label, exe, tmp):
-    if os.geteuid() != 0 or not os.path.exists(
-            os.path.join(MEMCG, "memory.limit_in_bytes")):
-        skip("%s: copy OOM-killed" % label, "needs root and the cgroup v1 "
-             "memory controller")
-        return
-    group = os.path.join(MEMCG, "memattach-heapoom-%d" % os.getpid())
-    os.mkdir(group)
-    try:
-        def enter():
-            with open(os.path.join(group, "cgroup.procs"), "w") as f:
-                f.write(str(os.getpid()))
+class Memcg:
+    """A memory cgroup of cgroup v1 for one target, removed at the end"""
 
-        # in the group from its start: its pages charged there, as a
-        # worker in a container's
-        with KillTarget(exe, tmp, preexec_fn=enter) as t:
-            time.sleep(0.2)
-            with open(os.path.join(group, "memory.usage_in_bytes")) as f:
-                usage = int(f.read())
-            with open(os.path.join(group, "memory.limit_in_bytes"),
-                      "w") as f:
-                f.write(str(usage + (3 << 20)))
-            rc, out, err = memattach("heap", "-q", t.pid, timeout=120)
-            with open(os.path.join(group, "memory.limit_in_bytes"),
-                      "w") as f:
-                f.write("-1")
-            check(rc == 10 and "the copy was killed by the OOM killer" in
-                  err, "%s: the copy OOM-killed: said, exit 10" % label,
-                  "exit %d %s" % (rc, err[-300:]))
-            # Not checked: the target's survival.  With 3 MiB left the
-            # target's own next pages can find the group still full while
-            # the killed copy's are freed, and the OOM killer takes the
-            # target next (docs/limits.md: no refusal yet for a cgroup
-            # short of memory)
-    finally:
+    def __init__(self, name):
+        self.path = os.path.join(MEMCG, "memattach-%s-%d" % (name,
+                                                             os.getpid()))
+        os.mkdir(self.path)
+
+    def enter(self):
+        """preexec_fn: the target in the group from its start, its pages
+        charged there, as a worker's in a container"""
+        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+
+    def value(self, name):
+        with open(os.path.join(self.path, name)) as f:
+            return int(f.read())
+
+    def limit(self, v):
+        with open(os.path.join(self.path, "memory.limit_in_bytes"),
+                  "w") as f:
+            f.write(str(v))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
         for _ in range(50):
             try:
-                os.rmdir(group)
+                os.rmdir(self.path)
                 break
             except OSError:
                 time.sleep(0.1)
 
 
+def have_memcg(what):
+    if os.geteuid() != 0 or not os.path.exists(
+            os.path.join(MEMCG, "memory.limit_in_bytes")):
+        skip(what, "needs root and the cgroup v1 memory controller")
+        return False
+    return True
+
+
+def oom_killed(label, exe, tmp):
+    """The copy killed by the OOM killer: said so, exit 10.  The refusal
+    below would stop such a census before its clone: MEMATTACH_TEST_
+    MEMAVAIL_MIB, which stands in for the memory available, lifts it"""
+    if not have_memcg("%s: copy OOM-killed" % label):
+        return
+    with Memcg("heapoom") as g, \
+            KillTarget(exe, tmp, preexec_fn=g.enter) as t:
+        time.sleep(0.2)
+        g.limit(g.value("memory.usage_in_bytes") + (3 << 20))
+        rc, out, err = memattach("heap", "-q", t.pid, timeout=120,
+                                 env={"MEMATTACH_TEST_MEMAVAIL_MIB":
+                                      "100000"})
+        g.limit(-1)
+        check(rc == 10 and "the copy was killed by the OOM killer" in
+              err, "%s: the copy OOM-killed: said, exit 10" % label,
+              "exit %d %s" % (rc, err[-300:]))
+        # Not checked: the target's survival.  With 3 MiB left the
+        # target's own next pages can find the group still full while
+        # the killed copy's are freed, and the OOM killer takes the
+        # target next: why a census is refused so short of room (below)
+
+
+def refused(label, exe, tmp):
+    """A target 3 MiB below its cgroup's limit: the census is refused
+    before the clone, exit 10, the cgroup named; the target untouched,
+    alive.  It went ahead, and the OOM killer took the copy or the
+    target."""
+    if not have_memcg("%s: census refused" % label):
+        return
+    with Memcg("heaproom") as g, \
+            KillTarget(exe, tmp, preexec_fn=g.enter) as t:
+        time.sleep(0.2)
+        g.limit(g.value("memory.usage_in_bytes") + (3 << 20))
+        fails = g.value("memory.failcnt")
+        rc, out, err = memattach("heap", "-q", t.pid, timeout=120)
+        check(rc == 10 and re.search(
+            r"memory cgroup /memattach-heaproom-\d+ has \d+ MiB left below "
+            r"its limit, and a census needs \d+ MiB there", err) and
+            "refused before touching the process" in err,
+            "%s: 3 MiB below its cgroup's limit: the census refused, "
+            "exit 10" % label, "exit %d %s" % (rc, err[-400:]))
+        check(not children(t.pid) and g.value("memory.failcnt") == fails
+              and not t.health(),
+              "%s: refused: no copy made, the limit never hit, the "
+              "target well" % label)
+        g.limit(-1)
+
+
+def stopped(label, exe, tmp):
+    """A worker rewriting 400 MiB at 200 MiB/s in a cgroup that leaves the
+    census 40 MiB more than it needs to start: the copy's pages fill the
+    room within a second, and the census stops itself when 16 MiB are
+    left, exit 10, the copy ended; the target was never near its limit's
+    OOM kill, and runs on."""
+    if not have_memcg("%s: census stopped" % label):
+        return
+    with Memcg("heapstop") as g, \
+            Target(exe, "rewriter.py", 1000000, 400, 200,
+                   preexec_fn=g.enter) as t:
+        t.readline(timeout=60)  # its first pass: every page in place
+        with open("/proc/%d/status" % t.pid) as f:
+            rss = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) << 10
+        g.limit(g.value("memory.usage_in_bytes") + (64 << 20) + rss // 64 +
+                (40 << 20))
+        fails = g.value("memory.failcnt")
+        rc, out, err = memattach("heap", "-q", t.pid, timeout=120)
+        check(rc == 10 and re.search(
+            r"stopped after \d+ objects: process \d+'s memory cgroup "
+            r"/memattach-heapstop-\d+ had \d+ MiB left below its limit",
+            err), "%s: a worker rewriting its memory: the census stops "
+            "before its cgroup's limit, exit 10" % label,
+            "exit %d %s" % (rc, err[-400:]))
+        time.sleep(0.5)
+        passes = [ln for ln in t.drain() if ln.startswith("pass")]
+        check(t.alive() and g.value("memory.failcnt") == fails and
+              not children(t.pid),
+              "%s: stopped: the limit never hit, the copy gone, the "
+              "worker runs on" % label,
+              "alive %s, failcnt %d then %d, %s" % (
+                  t.alive(), fails, g.value("memory.failcnt"), passes[-1:]))
+        g.limit(-1)
+
+
 def main():
-    each_interpreter("memattach-heapoom-", run, oom_killed)
+    for i, (label, exe) in enumerate(interpreters()):
+        tmp = tempfile.mkdtemp(prefix="memattach-heapoom-")
+        # the cgroup's accounting is the kernel's: one interpreter
+        for f in [run] + ([refused, stopped, oom_killed] if not i else []):
+            try:
+                f(label, exe, tmp)
+            except Exception as e:
+                check(False, "%s: %s ran without error" % (label,
+                                                          f.__name__),
+                      repr(e))
+        shutil.rmtree(tmp, ignore_errors=True)
+    finish()
 
 
 if __name__ == "__main__":
