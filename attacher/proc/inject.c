@@ -1167,25 +1167,38 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
  * Whether another memattach loaded the payload, or started a session in it,
  * since the probe that pi holds: two commands started at the same moment
  * both pass their probes, but only one can hold the threads at a time, so
- * the one that freezes second looks again, frozen.  The cheap part of maps
- * when the payload is there (its line comes early), all of it when not: a
- * millisecond with a hundred libraries, on the first attach only.
- * 1: loaded since the probe; 2: busy now (pi loaded); 0: as probed.
+ * the one that freezes second looks again, frozen: the whole of maps (a
+ * millisecond with a hundred libraries), as another build's payload may
+ * have come anywhere in it.
+ * 1: loaded since the probe (this build's payload, or another build's: a
+ * dlopen by the path chosen at the probe could return that one), or
+ * another build's session started since (probing again names its
+ * memattach); 2: busy now (pi loaded); 0: as probed.
  */
 static int changed_since_probe(struct ma_target *t,
 			       const struct ma_payload_info *pi)
 {
-	/* another build's session started since (the whole of maps, but
-	 * only where another build's payload is loaded) */
-	if (pi->others && !pi->other_busy) {
+	/* Another build's payload loaded, or its session started, since the
+	 * probe: the whole of maps, as a payload loaded by another build
+	 * comes anywhere in it.  Its session shows as a ring only where
+	 * another build's payload is loaded (a ring this build's payload
+	 * left mapped is not another's session) */
+	if (!pi->other_busy) {
 		struct ma_maps m = { 0 };
-		int busy =
-			!ma_maps_read(t->pid, &m) && ring_mapped(&m) &&
-			!(pi->same_build && ma_payload_in(pi, MA_PAYLOAD_BUSY));
+		uint64_t other_base;
+		int others = 0, again = 0;
 
+		if (!ma_maps_read(t->pid, &m)) {
+			uint64_t base = payload_base(&m, &others, &other_base);
+
+			again = others != pi->others || (!pi->loaded && base) ||
+				(others && ring_mapped(&m) &&
+				 !(pi->same_build &&
+				   ma_payload_in(pi, MA_PAYLOAD_BUSY)));
+		}
 		ma_maps_free(&m);
-		if (busy)
-			return 2;
+		if (again)
+			return 1;
 	}
 	if (!pi->loaded)
 		return payload_base_now(t->pid) != 0;
@@ -1311,6 +1324,7 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 	err = room_for_session(t, o);
 	if (err)
 		return err;
+	ma_step("inject.probed");
 	s->reused = pi.loaded;
 	/* the free's filter sized for the heap as it is: the RSS read when
 	 * the target was found, moments ago */
