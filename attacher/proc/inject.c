@@ -1064,9 +1064,15 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
 		.want_syscall = SYS_memfd_create,
 		.timeout_ms = 500,
 	};
-	char path[64];
+	/* "/proc/self/fd/", a "./" for each other build's payload, N */
+	char path[1024];
 	int err;
 
+	if (pi->others > (int)(sizeof(path) - 48) / 2)
+		return ma_err(-E2BIG,
+			      "process %d holds the payloads of %d other "
+			      "memattach builds: no room for one more",
+			      (int)t->pid, pi->others);
 	err = rcall_checked(fz, tid, env, &mfd, &r, "memfd_create");
 	if (!err && r.syscall_ret < 0) {
 		err = ma_err((int)r.syscall_ret,
@@ -1092,7 +1098,7 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
 	{
 		int k = snprintf(path, sizeof(path), "/proc/self/fd/");
 
-		for (int i = 0; i < pi->others && k < 40; i++)
+		for (int i = 0; i < pi->others; i++)
 			k += snprintf(path + k, sizeof(path) - (size_t)k, "./");
 		snprintf(path + k, sizeof(path) - (size_t)k, "%ld", *pfd);
 	}
