@@ -1137,6 +1137,17 @@ static int load_payload(struct ma_target *t, struct ma_freeze *fz, pid_t tid,
 		exit_if_short(err);
 		return err;
 	}
+	/* beside other builds' payloads, the likely cause is the static
+	 * TLS glibc keeps for dlopen (a few dozen payloads use it up) */
+	if (!pi->base && pi->others)
+		return ma_err(-ENOEXEC,
+			      "inject: dlopen of the payload failed in process "
+			      "%d, which holds the payloads of %d other "
+			      "memattach builds: each holds a block of the "
+			      "static TLS the loader keeps for dlopen, used up "
+			      "by now? (use one of those builds, or restart "
+			      "the process)",
+			      (int)t->pid, pi->others);
 	if (!pi->base)
 		return ma_err(-ENOEXEC,
 			      "inject: dlopen of the payload failed in process "

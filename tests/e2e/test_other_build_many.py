@@ -5,6 +5,11 @@ builds").  Until December 2026 the path stopped growing after 13 "./"
 (a 64-byte buffer): the 15th build's dlopen, by the path the 14th had
 used, returned the 14th's payload, and its attach failed, 'dlopen of the
 payload failed (its libc refused the image?)'.
+
+Each payload also holds a block of the static TLS that glibc keeps for
+dlopen (docs/limits.md): a few dozen of them use it up, and the next
+build's dlopen fails.  Its attach said only 'its libc refused the image?';
+it now names the other builds' payloads and the static TLS.
 """
 import os
 import re
@@ -74,6 +79,23 @@ def main():
             check(rc == 0 and "payloads of %d other memattach builds" %
                   (BUILDS - 1) in out, "info counts the others' payloads",
                   out + err)
+            check(t.alive(), "the target runs on")
+        # more builds, until the loader's static TLS is used up
+        more = builds(tmp, 64)[BUILDS - 1:]
+        with Target("/usr/bin/python3", "growth.py") as t:
+            rc, err = 0, ""
+            for exe in more + [MEMATTACH]:
+                rc, out, err = run(exe, "attach", "-q", "-d", "0.05", "-o",
+                                   cap, t.pid)
+                if rc:
+                    break
+            n = len(payload_names(t.pid))
+            if rc == 0:
+                skip("static TLS used up", "%d payloads loaded" % n)
+            else:
+                check("payloads of %d other memattach builds" % n in err and
+                      "static TLS" in err, "beside %d payloads, the attach "
+                      "that finds no room says why" % n, err)
             check(t.alive(), "the target runs on")
     for f in os.listdir(tmp):
         os.unlink(os.path.join(tmp, f))
