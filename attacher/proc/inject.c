@@ -1647,6 +1647,7 @@ int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 		if (err)
 			return err;
 	}
+	ma_step("heap.probed");
 	struct unsafe_ranges unsafe;
 
 	build_unsafe_ranges(t, &unsafe);
@@ -1688,9 +1689,11 @@ int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 		}
 		out->nthreads = out->threads ? n : 0;
 	}
-	/* loaded by another memattach since the probe: use that one */
+	/* loaded by another memattach since the probe: use that one; another
+	 * build's payload loaded since: load this build's beside it, as the
+	 * probe now counts it (the path its dlopen opens) */
 	if (changed_since_probe(t, &pi) == 1 &&
-	    (ma_payload_probe(t, &pi) || !pi.same_build)) {
+	    (ma_payload_probe(t, &pi) || (pi.loaded && !pi.same_build))) {
 		err = ma_err(-EBUSY,
 			     "heap: another memattach loaded its payload into "
 			     "process %d a moment ago; run heap again",

@@ -12,7 +12,9 @@ tracked at once (both exit 0), and the other build's GOT hooks stayed in
 the process after both detached; to a process holding no payload, this
 build's dlopen, by the path another build's load had just used, returned
 that build's payload and the attach failed as 'dlopen of the payload
-failed (its libc refused the image?)', exit 4.
+failed (its libc refused the image?)', exit 4.  A heap census probed
+before another build's first attach failed so too; it now loads this
+build's payload beside the other's and runs.
 """
 import os
 import signal
@@ -100,6 +102,34 @@ def race(label, exe, b, cap, preload):
         check(t.alive(), "%s: the target runs on" % label)
 
 
+def heap_race(label, exe, b, cap):
+    """heap stopped after its probe of a process without a payload;
+    another build's attach loads its payload and tracks; heap goes on"""
+    with Target(exe, "growth.py") as t:
+        h = subprocess.Popen(
+            [MEMATTACH, "heap", "-q", str(t.pid)], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, MEMATTACH_TEST_STOP_AT="heap.probed"))
+        end = time.time() + 30
+        while time.time() < end and proc_state(h.pid) != "T" and \
+                h.poll() is None:
+            time.sleep(0.005)
+        if not check(proc_state(h.pid) == "T",
+                     "%s: heap stopped after its probe" % label):
+            h.kill()
+            h.communicate()
+            return
+        rc, out, err = run(b, "attach", "-q", "-d", "0.3", "-o", cap,
+                           t.pid)
+        check(rc == 0, "%s: build B attached meanwhile" % label, err)
+        os.kill(h.pid, signal.SIGCONT)
+        out, err = h.communicate(timeout=120)
+        check(h.returncode == 0 and "Census of" in out,
+              "%s: heap, probed before B's payload was loaded, runs "
+              "beside it" % label, "exit %s: %s" % (h.returncode, err))
+        check(t.alive(), "%s: the target runs on" % label)
+
+
 def main():
     if not os.path.exists(PAYLOAD_SO):
         skip("other builds", "no payload library at %s" % PAYLOAD_SO)
@@ -116,6 +146,7 @@ def main():
                  os.path.join(tmp, "cap"), True)
             race(label + ", no payload loaded", exe, b,
                  os.path.join(tmp, "cap"), False)
+            heap_race(label + ", heap", exe, b, os.path.join(tmp, "cap"))
     for f in os.listdir(tmp):
         os.unlink(os.path.join(tmp, f))
     os.rmdir(tmp)
