@@ -567,10 +567,16 @@ static int freeze(pid_t pid, int timeout_ms, int spare, struct ma_freeze **out)
 {
 	/* Another memattach's freeze (a `heap` or `stacks` beside an
 	 * attach, one process can have one tracer) lasts milliseconds:
-	 * wait for it, 2 s at most, rather than fail */
+	 * wait for it, 2 s at most, rather than fail.  The exit code a
+	 * refused try set is not the caller's once a later try freezes */
+	int code = ma_err_exit();
+
 	for (int i = 0;; i++) {
 		pid_t busy = 0;
-		int err = freeze_once(pid, timeout_ms, spare, out, &busy);
+		int err;
+
+		ma_err_set_exit(code);
+		err = freeze_once(pid, timeout_ms, spare, out, &busy);
 
 		/* no memattach seen on the refused thread: it may have let
 		 * that thread go between the refusal and the look, so a few

@@ -9,11 +9,17 @@ payload failed (its libc refused the image?)'.
 Each payload also holds a block of the static TLS that glibc keeps for
 dlopen (docs/limits.md): a few dozen of them use it up, and the next
 build's dlopen fails.  Its attach said only 'its libc refused the image?';
-it now names the other builds' payloads and the static TLS.
+it now names the other builds' payloads and the static TLS.  Its exit
+code was 4 (permission denied) when its freeze had first waited for
+another memattach's: the exit code of a refused seize outlived the wait.
 """
 import os
 import re
+import signal
+import subprocess
+import time
 
+from kill_lib import proc_state
 from ma_test import MEMATTACH, Target, check, finish, skip
 from test_other_build import PAYLOAD_SO, build_ids, run, tracked_cache
 
@@ -96,6 +102,31 @@ def main():
                 check("payloads of %d other memattach builds" % n in err and
                       "static TLS" in err, "beside %d payloads, the attach "
                       "that finds no room says why" % n, err)
+                first_rc = rc
+                # the same, its freeze waiting first for another
+                # memattach's (a stacks held at its first seize): the exit
+                # code is the failure's, not that of the refused seizes
+                st = subprocess.Popen(
+                    [MEMATTACH, "stacks", str(t.pid)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    env=dict(os.environ,
+                             MEMATTACH_TEST_STOP_AT="freeze.seized"))
+                end = time.time() + 30
+                while time.time() < end and proc_state(st.pid) != "T" and \
+                        st.poll() is None:
+                    time.sleep(0.005)
+                a = subprocess.Popen(
+                    [MEMATTACH, "attach", "-q", "-d", "0.05", "-o", cap,
+                     str(t.pid)], stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE, text=True)
+                time.sleep(0.5)
+                os.kill(st.pid, signal.SIGCONT)
+                st.wait(timeout=60)
+                _, err = a.communicate(timeout=60)
+                check(a.returncode == first_rc and "static TLS" in err,
+                      "after waiting for another memattach's freeze, the "
+                      "same failure exits %d as without" % first_rc,
+                      "exit %s: %s" % (a.returncode, err))
             check(t.alive(), "the target runs on")
     for f in os.listdir(tmp):
         os.unlink(os.path.join(tmp, f))
