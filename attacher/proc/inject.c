@@ -1203,9 +1203,10 @@ static int changed_since_probe(struct ma_target *t,
 	if (!pi->other_busy) {
 		struct ma_maps m = { 0 };
 		uint64_t other_base;
-		int others = 0, again = 0;
+		int others = 0, again = 0, read;
 
-		if (!ma_maps_read(t->pid, &m)) {
+		read = !ma_maps_read(t->pid, &m);
+		if (read) {
 			uint64_t base = payload_base(&m, &others, &other_base);
 
 			again = others != pi->others || (!pi->loaded && base) ||
@@ -1216,6 +1217,10 @@ static int changed_since_probe(struct ma_target *t,
 		ma_maps_free(&m);
 		if (again)
 			return 1;
+		/* this build's payload not loaded since: that read said so
+		 * (a second one would cost the stopped target as much) */
+		if (read && !pi->loaded)
+			return 0;
 	}
 	if (!pi->loaded)
 		return payload_base_now(t->pid) != 0;
