@@ -103,7 +103,8 @@ int ma_cmd_detach(int argc, char **argv)
 	/* another build's session: its payload's state and symbols are
 	 * that build's to know */
 	if (pi.other_busy) {
-		ma_err(-EPROTO,
+		ma_err_set_exit(MA_EXIT_BUSY);
+		ma_err(-EALREADY,
 		       "process %d is tracked by another memattach build: "
 		       "stop that memattach, or run its 'detach %d' (its "
 		       "payload also stops by itself once that memattach has "

@@ -232,13 +232,29 @@ static int payload_code_mapped(const struct ma_maps *m, uint64_t base)
 	return 0;
 }
 
-/* Whether a session's ring is mapped in the target (any build's: their
- * rings are all named MA_RING_MEMFD_NAME) */
-static int ring_mapped(const struct ma_maps *m)
+/*
+ * Whether a live session's ring is mapped in the target (any build's:
+ * their rings are all named MA_RING_MEMFD_NAME).  A ring whose header (of
+ * this layout: its magic and version) says its session ended is not one:
+ * a payload keeps a ring mapped past its stop when a thread stayed in a
+ * recording section (docs/payload.md), and that ring must not refuse
+ * every later attach as another build's session for the process's life.
+ */
+static int ring_mapped(struct ma_mem *mem, const struct ma_maps *m)
 {
-	for (size_t i = 0; i < m->n; i++)
-		if (strstr(m->v[i].path, "/memfd:" MA_RING_MEMFD_NAME))
+	for (size_t i = 0; i < m->n; i++) {
+		struct ma_ring_hdr h;
+
+		if (!strstr(m->v[i].path, "/memfd:" MA_RING_MEMFD_NAME) ||
+		    m->v[i].offset)
+			continue;
+		if (ma_mem_read(mem, m->v[i].start, &h, sizeof(h)) ||
+		    h.magic != MA_RING_MAGIC || h.version != MA_RING_VERSION)
 			return 1;
+		if (h.state != MA_STATE_STOPPED &&
+		    h.state != MA_STATE_ORPHANED && h.state != MA_STATE_FAILED)
+			return 1;
+	}
 	return 0;
 }
 
@@ -419,7 +435,7 @@ int ma_payload_probe(struct ma_target *t, struct ma_payload_info *pi)
 	 * does not account for (an older memattach attached, upgraded since
 	 * or installed beside this one) */
 	pi->other_busy =
-		pi->others && ring_mapped(&t->maps) &&
+		pi->others && ring_mapped(t->mem, &t->maps) &&
 		!(pi->same_build && ma_payload_in(pi, MA_PAYLOAD_BUSY));
 	return 0;
 }
@@ -1210,7 +1226,7 @@ static int changed_since_probe(struct ma_target *t,
 			uint64_t base = payload_base(&m, &others, &other_base);
 
 			again = others != pi->others || (!pi->loaded && base) ||
-				(others && ring_mapped(&m) &&
+				(others && ring_mapped(t->mem, &m) &&
 				 !(pi->same_build &&
 				   ma_payload_in(pi, MA_PAYLOAD_BUSY)));
 		}

@@ -172,8 +172,9 @@ def main():
               "while B tracks, this build's attach is refused (exit 9), "
               "naming B", "%d %s" % (rc, err))
         rc, out, err = run(MEMATTACH, "detach", t.pid)
-        check(rc != 0 and "tracked by another memattach build" in err,
-              "while B tracks, this build's detach leaves it be", err)
+        check(rc == 9 and "tracked by another memattach build" in err,
+              "while B tracks, this build's detach leaves it be, exit 9",
+              "%d %s" % (rc, err))
         rc, out, err = run(MEMATTACH, "heap", "-q", t.pid)
         check(rc == 0 and "Census of" in out,
               "while B tracks, this build's heap census runs", err)
@@ -228,10 +229,33 @@ def main():
                       "%s refuses a payload under its name with another "
                       "build ID" % cmd[0], err)
         check(t.alive(), "the target runs on at the end")
+    left_rings(b, cap)
     for f in os.listdir(tmp):
         os.unlink(os.path.join(tmp, f))
     os.rmdir(tmp)
     finish()
+
+
+def left_rings(b, cap):
+    """A ring left mapped in the process (tests/targets/left_ring.py) with
+    another build's payload loaded: a session's that ended does not refuse
+    this build's attach (it refused every attach for the life of the
+    process, as another build's session); one that says it tracks, with
+    no memattach to hold it, is refused after a wait, exit 9"""
+    for state, ok in ((4, True), (2, False)):
+        with Target("/usr/bin/python3", "left_ring.py", state) as t:
+            run(b, "attach", "-q", "-d", "0.2", "-o", cap, t.pid)
+            rc, out, err = run(MEMATTACH, "attach", "-q", "-d", "0.3", "-o",
+                               cap, t.pid)
+            if ok:
+                check(rc == 0, "a ring left by a session that ended: this "
+                      "build attaches beside B's payload", err)
+            else:
+                check(rc == 9 and "already being tracked by another "
+                      "memattach build" in err,
+                      "a ring whose header says it tracks: refused, exit 9",
+                      "%d %s" % (rc, err))
+            check(t.alive(), "left ring %d: the target runs on" % state)
 
 
 if __name__ == "__main__":
