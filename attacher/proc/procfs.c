@@ -748,11 +748,12 @@ static int has_word(const char *list, const char *word)
 	return 0;
 }
 
-/* The mount point of the cgroup hierarchy that holds the memory
- * controller (v1: a "cgroup" mount with the "memory" option; v2: the
- * "cgroup2" mount), as this process sees it, and the cgroup path its root
- * stands for.  0 or -ENOENT */
-static int memcg_mount(int v2, char *mnt, size_t mlen, char *root, size_t rlen)
+/* The mount point of the cgroup hierarchy that holds controller ctl (v1:
+ * a "cgroup" mount with that option; v2: the "cgroup2" mount), as this
+ * process sees it, and the cgroup path its root stands for.  0 or
+ * -ENOENT */
+static int cg_mount(int v2, const char *ctl, char *mnt, size_t mlen, char *root,
+		    size_t rlen)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	char line[4096];
@@ -769,8 +770,7 @@ static int memcg_mount(int v2, char *mnt, size_t mlen, char *root, size_t rlen)
 		    sscanf(dash + 3, "%63s %*s %1023s", type, opts) != 2)
 			continue;
 		if (v2 ? strcmp(type, "cgroup2") != 0
-		       : strcmp(type, "cgroup") != 0 ||
-				    !has_word(opts, "memory"))
+		       : strcmp(type, "cgroup") != 0 || !has_word(opts, ctl))
 			continue;
 		snprintf(mnt, mlen, "%s", m);
 		snprintf(root, rlen, "%s", r);
@@ -778,6 +778,59 @@ static int memcg_mount(int v2, char *mnt, size_t mlen, char *root, size_t rlen)
 	}
 	fclose(f);
 	return err;
+}
+
+/*
+ * The directory of pid's cgroup for controller ctl, as this process sees
+ * it (v1's hierarchy of that controller, else v2's unified one) into dir;
+ * *base: where the hierarchy's root ends in dir (its ancestors are dir
+ * cut at each '/' after it); *v2 which one.  0, or -ENOENT when it cannot
+ * be told (not mounted here, or pid's cgroup outside this process's view:
+ * another cgroup namespace).
+ */
+static int cgroup_dir(pid_t pid, const char *ctl, char *dir, size_t len,
+		      size_t *base, int *v2)
+{
+	char path[64], *text = NULL, cg[PATH_MAX], mnt[1024], root[1024];
+	const char *p;
+	int found = 0;
+	size_t rl;
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	if (ma_proc_slurp(path, &text, NULL))
+		return -ESRCH;
+	/* "ID:controllers:path": v1's line of ctl, else v2's "0::path" */
+	for (p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		const char *c = strchr(p, ':'),
+			   *d = c ? strchr(c + 1, ':') : NULL;
+		const char *e = d ? strchrnul(d, '\n') : NULL;
+		char ctls[256];
+
+		if (!d || (size_t)(d - c - 1) >= sizeof(ctls) ||
+		    (size_t)(e - d - 1) >= sizeof(cg))
+			continue;
+		memcpy(ctls, c + 1, (size_t)(d - c - 1));
+		ctls[d - c - 1] = '\0';
+		if (has_word(ctls, ctl) || (!ctls[0] && !found)) {
+			memcpy(cg, d + 1, (size_t)(e - d - 1));
+			cg[e - d - 1] = '\0';
+			*v2 = !ctls[0];
+			found = 1;
+			if (!*v2)
+				break;
+		}
+	}
+	free(text);
+	if (!found || cg_mount(*v2, ctl, mnt, sizeof(mnt), root, sizeof(root)))
+		return -ENOENT;
+	/* the mount shows the hierarchy from its root (a container's
+	 * cgroup namespace): the target's path must lie under it */
+	rl = strcmp(root, "/") ? strlen(root) : 0;
+	if (rl && (strncmp(cg, root, rl) || (cg[rl] && cg[rl] != '/')))
+		return -ENOENT;
+	*base = strlen(mnt);
+	snprintf(dir, len, "%s%s", mnt, cg + rl);
+	return 0;
 }
 
 /* A number in a cgroup file; UINT64_MAX for "max" and for cgroup v1's
@@ -803,55 +856,25 @@ static int memcg_value(const char *dir, const char *file, uint64_t *v)
 
 int ma_proc_memcg_room(pid_t pid, uint64_t *room, char *where, size_t len)
 {
-	char path[64], *text = NULL, cg[PATH_MAX], mnt[1024], root[1024];
 	char dir[PATH_MAX + 1024];
-	const char *p, *lim_file, *use_file;
-	int v2 = 0, found = 0;
-	size_t rl;
+	const char *lim_file, *use_file;
+	size_t base;
+	int v2 = 0, err;
 
 	*room = UINT64_MAX;
 	if (len)
 		where[0] = '\0';
-	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-	if (ma_proc_slurp(path, &text, NULL))
-		return -ESRCH;
-	/* "ID:controllers:path": v1's memory line, else v2's "0::path" */
-	for (p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
-		const char *c = strchr(p, ':'),
-			   *d = c ? strchr(c + 1, ':') : NULL;
-		const char *e = d ? strchrnul(d, '\n') : NULL;
-		char ctl[256];
-
-		if (!d || (size_t)(d - c - 1) >= sizeof(ctl) ||
-		    (size_t)(e - d - 1) >= sizeof(cg))
-			continue;
-		memcpy(ctl, c + 1, (size_t)(d - c - 1));
-		ctl[d - c - 1] = '\0';
-		if (has_word(ctl, "memory") || (!ctl[0] && !found)) {
-			memcpy(cg, d + 1, (size_t)(e - d - 1));
-			cg[e - d - 1] = '\0';
-			v2 = !ctl[0];
-			found = 1;
-			if (!v2)
-				break;
-		}
-	}
-	free(text);
-	if (!found || memcg_mount(v2, mnt, sizeof(mnt), root, sizeof(root)))
-		return -ENOENT;
-	/* the mount shows the hierarchy from its root (a container's
-	 * cgroup namespace): the target's path must lie under it */
-	rl = strcmp(root, "/") ? strlen(root) : 0;
-	if (rl && (strncmp(cg, root, rl) || (cg[rl] && cg[rl] != '/')))
-		return -ENOENT;
+	err = cgroup_dir(pid, "memory", dir, sizeof(dir), &base, &v2);
+	if (err)
+		return err;
 	lim_file = v2 ? "memory.max" : "memory.limit_in_bytes";
 	use_file = v2 ? "memory.current" : "memory.usage_in_bytes";
 	/* every level from the target's cgroup up: an ancestor's limit
 	 * binds its descendants too */
 	for (;;) {
 		uint64_t lim, use;
+		char *slash;
 
-		snprintf(dir, sizeof(dir), "%s%s", mnt, cg + rl);
 		if (!memcg_value(dir, lim_file, &lim) && lim != UINT64_MAX &&
 		    !memcg_value(dir, use_file, &use)) {
 			uint64_t r = lim > use ? lim - use : 0;
@@ -860,14 +883,36 @@ int ma_proc_memcg_room(pid_t pid, uint64_t *room, char *where, size_t len)
 				*room = r;
 				if (len)
 					snprintf(where, len, "%s",
-						 cg[rl] ? cg + rl : "/");
+						 dir[base] ? dir + base : "/");
 			}
 		}
-		char *slash = strrchr(cg + rl, '/');
-
-		if (!slash || slash == cg + rl)
+		slash = strrchr(dir + base, '/');
+		if (!slash || slash == dir + base)
 			break;
 		*slash = '\0';
 	}
 	return 0;
+}
+
+int ma_proc_cgroup_frozen(pid_t pid, char *where, size_t len)
+{
+	char dir[PATH_MAX + 1024], file[PATH_MAX + 1100], *text = NULL;
+	size_t base;
+	int v2 = 0, frozen = 0;
+
+	if (cgroup_dir(pid, "freezer", dir, sizeof(dir), &base, &v2))
+		return 0;
+	/* v1: the state of the cgroup itself (FROZEN, or FREEZING while
+	 * it gets there, an ancestor's included); v2: its cgroup.events */
+	snprintf(file, sizeof(file), "%s/%s", dir,
+		 v2 ? "cgroup.events" : "freezer.state");
+	if (ma_proc_slurp(file, &text, NULL))
+		return 0;
+	frozen = v2 ? strstr(text, "frozen 1") != NULL
+		    : !strncmp(text, "FROZEN", 6) ||
+				 !strncmp(text, "FREEZING", 8);
+	free(text);
+	if (frozen && len)
+		snprintf(where, len, "%s", dir[base] ? dir + base : "/");
+	return frozen;
 }

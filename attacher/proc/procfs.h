@@ -153,6 +153,10 @@ int ma_proc_soft_limit(pid_t pid, const char *name, uint64_t *soft);
  */
 int ma_proc_memcg_room(pid_t pid, uint64_t *room, char *where, size_t len);
 
+/* 1 when pid's cgroup is frozen (or freezing) by the cgroup freezer (v1's
+ * freezer.state, v2's cgroup.events), the cgroup in where; else 0 */
+int ma_proc_cgroup_frozen(pid_t pid, char *where, size_t len);
+
 /* What the target's descriptor fd names ("/memfd:x (deleted)", a path):
  * its length, or -errno.  Falls back like ma_proc_open_fd. */
 int ma_proc_fd_link(pid_t pid, int fd, char *buf, size_t len);

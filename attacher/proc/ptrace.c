@@ -570,8 +570,19 @@ static int freeze_once(pid_t pid, int timeout_ms, int spare,
 		err = wait_stopped(f, timeout_ms);
 		if (err) {
 			pid_t d = thread_in_d(f);
+			char cg[256];
 
-			if (d > 0)
+			/* the cgroup freezer holds it: no disk is to blame,
+			 * and the wait ends only with a thaw */
+			if (ma_proc_cgroup_frozen(pid, cg, sizeof(cg)))
+				ma_err(err,
+				       "freeze %d: its threads did not stop "
+				       "within %d ms: its cgroup %s is frozen "
+				       "(the cgroup freezer: docker pause, "
+				       "systemctl freeze, a job scheduler); "
+				       "thaw it first",
+				       (int)pid, timeout_ms, cg);
+			else if (d > 0)
 				ma_err(err,
 				       "freeze %d: thread %d did not stop "
 				       "within "

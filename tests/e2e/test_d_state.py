@@ -13,11 +13,13 @@ minute (the parent of a vfork whose child sleeps).
 - After each, the target runs on (answers a line on stdin).
 """
 import os
+import re
 import signal
 import tempfile
+import time
 
 from ma_test import (TARGETS, Target, check, finish, interpreters, marks,
-                     memattach, thread_by_tid)
+                     memattach, skip, thread_by_tid)
 import json
 
 LIBDIR = os.path.join(os.environ.get("MA_BINARY_DIR", ""), "tests")
@@ -68,10 +70,62 @@ def run(label, exe, first):
                 pass
 
 
+FREEZER = "/sys/fs/cgroup/freezer"
+
+
+def frozen(label, exe):
+    """The whole process frozen by the cgroup freezer (docker pause,
+    systemctl freeze): its threads in state D too, for no disk.  `stacks`
+    reads it; `attach` and `heap` refuse after 1 s saying its cgroup is
+    frozen and to thaw it first (they said "a disk, NFS or device wait");
+    thawed, the target runs on."""
+    if not os.path.isdir(FREEZER) or os.geteuid() != 0:
+        skip("%s: frozen cgroup" % label, "needs root and the cgroup v1 "
+             "freezer at %s" % FREEZER)
+        return
+    g = os.path.join(FREEZER, "memattach-dstate-%d" % os.getpid())
+    os.makedirs(g, exist_ok=True)
+
+    def enter():
+        with open(os.path.join(g, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+
+    def state(v):
+        with open(os.path.join(g, "freezer.state"), "w") as f:
+            f.write(v)
+    try:
+        with Target(exe, "growth.py", preexec_fn=enter) as t:
+            state("FROZEN")
+            rc, out, err = memattach("stacks", t.pid)
+            check(rc == 0 and "growth.py" in out,
+                  "%s: frozen cgroup: stacks reads it" % label, err)
+            cap = os.path.join(tempfile.mkdtemp(), "frozen.cap")
+            for cmd in (["attach", "-d", "1", "-o", cap], ["heap"]):
+                rc, out, err = memattach(*(cmd + [t.pid]))
+                check(rc == 1 and re.search(
+                    r"its cgroup /memattach-dstate-\d+ is frozen .*thaw it "
+                    r"first", err),
+                    "%s: frozen cgroup: %s says so" % (label, cmd[0]),
+                    "exit %d %s" % (rc, err))
+            state("THAWED")
+            n = len(t.drain())
+            time.sleep(0.3)
+            check(t.alive() and len(t.drain()) + n > 0,
+                  "%s: thawed, the target runs on" % label)
+    finally:
+        state("THAWED")
+        try:
+            os.rmdir(g)
+        except OSError:
+            pass
+
+
 def main():
     first = True
     for label, exe in interpreters():
         run(label, exe, first)
+        if first:
+            frozen(label, exe)
         first = False
     finish()
 
