@@ -1259,13 +1259,18 @@ static int changed_since_probe(struct ma_target *t,
  * schedulers set).  It holds two descriptors (the ring, the attacher's
  * pidfd) and one more while the payload loads; its address space is the
  * ring, the tables and a thread: about ring + SESSION_VM_BYTES.  Some of
- * each is left for the target (SPARE_FDS, SPARE_VM_BYTES).  0, or -EMFILE
+ * each is left for the target (SPARE_FDS, SPARE_VM_BYTES).  And the room
+ * below its memory cgroup's limit (SESSION_CGROUP_ROOM).  0, or -EMFILE
  * / -ENOMEM with exit MA_EXIT_NOMEM and the message.
  */
 #define SESSION_FDS	 3
 #define SPARE_FDS	 8
 #define SESSION_VM_BYTES (192ull << 20)
 #define SPARE_VM_BYTES	 (256ull << 20)
+/* the least room below the target's memory cgroup's limit a session
+ * starts with: its tables' first pages (a few MiB; they grow with the
+ * blocks it tracks, 19 bytes each) and the ring's pages in use */
+#define SESSION_CGROUP_ROOM (32ull << 20)
 
 static int room_for_session(struct ma_target *t, const struct ma_inject_opts *o)
 {
@@ -1308,6 +1313,24 @@ static int room_for_session(struct ma_target *t, const struct ma_inject_opts *o)
 			(unsigned long long)(o->ring_size >> 20),
 			(unsigned long long)(SPARE_VM_BYTES >> 20),
 			(int)t->pid);
+	}
+	/* its memory cgroup: the session's tables and the ring's pages the
+	 * payload writes are charged there */
+	char cg[256];
+	uint64_t room;
+
+	if (!ma_proc_memcg_room(t->pid, &room, cg, sizeof(cg)) &&
+	    room < SESSION_CGROUP_ROOM) {
+		ma_err_set_exit(MA_EXIT_NOMEM);
+		return ma_err(-ENOMEM,
+			      "attach: process %d's memory cgroup %s has %llu "
+			      "MiB left below its limit, and a session needs "
+			      "%llu MiB there at least (its tables and the "
+			      "ring's pages are charged to that cgroup); "
+			      "refused before touching the process, lest the "
+			      "OOM killer take it",
+			      (int)t->pid, cg, (unsigned long long)(room >> 20),
+			      (unsigned long long)(SESSION_CGROUP_ROOM >> 20));
 	}
 	return 0;
 }

@@ -129,6 +129,11 @@ def oom_killed(label, exe, tmp):
         # target next: why a census is refused so short of room (below)
 
 
+def payload_loaded(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return "memattach-payload" in f.read()
+
+
 def refused(label, exe, tmp):
     """A target 3 MiB below its cgroup's limit: the census is refused
     before the clone, exit 10, the cgroup named; the target untouched,
@@ -152,7 +157,21 @@ def refused(label, exe, tmp):
               and not t.health(),
               "%s: refused: no copy made, the limit never hit, the "
               "target well" % label)
+        # and a tracking session, whose tables and ring pages are charged
+        # there too, is refused the same way
+        rc, out, err = memattach("attach", "-q", "-d", "0.3", "-o",
+                                 os.path.join(tmp, "room.cap"), t.pid)
+        check(rc == 10 and re.search(
+            r"memory cgroup /memattach-heaproom-\d+ has \d+ MiB left below "
+            r"its limit, and a session needs 32 MiB there", err) and
+            not payload_loaded(t.pid) and g.value("memory.failcnt") == fails,
+            "%s: 3 MiB below its cgroup's limit: attach refused, exit 10, "
+            "nothing loaded" % label, "exit %d %s" % (rc, err[-400:]))
         g.limit(-1)
+        rc, out, err = memattach("attach", "-q", "-d", "0.3", "-o",
+                                 os.path.join(tmp, "room.cap"), t.pid)
+        check(rc == 0 and not t.health(), "%s: the limit lifted, attach "
+              "works" % label, "exit %d %s" % (rc, err[-300:]))
 
 
 def stopped(label, exe, tmp):
