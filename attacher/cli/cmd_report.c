@@ -314,6 +314,12 @@ static int output_close(struct output *o, int ret)
 			ret = ma_err(-e, "writing %s: %s",
 				     o->path ? o->path : "the report",
 				     strerror(e));
+		/* an output that cannot be written is exit 7, standard
+		 * output's too (closed: `>&-`, a full disk); said once */
+		if (ma_err_exit() <= MA_EXIT_ERROR)
+			ma_err_set_exit(MA_EXIT_CAPTURE);
+		if (!o->path)
+			clearerr(o->f);
 	}
 	if (o->path) {
 		if (fclose(o->f) != 0 && ret == 0)

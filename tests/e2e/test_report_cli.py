@@ -132,6 +132,25 @@ def output_and_exit_codes(fx, tmp):
           (rc, out, err))
     rc, out, err = memattach("report", fx["scenario"])
     check(rc == 0, "complete capture: exit 0", err)
+    # a standard output that cannot be written (closed, a full disk) is
+    # exit 7, said once, as for every other command: report exited 1
+    # ("internal error") and said it twice
+    for how, fmt in (("closed", "text"), ("/dev/full", "json")):
+        if how == "closed":
+            p = subprocess.run("exec %s report -f %s %s >&-" %
+                               (MEMATTACH, fmt, fx["scenario"]),
+                               shell=True, capture_output=True, text=True,
+                               timeout=60)
+        else:
+            with open("/dev/full", "w") as full:
+                p = subprocess.run([MEMATTACH, "report", "-f", fmt,
+                                    fx["scenario"]], stdout=full,
+                                   stderr=subprocess.PIPE, text=True,
+                                   timeout=60)
+        check(p.returncode == EXIT_CAPTURE and
+              p.stderr.count("memattach:") == 1,
+              "report -f %s, stdout %s: exit 7, one message" % (fmt, how),
+              "exit %d: %s" % (p.returncode, p.stderr))
     # a FIFO is refused as any other file that is not a regular one: the
     # snapshot and capture sniffers opened it without O_NONBLOCK and
     # waited for a writer forever
