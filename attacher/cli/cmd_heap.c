@@ -67,8 +67,8 @@ static void usage(FILE *f)
 		    "retainers; to a file on a terminal)");
 	ma_cli_wrap(f, "  -o, --output SNAPSHOT", 24,
 		    "also keep the census in a snapshot file: 'memattach "
-		    "report SNAPSHOT' renders it again, 'memattach report "
-		    "--diff A B' shows what grew between two");
+		    "report SNAPSHOT' renders it again, 'memattach report A "
+		    "--diff B' shows what grew from A to B");
 	ma_cli_wrap(f, "  -q, --quiet", 24, "no progress line on stderr");
 	ma_cli_wrap(f, "      --offsets=SOURCE", 24,
 		    "auto (default), dwarf, debug-offsets, table");

@@ -215,6 +215,18 @@ def synopsis_matches_help():
               % cmd, "missing %s, not in --help %s" % (missing, extra))
 
 
+def help_diff_order():
+    """A --diff in a command's help reads as it works: `report A --diff
+    B`, what grew from A to B.  heap --help said `report --diff A B`,
+    which takes B as the base and A as the later one: every figure of
+    the diff with its sign turned"""
+    for cmd in ("heap", "report"):
+        rc, out, err = memattach(cmd, "--help")
+        flat = " ".join(out.split())
+        check(rc == 0 and "report --diff" not in flat,
+              "%s --help: no 'report --diff A B' (A --diff B)" % cmd, flat)
+
+
 def no_interpreter(tmp):
     """A program that loaded libpython and has no interpreter (not yet
     initialized, or finalized): exit 5 saying so; it was exit 6 with
@@ -345,6 +357,7 @@ def heap_target_killed(exe):
 def main():
     command_line()
     synopsis_matches_help()
+    help_diff_order()
     expect(["stacks", "12abc"], EXIT_USAGE, "not a process ID", "bad PID")
     expect(["frobnicate", "1"], EXIT_USAGE, "unknown command",
            "unknown command")
