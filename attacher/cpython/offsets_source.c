@@ -173,6 +173,16 @@ none:
 			      (int)q->pid, q->version, q->mod_path);
 	}
 	ma_err_set_exit(MA_EXIT_NODEBUG);
+	/* a source asked for that is not DWARF: DWARF was not looked at,
+	 * so neither its package nor a rebuild is the remedy */
+	if (p == MA_PREF_DEBUG_OFFSETS || p == MA_PREF_TABLE)
+		return ma_err(-ENOENT,
+			      "process %d (Python %s, %s): no usable struct "
+			      "offsets from the source asked for, %s (%s); "
+			      "auto also tries DWARF",
+			      (int)q->pid, q->version, q->mod_path,
+			      p == MA_PREF_TABLE ? "table" : "debug-offsets",
+			      notes);
 	if (dbg)
 		return ma_err(-ENOENT,
 			      "process %d (Python %s, %s): no usable struct "

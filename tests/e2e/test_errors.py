@@ -227,6 +227,21 @@ def help_diff_order():
               "%s --help: no 'report --diff A B' (A --diff B)" % cmd, flat)
 
 
+def source_asked_for():
+    """--offsets=debug-offsets (or table) that finds nothing usable says
+    so: it said 'install the Debian package python3.11-dbg for DWARF'
+    (installed, and never looked at) or 'this build has no DWARF' (it
+    has)"""
+    with Target("/usr/bin/python3", "stacks_target.py") as t:
+        for cmd in ("stacks", "info"):
+            rc, out, err = memattach(cmd, "--offsets=debug-offsets", t.pid)
+            check(rc == EXIT_NODEBUG and "debug-offsets" in err and
+                  "install" not in err and "no DWARF" not in err,
+                  "%s --offsets=debug-offsets on 3.11: exit 6, names the "
+                  "source asked for, not a missing DWARF" % cmd,
+                  "exit %d: %s" % (rc, err))
+
+
 def no_interpreter(tmp):
     """A program that loaded libpython and has no interpreter (not yet
     initialized, or finalized): exit 5 saying so; it was exit 6 with
@@ -358,6 +373,7 @@ def main():
     command_line()
     synopsis_matches_help()
     help_diff_order()
+    source_asked_for()
     expect(["stacks", "12abc"], EXIT_USAGE, "not a process ID", "bad PID")
     expect(["frobnicate", "1"], EXIT_USAGE, "unknown command",
            "unknown command")
