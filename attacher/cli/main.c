@@ -65,9 +65,9 @@ static void usage(FILE *f)
 		"no usable\n"
 		"debug info/offsets, 7 capture file error, 8 partial result, 9 "
 		"busy (another\n"
-		"memattach tracks the process), 10 not enough free memory "
-		"(heap),\n"
-		"130 interrupted (Ctrl-C during a heap census).\n"
+		"memattach tracks the process), 10 not enough memory or file "
+		"descriptors\n(heap; attach: the target's limits), 130\n"
+		"interrupted (Ctrl-C during a heap census).\n"
 		"See docs/memattach.md.\n");
 }
 
