@@ -854,6 +854,31 @@ static int memcg_value(const char *dir, const char *file, uint64_t *v)
 	return 0;
 }
 
+/* The page cache of the cgroup that the kernel reclaims before it
+ * charges a new page over the limit (v1: memory.stat's
+ * total_inactive_file, its descendants' included; v2: inactive_file,
+ * hierarchical there), as the kubelet's working set leaves it out; 0 when
+ * unreadable */
+static uint64_t memcg_inactive_file(const char *dir, int v2)
+{
+	char path[PATH_MAX + 64], *text = NULL;
+	const char *key = v2 ? "inactive_file " : "total_inactive_file ";
+	size_t n = strlen(key);
+	uint64_t v = 0;
+
+	snprintf(path, sizeof(path), "%s/memory.stat", dir);
+	if (ma_proc_slurp(path, &text, NULL))
+		return 0;
+	for (const char *p = text; p && *p;
+	     p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (!strncmp(p, key, n)) {
+			v = strtoull(p + n, NULL, 10);
+			break;
+		}
+	free(text);
+	return v;
+}
+
 int ma_proc_memcg_room(pid_t pid, uint64_t *room, char *where, size_t len)
 {
 	char dir[PATH_MAX + 1024];
@@ -877,7 +902,13 @@ int ma_proc_memcg_room(pid_t pid, uint64_t *room, char *where, size_t len)
 
 		if (!memcg_value(dir, lim_file, &lim) && lim != UINT64_MAX &&
 		    !memcg_value(dir, use_file, &use)) {
-			uint64_t r = lim > use ? lim - use : 0;
+			uint64_t r, cache = memcg_inactive_file(dir, v2);
+
+			/* usage counts the page cache, which makes room
+			 * for new pages rather than an OOM kill: a
+			 * worker that reads files sits at its limit */
+			use = use > cache ? use - cache : 0;
+			r = lim > use ? lim - use : 0;
 
 			if (r < *room) {
 				*room = r;

@@ -21,6 +21,7 @@ docs/limits.md.)"""
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 
@@ -209,11 +210,48 @@ def stopped(label, exe, tmp):
         g.limit(-1)
 
 
+def cached(label, exe, tmp):
+    """A worker whose cgroup is full of page cache (it read files: a
+    cache the kernel reclaims before it charges a new page over the
+    limit): the census runs, exit 0.  The room was taken as the limit
+    less memory.usage_in_bytes, which counts that cache: every census
+    of a worker that had read more than its limit was refused, "0 MiB
+    left below its limit", exit 10 (found by the namespaces probe)."""
+    if not have_memcg("%s: page cache" % label):
+        return
+    data = os.path.join(tmp, "cache.bin")
+    with open(data, "wb") as f:
+        for _ in range(160):
+            f.write(os.urandom(1 << 20))
+        f.flush()
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    with Memcg("heapcache") as g, \
+            KillTarget(exe, tmp, preexec_fn=g.enter) as t:
+        time.sleep(0.2)
+        g.limit(g.value("memory.usage_in_bytes") + (128 << 20))
+        # the file read in the group: its pages are charged there, up
+        # to the limit, where the kernel reclaims the oldest
+        subprocess.run(["cat", data], stdout=subprocess.DEVNULL,
+                       preexec_fn=g.enter, check=True)
+        stat = dict(ln.split() for ln in open(os.path.join(
+            g.path, "memory.stat")))
+        rc, out, err = memattach("heap", "-q", "-n", "3", t.pid,
+                                 timeout=120)
+        check(rc == 0 and "Census of" in out and not t.health(),
+              "%s: a cgroup full of page cache: the census runs" % label,
+              "exit %d, cache %s MiB, %s" % (
+                  rc, int(stat["total_inactive_file"]) >> 20, err[-300:]))
+        g.limit(-1)
+    os.unlink(data)
+
+
 def main():
     for i, (label, exe) in enumerate(interpreters()):
         tmp = tempfile.mkdtemp(prefix="memattach-heapoom-")
         # the cgroup's accounting is the kernel's: one interpreter
-        for f in [run] + ([refused, stopped, oom_killed] if not i else []):
+        for f in [run] + ([refused, stopped, oom_killed, cached]
+                          if not i else []):
             try:
                 f(label, exe, tmp)
             except Exception as e:
