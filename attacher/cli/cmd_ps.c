@@ -140,7 +140,7 @@ static int look(pid_t pid, struct ps_row *r)
 	}
 	r->rss = (uint64_t)st.vm_rss_kb * 1024;
 	ma_proc_cmdline(pid, r->cmd, sizeof(r->cmd));
-	ma_proc_target_path(pid, mod, local, sizeof(local));
+	ma_proc_map_path(pid, mod, local, sizeof(local));
 	if (ma_pyversion_from_elf(local, &hex, r->version,
 				  sizeof(r->version)) &&
 	    ma_pyversion_from_elf(mod, &hex, r->version, sizeof(r->version)))

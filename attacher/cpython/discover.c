@@ -51,7 +51,7 @@ static int try_module(struct ma_target *t, const char *path, int is_exe)
 	uint64_t rt, rtsize, first_off, first;
 	const struct ma_map *mp = NULL;
 
-	ma_proc_target_path(t->pid, path, local, sizeof(local));
+	ma_proc_map_path(t->pid, path, local, sizeof(local));
 	if (access(local, R_OK))
 		snprintf(local, sizeof(local), "%s", path);
 	if (ma_elf_open(local, &e))
@@ -167,7 +167,7 @@ static int find_elf_in_root(Dwfl_Module *mod, void **userdata, const char *name,
 	int fd;
 
 	if (name && name[0] == '/' && find_elf_pid > 0) {
-		ma_proc_target_path(find_elf_pid, name, local, sizeof(local));
+		ma_proc_map_path(find_elf_pid, name, local, sizeof(local));
 		fd = open(local, O_RDONLY | O_CLOEXEC);
 		if (fd >= 0) {
 			*file_name = strdup(local);

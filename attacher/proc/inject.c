@@ -135,7 +135,7 @@ static struct ma_elf *open_lib(const struct ma_target *t, const char *lib,
 
 		if (!b || strncmp(b + 1, lib, strlen(lib)) || mp->offset)
 			continue;
-		ma_proc_target_path(t->pid, mp->path, local, sizeof(local));
+		ma_proc_map_path(t->pid, mp->path, local, sizeof(local));
 		if (ma_elf_open(local, &e) && ma_elf_open(mp->path, &e))
 			continue;
 		first = ma_elf_first_load(e, &off);

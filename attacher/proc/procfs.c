@@ -560,6 +560,26 @@ void ma_proc_target_path(pid_t pid, const char *path, char *buf, size_t len)
 	snprintf(buf, len, "/proc/%d/root%s", (int)pid, path);
 }
 
+void ma_proc_map_path(pid_t pid, const char *path, char *buf, size_t len)
+{
+	char link[64], root[PATH_MAX];
+	ssize_t n;
+
+	/* the kernel writes a mapped file's path from the root of the
+	 * reader (or of the target's mount namespace, when the reader's
+	 * root is not in it), not the target's: a chrooted target's
+	 * /usr/bin/python3 is /srv/c/usr/bin/python3 in its maps, and
+	 * its root is /srv/c, read the same way */
+	snprintf(link, sizeof(link), "/proc/%d/root", (int)pid);
+	n = readlink(link, root, sizeof(root) - 1);
+	if (n > 1 && root[0] == '/') {
+		root[n] = '\0';
+		if (!strncmp(path, root, (size_t)n) && path[n] == '/')
+			path += n;
+	}
+	ma_proc_target_path(pid, path, buf, len);
+}
+
 pid_t ma_status_nspid(const char *text)
 {
 	const char *p = strstr(text, "\nNSpid:");

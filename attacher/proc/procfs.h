@@ -107,6 +107,11 @@ int ma_proc_slurp(const char *path, char **out, size_t *len);
  * lives in another mount namespace: /proc/PID/root/<path> */
 void ma_proc_target_path(pid_t pid, const char *path, char *buf, size_t len);
 
+/* The same for a path of the target's maps, which the kernel writes from
+ * the root of the reader, not the target's: one under the target's root
+ * (a chroot, as the reader sees it) is taken relative to that root */
+void ma_proc_map_path(pid_t pid, const char *path, char *buf, size_t len);
+
 /* The ID of thread tid (as we see it) in the PID namespace of its process,
  * the last number of NSpid in /proc/PID/task/TID/status: what the process
  * itself calls it (gettid(), native_thread_id).  *nstid = tid when the

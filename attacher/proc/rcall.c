@@ -105,7 +105,7 @@ int ma_rcall_env_init(pid_t pid, struct ma_rcall_env *env)
 		char local[4200];
 		FILE *f;
 
-		ma_proc_target_path(pid, mp->path, local, sizeof(local));
+		ma_proc_map_path(pid, mp->path, local, sizeof(local));
 		f = fopen(local, "rb");
 		if (!f)
 			f = fopen(mp->path, "rb");

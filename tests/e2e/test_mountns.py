@@ -10,8 +10,8 @@ import re
 import shutil
 import tempfile
 
-from ma_test import (Attach, Target, check, finish, interpreters, memattach,
-                     skip)
+from ma_test import (TARGETS, Attach, Target, check, finish, interpreters,
+                     memattach, skip)
 
 # In the new namespaces: an empty tmpfs over $1 (a directory that is empty
 # outside), the interpreter's home bind-mounted inside it, the original
@@ -100,6 +100,61 @@ def run(label, exe, tmp):
               "through its own root" % label, out + err)
 
 
+# A chroot inside the namespace, on a tmpfs mounted there (so its path,
+# $1, is an empty directory outside), as a container runtime that
+# chroots rather than pivots: the host's /usr bound into it, and the
+# directory of the target scripts ($2) at its own path
+CHROOT = r'''
+set -e
+root=$1 targets=$2
+shift 2
+mount -t tmpfs memattach-chroot "$root"
+mkdir -p "$root/usr" "$root/proc" "$root/tmp" "$root$targets"
+ln -s usr/lib "$root/lib"
+ln -s usr/lib64 "$root/lib64"
+ln -s usr/bin "$root/bin"
+mount --bind /usr "$root/usr"
+mount --bind "$targets" "$root$targets"
+mount -t proc proc "$root/proc"
+exec chroot "$root" "$@"
+'''
+
+
+def chrooted(label, exe, tmp):
+    """A target chrooted in its mount namespace: its maps name its files
+    from the namespace's root (/tmp/.../usr/bin/python3.11), which is
+    not its root; outside, that path is an empty directory.  Every
+    command was refused, exit 5, "is not a supported CPython: no
+    _PyRuntime symbol in it" (found by the namespaces probe)."""
+    root = tempfile.mkdtemp(prefix="chroot-", dir=tmp)
+    wrap = ["unshare", "--mount", "--pid", "--fork", "--kill-child",
+            "sh", "-c", CHROOT, "sh", root, TARGETS]
+    with Target(exe, "named_threads.py", wrap=wrap) as t:
+        for _ in range(6):
+            t.readline()
+        with open("/proc/%d/maps" % t.pid) as f:
+            maps = f.read()
+        check(root + "/usr/" in maps and not os.listdir(root),
+              "%s: chroot: its maps name %s/usr/..., empty here" % (
+                  label, root))
+        rc, out, err = memattach("info", t.pid)
+        check(rc == 0 and "offsets:     DWARF (" in out,
+              "%s: chroot: info" % label, out + err)
+        rc, out, err = memattach("stacks", t.pid)
+        check(rc == 0 and "main (" in out and "idle (" in out,
+              "%s: chroot: stacks" % label, out + err)
+        a = Attach(t.pid, "--duration", "0.3",
+                   output=os.path.join(tmp, label + "-chroot.cap"))
+        check(a.wait(timeout=60) == 0, "%s: chroot: attach" % label,
+              a.stderr)
+        rc, out, err = memattach("heap", "-q", "-n", "3", t.pid)
+        check(rc == 0 and "Census of" in out, "%s: chroot: heap" % label,
+              out + err)
+        t.proc.stdin.write(b"quit\n")
+        t.proc.stdin.flush()
+        check(t.readline() == "GOT", "%s: chroot: target runs on" % label)
+
+
 def main():
     if os.geteuid() != 0 or not shutil.which("unshare"):
         skip("mount namespaces", "needs root and unshare(1)")
@@ -108,6 +163,8 @@ def main():
     for label, exe in interpreters():
         try:
             run(label, exe, tmp)
+            if exe == "/usr/bin/python3":
+                chrooted(label, exe, tmp)
         except Exception as e:
             check(False, "%s: ran without error" % label, repr(e))
     shutil.rmtree(tmp, ignore_errors=True)
