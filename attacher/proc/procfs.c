@@ -768,12 +768,23 @@ static int has_word(const char *list, const char *word)
 	return 0;
 }
 
+/* Whether the cgroup path cg lies under root (a mount's root in its
+ * hierarchy); its length in *rl ("/" counts as 0) */
+static int cg_under(const char *cg, const char *root, size_t *rl)
+{
+	*rl = strcmp(root, "/") ? strlen(root) : 0;
+	return !*rl ||
+	       (!strncmp(cg, root, *rl) && (!cg[*rl] || cg[*rl] == '/'));
+}
+
 /* The mount point of the cgroup hierarchy that holds controller ctl (v1:
  * a "cgroup" mount with that option; v2: the "cgroup2" mount), as this
- * process sees it, and the cgroup path its root stands for.  0 or
- * -ENOENT */
-static int cg_mount(int v2, const char *ctl, char *mnt, size_t mlen, char *root,
-		    size_t rlen)
+ * process sees it, whose root (in mount) holds the cgroup path cg and
+ * that no later mount hides (one over it or over a directory above it: a
+ * container's cgroup bound over /sys/fs/cgroup/memory), and the cgroup
+ * path its root stands for.  0 or -ENOENT */
+static int cg_mount(int v2, const char *ctl, const char *cg, char *mnt,
+		    size_t mlen, char *root, size_t rlen)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	char line[4096];
@@ -781,16 +792,24 @@ static int cg_mount(int v2, const char *ctl, char *mnt, size_t mlen, char *root,
 
 	if (!f)
 		return -errno;
-	while (err && fgets(line, sizeof(line), f)) {
+	while (fgets(line, sizeof(line), f)) {
 		char r[1024], m[1024], type[64], opts[1024];
 		const char *dash = strstr(line, " - ");
+		size_t ml, rl;
 
 		if (!dash ||
 		    sscanf(line, "%*s %*s %*s %1023s %1023s", r, m) != 2 ||
 		    sscanf(dash + 3, "%63s %*s %1023s", type, opts) != 2)
 			continue;
-		if (v2 ? strcmp(type, "cgroup2") != 0
-		       : strcmp(type, "cgroup") != 0 || !has_word(opts, ctl))
+		ml = strlen(m);
+		if (!err && !strncmp(mnt, m, ml) &&
+		    (!mnt[ml] || mnt[ml] == '/'))
+			err = -ENOENT; /* hidden by this later mount */
+		if (!err ||
+		    (v2 ? strcmp(type, "cgroup2") != 0
+			: strcmp(type, "cgroup") != 0 ||
+				     !has_word(opts, ctl)) ||
+		    !cg_under(cg, r, &rl))
 			continue;
 		snprintf(mnt, mlen, "%s", m);
 		snprintf(root, rlen, "%s", r);
@@ -841,13 +860,13 @@ static int cgroup_dir(pid_t pid, const char *ctl, char *dir, size_t len,
 		}
 	}
 	free(text);
-	if (!found || cg_mount(*v2, ctl, mnt, sizeof(mnt), root, sizeof(root)))
-		return -ENOENT;
 	/* the mount shows the hierarchy from its root (a container's
-	 * cgroup namespace): the target's path must lie under it */
-	rl = strcmp(root, "/") ? strlen(root) : 0;
-	if (rl && (strncmp(cg, root, rl) || (cg[rl] && cg[rl] != '/')))
+	 * cgroup namespace, a bind mount): the target's path must lie
+	 * under it */
+	if (!found ||
+	    cg_mount(*v2, ctl, cg, mnt, sizeof(mnt), root, sizeof(root)))
 		return -ENOENT;
+	cg_under(cg, root, &rl);
 	*base = strlen(mnt);
 	snprintf(dir, len, "%s%s", mnt, cg + rl);
 	return 0;
@@ -937,8 +956,12 @@ int ma_proc_memcg_room(pid_t pid, uint64_t *room, char *where, size_t len)
 						 dir[base] ? dir + base : "/");
 			}
 		}
+		/* up to the mount's root, which is a container's own
+		 * cgroup where it shows one (its cgroup namespace, or its
+		 * cgroup bound there), and the hierarchy's root, with no
+		 * limit, otherwise */
 		slash = strrchr(dir + base, '/');
-		if (!slash || slash == dir + base)
+		if (!slash)
 			break;
 		*slash = '\0';
 	}

@@ -26,7 +26,8 @@ import tempfile
 import time
 
 from kill_lib import KillTarget, StoppedAttach
-from ma_test import Target, check, finish, interpreters, memattach, skip
+from ma_test import (MEMATTACH, Target, check, finish, interpreters,
+                     memattach, skip)
 from test_heap_kill import children
 
 
@@ -246,11 +247,82 @@ def cached(label, exe, tmp):
     os.unlink(data)
 
 
+# memattach as in a container whose memory cgroup is $1 (a host path):
+# $2 = "bind": that cgroup bound over the memory hierarchy's mount point;
+# $2 = "cgroupns": a cgroup namespace rooted there (made from inside it;
+# memattach then goes back to its own cgroup, $3, not to be charged to
+# the container's limit) and the hierarchy mounted afresh; then
+# memattach heap $4
+IN_CONTAINER = r'''
+set -e
+cg=$1 how=$2 own=$3 pid=$4
+mnt=/sys/fs/cgroup/memory
+if [ "$how" = bind ]; then
+    mount --bind "$cg" "$mnt"
+else
+    echo $$ > "$mnt$own/cgroup.procs"
+    umount "$mnt"
+    mount -t cgroup -o memory memattach-test "$mnt"
+fi
+exec "$MEMATTACH" heap -q "$pid"
+'''
+
+
+def container_view(label, exe, tmp):
+    """memattach in a container's view of the cgroups: the target in a
+    cgroup under the container's, whose limit binds (40 MiB of room, a
+    census needs 64): refused, exit 10, seen through a cgroup bound over
+    /sys/fs/cgroup/memory and through a cgroup namespace.  Neither was:
+    the first found the mount it hides (the path then names another
+    cgroup, no limit read), the second never read the limit of the
+    mount's root, the container's own cgroup (found by the namespaces
+    probe)."""
+    if not have_memcg("%s: a container's view" % label) or \
+            not shutil.which("unshare"):
+        return
+    own = open("/proc/self/cgroup").read()
+    own = re.search(r"^\d+:memory:(.*)$", own, re.M).group(1)
+    with Memcg("heapview") as g:
+        inner = Memcg.__new__(Memcg)
+        inner.path = os.path.join(g.path, "inner")
+        os.mkdir(inner.path)
+        try:
+            with KillTarget(exe, tmp, preexec_fn=inner.enter) as t:
+                time.sleep(0.2)
+                g.limit(g.value("memory.usage_in_bytes") + (40 << 20))
+                for how in ("bind", "cgroupns"):
+                    # a cgroup namespace is rooted where its maker is
+                    ns = ["--cgroup"] if how == "cgroupns" else []
+                    p = subprocess.run(
+                        ["unshare", "--mount"] + ns +
+                        ["sh", "-c", IN_CONTAINER, "sh", g.path, how, own,
+                         str(t.pid)],
+                        preexec_fn=g.enter if ns else None,
+                        capture_output=True, text=True, timeout=120,
+                        env=dict(os.environ, MEMATTACH=MEMATTACH))
+                    check(p.returncode == 10 and re.search(
+                        r"memory cgroup / has \d+ MiB left below its limit",
+                        p.stderr) and not children(t.pid),
+                        "%s: seen through %s: the container's limit "
+                        "binds, refused" % (label, how),
+                        "exit %d %s" % (p.returncode, p.stderr[-300:]))
+                g.limit(-1)
+                check(not t.health(), "%s: the target well" % label)
+        finally:
+            for _ in range(50):
+                try:
+                    os.rmdir(inner.path)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+
 def main():
     for i, (label, exe) in enumerate(interpreters()):
         tmp = tempfile.mkdtemp(prefix="memattach-heapoom-")
         # the cgroup's accounting is the kernel's: one interpreter
-        for f in [run] + ([refused, stopped, oom_killed, cached]
+        for f in [run] + ([refused, stopped, oom_killed, cached,
+                           container_view]
                           if not i else []):
             try:
                 f(label, exe, tmp)
