@@ -825,9 +825,11 @@ static void *room_watch_main(void *arg)
 		uint64_t room = cgroup_room(w->pid, w->where, sizeof(w->where));
 
 		if (room < HEAP_STOP_CGROUP_ROOM) {
+			/* said before the kill: whoever sees the copy die
+			 * sees why */
 			w->room = room;
-			kill(w->copy, SIGKILL);
 			__atomic_store_n(&w->fired, 1, __ATOMIC_RELEASE);
+			kill(w->copy, SIGKILL);
 			break;
 		}
 		nanosleep(&ts, NULL);
@@ -1113,6 +1115,14 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 	}
 	g->walk_ns = ma_now_ns() - walk0;
 	progress(o, ps.end.objects, g->stream_bytes, 1);
+	if (err && room_watch_fired(watch, why, sizeof(why))) {
+		/* the copy died of the watch's kill, seen before the watch
+		 * was looked at */
+		ma_err_set_exit(MA_EXIT_NOMEM);
+		err = ma_err(-ENOMEM, "heap: stopped after %llu objects: %s",
+			     (unsigned long long)g->n, why);
+		goto end;
+	}
 	if (err) {
 		/* What arrived is kept: a partial census */
 		g->partial = 1;
