@@ -31,9 +31,14 @@ def traced_stops(pid):
 def run(label, exe, tmp):
     cap = os.path.join(tmp, "tstp.cap")
     with KillTarget(exe, tmp) as t:
+        # its own process group, as a shell's job: the kernel drops the
+        # stop signals of a process group that no parent outside it in
+        # the session holds (an orphaned one: a suite run in the
+        # background whose shell has gone), and Ctrl-Z needs a job
         p = subprocess.Popen(
             [MEMATTACH, "attach", "-q", "-d", "2", "-o", cap, str(t.pid)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            preexec_fn=os.setpgrp,
             env=memattach_env(MEMATTACH_TEST_STOP_AT="freeze.stopped",
                               MEMATTACH_TEST_STOP_SIGNAL="TSTP"))
         end = time.time() + 30
