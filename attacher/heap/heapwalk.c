@@ -706,6 +706,11 @@ static uint64_t oom_kills(void)
 	return n;
 }
 
+/* What a census says of a copy the OOM killer took */
+#define COPY_OOM_WHY                                                           \
+	"the copy was killed by the OOM killer: the target's memory cgroup "   \
+	"or the machine ran out of memory"
+
 /*
  * The copy's memory could not be read: it is being killed, its address
  * space already gone before its death can be waited for.  Wait for that
@@ -724,10 +729,7 @@ static void copy_death(pid_t copy, uint64_t oom0, char *why, size_t len,
 		if (w == copy && WIFSIGNALED(status)) {
 			if (WTERMSIG(status) == SIGKILL && oom_kills() > oom0) {
 				*oom = 1;
-				snprintf(why, len,
-					 "the copy was killed by the OOM "
-					 "killer: the target's memory cgroup "
-					 "or the machine ran out of memory");
+				snprintf(why, len, COPY_OOM_WHY);
 			} else {
 				snprintf(why, len,
 					 "the copy was killed by signal %d",
@@ -1019,13 +1021,6 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 	uint64_t walk0 = ma_now_ns();
 
 	for (uint32_t idle = 0;;) {
-		if (room_watch_fired(watch, why, sizeof(why))) {
-			ma_err_set_exit(MA_EXIT_NOMEM);
-			err = ma_err(-ENOMEM,
-				     "heap: stopped after %llu objects: %s",
-				     (unsigned long long)g->n, why);
-			goto end;
-		}
 		if (interrupted) {
 			err = ma_err(-EINTR,
 				     "heap: interrupted after %llu objects; "
@@ -1038,10 +1033,7 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 		if (err) {
 			if (strstr(why, "signal 9") && oom_kills() > oom0) {
 				g->partial_oom = 1;
-				snprintf(why, sizeof(why),
-					 "the copy was killed by the OOM "
-					 "killer: the target's memory cgroup "
-					 "or the machine ran out of memory");
+				snprintf(why, sizeof(why), COPY_OOM_WHY);
 			}
 			break;
 		}
@@ -1116,8 +1108,9 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 	g->walk_ns = ma_now_ns() - walk0;
 	progress(o, ps.end.objects, g->stream_bytes, 1);
 	if (err && room_watch_fired(watch, why, sizeof(why))) {
-		/* the copy died of the watch's kill, seen before the watch
-		 * was looked at */
+		/* the copy died of the watch's kill, which the walk sees as
+		 * any death of the copy (tend_copy, an unreadable box or
+		 * chunk): said once here, why */
 		ma_err_set_exit(MA_EXIT_NOMEM);
 		err = ma_err(-ENOMEM, "heap: stopped after %llu objects: %s",
 			     (unsigned long long)g->n, why);

@@ -355,6 +355,23 @@ static int payload_unusable(const struct ma_target *t,
 	return 0;
 }
 
+/* The refusal of a process another memattach tracks (h: the one that maps
+ * its ring), exit 9: who tracks it, and what to do, up to the detach
+ * command it names */
+static int err_tracked(pid_t pid, const struct ma_holder *h, const char *who,
+		       const char *then)
+{
+	int renamed = strcmp(h->comm, "memattach") != 0;
+
+	ma_err_set_exit(MA_EXIT_BUSY);
+	return ma_err(-EALREADY,
+		      "PID %d is already tracked by %s (PID %d%s%s)%s%s; "
+		      "%sdetach %d'",
+		      (int)pid, who, (int)h->pid, renamed ? ", " : "",
+		      renamed ? h->comm : "", h->since_text[0] ? " since " : "",
+		      h->since_text, then, (int)pid);
+}
+
 /*
  * Another build's session in the target (its ring mapped): refused as a
  * second attach of this build is, at once when a live memattach holds its
@@ -364,49 +381,35 @@ static int payload_unusable(const struct ma_target *t,
 static int other_build_busy(struct ma_target *t, struct ma_payload_info *pi)
 {
 	struct ma_holder h;
+	int held = 0;
 
-	for (int i = 0; i < 25 && pi->other_busy; i++) {
-		if (!ma_ring_holder_by_maps(t->pid, &t->maps, &h))
+	for (int i = 0; pi->other_busy; i++) {
+		held = !ma_ring_holder_by_maps(t->pid, &t->maps, &h);
+		if (held || i == 25)
 			break;
 		usleep(100000);
 		ma_payload_probe(t, pi);
 	}
 	if (!pi->other_busy)
 		return 0;
+	if (held)
+		return err_tracked(t->pid, &h, "another memattach build",
+				   "stop it first, or use that memattach's '");
 	ma_err_set_exit(MA_EXIT_BUSY);
-	if (ma_ring_holder_by_maps(t->pid, &t->maps, &h))
-		return ma_err(-EALREADY,
-			      "process %d is already being tracked by another "
-			      "memattach build (or one that was killed moments "
-			      "ago)",
-			      (int)t->pid);
 	return ma_err(-EALREADY,
-		      "PID %d is already tracked by another memattach build "
-		      "(PID %d%s%s)%s%s; stop it first, or use that "
-		      "memattach's 'detach %d'",
-		      (int)t->pid, (int)h.pid,
-		      strcmp(h.comm, "memattach") ? ", " : "",
-		      strcmp(h.comm, "memattach") ? h.comm : "",
-		      h.since_text[0] ? " since " : "", h.since_text,
+		      "process %d is already being tracked by another "
+		      "memattach build (or one that was killed moments ago)",
 		      (int)t->pid);
 }
 
 int ma_err_busy(pid_t pid, const struct ma_payload_info *pi)
 {
 	struct ma_holder h;
-	int renamed;
 
 	if (ma_ring_holder(pid, pi->ctl.ring_fd, &h))
 		return 0;
-	renamed = strcmp(h.comm, "memattach") != 0;
-	ma_err_set_exit(MA_EXIT_BUSY);
-	return ma_err(
-		-EALREADY,
-		"PID %d is already tracked by memattach (PID %d%s%s)%s%s; "
-		"stop it first or use 'memattach detach %d'",
-		(int)pid, (int)h.pid, renamed ? ", " : "",
-		renamed ? h.comm : "", h.since_text[0] ? " since " : "",
-		h.since_text, (int)pid);
+	return err_tracked(pid, &h, "memattach",
+			   "stop it first or use 'memattach ");
 }
 
 int ma_payload_probe(struct ma_target *t, struct ma_payload_info *pi)
