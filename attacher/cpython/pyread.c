@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "errors.h"
 #include "linetable.h"
@@ -1484,7 +1485,8 @@ void ma_py_snapshot_free(struct ma_py_snapshot *s)
 	memset(s, 0, sizeof(*s));
 }
 
-int ma_pyreader_validate(struct ma_pyreader *r)
+/* One look at the live process for ma_pyreader_validate() */
+static int validate_once(struct ma_pyreader *r)
 {
 	const struct ma_py_offsets *o = &r->o;
 	int pid = (int)ma_mem_pid(r->m);
@@ -1551,4 +1553,25 @@ int ma_pyreader_validate(struct ma_pyreader *r)
 			      "with a code object of type \"code\"",
 			      pid, nframes);
 	return 0;
+}
+
+/*
+ * The process runs while it is checked: a thread state freed or a frame
+ * popped as we read is garbage for that one read.  A server starting a
+ * thread per request, looked at 1500 times, once failed every source's
+ * check (DWARF's saw 1 frame, the table's 2, none with a code object:
+ * the thread list walked through a state being freed) and the command
+ * failed with "no usable struct offsets".  Wrong offsets fail every look;
+ * a race, seldom two in a row: a failed check is made again, a few times,
+ * a little apart.
+ */
+int ma_pyreader_validate(struct ma_pyreader *r)
+{
+	for (int attempt = 0;; attempt++) {
+		int err = validate_once(r);
+
+		if (err != -EPROTO || attempt == 5)
+			return err;
+		usleep(1000u << attempt);
+	}
 }

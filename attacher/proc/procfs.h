@@ -85,7 +85,12 @@ uint64_t ma_proc_exec_sig(pid_t pid);
  */
 int ma_proc_exit_status(pid_t pid, int *status);
 
-/* The thread IDs of /proc/PID/task, sorted; -ESRCH when gone */
+/*
+ * The thread IDs of /proc/PID/task, sorted; -ESRCH when gone.  While
+ * threads end, a listing can miss some: it stops at a thread released as
+ * it is listed, before showing it, and the threads after it are left out
+ * without a sign.  The freeze checks the kernel's count of threads.
+ */
 int ma_tasks_read(pid_t pid, pid_t **tids, size_t *n);
 
 /* The children of every thread of pid (/proc/PID/task/TID/children, in

@@ -123,6 +123,71 @@ Test(ptrace, freeze_stops_every_thread_and_thaw_resumes)
 	waitpid(pid, NULL, 0);
 }
 
+#define NFREEZE 1000
+#define NCHAIN	2
+
+/* One link of a chain of threads: each starts the next one and ends */
+static void *chain_link(void *arg)
+{
+	pthread_attr_t a;
+	pthread_t t;
+
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	while (pthread_create(&t, &a, chain_link, NULL))
+		usleep(100);
+	pthread_attr_destroy(&a);
+	return arg;
+}
+
+/*
+ * The listing of a process's threads stops at one released as it is
+ * listed, the threads after it missing: a freeze that took such a listing
+ * for the whole left those threads running.  In a chain of threads each
+ * starting the next and ending, the thread after one ending is one just
+ * started.  Every freeze must hold every thread still there: the kernel's
+ * count of them is the count of those we hold.
+ */
+Test(ptrace, freeze_holds_every_thread_while_threads_end)
+{
+	pid_t pid = fork();
+	int short_by = 0, worst = 0;
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		pthread_t t;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (int i = 0; i < NCHAIN; i++)
+			pthread_create(&t, NULL, chain_link, NULL);
+		for (;;)
+			pause();
+	}
+	usleep(20000);
+	for (int i = 0; i < NFREEZE; i++) {
+		struct ma_freeze *f;
+		struct ma_status st;
+		const pid_t *tids;
+
+		cr_assert_eq(ma_freeze(pid, 2000, &f), 0, "%s", ma_errmsg());
+		int held = (int)ma_freeze_threads(f, &tids);
+
+		cr_assert_eq(ma_status_read(pid, &st), 0);
+		ma_thaw(f, NULL);
+		if (st.threads != held) {
+			short_by++;
+			if (st.threads - held > worst)
+				worst = st.threads - held;
+		}
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	cr_expect_eq(short_by, 0,
+		     "%d of %d freezes held fewer threads than the process "
+		     "had (by %d at worst)",
+		     short_by, NFREEZE, worst);
+}
+
 /* A signal sent while the target is frozen is delivered after the thaw,
  * exactly once (hazard 3, docs/architecture.md). */
 Test(ptrace, signals_during_freeze_are_delivered)
