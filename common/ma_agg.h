@@ -104,6 +104,16 @@ struct ma_agg_hdr {
 	 * attach */
 	uint64_t unknown_frees;
 	uint8_t _pad4[8];
+
+	/* The live tables' memory (docs/payload.md, "The tables' budget"):
+	 * bytes the payload has mapped for them (atomic, written by the
+	 * payload), the most it may map (written by the attacher from the
+	 * room below the target's memory cgroup's limit; 0: no limit), and
+	 * whether a table stayed as it was for the budget (set by the
+	 * payload, read by the attacher, which then ends the session) */
+	uint64_t tab_bytes, tab_budget;
+	uint32_t budget_hit;
+	uint32_t _pad5;
 };
 _Static_assert(offsetof(struct ma_agg_hdr, live_gil) == 64,
 	       "the MEM/OBJ line starts at byte 64");

@@ -125,7 +125,8 @@ struct live_tab {
 	uint32_t bits; /* 1 << bits entries, bits - 2 bucket bits */
 	uint64_t n;
 	struct live_ent *t;
-	uint8_t _pad[40];
+	struct ma_agg_hdr *h; /* where its memory is counted */
+	uint8_t _pad[32];
 };
 _Static_assert(sizeof(struct live_tab) == 64, "one line per table");
 _Static_assert(sizeof(struct live_ent) * 4 == 64, "a bucket is a line");
@@ -341,7 +342,8 @@ static int live_place(struct live_tab *t, int shift, struct live_ent x)
 	return -ENOSPC;
 }
 
-/* An empty table of 1 << bits entries at mem (zeroed, page-aligned) */
+/* An empty table of 1 << bits entries at mem (zeroed, page-aligned),
+ * counted in the budget's tab_bytes by the caller */
 static void live_init(struct live_tab *t, struct live_ent *mem, uint32_t bits)
 {
 	t->t = mem;
@@ -349,9 +351,40 @@ static void live_init(struct live_tab *t, struct live_ent *mem, uint32_t bits)
 	t->n = 0;
 }
 
+/*
+ * Memory for len bytes more of the live tables, within the budget the
+ * attacher sets from the room below the target's memory cgroup's limit
+ * (docs/payload.md, "The tables' budget"): a table doubles in one step
+ * (a 32 MiB one maps 64 MiB while it moves), faster than the attacher's
+ * look every 100 ms at that room, and a target near its limit would be
+ * the OOM killer's choice for pages that are ours.  NULL when the budget
+ * or the system says no; the table then stays as it is.
+ */
+static void *tab_map(struct ma_agg_hdr *h, size_t len)
+{
+	uint64_t budget = __atomic_load_n(&h->tab_budget, __ATOMIC_RELAXED);
+	void *p;
+
+	if (budget &&
+	    __atomic_load_n(&h->tab_bytes, __ATOMIC_RELAXED) + len > budget) {
+		__atomic_store_n(&h->budget_hit, 1, __ATOMIC_RELAXED);
+		return NULL;
+	}
+	p = ma_map(len);
+	if (p)
+		__atomic_add_fetch(&h->tab_bytes, len, __ATOMIC_RELAXED);
+	return p;
+}
+
+static void tab_unmap(struct ma_agg_hdr *h, void *p, size_t len)
+{
+	ma_unmap(p, len);
+	__atomic_sub_fetch(&h->tab_bytes, len, __ATOMIC_RELAXED);
+}
+
 static int live_map(struct live_tab *t, uint32_t bits)
 {
-	struct live_ent *mem = ma_map(sizeof(struct live_ent) << bits);
+	struct live_ent *mem = tab_map(t->h, sizeof(struct live_ent) << bits);
 
 	if (!mem)
 		return -ENOMEM;
@@ -359,6 +392,7 @@ static int live_map(struct live_tab *t, uint32_t bits)
 	return 0;
 }
 
+/* At the session's end: its ring, where the counts are, may be gone */
 static void live_unmap(struct live_tab *t)
 {
 	if (t->t)
@@ -366,10 +400,17 @@ static void live_unmap(struct live_tab *t)
 	t->t = NULL;
 }
 
+/* A table given up while the session runs */
+static void live_drop(struct live_tab *t)
+{
+	tab_unmap(t->h, t->t, sizeof(struct live_ent) << t->bits);
+	t->t = NULL;
+}
+
 /* Double the table: 0, or -ENOMEM (the table is left as it was) */
 static int live_grow(struct live_tab *t, int shift)
 {
-	struct live_tab nt = { 0 };
+	struct live_tab nt = { .h = t->h };
 	uint64_t cap = 1ull << t->bits;
 
 	if (t->bits >= LIVE_BITS_MAX || live_map(&nt, t->bits + 1) < 0)
@@ -378,12 +419,12 @@ static int live_grow(struct live_tab *t, int shift)
 		struct live_ent x = le_own(&t->t[i]);
 
 		if (x.a && live_place(&nt, shift, x) < 0) {
-			live_unmap(&nt);
+			live_drop(&nt);
 			return -ENOMEM;
 		}
 	}
 	nt.n = t->n;
-	live_unmap(t);
+	live_drop(t);
 	t->t = nt.t;
 	t->bits = nt.bits;
 	return 0;
@@ -676,7 +717,7 @@ static int young_grow(struct ma_agg *a)
 		a->ynext = a->spilled * 2;
 		return 0;
 	}
-	ny = ma_map(sizeof(struct live_ent) << (ob + 1));
+	ny = tab_map(a->h, sizeof(struct live_ent) << (ob + 1));
 	if (!ny) {
 		a->ybits_max = ob;
 		return 0;
@@ -690,7 +731,7 @@ static int young_grow(struct ma_agg *a)
 			y[y[0].a != 0] = oy[i];
 		}
 	if (oy != a->young0)
-		ma_unmap(oy, sizeof(struct live_ent) << ob);
+		tab_unmap(a->h, oy, sizeof(struct live_ent) << ob);
 	return 1;
 }
 
@@ -961,6 +1002,7 @@ int ma_agg_setup(struct ma_session *s, void *area, char *msg, size_t len)
 	gil0 = ma_parts_take(&s->parts, sizeof(struct live_ent) << GIL_BITS0);
 	if (!gil0)
 		goto nomem;
+	a->gil.h = h;
 	live_init(&a->gil, gil0, GIL_BITS0);
 	/* the shards' first tables together, a page each (each is unmapped
 	 * on its own when it grows) */
@@ -970,9 +1012,14 @@ int ma_agg_setup(struct ma_session *s, void *area, char *msg, size_t len)
 			     (sizeof(struct live_ent) << NAT_BITS0) * SHARDS);
 	if (!nat0)
 		goto nomem;
-	for (int i = 0; i < SHARDS; i++)
+	for (int i = 0; i < SHARDS; i++) {
+		a->nat[i].h = h;
 		live_init(&a->nat[i], nat0 + ((size_t)i << NAT_BITS0),
 			  NAT_BITS0);
+	}
+	/* the first tables, unmapped one by one when they grow */
+	h->tab_bytes = (sizeof(struct live_ent) << GIL_BITS0) +
+		       (sizeof(struct live_ent) << NAT_BITS0) * SHARDS;
 	h->magic = MA_AGG_MAGIC;
 	h->version = MA_AGG_VERSION;
 	h->hdr_size = MA_AGG_HDR_SIZE;

@@ -127,7 +127,12 @@ struct ma_track {
 	pid_t held_by;	    /* a tracer's (gdb) stop, at the last look */
 	char tracer[64];    /* its name */
 	char exit_text[64]; /* how it exited, when seen as a zombie; "" */
-	int started;	    /* t0 set, track.started passed */
+	/* why the session ended for the target's memory cgroup (a whole
+	 * message: room_check()); "" */
+	char low_room[384];
+	/* the last look at that room: when, the tables' bytes then */
+	uint64_t room_at, room_tabs;
+	int started; /* t0 set, track.started passed */
 	uint64_t t0;
 	uint64_t last_sample, last_progress, last_drain;
 	uint64_t stop_ns; /* when the stop began (or the target exited) */
@@ -776,6 +781,11 @@ int ma_track_orphaned(const struct ma_track *tr)
 	return tr->s.ring && ma_ring_state(tr->s.ring) == MA_STATE_ORPHANED;
 }
 
+const char *ma_track_low_room(const struct ma_track *tr)
+{
+	return tr->low_room;
+}
+
 const char *ma_track_payload_message(const struct ma_track *tr, char *buf,
 				     size_t len)
 {
@@ -1215,6 +1225,60 @@ static void agg_end(struct ma_track *tr)
 }
 
 /* An RSS sample; 1 when it found the target gone */
+/*
+ * The room below the target's memory cgroup's limit, every 100 ms (with
+ * the RSS): the live tables of an aggregated session grow with the blocks
+ * it tracks (19-43 bytes each, charged to that cgroup), and a target near
+ * its limit would be the OOM killer's choice for them.  The payload may
+ * let its tables grow only as far as the room less ROOM_LOW (the budget:
+ * a table doubles in one step, faster than a look every 100 ms); the
+ * session ends, its tables unmapped, once the room is under ROOM_LOW
+ * (whoever took it) or a table stayed as it was for the budget.  1 then,
+ * with tr->low_room the message.  No cgroup limit (or none readable): no
+ * budget.  A look reads a few files (about 100 us): with many processes
+ * (--children), each is looked at when its tables have changed, or every
+ * `every` ns.
+ */
+#define ROOM_LOW	   (16ull << 20)
+#define ROOM_EVERY_MANY_NS 1000000000ull
+
+static int room_check(struct ma_track *tr, uint64_t now, uint64_t every)
+{
+	struct ma_agg_hdr *h = tr->s.agg;
+	uint64_t room, tabs;
+	char cg[256];
+	int hit;
+
+	if (!h)
+		return 0;
+	tabs = __atomic_load_n(&h->tab_bytes, __ATOMIC_RELAXED);
+	hit = (int)__atomic_load_n(&h->budget_hit, __ATOMIC_RELAXED);
+	if (!hit && tabs == tr->room_tabs && now - tr->room_at < every)
+		return 0;
+	tr->room_at = now;
+	tr->room_tabs = tabs;
+	if (ma_proc_memcg_room(tr->pid, &room, cg, sizeof(cg)) ||
+	    room == UINT64_MAX) {
+		__atomic_store_n(&h->tab_budget, 0, __ATOMIC_RELAXED);
+		return 0;
+	}
+	if (room >= ROOM_LOW && !hit) {
+		__atomic_store_n(&h->tab_budget, tabs + room - ROOM_LOW,
+				 __ATOMIC_RELAXED);
+		return 0;
+	}
+	snprintf(tr->low_room, sizeof(tr->low_room),
+		 "process %d's memory cgroup %s had %llu MiB left below its "
+		 "limit%s; the session's live tables (%llu MiB, 19-43 bytes "
+		 "per block tracked) are charged there, and are given back "
+		 "now, lest the OOM killer take the process (--sample keeps "
+		 "far smaller tables)",
+		 (int)tr->pid, cg, (unsigned long long)(room >> 20),
+		 hit ? ", too little for its live tables to grow" : "",
+		 (unsigned long long)(tabs >> 20));
+	return 1;
+}
+
 static int sample(struct ma_track *tr, uint64_t now)
 {
 	uint64_t rss = read_rss(tr->pid);
@@ -1693,6 +1757,13 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 						  run);
 					continue;
 				}
+				/* the processes share a cgroup, mostly: the
+				 * whole session ends */
+				if (room_check(p, now, ROOM_EVERY_MANY_NS)) {
+					memcpy(g->low_room, p->low_room,
+					       sizeof(g->low_room));
+					return MA_TRACK_END_MEMORY;
+				}
 				/* a payload stopped (memattach detach) unmaps
 				 * the ring too: the state loop below says so */
 				if (!ring_final(p) && ring_gone(p, now)) {
@@ -1832,6 +1903,8 @@ int ma_track_run(struct ma_track *tr, const struct ma_track_run *run)
 				tr->target_exited = 1;
 				return MA_TRACK_END_TARGET_EXITED;
 			}
+			if (room_check(tr, now, SAMPLE_EVERY_NS))
+				return MA_TRACK_END_MEMORY;
 			/* an exec takes the payload and its ring with the
 			 * old program's memory: nothing more can come */
 			if (!ring_final(tr) && ring_gone(tr, now)) {

@@ -138,7 +138,14 @@ enum ma_track_end {
 	MA_TRACK_END_STOP_REQUESTED,  /* run->stop_requested() said so */
 	MA_TRACK_END_DURATION,	      /* run->duration_ns reached */
 	MA_TRACK_END_TARGET_EXECED,   /* it exec'd: the payload went with it */
+	/* the room below the target's memory cgroup's limit ran low:
+	 * ma_track_low_room() says how */
+	MA_TRACK_END_MEMORY,
 };
+
+/* Why the session ended for the target's memory cgroup, a whole
+ * message; "" when it did not */
+const char *ma_track_low_room(const struct ma_track *tr);
 
 /* Where a session is, for a progress line */
 struct ma_track_status {

@@ -242,6 +242,7 @@ static const char *const why_text[] = {
 	[MA_TRACK_END_DURATION] = "duration reached",
 	[MA_TRACK_END_TARGET_EXECED] = "the target exec'd another program: "
 				       "tracking ended with its old one",
+	[MA_TRACK_END_MEMORY] = "its memory cgroup near its limit",
 };
 
 /* BYTES with an optional binary unit: 4096, 512K, 512KiB, 1M, 1G */
@@ -923,6 +924,13 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	 * starved or thrashing host: the payload's attacher_waits): the
 	 * payload, without a heartbeat, stopped tracking to spare the
 	 * target, and the session's last seconds are not in the capture */
+	/* stopped before the target's memory cgroup's limit, to spare it
+	 * the OOM killer: the capture is whole up to then */
+	if (end == MA_TRACK_END_MEMORY) {
+		fprintf(stderr, "memattach: tracking ended early: %s\n",
+			ma_track_low_room(tr));
+		ret = MA_EXIT_NOMEM;
+	}
 	if (end == MA_TRACK_END_PAYLOAD_STOPPED && ma_track_orphaned(tr)) {
 		fprintf(stderr,
 			"memattach: tracking ended early: memattach itself did "

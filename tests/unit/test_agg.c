@@ -537,7 +537,8 @@ Test(agg, failed_walk_is_undone)
 	int fails = 0;
 
 	for (int round = 0; round < 400; round++) {
-		struct live_tab t = { 0 };
+		struct ma_agg_hdr hdr = { 0 }; /* the budget's counts */
+		struct live_tab t = { .h = &hdr };
 		uint32_t bits = 4 + (uint32_t)round % 5, n = 0;
 		size_t sz = sizeof(struct live_ent) << bits;
 		struct live_ent *snap = malloc(sz);
@@ -583,4 +584,52 @@ Test(agg, failed_walk_is_undone)
 		free(placed);
 	}
 	cr_assert_eq(fails, 400);
+}
+
+/*
+ * The tables' budget (docs/payload.md): with the budget at what the tables
+ * hold, no table grows: the blocks that do not fit are dropped (counted),
+ * budget_hit is set and the tables' bytes stay as they were; with no
+ * budget the same blocks make the tables grow, and the bytes counted are
+ * those of the tables mapped (the old ones given back).
+ */
+Test(agg, tables_grow_within_the_budget)
+{
+	struct fixture *f = malloc(sizeof(*f));
+	const uint64_t n = 200000;
+
+	cr_assert(f);
+	setup_agg(f);
+	struct ma_agg_hdr *h = f->s.agg->h;
+	uint64_t first = h->tab_bytes;
+
+	cr_assert_gt(first, 0);
+	h->tab_budget = first;
+	for (uint64_t i = 0; i < n; i++)
+		ma_agg_alloc(&f->s, &f->sl, 1, 0x100000 + i * 64, 48, 1,
+			     MA_KIND_MALLOC, 0, 1);
+	cr_expect_eq(h->tab_bytes, first, "%lu bytes, %lu before",
+		     (unsigned long)h->tab_bytes, (unsigned long)first);
+	cr_expect_eq(h->budget_hit, 1);
+	cr_expect_gt(h->dropped, n / 2, "%lu of %lu dropped",
+		     (unsigned long)h->dropped, (unsigned long)n);
+	teardown_agg(f);
+
+	setup_agg(f);
+	h = f->s.agg->h;
+	for (uint64_t i = 0; i < n; i++)
+		ma_agg_alloc(&f->s, &f->sl, 1, 0x100000 + i * 64, 48, 1,
+			     MA_KIND_MALLOC, 0, 1);
+	uint64_t mapped = 0;
+
+	for (int i = 0; i < SHARDS; i++)
+		mapped += sizeof(struct live_ent) << f->s.agg->nat[i].bits;
+	mapped += sizeof(struct live_ent) << f->s.agg->gil.bits;
+	cr_expect_eq(h->dropped, 0);
+	cr_expect_eq(h->budget_hit, 0);
+	cr_expect_eq(h->tab_bytes, mapped, "%lu bytes counted, %lu mapped",
+		     (unsigned long)h->tab_bytes, (unsigned long)mapped);
+	cr_expect_gt(h->tab_bytes, first);
+	teardown_agg(f);
+	free(f);
 }
