@@ -341,7 +341,8 @@ static inline void model_learn(struct model *m, uint32_t node, uint64_t size)
 struct ma_capture_writer {
 	int fd;
 	char *path;
-	int error;	/* sticky */
+	char *tmp; /* its name until published (ma_capture_publish); NULL */
+	int error; /* sticky */
 	uint64_t bytes; /* written to the file */
 
 	/* counters for the trailer */
@@ -452,6 +453,10 @@ static void writer_free(struct ma_capture_writer *w)
 	free(w->pos[0]);
 	free(w->pos[1]);
 	ZSTD_freeCCtx(w->cctx);
+	/* never published: what it holds never reaches the path */
+	if (w->tmp)
+		unlink(w->tmp);
+	free(w->tmp);
 	free(w->path);
 	free(w);
 }
@@ -495,8 +500,35 @@ static int create_private(struct ma_capture_writer *w, char **tmp)
 	return 0;
 }
 
+int ma_capture_publish(struct ma_capture_writer *w)
+{
+	if (!w->tmp)
+		return 0;
+	if (rename(w->tmp, w->path)) {
+		int e = errno;
+
+		return wr_err(w, -e, "create: rename from %s: %s", w->tmp,
+			      strerror(e));
+	}
+	free(w->tmp);
+	w->tmp = NULL;
+	return 0;
+}
+
 int ma_capture_create(const char *path, const struct ma_capture_meta *meta,
 		      struct ma_capture_writer **out)
+{
+	int err = ma_capture_begin(path, meta, out);
+
+	if (!err && (err = ma_capture_publish(*out)) < 0) {
+		ma_capture_abort(*out);
+		*out = NULL;
+	}
+	return err;
+}
+
+int ma_capture_begin(const char *path, const struct ma_capture_meta *meta,
+		     struct ma_capture_writer **out)
 {
 	struct ma_capture_writer *w;
 	char *tmp = NULL;
@@ -530,14 +562,7 @@ int ma_capture_create(const char *path, const struct ma_capture_meta *meta,
 	ret = write_header(w, meta);
 	if (ret < 0)
 		goto fail;
-	if (rename(tmp, path)) {
-		int e = errno;
-
-		ret = wr_err(w, -e, "create: rename from %s: %s", tmp,
-			     strerror(e));
-		goto fail;
-	}
-	free(tmp);
+	w->tmp = tmp;
 	*out = w;
 	return 0;
 fail:

@@ -87,6 +87,15 @@ struct ma_capture_writer;
 int ma_capture_create(const char *path, const struct ma_capture_meta *meta,
 		      struct ma_capture_writer **out);
 
+/* The same, but the file stays under its temporary name until
+ * ma_capture_publish(): a writer closed or aborted before that removes
+ * it, and what was at path stays (an attach refused or failed must not
+ * replace the user's last capture with an empty one). */
+int ma_capture_begin(const char *path, const struct ma_capture_meta *meta,
+		     struct ma_capture_writer **out);
+/* Rename the file over its path (no-op once done).  0 or -errno. */
+int ma_capture_publish(struct ma_capture_writer *w);
+
 /* Append one ring record as it came from the ring (PAD is skipped, STATS
  * kept as an event).  Errors are sticky: once a write failed, every later
  * call returns the same error. */

@@ -592,7 +592,9 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 		.cmdline = t->cmdline,
 	};
 
-	err = ma_capture_create(o->output, &meta, &tr->w);
+	/* under a temporary name until the session runs: a refused or
+	 * failed attach leaves the last capture at that path as it was */
+	err = ma_capture_begin(o->output, &meta, &tr->w);
 	if (err)
 		return err;
 	err = ma_account_new(&tr->acc);
@@ -614,6 +616,9 @@ int ma_track_start(struct ma_target *t, const struct ma_track_opts *o,
 	struct ma_inject_opts io = inject_opts(o);
 
 	err = ma_inject_start(t, &io, &tr->s);
+	if (err)
+		return err;
+	err = ma_capture_publish(tr->w);
 	if (err)
 		return err;
 	if (tr->s.agg) {
@@ -1226,18 +1231,18 @@ static void agg_end(struct ma_track *tr)
 
 /* An RSS sample; 1 when it found the target gone */
 /*
- * The room below the target's memory cgroup's limit, every 100 ms (with
- * the RSS): the live tables of an aggregated session grow with the blocks
- * it tracks (19-43 bytes each, charged to that cgroup), and a target near
- * its limit would be the OOM killer's choice for them.  The payload may
- * let its tables grow only as far as the room less ROOM_LOW (the budget:
- * a table doubles in one step, faster than a look every 100 ms); the
- * session ends, its tables unmapped, once the room is under ROOM_LOW
- * (whoever took it) or a table stayed as it was for the budget.  1 then,
- * with tr->low_room the message.  No cgroup limit (or none readable): no
- * budget.  A look reads a few files (about 100 us): with many processes
- * (--children), each is looked at when its tables have changed, or every
- * `every` ns.
+ * The room below the target's memory cgroup's limit, and the machine's
+ * (MemAvailable), every 100 ms (with the RSS): the live tables of an
+ * aggregated session grow with the blocks it tracks (19-43 bytes each,
+ * charged to that cgroup), and a target near its limit would be the OOM
+ * killer's choice for them.  The payload may let its tables grow only as
+ * far as the room less ROOM_LOW (the budget: a table doubles in one step,
+ * faster than a look every 100 ms); the session ends, its tables
+ * unmapped, once the room is under ROOM_LOW (whoever took it) or a table
+ * stayed as it was for the budget.  1 then, with tr->low_room the
+ * message.  No limit known: no budget.  A look reads a few files (about
+ * 100 us): with many processes (--children), each is looked at when its
+ * tables have changed, or every `every` ns.
  */
 #define ROOM_LOW	   (16ull << 20)
 #define ROOM_EVERY_MANY_NS 1000000000ull
@@ -1245,8 +1250,8 @@ static void agg_end(struct ma_track *tr)
 static int room_check(struct ma_track *tr, uint64_t now, uint64_t every)
 {
 	struct ma_agg_hdr *h = tr->s.agg;
-	uint64_t room, tabs;
-	char cg[256];
+	uint64_t room, avail, tabs;
+	char cg[256], where[320];
 	int hit;
 
 	if (!h)
@@ -1257,8 +1262,16 @@ static int room_check(struct ma_track *tr, uint64_t now, uint64_t every)
 		return 0;
 	tr->room_at = now;
 	tr->room_tabs = tabs;
-	if (ma_proc_memcg_room(tr->pid, &room, cg, sizeof(cg)) ||
-	    room == UINT64_MAX) {
+	if (ma_proc_memcg_room(tr->pid, &room, cg, sizeof(cg)))
+		room = UINT64_MAX;
+	snprintf(where, sizeof(where), "process %d's memory cgroup %s had",
+		 (int)tr->pid, cg);
+	avail = ma_proc_mem_available();
+	if (avail && avail < room) {
+		room = avail;
+		snprintf(where, sizeof(where), "the machine had");
+	}
+	if (room == UINT64_MAX) {
 		__atomic_store_n(&h->tab_budget, 0, __ATOMIC_RELAXED);
 		return 0;
 	}
@@ -1268,12 +1281,12 @@ static int room_check(struct ma_track *tr, uint64_t now, uint64_t every)
 		return 0;
 	}
 	snprintf(tr->low_room, sizeof(tr->low_room),
-		 "process %d's memory cgroup %s had %llu MiB left below its "
-		 "limit%s; the session's live tables (%llu MiB, 19-43 bytes "
-		 "per block tracked) are charged there, and are given back "
-		 "now, lest the OOM killer take the process (--sample keeps "
-		 "far smaller tables)",
-		 (int)tr->pid, cg, (unsigned long long)(room >> 20),
+		 "%s %llu MiB left%s%s; the session's live tables (%llu MiB, "
+		 "19-43 bytes per block tracked) are charged there, and are "
+		 "given back now, lest the OOM killer take the process "
+		 "(--sample keeps far smaller tables)",
+		 where, (unsigned long long)(room >> 20),
+		 avail == room ? " (MemAvailable)" : " below its limit",
 		 hit ? ", too little for its live tables to grow" : "",
 		 (unsigned long long)(tabs >> 20));
 	return 1;

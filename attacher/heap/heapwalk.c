@@ -750,27 +750,6 @@ static void copy_death(pid_t copy, uint64_t oom0, char *why, size_t len,
 	}
 }
 
-/* MemAvailable, in bytes (0: unknown).  MEMATTACH_TEST_MEMAVAIL_MIB
- * stands in for it in the tests of the refusal (test_errors) */
-static uint64_t mem_available(void)
-{
-	char line[256];
-	unsigned long long kb = 0;
-	const char *test = getenv("MEMATTACH_TEST_MEMAVAIL_MIB");
-	FILE *f;
-
-	if (test)
-		return strtoull(test, NULL, 10) << 20;
-	f = fopen("/proc/meminfo", "re");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
-			break;
-	fclose(f);
-	return (uint64_t)kb << 10;
-}
-
 /* The census needs memory of its own (about 64 bytes an object here, a
  * few MiB in the copy): it does not start, and stops, below this */
 #define HEAP_MIN_AVAILABLE (256ull << 20)
@@ -952,7 +931,7 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 		py_symbols(t, names, addrs, 2);
 	}
 
-	uint64_t avail = mem_available();
+	uint64_t avail = ma_proc_mem_available();
 
 	if (avail && avail < HEAP_MIN_AVAILABLE) {
 		ma_err_set_exit(MA_EXIT_NOMEM);
@@ -1090,7 +1069,7 @@ int ma_heap_take(struct ma_target *t, const struct ma_heap_opts *o,
 		if (ma_now_ns() - last_prog > 250000000ull) {
 			last_prog = ma_now_ns();
 			progress(o, box.progress, g->stream_bytes, 0);
-			avail = mem_available();
+			avail = ma_proc_mem_available();
 			if (avail && avail < HEAP_MIN_AVAILABLE / 2) {
 				ma_err_set_exit(MA_EXIT_NOMEM);
 				err = ma_err(

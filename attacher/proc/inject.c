@@ -1335,6 +1335,19 @@ static int room_for_session(struct ma_target *t, const struct ma_inject_opts *o)
 			      (int)t->pid, cg, (unsigned long long)(room >> 20),
 			      (unsigned long long)(SESSION_CGROUP_ROOM >> 20));
 	}
+	/* and the machine's, where no cgroup limit binds sooner */
+	room = ma_proc_mem_available();
+	if (room && room < SESSION_CGROUP_ROOM) {
+		ma_err_set_exit(MA_EXIT_NOMEM);
+		return ma_err(-ENOMEM,
+			      "attach: process %d: the machine has %llu MiB "
+			      "available (MemAvailable), and a session needs "
+			      "%llu MiB at least (its tables and the ring's "
+			      "pages); refused before touching the process, "
+			      "lest the OOM killer take it",
+			      (int)t->pid, (unsigned long long)(room >> 20),
+			      (unsigned long long)(SESSION_CGROUP_ROOM >> 20));
+	}
 	return 0;
 }
 

@@ -918,6 +918,27 @@ static uint64_t memcg_inactive_file(const char *dir, int v2)
 	return v;
 }
 
+/* MemAvailable, in bytes (0: unknown).  MEMATTACH_TEST_MEMAVAIL_MIB
+ * stands in for it in the tests (test_errors, test_attach_oom) */
+uint64_t ma_proc_mem_available(void)
+{
+	char line[256];
+	unsigned long long kb = 0;
+	const char *test = getenv("MEMATTACH_TEST_MEMAVAIL_MIB");
+	FILE *f;
+
+	if (test)
+		return strtoull(test, NULL, 10) << 20;
+	f = fopen("/proc/meminfo", "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return (uint64_t)kb << 10;
+}
+
 int ma_proc_memcg_room(pid_t pid, uint64_t *room, char *where, size_t len)
 {
 	char dir[PATH_MAX + 1024];

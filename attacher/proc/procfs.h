@@ -163,6 +163,10 @@ int ma_proc_soft_limit(pid_t pid, const char *name, uint64_t *soft);
  */
 int ma_proc_memcg_room(pid_t pid, uint64_t *room, char *where, size_t len);
 
+/* MemAvailable of /proc/meminfo, in bytes; 0 when unknown.
+ * MEMATTACH_TEST_MEMAVAIL_MIB stands in for it (tests only) */
+uint64_t ma_proc_mem_available(void);
+
 /* 1 when pid's cgroup is frozen (or freezing) by the cgroup freezer (v1's
  * freezer.state, v2's cgroup.events), the cgroup in where; else 0 */
 int ma_proc_cgroup_frozen(pid_t pid, char *where, size_t len);

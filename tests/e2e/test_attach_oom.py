@@ -70,14 +70,70 @@ def room_left(label, exe, tmp):
         g.limit(-1)
 
 
+def machine(label, exe, tmp):
+    """The machine's memory as well (MemAvailable, which
+    MEMATTACH_TEST_MEMAVAIL_MIB stands in for): with 20 MiB available an
+    attach is refused before it touches the worker, and the file at its
+    -o path stays as it was (a refused or failed attach replaced it with
+    an empty capture before); with 33 MiB, the same worker growing twice
+    the floats (its tables outgrow 33 MiB less 16 MiB), the session ends
+    when its tables would take what is left, exit 10, the machine named."""
+    out = os.path.join(tmp, "machine.mcap")
+    with Target(exe, "small_growth.py", N, 2 * STEPS) as t:
+        env = dict(os.environ, MEMATTACH_TEST_MEMAVAIL_MIB="20")
+        with open(out, "wb") as f:
+            f.write(b"the last capture")
+        rc, aout, aerr = memattach("attach", "-q", "-o", out, "--duration",
+                                   "5", t.pid, env=env)
+        with open(out, "rb") as f:
+            kept = f.read()
+        check(rc == 10 and re.search(
+            r"the machine has 20 MiB available \(MemAvailable\), and a "
+            r"session needs 32 MiB at least", aerr) and
+            kept == b"the last capture" and
+            not [n for n in os.listdir(tmp) if n.startswith(".")],
+            "%s: 20 MiB available: attach refused, exit 10, the file "
+            "at its -o path as it was, no temporary file left" % label,
+            "exit %d %s %r %s" % (rc, aerr[-400:], kept[:40],
+                                  os.listdir(tmp)))
+        env["MEMATTACH_TEST_MEMAVAIL_MIB"] = "33"
+        a = subprocess.Popen([MEMATTACH, "attach", "-q", "-o", out,
+                              "--duration", "60", str(t.pid)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env)
+        first = a.stderr.readline()
+        t.proc.stdin.write(b"go\n")
+        t.proc.stdin.flush()
+        try:
+            aout, aerr = a.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            a.kill()
+            aout, aerr = a.communicate()
+        aerr = first + aerr
+        check(a.returncode == 10 and re.search(
+            r"tracking ended early: the machine had \d+ MiB left "
+            r"\(MemAvailable\), too little for its live tables to grow",
+            aerr), "%s: 33 MiB available, the worker growing: the session "
+            "ends before its tables take it, exit 10" % label,
+            "exit %s %s" % (a.returncode, aerr[-600:]))
+        done = t.readline(timeout=60)
+        while done.startswith("grown"):
+            done = t.readline(timeout=60)
+        check(done == "DONE" and t.alive(),
+              "%s: machine: the worker runs on" % label, done)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="memattach-attachoom-")
     # the cgroup's accounting is the kernel's: one interpreter
     for label, exe in interpreters()[:1]:
-        try:
-            room_left(label, exe, tmp)
-        except Exception as e:
-            check(False, "%s: room_left ran without error" % label, repr(e))
+        for f in (room_left, machine):
+            try:
+                f(label, exe, tmp)
+            except Exception as e:
+                check(False, "%s: %s ran without error" % (label,
+                                                          f.__name__),
+                      repr(e))
     finish()
 
 
