@@ -1062,6 +1062,32 @@ static void exit_if_short(int err)
 		ma_err_set_exit(MA_EXIT_NOMEM);
 }
 
+/* Why a thread or process could not be made in the target (EAGAIN): its
+ * user's limit of them, most often; "" for another error */
+static const char *eagain_hint(pid_t pid, int err, char *buf, size_t len)
+{
+	uint64_t lim;
+
+	buf[0] = '\0';
+	if (err != -EAGAIN)
+		return buf;
+	if (!ma_proc_soft_limit(pid, "Max processes", &lim) &&
+	    lim != UINT64_MAX)
+		snprintf(buf, len,
+			 " (its user may be at its limit of processes and "
+			 "threads, which a thread counts against: "
+			 "RLIMIT_NPROC %llu, 'Max processes' in "
+			 "/proc/%d/limits, ulimit -u; raise it: prlimit --pid "
+			 "%d --nproc=N; or the system's kernel.threads-max or "
+			 "kernel.pid_max is reached)",
+			 (unsigned long long)lim, (int)pid, (int)pid);
+	else
+		snprintf(buf, len,
+			 " (the system's kernel.threads-max or kernel.pid_max "
+			 "may be reached)");
+	return buf;
+}
+
 /*
  * Load the payload into the frozen target: a memfd created there, the image
  * written into it, dlopen of /proc/self/fd/N.  *pfd: the memfd in the
@@ -1523,12 +1549,15 @@ static int inject_once(struct ma_target *t, const struct ma_inject_opts *o,
 		ma_maps_read(t->pid, &t->maps);
 	}
 	if (ctl.magic != MA_CONFIG_MAGIC || ctl.status) {
+		char hint[512];
+
 		ctl.message[sizeof(ctl.message) - 1] = '\0';
-		err = ma_err(ctl.status ? ctl.status : -EPROTO,
-			     "attach: the payload did not start in process %d: "
-			     "%s",
-			     (int)t->pid,
-			     ctl.message[0] ? ctl.message : "no status");
+		err = ma_err(
+			ctl.status ? ctl.status : -EPROTO,
+			"attach: the payload did not start in process %d: "
+			"%s%s",
+			(int)t->pid, ctl.message[0] ? ctl.message : "no status",
+			eagain_hint(t->pid, ctl.status, hint, sizeof(hint)));
 		exit_if_short(err);
 		return err;
 	}
@@ -1805,10 +1834,15 @@ int ma_inject_heap_fork(struct ma_target *t, const struct ma_heap_cfg *cfg,
 		goto fail;
 	out->clone_ns = r.ns;
 	if (r.syscall_ret < 0 || !r.child) {
+		char hint[512];
+
 		err = ma_err(r.syscall_ret < 0 ? (int)r.syscall_ret : -ECHILD,
-			     "heap: clone in process %d: %s", (int)t->pid,
+			     "heap: clone in process %d: %s%s", (int)t->pid,
 			     r.syscall_ret < 0 ? strerror((int)-r.syscall_ret)
-					       : "no copy seen");
+					       : "no copy seen",
+			     eagain_hint(t->pid, (int)r.syscall_ret, hint,
+					 sizeof(hint)));
+		exit_if_short(err);
 		goto fail;
 	}
 	out->copy = r.child;

@@ -9,6 +9,7 @@ arguments), and docs/memattach.md's synopsis against each command's
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -369,6 +370,36 @@ def heap_target_killed(exe):
               "exit %d: %s" % (m.returncode, err))
 
 
+def nproc_limit(tmp):
+    """A target whose user is at its limit of processes (RLIMIT_NPROC 1,
+    as a batch scheduler or a shared host sets; a thread counts against
+    it): the payload cannot start its watchdog thread, nor the census its
+    copy.  Each says why and what to do, exit 10 (not enough resources;
+    the census exited 1 with "Resource temporarily unavailable" alone,
+    attach with "error 11"); no capture file; the target runs on."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        skip("RLIMIT_NPROC", "needs root and setpriv")
+        return
+    cap = os.path.join(tmp, "nproc.cap")
+    def nobody_one_process():
+        os.setgroups([])
+        os.setgid(65534)
+        resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
+        os.setuid(65534)
+
+    # a target of one thread: the limit counts its own too
+    with Target("/usr/bin/python3", "heap_grow.py",
+                preexec_fn=nobody_one_process) as t:
+        for args in (["attach", "-q", "-d", "1", "-o", cap, t.pid],
+                     ["heap", "-q", t.pid]):
+            expect(args, 10, "RLIMIT_NPROC 1, 'Max processes' in "
+                   "/proc/%d/limits" % t.pid,
+                   "%s of a process at its RLIMIT_NPROC" % args[0])
+        check(not os.path.exists(cap) and t.alive(),
+              "RLIMIT_NPROC: no capture file, the target runs on",
+              os.listdir(tmp))
+
+
 def main():
     command_line()
     synopsis_matches_help()
@@ -504,6 +535,7 @@ def main():
     z.kill()
     z.wait()
     tmp = tempfile.mkdtemp(prefix="memattach-errors-")
+    nproc_limit(tmp)
     stopped_target(exe, tmp)
     full_disk(exe, tmp)
     closed_outputs(exe, tmp)
