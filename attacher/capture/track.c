@@ -1242,12 +1242,16 @@ static void agg_end(struct ma_track *tr)
  * stayed as it was for the budget.  1 then, with tr->low_room the
  * message.  No limit known: no budget.  A look reads a few files (about
  * 100 us): with many processes (--children), each is looked at when its
- * tables have changed, or every `every` ns.
+ * tables have changed, or every `every` ns, and the room is shared: each
+ * of the `share` processes tracked may take its part (they are in one
+ * cgroup, mostly); `all_tabs`: the bytes of every process's tables, for
+ * the message.
  */
 #define ROOM_LOW	   (16ull << 20)
 #define ROOM_EVERY_MANY_NS 1000000000ull
 
-static int room_check(struct ma_track *tr, uint64_t now, uint64_t every)
+static int room_check(struct ma_track *tr, uint64_t now, uint64_t every,
+		      unsigned share, uint64_t all_tabs)
 {
 	struct ma_agg_hdr *h = tr->s.agg;
 	uint64_t room, avail, tabs;
@@ -1276,7 +1280,8 @@ static int room_check(struct ma_track *tr, uint64_t now, uint64_t every)
 		return 0;
 	}
 	if (room >= ROOM_LOW && !hit) {
-		__atomic_store_n(&h->tab_budget, tabs + room - ROOM_LOW,
+		__atomic_store_n(&h->tab_budget,
+				 tabs + (room - ROOM_LOW) / (share ? share : 1),
 				 __ATOMIC_RELAXED);
 		return 0;
 	}
@@ -1288,7 +1293,8 @@ static int room_check(struct ma_track *tr, uint64_t now, uint64_t every)
 		 where, (unsigned long long)(room >> 20),
 		 avail == room ? " (MemAvailable)" : " below its limit",
 		 hit ? ", too little for its live tables to grow" : "",
-		 (unsigned long long)(tabs >> 20));
+		 (unsigned long long)((all_tabs > tabs ? all_tabs : tabs) >>
+				      20));
 	return 1;
 }
 
@@ -1758,6 +1764,19 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 			g->last_children = now;
 			g->target_stopped = 0;
 			g->held_by = 0;
+			/* the room's shares, and the tables all hold */
+			unsigned share = 0;
+			uint64_t all_tabs = 0;
+
+			for (size_t i = 0; i < g->nprocs; i++) {
+				struct ma_agg_hdr *h = g->procs[i]->s.agg;
+
+				if (!g->procs[i]->active || !h)
+					continue;
+				share++;
+				all_tabs += __atomic_load_n(&h->tab_bytes,
+							    __ATOMIC_RELAXED);
+			}
 			for (size_t i = 0; i < g->nprocs; i++) {
 				struct ma_track *p = g->procs[i];
 
@@ -1772,9 +1791,11 @@ static int run_multi(struct ma_track *g, const struct ma_track_run *run)
 				}
 				/* the processes share a cgroup, mostly: the
 				 * whole session ends */
-				if (room_check(p, now, ROOM_EVERY_MANY_NS)) {
-					memcpy(g->low_room, p->low_room,
-					       sizeof(g->low_room));
+				if (room_check(p, now, ROOM_EVERY_MANY_NS,
+					       share, all_tabs)) {
+					if (p != g)
+						memcpy(g->low_room, p->low_room,
+						       sizeof(g->low_room));
 					return MA_TRACK_END_MEMORY;
 				}
 				/* a payload stopped (memattach detach) unmaps
@@ -1916,7 +1937,7 @@ int ma_track_run(struct ma_track *tr, const struct ma_track_run *run)
 				tr->target_exited = 1;
 				return MA_TRACK_END_TARGET_EXITED;
 			}
-			if (room_check(tr, now, SAMPLE_EVERY_NS))
+			if (room_check(tr, now, SAMPLE_EVERY_NS, 1, 0))
 				return MA_TRACK_END_MEMORY;
 			/* an exec takes the payload and its ring with the
 			 * old program's memory: nothing more can come */
