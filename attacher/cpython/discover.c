@@ -114,6 +114,16 @@ static int find_runtime(struct ma_target *t)
 			      "no _PyRuntime symbol in it or a libpython "
 			      "(Python 2 and 3.6 or older are not supported)",
 			      (int)t->pid, t->exe);
+	char note[PATH_MAX + 256];
+
+	if (ma_proc_deleted_note(t->pid, "libpython3.", note,
+				 sizeof(note))[0]) {
+		ma_err_set_exit(MA_EXIT_PERM);
+		return ma_err(-EACCES,
+			      "process %d (%s): cannot read its "
+			      "libpython%s",
+			      (int)t->pid, t->exe, note);
+	}
 	return ma_err(-ENOEXEC,
 		      "process %d (%s) is not a CPython process: neither its "
 		      "executable nor a mapped libpython3.X.so defines "

@@ -560,10 +560,94 @@ void ma_proc_target_path(pid_t pid, const char *path, char *buf, size_t len)
 	snprintf(buf, len, "/proc/%d/root%s", (int)pid, path);
 }
 
+/*
+ * A mapped file deleted since it was mapped (its maps path ends in
+ * " (deleted)"): a python, a libpython or a libc that a package upgrade
+ * replaced under a process running for weeks.  The path names another
+ * file now, or none: the file the process maps is reached through
+ * /proc/PID/exe (the executable: ptrace access is enough) or
+ * /proc/PID/map_files/START-END (any mapping of it: that takes
+ * CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE).  0, or -ENOENT when the path
+ * is not such a file or no mapping of it is found.
+ */
+static int deleted_map_path(pid_t pid, const char *path, char *buf, size_t len)
+{
+	static const char del[] = " (deleted)";
+	size_t pl = strlen(path), dl = sizeof(del) - 1;
+	char link[64], exe[PATH_MAX], *text = NULL;
+	ssize_t n;
+
+	if (pl <= dl || strcmp(path + pl - dl, del))
+		return -ENOENT;
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+	n = readlink(link, exe, sizeof(exe) - 1);
+	if (n > 0 && (exe[n] = '\0', !strcmp(exe, path))) {
+		snprintf(buf, len, "%s", link);
+		return 0;
+	}
+	snprintf(link, sizeof(link), "/proc/%d/maps", (int)pid);
+	if (ma_proc_slurp(link, &text, NULL))
+		return -ENOENT;
+	for (char *line = text; line && *line;) {
+		char *nl = strchr(line, '\n'), *p;
+		unsigned long start, end;
+
+		if (nl)
+			*nl = '\0';
+		p = strchr(line, '/');
+		if (p && !strcmp(p, path) &&
+		    sscanf(line, "%lx-%lx", &start, &end) == 2) {
+			snprintf(buf, len, "/proc/%d/map_files/%lx-%lx",
+				 (int)pid, start, end);
+			free(text);
+			return 0;
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	free(text);
+	return -ENOENT;
+}
+
+const char *ma_proc_deleted_note(pid_t pid, const char *lib, char *buf,
+				 size_t len)
+{
+	struct ma_maps m;
+	char local[PATH_MAX + 64];
+
+	buf[0] = '\0';
+	if (ma_maps_read(pid, &m))
+		return buf;
+	for (size_t i = 0; i < m.n && !buf[0]; i++) {
+		const char *path = m.v[i].path, *b = strrchr(path, '/');
+		int fd;
+
+		if (!b || strncmp(b + 1, lib, strlen(lib)) ||
+		    deleted_map_path(pid, path, local, sizeof(local)))
+			continue;
+		fd = open(local, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			close(fd);
+			continue;
+		}
+		snprintf(buf, len,
+			 " (it maps %s: deleted since it was mapped, replaced "
+			 "by an upgrade maybe; memattach reads such a file "
+			 "through /proc/%d/map_files, which takes "
+			 "CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE: run it as "
+			 "root)",
+			 path, (int)pid);
+	}
+	ma_maps_free(&m);
+	return buf;
+}
+
 void ma_proc_map_path(pid_t pid, const char *path, char *buf, size_t len)
 {
 	char link[64], root[PATH_MAX];
 	ssize_t n;
+
+	if (!deleted_map_path(pid, path, buf, len))
+		return;
 
 	/* the kernel writes a mapped file's path from the root of the
 	 * reader (or of the target's mount namespace, when the reader's

@@ -114,8 +114,16 @@ void ma_proc_target_path(pid_t pid, const char *path, char *buf, size_t len);
 
 /* The same for a path of the target's maps, which the kernel writes from
  * the root of the reader, not the target's: one under the target's root
- * (a chroot, as the reader sees it) is taken relative to that root */
+ * (a chroot, as the reader sees it) is taken relative to that root.  A
+ * file deleted since it was mapped (" (deleted)": replaced by an upgrade)
+ * is reached through /proc/PID/exe or /proc/PID/map_files, never through
+ * the file now at its path. */
 void ma_proc_map_path(pid_t pid, const char *path, char *buf, size_t len);
+/* Why a mapped library (basename prefix lib) cannot be read: it was
+ * deleted since it was mapped and /proc/PID/map_files is closed to us.
+ * A parenthesised note to append to a message; "" when not so */
+const char *ma_proc_deleted_note(pid_t pid, const char *lib, char *buf,
+				 size_t len);
 
 /* The ID of thread tid (as we see it) in the PID namespace of its process,
  * the last number of NSpid in /proc/PID/task/TID/status: what the process

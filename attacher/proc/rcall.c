@@ -5,6 +5,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,16 @@ int ma_rcall_env_init(pid_t pid, struct ma_rcall_env *env)
 		if (!mapped || ma_proc_ended(pid)) {
 			ma_err_set_exit(MA_EXIT_NOPROC);
 			return ma_err(-ESRCH, "process %d exited", (int)pid);
+		}
+		char note[PATH_MAX + 256];
+
+		if (ma_proc_deleted_note(pid, "libc.so", note,
+					 sizeof(note))[0]) {
+			ma_err_set_exit(MA_EXIT_PERM);
+			return ma_err(-EACCES,
+				      "process %d: cannot read its "
+				      "libc%s",
+				      (int)pid, note);
 		}
 		return ma_err(-ENOENT,
 			      "process %d: libc's rt_sigreturn trampoline not "
