@@ -63,6 +63,12 @@ def exe_replaced(label, exe, tmp):
               "%s: the executable is mapped as deleted" % label,
               mapped(t.pid, "python3"))
         works(label, "executable replaced", t, tmp)
+        rc, out, err = memattach("ps")
+        row = [ln.split() for ln in out.splitlines()
+               if ln.split()[:1] == [str(t.pid)]]
+        check(rc == 0 and row and row[0][1][:2] == "3." and
+              row[0][4] == "yes", "%s: ps lists it, its version read, "
+              "attachable" % label, "exit %d %s" % (rc, row or out[-600:]))
 
 
 def lib_replaced(label, exe, tmp, lib):
