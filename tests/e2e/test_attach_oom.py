@@ -25,6 +25,28 @@ from test_heap_oom import Memcg, have_memcg
 N, STEPS = 10000, 100
 
 
+def track_growth(t, out, env=None):
+    """attach to t, then tell it to grow; the attach's exit code and
+    stderr, and the worker's last line once it stopped growing"""
+    a = subprocess.Popen([MEMATTACH, "attach", "-q", "-o", out,
+                          "--duration", "60", str(t.pid)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env)
+    # the worker grows once the session tracks
+    first = a.stderr.readline()
+    t.proc.stdin.write(b"go\n")
+    t.proc.stdin.flush()
+    try:
+        _, err = a.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        a.kill()
+        _, err = a.communicate()
+    done = t.readline(timeout=60)
+    while done.startswith("grown"):
+        done = t.readline(timeout=60)
+    return a.returncode, first + err, done
+
+
 def room_left(label, exe, tmp):
     if not have_memcg("%s: attach near the cgroup's limit" % label):
         return
@@ -35,29 +57,13 @@ def room_left(label, exe, tmp):
         time.sleep(0.2)
         g.limit(g.value("memory.usage_in_bytes") + (48 << 20))
         fails = g.value("memory.failcnt")
-        a = subprocess.Popen([MEMATTACH, "attach", "-q", "-o", out,
-                              "--duration", "60", str(t.pid)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-        # the worker grows once the session tracks
-        first = a.stderr.readline()
-        t.proc.stdin.write(b"go\n")
-        t.proc.stdin.flush()
-        try:
-            aout, aerr = a.communicate(timeout=90)
-        except subprocess.TimeoutExpired:
-            a.kill()
-            aout, aerr = a.communicate()
-        aerr = first + aerr
-        done = t.readline(timeout=60)
-        while done.startswith("grown"):
-            done = t.readline(timeout=60)
-        check(a.returncode == 10 and re.search(
+        rc, aerr, done = track_growth(t, out)
+        check(rc == 10 and re.search(
             r"tracking ended early: process \d+'s memory cgroup "
             r"/memattach-attachroom-\d+ had \d+ MiB left below its limit",
             aerr), "%s: a worker growing near its cgroup's limit: the "
             "session ends before the limit, exit 10" % label,
-            "exit %s %s" % (a.returncode, aerr[-600:]))
+            "exit %s %s" % (rc, aerr[-600:]))
         check(done == "DONE" and t.alive(),
               "%s: the worker grew all its floats and runs on" % label,
               "last line %r, alive %s, failcnt %d then %d" % (
@@ -97,28 +103,13 @@ def machine(label, exe, tmp):
             "exit %d %s %r %s" % (rc, aerr[-400:], kept[:40],
                                   os.listdir(tmp)))
         env["MEMATTACH_TEST_MEMAVAIL_MIB"] = "33"
-        a = subprocess.Popen([MEMATTACH, "attach", "-q", "-o", out,
-                              "--duration", "60", str(t.pid)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env)
-        first = a.stderr.readline()
-        t.proc.stdin.write(b"go\n")
-        t.proc.stdin.flush()
-        try:
-            aout, aerr = a.communicate(timeout=90)
-        except subprocess.TimeoutExpired:
-            a.kill()
-            aout, aerr = a.communicate()
-        aerr = first + aerr
-        check(a.returncode == 10 and re.search(
+        rc, aerr, done = track_growth(t, out, env)
+        check(rc == 10 and re.search(
             r"tracking ended early: the machine had \d+ MiB left "
             r"\(MemAvailable\), too little for its live tables to grow",
             aerr), "%s: 33 MiB available, the worker growing: the session "
             "ends before its tables take it, exit 10" % label,
-            "exit %s %s" % (a.returncode, aerr[-600:]))
-        done = t.readline(timeout=60)
-        while done.startswith("grown"):
-            done = t.readline(timeout=60)
+            "exit %s %s" % (rc, aerr[-600:]))
         check(done == "DONE" and t.alive(),
               "%s: machine: the worker runs on" % label, done)
 
