@@ -122,7 +122,11 @@ def lib_replaced(label, exe, tmp, lib):
 def main():
     tmp = tempfile.mkdtemp(prefix="memattach-deleted-")
     os.chmod(tmp, 0o755)
+    # how a file is reached does not depend on the version: Debian's (a
+    # static libpython) and pyenv's 3.12 (a shared one), when present
     for label, exe in interpreters():
+        if not label.startswith(("debian", "pyenv-3.12.")):
+            continue
         shared = subprocess.run(["ldd", exe], capture_output=True,
                                 text=True).stdout
         for f, args in ((exe_replaced, ()), (lib_replaced, ("libc.so",)),

@@ -22,8 +22,9 @@ with which it removes the payload image an attach killed early left.
 import os
 
 import kill_lib
-from kill_lib import KillTarget, StoppedAttach, each_interpreter, step_log
-from ma_test import check, memattach, report_json, skip
+from kill_lib import (KillTarget, StoppedAttach, each_interpreter, step_log,
+                      unless_covered)
+from ma_test import check, memattach, report_json
 
 # Steps passed many times are killed at a spread of their passages
 SPREAD = 5
@@ -208,28 +209,10 @@ def run(label, exe, tmp):
             t.kill()
 
 
-# Every kill on one interpreter per frame layout of the payload
-# (common/ma_pyver.h: 3.8 and 3.9 share one; 3.10, 3.11, 3.12, 3.13):
-# Debian's 3.11, pyenv 3.8, 3.10, 3.12, 3.13.  pyenv 3.9 and 3.11 run the
-# same attacher and payload code on a layout already covered; they are
-# skipped with that reason (MA_KILL_ALL=1 runs them too), to keep the
-# suite's time.
-COVERED = {"pyenv-3.9.": "3.8", "pyenv-3.11.": "Debian's 3.11"}
-
-
 def main():
-    def each(fn):
-        def run_one(label, exe, tmp):
-            for prefix, by in COVERED.items():
-                if label.startswith(prefix) and \
-                        os.environ.get("MA_KILL_ALL") != "1":
-                    if fn is run:
-                        skip(label, "its frame layout is covered by %s "
-                             "(MA_KILL_ALL=1 runs it)" % by)
-                    return
-            fn(label, exe, tmp)
-        return run_one
-    each_interpreter("memattach-kill-", each(run), each(detach_kills))
+    # one interpreter per frame layout (kill_lib.COVERED)
+    each_interpreter("memattach-kill-", unless_covered(run),
+                     unless_covered(detach_kills))
 
 
 if __name__ == "__main__":

@@ -241,12 +241,12 @@ def run_spawner(label, exe):
     with Target(exe, "spawner.py") as t:
         tmain = int(t.ready_line.split()[1])
         failed, why = 0, ""
-        for _ in range(40):
+        for _ in range(25):
             rc, out, err = memattach("offsets", "--source", "table", t.pid)
             if rc != 0:
                 failed, why = failed + 1, err
         check(failed == 0, "%s: spawner: the built-in table passes its "
-              "check in each of 40 looks (%d failed)" % (label, failed),
+              "check in each of 25 looks (%d failed)" % (label, failed),
               why)
         reads, bad_main, ghosts, last = 25, 0, 0, None
         nameless, last_nameless = 0, None
