@@ -1229,7 +1229,6 @@ static void agg_end(struct ma_track *tr)
 	emit(tr, &end);
 }
 
-/* An RSS sample; 1 when it found the target gone */
 /*
  * The room below the target's memory cgroup's limit, and the machine's
  * (MemAvailable), every 100 ms (with the RSS): the live tables of an
@@ -1256,7 +1255,7 @@ static int room_check(struct ma_track *tr, uint64_t now, uint64_t every,
 	struct ma_agg_hdr *h = tr->s.agg;
 	uint64_t room, avail, tabs;
 	char cg[256], where[320];
-	int hit;
+	int hit, machine;
 
 	if (!h)
 		return 0;
@@ -1271,7 +1270,8 @@ static int room_check(struct ma_track *tr, uint64_t now, uint64_t every,
 	snprintf(where, sizeof(where), "process %d's memory cgroup %s had",
 		 (int)tr->pid, cg);
 	avail = ma_proc_mem_available();
-	if (avail && avail < room) {
+	machine = avail && avail < room;
+	if (machine) {
 		room = avail;
 		snprintf(where, sizeof(where), "the machine had");
 	}
@@ -1291,13 +1291,14 @@ static int room_check(struct ma_track *tr, uint64_t now, uint64_t every,
 		 "given back now, lest the OOM killer take the process "
 		 "(--sample keeps far smaller tables)",
 		 where, (unsigned long long)(room >> 20),
-		 avail == room ? " (MemAvailable)" : " below its limit",
+		 machine ? " (MemAvailable)" : " below its limit",
 		 hit ? ", too little for its live tables to grow" : "",
 		 (unsigned long long)((all_tabs > tabs ? all_tabs : tabs) >>
 				      20));
 	return 1;
 }
 
+/* An RSS sample; 1 when it found the target gone */
 static int sample(struct ma_track *tr, uint64_t now)
 {
 	uint64_t rss = read_rss(tr->pid);

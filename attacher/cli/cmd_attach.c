@@ -919,11 +919,6 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 	 * payload's own failure: a partial result, not a success */
 	if (res.lost_records || end == MA_TRACK_END_PAYLOAD_FAILED)
 		ret = MA_EXIT_PARTIAL;
-	/* memattach did not run for over a second while stopped (Ctrl-Z,
-	 * SIGSTOP, a debugger), or for over ten while it wanted to (a
-	 * starved or thrashing host: the payload's attacher_waits): the
-	 * payload, without a heartbeat, stopped tracking to spare the
-	 * target, and the session's last seconds are not in the capture */
 	/* stopped before the target's memory cgroup's limit, to spare it
 	 * the OOM killer: the capture is whole up to then */
 	if (end == MA_TRACK_END_MEMORY) {
@@ -931,6 +926,11 @@ int ma_cmd_attach_opts(int argc, char **argv, int show_stacks)
 			ma_track_low_room(tr));
 		ret = MA_EXIT_NOMEM;
 	}
+	/* memattach did not run for over a second while stopped (Ctrl-Z,
+	 * SIGSTOP, a debugger), or for over ten while it wanted to (a
+	 * starved or thrashing host: the payload's attacher_waits): the
+	 * payload, without a heartbeat, stopped tracking to spare the
+	 * target, and the session's last seconds are not in the capture */
 	if (end == MA_TRACK_END_PAYLOAD_STOPPED && ma_track_orphaned(tr)) {
 		fprintf(stderr,
 			"memattach: tracking ended early: memattach itself did "

@@ -574,8 +574,11 @@ static int deleted_map_path(pid_t pid, const char *path, char *buf, size_t len)
 {
 	static const char del[] = " (deleted)";
 	size_t pl = strlen(path), dl = sizeof(del) - 1;
-	char link[64], exe[PATH_MAX], *text = NULL;
+	char link[64], exe[PATH_MAX];
+	const struct ma_map *mp;
+	struct ma_maps m;
 	ssize_t n;
+	int found;
 
 	if (pl <= dl || strcmp(path + pl - dl, del))
 		return -ENOENT;
@@ -585,27 +588,16 @@ static int deleted_map_path(pid_t pid, const char *path, char *buf, size_t len)
 		snprintf(buf, len, "%s", link);
 		return 0;
 	}
-	snprintf(link, sizeof(link), "/proc/%d/maps", (int)pid);
-	if (ma_proc_slurp(link, &text, NULL))
+	if (ma_maps_read(pid, &m))
 		return -ENOENT;
-	for (char *line = text; line && *line;) {
-		char *nl = strchr(line, '\n'), *p;
-		unsigned long start, end;
-
-		if (nl)
-			*nl = '\0';
-		p = strchr(line, '/');
-		if (p && !strcmp(p, path) &&
-		    sscanf(line, "%lx-%lx", &start, &end) == 2) {
-			snprintf(buf, len, "/proc/%d/map_files/%lx-%lx",
-				 (int)pid, start, end);
-			free(text);
-			return 0;
-		}
-		line = nl ? nl + 1 : NULL;
-	}
-	free(text);
-	return -ENOENT;
+	mp = ma_maps_find_file(&m, path);
+	found = mp != NULL;
+	if (found)
+		snprintf(buf, len, "/proc/%d/map_files/%llx-%llx", (int)pid,
+			 (unsigned long long)mp->start,
+			 (unsigned long long)mp->end);
+	ma_maps_free(&m);
+	return found ? 0 : -ENOENT;
 }
 
 const char *ma_proc_deleted_note(pid_t pid, const char *lib, char *buf,

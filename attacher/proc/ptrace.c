@@ -457,7 +457,6 @@ static pid_t memattach_tracer(pid_t pid, pid_t tid)
 	return strcmp(comm, "memattach") ? 0 : st.tracer;
 }
 
-/* *busy: the seize failed while another memattach traced the process */
 /*
  * Whether the process has threads we do not hold: more than we hold
  * stopped, spared or about to stop.  A listing of /proc/PID/task stops at
@@ -482,6 +481,7 @@ static int unheld_threads(const struct ma_freeze *f)
 	return st.threads > held;
 }
 
+/* *busy: the seize failed while another memattach traced the process */
 static int freeze_once(pid_t pid, int timeout_ms, int spare,
 		       struct ma_freeze **out, pid_t *busy)
 {
